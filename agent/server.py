@@ -1,0 +1,491 @@
+"""The agent process: registers with the master, launches executors, relays updates.
+
+    master ◀──Connect stream──▶ agent ◀──Unix socket (executor.proto)──▶ executor
+                                  │
+                                  └── Agent API (gRPC): task logs, state
+
+One asyncio loop. The agent dials the master and reconnects with backoff and
+jitter when the stream breaks; executors live in their own sessions and keep
+their tasks running whatever happens to the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from prometheus_client import Counter, Gauge
+
+from juggler.agent.status_updates import StatusUpdateManager
+from juggler.common import framing, logs, servers, task_states
+from juggler.common.resources import Resources
+from juggler.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    common_pb2,
+    executor_pb2,
+)
+
+log = logs.get("juggler.agent")
+S = common_pb2.TaskState
+
+LAUNCHED = Counter("juggler_agent_tasks_launched_total", "Executors started")
+UPDATES = Counter("juggler_agent_status_updates_total", "Status updates sent to the master",
+                  ["state"])
+RUNNING = Gauge("juggler_agent_tasks_active", "Tasks not yet terminal on this agent")
+CONNECTED = Gauge("juggler_agent_master_connected", "1 while the master stream is up")
+
+
+@dataclass
+class AgentConfig:
+    master: str
+    work_dir: Path
+    resources: Resources
+    host: str = "0.0.0.0"
+    port: int = 5051
+    advertise_ip: str = ""
+    hostname: str = ""
+    metrics_port: int = 5056
+    status_update_retry: float = 2.0
+    cgroup_root: str = "juggler"
+
+
+@dataclass
+class AgentTask:
+    framework: common_pb2.FrameworkInfo
+    info: common_pb2.TaskInfo
+    sandbox: Path
+    state: int = S.TASK_STAGING
+    process: asyncio.subprocess.Process | None = None
+    writer: asyncio.StreamWriter | None = None
+    kill: agent_pb2.MasterMessage.KillTask | None = None
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    terminal_acked: bool = False
+    watcher: asyncio.Task[None] | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.framework.id, self.info.task_id)
+
+
+def _local_ip_towards(address: str) -> str:
+    """The local address the kernel would use to reach `address` (no packet is sent)."""
+    host = address.rsplit(":", 1)[0].strip("[]") or "127.0.0.1"
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((socket.gethostbyname(host), 9))
+            return str(s.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.work_dir = config.work_dir
+        self.agent_id = ""
+        self.tasks: dict[tuple[str, str], AgentTask] = {}
+        self.updates = StatusUpdateManager(first_retry=config.status_update_retry)
+        self.hostname = config.hostname or socket.gethostname()
+        self.address = ""
+        self.socket_path = self.work_dir / "agent.sock"
+        self._outbox: asyncio.Queue[agent_pb2.AgentMessage] | None = None
+        self._registered = asyncio.Event()
+        self._wake_updates = asyncio.Event()
+        self._stopping = False
+        self._bg: list[asyncio.Task[Any]] = []
+        self.server: grpc.aio.Server | None = None
+        self._unix: asyncio.AbstractServer | None = None
+        self.metrics_port = 0
+
+    # -- life cycle ----------------------------------------------------------
+    async def start(self) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        id_file = self.work_dir / "agent_id"
+        if id_file.exists():
+            self.agent_id = id_file.read_text().strip()
+        if self.socket_path.exists():
+            self.socket_path.unlink()
+        self._unix = await asyncio.start_unix_server(self._executor_connection,
+                                                     path=str(self.socket_path))
+        server = servers.new_server()
+        agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(self), server)
+        await servers.add_health_and_reflection(
+            server, [agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name])
+        port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        if port == 0:
+            raise OSError(f"cannot listen on {self.config.host}:{self.config.port}")
+        await server.start()
+        self.server = server
+        ip = self.config.advertise_ip or (
+            self.config.host if self.config.host not in ("0.0.0.0", "")
+            else _local_ip_towards(self.config.master.split(",")[0]))
+        self.address = f"{ip}:{port}"
+        if self.config.metrics_port >= 0:
+            from juggler.common import metrics
+            self.metrics_port = metrics.serve(self.config.host, self.config.metrics_port)
+        self._bg = [asyncio.create_task(self._master_loop()),
+                    asyncio.create_task(self._update_loop())]
+        log.info("agent started", address=self.address, work_dir=str(self.work_dir),
+                 resources=str(self.config.resources), metrics_port=self.metrics_port)
+
+    async def stop(self) -> None:
+        """Stop the agent; executors and their tasks keep running."""
+        self._stopping = True
+        for t in self._bg:
+            t.cancel()
+        if self._unix is not None:
+            self._unix.close()
+        if self.server is not None:
+            await self.server.stop(grace=0.5)
+
+    async def kill_all_tasks(self, timeout: float = 15.0) -> None:
+        """Kill every task (used by `juggler up` on shutdown) and wait for them."""
+        for task in list(self.tasks.values()):
+            if not task_states.is_terminal(task.state):
+                await self._kill(task, agent_pb2.MasterMessage.KillTask(
+                    framework_id=task.framework.id, task_id=task.info.task_id,
+                    kill_policy=task.info.kill_policy))
+        waits = [t.finished.wait() for t in self.tasks.values() if t.process is not None]
+        if waits:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*waits), timeout)
+
+    # -- the master stream -----------------------------------------------------
+    async def _master_loop(self) -> None:
+        masters = [m.strip() for m in self.config.master.split(",") if m.strip()]
+        attempt = 0
+        while not self._stopping:
+            address = masters[attempt % len(masters)]
+            try:
+                await self._session(address)
+                attempt = 0
+            except (grpc.aio.AioRpcError, OSError) as e:
+                code = e.code().name if isinstance(e, grpc.aio.AioRpcError) else type(e).__name__
+                log.info("master connection lost", master=address, code=code)
+            finally:
+                CONNECTED.set(0)
+                self._outbox = None
+                self._registered.clear()
+            attempt += 1
+            # Exponential backoff with full jitter: thousands of agents must not
+            # reconnect in lockstep.
+            await asyncio.sleep(random.uniform(0, min(10.0, 0.2 * 2 ** min(attempt, 6))))
+
+    def _register_message(self) -> agent_pb2.AgentMessage:
+        info = common_pb2.AgentInfo(id=self.agent_id, hostname=self.hostname,
+                                    resources=self.config.resources.to_proto(),
+                                    address=self.address)
+        if not self.agent_id:
+            return agent_pb2.AgentMessage(register=agent_pb2.AgentMessage.Register(
+                agent=info, version="0.1.0"))
+        rr = agent_pb2.AgentMessage.Reregister(agent=info, version="0.1.0")
+        for task in self.tasks.values():
+            if task.terminal_acked:
+                continue
+            rr.running.append(agent_pb2.AgentMessage.RunningTask(task=task.info,
+                                                                 framework=task.framework))
+            rr.tasks.append(common_pb2.TaskStatus(task_id=task.info.task_id, state=task.state,
+                                                  framework_id=task.framework.id,
+                                                  agent_id=self.agent_id))
+        return agent_pb2.AgentMessage(reregister=rr)
+
+    async def _session(self, address: str) -> None:
+        outbox: asyncio.Queue[agent_pb2.AgentMessage] = asyncio.Queue()
+        outbox.put_nowait(self._register_message())
+
+        async def outgoing() -> AsyncIterator[agent_pb2.AgentMessage]:
+            while True:
+                yield await outbox.get()
+
+        async with servers.channel(address) as channel:
+            stub = agent_pb2_grpc.AgentChannelStub(channel)
+            call = stub.Connect(outgoing())
+            async for msg in call:
+                await self._on_master_message(msg, outbox, address)
+
+    async def _on_master_message(self, msg: agent_pb2.MasterMessage,
+                                 outbox: asyncio.Queue[agent_pb2.AgentMessage],
+                                 address: str) -> None:
+        kind = msg.WhichOneof("message")
+        if kind == "registered":
+            self.agent_id = msg.registered.agent_id
+            (self.work_dir / "agent_id").write_text(self.agent_id)
+            self._outbox = outbox
+            CONNECTED.set(1)
+            self._registered.set()
+            self.updates.resend_all(time.monotonic())
+            self._wake_updates.set()
+            log.info("registered with master", master=address, agent_id=self.agent_id)
+        elif kind == "run_task":
+            await self._launch(msg.run_task.framework, msg.run_task.task)
+        elif kind == "kill_task":
+            task = self.tasks.get((msg.kill_task.framework_id, msg.kill_task.task_id))
+            if task is None:
+                # The master thinks it runs here but it does not: tell it so.
+                self._agent_update(msg.kill_task.framework_id, msg.kill_task.task_id,
+                                   S.TASK_LOST, common_pb2.REASON_TASK_UNKNOWN,
+                                   "the agent has no such task")
+            else:
+                await self._kill(task, msg.kill_task)
+        elif kind == "acknowledgement":
+            ack = msg.acknowledgement
+            if self.updates.acknowledge(ack.framework_id, ack.task_id, ack.uuid,
+                                        time.monotonic()):
+                self._wake_updates.set()
+                self._maybe_release(ack.framework_id, ack.task_id)
+        elif kind == "heartbeat":
+            outbox.put_nowait(agent_pb2.AgentMessage(heartbeat=agent_pb2.AgentMessage.Heartbeat()))
+        elif kind == "shutdown":
+            log.error("master asked the agent to shut down", reason=msg.shutdown.message)
+            raise SystemExit(1)
+
+    # -- status updates ----------------------------------------------------------
+    def _record(self, status: common_pb2.TaskStatus) -> None:
+        task = self.tasks.get((status.framework_id, status.task_id))
+        if task is not None and not task_states.is_terminal(task.state):
+            task.state = status.state
+        if self.updates.add(status, time.monotonic()):
+            self._wake_updates.set()
+        RUNNING.set(sum(1 for t in self.tasks.values() if not task_states.is_terminal(t.state)))
+
+    def _agent_update(self, framework_id: str, task_id: str, state: int, reason: int,
+                      message: str, exit_code: int | None = None) -> None:
+        import uuid
+        status = common_pb2.TaskStatus(
+            task_id=task_id, framework_id=framework_id, agent_id=self.agent_id, state=state,
+            reason=reason, message=message, source=common_pb2.SOURCE_AGENT,
+            uuid=uuid.uuid4().bytes, timestamp=time.time())
+        if exit_code is not None:
+            status.exit_code = exit_code
+        self._record(status)
+
+    async def _update_loop(self) -> None:
+        while True:
+            outbox = self._outbox
+            if outbox is not None:
+                for status in self.updates.due(time.monotonic()):
+                    UPDATES.labels(state=task_states.name(status.state)).inc()
+                    outbox.put_nowait(agent_pb2.AgentMessage(
+                        status_update=agent_pb2.AgentMessage.StatusUpdate(status=status)))
+            nxt = self.updates.next_due()
+            timeout = 1.0 if nxt is None else max(0.0, min(1.0, nxt - time.monotonic()))
+            self._wake_updates.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_updates.wait(), timeout)
+
+    def _maybe_release(self, framework_id: str, task_id: str) -> None:
+        """A terminal task whose updates are all acknowledged: let its executor go."""
+        task = self.tasks.get((framework_id, task_id))
+        if task is None or not task_states.is_terminal(task.state):
+            return
+        if self.updates.pending(framework_id, task_id) == 0:
+            task.terminal_acked = True
+            if task.writer is not None:
+                self._send_executor(task, executor_pb2.AgentToExecutor(
+                    shutdown=executor_pb2.AgentToExecutor.Shutdown()))
+
+    # -- executors ---------------------------------------------------------------
+    def sandbox_of(self, framework_id: str, task_id: str) -> Path:
+        return self.work_dir / "frameworks" / framework_id / "tasks" / task_id
+
+    async def _launch(self, framework: common_pb2.FrameworkInfo,
+                      info: common_pb2.TaskInfo) -> None:
+        key = (framework.id, info.task_id)
+        tlog = log.bind(framework_id=framework.id, task_id=info.task_id)
+        existing = self.tasks.get(key)
+        if existing is not None and not task_states.is_terminal(existing.state):
+            tlog.warning("task already running here; launch ignored")
+            return
+        sandbox = self.sandbox_of(*key)
+        if sandbox.exists():  # a reused task id: keep the old run's files apart
+            sandbox.rename(sandbox.with_name(f"{info.task_id}.{int(time.time() * 1000)}"))
+        sandbox.mkdir(parents=True)
+        task = AgentTask(framework=framework, info=info, sandbox=sandbox)
+        self.tasks[key] = task
+        spec = executor_pb2.ExecutorSpec(
+            framework=framework, task=info, agent_id=self.agent_id,
+            agent_socket=str(self.socket_path),
+            cgroup=f"{self.config.cgroup_root}/{framework.id}.{info.task_id}")
+        (sandbox / "task.pb").write_bytes(spec.SerializeToString())
+        logfile = open(sandbox / "executor.log", "ab")  # noqa: SIM115
+        try:
+            task.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "juggler.executor", "--sandbox", str(sandbox),
+                stdin=asyncio.subprocess.DEVNULL, stdout=logfile, stderr=logfile,
+                start_new_session=True, cwd=str(sandbox))
+        except OSError as e:
+            tlog.error("executor failed to start", error=str(e))
+            self._agent_update(*key, S.TASK_FAILED, common_pb2.REASON_CONTAINER_LAUNCH_FAILED,
+                               f"the executor failed to start: {e}")
+            task.finished.set()
+            return
+        finally:
+            logfile.close()
+        LAUNCHED.inc()
+        tlog.info("executor started", pid=task.process.pid, sandbox=str(sandbox))
+        task.watcher = asyncio.create_task(self._watch_executor(task))
+
+    async def _watch_executor(self, task: AgentTask) -> None:
+        assert task.process is not None
+        code = await task.process.wait()
+        if not task_states.is_terminal(task.state):
+            log.warning("executor exited before its task ended", task_id=task.info.task_id,
+                        exit_code=code)
+            tail = _tail(task.sandbox / "executor.log")
+            self._agent_update(task.framework.id, task.info.task_id, S.TASK_FAILED,
+                               common_pb2.REASON_EXECUTOR_TERMINATED,
+                               f"the executor exited with status {code} before its task ended"
+                               + (f": {tail}" if tail else ""))
+        task.finished.set()
+
+    async def _kill(self, task: AgentTask, kill: agent_pb2.MasterMessage.KillTask) -> None:
+        task.kill = kill
+        if task.writer is not None:
+            self._send_executor(task, executor_pb2.AgentToExecutor(
+                kill=executor_pb2.AgentToExecutor.Kill(kill_policy=kill.kill_policy)))
+        # Otherwise it is sent when the executor says hello.
+
+    def _send_executor(self, task: AgentTask, message: executor_pb2.AgentToExecutor) -> None:
+        if task.writer is not None and not task.writer.is_closing():
+            task.writer.write(framing.encode(message))
+
+    async def _executor_connection(self, reader: asyncio.StreamReader,
+                                   writer: asyncio.StreamWriter) -> None:
+        task: AgentTask | None = None
+        try:
+            while True:
+                msg = await framing.read(reader, executor_pb2.ExecutorMessage)
+                if msg is None:
+                    return
+                kind = msg.WhichOneof("message")
+                if kind == "hello":
+                    task = self.tasks.get((msg.hello.framework_id, msg.hello.task_id))
+                    if task is None:
+                        log.warning("unknown executor said hello", task_id=msg.hello.task_id)
+                        return
+                    task.writer = writer
+                    if task.kill is not None:
+                        await self._kill(task, task.kill)
+                    if task.terminal_acked:
+                        self._send_executor(task, executor_pb2.AgentToExecutor(
+                            shutdown=executor_pb2.AgentToExecutor.Shutdown()))
+                elif kind == "update" and task is not None:
+                    status = msg.update.status
+                    status.agent_id = self.agent_id
+                    self._record(status)
+                    writer.write(framing.encode(executor_pb2.AgentToExecutor(
+                        ack=executor_pb2.AgentToExecutor.Ack(uuid=status.uuid))))
+                    await writer.drain()
+        except (framing.FrameError, ConnectionError) as e:
+            log.warning("executor connection failed", error=str(e))
+        finally:
+            if task is not None and task.writer is writer:
+                task.writer = None
+            writer.close()
+
+    # -- state for the Agent API -------------------------------------------------
+    def find_task(self, task_id: str, framework_id: str = "") -> AgentTask | None:
+        if framework_id:
+            return self.tasks.get((framework_id, task_id))
+        for (_, tid), task in self.tasks.items():
+            if tid == task_id:
+                return task
+        return None
+
+    def find_sandbox(self, task_id: str, framework_id: str = "") -> Path | None:
+        task = self.find_task(task_id, framework_id)
+        if task is not None:
+            return task.sandbox
+        root = self.work_dir / "frameworks"
+        pattern = f"{framework_id or '*'}/tasks/{task_id}"
+        found = sorted(root.glob(pattern), key=lambda p: p.stat().st_mtime)
+        return found[-1] if found else None
+
+
+def _tail(path: Path, limit: int = 400) -> str:
+    try:
+        data = path.read_bytes()[-limit:]
+    except OSError:
+        return ""
+    lines = [ln for ln in data.decode(errors="replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+class AgentServicer(agent_pb2_grpc.AgentServicer):
+    def __init__(self, agent: Agent) -> None:
+        self.a = agent
+
+    async def Logs(self, request: agent_pb2.LogsRequest,
+                   context: grpc.aio.ServicerContext) -> AsyncIterator[agent_pb2.LogChunk]:
+        sandbox = self.a.find_sandbox(request.task_id, request.framework_id)
+        if sandbox is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"task {request.task_id!r} has no sandbox on this agent")
+            return
+        want_out = request.stdout or not request.stderr
+        want_err = request.stderr or not request.stdout
+        streams = []
+        if want_out:
+            streams.append((agent_pb2.LogChunk.STDOUT, sandbox / "stdout"))
+        if want_err:
+            streams.append((agent_pb2.LogChunk.STDERR, sandbox / "stderr"))
+        offsets = {}
+        for kind, path in streams:
+            offsets[kind] = _tail_offset(path, request.tail) if request.tail else 0
+        task = self.a.find_task(request.task_id, request.framework_id)
+        while True:
+            done = (not request.follow or task is None or task.finished.is_set()
+                    or task_states.is_terminal(task.state))
+            sent = False
+            for kind, path in streams:
+                try:
+                    with open(path, "rb") as f:
+                        f.seek(offsets[kind])
+                        data = f.read(1 << 20)
+                except FileNotFoundError:
+                    continue
+                if data:
+                    offsets[kind] += len(data)
+                    sent = True
+                    yield agent_pb2.LogChunk(stream=kind, data=data)
+            if done and not sent:
+                return
+            if not sent:
+                await asyncio.sleep(0.05)
+
+
+    async def GetState(self, request: agent_pb2.GetAgentStateRequest,
+                       context: grpc.aio.ServicerContext) -> agent_pb2.GetAgentStateResponse:
+        a = self.a
+        info = common_pb2.AgentInfo(id=a.agent_id, hostname=a.hostname, address=a.address,
+                                    resources=a.config.resources.to_proto())
+        return agent_pb2.GetAgentStateResponse(agent=info, tasks=[
+            common_pb2.TaskStatus(task_id=t.info.task_id, framework_id=t.framework.id,
+                                  agent_id=a.agent_id, state=t.state)
+            for t in a.tasks.values()])
+
+
+def _tail_offset(path: Path, lines: int) -> int:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return 0
+    end = len(data)
+    if data.endswith(b"\n"):
+        end -= 1
+    pos = end
+    for _ in range(lines):
+        pos = data.rfind(b"\n", 0, pos)
+        if pos < 0:
+            return 0
+    return pos + 1

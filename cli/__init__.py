@@ -1,0 +1,1 @@
+"""juggler.cli"""

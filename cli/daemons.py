@@ -1,0 +1,120 @@
+"""`juggler master` and `juggler agent`: the daemons on their own."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from juggler.common import logs
+from juggler.common.resources import ResourceError
+
+
+def add_master_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("master", help="run a master",
+                       description="Run a master: offers agents' resources to frameworks.")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--port", type=int, default=5050, help="gRPC port (default 5050)")
+    p.add_argument("--advertise", default="", help="host:port others reach this master at")
+    p.add_argument("--metrics-port", type=int, default=5055,
+                   help="HTTP port of /metrics (default 5055; -1 disables)")
+    p.add_argument("--work-dir", default="/var/lib/juggler/master",
+                   help="where the embedded store keeps the registry")
+    p.add_argument("--allocation-interval", type=float, default=1.0,
+                   help="seconds between batch allocations (default 1)")
+    p.set_defaults(func=master_main)
+
+
+def add_agent_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("agent", help="run an agent",
+                       description="Run an agent: registers this host's resources and runs tasks.")
+    p.add_argument("--master", required=True,
+                   help="host:port of the master (or a list, comma-separated)")
+    p.add_argument("--work-dir", default="/var/lib/juggler/agent",
+                   help="sandboxes and checkpoints (default /var/lib/juggler/agent)")
+    p.add_argument("--resources", default=None,
+                   help='override detected resources, e.g. "cpus:2;mem:1024;disk:4096" (MiB)')
+    p.add_argument("--host", default="0.0.0.0", help="address the agent API listens on")
+    p.add_argument("--port", type=int, default=5051, help="agent API port (default 5051; 0 = any)")
+    p.add_argument("--advertise-ip", default="",
+                   help="IP others reach the agent API at (default: the one routing to the master)")
+    p.add_argument("--hostname", default="", help="name to register with (default: this host's)")
+    p.add_argument("--metrics-port", type=int, default=5056,
+                   help="HTTP port of /metrics (default 5056; 0 = any, -1 disables)")
+    p.add_argument("--status-update-retry", type=float, default=2.0,
+                   help="first retry interval of unacknowledged status updates (seconds)")
+    p.set_defaults(func=agent_main)
+
+
+async def _serve_until_signal(start, stop, on_usr1=None) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    usr1 = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    if on_usr1 is not None:
+        loop.add_signal_handler(signal.SIGUSR1, lambda: (usr1.set(), done.set()))
+    await start()
+    await done.wait()
+    if usr1.is_set() and on_usr1 is not None:
+        await on_usr1()
+    await stop()
+
+
+def master_main(args: argparse.Namespace) -> int:
+    from juggler.master.server import Master, MasterConfig
+    from juggler.store.embedded import EmbeddedStore
+
+    logs.configure("master")
+    config = MasterConfig(host=args.host, port=args.port, advertise=args.advertise,
+                          metrics_port=args.metrics_port,
+                          allocation_interval=args.allocation_interval)
+
+    async def main() -> None:
+        master = Master(config, EmbeddedStore(args.work_dir))
+        await _serve_until_signal(master.start, master.stop)
+
+    try:
+        asyncio.run(main())
+    except OSError as e:
+        print(f"juggler master: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def agent_main(args: argparse.Namespace) -> int:
+    from juggler.agent import resources
+    from juggler.agent.server import Agent, AgentConfig
+
+    logs.configure("agent")
+    if os.geteuid() != 0:
+        print("juggler agent: must run as root (it creates namespaces, cgroups and mounts)",
+              file=sys.stderr)
+        return 1
+    work_dir = Path(args.work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        res = resources.resolve(args.resources, work_dir)
+    except ResourceError as e:
+        print(f"juggler agent: --resources: {e}", file=sys.stderr)
+        return 2
+    config = AgentConfig(master=args.master, work_dir=work_dir, resources=res, host=args.host,
+                         port=args.port, advertise_ip=args.advertise_ip, hostname=args.hostname,
+                         metrics_port=args.metrics_port,
+                         status_update_retry=args.status_update_retry)
+
+    async def main() -> None:
+        agent = Agent(config)
+        # SIGTERM/SIGINT: leave the tasks running (an upgraded agent recovers
+        # them). SIGUSR1: kill every task first (as Mesos's agent does).
+        await _serve_until_signal(agent.start, agent.stop, on_usr1=agent.kill_all_tasks)
+
+    try:
+        asyncio.run(main())
+    except OSError as e:
+        print(f"juggler agent: {e}", file=sys.stderr)
+        return 1
+    return 0

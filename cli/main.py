@@ -1,0 +1,34 @@
+"""The `juggler` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from juggler.cli import daemons, ps, run, up
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="juggler", description="juggler: a Mesos-style cluster manager.",
+        epilog="Start a local cluster with `sudo juggler up`, then `juggler run -- echo hi`.")
+    sub = p.add_subparsers(dest="subcommand", metavar="COMMAND")
+    up.add_parser(sub)
+    run.add_parser(sub)
+    ps.add_parser(sub)
+    daemons.add_master_parser(sub)
+    daemons.add_agent_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    if not getattr(args, "func", None):
+        p.print_help(sys.stderr)
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""structlog set-up shared by every juggler process.
+
+JSON lines when stderr is not a terminal (for log shippers), a readable
+console format when it is. Bind ids (framework_id, agent_id, task_id,
+offer_id) with `log.bind(...)` so every line carries them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import structlog
+
+
+def configure(process: str, level: str | None = None, json: bool | None = None) -> None:
+    level_name = (level or os.environ.get("JUGGLER_LOG_LEVEL", "info")).upper()
+    numeric = getattr(logging, level_name, logging.INFO)
+    if json is None:
+        json = not sys.stderr.isatty()
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(process=process, pid=os.getpid())
+
+
+def get(name: str, **ids: Any) -> Any:
+    """A lazy logger: it takes the configuration in force when it first logs."""
+    return structlog.get_logger(logger=name, **ids)

@@ -1,0 +1,165 @@
+"""The cgroup manager interface and the host detection that picks v1 or v2.
+
+One narrow interface (as runc's `cgroups.Manager`): create, set limits, add a
+pid, ask whether the OOM killer struck, kill every process, destroy, paths and
+basic stats. `cgroups_v1` and `cgroups_v2` implement it; `detect()` chooses once
+per process. Both take a root path so tests can point them at a fake tree.
+
+A cgroup is named by a relative path (e.g. "juggler/<agent>/<task>") that is
+the same under every v1 controller and under the v2 unified hierarchy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ROOT = Path("/sys/fs/cgroup")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a container may use. None leaves the kernel's default (no limit)."""
+
+    cpu_shares: int | None = None
+    cpu_quota_us: int | None = None
+    cpu_period_us: int = 100_000
+    memory_bytes: int | None = None
+    pids_max: int | None = None
+
+
+@dataclass(frozen=True)
+class Stats:
+    cpu_usage_ns: int = 0
+    memory_bytes: int = 0
+    memory_limit_bytes: int | None = None
+    pids: int = 0
+    oom_kills: int = 0
+
+
+class CgroupError(OSError):
+    pass
+
+
+class Cgroup(ABC):
+    """One container's cgroup (in every controller it uses)."""
+
+    version: int
+
+    def __init__(self, name: str, root: Path = DEFAULT_ROOT) -> None:
+        name = name.strip("/")
+        if not name or ".." in Path(name).parts:
+            raise ValueError(f"bad cgroup name {name!r}")
+        self.name = name
+        self.root = Path(root)
+
+    @abstractmethod
+    def paths(self) -> dict[str, Path]:
+        """Controller (or "unified") → directory."""
+
+    @abstractmethod
+    def create(self) -> None: ...
+
+    @abstractmethod
+    def set(self, limits: Limits) -> None: ...
+
+    @abstractmethod
+    def add(self, pid: int) -> None: ...
+
+    @abstractmethod
+    def pids(self) -> list[int]: ...
+
+    @abstractmethod
+    def oom_killed(self) -> bool: ...
+
+    @abstractmethod
+    def stats(self) -> Stats: ...
+
+    def exists(self) -> bool:
+        return any(p.is_dir() for p in self.paths().values())
+
+    def kill(self, sig: int = 9) -> None:
+        """Send `sig` to every process in the cgroup (gone ones are skipped)."""
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def destroy(self) -> None:
+        """SIGKILL what is left and remove the directories (idempotent)."""
+        self.kill(9)
+        for path in _unique(self.paths().values()):
+            _rmdir_retrying(path)
+
+
+def _unique(paths) -> list[Path]:
+    seen: set[str] = set()
+    out = []
+    for p in paths:
+        key = os.path.realpath(p)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+def _rmdir_retrying(path: Path, attempts: int = 200) -> None:
+    """rmdir a cgroup; EBUSY lasts while killed processes are still exiting."""
+    import time
+
+    for _ in range(attempts):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno != 16:  # EBUSY
+                raise CgroupError(e.errno, f"remove cgroup {path}: {e.strerror}") from None
+            for pid in _read_pids(path / "cgroup.procs"):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, 9)
+            time.sleep(0.01)
+    raise CgroupError(16, f"remove cgroup {path}: still busy")
+
+
+def _read_pids(path: Path) -> list[int]:
+    try:
+        return [int(x) for x in path.read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def v2_has_controllers(unified: Path) -> bool:
+    try:
+        return bool((unified / "cgroup.controllers").read_text().split())
+    except OSError:
+        return False
+
+
+@functools.cache
+def detect(root: Path = DEFAULT_ROOT) -> int:
+    """1 or 2: v2 only when the unified hierarchy actually has controllers."""
+    root = Path(root)
+    if (root / "cgroup.controllers").exists():  # pure v2: unified mounted at the root
+        return 2 if v2_has_controllers(root) else 1
+    if (root / "memory").is_dir() or (root / "cpu").is_dir():
+        return 1
+    if v2_has_controllers(root / "unified"):
+        return 2
+    return 1
+
+
+def open_cgroup(name: str, root: Path = DEFAULT_ROOT, version: int | None = None) -> Cgroup:
+    """The cgroup `name` with the implementation this host uses."""
+    version = version or detect(root)
+    if version == 2:
+        from juggler.container.cgroups_v2 import CgroupV2
+
+        return CgroupV2(name, root)
+    from juggler.container.cgroups_v1 import CgroupV1
+
+    return CgroupV1(name, root)

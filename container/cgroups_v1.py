@@ -1,0 +1,110 @@
+"""cgroup v1: one directory per controller (cpu, cpuacct, memory, pids).
+
+Memory: memory.limit_in_bytes, and memory.memsw.limit_in_bytes set to the
+same value where the kernel has it, so the task cannot spill into swap. An OOM
+kill is read from `oom_kill` in memory.oom_control (memory.failcnt only counts
+allocations that hit the limit and were reclaimed, not kills).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from juggler.container.cgroups import Cgroup, CgroupError, Limits, Stats, _read_pids
+
+CONTROLLERS = ("cpu", "cpuacct", "memory", "pids")
+
+
+class CgroupV1(Cgroup):
+    version = 1
+
+    def paths(self) -> dict[str, Path]:
+        return {c: self.root / c / self.name for c in CONTROLLERS if (self.root / c).is_dir()}
+
+    def create(self) -> None:
+        for path in self.paths().values():
+            path.mkdir(parents=True, exist_ok=True)
+
+    def _write(self, controller: str, file: str, value: object) -> None:
+        path = self.root / controller / self.name / file
+        try:
+            path.write_text(f"{value}\n")
+        except OSError as e:
+            raise CgroupError(e.errno or 0, f"write {value} to {path}: {e.strerror}") from None
+
+    def _has(self, controller: str, file: str) -> bool:
+        return (self.root / controller / self.name / file).exists()
+
+    def set(self, limits: Limits) -> None:
+        if limits.cpu_shares is not None:
+            self._write("cpu", "cpu.shares", limits.cpu_shares)
+        if limits.cpu_quota_us is not None:
+            self._write("cpu", "cpu.cfs_period_us", limits.cpu_period_us)
+            self._write("cpu", "cpu.cfs_quota_us", limits.cpu_quota_us)
+        if limits.memory_bytes:
+            self._set_memory(limits.memory_bytes)
+        if limits.pids_max is not None and self._has("pids", "pids.max"):
+            self._write("pids", "pids.max", limits.pids_max)
+
+    def _set_memory(self, value: int) -> None:
+        # memsw must stay >= the memory limit: raise memory first when growing,
+        # memsw first when shrinking; try one order and fall back on the other.
+        if not self._has("memory", "memory.memsw.limit_in_bytes"):
+            self._write("memory", "memory.limit_in_bytes", value)
+            return
+        try:
+            self._write("memory", "memory.limit_in_bytes", value)
+            self._write("memory", "memory.memsw.limit_in_bytes", value)
+        except CgroupError:
+            self._write("memory", "memory.memsw.limit_in_bytes", value)
+            self._write("memory", "memory.limit_in_bytes", value)
+
+    def add(self, pid: int) -> None:
+        for controller in self.paths():
+            self._write(controller, "cgroup.procs", pid)
+
+    def pids(self) -> list[int]:
+        for controller in ("pids", "memory", "cpu"):
+            path = self.root / controller / self.name / "cgroup.procs"
+            if path.exists():
+                return _read_pids(path)
+        return []
+
+    def _read(self, controller: str, file: str) -> str | None:
+        try:
+            return (self.root / controller / self.name / file).read_text()
+        except OSError:
+            return None
+
+    def oom_kills(self) -> int:
+        text = self._read("memory", "memory.oom_control") or ""
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        return 0
+
+    def oom_killed(self) -> bool:
+        return self.oom_kills() > 0
+
+    def stats(self) -> Stats:
+        limit = _int(self._read("memory", "memory.limit_in_bytes"))
+        return Stats(
+            cpu_usage_ns=_int(self._read("cpuacct", "cpuacct.usage")) or 0,
+            memory_bytes=_int(self._read("memory", "memory.usage_in_bytes")) or 0,
+            memory_limit_bytes=limit if limit is not None and limit < 2**62 else None,
+            pids=len(self.pids()),
+            oom_kills=self.oom_kills(),
+        )
+
+
+def _int(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
+
+
+

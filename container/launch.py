@@ -1,0 +1,193 @@
+"""Start a container whose pid 1 is the task's command, as the caller's child.
+
+    executor (host namespaces)                child (pid 1 of a new pid ns)
+    ─────────────────────────                 ─────────────────────────────
+    unshare(CLONE_NEWPID)   (once, for its future child only)
+    fork ───────────────────────────────────▶ wait on the sync pipe
+    add child to the cgroup, close sync ────▶ unshare(NS|UTS|IPC[|NET])
+                                              hostname, lo up, rootfs, stdio,
+                                              chdir, user, execve
+    read the error pipe (CLOEXEC): EOF ◀───── exec succeeded
+                       or "code\\nmessage" ◀── a step failed, _exit(code)
+
+The executor stays the container's direct parent, so it can waitpid and read
+its exit status. The child never returns into Python's normal flow: every path
+ends in execve or os._exit, so no cleanup of the parent's state runs twice.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from juggler.container import rootfs, syscalls
+from juggler.container.spec import ContainerSpec
+
+EXIT_NOT_FOUND = 127
+EXIT_NOT_EXECUTABLE = 126
+EXIT_SETUP_FAILED = 125
+
+_pid_ns_ready = False
+
+
+class LaunchError(Exception):
+    def __init__(self, message: str, exit_code: int = EXIT_SETUP_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class Started:
+    pid: int
+    # Read end of the error pipe: EOF with no data means exec succeeded.
+    error_fd: int
+
+
+def enter_pid_namespace() -> None:
+    """Make this process's next child pid 1 of a new pid namespace (once)."""
+    global _pid_ns_ready
+    if not _pid_ns_ready:
+        syscalls.unshare(syscalls.CLONE_NEWPID)
+        _pid_ns_ready = True
+
+
+def start(spec: ContainerSpec, sandbox: Path, add_to_cgroup) -> Started:
+    """Fork the container; `add_to_cgroup(pid)` runs before the child goes on."""
+    enter_pid_namespace()
+    if spec.rootfs:
+        rootfs.prepare(sandbox)
+    stdout_path = str(sandbox / "stdout")
+    stderr_path = str(sandbox / "stderr")
+    sync_r, sync_w = os.pipe()
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code, message = EXIT_SETUP_FAILED, "container setup failed"
+        try:
+            os.close(sync_w)
+            os.close(err_r)
+            code, message = _child(spec, sandbox, stdout_path, stderr_path, sync_r, err_w)
+        except BaseException as e:
+            message = f"container setup: {e}"
+        finally:
+            try:
+                os.write(err_w, f"{code}\n{message}".encode(errors="replace"))
+            finally:
+                os._exit(code)
+    os.close(sync_r)
+    os.close(err_w)
+    try:
+        add_to_cgroup(pid)
+    except BaseException:
+        os.close(sync_w)
+        os.close(err_r)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    os.write(sync_w, b"go")
+    os.close(sync_w)
+    return Started(pid=pid, error_fd=err_r)
+
+
+def read_error(fd: int) -> LaunchError | None:
+    """After EOF on the error pipe: the launch error, or None if exec succeeded."""
+    chunks = []
+    while True:
+        data = os.read(fd, 65536)
+        if not data:
+            break
+        chunks.append(data)
+    os.close(fd)
+    if not chunks:
+        return None
+    code, _, message = b"".join(chunks).decode(errors="replace").partition("\n")
+    try:
+        exit_code = int(code)
+    except ValueError:
+        exit_code = EXIT_SETUP_FAILED
+    return LaunchError(message, exit_code)
+
+
+# -- the child (pid 1 of the new pid namespace) -----------------------------
+
+
+def _child(spec: ContainerSpec, sandbox: Path, stdout_path: str, stderr_path: str,
+           sync_r: int, err_w: int) -> tuple[int, str]:
+    """Returns only on failure: (exit code, message)."""
+    step = "wait for the cgroup"
+    try:
+        if not os.read(sync_r, 2):
+            return EXIT_SETUP_FAILED, "the executor went away before the launch"
+        os.close(sync_r)
+        os.setsid()
+        step = "create namespaces"
+        flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC
+        if not spec.network_host:
+            flags |= syscalls.CLONE_NEWNET
+        syscalls.unshare(flags)
+        step = "set the hostname"
+        syscalls.sethostname(spec.hostname)
+        if not spec.network_host:
+            step = "bring lo up"
+            syscalls.link_up("lo")
+        step = "open stdio"
+        null = os.open("/dev/null", os.O_RDONLY)
+        out = os.open(stdout_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        err = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        step = "set up the root filesystem"
+        rootfs.enter(spec.rootfs, sandbox)
+        step = f"chdir {spec.working_dir!r}"
+        os.chdir(spec.working_dir)
+        if spec.user:
+            step = f"switch to user {spec.user!r}"
+            _switch_user(spec.user)
+        os.dup2(null, 0)
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        for fd in {null, out, err} - {0, 1, 2}:
+            os.close(fd)
+    except OSError as e:
+        return EXIT_SETUP_FAILED, f"{step}: {e.strerror or e}"
+    except Exception as e:
+        return EXIT_SETUP_FAILED, f"{step}: {e}"
+
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM,
+                signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    os.closerange(3, err_w)
+    os.closerange(err_w + 1, 65536)
+    name = spec.argv[0]
+    try:
+        os.execvpe(name, spec.argv, spec.env)
+    except OSError as e:
+        reason = e.strerror or str(e)
+        if e.errno == errno.ENOENT:
+            return EXIT_NOT_FOUND, f"exec {name!r}: {reason}"
+        return EXIT_NOT_EXECUTABLE, f"exec {name!r}: {reason}"
+    return EXIT_SETUP_FAILED, "unreachable"
+
+
+def _switch_user(user: str) -> None:
+    uid = gid = None
+    home = None
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) >= 6 and (fields[0] == user or fields[2] == user):
+                    uid, gid, home = int(fields[2]), int(fields[3]), fields[5]
+                    break
+    except OSError:
+        pass
+    if uid is None:
+        if not user.isdigit():
+            raise LookupError(f"no user {user!r} in the container's /etc/passwd")
+        uid = gid = int(user)
+    del home
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)

@@ -1,0 +1,36 @@
+"""`python -m juggler.executor --sandbox DIR`: supervise the task in DIR/task.pb.
+
+Imports stay lean (no grpc): an executor starts per task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m juggler.executor")
+    parser.add_argument("--sandbox", required=True, type=Path,
+                        help="the task's sandbox; holds task.pb (an ExecutorSpec)")
+    args = parser.parse_args(argv)
+
+    from juggler.common import logs
+    from juggler.executor.executor import Executor
+    from juggler.v1 import executor_pb2
+
+    logs.configure("executor")
+    sandbox = args.sandbox.resolve()
+    spec = executor_pb2.ExecutorSpec()
+    try:
+        spec.ParseFromString((sandbox / "task.pb").read_bytes())
+    except (OSError, ValueError) as e:
+        print(f"executor: cannot read {sandbox / 'task.pb'}: {e}", file=sys.stderr)
+        return 2
+    return asyncio.run(Executor(sandbox, spec).run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

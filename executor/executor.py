@@ -1,0 +1,209 @@
+"""One task's supervisor: launch its container, report, kill on request, reap.
+
+    start ─▶ launching ─▶ running ─▶ exited ─▶ (terminal update acked) ─▶ exit 0
+                │            │
+                │            └─ kill ─▶ KILLING, SIGTERM pid 1, SIGKILL the
+                │                       cgroup after the grace period
+                └─ kill before launch ─▶ KILLED without running
+
+The executor is the container's direct parent (see container/launch.py) and
+waits for its exit through a pidfd, without polling. It exits once the agent
+has acknowledged the terminal update or sent `shutdown`; until then it keeps
+reconnecting, because the agent owns the executor's lifetime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+from juggler.common import logs
+from juggler.container import launch
+from juggler.container.cgroups import Cgroup, open_cgroup
+from juggler.container.spec import DEFAULT_GRACE_SECONDS, ContainerSpec, SpecError
+from juggler.executor import status as st
+from juggler.executor.agent_link import AgentLink
+from juggler.v1 import common_pb2 as pb
+from juggler.v1 import executor_pb2
+
+
+class Executor:
+    def __init__(self, sandbox: Path, spec: executor_pb2.ExecutorSpec) -> None:
+        self.sandbox = sandbox
+        self.spec = spec
+        self.task_id = spec.task.task_id
+        self.log = logs.get(__name__, task_id=self.task_id, framework_id=spec.framework.id)
+        self.link = AgentLink(spec.agent_socket, self._hello, self._on_message, self.log)
+        self.container_pid = 0
+        self.cgroup: Cgroup | None = None
+        self.kill_requested = False
+        self.kill_grace: float | None = None
+        self._killing = False
+        self._exited = False
+        self._done = asyncio.Event()  # shutdown from the agent
+
+    # -- protocol ---------------------------------------------------------
+    def _hello(self) -> executor_pb2.ExecutorMessage.Hello:
+        return executor_pb2.ExecutorMessage.Hello(
+            framework_id=self.spec.framework.id, task_id=self.task_id,
+            pid=os.getpid(), container_pid=self.container_pid)
+
+    def _on_message(self, message: executor_pb2.AgentToExecutor) -> None:
+        kind = message.WhichOneof("message")
+        if kind == "kill":
+            grace = None
+            if message.kill.kill_policy.HasField("grace_period_seconds"):
+                grace = message.kill.kill_policy.grace_period_seconds
+            self._request_kill(grace)
+        elif kind == "shutdown":
+            self.log.info("shutdown requested by the agent")
+            if self.container_pid and not self._exited:
+                self._kill_now()
+            self._done.set()
+
+    def _send(self, state: int, reason: int = pb.REASON_UNSPECIFIED, message: str = "",
+              exit_code: int | None = None) -> bytes:
+        status = st.make_status(
+            task_id=self.task_id, agent_id=self.spec.agent_id,
+            framework_id=self.spec.framework.id, state=state, reason=reason,
+            message=message, exit_code=exit_code)
+        self.log.info("status update", state=pb.TaskState.Name(state),
+                      reason=pb.Reason.Name(reason), message=message, exit_code=exit_code)
+        self.link.send_update(status)
+        return status.uuid
+
+    # -- kill -------------------------------------------------------------
+    def _grace(self, override: float | None) -> float:
+        if override is not None:
+            return max(0.0, override)
+        policy = self.spec.task.kill_policy
+        if policy.HasField("grace_period_seconds"):
+            return max(0.0, policy.grace_period_seconds)
+        return DEFAULT_GRACE_SECONDS
+
+    def _request_kill(self, grace_override: float | None) -> None:
+        self.kill_requested = True
+        self.kill_grace = self._grace(grace_override)
+        if not self.container_pid or self._exited or self._killing:
+            return  # before the launch: handled there; after exit: nothing to do
+        self._start_kill()
+
+    def _start_kill(self) -> None:
+        self._killing = True
+        grace = self.kill_grace if self.kill_grace is not None else self._grace(None)
+        self._send(pb.TASK_KILLING, pb.REASON_TASK_KILLED,
+                   f"Killing the task (grace period {grace:g} s)")
+        if grace <= 0:
+            self._kill_now()
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.container_pid, signal.SIGTERM)
+        asyncio.get_running_loop().call_later(grace, self._kill_now)
+
+    def _kill_now(self) -> None:
+        if self._exited:
+            return
+        self.log.info("sending SIGKILL to every process of the container")
+        if self.cgroup is not None:
+            with contextlib.suppress(OSError):
+                self.cgroup.kill(signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.container_pid, signal.SIGKILL)
+
+    # -- life -------------------------------------------------------------
+    async def run(self) -> int:
+        self.link.start()
+        try:
+            terminal = await self._supervise()
+            done = asyncio.ensure_future(self._done.wait())
+            acked = asyncio.ensure_future(self.link.wait_acked(terminal))
+            await asyncio.wait({done, acked}, return_when=asyncio.FIRST_COMPLETED)
+            for f in (done, acked):
+                f.cancel()
+        finally:
+            self._cleanup()
+            await self.link.stop()
+        self.log.info("executor exiting")
+        return 0
+
+    async def _supervise(self) -> bytes:
+        """Run the task; returns the uuid of its terminal update."""
+        try:
+            cspec = ContainerSpec.from_executor_spec(self.spec)
+        except SpecError as e:
+            return self._send(pb.TASK_FAILED, pb.REASON_CONTAINER_LAUNCH_FAILED, str(e))
+        # Give a kill already queued by the agent the chance to arrive first.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.link.first_attempt.wait(), 0.5)
+        await asyncio.sleep(0)
+        if self.kill_requested:
+            return self._send(pb.TASK_KILLED, pb.REASON_TASK_KILLED_DURING_LAUNCH,
+                              "Task killed before it was launched")
+        try:
+            self.cgroup = open_cgroup(self.spec.cgroup or f"juggler/{self.task_id}")
+            self.cgroup.create()
+            self.cgroup.set(cspec.limits)
+            started = launch.start(cspec, self.sandbox, self.cgroup.add)
+        except (OSError, ValueError) as e:
+            self.log.error("launch failed", error=str(e))
+            return self._send(pb.TASK_FAILED, pb.REASON_CONTAINER_LAUNCH_FAILED,
+                              f"Failed to launch the container: {e}")
+        self.container_pid = started.pid
+        exited = self._exit_future(started.pid)
+        await _readable(started.error_fd)
+        error = launch.read_error(started.error_fd)
+        if error is not None:
+            await exited
+            self._exited = True
+            _, wait_status = os.waitpid(started.pid, 0)
+            self.log.error("launch failed", error=str(error))
+            return self._send(pb.TASK_FAILED, pb.REASON_CONTAINER_LAUNCH_FAILED,
+                              f"Failed to launch the container: {error}", error.exit_code)
+        self._send(pb.TASK_RUNNING, message="Command started")
+        self.link.send_hello()  # the agent learns container_pid
+        if self.kill_requested and not self._killing:
+            self._start_kill()
+        await exited
+        _, wait_status = os.waitpid(started.pid, 0)
+        self._exited = True
+        oom = self.cgroup.oom_killed()
+        result = st.outcome(wait_status, killed=self.kill_requested, oom_killed=oom,
+                            memory_mib=cspec.memory_mib)
+        return self._send(result.state, result.reason, result.message, result.exit_code)
+
+    def _exit_future(self, pid: int) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        pidfd = os.pidfd_open(pid)
+
+        def ready() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            if not future.done():
+                future.set_result(None)
+
+        loop.add_reader(pidfd, ready)
+        return future
+
+    def _cleanup(self) -> None:
+        if self.cgroup is not None:
+            try:
+                self.cgroup.destroy()
+            except OSError as e:
+                self.log.error("could not remove the cgroup", error=str(e))
+
+
+async def _readable(fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future = loop.create_future()
+
+    def ready() -> None:
+        loop.remove_reader(fd)
+        if not future.done():
+            future.set_result(None)
+
+    loop.add_reader(fd, ready)
+    await future

@@ -1,0 +1,524 @@
+"""The allocator: hierarchical DRF over agents' free resources, pure and deterministic.
+
+Events in (agents, frameworks, recovered resources, weights, quota limits), allocations out;
+the master turns each Allocation into an offer. No I/O, no asyncio, time from an injected Clock.
+
+Model (Mesos's HierarchicalAllocator with the DRF sorter, two levels):
+
+    cluster total ── roles, ordered by weighted share = dominant share of the role's
+                     allocation / role weight  (lowest first, ties by role name)
+                       └─ frameworks subscribed to the role, ordered by the dominant
+                          share of their allocation *in that role* (ties by framework id)
+
+A dominant share is max over resource names of (allocated / cluster total of that name).
+The cluster total counts every added agent, active or not (as the Mesos sorter does).
+
+Book-keeping invariants (checked by validate_state):
+- per agent: free + sum(allocated[(framework, role)]) == total, nothing negative;
+- per (framework, role): the sorter's allocation == sum over agents of what that pair holds
+  there, for every pair including frameworks already removed ("orphans" the master has not
+  recovered yet);
+- per role: its allocation == sum of its *known* frameworks' allocations in it. A removed
+  framework stops counting towards its roles' shares; its resources return to agents only
+  through recover(). A framework added again with the same id picks its holdings up again.
+
+One cycle (allocate): agents in id order; for each active agent whose free resources are
+allocatable, the lowest (role, framework) that is eligible gets all of them as one allocation:
+framework active, role not suppressed, no refusal filter on that agent covering the offer, and
+the role's quota limit respected (a capped offer hands out only the part that fits). Shares
+are updated after every grant. Only if a quota cap left something allocatable behind does the
+agent go on to the next role (each role at most once per agent per cycle).
+
+Internally amounts are tuples of integer thousandths in resources.KNOWN order; Resources
+objects are built only at the edges (arguments and returned Allocations).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from operator import add, mul, sub
+
+from juggler.common.clock import Clock
+from juggler.common.resources import KNOWN, ResourceError, Resources
+
+_N = len(KNOWN)
+_ZERO: tuple[int, ...] = (0,) * _N
+_UNLIMITED = 1 << 62  # a quota limit for names the limit does not mention
+
+
+class AllocatorError(ValueError):
+    """An event that does not fit the allocator's state (unknown or duplicate id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    framework_id: str
+    role: str
+    agent_id: str
+    resources: Resources
+
+
+Vec = tuple[int, ...]
+
+
+def _vec(r: Resources) -> Vec:
+    return r.milli_vector(KNOWN)
+
+
+def _add(a: Vec, b: Vec) -> Vec:
+    return tuple(map(add, a, b))
+
+
+def _sub(a: Vec, b: Vec) -> Vec:
+    return tuple(map(sub, a, b))
+
+
+def _fits(small: Vec, big: Vec) -> bool:
+    return all(s <= b for s, b in zip(small, big, strict=True))
+
+
+def _show(v: Vec) -> str:
+    return str(Resources.from_milli_vector([max(x, 0) for x in v])) + (
+        f" (raw {v})" if any(x < 0 for x in v) else ""
+    )
+
+
+class _Agent:
+    __slots__ = ("active", "allocated", "free", "id", "total")
+
+    def __init__(self, agent_id: str, total: Vec) -> None:
+        self.id = agent_id
+        self.total = total
+        self.free = total
+        self.allocated: dict[tuple[str, str], Vec] = {}  # (framework, role) -> held here
+        self.active = True
+
+
+class _Framework:
+    __slots__ = ("active", "filters", "id", "roles", "suppressed")
+
+    def __init__(self, framework_id: str, roles: Iterable[str], suppressed: Iterable[str]) -> None:
+        self.id = framework_id
+        self.roles: tuple[str, ...] = tuple(dict.fromkeys(roles))
+        self.suppressed: set[str] = set(suppressed)
+        self.active = True
+        # (role, agent) -> [(refused amounts, expiry)]; an empty dict costs one truth test.
+        self.filters: dict[tuple[str, str], list[tuple[Vec, float]]] = {}
+
+
+class _Role:
+    __slots__ = ("alloc", "limit", "name", "weight")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.weight = 1.0
+        self.limit: Vec | None = None
+        self.alloc: Vec = _ZERO  # sum of known frameworks' allocations in this role
+
+
+class Allocator:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        min_allocatable: Resources = Resources({"cpus": 0.01, "mem": 32}),  # noqa: B008
+        default_refuse_seconds: float = 5.0,
+    ) -> None:
+        self._clock = clock
+        self.default_refuse_seconds = default_refuse_seconds
+        # Allocatable when ANY named minimum is met (Mesos: cpus >= MIN_CPUS or mem >= MIN_MEM).
+        mv = _vec(min_allocatable)
+        self._min_items = tuple((i, m) for i, m in enumerate(mv) if m > 0)
+        self._agents: dict[str, _Agent] = {}
+        self._order: list[_Agent] | None = None  # agents sorted by id, rebuilt on add/remove
+        self._frameworks: dict[str, _Framework] = {}
+        self._roles: dict[str, _Role] = {}
+        self._alloc: dict[tuple[str, str], Vec] = {}  # (framework, role) -> held, all agents
+        self._total: Vec = _ZERO
+
+    # -- agents -----------------------------------------------------------
+    def add_agent(
+        self,
+        agent_id: str,
+        total: Resources,
+        used: Mapping[tuple[str, str], Resources] | None = None,
+    ) -> None:
+        """Admit an agent; `used` is what it already runs, per (framework, role)."""
+        if agent_id in self._agents:
+            raise AllocatorError(f"agent {agent_id} is already added")
+        agent = _Agent(agent_id, _vec(total))
+        held: dict[tuple[str, str], Vec] = {}
+        free = agent.total
+        for key, res in (used or {}).items():
+            v = _vec(res)
+            if not any(v):
+                continue
+            held[key] = _add(held.get(key, _ZERO), v)
+            free = _sub(free, v)
+        if any(x < 0 for x in free):
+            raise ResourceError(
+                f"agent {agent_id}: used resources exceed its total {total} by {_show(free)}"
+            )
+        agent.free = free
+        agent.allocated = held
+        for key, v in held.items():
+            self._track(key, v)
+        self._agents[agent_id] = agent
+        self._total = _add(self._total, agent.total)
+        self._order = None
+
+    def remove_agent(self, agent_id: str) -> None:
+        agent = self._agent(agent_id)
+        for key, v in agent.allocated.items():
+            self._untrack(key, v)
+        self._total = _sub(self._total, agent.total)
+        del self._agents[agent_id]
+        self._order = None
+        for fw in self._frameworks.values():
+            if fw.filters:
+                for key in [k for k in fw.filters if k[1] == agent_id]:
+                    del fw.filters[key]
+
+    def activate_agent(self, agent_id: str) -> None:
+        self._agent(agent_id).active = True
+
+    def deactivate_agent(self, agent_id: str) -> None:
+        self._agent(agent_id).active = False
+
+    def available(self, agent_id: str) -> Resources:
+        return Resources.from_milli_vector(self._agent(agent_id).free)
+
+    def allocated(self, agent_id: str) -> dict[tuple[str, str], Resources]:
+        """What the agent holds per (framework, role): offered or in use."""
+        return {
+            k: Resources.from_milli_vector(v) for k, v in self._agent(agent_id).allocated.items()
+        }
+
+    # -- frameworks -------------------------------------------------------
+    def add_framework(
+        self, framework_id: str, roles: Iterable[str], suppressed_roles: Iterable[str] = ()
+    ) -> None:
+        if framework_id in self._frameworks:
+            raise AllocatorError(f"framework {framework_id} is already added")
+        self._frameworks[framework_id] = _Framework(framework_id, roles, suppressed_roles)
+        # Holdings recorded while the framework was unknown (agents re-registering with `used`
+        # before it, or before it was removed) count towards its roles again.
+        for (fid, role), v in self._alloc.items():
+            if fid == framework_id:
+                r = self._role(role)
+                r.alloc = _add(r.alloc, v)
+
+    def update_framework(
+        self, framework_id: str, roles: Iterable[str], suppressed_roles: Iterable[str] = ()
+    ) -> None:
+        """Change a framework's roles; what it holds in roles it left still counts there."""
+        fw = self._framework(framework_id)
+        fw.roles = tuple(dict.fromkeys(roles))
+        fw.suppressed = set(suppressed_roles)
+        fw.filters = {k: f for k, f in fw.filters.items() if k[0] in fw.roles}
+
+    def remove_framework(self, framework_id: str) -> None:
+        """Forget the framework in the sorter; the master recovers its resources separately."""
+        self._framework(framework_id)
+        for (fid, role), v in self._alloc.items():
+            if fid == framework_id:
+                r = self._roles[role]
+                r.alloc = _sub(r.alloc, v)
+        del self._frameworks[framework_id]
+
+    def activate_framework(self, framework_id: str) -> None:
+        self._framework(framework_id).active = True
+
+    def deactivate_framework(self, framework_id: str) -> None:
+        """A disconnected framework gets no offers; its filters go (as in Mesos)."""
+        fw = self._framework(framework_id)
+        fw.active = False
+        fw.filters.clear()
+
+    def suppress(self, framework_id: str, roles: Iterable[str] = ()) -> None:
+        fw = self._framework(framework_id)
+        fw.suppressed.update(tuple(roles) or fw.roles)
+
+    def revive(self, framework_id: str, roles: Iterable[str] = ()) -> None:
+        """Unsuppress the roles (empty: all) and clear the framework's filters in them."""
+        fw = self._framework(framework_id)
+        chosen = set(roles) or set(fw.roles) | fw.suppressed | {k[0] for k in fw.filters}
+        fw.suppressed -= chosen
+        fw.filters = {k: f for k, f in fw.filters.items() if k[0] not in chosen}
+
+    # -- resources flow ---------------------------------------------------
+    def recover(
+        self,
+        framework_id: str,
+        agent_id: str,
+        resources: Resources,
+        role: str,
+        refuse_seconds: float | None = None,
+    ) -> None:
+        """Resources come back to the agent (declined, rescinded, timed out, task finished).
+
+        With refuse_seconds > 0 the framework is not offered, on that agent in that role, any
+        resources that are a subset of `resources` until now + refuse_seconds. None or 0: no
+        filter; negative or NaN: the default (Mesos does the same). An agent already removed
+        is ignored; recovering more than the pair holds there is a ResourceError.
+        """
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            return
+        v = _vec(resources)
+        key = (framework_id, role)
+        held = agent.allocated.get(key, _ZERO)
+        left = _sub(held, v)
+        if any(x < 0 for x in left):
+            raise ResourceError(
+                f"framework {framework_id} role {role} on agent {agent_id}: cannot recover "
+                f"{resources}, it holds {_show(held)}"
+            )
+        if any(v):
+            if any(left):
+                agent.allocated[key] = left
+            else:
+                del agent.allocated[key]
+            agent.free = _add(agent.free, v)
+            self._untrack(key, v)
+        if refuse_seconds is None or refuse_seconds == 0:
+            return
+        if math.isnan(refuse_seconds) or refuse_seconds < 0:
+            refuse_seconds = self.default_refuse_seconds
+        fw = self._frameworks.get(framework_id)
+        if fw is None or refuse_seconds <= 0:
+            return
+        expiry = self._clock.now() + refuse_seconds
+        fw.filters.setdefault((role, agent_id), []).append((v, expiry))
+
+    def decline(
+        self,
+        framework_id: str,
+        agent_id: str,
+        resources: Resources,
+        role: str,
+        refuse_seconds: float | None = None,
+    ) -> None:
+        """recover() with a filter of refuse_seconds, default_refuse_seconds when None."""
+        if refuse_seconds is None:
+            refuse_seconds = self.default_refuse_seconds
+        self.recover(framework_id, agent_id, resources, role, refuse_seconds)
+
+    # -- roles --------------------------------------------------------------
+    def set_weight(self, role: str, weight: float) -> None:
+        if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight > 0):
+            raise AllocatorError(f"role {role}: weight {weight!r} must be a positive number")
+        self._role(role).weight = float(weight)
+
+    def set_quota_limit(self, role: str, limit: Resources | Mapping[str, float] | None) -> None:
+        """Cap what the role may hold (allocated + offered). Names not given are unlimited.
+
+        A Resources value drops zero amounts, so to limit a name to 0 pass a mapping.
+        """
+        r = self._role(role)
+        if limit is None:
+            r.limit = None
+            return
+        given = limit.names() if isinstance(limit, Resources) else list(limit)
+        amounts = limit if isinstance(limit, Resources) else Resources(limit)
+        v = _vec(amounts)
+        r.limit = tuple(v[i] if n in given else _UNLIMITED for i, n in enumerate(KNOWN))
+
+    # -- the cycle ----------------------------------------------------------
+    def allocate(self) -> list[Allocation]:
+        """One allocation cycle over all active agents; returns the grants in agent order."""
+        now = self._clock.now()
+        inv = tuple(1.0 / t if t > 0 else 0.0 for t in self._total)
+        allocatable = self._allocatable
+
+        # Per-cycle heaps: keys (share, id) are unique, so pop order does not depend on the
+        # order entries were built in. Shares only grow within a cycle.
+        fheaps: dict[str, list] = {}
+        for fw in self._frameworks.values():
+            if not fw.active:
+                continue
+            for role in fw.roles:
+                if role in fw.suppressed:
+                    continue
+                a = self._alloc.get((fw.id, role), _ZERO)
+                fheaps.setdefault(role, []).append((max(map(mul, a, inv)), fw.id, fw))
+        role_heap: list = []
+        for name, fheap in fheaps.items():
+            heapq.heapify(fheap)
+            r = self._role(name)
+            role_heap.append((max(map(mul, r.alloc, inv)) / r.weight, name, r, fheap))
+        heapq.heapify(role_heap)
+        if not role_heap:
+            return []
+
+        heappop, heappush, heapreplace = heapq.heappop, heapq.heappush, heapq.heapreplace
+        alloc = self._alloc
+        from_vec = Resources.from_milli_vector
+        out: list[Allocation] = []
+        for agent in self._sorted_agents():
+            if not agent.active:
+                continue
+            free = agent.free
+            if not allocatable(free):
+                continue
+            agent_id = agent.id
+            skipped_roles = []
+            while role_heap:
+                rentry = role_heap[0]
+                rname, role, fheap = rentry[1], rentry[2], rentry[3]
+                offer = free
+                capped = role.limit is not None
+                if capped:
+                    offer = tuple(
+                        min(f, max(lim - a, 0))
+                        for f, lim, a in zip(free, role.limit, role.alloc, strict=True)
+                    )
+                    if not allocatable(offer):
+                        skipped_roles.append(heappop(role_heap))
+                        continue
+                # The lowest framework in the role that no filter keeps off this offer.
+                skipped = []
+                fw = None
+                while fheap:
+                    cand = fheap[0][2]
+                    if cand.filters and self._filtered(cand, rname, agent_id, offer, now):
+                        skipped.append(heappop(fheap))
+                        continue
+                    fw = cand
+                    break
+                if fw is None:
+                    for e in skipped:
+                        heappush(fheap, e)
+                    skipped_roles.append(heappop(role_heap))
+                    continue
+                key = (fw.id, rname)
+                held = alloc.get(key)
+                held = offer if held is None else tuple(map(add, held, offer))
+                alloc[key] = held
+                role.alloc = tuple(map(add, role.alloc, offer))
+                here = agent.allocated.get(key)
+                agent.allocated[key] = offer if here is None else tuple(map(add, here, offer))
+                free = agent.free = tuple(map(sub, free, offer))
+                heapreplace(fheap, (max(map(mul, held, inv)), fw.id, fw))
+                for e in skipped:
+                    heappush(fheap, e)
+                out.append(Allocation(fw.id, rname, agent_id, from_vec(offer)))
+                new_rentry = (max(map(mul, role.alloc, inv)) / role.weight, rname, role, fheap)
+                if not capped or not allocatable(free):
+                    heapreplace(role_heap, new_rentry)
+                    break
+                # A quota cap left something behind: other roles may take it, not this one.
+                heappop(role_heap)
+                skipped_roles.append(new_rentry)
+            for e in skipped_roles:
+                heappush(role_heap, e)
+        return out
+
+    # -- checks -------------------------------------------------------------
+    def validate_state(self) -> None:
+        """Raise AssertionError, with detail, when the book-keeping is inconsistent."""
+        problems: list[str] = []
+        total = _ZERO
+        per_pair: dict[tuple[str, str], Vec] = {}
+        for agent in self._agents.values():
+            total = _add(total, agent.total)
+            held = _ZERO
+            for key, v in agent.allocated.items():
+                if any(x < 0 for x in v) or not any(v):
+                    problems.append(f"agent {agent.id}: {key} holds {v}")
+                held = _add(held, v)
+                per_pair[key] = _add(per_pair.get(key, _ZERO), v)
+            if any(x < 0 for x in agent.free):
+                problems.append(f"agent {agent.id}: negative free {agent.free}")
+            if _add(held, agent.free) != agent.total:
+                problems.append(
+                    f"agent {agent.id}: free {agent.free} + allocated {held} != total {agent.total}"
+                )
+        if total != self._total:
+            problems.append(f"cluster total {self._total} != sum of agents {total}")
+        if per_pair != self._alloc:
+            diff = {
+                k: (self._alloc.get(k), per_pair.get(k))
+                for k in set(per_pair) | set(self._alloc)
+                if self._alloc.get(k) != per_pair.get(k)
+            }
+            problems.append(f"sorter allocations != agents' (sorter, agents): {diff}")
+        role_sums: dict[str, Vec] = {}
+        for (fid, role), v in self._alloc.items():
+            if fid in self._frameworks:
+                role_sums[role] = _add(role_sums.get(role, _ZERO), v)
+        for name, r in self._roles.items():
+            if r.alloc != role_sums.get(name, _ZERO):
+                problems.append(
+                    f"role {name}: allocation {r.alloc} != its frameworks' {role_sums.get(name)}"
+                )
+        for name in role_sums:
+            if name not in self._roles:
+                problems.append(f"role {name} holds resources but is not tracked")
+        if problems:
+            raise AssertionError("allocator state is inconsistent:\n  " + "\n  ".join(problems))
+
+    # -- internals ------------------------------------------------------------
+    def _agent(self, agent_id: str) -> _Agent:
+        try:
+            return self._agents[agent_id]
+        except KeyError:
+            raise AllocatorError(f"unknown agent {agent_id}") from None
+
+    def _framework(self, framework_id: str) -> _Framework:
+        try:
+            return self._frameworks[framework_id]
+        except KeyError:
+            raise AllocatorError(f"unknown framework {framework_id}") from None
+
+    def _role(self, name: str) -> _Role:
+        r = self._roles.get(name)
+        if r is None:
+            r = self._roles[name] = _Role(name)
+        return r
+
+    def _sorted_agents(self) -> list[_Agent]:
+        if self._order is None:
+            self._order = [self._agents[k] for k in sorted(self._agents)]
+        return self._order
+
+    def _track(self, key: tuple[str, str], v: Vec) -> None:
+        self._alloc[key] = _add(self._alloc.get(key, _ZERO), v)
+        if key[0] in self._frameworks:
+            r = self._role(key[1])
+            r.alloc = _add(r.alloc, v)
+        else:
+            self._role(key[1])
+
+    def _untrack(self, key: tuple[str, str], v: Vec) -> None:
+        left = _sub(self._alloc[key], v)
+        if any(left):
+            self._alloc[key] = left
+        else:
+            del self._alloc[key]
+        if key[0] in self._frameworks:
+            r = self._roles[key[1]]
+            r.alloc = _sub(r.alloc, v)
+
+    def _allocatable(self, v: Vec) -> bool:
+        if self._min_items:
+            return any(v[i] >= m for i, m in self._min_items)
+        return any(v)
+
+    @staticmethod
+    def _filtered(fw: _Framework, role: str, agent_id: str, offer: Vec, now: float) -> bool:
+        """True when a live refusal filter covers the whole offer; drops expired filters."""
+        fkey = (role, agent_id)
+        filters = fw.filters.get(fkey)
+        if not filters:
+            return False
+        live = [f for f in filters if f[1] > now]
+        if len(live) != len(filters):
+            if live:
+                fw.filters[fkey] = live
+            else:
+                del fw.filters[fkey]
+        return any(_fits(offer, refused) for refused, _ in live)

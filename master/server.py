@@ -1,0 +1,443 @@
+"""The master process: gRPC servicers around the pure MasterState.
+
+Every servicer method turns a call into an event for MasterState, then carries
+out the returned commands (queue a message on an agent's stream, an event on a
+framework's stream, a registry write). One asyncio loop; MasterState is only
+touched from it, so it needs no locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from prometheus_client import Counter, Gauge, Histogram
+
+from juggler.common import logs, servers, task_states
+from juggler.common.clock import SystemClock
+from juggler.master.allocator import Allocator
+from juggler.master.commands import (
+    CallError,
+    CloseStream,
+    Command,
+    Persist,
+    ToAgent,
+    ToFramework,
+)
+from juggler.master.state import MasterState
+from juggler.store.interface import Store
+from juggler.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    common_pb2,
+    operator_pb2,
+    operator_pb2_grpc,
+    scheduler_pb2,
+    scheduler_pb2_grpc,
+)
+
+log = logs.get("juggler.master")
+
+CALLS = Counter("juggler_master_calls_total", "Scheduler API calls", ["method", "code"])
+OFFERS = Counter("juggler_master_offers_total", "Offers sent to frameworks")
+UPDATES = Counter("juggler_master_status_updates_total", "Status updates from agents", ["state"])
+LAUNCHED = Counter("juggler_master_tasks_launched_total", "Tasks sent to agents")
+AGENTS = Gauge("juggler_master_agents", "Registered agents", ["state"])
+FRAMEWORKS = Gauge("juggler_master_frameworks", "Frameworks", ["connected"])
+TASKS = Gauge("juggler_master_tasks", "Tasks the master tracks", ["state"])
+ALLOCATION = Histogram("juggler_master_allocation_seconds", "Duration of an allocation cycle",
+                       buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5))
+
+
+@dataclass
+class MasterConfig:
+    host: str = "0.0.0.0"
+    port: int = 5050
+    advertise: str = ""
+    metrics_port: int = 5055
+    allocation_interval: float = 1.0
+    heartbeat_interval: float = 15.0
+
+
+class _Close:
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+class Master:
+    def __init__(self, config: MasterConfig, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.clock = SystemClock()
+        self.state = MasterState(self.clock, Allocator(self.clock),
+                                 heartbeat_interval=config.heartbeat_interval)
+        self._frameworks: dict[str, tuple[str, asyncio.Queue[Any]]] = {}
+        self._agents: dict[str, asyncio.Queue[Any]] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.server: grpc.aio.Server | None = None
+        self.address = ""
+        self.metrics_port = 0
+
+    # -- life cycle ----------------------------------------------------------
+    async def start(self) -> str:
+        server = servers.new_server()
+        scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerServicer(self), server)
+        agent_pb2_grpc.add_AgentChannelServicer_to_server(AgentChannelServicer(self), server)
+        operator_pb2_grpc.add_OperatorServicer_to_server(OperatorServicer(self), server)
+        await servers.add_health_and_reflection(server, [
+            scheduler_pb2.DESCRIPTOR.services_by_name["Scheduler"].full_name,
+            agent_pb2.DESCRIPTOR.services_by_name["AgentChannel"].full_name,
+            operator_pb2.DESCRIPTOR.services_by_name["Operator"].full_name,
+        ])
+        port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        if port == 0:
+            raise OSError(f"cannot listen on {self.config.host}:{self.config.port}")
+        await server.start()
+        self.server = server
+        host = self.config.host if self.config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        self.address = self.config.advertise or f"{host}:{port}"
+        self.state.address = self.address
+        if self.config.metrics_port >= 0:
+            from juggler.common import metrics
+            self.metrics_port = metrics.serve(self.config.host, self.config.metrics_port)
+        self._tasks = [asyncio.create_task(self._allocation_loop()),
+                       asyncio.create_task(self._heartbeat_loop())]
+        log.info("master started", address=self.address, metrics_port=self.metrics_port)
+        return self.address
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        if self.server is not None:
+            await self.server.stop(grace=1.0)
+        await self.store.close()
+
+    # -- carrying out commands ----------------------------------------------
+    async def execute(self, commands: Iterable[Command]) -> None:
+        for c in commands:
+            if isinstance(c, ToFramework):
+                entry = self._frameworks.get(c.framework_id)
+                if entry is not None:
+                    entry[1].put_nowait(c.event)
+                    if c.event.WhichOneof("event") == "offers":
+                        OFFERS.inc(len(c.event.offers.offers))
+            elif isinstance(c, ToAgent):
+                queue = self._agents.get(c.agent_id)
+                if queue is not None:
+                    queue.put_nowait(c.message)
+                    if c.message.WhichOneof("message") == "run_task":
+                        LAUNCHED.inc()
+                # An agent that is away re-registers and its updates are retried.
+            elif isinstance(c, CloseStream):
+                entry = self._frameworks.get(c.framework_id)
+                if entry is not None and entry[0] == c.stream_id:
+                    entry[1].put_nowait(_Close(c.message))
+            elif isinstance(c, Persist):
+                if c.value is None:
+                    await self.store.delete(c.key)
+                else:
+                    await self.store.put(c.key, c.value)
+        self._update_gauges()
+
+    def trigger_allocation(self) -> None:
+        self._wake.set()
+
+    async def _allocation_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.allocation_interval)
+            self._wake.clear()
+            # Coalesce a burst of triggers into one cycle.
+            await asyncio.sleep(0)
+            with ALLOCATION.time():
+                commands = self.state.tick() + self.state.allocate()
+            await self.execute(commands)
+
+    async def _heartbeat_loop(self) -> None:
+        beat = scheduler_pb2.Event(heartbeat=scheduler_pb2.Event.Heartbeat())
+        agent_beat = agent_pb2.MasterMessage(heartbeat=agent_pb2.MasterMessage.Heartbeat())
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval)
+            for _, queue in self._frameworks.values():
+                queue.put_nowait(beat)
+            for queue in self._agents.values():
+                queue.put_nowait(agent_beat)
+
+    def _update_gauges(self) -> None:
+        counts: dict[str, int] = {}
+        for t in self.state.tasks.values():
+            name = task_states.name(t.state)
+            counts[name] = counts.get(name, 0) + 1
+        TASKS.clear()
+        for name, n in counts.items():
+            TASKS.labels(state=name).set(n)
+        FRAMEWORKS.labels(connected="true").set(
+            sum(1 for f in self.state.frameworks.values() if f.connected))
+        FRAMEWORKS.labels(connected="false").set(
+            sum(1 for f in self.state.frameworks.values() if not f.connected))
+        AGENTS.clear()
+        for a in self.state.agents.values():
+            AGENTS.labels(state=operator_pb2.AgentState.Name(a.state)).inc()
+
+    # -- streams -------------------------------------------------------------
+    def open_framework_stream(self, framework_id: str, stream_id: str) -> asyncio.Queue[Any]:
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._frameworks[framework_id] = (stream_id, queue)
+        return queue
+
+    def close_framework_stream(self, framework_id: str, stream_id: str) -> None:
+        entry = self._frameworks.get(framework_id)
+        if entry is not None and entry[0] == stream_id:
+            del self._frameworks[framework_id]
+
+    def open_agent_stream(self, agent_id: str) -> asyncio.Queue[Any]:
+        old = self._agents.get(agent_id)
+        if old is not None:
+            old.put_nowait(_Close("replaced by a new connection"))
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._agents[agent_id] = queue
+        return queue
+
+    def close_agent_stream(self, agent_id: str, queue: asyncio.Queue[Any]) -> bool:
+        if self._agents.get(agent_id) is queue:
+            del self._agents[agent_id]
+            return True
+        return False
+
+
+async def _abort(context: grpc.aio.ServicerContext, method: str, e: CallError) -> None:
+    CALLS.labels(method=method, code=e.code.name).inc()
+    log.info("call refused", method=method, code=e.code.name, reason=e.message)
+    await context.abort(grpc.StatusCode[e.code.name], e.message)
+
+
+class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
+    def __init__(self, master: Master) -> None:
+        self.m = master
+
+    async def Subscribe(self, request: scheduler_pb2.SubscribeRequest,
+                        context: grpc.aio.ServicerContext) -> AsyncIterator[scheduler_pb2.Event]:
+        try:
+            fid, sid, commands = self.m.state.subscribe(request.framework)
+        except CallError as e:
+            await _abort(context, "Subscribe", e)
+            return
+        CALLS.labels(method="Subscribe", code="OK").inc()
+        flog = log.bind(framework_id=fid)
+        flog.info("framework subscribed", name=request.framework.name)
+        queue = self.m.open_framework_stream(fid, sid)
+        await self.m.execute(commands)
+        self.m.trigger_allocation()
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, _Close):
+                    yield scheduler_pb2.Event(error=scheduler_pb2.Event.Error(message=item.message))
+                    return
+                yield item
+        finally:
+            self.m.close_framework_stream(fid, sid)
+            await self.m.execute(self.m.state.framework_disconnected(fid, sid))
+            self.m.trigger_allocation()
+            flog.info("framework stream closed")
+
+    async def _call(self, method: str, context: grpc.aio.ServicerContext, fn: Any,
+                    *args: Any, response: Any) -> Any:
+        try:
+            commands = fn(*args)
+        except CallError as e:
+            await _abort(context, method, e)
+            return response
+        CALLS.labels(method=method, code="OK").inc()
+        await self.m.execute(commands)
+        return response
+
+    async def Accept(self, request: scheduler_pb2.AcceptRequest,
+                     context: grpc.aio.ServicerContext) -> scheduler_pb2.AcceptResponse:
+        filters = request.filters if request.HasField("filters") else None
+        response = await self._call(
+            "Accept", context, self.m.state.accept, request.framework_id, request.stream_id,
+            request.offer_ids, request.operations, filters,
+            response=scheduler_pb2.AcceptResponse())
+        self.m.trigger_allocation()
+        return response
+
+    async def Decline(self, request: scheduler_pb2.DeclineRequest,
+                      context: grpc.aio.ServicerContext) -> scheduler_pb2.DeclineResponse:
+        filters = request.filters if request.HasField("filters") else None
+        response = await self._call(
+            "Decline", context, self.m.state.decline, request.framework_id, request.stream_id,
+            request.offer_ids, filters, response=scheduler_pb2.DeclineResponse())
+        self.m.trigger_allocation()
+        return response
+
+    async def Revive(self, request: scheduler_pb2.ReviveRequest,
+                     context: grpc.aio.ServicerContext) -> scheduler_pb2.ReviveResponse:
+        response = await self._call("Revive", context, self.m.state.revive, request.framework_id,
+                                    request.stream_id, request.roles,
+                                    response=scheduler_pb2.ReviveResponse())
+        self.m.trigger_allocation()
+        return response
+
+    async def Suppress(self, request: scheduler_pb2.SuppressRequest,
+                       context: grpc.aio.ServicerContext) -> scheduler_pb2.SuppressResponse:
+        return await self._call("Suppress", context, self.m.state.suppress, request.framework_id,
+                                request.stream_id, request.roles,
+                                response=scheduler_pb2.SuppressResponse())
+
+    async def Kill(self, request: scheduler_pb2.KillRequest,
+                   context: grpc.aio.ServicerContext) -> scheduler_pb2.KillResponse:
+        policy = request.kill_policy if request.HasField("kill_policy") else None
+        return await self._call("Kill", context, self.m.state.kill, request.framework_id,
+                                request.stream_id, request.task_id, policy,
+                                response=scheduler_pb2.KillResponse())
+
+    async def Acknowledge(self, request: scheduler_pb2.AcknowledgeRequest,
+                          context: grpc.aio.ServicerContext) -> scheduler_pb2.AcknowledgeResponse:
+        return await self._call("Acknowledge", context, self.m.state.acknowledge,
+                                request.framework_id, request.stream_id, request.agent_id,
+                                request.task_id, request.uuid,
+                                response=scheduler_pb2.AcknowledgeResponse())
+
+    async def Reconcile(self, request: scheduler_pb2.ReconcileRequest,
+                        context: grpc.aio.ServicerContext) -> scheduler_pb2.ReconcileResponse:
+        return await self._call("Reconcile", context, self.m.state.reconcile,
+                                request.framework_id, request.stream_id, request.tasks,
+                                response=scheduler_pb2.ReconcileResponse())
+
+    async def Teardown(self, request: scheduler_pb2.TeardownRequest,
+                       context: grpc.aio.ServicerContext) -> scheduler_pb2.TeardownResponse:
+        response = await self._call("Teardown", context, self.m.state.teardown,
+                                    request.framework_id, request.stream_id,
+                                    response=scheduler_pb2.TeardownResponse())
+        self.m.trigger_allocation()
+        return response
+
+
+class AgentChannelServicer(agent_pb2_grpc.AgentChannelServicer):
+    def __init__(self, master: Master) -> None:
+        self.m = master
+
+    async def Connect(self, request_iterator: AsyncIterator[agent_pb2.AgentMessage],
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[agent_pb2.MasterMessage]:
+        first = await anext(request_iterator.__aiter__(), None)
+        kind = first.WhichOneof("message") if first is not None else None
+        if first is None or kind not in ("register", "reregister"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "the first message on an agent stream must be register/reregister")
+            return
+        try:
+            if kind == "register":
+                agent_id, commands = self.m.state.register_agent(first.register.agent)
+            else:
+                rr = first.reregister
+                agent_id, commands = self.m.state.reregister_agent(rr.agent, rr.tasks, rr.running)
+        except CallError as e:
+            await context.abort(grpc.StatusCode[e.code.name], e.message)
+            return
+        alog = log.bind(agent_id=agent_id)
+        alog.info("agent registered", kind=kind, hostname=first.WhichOneof("message") and
+                  getattr(first, kind).agent.hostname)
+        queue = self.m.open_agent_stream(agent_id)
+        await self.m.execute(commands)
+        self.m.trigger_allocation()
+
+        async def read() -> None:
+            try:
+                async for msg in request_iterator:
+                    await self._handle(agent_id, msg, alog)
+            except Exception as e:  # the stream broke; the agent reconnects
+                alog.info("agent stream read ended", error=str(e))
+            finally:
+                queue.put_nowait(_Close("agent closed its stream"))
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, _Close):
+                    return
+                yield item
+        finally:
+            reader.cancel()
+            if self.m.close_agent_stream(agent_id, queue):
+                await self.m.execute(self.m.state.agent_disconnected(agent_id))
+                alog.info("agent disconnected")
+
+    async def _handle(self, agent_id: str, msg: agent_pb2.AgentMessage, alog: Any) -> None:
+        kind = msg.WhichOneof("message")
+        if kind == "status_update":
+            status = msg.status_update.status
+            UPDATES.labels(state=task_states.name(status.state)).inc()
+            try:
+                commands = self.m.state.status_update(agent_id, status)
+            except task_states.InvalidTransition as e:
+                alog.error("status update refused", error=str(e), task_id=status.task_id)
+                commands = [ToAgent(agent_id, agent_pb2.MasterMessage(
+                    acknowledgement=agent_pb2.MasterMessage.Acknowledgement(
+                        framework_id=status.framework_id, task_id=status.task_id,
+                        uuid=status.uuid)))]
+            except CallError as e:
+                alog.warning("status update refused", error=e.message)
+                return
+            await self.m.execute(commands)
+            if task_states.is_terminal(status.state):
+                self.m.trigger_allocation()
+        elif kind == "heartbeat":
+            pass
+        else:
+            alog.warning("unexpected agent message", kind=kind)
+
+
+class OperatorServicer(operator_pb2_grpc.OperatorServicer):
+    def __init__(self, master: Master) -> None:
+        self.m = master
+
+    def _leader(self) -> operator_pb2.GetLeaderResponse:
+        return operator_pb2.GetLeaderResponse(address=self.m.address, self=self.m.address,
+                                              is_leader=True)
+
+    def _tasks(self, include_completed: bool) -> operator_pb2.GetTasksResponse:
+        st = self.m.state
+        response = operator_pb2.GetTasksResponse(
+            tasks=[st.task_view(t) for t in st.tasks.values()])
+        if include_completed:
+            response.completed_tasks.extend(st.task_view(t) for t in st.completed_tasks)
+        return response
+
+    async def GetState(self, request: operator_pb2.GetStateRequest,
+                       context: grpc.aio.ServicerContext) -> operator_pb2.GetStateResponse:
+        st = self.m.state
+        tasks = self._tasks(True)
+        return operator_pb2.GetStateResponse(
+            agents=[st.agent_view(a) for a in st.agents.values()],
+            frameworks=[st.framework_view(f) for f in st.frameworks.values()],
+            tasks=tasks.tasks, completed_tasks=tasks.completed_tasks, leader=self._leader())
+
+    async def GetAgents(self, request: operator_pb2.GetAgentsRequest,
+                        context: grpc.aio.ServicerContext) -> operator_pb2.GetAgentsResponse:
+        st = self.m.state
+        return operator_pb2.GetAgentsResponse(agents=[st.agent_view(a) for a in st.agents.values()])
+
+    async def GetFrameworks(self, request: operator_pb2.GetFrameworksRequest,
+                            context: grpc.aio.ServicerContext,
+                            ) -> operator_pb2.GetFrameworksResponse:
+        st = self.m.state
+        return operator_pb2.GetFrameworksResponse(
+            frameworks=[st.framework_view(f) for f in st.frameworks.values()])
+
+    async def GetTasks(self, request: operator_pb2.GetTasksRequest,
+                       context: grpc.aio.ServicerContext) -> operator_pb2.GetTasksResponse:
+        return self._tasks(request.include_completed)
+
+    async def GetLeader(self, request: operator_pb2.GetLeaderRequest,
+                        context: grpc.aio.ServicerContext) -> operator_pb2.GetLeaderResponse:
+        return self._leader()
+
+
+__all__ = ["Master", "MasterConfig", "common_pb2"]

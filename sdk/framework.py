@@ -1,0 +1,140 @@
+"""A framework's connection to the master: one Subscribe stream plus unary calls.
+
+Every unary call carries the framework id and the stream id of the current
+subscription, as the Scheduler API requires. Errors surface as FrameworkError
+with the gRPC status code and the master's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+
+import grpc
+
+from juggler.common import servers
+from juggler.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
+
+
+class FrameworkError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+def _error(e: grpc.aio.AioRpcError) -> FrameworkError:
+    return FrameworkError(e.code(), e.details() or "")
+
+
+class Framework:
+    def __init__(self, master: str, info: common_pb2.FrameworkInfo) -> None:
+        self.master = master
+        self.info = info
+        self.framework_id = info.id
+        self.stream_id = ""
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: scheduler_pb2_grpc.SchedulerStub | None = None
+        self._call: grpc.aio.UnaryStreamCall | None = None
+
+    async def subscribe(self, timeout: float = 10.0) -> scheduler_pb2.Event.Subscribed:
+        """Open the stream and wait for SUBSCRIBED."""
+        self._channel = servers.channel(self.master)
+        self._stub = scheduler_pb2_grpc.SchedulerStub(self._channel)
+        self._call = self._stub.Subscribe(scheduler_pb2.SubscribeRequest(framework=self.info))
+        try:
+            first = await asyncio.wait_for(self._call.read(), timeout)
+        except grpc.aio.AioRpcError as e:
+            raise _error(e) from None
+        except TimeoutError:
+            raise FrameworkError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                 f"no answer from the master at {self.master}") from None
+        if first is grpc.aio.EOF or first.WhichOneof("event") != "subscribed":
+            raise FrameworkError(grpc.StatusCode.INTERNAL, "the master did not confirm")
+        self.framework_id = first.subscribed.framework_id
+        self.stream_id = first.subscribed.stream_id
+        self.info.id = self.framework_id
+        return first.subscribed
+
+    async def events(self) -> AsyncIterator[scheduler_pb2.Event]:
+        assert self._call is not None, "subscribe() first"
+        try:
+            while True:
+                event = await self._call.read()
+                if event is grpc.aio.EOF:
+                    return
+                yield event
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.CANCELLED:
+                return
+            raise _error(e) from None
+
+    @property
+    def stub(self) -> scheduler_pb2_grpc.SchedulerStub:
+        assert self._stub is not None, "subscribe() first"
+        return self._stub
+
+    async def _unary(self, method: str, request: object) -> None:
+        try:
+            await getattr(self.stub, method)(request, timeout=30)
+        except grpc.aio.AioRpcError as e:
+            raise _error(e) from None
+
+    async def launch(self, offer_ids: Iterable[str], tasks: Iterable[common_pb2.TaskInfo],
+                     refuse_seconds: float | None = None) -> None:
+        await self._unary("Accept", scheduler_pb2.AcceptRequest(
+            framework_id=self.framework_id, stream_id=self.stream_id, offer_ids=list(offer_ids),
+            operations=[scheduler_pb2.Operation(
+                launch=scheduler_pb2.Operation.Launch(tasks=list(tasks)))],
+            filters=_filters(refuse_seconds)))
+
+    async def decline(self, offer_ids: Iterable[str], refuse_seconds: float | None = None) -> None:
+        await self._unary("Decline", scheduler_pb2.DeclineRequest(
+            framework_id=self.framework_id, stream_id=self.stream_id, offer_ids=list(offer_ids),
+            filters=_filters(refuse_seconds)))
+
+    async def kill(self, task_id: str, agent_id: str = "",
+                   grace_period_seconds: float | None = None) -> None:
+        request = scheduler_pb2.KillRequest(framework_id=self.framework_id,
+                                            stream_id=self.stream_id, task_id=task_id,
+                                            agent_id=agent_id)
+        if grace_period_seconds is not None:
+            request.kill_policy.grace_period_seconds = grace_period_seconds
+        await self._unary("Kill", request)
+
+    async def acknowledge(self, status: common_pb2.TaskStatus) -> None:
+        """Acknowledge an update if it needs it (only updates with a uuid do)."""
+        if not status.uuid:
+            return
+        await self._unary("Acknowledge", scheduler_pb2.AcknowledgeRequest(
+            framework_id=self.framework_id, stream_id=self.stream_id, agent_id=status.agent_id,
+            task_id=status.task_id, uuid=status.uuid))
+
+    async def revive(self, roles: Iterable[str] = ()) -> None:
+        await self._unary("Revive", scheduler_pb2.ReviveRequest(
+            framework_id=self.framework_id, stream_id=self.stream_id, roles=list(roles)))
+
+    async def suppress(self, roles: Iterable[str] = ()) -> None:
+        await self._unary("Suppress", scheduler_pb2.SuppressRequest(
+            framework_id=self.framework_id, stream_id=self.stream_id, roles=list(roles)))
+
+    async def reconcile(self, tasks: Iterable[tuple[str, str]] = ()) -> None:
+        await self._unary("Reconcile", scheduler_pb2.ReconcileRequest(
+            framework_id=self.framework_id, stream_id=self.stream_id,
+            tasks=[scheduler_pb2.ReconcileRequest.Task(task_id=t, agent_id=a) for t, a in tasks]))
+
+    async def teardown(self) -> None:
+        await self._unary("Teardown", scheduler_pb2.TeardownRequest(
+            framework_id=self.framework_id, stream_id=self.stream_id))
+
+    async def close(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+        if self._channel is not None:
+            await self._channel.close()
+
+
+def _filters(refuse_seconds: float | None) -> common_pb2.Filters | None:
+    if refuse_seconds is None:
+        return None
+    return common_pb2.Filters(refuse_seconds=refuse_seconds)

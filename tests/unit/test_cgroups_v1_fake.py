@@ -1,0 +1,52 @@
+"""cgroup v1 manager against a fake tree of controller directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from juggler.container.cgroups import Limits
+from juggler.container.cgroups_v1 import CONTROLLERS, CgroupV1
+
+
+def make(tmp_path: Path) -> CgroupV1:
+    root = tmp_path / "cgroup"
+    for c in CONTROLLERS:
+        (root / c).mkdir(parents=True)
+    cg = CgroupV1("juggler/a/t", root)
+    cg.create()
+    files = {"memory": ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes",
+                        "memory.oom_control", "memory.usage_in_bytes", "cgroup.procs"],
+             "cpu": ["cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us", "cgroup.procs"],
+             "pids": ["pids.max", "cgroup.procs"], "cpuacct": ["cpuacct.usage", "cgroup.procs"]}
+    for controller, names in files.items():
+        for name in names:
+            (root / controller / cg.name / name).write_text("")
+    (root / "memory" / cg.name / "memory.oom_control").write_text(
+        "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n")
+    return cg
+
+
+def test_limits_written_per_controller(tmp_path):
+    cg = make(tmp_path)
+    cg.set(Limits(cpu_shares=512, cpu_quota_us=50_000, memory_bytes=2**25, pids_max=10))
+    d = cg.paths()
+    assert (d["cpu"] / "cpu.shares").read_text() == "512\n"
+    assert (d["cpu"] / "cpu.cfs_quota_us").read_text() == "50000\n"
+    assert (d["cpu"] / "cpu.cfs_period_us").read_text() == "100000\n"
+    assert (d["memory"] / "memory.limit_in_bytes").read_text() == f"{2**25}\n"
+    assert (d["memory"] / "memory.memsw.limit_in_bytes").read_text() == f"{2**25}\n"
+    assert (d["pids"] / "pids.max").read_text() == "10\n"
+
+
+def test_oom_kill_count_not_failcnt(tmp_path):
+    cg = make(tmp_path)
+    assert not cg.oom_killed()
+    (cg.paths()["memory"] / "memory.oom_control").write_text(
+        "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
+    assert cg.oom_killed() and cg.stats().oom_kills == 2
+
+
+def test_add_writes_every_controller(tmp_path):
+    cg = make(tmp_path)
+    cg.add(77)
+    assert all((p / "cgroup.procs").read_text() == "77\n" for p in cg.paths().values())

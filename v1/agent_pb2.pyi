@@ -1,0 +1,156 @@
+from juggler.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class AgentMessage(_message.Message):
+    __slots__ = ("register", "reregister", "heartbeat", "status_update")
+    class Register(_message.Message):
+        __slots__ = ("agent", "version")
+        AGENT_FIELD_NUMBER: _ClassVar[int]
+        VERSION_FIELD_NUMBER: _ClassVar[int]
+        agent: _common_pb2.AgentInfo
+        version: str
+        def __init__(self, agent: _Optional[_Union[_common_pb2.AgentInfo, _Mapping]] = ..., version: _Optional[str] = ...) -> None: ...
+    class Reregister(_message.Message):
+        __slots__ = ("agent", "tasks", "running", "version")
+        AGENT_FIELD_NUMBER: _ClassVar[int]
+        TASKS_FIELD_NUMBER: _ClassVar[int]
+        RUNNING_FIELD_NUMBER: _ClassVar[int]
+        VERSION_FIELD_NUMBER: _ClassVar[int]
+        agent: _common_pb2.AgentInfo
+        tasks: _containers.RepeatedCompositeFieldContainer[_common_pb2.TaskStatus]
+        running: _containers.RepeatedCompositeFieldContainer[AgentMessage.RunningTask]
+        version: str
+        def __init__(self, agent: _Optional[_Union[_common_pb2.AgentInfo, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[_common_pb2.TaskStatus, _Mapping]]] = ..., running: _Optional[_Iterable[_Union[AgentMessage.RunningTask, _Mapping]]] = ..., version: _Optional[str] = ...) -> None: ...
+    class RunningTask(_message.Message):
+        __slots__ = ("task", "framework")
+        TASK_FIELD_NUMBER: _ClassVar[int]
+        FRAMEWORK_FIELD_NUMBER: _ClassVar[int]
+        task: _common_pb2.TaskInfo
+        framework: _common_pb2.FrameworkInfo
+        def __init__(self, task: _Optional[_Union[_common_pb2.TaskInfo, _Mapping]] = ..., framework: _Optional[_Union[_common_pb2.FrameworkInfo, _Mapping]] = ...) -> None: ...
+    class Heartbeat(_message.Message):
+        __slots__ = ()
+        def __init__(self) -> None: ...
+    class StatusUpdate(_message.Message):
+        __slots__ = ("status",)
+        STATUS_FIELD_NUMBER: _ClassVar[int]
+        status: _common_pb2.TaskStatus
+        def __init__(self, status: _Optional[_Union[_common_pb2.TaskStatus, _Mapping]] = ...) -> None: ...
+    REGISTER_FIELD_NUMBER: _ClassVar[int]
+    REREGISTER_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    register: AgentMessage.Register
+    reregister: AgentMessage.Reregister
+    heartbeat: AgentMessage.Heartbeat
+    status_update: AgentMessage.StatusUpdate
+    def __init__(self, register: _Optional[_Union[AgentMessage.Register, _Mapping]] = ..., reregister: _Optional[_Union[AgentMessage.Reregister, _Mapping]] = ..., heartbeat: _Optional[_Union[AgentMessage.Heartbeat, _Mapping]] = ..., status_update: _Optional[_Union[AgentMessage.StatusUpdate, _Mapping]] = ...) -> None: ...
+
+class MasterMessage(_message.Message):
+    __slots__ = ("registered", "run_task", "kill_task", "acknowledgement", "heartbeat", "shutdown")
+    class Registered(_message.Message):
+        __slots__ = ("agent_id", "heartbeat_interval_seconds", "master_address")
+        AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+        HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+        MASTER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+        agent_id: str
+        heartbeat_interval_seconds: float
+        master_address: str
+        def __init__(self, agent_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., master_address: _Optional[str] = ...) -> None: ...
+    class RunTask(_message.Message):
+        __slots__ = ("framework", "task")
+        FRAMEWORK_FIELD_NUMBER: _ClassVar[int]
+        TASK_FIELD_NUMBER: _ClassVar[int]
+        framework: _common_pb2.FrameworkInfo
+        task: _common_pb2.TaskInfo
+        def __init__(self, framework: _Optional[_Union[_common_pb2.FrameworkInfo, _Mapping]] = ..., task: _Optional[_Union[_common_pb2.TaskInfo, _Mapping]] = ...) -> None: ...
+    class KillTask(_message.Message):
+        __slots__ = ("framework_id", "task_id", "kill_policy")
+        FRAMEWORK_ID_FIELD_NUMBER: _ClassVar[int]
+        TASK_ID_FIELD_NUMBER: _ClassVar[int]
+        KILL_POLICY_FIELD_NUMBER: _ClassVar[int]
+        framework_id: str
+        task_id: str
+        kill_policy: _common_pb2.KillPolicy
+        def __init__(self, framework_id: _Optional[str] = ..., task_id: _Optional[str] = ..., kill_policy: _Optional[_Union[_common_pb2.KillPolicy, _Mapping]] = ...) -> None: ...
+    class Acknowledgement(_message.Message):
+        __slots__ = ("framework_id", "task_id", "uuid")
+        FRAMEWORK_ID_FIELD_NUMBER: _ClassVar[int]
+        TASK_ID_FIELD_NUMBER: _ClassVar[int]
+        UUID_FIELD_NUMBER: _ClassVar[int]
+        framework_id: str
+        task_id: str
+        uuid: bytes
+        def __init__(self, framework_id: _Optional[str] = ..., task_id: _Optional[str] = ..., uuid: _Optional[bytes] = ...) -> None: ...
+    class Heartbeat(_message.Message):
+        __slots__ = ()
+        def __init__(self) -> None: ...
+    class Shutdown(_message.Message):
+        __slots__ = ("message",)
+        MESSAGE_FIELD_NUMBER: _ClassVar[int]
+        message: str
+        def __init__(self, message: _Optional[str] = ...) -> None: ...
+    REGISTERED_FIELD_NUMBER: _ClassVar[int]
+    RUN_TASK_FIELD_NUMBER: _ClassVar[int]
+    KILL_TASK_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGEMENT_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    SHUTDOWN_FIELD_NUMBER: _ClassVar[int]
+    registered: MasterMessage.Registered
+    run_task: MasterMessage.RunTask
+    kill_task: MasterMessage.KillTask
+    acknowledgement: MasterMessage.Acknowledgement
+    heartbeat: MasterMessage.Heartbeat
+    shutdown: MasterMessage.Shutdown
+    def __init__(self, registered: _Optional[_Union[MasterMessage.Registered, _Mapping]] = ..., run_task: _Optional[_Union[MasterMessage.RunTask, _Mapping]] = ..., kill_task: _Optional[_Union[MasterMessage.KillTask, _Mapping]] = ..., acknowledgement: _Optional[_Union[MasterMessage.Acknowledgement, _Mapping]] = ..., heartbeat: _Optional[_Union[MasterMessage.Heartbeat, _Mapping]] = ..., shutdown: _Optional[_Union[MasterMessage.Shutdown, _Mapping]] = ...) -> None: ...
+
+class LogsRequest(_message.Message):
+    __slots__ = ("task_id", "framework_id", "follow", "tail", "stdout", "stderr")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAMEWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    framework_id: str
+    follow: bool
+    tail: int
+    stdout: bool
+    stderr: bool
+    def __init__(self, task_id: _Optional[str] = ..., framework_id: _Optional[str] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ..., stdout: _Optional[bool] = ..., stderr: _Optional[bool] = ...) -> None: ...
+
+class LogChunk(_message.Message):
+    __slots__ = ("stream", "data")
+    class Stream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STREAM_UNSPECIFIED: _ClassVar[LogChunk.Stream]
+        STDOUT: _ClassVar[LogChunk.Stream]
+        STDERR: _ClassVar[LogChunk.Stream]
+    STREAM_UNSPECIFIED: LogChunk.Stream
+    STDOUT: LogChunk.Stream
+    STDERR: LogChunk.Stream
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    stream: LogChunk.Stream
+    data: bytes
+    def __init__(self, stream: _Optional[_Union[LogChunk.Stream, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class GetAgentStateRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetAgentStateResponse(_message.Message):
+    __slots__ = ("agent", "tasks")
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    agent: _common_pb2.AgentInfo
+    tasks: _containers.RepeatedCompositeFieldContainer[_common_pb2.TaskStatus]
+    def __init__(self, agent: _Optional[_Union[_common_pb2.AgentInfo, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[_common_pb2.TaskStatus, _Mapping]]] = ...) -> None: ...

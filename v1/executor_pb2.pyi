@@ -1,0 +1,68 @@
+from juggler.v1 import common_pb2 as _common_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ExecutorMessage(_message.Message):
+    __slots__ = ("hello", "update")
+    class Hello(_message.Message):
+        __slots__ = ("framework_id", "task_id", "pid", "container_pid")
+        FRAMEWORK_ID_FIELD_NUMBER: _ClassVar[int]
+        TASK_ID_FIELD_NUMBER: _ClassVar[int]
+        PID_FIELD_NUMBER: _ClassVar[int]
+        CONTAINER_PID_FIELD_NUMBER: _ClassVar[int]
+        framework_id: str
+        task_id: str
+        pid: int
+        container_pid: int
+        def __init__(self, framework_id: _Optional[str] = ..., task_id: _Optional[str] = ..., pid: _Optional[int] = ..., container_pid: _Optional[int] = ...) -> None: ...
+    class Update(_message.Message):
+        __slots__ = ("status",)
+        STATUS_FIELD_NUMBER: _ClassVar[int]
+        status: _common_pb2.TaskStatus
+        def __init__(self, status: _Optional[_Union[_common_pb2.TaskStatus, _Mapping]] = ...) -> None: ...
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
+    hello: ExecutorMessage.Hello
+    update: ExecutorMessage.Update
+    def __init__(self, hello: _Optional[_Union[ExecutorMessage.Hello, _Mapping]] = ..., update: _Optional[_Union[ExecutorMessage.Update, _Mapping]] = ...) -> None: ...
+
+class AgentToExecutor(_message.Message):
+    __slots__ = ("ack", "kill", "shutdown")
+    class Ack(_message.Message):
+        __slots__ = ("uuid",)
+        UUID_FIELD_NUMBER: _ClassVar[int]
+        uuid: bytes
+        def __init__(self, uuid: _Optional[bytes] = ...) -> None: ...
+    class Kill(_message.Message):
+        __slots__ = ("kill_policy",)
+        KILL_POLICY_FIELD_NUMBER: _ClassVar[int]
+        kill_policy: _common_pb2.KillPolicy
+        def __init__(self, kill_policy: _Optional[_Union[_common_pb2.KillPolicy, _Mapping]] = ...) -> None: ...
+    class Shutdown(_message.Message):
+        __slots__ = ()
+        def __init__(self) -> None: ...
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    KILL_FIELD_NUMBER: _ClassVar[int]
+    SHUTDOWN_FIELD_NUMBER: _ClassVar[int]
+    ack: AgentToExecutor.Ack
+    kill: AgentToExecutor.Kill
+    shutdown: AgentToExecutor.Shutdown
+    def __init__(self, ack: _Optional[_Union[AgentToExecutor.Ack, _Mapping]] = ..., kill: _Optional[_Union[AgentToExecutor.Kill, _Mapping]] = ..., shutdown: _Optional[_Union[AgentToExecutor.Shutdown, _Mapping]] = ...) -> None: ...
+
+class ExecutorSpec(_message.Message):
+    __slots__ = ("framework", "task", "agent_id", "agent_socket", "cgroup")
+    FRAMEWORK_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_SOCKET_FIELD_NUMBER: _ClassVar[int]
+    CGROUP_FIELD_NUMBER: _ClassVar[int]
+    framework: _common_pb2.FrameworkInfo
+    task: _common_pb2.TaskInfo
+    agent_id: str
+    agent_socket: str
+    cgroup: str
+    def __init__(self, framework: _Optional[_Union[_common_pb2.FrameworkInfo, _Mapping]] = ..., task: _Optional[_Union[_common_pb2.TaskInfo, _Mapping]] = ..., agent_id: _Optional[str] = ..., agent_socket: _Optional[str] = ..., cgroup: _Optional[str] = ...) -> None: ...
