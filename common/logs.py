@@ -40,4 +40,4 @@ def configure(process: str, level: str | None = None, json: bool | None = None) 
 
 def get(name: str, **ids: Any) -> Any:
     """A lazy logger: it takes the configuration in force when it first logs."""
-    return structlog.get_logger(logger=name, **ids)
+    return structlog.get_logger(component=name, **ids)
