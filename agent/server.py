@@ -102,6 +102,7 @@ class Agent:
         self._registered = asyncio.Event()
         self._wake_updates = asyncio.Event()
         self._stopping = False
+        self._ping = 15.0
         self._bg: list[asyncio.Task[Any]] = []
         self.server: grpc.aio.Server | None = None
         self._unix: asyncio.AbstractServer | None = None
@@ -210,14 +211,25 @@ class Agent:
         async with servers.channel(address) as channel:
             stub = agent_pb2_grpc.AgentChannelStub(channel)
             call = stub.Connect(outgoing())
-            async for msg in call:
-                await self._on_master_message(msg, outbox, address)
+            try:
+                while True:
+                    # The master pings at least every `ping` seconds: silence for
+                    # three of them means it is gone, so find it (or another) again.
+                    msg = await asyncio.wait_for(call.read(), max(1.0, 3 * self._ping))
+                    if msg is grpc.aio.EOF:
+                        return
+                    await self._on_master_message(msg, outbox, address)
+            except TimeoutError:
+                log.warning("master silent; reconnecting", master=address)
+            finally:
+                call.cancel()
 
     async def _on_master_message(self, msg: agent_pb2.MasterMessage,
                                  outbox: asyncio.Queue[agent_pb2.AgentMessage],
                                  address: str) -> None:
         kind = msg.WhichOneof("message")
         if kind == "registered":
+            self._ping = msg.registered.heartbeat_interval_seconds or 15.0
             self.agent_id = msg.registered.agent_id
             (self.work_dir / "agent_id").write_text(self.agent_id)
             self._outbox = outbox
@@ -246,8 +258,15 @@ class Agent:
         elif kind == "heartbeat":
             outbox.put_nowait(agent_pb2.AgentMessage(heartbeat=agent_pb2.AgentMessage.Heartbeat()))
         elif kind == "shutdown":
-            log.error("master asked the agent to shut down", reason=msg.shutdown.message)
-            raise SystemExit(1)
+            # The master declared this agent GONE: its tasks were reported gone, so
+            # kill them, forget the old id and register as a new agent.
+            log.error("master says this agent is gone; killing its tasks and registering "
+                      "afresh", reason=msg.shutdown.message)
+            await self.kill_all_tasks()
+            self.tasks.clear()
+            self.updates = StatusUpdateManager(first_retry=self.config.status_update_retry)
+            self.agent_id = ""
+            (self.work_dir / "agent_id").unlink(missing_ok=True)
 
     # -- status updates ----------------------------------------------------------
     def _record(self, status: common_pb2.TaskStatus) -> None:

@@ -25,6 +25,14 @@ def add_master_parser(sub: argparse._SubParsersAction) -> None:
                    help="where the embedded store keeps the registry")
     p.add_argument("--allocation-interval", type=float, default=1.0,
                    help="seconds between batch allocations (default 1)")
+    p.add_argument("--offer-timeout", type=float, default=None,
+                   help="rescind offers not used within this many seconds (default: never)")
+    p.add_argument("--agent-ping-timeout", type=float, default=15.0,
+                   help="seconds between pings of each agent (default 15)")
+    p.add_argument("--max-agent-ping-timeouts", type=int, default=5,
+                   help="pings an agent may miss before it is UNREACHABLE (default 5)")
+    p.add_argument("--agent-gone-timeout", type=float, default=7 * 86400.0,
+                   help="seconds an agent may stay UNREACHABLE before it is GONE (default 1 week)")
     p.set_defaults(func=master_main)
 
 
@@ -69,9 +77,21 @@ def master_main(args: argparse.Namespace) -> int:
     from juggler.store.embedded import EmbeddedStore
 
     logs.configure("master")
+    for flag in ("allocation_interval", "agent_ping_timeout", "agent_gone_timeout"):
+        if not getattr(args, flag) > 0:
+            print(f"juggler master: --{flag.replace('_', '-')} must be more than 0",
+                  file=sys.stderr)
+            return 2
+    if args.max_agent_ping_timeouts < 1:
+        print("juggler master: --max-agent-ping-timeouts must be at least 1", file=sys.stderr)
+        return 2
     config = MasterConfig(host=args.host, port=args.port, advertise=args.advertise,
                           metrics_port=args.metrics_port,
-                          allocation_interval=args.allocation_interval)
+                          allocation_interval=args.allocation_interval,
+                          offer_timeout=args.offer_timeout,
+                          agent_ping_timeout=args.agent_ping_timeout,
+                          max_agent_ping_timeouts=args.max_agent_ping_timeouts,
+                          agent_gone_timeout=args.agent_gone_timeout)
 
     async def main() -> None:
         master = Master(config, EmbeddedStore(args.work_dir))

@@ -5,14 +5,23 @@
     unshare(CLONE_NEWPID)   (once, for its future child only)
     fork ───────────────────────────────────▶ wait on the sync pipe
     add child to the cgroup, close sync ────▶ unshare(NS|UTS|IPC[|NET])
-                                              hostname, lo up, rootfs, stdio,
-                                              chdir, user, execve
+                                              hostname, lo up, stdio, rootfs
+                                              (+ /dev, /sys, masked paths),
+                                              chdir, look the user up,
+                                              drop caps, setgroups/gid/uid,
+                                              no_new_privs, execve
     read the error pipe (CLOEXEC): EOF ◀───── exec succeeded
                        or "code\\nmessage" ◀── a step failed, _exit(code)
 
 The executor stays the container's direct parent, so it can waitpid and read
 its exit status. The child never returns into Python's normal flow: every path
 ends in execve or os._exit, so no cleanup of the parent's state runs twice.
+
+Hardening order matters: the mounts need CAP_SYS_ADMIN, so capabilities are
+dropped only once the filesystem is final; the user switch needs SETUID and
+SETGID, which the default set keeps, and drops every remaining capability of
+a non-root user (PR_SET_KEEPCAPS off); no_new_privs is the last step before
+exec so nothing the task execs can gain privileges back.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from juggler.container import rootfs, syscalls
+from juggler.container import capabilities, rootfs, syscalls, users
 from juggler.container.spec import ContainerSpec
 
 EXIT_NOT_FOUND = 127
@@ -141,9 +150,23 @@ def _child(spec: ContainerSpec, sandbox: Path, stdout_path: str, stderr_path: st
         rootfs.enter(spec.rootfs, sandbox)
         step = f"chdir {spec.working_dir!r}"
         os.chdir(spec.working_dir)
+        env = dict(spec.env)
+        user = None
         if spec.user:
+            step = f"look up user {spec.user!r}"
+            user = users.lookup(spec.user)
+            if not spec.home_from_task:
+                env["HOME"] = user.home
+        step = "drop capabilities"
+        capabilities.drop_to(capabilities.DEFAULT_MASK)
+        if user is not None:
             step = f"switch to user {spec.user!r}"
-            _switch_user(spec.user)
+            os.setgroups(list(user.groups))
+            os.setgid(user.gid)
+            os.setuid(user.uid)
+        step = "set no_new_privs"
+        capabilities.set_no_new_privs()
+        step = "redirect stdio"
         os.dup2(null, 0)
         os.dup2(out, 1)
         os.dup2(err, 2)
@@ -162,7 +185,7 @@ def _child(spec: ContainerSpec, sandbox: Path, stdout_path: str, stderr_path: st
     os.closerange(err_w + 1, 65536)
     name = spec.argv[0]
     try:
-        os.execvpe(name, spec.argv, spec.env)
+        os.execvpe(name, spec.argv, env)
     except OSError as e:
         reason = e.strerror or str(e)
         if e.errno == errno.ENOENT:
@@ -170,24 +193,3 @@ def _child(spec: ContainerSpec, sandbox: Path, stdout_path: str, stderr_path: st
         return EXIT_NOT_EXECUTABLE, f"exec {name!r}: {reason}"
     return EXIT_SETUP_FAILED, "unreachable"
 
-
-def _switch_user(user: str) -> None:
-    uid = gid = None
-    home = None
-    try:
-        with open("/etc/passwd") as f:
-            for line in f:
-                fields = line.rstrip("\n").split(":")
-                if len(fields) >= 6 and (fields[0] == user or fields[2] == user):
-                    uid, gid, home = int(fields[2]), int(fields[3]), fields[5]
-                    break
-    except OSError:
-        pass
-    if uid is None:
-        if not user.isdigit():
-            raise LookupError(f"no user {user!r} in the container's /etc/passwd")
-        uid = gid = int(user)
-    del home
-    os.setgroups([])
-    os.setgid(gid)
-    os.setuid(uid)

@@ -5,8 +5,21 @@ directory (never written) and whose upper and work layers live in the task's
 sandbox under `rootfs/`; merged at `<sandbox>/rootfs/merged`. Inside it: a
 fresh /proc, a minimal /dev (tmpfs with bind-mounted device nodes, devpts,
 /dev/shm), a read-only /sys, then pivot_root and the old root detached.
-Without one: the host's filesystem, with a fresh /proc so the task sees only
-its own processes.
+Without one: the host's filesystem, with the same fresh /proc (the task sees
+only its own processes), minimal /dev (built in `<sandbox>/.dev`, then moved
+over /dev) and read-only /sys over the host's.
+
+Both then get Docker's masked and read-only paths (`MASKED`, `READONLY`,
+moby's `oci/defaults.go`): files are covered by /dev/null, directories by an
+empty read-only tmpfs, and the read-only ones are bound onto themselves and
+remounted read-only. Entries this kernel lacks are skipped. The task cannot
+undo any of it: unmounting needs CAP_SYS_ADMIN, which it no longer has
+(see capabilities.py).
+
+/sys is a fresh sysfs mounted read-only, so in a new network namespace it
+shows only that namespace's devices (/sys/class/net holds `lo`); where the
+kernel refuses a fresh sysfs (host network in some setups) the host's /sys is
+bound instead, read-only down to every submount.
 
 Every mount here is made after `unshare(CLONE_NEWNS)` and after / was made
 rprivate, so none of them propagates to the host and all vanish with the
@@ -16,11 +29,24 @@ container: the executor has nothing to unmount on the host side.
 from __future__ import annotations
 
 import os
+import re
+import stat
 from pathlib import Path
 
 from juggler.container import syscalls as sc
 
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+
+MASKED = (
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+    "/sys/firmware", "/sys/devices/virtual/powercap",
+)
+READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+# statvfs f_flag bits that equal their MS_* mount flags; a read-only remount
+# of a bind must repeat them or the kernel may refuse (or clear them).
+_KEPT_FLAGS = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
 
 
 def sandbox_dirs(sandbox: Path) -> dict[str, Path]:
@@ -53,7 +79,18 @@ def mount_overlay(lower: str, sandbox: Path) -> str:
 
 
 def setup_dev(root: str) -> None:
-    dev = os.path.join(root, "dev")
+    populate_dev(os.path.join(root, "dev"))
+
+
+def setup_host_dev(sandbox: Path) -> None:
+    """Minimal /dev over the host's: built aside (its nodes are bound from the
+    host's /dev, which must still be visible), then moved into place."""
+    staging = str(sandbox / ".dev")
+    populate_dev(staging)
+    sc.mount(staging, "/dev", None, sc.MS_MOVE)
+
+
+def populate_dev(dev: str) -> None:
     os.makedirs(dev, exist_ok=True)
     sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID, "mode=755,size=65536k")
     for name in DEVICES:
@@ -85,7 +122,50 @@ def mount_sys(root: str) -> None:
         # sysfs cannot be mounted fresh in the host's network namespace
         # when it is shared; fall back to a read-only bind of the host's.
         sc.mount("/sys", target, None, sc.MS_BIND | sc.MS_REC)
-        sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | flags)
+        remount_readonly_tree(target)
+
+
+def _flags_of(path: str) -> int:
+    return os.statvfs(path).f_flag & _KEPT_FLAGS
+
+
+def remount_readonly(path: str) -> None:
+    sc.mount(None, path, None,
+             sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | _flags_of(path))
+
+
+def remount_readonly_tree(target: str) -> None:
+    """Remount `target` and every mount below it read-only (a recursive bind
+    copies submounts, but a remount only changes the one it names)."""
+    target = os.path.realpath(target)
+    with open("/proc/self/mountinfo") as f:
+        points = [_unescape(line.split()[4]) for line in f]
+    for point in sorted({p for p in points
+                         if p == target or p.startswith(target.rstrip("/") + "/")}, key=len):
+        remount_readonly(point)
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mask_paths() -> None:
+    """Docker's masked and read-only paths, in the current root."""
+    for path in MASKED:
+        try:
+            is_dir = stat.S_ISDIR(os.lstat(path).st_mode)
+        except FileNotFoundError:
+            continue
+        if is_dir:
+            sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, "mode=0555")
+        else:
+            sc.mount("/dev/null", path, None, sc.MS_BIND)
+    for path in READONLY:
+        if not os.path.lexists(path):
+            continue
+        sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
+        remount_readonly(path)
 
 
 def pivot(root: str) -> None:
@@ -101,6 +181,9 @@ def enter(rootfs: str, sandbox: Path) -> None:
     make_private()
     if not rootfs:
         mount_proc("/proc")
+        setup_host_dev(sandbox)
+        mount_sys("/")
+        mask_paths()
         return
     merged = mount_overlay(rootfs, sandbox)
     mount_proc(os.path.join(merged, "proc"))
@@ -108,3 +191,4 @@ def enter(rootfs: str, sandbox: Path) -> None:
     mount_sys(merged)
     os.makedirs(os.path.join(merged, "tmp"), exist_ok=True)
     pivot(merged)
+    mask_paths()

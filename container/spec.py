@@ -4,6 +4,19 @@
 plus ids) into plain values the launcher acts on: argv, environment, hostname,
 limits, network mode, root filesystem, working directory and user. Invalid
 tasks raise `SpecError` with a message a person can act on.
+
+Limits: cpus → cpu.shares (1024 × cpus, the relative weight) *and* a hard
+CFS quota of cpus × 100 ms per 100 ms period, as `docker run --cpus`; mem →
+the memory limit (swap off); every container gets a pids limit, default
+`DEFAULT_PIDS_MAX`, which a task may change with the label
+
+    juggler.pids_max = "<positive integer>"
+
+(TaskInfo has no field for it yet; a label keeps the wire format unchanged).
+
+HOME is the user's home from the container's /etc/passwd, looked up by the
+launcher at start (it needs the container's files); `home_from_task` records
+that the task set HOME itself, which then wins.
 """
 
 from __future__ import annotations
@@ -18,6 +31,10 @@ from juggler.v1 import common_pb2, executor_pb2
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_GRACE_SECONDS = 3.0
 MIN_CPU_SHARES = 2
+CFS_PERIOD_US = 100_000
+MIN_CFS_QUOTA_US = 1_000  # the kernel refuses a smaller quota
+DEFAULT_PIDS_MAX = 4096
+PIDS_MAX_LABEL = "juggler.pids_max"
 _HOSTNAME_BAD = re.compile(r"[^a-z0-9-]+")
 _HOSTNAME_OK = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
@@ -39,6 +56,7 @@ class ContainerSpec:
     user: str = ""
     grace_seconds: float = DEFAULT_GRACE_SECONDS
     labels: dict[str, str] = field(default_factory=dict)
+    home_from_task: bool = False
 
     @property
     def memory_mib(self) -> float:
@@ -90,7 +108,10 @@ class ContainerSpec:
         cpus, mem = resources.get("cpus"), resources.get("mem")
         limits = Limits(
             cpu_shares=cpu_shares(cpus) if cpus else None,
+            cpu_quota_us=cpu_quota_us(cpus) if cpus else None,
+            cpu_period_us=CFS_PERIOD_US,
             memory_bytes=round(mem * 2**20) or None,
+            pids_max=pids_max(task),
         )
 
         user = command.user
@@ -120,11 +141,31 @@ class ContainerSpec:
             user=user,
             grace_seconds=grace,
             labels=dict(task.labels),
+            home_from_task="HOME" in command.environment,
         )
 
 
 def cpu_shares(cpus: float) -> int:
     return max(MIN_CPU_SHARES, round(cpus * 1024))
+
+
+def cpu_quota_us(cpus: float) -> int:
+    """CFS quota per `CFS_PERIOD_US` that caps the container at `cpus` cores."""
+    return max(MIN_CFS_QUOTA_US, round(cpus * CFS_PERIOD_US))
+
+
+def pids_max(task: common_pb2.TaskInfo) -> int:
+    raw = task.labels.get(PIDS_MAX_LABEL)
+    if raw is None:
+        return DEFAULT_PIDS_MAX
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise SpecError(f"task {task.task_id!r}: label {PIDS_MAX_LABEL} must be a positive "
+                        f"integer, got {raw!r}")
+    return value
 
 
 def hostname_for(task_id: str) -> str:

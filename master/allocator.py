@@ -170,6 +170,9 @@ class Allocator:
         self._total = _add(self._total, agent.total)
         self._order = None
 
+    def has_agent(self, agent_id: str) -> bool:
+        return agent_id in self._agents
+
     def remove_agent(self, agent_id: str) -> None:
         agent = self._agent(agent_id)
         for key, v in agent.allocated.items():

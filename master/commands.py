@@ -53,6 +53,13 @@ class CloseStream:
 
 
 @dataclass(frozen=True)
+class CloseAgentStream:
+    """Hang up on an agent; it must reconnect and re-register."""
+
+    agent_id: str
+
+
+@dataclass(frozen=True)
 class Persist:
     """Write (value) or delete (None) a registry key."""
 
@@ -60,4 +67,4 @@ class Persist:
     value: bytes | None
 
 
-Command = ToAgent | ToFramework | CloseStream | Persist
+Command = ToAgent | ToFramework | CloseStream | CloseAgentStream | Persist

@@ -22,13 +22,14 @@ from juggler.common.clock import SystemClock
 from juggler.master.allocator import Allocator
 from juggler.master.commands import (
     CallError,
+    CloseAgentStream,
     CloseStream,
     Command,
     Persist,
     ToAgent,
     ToFramework,
 )
-from juggler.master.state import MasterState
+from juggler.master.state import AgentGone, MasterState
 from juggler.store.interface import Store
 from juggler.v1 import (
     agent_pb2,
@@ -61,6 +62,10 @@ class MasterConfig:
     metrics_port: int = 5055
     allocation_interval: float = 1.0
     heartbeat_interval: float = 15.0
+    offer_timeout: float | None = None
+    agent_ping_timeout: float = 15.0
+    max_agent_ping_timeouts: int = 5
+    agent_gone_timeout: float = 7 * 86400.0
 
 
 class _Close:
@@ -74,7 +79,11 @@ class Master:
         self.store = store
         self.clock = SystemClock()
         self.state = MasterState(self.clock, Allocator(self.clock),
-                                 heartbeat_interval=config.heartbeat_interval)
+                                 heartbeat_interval=config.heartbeat_interval,
+                                 offer_timeout=config.offer_timeout,
+                                 agent_ping_timeout=config.agent_ping_timeout,
+                                 max_agent_ping_timeouts=config.max_agent_ping_timeouts,
+                                 agent_gone_timeout=config.agent_gone_timeout)
         self._frameworks: dict[str, tuple[str, asyncio.Queue[Any]]] = {}
         self._agents: dict[str, asyncio.Queue[Any]] = {}
         self._wake = asyncio.Event()
@@ -106,7 +115,9 @@ class Master:
             from juggler.common import metrics
             self.metrics_port = metrics.serve(self.config.host, self.config.metrics_port)
         self._tasks = [asyncio.create_task(self._allocation_loop()),
-                       asyncio.create_task(self._heartbeat_loop())]
+                       asyncio.create_task(self._heartbeat_loop()),
+                       asyncio.create_task(self._ping_loop()),
+                       asyncio.create_task(self._tick_loop())]
         log.info("master started", address=self.address, metrics_port=self.metrics_port)
         return self.address
 
@@ -137,6 +148,10 @@ class Master:
                 entry = self._frameworks.get(c.framework_id)
                 if entry is not None and entry[0] == c.stream_id:
                     entry[1].put_nowait(_Close(c.message))
+            elif isinstance(c, CloseAgentStream):
+                queue = self._agents.get(c.agent_id)
+                if queue is not None:
+                    queue.put_nowait(_Close("the master hung up"))
             elif isinstance(c, Persist):
                 if c.value is None:
                     await self.store.delete(c.key)
@@ -155,18 +170,33 @@ class Master:
             # Coalesce a burst of triggers into one cycle.
             await asyncio.sleep(0)
             with ALLOCATION.time():
-                commands = self.state.tick() + self.state.allocate()
+                commands = self.state.allocate()
             await self.execute(commands)
+
+    async def _tick_loop(self) -> None:
+        """Timeouts: framework failover, offers, agent health."""
+        period = max(0.05, min(1.0, self.config.agent_ping_timeout / 4))
+        while True:
+            await asyncio.sleep(period)
+            commands = self.state.tick()
+            if commands:
+                await self.execute(commands)
+                self.trigger_allocation()
 
     async def _heartbeat_loop(self) -> None:
         beat = scheduler_pb2.Event(heartbeat=scheduler_pb2.Event.Heartbeat())
-        agent_beat = agent_pb2.MasterMessage(heartbeat=agent_pb2.MasterMessage.Heartbeat())
         while True:
             await asyncio.sleep(self.config.heartbeat_interval)
             for _, queue in self._frameworks.values():
                 queue.put_nowait(beat)
+
+    async def _ping_loop(self) -> None:
+        """Ping every agent once per ping timeout; each answers with a heartbeat."""
+        ping = agent_pb2.MasterMessage(heartbeat=agent_pb2.MasterMessage.Heartbeat())
+        while True:
+            await asyncio.sleep(self.config.agent_ping_timeout)
             for queue in self._agents.values():
-                queue.put_nowait(agent_beat)
+                queue.put_nowait(ping)
 
     def _update_gauges(self) -> None:
         counts: dict[str, int] = {}
@@ -337,6 +367,12 @@ class AgentChannelServicer(agent_pb2_grpc.AgentChannelServicer):
             else:
                 rr = first.reregister
                 agent_id, commands = self.m.state.reregister_agent(rr.agent, rr.tasks, rr.running)
+        except AgentGone as e:
+            # Tell it to kill its tasks (it then registers afresh), then hang up.
+            log.warning("a gone agent came back; telling it to shut down", agent_id=e.agent_id)
+            yield agent_pb2.MasterMessage(shutdown=agent_pb2.MasterMessage.Shutdown(
+                message=e.message))
+            return
         except CallError as e:
             await context.abort(grpc.StatusCode[e.code.name], e.message)
             return
@@ -370,6 +406,7 @@ class AgentChannelServicer(agent_pb2_grpc.AgentChannelServicer):
                 alog.info("agent disconnected")
 
     async def _handle(self, agent_id: str, msg: agent_pb2.AgentMessage, alog: Any) -> None:
+        self.m.state.agent_seen(agent_id)
         kind = msg.WhichOneof("message")
         if kind == "status_update":
             status = msg.status_update.status
@@ -438,6 +475,27 @@ class OperatorServicer(operator_pb2_grpc.OperatorServicer):
     async def GetLeader(self, request: operator_pb2.GetLeaderRequest,
                         context: grpc.aio.ServicerContext) -> operator_pb2.GetLeaderResponse:
         return self._leader()
+
+    async def DrainAgent(self, request: operator_pb2.DrainAgentRequest,
+                         context: grpc.aio.ServicerContext) -> operator_pb2.DrainAgentResponse:
+        try:
+            commands = self.m.state.drain_agent(request.agent_id)
+        except CallError as e:
+            await context.abort(grpc.StatusCode[e.code.name], e.message)
+        log.info("draining agent", agent_id=request.agent_id)
+        await self.m.execute(commands)
+        return operator_pb2.DrainAgentResponse()
+
+    async def UpAgent(self, request: operator_pb2.UpAgentRequest,
+                      context: grpc.aio.ServicerContext) -> operator_pb2.UpAgentResponse:
+        try:
+            commands = self.m.state.up_agent(request.agent_id)
+        except CallError as e:
+            await context.abort(grpc.StatusCode[e.code.name], e.message)
+        log.info("agent up", agent_id=request.agent_id)
+        await self.m.execute(commands)
+        self.m.trigger_allocation()
+        return operator_pb2.UpAgentResponse()
 
 
 __all__ = ["Master", "MasterConfig", "common_pb2"]

@@ -8,9 +8,16 @@ anything is changed, so nothing is ever half-applied.
 What a framework *wants* (TaskEntry.info, kill requested) is kept apart from
 what an agent *observed* (TaskEntry.status, the latest status update).
 
-Agent life cycle:
+Agent life cycle (connectivity; maintenance — DRAINING, DOWN — is kept apart):
 
-    (register) ─▶ ACTIVE ◀─▶ DISCONNECTED        (stream lost / re-registered)
+    (register) ─▶ ACTIVE ◀─▶ DISCONNECTED            (stream lost / re-registered)
+                    │              │
+                    └──────┬───────┘ silent for ping timeout × max ping timeouts
+                           ▼
+                      UNREACHABLE ──(re-registers)──▶ ACTIVE
+                           │ agent_gone_timeout
+                           ▼
+                          GONE  (a returning agent is told to shut its tasks down)
 
 Framework life cycle:
 
@@ -31,6 +38,7 @@ from juggler.common.resources import ResourceError, Resources
 from juggler.master.allocator import Allocator
 from juggler.master.commands import (
     CallError,
+    CloseAgentStream,
     CloseStream,
     Code,
     Command,
@@ -46,12 +54,20 @@ COMPLETED_TASKS_KEPT = 1000
 COMPLETED_FRAMEWORKS_KEPT = 100
 
 
+A = operator_pb2.AgentState
+
+
 @dataclass
 class AgentEntry:
     info: common_pb2.AgentInfo
     total: Resources
-    state: int = operator_pb2.AGENT_ACTIVE
+    state: int = A.AGENT_ACTIVE
+    # None, AGENT_DRAINING or AGENT_DOWN (an operator's decision).
+    maintenance: int | None = None
     registered_time: float = 0.0
+    last_seen: float = 0.0
+    last_seen_time: float = 0.0
+    unreachable_since: float | None = None
     tasks: set[tuple[str, str]] = field(default_factory=set)  # (framework_id, task_id)
 
 
@@ -92,14 +108,30 @@ class TaskEntry:
     resources_recovered: bool = False
 
 
+class AgentGone(CallError):
+    """A GONE agent tried to come back; it must kill its tasks and start afresh."""
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(Code.FAILED_PRECONDITION,
+                         f"agent {agent_id} is gone: kill its tasks and register as a new agent")
+        self.agent_id = agent_id
+
+
 class MasterState:
     def __init__(self, clock: Clock, allocator: Allocator, *, address: str = "",
-                 heartbeat_interval: float = 15.0) -> None:
+                 heartbeat_interval: float = 15.0, offer_timeout: float | None = None,
+                 agent_ping_timeout: float = 15.0, max_agent_ping_timeouts: int = 5,
+                 agent_gone_timeout: float = 7 * 86400.0) -> None:
         self.clock = clock
         self.allocator = allocator
         self.address = address
         self.heartbeat_interval = heartbeat_interval
+        self.offer_timeout = offer_timeout
+        self.agent_ping_timeout = agent_ping_timeout
+        self.max_agent_ping_timeouts = max_agent_ping_timeouts
+        self.agent_gone_timeout = agent_gone_timeout
         self.agents: dict[str, AgentEntry] = {}
+        self.gone_agents: set[str] = set()
         self.frameworks: dict[str, FrameworkEntry] = {}
         self.completed_frameworks: deque[FrameworkEntry] = deque(maxlen=COMPLETED_FRAMEWORKS_KEPT)
         self.offers: dict[str, OfferEntry] = {}
@@ -132,6 +164,9 @@ class MasterState:
                 if fw.connected:
                     commands.append(CloseStream(fw.info.id, fw.stream_id,
                                                 "framework failed over to a new subscription"))
+                    # The new instance never saw the old one's offers (as Mesos does on
+                    # failover): take them back, or their resources stay locked away.
+                    commands += self._rescind_offers(fw, send=False)
                 fw.info = info
                 self.allocator.remove_framework(info.id)
                 self.allocator.add_framework(info.id, info.roles)
@@ -196,14 +231,166 @@ class MasterState:
         return commands
 
     def tick(self) -> list[Command]:
-        """Time passed: remove frameworks whose failover timeout ran out."""
+        """Time passed: failover timeouts, offer timeouts, agent health."""
         now = self.clock.now()
         commands: list[Command] = []
         for fw in list(self.frameworks.values()):
             if (not fw.connected and fw.disconnected_at is not None
                     and now >= fw.disconnected_at + fw.info.failover_timeout):
                 commands += self._remove_framework(fw, "failover timeout passed")
+        if self.offer_timeout is not None:
+            for offer in sorted(self.offers.values(), key=lambda o: o.offer_id):
+                if now >= offer.created + self.offer_timeout:
+                    commands += self._rescind(offer)
+        silent_for = self.agent_ping_timeout * self.max_agent_ping_timeouts
+        for agent in list(self.agents.values()):
+            if agent.state in (A.AGENT_ACTIVE, A.AGENT_DISCONNECTED):
+                if now >= agent.last_seen + silent_for:
+                    commands += self._mark_unreachable(agent)
+            elif (agent.state == A.AGENT_UNREACHABLE and agent.unreachable_since is not None
+                    and now >= agent.unreachable_since + self.agent_gone_timeout):
+                commands += self._mark_gone(agent)
         return commands
+
+    def _rescind(self, offer: OfferEntry) -> list[Command]:
+        fw = self.frameworks[offer.framework_id]
+        self._use_offer(fw, offer)
+        self.allocator.recover(offer.framework_id, offer.agent_id, offer.resources, offer.role)
+        return [ToFramework(fw.info.id, scheduler_pb2.Event(
+            rescind=scheduler_pb2.Event.Rescind(offer_id=offer.offer_id)))]
+
+    def _agent_offers(self, agent_id: str) -> list[OfferEntry]:
+        return sorted((o for o in self.offers.values() if o.agent_id == agent_id),
+                      key=lambda o: o.offer_id)
+
+    def _master_update(self, task: TaskEntry, state: int, reason: int,
+                       message: str) -> list[Command]:
+        """A master-generated update (no uuid, never acknowledged).
+
+        Frameworks that are not partition-aware see UNREACHABLE and GONE as LOST.
+        The master's own record keeps the real state.
+        """
+        history = [h.state for h in task.history]
+        task_states.check(task.info.task_id, task.state, state, history)
+        status = common_pb2.TaskStatus(
+            task_id=task.info.task_id, state=state, reason=reason, message=message,
+            source=common_pb2.SOURCE_MASTER, agent_id=task.agent_id,
+            framework_id=task.framework_id, timestamp=self.clock.time())
+        task.state = state
+        task.status = status
+        task.latest_uuid = b""
+        task.history.append(status)
+        fw = self.frameworks.get(task.framework_id)
+        if fw is None:
+            return []
+        sent = common_pb2.TaskStatus()
+        sent.CopyFrom(status)
+        aware = common_pb2.FrameworkInfo.PARTITION_AWARE in fw.info.capabilities
+        if not aware and state in (S.TASK_UNREACHABLE, S.TASK_GONE, S.TASK_GONE_BY_OPERATOR):
+            sent.state = S.TASK_LOST
+        return [ToFramework(fw.info.id, _update_event(sent))]
+
+    def _partition_aware(self, framework_id: str) -> bool:
+        fw = self.frameworks.get(framework_id)
+        return fw is not None and (
+            common_pb2.FrameworkInfo.PARTITION_AWARE in fw.info.capabilities)
+
+    def _mark_unreachable(self, agent: AgentEntry) -> list[Command]:
+        """The agent missed its health checks: its resources leave the pool and its
+        tasks are UNREACHABLE (LOST to frameworks that are not partition-aware)."""
+        agent_id = agent.info.id
+        commands: list[Command] = []
+        for offer in self._agent_offers(agent_id):
+            commands += self._rescind(offer)
+        agent.state = A.AGENT_UNREACHABLE
+        agent.unreachable_since = self.clock.now()
+        commands.append(CloseAgentStream(agent_id))
+        self.allocator.remove_agent(agent_id)
+        for key in sorted(agent.tasks):
+            task = self.tasks[key]
+            task.resources_recovered = True  # they left the pool with the agent
+            if not task_states.is_terminal(task.state):
+                commands += self._master_update(
+                    task, S.TASK_UNREACHABLE, common_pb2.REASON_AGENT_UNREACHABLE,
+                    f"agent {agent.info.hostname} ({agent_id}) stopped answering health checks")
+        commands.append(self._persist_agent(agent))
+        return commands
+
+    def _mark_gone(self, agent: AgentEntry) -> list[Command]:
+        agent_id = agent.info.id
+        commands: list[Command] = []
+        agent.state = A.AGENT_GONE
+        for key in sorted(agent.tasks):
+            task = self.tasks[key]
+            if not task_states.is_terminal(task.state):
+                commands += self._master_update(
+                    task, S.TASK_GONE, common_pb2.REASON_AGENT_REMOVED,
+                    f"agent {agent.info.hostname} ({agent_id}) was unreachable for longer "
+                    f"than {self.agent_gone_timeout:g} s and is gone")
+            self._complete_task(task)
+        del self.agents[agent_id]
+        self.gone_agents.add(agent_id)
+        commands.append(self._persist_agent(agent))
+        return commands
+
+    def _persist_agent(self, agent: AgentEntry) -> Persist:
+        record = operator_pb2.AgentView(info=agent.info, state=agent.state,
+                                        total=agent.total.to_proto(),
+                                        registered_time=agent.registered_time)
+        if agent.maintenance is not None:
+            record.state = agent.maintenance if agent.state == A.AGENT_ACTIVE else agent.state
+        return Persist(f"agents/{agent.info.id}", record.SerializeToString())
+
+    def agent_seen(self, agent_id: str) -> None:
+        """Any message from the agent proves it alive."""
+        agent = self.agents.get(agent_id)
+        if agent is not None:
+            agent.last_seen = self.clock.now()
+            agent.last_seen_time = self.clock.time()
+
+    # ------------------------------------------------------------------
+    # Maintenance
+    # ------------------------------------------------------------------
+    def drain_agent(self, agent_id: str) -> list[Command]:
+        agent = self._known_agent(agent_id)
+        commands: list[Command] = []
+        if agent.maintenance is None:
+            agent.maintenance = A.AGENT_DRAINING
+            if agent.state == A.AGENT_ACTIVE:
+                self.allocator.deactivate_agent(agent_id)
+            for offer in self._agent_offers(agent_id):
+                commands += self._rescind(offer)
+        for key in sorted(agent.tasks):
+            task = self.tasks[key]
+            if not task_states.is_terminal(task.state):
+                commands.append(ToAgent(agent_id, agent_pb2.MasterMessage(
+                    kill_task=agent_pb2.MasterMessage.KillTask(
+                        framework_id=task.framework_id, task_id=task.info.task_id,
+                        kill_policy=task.info.kill_policy))))
+        self._maybe_down(agent)
+        commands.append(self._persist_agent(agent))
+        return commands
+
+    def up_agent(self, agent_id: str) -> list[Command]:
+        agent = self._known_agent(agent_id)
+        if agent.maintenance is not None:
+            agent.maintenance = None
+            if agent.state == A.AGENT_ACTIVE:
+                self.allocator.activate_agent(agent_id)
+        return [self._persist_agent(agent)]
+
+    def _known_agent(self, agent_id: str) -> AgentEntry:
+        if agent_id in self.gone_agents:
+            raise CallError(Code.FAILED_PRECONDITION, f"agent {agent_id} is gone")
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            raise CallError(Code.NOT_FOUND, f"agent {agent_id!r} is not known to the master")
+        return agent
+
+    def _maybe_down(self, agent: AgentEntry) -> None:
+        if agent.maintenance == A.AGENT_DRAINING and not any(
+                not task_states.is_terminal(self.tasks[k].state) for k in agent.tasks):
+            agent.maintenance = A.AGENT_DOWN
 
     def _framework(self, framework_id: str, stream_id: str) -> FrameworkEntry:
         if not framework_id:
@@ -491,25 +678,31 @@ class MasterState:
     # Agents
     # ------------------------------------------------------------------
     def register_agent(self, info: common_pb2.AgentInfo) -> tuple[str, list[Command]]:
-        try:
-            total = Resources.from_proto(info.resources)
-        except ResourceError as e:
-            raise CallError(Code.INVALID_ARGUMENT, f"agent resources: {e}") from None
+        """A new agent (or one whose id the master has never seen)."""
+        if info.id in self.agents:
+            # The same agent again (its stream broke): treat as re-registration.
+            return self.reregister_agent(info, [], [])
+        total = _agent_total(info)
+        self._refuse_gone(info.id)
         info = common_pb2.AgentInfo().FromString(info.SerializeToString())
         if not info.id:
             info.id = ids.new()
-        elif info.id in self.agents:
-            # The same agent again (its stream broke): treat as re-registration.
-            return self.reregister_agent(info, [], [])
-        self.agents[info.id] = AgentEntry(info=info, total=total, registered_time=self.clock.time())
+        agent = AgentEntry(info=info, total=total, registered_time=self.clock.time())
+        self.agents[info.id] = agent
+        self.agent_seen(info.id)
         self.allocator.add_agent(info.id, total)
-        return info.id, self._registered(info)
+        return info.id, self._registered(agent)
 
-    def _registered(self, info: common_pb2.AgentInfo) -> list[Command]:
+    def _refuse_gone(self, agent_id: str) -> None:
+        if agent_id and agent_id in self.gone_agents:
+            raise AgentGone(agent_id)
+
+    def _registered(self, agent: AgentEntry) -> list[Command]:
+        info = agent.info
         return [
-            Persist(f"agents/{info.id}", info.SerializeToString()),
+            self._persist_agent(agent),
             ToAgent(info.id, agent_pb2.MasterMessage(registered=agent_pb2.MasterMessage.Registered(
-                agent_id=info.id, heartbeat_interval_seconds=self.heartbeat_interval,
+                agent_id=info.id, heartbeat_interval_seconds=self.agent_ping_timeout,
                 master_address=self.address))),
         ]
 
@@ -517,58 +710,107 @@ class MasterState:
                          statuses: Iterable[common_pb2.TaskStatus],
                          running: Iterable[agent_pb2.AgentMessage.RunningTask],
                          ) -> tuple[str, list[Command]]:
-        """An agent that has an id comes back with what it runs."""
-        try:
-            total = Resources.from_proto(info.resources)
-        except ResourceError as e:
-            raise CallError(Code.INVALID_ARGUMENT, f"agent resources: {e}") from None
+        """An agent that has an id comes back with what it runs.
+
+        Its report is the truth about its tasks: tasks the master knows but the
+        agent does not are DROPPED (never started) or LOST/GONE; tasks the agent
+        runs that the master does not know (after a master restart) are adopted.
+        """
+        total = _agent_total(info)
+        self._refuse_gone(info.id)
+        if not info.id:
+            raise CallError(Code.INVALID_ARGUMENT, "re-registration without an agent id")
+        statuses = list(statuses)
+        running = list(running)
+        latest = {(s.framework_id, s.task_id): s for s in statuses}
+        reported = {(rt.framework.id, rt.task.task_id): rt for rt in running
+                    if not task_states.is_terminal(
+                        latest.get((rt.framework.id, rt.task.task_id),
+                                   common_pb2.TaskStatus(state=S.TASK_STAGING)).state)}
+        commands: list[Command] = []
         agent = self.agents.get(info.id)
         if agent is None:
             agent = AgentEntry(info=info, total=total, registered_time=self.clock.time())
             self.agents[info.id] = agent
-            used: dict[tuple[str, str], Resources] = {}
-            latest = {s.task_id: s for s in statuses}
-            for rt in running:
-                st = latest.get(rt.task.task_id)
-                if st is not None and task_states.is_terminal(st.state):
-                    continue
-                fid = rt.framework.id
-                role = rt.task.resources[0].role if rt.task.resources else DEFAULT_ROLE
-                res = Resources.from_proto(rt.task.resources)
+        else:
+            # Offers made against the agent's old state are void.
+            for offer in self._agent_offers(info.id):
+                commands += self._rescind(offer)
+        if self.allocator.has_agent(info.id):
+            self.allocator.remove_agent(info.id)
+        agent.info = info
+        agent.total = total
+        back_from_unreachable = agent.state == A.AGENT_UNREACHABLE
+        agent.state = A.AGENT_ACTIVE
+        agent.unreachable_since = None
+        self.agent_seen(info.id)
+        # Tasks the master has on this agent that the agent no longer reports.
+        for key in sorted(agent.tasks):
+            task = self.tasks[key]
+            if key in reported or task_states.is_terminal(task.state):
+                task.resources_recovered = True
+                continue
+            if task.state == S.TASK_STAGING:
+                commands += self._master_update(
+                    task, S.TASK_DROPPED, common_pb2.REASON_AGENT_RESTARTED,
+                    "the agent re-registered without the task: it never started")
+            else:
+                commands += self._master_update(
+                    task, S.TASK_GONE, common_pb2.REASON_AGENT_RESTARTED,
+                    "the agent re-registered without the task")
+            task.resources_recovered = True
+        # Tasks the agent reports: adopt the unknown ones, reconcile the rest.
+        used: dict[tuple[str, str], Resources] = {}
+        for key, rt in sorted(reported.items()):
+            fid = rt.framework.id
+            role = (rt.task.resources[0].role if rt.task.resources else "") or DEFAULT_ROLE
+            res = Resources.from_proto(rt.task.resources)
+            st = latest.get(key)
+            task = self.tasks.get(key)
+            if task is None:
                 if fid not in self.frameworks:
                     fw = FrameworkEntry(info=rt.framework, registered_time=self.clock.time())
+                    fw.disconnected_at = self.clock.now()
                     self.frameworks[fid] = fw
                     self.allocator.add_framework(fid, rt.framework.roles or [DEFAULT_ROLE])
                     self.allocator.deactivate_framework(fid)
-                    fw.disconnected_at = self.clock.now()
-                entry = TaskEntry(info=rt.task, framework_id=fid, agent_id=info.id, role=role,
-                                  resources=res, launched_time=self.clock.time(),
-                                  state=st.state if st else S.TASK_STAGING, status=st)
-                self.tasks[(fid, rt.task.task_id)] = entry
+                task = TaskEntry(info=rt.task, framework_id=fid, agent_id=info.id, role=role,
+                                 resources=res, launched_time=self.clock.time(),
+                                 state=st.state if st else S.TASK_STAGING, status=st)
+                if st is not None:
+                    task.history.append(st)
+                self.tasks[key] = task
                 self.frameworks[fid].tasks.add(rt.task.task_id)
-                agent.tasks.add((fid, rt.task.task_id))
-                used[(fid, role)] = used.get((fid, role), Resources()) + res
-            self.allocator.add_agent(info.id, total, used)
-        else:
-            agent.info = info
-            agent.state = operator_pb2.AGENT_ACTIVE
-            self.allocator.activate_agent(info.id)
-        return info.id, self._registered(info)
+                agent.tasks.add(key)
+            elif back_from_unreachable and not self._partition_aware(fid):
+                # The framework was told LOST and has likely replaced the task: a
+                # second copy must not keep running.
+                if st is not None:
+                    task.state = st.state
+                commands.append(ToAgent(info.id, agent_pb2.MasterMessage(
+                    kill_task=agent_pb2.MasterMessage.KillTask(
+                        framework_id=fid, task_id=rt.task.task_id,
+                        kill_policy=task.info.kill_policy))))
+            elif back_from_unreachable and st is not None and st.state != task.state:
+                commands += self._master_update(task, st.state, common_pb2.REASON_RECONCILIATION,
+                                                "the agent is reachable again")
+            task.resources_recovered = False
+            used[(fid, role)] = used.get((fid, role), Resources()) + res
+        self.allocator.add_agent(info.id, total, used)
+        if agent.maintenance is not None:
+            self.allocator.deactivate_agent(info.id)
+            self._maybe_down(agent)
+        return info.id, commands + self._registered(agent)
 
     def agent_disconnected(self, agent_id: str) -> list[Command]:
         agent = self.agents.get(agent_id)
-        if agent is None or agent.state != operator_pb2.AGENT_ACTIVE:
+        if agent is None or agent.state != A.AGENT_ACTIVE:
             return []
-        agent.state = operator_pb2.AGENT_DISCONNECTED
+        agent.state = A.AGENT_DISCONNECTED
         self.allocator.deactivate_agent(agent_id)
         commands: list[Command] = []
-        for offer in sorted(self.offers.values(), key=lambda o: o.offer_id):
-            if offer.agent_id == agent_id:
-                fw = self.frameworks[offer.framework_id]
-                self._use_offer(fw, offer)
-                self.allocator.recover(offer.framework_id, agent_id, offer.resources, offer.role)
-                commands.append(ToFramework(fw.info.id, scheduler_pb2.Event(
-                    rescind=scheduler_pb2.Event.Rescind(offer_id=offer.offer_id))))
+        for offer in self._agent_offers(agent_id):
+            commands += self._rescind(offer)
         return commands
 
     def status_update(self, agent_id: str, status: common_pb2.TaskStatus) -> list[Command]:
@@ -598,12 +840,18 @@ class MasterState:
         task.status = status
         task.latest_uuid = status.uuid
         task.history.append(status)
+        commands: list[Command] = []
         if task_states.is_terminal(status.state):
             self._recover_task(task)
+            agent = self.agents[agent_id]
+            if agent.maintenance == A.AGENT_DRAINING:
+                self._maybe_down(agent)
+                if agent.maintenance == A.AGENT_DOWN:
+                    commands.append(self._persist_agent(agent))
         fw = self.frameworks.get(fid)
         if fw is None:
-            return [ack]
-        return [ToFramework(fid, _update_event(status))]
+            return [*commands, ack]
+        return [*commands, ToFramework(fid, _update_event(status))]
 
     # ------------------------------------------------------------------
     # Views for the Operator API
@@ -627,10 +875,13 @@ class MasterState:
         for o in self.offers.values():
             if o.agent_id == agent.info.id:
                 offered = offered + o.resources
+        state = agent.state
+        if agent.maintenance is not None and state == A.AGENT_ACTIVE:
+            state = agent.maintenance
         return operator_pb2.AgentView(
-            info=agent.info, state=agent.state, total=agent.total.to_proto(),
+            info=agent.info, state=state, total=agent.total.to_proto(),
             allocated=allocated.to_proto(), offered=offered.to_proto(),
-            registered_time=agent.registered_time)
+            registered_time=agent.registered_time, last_seen_time=agent.last_seen_time)
 
     def framework_view(self, fw: FrameworkEntry) -> operator_pb2.FrameworkView:
         allocated = Resources()
@@ -670,6 +921,13 @@ class MasterState:
             assert agent.total.contains(used), (
                 f"agent {agent.info.id} over-committed: {used} of {agent.total}")
         self.allocator.validate_state()
+
+
+def _agent_total(info: common_pb2.AgentInfo) -> Resources:
+    try:
+        return Resources.from_proto(info.resources)
+    except ResourceError as e:
+        raise CallError(Code.INVALID_ARGUMENT, f"agent resources: {e}") from None
 
 
 def _update_event(status: common_pb2.TaskStatus) -> scheduler_pb2.Event:

@@ -54,6 +54,8 @@ class Reason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REASON_CONTAINER_LIMITATION_PIDS: _ClassVar[Reason]
     REASON_EXECUTOR_UNREACHABLE: _ClassVar[Reason]
     REASON_AGENT_RESTARTED: _ClassVar[Reason]
+    REASON_AGENT_UNREACHABLE: _ClassVar[Reason]
+    REASON_AGENT_DRAINING: _ClassVar[Reason]
 
 class Source(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -99,6 +101,8 @@ REASON_TASK_HEALTH_CHECK_STATUS_UPDATED: Reason
 REASON_CONTAINER_LIMITATION_PIDS: Reason
 REASON_EXECUTOR_UNREACHABLE: Reason
 REASON_AGENT_RESTARTED: Reason
+REASON_AGENT_UNREACHABLE: Reason
+REASON_AGENT_DRAINING: Reason
 SOURCE_UNSPECIFIED: Source
 SOURCE_MASTER: Source
 SOURCE_AGENT: Source

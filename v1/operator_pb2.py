@@ -25,41 +25,49 @@ _sym_db = _symbol_database.Default()
 from juggler.v1 import common_pb2 as juggler_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19juggler/v1/operator.proto\x12\njuggler.v1\x1a\x17juggler/v1/common.proto\"\xe5\x01\n\tAgentView\x12#\n\x04info\x18\x01 \x01(\x0b\x32\x15.juggler.v1.AgentInfo\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.juggler.v1.AgentState\x12#\n\x05total\x18\x03 \x03(\x0b\x32\x14.juggler.v1.Resource\x12\'\n\tallocated\x18\x04 \x03(\x0b\x32\x14.juggler.v1.Resource\x12%\n\x07offered\x18\x05 \x03(\x0b\x32\x14.juggler.v1.Resource\x12\x17\n\x0fregistered_time\x18\x06 \x01(\x01\"\xca\x01\n\rFrameworkView\x12\'\n\x04info\x18\x01 \x01(\x0b\x32\x19.juggler.v1.FrameworkInfo\x12\x11\n\tconnected\x18\x02 \x01(\x08\x12\x17\n\x0fregistered_time\x18\x03 \x01(\x01\x12\'\n\tallocated\x18\x04 \x03(\x0b\x32\x14.juggler.v1.Resource\x12%\n\x07offered\x18\x05 \x03(\x0b\x32\x14.juggler.v1.Resource\x12\x14\n\x0c\x61\x63tive_tasks\x18\x06 \x01(\r\"\x93\x02\n\x08TaskView\x12\"\n\x04info\x18\x01 \x01(\x0b\x32\x14.juggler.v1.TaskInfo\x12\x14\n\x0c\x66ramework_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12$\n\x05state\x18\x04 \x01(\x0e\x32\x15.juggler.v1.TaskState\x12&\n\x06status\x18\x05 \x01(\x0b\x32\x16.juggler.v1.TaskStatus\x12\'\n\x07history\x18\x06 \x03(\x0b\x32\x16.juggler.v1.TaskStatus\x12\x15\n\rlaunched_time\x18\x07 \x01(\x01\x12\x16\n\x0e\x61gent_hostname\x18\x08 \x01(\t\x12\x15\n\ragent_address\x18\t \x01(\t\"\x11\n\x0fGetStateRequest\"\xeb\x01\n\x10GetStateResponse\x12%\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x15.juggler.v1.AgentView\x12-\n\nframeworks\x18\x02 \x03(\x0b\x32\x19.juggler.v1.FrameworkView\x12#\n\x05tasks\x18\x03 \x03(\x0b\x32\x14.juggler.v1.TaskView\x12-\n\x0f\x63ompleted_tasks\x18\x04 \x03(\x0b\x32\x14.juggler.v1.TaskView\x12-\n\x06leader\x18\x05 \x01(\x0b\x32\x1d.juggler.v1.GetLeaderResponse\"\x12\n\x10GetAgentsRequest\":\n\x11GetAgentsResponse\x12%\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x15.juggler.v1.AgentView\"\x16\n\x14GetFrameworksRequest\"F\n\x15GetFrameworksResponse\x12-\n\nframeworks\x18\x01 \x03(\x0b\x32\x19.juggler.v1.FrameworkView\",\n\x0fGetTasksRequest\x12\x19\n\x11include_completed\x18\x01 \x01(\x08\"f\n\x10GetTasksResponse\x12#\n\x05tasks\x18\x01 \x03(\x0b\x32\x14.juggler.v1.TaskView\x12-\n\x0f\x63ompleted_tasks\x18\x02 \x03(\x0b\x32\x14.juggler.v1.TaskView\"\x12\n\x10GetLeaderRequest\"E\n\x11GetLeaderResponse\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04self\x18\x02 \x01(\t\x12\x11\n\tis_leader\x18\x03 \x01(\x08*\x9e\x01\n\nAgentState\x12\x1b\n\x17\x41GENT_STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x41GENT_ACTIVE\x10\x01\x12\x16\n\x12\x41GENT_DISCONNECTED\x10\x02\x12\x15\n\x11\x41GENT_UNREACHABLE\x10\x03\x12\x12\n\x0e\x41GENT_DRAINING\x10\x04\x12\x0e\n\nAGENT_DOWN\x10\x05\x12\x0e\n\nAGENT_GONE\x10\x06\x32\x82\x03\n\x08Operator\x12\x45\n\x08GetState\x12\x1b.juggler.v1.GetStateRequest\x1a\x1c.juggler.v1.GetStateResponse\x12H\n\tGetAgents\x12\x1c.juggler.v1.GetAgentsRequest\x1a\x1d.juggler.v1.GetAgentsResponse\x12T\n\rGetFrameworks\x12 .juggler.v1.GetFrameworksRequest\x1a!.juggler.v1.GetFrameworksResponse\x12\x45\n\x08GetTasks\x12\x1b.juggler.v1.GetTasksRequest\x1a\x1c.juggler.v1.GetTasksResponse\x12H\n\tGetLeader\x12\x1c.juggler.v1.GetLeaderRequest\x1a\x1d.juggler.v1.GetLeaderResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19juggler/v1/operator.proto\x12\njuggler.v1\x1a\x17juggler/v1/common.proto\"%\n\x11\x44rainAgentRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"\x14\n\x12\x44rainAgentResponse\"\"\n\x0eUpAgentRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"\x11\n\x0fUpAgentResponse\"\xfd\x01\n\tAgentView\x12#\n\x04info\x18\x01 \x01(\x0b\x32\x15.juggler.v1.AgentInfo\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.juggler.v1.AgentState\x12#\n\x05total\x18\x03 \x03(\x0b\x32\x14.juggler.v1.Resource\x12\'\n\tallocated\x18\x04 \x03(\x0b\x32\x14.juggler.v1.Resource\x12%\n\x07offered\x18\x05 \x03(\x0b\x32\x14.juggler.v1.Resource\x12\x17\n\x0fregistered_time\x18\x06 \x01(\x01\x12\x16\n\x0elast_seen_time\x18\x07 \x01(\x01\"\xca\x01\n\rFrameworkView\x12\'\n\x04info\x18\x01 \x01(\x0b\x32\x19.juggler.v1.FrameworkInfo\x12\x11\n\tconnected\x18\x02 \x01(\x08\x12\x17\n\x0fregistered_time\x18\x03 \x01(\x01\x12\'\n\tallocated\x18\x04 \x03(\x0b\x32\x14.juggler.v1.Resource\x12%\n\x07offered\x18\x05 \x03(\x0b\x32\x14.juggler.v1.Resource\x12\x14\n\x0c\x61\x63tive_tasks\x18\x06 \x01(\r\"\x93\x02\n\x08TaskView\x12\"\n\x04info\x18\x01 \x01(\x0b\x32\x14.juggler.v1.TaskInfo\x12\x14\n\x0c\x66ramework_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12$\n\x05state\x18\x04 \x01(\x0e\x32\x15.juggler.v1.TaskState\x12&\n\x06status\x18\x05 \x01(\x0b\x32\x16.juggler.v1.TaskStatus\x12\'\n\x07history\x18\x06 \x03(\x0b\x32\x16.juggler.v1.TaskStatus\x12\x15\n\rlaunched_time\x18\x07 \x01(\x01\x12\x16\n\x0e\x61gent_hostname\x18\x08 \x01(\t\x12\x15\n\ragent_address\x18\t \x01(\t\"\x11\n\x0fGetStateRequest\"\xeb\x01\n\x10GetStateResponse\x12%\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x15.juggler.v1.AgentView\x12-\n\nframeworks\x18\x02 \x03(\x0b\x32\x19.juggler.v1.FrameworkView\x12#\n\x05tasks\x18\x03 \x03(\x0b\x32\x14.juggler.v1.TaskView\x12-\n\x0f\x63ompleted_tasks\x18\x04 \x03(\x0b\x32\x14.juggler.v1.TaskView\x12-\n\x06leader\x18\x05 \x01(\x0b\x32\x1d.juggler.v1.GetLeaderResponse\"\x12\n\x10GetAgentsRequest\":\n\x11GetAgentsResponse\x12%\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x15.juggler.v1.AgentView\"\x16\n\x14GetFrameworksRequest\"F\n\x15GetFrameworksResponse\x12-\n\nframeworks\x18\x01 \x03(\x0b\x32\x19.juggler.v1.FrameworkView\",\n\x0fGetTasksRequest\x12\x19\n\x11include_completed\x18\x01 \x01(\x08\"f\n\x10GetTasksResponse\x12#\n\x05tasks\x18\x01 \x03(\x0b\x32\x14.juggler.v1.TaskView\x12-\n\x0f\x63ompleted_tasks\x18\x02 \x03(\x0b\x32\x14.juggler.v1.TaskView\"\x12\n\x10GetLeaderRequest\"E\n\x11GetLeaderResponse\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04self\x18\x02 \x01(\t\x12\x11\n\tis_leader\x18\x03 \x01(\x08*\x9e\x01\n\nAgentState\x12\x1b\n\x17\x41GENT_STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x41GENT_ACTIVE\x10\x01\x12\x16\n\x12\x41GENT_DISCONNECTED\x10\x02\x12\x15\n\x11\x41GENT_UNREACHABLE\x10\x03\x12\x12\n\x0e\x41GENT_DRAINING\x10\x04\x12\x0e\n\nAGENT_DOWN\x10\x05\x12\x0e\n\nAGENT_GONE\x10\x06\x32\x93\x04\n\x08Operator\x12\x45\n\x08GetState\x12\x1b.juggler.v1.GetStateRequest\x1a\x1c.juggler.v1.GetStateResponse\x12H\n\tGetAgents\x12\x1c.juggler.v1.GetAgentsRequest\x1a\x1d.juggler.v1.GetAgentsResponse\x12T\n\rGetFrameworks\x12 .juggler.v1.GetFrameworksRequest\x1a!.juggler.v1.GetFrameworksResponse\x12\x45\n\x08GetTasks\x12\x1b.juggler.v1.GetTasksRequest\x1a\x1c.juggler.v1.GetTasksResponse\x12H\n\tGetLeader\x12\x1c.juggler.v1.GetLeaderRequest\x1a\x1d.juggler.v1.GetLeaderResponse\x12K\n\nDrainAgent\x12\x1d.juggler.v1.DrainAgentRequest\x1a\x1e.juggler.v1.DrainAgentResponse\x12\x42\n\x07UpAgent\x12\x1a.juggler.v1.UpAgentRequest\x1a\x1b.juggler.v1.UpAgentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'juggler.v1.operator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AGENTSTATE']._serialized_start=1456
-  _globals['_AGENTSTATE']._serialized_end=1614
-  _globals['_AGENTVIEW']._serialized_start=67
-  _globals['_AGENTVIEW']._serialized_end=296
-  _globals['_FRAMEWORKVIEW']._serialized_start=299
-  _globals['_FRAMEWORKVIEW']._serialized_end=501
-  _globals['_TASKVIEW']._serialized_start=504
-  _globals['_TASKVIEW']._serialized_end=779
-  _globals['_GETSTATEREQUEST']._serialized_start=781
-  _globals['_GETSTATEREQUEST']._serialized_end=798
-  _globals['_GETSTATERESPONSE']._serialized_start=801
-  _globals['_GETSTATERESPONSE']._serialized_end=1036
-  _globals['_GETAGENTSREQUEST']._serialized_start=1038
-  _globals['_GETAGENTSREQUEST']._serialized_end=1056
-  _globals['_GETAGENTSRESPONSE']._serialized_start=1058
-  _globals['_GETAGENTSRESPONSE']._serialized_end=1116
-  _globals['_GETFRAMEWORKSREQUEST']._serialized_start=1118
-  _globals['_GETFRAMEWORKSREQUEST']._serialized_end=1140
-  _globals['_GETFRAMEWORKSRESPONSE']._serialized_start=1142
-  _globals['_GETFRAMEWORKSRESPONSE']._serialized_end=1212
-  _globals['_GETTASKSREQUEST']._serialized_start=1214
-  _globals['_GETTASKSREQUEST']._serialized_end=1258
-  _globals['_GETTASKSRESPONSE']._serialized_start=1260
-  _globals['_GETTASKSRESPONSE']._serialized_end=1362
-  _globals['_GETLEADERREQUEST']._serialized_start=1364
-  _globals['_GETLEADERREQUEST']._serialized_end=1382
-  _globals['_GETLEADERRESPONSE']._serialized_start=1384
-  _globals['_GETLEADERRESPONSE']._serialized_end=1453
-  _globals['_OPERATOR']._serialized_start=1617
-  _globals['_OPERATOR']._serialized_end=2003
+  _globals['_AGENTSTATE']._serialized_start=1596
+  _globals['_AGENTSTATE']._serialized_end=1754
+  _globals['_DRAINAGENTREQUEST']._serialized_start=66
+  _globals['_DRAINAGENTREQUEST']._serialized_end=103
+  _globals['_DRAINAGENTRESPONSE']._serialized_start=105
+  _globals['_DRAINAGENTRESPONSE']._serialized_end=125
+  _globals['_UPAGENTREQUEST']._serialized_start=127
+  _globals['_UPAGENTREQUEST']._serialized_end=161
+  _globals['_UPAGENTRESPONSE']._serialized_start=163
+  _globals['_UPAGENTRESPONSE']._serialized_end=180
+  _globals['_AGENTVIEW']._serialized_start=183
+  _globals['_AGENTVIEW']._serialized_end=436
+  _globals['_FRAMEWORKVIEW']._serialized_start=439
+  _globals['_FRAMEWORKVIEW']._serialized_end=641
+  _globals['_TASKVIEW']._serialized_start=644
+  _globals['_TASKVIEW']._serialized_end=919
+  _globals['_GETSTATEREQUEST']._serialized_start=921
+  _globals['_GETSTATEREQUEST']._serialized_end=938
+  _globals['_GETSTATERESPONSE']._serialized_start=941
+  _globals['_GETSTATERESPONSE']._serialized_end=1176
+  _globals['_GETAGENTSREQUEST']._serialized_start=1178
+  _globals['_GETAGENTSREQUEST']._serialized_end=1196
+  _globals['_GETAGENTSRESPONSE']._serialized_start=1198
+  _globals['_GETAGENTSRESPONSE']._serialized_end=1256
+  _globals['_GETFRAMEWORKSREQUEST']._serialized_start=1258
+  _globals['_GETFRAMEWORKSREQUEST']._serialized_end=1280
+  _globals['_GETFRAMEWORKSRESPONSE']._serialized_start=1282
+  _globals['_GETFRAMEWORKSRESPONSE']._serialized_end=1352
+  _globals['_GETTASKSREQUEST']._serialized_start=1354
+  _globals['_GETTASKSREQUEST']._serialized_end=1398
+  _globals['_GETTASKSRESPONSE']._serialized_start=1400
+  _globals['_GETTASKSRESPONSE']._serialized_end=1502
+  _globals['_GETLEADERREQUEST']._serialized_start=1504
+  _globals['_GETLEADERREQUEST']._serialized_end=1522
+  _globals['_GETLEADERRESPONSE']._serialized_start=1524
+  _globals['_GETLEADERRESPONSE']._serialized_end=1593
+  _globals['_OPERATOR']._serialized_start=1757
+  _globals['_OPERATOR']._serialized_end=2288
 # @@protoc_insertion_point(module_scope)

@@ -25,21 +25,43 @@ AGENT_DRAINING: AgentState
 AGENT_DOWN: AgentState
 AGENT_GONE: AgentState
 
+class DrainAgentRequest(_message.Message):
+    __slots__ = ("agent_id",)
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    def __init__(self, agent_id: _Optional[str] = ...) -> None: ...
+
+class DrainAgentResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class UpAgentRequest(_message.Message):
+    __slots__ = ("agent_id",)
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    def __init__(self, agent_id: _Optional[str] = ...) -> None: ...
+
+class UpAgentResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class AgentView(_message.Message):
-    __slots__ = ("info", "state", "total", "allocated", "offered", "registered_time")
+    __slots__ = ("info", "state", "total", "allocated", "offered", "registered_time", "last_seen_time")
     INFO_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     ALLOCATED_FIELD_NUMBER: _ClassVar[int]
     OFFERED_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_TIME_FIELD_NUMBER: _ClassVar[int]
     info: _common_pb2.AgentInfo
     state: AgentState
     total: _containers.RepeatedCompositeFieldContainer[_common_pb2.Resource]
     allocated: _containers.RepeatedCompositeFieldContainer[_common_pb2.Resource]
     offered: _containers.RepeatedCompositeFieldContainer[_common_pb2.Resource]
     registered_time: float
-    def __init__(self, info: _Optional[_Union[_common_pb2.AgentInfo, _Mapping]] = ..., state: _Optional[_Union[AgentState, str]] = ..., total: _Optional[_Iterable[_Union[_common_pb2.Resource, _Mapping]]] = ..., allocated: _Optional[_Iterable[_Union[_common_pb2.Resource, _Mapping]]] = ..., offered: _Optional[_Iterable[_Union[_common_pb2.Resource, _Mapping]]] = ..., registered_time: _Optional[float] = ...) -> None: ...
+    last_seen_time: float
+    def __init__(self, info: _Optional[_Union[_common_pb2.AgentInfo, _Mapping]] = ..., state: _Optional[_Union[AgentState, str]] = ..., total: _Optional[_Iterable[_Union[_common_pb2.Resource, _Mapping]]] = ..., allocated: _Optional[_Iterable[_Union[_common_pb2.Resource, _Mapping]]] = ..., offered: _Optional[_Iterable[_Union[_common_pb2.Resource, _Mapping]]] = ..., registered_time: _Optional[float] = ..., last_seen_time: _Optional[float] = ...) -> None: ...
 
 class FrameworkView(_message.Message):
     __slots__ = ("info", "connected", "registered_time", "allocated", "offered", "active_tasks")

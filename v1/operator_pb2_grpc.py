@@ -59,6 +59,16 @@ class OperatorStub:
                 request_serializer=juggler_dot_v1_dot_operator__pb2.GetLeaderRequest.SerializeToString,
                 response_deserializer=juggler_dot_v1_dot_operator__pb2.GetLeaderResponse.FromString,
                 _registered_method=True)
+        self.DrainAgent = channel.unary_unary(
+                '/juggler.v1.Operator/DrainAgent',
+                request_serializer=juggler_dot_v1_dot_operator__pb2.DrainAgentRequest.SerializeToString,
+                response_deserializer=juggler_dot_v1_dot_operator__pb2.DrainAgentResponse.FromString,
+                _registered_method=True)
+        self.UpAgent = channel.unary_unary(
+                '/juggler.v1.Operator/UpAgent',
+                request_serializer=juggler_dot_v1_dot_operator__pb2.UpAgentRequest.SerializeToString,
+                response_deserializer=juggler_dot_v1_dot_operator__pb2.UpAgentResponse.FromString,
+                _registered_method=True)
 
 
 class OperatorServicer:
@@ -96,6 +106,22 @@ class OperatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DrainAgent(self, request, context):
+        """Maintenance: stop offering the agent, kill its tasks (each with its grace
+        period); the agent is DOWN once it runs nothing. NOT_FOUND for an unknown
+        agent, FAILED_PRECONDITION for a GONE one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpAgent(self, request, context):
+        """Ends maintenance: the agent is offered again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +149,16 @@ def add_OperatorServicer_to_server(servicer, server):
                     servicer.GetLeader,
                     request_deserializer=juggler_dot_v1_dot_operator__pb2.GetLeaderRequest.FromString,
                     response_serializer=juggler_dot_v1_dot_operator__pb2.GetLeaderResponse.SerializeToString,
+            ),
+            'DrainAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainAgent,
+                    request_deserializer=juggler_dot_v1_dot_operator__pb2.DrainAgentRequest.FromString,
+                    response_serializer=juggler_dot_v1_dot_operator__pb2.DrainAgentResponse.SerializeToString,
+            ),
+            'UpAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpAgent,
+                    request_deserializer=juggler_dot_v1_dot_operator__pb2.UpAgentRequest.FromString,
+                    response_serializer=juggler_dot_v1_dot_operator__pb2.UpAgentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -260,6 +296,60 @@ class Operator:
             '/juggler.v1.Operator/GetLeader',
             juggler_dot_v1_dot_operator__pb2.GetLeaderRequest.SerializeToString,
             juggler_dot_v1_dot_operator__pb2.GetLeaderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/juggler.v1.Operator/DrainAgent',
+            juggler_dot_v1_dot_operator__pb2.DrainAgentRequest.SerializeToString,
+            juggler_dot_v1_dot_operator__pb2.DrainAgentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/juggler.v1.Operator/UpAgent',
+            juggler_dot_v1_dot_operator__pb2.UpAgentRequest.SerializeToString,
+            juggler_dot_v1_dot_operator__pb2.UpAgentResponse.FromString,
             options,
             channel_credentials,
             insecure,

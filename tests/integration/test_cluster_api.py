@@ -6,88 +6,18 @@ updates with acknowledgements, and bad calls answered with the right status.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
 
-from juggler.common import task_states
 from juggler.common.resources import Resources
-from juggler.sdk import Framework, FrameworkError
+from juggler.sdk import FrameworkError
 from juggler.v1 import common_pb2, operator_pb2, operator_pb2_grpc
 from tests.conftest import Cluster
+from tests.framework_client import Client, run, task
 
 pytestmark = [pytest.mark.root]
 S = common_pb2.TaskState
-
-
-def run(coro_fn: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(coro_fn(), 120))
-
-
-def task(task_id: str, cpus: float, mem: float, *argv: str) -> common_pb2.TaskInfo:
-    t = common_pb2.TaskInfo(task_id=task_id, name=task_id,
-                            resources=Resources({"cpus": cpus, "mem": mem}).to_proto(),
-                            command=common_pb2.CommandInfo(argv=list(argv)))
-    t.kill_policy.grace_period_seconds = 0.5
-    return t
-
-
-class Client:
-    """A framework plus an inbox of its events."""
-
-    def __init__(self, cluster: Cluster, name: str) -> None:
-        self.fw = Framework(cluster.master, common_pb2.FrameworkInfo(name=name, user="root"))
-        self.offers: asyncio.Queue[common_pb2.Offer] = asyncio.Queue()
-        self.updates: asyncio.Queue[common_pb2.TaskStatus] = asyncio.Queue()
-        self.history: dict[str, list[common_pb2.TaskStatus]] = {}
-        self.changed = asyncio.Condition()
-        self._pump: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Client:
-        await self.fw.subscribe()
-        self._pump = asyncio.create_task(self._read())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        with contextlib.suppress(FrameworkError):
-            await self.fw.teardown()
-        if self._pump:
-            self._pump.cancel()
-        await self.fw.close()
-
-    async def _read(self) -> None:
-        async for event in self.fw.events():
-            kind = event.WhichOneof("event")
-            if kind == "offers":
-                for o in event.offers.offers:
-                    self.offers.put_nowait(o)
-            elif kind == "update":
-                st = event.update.status
-                await self.fw.acknowledge(st)
-                self.updates.put_nowait(st)
-                async with self.changed:
-                    self.history.setdefault(st.task_id, []).append(st)
-                    self.changed.notify_all()
-
-    async def offer(self, fits: Resources) -> common_pb2.Offer:
-        while True:
-            o = await asyncio.wait_for(self.offers.get(), 30)
-            if Resources.from_proto(o.resources).contains(fits):
-                return o
-
-    async def until(self, task_id: str, state: int) -> list[common_pb2.TaskStatus]:
-        """Wait (updates are acknowledged as they come) until `task_id` reaches `state`."""
-        def reached() -> bool:
-            return any(st.state == state for st in self.history.get(task_id, []))
-
-        async with self.changed:
-            await asyncio.wait_for(self.changed.wait_for(reached), 30)
-            seen = self.history[task_id]
-        terminal = [st for st in seen if task_states.is_terminal(st.state)]
-        assert not terminal or terminal[-1].state == state, seen
-        return seen
 
 
 def master_tasks(cluster: Cluster) -> set[str]:

@@ -1,0 +1,271 @@
+"""The master's scheduling contract with real processes: agent health (pause an
+agent with SIGSTOP), framework failover, maintenance, offer timeouts and
+reliable status updates. Each test starts its own master and agents with short
+timeouts so that nothing waits long; every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from juggler.common.resources import Resources
+from juggler.sdk import FrameworkError
+from juggler.v1 import common_pb2, operator_pb2
+from tests.conftest import needs_root, wait_for
+from tests.daemons import Daemons
+from tests.framework_client import Client, run, task
+
+pytestmark = [pytest.mark.root]
+S = common_pb2.TaskState
+A = operator_pb2.AgentState
+SMALL = Resources({"cpus": 0.2, "mem": 32})
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Daemons]:
+    needs_root()
+    d = Daemons(tmp_path)
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+def sleeper(task_id: str, marker: str = "") -> common_pb2.TaskInfo:
+    # `marker` makes the task's process findable in /proc from the test.
+    return task(task_id, 0.2, 32, "sh", "-c", f"exec sleep {marker or '1000'}")
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read().replace(b"\0", b" "):
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+async def wait_async(predicate, timeout: float = 30.0, what: str = "") -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await asyncio.sleep(0.05)
+
+
+def test_processes_with_finds_a_running_process() -> None:
+    import subprocess
+    with subprocess.Popen(["sleep", "1009.25"]) as p:
+        try:
+            # Right after fork the child's cmdline can still be empty: wait for exec.
+            wait_for(lambda: p.pid in processes_with("sleep 1009.25"), 10, what="sleep to exec")
+            assert processes_with("sleep 1009.25") == [p.pid]
+        finally:
+            p.kill()
+
+
+def test_unreachable_agent_and_its_return(daemons: Daemons) -> None:
+    daemons.start_master("--agent-ping-timeout", "0.2", "--max-agent-ping-timeouts", "3")
+    daemons.start_agent("a1")
+    daemons.wait_agents(1)
+
+    async def body() -> None:
+        async with Client(daemons.master, "aware", partition_aware=True) as aware, \
+                Client(daemons.master, "plain") as plain:
+            offer = await aware.offer(SMALL)
+            await aware.fw.launch([offer.id], [sleeper("pa")])
+            offer = await plain.offer(SMALL)
+            await plain.fw.launch([offer.id], [sleeper("npa", "1001.5")])
+            await aware.until("pa", S.TASK_RUNNING)
+            await plain.until("npa", S.TASK_RUNNING)
+            assert processes_with("sleep 1001.5")
+
+            daemons.send("a1", signal.SIGSTOP)
+            # Partition-aware frameworks hear UNREACHABLE, the others LOST.
+            seen = await aware.until("pa", S.TASK_UNREACHABLE)
+            assert not seen[-1].uuid and seen[-1].reason == common_pb2.REASON_AGENT_UNREACHABLE
+            await plain.until("npa", S.TASK_LOST)
+            agent = daemons.agent("a1")
+            assert agent is not None and agent.state == A.AGENT_UNREACHABLE
+
+            daemons.send("a1", signal.SIGCONT)
+            # It re-registers: the aware framework's task is RUNNING again; the other
+            # framework was told LOST, so its copy is killed rather than left running.
+            await aware.until("pa", S.TASK_RUNNING)
+            await wait_async(lambda: not processes_with("sleep 1001.5"), 30,
+                             "the LOST task's process to be killed")
+            daemons.wait_agents(1)
+            assert daemons.agent("a1").state == A.AGENT_ACTIVE  # type: ignore[union-attr]
+            await aware.fw.kill("pa")
+            await aware.until("pa", S.TASK_KILLED)
+    run(body)
+
+
+def test_gone_agent_kills_its_tasks_and_registers_afresh(daemons: Daemons) -> None:
+    daemons.start_master("--agent-ping-timeout", "0.2", "--max-agent-ping-timeouts", "2",
+                         "--agent-gone-timeout", "1")
+    daemons.start_agent("a1")
+    daemons.wait_agents(1)
+    old_id = daemons.agent("a1").info.id  # type: ignore[union-attr]
+
+    async def body() -> None:
+        async with Client(daemons.master, "aware", partition_aware=True) as c:
+            offer = await c.offer(SMALL)
+            await c.fw.launch([offer.id], [sleeper("doomed", "1002.5")])
+            await c.until("doomed", S.TASK_RUNNING)
+            assert processes_with("sleep 1002.5")
+            daemons.send("a1", signal.SIGSTOP)
+            await c.until("doomed", S.TASK_UNREACHABLE)
+            seen = await c.until("doomed", S.TASK_GONE)
+            assert seen[-1].reason == common_pb2.REASON_AGENT_REMOVED
+            assert daemons.agent("a1") is None
+            daemons.send("a1", signal.SIGCONT)
+            await wait_async(lambda: not processes_with("sleep 1002.5"), 30,
+                             "the gone agent's task to be killed")
+            await wait_async(lambda: daemons.agent("a1") is not None, 30, "a1 to register again")
+            new = daemons.agent("a1")
+            assert new is not None and new.info.id != old_id and new.state == A.AGENT_ACTIVE
+    run(body)
+
+
+def test_framework_failover_keeps_tasks_and_timeout_removes_them(daemons: Daemons) -> None:
+    daemons.start_master()
+    daemons.start_agent("a1")
+    daemons.wait_agents(1)
+
+    async def body() -> None:
+        # Within the failover timeout: re-subscribing with the id takes the task back.
+        first = Client(daemons.master, "failover", failover_timeout=30, teardown=False)
+        async with first:
+            offer = await first.offer(SMALL)
+            await first.fw.launch([offer.id], [sleeper("kept")])
+            await first.until("kept", S.TASK_RUNNING)
+        fid = first.fw.framework_id
+        async with Client(daemons.master, "failover", failover_timeout=30,
+                          framework_id=fid) as second:
+            assert second.fw.framework_id == fid
+            await second.fw.reconcile()
+            await second.until("kept", S.TASK_RUNNING)
+            await second.offer(SMALL)  # offers resume
+            # The old stream id is dead.
+            stale = second.fw.stream_id
+            second.fw.stream_id = first.fw.stream_id
+            with pytest.raises(FrameworkError) as e:
+                await second.fw.revive()
+            assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
+            second.fw.stream_id = stale
+            await second.fw.kill("kept")
+            await second.until("kept", S.TASK_KILLED)
+
+        # Past the failover timeout: the framework is torn down and its task killed.
+        brief = Client(daemons.master, "brief", failover_timeout=1, teardown=False)
+        async with brief:
+            offer = await brief.offer(SMALL)
+            await brief.fw.launch([offer.id], [sleeper("abandoned", "1003.5")])
+            await brief.until("abandoned", S.TASK_RUNNING)
+            assert processes_with("sleep 1003.5")
+        await wait_async(lambda: not processes_with("sleep 1003.5"), 30,
+                         "the abandoned task to be killed")
+        ch, stub = daemons.operator()
+        with ch:
+            frameworks = stub.GetFrameworks(operator_pb2.GetFrameworksRequest(), timeout=5)
+        assert brief.fw.framework_id not in {f.info.id for f in frameworks.frameworks}
+    run(body)
+
+
+def test_drain_kills_tasks_marks_down_and_up_resumes_offers(daemons: Daemons) -> None:
+    daemons.start_master()
+    daemons.start_agent("a1")
+    daemons.start_agent("a2")
+    daemons.wait_agents(2)
+    a1 = daemons.agent("a1").info.id  # type: ignore[union-attr]
+
+    async def body() -> None:
+        async with Client(daemons.master, "drained") as c:
+            offer = await c.offer(SMALL)
+            while offer.agent_id != a1:
+                await c.fw.decline([offer.id], refuse_seconds=0.1)
+                offer = await c.offer(SMALL)
+            await c.fw.launch([offer.id], [sleeper("on-a1")])
+            await c.until("on-a1", S.TASK_RUNNING)
+            ch, stub = daemons.operator()
+            with ch:
+                stub.DrainAgent(operator_pb2.DrainAgentRequest(agent_id=a1), timeout=5)
+                await c.until("on-a1", S.TASK_KILLED)
+                await wait_async(lambda: daemons.agent("a1").state == A.AGENT_DOWN, 30,  # type: ignore[union-attr]
+                                 "a1 to be DOWN")
+                # Only a2 is offered now, however often we decline.
+                for _ in range(3):
+                    o = await c.offer(Resources())
+                    assert o.agent_id != a1
+                    await c.fw.decline([o.id], refuse_seconds=0.05)
+                stub.UpAgent(operator_pb2.UpAgentRequest(agent_id=a1), timeout=5)
+                o = await c.offer(Resources())
+                while o.agent_id != a1:
+                    await c.fw.decline([o.id], refuse_seconds=0.05)
+                    o = await c.offer(Resources())
+                with pytest.raises(grpc.RpcError) as e:
+                    stub.DrainAgent(operator_pb2.DrainAgentRequest(agent_id="nope"), timeout=5)
+                assert e.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+    run(body)
+
+
+def test_offer_timeout_rescinds(daemons: Daemons) -> None:
+    daemons.start_master("--offer-timeout", "0.3")
+    daemons.start_agent("a1")
+    daemons.wait_agents(1)
+
+    async def body() -> None:
+        async with Client(daemons.master, "idle") as c:
+            offer = await c.offer(SMALL)
+            await wait_async(lambda: offer.id in c.rescinded, 10, "the offer to be rescinded")
+            with pytest.raises(FrameworkError) as e:
+                await c.fw.launch([offer.id], [sleeper("late")])
+            assert e.value.code == grpc.StatusCode.NOT_FOUND
+            again = await c.offer(SMALL)  # the resources come back
+            assert again.agent_id == offer.agent_id and again.id != offer.id
+    run(body)
+
+
+def test_status_updates_are_retried_until_acknowledged(daemons: Daemons) -> None:
+    daemons.start_master()
+    daemons.start_agent("a1", "--status-update-retry", "0.2")
+    daemons.wait_agents(1)
+
+    async def body() -> None:
+        c = Client(daemons.master, "forgetful")
+        c.auto_ack = False
+        async with c:
+            offer = await c.offer(SMALL)
+            await c.fw.launch([offer.id], [task("once", 0.2, 32, "true")])
+            # Not acknowledged: the same update (same uuid) comes again, and the
+            # task's next one (FINISHED) waits behind it.
+            await wait_async(lambda: len(c.history.get("once", [])) >= 2, 20,
+                             "a retried update")
+            updates = c.history["once"]
+            assert updates[0].state == S.TASK_RUNNING
+            assert updates[1].uuid == updates[0].uuid
+            assert all(u.state == S.TASK_RUNNING for u in updates)
+            await c.fw.acknowledge(updates[0])
+            await wait_async(lambda: c.history["once"][-1].state == S.TASK_FINISHED, 20,
+                             "FINISHED after the ack")
+            finished = c.history["once"][-1]
+            await c.fw.acknowledge(finished)
+            # Acknowledged: no more retries, and the task is completed at the master.
+            ch, stub = daemons.operator()
+            with ch:
+                await wait_async(lambda: any(
+                    t.info.task_id == "once" for t in stub.GetTasks(
+                        operator_pb2.GetTasksRequest(include_completed=True),
+                        timeout=5).completed_tasks), 10, "the task to complete")
+    run(body)

@@ -1,0 +1,948 @@
+"""The master's book-keeping (MasterState) with the real allocator and a fake clock.
+
+Each test plays a framework and agents: it makes calls, then checks the commands the
+master hands its shell (events to frameworks, messages to agents) and the state an
+operator would see. A refused call must leave everything as it was.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from juggler.common import ids, task_states
+from juggler.common.clock import FakeClock
+from juggler.common.resources import Resources
+from juggler.master.allocator import Allocator, AllocatorError
+from juggler.master.commands import CallError, CloseStream, Code, Persist, ToAgent, ToFramework
+from juggler.master.state import MasterState
+from juggler.v1 import agent_pb2, common_pb2, scheduler_pb2
+
+S = common_pb2.TaskState
+AGENT = Resources({"cpus": 4, "mem": 4096})
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+class World:
+    """A master plus the ids a test needs; helpers read like a framework's calls."""
+
+    def __init__(self) -> None:
+        self.clock = FakeClock()
+        self.state = MasterState(self.clock, Allocator(self.clock), address="master:5050")
+
+    def agent(self, name: str = "a1", total: Resources = AGENT) -> str:
+        info = common_pb2.AgentInfo(hostname=name, resources=total.to_proto(),
+                                    address=f"{name}:5051")
+        agent_id, commands = self.state.register_agent(info)
+        assert any(isinstance(c, ToAgent) and c.message.HasField("registered") for c in commands)
+        return agent_id
+
+    def framework(self, name: str = "fw", failover_timeout: float = 0.0,
+                  roles: tuple[str, ...] = ()) -> tuple[str, str]:
+        fid, sid, _ = self.state.subscribe(common_pb2.FrameworkInfo(
+            name=name, failover_timeout=failover_timeout, roles=roles))
+        return fid, sid
+
+    def offers(self) -> dict[str, list[common_pb2.Offer]]:
+        """One allocation cycle: the offers each framework receives."""
+        out: dict[str, list[common_pb2.Offer]] = {}
+        for c in self.state.allocate():
+            assert isinstance(c, ToFramework) and c.event.HasField("offers")
+            out.setdefault(c.framework_id, []).extend(c.event.offers.offers)
+        self.state.validate_state()
+        return out
+
+    def one_offer(self, fid: str) -> common_pb2.Offer:
+        offers = self.offers()[fid]
+        assert len(offers) == 1
+        return offers[0]
+
+    def launch(self, fid: str, sid: str, offer: common_pb2.Offer, *tasks: common_pb2.TaskInfo,
+               refuse_seconds: float | None = None) -> list:
+        filters = None if refuse_seconds is None else common_pb2.Filters(
+            refuse_seconds=refuse_seconds)
+        commands = self.state.accept(fid, sid, [offer.id], [launch_op(*tasks)], filters)
+        self.state.validate_state()
+        return commands
+
+    def update(self, agent_id: str, fid: str, task_id: str, state: int, uuid: bytes) -> list:
+        commands = self.state.status_update(agent_id, common_pb2.TaskStatus(
+            task_id=task_id, framework_id=fid, agent_id=agent_id, state=state, uuid=uuid,
+            source=common_pb2.SOURCE_EXECUTOR))
+        self.state.validate_state()
+        return commands
+
+    def snapshot(self) -> tuple:
+        """Everything a refused call must leave as it was."""
+        st = self.state
+        return (
+            sorted(st.offers),
+            sorted((k, t.state, t.latest_uuid, t.resources_recovered) for k, t in st.tasks.items()),
+            len(st.completed_tasks),
+            sorted((fid, f.stream_id, f.connected, sorted(f.offers), sorted(f.tasks))
+                   for fid, f in st.frameworks.items()),
+            sorted((aid, a.state, self._pool(aid)) for aid, a in st.agents.items()),
+        )
+
+    def _pool(self, agent_id: str) -> tuple:
+        """What the allocator has of the agent (nothing once it left the pool)."""
+        alloc = self.state.allocator
+        try:
+            return (str(alloc.available(agent_id)),
+                    sorted((k, str(v)) for k, v in alloc.allocated(agent_id).items()))
+        except AllocatorError:
+            return ()
+
+
+def task(task_id: str, cpus: float = 1, mem: float = 128, argv: tuple[str, ...] = ("true",),
+         **fields) -> common_pb2.TaskInfo:
+    resources = [common_pb2.Resource(name="cpus", scalar=cpus),
+                 common_pb2.Resource(name="mem", scalar=mem)]
+    return common_pb2.TaskInfo(name=task_id, task_id=task_id, resources=resources,
+                               command=common_pb2.CommandInfo(argv=argv), **fields)
+
+
+def launch_op(*tasks: common_pb2.TaskInfo) -> scheduler_pb2.Operation:
+    return scheduler_pb2.Operation(launch=scheduler_pb2.Operation.Launch(tasks=tasks))
+
+
+def events(commands: list, fid: str) -> list[scheduler_pb2.Event]:
+    return [c.event for c in commands if isinstance(c, ToFramework) and c.framework_id == fid]
+
+
+def updates(commands: list, fid: str) -> list[common_pb2.TaskStatus]:
+    return [e.update.status for e in events(commands, fid) if e.HasField("update")]
+
+
+def to_agent(commands: list, agent_id: str, kind: str) -> list:
+    return [getattr(c.message, kind) for c in commands
+            if isinstance(c, ToAgent) and c.agent_id == agent_id and c.message.HasField(kind)]
+
+
+def offered(offers: list[common_pb2.Offer]) -> Resources:
+    total = Resources()
+    for o in offers:
+        total = total + Resources.from_proto(o.resources)
+    return total
+
+
+@pytest.fixture
+def w() -> World:
+    return World()
+
+
+def refused(w: World, code: Code, call, *args, match: str = "") -> CallError:
+    """Make a call that must fail with `code` and change nothing."""
+    before = w.snapshot()
+    with pytest.raises(CallError) as info:
+        call(*args)
+    assert info.value.code == code, info.value.message
+    if match:
+        assert match in info.value.message, info.value.message
+    assert w.snapshot() == before
+    w.state.validate_state()
+    return info.value
+
+
+# -- subscribing ---------------------------------------------------------------------
+
+
+def test_subscribe_assigns_ids_and_sends_subscribed_first(w):
+    fid, sid, commands = w.state.subscribe(common_pb2.FrameworkInfo(name="web"))
+    assert fid and sid and fid != sid
+    first = events(commands, fid)[0]
+    assert first.WhichOneof("event") == "subscribed"
+    assert first.subscribed.framework_id == fid
+    assert first.subscribed.stream_id == sid
+    assert first.subscribed.master_address == "master:5050"
+    assert first.subscribed.heartbeat_interval_seconds > 0
+    saved = [c for c in commands if isinstance(c, Persist)]
+    assert saved and saved[0].key == f"frameworks/{fid}"
+    assert list(common_pb2.FrameworkInfo.FromString(saved[0].value).roles) == ["*"]
+    other, other_sid = w.framework("other")
+    assert len({fid, other}) == 2 and len({sid, other_sid}) == 2
+    w.state.validate_state()
+
+
+@pytest.mark.parametrize(
+    "info",
+    [common_pb2.FrameworkInfo(id="bad id!"),
+     common_pb2.FrameworkInfo(failover_timeout=-1),
+     common_pb2.FrameworkInfo(failover_timeout=math.nan),
+     common_pb2.FrameworkInfo(roles=["web", "web"]),
+     common_pb2.FrameworkInfo(roles=["../etc"])],
+)
+def test_subscribe_rejects_malformed_framework_info(w, info):
+    refused(w, Code.INVALID_ARGUMENT, w.state.subscribe, info)
+    assert not w.state.frameworks
+
+
+def test_resubscribing_closes_the_old_stream_and_invalidates_its_id(w):
+    w.agent()
+    fid, old_sid = w.framework(failover_timeout=60)
+    fid2, new_sid, commands = w.state.subscribe(common_pb2.FrameworkInfo(
+        id=fid, failover_timeout=60))
+    assert fid2 == fid and new_sid != old_sid
+    closes = [c for c in commands if isinstance(c, CloseStream)]
+    assert [(c.framework_id, c.stream_id) for c in closes] == [(fid, old_sid)]
+    assert events(commands, fid)[0].subscribed.stream_id == new_sid
+    for call, args in [(w.state.revive, ([],)), (w.state.reconcile, ([],)),
+                       (w.state.kill, ("t",)), (w.state.teardown, ())]:
+        refused(w, Code.FAILED_PRECONDITION, call, fid, old_sid, *args)
+    # The old stream ending later must not disconnect the new subscription.
+    assert w.state.framework_disconnected(fid, old_sid) == []
+    assert w.state.frameworks[fid].connected
+    assert w.offers()[fid]  # the new stream works
+    w.state.reconcile(fid, new_sid, [])
+
+
+def test_a_failed_over_framework_gets_the_resources_its_old_instance_was_offered(w):
+    w.agent()
+    fid, _ = w.framework(failover_timeout=60)
+    assert w.offers()[fid]  # the old instance holds the only agent's offer, then dies
+    w.state.subscribe(common_pb2.FrameworkInfo(id=fid, failover_timeout=60))
+    w.state.validate_state()
+    # The new instance never saw that offer id; it must not stay locked away.
+    assert offered(w.offers().get(fid, [])) == AGENT
+
+
+def test_calls_for_an_unknown_framework_are_not_found(w):
+    for call, args in [(w.state.revive, ([],)), (w.state.decline, (["o"],)),
+                       (w.state.accept, (["o"], [])), (w.state.kill, ("t",)),
+                       (w.state.acknowledge, ("", "t", b"u")), (w.state.reconcile, ([],)),
+                       (w.state.teardown, ())]:
+        refused(w, Code.NOT_FOUND, call, "no-such-framework", "stream", *args)
+    refused(w, Code.INVALID_ARGUMENT, w.state.revive, "", "stream", [])
+
+
+def test_a_torn_down_framework_cannot_come_back_under_its_id(w):
+    fid, sid = w.framework()
+    w.state.teardown(fid, sid)
+    refused(w, Code.FAILED_PRECONDITION, w.state.subscribe, common_pb2.FrameworkInfo(id=fid))
+
+
+# -- offers --------------------------------------------------------------------------
+
+
+def test_allocate_sends_offers_describing_the_agent(w):
+    aid = w.agent("host1")
+    fid, _ = w.framework()
+    offer = w.one_offer(fid)
+    assert offer.framework_id == fid and offer.agent_id == aid
+    assert offer.hostname == "host1" and offer.agent_address == "host1:5051"
+    assert offer.role == "*"
+    assert Resources.from_proto(offer.resources) == AGENT
+    assert w.offers() == {}  # everything is offered already
+
+
+def test_two_frameworks_two_agents_each_framework_gets_one_agent(w):
+    agents = {w.agent("a1"), w.agent("a2")}
+    f1, _ = w.framework("one")
+    f2, _ = w.framework("two")
+    out = w.offers()
+    assert set(out) == {f1, f2}
+    assert [len(out[f1]), len(out[f2])] == [1, 1]
+    assert {out[f1][0].agent_id, out[f2][0].agent_id} == agents
+
+
+def test_decline_with_refuse_seconds_filters_the_agent_until_the_time_passes(w):
+    w.agent()
+    fid, sid = w.framework()
+    offer = w.one_offer(fid)
+    assert w.state.decline(fid, sid, [offer.id], common_pb2.Filters(refuse_seconds=30)) == []
+    assert offer.id not in w.state.offers
+    refused(w, Code.NOT_FOUND, w.state.decline, fid, sid, [offer.id])
+    w.clock.advance(29.9)
+    assert w.offers() == {}
+    w.clock.advance(0.1)
+    assert offered(w.offers()[fid]) == AGENT
+
+
+@pytest.mark.parametrize("seconds", [-1.0, math.nan, math.inf])
+def test_decline_rejects_bad_refuse_seconds(w, seconds):
+    w.agent()
+    fid, sid = w.framework()
+    offer = w.one_offer(fid)
+    refused(w, Code.INVALID_ARGUMENT, w.state.decline, fid, sid, [offer.id],
+            common_pb2.Filters(refuse_seconds=seconds))
+
+
+# -- accept: validation --------------------------------------------------------------
+
+
+@pytest.fixture
+def offered_world(w):
+    """One agent, one framework holding the agent's offer: (w, fid, sid, aid, offer)."""
+    aid = w.agent()
+    fid, sid = w.framework()
+    return w, fid, sid, aid, w.one_offer(fid)
+
+
+def refused_accept(w, fid, sid, offer_ids, *tasks, code=Code.INVALID_ARGUMENT, match=""):
+    """An Accept that must fail: no task created, the offers still valid (snapshot)."""
+    return refused(w, code, w.state.accept, fid, sid, offer_ids, [launch_op(*tasks)], None,
+                   match=match)
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        (task("big", cpus=4.001), "the tasks need"),
+        (task("big", mem=5000), "the tasks need"),
+        (task("nan", cpus=math.nan), "not a finite number"),
+        (task("inf", mem=math.inf), "not a finite number"),
+        (task("neg", cpus=-1), "negative"),
+        (common_pb2.TaskInfo(task_id="gpu", command=common_pb2.CommandInfo(argv=["x"]),
+                             resources=[common_pb2.Resource(name="gpus", scalar=1)]),
+         "unknown resource"),
+        (common_pb2.TaskInfo(task_id="noname", command=common_pb2.CommandInfo(argv=["x"]),
+                             resources=[common_pb2.Resource(scalar=1)]), "no name"),
+        (task("zero", cpus=0, mem=0), "no cpus and no mem"),
+        (task("bad id!"), "is not valid"),
+        (task(""), "is not valid"),
+        (task("-dash"), "is not valid"),
+        (task("x" * 201), "is not valid"),
+        (task("empty", argv=()), "no command"),
+        (task("other-agent", agent_id="someone-else"), "is not the offers' agent"),
+        (task("image", container=common_pb2.ContainerInfo(image="busybox")), "images"),
+        (task("grace", kill_policy=common_pb2.KillPolicy(grace_period_seconds=-1)),
+         "grace_period_seconds"),
+    ],
+)
+def test_accept_refuses_a_bad_task_and_changes_nothing(offered_world, bad, match):
+    w, fid, sid, _, offer = offered_world
+    refused_accept(w, fid, sid, [offer.id], task("fine"), bad, match=match)
+    assert offer.id in w.state.offers  # still valid: the framework may use it correctly
+    w.launch(fid, sid, offer, task("fine"))
+
+
+def test_accept_refuses_tasks_that_together_exceed_the_offer(offered_world):
+    w, fid, sid, _, offer = offered_world
+    refused_accept(w, fid, sid, [offer.id], task("a", cpus=2), task("b", cpus=2.5),
+                   match="the tasks need cpus 4.5")
+
+
+def test_accept_refuses_a_duplicate_task_id(offered_world):
+    w, fid, sid, aid, offer = offered_world
+    refused_accept(w, fid, sid, [offer.id], task("t1"), task("t1"), match="already used")
+    w.launch(fid, sid, offer, task("t1"))
+    w.update(aid, fid, "t1", S.TASK_RUNNING, b"u1")
+    offer2 = w.one_offer(fid)
+    refused_accept(w, fid, sid, [offer2.id], task("t1"), match="already used")
+
+
+def test_accept_refuses_unknown_used_and_foreign_offers(offered_world):
+    w, fid, sid, _, offer = offered_world
+    refused_accept(w, fid, sid, ["no-such-offer"], task("t"), code=Code.NOT_FOUND)
+    refused_accept(w, fid, sid, [], task("t"), match="no offer ids")
+    refused_accept(w, fid, sid, [offer.id, offer.id], task("t"), match="twice")
+    other, other_sid = w.framework("other")
+    refused_accept(w, other, other_sid, [offer.id], task("t"), code=Code.PERMISSION_DENIED)
+    w.launch(fid, sid, offer, task("t"))
+    refused_accept(w, fid, sid, [offer.id], task("t2"), code=Code.NOT_FOUND,
+                   match="already used")
+
+
+def test_accept_refuses_offers_of_two_agents(w):
+    w.agent("a1", Resources({"cpus": 1, "mem": 512}))
+    w.agent("a2", Resources({"cpus": 1, "mem": 512}))
+    fid, sid = w.framework()
+    offers = w.offers()[fid]
+    assert len(offers) == 2
+    before = w.snapshot()
+    with pytest.raises(CallError) as info:
+        w.state.accept(fid, sid, [o.id for o in offers], [launch_op(task("t", cpus=2))])
+    assert info.value.code == Code.INVALID_ARGUMENT and "one agent" in info.value.message
+    assert w.snapshot() == before
+
+
+def test_accept_with_a_stale_stream_is_refused(offered_world):
+    w, fid, sid, _, offer = offered_world
+    refused_accept(w, fid, "old-stream", [offer.id], task("t"), code=Code.FAILED_PRECONDITION)
+
+
+# -- accept: launching ---------------------------------------------------------------
+
+
+def test_accept_runs_the_task_on_the_offer_s_agent(w):
+    a1 = w.agent("a1")
+    a2 = w.agent("a2")
+    fid, sid = w.framework()
+    offer = w.offers()[fid][0]
+    target = offer.agent_id
+    commands = w.launch(fid, sid, offer, task("web-1", cpus=1, mem=256,
+                                              labels={"app": "web"}))
+    runs = to_agent(commands, target, "run_task")
+    assert len(runs) == 1 and len(commands) == 1
+    assert to_agent(commands, ({a1, a2} - {target}).pop(), "run_task") == []
+    run = runs[0]
+    assert run.framework.id == fid
+    assert run.task.task_id == "web-1" and run.task.agent_id == target
+    assert run.task.labels["app"] == "web"
+    assert {r.role for r in run.task.resources} == {"*"}
+    assert Resources.from_proto(run.task.resources) == Resources({"cpus": 1, "mem": 256})
+    entry = w.state.tasks[(fid, "web-1")]
+    assert entry.state == S.TASK_STAGING
+    assert [h.state for h in entry.history] == [S.TASK_STAGING]
+    assert offer.id not in w.state.offers
+
+
+def test_unused_resources_return_to_the_pool_after_the_filter(offered_world):
+    w, fid, sid, _, offer = offered_world
+    w.launch(fid, sid, offer, task("t", cpus=1, mem=1024), refuse_seconds=10)
+    w.clock.advance(9)
+    assert w.offers() == {}
+    w.clock.advance(1)
+    assert offered(w.offers()[fid]) == Resources({"cpus": 3, "mem": 3072})
+
+
+def test_unused_resources_are_offered_again_at_once_with_refuse_seconds_zero(offered_world):
+    w, fid, sid, _, offer = offered_world
+    w.launch(fid, sid, offer, task("a", cpus=1, mem=1024), task("b", cpus=2, mem=1024),
+             refuse_seconds=0)
+    assert offered(w.offers()[fid]) == Resources({"cpus": 1, "mem": 2048})
+
+
+def test_accept_with_no_operations_declines_the_offer(offered_world):
+    w, fid, sid, _, offer = offered_world
+    assert w.state.accept(fid, sid, [offer.id], [], common_pb2.Filters(refuse_seconds=0)) == []
+    assert not w.state.tasks
+    assert offered(w.offers()[fid]) == AGENT
+
+
+# -- status updates ------------------------------------------------------------------
+
+
+@pytest.fixture
+def running(offered_world):
+    """A task "t" launched on the only agent: (w, fid, sid, aid)."""
+    w, fid, sid, aid, offer = offered_world
+    w.launch(fid, sid, offer, task("t", cpus=1, mem=1024, kill_policy=common_pb2.KillPolicy(
+        grace_period_seconds=7)), refuse_seconds=1000)
+    return w, fid, sid, aid
+
+
+def test_updates_are_relayed_in_order(running):
+    w, fid, _, aid = running
+    relayed = []
+    for state, uuid in [(S.TASK_STARTING, b"u0"), (S.TASK_RUNNING, b"u1"),
+                        (S.TASK_FINISHED, b"u2")]:
+        commands = w.update(aid, fid, "t", state, uuid)
+        relayed += updates(commands, fid)
+        assert w.state.tasks[(fid, "t")].state == state
+    assert [(s.state, s.uuid) for s in relayed] == [
+        (S.TASK_STARTING, b"u0"), (S.TASK_RUNNING, b"u1"), (S.TASK_FINISHED, b"u2")]
+    assert [h.state for h in w.state.tasks[(fid, "t")].history] == [
+        S.TASK_STAGING, S.TASK_STARTING, S.TASK_RUNNING, S.TASK_FINISHED]
+
+
+def test_a_retried_update_is_forwarded_again_but_not_applied_twice(running):
+    w, fid, _, aid = running
+    w.update(aid, fid, "t", S.TASK_RUNNING, b"u1")
+    history = len(w.state.tasks[(fid, "t")].history)
+    again = w.update(aid, fid, "t", S.TASK_RUNNING, b"u1")
+    assert [(s.state, s.uuid) for s in updates(again, fid)] == [(S.TASK_RUNNING, b"u1")]
+    assert len(w.state.tasks[(fid, "t")].history) == history
+    w.update(aid, fid, "t", S.TASK_FINISHED, b"u2")
+    again = w.update(aid, fid, "t", S.TASK_FINISHED, b"u2")  # a retried terminal update
+    assert [s.uuid for s in updates(again, fid)] == [b"u2"]
+    assert len(w.state.tasks[(fid, "t")].history) == history + 1
+
+
+def test_an_illegal_transition_raises_with_the_task_s_history(running):
+    w, fid, _, aid = running
+    w.update(aid, fid, "t", S.TASK_RUNNING, b"u1")
+    w.update(aid, fid, "t", S.TASK_FINISHED, b"u2")
+    before = w.snapshot()
+    with pytest.raises(task_states.InvalidTransition) as info:
+        w.state.status_update(aid, common_pb2.TaskStatus(
+            task_id="t", framework_id=fid, state=S.TASK_RUNNING, uuid=b"u3"))
+    assert "TASK_FINISHED → TASK_RUNNING" in str(info.value)
+    assert "history: TASK_STAGING → TASK_RUNNING → TASK_FINISHED" in str(info.value)
+    assert w.snapshot() == before
+    w.state.validate_state()
+
+
+def test_an_update_from_an_unknown_agent_is_refused(running):
+    w, fid, _, _ = running
+    refused(w, Code.FAILED_PRECONDITION, w.state.status_update, "ghost",
+            common_pb2.TaskStatus(task_id="t", framework_id=fid, state=S.TASK_RUNNING, uuid=b"u"))
+
+
+def test_acknowledging_the_terminal_update_completes_the_task(running):
+    w, fid, sid, aid = running
+    w.update(aid, fid, "t", S.TASK_RUNNING, b"u1")
+    acks = to_agent(w.state.acknowledge(fid, sid, aid, "t", b"u1"), aid, "acknowledgement")
+    assert [(a.framework_id, a.task_id, a.uuid) for a in acks] == [(fid, "t", b"u1")]
+    assert (fid, "t") in w.state.tasks
+    w.update(aid, fid, "t", S.TASK_FINISHED, b"u2")
+    assert (fid, "t") in w.state.tasks  # until the framework has seen it
+    acks = to_agent(w.state.acknowledge(fid, sid, "", "t", b"u2"), aid, "acknowledgement")
+    assert [a.uuid for a in acks] == [b"u2"]
+    assert (fid, "t") not in w.state.tasks
+    assert "t" not in w.state.frameworks[fid].tasks
+    assert [t.info.task_id for t in w.state.completed_tasks] == ["t"]
+    assert w.state.completed_tasks[-1].state == S.TASK_FINISHED
+    w.state.validate_state()
+    # A late retry of the terminal update is acknowledged by the master itself.
+    late = w.update(aid, fid, "t", S.TASK_FINISHED, b"u2")
+    assert updates(late, fid) == []
+    assert [a.uuid for a in to_agent(late, aid, "acknowledgement")] == [b"u2"]
+    # The task id is free again.
+    w.clock.advance(1000)
+    w.launch(fid, sid, w.one_offer(fid), task("t"))
+
+
+def test_a_terminal_task_s_resources_are_offered_again(running):
+    w, fid, _, aid = running
+    w.clock.advance(1000)  # past the accept's filter
+    assert offered(w.offers()[fid]) == Resources({"cpus": 3, "mem": 3072})
+    w.update(aid, fid, "t", S.TASK_FAILED, b"u1")
+    assert offered(w.offers()[fid]) == Resources({"cpus": 1, "mem": 1024})
+
+
+def test_acknowledge_needs_a_uuid_and_a_known_task(running):
+    w, fid, sid, aid = running
+    w.update(aid, fid, "t", S.TASK_RUNNING, b"u1")
+    refused(w, Code.INVALID_ARGUMENT, w.state.acknowledge, fid, sid, aid, "t", b"",
+            match="uuid is required")
+    refused(w, Code.NOT_FOUND, w.state.acknowledge, fid, sid, aid, "nope", b"u1")
+    refused(w, Code.INVALID_ARGUMENT, w.state.acknowledge, fid, sid, "other-agent", "t", b"u1")
+
+
+# -- kill ----------------------------------------------------------------------------
+
+
+def test_kill_sends_the_task_s_kill_policy_or_the_override(running):
+    w, fid, sid, aid = running
+    kills = to_agent(w.state.kill(fid, sid, "t"), aid, "kill_task")
+    assert [(k.framework_id, k.task_id) for k in kills] == [(fid, "t")]
+    assert kills[0].kill_policy.grace_period_seconds == 7
+    override = common_pb2.KillPolicy(grace_period_seconds=0)
+    kills = to_agent(w.state.kill(fid, sid, "t", override), aid, "kill_task")
+    assert kills[0].kill_policy.HasField("grace_period_seconds")
+    assert kills[0].kill_policy.grace_period_seconds == 0
+    # An override without a grace period keeps the task's own policy.
+    kills = to_agent(w.state.kill(fid, sid, "t", common_pb2.KillPolicy()), aid, "kill_task")
+    assert kills[0].kill_policy.grace_period_seconds == 7
+    assert w.state.tasks[(fid, "t")].state == S.TASK_STAGING  # the agent reports the kill
+
+
+def test_kill_of_an_unknown_task_is_not_found(running):
+    w, fid, sid, _ = running
+    refused(w, Code.NOT_FOUND, w.state.kill, fid, sid, "nope")
+
+
+def test_kill_of_a_finished_task_sends_nothing(running):
+    w, fid, sid, aid = running
+    w.update(aid, fid, "t", S.TASK_FINISHED, b"u1")
+    assert w.state.kill(fid, sid, "t") == []
+
+
+# -- reconcile -----------------------------------------------------------------------
+
+
+def test_implicit_reconciliation_returns_every_task_s_latest_state_without_uuid(w):
+    aid = w.agent()
+    fid, sid = w.framework()
+    w.launch(fid, sid, w.one_offer(fid), task("a"), task("b"), refuse_seconds=0)
+    w.update(aid, fid, "a", S.TASK_RUNNING, b"ua")
+    answers = updates(w.state.reconcile(fid, sid, []), fid)
+    assert [(s.task_id, s.state) for s in answers] == [("a", S.TASK_RUNNING),
+                                                       ("b", S.TASK_STAGING)]
+    for s in answers:
+        assert s.uuid == b""  # never to be acknowledged
+        assert s.reason == common_pb2.REASON_RECONCILIATION
+        assert s.source == common_pb2.SOURCE_MASTER
+        assert s.framework_id == fid and s.agent_id == aid
+    assert w.state.tasks[(fid, "a")].latest_uuid == b"ua"  # the stored update is untouched
+
+
+def test_explicit_reconciliation_answers_unknown_tasks_with_task_unknown(running):
+    w, fid, sid, aid = running
+    asked = [scheduler_pb2.ReconcileRequest.Task(task_id="t"),
+             scheduler_pb2.ReconcileRequest.Task(task_id="ghost", agent_id=aid)]
+    answers = updates(w.state.reconcile(fid, sid, asked), fid)
+    assert [(s.task_id, s.state) for s in answers] == [("t", S.TASK_STAGING),
+                                                       ("ghost", S.TASK_UNKNOWN)]
+    assert answers[1].agent_id == aid and answers[1].uuid == b""
+
+
+# -- frameworks going away -----------------------------------------------------------
+
+
+def kills_of(commands: list, aid: str) -> list[str]:
+    return sorted(k.task_id for k in to_agent(commands, aid, "kill_task"))
+
+
+def test_disconnect_without_failover_timeout_removes_the_framework_and_kills_its_tasks(w):
+    aid = w.agent()
+    fid, sid = w.framework(failover_timeout=0)
+    w.launch(fid, sid, w.one_offer(fid), task("a"), task("b"), refuse_seconds=0)
+    w.update(aid, fid, "b", S.TASK_FINISHED, b"ub")
+    assert w.offers()[fid]  # an outstanding offer, too
+    commands = w.state.framework_disconnected(fid, sid)
+    w.state.validate_state()
+    assert kills_of(commands, aid) == ["a"]  # b is finished already
+    assert Persist(f"frameworks/{fid}", None) in commands
+    assert fid not in w.state.frameworks and not w.state.tasks and not w.state.offers
+    assert w.state.allocator.available(aid) == AGENT
+    refused(w, Code.NOT_FOUND, w.state.reconcile, fid, sid, [])
+
+
+def test_a_disconnected_framework_is_kept_until_its_failover_timeout(w):
+    aid = w.agent()
+    fid, sid = w.framework(failover_timeout=60)
+    w.launch(fid, sid, w.one_offer(fid), task("a"), refuse_seconds=0)
+    w.offers()
+    assert w.state.framework_disconnected(fid, sid) == []
+    assert not w.state.offers  # its offers are taken back at once
+    assert w.offers() == {}  # and it gets none while away
+    w.clock.advance(59.9)
+    assert w.state.tick() == []
+    assert (fid, "a") in w.state.tasks
+    w.clock.advance(0.1)
+    commands = w.state.tick()
+    w.state.validate_state()
+    assert kills_of(commands, aid) == ["a"]
+    assert fid not in w.state.frameworks and not w.state.tasks
+    assert w.state.allocator.available(aid) == AGENT
+    assert w.state.tick() == []
+
+
+def test_resubscribing_within_the_failover_timeout_keeps_tasks_and_redelivers_updates(w):
+    aid = w.agent()
+    fid, sid = w.framework(failover_timeout=60)
+    w.launch(fid, sid, w.one_offer(fid), task("a"), task("b"), task("c"), refuse_seconds=0)
+    w.update(aid, fid, "a", S.TASK_RUNNING, b"a1")
+    w.update(aid, fid, "a", S.TASK_RUNNING, b"a2")  # a health update, say
+    w.update(aid, fid, "b", S.TASK_RUNNING, b"b1")
+    w.state.acknowledge(fid, sid, aid, "b", b"b1")
+    w.state.framework_disconnected(fid, sid)
+    w.clock.advance(30)
+    _, new_sid, commands = w.state.subscribe(common_pb2.FrameworkInfo(id=fid,
+                                                                      failover_timeout=60))
+    w.state.validate_state()
+    assert not [c for c in commands if isinstance(c, CloseStream)]  # the old one is gone
+    evs = events(commands, fid)
+    assert evs[0].HasField("subscribed")
+    # Every task's latest update that carries a uuid: b's was acknowledged already, but
+    # the master cannot know whether the agent got that ack, so it may come again.
+    assert [(s.task_id, s.uuid) for s in updates(commands, fid)] == [("a", b"a2"),
+                                                                    ("b", b"b1")]
+    w.clock.advance(31)  # past the first disconnection's timeout
+    assert w.state.tick() == []
+    assert {k[1] for k in w.state.tasks} == {"a", "b", "c"}
+    assert w.offers()[fid]
+    w.state.kill(fid, new_sid, "a")
+
+
+def test_teardown_kills_tasks_rescinds_offers_and_closes_the_stream(w):
+    aid = w.agent()
+    fid, sid = w.framework(failover_timeout=3600)
+    w.launch(fid, sid, w.one_offer(fid), task("a"), refuse_seconds=0)
+    w.offers()
+    commands = w.state.teardown(fid, sid)
+    w.state.validate_state()
+    assert kills_of(commands, aid) == ["a"]
+    closes = [c for c in commands if isinstance(c, CloseStream)]
+    assert [(c.framework_id, c.stream_id) for c in closes] == [(fid, sid)]
+    assert fid not in w.state.frameworks and not w.state.offers and not w.state.tasks
+    assert w.state.allocator.available(aid) == AGENT
+    assert w.state.completed_frameworks[-1].info.id == fid
+    refused(w, Code.NOT_FOUND, w.state.kill, fid, sid, "a")
+
+
+def test_agent_disconnect_rescinds_its_offers(w):
+    a1 = w.agent("a1")
+    a2 = w.agent("a2")
+    fid, _ = w.framework()
+    out = w.offers()[fid]
+    assert {o.agent_id for o in out} == {a1, a2}
+    gone = next(o for o in out if o.agent_id == a1)
+    commands = w.state.agent_disconnected(a1)
+    w.state.validate_state()
+    assert [e.rescind.offer_id for e in events(commands, fid)] == [gone.id]
+    assert gone.id not in w.state.offers
+    assert w.offers() == {}  # a disconnected agent is not offered
+    assert w.state.agent_disconnected(a1) == []  # once is enough
+
+
+# -- random calls: only CallError, never over-committed, invariants hold -------------
+
+LEGAL_NEXT = {
+    S.TASK_STAGING: [S.TASK_STARTING, S.TASK_RUNNING, S.TASK_KILLING, S.TASK_UNREACHABLE],
+    S.TASK_STARTING: [S.TASK_RUNNING, S.TASK_KILLING, S.TASK_UNREACHABLE],
+    S.TASK_RUNNING: [S.TASK_RUNNING, S.TASK_KILLING, S.TASK_UNREACHABLE],
+    S.TASK_KILLING: [S.TASK_KILLING, S.TASK_UNREACHABLE],
+    S.TASK_UNREACHABLE: [S.TASK_STARTING, S.TASK_RUNNING, S.TASK_KILLING],
+}
+TERMINAL_STATES = sorted(task_states.TERMINAL)
+ALL_STATES = [v.number for v in S.DESCRIPTOR.values]
+SMALL = Resources({"cpus": 2, "mem": 1024})
+
+amounts = st.one_of(
+    st.sampled_from([0.0, 0.001, 0.1, 0.5, 1.0, 2.0, 512.0, 1024.0, 1e12, -1.0, -0.0,
+                     math.nan, math.inf, -math.inf]),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+resource_names = st.sampled_from(["cpus", "cpus", "mem", "mem", "disk", "gpus", ""])
+task_ids = st.one_of(st.sampled_from(["t0", "t1", "t2", "t3"]), st.text(max_size=4))
+uuids = st.sampled_from([b"", b"u0", b"u1", b"u2", b"u3"])
+
+
+@st.composite
+def task_infos(draw) -> common_pb2.TaskInfo:
+    resources = [common_pb2.Resource(name=draw(resource_names), scalar=draw(amounts))
+                 for _ in range(draw(st.integers(0, 3)))]
+    info = common_pb2.TaskInfo(task_id=draw(task_ids), resources=resources,
+                               command=common_pb2.CommandInfo(
+                                   argv=draw(st.sampled_from([[], ["true"], ["sleep", "9"]]))))
+    if draw(st.booleans()):
+        info.kill_policy.grace_period_seconds = draw(amounts)
+    return info
+
+
+@st.composite
+def sensible_tasks(draw) -> common_pb2.TaskInfo:
+    """Mostly-valid tasks, so that launches actually happen."""
+    return task(draw(st.sampled_from(["t0", "t1", "t2", "t3"])),
+                cpus=draw(st.sampled_from([0.1, 0.5, 1.0, 2.0])),
+                mem=draw(st.sampled_from([32.0, 128.0, 512.0])))
+
+
+class MasterMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        # Hypothesis replays draws: ids (and so every sorted order) must repeat too.
+        counter = itertools.count()
+        self._real_new = ids.new
+        ids.new = lambda prefix="": f"{prefix}id{next(counter):06d}"
+        self.w = World()
+        self.agent_ids = [self.w.agent(f"a{i}", SMALL) for i in range(2)]
+        self.fids: list[str] = []
+        self.sids: dict[str, str] = {}
+        self.old_sids: list[str] = ["stale"]
+        self.offer_ids: list[str] = ["bogus"]
+        for name in ("f1", "f2"):
+            self._subscribe(common_pb2.FrameworkInfo(name=name, failover_timeout=30))
+
+    def teardown(self) -> None:
+        ids.new = self._real_new
+
+    # -- helpers --
+    def _subscribe(self, info: common_pb2.FrameworkInfo) -> None:
+        fid, sid, commands = self.w.state.subscribe(info)
+        assert events(commands, fid)[0].HasField("subscribed")
+        if fid in self.sids:
+            self.old_sids.append(self.sids[fid])
+        else:
+            self.fids.append(fid)
+        self.sids[fid] = sid
+
+    def _call(self, fn, *args, expect=(CallError,)):
+        before = self.w.snapshot()
+        try:
+            return fn(*args)
+        except expect:
+            assert self.w.snapshot() == before, f"{fn.__name__} failed half-way"
+            return None
+
+    def _framework(self, data) -> tuple[str, str]:
+        """Mostly a subscribed framework and its current stream; now and then not."""
+        fid = data.draw(st.sampled_from(self.fids), label="framework")
+        sid = self.sids[fid]
+        if data.draw(st.integers(0, 9), label="stranger") == 0:
+            fid = "unknown-fw"
+        if data.draw(st.integers(0, 9), label="stale") == 0:
+            sid = data.draw(st.sampled_from(self.old_sids[-2:]), label="stream")
+        return fid, sid
+
+    def _offers(self, data) -> list[str]:
+        live = sorted(self.w.state.offers)
+        pool = live + self.offer_ids[-4:] + [data.draw(st.text(max_size=3), label="random")]
+        return data.draw(st.lists(st.sampled_from(pool), max_size=3), label="offers")
+
+    # -- rules --
+    @rule()
+    def allocate(self) -> None:
+        for c in self.w.state.allocate():
+            if isinstance(c, ToFramework) and c.event.HasField("offers"):
+                self.offer_ids += [o.id for o in c.event.offers.offers]
+
+    @rule(data=st.data(), tasks=st.lists(sensible_tasks(), min_size=1, max_size=2),
+          refuse=st.sampled_from([None, 0.0, 1.0, 10.0]))
+    def accept_own_offer(self, data, tasks, refuse) -> None:
+        fid, sid = self._framework(data)
+        own = sorted(o.offer_id for o in self.w.state.offers.values() if o.framework_id == fid)
+        if not own:
+            self.allocate()
+            own = sorted(o.offer_id for o in self.w.state.offers.values()
+                         if o.framework_id == fid)
+        if not own:
+            return
+        offer_id = data.draw(st.sampled_from(own), label="offer")
+        filters = None if refuse is None else common_pb2.Filters(refuse_seconds=refuse)
+        commands = self._call(self.w.state.accept, fid, sid, [offer_id], [launch_op(*tasks)],
+                              filters)
+        event("accept: launched" if commands else "accept: refused")
+
+    @rule(data=st.data(), tasks=st.lists(st.one_of(task_infos(), sensible_tasks()), max_size=3),
+          refuse=st.one_of(st.none(), amounts))
+    def accept_anything(self, data, tasks, refuse) -> None:
+        fid, sid = self._framework(data)
+        filters = None if refuse is None else common_pb2.Filters(refuse_seconds=refuse)
+        self._call(self.w.state.accept, fid, sid, self._offers(data), [launch_op(*tasks)],
+                   filters)
+
+    @rule(data=st.data(), refuse=st.one_of(st.none(), amounts))
+    def decline(self, data, refuse) -> None:
+        fid, sid = self._framework(data)
+        filters = None if refuse is None else common_pb2.Filters(refuse_seconds=refuse)
+        self._call(self.w.state.decline, fid, sid, self._offers(data), filters)
+
+    @rule(data=st.data(), task_id=task_ids, grace=st.one_of(st.none(), amounts))
+    def kill(self, data, task_id, grace) -> None:
+        fid, sid = self._framework(data)
+        policy = None if grace is None else common_pb2.KillPolicy(grace_period_seconds=grace)
+        self._call(self.w.state.kill, fid, sid, task_id, policy)
+
+    @rule(data=st.data(), task_id=task_ids, uuid=uuids)
+    def acknowledge(self, data, task_id, uuid) -> None:
+        fid, sid = self._framework(data)
+        task_entry = self.w.state.tasks.get((fid, task_id))
+        if task_entry is not None and data.draw(st.booleans()):
+            uuid = task_entry.latest_uuid
+        self._call(self.w.state.acknowledge, fid, sid, "", task_id, uuid)
+
+    @rule(data=st.data(), ids=st.lists(task_ids, max_size=3))
+    def reconcile(self, data, ids) -> None:
+        fid, sid = self._framework(data)
+        asked = [scheduler_pb2.ReconcileRequest.Task(task_id=t) for t in ids]
+        commands = self._call(self.w.state.reconcile, fid, sid, asked)
+        for status in updates(commands or [], fid):
+            assert status.uuid == b""
+
+    @rule(data=st.data(), roles=st.lists(st.sampled_from(["*", "web", "x y"]), max_size=2),
+          suppress=st.booleans())
+    def revive_or_suppress(self, data, roles, suppress) -> None:
+        fid, sid = self._framework(data)
+        self._call(self.w.state.suppress if suppress else self.w.state.revive, fid, sid, roles)
+
+    @rule(data=st.data(), legal=st.booleans(), uuid=uuids)
+    def status_update(self, data, legal, uuid) -> None:
+        """An agent reports on one of its tasks: a legal next state, or anything at all."""
+        if not self.w.state.tasks:
+            return
+        key = data.draw(st.sampled_from(sorted(self.w.state.tasks)), label="task")
+        entry = self.w.state.tasks[key]
+        nexts = LEGAL_NEXT.get(entry.state)
+        legal = legal and nexts is not None
+        choices = nexts + TERMINAL_STATES if legal else ALL_STATES
+        new = data.draw(st.sampled_from(choices), label="state")
+        retry = uuid != b"" and uuid == entry.latest_uuid
+        status = common_pb2.TaskStatus(task_id=key[1], framework_id=key[0], state=new,
+                                       uuid=uuid, agent_id=entry.agent_id)
+        expect = (CallError,) if legal else (CallError, task_states.InvalidTransition)
+        result = self._call(self.w.state.status_update, entry.agent_id, status, expect=expect)
+        event(f"update: {'applied' if result else 'refused'}")
+        if legal and not retry and result is not None:
+            assert self.w.state.tasks[key].state == new
+
+    @rule(task_id=task_ids, state=st.sampled_from(ALL_STATES), uuid=uuids, fw=st.integers(0, 3))
+    def update_for_unknown_task(self, task_id, state, uuid, fw) -> None:
+        fid = (self.fids + ["gone"] * 4)[fw]
+        if (fid, task_id) in self.w.state.tasks:
+            return
+        status = common_pb2.TaskStatus(task_id=task_id, framework_id=fid, state=state, uuid=uuid)
+        self._call(self.w.state.status_update, self.agent_ids[0], status)
+
+    @rule(data=st.data())
+    def framework_disconnects(self, data) -> None:
+        fid, sid = self._framework(data)
+        self.w.state.framework_disconnected(fid, sid)
+
+    @rule(data=st.data(), timeout=st.sampled_from([0.0, 10.0, 30.0]))
+    def framework_resubscribes(self, data, timeout) -> None:
+        fid = data.draw(st.sampled_from(self.fids), label="framework")
+        info = common_pb2.FrameworkInfo(id=fid, failover_timeout=timeout)
+        try:
+            self._subscribe(info)
+        except CallError as e:
+            assert e.code == Code.FAILED_PRECONDITION  # removed for good
+
+    @rule(timeout=amounts, roles=st.lists(st.sampled_from(["*", "web", "bad role"]),
+                                          max_size=2))
+    def new_framework(self, timeout, roles) -> None:
+        try:
+            self._subscribe(common_pb2.FrameworkInfo(failover_timeout=timeout, roles=roles))
+        except CallError as e:
+            assert e.code == Code.INVALID_ARGUMENT
+
+    @rule(data=st.data())
+    def framework_tears_down(self, data) -> None:
+        fid, sid = self._framework(data)
+        self._call(self.w.state.teardown, fid, sid)
+
+    @rule(seconds=st.sampled_from([0.5, 5.0, 15.0, 31.0]))
+    def time_passes(self, seconds) -> None:
+        self.w.clock.advance(seconds)
+        self.w.state.tick()
+
+    @rule(i=st.integers(0, 1), back=st.booleans())
+    def agent_flaps(self, i, back) -> None:
+        aid = self.agent_ids[i]
+        agent = self.w.state.agents.get(aid)
+        if agent is None:
+            return
+        if not back:
+            self.w.state.agent_disconnected(aid)
+            return
+        # It comes back and reports, truthfully, what it runs.
+        statuses, running = [], []
+        for (fid, _), t in sorted(self.w.state.tasks.items()):
+            if t.agent_id != aid or task_states.is_terminal(t.state):
+                continue
+            fw = self.w.state.frameworks[fid]
+            running.append(agent_pb2.AgentMessage.RunningTask(task=t.info, framework=fw.info))
+            if t.status is not None and t.latest_uuid:
+                statuses.append(t.status)
+        got, _ = self._call(self.w.state.reregister_agent, agent.info, statuses, running)
+        assert got == aid
+
+    # -- invariants --
+    @invariant()
+    def never_over_committed(self) -> None:
+        st_ = self.w.state
+        st_.validate_state()
+        for aid, agent in st_.agents.items():
+            used = Resources()
+            for t in st_.tasks.values():
+                if t.agent_id == aid and not task_states.is_terminal(t.state):
+                    used = used + t.resources
+            for o in st_.offers.values():
+                if o.agent_id == aid:
+                    used = used + o.resources
+            assert agent.total.contains(used), f"{aid}: {used} of {agent.total}"
+            try:
+                holdings = st_.allocator.allocated(aid)
+            except AllocatorError:  # an unreachable agent's resources left the pool
+                continue
+            held = Resources()
+            for r in holdings.values():
+                held = held + r
+            assert held + st_.allocator.available(aid) == agent.total
+            assert held == used  # the allocator and the master agree on who holds what
+
+
+MasterMachine.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+TestMasterStateMachine = MasterMachine.TestCase
