@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import socket
 import sys
@@ -25,6 +26,7 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Gauge
 
+from juggler.agent import checkpoint
 from juggler.agent.status_updates import StatusUpdateManager
 from juggler.common import framing, logs, servers, task_states
 from juggler.common.resources import Resources
@@ -116,6 +118,7 @@ class Agent:
             self.agent_id = id_file.read_text().strip()
         if self.socket_path.exists():
             self.socket_path.unlink()
+        self._recover()
         self._unix = await asyncio.start_unix_server(self._executor_connection,
                                                      path=str(self.socket_path))
         server = servers.new_server()
@@ -138,6 +141,76 @@ class Agent:
                     asyncio.create_task(self._update_loop())]
         log.info("agent started", address=self.address, work_dir=str(self.work_dir),
                  resources=str(self.config.resources), metrics_port=self.metrics_port)
+
+    def _recover(self) -> None:
+        """Find the tasks of a previous run of this agent (design.md: executors
+        outlive their agent) and carry on with them."""
+        now = time.monotonic()
+        for rec in checkpoint.recover(self.work_dir):
+            task = AgentTask(framework=rec.spec.framework, info=rec.spec.task,
+                             sandbox=rec.sandbox, state=rec.state)
+            self.tasks[task.key] = task
+            for status in rec.pending:
+                self.updates.add(status, now)
+            tlog = log.bind(framework_id=task.framework.id, task_id=task.info.task_id)
+            if rec.executor_pid is not None:
+                tlog.info("recovered a running executor", pid=rec.executor_pid,
+                          state=task_states.name(task.state))
+                task.watcher = asyncio.create_task(self._watch_pid(task, rec.executor_pid))
+                continue
+            task.finished.set()
+            self._destroy_cgroup(rec.spec.cgroup)
+            if not task_states.is_terminal(task.state):
+                tlog.warning("the executor died while the agent was down")
+                self._agent_update(task.framework.id, task.info.task_id, S.TASK_FAILED,
+                                   common_pb2.REASON_EXECUTOR_TERMINATED,
+                                   "the executor exited while the agent was down")
+            elif not rec.pending:
+                checkpoint.mark_done(rec.sandbox)
+                task.terminal_acked = True
+
+    @staticmethod
+    def _destroy_cgroup(name: str) -> None:
+        if not name:
+            return
+        try:
+            from juggler.container.cgroups import open_cgroup
+
+            cgroup = open_cgroup(name)
+            if cgroup.exists():
+                cgroup.destroy()
+        except OSError as e:
+            log.warning("could not remove a dead executor's cgroup", cgroup=name, error=str(e))
+
+    async def _watch_pid(self, task: AgentTask, pid: int) -> None:
+        """Wait for an executor that is not our child (recovered) to exit."""
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            fd = -1
+        if fd >= 0:
+            loop = asyncio.get_running_loop()
+            exited = loop.create_future()
+            loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+            try:
+                await exited
+            finally:
+                loop.remove_reader(fd)
+                os.close(fd)
+        self._executor_gone(task, None)
+
+    def _executor_gone(self, task: AgentTask, code: int | None) -> None:
+        if not task_states.is_terminal(task.state):
+            log.warning("executor exited before its task ended", task_id=task.info.task_id,
+                        exit_code=code)
+            tail = _tail(task.sandbox / "executor.log")
+            how = f"with status {code}" if code is not None else ""
+            self._agent_update(task.framework.id, task.info.task_id, S.TASK_FAILED,
+                               common_pb2.REASON_EXECUTOR_TERMINATED,
+                               f"the executor exited {how} before its task ended".replace(
+                                   "  ", " ") + (f": {tail}" if tail else ""))
+            self._destroy_cgroup(self.cgroup_of(*task.key))
+        task.finished.set()
 
     async def stop(self) -> None:
         """Stop the agent; executors and their tasks keep running."""
@@ -253,6 +326,9 @@ class Agent:
             ack = msg.acknowledgement
             if self.updates.acknowledge(ack.framework_id, ack.task_id, ack.uuid,
                                         time.monotonic()):
+                acked = self.tasks.get((ack.framework_id, ack.task_id))
+                if acked is not None:
+                    checkpoint.append_ack(acked.sandbox, ack.uuid)
                 self._wake_updates.set()
                 self._maybe_release(ack.framework_id, ack.task_id)
         elif kind == "heartbeat":
@@ -270,9 +346,12 @@ class Agent:
 
     # -- status updates ----------------------------------------------------------
     def _record(self, status: common_pb2.TaskStatus) -> None:
+        """Take an update: checkpoint it, then queue it for the master."""
         task = self.tasks.get((status.framework_id, status.task_id))
-        if task is not None and not task_states.is_terminal(task.state):
-            task.state = status.state
+        if task is not None:
+            checkpoint.append_update(task.sandbox, status)
+            if not task_states.is_terminal(task.state):
+                task.state = status.state
         if self.updates.add(status, time.monotonic()):
             self._wake_updates.set()
         RUNNING.set(sum(1 for t in self.tasks.values() if not task_states.is_terminal(t.state)))
@@ -309,11 +388,15 @@ class Agent:
             return
         if self.updates.pending(framework_id, task_id) == 0:
             task.terminal_acked = True
+            checkpoint.mark_done(task.sandbox)
             if task.writer is not None:
                 self._send_executor(task, executor_pb2.AgentToExecutor(
                     shutdown=executor_pb2.AgentToExecutor.Shutdown()))
 
     # -- executors ---------------------------------------------------------------
+    def cgroup_of(self, framework_id: str, task_id: str) -> str:
+        return f"{self.config.cgroup_root}/{framework_id}.{task_id}"
+
     def sandbox_of(self, framework_id: str, task_id: str) -> Path:
         return self.work_dir / "frameworks" / framework_id / "tasks" / task_id
 
@@ -334,8 +417,8 @@ class Agent:
         spec = executor_pb2.ExecutorSpec(
             framework=framework, task=info, agent_id=self.agent_id,
             agent_socket=str(self.socket_path),
-            cgroup=f"{self.config.cgroup_root}/{framework.id}.{info.task_id}")
-        (sandbox / "task.pb").write_bytes(spec.SerializeToString())
+            cgroup=self.cgroup_of(*key))
+        checkpoint.write_spec(sandbox, spec)
         logfile = open(sandbox / "executor.log", "ab")  # noqa: SIM115
         try:
             task.process = await asyncio.create_subprocess_exec(
@@ -350,6 +433,7 @@ class Agent:
             return
         finally:
             logfile.close()
+        checkpoint.write_pid(sandbox, task.process.pid)
         LAUNCHED.inc()
         tlog.info("executor started", pid=task.process.pid, sandbox=str(sandbox))
         task.watcher = asyncio.create_task(self._watch_executor(task))
@@ -357,15 +441,7 @@ class Agent:
     async def _watch_executor(self, task: AgentTask) -> None:
         assert task.process is not None
         code = await task.process.wait()
-        if not task_states.is_terminal(task.state):
-            log.warning("executor exited before its task ended", task_id=task.info.task_id,
-                        exit_code=code)
-            tail = _tail(task.sandbox / "executor.log")
-            self._agent_update(task.framework.id, task.info.task_id, S.TASK_FAILED,
-                               common_pb2.REASON_EXECUTOR_TERMINATED,
-                               f"the executor exited with status {code} before its task ended"
-                               + (f": {tail}" if tail else ""))
-        task.finished.set()
+        self._executor_gone(task, code)
 
     async def _kill(self, task: AgentTask, kill: agent_pb2.MasterMessage.KillTask) -> None:
         task.kill = kill

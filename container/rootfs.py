@@ -16,10 +16,9 @@ remounted read-only. Entries this kernel lacks are skipped. The task cannot
 undo any of it: unmounting needs CAP_SYS_ADMIN, which it no longer has
 (see capabilities.py).
 
-/sys is a fresh sysfs mounted read-only, so in a new network namespace it
-shows only that namespace's devices (/sys/class/net holds `lo`); where the
-kernel refuses a fresh sysfs (host network in some setups) the host's /sys is
-bound instead, read-only down to every submount.
+/sys is a fresh sysfs mounted read-only (see `mount_sys`), so in a new network
+namespace it shows only that namespace's devices (/sys/class/net holds `lo`),
+and in every mode it hides the host's submounts (/sys/fs/cgroup, ...).
 
 Every mount here is made after `unshare(CLONE_NEWNS)` and after / was made
 rprivate, so none of them propagates to the host and all vanish with the
@@ -112,17 +111,33 @@ def populate_dev(dev: str) -> None:
     os.symlink("/proc/self/fd", os.path.join(dev, "fd"))
 
 
-def mount_sys(root: str) -> None:
+def mount_sys(root: str, sandbox: Path) -> None:
+    """A fresh read-only sysfs at <root>/sys.
+
+    In a new network namespace the kernel makes a new sysfs superblock and a
+    read-only mount is simple. In the host's it reuses the host's (read-write)
+    one, and refuses both a read-only new mount of it and any mount of it on
+    top of itself at /sys (EBUSY): so mount it read-write aside, make that
+    mount read-only, and move it into place. If even that fails, bind the
+    host's /sys read-only, down to every submount."""
     target = os.path.join(root, "sys")
     os.makedirs(target, exist_ok=True)
-    flags = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+    flags = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
     try:
-        sc.mount("sysfs", target, "sysfs", flags)
+        sc.mount("sysfs", target, "sysfs", sc.MS_RDONLY | flags)
+        return
     except OSError:
-        # sysfs cannot be mounted fresh in the host's network namespace
-        # when it is shared; fall back to a read-only bind of the host's.
+        pass
+    staging = str(sandbox / ".sys")
+    os.makedirs(staging, exist_ok=True)
+    try:
+        sc.mount("sysfs", staging, "sysfs", flags)
+    except OSError:
         sc.mount("/sys", target, None, sc.MS_BIND | sc.MS_REC)
         remount_readonly_tree(target)
+        return
+    remount_readonly(staging)
+    sc.mount(staging, target, None, sc.MS_MOVE)
 
 
 def _flags_of(path: str) -> int:
@@ -168,6 +183,17 @@ def mask_paths() -> None:
         remount_readonly(path)
 
 
+def refuse_symlinks(root: str, names) -> None:
+    """Mount points the image provides must be directories, not symlinks: a
+    link would aim the mount (made before pivot_root, while the host's tree is
+    still reachable) at a path outside the container's root."""
+    for name in names:
+        path = os.path.join(root, name)
+        if os.path.islink(path):
+            raise OSError(40, f"/{name} in the root filesystem is a symlink "
+                              f"(to {os.readlink(path)!r}); it must be a directory")
+
+
 def pivot(root: str) -> None:
     """pivot_root into `root` and detach the old root (runc's "." trick)."""
     os.chdir(root)
@@ -182,13 +208,14 @@ def enter(rootfs: str, sandbox: Path) -> None:
     if not rootfs:
         mount_proc("/proc")
         setup_host_dev(sandbox)
-        mount_sys("/")
+        mount_sys("/", sandbox)
         mask_paths()
         return
     merged = mount_overlay(rootfs, sandbox)
+    refuse_symlinks(merged, ("proc", "dev", "sys", "tmp"))
     mount_proc(os.path.join(merged, "proc"))
     setup_dev(merged)
-    mount_sys(merged)
+    mount_sys(merged, sandbox)
     os.makedirs(os.path.join(merged, "tmp"), exist_ok=True)
     pivot(merged)
     mask_paths()

@@ -6,6 +6,10 @@
                 │                       cgroup after the grace period
                 └─ kill before launch ─▶ KILLED without running
 
+Every container is hardened by container/launch.py whatever the task asks:
+Docker's default capabilities, no_new_privs, masked and read-only /proc and
+/sys paths, a minimal /dev, a pids limit and a CFS quota (see container/).
+
 The executor is the container's direct parent (see container/launch.py) and
 waits for its exit through a pidfd, without polling. It exits once the agent
 has acknowledged the terminal update or sent `shutdown`; until then it keeps
@@ -146,6 +150,11 @@ class Executor:
             self.cgroup = open_cgroup(self.spec.cgroup or f"juggler/{self.task_id}")
             self.cgroup.create()
             self.cgroup.set(cspec.limits)
+            limits = cspec.limits
+            self.log.info("launching", cgroup=self.cgroup.name, cpu_shares=limits.cpu_shares,
+                          cpu_quota_us=limits.cpu_quota_us, memory_bytes=limits.memory_bytes,
+                          pids_max=limits.pids_max, rootfs=cspec.rootfs or None,
+                          user=cspec.user or None)
             started = launch.start(cspec, self.sandbox, self.cgroup.add)
         except (OSError, ValueError) as e:
             self.log.error("launch failed", error=str(e))

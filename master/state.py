@@ -50,6 +50,7 @@ from juggler.v1 import agent_pb2, common_pb2, operator_pb2, scheduler_pb2
 
 S = common_pb2.TaskState
 DEFAULT_ROLE = "*"
+DEFAULT_REFUSE_SECONDS = 5.0  # Mesos's default, and the proto's
 COMPLETED_TASKS_KEPT = 1000
 COMPLETED_FRAMEWORKS_KEPT = 100
 
@@ -723,6 +724,9 @@ class MasterState:
         statuses = list(statuses)
         running = list(running)
         latest = {(s.framework_id, s.task_id): s for s in statuses}
+        # Tasks the agent still knows of. Terminal ones among them have an update
+        # on its way (retried until acknowledged): they hold no resources any more.
+        known = {(rt.framework.id, rt.task.task_id) for rt in running}
         reported = {(rt.framework.id, rt.task.task_id): rt for rt in running
                     if not task_states.is_terminal(
                         latest.get((rt.framework.id, rt.task.task_id),
@@ -747,7 +751,9 @@ class MasterState:
         # Tasks the master has on this agent that the agent no longer reports.
         for key in sorted(agent.tasks):
             task = self.tasks[key]
-            if key in reported or task_states.is_terminal(task.state):
+            if key in reported:
+                continue
+            if key in known or task_states.is_terminal(task.state):
                 task.resources_recovered = True
                 continue
             if task.state == S.TASK_STAGING:
@@ -934,9 +940,10 @@ def _update_event(status: common_pb2.TaskStatus) -> scheduler_pb2.Event:
     return scheduler_pb2.Event(update=scheduler_pb2.Event.Update(status=status))
 
 
-def _refuse_seconds(filters: common_pb2.Filters | None) -> float | None:
+def _refuse_seconds(filters: common_pb2.Filters | None) -> float:
+    """The refusal filter of a Decline (or of an Accept's unused resources)."""
     if filters is None or not filters.HasField("refuse_seconds"):
-        return None
+        return DEFAULT_REFUSE_SECONDS
     value = filters.refuse_seconds
     if not math.isfinite(value) or value < 0:
         raise CallError(Code.INVALID_ARGUMENT, "filters.refuse_seconds must be a number >= 0")

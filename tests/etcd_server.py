@@ -3,8 +3,8 @@
     with etcd_server(tmp_path) as etcd:        # outside pytest: raises EtcdNotInstalled
         EtcdClient(etcd.endpoint)
 
-    from tests.etcd_server import etcd          # in a test module: the `etcd` fixture,
-    def test_x(etcd): ...                       # skipped cleanly when etcd is not installed
+    from tests.etcd_server import etcd_fixture  # noqa: F401   in a test module: the
+    def test_x(etcd): ...                       # `etcd` fixture, skipped if etcd is missing
 
 Client and peer ports are free ports on 127.0.0.1; the server is up when its
 /health says so, within a deadline. `pause()`/`resume()` (SIGSTOP/SIGCONT)
@@ -142,8 +142,8 @@ def etcd_server(base: Path | None = None) -> Iterator[EtcdServer]:
             shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+@pytest.fixture(scope="module", name="etcd")
+def etcd_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
     """A real etcd for the test module; the test is skipped if etcd is not installed."""
     try:
         etcd_binary()

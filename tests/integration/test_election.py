@@ -14,7 +14,12 @@ from juggler.common.clock import FakeClock
 from juggler.store.election import Election, ElectionLost
 from juggler.store.etcd import EtcdClient, EtcdStore, NotLeader
 from juggler.store.interface import StoreError
-from tests.etcd_server import EtcdServer, etcd, etcd_binary, etcd_server  # noqa: F401
+from tests.etcd_server import (  # noqa: F401  (etcd_fixture is the `etcd` fixture)
+    EtcdServer,
+    etcd_binary,
+    etcd_fixture,
+    etcd_server,
+)
 
 
 def run(coro):  # pytest-asyncio is not a dependency
@@ -157,6 +162,23 @@ def test_leader_steps_down_by_the_injected_clock_when_keepalives_fail(etcd: Etcd
     run(main())
 
 
+async def lead_eventually(client: EtcdClient, prefix: str, address: str, ttl: int,
+                          entered: asyncio.Event) -> Election:
+    """What a master does: campaign, and start a new term whenever a session is lost."""
+    while True:
+        election = Election(client, prefix, address, ttl=ttl)
+        try:
+            campaign = asyncio.create_task(election.campaign())
+            await wait_until(lambda e=election, c=campaign: e.create_revision or c.done(),
+                             10, "entering the election")
+            entered.set()
+            await campaign
+            return election
+        except StoreError:  # ElectionLost, or etcd unreachable: a new term, a new lease
+            await election.close()
+            await asyncio.sleep(0.1)
+
+
 def test_leader_steps_down_before_its_lease_expires_when_etcd_is_paused(tmp_path: Path):
     try:
         etcd_binary()
@@ -169,10 +191,11 @@ def test_leader_steps_down_before_its_lease_expires_when_etcd_is_paused(tmp_path
         lost_at: list[float] = []
         leader = Election(client, prefix, "master-0:5050", ttl=2,
                           on_lost=lambda _: lost_at.append(time.monotonic()))
-        standby = Election(client, prefix, "master-1:5050", ttl=2)
         await asyncio.wait_for(leader.campaign(), 5)
-        standing = asyncio.create_task(standby.campaign())
-        await wait_until(lambda: standby.create_revision is not None, 5, "the standby to enter")
+        entered = asyncio.Event()
+        standing = asyncio.create_task(lead_eventually(client, prefix, "master-1:5050", 2,
+                                                       entered))
+        await asyncio.wait_for(entered.wait(), 5)
         await wait_until(lambda: leader.last_keepalive is not None, 5, "a keepalive")
 
         server.pause()
@@ -189,11 +212,12 @@ def test_leader_steps_down_before_its_lease_expires_when_etcd_is_paused(tmp_path
         finally:
             server.resume()
 
-        # etcd back: the old lease expires (or is revoked by close) and the standby leads.
+        # etcd back: the old lease expires (or is revoked by close), the standby leads.
         await leader.close()
-        await asyncio.wait_for(standing, 10)
+        standby = await asyncio.wait_for(standing, 15)
         elected_at = time.monotonic()
         assert standby.is_leader and elected_at > lost_at[0]  # terms do not overlap
+        assert await standby.query_leader() == "master-1:5050"
         await standby.close()
         await client.close()
 

@@ -65,7 +65,7 @@ class World:
         return offers[0]
 
     def launch(self, fid: str, sid: str, offer: common_pb2.Offer, *tasks: common_pb2.TaskInfo,
-               refuse_seconds: float | None = None) -> list:
+               refuse_seconds: float | None = 0.0) -> list:
         filters = None if refuse_seconds is None else common_pb2.Filters(
             refuse_seconds=refuse_seconds)
         commands = self.state.accept(fid, sid, [offer.id], [launch_op(*tasks)], filters)
@@ -364,7 +364,7 @@ def test_accept_refuses_offers_of_two_agents(w):
 
 
 def test_accept_with_a_stale_stream_is_refused(offered_world):
-    w, fid, sid, _, offer = offered_world
+    w, fid, _, _, offer = offered_world
     refused_accept(w, fid, "old-stream", [offer.id], task("t"), code=Code.FAILED_PRECONDITION)
 
 
@@ -946,3 +946,14 @@ MasterMachine.TestCase.settings = settings(
     max_examples=150, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestMasterStateMachine = MasterMachine.TestCase
+
+
+def test_unused_resources_are_filtered_for_5_seconds_by_default(offered_world):
+    """No filters on Accept: Mesos's (and the proto's) default 5 s refusal applies."""
+    w, fid, sid, _, offer = offered_world
+    w.launch(fid, sid, offer, task("t1"), refuse_seconds=None)
+    assert fid not in w.offers()
+    w.clock.advance(4.9)
+    assert fid not in w.offers()
+    w.clock.advance(0.2)
+    assert fid in w.offers()

@@ -1,0 +1,109 @@
+"""Agent restart recovery with real processes: kill -9 the agent while tasks
+run, change things while it is down, start it again.
+
+Executors outlive their agent: running tasks keep running (same processes),
+updates produced while the agent was down are delivered, an executor that died
+meanwhile is noticed and its task reported FAILED, and nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from juggler.container.cgroups import open_cgroup
+from juggler.v1 import common_pb2
+from tests.conftest import needs_root, wait_for
+from tests.daemons import Daemons
+from tests.framework_client import Client, run, task
+from tests.integration.test_master_contract import processes_with, wait_async
+
+pytestmark = [pytest.mark.root]
+S = common_pb2.TaskState
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Daemons]:
+    needs_root()
+    d = Daemons(tmp_path)
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+def sandbox(daemons: Daemons, framework_id: str, task_id: str) -> Path:
+    return daemons.work / "a1" / "frameworks" / framework_id / "tasks" / task_id
+
+
+def test_agent_kill9_and_restart_keeps_tasks_and_delivers_updates(daemons: Daemons,
+                                                                  tmp_path: Path) -> None:
+    daemons.start_master()
+    agent_flags = ("--status-update-retry", "0.2")
+    daemons.start_agent("a1", *agent_flags, resources="cpus:2;mem:1024;disk:1024")
+    daemons.wait_agents(1)
+    flag = tmp_path / "finish-now"
+
+    async def body() -> None:
+        async with Client(daemons.master, "survivor") as c:
+            tasks = [
+                task("steady-1", 0.2, 32, "sh", "-c", "exec sleep 1004.5"),
+                task("steady-2", 0.2, 32, "sh", "-c", "exec sleep 1005.5"),
+                task("finisher", 0.2, 32, "sh", "-c",
+                     f"while [ ! -e {flag} ]; do sleep 0.05; done; echo done"),
+                task("orphan", 0.2, 32, "sh", "-c", "exec sleep 1006.5"),
+            ]
+            offer = await c.offer(sum_resources(tasks))
+            await c.fw.launch([offer.id], tasks)
+            for t in tasks:
+                await c.until(t.task_id, S.TASK_RUNNING)
+            fid = c.fw.framework_id
+            before = {m: processes_with(m) for m in ("sleep 1004.5", "sleep 1005.5")}
+            assert all(before.values())
+
+            # The agent dies hard. Meanwhile one task finishes and one executor dies.
+            daemons.send("a1", signal.SIGKILL)
+            daemons.procs["a1"].wait(10)
+            flag.touch()
+            orphan_pid = int((sandbox(daemons, fid, "orphan") / "executor.pid")
+                             .read_text().split()[0])
+            os.kill(orphan_pid, signal.SIGKILL)
+            wait_for(lambda: not os.path.exists(f"/proc/{orphan_pid}/stat")
+                     or " Z " in Path(f"/proc/{orphan_pid}/stat").read_text(), 10,
+                     what="the executor to die")
+
+            daemons.start_agent("a1", *agent_flags, resources="cpus:2;mem:1024;disk:1024")
+            seen = await c.until("finisher", S.TASK_FINISHED)
+            assert seen[-1].uuid
+            failed = await c.until("orphan", S.TASK_FAILED)
+            assert failed[-1].reason == common_pb2.REASON_EXECUTOR_TERMINATED
+            # The dead executor's container is not left running.
+            await wait_async(lambda: not processes_with("sleep 1006.5"), 20,
+                             "the orphaned container to be killed")
+            # The others never stopped: the very same processes still run.
+            assert {m: processes_with(m) for m in before} == before
+            daemons.wait_agents(1)
+            await c.fw.reconcile()
+            for tid in ("steady-1", "steady-2"):
+                await wait_async(lambda tid=tid: any(
+                    s.state == S.TASK_RUNNING and s.reason == common_pb2.REASON_RECONCILIATION
+                    for s in c.history[tid]), 20, f"{tid} reconciled RUNNING")
+                await c.fw.kill(tid)
+                await c.until(tid, S.TASK_KILLED)
+            for tid in ("steady-1", "steady-2", "finisher", "orphan"):
+                cgroup = open_cgroup(f"juggler/{fid}.{tid}")
+                await wait_async(lambda cg=cgroup: not cg.exists(), 20, f"{tid}'s cgroup removed")
+    run(body)
+
+
+def sum_resources(tasks: list[common_pb2.TaskInfo]):  # type: ignore[no-untyped-def]
+    from juggler.common.resources import Resources
+
+    total = Resources()
+    for t in tasks:
+        total = total + Resources.from_proto(t.resources)
+    return total
