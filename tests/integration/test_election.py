@@ -216,7 +216,9 @@ def test_leader_steps_down_before_its_lease_expires_when_etcd_is_paused(tmp_path
         await leader.close()
         standby = await asyncio.wait_for(standing, 15)
         elected_at = time.monotonic()
-        assert standby.is_leader and elected_at > lost_at[0]  # terms do not overlap
+        assert standby.is_leader, (standby.lost_reason, standby.lease_deadline,
+                                   standby.clock.now(), standby.last_keepalive)
+        assert elected_at > lost_at[0]  # terms do not overlap
         assert await standby.query_leader() == "master-1:5050"
         await standby.close()
         await client.close()
