@@ -69,6 +69,8 @@ class AgentEntry:
     last_seen: float = 0.0
     last_seen_time: float = 0.0
     unreachable_since: float | None = None
+    # Read back from the registry by a new leader; cleared when the agent re-registers.
+    reregister_deadline: float | None = None
     tasks: set[tuple[str, str]] = field(default_factory=set)  # (framework_id, task_id)
 
 
@@ -245,7 +247,10 @@ class MasterState:
                     commands += self._rescind(offer)
         silent_for = self.agent_ping_timeout * self.max_agent_ping_timeouts
         for agent in list(self.agents.values()):
-            if agent.state in (A.AGENT_ACTIVE, A.AGENT_DISCONNECTED):
+            if agent.reregister_deadline is not None:
+                if now >= agent.reregister_deadline:
+                    commands += self._mark_unreachable(agent)
+            elif agent.state in (A.AGENT_ACTIVE, A.AGENT_DISCONNECTED):
                 if now >= agent.last_seen + silent_for:
                     commands += self._mark_unreachable(agent)
             elif (agent.state == A.AGENT_UNREACHABLE and agent.unreachable_since is not None
@@ -305,8 +310,10 @@ class MasterState:
             commands += self._rescind(offer)
         agent.state = A.AGENT_UNREACHABLE
         agent.unreachable_since = self.clock.now()
+        agent.reregister_deadline = None
         commands.append(CloseAgentStream(agent_id))
-        self.allocator.remove_agent(agent_id)
+        if self.allocator.has_agent(agent_id):
+            self.allocator.remove_agent(agent_id)
         for key in sorted(agent.tasks):
             task = self.tasks[key]
             task.resources_recovered = True  # they left the pool with the agent
@@ -341,6 +348,40 @@ class MasterState:
         if agent.maintenance is not None:
             record.state = agent.maintenance if agent.state == A.AGENT_ACTIVE else agent.state
         return Persist(f"agents/{agent.info.id}", record.SerializeToString())
+
+    def recover_registry(self, agents: Iterable[operator_pb2.AgentView],
+                         frameworks: Iterable[common_pb2.FrameworkInfo],
+                         reregister_timeout: float) -> None:
+        """A new leader starts from the registry (design.md: tasks are not stored;
+        agents bring them back when they re-register).
+
+        Admitted agents must re-register within `reregister_timeout` or they are
+        marked UNREACHABLE; frameworks are disconnected until they re-subscribe
+        (their failover timeout counts from now)."""
+        now = self.clock.now()
+        for view in agents:
+            agent_id = view.info.id
+            if view.state == A.AGENT_GONE:
+                self.gone_agents.add(agent_id)
+                continue
+            entry = AgentEntry(info=view.info, total=Resources.from_proto(view.total),
+                               state=A.AGENT_DISCONNECTED, registered_time=view.registered_time,
+                               last_seen=now)
+            if view.state == A.AGENT_UNREACHABLE:
+                entry.state = A.AGENT_UNREACHABLE
+                entry.unreachable_since = now
+            else:
+                entry.reregister_deadline = now + reregister_timeout
+            if view.state in (A.AGENT_DRAINING, A.AGENT_DOWN):
+                entry.maintenance = view.state
+            self.agents[agent_id] = entry
+        for info in frameworks:
+            if info.id in self.frameworks:
+                continue
+            fw = FrameworkEntry(info=info, registered_time=self.clock.time(), disconnected_at=now)
+            self.frameworks[info.id] = fw
+            self.allocator.add_framework(info.id, info.roles or [DEFAULT_ROLE])
+            self.allocator.deactivate_framework(info.id)
 
     def agent_seen(self, agent_id: str) -> None:
         """Any message from the agent proves it alive."""
@@ -747,6 +788,7 @@ class MasterState:
         back_from_unreachable = agent.state == A.AGENT_UNREACHABLE
         agent.state = A.AGENT_ACTIVE
         agent.unreachable_since = None
+        agent.reregister_deadline = None
         self.agent_seen(info.id)
         # Tasks the master has on this agent that the agent no longer reports.
         for key in sorted(agent.tasks):

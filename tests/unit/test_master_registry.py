@@ -1,0 +1,76 @@
+"""A new leader rebuilds its book-keeping from the registry and from agents'
+re-registration (pure MasterState, fake clock)."""
+
+from __future__ import annotations
+
+from juggler.common.clock import FakeClock
+from juggler.common.resources import Resources
+from juggler.master.allocator import Allocator
+from juggler.master.commands import Persist, ToFramework
+from juggler.master.state import MasterState
+from juggler.v1 import agent_pb2, common_pb2, operator_pb2
+
+S = common_pb2.TaskState
+A = operator_pb2.AgentState
+TOTAL = Resources({"cpus": 2, "mem": 1024})
+
+
+def registry_of(state: MasterState, commands: list) -> dict[str, bytes]:
+    return {c.key: c.value for c in commands if isinstance(c, Persist) and c.value}
+
+
+def test_a_new_leader_takes_agents_and_frameworks_back_from_the_registry() -> None:
+    clock = FakeClock()
+    old = MasterState(clock, Allocator(clock))
+    written: dict[str, bytes] = {}
+    agent_id, cmds = old.register_agent(common_pb2.AgentInfo(hostname="h1",
+                                                             resources=TOTAL.to_proto()))
+    written |= registry_of(old, cmds)
+    fid, _, cmds = old.subscribe(common_pb2.FrameworkInfo(name="fw", failover_timeout=60))
+    written |= registry_of(old, cmds)
+    task = common_pb2.TaskInfo(task_id="t1", resources=Resources({"cpus": 1, "mem": 64})
+                               .to_proto("*"), command=common_pb2.CommandInfo(argv=["sleep"]))
+
+    new = MasterState(clock, Allocator(clock))
+    new.recover_registry(
+        [operator_pb2.AgentView.FromString(v) for k, v in written.items()
+         if k.startswith("agents/")],
+        [common_pb2.FrameworkInfo.FromString(v) for k, v in written.items()
+         if k.startswith("frameworks/")],
+        reregister_timeout=10)
+    assert new.agents[agent_id].state == A.AGENT_DISCONNECTED
+    assert not new.frameworks[fid].connected
+    assert new.allocate() == []  # nothing is offered before the agent is back
+
+    # The agent re-registers with its running task: the task is back, the framework
+    # can re-subscribe and is offered the rest of the agent.
+    running = agent_pb2.AgentMessage.RunningTask(task=task,
+                                                 framework=new.frameworks[fid].info)
+    status = common_pb2.TaskStatus(task_id="t1", framework_id=fid, state=S.TASK_RUNNING)
+    new.reregister_agent(common_pb2.AgentInfo(id=agent_id, hostname="h1",
+                                              resources=TOTAL.to_proto()), [status], [running])
+    assert new.tasks[(fid, "t1")].state == S.TASK_RUNNING
+    _, _, cmds = new.subscribe(common_pb2.FrameworkInfo(id=fid, name="fw", failover_timeout=60))
+    offers = [c for c in new.allocate() if isinstance(c, ToFramework)]
+    assert len(offers) == 1
+    offered = Resources.from_proto(offers[0].event.offers.offers[0].resources)
+    assert offered == TOTAL - Resources({"cpus": 1, "mem": 64})
+    new.validate_state()
+
+
+def test_agents_that_do_not_come_back_become_unreachable() -> None:
+    clock = FakeClock()
+    state = MasterState(clock, Allocator(clock))
+    view = operator_pb2.AgentView(info=common_pb2.AgentInfo(id="a1", hostname="h1"),
+                                  state=A.AGENT_ACTIVE, total=TOTAL.to_proto())
+    gone = operator_pb2.AgentView(info=common_pb2.AgentInfo(id="a2", hostname="h2"),
+                                  state=A.AGENT_GONE, total=TOTAL.to_proto())
+    state.recover_registry([view, gone], [], reregister_timeout=10)
+    clock.advance(9.9)
+    state.tick()
+    assert state.agents["a1"].state == A.AGENT_DISCONNECTED
+    clock.advance(0.2)
+    state.tick()
+    assert state.agents["a1"].state == A.AGENT_UNREACHABLE
+    assert "a2" in state.gone_agents and "a2" not in state.agents
+    state.validate_state()
