@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import socket
 import sys
 import time
@@ -29,6 +28,7 @@ from prometheus_client import Counter, Gauge
 from juggler.agent import checkpoint
 from juggler.agent.status_updates import StatusUpdateManager
 from juggler.common import framing, logs, servers, task_states
+from juggler.common.leader import backoff, leader_of, parse_masters
 from juggler.common.resources import Resources
 from juggler.v1 import (
     agent_pb2,
@@ -59,6 +59,9 @@ class AgentConfig:
     metrics_port: int = 5056
     status_update_retry: float = 2.0
     cgroup_root: str = "juggler"
+    # Start executors by forking a pre-started zygote (agent/launcher.py)
+    # rather than a fresh interpreter each.
+    launcher: bool = True
 
 
 @dataclass
@@ -109,6 +112,7 @@ class Agent:
         self.server: grpc.aio.Server | None = None
         self._unix: asyncio.AbstractServer | None = None
         self.metrics_port = 0
+        self.launcher: Any = None  # agent/launcher.py's Launcher when config.launcher
 
     # -- life cycle ----------------------------------------------------------
     async def start(self) -> None:
@@ -119,6 +123,12 @@ class Agent:
         if self.socket_path.exists():
             self.socket_path.unlink()
         self._recover()
+        if self.config.launcher:
+            from juggler.agent.launcher import Launcher
+
+            self.launcher = Launcher(self.work_dir / "launcher.sock",
+                                     self.work_dir / "launcher.log")
+            await self.launcher.start()
         self._unix = await asyncio.start_unix_server(self._executor_connection,
                                                      path=str(self.socket_path))
         server = servers.new_server()
@@ -221,6 +231,8 @@ class Agent:
             t.cancel()
         if self._unix is not None:
             self._unix.close()
+        if self.launcher is not None:
+            await self.launcher.stop()
         if self.server is not None:
             await self.server.stop(grace=0.5)
 
@@ -231,31 +243,42 @@ class Agent:
                 await self._kill(task, agent_pb2.MasterMessage.KillTask(
                     framework_id=task.framework.id, task_id=task.info.task_id,
                     kill_policy=task.info.kill_policy))
-        waits = [t.finished.wait() for t in self.tasks.values() if t.process is not None]
+        waits = [t.finished.wait() for t in self.tasks.values() if t.watcher is not None]
         if waits:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*waits), timeout)
 
     # -- the master stream -----------------------------------------------------
     async def _master_loop(self) -> None:
-        masters = [m.strip() for m in self.config.master.split(",") if m.strip()]
-        attempt = 0
+        """Stay connected to the leading master, whichever it is."""
+        masters = parse_masters(self.config.master)
+        index = 0
+        failures = 0
         while not self._stopping:
-            address = masters[attempt % len(masters)]
+            address = masters[index % len(masters)]
+            leader = None
             try:
                 await self._session(address)
-                attempt = 0
+                failures = 0
             except (grpc.aio.AioRpcError, OSError) as e:
                 code = e.code().name if isinstance(e, grpc.aio.AioRpcError) else type(e).__name__
-                log.info("master connection lost", master=address, code=code)
+                leader = leader_of(e) if isinstance(e, grpc.aio.AioRpcError) else None
+                log.info("master connection lost", master=address, code=code, leader=leader)
             finally:
                 CONNECTED.set(0)
                 self._outbox = None
                 self._registered.clear()
-            attempt += 1
+            if leader and leader != address:
+                # A standby named the leader: go there at once.
+                if leader not in masters:
+                    masters.append(leader)
+                index = masters.index(leader)
+                continue
+            failures += 1
+            index += 1
             # Exponential backoff with full jitter: thousands of agents must not
-            # reconnect in lockstep.
-            await asyncio.sleep(random.uniform(0, min(10.0, 0.2 * 2 ** min(attempt, 6))))
+            # reconnect in lockstep after a failover.
+            await asyncio.sleep(backoff(failures, base=0.1, cap=5.0))
 
     def _register_message(self) -> agent_pb2.AgentMessage:
         info = common_pb2.AgentInfo(id=self.agent_id, hostname=self.hostname,
@@ -421,6 +444,22 @@ class Agent:
             agent_socket=str(self.socket_path),
             cgroup=self.cgroup_of(*key))
         checkpoint.write_spec(sandbox, spec)
+        if self.launcher is not None:
+            from juggler.agent.launcher import LauncherUnavailable
+
+            try:
+                pid = await self.launcher.spawn(sandbox)
+            except LauncherUnavailable as e:
+                tlog.warning("executor launcher unavailable; starting a fresh executor",
+                             error=str(e))
+            else:
+                # Not our child (double-forked): watched through a pidfd, as
+                # a recovered executor is.
+                checkpoint.write_pid(sandbox, pid)
+                LAUNCHED.inc()
+                tlog.info("executor started", pid=pid, sandbox=str(sandbox), launcher=True)
+                task.watcher = asyncio.create_task(self._watch_pid(task, pid))
+                return
         logfile = open(sandbox / "executor.log", "ab")  # noqa: SIM115
         try:
             task.process = await asyncio.create_subprocess_exec(

@@ -33,6 +33,19 @@ def add_master_parser(sub: argparse._SubParsersAction) -> None:
                    help="pings an agent may miss before it is UNREACHABLE (default 5)")
     p.add_argument("--agent-gone-timeout", type=float, default=7 * 86400.0,
                    help="seconds an agent may stay UNREACHABLE before it is GONE (default 1 week)")
+    p.add_argument("--agent-reregister-timeout", type=float, default=600.0,
+                   help="after a failover, seconds agents have to re-register before they are "
+                        "UNREACHABLE (default 600)")
+    p.add_argument("--etcd", default="",
+                   help="etcd endpoints (http://h1:2379,...): elect a leader and keep the "
+                        "registry there (high availability); default: embedded store")
+    p.add_argument("--etcd-prefix", default="/juggler/default/",
+                   help="key prefix in etcd, so clusters can share one etcd")
+    p.add_argument("--etcd-ca", default=None, help="CA certificate for etcd (TLS)")
+    p.add_argument("--etcd-cert", default=None, help="client certificate for etcd (TLS)")
+    p.add_argument("--etcd-key", default=None, help="client key for etcd (TLS)")
+    p.add_argument("--lease-ttl", type=int, default=5,
+                   help="seconds of the leader's etcd lease (default 5)")
     p.set_defaults(func=master_main)
 
 
@@ -54,6 +67,9 @@ def add_agent_parser(sub: argparse._SubParsersAction) -> None:
                    help="HTTP port of /metrics (default 5056; 0 = any, -1 disables)")
     p.add_argument("--status-update-retry", type=float, default=2.0,
                    help="first retry interval of unacknowledged status updates (seconds)")
+    p.add_argument("--no-launcher", dest="launcher", action="store_false",
+                   help="start each executor as a fresh interpreter instead of forking it "
+                        "from the pre-started launcher (slower; for debugging)")
     p.set_defaults(func=agent_main)
 
 
@@ -85,7 +101,12 @@ def master_main(args: argparse.Namespace) -> int:
     if args.max_agent_ping_timeouts < 1:
         print("juggler master: --max-agent-ping-timeouts must be at least 1", file=sys.stderr)
         return 2
+    prefix = args.etcd_prefix if args.etcd_prefix.endswith("/") else args.etcd_prefix + "/"
     config = MasterConfig(host=args.host, port=args.port, advertise=args.advertise,
+                          agent_reregister_timeout=args.agent_reregister_timeout,
+                          etcd=args.etcd, etcd_prefix=prefix, etcd_ca=args.etcd_ca,
+                          etcd_cert=args.etcd_cert, etcd_key=args.etcd_key,
+                          lease_ttl=args.lease_ttl,
                           metrics_port=args.metrics_port,
                           allocation_interval=args.allocation_interval,
                           offer_timeout=args.offer_timeout,
@@ -93,15 +114,31 @@ def master_main(args: argparse.Namespace) -> int:
                           max_agent_ping_timeouts=args.max_agent_ping_timeouts,
                           agent_gone_timeout=args.agent_gone_timeout)
 
-    async def main() -> None:
-        master = Master(config, EmbeddedStore(args.work_dir))
-        await _serve_until_signal(master.start, master.stop)
+    async def main() -> bool:
+        """Serve until a signal (False) or until leadership is lost (True)."""
+        master = Master(config, None if args.etcd else EmbeddedStore(args.work_dir))
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, done.set)
+        await master.start()
+        waits = [asyncio.create_task(done.wait()), asyncio.create_task(master.lost.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        lost = master.lost.is_set() and not done.is_set()
+        await master.stop()
+        return lost
 
     try:
-        asyncio.run(main())
+        lost = asyncio.run(main())
     except OSError as e:
         print(f"juggler master: {e}", file=sys.stderr)
         return 1
+    if lost:
+        # A master that lost its leadership holds state it may no longer trust:
+        # start over as a fresh standby (same command line, same pid).
+        print("juggler master: leadership lost; restarting as a standby", file=sys.stderr,
+              flush=True)
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     return 0
 
 
@@ -124,7 +161,8 @@ def agent_main(args: argparse.Namespace) -> int:
     config = AgentConfig(master=args.master, work_dir=work_dir, resources=res, host=args.host,
                          port=args.port, advertise_ip=args.advertise_ip, hostname=args.hostname,
                          metrics_port=args.metrics_port,
-                         status_update_retry=args.status_update_retry)
+                         status_update_retry=args.status_update_retry,
+                         launcher=args.launcher)
 
     async def main() -> None:
         agent = Agent(config)

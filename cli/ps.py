@@ -9,8 +9,9 @@ import time
 import grpc
 
 from juggler.cli import address as addr
+from juggler.cli import operator
 from juggler.common import task_states
-from juggler.v1 import operator_pb2, operator_pb2_grpc
+from juggler.v1 import operator_pb2
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,12 +52,10 @@ def render(tasks: list[operator_pb2.TaskView], now: float) -> str:
 def main(args: argparse.Namespace) -> int:
     master = addr.resolve(args.master)
     try:
-        with grpc.insecure_channel(master) as channel:
-            got = operator_pb2_grpc.OperatorStub(channel).GetTasks(
-                operator_pb2.GetTasksRequest(include_completed=args.all), timeout=10)
-    except grpc.RpcError as e:
-        print(f"juggler ps: cannot reach the master at {master}: {e.details()} "  # type: ignore[attr-defined]
-              "(is a cluster running? start one with `juggler up`)", file=sys.stderr)
+        got = operator.call(master, "GetTasks",
+                            operator_pb2.GetTasksRequest(include_completed=args.all))
+    except (operator.NoMaster, grpc.RpcError) as e:
+        print(f"juggler ps: {e}", file=sys.stderr)
         return 1
     print(render([*got.tasks, *got.completed_tasks], time.time()))
     return 0

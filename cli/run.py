@@ -25,10 +25,11 @@ import uuid
 import grpc
 
 from juggler.cli import address as addr
+from juggler.cli import operator
 from juggler.common import servers, task_states
 from juggler.common.resources import ResourceError, Resources, parse_size_mib
 from juggler.sdk import Framework, FrameworkError
-from juggler.v1 import agent_pb2, agent_pb2_grpc, common_pb2, operator_pb2, operator_pb2_grpc
+from juggler.v1 import agent_pb2, agent_pb2_grpc, common_pb2, operator_pb2
 
 S = common_pb2.TaskState
 EXIT_JUGGLER = 125
@@ -141,7 +142,9 @@ class Runner:
         self.needed = Resources.from_proto(self.task.resources)
         self.fw = Framework(master, common_pb2.FrameworkInfo(
             name="juggler-run", user=getpass.getuser(), hostname=socket.gethostname(),
-            roles=[args.role], failover_timeout=0))
+            # Long enough to ride out a master failover; short enough that a task
+            # whose `juggler run` was killed does not linger long.
+            roles=[args.role], failover_timeout=30))
         self.launched = False
         self.agent_id = ""
         self.agent_address = ""
@@ -154,9 +157,11 @@ class Runner:
             print(f"juggler: {text}", file=sys.stderr, flush=True)
 
     async def check_fits_somewhere(self) -> None:
-        async with servers.channel(self.master) as channel:
-            stub = operator_pb2_grpc.OperatorStub(channel)
-            agents = (await stub.GetAgents(operator_pb2.GetAgentsRequest(), timeout=10)).agents
+        try:
+            agents = (await asyncio.to_thread(
+                operator.call, self.master, "GetAgents", operator_pb2.GetAgentsRequest())).agents
+        except operator.NoMaster as e:
+            raise FrameworkError(grpc.StatusCode.UNAVAILABLE, str(e)) from None
         if not agents:
             self.say("no agent is registered yet; waiting for one")
             return
@@ -279,7 +284,7 @@ def main(args: argparse.Namespace) -> int:
         return asyncio.run(runner.run())
     except FrameworkError as e:
         hint = ""
-        if e.code == grpc.StatusCode.UNAVAILABLE:
+        if e.code == grpc.StatusCode.UNAVAILABLE and "juggler up" not in e.message:
             hint = " (is a cluster running? start one with `juggler up`)"
         print(f"juggler run: {e.message or e.code.name}{hint}", file=sys.stderr)
         return 2 if e.code == grpc.StatusCode.INVALID_ARGUMENT else EXIT_JUGGLER

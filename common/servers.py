@@ -18,8 +18,8 @@ OPTIONS = [
 ]
 
 
-def new_server() -> grpc.aio.Server:
-    return grpc.aio.server(options=OPTIONS)
+def new_server(interceptors: list[grpc.aio.ServerInterceptor] | None = None) -> grpc.aio.Server:
+    return grpc.aio.server(options=OPTIONS, interceptors=interceptors or None)
 
 
 async def add_health_and_reflection(

@@ -29,6 +29,7 @@ from juggler.master.commands import (
     ToAgent,
     ToFramework,
 )
+from juggler.master.leader_gate import LeaderGate
 from juggler.master.state import AgentGone, MasterState
 from juggler.store.interface import Store
 from juggler.v1 import (
@@ -66,6 +67,15 @@ class MasterConfig:
     agent_ping_timeout: float = 15.0
     max_agent_ping_timeouts: int = 5
     agent_gone_timeout: float = 7 * 86400.0
+    # How long a new leader waits for admitted agents to re-register (Mesos: 10 min).
+    agent_reregister_timeout: float = 600.0
+    # High availability: masters elect a leader through etcd and keep the registry there.
+    etcd: str = ""
+    etcd_prefix: str = "/juggler/default/"
+    etcd_ca: str | None = None
+    etcd_cert: str | None = None
+    etcd_key: str | None = None
+    lease_ttl: int = 5
 
 
 class _Close:
@@ -74,9 +84,17 @@ class _Close:
 
 
 class Master:
-    def __init__(self, config: MasterConfig, store: Store) -> None:
+    """One master. Without etcd it leads at once (embedded store); with etcd it
+    campaigns, answers as a standby until elected, and sets `lost` when its
+    leadership ends (the process then restarts itself as a standby)."""
+
+    def __init__(self, config: MasterConfig, store: Store | None = None) -> None:
         self.config = config
-        self.store = store
+        self.store: Any = store
+        self.election: Any = None
+        self._writer: Any = None
+        self.acting = False
+        self.lost = asyncio.Event()
         self.clock = SystemClock()
         self.state = MasterState(self.clock, Allocator(self.clock),
                                  heartbeat_interval=config.heartbeat_interval,
@@ -92,9 +110,18 @@ class Master:
         self.address = ""
         self.metrics_port = 0
 
+    @property
+    def leading(self) -> bool:
+        return self.acting and (self.election is None or self.election.is_leader)
+
+    def leader_address(self) -> str | None:
+        if self.leading:
+            return self.address
+        return self.election.leader() if self.election is not None else None
+
     # -- life cycle ----------------------------------------------------------
     async def start(self) -> str:
-        server = servers.new_server()
+        server = servers.new_server([LeaderGate(lambda: self.leading, self.leader_address)])
         scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerServicer(self), server)
         agent_pb2_grpc.add_AgentChannelServicer_to_server(AgentChannelServicer(self), server)
         operator_pb2_grpc.add_OperatorServicer_to_server(OperatorServicer(self), server)
@@ -114,19 +141,71 @@ class Master:
         if self.config.metrics_port >= 0:
             from juggler.common import metrics
             self.metrics_port = metrics.serve(self.config.host, self.config.metrics_port)
-        self._tasks = [asyncio.create_task(self._allocation_loop()),
-                       asyncio.create_task(self._heartbeat_loop()),
-                       asyncio.create_task(self._ping_loop()),
-                       asyncio.create_task(self._tick_loop())]
-        log.info("master started", address=self.address, metrics_port=self.metrics_port)
+        log.info("master started", address=self.address, metrics_port=self.metrics_port,
+                 etcd=self.config.etcd or None)
+        if self.config.etcd:
+            from juggler.store.election import Election
+            from juggler.store.etcd import EtcdClient, EtcdStore
+
+            client = EtcdClient(self.config.etcd, ca_cert=self.config.etcd_ca,
+                                cert=self.config.etcd_cert, key=self.config.etcd_key)
+            self.store = EtcdStore(client, self.config.etcd_prefix + "registry/",
+                                   owns_client=True)
+            self.election = Election(client, self.config.etcd_prefix + "election/",
+                                     self.address, ttl=self.config.lease_ttl)
+            self._tasks.append(asyncio.create_task(self._campaign()))
+        else:
+            await self._become_leader()
         return self.address
+
+    async def _campaign(self) -> None:
+        from juggler.store.interface import StoreError
+
+        try:
+            await self.election.campaign()
+            await self._become_leader()
+            await self.election.lost.wait()
+            reason = self.election.lost_reason
+        except StoreError as e:
+            reason = str(e)
+        except Exception as e:  # aetcd's own errors while etcd is unreachable
+            reason = f"{type(e).__name__}: {e}"
+        self.acting = False
+        log.error("leadership lost", reason=reason)
+        self.lost.set()
+
+    async def _become_leader(self) -> None:
+        """Take over: rebuild from the registry, then start acting."""
+        agents = [operator_pb2.AgentView.FromString(v)
+                  for _, v in await self.store.range("agents/")]
+        frameworks = [common_pb2.FrameworkInfo.FromString(v)
+                      for _, v in await self.store.range("frameworks/")]
+        self.state.recover_registry(agents, frameworks, self.config.agent_reregister_timeout)
+        if self.election is not None:
+            from juggler.store.etcd import Batcher
+
+            # Every registry write is fenced by this term's election key.
+            self._writer = Batcher(self.store, self.election.fence())
+        self.acting = True
+        self._tasks += [asyncio.create_task(self._allocation_loop()),
+                        asyncio.create_task(self._heartbeat_loop()),
+                        asyncio.create_task(self._ping_loop()),
+                        asyncio.create_task(self._tick_loop()),
+                        asyncio.create_task(self._gauge_loop())]
+        log.info("leading", address=self.address, agents=len(agents),
+                 frameworks=len(frameworks))
 
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
         if self.server is not None:
             await self.server.stop(grace=1.0)
-        await self.store.close()
+        if self._writer is not None:
+            await self._writer.close()
+        if self.election is not None:
+            await self.election.close()
+        if self.store is not None:
+            await self.store.close()
 
     # -- carrying out commands ----------------------------------------------
     async def execute(self, commands: Iterable[Command]) -> None:
@@ -153,11 +232,24 @@ class Master:
                 if queue is not None:
                     queue.put_nowait(_Close("the master hung up"))
             elif isinstance(c, Persist):
-                if c.value is None:
-                    await self.store.delete(c.key)
-                else:
-                    await self.store.put(c.key, c.value)
-        self._update_gauges()
+                await self._persist(c)
+
+    async def _persist(self, c: Persist) -> None:
+        writer = self._writer or self.store
+        try:
+            if c.value is None:
+                await writer.delete(c.key)
+            else:
+                await writer.put(c.key, c.value)
+        except Exception as e:
+            from juggler.store.etcd import NotLeader
+
+            if isinstance(e, NotLeader):
+                # A deposed leader's write was refused: stop acting at once.
+                log.error("registry write refused: no longer the leader", error=str(e))
+                self.acting = False
+                self.lost.set()
+            raise
 
     def trigger_allocation(self) -> None:
         self._wake.set()
@@ -182,6 +274,13 @@ class Master:
             if commands:
                 await self.execute(commands)
                 self.trigger_allocation()
+
+    async def _gauge_loop(self) -> None:
+        """Gauges are refreshed once a second, off the hot path (counting every
+        task on every call cost more than the calls themselves)."""
+        while True:
+            self._update_gauges()
+            await asyncio.sleep(1.0)
 
     async def _heartbeat_loop(self) -> None:
         beat = scheduler_pb2.Event(heartbeat=scheduler_pb2.Event.Heartbeat())
@@ -436,8 +535,8 @@ class OperatorServicer(operator_pb2_grpc.OperatorServicer):
         self.m = master
 
     def _leader(self) -> operator_pb2.GetLeaderResponse:
-        return operator_pb2.GetLeaderResponse(address=self.m.address, self=self.m.address,
-                                              is_leader=True)
+        return operator_pb2.GetLeaderResponse(address=self.m.leader_address() or "",
+                                              self=self.m.address, is_leader=self.m.leading)
 
     def _tasks(self, include_completed: bool) -> operator_pb2.GetTasksResponse:
         st = self.m.state

@@ -72,6 +72,7 @@ class AgentEntry:
     # Read back from the registry by a new leader; cleared when the agent re-registers.
     reregister_deadline: float | None = None
     tasks: set[tuple[str, str]] = field(default_factory=set)  # (framework_id, task_id)
+    offers: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -266,8 +267,10 @@ class MasterState:
             rescind=scheduler_pb2.Event.Rescind(offer_id=offer.offer_id)))]
 
     def _agent_offers(self, agent_id: str) -> list[OfferEntry]:
-        return sorted((o for o in self.offers.values() if o.agent_id == agent_id),
-                      key=lambda o: o.offer_id)
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            return []
+        return [self.offers[oid] for oid in sorted(agent.offers)]
 
     def _master_update(self, task: TaskEntry, state: int, reason: int,
                        message: str) -> list[Command]:
@@ -463,6 +466,7 @@ class MasterState:
             self.offers[offer_id] = OfferEntry(offer_id, a.framework_id, a.agent_id, a.role,
                                                a.resources, now)
             fw.offers.add(offer_id)
+            agent.offers.add(offer_id)
             per_framework.setdefault(a.framework_id, []).append(common_pb2.Offer(
                 id=offer_id, framework_id=a.framework_id, agent_id=a.agent_id,
                 hostname=agent.info.hostname, resources=a.resources.to_proto(a.role),
@@ -474,6 +478,7 @@ class MasterState:
         commands: list[Command] = []
         for offer_id in sorted(fw.offers):
             offer = self.offers.pop(offer_id)
+            self._forget_agent_offer(offer)
             self.allocator.recover(offer.framework_id, offer.agent_id, offer.resources, offer.role)
             if send:
                 commands.append(ToFramework(fw.info.id, scheduler_pb2.Event(
@@ -515,6 +520,12 @@ class MasterState:
     def _use_offer(self, fw: FrameworkEntry, offer: OfferEntry) -> None:
         del self.offers[offer.offer_id]
         fw.offers.discard(offer.offer_id)
+        self._forget_agent_offer(offer)
+
+    def _forget_agent_offer(self, offer: OfferEntry) -> None:
+        agent = self.agents.get(offer.agent_id)
+        if agent is not None:
+            agent.offers.discard(offer.offer_id)
 
     def revive(self, framework_id: str, stream_id: str, roles: Iterable[str]) -> list[Command]:
         fw = self._framework(framework_id, stream_id)
@@ -920,9 +931,8 @@ class MasterState:
             if t is not None and not t.resources_recovered:
                 allocated = allocated + t.resources
         offered = Resources()
-        for o in self.offers.values():
-            if o.agent_id == agent.info.id:
-                offered = offered + o.resources
+        for oid in agent.offers:
+            offered = offered + self.offers[oid].resources
         state = agent.state
         if agent.maintenance is not None and state == A.AGENT_ACTIVE:
             state = agent.maintenance
@@ -956,7 +966,8 @@ class MasterState:
             assert agent is None or (fid, tid) in agent.tasks
         for oid, offer in self.offers.items():
             assert oid in self.frameworks[offer.framework_id].offers
-            assert offer.agent_id in self.agents
+            assert oid in self.agents[offer.agent_id].offers, f"offer {oid} not on its agent"
+        assert sum(len(a.offers) for a in self.agents.values()) == len(self.offers)
         for agent in self.agents.values():
             used = Resources()
             for key in agent.tasks:

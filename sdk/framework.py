@@ -3,6 +3,11 @@
 Every unary call carries the framework id and the stream id of the current
 subscription, as the Scheduler API requires. Errors surface as FrameworkError
 with the gRPC status code and the master's message.
+
+`master` may list several masters ("h1:5050,h2:5050,h3:5050"): the framework
+finds the leader (standbys name it when they refuse a call) and, when the
+leader changes or the stream breaks, re-subscribes with its framework id; the
+new stream starts with a fresh `subscribed` event, which `events()` yields.
 """
 
 from __future__ import annotations
@@ -13,14 +18,17 @@ from collections.abc import AsyncIterator, Iterable
 import grpc
 
 from juggler.common import servers
+from juggler.common.leader import backoff, leader_of, parse_masters
 from juggler.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 
 
 class FrameworkError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, leader: str | None = None) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+        # A standby master's answer names the leader.
+        self.leader = leader
 
 
 def _error(e: grpc.aio.AioRpcError) -> FrameworkError:
@@ -28,46 +36,100 @@ def _error(e: grpc.aio.AioRpcError) -> FrameworkError:
 
 
 class Framework:
-    def __init__(self, master: str, info: common_pb2.FrameworkInfo) -> None:
-        self.master = master
+    def __init__(self, master: str, info: common_pb2.FrameworkInfo, *,
+                 reconnect_timeout: float = 60.0) -> None:
+        self.masters = parse_masters(master)
+        self.master = self.masters[0]
+        self.reconnect_timeout = reconnect_timeout
         self.info = info
         self.framework_id = info.id
         self.stream_id = ""
         self._channel: grpc.aio.Channel | None = None
         self._stub: scheduler_pb2_grpc.SchedulerStub | None = None
         self._call: grpc.aio.UnaryStreamCall | None = None
+        self._subscribed = scheduler_pb2.Event()
+        self._closing = False
 
     async def subscribe(self, timeout: float = 10.0) -> scheduler_pb2.Event.Subscribed:
-        """Open the stream and wait for SUBSCRIBED."""
-        self._channel = servers.channel(self.master)
+        """Open the stream on the leading master and wait for SUBSCRIBED.
+
+        Tries the masters in turn (going straight to the leader a standby
+        names) until one confirms or `timeout` passes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        candidates = list(self.masters)
+        attempt = 0
+        last: FrameworkError | None = None
+        while True:
+            address = candidates[attempt % len(candidates)]
+            try:
+                return await self._subscribe_to(address, max(0.1, deadline - loop.time()))
+            except FrameworkError as e:
+                last = e
+                if e.code not in (grpc.StatusCode.UNAVAILABLE,
+                                  grpc.StatusCode.DEADLINE_EXCEEDED) or loop.time() >= deadline:
+                    raise
+                leader = e.leader
+                if leader and leader not in candidates:
+                    candidates.append(leader)
+                if leader:
+                    attempt = candidates.index(leader)
+                    continue
+            attempt += 1
+            if attempt % len(candidates) == 0:
+                await asyncio.sleep(min(backoff(attempt // len(candidates)),
+                                        max(0.0, deadline - loop.time())))
+            if loop.time() >= deadline:
+                assert last is not None
+                raise last
+
+    async def _subscribe_to(self, address: str, timeout: float) -> scheduler_pb2.Event.Subscribed:
+        await self._close_stream()
+        self.master = address
+        self._channel = servers.channel(address)
         self._stub = scheduler_pb2_grpc.SchedulerStub(self._channel)
         self._call = self._stub.Subscribe(scheduler_pb2.SubscribeRequest(framework=self.info))
         try:
             first = await asyncio.wait_for(self._call.read(), timeout)
         except grpc.aio.AioRpcError as e:
-            raise _error(e) from None
+            raise FrameworkError(e.code(), e.details() or "", leader_of(e)) from None
         except TimeoutError:
             raise FrameworkError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                 f"no answer from the master at {self.master}") from None
-        if first is grpc.aio.EOF or first.WhichOneof("event") != "subscribed":
+                                 f"no answer from the master at {address}") from None
+        if first is grpc.aio.EOF:
+            raise FrameworkError(grpc.StatusCode.UNAVAILABLE, f"{address} closed the stream")
+        if first.WhichOneof("event") != "subscribed":
             raise FrameworkError(grpc.StatusCode.INTERNAL, "the master did not confirm")
         self.framework_id = first.subscribed.framework_id
         self.stream_id = first.subscribed.stream_id
         self.info.id = self.framework_id
+        self._subscribed = first
         return first.subscribed
 
-    async def events(self) -> AsyncIterator[scheduler_pb2.Event]:
+    async def events(self, *, reconnect: bool = True) -> AsyncIterator[scheduler_pb2.Event]:
+        """The stream's events. When the stream breaks (the master died or lost
+        its leadership) and `reconnect` is set, re-subscribe with the framework id
+        and go on: the new stream begins with a `subscribed` event."""
         assert self._call is not None, "subscribe() first"
-        try:
-            while True:
-                event = await self._call.read()
-                if event is grpc.aio.EOF:
+        while True:
+            try:
+                while True:
+                    event = await self._call.read()
+                    if event is grpc.aio.EOF:
+                        break
+                    yield event
+                    if event.WhichOneof("event") == "error":
+                        return  # the master dropped us on purpose: do not come back
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.CANCELLED and self._closing:
                     return
-                yield event
-        except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.CANCELLED:
+                if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
+                                    grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+                    raise _error(e) from None
+            if not reconnect or self._closing or not self.framework_id:
                 return
-            raise _error(e) from None
+            await self.subscribe(self.reconnect_timeout)
+            yield self._subscribed
 
     @property
     def stub(self) -> scheduler_pb2_grpc.SchedulerStub:
@@ -127,11 +189,17 @@ class Framework:
         await self._unary("Teardown", scheduler_pb2.TeardownRequest(
             framework_id=self.framework_id, stream_id=self.stream_id))
 
-    async def close(self) -> None:
+    async def _close_stream(self) -> None:
         if self._call is not None:
             self._call.cancel()
+            self._call = None
         if self._channel is not None:
             await self._channel.close()
+            self._channel = None
+
+    async def close(self) -> None:
+        self._closing = True
+        await self._close_stream()
 
 
 def _filters(refuse_seconds: float | None) -> common_pb2.Filters | None:

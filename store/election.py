@@ -125,18 +125,22 @@ class Election:
             if self.lost.is_set():
                 raise ElectionLost(self.lost_reason or "election lost")
             if self._candidates is not None and self._candidates[0].key == self.key:
+                # Start the term with a fresh proof of the lease, not one from before a pause.
+                with contextlib.suppress(StoreError, aetcd.ClientError):
+                    await self._renew()
                 self._leading = True
                 if self.is_leader:
                     self._log.info("elected leader", create_revision=self.create_revision,
                                    lease=hex(self.lease_id or 0))
                     return
                 self._leading = False
-            lost = asyncio.create_task(self.lost.wait())
+            waits = [asyncio.create_task(self.lost.wait()), asyncio.create_task(updated.wait())]
             try:
-                await asyncio.wait([lost, asyncio.create_task(updated.wait())],
+                await asyncio.wait(waits, timeout=self._interval,
                                    return_when=asyncio.FIRST_COMPLETED)
             finally:
-                lost.cancel()
+                for w in waits:
+                    w.cancel()
 
     async def _start(self) -> None:
         sent = self.clock.now()
@@ -163,30 +167,37 @@ class Election:
 
     # -- background --------------------------------------------------------------------------------
 
+    @property
+    def _interval(self) -> float:
+        """How often the lease is renewed: a third of its TTL, as etcd's clients do."""
+        return (self.granted_ttl or self.ttl) / 3
+
     async def _refresh_lease(self) -> int:
         """One keepalive round trip: the lease's TTL as etcd now counts it (0: it is gone)."""
         assert self.lease_id is not None
         lease_id = self.lease_id
-        interval = (self.granted_ttl or self.ttl) / 3
-        reply = await self.client.call(lambda c: c.refresh_lease(lease_id), timeout=interval)
+        reply = await self.client.call(lambda c: c.refresh_lease(lease_id),
+                                       timeout=self._interval)
         return 0 if reply is None else int(reply.TTL)
 
+    async def _renew(self) -> None:
+        sent = self.clock.now()  # etcd restarts the TTL after this: a safe lower bound
+        ttl = await self._refresh_lease()
+        if ttl <= 0:
+            self._step_down("the election lease expired or was revoked")
+            return
+        self.last_keepalive = sent
+        self.lease_deadline = max(self.lease_deadline, sent + ttl)
+
     async def _keep_alive(self) -> None:
-        interval = (self.granted_ttl or self.ttl) / 3
         while not self.lost.is_set():
-            sent = self.clock.now()
             try:
-                ttl = await self._refresh_lease()
+                await self._renew()
             except (StoreError, aetcd.ClientError) as e:
                 self._log.warning("lease keepalive failed", error=str(e))
-                await asyncio.sleep(min(interval, 0.5))
+                await asyncio.sleep(min(self._interval / 4, 0.2))
                 continue
-            if ttl <= 0:
-                self._step_down("the election lease expired or was revoked")
-                return
-            self.last_keepalive = sent
-            self.lease_deadline = max(self.lease_deadline, sent + ttl)
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self._interval)
 
     async def _watchdog(self) -> None:
         # Real sleeps only pace the checks; the decision reads the injected clock.

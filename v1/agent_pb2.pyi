@@ -1,4 +1,5 @@
 from juggler.v1 import common_pb2 as _common_pb2
+from juggler.v1 import executor_pb2 as _executor_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -154,3 +155,54 @@ class GetAgentStateResponse(_message.Message):
     agent: _common_pb2.AgentInfo
     tasks: _containers.RepeatedCompositeFieldContainer[_common_pb2.TaskStatus]
     def __init__(self, agent: _Optional[_Union[_common_pb2.AgentInfo, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[_common_pb2.TaskStatus, _Mapping]]] = ...) -> None: ...
+
+class ExecRequest(_message.Message):
+    __slots__ = ("start", "input")
+    class Start(_message.Message):
+        __slots__ = ("task_id", "framework_id", "argv", "tty", "environment", "size", "user", "working_directory")
+        class EnvironmentEntry(_message.Message):
+            __slots__ = ("key", "value")
+            KEY_FIELD_NUMBER: _ClassVar[int]
+            VALUE_FIELD_NUMBER: _ClassVar[int]
+            key: str
+            value: str
+            def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+        TASK_ID_FIELD_NUMBER: _ClassVar[int]
+        FRAMEWORK_ID_FIELD_NUMBER: _ClassVar[int]
+        ARGV_FIELD_NUMBER: _ClassVar[int]
+        TTY_FIELD_NUMBER: _ClassVar[int]
+        ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+        SIZE_FIELD_NUMBER: _ClassVar[int]
+        USER_FIELD_NUMBER: _ClassVar[int]
+        WORKING_DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+        task_id: str
+        framework_id: str
+        argv: _containers.RepeatedScalarFieldContainer[str]
+        tty: bool
+        environment: _containers.ScalarMap[str, str]
+        size: _executor_pb2.TerminalSize
+        user: str
+        working_directory: str
+        def __init__(self, task_id: _Optional[str] = ..., framework_id: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., tty: _Optional[bool] = ..., environment: _Optional[_Mapping[str, str]] = ..., size: _Optional[_Union[_executor_pb2.TerminalSize, _Mapping]] = ..., user: _Optional[str] = ..., working_directory: _Optional[str] = ...) -> None: ...
+    START_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    start: ExecRequest.Start
+    input: _executor_pb2.ProcessInput
+    def __init__(self, start: _Optional[_Union[ExecRequest.Start, _Mapping]] = ..., input: _Optional[_Union[_executor_pb2.ProcessInput, _Mapping]] = ...) -> None: ...
+
+class AttachRequest(_message.Message):
+    __slots__ = ("start", "input")
+    class Start(_message.Message):
+        __slots__ = ("task_id", "framework_id", "size")
+        TASK_ID_FIELD_NUMBER: _ClassVar[int]
+        FRAMEWORK_ID_FIELD_NUMBER: _ClassVar[int]
+        SIZE_FIELD_NUMBER: _ClassVar[int]
+        task_id: str
+        framework_id: str
+        size: _executor_pb2.TerminalSize
+        def __init__(self, task_id: _Optional[str] = ..., framework_id: _Optional[str] = ..., size: _Optional[_Union[_executor_pb2.TerminalSize, _Mapping]] = ...) -> None: ...
+    START_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    start: AttachRequest.Start
+    input: _executor_pb2.ProcessInput
+    def __init__(self, start: _Optional[_Union[AttachRequest.Start, _Mapping]] = ..., input: _Optional[_Union[_executor_pb2.ProcessInput, _Mapping]] = ...) -> None: ...

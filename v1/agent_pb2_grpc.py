@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from juggler.v1 import agent_pb2 as juggler_dot_v1_dot_agent__pb2
+from juggler.v1 import executor_pb2 as juggler_dot_v1_dot_executor__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -111,6 +112,16 @@ class AgentStub:
                 request_serializer=juggler_dot_v1_dot_agent__pb2.LogsRequest.SerializeToString,
                 response_deserializer=juggler_dot_v1_dot_agent__pb2.LogChunk.FromString,
                 _registered_method=True)
+        self.Exec = channel.stream_stream(
+                '/juggler.v1.Agent/Exec',
+                request_serializer=juggler_dot_v1_dot_agent__pb2.ExecRequest.SerializeToString,
+                response_deserializer=juggler_dot_v1_dot_executor__pb2.ProcessOutput.FromString,
+                _registered_method=True)
+        self.Attach = channel.stream_stream(
+                '/juggler.v1.Agent/Attach',
+                request_serializer=juggler_dot_v1_dot_agent__pb2.AttachRequest.SerializeToString,
+                response_deserializer=juggler_dot_v1_dot_executor__pb2.ProcessOutput.FromString,
+                _registered_method=True)
         self.GetState = channel.unary_unary(
                 '/juggler.v1.Agent/GetState',
                 request_serializer=juggler_dot_v1_dot_agent__pb2.GetAgentStateRequest.SerializeToString,
@@ -123,7 +134,32 @@ class AgentServicer:
 
     def Logs(self, request, context):
         """Streams a task's stdout and stderr. With `follow`, keeps streaming until
-        the task is terminal and everything it wrote has been sent.
+        the task is terminal and everything it wrote has been sent. Follows the
+        log files across rotation (stdout → stdout.1 → stdout.2); without
+        `tail`, the rotated files still kept are sent first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Exec(self, request_iterator, context):
+        """Runs a new process inside a running task's container: its namespaces
+        (mount, uts, ipc, net, pid) and cgroup, with the task's hardening
+        (capabilities, no_new_privs), user, environment and working directory
+        unless the request overrides them. The first message is `start`; then
+        stdin and terminal sizes. The answer streams output and ends with
+        `exit_code`. NOT_FOUND: no such task here; FAILED_PRECONDITION: the task
+        is not running.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Attach(self, request_iterator, context):
+        """Connects to a running task's own stdio (its pty when it has one): live
+        output, and input forwarded to the task (a tty task always takes input;
+        a pipe task only when started with the label `juggler.interactive`).
+        Closing the request stream detaches and leaves the task running.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -143,6 +179,16 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Logs,
                     request_deserializer=juggler_dot_v1_dot_agent__pb2.LogsRequest.FromString,
                     response_serializer=juggler_dot_v1_dot_agent__pb2.LogChunk.SerializeToString,
+            ),
+            'Exec': grpc.stream_stream_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=juggler_dot_v1_dot_agent__pb2.ExecRequest.FromString,
+                    response_serializer=juggler_dot_v1_dot_executor__pb2.ProcessOutput.SerializeToString,
+            ),
+            'Attach': grpc.stream_stream_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=juggler_dot_v1_dot_agent__pb2.AttachRequest.FromString,
+                    response_serializer=juggler_dot_v1_dot_executor__pb2.ProcessOutput.SerializeToString,
             ),
             'GetState': grpc.unary_unary_rpc_method_handler(
                     servicer.GetState,
@@ -177,6 +223,60 @@ class Agent:
             '/juggler.v1.Agent/Logs',
             juggler_dot_v1_dot_agent__pb2.LogsRequest.SerializeToString,
             juggler_dot_v1_dot_agent__pb2.LogChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Exec(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/juggler.v1.Agent/Exec',
+            juggler_dot_v1_dot_agent__pb2.ExecRequest.SerializeToString,
+            juggler_dot_v1_dot_executor__pb2.ProcessOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attach(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/juggler.v1.Agent/Attach',
+            juggler_dot_v1_dot_agent__pb2.AttachRequest.SerializeToString,
+            juggler_dot_v1_dot_executor__pb2.ProcessOutput.FromString,
             options,
             channel_credentials,
             insecure,

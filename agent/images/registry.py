@@ -1,0 +1,375 @@
+"""A Docker Registry HTTP API v2 client (what `docker pull` speaks).
+
+    resolve(ref)  GET /v2/<name>/manifests/<tag|digest>, with every manifest type
+                  accepted; a manifest list / OCI index is resolved to this host's
+                  platform (config.host_platform) and its manifest fetched.
+    blob(ref, d)  GET /v2/<name>/blobs/<digest> streamed to a file, sha256 checked
+                  while it arrives; a mismatch raises DigestMismatch (the caller
+                  never renames the temporary file into the store).
+
+Auth is the challenge flow: a request answered 401 carries `WWW-Authenticate`;
+`Basic` → retry with the credentials; `Bearer realm=…,service=…,scope=…` → GET
+the realm (with the credentials as basic auth when there are any, anonymously
+otherwise) for a token and retry with it. Tokens are cached per host and
+repository. Scheme: plain http for loopback registries (as Docker) and for the
+ones the operator marks insecure; https otherwise.
+
+The HTTP is the standard library's http.client run in threads (asyncio.to_thread):
+no new dependency, TLS from the ssl module, and a blob's bytes are hashed and
+written by the thread that reads them. Cancellation: a cancelled pull sets an
+event the reading thread checks between chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import http.client
+import json
+import os
+import re
+import socket
+import ssl
+import threading
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from juggler.agent.images import config as image_config
+from juggler.agent.images.reference import Reference, is_loopback
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MANIFESTS = (DOCKER_MANIFEST, OCI_MANIFEST)
+INDEXES = (DOCKER_LIST, OCI_INDEX)
+ACCEPT = ", ".join((*MANIFESTS, *INDEXES))
+CHUNK = 1 << 20
+MAX_MANIFEST = 4 << 20
+
+Progress = Callable[[int], None]
+
+
+class RegistryError(Exception):
+    """A pull failed; the message says what and where, for a person."""
+
+
+class NotFound(RegistryError):
+    pass
+
+
+class Unauthorized(RegistryError):
+    pass
+
+
+class Unreachable(RegistryError):
+    pass
+
+
+class DigestMismatch(RegistryError):
+    pass
+
+
+class Cancelled(RegistryError):
+    pass
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+
+    def basic(self) -> str:
+        return "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+
+
+@dataclass
+class Manifest:
+    digest: str  # of the image manifest itself (after resolving an index)
+    media_type: str
+    body: dict
+    raw: bytes
+
+    @property
+    def config(self) -> dict:
+        return self.body["config"]
+
+    @property
+    def layers(self) -> list[dict]:
+        return list(self.body.get("layers", []))
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """`Bearer realm="…",service="…"` → ("bearer", {...})."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = {k.lower(): v for k, v in re.findall(r'(\w+)="?([^",]*)"?', rest)}
+    return scheme.lower(), params
+
+
+def load_docker_config(path: Path | None = None) -> dict[str, Credentials]:
+    """Credentials from a Docker config.json (`auths: {host: {auth: b64(user:pass)}}`)."""
+    if path is None:
+        base = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
+        path = Path(base) / "config.json"
+    try:
+        auths = json.loads(path.read_text()).get("auths", {})
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for host, entry in auths.items():
+        user, password = entry.get("username", ""), entry.get("password", "")
+        if entry.get("auth"):
+            user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+        host = urllib.parse.urlparse(host).netloc or host.split("/")[0]
+        if host in ("index.docker.io", "registry-1.docker.io"):
+            host = "docker.io"
+        out[host] = Credentials(user, password)
+    return out
+
+
+@dataclass
+class RegistryClient:
+    credentials: dict[str, Credentials] = field(default_factory=dict)  # by registry
+    insecure: frozenset[str] = frozenset()  # registries spoken to over plain http
+    timeout: float = 60.0
+    platform: tuple[str, str, str] = field(default_factory=image_config.host_platform)
+    _tokens: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def scheme(self, registry: str) -> str:
+        return "http" if registry in self.insecure or is_loopback(registry) else "https"
+
+    # -- manifests -----------------------------------------------------------------
+    async def resolve(self, ref: Reference, cancel: threading.Event | None = None) -> Manifest:
+        return await asyncio.to_thread(self._resolve, ref, cancel or threading.Event())
+
+    def _resolve(self, ref: Reference, cancel: threading.Event) -> Manifest:
+        media, raw = self._manifest(ref, ref.reference, cancel)
+        body = _json(raw, f"the manifest of {ref}")
+        media = body.get("mediaType") or media
+        if media in INDEXES or "manifests" in body:
+            entry = image_config.choose_platform(body.get("manifests", []), self.platform)
+            if entry is None:
+                have = ", ".join(image_config.platform_name(m.get("platform", {}))
+                                 for m in body.get("manifests", []))
+                raise NotFound(f"{ref}: no image for {image_config.platform_name(self.platform)}"
+                               f" (the index has {have or 'nothing'})")
+            media, raw = self._manifest(ref, entry["digest"], cancel)
+            body = _json(raw, f"the manifest of {ref}")
+            media = body.get("mediaType") or media
+        if media not in MANIFESTS and "layers" not in body:
+            raise RegistryError(f"{ref}: unsupported manifest type {media!r} (Docker schema 1 "
+                                "images are not supported; push them again with a newer tool)")
+        if "config" not in body:
+            raise RegistryError(f"{ref}: the manifest has no config")
+        return Manifest(digest=_sha256(raw), media_type=media, body=body, raw=raw)
+
+    def _manifest(self, ref: Reference, reference: str,
+                  cancel: threading.Event) -> tuple[str, bytes]:
+        path = f"/v2/{ref.repository}/manifests/{reference}"
+        status, headers, resp = self._request(ref, "GET", path, {"Accept": ACCEPT})
+        try:
+            if status == 404:
+                raise NotFound(f"{ref}: manifest unknown: the registry {ref.registry} has no "
+                               f"{ref.repository}:{reference}" if not reference.startswith(
+                                   "sha256:") else f"{ref}: manifest {reference} not found")
+            _check(status, resp, ref)
+            raw = resp.read(MAX_MANIFEST + 1)
+            if len(raw) > MAX_MANIFEST:
+                raise RegistryError(f"{ref}: the manifest is larger than {MAX_MANIFEST} bytes")
+        finally:
+            resp.close()
+        if reference.startswith("sha256:") and _sha256(raw) != reference:
+            raise DigestMismatch(f"{ref}: the manifest served for {reference} has digest "
+                                 f"{_sha256(raw)}")
+        return headers.get("content-type", "").split(";")[0].strip(), raw
+
+    # -- blobs ---------------------------------------------------------------------
+    async def blob_bytes(self, ref: Reference, digest: str, limit: int = 64 << 20) -> bytes:
+        def fetch() -> bytes:
+            status, _, resp = self._request(ref, "GET", f"/v2/{ref.repository}/blobs/{digest}")
+            try:
+                if status == 404:
+                    raise NotFound(f"{ref}: blob {digest} not found in {ref.registry}")
+                _check(status, resp, ref)
+                data = resp.read(limit + 1)
+            finally:
+                resp.close()
+            if len(data) > limit:
+                raise RegistryError(f"{ref}: blob {digest} is larger than {limit} bytes")
+            if _sha256(data) != digest:
+                raise DigestMismatch(f"{ref}: blob {digest} arrived with digest {_sha256(data)}")
+            return data
+        return await asyncio.to_thread(fetch)
+
+    async def download(self, ref: Reference, digest: str, dest: Path, progress: Progress,
+                       cancel: threading.Event) -> int:
+        """Stream blob `digest` into `dest` (created), checking its sha256; returns its size.
+        `progress(n)` is called in the event loop with each chunk's size."""
+        loop = asyncio.get_running_loop()
+
+        def report(n: int) -> None:
+            loop.call_soon_threadsafe(progress, n)
+
+        return await asyncio.to_thread(self._download, ref, digest, dest, report, cancel)
+
+    def _download(self, ref: Reference, digest: str, dest: Path, report: Progress,
+                  cancel: threading.Event) -> int:
+        status, _, resp = self._request(ref, "GET", f"/v2/{ref.repository}/blobs/{digest}")
+        try:
+            if status == 404:
+                raise NotFound(f"{ref}: blob {digest} not found in {ref.registry}")
+            _check(status, resp, ref)
+            h = hashlib.sha256()
+            size = 0
+            with open(dest, "wb") as f:
+                while True:
+                    if cancel.is_set():
+                        raise Cancelled(f"{ref}: pull cancelled")
+                    try:
+                        chunk = resp.read1(CHUNK)
+                    except (OSError, http.client.HTTPException) as e:
+                        raise Unreachable(f"{ref}: the connection to {ref.registry} broke "
+                                          f"while downloading {digest}: {e}") from None
+                    if not chunk:
+                        break
+                    h.update(chunk)
+                    f.write(chunk)
+                    size += len(chunk)
+                    report(len(chunk))
+        finally:
+            resp.close()
+        got = "sha256:" + h.hexdigest()
+        if got != digest:
+            raise DigestMismatch(f"{ref}: blob {digest} arrived with digest {got}: rejected "
+                                 "(corrupted in transit or by the registry)")
+        return size
+
+    # -- HTTP + auth -----------------------------------------------------------------
+    def _request(self, ref: Reference, method: str, path: str,
+                 headers: dict[str, str] | None = None
+                 ) -> tuple[int, dict[str, str], http.client.HTTPResponse]:
+        headers = dict(headers or {})
+        key = (ref.registry, ref.repository)
+        if key in self._tokens:
+            headers["Authorization"] = self._tokens[key]
+        url = f"{self.scheme(ref.registry)}://{ref.api_host}{path}"
+        status, rheaders, resp = self._http(method, url, headers, ref)
+        if status != 401:
+            return status, rheaders, resp
+        challenge = rheaders.get("www-authenticate", "")
+        resp.read()
+        resp.close()
+        creds = self.credentials.get(ref.registry)
+        scheme, params = parse_challenge(challenge)
+        if scheme == "basic":
+            if creds is None:
+                raise Unauthorized(f"{ref}: {ref.registry} wants a user name and password "
+                                   "(none are configured for it)")
+            self._tokens[key] = creds.basic()
+        elif scheme == "bearer" and params.get("realm"):
+            self._tokens[key] = "Bearer " + self._token(ref, params, creds)
+        else:
+            raise Unauthorized(f"{ref}: {ref.registry} refused access (401) with no usable "
+                               f"challenge ({challenge or 'no WWW-Authenticate'})")
+        headers["Authorization"] = self._tokens[key]
+        status, rheaders, resp = self._http(method, url, headers, ref)
+        if status == 401:
+            resp.close()
+            self._tokens.pop(key, None)
+            who = f"as {creds.username!r}" if creds else "anonymously"
+            raise Unauthorized(f"{ref}: {ref.registry} refused access {who} (401 Unauthorized)")
+        return status, rheaders, resp
+
+    def _token(self, ref: Reference, params: dict[str, str],
+               creds: Credentials | None) -> str:
+        query = {"scope": params.get("scope") or f"repository:{ref.repository}:pull"}
+        if params.get("service"):
+            query["service"] = params["service"]
+        url = params["realm"] + ("&" if "?" in params["realm"] else "?") + \
+            urllib.parse.urlencode(query)
+        headers = {"Authorization": creds.basic()} if creds else {}
+        status, _, resp = self._http("GET", url, headers, ref)
+        try:
+            body = resp.read(1 << 20)
+        finally:
+            resp.close()
+        if status in (401, 403):
+            who = f"for {creds.username!r}" if creds else "anonymously"
+            raise Unauthorized(f"{ref}: the token service {urllib.parse.urlsplit(url).netloc} "
+                               f"refused a token {who} ({status})")
+        if status != 200:
+            raise RegistryError(f"{ref}: the token service answered {status}")
+        data = _json(body, "the token service's answer")
+        token = data.get("token") or data.get("access_token")
+        if not token:
+            raise RegistryError(f"{ref}: the token service's answer holds no token")
+        return str(token)
+
+    def _http(self, method: str, url: str, headers: dict[str, str], ref: Reference,
+              redirects: int = 5) -> tuple[int, dict[str, str], http.client.HTTPResponse]:
+        parts = urllib.parse.urlsplit(url)
+        try:
+            if parts.scheme == "https":
+                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                    parts.netloc, timeout=self.timeout, context=ssl.create_default_context())
+            else:
+                conn = http.client.HTTPConnection(parts.netloc, timeout=self.timeout)
+            target = parts.path + (f"?{parts.query}" if parts.query else "")
+            conn.request(method, target, headers={"User-Agent": "juggler", **headers})
+            resp = conn.getresponse()
+        except ssl.SSLError as e:
+            raise Unreachable(f"{ref}: TLS with {parts.netloc} failed: {e} (a registry serving "
+                              "plain http must be marked insecure)") from None
+        except (OSError, http.client.HTTPException) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            if isinstance(e, socket.gaierror):
+                reason = f"cannot resolve {parts.hostname}"
+            raise Unreachable(f"{ref}: cannot reach the registry at {parts.scheme}://"
+                              f"{parts.netloc}: {reason}") from None
+        rheaders = {k.lower(): v for k, v in resp.getheaders()}
+        if resp.status in (301, 302, 303, 307, 308) and rheaders.get("location"):
+            resp.read()
+            resp.close()
+            if redirects == 0:
+                raise RegistryError(f"{ref}: too many redirects from {parts.netloc}")
+            nxt = urllib.parse.urljoin(url, rheaders["location"])
+            if urllib.parse.urlsplit(nxt).netloc != parts.netloc:
+                # Blob storage (S3, a CDN) gets no registry credentials.
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            return self._http("GET" if resp.status == 303 else method, nxt, headers, ref,
+                              redirects - 1)
+        return resp.status, rheaders, resp
+
+
+def _check(status: int, resp: http.client.HTTPResponse, ref: Reference) -> None:
+    if 200 <= status < 300:
+        return
+    body = resp.read(4096).decode(errors="replace")
+    detail = body.strip()
+    try:
+        errors = json.loads(body).get("errors", [])
+        detail = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errors)
+    except (ValueError, AttributeError):
+        pass
+    if status == 403:
+        raise Unauthorized(f"{ref}: {ref.registry} denied access (403): {detail}")
+    if status == 404:
+        raise NotFound(f"{ref}: not found in {ref.registry}: {detail}")
+    raise RegistryError(f"{ref}: {ref.registry} answered {status}: {detail[:300]}")
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _json(raw: bytes, what: str) -> dict:
+    try:
+        value = json.loads(raw)
+    except ValueError as e:
+        raise RegistryError(f"{what} is not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise RegistryError(f"{what} is not a JSON object")
+    return value

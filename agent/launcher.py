@@ -1,0 +1,327 @@
+"""A pre-forked executor launcher (a zygote), and the agent's handle on it.
+
+Starting `python -m juggler.executor` costs an interpreter start-up and the
+executor's imports (~200 ms, most of a task's launch). The zygote pays that
+once: the agent starts it (`python -m juggler.agent.launcher --socket PATH`),
+it imports everything an executor needs, then serves launch requests on a Unix
+socket, one line each way:
+
+    agent ── "<sandbox path>\\n" ──▶ zygote            one request at a time
+    agent ◀── "<pid>\\n" ─────────── zygote            or "error <message>\\n"
+
+    zygote ──fork──▶ intermediate ──fork──▶ executor   setsid, stdio, fresh
+       ▲                  │ writes the executor's pid,  signals, closes every
+       └── waitpid ───────┘ then _exit(0)               inherited fd, then
+                                                        executor.__main__.main
+
+The double fork re-parents the executor away from the zygote (to init or the
+nearest subreaper), so executors outlive the zygote and the agent alike, as
+they do when the agent starts them directly; the agent watches them through a
+pidfd (`Agent._watch_pid`), not as its children.
+
+Invariants the fork relies on:
+- the zygote is single-threaded and never runs an asyncio loop: the executor
+  starts its own with `asyncio.run`, and no lock can be held by another thread
+  at fork time;
+- nothing per-executor is decided in the zygote: structlog is configured in
+  the executor (its own pid bound), and the executor's pid namespace is
+  unshared by the executor itself before it forks its container;
+- `gc.freeze()` after the imports keeps the collector from writing to the
+  shared pages, so executors share most of the zygote's memory copy-on-write;
+- the zygote dies with the agent (PR_SET_PDEATHSIG): a restarted agent starts
+  its own, and no request can reach a zygote nobody listens to.
+
+`Launcher` (the agent's side) starts the zygote, restarts it when it dies, and
+raises `LauncherUnavailable` when it cannot serve, so the agent falls back to
+starting the executor as a plain subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+READY = b"ready\n"
+_PR_SET_PDEATHSIG = 1
+_RESET_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE,
+                  signal.SIGXFSZ, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class LauncherUnavailable(Exception):
+    """The zygote cannot launch now: start the executor the plain way."""
+
+
+# -- the agent's side ------------------------------------------------------------
+
+
+class Launcher:
+    """The agent's handle on its zygote: start, spawn executors, restart, stop."""
+
+    def __init__(self, socket_path: Path, log_path: Path, *, ready_timeout: float = 30.0,
+                 reply_timeout: float = 10.0) -> None:
+        from juggler.common import logs
+
+        self.socket_path = Path(socket_path)
+        self.log_path = Path(log_path)
+        self.ready_timeout = ready_timeout
+        self.reply_timeout = reply_timeout
+        self.log = logs.get("juggler.agent.launcher")
+        self.process: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._lock = asyncio.Lock()
+        self._ready = asyncio.Event()
+        self._stopping = False
+        self._keeper: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    async def start(self) -> None:
+        """Start the zygote and wait until it serves; a failure is logged, and
+        the keeper goes on trying (launches fall back meanwhile)."""
+        self._stopping = False
+        try:
+            await self._start_zygote()
+        except LauncherUnavailable as e:
+            self.log.warning("executor launcher did not start; retrying", error=str(e))
+        self._keeper = asyncio.create_task(self._keep_alive())
+
+    async def _start_zygote(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        with open(self.log_path, "ab") as log:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "juggler.agent.launcher", "--socket",
+                str(self.socket_path), stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=log)
+        self.process = proc
+        assert proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), self.ready_timeout)
+            if line != READY:
+                raise LauncherUnavailable(f"the launcher exited before it was ready "
+                                          f"(see {self.log_path})")
+            self._reader, self._writer = await asyncio.open_unix_connection(
+                str(self.socket_path))
+        except (OSError, TimeoutError, LauncherUnavailable) as e:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            self.process = None
+            raise LauncherUnavailable(str(e) or type(e).__name__) from None
+        self._ready.set()
+        self.log.info("executor launcher ready", pid=proc.pid, socket=str(self.socket_path))
+
+    async def _keep_alive(self) -> None:
+        backoff = 0.1
+        while not self._stopping:
+            proc = self.process
+            if proc is not None:
+                code = await proc.wait()
+                if self._stopping:
+                    return
+                self.log.warning("executor launcher exited; restarting it", pid=proc.pid,
+                                 exit_code=code)
+                self._drop()
+            try:
+                await self._start_zygote()
+                self.restarts += 1
+                backoff = 0.1
+            except LauncherUnavailable as e:
+                self.log.warning("executor launcher did not start", error=str(e),
+                                 retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def _drop(self) -> None:
+        self._ready.clear()
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+    async def spawn(self, sandbox: Path) -> int:
+        """Start an executor for `sandbox` (holding task.pb); returns its pid."""
+        path = str(sandbox)
+        if "\n" in path:
+            raise LauncherUnavailable("a sandbox path with a newline")
+        async with self._lock:
+            reader, writer = self._reader, self._writer
+            if reader is None or writer is None or writer.is_closing():
+                raise LauncherUnavailable("the executor launcher is not running")
+            try:
+                writer.write(path.encode() + b"\n")
+                await writer.drain()
+                line = await asyncio.wait_for(reader.readline(), self.reply_timeout)
+            except (OSError, TimeoutError) as e:
+                self._drop()
+                raise LauncherUnavailable(f"the executor launcher failed: {e}") from None
+            if not line.endswith(b"\n"):
+                self._drop()
+                raise LauncherUnavailable("the executor launcher went away")
+        text = line.decode(errors="replace").strip()
+        if text.startswith("error "):
+            raise LauncherUnavailable(text[len("error "):])
+        return int(text)
+
+    async def stop(self) -> None:
+        """Stop the zygote; the executors it started keep running."""
+        self._stopping = True
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        self._drop()
+        proc, self.process = self.process, None
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 5)
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+
+
+# -- the zygote --------------------------------------------------------------------
+
+
+def _preload() -> None:
+    """Everything an executor imports or caches, done once here."""
+    import gc
+
+    import juggler.executor.__main__  # noqa: F401
+    import juggler.executor.executor  # noqa: F401
+    from juggler.common import logs
+    from juggler.container import cgroups, syscalls
+
+    logs.configure("launcher")
+    cgroups.detect()
+    syscalls._libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    gc.collect()
+    gc.freeze()
+
+
+def _run_executor(sandbox: str) -> None:  # pragma: no cover - runs in the executor
+    """In the grandchild: become a fresh executor process, never return."""
+    code = 1
+    try:
+        os.setsid()
+        null = os.open("/dev/null", os.O_RDONLY)
+        log = os.open(os.path.join(sandbox, "executor.log"),
+                      os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.closerange(3, 1 << 16)  # the zygote's sockets and pipes
+        os.chdir(sandbox)
+        for sig in _RESET_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        from juggler.executor.__main__ import main
+
+        sys.argv = [sys.argv[0], "--sandbox", sandbox]
+        code = main(["--sandbox", sandbox])
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _spawn(sandbox: str) -> int:
+    """Double-fork an executor for `sandbox`; returns its pid."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the intermediate child
+        try:
+            os.close(r)
+            pid = os.fork()
+            if pid == 0:
+                _run_executor(sandbox)
+            os.write(w, str(pid).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    os.waitpid(child, 0)
+    if not data:
+        raise OSError("the intermediate child died before forking the executor")
+    return int(data)
+
+
+def serve(socket_path: str) -> int:
+    import selectors
+    import socket
+
+    _preload()
+    if os.getppid() == 1:
+        return 0  # the agent died while we imported
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(socket_path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_path)
+    os.chmod(socket_path, 0o600)
+    listener.listen(16)
+    sel = selectors.DefaultSelector()
+    sel.register(listener, selectors.EVENT_READ)
+    buffers: dict[socket.socket, bytes] = {}
+    sys.stdout.flush()
+    os.write(1, READY)
+    null = os.open("/dev/null", os.O_WRONLY)
+    os.dup2(null, 1)
+    os.close(null)
+    while True:
+        for key, _ in sel.select():
+            sock = key.fileobj
+            if sock is listener:
+                conn, _ = listener.accept()
+                sel.register(conn, selectors.EVENT_READ)
+                buffers[conn] = b""
+                continue
+            assert isinstance(sock, socket.socket)
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                sel.unregister(sock)
+                buffers.pop(sock, None)
+                sock.close()
+                continue
+            pending = buffers[sock] + data
+            *lines, buffers[sock] = pending.split(b"\n")
+            for line in lines:
+                try:
+                    reply = f"{_spawn(os.fsdecode(line))}\n"
+                except OSError as e:
+                    reply = f"error fork: {e}\n"
+                with contextlib.suppress(OSError):
+                    sock.sendall(reply.encode())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m juggler.agent.launcher")
+    parser.add_argument("--socket", required=True, help="Unix socket to serve launches on")
+    args = parser.parse_args(argv)
+    return serve(args.socket)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

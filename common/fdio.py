@@ -1,0 +1,87 @@
+"""Non-blocking pipe and pty I/O on an asyncio loop, by file descriptor.
+
+Used where a process's stdio is a raw fd rather than a stream asyncio made:
+the executor's end of its task's pipes or pty master, the agent's end of an
+exec'd process's pty. A pty master reports the end of its slave with EIO, not
+EOF; both count as the end here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from collections.abc import Callable
+
+CHUNK = 64 * 1024
+
+
+def watch(fd: int, on_data: Callable[[bytes], None]) -> asyncio.Future[None]:
+    """Read `fd` as data arrives, calling `on_data` with each chunk; the future
+    completes at EOF (or EIO). `fd` is made non-blocking; the caller closes it."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    os.set_blocking(fd, False)
+
+    def readable() -> None:
+        for _ in range(16):  # bounded, so one busy task cannot starve the loop
+            try:
+                data = os.read(fd, CHUNK)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                if e.errno != errno.EIO:
+                    raise
+                data = b""
+            if not data:
+                loop.remove_reader(fd)
+                if not done.done():
+                    done.set_result(None)
+                return
+            on_data(data)
+
+    loop.add_reader(fd, readable)
+    done.add_done_callback(lambda _: loop.remove_reader(fd))
+    return done
+
+
+class FdWriter:
+    """Writes to a non-blocking fd without blocking the loop; the rest waits
+    in a buffer. A peer that went away (EPIPE, EIO) silently drops input."""
+
+    def __init__(self, fd: int, *, close_fd: bool = True) -> None:
+        self.fd = fd
+        self._close_fd = close_fd
+        self._buffer = bytearray()
+        self._closing = False
+        self._closed = False
+        os.set_blocking(fd, False)
+
+    def write(self, data: bytes) -> None:
+        if self._closed or self._closing:
+            return
+        self._buffer += data
+        self._flush()
+
+    def close(self) -> None:
+        """Close once everything buffered is written."""
+        self._closing = True
+        self._flush()
+
+    def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._buffer and not self._closed:
+            try:
+                n = os.write(self.fd, self._buffer)
+            except BlockingIOError:
+                loop.add_writer(self.fd, self._flush)
+                return
+            except OSError:
+                self._buffer.clear()
+                break
+            del self._buffer[:n]
+        loop.remove_writer(self.fd)
+        if self._closing and not self._closed:
+            self._closed = True
+            if self._close_fd:
+                os.close(self.fd)

@@ -1,0 +1,256 @@
+"""A task's stdio, owned by its executor: pipes (or a pty) into rotated files.
+
+    task fd 1 ──pipe──▶ executor ──▶ sandbox/stdout  (→ stdout.1 → stdout.2)
+    task fd 2 ──pipe──▶          ──▶ sandbox/stderr  (→ stderr.1 → stderr.2)
+    task fd 0 ◀── /dev/null, or a pipe fed by attach (label juggler.interactive)
+                                  └─▶ attached clients (attach.py), live
+    with ContainerInfo.tty: fds 0, 1 and 2 are one pty slave, allocated inside
+    the container (container/console.py); its master is read into `stdout`.
+
+The executor is the only writer of the log files, so rotation is a rename
+chain it does between two writes, and every byte goes to the files before it
+goes to attached clients. The task ends only once the executor has read its
+pipes to EOF (every process of the container is gone with its pid 1), so the
+terminal status update is sent after the last byte is on disk.
+
+Rotation is by size, per stream: a file reaching `max_bytes` becomes `.1`,
+`.1` becomes `.2`, ... and the oldest beyond `keep` is removed. Files are cut
+after a newline when one fits, so a line is split only when it alone is
+longer than the cap. Task labels tune it:
+
+    juggler.log_max_bytes = "<bytes, ≥ 1024>"     (default 10 MiB)
+    juggler.log_max_files = "<rotated files kept>" (default 2)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from juggler.common import fdio
+from juggler.container import console
+
+DEFAULT_MAX_BYTES = 10 * 2**20
+DEFAULT_KEEP = 2
+MIN_MAX_BYTES = 1024
+MAX_BYTES_LABEL = "juggler.log_max_bytes"
+KEEP_LABEL = "juggler.log_max_files"
+INTERACTIVE_LABEL = "juggler.interactive"
+DRAIN_SECONDS = 5.0
+
+
+def _int_label(labels: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = labels.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise ValueError(f"label {name} must be an integer ≥ {minimum}, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class RotationPolicy:
+    """When to rotate a log file: pure."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    keep: int = DEFAULT_KEEP
+
+    @classmethod
+    def from_labels(cls, labels: Mapping[str, str]) -> RotationPolicy:
+        return cls(_int_label(labels, MAX_BYTES_LABEL, DEFAULT_MAX_BYTES, MIN_MAX_BYTES),
+                   _int_label(labels, KEEP_LABEL, DEFAULT_KEEP, 0))
+
+    def split(self, size: int, data: bytes) -> list[tuple[bool, bytes]]:
+        """How to append `data` to a file holding `size` bytes: the pieces to
+        write in order, each with whether to rotate the file before it."""
+        pieces: list[tuple[bool, bytes]] = []
+        rotate = False
+        while data:
+            room = self.max_bytes - size
+            if len(data) <= room:
+                pieces.append((rotate, data))
+                break
+            cut = data.rfind(b"\n", 0, room) + 1 if room > 0 else 0
+            if cut == 0 and size == 0:
+                cut = room  # one line longer than a whole file: cut it at the cap
+            if cut:
+                pieces.append((rotate, data[:cut]))
+                data = data[cut:]
+            rotate, size = True, 0
+        return pieces
+
+    def rotated(self, path: Path) -> list[Path]:
+        """The rotated files of `path`, newest first (`stdout.1`, `stdout.2`)."""
+        return [path.with_name(f"{path.name}.{i}") for i in range(1, self.keep + 1)]
+
+
+class RotatingLog:
+    """An append-only file rotated by a `RotationPolicy`."""
+
+    def __init__(self, path: Path, policy: RotationPolicy) -> None:
+        self.path = path
+        self.policy = policy
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        self.size = os.fstat(self.fd).st_size
+
+    def write(self, data: bytes) -> None:
+        for rotate, piece in self.policy.split(self.size, data):
+            if rotate:
+                self._rotate()
+            view = memoryview(piece)
+            while view:
+                view = view[os.write(self.fd, view):]
+            self.size += len(piece)
+
+    def _rotate(self) -> None:
+        os.close(self.fd)
+        names = [self.path, *self.policy.rotated(self.path)]
+        # Oldest first: stdout.1 → stdout.2 replaces the oldest, then stdout → stdout.1.
+        for older, newer in reversed(list(zip(names[1:], names[:-1], strict=True))):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(newer, older)
+        if self.policy.keep == 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                          0o644)
+        self.size = 0
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+@dataclass
+class ChildStdio:
+    """The container's end, handed to container.launch.start: fds to make its
+    0, 1 and 2, or (`console` ≥ 0) a socket to send a new pty's master over."""
+
+    stdin: int = -1
+    stdout: int = -1
+    stderr: int = -1
+    console: int = -1
+
+    def fds(self) -> list[int]:
+        return [fd for fd in (self.stdin, self.stdout, self.stderr, self.console) if fd >= 0]
+
+
+Output = Callable[[str, bytes], None]
+
+
+class TaskStdio:
+    """The executor's end of its task's stdio (see the module docstring)."""
+
+    def __init__(self, sandbox: Path, *, tty: bool, interactive: bool,
+                 policy: RotationPolicy) -> None:
+        self.tty = tty
+        self.policy = policy
+        self.logs = {"stdout": RotatingLog(sandbox / "stdout", policy),
+                     "stderr": RotatingLog(sandbox / "stderr", policy)}
+        self.listeners: list[Output] = []
+        self.master = -1
+        self.stdin: fdio.FdWriter | None = None
+        self._readers: dict[str, int] = {}
+        self._watches: list[asyncio.Future[None]] = []
+        self._console: socket.socket | None = None
+        self.child = ChildStdio()
+        if tty:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._console = ours
+            self.child.console = theirs.detach()
+            return
+        out_r, self.child.stdout = os.pipe()
+        err_r, self.child.stderr = os.pipe()
+        self._readers = {"stdout": out_r, "stderr": err_r}
+        if interactive:
+            self.child.stdin, stdin_w = os.pipe()
+            self.stdin = fdio.FdWriter(stdin_w)
+        else:
+            self.child.stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+    @classmethod
+    def for_task(cls, sandbox: Path, tty: bool, labels: Mapping[str, str]) -> TaskStdio:
+        interactive = labels.get(INTERACTIVE_LABEL, "").lower() in ("1", "true", "yes")
+        return cls(sandbox, tty=tty, interactive=interactive,
+                   policy=RotationPolicy.from_labels(labels))
+
+    def started(self) -> None:
+        """The container runs (exec succeeded): close its ends, start reading."""
+        for fd in self.child.fds():
+            os.close(fd)
+        self.child = ChildStdio()
+        if self._console is not None:
+            self._console.setblocking(False)
+            try:
+                master = console.receive(self._console)
+            except BlockingIOError:
+                master = None
+            self._console.close()
+            self._console = None
+            if master is None:
+                raise OSError("the container sent no terminal")
+            self.master = master
+            self._readers = {"stdout": master}
+            self.stdin = fdio.FdWriter(master, close_fd=False)
+        for name, fd in self._readers.items():
+            self._watches.append(fdio.watch(fd, lambda data, name=name: self._output(name, data)))
+
+    def _output(self, stream: str, data: bytes) -> None:
+        self.logs[stream].write(data)
+        for listener in list(self.listeners):
+            listener(stream, data)
+
+    # -- input (from attach) ----------------------------------------------
+    def write_stdin(self, data: bytes) -> None:
+        if self.stdin is not None:
+            self.stdin.write(data)
+
+    def close_stdin(self) -> None:
+        if self.tty:
+            self.write_stdin(b"\x04")  # the line discipline's end of file
+        elif self.stdin is not None:
+            self.stdin.close()
+            self.stdin = None
+
+    def resize(self, rows: int, columns: int) -> None:
+        if self.master >= 0:
+            with contextlib.suppress(OSError):
+                console.set_size(self.master, rows, columns)
+
+    # -- end ----------------------------------------------------------------
+    async def drain(self, timeout: float = DRAIN_SECONDS) -> bool:
+        """Wait until every stream reached its end; False if `timeout` passed."""
+        if not self._watches:
+            return True
+        _, pending = await asyncio.wait(self._watches, timeout=timeout)
+        return not pending
+
+    def close(self) -> None:
+        for watch in self._watches:
+            watch.cancel()
+        self._watches = []
+        for fd in [*self.child.fds(), *set(self._readers.values())]:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.child = ChildStdio()
+        self._readers = {}
+        self.master = -1
+        if self._console is not None:
+            self._console.close()
+            self._console = None
+        if self.stdin is not None and not self.tty:
+            with contextlib.suppress(OSError):
+                os.close(self.stdin.fd)
+        self.stdin = None
+        for log in self.logs.values():
+            log.close()
