@@ -1,26 +1,34 @@
-"""The agent's own API (gRPC service `Agent`): task logs and state.
+"""The agent's own API (gRPC service `Agent`): task logs, exec, attach, state.
 
-Streams that must not pass through the master (logs -f, later exec and attach)
-are served here; clients find the agent's address in the master's state.
+Streams that must not pass through the master (logs -f, exec and attach) are
+served here; clients find the agent's address in the master's state. Logs
+follow the files the executor writes and rotates (log_files.py); exec and
+attach carry a process's stdio (task_stdio.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
 
+from juggler.agent import log_files, task_stdio
+from juggler.agent.images.service import ImageServicer
+from juggler.agent.log_files import FollowedFile
 from juggler.common import task_states
-from juggler.v1 import agent_pb2, agent_pb2_grpc, common_pb2
+from juggler.v1 import agent_pb2, agent_pb2_grpc, common_pb2, executor_pb2
 
 if TYPE_CHECKING:
     from juggler.agent.server import Agent
 
+_CHUNK = 1 << 20
 
-class AgentServicer(agent_pb2_grpc.AgentServicer):
+
+class AgentServicer(ImageServicer, agent_pb2_grpc.AgentServicer):
+    # ImageServicer: PullImage, ListImages, RemoveImage, ImportImage (agent/images/).
     def __init__(self, agent: Agent) -> None:
         self.a = agent
 
@@ -33,35 +41,54 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
             return
         want_out = request.stdout or not request.stderr
         want_err = request.stderr or not request.stdout
-        streams = []
-        if want_out:
-            streams.append((agent_pb2.LogChunk.STDOUT, sandbox / "stdout"))
-        if want_err:
-            streams.append((agent_pb2.LogChunk.STDERR, sandbox / "stderr"))
-        offsets = {}
-        for kind, path in streams:
-            offsets[kind] = _tail_offset(path, request.tail) if request.tail else 0
+        streams: list[tuple[int, FollowedFile]] = []
+        for wanted, kind, name in ((want_out, agent_pb2.LogChunk.STDOUT, "stdout"),
+                                   (want_err, agent_pb2.LogChunk.STDERR, "stderr")):
+            if not wanted:
+                continue
+            old, offset = log_files.history(sandbox / name, request.tail)
+            for i in range(0, len(old), _CHUNK):
+                yield agent_pb2.LogChunk(stream=kind, data=old[i:i + _CHUNK])
+            streams.append((kind, FollowedFile(sandbox / name, offset)))
         task = self.a.find_task(request.task_id, request.framework_id)
-        while True:
-            done = (not request.follow or task is None or task.finished.is_set()
-                    or task_states.is_terminal(task.state))
-            sent = False
-            for kind, path in streams:
-                try:
-                    with open(path, "rb") as f:
-                        f.seek(offsets[kind])
-                        data = f.read(1 << 20)
-                except FileNotFoundError:
-                    continue
-                if data:
-                    offsets[kind] += len(data)
-                    sent = True
-                    yield agent_pb2.LogChunk(stream=kind, data=data)
-            if done and not sent:
-                return
-            if not sent:
-                await asyncio.sleep(0.05)
+        try:
+            while True:
+                # Decided before reading: a task seen terminal here has written
+                # everything (its executor drains the output first), so one
+                # more empty round means the end.
+                done = (not request.follow or task is None or task.finished.is_set()
+                        or task_states.is_terminal(task.state))
+                sent = False
+                for kind, followed in streams:
+                    data = followed.read(_CHUNK)
+                    if data:
+                        sent = True
+                        yield agent_pb2.LogChunk(stream=kind, data=data)
+                if done and not sent:
+                    return
+                if not sent:
+                    await asyncio.sleep(0.05)
+        finally:
+            for _, followed in streams:
+                followed.close()
 
+    async def Exec(self, request_iterator: AsyncIterator[agent_pb2.ExecRequest],
+                   context: grpc.aio.ServicerContext
+                   ) -> AsyncIterator[executor_pb2.ProcessOutput]:
+        # aclosing: a cancelled call kills the process / detaches at once.
+        async with contextlib.aclosing(
+                task_stdio.exec_process(self.a, request_iterator, context)) as messages:
+            async for message in messages:
+                yield message
+
+    async def Attach(self, request_iterator: AsyncIterator[agent_pb2.AttachRequest],
+                     context: grpc.aio.ServicerContext
+                     ) -> AsyncIterator[executor_pb2.ProcessOutput]:
+        # aclosing: a cancelled call kills the process / detaches at once.
+        async with contextlib.aclosing(
+                task_stdio.attach(self.a, request_iterator, context)) as messages:
+            async for message in messages:
+                yield message
 
     async def GetState(self, request: agent_pb2.GetAgentStateRequest,
                        context: grpc.aio.ServicerContext) -> agent_pb2.GetAgentStateResponse:
@@ -73,18 +100,3 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
                                   agent_id=a.agent_id, state=t.state)
             for t in a.tasks.values()])
 
-
-def _tail_offset(path: Path, lines: int) -> int:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return 0
-    end = len(data)
-    if data.endswith(b"\n"):
-        end -= 1
-    pos = end
-    for _ in range(lines):
-        pos = data.rfind(b"\n", 0, pos)
-        if pos < 0:
-            return 0
-    return pos + 1

@@ -77,6 +77,7 @@ class Launcher:
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
         self._ready = asyncio.Event()
+        self._starting = False
         self._stopping = False
         self._keeper: asyncio.Task[None] | None = None
 
@@ -95,6 +96,13 @@ class Launcher:
         self._keeper = asyncio.create_task(self._keep_alive())
 
     async def _start_zygote(self) -> None:
+        self._starting = True
+        try:
+            await self._start_zygote_once()
+        finally:
+            self._starting = False
+
+    async def _start_zygote_once(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         with open(self.log_path, "ab") as log:
@@ -152,6 +160,12 @@ class Launcher:
         path = str(sandbox)
         if "\n" in path:
             raise LauncherUnavailable("a sandbox path with a newline")
+        if self._starting and not self._ready.is_set():
+            # A (re)start is under way: it is ready in a few hundred ms, sooner
+            # than a fresh interpreter would be. (While it backs off after
+            # failures, launches fall back at once.)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), self.ready_timeout)
         async with self._lock:
             reader, writer = self._reader, self._writer
             if reader is None or writer is None or writer.is_closing():
@@ -198,13 +212,14 @@ def _preload() -> None:
     """Everything an executor imports or caches, done once here."""
     import gc
 
-    import juggler.executor.__main__  # noqa: F401
+    import juggler.executor.__main__
     import juggler.executor.executor  # noqa: F401
     from juggler.common import logs
     from juggler.container import cgroups, syscalls
 
     logs.configure("launcher")
     cgroups.detect()
+    asyncio.run(asyncio.sleep(0))  # asyncio's lazy set-up; the loop is closed again
     syscalls._libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     gc.collect()
     gc.freeze()
@@ -223,14 +238,16 @@ def _run_executor(sandbox: str) -> None:  # pragma: no cover - runs in the execu
         os.dup2(log, 2)
         os.closerange(3, 1 << 16)  # the zygote's sockets and pipes
         os.chdir(sandbox)
+        with open("/proc/self/comm", "w") as comm:  # what ps and top show
+            comm.write("juggler-exec")
         for sig in _RESET_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        from juggler.executor.__main__ import main
+        from juggler.executor.__main__ import run
 
         sys.argv = [sys.argv[0], "--sandbox", sandbox]
-        code = main(["--sandbox", sandbox])
+        code = run(Path(sandbox))
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     except BaseException:

@@ -59,6 +59,10 @@ class AgentConfig:
     metrics_port: int = 5056
     status_update_retry: float = 2.0
     cgroup_root: str = "juggler"
+    # Images (agent/images/): registries spoken to over plain http (loopback
+    # ones always are), and a Docker config.json with registry credentials.
+    insecure_registries: tuple[str, ...] = ()
+    registry_config: str = ""
     # Start executors by forking a pre-started zygote (agent/launcher.py)
     # rather than a fresh interpreter each.
     launcher: bool = True
@@ -76,6 +80,9 @@ class AgentTask:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     terminal_acked: bool = False
     watcher: asyncio.Task[None] | None = None
+    # The task's pid 1 in the host's pid namespace (from the executor's hello;
+    # 0 until it runs): exec enters its namespaces.
+    container_pid: int = 0
 
     @property
     def key(self) -> tuple[str, str]:
@@ -112,7 +119,13 @@ class Agent:
         self.server: grpc.aio.Server | None = None
         self._unix: asyncio.AbstractServer | None = None
         self.metrics_port = 0
+        from juggler.agent.images.tasks import ImageTasks
+        self.images = ImageTasks(self)
         self.launcher: Any = None  # agent/launcher.py's Launcher when config.launcher
+        # Counted when scraped, not on every update (O(tasks) each: quadratic
+        # when a thousand tasks start at once).
+        RUNNING.set_function(lambda: sum(
+            1 for t in self.tasks.values() if not task_states.is_terminal(t.state)))
 
     # -- life cycle ----------------------------------------------------------
     async def start(self) -> None:
@@ -123,6 +136,7 @@ class Agent:
         if self.socket_path.exists():
             self.socket_path.unlink()
         self._recover()
+        self.images.recover()
         if self.config.launcher:
             from juggler.agent.launcher import Launcher
 
@@ -212,6 +226,8 @@ class Agent:
         self._executor_gone(task, None)
 
     def _executor_gone(self, task: AgentTask, code: int | None) -> None:
+        if task.info.container.image:
+            self.images.release(task.key)
         if not task_states.is_terminal(task.state):
             log.warning("executor exited before its task ended", task_id=task.info.task_id,
                         exit_code=code)
@@ -337,10 +353,16 @@ class Agent:
             self._wake_updates.set()
             log.info("registered with master", master=address, agent_id=self.agent_id)
         elif kind == "run_task":
-            await self._launch(msg.run_task.framework, msg.run_task.task)
+            if msg.run_task.task.container.image:  # pulled beside the stream, then launched
+                self.images.launch(msg.run_task.framework, msg.run_task.task)
+            else:
+                await self._launch(msg.run_task.framework, msg.run_task.task)
         elif kind == "kill_task":
             task = self.tasks.get((msg.kill_task.framework_id, msg.kill_task.task_id))
-            if task is None:
+            if task is None and self.images.kill((msg.kill_task.framework_id,
+                                                  msg.kill_task.task_id)):
+                pass
+            elif task is None:
                 # The master thinks it runs here but it does not: tell it so.
                 self._agent_update(msg.kill_task.framework_id, msg.kill_task.task_id,
                                    S.TASK_LOST, common_pb2.REASON_TASK_UNKNOWN,
@@ -379,7 +401,6 @@ class Agent:
                 task.state = status.state
         if self.updates.add(status, time.monotonic()):
             self._wake_updates.set()
-        RUNNING.set(sum(1 for t in self.tasks.values() if not task_states.is_terminal(t.state)))
 
     def _agent_update(self, framework_id: str, task_id: str, state: int, reason: int,
                       message: str, exit_code: int | None = None) -> None:
@@ -426,7 +447,10 @@ class Agent:
         return self.work_dir / "frameworks" / framework_id / "tasks" / task_id
 
     async def _launch(self, framework: common_pb2.FrameworkInfo,
-                      info: common_pb2.TaskInfo) -> None:
+                      info: common_pb2.TaskInfo,
+                      image: tuple[common_pb2.TaskInfo, list[str], str] | None = None) -> None:
+        """`image`: for a task naming an image (images/tasks.py), the task with the
+        image's config resolved into its command, the layers (top first), the id."""
         key = (framework.id, info.task_id)
         tlog = log.bind(framework_id=framework.id, task_id=info.task_id)
         existing = self.tasks.get(key)
@@ -440,9 +464,13 @@ class Agent:
         task = AgentTask(framework=framework, info=info, sandbox=sandbox)
         self.tasks[key] = task
         spec = executor_pb2.ExecutorSpec(
-            framework=framework, task=info, agent_id=self.agent_id,
+            framework=framework, task=info if image is None else image[0],
+            agent_id=self.agent_id,
             agent_socket=str(self.socket_path),
             cgroup=self.cgroup_of(*key))
+        if image is not None:
+            spec.layers.extend(image[1])
+            spec.image_id = image[2]
         checkpoint.write_spec(sandbox, spec)
         if self.launcher is not None:
             from juggler.agent.launcher import LauncherUnavailable
@@ -510,6 +538,7 @@ class Agent:
                         log.warning("unknown executor said hello", task_id=msg.hello.task_id)
                         return
                     task.writer = writer
+                    task.container_pid = msg.hello.container_pid
                     if task.kill is not None:
                         await self._kill(task, task.kill)
                     if task.terminal_acked:

@@ -70,6 +70,12 @@ def add_agent_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-launcher", dest="launcher", action="store_false",
                    help="start each executor as a fresh interpreter instead of forking it "
                         "from the pre-started launcher (slower; for debugging)")
+    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                   help="pull from this registry over plain http (loopback ones always are; "
+                        "repeatable)")
+    p.add_argument("--registry-config", default="", metavar="FILE",
+                   help="Docker config.json with registry credentials (default "
+                        "$DOCKER_CONFIG/config.json or ~/.docker/config.json)")
     p.set_defaults(func=agent_main)
 
 
@@ -162,7 +168,9 @@ def agent_main(args: argparse.Namespace) -> int:
                          port=args.port, advertise_ip=args.advertise_ip, hostname=args.hostname,
                          metrics_port=args.metrics_port,
                          status_update_retry=args.status_update_retry,
-                         launcher=args.launcher)
+                         launcher=args.launcher,
+                         insecure_registries=tuple(args.insecure_registry),
+                         registry_config=args.registry_config)
 
     async def main() -> None:
         agent = Agent(config)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from juggler.cli import daemons, ps, run, up
+from juggler.cli import attach, daemons, logs, ps, run, up
+from juggler.cli import exec as exec_
+from juggler.cli import images as images_cli
 
 
 def parser() -> argparse.ArgumentParser:
@@ -16,6 +18,10 @@ def parser() -> argparse.ArgumentParser:
     up.add_parser(sub)
     run.add_parser(sub)
     ps.add_parser(sub)
+    images_cli.add_parsers(sub)
+    logs.add_parser(sub)
+    exec_.add_parser(sub)
+    attach.add_parser(sub)
     daemons.add_master_parser(sub)
     daemons.add_agent_parser(sub)
     return p

@@ -28,6 +28,7 @@ from juggler.cli import address as addr
 from juggler.cli import operator
 from juggler.common import servers, task_states
 from juggler.common.resources import ResourceError, Resources, parse_size_mib
+from juggler.executor.stdio import INTERACTIVE_LABEL
 from juggler.sdk import Framework, FrameworkError
 from juggler.v1 import agent_pb2, agent_pb2_grpc, common_pb2, operator_pb2
 
@@ -83,6 +84,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--disk", type=_mem, default=None, help="disk, like --mem (default none)")
     p.add_argument("--rootfs", default="",
                    help="directory on the agent to use as the root filesystem")
+    p.add_argument("--image", default="",
+                   help="image to run (e.g. busybox, host:5000/app:1); the agent pulls it on "
+                        "first use. CMD, if given, replaces the image's Cmd")
     p.add_argument("--name", default="", help="task id (default: run-<random>)")
     p.add_argument("-e", "--env", type=_env, action="append", default=[],
                    help="environment variable NAME=VALUE (repeatable)")
@@ -95,6 +99,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="seconds between SIGTERM and SIGKILL when killed (default 3)")
     p.add_argument("--role", default="*", help="role to take offers in (default *)")
     p.add_argument("-q", "--quiet", action="store_true", help="do not print status changes")
+    p.add_argument("-l", "--label", type=_env, action="append", default=[],
+                   help="task label NAME=VALUE (repeatable), e.g. juggler.log_max_bytes=65536")
+    p.add_argument("-t", "--tty", action="store_true",
+                   help="give the task a terminal (its output is attached, not logged)")
+    p.add_argument("-i", "--interactive", action="store_true",
+                   help="send this terminal's input to the task")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG...]")
     p.set_defaults(func=main)
 
@@ -113,11 +123,17 @@ def build_task(args: argparse.Namespace, task_id: str) -> common_pb2.TaskInfo:
                                        working_directory=args.workdir),
         container=common_pb2.ContainerInfo(
             rootfs=os.path.abspath(args.rootfs) if args.rootfs else "",
+            image=getattr(args, "image", ""),
             hostname=args.hostname,
             network=common_pb2.NETWORK_HOST if args.network == "host"
             else common_pb2.NETWORK_NONE),
     )
     task.kill_policy.grace_period_seconds = args.grace_period
+    task.labels.update(dict(getattr(args, "label", [])))
+    if getattr(args, "tty", False):
+        task.container.tty = True
+    if getattr(args, "interactive", False):
+        task.labels[INTERACTIVE_LABEL] = "true"
     return task
 
 
@@ -236,7 +252,13 @@ class Runner:
         self.say(f"task {self.task_id} launched on {chosen.hostname}")
 
     async def on_update(self, status: common_pb2.TaskStatus) -> bool:
-        await self.fw.acknowledge(status)
+        try:
+            await self.fw.acknowledge(status)
+        except FrameworkError as e:
+            # Around a master failover the ack can miss; the agent retries the update.
+            if e.code not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE,
+                              grpc.StatusCode.FAILED_PRECONDITION):
+                raise
         if status.task_id != self.task_id:
             return False
         if status.state in (S.TASK_RUNNING, S.TASK_KILLING) or task_states.is_terminal(
@@ -254,7 +276,22 @@ class Runner:
 
     def start_logs(self) -> None:
         if self.logs is None and self.agent_address:
-            self.logs = asyncio.get_running_loop().create_task(self.stream_logs())
+            attached = self.args.tty or self.args.interactive
+            self.logs = asyncio.get_running_loop().create_task(
+                self.attach() if attached else self.stream_logs())
+
+    async def attach(self) -> None:
+        """-t/-i: the task's own stdio (what it wrote before comes first)."""
+        from juggler.cli.attach import attach
+
+        try:
+            await attach(self.agent_address, self.task_id, self.fw.framework_id,
+                         tty=self.args.tty, stdin=self.args.interactive, logs=True,
+                         detach_keys=False)
+        except grpc.aio.AioRpcError as e:
+            if e.code() != grpc.StatusCode.FAILED_PRECONDITION:  # else: it already ended
+                self.say(f"cannot attach to the task on {self.agent_address}: {e.details()}")
+            await self.stream_logs()
 
     async def stream_logs(self) -> None:
         try:
@@ -274,9 +311,12 @@ def main(args: argparse.Namespace) -> int:
     argv = list(args.command)
     if argv and argv[0] == "--":
         argv = argv[1:]
-    if not argv:
+    if not argv and not args.image:
         print("juggler run: no command given (usage: juggler run [OPTIONS] -- CMD [ARG...])",
               file=sys.stderr)
+        return 2
+    if args.image and args.rootfs:
+        print("juggler run: give --image or --rootfs, not both", file=sys.stderr)
         return 2
     master = addr.resolve(args.master)
     runner = Runner(args, master)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import socket
 from collections.abc import Callable
 
 CHUNK = 64 * 1024
@@ -85,3 +86,28 @@ class FdWriter:
             self._closed = True
             if self._close_fd:
                 os.close(self.fd)
+
+
+def _via_dirfd(directory: os.PathLike[str] | str, name: str,
+               act: Callable[[socket.socket, str], None]) -> socket.socket:
+    """A Unix socket bound or connected to `directory`/`name` whatever the
+    length of the path (sun_path holds 108 bytes; a sandbox path may be
+    longer): through /proc/self/fd/<directory fd>/<name>."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dirfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        act(sock, f"/proc/self/fd/{dirfd}/{name}")
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        os.close(dirfd)
+    return sock
+
+
+def bind_unix(directory: os.PathLike[str] | str, name: str) -> socket.socket:
+    return _via_dirfd(directory, name, lambda s, path: s.bind(path))
+
+
+def connect_unix(directory: os.PathLike[str] | str, name: str) -> socket.socket:
+    return _via_dirfd(directory, name, lambda s, path: s.connect(path))

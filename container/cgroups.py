@@ -70,6 +70,12 @@ class Cgroup(ABC):
     @abstractmethod
     def add(self, pid: int) -> None: ...
 
+    def join_files(self) -> list[Path]:
+        """Files a single-threaded process writes "0" to, to move itself in
+        without the global lock a move of another pid takes (on v1, an RCU
+        grace period: 10-20 ms); [] when the implementation has none."""
+        return []
+
     @abstractmethod
     def pids(self) -> list[int]: ...
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from juggler.container.cgroups import Cgroup, CgroupError, Limits, Stats, _read_pids
+from juggler.container.cgroups import Cgroup, CgroupError, Limits, Stats, _read_pids, _unique
 
 CONTROLLERS = ("cpu", "cpuacct", "memory", "pids")
 
@@ -62,6 +62,11 @@ class CgroupV1(Cgroup):
     def add(self, pid: int) -> None:
         for controller in self.paths():
             self._write(controller, "cgroup.procs", pid)
+
+    def join_files(self) -> list[Path]:
+        # `tasks`, not cgroup.procs: the kernel skips the threadgroup lock
+        # only for a thread moving itself (cgroup_procs_write_start, pid 0).
+        return [path / "tasks" for path in _unique(self.paths().values())]
 
     def pids(self) -> list[int]:
         for controller in ("pids", "memory", "cpu"):

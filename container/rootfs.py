@@ -2,7 +2,9 @@
 
 With a root filesystem directory: an overlay whose lower layer is that
 directory (never written) and whose upper and work layers live in the task's
-sandbox under `rootfs/`; merged at `<sandbox>/rootfs/merged`. Inside it: a
+sandbox under `rootfs/`; merged at `<sandbox>/rootfs/merged`. With an image:
+the same, with the image's layers (agent/images/, top first) as the lower
+dirs — or, where overlayfs is unavailable, a copy of them (`copy_layers`). Inside it: a
 fresh /proc, a minimal /dev (tmpfs with bind-mounted device nodes, devpts,
 /dev/shm), a read-only /sys, then pivot_root and the old root detached.
 Without one: the host's filesystem, with the same fresh /proc (the task sees
@@ -27,8 +29,10 @@ container: the executor has nothing to unmount on the host side.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import shutil
 import stat
 from pathlib import Path
 
@@ -68,13 +72,75 @@ def mount_proc(target: str) -> None:
     sc.mount("proc", target, "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
 
 
-def mount_overlay(lower: str, sandbox: Path) -> str:
+def mount_overlay(lower: str, sandbox: Path, layers: tuple[str, ...] = ()) -> str:
+    """Overlay of `lower` (a rootfs directory) or of an image's `layers` (top
+    first) under the sandbox's upper dir. Many long layer paths would overflow
+    the one page of mount options, so they are named relative to their common
+    parent, which becomes the cwd for the mount (the kernel resolves relative
+    lowerdirs against it, as Docker's overlay2 driver relies on)."""
     dirs = sandbox_dirs(sandbox)
-    if not os.path.isdir(lower):
-        raise OSError(2, f"rootfs {lower!r} is not a directory")
-    data = f"lowerdir={lower},upperdir={dirs['upper']},workdir={dirs['work']}"
-    sc.mount("overlay", str(dirs["merged"]), "overlay", 0, data)
+    lowers = list(layers) or [lower]
+    for d in lowers:
+        if not os.path.isdir(d):
+            raise OSError(2, f"{'image layer' if layers else 'rootfs'} {d!r} is not a directory")
+    upper = f"upperdir={dirs['upper']},workdir={dirs['work']}"
+    data = f"lowerdir={':'.join(lowers)},{upper}"
+    if len(data) < 4000:
+        sc.mount("overlay", str(dirs["merged"]), "overlay", 0, data)
+        return str(dirs["merged"])
+    base = os.path.commonpath(lowers)
+    cwd = os.getcwd()
+    os.chdir(base)
+    try:
+        rel = ":".join(os.path.relpath(d, base) for d in lowers)
+        sc.mount("overlay", str(dirs["merged"]), "overlay", 0, f"lowerdir={rel},{upper}")
+    finally:
+        os.chdir(cwd)
     return str(dirs["merged"])
+
+
+def copy_layers(layers: tuple[str, ...], target: str) -> None:
+    """The copy back-end where overlayfs is unavailable: apply the layers
+    (top first, as given) bottom up into `target`, honouring overlay whiteouts
+    (character devices 0:0) and opaque directories (trusted.overlay.opaque)."""
+    for layer in reversed(layers):
+        for dirpath, dirnames, filenames in os.walk(layer):
+            rel = os.path.relpath(dirpath, layer)
+            dest_dir = os.path.normpath(os.path.join(target, rel))
+            if rel != "." and _opaque(dirpath) and os.path.isdir(dest_dir):
+                shutil.rmtree(dest_dir)
+            if not os.path.isdir(dest_dir) or os.path.islink(dest_dir):
+                if os.path.lexists(dest_dir):
+                    os.unlink(dest_dir)
+                os.makedirs(dest_dir, exist_ok=True)
+            shutil.copystat(dirpath, dest_dir, follow_symlinks=False)
+            st = os.lstat(dirpath)
+            os.lchown(dest_dir, st.st_uid, st.st_gid)
+            for name in filenames + [d for d in dirnames if os.path.islink(
+                    os.path.join(dirpath, d))]:
+                src, dst = os.path.join(dirpath, name), os.path.join(dest_dir, name)
+                st = os.lstat(src)
+                if os.path.lexists(dst) and not (stat.S_ISDIR(os.lstat(dst).st_mode)
+                                                 and not os.path.islink(dst)):
+                    os.unlink(dst)
+                elif os.path.isdir(dst) and not os.path.islink(dst):
+                    shutil.rmtree(dst)
+                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                    continue  # a whiteout: the name is gone
+                if stat.S_ISLNK(st.st_mode):
+                    os.symlink(os.readlink(src), dst)
+                else:
+                    shutil.copy2(src, dst, follow_symlinks=False)
+                os.lchown(dst, st.st_uid, st.st_gid)
+                if not stat.S_ISLNK(st.st_mode):
+                    os.chmod(dst, stat.S_IMODE(st.st_mode))
+
+
+def _opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+    except OSError:
+        return False
 
 
 def setup_dev(root: str) -> None:
@@ -202,16 +268,22 @@ def pivot(root: str) -> None:
     os.chdir("/")
 
 
-def enter(rootfs: str, sandbox: Path) -> None:
+def enter(rootfs: str, sandbox: Path, layers: tuple[str, ...] = ()) -> None:
     """Build the container's filesystem in the current (new) mount namespace."""
     make_private()
-    if not rootfs:
+    if not rootfs and not layers:
         mount_proc("/proc")
         setup_host_dev(sandbox)
         mount_sys("/", sandbox)
         mask_paths()
         return
-    merged = mount_overlay(rootfs, sandbox)
+    try:
+        merged = mount_overlay(rootfs, sandbox, layers)
+    except OSError as e:
+        if not layers or e.errno not in (errno.ENODEV, errno.EINVAL, errno.EPERM):
+            raise
+        merged = str(sandbox_dirs(sandbox)["merged"])  # no overlayfs here: copy
+        copy_layers(layers, merged)
     refuse_symlinks(merged, ("proc", "dev", "sys", "tmp"))
     mount_proc(os.path.join(merged, "proc"))
     setup_dev(merged)

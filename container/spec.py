@@ -52,6 +52,9 @@ class ContainerSpec:
     limits: Limits
     network_host: bool = False
     rootfs: str = ""
+    # An image's layer directories, top first (ExecutorSpec.layers): the lower
+    # dirs of the overlay instead of `rootfs`.
+    layers: tuple[str, ...] = ()
     working_dir: str = "/"
     user: str = ""
     grace_seconds: float = DEFAULT_GRACE_SECONDS
@@ -64,10 +67,11 @@ class ContainerSpec:
 
     @classmethod
     def from_executor_spec(cls, spec: executor_pb2.ExecutorSpec) -> ContainerSpec:
-        return cls.from_task(spec.task)
+        return cls.from_task(spec.task, tuple(spec.layers))
 
     @classmethod
-    def from_task(cls, task: common_pb2.TaskInfo) -> ContainerSpec:
+    def from_task(cls, task: common_pb2.TaskInfo,
+                  layers: tuple[str, ...] = ()) -> ContainerSpec:
         if not task.task_id:
             raise SpecError("the task has no task_id")
         command = task.command
@@ -82,9 +86,14 @@ class ContainerSpec:
             argv = ["/bin/sh", "-c", argv[0]]
 
         container = task.container
-        if container.image:
-            raise SpecError(f"task {task.task_id!r}: container.image is not supported yet; "
-                            "use container.rootfs")
+        if container.image and not layers:
+            raise SpecError(f"task {task.task_id!r}: container.image {container.image!r} was "
+                            "not resolved to layers by the agent")
+        if layers and container.rootfs:
+            raise SpecError(f"task {task.task_id!r}: give container.image or container.rootfs, "
+                            "not both")
+        if any(not layer.startswith("/") for layer in layers):
+            raise SpecError(f"task {task.task_id!r}: image layers must be absolute paths")
         if container.rootfs and not container.rootfs.startswith("/"):
             raise SpecError(f"task {task.task_id!r}: container.rootfs must be an absolute path, "
                             f"got {container.rootfs!r}")
@@ -137,6 +146,7 @@ class ContainerSpec:
             limits=limits,
             network_host=container.network == common_pb2.NETWORK_HOST,
             rootfs=container.rootfs,
+            layers=tuple(layers),
             working_dir=working_dir,
             user=user,
             grace_seconds=grace,

@@ -16,13 +16,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sandbox", required=True, type=Path,
                         help="the task's sandbox; holds task.pb (an ExecutorSpec)")
     args = parser.parse_args(argv)
+    return run(args.sandbox)
 
+
+def run(sandbox: Path) -> int:
+    """Supervise the task in `sandbox` (also entered directly by agent/launcher.py)."""
     from juggler.common import logs
     from juggler.executor.executor import Executor
     from juggler.v1 import executor_pb2
 
     logs.configure("executor")
-    sandbox = args.sandbox.resolve()
+    sandbox = sandbox.resolve()
     spec = executor_pb2.ExecutorSpec()
     try:
         spec.ParseFromString((sandbox / "task.pb").read_bytes())

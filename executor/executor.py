@@ -10,6 +10,11 @@ Every container is hardened by container/launch.py whatever the task asks:
 Docker's default capabilities, no_new_privs, masked and read-only /proc and
 /sys paths, a minimal /dev, a pids limit and a CFS quota (see container/).
 
+A task's health check (executor/health.py) runs from TASK_RUNNING until the
+kill or the exit; once it has decided the task's health, every update carries
+`healthy`, and an unhealthy task with `kill_when_unhealthy` is killed with
+its grace period and ends KILLED with REASON_TASK_UNHEALTHY.
+
 The executor is the container's direct parent (see container/launch.py) and
 waits for its exit through a pidfd, without polling. It exits once the agent
 has acknowledged the terminal update or sent `shutdown`; until then it keeps
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 from pathlib import Path
@@ -28,8 +34,11 @@ from juggler.common import logs
 from juggler.container import launch
 from juggler.container.cgroups import Cgroup, open_cgroup
 from juggler.container.spec import DEFAULT_GRACE_SECONDS, ContainerSpec, SpecError
+from juggler.executor import health
 from juggler.executor import status as st
 from juggler.executor.agent_link import AgentLink
+from juggler.executor.attach import AttachServer
+from juggler.executor.stdio import TaskStdio
 from juggler.v1 import common_pb2 as pb
 from juggler.v1 import executor_pb2
 
@@ -48,6 +57,11 @@ class Executor:
         self._killing = False
         self._exited = False
         self._done = asyncio.Event()  # shutdown from the agent
+        self.stdio: TaskStdio | None = None  # the task's pipes or pty (stdio.py)
+        self.attach: AttachServer | None = None  # sandbox/attach.sock (attach.py)
+        self.health_checker: health.HealthChecker | None = None
+        self.healthy: bool | None = None  # set once a health check decided
+        self.kill_reason = pb.REASON_TASK_KILLED
 
     # -- protocol ---------------------------------------------------------
     def _hello(self) -> executor_pb2.ExecutorMessage.Hello:
@@ -74,6 +88,8 @@ class Executor:
             task_id=self.task_id, agent_id=self.spec.agent_id,
             framework_id=self.spec.framework.id, state=state, reason=reason,
             message=message, exit_code=exit_code)
+        if self.healthy is not None:
+            status.healthy = self.healthy
         self.log.info("status update", state=pb.TaskState.Name(state),
                       reason=pb.Reason.Name(reason), message=message, exit_code=exit_code)
         self.link.send_update(status)
@@ -97,8 +113,9 @@ class Executor:
 
     def _start_kill(self) -> None:
         self._killing = True
+        self._stop_health_checks()
         grace = self.kill_grace if self.kill_grace is not None else self._grace(None)
-        self._send(pb.TASK_KILLING, pb.REASON_TASK_KILLED,
+        self._send(pb.TASK_KILLING, self.kill_reason,
                    f"Killing the task (grace period {grace:g} s)")
         if grace <= 0:
             self._kill_now()
@@ -137,6 +154,7 @@ class Executor:
         """Run the task; returns the uuid of its terminal update."""
         try:
             cspec = ContainerSpec.from_executor_spec(self.spec)
+            health_policy = health.policy_for(self.spec.task)
         except SpecError as e:
             return self._send(pb.TASK_FAILED, pb.REASON_CONTAINER_LAUNCH_FAILED, str(e))
         # Give a kill already queued by the agent the chance to arrive first.
@@ -155,7 +173,13 @@ class Executor:
                           cpu_quota_us=limits.cpu_quota_us, memory_bytes=limits.memory_bytes,
                           pids_max=limits.pids_max, rootfs=cspec.rootfs or None,
                           user=cspec.user or None)
-            started = launch.start(cspec, self.sandbox, self.cgroup.add)
+            self.stdio = TaskStdio.for_task(self.sandbox, self.spec.task.container.tty,
+                                            self.spec.task.labels)
+            self.attach = AttachServer(self.sandbox, self.stdio, self.log)
+            await self.attach.start()
+            join = self.cgroup.join_files()  # the container moves itself in: faster
+            started = launch.start(cspec, self.sandbox, None if join else self.cgroup.add,
+                                   self.stdio.child, join=join)
         except (OSError, ValueError) as e:
             self.log.error("launch failed", error=str(e))
             return self._send(pb.TASK_FAILED, pb.REASON_CONTAINER_LAUNCH_FAILED,
@@ -171,17 +195,48 @@ class Executor:
             self.log.error("launch failed", error=str(error))
             return self._send(pb.TASK_FAILED, pb.REASON_CONTAINER_LAUNCH_FAILED,
                               f"Failed to launch the container: {error}", error.exit_code)
+        self.stdio.started()  # reads the task's output from here on
         self._send(pb.TASK_RUNNING, message="Command started")
         self.link.send_hello()  # the agent learns container_pid
         if self.kill_requested and not self._killing:
             self._start_kill()
+        elif health_policy is not None:
+            self._start_health_checks(health_policy, cspec)
         await exited
+        self._stop_health_checks()
         _, wait_status = os.waitpid(started.pid, 0)
         self._exited = True
+        if not await self.stdio.drain():  # every byte on disk before the terminal update
+            self.log.warning("the task's output did not end; some may be lost")
         oom = self.cgroup.oom_killed()
         result = st.outcome(wait_status, killed=self.kill_requested, oom_killed=oom,
                             memory_mib=cspec.memory_mib)
+        if result.state == pb.TASK_KILLED:
+            result = dataclasses.replace(result, reason=self.kill_reason)
+        await self.attach.finish(result.exit_code or 0)
         return self._send(result.state, result.reason, result.message, result.exit_code)
+
+    # -- health checks ----------------------------------------------------
+    def _start_health_checks(self, policy: health.Policy, cspec: ContainerSpec) -> None:
+        target = health.Target(pid=self.container_pid, cgroup=self.cgroup, spec=cspec)
+        self.health_checker = health.HealthChecker(
+            self.spec.task.health_check, policy, target, self._on_health, self.log)
+        self.health_checker.start()
+
+    def _stop_health_checks(self) -> None:
+        if self.health_checker is not None:
+            self.health_checker.stop()
+
+    def _on_health(self, decision: health.Decision) -> None:
+        if self._exited or self._killing:
+            return
+        self.healthy = decision.healthy
+        if decision.update:
+            self._send(pb.TASK_RUNNING, pb.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED,
+                       decision.message)
+        if decision.kill:
+            self.kill_reason = pb.REASON_TASK_UNHEALTHY
+            self._request_kill(None)
 
     def _exit_future(self, pid: int) -> asyncio.Future:
         loop = asyncio.get_running_loop()
@@ -198,6 +253,11 @@ class Executor:
         return future
 
     def _cleanup(self) -> None:
+        self._stop_health_checks()
+        if self.attach is not None:
+            self.attach.close()
+        if self.stdio is not None:
+            self.stdio.close()
         if self.cgroup is not None:
             try:
                 self.cgroup.destroy()

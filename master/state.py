@@ -627,11 +627,20 @@ class MasterState:
             raise CallError(Code.INVALID_ARGUMENT, f"task {tid}: {e}") from None
         if resources.get("cpus") <= 0 and resources.get("mem") <= 0:
             raise CallError(Code.INVALID_ARGUMENT, f"task {tid} asks for no cpus and no mem")
-        if not task.command.argv:
+        if not task.command.argv and not task.container.image:
             raise CallError(Code.INVALID_ARGUMENT, f"task {tid} has no command (command.argv)")
         if task.container.image:
-            raise CallError(Code.INVALID_ARGUMENT,
-                            f"task {tid}: container images are not supported yet; use rootfs")
+            # Checked here, pulled by the agent (agent/images/); an image without
+            # a command runs its own Entrypoint/Cmd.
+            from juggler.agent.images import reference
+
+            if task.container.rootfs:
+                raise CallError(Code.INVALID_ARGUMENT, f"task {tid}: give container.image or "
+                                "container.rootfs, not both")
+            try:
+                reference.parse(task.container.image)
+            except reference.ReferenceError as e:
+                raise CallError(Code.INVALID_ARGUMENT, f"task {tid}: {e}") from None
         grace = task.kill_policy.grace_period_seconds
         if task.kill_policy.HasField("grace_period_seconds") and not (
                 math.isfinite(grace) and grace >= 0):
@@ -664,7 +673,14 @@ class MasterState:
                             "carry none and must not be acknowledged)")
         task = self.tasks.get((framework_id, task_id))
         if task is None:
-            raise CallError(Code.NOT_FOUND, f"task {task_id!r} is not known to the master")
+            # A task the master does not track (it ended before this master took over,
+            # or was completed): the update came from an agent, so pass the ack on.
+            if agent_id in self.agents:
+                return [ToAgent(agent_id, agent_pb2.MasterMessage(
+                    acknowledgement=agent_pb2.MasterMessage.Acknowledgement(
+                        framework_id=framework_id, task_id=task_id, uuid=uuid)))]
+            raise CallError(Code.NOT_FOUND, f"task {task_id!r} is not known to the master "
+                            f"and agent {agent_id!r} is not registered")
         if agent_id and agent_id != task.agent_id:
             raise CallError(Code.INVALID_ARGUMENT,
                             f"task {task_id} runs on agent {task.agent_id}, not {agent_id}")
@@ -686,10 +702,16 @@ class MasterState:
         if not wanted:
             for task_id in sorted(fw.tasks):
                 statuses.append(self._reconcile_status(self.tasks[(framework_id, task_id)], now))
+        recovering = {a.info.id for a in self.agents.values()
+                      if a.reregister_deadline is not None}
         for t in wanted:
             task = self.tasks.get((framework_id, t.task_id))
             if task is not None:
                 statuses.append(self._reconcile_status(task, now))
+            elif recovering and (not t.agent_id or t.agent_id in recovering):
+                # Its agent may still bring it back (after a failover): say nothing
+                # yet, as Mesos does; the framework asks again later.
+                continue
             else:
                 statuses.append(common_pb2.TaskStatus(
                     task_id=t.task_id, agent_id=t.agent_id, framework_id=framework_id,

@@ -22,8 +22,8 @@ class Daemons:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.master = ""
 
-    def start_master(self, *flags: str, name: str = "master") -> str:
-        port = free_port()
+    def start_master(self, *flags: str, name: str = "master", port: int = 0) -> str:
+        port = port or free_port()
         self._spawn(name, "master", "--host", "127.0.0.1", "--port", str(port),
                     "--metrics-port", "-1", "--work-dir", str(self.work / name), *flags)
         address = f"127.0.0.1:{port}"

@@ -8,7 +8,8 @@
 
 Client and peer ports are free ports on 127.0.0.1; the server is up when its
 /health says so, within a deadline. `pause()`/`resume()` (SIGSTOP/SIGCONT)
-make it unreachable without losing its state.
+make it unreachable without losing its state. `etcd_server(tls=True)` serves
+https with client-certificate auth, from a throw-away CA made with `openssl`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -55,6 +57,36 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+@dataclass(frozen=True)
+class TLSFiles:
+    ca_cert: str
+    cert: str  # serves as both the server's and the client's certificate
+    key: str
+
+
+def make_tls_files(directory: Path) -> TLSFiles:
+    """A CA and one certificate for 127.0.0.1 signed by it (needs the `openssl` command)."""
+    if not shutil.which("openssl"):
+        raise EtcdNotInstalled("openssl is not installed: cannot make test certificates")
+    d = directory
+    d.mkdir(parents=True, exist_ok=True)
+    ext = d / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                   "extendedKeyUsage=serverAuth,clientAuth\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", "/CN=juggler test CA", "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"))
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", str(d / "etcd.key"), "-out", str(d / "etcd.csr"))
+    openssl("x509", "-req", "-in", str(d / "etcd.csr"), "-CA", str(d / "ca.crt"),
+            "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-days", "2",
+            "-extfile", str(ext), "-out", str(d / "etcd.crt"))
+    return TLSFiles(str(d / "ca.crt"), str(d / "etcd.crt"), str(d / "etcd.key"))
+
+
 @dataclass
 class EtcdServer:
     client_port: int
@@ -62,14 +94,20 @@ class EtcdServer:
     data_dir: Path
     log_path: Path
     process: subprocess.Popen[bytes]
+    tls: TLSFiles | None = None
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.client_port}"
 
     def healthy(self) -> bool:
+        context = None
+        if self.tls is not None:
+            context = ssl.create_default_context(cafile=self.tls.ca_cert)
+            context.load_cert_chain(self.tls.cert, self.tls.key)
         try:
-            with urllib.request.urlopen(f"{self.endpoint}/health", timeout=1) as r:
+            with urllib.request.urlopen(f"{self.endpoint}/health", timeout=1,
+                                        context=context) as r:
                 return json.load(r).get("health") == "true"
         except (OSError, ValueError):
             return False
@@ -95,21 +133,25 @@ class EtcdServer:
                 self.process.wait(10)
 
 
-def _start(binary: str, base: Path) -> EtcdServer:
+def _start(binary: str, base: Path, tls: TLSFiles | None) -> EtcdServer:
     client_port, peer_port = _free_ports(2)
     data_dir = base / f"etcd-{client_port}"
     log_path = base / f"etcd-{client_port}.log"
-    client_url, peer_url = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
+    scheme = "https" if tls else "http"
+    client_url, peer_url = f"{scheme}://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
+    tls_flags = [] if tls is None else [
+        "--cert-file", tls.cert, "--key-file", tls.key, "--trusted-ca-file", tls.ca_cert,
+        "--client-cert-auth"]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [binary, "--name", "default", "--data-dir", str(data_dir),
              "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
              "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-             "--initial-cluster", f"default={peer_url}"],
+             "--initial-cluster", f"default={peer_url}", *tls_flags],
             stdout=log, stderr=subprocess.STDOUT,
             # Leave the caller's ETCD_* settings out: they would override the flags above.
             env={k: v for k, v in os.environ.items() if not k.startswith("ETCD_")})
-    server = EtcdServer(client_port, peer_port, data_dir, log_path, process)
+    server = EtcdServer(client_port, peer_port, data_dir, log_path, process, tls)
     deadline = time.monotonic() + START_TIMEOUT
     while not server.healthy():
         if process.poll() is not None:
@@ -122,15 +164,16 @@ def _start(binary: str, base: Path) -> EtcdServer:
 
 
 @contextlib.contextmanager
-def etcd_server(base: Path | None = None) -> Iterator[EtcdServer]:
+def etcd_server(base: Path | None = None, *, tls: bool = False) -> Iterator[EtcdServer]:
     """Start etcd on free loopback ports, yield it healthy, stop it and remove its data."""
     binary = etcd_binary()
     with contextlib.ExitStack() as stack:
         if base is None:
             base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="juggler-etcd-")))
+        files = make_tls_files(base / "tls") if tls else None
         for attempt in range(3):  # a free port can be taken before etcd binds it
             try:
-                server = _start(binary, base)
+                server = _start(binary, base, files)
                 break
             except RuntimeError as e:
                 if attempt == 2 or "address already in use" not in str(e):

@@ -40,6 +40,7 @@ class Client:
         self.fw = Framework(address, info)
         self.teardown = teardown
         self.auto_ack = True
+        self.error: BaseException | None = None
         self.rescinded: list[str] = []
         self.offers: asyncio.Queue[common_pb2.Offer] = asyncio.Queue()
         self.updates: asyncio.Queue[common_pb2.TaskStatus] = asyncio.Queue()
@@ -61,6 +62,17 @@ class Client:
         await self.fw.close()
 
     async def _read(self) -> None:
+        try:
+            await self._read_events()
+        except BaseException as e:
+            self.error = e
+            raise
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise AssertionError(f"the framework's event stream failed: {self.error!r}")
+
+    async def _read_events(self) -> None:
         async for event in self.fw.events():
             kind = event.WhichOneof("event")
             if kind == "offers":
@@ -71,7 +83,10 @@ class Client:
             elif kind == "update":
                 st = event.update.status
                 if self.auto_ack:
-                    await self.fw.acknowledge(st)
+                    # Around a master failover an ack can miss (the new leader does not
+                    # know the task yet): the agent retries the update; ack it then.
+                    with contextlib.suppress(FrameworkError):
+                        await self.fw.acknowledge(st)
                 self.updates.put_nowait(st)
                 async with self.changed:
                     self.history.setdefault(st.task_id, []).append(st)
@@ -79,7 +94,12 @@ class Client:
 
     async def offer(self, fits: Resources) -> common_pb2.Offer:
         while True:
-            o = await asyncio.wait_for(self.offers.get(), 30)
+            self._check()
+            try:
+                o = await asyncio.wait_for(self.offers.get(), 30)
+            except TimeoutError:
+                self._check()
+                raise
             if o.id in self.rescinded:
                 continue
             if Resources.from_proto(o.resources).contains(fits):

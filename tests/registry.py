@@ -229,6 +229,7 @@ def tar_dir(name: str, mode: int = 0o755) -> tarfile.TarInfo:
 
 @dataclass
 class TestImages:
+    __test__ = False
     registry: Registry
     layout: Path
     refs: dict[str, str] = field(default_factory=dict)
@@ -285,16 +286,16 @@ def build_test_images(registry: Registry, work: Path) -> TestImages:
     return images
 
 
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+@pytest.fixture(scope="session", name="registry")
+def registry_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     needs_tools()
     reg = start_registry(tmp_path_factory.mktemp("registry"))
     yield reg
     reg.stop()
 
 
-@pytest.fixture(scope="session")
-def test_images(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> TestImages:
+@pytest.fixture(scope="session", name="test_images")
+def images_fixture(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> TestImages:
     return build_test_images(registry, tmp_path_factory.mktemp("images"))
 
 

@@ -26,7 +26,7 @@ from juggler.v1 import common_pb2 as juggler_dot_v1_dot_common__pb2
 from juggler.v1 import executor_pb2 as juggler_dot_v1_dot_executor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16juggler/v1/agent.proto\x12\njuggler.v1\x1a\x17juggler/v1/common.proto\x1a\x19juggler/v1/executor.proto\"\x91\x05\n\x0c\x41gentMessage\x12\x35\n\x08register\x18\x01 \x01(\x0b\x32!.juggler.v1.AgentMessage.RegisterH\x00\x12\x39\n\nreregister\x18\x02 \x01(\x0b\x32#.juggler.v1.AgentMessage.ReregisterH\x00\x12\x37\n\theartbeat\x18\x03 \x01(\x0b\x32\".juggler.v1.AgentMessage.HeartbeatH\x00\x12>\n\rstatus_update\x18\x04 \x01(\x0b\x32%.juggler.v1.AgentMessage.StatusUpdateH\x00\x1a\x41\n\x08Register\x12$\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x15.juggler.v1.AgentInfo\x12\x0f\n\x07version\x18\x02 \x01(\t\x1a\xa1\x01\n\nReregister\x12$\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x15.juggler.v1.AgentInfo\x12%\n\x05tasks\x18\x02 \x03(\x0b\x32\x16.juggler.v1.TaskStatus\x12\x35\n\x07running\x18\x03 \x03(\x0b\x32$.juggler.v1.AgentMessage.RunningTask\x12\x0f\n\x07version\x18\x04 \x01(\t\x1a_\n\x0bRunningTask\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.juggler.v1.TaskInfo\x12,\n\tframework\x18\x02 \x01(\x0b\x32\x19.juggler.v1.FrameworkInfo\x1a\x0b\n\tHeartbeat\x1a\x36\n\x0cStatusUpdate\x12&\n\x06status\x18\x01 \x01(\x0b\x32\x16.juggler.v1.TaskStatusB\t\n\x07message\"\x89\x06\n\rMasterMessage\x12:\n\nregistered\x18\x01 \x01(\x0b\x32$.juggler.v1.MasterMessage.RegisteredH\x00\x12\x35\n\x08run_task\x18\x02 \x01(\x0b\x32!.juggler.v1.MasterMessage.RunTaskH\x00\x12\x37\n\tkill_task\x18\x03 \x01(\x0b\x32\".juggler.v1.MasterMessage.KillTaskH\x00\x12\x44\n\x0f\x61\x63knowledgement\x18\x04 \x01(\x0b\x32).juggler.v1.MasterMessage.AcknowledgementH\x00\x12\x38\n\theartbeat\x18\x05 \x01(\x0b\x32#.juggler.v1.MasterMessage.HeartbeatH\x00\x12\x36\n\x08shutdown\x18\x06 \x01(\x0b\x32\".juggler.v1.MasterMessage.ShutdownH\x00\x1aZ\n\nRegistered\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\x01\x12\x16\n\x0emaster_address\x18\x03 \x01(\t\x1a[\n\x07RunTask\x12,\n\tframework\x18\x01 \x01(\x0b\x32\x19.juggler.v1.FrameworkInfo\x12\"\n\x04task\x18\x02 \x01(\x0b\x32\x14.juggler.v1.TaskInfo\x1a^\n\x08KillTask\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12+\n\x0bkill_policy\x18\x03 \x01(\x0b\x32\x16.juggler.v1.KillPolicy\x1a\x46\n\x0f\x41\x63knowledgement\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0c\n\x04uuid\x18\x03 \x01(\x0c\x1a\x0b\n\tHeartbeat\x1a\x1b\n\x08Shutdown\x12\x0f\n\x07message\x18\x01 \x01(\tB\t\n\x07message\"r\n\x0bLogsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66ramework_id\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x0c\n\x04tail\x18\x04 \x01(\r\x12\x0e\n\x06stdout\x18\x05 \x01(\x08\x12\x0e\n\x06stderr\x18\x06 \x01(\x08\"\x7f\n\x08LogChunk\x12+\n\x06stream\x18\x01 \x01(\x0e\x32\x1b.juggler.v1.LogChunk.Stream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"8\n\x06Stream\x12\x16\n\x12STREAM_UNSPECIFIED\x10\x00\x12\n\n\x06STDOUT\x10\x01\x12\n\n\x06STDERR\x10\x02\"\x16\n\x14GetAgentStateRequest\"d\n\x15GetAgentStateResponse\x12$\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x15.juggler.v1.AgentInfo\x12%\n\x05tasks\x18\x02 \x03(\x0b\x32\x16.juggler.v1.TaskStatus\"\x89\x03\n\x0b\x45xecRequest\x12.\n\x05start\x18\x01 \x01(\x0b\x32\x1d.juggler.v1.ExecRequest.StartH\x00\x12)\n\x05input\x18\x02 \x01(\x0b\x32\x18.juggler.v1.ProcessInputH\x00\x1a\x93\x02\n\x05Start\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66ramework_id\x18\x02 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x03 \x03(\t\x12\x0b\n\x03tty\x18\x04 \x01(\x08\x12\x43\n\x0b\x65nvironment\x18\x05 \x03(\x0b\x32..juggler.v1.ExecRequest.Start.EnvironmentEntry\x12&\n\x04size\x18\x06 \x01(\x0b\x32\x18.juggler.v1.TerminalSize\x12\x0c\n\x04user\x18\x07 \x01(\t\x12\x19\n\x11working_directory\x18\x08 \x01(\t\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07message\"\xcf\x01\n\rAttachRequest\x12\x30\n\x05start\x18\x01 \x01(\x0b\x32\x1f.juggler.v1.AttachRequest.StartH\x00\x12)\n\x05input\x18\x02 \x01(\x0b\x32\x18.juggler.v1.ProcessInputH\x00\x1aV\n\x05Start\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66ramework_id\x18\x02 \x01(\t\x12&\n\x04size\x18\x03 \x01(\x0b\x32\x18.juggler.v1.TerminalSizeB\t\n\x07message2R\n\x0c\x41gentChannel\x12\x42\n\x07\x43onnect\x12\x18.juggler.v1.AgentMessage\x1a\x19.juggler.v1.MasterMessage(\x01\x30\x01\x32\x95\x02\n\x05\x41gent\x12\x37\n\x04Logs\x12\x17.juggler.v1.LogsRequest\x1a\x14.juggler.v1.LogChunk0\x01\x12>\n\x04\x45xec\x12\x17.juggler.v1.ExecRequest\x1a\x19.juggler.v1.ProcessOutput(\x01\x30\x01\x12\x42\n\x06\x41ttach\x12\x19.juggler.v1.AttachRequest\x1a\x19.juggler.v1.ProcessOutput(\x01\x30\x01\x12O\n\x08GetState\x12 .juggler.v1.GetAgentStateRequest\x1a!.juggler.v1.GetAgentStateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16juggler/v1/agent.proto\x12\njuggler.v1\x1a\x17juggler/v1/common.proto\x1a\x19juggler/v1/executor.proto\"\x91\x05\n\x0c\x41gentMessage\x12\x35\n\x08register\x18\x01 \x01(\x0b\x32!.juggler.v1.AgentMessage.RegisterH\x00\x12\x39\n\nreregister\x18\x02 \x01(\x0b\x32#.juggler.v1.AgentMessage.ReregisterH\x00\x12\x37\n\theartbeat\x18\x03 \x01(\x0b\x32\".juggler.v1.AgentMessage.HeartbeatH\x00\x12>\n\rstatus_update\x18\x04 \x01(\x0b\x32%.juggler.v1.AgentMessage.StatusUpdateH\x00\x1a\x41\n\x08Register\x12$\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x15.juggler.v1.AgentInfo\x12\x0f\n\x07version\x18\x02 \x01(\t\x1a\xa1\x01\n\nReregister\x12$\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x15.juggler.v1.AgentInfo\x12%\n\x05tasks\x18\x02 \x03(\x0b\x32\x16.juggler.v1.TaskStatus\x12\x35\n\x07running\x18\x03 \x03(\x0b\x32$.juggler.v1.AgentMessage.RunningTask\x12\x0f\n\x07version\x18\x04 \x01(\t\x1a_\n\x0bRunningTask\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.juggler.v1.TaskInfo\x12,\n\tframework\x18\x02 \x01(\x0b\x32\x19.juggler.v1.FrameworkInfo\x1a\x0b\n\tHeartbeat\x1a\x36\n\x0cStatusUpdate\x12&\n\x06status\x18\x01 \x01(\x0b\x32\x16.juggler.v1.TaskStatusB\t\n\x07message\"\x89\x06\n\rMasterMessage\x12:\n\nregistered\x18\x01 \x01(\x0b\x32$.juggler.v1.MasterMessage.RegisteredH\x00\x12\x35\n\x08run_task\x18\x02 \x01(\x0b\x32!.juggler.v1.MasterMessage.RunTaskH\x00\x12\x37\n\tkill_task\x18\x03 \x01(\x0b\x32\".juggler.v1.MasterMessage.KillTaskH\x00\x12\x44\n\x0f\x61\x63knowledgement\x18\x04 \x01(\x0b\x32).juggler.v1.MasterMessage.AcknowledgementH\x00\x12\x38\n\theartbeat\x18\x05 \x01(\x0b\x32#.juggler.v1.MasterMessage.HeartbeatH\x00\x12\x36\n\x08shutdown\x18\x06 \x01(\x0b\x32\".juggler.v1.MasterMessage.ShutdownH\x00\x1aZ\n\nRegistered\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\x01\x12\x16\n\x0emaster_address\x18\x03 \x01(\t\x1a[\n\x07RunTask\x12,\n\tframework\x18\x01 \x01(\x0b\x32\x19.juggler.v1.FrameworkInfo\x12\"\n\x04task\x18\x02 \x01(\x0b\x32\x14.juggler.v1.TaskInfo\x1a^\n\x08KillTask\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12+\n\x0bkill_policy\x18\x03 \x01(\x0b\x32\x16.juggler.v1.KillPolicy\x1a\x46\n\x0f\x41\x63knowledgement\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0c\n\x04uuid\x18\x03 \x01(\x0c\x1a\x0b\n\tHeartbeat\x1a\x1b\n\x08Shutdown\x12\x0f\n\x07message\x18\x01 \x01(\tB\t\n\x07message\";\n\nImageLayer\x12\x0f\n\x07\x64iff_id\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06images\x18\x03 \x01(\r\"\x92\x01\n\x05Image\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x12\n\nreferences\x18\x03 \x03(\t\x12\x0f\n\x07\x63reated\x18\x04 \x01(\t\x12\x0c\n\x04size\x18\x05 \x01(\x04\x12&\n\x06layers\x18\x06 \x03(\x0b\x32\x16.juggler.v1.ImageLayer\x12\x12\n\ncontainers\x18\x07 \x01(\r\"I\n\x10PullImageRequest\x12\x11\n\treference\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\"t\n\x11PullImageProgress\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x03 \x01(\x04\x12\r\n\x05total\x18\x04 \x01(\x04\x12 \n\x05image\x18\x05 \x01(\x0b\x32\x11.juggler.v1.Image\"\x13\n\x11ListImagesRequest\"7\n\x12ListImagesResponse\x12!\n\x06images\x18\x01 \x03(\x0b\x32\x11.juggler.v1.Image\"\'\n\x12RemoveImageRequest\x12\x11\n\treference\x18\x01 \x01(\t\"&\n\x13RemoveImageResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x03(\t\".\n\x10ImportImageChunk\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"r\n\x0bLogsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66ramework_id\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x0c\n\x04tail\x18\x04 \x01(\r\x12\x0e\n\x06stdout\x18\x05 \x01(\x08\x12\x0e\n\x06stderr\x18\x06 \x01(\x08\"\x7f\n\x08LogChunk\x12+\n\x06stream\x18\x01 \x01(\x0e\x32\x1b.juggler.v1.LogChunk.Stream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"8\n\x06Stream\x12\x16\n\x12STREAM_UNSPECIFIED\x10\x00\x12\n\n\x06STDOUT\x10\x01\x12\n\n\x06STDERR\x10\x02\"\x16\n\x14GetAgentStateRequest\"d\n\x15GetAgentStateResponse\x12$\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x15.juggler.v1.AgentInfo\x12%\n\x05tasks\x18\x02 \x03(\x0b\x32\x16.juggler.v1.TaskStatus\"\x89\x03\n\x0b\x45xecRequest\x12.\n\x05start\x18\x01 \x01(\x0b\x32\x1d.juggler.v1.ExecRequest.StartH\x00\x12)\n\x05input\x18\x02 \x01(\x0b\x32\x18.juggler.v1.ProcessInputH\x00\x1a\x93\x02\n\x05Start\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66ramework_id\x18\x02 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x03 \x03(\t\x12\x0b\n\x03tty\x18\x04 \x01(\x08\x12\x43\n\x0b\x65nvironment\x18\x05 \x03(\x0b\x32..juggler.v1.ExecRequest.Start.EnvironmentEntry\x12&\n\x04size\x18\x06 \x01(\x0b\x32\x18.juggler.v1.TerminalSize\x12\x0c\n\x04user\x18\x07 \x01(\t\x12\x19\n\x11working_directory\x18\x08 \x01(\t\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07message\"\xdd\x01\n\rAttachRequest\x12\x30\n\x05start\x18\x01 \x01(\x0b\x32\x1f.juggler.v1.AttachRequest.StartH\x00\x12)\n\x05input\x18\x02 \x01(\x0b\x32\x18.juggler.v1.ProcessInputH\x00\x1a\x64\n\x05Start\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66ramework_id\x18\x02 \x01(\t\x12&\n\x04size\x18\x03 \x01(\x0b\x32\x18.juggler.v1.TerminalSize\x12\x0c\n\x04logs\x18\x04 \x01(\x08\x42\t\n\x07message2R\n\x0c\x41gentChannel\x12\x42\n\x07\x43onnect\x12\x18.juggler.v1.AgentMessage\x1a\x19.juggler.v1.MasterMessage(\x01\x30\x01\x32\xcd\x04\n\x05\x41gent\x12\x37\n\x04Logs\x12\x17.juggler.v1.LogsRequest\x1a\x14.juggler.v1.LogChunk0\x01\x12>\n\x04\x45xec\x12\x17.juggler.v1.ExecRequest\x1a\x19.juggler.v1.ProcessOutput(\x01\x30\x01\x12\x42\n\x06\x41ttach\x12\x19.juggler.v1.AttachRequest\x1a\x19.juggler.v1.ProcessOutput(\x01\x30\x01\x12O\n\x08GetState\x12 .juggler.v1.GetAgentStateRequest\x1a!.juggler.v1.GetAgentStateResponse\x12J\n\tPullImage\x12\x1c.juggler.v1.PullImageRequest\x1a\x1d.juggler.v1.PullImageProgress0\x01\x12K\n\nListImages\x12\x1d.juggler.v1.ListImagesRequest\x1a\x1e.juggler.v1.ListImagesResponse\x12N\n\x0bRemoveImage\x12\x1e.juggler.v1.RemoveImageRequest\x1a\x1f.juggler.v1.RemoveImageResponse\x12M\n\x0bImportImage\x12\x1c.juggler.v1.ImportImageChunk\x1a\x1e.juggler.v1.ListImagesResponse(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -61,28 +61,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MASTERMESSAGE_HEARTBEAT']._serialized_end=681
   _globals['_MASTERMESSAGE_SHUTDOWN']._serialized_start=1490
   _globals['_MASTERMESSAGE_SHUTDOWN']._serialized_end=1517
-  _globals['_LOGSREQUEST']._serialized_start=1530
-  _globals['_LOGSREQUEST']._serialized_end=1644
-  _globals['_LOGCHUNK']._serialized_start=1646
-  _globals['_LOGCHUNK']._serialized_end=1773
-  _globals['_LOGCHUNK_STREAM']._serialized_start=1717
-  _globals['_LOGCHUNK_STREAM']._serialized_end=1773
-  _globals['_GETAGENTSTATEREQUEST']._serialized_start=1775
-  _globals['_GETAGENTSTATEREQUEST']._serialized_end=1797
-  _globals['_GETAGENTSTATERESPONSE']._serialized_start=1799
-  _globals['_GETAGENTSTATERESPONSE']._serialized_end=1899
-  _globals['_EXECREQUEST']._serialized_start=1902
-  _globals['_EXECREQUEST']._serialized_end=2295
-  _globals['_EXECREQUEST_START']._serialized_start=2009
-  _globals['_EXECREQUEST_START']._serialized_end=2284
-  _globals['_EXECREQUEST_START_ENVIRONMENTENTRY']._serialized_start=2234
-  _globals['_EXECREQUEST_START_ENVIRONMENTENTRY']._serialized_end=2284
-  _globals['_ATTACHREQUEST']._serialized_start=2298
-  _globals['_ATTACHREQUEST']._serialized_end=2505
-  _globals['_ATTACHREQUEST_START']._serialized_start=2408
-  _globals['_ATTACHREQUEST_START']._serialized_end=2494
-  _globals['_AGENTCHANNEL']._serialized_start=2507
-  _globals['_AGENTCHANNEL']._serialized_end=2589
-  _globals['_AGENT']._serialized_start=2592
-  _globals['_AGENT']._serialized_end=2869
+  _globals['_IMAGELAYER']._serialized_start=1530
+  _globals['_IMAGELAYER']._serialized_end=1589
+  _globals['_IMAGE']._serialized_start=1592
+  _globals['_IMAGE']._serialized_end=1738
+  _globals['_PULLIMAGEREQUEST']._serialized_start=1740
+  _globals['_PULLIMAGEREQUEST']._serialized_end=1813
+  _globals['_PULLIMAGEPROGRESS']._serialized_start=1815
+  _globals['_PULLIMAGEPROGRESS']._serialized_end=1931
+  _globals['_LISTIMAGESREQUEST']._serialized_start=1933
+  _globals['_LISTIMAGESREQUEST']._serialized_end=1952
+  _globals['_LISTIMAGESRESPONSE']._serialized_start=1954
+  _globals['_LISTIMAGESRESPONSE']._serialized_end=2009
+  _globals['_REMOVEIMAGEREQUEST']._serialized_start=2011
+  _globals['_REMOVEIMAGEREQUEST']._serialized_end=2050
+  _globals['_REMOVEIMAGERESPONSE']._serialized_start=2052
+  _globals['_REMOVEIMAGERESPONSE']._serialized_end=2090
+  _globals['_IMPORTIMAGECHUNK']._serialized_start=2092
+  _globals['_IMPORTIMAGECHUNK']._serialized_end=2138
+  _globals['_LOGSREQUEST']._serialized_start=2140
+  _globals['_LOGSREQUEST']._serialized_end=2254
+  _globals['_LOGCHUNK']._serialized_start=2256
+  _globals['_LOGCHUNK']._serialized_end=2383
+  _globals['_LOGCHUNK_STREAM']._serialized_start=2327
+  _globals['_LOGCHUNK_STREAM']._serialized_end=2383
+  _globals['_GETAGENTSTATEREQUEST']._serialized_start=2385
+  _globals['_GETAGENTSTATEREQUEST']._serialized_end=2407
+  _globals['_GETAGENTSTATERESPONSE']._serialized_start=2409
+  _globals['_GETAGENTSTATERESPONSE']._serialized_end=2509
+  _globals['_EXECREQUEST']._serialized_start=2512
+  _globals['_EXECREQUEST']._serialized_end=2905
+  _globals['_EXECREQUEST_START']._serialized_start=2619
+  _globals['_EXECREQUEST_START']._serialized_end=2894
+  _globals['_EXECREQUEST_START_ENVIRONMENTENTRY']._serialized_start=2844
+  _globals['_EXECREQUEST_START_ENVIRONMENTENTRY']._serialized_end=2894
+  _globals['_ATTACHREQUEST']._serialized_start=2908
+  _globals['_ATTACHREQUEST']._serialized_end=3129
+  _globals['_ATTACHREQUEST_START']._serialized_start=3018
+  _globals['_ATTACHREQUEST_START']._serialized_end=3118
+  _globals['_AGENTCHANNEL']._serialized_start=3131
+  _globals['_AGENTCHANNEL']._serialized_end=3213
+  _globals['_AGENT']._serialized_start=3216
+  _globals['_AGENT']._serialized_end=3805
 # @@protoc_insertion_point(module_scope)

@@ -112,6 +112,88 @@ class MasterMessage(_message.Message):
     shutdown: MasterMessage.Shutdown
     def __init__(self, registered: _Optional[_Union[MasterMessage.Registered, _Mapping]] = ..., run_task: _Optional[_Union[MasterMessage.RunTask, _Mapping]] = ..., kill_task: _Optional[_Union[MasterMessage.KillTask, _Mapping]] = ..., acknowledgement: _Optional[_Union[MasterMessage.Acknowledgement, _Mapping]] = ..., heartbeat: _Optional[_Union[MasterMessage.Heartbeat, _Mapping]] = ..., shutdown: _Optional[_Union[MasterMessage.Shutdown, _Mapping]] = ...) -> None: ...
 
+class ImageLayer(_message.Message):
+    __slots__ = ("diff_id", "size", "images")
+    DIFF_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    diff_id: str
+    size: int
+    images: int
+    def __init__(self, diff_id: _Optional[str] = ..., size: _Optional[int] = ..., images: _Optional[int] = ...) -> None: ...
+
+class Image(_message.Message):
+    __slots__ = ("id", "digest", "references", "created", "size", "layers", "containers")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    REFERENCES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    digest: str
+    references: _containers.RepeatedScalarFieldContainer[str]
+    created: str
+    size: int
+    layers: _containers.RepeatedCompositeFieldContainer[ImageLayer]
+    containers: int
+    def __init__(self, id: _Optional[str] = ..., digest: _Optional[str] = ..., references: _Optional[_Iterable[str]] = ..., created: _Optional[str] = ..., size: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[ImageLayer, _Mapping]]] = ..., containers: _Optional[int] = ...) -> None: ...
+
+class PullImageRequest(_message.Message):
+    __slots__ = ("reference", "username", "password")
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    reference: str
+    username: str
+    password: str
+    def __init__(self, reference: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
+
+class PullImageProgress(_message.Message):
+    __slots__ = ("layer", "status", "current", "total", "image")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    status: str
+    current: int
+    total: int
+    image: Image
+    def __init__(self, layer: _Optional[str] = ..., status: _Optional[str] = ..., current: _Optional[int] = ..., total: _Optional[int] = ..., image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
+
+class ListImagesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListImagesResponse(_message.Message):
+    __slots__ = ("images",)
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[Image]
+    def __init__(self, images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ...) -> None: ...
+
+class RemoveImageRequest(_message.Message):
+    __slots__ = ("reference",)
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    reference: str
+    def __init__(self, reference: _Optional[str] = ...) -> None: ...
+
+class RemoveImageResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, deleted: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ImportImageChunk(_message.Message):
+    __slots__ = ("name", "data")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    data: bytes
+    def __init__(self, name: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
 class LogsRequest(_message.Message):
     __slots__ = ("task_id", "framework_id", "follow", "tail", "stdout", "stderr")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -193,14 +275,16 @@ class ExecRequest(_message.Message):
 class AttachRequest(_message.Message):
     __slots__ = ("start", "input")
     class Start(_message.Message):
-        __slots__ = ("task_id", "framework_id", "size")
+        __slots__ = ("task_id", "framework_id", "size", "logs")
         TASK_ID_FIELD_NUMBER: _ClassVar[int]
         FRAMEWORK_ID_FIELD_NUMBER: _ClassVar[int]
         SIZE_FIELD_NUMBER: _ClassVar[int]
+        LOGS_FIELD_NUMBER: _ClassVar[int]
         task_id: str
         framework_id: str
         size: _executor_pb2.TerminalSize
-        def __init__(self, task_id: _Optional[str] = ..., framework_id: _Optional[str] = ..., size: _Optional[_Union[_executor_pb2.TerminalSize, _Mapping]] = ...) -> None: ...
+        logs: bool
+        def __init__(self, task_id: _Optional[str] = ..., framework_id: _Optional[str] = ..., size: _Optional[_Union[_executor_pb2.TerminalSize, _Mapping]] = ..., logs: _Optional[bool] = ...) -> None: ...
     START_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     start: AttachRequest.Start

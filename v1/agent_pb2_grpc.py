@@ -127,6 +127,26 @@ class AgentStub:
                 request_serializer=juggler_dot_v1_dot_agent__pb2.GetAgentStateRequest.SerializeToString,
                 response_deserializer=juggler_dot_v1_dot_agent__pb2.GetAgentStateResponse.FromString,
                 _registered_method=True)
+        self.PullImage = channel.unary_stream(
+                '/juggler.v1.Agent/PullImage',
+                request_serializer=juggler_dot_v1_dot_agent__pb2.PullImageRequest.SerializeToString,
+                response_deserializer=juggler_dot_v1_dot_agent__pb2.PullImageProgress.FromString,
+                _registered_method=True)
+        self.ListImages = channel.unary_unary(
+                '/juggler.v1.Agent/ListImages',
+                request_serializer=juggler_dot_v1_dot_agent__pb2.ListImagesRequest.SerializeToString,
+                response_deserializer=juggler_dot_v1_dot_agent__pb2.ListImagesResponse.FromString,
+                _registered_method=True)
+        self.RemoveImage = channel.unary_unary(
+                '/juggler.v1.Agent/RemoveImage',
+                request_serializer=juggler_dot_v1_dot_agent__pb2.RemoveImageRequest.SerializeToString,
+                response_deserializer=juggler_dot_v1_dot_agent__pb2.RemoveImageResponse.FromString,
+                _registered_method=True)
+        self.ImportImage = channel.stream_unary(
+                '/juggler.v1.Agent/ImportImage',
+                request_serializer=juggler_dot_v1_dot_agent__pb2.ImportImageChunk.SerializeToString,
+                response_deserializer=juggler_dot_v1_dot_agent__pb2.ListImagesResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -172,6 +192,40 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PullImage(self, request, context):
+        """Images (agent/images/). Pulls an image into this agent's store, streaming
+        per-layer progress; the last message carries the image. NOT_FOUND: no such
+        image or tag; UNAUTHENTICATED: the registry refused the credentials;
+        UNAVAILABLE: the registry cannot be reached; INVALID_ARGUMENT: a bad
+        reference; DATA_LOSS: a blob did not match its digest (nothing was kept).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListImages(self, request, context):
+        """The images in this agent's store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveImage(self, request, context):
+        """Forgets a reference (or an image id) and deletes what nothing else uses;
+        layers of running containers stay until they end.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportImage(self, request_iterator, context):
+        """Imports an OCI image layout (tar) or a `docker save` tar, streamed in
+        chunks; the first chunk may name the image.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -194,6 +248,26 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.GetState,
                     request_deserializer=juggler_dot_v1_dot_agent__pb2.GetAgentStateRequest.FromString,
                     response_serializer=juggler_dot_v1_dot_agent__pb2.GetAgentStateResponse.SerializeToString,
+            ),
+            'PullImage': grpc.unary_stream_rpc_method_handler(
+                    servicer.PullImage,
+                    request_deserializer=juggler_dot_v1_dot_agent__pb2.PullImageRequest.FromString,
+                    response_serializer=juggler_dot_v1_dot_agent__pb2.PullImageProgress.SerializeToString,
+            ),
+            'ListImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListImages,
+                    request_deserializer=juggler_dot_v1_dot_agent__pb2.ListImagesRequest.FromString,
+                    response_serializer=juggler_dot_v1_dot_agent__pb2.ListImagesResponse.SerializeToString,
+            ),
+            'RemoveImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveImage,
+                    request_deserializer=juggler_dot_v1_dot_agent__pb2.RemoveImageRequest.FromString,
+                    response_serializer=juggler_dot_v1_dot_agent__pb2.RemoveImageResponse.SerializeToString,
+            ),
+            'ImportImage': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportImage,
+                    request_deserializer=juggler_dot_v1_dot_agent__pb2.ImportImageChunk.FromString,
+                    response_serializer=juggler_dot_v1_dot_agent__pb2.ListImagesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -304,6 +378,114 @@ class Agent:
             '/juggler.v1.Agent/GetState',
             juggler_dot_v1_dot_agent__pb2.GetAgentStateRequest.SerializeToString,
             juggler_dot_v1_dot_agent__pb2.GetAgentStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PullImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/juggler.v1.Agent/PullImage',
+            juggler_dot_v1_dot_agent__pb2.PullImageRequest.SerializeToString,
+            juggler_dot_v1_dot_agent__pb2.PullImageProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/juggler.v1.Agent/ListImages',
+            juggler_dot_v1_dot_agent__pb2.ListImagesRequest.SerializeToString,
+            juggler_dot_v1_dot_agent__pb2.ListImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/juggler.v1.Agent/RemoveImage',
+            juggler_dot_v1_dot_agent__pb2.RemoveImageRequest.SerializeToString,
+            juggler_dot_v1_dot_agent__pb2.RemoveImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportImage(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/juggler.v1.Agent/ImportImage',
+            juggler_dot_v1_dot_agent__pb2.ImportImageChunk.SerializeToString,
+            juggler_dot_v1_dot_agent__pb2.ListImagesResponse.FromString,
             options,
             channel_credentials,
             insecure,

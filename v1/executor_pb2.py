@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from juggler.v1 import common_pb2 as juggler_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19juggler/v1/executor.proto\x12\njuggler.v1\x1a\x17juggler/v1/common.proto\"\x8c\x02\n\x0f\x45xecutorMessage\x12\x32\n\x05hello\x18\x01 \x01(\x0b\x32!.juggler.v1.ExecutorMessage.HelloH\x00\x12\x34\n\x06update\x18\x02 \x01(\x0b\x32\".juggler.v1.ExecutorMessage.UpdateH\x00\x1aR\n\x05Hello\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12\x15\n\rcontainer_pid\x18\x04 \x01(\x05\x1a\x30\n\x06Update\x12&\n\x06status\x18\x01 \x01(\x0b\x32\x16.juggler.v1.TaskStatusB\t\n\x07message\"\x8e\x02\n\x0f\x41gentToExecutor\x12.\n\x03\x61\x63k\x18\x01 \x01(\x0b\x32\x1f.juggler.v1.AgentToExecutor.AckH\x00\x12\x30\n\x04kill\x18\x02 \x01(\x0b\x32 .juggler.v1.AgentToExecutor.KillH\x00\x12\x38\n\x08shutdown\x18\x03 \x01(\x0b\x32$.juggler.v1.AgentToExecutor.ShutdownH\x00\x1a\x13\n\x03\x41\x63k\x12\x0c\n\x04uuid\x18\x01 \x01(\x0c\x1a\x33\n\x04Kill\x12+\n\x0bkill_policy\x18\x01 \x01(\x0b\x32\x16.juggler.v1.KillPolicy\x1a\n\n\x08ShutdownB\t\n\x07message\"\x98\x01\n\x0c\x45xecutorSpec\x12,\n\tframework\x18\x01 \x01(\x0b\x32\x19.juggler.v1.FrameworkInfo\x12\"\n\x04task\x18\x02 \x01(\x0b\x32\x14.juggler.v1.TaskInfo\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61gent_socket\x18\x04 \x01(\t\x12\x0e\n\x06\x63group\x18\x05 \x01(\t\"-\n\x0cTerminalSize\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0f\n\x07\x63olumns\x18\x02 \x01(\r\"k\n\x0cProcessInput\x12\x0f\n\x05stdin\x18\x01 \x01(\x0cH\x00\x12*\n\x06resize\x18\x02 \x01(\x0b\x32\x18.juggler.v1.TerminalSizeH\x00\x12\x15\n\x0b\x63lose_stdin\x18\x03 \x01(\x08H\x00\x42\x07\n\x05input\"c\n\rProcessOutput\x12\x10\n\x06stdout\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x02 \x01(\x0cH\x00\x12\x13\n\texit_code\x18\x03 \x01(\x05H\x00\x12\x0f\n\x07message\x18\x04 \x01(\tB\x08\n\x06outputb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19juggler/v1/executor.proto\x12\njuggler.v1\x1a\x17juggler/v1/common.proto\"\x8c\x02\n\x0f\x45xecutorMessage\x12\x32\n\x05hello\x18\x01 \x01(\x0b\x32!.juggler.v1.ExecutorMessage.HelloH\x00\x12\x34\n\x06update\x18\x02 \x01(\x0b\x32\".juggler.v1.ExecutorMessage.UpdateH\x00\x1aR\n\x05Hello\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12\x15\n\rcontainer_pid\x18\x04 \x01(\x05\x1a\x30\n\x06Update\x12&\n\x06status\x18\x01 \x01(\x0b\x32\x16.juggler.v1.TaskStatusB\t\n\x07message\"\x8e\x02\n\x0f\x41gentToExecutor\x12.\n\x03\x61\x63k\x18\x01 \x01(\x0b\x32\x1f.juggler.v1.AgentToExecutor.AckH\x00\x12\x30\n\x04kill\x18\x02 \x01(\x0b\x32 .juggler.v1.AgentToExecutor.KillH\x00\x12\x38\n\x08shutdown\x18\x03 \x01(\x0b\x32$.juggler.v1.AgentToExecutor.ShutdownH\x00\x1a\x13\n\x03\x41\x63k\x12\x0c\n\x04uuid\x18\x01 \x01(\x0c\x1a\x33\n\x04Kill\x12+\n\x0bkill_policy\x18\x01 \x01(\x0b\x32\x16.juggler.v1.KillPolicy\x1a\n\n\x08ShutdownB\t\n\x07message\"\xba\x01\n\x0c\x45xecutorSpec\x12,\n\tframework\x18\x01 \x01(\x0b\x32\x19.juggler.v1.FrameworkInfo\x12\"\n\x04task\x18\x02 \x01(\x0b\x32\x14.juggler.v1.TaskInfo\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61gent_socket\x18\x04 \x01(\t\x12\x0e\n\x06\x63group\x18\x05 \x01(\t\x12\x0e\n\x06layers\x18\x06 \x03(\t\x12\x10\n\x08image_id\x18\x07 \x01(\t\"C\n\x0b\x41ttachStart\x12\x0c\n\x04logs\x18\x01 \x01(\x08\x12&\n\x04size\x18\x02 \x01(\x0b\x32\x18.juggler.v1.TerminalSize\"-\n\x0cTerminalSize\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0f\n\x07\x63olumns\x18\x02 \x01(\r\"k\n\x0cProcessInput\x12\x0f\n\x05stdin\x18\x01 \x01(\x0cH\x00\x12*\n\x06resize\x18\x02 \x01(\x0b\x32\x18.juggler.v1.TerminalSizeH\x00\x12\x15\n\x0b\x63lose_stdin\x18\x03 \x01(\x08H\x00\x42\x07\n\x05input\"c\n\rProcessOutput\x12\x10\n\x06stdout\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x02 \x01(\x0cH\x00\x12\x13\n\texit_code\x18\x03 \x01(\x05H\x00\x12\x0f\n\x07message\x18\x04 \x01(\tB\x08\n\x06outputb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,11 +47,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTTOEXECUTOR_SHUTDOWN']._serialized_start=587
   _globals['_AGENTTOEXECUTOR_SHUTDOWN']._serialized_end=597
   _globals['_EXECUTORSPEC']._serialized_start=611
-  _globals['_EXECUTORSPEC']._serialized_end=763
-  _globals['_TERMINALSIZE']._serialized_start=765
-  _globals['_TERMINALSIZE']._serialized_end=810
-  _globals['_PROCESSINPUT']._serialized_start=812
-  _globals['_PROCESSINPUT']._serialized_end=919
-  _globals['_PROCESSOUTPUT']._serialized_start=921
-  _globals['_PROCESSOUTPUT']._serialized_end=1020
+  _globals['_EXECUTORSPEC']._serialized_end=797
+  _globals['_ATTACHSTART']._serialized_start=799
+  _globals['_ATTACHSTART']._serialized_end=866
+  _globals['_TERMINALSIZE']._serialized_start=868
+  _globals['_TERMINALSIZE']._serialized_end=913
+  _globals['_PROCESSINPUT']._serialized_start=915
+  _globals['_PROCESSINPUT']._serialized_end=1022
+  _globals['_PROCESSOUTPUT']._serialized_start=1024
+  _globals['_PROCESSOUTPUT']._serialized_end=1123
 # @@protoc_insertion_point(module_scope)

@@ -1,7 +1,8 @@
 from juggler.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -54,18 +55,30 @@ class AgentToExecutor(_message.Message):
     def __init__(self, ack: _Optional[_Union[AgentToExecutor.Ack, _Mapping]] = ..., kill: _Optional[_Union[AgentToExecutor.Kill, _Mapping]] = ..., shutdown: _Optional[_Union[AgentToExecutor.Shutdown, _Mapping]] = ...) -> None: ...
 
 class ExecutorSpec(_message.Message):
-    __slots__ = ("framework", "task", "agent_id", "agent_socket", "cgroup")
+    __slots__ = ("framework", "task", "agent_id", "agent_socket", "cgroup", "layers", "image_id")
     FRAMEWORK_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_SOCKET_FIELD_NUMBER: _ClassVar[int]
     CGROUP_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
     framework: _common_pb2.FrameworkInfo
     task: _common_pb2.TaskInfo
     agent_id: str
     agent_socket: str
     cgroup: str
-    def __init__(self, framework: _Optional[_Union[_common_pb2.FrameworkInfo, _Mapping]] = ..., task: _Optional[_Union[_common_pb2.TaskInfo, _Mapping]] = ..., agent_id: _Optional[str] = ..., agent_socket: _Optional[str] = ..., cgroup: _Optional[str] = ...) -> None: ...
+    layers: _containers.RepeatedScalarFieldContainer[str]
+    image_id: str
+    def __init__(self, framework: _Optional[_Union[_common_pb2.FrameworkInfo, _Mapping]] = ..., task: _Optional[_Union[_common_pb2.TaskInfo, _Mapping]] = ..., agent_id: _Optional[str] = ..., agent_socket: _Optional[str] = ..., cgroup: _Optional[str] = ..., layers: _Optional[_Iterable[str]] = ..., image_id: _Optional[str] = ...) -> None: ...
+
+class AttachStart(_message.Message):
+    __slots__ = ("logs", "size")
+    LOGS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    logs: bool
+    size: TerminalSize
+    def __init__(self, logs: _Optional[bool] = ..., size: _Optional[_Union[TerminalSize, _Mapping]] = ...) -> None: ...
 
 class TerminalSize(_message.Message):
     __slots__ = ("rows", "columns")

@@ -29,7 +29,7 @@ _DOMAIN = re.compile(r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
                      r"(?::[0-9]+)?$")
 
 
-class ReferenceError(ValueError):  # noqa: A001 - the domain's word
+class ReferenceError(ValueError):
     """Not a valid image reference; the message says why."""
 
 

@@ -3,9 +3,10 @@
     resolve(ref)  GET /v2/<name>/manifests/<tag|digest>, with every manifest type
                   accepted; a manifest list / OCI index is resolved to this host's
                   platform (config.host_platform) and its manifest fetched.
-    blob(ref, d)  GET /v2/<name>/blobs/<digest> streamed to a file, sha256 checked
-                  while it arrives; a mismatch raises DigestMismatch (the caller
-                  never renames the temporary file into the store).
+    stream(…)     GET /v2/<name>/blobs/<digest> handed to a consumer (the layer
+                  unpacker) as it arrives, sha256 checked as it goes; a mismatch
+                  raises DigestMismatch once consumed, and the caller never
+                  renames what the consumer made into the store.
 
 Auth is the challenge flow: a request answered 401 carries `WWW-Authenticate`;
 `Basic` → retry with the credentials; `Bearer realm=…,service=…,scope=…` → GET
@@ -36,6 +37,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 from juggler.agent.images import config as image_config
 from juggler.agent.images.reference import Reference, is_loopback
@@ -51,6 +53,7 @@ CHUNK = 1 << 20
 MAX_MANIFEST = 4 << 20
 
 Progress = Callable[[int], None]
+T = TypeVar("T")
 
 
 class RegistryError(Exception):
@@ -204,48 +207,37 @@ class RegistryClient:
             return data
         return await asyncio.to_thread(fetch)
 
-    async def download(self, ref: Reference, digest: str, dest: Path, progress: Progress,
-                       cancel: threading.Event) -> int:
-        """Stream blob `digest` into `dest` (created), checking its sha256; returns its size.
+    async def stream(self, ref: Reference, digest: str, consume: Callable[[BinaryIO], T],
+                     progress: Progress, cancel: threading.Event) -> T:
+        """Fetch blob `digest` and hand it to `consume(file)` (in a thread) as it
+        arrives; its sha256 is checked once consumed (DigestMismatch otherwise), so
+        the caller must not trust what `consume` produced until this returns.
         `progress(n)` is called in the event loop with each chunk's size."""
         loop = asyncio.get_running_loop()
 
         def report(n: int) -> None:
             loop.call_soon_threadsafe(progress, n)
 
-        return await asyncio.to_thread(self._download, ref, digest, dest, report, cancel)
+        def run() -> T:
+            status, _, resp = self._request(ref, "GET", f"/v2/{ref.repository}/blobs/{digest}")
+            try:
+                if status == 404:
+                    raise NotFound(f"{ref}: blob {digest} not found in {ref.registry}")
+                _check(status, resp, ref)
+                body = VerifyingReader(resp, digest, report, cancel, f"{ref}: blob {digest}")
+                try:
+                    result = consume(body)
+                except (Cancelled, Unreachable):
+                    raise
+                except Exception:
+                    body.finish()  # a corrupt blob is reported as such, not as bad tar
+                    raise
+                body.finish()
+                return result
+            finally:
+                resp.close()
 
-    def _download(self, ref: Reference, digest: str, dest: Path, report: Progress,
-                  cancel: threading.Event) -> int:
-        status, _, resp = self._request(ref, "GET", f"/v2/{ref.repository}/blobs/{digest}")
-        try:
-            if status == 404:
-                raise NotFound(f"{ref}: blob {digest} not found in {ref.registry}")
-            _check(status, resp, ref)
-            h = hashlib.sha256()
-            size = 0
-            with open(dest, "wb") as f:
-                while True:
-                    if cancel.is_set():
-                        raise Cancelled(f"{ref}: pull cancelled")
-                    try:
-                        chunk = resp.read1(CHUNK)
-                    except (OSError, http.client.HTTPException) as e:
-                        raise Unreachable(f"{ref}: the connection to {ref.registry} broke "
-                                          f"while downloading {digest}: {e}") from None
-                    if not chunk:
-                        break
-                    h.update(chunk)
-                    f.write(chunk)
-                    size += len(chunk)
-                    report(len(chunk))
-        finally:
-            resp.close()
-        got = "sha256:" + h.hexdigest()
-        if got != digest:
-            raise DigestMismatch(f"{ref}: blob {digest} arrived with digest {got}: rejected "
-                                 "(corrupted in transit or by the registry)")
-        return size
+        return await asyncio.to_thread(run)
 
     # -- HTTP + auth -----------------------------------------------------------------
     def _request(self, ref: Reference, method: str, path: str,
@@ -342,6 +334,42 @@ class RegistryClient:
             return self._http("GET" if resp.status == 303 else method, nxt, headers, ref,
                               redirects - 1)
         return resp.status, rheaders, resp
+
+
+class VerifyingReader:
+    """A file object over a blob's bytes that hashes and counts them; `finish()`
+    reads what the consumer left and raises DigestMismatch on a wrong digest."""
+
+    def __init__(self, raw: BinaryIO, digest: str, report: Progress,
+                 cancel: threading.Event, what: str) -> None:
+        if not digest.startswith("sha256:"):
+            raise RegistryError(f"{what}: unsupported digest algorithm")
+        self.raw, self.digest, self.report, self.cancel, self.what = (
+            raw, digest, report, cancel, what)
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self.cancel.is_set():
+            raise Cancelled(f"{self.what}: pull cancelled")
+        try:
+            data = self.raw.read1(n if n > 0 else CHUNK)  # type: ignore[attr-defined]
+        except (OSError, http.client.HTTPException) as e:
+            raise Unreachable(f"{self.what}: the connection broke after {self.size} bytes: "
+                              f"{e}") from None
+        if data:
+            self.hash.update(data)
+            self.size += len(data)
+            self.report(len(data))
+        return data
+
+    def finish(self) -> None:
+        while self.read(CHUNK):
+            pass
+        got = "sha256:" + self.hash.hexdigest()
+        if got != self.digest:
+            raise DigestMismatch(f"{self.what} arrived with digest {got}: rejected "
+                                 "(corrupted in transit or by the registry)")
 
 
 def _check(status: int, resp: http.client.HTTPResponse, ref: Reference) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,12 @@ from juggler.store.etcd import (
 )
 from juggler.store.interface import StoreError
 from tests.conftest import free_port
-from tests.etcd_server import EtcdServer, etcd_fixture  # noqa: F401  (the `etcd` fixture)
+from tests.etcd_server import (  # noqa: F401  (etcd_fixture is the `etcd` fixture)
+    EtcdNotInstalled,
+    EtcdServer,
+    etcd_fixture,
+    etcd_server,
+)
 
 
 def run(coro):  # pytest-asyncio is not a dependency
@@ -103,6 +109,28 @@ def test_fails_over_to_the_next_endpoint_and_says_when_none_answers(etcd: EtcdSe
         await nowhere.close()
 
     run(main())
+
+
+def test_speaks_tls_with_a_client_certificate(tmp_path: Path):
+    async def main(server: EtcdServer) -> None:
+        assert server.tls is not None and server.endpoint.startswith("https://")
+        store = EtcdStore.connect(server.endpoint, cluster_prefix(), ca_cert=server.tls.ca_cert,
+                                  cert=server.tls.cert, key=server.tls.key)
+        await store.put("agents/a", b"1")
+        assert await store.range("") == [("agents/a", b"1")]
+        await store.close()
+        # Without the client certificate etcd refuses the handshake.
+        anonymous = EtcdStore.connect(server.endpoint, cluster_prefix(),
+                                      ca_cert=server.tls.ca_cert, timeout=2.0)
+        with pytest.raises(StoreError):
+            await anonymous.get("agents/a")
+        await anonymous.close()
+
+    try:
+        with etcd_server(tmp_path, tls=True) as server:
+            run(main(server))
+    except EtcdNotInstalled as e:
+        pytest.skip(str(e))
 
 
 def test_fenced_writes_fail_once_the_fence_key_is_gone(etcd: EtcdServer):

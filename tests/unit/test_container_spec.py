@@ -103,7 +103,7 @@ def test_network_rootfs_workdir_user():
     (lambda t: t.command.argv.append("extra"), "shell command is one string"),
     (lambda t: setattr(t.container, "rootfs", "relative"), "absolute path"),
     (lambda t: setattr(t.command, "working_directory", "tmp"), "must be absolute"),
-    (lambda t: setattr(t.container, "image", "busybox"), "not supported"),
+    (lambda t: setattr(t.container, "image", "busybox"), "not resolved"),
     (lambda t: t.resources.append(pb.Resource(name="gpus", scalar=1)), "unknown resource"),
     (lambda t: setattr(t, "task_id", ""), "no task_id"),
 ])

@@ -74,3 +74,20 @@ def test_agents_that_do_not_come_back_become_unreachable() -> None:
     assert state.agents["a1"].state == A.AGENT_UNREACHABLE
     assert "a2" in state.gone_agents and "a2" not in state.agents
     state.validate_state()
+
+
+def test_reconciliation_waits_for_agents_that_may_still_come_back() -> None:
+    clock = FakeClock()
+    state = MasterState(clock, Allocator(clock))
+    view = operator_pb2.AgentView(info=common_pb2.AgentInfo(id="a1", hostname="h1"),
+                                  state=A.AGENT_ACTIVE, total=TOTAL.to_proto())
+    state.recover_registry([view], [], reregister_timeout=10)
+    fid, sid, _ = state.subscribe(common_pb2.FrameworkInfo(name="fw"))
+    from juggler.v1 import scheduler_pb2
+
+    ask = [scheduler_pb2.ReconcileRequest.Task(task_id="t1")]
+    assert state.reconcile(fid, sid, ask) == []  # a1 may still bring t1 back
+    clock.advance(11)
+    state.tick()  # a1 did not come back in time
+    answers = [c.event.update.status for c in state.reconcile(fid, sid, ask)]
+    assert [(s.task_id, s.state) for s in answers] == [("t1", S.TASK_UNKNOWN)]

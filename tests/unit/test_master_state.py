@@ -311,7 +311,9 @@ def refused_accept(w, fid, sid, offer_ids, *tasks, code=Code.INVALID_ARGUMENT, m
         (task("x" * 201), "is not valid"),
         (task("empty", argv=()), "no command"),
         (task("other-agent", agent_id="someone-else"), "is not the offers' agent"),
-        (task("image", container=common_pb2.ContainerInfo(image="busybox")), "images"),
+        (task("image", container=common_pb2.ContainerInfo(image="BusyBox")), "lowercase"),
+        (task("image2", container=common_pb2.ContainerInfo(image="busybox", rootfs="/r")),
+         "not both"),
         (task("grace", kill_policy=common_pb2.KillPolicy(grace_period_seconds=-1)),
          "grace_period_seconds"),
     ],
@@ -513,8 +515,17 @@ def test_acknowledge_needs_a_uuid_and_a_known_task(running):
     w.update(aid, fid, "t", S.TASK_RUNNING, b"u1")
     refused(w, Code.INVALID_ARGUMENT, w.state.acknowledge, fid, sid, aid, "t", b"",
             match="uuid is required")
-    refused(w, Code.NOT_FOUND, w.state.acknowledge, fid, sid, aid, "nope", b"u1")
+    refused(w, Code.NOT_FOUND, w.state.acknowledge, fid, sid, "no-such-agent", "nope", b"u1")
     refused(w, Code.INVALID_ARGUMENT, w.state.acknowledge, fid, sid, "other-agent", "t", b"u1")
+
+
+def test_an_ack_for_a_task_the_master_does_not_track_goes_to_its_agent(running):
+    """After a failover the new leader may not know a task that ended meanwhile; the
+    agent still retries its updates, so the framework's ack must reach the agent."""
+    w, fid, sid, aid = running
+    acks = to_agent(w.state.acknowledge(fid, sid, aid, "ended-earlier", b"u9"), aid,
+                    "acknowledgement")
+    assert [(a.task_id, a.uuid) for a in acks] == [("ended-earlier", b"u9")]
 
 
 # -- kill ----------------------------------------------------------------------------

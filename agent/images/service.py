@@ -1,0 +1,113 @@
+"""The Agent API's image RPCs (agent.proto: PullImage, ListImages, RemoveImage,
+ImportImage), mixed into agent/api.py's AgentServicer. Errors map to gRPC
+codes by kind: invalid → INVALID_ARGUMENT, not_found → NOT_FOUND, unauthorized
+→ UNAUTHENTICATED, unreachable → UNAVAILABLE, corrupt → DATA_LOSS, other →
+FAILED_PRECONDITION.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+
+from juggler.agent.images.registry import Credentials, RegistryClient
+from juggler.agent.images.store import Image, ImageError, ImageStore, PullEvent
+from juggler.v1 import agent_pb2
+
+if TYPE_CHECKING:
+    from juggler.agent.server import Agent
+
+CODES = {"invalid": grpc.StatusCode.INVALID_ARGUMENT, "not_found": grpc.StatusCode.NOT_FOUND,
+         "unauthorized": grpc.StatusCode.UNAUTHENTICATED,
+         "unreachable": grpc.StatusCode.UNAVAILABLE, "corrupt": grpc.StatusCode.DATA_LOSS}
+
+
+def image_proto(image: Image, store: ImageStore,
+                users: dict[str, tuple[int, int]] | None = None) -> agent_pb2.Image:
+    users = users if users is not None else store.layer_users()
+    sizes = store.layer_sizes()
+    return agent_pb2.Image(
+        id=image.id, digest=image.digest, references=image.references, created=image.created,
+        size=image.size, containers=image.containers,
+        layers=[agent_pb2.ImageLayer(diff_id=d, size=sizes.get(d, 0),
+                                     images=users.get(d, (0, 0))[0]) for d in image.layers])
+
+
+class ImageServicer:
+    a: Agent
+
+    @property
+    def _store(self) -> ImageStore:
+        return self.a.images.store
+
+    async def PullImage(self, request: agent_pb2.PullImageRequest,
+                        context: grpc.aio.ServicerContext
+                        ) -> AsyncIterator[agent_pb2.PullImageProgress]:
+        store = self._store
+        client = None
+        if request.username:
+            base = store.client
+            client = RegistryClient(credentials=dict(base.credentials), insecure=base.insecure)
+            with contextlib.suppress(ValueError):
+                from juggler.agent.images.reference import parse
+                client.credentials[parse(request.reference).registry] = Credentials(
+                    request.username, request.password)
+        events: asyncio.Queue[PullEvent | None] = asyncio.Queue()
+        job = asyncio.ensure_future(store.pull(request.reference, events.put_nowait, client))
+        job.add_done_callback(lambda _: events.put_nowait(None))
+        try:
+            while True:
+                event = await events.get()
+                if event is None:
+                    break
+                yield agent_pb2.PullImageProgress(layer=event.layer, status=event.status,
+                                                  current=event.current, total=event.total)
+            image = job.result()
+        except ImageError as e:
+            await context.abort(CODES.get(e.kind, grpc.StatusCode.FAILED_PRECONDITION), str(e))
+            return
+        finally:
+            job.cancel()
+        yield agent_pb2.PullImageProgress(status="done", image=image_proto(image, store))
+
+    async def ListImages(self, request: agent_pb2.ListImagesRequest,
+                         context: grpc.aio.ServicerContext) -> agent_pb2.ListImagesResponse:
+        store = self._store
+        users = store.layer_users()
+        return agent_pb2.ListImagesResponse(
+            images=[image_proto(i, store, users) for i in store.images()])
+
+    async def RemoveImage(self, request: agent_pb2.RemoveImageRequest,
+                          context: grpc.aio.ServicerContext) -> agent_pb2.RemoveImageResponse:
+        try:
+            deleted = await asyncio.to_thread(self._store.remove, request.reference)
+        except ImageError as e:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
+            raise
+        return agent_pb2.RemoveImageResponse(deleted=deleted)
+
+    async def ImportImage(self, request_iterator: AsyncIterator[agent_pb2.ImportImageChunk],
+                          context: grpc.aio.ServicerContext) -> agent_pb2.ListImagesResponse:
+        store = self._store
+        path = store.tmp / f"{os.getpid()}.import.{id(request_iterator):x}.tar"
+        name = ""
+        try:
+            with open(path, "wb") as f:
+                async for chunk in request_iterator:
+                    name = name or chunk.name
+                    f.write(chunk.data)
+            try:
+                images = await store.import_archive(Path(path), name)
+            except ImageError as e:
+                await context.abort(CODES.get(e.kind, grpc.StatusCode.INVALID_ARGUMENT), str(e))
+                raise
+        finally:
+            path.unlink(missing_ok=True)
+        users = store.layer_users()
+        return agent_pb2.ListImagesResponse(images=[image_proto(i, store, users) for i in images])

@@ -1,0 +1,229 @@
+"""1,000 containers on one agent: time to all RUNNING, then to all KILLED.
+
+A real master and one agent (separate processes, `juggler master` and
+`juggler agent --resources "cpus:1000;mem:1000000"`), one framework written with
+juggler.sdk. The framework launches N tasks `sleep 1000` (cpus 0.01, mem 1,
+each in its own container: pid, mount, uts, ipc and network namespaces, a
+cgroup, the host's filesystem with a fresh /proc, /dev and /sys) in four
+Accepts of N/4 tasks on consecutive offers, acknowledging every update.
+
+- launch_seconds: from the first Accept to the last TASK_RUNNING received.
+- destroy_seconds: from the first Kill (grace period 0) to the last
+  TASK_KILLED received.
+
+Mesos 1.7's figures for the same exercise: ~30 s and ~22 s. While all run, the
+host's memory per container is reported: the executors' RSS and PSS (from
+/proc/<pid>/smaps_rollup; PSS divides pages shared copy-on-write with the
+launcher among their users) and MemAvailable's drop divided by N (executor,
+task and kernel objects together).
+
+    python benchmarks/launch_1000.py [--quick]      (--quick: 100 containers)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BATCHES = 4
+
+
+def mem_available_kib() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1])
+    return 0
+
+
+def rss_pss_kib(pid: int) -> tuple[int, int] | None:
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return None
+    fields = {line.split(":")[0]: int(line.split()[1]) for line in text.splitlines()[1:]}
+    return fields.get("Rss", 0), fields.get("Pss", 0)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` and its reaped children."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def executor_pids(agent_dir: Path) -> list[int]:
+    pids = []
+    for f in agent_dir.glob("frameworks/*/tasks/*/executor.pid"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pids.append(int(f.read_text().split()[0]))
+    return pids
+
+
+async def exercise(master: str, n: int, agent_dir: Path, mem_before: int) -> dict:
+    from juggler.common.resources import Resources
+    from juggler.sdk import Framework
+    from juggler.v1 import common_pb2
+
+    S = common_pb2.TaskState
+    fw = Framework(master, common_pb2.FrameworkInfo(name="launch-1000", user="root"))
+    await fw.subscribe()
+    offers: asyncio.Queue[common_pb2.Offer] = asyncio.Queue()
+    states: dict[str, int] = {}
+    counts = {S.TASK_RUNNING: 0, S.TASK_KILLED: 0}
+    changed = asyncio.Event()
+    bad: list[common_pb2.TaskStatus] = []
+    acks: set[asyncio.Task[None]] = set()
+
+    async def pump() -> None:
+        async for event in fw.events():
+            kind = event.WhichOneof("event")
+            if kind == "offers":
+                for o in event.offers.offers:
+                    offers.put_nowait(o)
+            elif kind == "update":
+                st = event.update.status
+                if states.get(st.task_id) != st.state:
+                    states[st.task_id] = st.state
+                    if st.state in counts:
+                        counts[st.state] += 1
+                    elif st.state in (S.TASK_FAILED, S.TASK_LOST, S.TASK_ERROR,
+                                      S.TASK_DROPPED, S.TASK_FINISHED):
+                        bad.append(st)
+                    changed.set()
+                ack = asyncio.create_task(fw.acknowledge(st))
+                acks.add(ack)
+                ack.add_done_callback(acks.discard)
+
+    async def until(state: int, what: str) -> None:
+        while counts[state] < n:
+            if bad:
+                raise RuntimeError(f"{len(bad)} tasks failed, e.g. {bad[0]}")
+            changed.clear()
+            try:
+                await asyncio.wait_for(changed.wait(), 120)
+            except TimeoutError:
+                raise RuntimeError(f"stuck at {counts[state]}/{n} {what}") from None
+
+    reader = asyncio.create_task(pump())
+    per_task = Resources({"cpus": 0.01, "mem": 1})
+    ids = [f"sleep-{i:04d}" for i in range(n)]
+    t0 = time.perf_counter()
+    for b in range(BATCHES):
+        batch = ids[b * n // BATCHES:(b + 1) * n // BATCHES]
+        offer = await asyncio.wait_for(offers.get(), 30)
+        tasks = []
+        for tid in batch:
+            t = common_pb2.TaskInfo(task_id=tid, name=tid, resources=per_task.to_proto(),
+                                    command=common_pb2.CommandInfo(argv=["sleep", "1000"]))
+            t.kill_policy.grace_period_seconds = 0
+            tasks.append(t)
+        await fw.launch([offer.id], tasks, refuse_seconds=0)  # the rest is offered again
+    await until(S.TASK_RUNNING, "RUNNING")
+    launch_seconds = time.perf_counter() - t0
+
+    await asyncio.sleep(1.0)  # let the last acknowledgements land before measuring
+    mem_used = mem_before - mem_available_kib()
+    executors = executor_pids(agent_dir)
+    usage = [u for u in map(rss_pss_kib, executors) if u is not None]
+    cpu = {"executors": sum(map(cpu_seconds, executors)),
+           "containers": sum(cpu_seconds(c) for e in executors for c in children(e)),
+           "framework (this process)": time.process_time()}
+
+    t1 = time.perf_counter()
+    gate = asyncio.Semaphore(64)
+
+    async def kill(tid: str) -> None:
+        async with gate:
+            await fw.kill(tid, grace_period_seconds=0)
+
+    await asyncio.gather(*(kill(tid) for tid in ids))
+    await until(S.TASK_KILLED, "KILLED")
+    destroy_seconds = time.perf_counter() - t1
+    await asyncio.sleep(0.5)
+    reader.cancel()
+    with contextlib.suppress(Exception):
+        await fw.teardown()
+    await fw.close()
+    return {"launch_seconds": launch_seconds, "destroy_seconds": destroy_seconds,
+            "usage": usage, "mem_used_kib": mem_used, "cpu": cpu}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--containers", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true", help="100 containers")
+    parser.add_argument("--keep", default="", help="work in this directory and keep it")
+    parser.add_argument("--no-launcher", action="store_true",
+                        help="the agent starts each executor as a fresh interpreter")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("launch_1000: needs root", file=sys.stderr)
+        return 1
+    n = 100 if args.quick else args.containers
+    from tests.daemons import Daemons
+
+    with (contextlib.nullcontext(args.keep) if args.keep
+          else tempfile.TemporaryDirectory(prefix="juggler-1000-")) as tmp:
+        Path(tmp).mkdir(parents=True, exist_ok=True)
+        d = Daemons(Path(tmp))
+        try:
+            d.start_master("--allocation-interval", "0.2")
+            mem_before = mem_available_kib()
+            flags = ["--no-launcher"] if args.no_launcher else []
+            d.start_agent("a1", *flags, resources="cpus:1000;mem:1000000;disk:1000")
+            d.wait_agents(1)
+            time.sleep(1.0)  # the agent's launcher warms up
+            mem_before = mem_available_kib()
+            agent = d.procs["a1"].pid
+            zygote = [c for c in children(agent) if c != agent]
+            r = asyncio.run(exercise(d.master, n, Path(tmp) / "a1", mem_before))
+            r["cpu"]["agent"] = cpu_seconds(agent)
+            r["cpu"]["launcher"] = sum(map(cpu_seconds, zygote))
+            r["cpu"]["master"] = cpu_seconds(d.procs["master"].pid)
+        except BaseException:
+            print(d.logs()[-6000:], file=sys.stderr)
+            raise
+        finally:
+            d.close()
+    usage = r["usage"]
+    rss = sum(u[0] for u in usage) / max(1, len(usage)) / 1024
+    pss = sum(u[1] for u in usage) / max(1, len(usage)) / 1024
+    per_container = r["mem_used_kib"] / n / 1024
+    print(f"{'containers':28}{n:>10}")
+    print(f"{'launch (s, to all RUNNING)':28}{r['launch_seconds']:10.2f}   Mesos 1.7: ~30")
+    print(f"{'destroy (s, to all KILLED)':28}{r['destroy_seconds']:10.2f}   Mesos 1.7: ~22")
+    print(f"{'launches per second':28}{n / r['launch_seconds']:10.1f}")
+    print(f"{'executor RSS (MiB, mean)':28}{rss:10.1f}   over {len(usage)} executors")
+    print(f"{'executor PSS (MiB, mean)':28}{pss:10.1f}")
+    print(f"{'host memory per container':28}{per_container:10.1f}   MiB (MemAvailable drop / n)")
+    print("CPU seconds until all ran and were killed (ms per container):")
+    for who, secs in r["cpu"].items():
+        print(f"  {who:26}{secs:10.2f}   ({1000 * secs / n:.1f})")
+    print(json.dumps({"executor_rss_mib": round(rss, 1), "executor_pss_mib": round(pss, 1),
+                      "host_mib_per_container": round(per_container, 1)}))
+    print(json.dumps({"containers": n, "launch_seconds": round(r["launch_seconds"], 2),
+                      "destroy_seconds": round(r["destroy_seconds"], 2)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Finding a task, and the agent that runs (or ran) it, in the master's state."""
+
+from __future__ import annotations
+
+import grpc
+
+from juggler.common import servers
+from juggler.v1 import operator_pb2, operator_pb2_grpc
+
+
+class TaskNotFound(LookupError):
+    pass
+
+
+async def locate(master: str, task_id: str) -> operator_pb2.TaskView:
+    """The task called `task_id` (the latest launched, if several frameworks
+    used the id), running or completed. Raises TaskNotFound, or
+    grpc.aio.AioRpcError when the master cannot be reached."""
+    async with servers.channel(master) as channel:
+        got = await operator_pb2_grpc.OperatorStub(channel).GetTasks(
+            operator_pb2.GetTasksRequest(include_completed=True), timeout=10)
+    views = [v for v in [*got.tasks, *got.completed_tasks] if v.info.task_id == task_id]
+    if not views:
+        raise TaskNotFound(f"no task {task_id!r} (see `juggler ps -a`)")
+    view = max(views, key=lambda v: v.launched_time)
+    if not view.agent_address:
+        raise TaskNotFound(f"task {task_id!r} has no agent address (is its agent gone?)")
+    return view
+
+
+def unreachable(what: str, address: str, e: grpc.aio.AioRpcError) -> str:
+    return f"cannot reach the {what} at {address}: {e.details()}"

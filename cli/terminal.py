@@ -1,0 +1,148 @@
+"""The local end of exec and attach: raw terminal, detach keys, stdio relay.
+
+`relay()` drives one bidi call (Agent.Exec or Agent.Attach): it sends the
+first message, then what the user types (and terminal sizes on SIGWINCH) and
+writes what comes back to stdout/stderr, until the remote process's exit
+code (returned) or a detach (None).
+
+Detach keys are detected here, on the client, as docker does: Ctrl-P Ctrl-Q.
+A byte that may start the sequence is held back until the next one shows
+whether it does; if not, both are sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import termios
+import threading
+import tty
+from collections.abc import Callable, Iterator
+
+from juggler.container import console
+from juggler.v1 import executor_pb2
+
+DETACH_KEYS = b"\x10\x11"  # Ctrl-P Ctrl-Q
+
+
+class DetachKeys:
+    """Finds the detach sequence in what the user types: pure."""
+
+    def __init__(self, keys: bytes = DETACH_KEYS) -> None:
+        self.keys = keys
+        self.held = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """(bytes to send on, whether the sequence was completed)."""
+        out = bytearray()
+        for value in data:
+            byte = bytes([value])
+            if self.keys.startswith(self.held + byte):
+                self.held += byte
+                if self.held == self.keys:
+                    self.held = b""
+                    return bytes(out), True
+                continue
+            out += self.held
+            self.held = b""
+            if self.keys.startswith(byte):
+                self.held = byte
+            else:
+                out += byte
+        return bytes(out), False
+
+
+@contextlib.contextmanager
+def raw_mode(fd: int) -> Iterator[None]:
+    """The local terminal in raw mode (keys go to the remote one as typed)."""
+    if not os.isatty(fd):
+        yield
+        return
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd, termios.TCSANOW)  # not TCSAFLUSH: keep what was typed ahead
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def terminal_size() -> executor_pb2.TerminalSize:
+    for fd in (0, 1):
+        with contextlib.suppress(OSError):
+            rows, columns = console.get_size(fd)
+            return executor_pb2.TerminalSize(rows=rows, columns=columns)
+    return executor_pb2.TerminalSize()
+
+
+Wrap = Callable[[executor_pb2.ProcessInput], object]
+
+
+async def relay(open_call, first, wrap: Wrap, *, tty: bool, interactive: bool,  # type: ignore[no-untyped-def]
+                detach: bool) -> int | None:
+    """Run one Exec/Attach call; `wrap` makes a request from a ProcessInput."""
+    loop = asyncio.get_running_loop()
+    outbox: asyncio.Queue[object] = asyncio.Queue()
+    outbox.put_nowait(first)
+    detached = asyncio.Event()
+    keys = DetachKeys() if detach else None
+
+    async def requests():  # type: ignore[no-untyped-def]
+        while (message := await outbox.get()) is not None:
+            yield message
+
+    def send(message: executor_pb2.ProcessInput) -> None:
+        outbox.put_nowait(wrap(message))
+
+    def typed(data: bytes) -> None:
+        if not data:
+            send(executor_pb2.ProcessInput(close_stdin=True))
+            return
+        if keys is not None:
+            data, done = keys.feed(data)
+            if data:
+                send(executor_pb2.ProcessInput(stdin=data))
+            if done:
+                detached.set()
+                outbox.put_nowait(None)  # ending our stream detaches
+            return
+        send(executor_pb2.ProcessInput(stdin=data))
+
+    def read_stdin() -> None:  # a daemon thread: works for ttys, pipes and files
+        while not detached.is_set():
+            try:
+                data = os.read(0, 65536)
+            except OSError:
+                data = b""
+            loop.call_soon_threadsafe(typed, data)
+            if not data:
+                return
+
+    if interactive:
+        threading.Thread(target=read_stdin, daemon=True).start()
+    elif not tty:
+        send(executor_pb2.ProcessInput(close_stdin=True))  # no input: EOF at once
+    if tty:
+        with contextlib.suppress(ValueError, RuntimeError):
+            loop.add_signal_handler(signal.SIGWINCH, lambda: send(
+                executor_pb2.ProcessInput(resize=terminal_size())))
+    call = open_call(requests())
+    code: int | None = None
+    try:
+        async for message in call:
+            kind = message.WhichOneof("output")
+            if kind == "stdout":
+                sys.stdout.buffer.write(message.stdout)
+                sys.stdout.flush()
+            elif kind == "stderr":
+                sys.stderr.buffer.write(message.stderr)
+                sys.stderr.flush()
+            elif kind == "exit_code":
+                code = message.exit_code
+    finally:
+        with contextlib.suppress(ValueError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGWINCH)
+        detached.set()
+    return code

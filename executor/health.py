@@ -1,0 +1,529 @@
+"""A task's health checks, as Mesos runs them: decided in pure code, run in the container.
+
+    TASK_RUNNING sent ──delay──▶ check ──result──▶ wait `interval` ──▶ check ──▶ …
+                                   │                 (until the kill or the exit)
+                                   └─ longer than `timeout`: killed, counted as a failure
+
+    health:  unknown ──success────────────────────────▶ healthy
+             unknown ──N consecutive failures─────────▶ unhealthy
+             healthy ──N consecutive failures─────────▶ unhealthy ──success──▶ healthy
+
+N is `consecutive_failures`. Every change of health, the first success included, is
+a TASK_RUNNING update with `healthy` set and reason TASK_HEALTH_CHECK_STATUS_UPDATED;
+once health is known every later update of the task carries it. With
+`kill_when_unhealthy`, turning unhealthy kills the task with its own grace period, and
+its terminal update says REASON_TASK_UNHEALTHY (healthy=false).
+
+Mesos's defaults apply to fields left 0: delay 15 s, interval 10 s (counted from the
+end of the previous check, as Mesos's `scheduleNext`), timeout 20 s, 3 consecutive
+failures. proto3 cannot tell 0 from unset, so a task wanting checks at once asks for a
+tiny delay. Mesos's grace period (failures ignored until the first success) is
+expressed by the delay alone. Where Mesos's executors flip `healthy` to false at the
+first failure and kill after N, a task here turns unhealthy at the N-th consecutive
+failure, so one slow answer does not flap the flag, and "unhealthy" and "killed for
+it" happen together.
+
+`Health` is the decision: synchronous, no I/O, time read from an injected clock.
+`HealthChecker` is the shell in the executor's asyncio loop. The probes enter the
+container from the outside:
+
+- command: a fork of the executor (its children are born in the container's pid
+  namespace, see container/launch.py; otherwise the child also setns(pid) and forks
+  once more) joins the task's cgroup, setns(ipc, uts, net, mnt), takes the container's
+  root (as nsenter: fchdir to /proc/<pid>/root, chroot), then drops to the task's
+  capabilities, user and no_new_privs and execs `/bin/sh -c CMD` or argv. Exit 0 is
+  healthy. A timeout SIGKILLs its process group.
+- http / tcp: the executor setns(CLONE_NEWNET) into /proc/<pid>/ns/net, creates the
+  socket there and steps back at once (a socket keeps its namespace; the executor
+  cannot use a thread for it, see `socket_in_netns`); the loop connects it to
+  127.0.0.1:port. HTTP status 200–399 is healthy; for tcp, connecting is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import signal
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from juggler.container import capabilities, syscalls, users
+from juggler.container.cgroups import Cgroup
+from juggler.container.spec import ContainerSpec, SpecError
+from juggler.v1 import common_pb2 as pb
+
+DEFAULT_DELAY = 15.0
+DEFAULT_INTERVAL = 10.0
+DEFAULT_TIMEOUT = 20.0
+DEFAULT_CONSECUTIVE_FAILURES = 3
+
+EXIT_SETUP_FAILED = 125
+OUTPUT_TAIL = 512  # bytes of a command check's output kept for the message
+_NAMESPACES = (("ipc", syscalls.CLONE_NEWIPC), ("uts", syscalls.CLONE_NEWUTS),
+               ("net", syscalls.CLONE_NEWNET), ("mnt", syscalls.CLONE_NEWNS))
+
+
+class HealthCheckError(SpecError):
+    """The task's health check cannot be run as described."""
+
+
+# -- the decision (pure) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Policy:
+    kind: str  # "command" | "http" | "tcp"
+    delay: float = DEFAULT_DELAY
+    interval: float = DEFAULT_INTERVAL
+    timeout: float = DEFAULT_TIMEOUT
+    consecutive_failures: int = DEFAULT_CONSECUTIVE_FAILURES
+    kill_when_unhealthy: bool = False
+
+
+def policy_for(task: pb.TaskInfo) -> Policy | None:
+    """The task's check with Mesos's defaults applied; None when it has none."""
+    if not task.HasField("health_check"):
+        return None
+    check = task.health_check
+    where = f"task {task.task_id!r}: health_check"
+    kind = check.WhichOneof("check")
+    if kind is None:
+        raise HealthCheckError(f"{where} sets none of command, http, tcp")
+    if kind == "command":
+        argv = list(check.command.argv)
+        if not argv or not argv[0]:
+            raise HealthCheckError(f"{where}.command is empty (set argv)")
+        if check.command.shell and len(argv) != 1:
+            raise HealthCheckError(f"{where}.command: a shell command is one string, "
+                                   f"got {len(argv)}")
+    else:
+        port = getattr(check, kind).port
+        if not 0 < port < 65536:
+            raise HealthCheckError(f"{where}.{kind}.port must be 1 to 65535, got {port}")
+    if kind == "http":
+        if check.http.scheme not in ("", "http", "https"):
+            raise HealthCheckError(f"{where}.http.scheme must be http or https, "
+                                   f"got {check.http.scheme!r}")
+        if check.http.path and not check.http.path.startswith("/"):
+            raise HealthCheckError(f"{where}.http.path must start with '/', "
+                                   f"got {check.http.path!r}")
+    for name in ("delay_seconds", "interval_seconds", "timeout_seconds"):
+        if getattr(check, name) < 0:
+            raise HealthCheckError(f"{where}.{name} is negative")
+    return Policy(
+        kind=kind,
+        delay=check.delay_seconds or DEFAULT_DELAY,
+        interval=check.interval_seconds or DEFAULT_INTERVAL,
+        timeout=check.timeout_seconds or DEFAULT_TIMEOUT,
+        consecutive_failures=check.consecutive_failures or DEFAULT_CONSECUTIVE_FAILURES,
+        kill_when_unhealthy=check.kill_when_unhealthy,
+    )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one check's result means for the task."""
+
+    healthy: bool | None  # the task's health now; None while still unknown
+    update: bool  # send TASK_RUNNING with `healthy` (health changed)
+    kill: bool  # kill the task now (at most once)
+    next_check_at: float | None  # clock time of the next check; None: no more
+    message: str
+
+
+class Health:
+    """A task's health from its check results over time: results in, decisions out."""
+
+    def __init__(self, policy: Policy, clock: Callable[[], float]) -> None:
+        self.policy = policy
+        self.clock = clock
+        self.healthy: bool | None = None
+        self.consecutive_failures = 0
+        self.checks = 0
+        self.killed = False
+        self.next_check_at: float | None = clock() + policy.delay
+        self.check_started_at: float | None = None
+
+    def begin_check(self) -> float:
+        """A check starts now; returns the clock time at which it times out."""
+        if self.next_check_at is None:
+            raise RuntimeError("no more checks: the task is being killed")
+        self.check_started_at = self.clock()
+        return self.check_started_at + self.policy.timeout
+
+    def timed_out(self) -> Decision:
+        return self.result(False, f"timed out after {self.policy.timeout:g} s")
+
+    def result(self, ok: bool, detail: str = "") -> Decision:
+        """The check that began last ended: `ok` or not, with a word on why."""
+        if self.next_check_at is None:
+            raise RuntimeError("a check result after the kill decision")
+        now = self.clock()
+        self.checks += 1
+        self.check_started_at = None
+        before = self.healthy
+        kill = False
+        if ok:
+            self.consecutive_failures = 0
+            self.healthy = True
+        else:
+            self.consecutive_failures += 1
+            if self.consecutive_failures >= self.policy.consecutive_failures:
+                self.healthy = False
+                kill = self.policy.kill_when_unhealthy and not self.killed
+        self.killed = self.killed or kill
+        self.next_check_at = None if self.killed else now + self.policy.interval
+        return Decision(healthy=self.healthy, update=self.healthy != before, kill=kill,
+                        next_check_at=self.next_check_at, message=self._message(ok, detail))
+
+    def _message(self, ok: bool, detail: str) -> str:
+        kind = self.policy.kind
+        if ok:
+            return f"Task is healthy: {kind} health check passed" + (
+                f" ({detail})" if detail else "")
+        failures = self.consecutive_failures
+        what = f"{kind} health check failed {failures} time{'s' if failures > 1 else ''} in a row"
+        if detail:
+            what += f" (last: {detail})"
+        if self.healthy is False:
+            return f"Task is unhealthy: {what}"
+        return f"Health check failed: {what}"
+
+
+# -- the shell: runs checks in the executor's loop --------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """The running container the probes enter."""
+
+    pid: int  # its pid 1, as the executor sees it
+    cgroup: Cgroup | None
+    spec: ContainerSpec
+
+
+class HealthChecker:
+    """Runs a task's checks until stopped; hands every decision to `on_decision`."""
+
+    def __init__(self, check: pb.HealthCheck, policy: Policy, target: Target,
+                 on_decision: Callable[[Decision], None], log,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.check = check
+        self.policy = policy
+        self.target = target
+        self.on_decision = on_decision
+        self.log = log
+        self.health = Health(policy, clock)
+        self.clock = clock
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    def stop(self) -> None:
+        """Stop checking; a check in flight is killed (its process reaped)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        health = self.health
+        while health.next_check_at is not None:
+            await asyncio.sleep(max(0.0, health.next_check_at - self.clock()))
+            deadline = health.begin_check()
+            try:
+                ok, detail = await asyncio.wait_for(self._probe(),
+                                                    max(0.0, deadline - self.clock()))
+            except TimeoutError:
+                decision = health.timed_out()
+            except OSError as e:
+                decision = health.result(False, e.strerror or str(e))
+            except Exception as e:  # a bug, not the task's fault: say so, keep checking
+                self.log.error("health check crashed", error=repr(e))
+                decision = health.result(False, f"the check crashed: {e!r}")
+            else:
+                decision = health.result(ok, detail)
+            self.log.info("health check", kind=self.policy.kind, healthy=decision.healthy,
+                          consecutive_failures=health.consecutive_failures,
+                          message=decision.message)
+            try:
+                self.on_decision(decision)
+            except Exception as e:  # a bug in the executor must not end the checks quietly
+                self.log.error("acting on a health decision failed", error=repr(e))
+
+    async def _probe(self) -> tuple[bool, str]:
+        check = self.check
+        if self.policy.kind == "command":
+            argv = list(check.command.argv)
+            if check.command.shell:
+                argv = ["/bin/sh", "-c", argv[0]]
+            return await run_command(self.target, argv)
+        if self.policy.kind == "http":
+            return await probe_http(self.target.pid, check.http.port, check.http.path or "/",
+                                    check.http.scheme or "http")
+        return await probe_tcp(self.target.pid, check.tcp.port)
+
+
+# -- command checks: a process inside the container --------------------------
+
+
+async def run_command(target: Target, argv: list[str]) -> tuple[bool, str]:
+    """Run `argv` inside the container; (exit status 0, what happened)."""
+    loop = asyncio.get_running_loop()
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid = _spawn(target, argv, out_w, err_w)
+    except OSError:
+        os.close(out_r)
+        os.close(err_r)
+        raise
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    tail = bytearray()
+
+    def drain() -> None:
+        with contextlib.suppress(BlockingIOError):
+            while data := os.read(out_r, 65536):
+                tail.extend(data)
+                del tail[:-OUTPUT_TAIL]
+            loop.remove_reader(out_r)  # EOF
+
+    exited = loop.create_future()
+    pidfd = os.pidfd_open(pid)
+    loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
+    os.set_blocking(out_r, False)
+    loop.add_reader(out_r, drain)
+    try:
+        await exited
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        if exited.cancelled() or not exited.done():  # timed out or stopped: it all goes
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _, wait_status = os.waitpid(pid, 0)
+        drain()
+        loop.remove_reader(out_r)
+        os.close(out_r)
+        setup_error = _read_all(err_r)
+    output = tail.decode(errors="replace").strip()
+    if setup_error:
+        _, _, message = setup_error.partition("\n")
+        return False, message
+    if os.WIFSIGNALED(wait_status):
+        sig = os.WTERMSIG(wait_status)
+        return False, _with_output(f"killed by signal {sig}", output)
+    code = os.WEXITSTATUS(wait_status)
+    return code == 0, _with_output(f"exit status {code}", output)
+
+
+def _with_output(what: str, output: str) -> str:
+    return f"{what}: {output}" if output else what
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while data := os.read(fd, 65536):
+        chunks.append(data)
+    os.close(fd)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def _spawn(target: Target, argv: list[str], out_w: int, err_w: int) -> int:
+    """Fork the check; returns its pid (the leader of its own process group)."""
+    pid1 = target.pid
+    opened: list[int] = []
+
+    def ns(name: str) -> int:
+        opened.append(os.open(f"/proc/{pid1}/{name}", os.O_RDONLY | os.O_CLOEXEC))
+        return opened[-1]
+
+    try:
+        ns_fds = [(ns(f"ns/{name}"), flag) for name, flag in _NAMESPACES]
+        root_fd = ns("root")
+        # Our children are born in the container's pid namespace when the executor
+        # forked the container itself (launch.enter_pid_namespace); else enter it.
+        pid_fd = -1
+        if os.stat(f"/proc/{pid1}/ns/pid").st_ino != \
+                os.stat("/proc/self/ns/pid_for_children").st_ino:
+            pid_fd = ns("ns/pid")
+    except OSError:
+        for fd in opened:
+            os.close(fd)
+        raise
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code, message = EXIT_SETUP_FAILED, "health check setup failed"
+            try:
+                code, message = _child(target, argv, ns_fds, root_fd, pid_fd, out_w, err_w)
+            except BaseException as e:
+                message = f"health check setup: {e}"
+            finally:
+                try:
+                    os.write(err_w, f"{code}\n{message}".encode(errors="replace"))
+                finally:
+                    os._exit(code)
+        return pid
+    finally:
+        for fd in opened:
+            os.close(fd)
+
+
+def _child(target: Target, argv: list[str], ns_fds, root_fd: int, pid_fd: int,
+           out_w: int, err_w: int) -> tuple[int, str]:  # pragma: no cover - in the child
+    """Returns only on failure: (exit code, message)."""
+    spec = target.spec
+    step = "start a session"
+    try:
+        os.setsid()  # its own process group: a timeout kills all of it
+        if target.cgroup is not None:
+            step = "join the task's cgroup"
+            target.cgroup.add(os.getpid())
+        if pid_fd >= 0:
+            step = "enter the pid namespace"
+            syscalls.setns(pid_fd, syscalls.CLONE_NEWPID)
+            _fork_and_wait()  # returns in the grandchild only
+        for fd, flag in ns_fds:
+            step = f"setns({flag:#x})"
+            syscalls.setns(fd, flag)
+        step = "enter the container's root"
+        os.fchdir(root_fd)
+        os.chroot(".")
+        step = f"chdir {spec.working_dir!r}"
+        os.chdir(spec.working_dir)
+        env = dict(spec.env)
+        user = None
+        if spec.user:
+            step = f"look up user {spec.user!r}"
+            user = users.lookup(spec.user)
+            if not spec.home_from_task:
+                env["HOME"] = user.home
+        step = "drop capabilities"
+        capabilities.drop_to(capabilities.DEFAULT_MASK)
+        if user is not None:
+            step = f"switch to user {spec.user!r}"
+            os.setgroups(list(user.groups))
+            os.setgid(user.gid)
+            os.setuid(user.uid)
+        step = "set no_new_privs"
+        capabilities.set_no_new_privs()
+        step = "redirect stdio"
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out_w, 1)
+        os.dup2(out_w, 2)
+    except OSError as e:
+        return EXIT_SETUP_FAILED, f"{step}: {e.strerror or e}"
+    except Exception as e:
+        return EXIT_SETUP_FAILED, f"{step}: {e}"
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    os.closerange(3, err_w)
+    os.closerange(err_w + 1, 65536)
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as e:
+        code = 127 if e.errno == errno.ENOENT else 126
+        return code, f"exec {argv[0]!r}: {e.strerror or e}"
+    return EXIT_SETUP_FAILED, "unreachable"
+
+
+def _fork_and_wait() -> None:  # pragma: no cover - in the child
+    """Fork into the pid namespace just entered; the parent mirrors the child's end.
+
+    The parent stays in the executor's pid namespace and leads the process group
+    the executor kills on a timeout; the grandchild dies with it (PDEATHSIG)."""
+    child = os.fork()
+    if child == 0:
+        syscalls.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        return
+    _, status = os.waitpid(child, 0)
+    if os.WIFSIGNALED(status):
+        os._exit(128 + os.WTERMSIG(status))
+    os._exit(os.WEXITSTATUS(status))
+
+
+# -- http and tcp checks: a socket in the container's network namespace -----
+
+
+def socket_in_netns(pid: int) -> socket.socket:
+    """A non-blocking TCP socket created in the network namespace of `pid`.
+
+    A socket belongs to the namespace it was created in, wherever it is used
+    from. The executor cannot start a thread to enter the namespace (after
+    unshare(CLONE_NEWPID), clone(CLONE_THREAD) fails with EINVAL), so its only
+    thread steps in and back out around socket(2), synchronously: nothing else
+    runs in between."""
+    with open(f"/proc/{pid}/ns/net", "rb", buffering=0) as theirs, \
+            open("/proc/self/ns/net", "rb", buffering=0) as ours:
+        if os.fstat(theirs.fileno()).st_ino == os.fstat(ours.fileno()).st_ino:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        else:
+            syscalls.setns(theirs.fileno(), syscalls.CLONE_NEWNET)
+            try:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            finally:
+                syscalls.setns(ours.fileno(), syscalls.CLONE_NEWNET)
+    sock.setblocking(False)
+    return sock
+
+
+def _why(e: OSError) -> str:
+    """asyncio's connect errors say "Connect call failed (...)"; the errno says why."""
+    return os.strerror(e.errno) if e.errno else str(e)
+
+
+async def probe_tcp(pid: int, port: int) -> tuple[bool, str]:
+    sock = socket_in_netns(pid)
+    with sock:
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        except OSError as e:
+            return False, f"connect to 127.0.0.1:{port}: {_why(e)}"
+    return True, f"connected to 127.0.0.1:{port}"
+
+
+async def probe_http(pid: int, port: int, path: str, scheme: str = "http") -> tuple[bool, str]:
+    url = f"{scheme}://127.0.0.1:{port}{path}"
+    sock = socket_in_netns(pid)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    except OSError as e:
+        sock.close()
+        return False, f"GET {url}: {_why(e)}"
+    context = None
+    if scheme == "https":  # as Mesos's `curl -k`: the check asks about liveness, not trust
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        reader, writer = await asyncio.open_connection(
+            sock=sock, ssl=context, server_hostname="127.0.0.1" if context else None)
+    except (OSError, ssl.SSLError) as e:
+        sock.close()
+        return False, f"GET {url}: {e}"
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                     "User-Agent: juggler-health-check\r\nAccept: */*\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        await writer.drain()
+        line = await reader.readline()
+    except (OSError, ssl.SSLError) as e:
+        return False, f"GET {url}: {e}"
+    finally:
+        writer.close()
+    parts = line.decode(errors="replace").split()
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        return False, f"GET {url}: not an HTTP response: {line[:80]!r}"
+    code = int(parts[1])
+    return 200 <= code < 400, f"GET {url}: {code}"

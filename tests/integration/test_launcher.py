@@ -1,0 +1,183 @@
+"""The pre-forked executor launcher (agent/launcher.py) with real processes.
+
+An agent starts executors by asking its zygote, which double-forks them: an
+executor is then neither the agent's child nor the zygote's, runs in its own
+session, and outlives both. A dead zygote is restarted; an agent started with
+`--no-launcher` starts executors itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from juggler.v1 import common_pb2
+from tests.conftest import needs_root, wait_for
+from tests.daemons import Daemons
+from tests.framework_client import Client, run, task
+from tests.integration.test_master_contract import processes_with, wait_async
+
+pytestmark = [pytest.mark.root]
+S = common_pb2.TaskState
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Daemons]:
+    needs_root()
+    d = Daemons(tmp_path)
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+def _stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def parent_of(pid: int) -> int:
+    return int(_stat(pid)[1])
+
+
+def zygote_of(agent_pid: int) -> int | None:
+    """The agent's launcher: its child running `juggler.agent.launcher` (the
+    executors it forked share that command line, but not that parent)."""
+    for pid in processes_with("juggler.agent.launcher"):
+        try:
+            if parent_of(pid) == agent_pid:
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+def executor_pid(daemons: Daemons, framework_id: str, task_id: str) -> int:
+    sandbox = daemons.work / "a1" / "frameworks" / framework_id / "tasks" / task_id
+    return int((sandbox / "executor.pid").read_text().split()[0])
+
+
+def assert_launched_by_zygote(pid: int, agent_pid: int, zygote_pid: int) -> None:
+    assert parent_of(pid) not in (agent_pid, zygote_pid)  # re-parented by the double fork
+    assert os.getsid(pid) == pid  # its own session
+    assert Path(f"/proc/{pid}/comm").read_text().strip() == "juggler-exec"
+
+
+def alive(pid: int) -> bool:
+    try:
+        return _stat(pid)[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_executors_outlive_the_launcher_and_the_agent(daemons: Daemons) -> None:
+    daemons.start_master()
+    flags = ("--status-update-retry", "0.2")
+    daemons.start_agent("a1", *flags, resources="cpus:2;mem:1024;disk:1024")
+    daemons.wait_agents(1)
+    agent = daemons.procs["a1"].pid
+    zygote = wait_for(lambda: zygote_of(agent), 20, what="the agent's launcher")
+
+    async def body() -> None:
+        async with Client(daemons.master, "zygote-survivor") as c:
+            tasks = [task("z-1", 0.2, 32, "sh", "-c", "exec sleep 1011.5"),
+                     task("z-2", 0.2, 32, "sh", "-c", "exec sleep 1012.5")]
+            offer = await c.offer(_total(tasks))
+            await c.fw.launch([offer.id], tasks)
+            for t in tasks:
+                await c.until(t.task_id, S.TASK_RUNNING)
+            fid = c.fw.framework_id
+            executors = [executor_pid(daemons, fid, t.task_id) for t in tasks]
+            for pid in executors:
+                assert_launched_by_zygote(pid, agent, zygote)
+            before = {m: processes_with(m) for m in ("sleep 1011.5", "sleep 1012.5")}
+            assert all(before.values())
+
+            # Both die hard; the executors and their tasks carry on.
+            os.kill(zygote, signal.SIGKILL)
+            daemons.send("a1", signal.SIGKILL)
+            daemons.procs["a1"].wait(10)
+            await wait_async(lambda: not alive(zygote), 10, "the launcher to die")
+            assert all(alive(pid) for pid in executors)
+            assert {m: processes_with(m) for m in before} == before
+
+            daemons.start_agent("a1", *flags, resources="cpus:2;mem:1024;disk:1024")
+            agent2 = daemons.procs["a1"].pid
+            daemons.wait_agents(1)
+            await c.fw.reconcile()
+            for t in tasks:
+                await wait_async(lambda tid=t.task_id: any(
+                    s.state == S.TASK_RUNNING and s.reason == common_pb2.REASON_RECONCILIATION
+                    for s in c.history.get(tid, [])), 20, f"{t.task_id} reconciled RUNNING")
+            assert {m: processes_with(m) for m in before} == before
+
+            # The new agent has a new launcher, and launches through it.
+            zygote2 = wait_for(lambda: zygote_of(agent2), 20, what="the new launcher")
+            late = task("z-3", 0.2, 32, "sh", "-c", "exec sleep 1013.5")
+            offer = await c.offer(_total([late]))
+            await c.fw.launch([offer.id], [late])
+            await c.until("z-3", S.TASK_RUNNING)
+            assert_launched_by_zygote(executor_pid(daemons, fid, "z-3"), agent2, zygote2)
+
+            for tid in ("z-1", "z-2", "z-3"):
+                await c.fw.kill(tid)
+                await c.until(tid, S.TASK_KILLED)
+            await wait_async(lambda: not any(alive(p) for p in executors), 20,
+                             "the executors to exit")
+    run(body)
+
+
+def test_a_killed_launcher_is_restarted_and_launches_again(daemons: Daemons) -> None:
+    daemons.start_master()
+    daemons.start_agent("a1", resources="cpus:2;mem:1024;disk:1024")
+    daemons.wait_agents(1)
+    agent = daemons.procs["a1"].pid
+    zygote = wait_for(lambda: zygote_of(agent), 20, what="the agent's launcher")
+    os.kill(zygote, signal.SIGKILL)
+    zygote2 = wait_for(lambda: (z := zygote_of(agent)) not in (None, zygote) and z, 20,
+                       what="a new launcher")
+
+    async def body() -> None:
+        async with Client(daemons.master, "after-restart") as c:
+            t = task("echo", 0.2, 32, "sh", "-c", "echo launched; exec sleep 1014.5")
+            offer = await c.offer(_total([t]))
+            await c.fw.launch([offer.id], [t])
+            await c.until("echo", S.TASK_RUNNING)
+            pid = executor_pid(daemons, c.fw.framework_id, "echo")
+            assert_launched_by_zygote(pid, agent, zygote2)
+            await c.fw.kill("echo")
+            await c.until("echo", S.TASK_KILLED)
+    run(body)
+
+
+def test_no_launcher_starts_executors_as_children(daemons: Daemons) -> None:
+    daemons.start_master()
+    daemons.start_agent("a1", "--no-launcher", resources="cpus:2;mem:1024;disk:1024")
+    daemons.wait_agents(1)
+    agent = daemons.procs["a1"].pid
+    assert zygote_of(agent) is None
+
+    async def body() -> None:
+        async with Client(daemons.master, "plain") as c:
+            t = task("plain", 0.2, 32, "true")
+            offer = await c.offer(_total([t]))
+            await c.fw.launch([offer.id], [t])
+            await c.until("plain", S.TASK_RUNNING)
+            pid = executor_pid(daemons, c.fw.framework_id, "plain")
+            if alive(pid):  # it may be done already
+                assert parent_of(pid) == agent
+            await c.until("plain", S.TASK_FINISHED)
+    run(body)
+
+
+def _total(tasks: list[common_pb2.TaskInfo]):  # type: ignore[no-untyped-def]
+    from juggler.common.resources import Resources
+
+    total = Resources()
+    for t in tasks:
+        total = total + Resources.from_proto(t.resources)
+    return total
