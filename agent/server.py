@@ -535,7 +535,13 @@ class Agent:
                 if kind == "hello":
                     task = self.tasks.get((msg.hello.framework_id, msg.hello.task_id))
                     if task is None:
-                        log.warning("unknown executor said hello", task_id=msg.hello.task_id)
+                        # Not ours (any more): its task was reported gone. Stop it, as
+                        # Mesos's agent shuts down executors it does not know.
+                        log.warning("unknown executor said hello; shutting it down",
+                                    task_id=msg.hello.task_id)
+                        writer.write(framing.encode(executor_pb2.AgentToExecutor(
+                            shutdown=executor_pb2.AgentToExecutor.Shutdown())))
+                        await writer.drain()
                         return
                     task.writer = writer
                     task.container_pid = msg.hello.container_pid

@@ -8,6 +8,12 @@ RUNNING). Streams share a few HTTP/2 connections (--streams-per-channel).
 
     python benchmarks/sim_agents.py --master HOST:PORT --agents N [--resources "cpus:8;mem:32768"]
 
+Given several masters (--master H1:P1,H2:P2,...) each simulated agent follows the leader as
+agent/server.py `_master_loop` does: a standby's UNAVAILABLE naming the leader (trailing
+metadata `juggler-leader`) sends it there at once; any other loss reconnects to the next
+master after an exponential backoff with full jitter; once it has an id it comes back with
+`reregister`, carrying its id and the tasks it runs (benchmarks/failover.py's helper).
+
 Reports on stdout, one JSON object a line: {"registered": n, "running": n, "errors": n} when
 registration completes and then every --report-interval seconds. Exits when stdin closes (its
 parent is gone), on SIGTERM or SIGINT; it is benchmarks/master_throughput.py's helper.
@@ -27,6 +33,7 @@ import uuid
 import grpc
 
 from juggler.common import servers
+from juggler.common.leader import backoff, leader_of, parse_masters
 from juggler.common.resources import Resources
 from juggler.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
@@ -41,10 +48,14 @@ class Counts:
         self.acked = 0
         self.errors = 0
         self.last_error = ""
+        self.connected = 0  # following agents whose stream is registered now
+        self.lost = 0  # following agents' sessions that ended (a failover, a refusal)
+
 
     def report(self) -> dict[str, object]:
         out: dict[str, object] = {"registered": self.registered, "running": self.running,
-                                  "acked": self.acked, "errors": self.errors}
+                                  "acked": self.acked, "errors": self.errors,
+                                  "connected": self.connected, "lost": self.lost}
         if self.last_error:
             out["last_error"] = self.last_error
         return out
@@ -101,7 +112,193 @@ async def sim_agent(index: int, stub: agent_pb2_grpc.AgentChannelStub,
         call.cancel()
 
 
+# A gRPC channel retries a dead address with its own backoff (1 s, growing to 2 min): a
+# master restarted at that address would stay unreachable for that long. Agents back off
+# themselves, so the channel should only fail fast and reconnect soon.
+_FOLLOW_OPTIONS = [*servers.OPTIONS, ("grpc.use_local_subchannel_pool", 1),
+                   ("grpc.initial_reconnect_backoff_ms", 100),
+                   ("grpc.min_reconnect_backoff_ms", 100),
+                   ("grpc.max_reconnect_backoff_ms", 1000)]
+
+
+class Channels:
+    """One channel per master for a group of agents, opened on first use."""
+
+    def __init__(self) -> None:
+        self.by_address: dict[str, grpc.aio.Channel] = {}
+
+    def stub(self, address: str) -> agent_pb2_grpc.AgentChannelStub:
+        ch = self.by_address.get(address)
+        if ch is None:
+            ch = self.by_address[address] = grpc.aio.insecure_channel(
+                address, options=_FOLLOW_OPTIONS)
+        return agent_pb2_grpc.AgentChannelStub(ch)
+
+    async def close(self) -> None:
+        for ch in self.by_address.values():
+            await ch.close()
+
+
+class FollowingAgent:
+    """A simulated agent that follows the leading master and re-registers with its tasks."""
+
+    def __init__(self, index: int, channels: Channels, masters: list[str],
+                 resources: list[common_pb2.Resource], counts: Counts) -> None:
+        self.index = index
+        self.channels = channels
+        self.masters = list(masters)
+        self.resources = resources
+        self.counts = counts
+        self.agent_id = ""
+        # (framework id, task id) -> what the agent runs; every task stays RUNNING.
+        self.tasks: dict[tuple[str, str], agent_pb2.AgentMessage.RunningTask] = {}
+        self.registered = False  # on the current stream
+        self.backoff_cap = 5.0  # agent/server.py's
+
+    def _info(self) -> common_pb2.AgentInfo:
+        return common_pb2.AgentInfo(id=self.agent_id, hostname=f"sim-{self.index:06d}",
+                                    resources=self.resources,
+                                    address=f"127.0.0.1:{10000 + self.index % 50000}")
+
+    def _hello(self) -> agent_pb2.AgentMessage:
+        if not self.agent_id:
+            return agent_pb2.AgentMessage(register=agent_pb2.AgentMessage.Register(
+                agent=self._info(), version=SIM_VERSION))
+        rr = agent_pb2.AgentMessage.Reregister(agent=self._info(), version=SIM_VERSION)
+        for (fid, tid), rt in self.tasks.items():
+            rr.running.append(rt)
+            rr.tasks.append(common_pb2.TaskStatus(task_id=tid, state=common_pb2.TASK_RUNNING,
+                                                  framework_id=fid, agent_id=self.agent_id))
+        return agent_pb2.AgentMessage(reregister=rr)
+
+    async def run(self) -> None:
+        index = 0
+        failures = 0
+        while True:
+            address = self.masters[index % len(self.masters)]
+            leader = None
+            self.registered = False
+            try:
+                await self._session(address)
+            except grpc.aio.AioRpcError as e:
+                leader = leader_of(e)
+            except Exception as e:
+                self.counts.errors += 1
+                self.counts.last_error = f"sim-{self.index}: {type(e).__name__}: {e}"
+            self.counts.lost += 1
+            if self.registered:
+                failures = 0
+            if leader and leader != address:
+                # A standby named the leader: go there at once.
+                if leader not in self.masters:
+                    self.masters.append(leader)
+                index = self.masters.index(leader)
+                continue
+            failures += 1
+            index += 1
+            # Exponential backoff with full jitter, as agent/server.py does.
+            await asyncio.sleep(backoff(failures, base=0.1, cap=self.backoff_cap))
+
+    async def _session(self, address: str) -> None:
+        """One Connect stream, until it ends or breaks."""
+        outbox: asyncio.Queue[agent_pb2.AgentMessage] = asyncio.Queue()
+        outbox.put_nowait(self._hello())
+
+        async def outgoing():  # type: ignore[no-untyped-def]
+            while True:
+                yield await outbox.get()
+
+        call = self.channels.stub(address).Connect(outgoing())
+        try:
+            while True:
+                msg = await call.read()
+                if msg is grpc.aio.EOF:
+                    return
+                kind = msg.WhichOneof("message")
+                if kind == "run_task":
+                    task, framework = msg.run_task.task, msg.run_task.framework
+                    self.tasks[(framework.id, task.task_id)] = (
+                        agent_pb2.AgentMessage.RunningTask(task=task, framework=framework))
+                    outbox.put_nowait(agent_pb2.AgentMessage(
+                        status_update=agent_pb2.AgentMessage.StatusUpdate(
+                            status=common_pb2.TaskStatus(
+                                task_id=task.task_id, state=common_pb2.TASK_RUNNING,
+                                source=common_pb2.SOURCE_AGENT, agent_id=self.agent_id,
+                                framework_id=framework.id, uuid=uuid.uuid4().bytes,
+                                timestamp=time.time()))))
+                    self.counts.running += 1
+                elif kind == "acknowledgement":
+                    self.counts.acked += 1
+                elif kind == "heartbeat":
+                    outbox.put_nowait(_HEARTBEAT)
+                elif kind == "registered":
+                    self.agent_id = msg.registered.agent_id
+                    if not self.registered:
+                        self.registered = True
+                        self.counts.registered += 1
+                        self.counts.connected += 1
+                elif kind == "shutdown":
+                    # Declared gone: forget the id and tasks, register afresh.
+                    self.counts.errors += 1
+                    self.counts.last_error = f"sim-{self.index}: shutdown: {msg.shutdown.message}"
+                    self.agent_id = ""
+                    self.tasks.clear()
+        finally:
+            if self.registered:
+                self.counts.connected -= 1
+            call.cancel()
+
+
+async def run_following(args: argparse.Namespace, masters: list[str]) -> None:
+    resources = Resources.parse(args.resources).to_proto()
+    counts = Counts()
+    groups: list[Channels] = []
+    agents = []
+    per = max(1, args.streams_per_channel)
+    for i in range(args.agents):
+        if i % per == 0:
+            groups.append(Channels())
+        agent = FollowingAgent(i + args.first_index, groups[-1], masters, resources, counts)
+        agent.backoff_cap = args.backoff_cap
+        agents.append(asyncio.create_task(agent.run()))
+    await _serve_reports(args, counts)
+    for t in agents:
+        t.cancel()
+    await asyncio.gather(*agents, return_exceptions=True)
+    for g in groups:
+        await g.close()
+
+
+async def _serve_reports(args: argparse.Namespace, counts: Counts) -> None:
+    """Report on stdout until stdin closes, SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(Exception):
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+        async def watch_stdin() -> None:
+            await reader.read()
+            stop.set()
+        watcher = loop.create_task(watch_stdin())  # noqa: F841
+
+    async def reporter() -> None:
+        while True:
+            await asyncio.sleep(args.report_interval)
+            print(json.dumps(counts.report()), flush=True)
+
+    rep = asyncio.create_task(reporter())
+    await stop.wait()
+    rep.cancel()
+
+
 async def run(args: argparse.Namespace) -> None:
+    masters = parse_masters(args.master)
+    if len(masters) > 1 or args.follow:
+        await run_following(args, masters)
+        return
     resources = Resources.parse(args.resources).to_proto()
     counts = Counts()
     channels = []
@@ -154,11 +351,18 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--master", required=True, help="host:port of the master")
+    p.add_argument("--master", required=True,
+                   help="host:port of the master (or a comma-separated list to follow)")
     p.add_argument("--agents", type=int, default=100)
     p.add_argument("--resources", default="cpus:8;mem:32768")
     p.add_argument("--streams-per-channel", type=int, default=100)
     p.add_argument("--report-interval", type=float, default=0.5)
+    p.add_argument("--follow", action="store_true",
+                   help="follow the leader and re-register (implied by several --master)")
+    p.add_argument("--backoff-cap", type=float, default=5.0,
+                   help="following agents' reconnect backoff cap (default 5 s, as the agent's)")
+    p.add_argument("--first-index", type=int, default=0,
+                   help="number hostnames from here (several simulators, one cluster)")
     args = p.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run(args))

@@ -63,6 +63,9 @@ async def run(args: argparse.Namespace, master: str) -> int:
     except tasks.TaskNotFound as e:
         print(f"juggler attach: {e}", file=sys.stderr)
         return EXIT_JUGGLER
+    if (why := tasks.not_running(view)) is not None:
+        print(f"juggler attach: {why}", file=sys.stderr)
+        return EXIT_JUGGLER
     tty = view.info.container.tty
     try:
         code = await attach(view.agent_address, args.task, view.framework_id, tty=tty,

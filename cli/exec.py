@@ -49,6 +49,9 @@ async def run(args: argparse.Namespace, master: str, argv: list[str]) -> int:
     except tasks.TaskNotFound as e:
         print(f"juggler exec: {e}", file=sys.stderr)
         return EXIT_JUGGLER
+    if (why := tasks.not_running(view)) is not None:
+        print(f"juggler exec: {why}", file=sys.stderr)
+        return EXIT_JUGGLER
     env = dict(item.partition("=")[::2] for item in args.env)
     start = agent_pb2.ExecRequest.Start(
         task_id=args.task, framework_id=view.framework_id, argv=argv, tty=args.tty,
@@ -66,7 +69,7 @@ async def run(args: argparse.Namespace, master: str, argv: list[str]) -> int:
                     lambda message: agent_pb2.ExecRequest(input=message),
                     tty=args.tty, interactive=args.interactive, detach=False)
     except grpc.aio.AioRpcError as e:
-        print(f"juggler exec: {e.details()} {e.debug_error_string()}", file=sys.stderr)
+        print(f"juggler exec: {e.details()}", file=sys.stderr)
         return EXIT_JUGGLER
     return EXIT_JUGGLER if code is None else code
 

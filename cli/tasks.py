@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from juggler.common import servers
+from juggler.common import servers, task_states
 from juggler.v1 import operator_pb2, operator_pb2_grpc
 
 
@@ -30,3 +30,10 @@ async def locate(master: str, task_id: str) -> operator_pb2.TaskView:
 
 def unreachable(what: str, address: str, e: grpc.aio.AioRpcError) -> str:
     return f"cannot reach the {what} at {address}: {e.details()}"
+
+
+def not_running(view: operator_pb2.TaskView) -> str | None:
+    """Why exec/attach cannot reach the task, or None when it runs."""
+    if view.state in (task_states.S.TASK_RUNNING, task_states.S.TASK_KILLING):
+        return None
+    return f"task {view.info.task_id!r} is {task_states.name(view.state)}, not running"

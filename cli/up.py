@@ -1,8 +1,12 @@
-"""`juggler up`: a local cluster in the foreground (one master, N agents).
+"""`juggler up`: a local cluster in the foreground (masters and N agents).
 
-The master and every agent are separate processes (`juggler master`,
+The masters and every agent are separate processes (`juggler master`,
 `juggler agent`), logging to files in the work dir. Ctrl-C or SIGTERM stops
-the agents (killing their tasks) and then the master.
+the agents (killing their tasks) and then the masters.
+
+One master runs on the embedded store. `--masters 3` runs three that elect a
+leader through etcd: the one given with `--etcd`, or a local etcd started
+here (from the `etcd` binary) with its data in the work dir.
 """
 
 from __future__ import annotations
@@ -22,10 +26,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="run a local cluster in the foreground",
                        description="Start one master and N agents on this host; Ctrl-C stops all.")
     p.add_argument("--agents", type=int, default=1, help="number of agents (default 1)")
+    p.add_argument("--masters", type=int, default=1,
+                   help="number of masters (default 1; more elect a leader through etcd)")
+    p.add_argument("--etcd", default="",
+                   help="etcd endpoints for --masters > 1 (default: start a local etcd)")
     p.add_argument("--work-dir", default="", help="default: ~/.juggler/cluster")
-    p.add_argument("--port", type=int, default=5050, help="the master's port (default 5050)")
+    p.add_argument("--port", type=int, default=5050,
+                   help="the (first) master's port (default 5050; others count up)")
     p.add_argument("--metrics-port", type=int, default=5055,
-                   help="the master's /metrics port (default 5055)")
+                   help="the (first) master's /metrics port (default 5055; others count up)")
     p.add_argument("--resources", default=None,
                    help="each agent's resources (default: this host's, split between agents)")
     p.set_defaults(func=main)
@@ -41,31 +50,63 @@ def _split_resources(n: int) -> str:
     return f"cpus:{cpus:g};mem:{int(mem)};disk:{int(disk)}"
 
 
-def _wait_ready(master: str, agents: int, procs: list[subprocess.Popen[bytes]],
+def _wait_ready(masters: str, agents: int, procs: list[subprocess.Popen[bytes]],
                 timeout: float = 30.0) -> bool:
-    import grpc
-
-    from juggler.v1 import operator_pb2, operator_pb2_grpc
+    from juggler.cli import operator
+    from juggler.v1 import operator_pb2
 
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(master) as channel:
-        stub = operator_pb2_grpc.OperatorStub(channel)
-        while time.monotonic() < deadline:
-            if any(p.poll() is not None for p in procs):
-                return False
-            try:
-                got = stub.GetAgents(operator_pb2.GetAgentsRequest(), timeout=1)
-                if sum(1 for a in got.agents if a.state == operator_pb2.AGENT_ACTIVE) >= agents:
-                    return True
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            return False
+        try:
+            got = operator.call(masters, "GetAgents", operator_pb2.GetAgentsRequest(), timeout=1)
+            if sum(1 for a in got.agents if a.state == operator_pb2.AGENT_ACTIVE) >= agents:
+                return True
+        except Exception:
+            pass
+        time.sleep(0.1)
     return False
 
 
+def _start_etcd(work: Path, procs: list[subprocess.Popen[bytes]],
+                names: list[str]) -> str | None:
+    """A local single-member etcd on free loopback ports; its endpoint, or None."""
+    import shutil
+    import socket
+    import urllib.request
+
+    binary = shutil.which("etcd")
+    if binary is None:
+        return None
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    client, peer = (f"http://127.0.0.1:{p}" for p in ports)
+    with open(work / "etcd.log", "ab") as log:
+        procs.append(subprocess.Popen(
+            [binary, "--name", "juggler", "--data-dir", str(work / "etcd"),
+             "--listen-client-urls", client, "--advertise-client-urls", client,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", f"juggler={peer}"],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True))
+    names.append("etcd")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{client}/health", timeout=1) as r:
+                if b"true" in r.read():
+                    return client
+        except OSError:
+            time.sleep(0.1)
+    return client
+
+
 def main(args: argparse.Namespace) -> int:
-    if args.agents < 1:
-        print("juggler up: --agents must be at least 1", file=sys.stderr)
+    if args.agents < 1 or args.masters < 1:
+        print("juggler up: --agents and --masters must be at least 1", file=sys.stderr)
         return 2
     if os.geteuid() != 0:
         print("juggler up: agents must run as root (namespaces, cgroups, mounts); "
@@ -73,10 +114,10 @@ def main(args: argparse.Namespace) -> int:
         return 1
     work = Path(args.work_dir or addr.state_dir() / "cluster").resolve()
     work.mkdir(parents=True, exist_ok=True)
-    master = f"127.0.0.1:{args.port}"
     exe = [sys.executable, "-m", "juggler.cli.main"]
     resources = args.resources or _split_resources(args.agents)
     procs: list[subprocess.Popen[bytes]] = []
+    names: list[str] = []
     stopping = False
 
     def stop(*_: object) -> None:
@@ -86,55 +127,79 @@ def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     env = dict(os.environ, JUGGLER_LOG_LEVEL=os.environ.get("JUGGLER_LOG_LEVEL", "info"))
+    addresses = [f"127.0.0.1:{args.port + i}" for i in range(args.masters)]
+    masters = ",".join(addresses)
+    n_daemons = 0
     try:
-        with open(work / "master.log", "ab") as log:
-            procs.append(subprocess.Popen(
-                [*exe, "master", "--host", "127.0.0.1", "--port", str(args.port),
-                 "--metrics-port", str(args.metrics_port), "--work-dir", str(work / "master")],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
-                start_new_session=True))
+        etcd = args.etcd
+        if args.masters > 1 and not etcd:
+            etcd = _start_etcd(work, procs, names)
+            if etcd is None:
+                print("juggler up: --masters > 1 needs etcd: give --etcd URL, or install it "
+                      "(Debian/Ubuntu: apt-get install etcd-server)", file=sys.stderr)
+                return 1
+        n_daemons = len(procs)
+        for i in range(args.masters):
+            ha = ["--etcd", etcd, "--etcd-prefix", "/juggler/up/"] if args.masters > 1 else []
+            name = "master" if args.masters == 1 else f"master-{i + 1}"
+            with open(work / f"{name}.log", "ab") as log:
+                procs.append(subprocess.Popen(
+                    [*exe, "master", "--host", "127.0.0.1", "--port", str(args.port + i),
+                     "--metrics-port", str(args.metrics_port + i),
+                     "--work-dir", str(work / name), *ha],
+                    stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
+                    start_new_session=True))
+            names.append(name)
         for i in range(args.agents):
             with open(work / f"agent-{i + 1}.log", "ab") as log:
                 procs.append(subprocess.Popen(
-                    [*exe, "agent", "--master", master, "--host", "127.0.0.1", "--port", "0",
+                    [*exe, "agent", "--master", masters, "--host", "127.0.0.1", "--port", "0",
                      "--metrics-port", "0", "--work-dir", str(work / f"agent-{i + 1}"),
                      "--hostname", f"{os.uname().nodename}-agent-{i + 1}",
                      "--resources", resources],
                     stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
                     start_new_session=True))
-        if not _wait_ready(master, args.agents, procs):
+            names.append(f"agent-{i + 1}")
+        if not _wait_ready(masters, args.agents, procs):
             print(f"juggler up: the cluster did not come up; see the logs in {work}",
                   file=sys.stderr)
-            for p, name in zip(procs, ["master"] + [f"agent-{i + 1}" for i in range(args.agents)],
-                               strict=True):
+            for p, name in zip(procs, names, strict=True):
                 if p.poll() is not None:
                     tail = (work / f"{name}.log").read_text(errors="replace").strip()
                     print(f"--- {name} exited with {p.returncode}:\n{tail[-1500:]}",
                           file=sys.stderr)
             return 1
-        addr.write(master)
-        print(f"juggler: master at {master} with {args.agents} agent(s) "
+        addr.write(masters)
+        which = "master" if args.masters == 1 else f"{args.masters} masters (etcd {etcd})"
+        print(f"juggler: {which} at {masters} with {args.agents} agent(s) "
               f"({resources} each); metrics at http://127.0.0.1:{args.metrics_port}/metrics",
               flush=True)
         print(f"juggler: logs in {work}; try `juggler run -- echo hello`; Ctrl-C stops",
               flush=True)
         while not stopping:
             if any(p.poll() is not None for p in procs):
-                print("juggler up: a daemon exited unexpectedly; stopping; see logs in "
-                      f"{work}", file=sys.stderr)
+                dead = [n for p, n in zip(procs, names, strict=True) if p.poll() is not None]
+                print(f"juggler up: {', '.join(dead)} exited unexpectedly; stopping; see the "
+                      f"logs in {work}", file=sys.stderr)
                 return 1
             time.sleep(0.2)
         return 0
     finally:
         print("juggler: stopping", file=sys.stderr, flush=True)
-        for p in procs[1:]:
+        agents = procs[n_daemons + args.masters:]
+        for p in agents:
             if p.poll() is None:
                 p.send_signal(signal.SIGUSR1)  # kill their tasks, then exit
-        _reap(procs[1:], 20.0)
-        if procs and procs[0].poll() is None:
-            procs[0].terminate()
-        _reap(procs[:1], 10.0)
-        addr.clear(master)
+        _reap(agents, 20.0)
+        for p in procs[n_daemons:n_daemons + args.masters]:
+            if p.poll() is None:
+                p.terminate()
+        _reap(procs[n_daemons:n_daemons + args.masters], 10.0)
+        for p in procs[:n_daemons]:
+            if p.poll() is None:
+                p.terminate()
+        _reap(procs[:n_daemons], 10.0)
+        addr.clear(masters)
 
 
 def _reap(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:

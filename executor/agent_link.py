@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -81,6 +82,14 @@ class AgentLink:
                 reader, writer = await asyncio.open_unix_connection(self.socket_path)
             except OSError as e:
                 self.first_attempt.set()
+                if not os.path.isdir(os.path.dirname(self.socket_path)):
+                    # The agent's work dir is gone: no agent will ever come back for
+                    # this task. Do not linger as an orphan.
+                    self._log.warning("the agent's work dir is gone; shutting down",
+                                      socket=self.socket_path)
+                    self._on_message(executor_pb2.AgentToExecutor(
+                        shutdown=executor_pb2.AgentToExecutor.Shutdown()))
+                    return
                 self._log.debug("agent unreachable", error=str(e), retry_in=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)

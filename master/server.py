@@ -19,6 +19,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from juggler.common import logs, servers, task_states
 from juggler.common.clock import SystemClock
+from juggler.common.leader import backoff
 from juggler.master.allocator import Allocator
 from juggler.master.commands import (
     CallError,
@@ -151,18 +152,33 @@ class Master:
                                 cert=self.config.etcd_cert, key=self.config.etcd_key)
             self.store = EtcdStore(client, self.config.etcd_prefix + "registry/",
                                    owns_client=True)
-            self.election = Election(client, self.config.etcd_prefix + "election/",
-                                     self.address, ttl=self.config.lease_ttl)
+            self._new_election = lambda: Election(
+                client, self.config.etcd_prefix + "election/", self.address,
+                ttl=self.config.lease_ttl)
+            self.election = self._new_election()
             self._tasks.append(asyncio.create_task(self._campaign()))
         else:
             await self._become_leader()
         return self.address
 
     async def _campaign(self) -> None:
+        """Campaign until elected (a standby whose etcd session ends, e.g. while etcd
+        is down, starts a new one); once elected, lead until the term ends."""
         from juggler.store.interface import StoreError
 
+        attempt = 0
+        while True:
+            try:
+                await self.election.campaign()
+                break
+            except Exception as e:  # ElectionLost, StoreError, aetcd's errors
+                attempt += 1
+                log.info("campaign failed; trying again", error=f"{type(e).__name__}: {e}")
+                with contextlib.suppress(Exception):
+                    await self.election.close()
+                await asyncio.sleep(backoff(attempt, base=0.2, cap=2.0))
+                self.election = self._new_election()
         try:
-            await self.election.campaign()
             await self._become_leader()
             await self.election.lost.wait()
             reason = self.election.lost_reason

@@ -35,7 +35,7 @@ from aetcd import rpc
 from aetcd import transactions as tx
 
 from juggler.common import logs
-from juggler.store.interface import StoreError
+from juggler.store.interface import Delete, Op, Put, StoreError
 
 T = TypeVar("T")
 
@@ -59,20 +59,6 @@ class Fence(NamedTuple):
 
     key: bytes
     create_revision: int
-
-
-@dataclass(frozen=True)
-class Put:
-    key: str
-    value: bytes
-
-
-@dataclass(frozen=True)
-class Delete:
-    key: str
-
-
-Op = Put | Delete
 
 
 @dataclass(frozen=True)

@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 
 class StoreError(Exception):
     """The store refused or could not complete an operation."""
 
 
+@dataclass(frozen=True)
+class Put:
+    key: str
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Delete:
+    key: str
+
+
+Op = Put | Delete
+
+
 class Store(Protocol):
+    """Writes may carry a `fence` (the leader's election key, store/etcd.py):
+    the write then fails with NotLeader unless that key still holds. The
+    embedded store serves a single master and has nothing to fence."""
+
     async def get(self, key: str) -> bytes | None: ...
 
-    async def put(self, key: str, value: bytes) -> None: ...
+    async def put(self, key: str, value: bytes, fence: Any = None) -> None: ...
 
-    async def delete(self, key: str) -> None: ...
+    async def delete(self, key: str, fence: Any = None) -> None: ...
+
+    async def batch(self, ops: Iterable[Op], fence: Any = None) -> None:
+        """Apply every op or none."""
+        ...
 
     async def range(self, prefix: str) -> list[tuple[str, bytes]]:
         """Every (key, value) whose key starts with `prefix`, sorted by key."""

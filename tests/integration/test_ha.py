@@ -6,6 +6,7 @@ status update; agents and frameworks follow the leader.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -182,4 +183,89 @@ def test_kill9_the_leader_repeatedly_while_launching(ha: HA) -> None:
                   f"{len(unknown)} never started ({unknown})")
             assert len(unknown) <= 3  # at most one per failover
             assert len(processes_with("sleep 1007.5")) == len(running)
+    run(body)
+
+
+class LeaderHistory:
+    """Polls every master's GetLeader in the background: who said it leads, when."""
+
+    def __init__(self, ha: HA) -> None:
+        import threading
+
+        self.ha = ha
+        self.samples: list[tuple[float, list[str]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> LeaderHistory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            leaders = []
+            for name, address in list(self.ha.masters.items()):
+                try:
+                    with grpc.insecure_channel(address) as ch:
+                        got = operator_pb2_grpc.OperatorStub(ch).GetLeader(
+                            operator_pb2.GetLeaderRequest(), timeout=0.3)
+                    if got.is_leader:
+                        leaders.append(name)
+                except grpc.RpcError:
+                    pass
+            self.samples.append((time.monotonic(), leaders))
+            self._stop.wait(0.05)
+
+    def overlaps(self) -> list[tuple[float, list[str]]]:
+        return [s for s in self.samples if len(s[1]) > 1]
+
+
+def test_paused_leader_is_fenced_and_steps_down(ha: HA) -> None:
+    ha.start_masters(3)
+    old, _ = wait_for(ha.leader, 20, what="a leader")
+    ha.start_agent("a1", resources="cpus:2;mem:1024;disk:1024")
+    wait_for(lambda: len(ha.agents()) == 1, 30, what="the agent")
+    with LeaderHistory(ha) as history:
+        ha.send(old, signal.SIGSTOP)
+        new, _ = wait_for(lambda: (lead := ha.leader()) and lead[0] != old and lead, 30,
+                          what="another master to take over")
+        ha.send(old, signal.SIGCONT)
+        # The old leader finds its lease gone and steps down; it never leads again
+        # beside the new one (the election proves it; fenced writes back it up).
+        wait_for(lambda: ha.leader() == (new, ha.masters[new]), 20, what="one leader again")
+        wait_for(lambda: "leadership lost" in (ha.work / f"{old}.log").read_text()
+                 or "restarting as a standby" in (ha.work / f"{old}.log").read_text(), 20,
+                 what="the old leader to step down")
+        wait_for(lambda: any(a.state == operator_pb2.AGENT_ACTIVE for a in ha.agents()), 30,
+                 what="the agent under the new leader")
+    assert history.overlaps() == []
+    assert any(new in leaders for _, leaders in history.samples)
+
+
+def test_etcd_down_stops_leading_and_the_cluster_resumes(ha: HA) -> None:
+    ha.start_masters(3)
+    wait_for(ha.leader, 20, what="a leader")
+    ha.start_agent("a1", resources="cpus:2;mem:1024;disk:1024")
+    wait_for(lambda: len(ha.agents()) == 1, 30, what="the agent")
+    ha.etcd.pause()
+    try:
+        started = time.monotonic()
+        # No master may go on leading past its lease (TTL 2 s).
+        wait_for(lambda: ha.leader() is None, 10, what="every master to stop leading")
+        print(f"stopped leading {time.monotonic() - started:.2f} s after etcd went away")
+    finally:
+        ha.etcd.resume()
+    wait_for(ha.leader, 30, what="a leader once etcd is back")
+    wait_for(lambda: any(a.state == operator_pb2.AGENT_ACTIVE for a in ha.agents()), 30,
+             what="the agent to re-register")
+
+    async def body() -> None:
+        async with Client(ha.master, "after-etcd") as c:
+            offer = await c.offer(Resources({"cpus": 0.1, "mem": 16}))
+            await c.fw.launch([offer.id], [task("resumed", 0.1, 16, "true")])
+            await c.until("resumed", S.TASK_FINISHED)
     run(body)

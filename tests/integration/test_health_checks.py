@@ -268,32 +268,47 @@ def _in_pid_ns(ns_ino: int) -> list[int]:
     return out
 
 
+async def not_born_scenario() -> None:
+    outer = await asyncio.create_subprocess_exec(
+        "unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--uts", "sleep", "60",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        children = Path(f"/proc/{outer.pid}/task/{outer.pid}/children")
+        found = await wait_until(lambda: children.read_text().split(), "unshare's child")
+        pid = int(found[0])
+        await wait_until(lambda: Path(f"/proc/{pid}/comm").read_text() == "sleep\n",
+                         "the namespace's pid 1 to exec sleep")
+        spec = ContainerSpec.from_task(task_info("true"))
+        target = health.Target(pid=pid, cgroup=None, spec=spec)
+        ok, detail = await health.run_command(
+            target, ["/bin/sh", "-c", 'echo "pid=$$ init=$(cat /proc/1/comm)"'])
+        assert ok, detail
+        assert detail.startswith("exit status 0: pid=") and detail.endswith(" init=sleep")
+        assert int(detail.split("pid=")[1].split()[0]) < 10
+
+        ns = os.stat(f"/proc/{pid}/ns/pid").st_ino
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(health.run_command(target, ["sleep", "30"]), 0.3)
+        await wait_until(lambda: _in_pid_ns(ns) == [pid], "the timed-out check to die")
+    finally:
+        outer.kill()
+        await outer.wait()
+
+
 def test_command_check_enters_a_pid_namespace_it_was_not_born_in():
     """The path for a container the executor did not fork itself (a pre-started
-    launcher): the check setns(pid) and forks once more; a timeout kills both."""
-    async def scenario():
-        outer = await asyncio.create_subprocess_exec(
-            "unshare", "--pid", "--fork", "--mount-proc", "--uts", "sleep", "60")
-        try:
-            children = Path(f"/proc/{outer.pid}/task/{outer.pid}/children")
-            found = await wait_until(lambda: children.read_text().split(), "unshare's child")
-            pid = int(found[0])
-            await wait_until(lambda: Path(f"/proc/{pid}/comm").read_text() == "sleep\n",
-                             "the namespace's pid 1 to exec sleep")
-            spec = ContainerSpec.from_task(task_info("true"))
-            target = health.Target(pid=pid, cgroup=None, spec=spec)
-            ok, detail = await health.run_command(
-                target, ["/bin/sh", "-c", 'echo "pid=$$ init=$(cat /proc/1/comm)"'])
-            assert ok, detail
-            assert detail.startswith("exit status 0: pid=") and detail.endswith(" init=sleep")
-            assert int(detail.split("pid=")[1].split()[0]) < 10
+    launcher): the check setns(pid) and forks once more; a timeout kills both.
 
-            ns = os.stat(f"/proc/{pid}/ns/pid").st_ino
-            with pytest.raises(TimeoutError):
-                await asyncio.wait_for(health.run_command(target, ["sleep", "30"]), 0.3)
-            await wait_until(lambda: _in_pid_ns(ns) == [pid], "the timed-out check to die")
-        finally:
-            outer.kill()
-            await outer.wait()
+    Run in a fresh interpreter, as in an executor: this test process has gRPC's
+    threads, and forking it is not what an executor does."""
+    import subprocess
 
-    asyncio.run(scenario())
+    root = Path(__file__).resolve().parents[2]
+    code = ("import asyncio; from tests.integration import test_health_checks as t; "
+            "asyncio.run(t.not_born_scenario())")
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                            text=True, timeout=60,
+                            env=dict(os.environ, PYTHONPATH=str(root)))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
