@@ -100,3 +100,42 @@ class AgentServicer(ImageServicer, agent_pb2_grpc.AgentServicer):
                                   agent_id=a.agent_id, state=t.state)
             for t in a.tasks.values()])
 
+
+    async def GetUsage(self, request: agent_pb2.GetUsageRequest,
+                       context: grpc.aio.ServicerContext) -> agent_pb2.TaskUsage:
+        task = self.a.find_task(request.task_id, request.framework_id)
+        if task is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"task {request.task_id!r} does not run on this agent")
+        assert task is not None
+        if task_states.is_terminal(task.state):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"task {request.task_id!r} has ended "
+                                f"({task_states.name(task.state)}); it has no usage")
+        from juggler.container.cgroups import open_cgroup
+
+        stats = await asyncio.to_thread(
+            lambda: open_cgroup(self.a.cgroup_of(*task.key)).stats())
+        return usage_message(task.framework.id, task.info, stats)
+
+
+def usage_message(framework_id: str, info: common_pb2.TaskInfo, stats: object
+                  ) -> agent_pb2.TaskUsage:
+    """A cgroup's Stats (container/cgroups.py) as the API's TaskUsage."""
+    import time
+
+    s = stats  # duck-typed: juggler.container.cgroups.Stats
+    return agent_pb2.TaskUsage(
+        task_id=info.task_id, framework_id=framework_id, timestamp=time.time(),
+        cpu_seconds=s.cpu_usage_ns / 1e9,  # type: ignore[attr-defined]
+        cpu_user_seconds=s.cpu_user_ns / 1e9,  # type: ignore[attr-defined]
+        cpu_system_seconds=s.cpu_system_ns / 1e9,  # type: ignore[attr-defined]
+        cpu_periods=s.cpu_periods,  # type: ignore[attr-defined]
+        cpu_throttled_periods=s.cpu_throttled_periods,  # type: ignore[attr-defined]
+        cpu_throttled_seconds=s.cpu_throttled_ns / 1e9,  # type: ignore[attr-defined]
+        memory_bytes=s.memory_bytes,  # type: ignore[attr-defined]
+        memory_peak_bytes=s.memory_peak_bytes,  # type: ignore[attr-defined]
+        memory_limit_bytes=s.memory_limit_bytes or 0,  # type: ignore[attr-defined]
+        pids=s.pids,  # type: ignore[attr-defined]
+        oom_kills=s.oom_kills,  # type: ignore[attr-defined]
+        resources=info.resources)

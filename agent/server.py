@@ -28,7 +28,7 @@ from prometheus_client import Counter, Gauge
 from juggler.agent import checkpoint
 from juggler.agent.status_updates import StatusUpdateManager
 from juggler.common import framing, logs, servers, task_states
-from juggler.common.leader import backoff, leader_of, parse_masters
+from juggler.common.leader import LeaderFollower, from_standby, leader_of
 from juggler.common.resources import Resources
 from juggler.v1 import (
     agent_pb2,
@@ -266,35 +266,27 @@ class Agent:
 
     # -- the master stream -----------------------------------------------------
     async def _master_loop(self) -> None:
-        """Stay connected to the leading master, whichever it is."""
-        masters = parse_masters(self.config.master)
-        index = 0
-        failures = 0
+        """Stay connected to the leading master, whichever it is (common/leader.py
+        LeaderFollower decides where to dial next and when)."""
+        follower = LeaderFollower(self.config.master)
         while not self._stopping:
-            address = masters[index % len(masters)]
+            address = follower.address
             leader = None
+            answered = True  # a session that ended cleanly: that master hung up
             try:
                 await self._session(address)
-                failures = 0
             except (grpc.aio.AioRpcError, OSError) as e:
                 code = e.code().name if isinstance(e, grpc.aio.AioRpcError) else type(e).__name__
                 leader = leader_of(e) if isinstance(e, grpc.aio.AioRpcError) else None
+                answered = isinstance(e, grpc.aio.AioRpcError) and from_standby(e)
                 log.info("master connection lost", master=address, code=code, leader=leader)
             finally:
+                registered = self._registered.is_set()
                 CONNECTED.set(0)
                 self._outbox = None
                 self._registered.clear()
-            if leader and leader != address:
-                # A standby named the leader: go there at once.
-                if leader not in masters:
-                    masters.append(leader)
-                index = masters.index(leader)
-                continue
-            failures += 1
-            index += 1
-            # Exponential backoff with full jitter: thousands of agents must not
-            # reconnect in lockstep after a failover.
-            await asyncio.sleep(backoff(failures, base=0.1, cap=5.0))
+            await asyncio.sleep(follower.ended(time.monotonic(), answered=answered,
+                                               leader=leader, registered=registered))
 
     def _register_message(self) -> agent_pb2.AgentMessage:
         info = common_pb2.AgentInfo(id=self.agent_id, hostname=self.hostname,

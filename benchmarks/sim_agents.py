@@ -33,7 +33,7 @@ import uuid
 import grpc
 
 from juggler.common import servers
-from juggler.common.leader import backoff, leader_of, parse_masters
+from juggler.common.leader import LeaderFollower, from_standby, leader_of, parse_masters
 from juggler.common.resources import Resources
 from juggler.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
@@ -172,32 +172,25 @@ class FollowingAgent:
         return agent_pb2.AgentMessage(reregister=rr)
 
     async def run(self) -> None:
-        index = 0
-        failures = 0
+        # The very policy the real agent uses (common/leader.py).
+        follower = LeaderFollower(self.masters, cap=self.backoff_cap)
         while True:
-            address = self.masters[index % len(self.masters)]
+            address = follower.address
             leader = None
+            answered = True
             self.registered = False
             try:
                 await self._session(address)
             except grpc.aio.AioRpcError as e:
                 leader = leader_of(e)
+                answered = from_standby(e)
             except Exception as e:
+                answered = False
                 self.counts.errors += 1
                 self.counts.last_error = f"sim-{self.index}: {type(e).__name__}: {e}"
             self.counts.lost += 1
-            if self.registered:
-                failures = 0
-            if leader and leader != address:
-                # A standby named the leader: go there at once.
-                if leader not in self.masters:
-                    self.masters.append(leader)
-                index = self.masters.index(leader)
-                continue
-            failures += 1
-            index += 1
-            # Exponential backoff with full jitter, as agent/server.py does.
-            await asyncio.sleep(backoff(failures, base=0.1, cap=self.backoff_cap))
+            await asyncio.sleep(follower.ended(time.monotonic(), answered=answered,
+                                               leader=leader, registered=self.registered))
 
     async def _session(self, address: str) -> None:
         """One Connect stream, until it ends or breaks."""
@@ -275,6 +268,7 @@ async def _serve_reports(args: argparse.Namespace, counts: Counts) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    watchers: list[asyncio.Task[None]] = []
     with contextlib.suppress(Exception):
         reader = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -282,7 +276,7 @@ async def _serve_reports(args: argparse.Namespace, counts: Counts) -> None:
         async def watch_stdin() -> None:
             await reader.read()
             stop.set()
-        watcher = loop.create_task(watch_stdin())  # noqa: F841
+        watchers.append(loop.create_task(watch_stdin()))
 
     async def reporter() -> None:
         while True:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from juggler.cli import attach, daemons, logs, ps, run, up
+from juggler.cli import agents, attach, daemons, logs, ps, run, stats, up
 from juggler.cli import exec as exec_
 from juggler.cli import images as images_cli
 
@@ -22,6 +22,8 @@ def parser() -> argparse.ArgumentParser:
     logs.add_parser(sub)
     exec_.add_parser(sub)
     attach.add_parser(sub)
+    stats.add_parser(sub)
+    agents.add_parsers(sub)
     daemons.add_master_parser(sub)
     daemons.add_agent_parser(sub)
     return p

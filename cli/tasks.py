@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import grpc
 
-from juggler.common import servers, task_states
-from juggler.v1 import operator_pb2, operator_pb2_grpc
+from juggler.common import task_states
+from juggler.v1 import operator_pb2
 
 
 class TaskNotFound(LookupError):
@@ -16,9 +16,15 @@ async def locate(master: str, task_id: str) -> operator_pb2.TaskView:
     """The task called `task_id` (the latest launched, if several frameworks
     used the id), running or completed. Raises TaskNotFound, or
     grpc.aio.AioRpcError when the master cannot be reached."""
-    async with servers.channel(master) as channel:
-        got = await operator_pb2_grpc.OperatorStub(channel).GetTasks(
-            operator_pb2.GetTasksRequest(include_completed=True), timeout=10)
+    import asyncio
+
+    from juggler.cli import operator
+
+    try:
+        got = await asyncio.to_thread(operator.call, master, "GetTasks",
+                                      operator_pb2.GetTasksRequest(include_completed=True))
+    except operator.NoMaster as e:
+        raise TaskNotFound(str(e)) from None
     views = [v for v in [*got.tasks, *got.completed_tasks] if v.info.task_id == task_id]
     if not views:
         raise TaskNotFound(f"no task {task_id!r} (see `juggler ps -a`)")

@@ -43,3 +43,59 @@ def leader_of(error: grpc.aio.AioRpcError | grpc.RpcError) -> str | None:
         if key == LEADER_KEY and value:
             return str(value)
     return None
+
+
+def from_standby(error: grpc.aio.AioRpcError | grpc.RpcError) -> bool:
+    """Whether a refusal came from a live standby master (which may know no leader yet)."""
+    try:
+        metadata = error.trailing_metadata() or ()  # type: ignore[union-attr]
+    except Exception:
+        return False
+    return any(key == LEADER_KEY for key, _ in metadata)
+
+
+class LeaderFollower:
+    """Which master to dial next, and after how long (pure; time is passed in).
+
+    - A standby's refusal names the leader: go there at once, unless that very
+      address failed within the last second (standbys name a dead leader until
+      its lease runs out).
+    - A live standby that knows no leader yet: ask the next master soon, with
+      jitter (an election takes about a lease TTL).
+    - Nobody answered: try the next master at once; after a whole round of
+      silence, back off exponentially with full jitter (thousands of agents must
+      not reconnect in lockstep).
+    - A session that got registered resets the backoff.
+    """
+
+    def __init__(self, masters: str | Sequence[str], *, cap: float = 5.0) -> None:
+        self.masters = parse_masters(masters)
+        self.cap = cap
+        self._index = 0
+        self._silent_rounds = 0
+        self._failed_at: dict[str, float] = {}
+
+    @property
+    def address(self) -> str:
+        return self.masters[self._index % len(self.masters)]
+
+    def ended(self, now: float, *, answered: bool, leader: str | None,
+              registered: bool) -> float:
+        """The current session ended; returns the delay before dialling `address`."""
+        address = self.address
+        if registered:
+            self._silent_rounds = 0
+        if not answered:
+            self._failed_at[address] = now
+        if leader and leader != address and now - self._failed_at.get(leader, -1e9) > 1.0:
+            if leader not in self.masters:
+                self.masters.append(leader)
+            self._index = self.masters.index(leader)
+            return 0.0
+        self._index += 1
+        if answered:
+            return random.uniform(0.05, 0.3)
+        if self._index % len(self.masters) == 0:
+            self._silent_rounds += 1
+            return backoff(self._silent_rounds, base=0.1, cap=self.cap)
+        return 0.0

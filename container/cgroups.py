@@ -34,8 +34,17 @@ class Limits:
 
 @dataclass(frozen=True)
 class Stats:
+    """Usage of one container, read from its cgroup (v1 and v2 alike)."""
+
     cpu_usage_ns: int = 0
+    cpu_user_ns: int = 0
+    cpu_system_ns: int = 0
+    # CFS bandwidth: periods elapsed, periods throttled, time throttled.
+    cpu_periods: int = 0
+    cpu_throttled_periods: int = 0
+    cpu_throttled_ns: int = 0
     memory_bytes: int = 0
+    memory_peak_bytes: int = 0
     memory_limit_bytes: int | None = None
     pids: int = 0
     oom_kills: int = 0

@@ -8,6 +8,7 @@ allocations that hit the limit and were reclaimed, not kills).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from juggler.container.cgroups import Cgroup, CgroupError, Limits, Stats, _read_pids, _unique
@@ -94,13 +95,35 @@ class CgroupV1(Cgroup):
 
     def stats(self) -> Stats:
         limit = _int(self._read("memory", "memory.limit_in_bytes"))
+        # cpuacct.stat counts USER_HZ ticks; cpu.stat's throttled_time is in ns.
+        ticks = _keyed(self._read("cpuacct", "cpuacct.stat"))
+        tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+        cpu = _keyed(self._read("cpu", "cpu.stat"))
         return Stats(
             cpu_usage_ns=_int(self._read("cpuacct", "cpuacct.usage")) or 0,
+            cpu_user_ns=ticks.get("user", 0) * tick_ns,
+            cpu_system_ns=ticks.get("system", 0) * tick_ns,
+            cpu_periods=cpu.get("nr_periods", 0),
+            cpu_throttled_periods=cpu.get("nr_throttled", 0),
+            cpu_throttled_ns=cpu.get("throttled_time", 0),
             memory_bytes=_int(self._read("memory", "memory.usage_in_bytes")) or 0,
+            memory_peak_bytes=_int(self._read("memory", "memory.max_usage_in_bytes")) or 0,
             memory_limit_bytes=limit if limit is not None and limit < 2**62 else None,
             pids=len(self.pids()),
             oom_kills=self.oom_kills(),
         )
+
+
+def _keyed(text: str | None) -> dict[str, int]:
+    """"name value" lines (cpu.stat, cpuacct.stat) as a dict."""
+    out: dict[str, int] = {}
+    for line in (text or "").splitlines():
+        name, _, value = line.partition(" ")
+        try:
+            out[name] = int(value)
+        except ValueError:
+            continue
+    return out
 
 
 def _int(text: str | None) -> int | None:

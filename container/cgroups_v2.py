@@ -126,9 +126,17 @@ class CgroupV2(Cgroup):
                 return None
             return None if text == "max" else int(text)
 
+        cpu = self._keyed("cpu.stat")
         return Stats(
-            cpu_usage_ns=self._keyed("cpu.stat").get("usage_usec", 0) * 1000,
+            cpu_usage_ns=cpu.get("usage_usec", 0) * 1000,
+            cpu_user_ns=cpu.get("user_usec", 0) * 1000,
+            cpu_system_ns=cpu.get("system_usec", 0) * 1000,
+            cpu_periods=cpu.get("nr_periods", 0),
+            cpu_throttled_periods=cpu.get("nr_throttled", 0),
+            cpu_throttled_ns=cpu.get("throttled_usec", 0) * 1000,
             memory_bytes=read_int("memory.current") or 0,
+            # memory.peak exists from Linux 5.19.
+            memory_peak_bytes=read_int("memory.peak") or 0,
             memory_limit_bytes=read_int("memory.max"),
             pids=len(self.pids()),
             oom_kills=self._keyed("memory.events").get("oom_kill", 0),

@@ -217,7 +217,7 @@ class Master:
         if self.server is not None:
             await self.server.stop(grace=1.0)
         if self._writer is not None:
-            await self._writer.close()
+            await self._writer.close(flush=self.leading)
         if self.election is not None:
             await self.election.close()
         if self.store is not None:

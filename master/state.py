@@ -641,6 +641,15 @@ class MasterState:
                 reference.parse(task.container.image)
             except reference.ReferenceError as e:
                 raise CallError(Code.INVALID_ARGUMENT, f"task {tid}: {e}") from None
+        if task.HasField("health_check"):
+            # The same checks the executor applies, so a bad check is refused here
+            # rather than failing on the agent.
+            from juggler.executor.health import HealthCheckError, policy_for
+
+            try:
+                policy_for(task)
+            except HealthCheckError as e:
+                raise CallError(Code.INVALID_ARGUMENT, str(e)) from None
         grace = task.kill_policy.grace_period_seconds
         if task.kill_policy.HasField("grace_period_seconds") and not (
                 math.isfinite(grace) and grace >= 0):

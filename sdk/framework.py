@@ -99,7 +99,10 @@ class Framework:
         if first is grpc.aio.EOF:
             raise FrameworkError(grpc.StatusCode.UNAVAILABLE, f"{address} closed the stream")
         if first.WhichOneof("event") != "subscribed":
-            raise FrameworkError(grpc.StatusCode.INTERNAL, "the master did not confirm")
+            # E.g. an `error` from a master that is stepping down: try again.
+            raise FrameworkError(grpc.StatusCode.UNAVAILABLE,
+                                 f"{address} did not confirm the subscription "
+                                 f"({first.WhichOneof('event')})")
         self.framework_id = first.subscribed.framework_id
         self.stream_id = first.subscribed.stream_id
         self.info.id = self.framework_id

@@ -321,9 +321,16 @@ class Batcher:
                             if not w.done():
                                 w.set_result(None)
 
-    async def close(self) -> None:
-        """Flush what is pending, then stop."""
+    async def close(self, *, flush: bool = True) -> None:
+        """Stop; with `flush`, after writing what is pending. A deposed leader's
+        pending writes would be refused anyway: `flush=False` fails them at once."""
         self._closed = True
+        if not flush:
+            pending, self._pending = self._pending, {}
+            for _, waiters in pending.values():
+                for w in waiters:
+                    if not w.done():
+                        w.set_exception(NotLeader("the batcher was closed: no longer leading"))
         while self._pending:
             waiters = [w for _, ws in self._pending.values() for w in ws]
             await asyncio.gather(*waiters, return_exceptions=True)

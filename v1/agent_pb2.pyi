@@ -290,3 +290,45 @@ class AttachRequest(_message.Message):
     start: AttachRequest.Start
     input: _executor_pb2.ProcessInput
     def __init__(self, start: _Optional[_Union[AttachRequest.Start, _Mapping]] = ..., input: _Optional[_Union[_executor_pb2.ProcessInput, _Mapping]] = ...) -> None: ...
+
+class GetUsageRequest(_message.Message):
+    __slots__ = ("task_id", "framework_id")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAMEWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    framework_id: str
+    def __init__(self, task_id: _Optional[str] = ..., framework_id: _Optional[str] = ...) -> None: ...
+
+class TaskUsage(_message.Message):
+    __slots__ = ("task_id", "framework_id", "timestamp", "cpu_seconds", "cpu_user_seconds", "cpu_system_seconds", "cpu_periods", "cpu_throttled_periods", "cpu_throttled_seconds", "memory_bytes", "memory_peak_bytes", "memory_limit_bytes", "pids", "oom_kills", "resources")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAMEWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    CPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CPU_USER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CPU_SYSTEM_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CPU_PERIODS_FIELD_NUMBER: _ClassVar[int]
+    CPU_THROTTLED_PERIODS_FIELD_NUMBER: _ClassVar[int]
+    CPU_THROTTLED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_PEAK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_LIMIT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PIDS_FIELD_NUMBER: _ClassVar[int]
+    OOM_KILLS_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    framework_id: str
+    timestamp: float
+    cpu_seconds: float
+    cpu_user_seconds: float
+    cpu_system_seconds: float
+    cpu_periods: int
+    cpu_throttled_periods: int
+    cpu_throttled_seconds: float
+    memory_bytes: int
+    memory_peak_bytes: int
+    memory_limit_bytes: int
+    pids: int
+    oom_kills: int
+    resources: _containers.RepeatedCompositeFieldContainer[_common_pb2.Resource]
+    def __init__(self, task_id: _Optional[str] = ..., framework_id: _Optional[str] = ..., timestamp: _Optional[float] = ..., cpu_seconds: _Optional[float] = ..., cpu_user_seconds: _Optional[float] = ..., cpu_system_seconds: _Optional[float] = ..., cpu_periods: _Optional[int] = ..., cpu_throttled_periods: _Optional[int] = ..., cpu_throttled_seconds: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., memory_peak_bytes: _Optional[int] = ..., memory_limit_bytes: _Optional[int] = ..., pids: _Optional[int] = ..., oom_kills: _Optional[int] = ..., resources: _Optional[_Iterable[_Union[_common_pb2.Resource, _Mapping]]] = ...) -> None: ...

@@ -147,6 +147,11 @@ class AgentStub:
                 request_serializer=juggler_dot_v1_dot_agent__pb2.ImportImageChunk.SerializeToString,
                 response_deserializer=juggler_dot_v1_dot_agent__pb2.ListImagesResponse.FromString,
                 _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/juggler.v1.Agent/GetUsage',
+                request_serializer=juggler_dot_v1_dot_agent__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=juggler_dot_v1_dot_agent__pb2.TaskUsage.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -226,6 +231,14 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUsage(self, request, context):
+        """Resource usage of a running task, read from its cgroup. NOT_FOUND for a task
+        this agent does not run; FAILED_PRECONDITION once it has ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -268,6 +281,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.ImportImage,
                     request_deserializer=juggler_dot_v1_dot_agent__pb2.ImportImageChunk.FromString,
                     response_serializer=juggler_dot_v1_dot_agent__pb2.ListImagesResponse.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=juggler_dot_v1_dot_agent__pb2.GetUsageRequest.FromString,
+                    response_serializer=juggler_dot_v1_dot_agent__pb2.TaskUsage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -486,6 +504,33 @@ class Agent:
             '/juggler.v1.Agent/ImportImage',
             juggler_dot_v1_dot_agent__pb2.ImportImageChunk.SerializeToString,
             juggler_dot_v1_dot_agent__pb2.ListImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/juggler.v1.Agent/GetUsage',
+            juggler_dot_v1_dot_agent__pb2.GetUsageRequest.SerializeToString,
+            juggler_dot_v1_dot_agent__pb2.TaskUsage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -195,3 +195,34 @@ def test_no_master_is_a_clear_error(tmp_path: Path) -> None:
                        env=env, timeout=60)
     assert r.returncode == 125
     assert "juggler up" in r.stderr
+
+
+def test_stats_reads_the_tasks_cgroup(cluster: Cluster) -> None:
+    proc, _ = _run_until_ready(
+        cluster, "--name", "stats-probe", "--mem", "48M", "--cpus", "0.5", "--grace-period",
+        "0", "--", "sh", "-c", "echo ready; while :; do :; done")
+    try:
+        def busy() -> str | None:
+            r = cluster.juggler("stats", "stats-probe", check=True)
+            row = r.stdout.splitlines()[1].split()
+            return r.stdout if float(row[2].rstrip("s")) > 0.05 else None  # CPU TIME
+
+        out = wait_for(busy, 30, what="the task to burn some cpu")
+        header, row = out.splitlines()
+        assert header.split()[:3] == ["TASK", "ID", "CPU"]
+        assert row.startswith("stats-probe ")
+        assert "/ 48.0MiB" in row  # the memory limit, from the cgroup
+        missing = cluster.juggler("stats", "no-such-task")
+        assert missing.returncode == 1 and "no task 'no-such-task'" in missing.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)  # type: ignore[attr-defined]
+        proc.wait(30)  # type: ignore[attr-defined]
+
+
+def test_agents_lists_both_agents(cluster: Cluster) -> None:
+    r = cluster.juggler("agents", check=True)
+    header, *rows = r.stdout.splitlines()
+    assert header.split()[:4] == ["AGENT", "ID", "HOSTNAME", "STATE"]
+    assert len(rows) == 2 and all(" ACTIVE " in row for row in rows)
+    bad = cluster.juggler("drain", "no-such-agent")
+    assert bad.returncode == 1 and "is not an agent" in bad.stderr

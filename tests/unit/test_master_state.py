@@ -968,3 +968,10 @@ def test_unused_resources_are_filtered_for_5_seconds_by_default(offered_world):
     assert fid not in w.offers()
     w.clock.advance(0.2)
     assert fid in w.offers()
+
+
+def test_accept_refuses_a_health_check_that_cannot_run(offered_world):
+    w, fid, sid, _, offer = offered_world
+    bad = task("hc")
+    bad.health_check.tcp.port = 70000
+    refused_accept(w, fid, sid, [offer.id], bad, match="health_check")

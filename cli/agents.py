@@ -1,0 +1,79 @@
+"""`juggler agents`, `juggler drain AGENT`, `juggler undrain AGENT`: agents and maintenance."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import grpc
+
+from juggler.cli import address as addr
+from juggler.cli import operator
+from juggler.cli.ps import age
+from juggler.common.resources import Resources
+from juggler.v1 import operator_pb2
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("agents", help="list agents", description="List the cluster's agents.")
+    p.add_argument("--master", default=None, help="master address (default: what `up` wrote)")
+    p.set_defaults(func=list_main)
+    for name, verb in (("drain", "DrainAgent"), ("undrain", "UpAgent")):
+        what = ("stop offering an agent and kill its tasks (maintenance); it is DOWN once empty"
+                if name == "drain" else "end an agent's maintenance: offer it again")
+        q = sub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".")
+        q.add_argument("--master", default=None, help="master address")
+        q.add_argument("agent", help="agent id or hostname")
+        q.set_defaults(func=maintenance_main, verb=verb)
+
+
+def _agents(master: str) -> list[operator_pb2.AgentView]:
+    return list(operator.call(master, "GetAgents", operator_pb2.GetAgentsRequest()).agents)
+
+
+def render(agents: list[operator_pb2.AgentView], now: float) -> str:
+    rows = [("AGENT ID", "HOSTNAME", "STATE", "ADDRESS", "USED / TOTAL", "SEEN")]
+    for a in sorted(agents, key=lambda v: v.info.hostname):
+        used = Resources.from_proto(a.allocated)
+        total = Resources.from_proto(a.total)
+        usage = (f"cpus {used.get('cpus'):g}/{total.get('cpus'):g}, "
+                 f"mem {used.get('mem'):g}/{total.get('mem'):g} MiB")
+        seen = age(now - a.last_seen_time) + " ago" if a.last_seen_time else "-"
+        rows.append((a.info.id, a.info.hostname,
+                     operator_pb2.AgentState.Name(a.state).removeprefix("AGENT_"),
+                     a.info.address, usage, seen))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
+
+
+def list_main(args: argparse.Namespace) -> int:
+    try:
+        print(render(_agents(addr.resolve(args.master)), time.time()))
+    except (operator.NoMaster, grpc.RpcError) as e:
+        print(f"juggler agents: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def maintenance_main(args: argparse.Namespace) -> int:
+    master = addr.resolve(args.master)
+    try:
+        agents = _agents(master)
+        matches = [a for a in agents if args.agent in (a.info.id, a.info.hostname)]
+        if len(matches) != 1:
+            known = ", ".join(sorted(a.info.hostname for a in agents)) or "none"
+            why = "names several agents" if matches else "is not an agent"
+            print(f"juggler {args.subcommand}: {args.agent!r} {why} (agents: {known})",
+                  file=sys.stderr)
+            return 1
+        request = (operator_pb2.DrainAgentRequest if args.verb == "DrainAgent"
+                   else operator_pb2.UpAgentRequest)(agent_id=matches[0].info.id)
+        operator.call(master, args.verb, request)
+    except (operator.NoMaster, grpc.RpcError) as e:
+        detail = e.details() if isinstance(e, grpc.RpcError) else str(e)  # type: ignore[attr-defined]
+        print(f"juggler {args.subcommand}: {detail}", file=sys.stderr)
+        return 1
+    print(f"{args.subcommand}ed {matches[0].info.hostname} ({matches[0].info.id})")
+    return 0

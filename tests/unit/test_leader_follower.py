@@ -1,0 +1,35 @@
+"""Where an agent dials next after losing its master (common/leader.py), pure."""
+
+from __future__ import annotations
+
+from juggler.common.leader import LeaderFollower
+
+
+def test_a_named_leader_is_dialled_at_once() -> None:
+    f = LeaderFollower("m1:1,m2:1,m3:1")
+    assert f.address == "m1:1"
+    assert f.ended(10.0, answered=True, leader="m3:1", registered=False) == 0.0
+    assert f.address == "m3:1"
+
+
+def test_a_leader_that_just_failed_is_not_dialled_again_at_once() -> None:
+    f = LeaderFollower("m1:1,m2:1,m3:1")
+    f.ended(10.0, answered=False, leader=None, registered=True)  # m1 (the old leader) died
+    assert f.address == "m2:1"
+    # m2 still names m1 (its lease has not run out): ask around instead, soon.
+    delay = f.ended(10.5, answered=True, leader="m1:1", registered=False)
+    assert f.address == "m3:1" and 0.05 <= delay <= 0.3
+    # Later m1 may be back: then it is followed again.
+    assert f.ended(12.0, answered=True, leader="m1:1", registered=False) == 0.0
+    assert f.address == "m1:1"
+
+
+def test_silence_backs_off_only_after_a_whole_round_and_resets_on_registration() -> None:
+    f = LeaderFollower("m1:1,m2:1", cap=5.0)
+    assert f.ended(1.0, answered=False, leader=None, registered=False) == 0.0  # try m2 now
+    rounds = [f.ended(2.0 + i, answered=False, leader=None, registered=False)
+              for i in range(20)]
+    assert all(0.0 <= d <= 5.0 for d in rounds)
+    assert max(rounds) > 0.0
+    f.ended(30.0, answered=True, leader=None, registered=True)
+    assert f._silent_rounds == 0
