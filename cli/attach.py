@@ -56,15 +56,9 @@ async def attach(address: str, task_id: str, framework_id: str, *, tty: bool,
 
 async def run(args: argparse.Namespace, master: str) -> int:
     try:
-        view = await tasks.locate(master, args.task)
-    except grpc.aio.AioRpcError as e:
-        print(f"juggler attach: {tasks.unreachable('master', master, e)}", file=sys.stderr)
-        return EXIT_JUGGLER
+        view = await tasks.locate_running(master, args.task)
     except tasks.TaskNotFound as e:
         print(f"juggler attach: {e}", file=sys.stderr)
-        return EXIT_JUGGLER
-    if (why := tasks.not_running(view)) is not None:
-        print(f"juggler attach: {why}", file=sys.stderr)
         return EXIT_JUGGLER
     tty = view.info.container.tty
     try:

@@ -42,15 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 async def run(args: argparse.Namespace, master: str, argv: list[str]) -> int:
     try:
-        view = await tasks.locate(master, args.task)
-    except grpc.aio.AioRpcError as e:
-        print(f"juggler exec: {tasks.unreachable('master', master, e)}", file=sys.stderr)
-        return EXIT_JUGGLER
+        view = await tasks.locate_running(master, args.task)
     except tasks.TaskNotFound as e:
         print(f"juggler exec: {e}", file=sys.stderr)
-        return EXIT_JUGGLER
-    if (why := tasks.not_running(view)) is not None:
-        print(f"juggler exec: {why}", file=sys.stderr)
         return EXIT_JUGGLER
     env = dict(item.partition("=")[::2] for item in args.env)
     start = agent_pb2.ExecRequest.Start(

@@ -9,7 +9,7 @@ import sys
 import grpc
 
 from juggler.cli import address as addr
-from juggler.cli.tasks import TaskNotFound, locate, not_running
+from juggler.cli.tasks import TaskNotFound, locate_running
 from juggler.common import servers
 from juggler.v1 import agent_pb2, agent_pb2_grpc
 
@@ -45,10 +45,7 @@ def render(rows: list[tuple[agent_pb2.TaskUsage, float | None]]) -> str:
 
 
 async def _usage(master: str, task_id: str) -> agent_pb2.TaskUsage:
-    view = await locate(master, task_id)
-    why = not_running(view)
-    if why:
-        raise TaskNotFound(why)
+    view = await locate_running(master, task_id)
     async with servers.channel(view.agent_address) as channel:
         return await agent_pb2_grpc.AgentStub(channel).GetUsage(
             agent_pb2.GetUsageRequest(task_id=task_id, framework_id=view.framework_id),

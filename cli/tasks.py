@@ -43,3 +43,15 @@ def not_running(view: operator_pb2.TaskView) -> str | None:
     if view.state in (task_states.S.TASK_RUNNING, task_states.S.TASK_KILLING):
         return None
     return f"task {view.info.task_id!r} is {task_states.name(view.state)}, not running"
+
+
+async def locate_running(master: str, task_id: str) -> operator_pb2.TaskView:
+    """As locate(), for commands that need the task running (exec, attach, stats);
+    every failure is a TaskNotFound whose message says why."""
+    try:
+        view = await locate(master, task_id)
+    except grpc.aio.AioRpcError as e:
+        raise TaskNotFound(unreachable("master", master, e)) from None
+    if (why := not_running(view)) is not None:
+        raise TaskNotFound(why)
+    return view

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from juggler.container import capabilities, console, rootfs, syscalls, users
+from juggler.container import capabilities, console, identity, rootfs, syscalls
 from juggler.container.spec import ContainerSpec
 
 EXIT_NOT_FOUND = 127
@@ -178,19 +178,8 @@ def _child(spec: ContainerSpec, sandbox: Path, stdout_path: str, stderr_path: st
         step = f"chdir {spec.working_dir!r}"
         os.chdir(spec.working_dir)
         env = dict(spec.env)
-        user = None
-        if spec.user:
-            step = f"look up user {spec.user!r}"
-            user = users.lookup(spec.user)
-            if not spec.home_from_task:
-                env["HOME"] = user.home
-        step = "drop capabilities"
-        capabilities.drop_to(capabilities.DEFAULT_MASK)
-        if user is not None:
-            step = f"switch to user {spec.user!r}"
-            os.setgroups(list(user.groups))
-            os.setgid(user.gid)
-            os.setuid(user.uid)
+        step = f"run as user {spec.user!r}" if spec.user else "drop capabilities"
+        identity.assume(spec.user, env, home_from_task=spec.home_from_task)
         step = "set no_new_privs"
         capabilities.set_no_new_privs()
         step = "wait for the cgroup"

@@ -39,7 +39,7 @@ import socket
 import sys
 import termios
 
-from juggler.container import capabilities, syscalls, users
+from juggler.container import capabilities, identity, syscalls
 from juggler.container.cgroups import open_cgroup
 
 NAMESPACES = ("user", "cgroup", "ipc", "uts", "net", "pid", "mnt")
@@ -92,19 +92,8 @@ def _child(req: dict, slave: int) -> None:  # pragma: no cover - runs in the chi
         step = f"chdir {req['cwd']!r}"
         os.chdir(req["cwd"])
         env = dict(req["env"])
-        user = None
-        if req["user"]:
-            step = f"look up user {req['user']!r}"
-            user = users.lookup(req["user"])
-            if not req.get("home_from_task"):
-                env["HOME"] = user.home
-        step = "drop capabilities"
-        capabilities.drop_to(capabilities.DEFAULT_MASK)
-        if user is not None:
-            step = f"switch to user {req['user']!r}"
-            os.setgroups(list(user.groups))
-            os.setgid(user.gid)
-            os.setuid(user.uid)
+        step = f"run as user {req['user']!r}" if req["user"] else "drop capabilities"
+        identity.assume(req["user"], env, home_from_task=bool(req.get("home_from_task")))
         step = "set the parent-death signal"  # after setuid, which clears it
         syscalls.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() == 1:

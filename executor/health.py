@@ -52,7 +52,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from juggler.container import capabilities, syscalls, users
+from juggler.container import capabilities, identity, syscalls
 from juggler.container.cgroups import Cgroup
 from juggler.container.spec import ContainerSpec, SpecError
 from juggler.v1 import common_pb2 as pb
@@ -401,19 +401,8 @@ def _child(target: Target, argv: list[str], ns_fds, root_fd: int, pid_fd: int,
         step = f"chdir {spec.working_dir!r}"
         os.chdir(spec.working_dir)
         env = dict(spec.env)
-        user = None
-        if spec.user:
-            step = f"look up user {spec.user!r}"
-            user = users.lookup(spec.user)
-            if not spec.home_from_task:
-                env["HOME"] = user.home
-        step = "drop capabilities"
-        capabilities.drop_to(capabilities.DEFAULT_MASK)
-        if user is not None:
-            step = f"switch to user {spec.user!r}"
-            os.setgroups(list(user.groups))
-            os.setgid(user.gid)
-            os.setuid(user.uid)
+        step = f"run as user {spec.user!r}" if spec.user else "drop capabilities"
+        identity.assume(spec.user, env, home_from_task=spec.home_from_task)
         step = "set no_new_privs"
         capabilities.set_no_new_privs()
         step = "redirect stdio"
