@@ -19,7 +19,6 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from juggler.common import logs, servers, task_states
 from juggler.common.clock import SystemClock
-from juggler.common.leader import backoff
 from juggler.master.allocator import Allocator
 from juggler.master.commands import (
     CallError,
@@ -145,17 +144,19 @@ class Master:
         log.info("master started", address=self.address, metrics_port=self.metrics_port,
                  etcd=self.config.etcd or None)
         if self.config.etcd:
-            from juggler.store.election import Election
+            from juggler.store.election_thread import ElectionThread
             from juggler.store.etcd import EtcdClient, EtcdStore
 
-            client = EtcdClient(self.config.etcd, ca_cert=self.config.etcd_ca,
-                                cert=self.config.etcd_cert, key=self.config.etcd_key)
-            self.store = EtcdStore(client, self.config.etcd_prefix + "registry/",
+            def client() -> EtcdClient:
+                return EtcdClient(self.config.etcd, ca_cert=self.config.etcd_ca,
+                                  cert=self.config.etcd_cert, key=self.config.etcd_key)
+
+            self.store = EtcdStore(client(), self.config.etcd_prefix + "registry/",
                                    owns_client=True)
-            self._new_election = lambda: Election(
-                client, self.config.etcd_prefix + "election/", self.address,
-                ttl=self.config.lease_ttl)
-            self.election = self._new_election()
+            # The election runs on its own thread: a busy master must not starve
+            # its lease keepalive (store/election_thread.py).
+            self.election = ElectionThread(client, self.config.etcd_prefix + "election/",
+                                           self.address, self.config.lease_ttl)
             self._tasks.append(asyncio.create_task(self._campaign()))
         else:
             await self._become_leader()
@@ -166,18 +167,7 @@ class Master:
         is down, starts a new one); once elected, lead until the term ends."""
         from juggler.store.interface import StoreError
 
-        attempt = 0
-        while True:
-            try:
-                await self.election.campaign()
-                break
-            except Exception as e:  # ElectionLost, StoreError, aetcd's errors
-                attempt += 1
-                log.info("campaign failed; trying again", error=f"{type(e).__name__}: {e}")
-                with contextlib.suppress(Exception):
-                    await self.election.close()
-                await asyncio.sleep(backoff(attempt, base=0.2, cap=2.0))
-                self.election = self._new_election()
+        await self.election.campaign()
         try:
             await self._become_leader()
             await self.election.lost.wait()

@@ -1,0 +1,124 @@
+"""An Election kept on its own thread and event loop.
+
+A leader's event loop can be busy for seconds (ten thousand agents
+re-registering at once); the lease keepalive must not wait behind that work,
+or the leader loses its lease under exactly the load it must carry. Here the
+election (its etcd client, keepalive and watchdog) lives on a thread of its
+own; the master's loop reads `is_leader`, `leader()` and `fence()` (plain reads
+of values the election thread writes) and awaits `campaign()` and `lost`.
+
+Campaigning retries with backoff until elected (a standby's etcd session can
+end while etcd is unreachable); once elected, the term ends for good when
+`lost` is set, as with Election itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+
+from juggler.common import logs
+from juggler.common.leader import backoff
+from juggler.store.election import Election
+from juggler.store.etcd import EtcdClient, Fence, NotLeader
+
+log = logs.get("election")
+
+
+class ElectionThread:
+    def __init__(self, make_client: Callable[[], EtcdClient], prefix: str, address: str,
+                 ttl: int) -> None:
+        self._make_client = make_client
+        self._prefix = prefix
+        self._address = address
+        self._ttl = ttl
+        self._election: Election | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._home: asyncio.AbstractEventLoop | None = None
+        self._elected: asyncio.Future[None] | None = None
+        self._main: asyncio.Task[None]
+        self.lost = asyncio.Event()
+        self.lost_reason: str | None = None
+
+    # -- read from the master's loop -------------------------------------------------------
+    @property
+    def is_leader(self) -> bool:
+        election = self._election
+        return election is not None and election.is_leader
+
+    def leader(self) -> str | None:
+        election = self._election
+        return election.leader() if election is not None else None
+
+    def fence(self) -> Fence:
+        election = self._election
+        if election is None:
+            raise NotLeader(f"{self._address} is not the leader")
+        return election.fence()
+
+    # -- life cycle ----------------------------------------------------------------------------
+    async def campaign(self) -> None:
+        """Return once elected (retrying failed campaigns in the election thread)."""
+        self._home = asyncio.get_running_loop()
+        self._elected = self._home.create_future()
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="election",
+                                        daemon=True)
+        self._thread.start()
+        await asyncio.to_thread(ready.wait)
+        await self._elected
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._main = loop.create_task(self._serve())
+        ready.set()
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(self._main)
+        finally:
+            loop.close()
+
+    async def _serve(self) -> None:
+        client = self._make_client()
+        attempt = 0
+        try:
+            while True:
+                election = Election(client, self._prefix, self._address, ttl=self._ttl)
+                self._election = election
+                try:
+                    await election.campaign()
+                    break
+                except Exception as e:  # ElectionLost, StoreError, aetcd's errors
+                    attempt += 1
+                    log.info("campaign failed; trying again", error=f"{type(e).__name__}: {e}")
+                    with contextlib.suppress(Exception):
+                        await election.close()
+                    await asyncio.sleep(backoff(attempt, base=0.2, cap=2.0))
+            self._tell(lambda: self._elected.done() or self._elected.set_result(None))  # type: ignore[union-attr]
+            await election.lost.wait()
+            self.lost_reason = election.lost_reason
+            self._tell(self.lost.set)
+            await asyncio.Event().wait()  # keep the client until close()
+        finally:
+            if self._election is not None:
+                with contextlib.suppress(Exception):
+                    await self._election.close()
+            with contextlib.suppress(Exception):
+                await client.close()
+
+    def _tell(self, fn: Callable[[], object]) -> None:
+        if self._home is not None and not self._home.is_closed():
+            self._home.call_soon_threadsafe(fn)
+
+    async def close(self) -> None:
+        """Resign (revoking the lease) and stop the thread."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop may have ended already
+            loop.call_soon_threadsafe(self._main.cancel)
+        await asyncio.to_thread(thread.join, 10)
