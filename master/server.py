@@ -155,8 +155,10 @@ class Master:
                                    owns_client=True)
             # The election runs on its own thread: a busy master must not starve
             # its lease keepalive (store/election_thread.py).
-            self.election = ElectionThread(client, self.config.etcd_prefix + "election/",
-                                           self.address, self.config.lease_ttl)
+            self.election = ElectionThread(
+                client, self.config.etcd_prefix + "election/", self.address,
+                self.config.lease_ttl, endpoints=self.config.etcd, ca_cert=self.config.etcd_ca,
+                cert=self.config.etcd_cert, key=self.config.etcd_key)
             self._tasks.append(asyncio.create_task(self._campaign()))
         else:
             await self._become_leader()

@@ -16,21 +16,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import threading
 from collections.abc import Callable
 
 from juggler.common import logs
 from juggler.common.leader import backoff
+from juggler.store import lease_keepalive
 from juggler.store.election import Election
-from juggler.store.etcd import EtcdClient, Fence, NotLeader
+from juggler.store.etcd import Endpoint, EtcdClient, Fence, NotLeader, parse_endpoints
 
 log = logs.get("election")
 
 
 class ElectionThread:
     def __init__(self, make_client: Callable[[], EtcdClient], prefix: str, address: str,
-                 ttl: int) -> None:
+                 ttl: int, *, endpoints: str = "", ca_cert: str | None = None,
+                 cert: str | None = None, key: str | None = None) -> None:
         self._make_client = make_client
+        # The lease is renewed over etcd's HTTP gateway (store/lease_keepalive.py).
+        self._endpoints = parse_endpoints(endpoints) if endpoints else []
+        self._tls = (lease_keepalive.tls_context(ca_cert, cert, key)
+                     if any(e.tls for e in self._endpoints) else None)
         self._prefix = prefix
         self._address = address
         self._ttl = ttl
@@ -87,7 +94,9 @@ class ElectionThread:
         attempt = 0
         try:
             while True:
-                election = Election(client, self._prefix, self._address, ttl=self._ttl)
+                election = _HttpKeepaliveElection(
+                    client, self._prefix, self._address, ttl=self._ttl)
+                election.endpoints, election.tls = self._endpoints, self._tls
                 self._election = election
                 try:
                     await election.campaign()
@@ -122,3 +131,17 @@ class ElectionThread:
         with contextlib.suppress(RuntimeError):  # the loop may have ended already
             loop.call_soon_threadsafe(self._main.cancel)
         await asyncio.to_thread(thread.join, 10)
+
+
+class _HttpKeepaliveElection(Election):
+    """Election whose keepalive goes over HTTP from a worker thread, not gRPC."""
+
+    endpoints: list[Endpoint]
+    tls: ssl.SSLContext | None = None
+
+    async def _refresh_lease(self) -> int:
+        if not self.endpoints:
+            return await super()._refresh_lease()
+        assert self.lease_id is not None
+        return await asyncio.to_thread(lease_keepalive.keepalive, self.endpoints,
+                                       self.lease_id, self._interval, self.tls)
