@@ -143,5 +143,8 @@ class _HttpKeepaliveElection(Election):
         if not self.endpoints:
             return await super()._refresh_lease()
         assert self.lease_id is not None
+        # A slow answer still proves the lease from the time the request was sent
+        # (Election._renew), so wait for it as long as it can still help.
+        timeout = max(self._interval, (self.granted_ttl or self.ttl) - self.margin)
         return await asyncio.to_thread(lease_keepalive.keepalive, self.endpoints,
-                                       self.lease_id, self._interval, self.tls)
+                                       self.lease_id, timeout, self.tls)
