@@ -75,7 +75,7 @@ def test_processes_with_finds_a_running_process() -> None:
 
 
 def test_unreachable_agent_and_its_return(daemons: Daemons) -> None:
-    daemons.start_master("--agent-ping-timeout", "0.2", "--max-agent-ping-timeouts", "3")
+    daemons.start_master("--agent-ping-timeout", "0.3", "--max-agent-ping-timeouts", "4")
     daemons.start_agent("a1")
     daemons.wait_agents(1)
 
