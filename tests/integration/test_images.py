@@ -196,7 +196,10 @@ def test_pull_cancelled_halfway_in_process_then_again(test_images: TestImages,
                 await job
 
         asyncio.run(cancel_midway())
-        wait_for(lambda: not list(store.tmp.iterdir()), what="the cancelled pull to clean up")
+        # The worker thread notices the cancel at its next read (at worst at the socket
+        # timeout), then removes its temporary files.
+        wait_for(lambda: not list(store.tmp.iterdir()), timeout=90,
+                 what="the cancelled pull to clean up")
         assert store.get(ref) is None
         proxy.stall = ""
         assert pull(store, ref).layers
