@@ -17,6 +17,7 @@ import os
 import socket
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -396,7 +397,6 @@ class Agent:
 
     def _agent_update(self, framework_id: str, task_id: str, state: int, reason: int,
                       message: str, exit_code: int | None = None) -> None:
-        import uuid
         status = common_pb2.TaskStatus(
             task_id=task_id, framework_id=framework_id, agent_id=self.agent_id, state=state,
             reason=reason, message=message, source=common_pb2.SOURCE_AGENT,

@@ -616,4 +616,3 @@ class OperatorServicer(operator_pb2_grpc.OperatorServicer):
         return operator_pb2.UpAgentResponse()
 
 
-__all__ = ["Master", "MasterConfig", "common_pb2"]
