@@ -30,7 +30,7 @@ from juggler.master.commands import (
     ToFramework,
 )
 from juggler.master.leader_gate import LeaderGate
-from juggler.master.state import AgentGone, MasterState
+from juggler.master.state import AgentGone, MasterState, ack_command
 from juggler.store.interface import Store
 from juggler.v1 import (
     agent_pb2,
@@ -533,10 +533,9 @@ class AgentChannelServicer(agent_pb2_grpc.AgentChannelServicer):
                 commands = self.m.state.status_update(agent_id, status)
             except task_states.InvalidTransition as e:
                 alog.error("status update refused", error=str(e), task_id=status.task_id)
-                commands = [ToAgent(agent_id, agent_pb2.MasterMessage(
-                    acknowledgement=agent_pb2.MasterMessage.Acknowledgement(
-                        framework_id=status.framework_id, task_id=status.task_id,
-                        uuid=status.uuid)))]
+                # Acknowledge it anyway, or the agent would retry it forever.
+                commands = [ack_command(agent_id, status.framework_id, status.task_id,
+                                        status.uuid)]
             except CallError as e:
                 alog.warning("status update refused", error=e.message)
                 return

@@ -223,9 +223,7 @@ class MasterState:
         for task_id in sorted(fw.tasks):
             task = self.tasks[(fid, task_id)]
             if not task_states.is_terminal(task.state):
-                commands.append(ToAgent(task.agent_id, agent_pb2.MasterMessage(
-                    kill_task=agent_pb2.MasterMessage.KillTask(
-                        framework_id=fid, task_id=task_id, kill_policy=task.info.kill_policy))))
+                commands.append(kill_command(task))
             self._recover_task(task)
             self._complete_task(task)
         self.allocator.remove_framework(fid)
@@ -408,10 +406,7 @@ class MasterState:
         for key in sorted(agent.tasks):
             task = self.tasks[key]
             if not task_states.is_terminal(task.state):
-                commands.append(ToAgent(agent_id, agent_pb2.MasterMessage(
-                    kill_task=agent_pb2.MasterMessage.KillTask(
-                        framework_id=task.framework_id, task_id=task.info.task_id,
-                        kill_policy=task.info.kill_policy))))
+                commands.append(kill_command(task))
         self._maybe_down(agent)
         commands.append(self._persist_agent(agent))
         return commands
@@ -475,15 +470,12 @@ class MasterState:
                 for fid, o in per_framework.items()]
 
     def _rescind_offers(self, fw: FrameworkEntry, *, send: bool) -> list[Command]:
+        """Take back every offer of `fw` (telling it only when `send`)."""
         commands: list[Command] = []
         for offer_id in sorted(fw.offers):
-            offer = self.offers.pop(offer_id)
-            self._forget_agent_offer(offer)
-            self.allocator.recover(offer.framework_id, offer.agent_id, offer.resources, offer.role)
+            rescind = self._rescind(self.offers[offer_id])
             if send:
-                commands.append(ToFramework(fw.info.id, scheduler_pb2.Event(
-                    rescind=scheduler_pb2.Event.Rescind(offer_id=offer_id))))
-        fw.offers.clear()
+                commands += rescind
         return commands
 
     def decline(self, framework_id: str, stream_id: str, offer_ids: Iterable[str],
@@ -670,9 +662,7 @@ class MasterState:
             return []
         policy = kill_policy if kill_policy is not None and kill_policy.HasField(
             "grace_period_seconds") else task.info.kill_policy
-        return [ToAgent(task.agent_id, agent_pb2.MasterMessage(
-            kill_task=agent_pb2.MasterMessage.KillTask(
-                framework_id=framework_id, task_id=task_id, kill_policy=policy)))]
+        return [kill_command(task, policy)]
 
     def acknowledge(self, framework_id: str, stream_id: str, agent_id: str, task_id: str,
                     uuid: bytes) -> list[Command]:
@@ -685,9 +675,7 @@ class MasterState:
             # A task the master does not track (it ended before this master took over,
             # or was completed): the update came from an agent, so pass the ack on.
             if agent_id in self.agents:
-                return [ToAgent(agent_id, agent_pb2.MasterMessage(
-                    acknowledgement=agent_pb2.MasterMessage.Acknowledgement(
-                        framework_id=framework_id, task_id=task_id, uuid=uuid)))]
+                return [ack_command(agent_id, framework_id, task_id, uuid)]
             raise CallError(Code.NOT_FOUND, f"task {task_id!r} is not known to the master "
                             f"and agent {agent_id!r} is not registered")
         if agent_id and agent_id != task.agent_id:
@@ -695,9 +683,7 @@ class MasterState:
                             f"task {task_id} runs on agent {task.agent_id}, not {agent_id}")
         commands: list[Command] = []
         if task.agent_id in self.agents:
-            commands.append(ToAgent(task.agent_id, agent_pb2.MasterMessage(
-                acknowledgement=agent_pb2.MasterMessage.Acknowledgement(
-                    framework_id=framework_id, task_id=task_id, uuid=uuid))))
+            commands.append(ack_command(task.agent_id, framework_id, task_id, uuid))
         if uuid == task.latest_uuid and task_states.is_terminal(task.state):
             self._complete_task(task)
         return commands
@@ -877,10 +863,7 @@ class MasterState:
                 # second copy must not keep running.
                 if st is not None:
                     task.state = st.state
-                commands.append(ToAgent(info.id, agent_pb2.MasterMessage(
-                    kill_task=agent_pb2.MasterMessage.KillTask(
-                        framework_id=fid, task_id=rt.task.task_id,
-                        kill_policy=task.info.kill_policy))))
+                commands.append(kill_command(task))
             elif back_from_unreachable and st is not None and st.state != task.state:
                 commands += self._master_update(task, st.state, common_pb2.REASON_RECONCILIATION,
                                                 "the agent is reachable again")
@@ -909,9 +892,7 @@ class MasterState:
             raise CallError(Code.FAILED_PRECONDITION, f"agent {agent_id} is not registered")
         fid = status.framework_id
         task = self.tasks.get((fid, status.task_id))
-        ack = ToAgent(agent_id, agent_pb2.MasterMessage(
-            acknowledgement=agent_pb2.MasterMessage.Acknowledgement(
-                framework_id=fid, task_id=status.task_id, uuid=status.uuid)))
+        ack = ack_command(agent_id, fid, status.task_id, status.uuid)
         if task is None:
             # Nobody can acknowledge it: the framework or the task is gone.
             if fid not in self.frameworks:
@@ -955,15 +936,23 @@ class MasterState:
             agent_hostname=agent.info.hostname if agent else "",
             agent_address=agent.info.address if agent else "")
 
-    def agent_view(self, agent: AgentEntry) -> operator_pb2.AgentView:
+    def _allocated_on(self, agent: AgentEntry) -> Resources:
+        """What the agent's tasks hold (tasks whose resources were not recovered)."""
         allocated = Resources()
         for key in agent.tasks:
             t = self.tasks.get(key)
             if t is not None and not t.resources_recovered:
                 allocated = allocated + t.resources
+        return allocated
+
+    def _offered_on(self, agent: AgentEntry) -> Resources:
         offered = Resources()
         for oid in agent.offers:
             offered = offered + self.offers[oid].resources
+        return offered
+
+    def agent_view(self, agent: AgentEntry) -> operator_pb2.AgentView:
+        allocated, offered = self._allocated_on(agent), self._offered_on(agent)
         state = agent.state
         if agent.maintenance is not None and state == A.AGENT_ACTIVE:
             state = agent.maintenance
@@ -1000,17 +989,26 @@ class MasterState:
             assert oid in self.agents[offer.agent_id].offers, f"offer {oid} not on its agent"
         assert sum(len(a.offers) for a in self.agents.values()) == len(self.offers)
         for agent in self.agents.values():
-            used = Resources()
-            for key in agent.tasks:
-                t = self.tasks[key]
-                if not t.resources_recovered:
-                    used = used + t.resources
-            for o in self.offers.values():
-                if o.agent_id == agent.info.id:
-                    used = used + o.resources
+            assert all(key in self.tasks for key in agent.tasks)
+            used = self._allocated_on(agent) + self._offered_on(agent)
             assert agent.total.contains(used), (
                 f"agent {agent.info.id} over-committed: {used} of {agent.total}")
         self.allocator.validate_state()
+
+
+def kill_command(task: TaskEntry, policy: common_pb2.KillPolicy | None = None) -> ToAgent:
+    """Kill `task` on its agent, with `policy` or else the task's own kill policy."""
+    return ToAgent(task.agent_id, agent_pb2.MasterMessage(
+        kill_task=agent_pb2.MasterMessage.KillTask(
+            framework_id=task.framework_id, task_id=task.info.task_id,
+            kill_policy=policy if policy is not None else task.info.kill_policy)))
+
+
+def ack_command(agent_id: str, framework_id: str, task_id: str, uuid: bytes) -> ToAgent:
+    """Pass a framework's acknowledgement (of `uuid`) on to the agent."""
+    return ToAgent(agent_id, agent_pb2.MasterMessage(
+        acknowledgement=agent_pb2.MasterMessage.Acknowledgement(
+            framework_id=framework_id, task_id=task_id, uuid=uuid)))
 
 
 def _agent_total(info: common_pb2.AgentInfo) -> Resources:
