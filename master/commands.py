@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from juggler.v1 import agent_pb2, scheduler_pb2
+from juggler.v1 import agent_pb2, common_pb2, scheduler_pb2
+
+if TYPE_CHECKING:
+    from juggler.master.entries import TaskEntry
 
 
 class Code(enum.Enum):
@@ -68,3 +72,18 @@ class Persist:
 
 
 Command = ToAgent | ToFramework | CloseStream | CloseAgentStream | Persist
+
+
+def kill_command(task: TaskEntry, policy: common_pb2.KillPolicy | None = None) -> ToAgent:
+    """Kill `task` on its agent, with `policy` or else the task's own kill policy."""
+    return ToAgent(task.agent_id, agent_pb2.MasterMessage(
+        kill_task=agent_pb2.MasterMessage.KillTask(
+            framework_id=task.framework_id, task_id=task.info.task_id,
+            kill_policy=policy if policy is not None else task.info.kill_policy)))
+
+
+def ack_command(agent_id: str, framework_id: str, task_id: str, uuid: bytes) -> ToAgent:
+    """Pass a framework's acknowledgement (of `uuid`) on to the agent."""
+    return ToAgent(agent_id, agent_pb2.MasterMessage(
+        acknowledgement=agent_pb2.MasterMessage.Acknowledgement(
+            framework_id=framework_id, task_id=task_id, uuid=uuid)))
