@@ -18,17 +18,19 @@ from collections.abc import AsyncIterator, Iterable
 import grpc
 
 from juggler.common import servers
-from juggler.common.leader import backoff, leader_of, parse_masters
+from juggler.common.leader import LeaderFollower, from_standby, leader_of, parse_masters
 from juggler.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 
 
 class FrameworkError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str, leader: str | None = None) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, leader: str | None = None,
+                 standby: bool = False) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
-        # A standby master's answer names the leader.
+        # A standby master's answer names the leader (if it knows one).
         self.leader = leader
+        self.standby = standby
 
 
 def _error(e: grpc.aio.AioRpcError) -> FrameworkError:
@@ -57,31 +59,21 @@ class Framework:
         names) until one confirms or `timeout` passes."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        candidates = list(self.masters)
-        attempt = 0
-        last: FrameworkError | None = None
+        # The very policy agents follow (common/leader.py).
+        follower = LeaderFollower(self.masters)
         while True:
-            address = candidates[attempt % len(candidates)]
             try:
-                return await self._subscribe_to(address, max(0.1, deadline - loop.time()))
+                return await self._subscribe_to(follower.address,
+                                                max(0.1, deadline - loop.time()))
             except FrameworkError as e:
-                last = e
                 if e.code not in (grpc.StatusCode.UNAVAILABLE,
                                   grpc.StatusCode.DEADLINE_EXCEEDED) or loop.time() >= deadline:
                     raise
-                leader = e.leader
-                if leader and leader not in candidates:
-                    candidates.append(leader)
-                if leader:
-                    attempt = candidates.index(leader)
-                    continue
-            attempt += 1
-            if attempt % len(candidates) == 0:
-                await asyncio.sleep(min(backoff(attempt // len(candidates)),
-                                        max(0.0, deadline - loop.time())))
-            if loop.time() >= deadline:
-                assert last is not None
-                raise last
+                delay = follower.ended(loop.time(), answered=e.standby, leader=e.leader,
+                                       registered=False)
+                if loop.time() + delay >= deadline:
+                    raise
+                await asyncio.sleep(delay)
 
     async def _subscribe_to(self, address: str, timeout: float) -> scheduler_pb2.Event.Subscribed:
         await self._close_stream()
@@ -92,7 +84,8 @@ class Framework:
         try:
             first = await asyncio.wait_for(self._call.read(), timeout)
         except grpc.aio.AioRpcError as e:
-            raise FrameworkError(e.code(), e.details() or "", leader_of(e)) from None
+            raise FrameworkError(e.code(), e.details() or "", leader_of(e),
+                                 from_standby(e)) from None
         except TimeoutError:
             raise FrameworkError(grpc.StatusCode.DEADLINE_EXCEEDED,
                                  f"no answer from the master at {address}") from None
@@ -144,6 +137,14 @@ class Framework:
             await getattr(self.stub, method)(request, timeout=30)
         except grpc.aio.AioRpcError as e:
             raise _error(e) from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # our caller's own cancellation
+            # Re-subscribing (after a failover) closed the channel under this call.
+            raise FrameworkError(grpc.StatusCode.UNAVAILABLE,
+                                 f"{method} was cut off: the framework re-subscribed to "
+                                 f"{self.master}; call again") from None
 
     async def launch(self, offer_ids: Iterable[str], tasks: Iterable[common_pb2.TaskInfo],
                      refuse_seconds: float | None = None) -> None:
