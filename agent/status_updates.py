@@ -4,10 +4,19 @@ An update is sent to the master and re-sent (with a growing interval) until the
 framework's acknowledgement comes back; only then is the task's next update
 sent, so a framework sees each task's updates in order. Pure: the agent's shell
 asks `due(now)` what to (re)send.
+
+The streams that have something to send sit in a heap by their next send time,
+so `due` and `next_due` cost O(log n) per stream that is due, not a scan of
+every task the agent ever ran (a scan per update is quadratic when a thousand
+tasks start at once). A stream's heap entry is valid while it carries the
+stream's current `token`; rescheduling a stream leaves its old entry behind,
+and that entry is dropped when it reaches the top.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -20,6 +29,7 @@ class _Stream:
     seen: set[bytes] = field(default_factory=set)
     next_send: float = 0.0
     interval: float = 0.0
+    token: int = -1  # of its valid heap entry; -1: not scheduled
 
 
 class StatusUpdateManager:
@@ -27,6 +37,23 @@ class StatusUpdateManager:
         self.first_retry = first_retry
         self.max_retry = max_retry
         self._streams: dict[tuple[str, str], _Stream] = {}
+        self._heap: list[tuple[float, int, tuple[str, str]]] = []
+        self._tokens = itertools.count()
+
+    def _schedule(self, key: tuple[str, str], stream: _Stream, when: float) -> None:
+        stream.next_send = when
+        stream.token = next(self._tokens)
+        heapq.heappush(self._heap, (when, stream.token, key))
+
+    def _top(self) -> tuple[float, int, tuple[str, str]] | None:
+        """The heap's first valid entry (stale ones above it are dropped)."""
+        while self._heap:
+            entry = self._heap[0]
+            stream = self._streams.get(entry[2])
+            if stream is not None and stream.token == entry[1] and stream.pending:
+                return entry
+            heapq.heappop(self._heap)
+        return None
 
     def add(self, status: common_pb2.TaskStatus, now: float) -> bool:
         """Queue an update; False when its uuid was already queued (a duplicate)."""
@@ -37,8 +64,8 @@ class StatusUpdateManager:
         stream.seen.add(status.uuid)
         stream.pending.append(status)
         if len(stream.pending) == 1:
-            stream.next_send = now
             stream.interval = self.first_retry
+            self._schedule(key, stream, now)
         return True
 
     def acknowledge(self, framework_id: str, task_id: str, uuid: bytes, now: float) -> bool:
@@ -47,25 +74,30 @@ class StatusUpdateManager:
         if stream is None or not stream.pending or stream.pending[0].uuid != uuid:
             return False
         stream.pending.popleft()
-        stream.next_send = now
         stream.interval = self.first_retry
+        if stream.pending:
+            self._schedule((framework_id, task_id), stream, now)
+        else:
+            stream.token = -1
         return True
 
     def due(self, now: float) -> list[common_pb2.TaskStatus]:
         """Heads of streams whose (re)send time has come; schedules the next retry."""
         out = []
-        for stream in self._streams.values():
-            if stream.pending and stream.next_send <= now:
-                out.append(stream.pending[0])
-                stream.next_send = now + stream.interval
-                stream.interval = min(stream.interval * 2, self.max_retry)
+        while (entry := self._top()) is not None and entry[0] <= now:
+            heapq.heappop(self._heap)
+            stream = self._streams[entry[2]]
+            out.append(stream.pending[0])
+            self._schedule(entry[2], stream, now + stream.interval)
+            stream.interval = min(stream.interval * 2, self.max_retry)
         return out
 
     def resend_all(self, now: float) -> None:
         """After (re)connecting to a master: every head is due at once."""
-        for stream in self._streams.values():
-            stream.next_send = now
+        for key, stream in self._streams.items():
             stream.interval = self.first_retry
+            if stream.pending:
+                self._schedule(key, stream, now)
 
     def pending(self, framework_id: str, task_id: str) -> int:
         stream = self._streams.get((framework_id, task_id))
@@ -75,5 +107,5 @@ class StatusUpdateManager:
         self._streams.pop((framework_id, task_id), None)
 
     def next_due(self) -> float | None:
-        times = [s.next_send for s in self._streams.values() if s.pending]
-        return min(times) if times else None
+        entry = self._top()
+        return entry[0] if entry is not None else None

@@ -55,12 +55,21 @@ def rss_pss_kib(pid: int) -> tuple[int, int] | None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid` and its reaped children."""
+    """CPU time of `pid` (all its threads; not its children): the scheduler's
+    own count in nanoseconds, where /proc/<pid>/stat's clock ticks would
+    round a few milliseconds of work to 0 or 10."""
     try:
-        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
         return 0.0
-    return sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def host_busy_seconds() -> float:
+    """CPU time the whole host has spent busy (every core, user and system,
+    kernel threads included) since boot, from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:
@@ -127,6 +136,7 @@ async def exercise(master: str, n: int, agent_dir: Path, mem_before: int) -> dic
     per_task = Resources({"cpus": 0.01, "mem": 1})
     ids = [f"sleep-{i:04d}" for i in range(n)]
     t0 = time.perf_counter()
+    busy0 = host_busy_seconds()
     for b in range(BATCHES):
         batch = ids[b * n // BATCHES:(b + 1) * n // BATCHES]
         offer = await asyncio.wait_for(offers.get(), 30)
@@ -139,6 +149,7 @@ async def exercise(master: str, n: int, agent_dir: Path, mem_before: int) -> dic
         await fw.launch([offer.id], tasks, refuse_seconds=0)  # the rest is offered again
     await until(S.TASK_RUNNING, "RUNNING")
     launch_seconds = time.perf_counter() - t0
+    launch_busy = host_busy_seconds() - busy0
 
     await asyncio.sleep(1.0)  # let the last acknowledgements land before measuring
     mem_used = mem_before - mem_available_kib()
@@ -164,6 +175,7 @@ async def exercise(master: str, n: int, agent_dir: Path, mem_before: int) -> dic
         await fw.teardown()
     await fw.close()
     return {"launch_seconds": launch_seconds, "destroy_seconds": destroy_seconds,
+            "launch_busy": launch_busy,
             "usage": usage, "mem_used_kib": mem_used, "cpu": cpu}
 
 
@@ -212,6 +224,10 @@ def main() -> int:
     print(f"{'launch (s, to all RUNNING)':28}{r['launch_seconds']:10.2f}   Mesos 1.7: ~30")
     print(f"{'destroy (s, to all KILLED)':28}{r['destroy_seconds']:10.2f}   Mesos 1.7: ~22")
     print(f"{'launches per second':28}{n / r['launch_seconds']:10.1f}")
+    cores = os.cpu_count() or 1
+    print(f"{'host CPU busy in launch (s)':28}{r['launch_busy']:10.2f}   "
+          f"{1000 * r['launch_busy'] / n:.1f} ms per container; "
+          f"{100 * r['launch_busy'] / (cores * r['launch_seconds']):.0f}% of {cores} cores")
     print(f"{'executor RSS (MiB, mean)':28}{rss:10.1f}   over {len(usage)} executors")
     print(f"{'executor PSS (MiB, mean)':28}{pss:10.1f}")
     print(f"{'host memory per container':28}{per_container:10.1f}   MiB (MemAvailable drop / n)")
@@ -220,6 +236,7 @@ def main() -> int:
         print(f"  {who:26}{secs:10.2f}   ({1000 * secs / n:.1f})")
     print(json.dumps({"executor_rss_mib": round(rss, 1), "executor_pss_mib": round(pss, 1),
                       "host_mib_per_container": round(per_container, 1)}))
+    print(json.dumps({"host_cpu_ms_per_container": round(1000 * r["launch_busy"] / n, 1)}))
     print(json.dumps({"containers": n, "launch_seconds": round(r["launch_seconds"], 2),
                       "destroy_seconds": round(r["destroy_seconds"], 2)}))
     return 0

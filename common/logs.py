@@ -14,12 +14,21 @@ from typing import Any
 
 import structlog
 
+_configured: tuple[int, bool, int] | None = None  # (level, json, id of stderr)
+
 
 def configure(process: str, level: str | None = None, json: bool | None = None) -> None:
+    global _configured
     level_name = (level or os.environ.get("JUGGLER_LOG_LEVEL", "info")).upper()
     numeric = getattr(logging, level_name, logging.INFO)
     if json is None:
         json = not sys.stderr.isatty()
+    if _configured == (numeric, json, id(sys.stderr)):
+        # Already so (an executor forked from agent/launcher.py's zygote):
+        # only the process's own fields change.
+        structlog.contextvars.bind_contextvars(process=process, pid=os.getpid())
+        return
+    _configured = (numeric, json, id(sys.stderr))
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )

@@ -67,13 +67,15 @@ DEFAULT_MASK = mask(DEFAULT)  # 0xa80425fb, Docker's CapBnd
 
 
 def drop_bounding_set(keep: int) -> None:
+    # Dropping a capability already gone succeeds; EINVAL means past this
+    # kernel's CAP_LAST_CAP (no read first: this runs at every launch).
     for cap in range(_MAX_CAP + 1):
+        if keep >> cap & 1:
+            continue
         try:
-            present = sc.prctl(sc.PR_CAPBSET_READ, cap)
-        except OSError:  # EINVAL: past this kernel's CAP_LAST_CAP
-            break
-        if present and not keep >> cap & 1:
             sc.prctl(sc.PR_CAPBSET_DROP, cap)
+        except OSError:
+            break
 
 
 def drop_to(keep: int = DEFAULT_MASK) -> None:

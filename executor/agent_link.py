@@ -99,7 +99,10 @@ class AgentLink:
             writer.write(framing.encode(executor_pb2.ExecutorMessage(hello=self._hello())))
             for message in list(self.pending.values()):
                 writer.write(framing.encode(message))
-            self._log.info("connected to the agent", resent=len(self.pending))
+            # Routine at start; worth an operator's attention when it is a
+            # reconnection (the agent restarted).
+            (self._log.info if self.first_attempt.is_set() else self._log.debug)(
+                "connected to the agent", resent=len(self.pending))
             self.first_attempt.set()
             try:
                 await writer.drain()

@@ -158,8 +158,9 @@ class Executor:
         except SpecError as e:
             return self._send(pb.TASK_FAILED, pb.REASON_CONTAINER_LAUNCH_FAILED, str(e))
         # Give a kill already queued by the agent the chance to arrive first.
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.link.first_attempt.wait(), 0.5)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await self.link.first_attempt.wait()
         await asyncio.sleep(0)
         if self.kill_requested:
             return self._send(pb.TASK_KILLED, pb.REASON_TASK_KILLED_DURING_LAUNCH,

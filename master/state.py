@@ -455,20 +455,45 @@ class MasterState(AgentBook):
     def acknowledge(self, framework_id: str, stream_id: str, agent_id: str, task_id: str,
                     uuid: bytes) -> list[Command]:
         self._framework(framework_id, stream_id)
+        self._check_ack(framework_id, agent_id, task_id, uuid)
+        return self._apply_ack(framework_id, agent_id, task_id, uuid)
+
+    def acknowledge_many(self, framework_id: str, stream_id: str,
+                         acks: Iterable[tuple[str, str, bytes]]) -> list[Command]:
+        """Several (agent_id, task_id, uuid) at once: every one is checked before
+        any is applied, so a refused call changed nothing."""
+        self._framework(framework_id, stream_id)
+        acks = list(acks)
+        for agent_id, task_id, uuid in acks:
+            self._check_ack(framework_id, agent_id, task_id, uuid)
+        commands: list[Command] = []
+        for agent_id, task_id, uuid in acks:
+            commands.extend(self._apply_ack(framework_id, agent_id, task_id, uuid))
+        return commands
+
+    def _check_ack(self, framework_id: str, agent_id: str, task_id: str, uuid: bytes) -> None:
         if not uuid:
             raise CallError(Code.INVALID_ARGUMENT, "uuid is required (updates from the master "
                             "carry none and must not be acknowledged)")
         task = self.tasks.get((framework_id, task_id))
         if task is None:
-            # A task the master does not track (it ended before this master took over,
-            # or was completed): the update came from an agent, so pass the ack on.
-            if agent_id in self.agents:
-                return [ack_command(agent_id, framework_id, task_id, uuid)]
-            raise CallError(Code.NOT_FOUND, f"task {task_id!r} is not known to the master "
-                            f"and agent {agent_id!r} is not registered")
-        if agent_id and agent_id != task.agent_id:
+            if agent_id not in self.agents:
+                raise CallError(Code.NOT_FOUND, f"task {task_id!r} is not known to the master "
+                                f"and agent {agent_id!r} is not registered")
+        elif agent_id and agent_id != task.agent_id:
             raise CallError(Code.INVALID_ARGUMENT,
                             f"task {task_id} runs on agent {task.agent_id}, not {agent_id}")
+
+    def _apply_ack(self, framework_id: str, agent_id: str, task_id: str,
+                   uuid: bytes) -> list[Command]:
+        """A checked acknowledgement (an earlier one of the same call may have
+        completed its task since: it is then passed on like any other)."""
+        task = self.tasks.get((framework_id, task_id))
+        if task is None:
+            # A task the master does not track (it ended before this master took over,
+            # or was completed): the update came from an agent, so pass the ack on.
+            return ([ack_command(agent_id, framework_id, task_id, uuid)]
+                    if agent_id in self.agents else [])
         commands: list[Command] = []
         if task.agent_id in self.agents:
             commands.append(ack_command(task.agent_id, framework_id, task_id, uuid))

@@ -8,6 +8,14 @@ with the gRPC status code and the master's message.
 finds the leader (standbys name it when they refuse a call) and, when the
 leader changes or the stream breaks, re-subscribes with its framework id; the
 new stream starts with a fresh `subscribed` event, which `events()` yields.
+
+Acknowledgements go out in batches, one Acknowledge call at a time: those
+made while a call is under way wait for it and then go together in the next
+(a framework acknowledging a burst of a thousand updates makes a few dozen
+calls, not a thousand; a lone one goes at once). Each `acknowledge()` still
+returns or raises for its own update: the master applies a batch all or
+nothing, so when it refuses one, the batch is sent again one by one and only
+the culprit's caller sees the error.
 """
 
 from __future__ import annotations
@@ -51,6 +59,10 @@ class Framework:
         self._call: grpc.aio.UnaryStreamCall | None = None
         self._subscribed = scheduler_pb2.Event()
         self._closing = False
+        # Acknowledgements waiting for the next call, each with the future its
+        # caller awaits, and the task making the calls (None when idle).
+        self._acks: list[tuple[scheduler_pb2.Acknowledgement, asyncio.Future[None]]] = []
+        self._ack_sender: asyncio.Task[None] | None = None
 
     async def subscribe(self, timeout: float = 10.0) -> scheduler_pb2.Event.Subscribed:
         """Open the stream on the leading master and wait for SUBSCRIBED.
@@ -172,9 +184,67 @@ class Framework:
         """Acknowledge an update if it needs it (only updates with a uuid do)."""
         if not status.uuid:
             return
-        await self._unary("Acknowledge", scheduler_pb2.AcknowledgeRequest(
-            framework_id=self.framework_id, stream_id=self.stream_id, agent_id=status.agent_id,
-            task_id=status.task_id, uuid=status.uuid))
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        # Its error is read here too, so a caller that gave up leaves no
+        # "exception was never retrieved" behind.
+        done.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._acks.append((scheduler_pb2.Acknowledgement(
+            agent_id=status.agent_id, task_id=status.task_id, uuid=status.uuid), done))
+        if self._ack_sender is None:
+            self._ack_sender = asyncio.ensure_future(self._send_acks())
+        # Shielded: a caller that gives up does not cancel the others' call.
+        await asyncio.shield(done)
+
+    async def _send_acks(self) -> None:
+        try:
+            await asyncio.sleep(0)  # the acknowledgements of this loop turn join in
+            while self._acks:
+                batch, self._acks = self._acks, []
+                await self._acknowledge_batch(batch)
+        finally:
+            self._ack_sender = None
+
+    async def _acknowledge_batch(
+            self, batch: list[tuple[scheduler_pb2.Acknowledgement, asyncio.Future[None]]]) -> None:
+        def request(acks: list[scheduler_pb2.Acknowledgement]) -> scheduler_pb2.AcknowledgeRequest:
+            if len(acks) == 1:
+                return scheduler_pb2.AcknowledgeRequest(
+                    framework_id=self.framework_id, stream_id=self.stream_id,
+                    agent_id=acks[0].agent_id, task_id=acks[0].task_id, uuid=acks[0].uuid)
+            return scheduler_pb2.AcknowledgeRequest(
+                framework_id=self.framework_id, stream_id=self.stream_id, acknowledgements=acks)
+
+        def settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+            if not future.done():
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+
+        try:
+            await self._unary("Acknowledge", request([ack for ack, _ in batch]))
+        except FrameworkError as e:
+            if len(batch) == 1 or e.code not in (grpc.StatusCode.NOT_FOUND,
+                                                 grpc.StatusCode.INVALID_ARGUMENT):
+                for _, future in batch:
+                    settle(future, e)
+                return
+            # One of them was refused, so none was applied: one call each.
+            for ack, future in batch:
+                try:
+                    await self._unary("Acknowledge", request([ack]))
+                except FrameworkError as one:
+                    settle(future, one)
+                else:
+                    settle(future, None)
+            return
+        except BaseException as e:
+            for _, future in batch:
+                settle(future, e if isinstance(e, Exception) else asyncio.CancelledError())
+            raise
+        for _, future in batch:
+            settle(future, None)
 
     async def revive(self, roles: Iterable[str] = ()) -> None:
         await self._unary("Revive", scheduler_pb2.ReviveRequest(

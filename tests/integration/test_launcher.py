@@ -62,7 +62,8 @@ def executor_pid(daemons: Daemons, framework_id: str, task_id: str) -> int:
 
 
 def assert_launched_by_zygote(pid: int, agent_pid: int, zygote_pid: int) -> None:
-    assert parent_of(pid) not in (agent_pid, zygote_pid)  # re-parented by the double fork
+    assert parent_of(pid) == zygote_pid  # forked by it, not started by the agent
+    assert zygote_pid != agent_pid
     assert os.getsid(pid) == pid  # its own session
     assert Path(f"/proc/{pid}/comm").read_text().strip() == "juggler-exec"
 
@@ -103,6 +104,8 @@ def test_executors_outlive_the_launcher_and_the_agent(daemons: Daemons) -> None:
             daemons.procs["a1"].wait(10)
             await wait_async(lambda: not alive(zygote), 10, "the launcher to die")
             assert all(alive(pid) for pid in executors)
+            # Re-parented (to init or a subreaper), not killed with their parent.
+            assert all(parent_of(pid) not in (agent, zygote) for pid in executors)
             assert {m: processes_with(m) for m in before} == before
 
             daemons.start_agent("a1", *flags, resources="cpus:2;mem:1024;disk:1024")
@@ -151,6 +154,10 @@ def test_a_killed_launcher_is_restarted_and_launches_again(daemons: Daemons) -> 
             assert_launched_by_zygote(pid, agent, zygote2)
             await c.fw.kill("echo")
             await c.until("echo", S.TASK_KILLED)
+            # Its executor exits once the update is acknowledged, and the
+            # zygote (ignoring SIGCHLD) leaves no zombie behind.
+            await wait_async(lambda: not os.path.exists(f"/proc/{pid}"), 20,
+                             "the executor to exit and be reaped")
     run(body)
 
 

@@ -275,3 +275,31 @@ def test_status_updates_are_retried_until_acknowledged(daemons: Daemons) -> None
                         operator_pb2.GetTasksRequest(include_completed=True),
                         timeout=5).completed_tasks), 10, "the task to complete")
     run(body)
+
+
+def test_acknowledgements_made_together_go_in_one_call_and_fail_alone(daemons: Daemons) -> None:
+    """The SDK sends acknowledgements made in the same loop turn as one call; a
+    bad one among them fails only its own caller, and the others still count."""
+    daemons.start_master()
+    daemons.start_agent("a1", "--status-update-retry", "0.2")
+    daemons.wait_agents(1)
+
+    async def body() -> None:
+        c = Client(daemons.master, "batcher")
+        c.auto_ack = False
+        async with c:
+            offer = await c.offer(Resources({"cpus": 0.6, "mem": 96}))
+            ids = ["b1", "b2", "b3"]
+            await c.fw.launch([offer.id], [task(t, 0.2, 32, "true") for t in ids])
+            await wait_async(lambda: all(c.history.get(t) for t in ids), 20, "RUNNING x3")
+            firsts = [c.history[t][0] for t in ids]
+            bogus = common_pb2.TaskStatus(task_id="ghost", agent_id="nope", uuid=b"x" * 16)
+            results = await asyncio.gather(*(c.fw.acknowledge(u) for u in [*firsts, bogus]),
+                                           return_exceptions=True)
+            assert results[:3] == [None, None, None]
+            assert isinstance(results[3], FrameworkError)
+            assert results[3].code == grpc.StatusCode.NOT_FOUND
+            # Applied: each task's next update (FINISHED) follows its RUNNING.
+            await wait_async(lambda: all(c.history[t][-1].state == S.TASK_FINISHED
+                                         for t in ids), 20, "FINISHED x3")
+    run(body)

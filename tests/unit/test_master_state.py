@@ -468,6 +468,28 @@ def test_an_illegal_transition_raises_with_the_task_s_history(running):
     w.state.validate_state()
 
 
+def test_acknowledgements_in_one_call_are_applied_together_or_not_at_all(running):
+    w, fid, sid, aid = running
+    w.update(aid, fid, "t", S.TASK_RUNNING, b"u1")
+    w.update(aid, fid, "t", S.TASK_FINISHED, b"u2")
+    # One bad acknowledgement in the batch: the call is refused and the good
+    # ones are not applied either (refused() checks nothing changed).
+    refused(w, Code.INVALID_ARGUMENT, w.state.acknowledge_many, fid, sid,
+            [(aid, "t", b"u1"), ("other-agent", "t", b"u2")], match="runs on agent")
+    refused(w, Code.INVALID_ARGUMENT, w.state.acknowledge_many, fid, sid,
+            [(aid, "t", b"u1"), (aid, "t", b"")], match="uuid is required")
+    refused(w, Code.NOT_FOUND, w.state.acknowledge_many, fid, sid,
+            [(aid, "t", b"u1"), ("ghost", "nope", b"x")], match="not known")
+    # All good, the terminal one acknowledged twice in the same call: applied
+    # in order, the task completed once, every ack passed to the agent.
+    commands = w.state.acknowledge_many(fid, sid, [(aid, "t", b"u1"), ("", "t", b"u2"),
+                                                   (aid, "t", b"u2")])
+    assert [a.uuid for a in to_agent(commands, aid, "acknowledgement")] == [b"u1", b"u2", b"u2"]
+    assert (fid, "t") not in w.state.tasks
+    assert [t.info.task_id for t in w.state.completed_tasks] == ["t"]
+    w.state.validate_state()
+
+
 def test_an_update_from_an_unknown_agent_is_refused(running):
     w, fid, _, _ = running
     refused(w, Code.FAILED_PRECONDITION, w.state.status_update, "ghost",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from juggler.agent.status_updates import StatusUpdateManager
 from juggler.v1 import common_pb2
 
@@ -105,3 +108,75 @@ def test_forget_drops_a_task_s_stream():
     assert m.pending("fw", "t") == 0
     assert m.due(0) == []
     assert m.add(update("t", S.TASK_RUNNING, b"u1"), now=0)  # a new stream knows nothing
+
+
+class _Naive:
+    """The scan-every-stream model the heap in StatusUpdateManager must match."""
+
+    def __init__(self, first_retry: float, max_retry: float) -> None:
+        self.first, self.max = first_retry, max_retry
+        self.streams: dict[str, dict] = {}
+
+    def add(self, task: str, uuid: bytes, now: float) -> None:
+        s = self.streams.setdefault(task, {"pending": [], "seen": set(), "next": 0.0,
+                                           "interval": 0.0})
+        if uuid in s["seen"]:
+            return
+        s["seen"].add(uuid)
+        s["pending"].append(uuid)
+        if len(s["pending"]) == 1:
+            s["next"], s["interval"] = now, self.first
+
+    def ack(self, task: str, uuid: bytes, now: float) -> None:
+        s = self.streams.get(task)
+        if s and s["pending"] and s["pending"][0] == uuid:
+            s["pending"].pop(0)
+            s["next"], s["interval"] = now, self.first
+
+    def due(self, now: float) -> set[bytes]:
+        out = set()
+        for s in self.streams.values():
+            if s["pending"] and s["next"] <= now:
+                out.add(s["pending"][0])
+                s["next"] = now + s["interval"]
+                s["interval"] = min(s["interval"] * 2, self.max)
+        return out
+
+    def resend_all(self, now: float) -> None:
+        for s in self.streams.values():
+            s["next"], s["interval"] = now, self.first
+
+    def forget(self, task: str) -> None:
+        self.streams.pop(task, None)
+
+    def next_due(self) -> float | None:
+        times = [s["next"] for s in self.streams.values() if s["pending"]]
+        return min(times) if times else None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "ack", "due", "resend", "forget", "tick"]),
+                          st.sampled_from(["a", "b", "c"]), st.integers(0, 5)),
+                max_size=60))
+def test_the_scheduling_heap_matches_a_scan_of_every_stream(steps):
+    m, model = StatusUpdateManager(first_retry=2, max_retry=10), _Naive(2, 10)
+    now = 0.0
+    for op, t, n in steps:
+        uuid = f"{t}{n}".encode()
+        if op == "add":
+            m.add(update(t, S.TASK_RUNNING, uuid), now)
+            model.add(t, uuid, now)
+        elif op == "ack":
+            m.acknowledge("fw", t, uuid, now)
+            model.ack(t, uuid, now)
+        elif op == "due":
+            assert set(uuids(m.due(now))) == model.due(now)
+        elif op == "resend":
+            m.resend_all(now)
+            model.resend_all(now)
+        elif op == "forget":
+            m.forget("fw", t)
+            model.forget(t)
+        else:
+            now += n
+        assert m.next_due() == model.next_due()
