@@ -275,7 +275,7 @@ class Agent:
             leader = None
             answered = True  # a session that ended cleanly: that master hung up
             try:
-                await self._session(address)
+                await self._session(address, follower.metadata())
             except (grpc.aio.AioRpcError, OSError) as e:
                 code = e.code().name if isinstance(e, grpc.aio.AioRpcError) else type(e).__name__
                 leader = leader_of(e) if isinstance(e, grpc.aio.AioRpcError) else None
@@ -307,7 +307,7 @@ class Agent:
                                                   agent_id=self.agent_id))
         return agent_pb2.AgentMessage(reregister=rr)
 
-    async def _session(self, address: str) -> None:
+    async def _session(self, address: str, metadata: tuple[tuple[str, str], ...] = ()) -> None:
         outbox: asyncio.Queue[agent_pb2.AgentMessage] = asyncio.Queue()
         outbox.put_nowait(self._register_message())
 
@@ -317,7 +317,7 @@ class Agent:
 
         async with servers.channel(address) as channel:
             stub = agent_pb2_grpc.AgentChannelStub(channel)
-            call = stub.Connect(outgoing())
+            call = stub.Connect(outgoing(), metadata=metadata)
             try:
                 while True:
                     # The master pings at least every `ping` seconds: silence for

@@ -180,7 +180,7 @@ class FollowingAgent:
             answered = True
             self.registered = False
             try:
-                await self._session(address)
+                await self._session(address, follower.metadata())
             except grpc.aio.AioRpcError as e:
                 leader = leader_of(e)
                 answered = from_standby(e)
@@ -192,8 +192,9 @@ class FollowingAgent:
             await asyncio.sleep(follower.ended(time.monotonic(), answered=answered,
                                                leader=leader, registered=self.registered))
 
-    async def _session(self, address: str) -> None:
-        """One Connect stream, until it ends or breaks."""
+    async def _session(self, address: str, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+        """One Connect stream, until it ends or breaks (`metadata`: the leader
+        this agent lost, as the real agent sends it)."""
         outbox: asyncio.Queue[agent_pb2.AgentMessage] = asyncio.Queue()
         outbox.put_nowait(self._hello())
 
@@ -201,7 +202,7 @@ class FollowingAgent:
             while True:
                 yield await outbox.get()
 
-        call = self.channels.stub(address).Connect(outgoing())
+        call = self.channels.stub(address).Connect(outgoing(), metadata=metadata)
         try:
             while True:
                 msg = await call.read()

@@ -1,7 +1,10 @@
 """Following the leading master from any client (agents, frameworks, the CLI).
 
 Standby masters refuse calls with UNAVAILABLE and name the leader in the
-trailing metadata key `juggler-leader` (master/leader_gate.py).
+trailing metadata key `juggler-leader` (master/leader_gate.py). A client that
+lost its leader says which in `juggler-lost-leader` on its next calls, and a
+standby that still knows that very master as the leader holds the call until
+the election is over instead of refusing it at once.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Sequence
 import grpc
 
 LEADER_KEY = "juggler-leader"
+LOST_LEADER_KEY = "juggler-lost-leader"
 
 
 def parse_masters(spec: str | Sequence[str]) -> list[str]:
@@ -62,10 +66,14 @@ class LeaderFollower:
       its lease runs out).
     - A live standby that knows no leader yet: ask the next master soon, with
       jitter (an election takes about a lease TTL).
-    - Nobody answered: try the next master at once; after a whole round of
-      silence, back off exponentially with full jitter (thousands of agents must
-      not reconnect in lockstep).
-    - A session that got registered resets the backoff.
+    - Nobody answered: try the next master at once; after a whole round in
+      which no master answered, back off exponentially with full jitter
+      (thousands of agents must not reconnect in lockstep). A round in which a
+      standby answered is not silent: an election is under way.
+    - A session that got registered resets the backoff, and its master becomes
+      the `lost` leader once that session ends: `metadata()` names it on every
+      call until the next registration, so that standbys hold the calls until
+      they know a new leader (master/leader_gate.py).
     """
 
     def __init__(self, masters: str | Sequence[str], *, cap: float = 5.0) -> None:
@@ -73,7 +81,13 @@ class LeaderFollower:
         self.cap = cap
         self._index = 0
         self._silent_rounds = 0
+        self._answered_in_round = False
         self._failed_at: dict[str, float] = {}
+        self.lost: str | None = None
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """Metadata for the next call: the leader this client lost, if any."""
+        return ((LOST_LEADER_KEY, self.lost),) if self.lost else ()
 
     @property
     def address(self) -> str:
@@ -85,7 +99,10 @@ class LeaderFollower:
         address = self.address
         if registered:
             self._silent_rounds = 0
-        if not answered:
+            self.lost = address
+        if answered:
+            self._answered_in_round = True
+        else:
             self._failed_at[address] = now
         if leader and leader != address and now - self._failed_at.get(leader, -1e9) > 1.0:
             if leader not in self.masters:
@@ -93,9 +110,16 @@ class LeaderFollower:
             self._index = self.masters.index(leader)
             return 0.0
         self._index += 1
+        wrapped = self._index % len(self.masters) == 0
+        answered_in_round = self._answered_in_round
+        if wrapped:
+            self._answered_in_round = False
         if answered:
             return random.uniform(0.05, 0.3)
-        if self._index % len(self.masters) == 0:
+        if wrapped:
+            if answered_in_round:
+                self._silent_rounds = 0
+                return random.uniform(0.05, 0.3)
             self._silent_rounds += 1
             return backoff(self._silent_rounds, base=0.1, cap=self.cap)
         return 0.0

@@ -250,10 +250,13 @@ class AgentBook(_Base):
         # Tasks the agent still knows of. Terminal ones among them have an update
         # on its way (retried until acknowledged): they hold no resources any more.
         known = {(rt.framework.id, rt.task.task_id) for rt in running}
-        reported = {(rt.framework.id, rt.task.task_id): rt for rt in running
-                    if not task_states.is_terminal(
-                        latest.get((rt.framework.id, rt.task.task_id),
-                                   common_pb2.TaskStatus(state=S.TASK_STAGING)).state)}
+        staging = S.TASK_STAGING
+        reported = {}
+        for rt in running:
+            key = (rt.framework.id, rt.task.task_id)
+            st = latest.get(key)
+            if not task_states.is_terminal(st.state if st is not None else staging):
+                reported[key] = rt
         commands: list[Command] = []
         agent = self.agents.get(info.id)
         if agent is None:

@@ -4,28 +4,101 @@ A gRPC server interceptor: while this master does not lead, every method but
 the ones in ALWAYS (health, reflection, Operator.GetLeader) is refused with
 status UNAVAILABLE, the leader's address in the trailing metadata key
 `juggler-leader` and in the message, so any client can follow it.
+
+A client that has just lost its leader says which one in the metadata key
+`juggler-lost-leader` (common/leader.py LeaderFollower.metadata). While that
+is still the leader this standby knows of (its lease has not run out), or it
+knows of none, a refusal would only send the client round the masters again:
+so the call is held until the leader changes (at most `hold` seconds, about
+two lease TTLs), then refused naming the new leader, or, when this very
+master is the one elected, served. After a failover ten thousand agents wait
+in their calls instead of polling the standbys, and reach the new leader the
+moment it is there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
-from juggler.common.leader import LEADER_KEY
+from juggler.common.leader import LEADER_KEY, LOST_LEADER_KEY
 
 ALWAYS = (
     "/grpc.health.v1.Health/",
     "/grpc.reflection.",
     "/juggler.v1.Operator/GetLeader",
 )
+WATCH_INTERVAL = 0.05  # how often held calls' leader is looked at (one watcher for all)
 
 
 class LeaderGate(grpc.aio.ServerInterceptor):
-    def __init__(self, is_leader: Callable[[], bool], leader: Callable[[], str | None]) -> None:
+    def __init__(self, is_leader: Callable[[], bool], leader: Callable[[], str | None],
+                 hold: float = 0.0, address: Callable[[], str] = lambda: "") -> None:
         self._is_leader = is_leader
         self._leader = leader
+        self._address = address
+        self.hold = hold
+        self.held = 0  # calls waiting for a new leader now
+        self._changed: asyncio.Event | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    def _state(self) -> tuple[bool, str | None]:
+        return self._is_leader(), self._leader() or None
+
+    async def _watch(self) -> None:
+        """While calls are held: wake them whenever leadership changes."""
+        seen = self._state()
+        try:
+            while self.held:
+                await asyncio.sleep(WATCH_INTERVAL)
+                now = self._state()
+                if now != seen and self._changed is not None:
+                    seen = now
+                    self._changed.set()
+                    self._changed = asyncio.Event()
+        finally:
+            self._watcher = None
+
+    async def _wait_for_a_new_leader(self, lost: str) -> None:
+        """Hold a call from a client that lost `lost` until another leader is
+        known (or this master leads), or until `hold` seconds have passed. An
+        election this master won is not over until it acts as the leader (it
+        first reads the registry): the call is held until then too."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.hold
+        self.held += 1
+        try:
+            while not self._is_leader() and (self._leader() or None) in (
+                    lost, None, self._address() or None):
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return
+                if self._changed is None:
+                    self._changed = asyncio.Event()
+                if self._watcher is None:
+                    self._watcher = asyncio.create_task(self._watch())
+                try:
+                    async with asyncio.timeout(remaining):
+                        await self._changed.wait()
+                except TimeoutError:
+                    return
+        finally:
+            self.held -= 1
+
+    async def _admit(self, context: grpc.aio.ServicerContext) -> None:
+        """Return when the call may be served here; otherwise refuse it."""
+        lost = dict(context.invocation_metadata() or ()).get(LOST_LEADER_KEY)
+        if lost and self.hold > 0:
+            await self._wait_for_a_new_leader(str(lost))
+            if self._is_leader():
+                return
+        leader = self._leader() or ""
+        context.set_trailing_metadata(((LEADER_KEY, leader),))
+        where = f"the leader is {leader}" if leader else "no leader is elected yet"
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"not the leading master; {where}")
 
     async def intercept_service(
         self,
@@ -35,19 +108,27 @@ class LeaderGate(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None or self._is_leader() or details.method.startswith(ALWAYS):
             return handler
-        leader = self._leader() or ""
+        admit = self._admit
+        options = {"request_deserializer": handler.request_deserializer,
+                   "response_serializer": handler.response_serializer}
+        if handler.response_streaming:
+            behaviour: Any = (handler.stream_stream if handler.request_streaming
+                              else handler.unary_stream)
 
-        async def refuse(_request: Any, context: grpc.aio.ServicerContext) -> None:
-            context.set_trailing_metadata(((LEADER_KEY, leader),))
-            where = f"the leader is {leader}" if leader else "no leader is elected yet"
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"not the leading master; {where}")
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                await admit(context)
+                async for item in behaviour(request, context):
+                    yield item
 
-        kinds = {
-            (False, False): grpc.unary_unary_rpc_method_handler,
-            (False, True): grpc.unary_stream_rpc_method_handler,
-            (True, False): grpc.stream_unary_rpc_method_handler,
-            (True, True): grpc.stream_stream_rpc_method_handler,
-        }
-        make = kinds[(handler.request_streaming, handler.response_streaming)]
-        return make(refuse, request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer)
+            make = (grpc.stream_stream_rpc_method_handler if handler.request_streaming
+                    else grpc.unary_stream_rpc_method_handler)
+            return make(stream, **options)
+        behaviour = handler.stream_unary if handler.request_streaming else handler.unary_unary
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await admit(context)
+            return await behaviour(request, context)
+
+        make = (grpc.stream_unary_rpc_method_handler if handler.request_streaming
+                else grpc.unary_unary_rpc_method_handler)
+        return make(unary, **options)

@@ -124,7 +124,12 @@ class Master:
 
     # -- life cycle ----------------------------------------------------------
     async def start(self) -> str:
-        server = servers.new_server([LeaderGate(lambda: self.leading, self.leader_address)])
+        # A standby holds the calls of clients that lost their leader for up to
+        # two lease TTLs: a new leader is elected within one.
+        self.gate = LeaderGate(lambda: self.leading, self.leader_address,
+                               hold=2.0 * self.config.lease_ttl + 1.0 if self.config.etcd else 0.0,
+                               address=lambda: self.address)
+        server = servers.new_server([self.gate])
         scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerServicer(self), server)
         agent_pb2_grpc.add_AgentChannelServicer_to_server(AgentChannelServicer(self), server)
         operator_pb2_grpc.add_OperatorServicer_to_server(OperatorServicer(self), server)
@@ -317,20 +322,22 @@ class Master:
                 queue.put_nowait(ping)
 
     def _update_gauges(self) -> None:
-        counts: dict[str, int] = {}
+        counts: dict[int, int] = {}
         for t in self.state.tasks.values():
-            name = task_states.name(t.state)
-            counts[name] = counts.get(name, 0) + 1
+            counts[t.state] = counts.get(t.state, 0) + 1
         TASKS.clear()
-        for name, n in counts.items():
-            TASKS.labels(state=name).set(n)
+        for state, n in counts.items():
+            TASKS.labels(state=task_states.name(state)).set(n)
         FRAMEWORKS.labels(connected="true").set(
             sum(1 for f in self.state.frameworks.values() if f.connected))
         FRAMEWORKS.labels(connected="false").set(
             sum(1 for f in self.state.frameworks.values() if not f.connected))
-        AGENTS.clear()
+        by_state: dict[int, int] = {}
         for a in self.state.agents.values():
-            AGENTS.labels(state=operator_pb2.AgentState.Name(a.state)).inc()
+            by_state[a.state] = by_state.get(a.state, 0) + 1
+        AGENTS.clear()
+        for state, n in by_state.items():
+            AGENTS.labels(state=operator_pb2.AgentState.Name(state)).set(n)
 
     # -- streams -------------------------------------------------------------
     def open_framework_stream(self, framework_id: str, stream_id: str) -> asyncio.Queue[Any]:

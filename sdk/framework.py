@@ -26,7 +26,13 @@ from collections.abc import AsyncIterator, Iterable
 import grpc
 
 from juggler.common import servers
-from juggler.common.leader import LeaderFollower, from_standby, leader_of, parse_masters
+from juggler.common.leader import (
+    LOST_LEADER_KEY,
+    LeaderFollower,
+    from_standby,
+    leader_of,
+    parse_masters,
+)
 from juggler.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 
 
@@ -59,6 +65,9 @@ class Framework:
         self._call: grpc.aio.UnaryStreamCall | None = None
         self._subscribed = scheduler_pb2.Event()
         self._closing = False
+        # The leader whose stream broke, named to standbys while re-subscribing
+        # (they hold the call until a new leader is elected: master/leader_gate.py).
+        self._lost: str | None = None
         # Acknowledgements waiting for the next call, each with the future its
         # caller awaits, and the task making the calls (None when idle).
         self._acks: list[tuple[scheduler_pb2.Acknowledgement, asyncio.Future[None]]] = []
@@ -92,7 +101,9 @@ class Framework:
         self.master = address
         self._channel = servers.channel(address)
         self._stub = scheduler_pb2_grpc.SchedulerStub(self._channel)
-        self._call = self._stub.Subscribe(scheduler_pb2.SubscribeRequest(framework=self.info))
+        metadata = ((LOST_LEADER_KEY, self._lost),) if self._lost else ()
+        self._call = self._stub.Subscribe(scheduler_pb2.SubscribeRequest(framework=self.info),
+                                          metadata=metadata)
         try:
             first = await asyncio.wait_for(self._call.read(), timeout)
         except grpc.aio.AioRpcError as e:
@@ -108,6 +119,7 @@ class Framework:
             raise FrameworkError(grpc.StatusCode.UNAVAILABLE,
                                  f"{address} did not confirm the subscription "
                                  f"({first.WhichOneof('event')})")
+        self._lost = None
         self.framework_id = first.subscribed.framework_id
         self.stream_id = first.subscribed.stream_id
         self.info.id = self.framework_id
@@ -136,6 +148,7 @@ class Framework:
                     raise _error(e) from None
             if not reconnect or self._closing or not self.framework_id:
                 return
+            self._lost = self.master
             await self.subscribe(self.reconnect_timeout)
             yield self._subscribed
 

@@ -107,6 +107,32 @@ def test_one_leader_and_standbys_name_it(ha: HA) -> None:
         assert ("juggler-leader", address) in (e.trailing_metadata() or ())  # type: ignore[attr-defined]
 
 
+def test_a_standby_holds_a_client_that_lost_the_leader_until_a_new_one_leads(ha: HA) -> None:
+    """Right after the leader dies its lease still runs, and a standby would name
+    the dead leader. A call that says it lost that leader (as agents and the
+    SDK do) is held instead, and answered once a new leader is elected: refused
+    naming the new leader, or served by the standby that won."""
+    ha.start_masters(3)
+    name, address = wait_for(ha.leader, 20, what="a leader")
+    ha.send(name, signal.SIGKILL)
+    ha.procs[name].wait(10)
+    standby = next(a for n, a in ha.masters.items() if n != name)
+    with grpc.insecure_channel(standby) as ch:
+        try:
+            operator_pb2_grpc.OperatorStub(ch).GetTasks(
+                operator_pb2.GetTasksRequest(), timeout=15,
+                metadata=(("juggler-lost-leader", address),))
+            served = True
+        except grpc.RpcError as e:
+            served = False
+            assert e.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+            named = dict(e.trailing_metadata() or ()).get("juggler-leader")  # type: ignore[attr-defined]
+            assert named and named != address, named
+    new = wait_for(ha.leader, 20, what="a new leader")
+    assert new[1] != address
+    assert served == (new[1] == standby)
+
+
 def test_kill9_the_leader_repeatedly_while_launching(ha: HA) -> None:
     ha.start_masters(3)
     wait_for(ha.leader, 20, what="a leader")

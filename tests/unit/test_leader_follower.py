@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from juggler.common.leader import LeaderFollower
 
 
@@ -32,4 +34,33 @@ def test_silence_backs_off_only_after_a_whole_round_and_resets_on_registration()
     assert all(0.0 <= d <= 5.0 for d in rounds)
     assert max(rounds) > 0.0
     f.ended(30.0, answered=True, leader=None, registered=True)
+    assert f._silent_rounds == 0
+
+
+def test_the_lost_leader_is_named_until_the_next_registration() -> None:
+    f = LeaderFollower("m1:1,m2:1,m3:1")
+    assert f.metadata() == ()
+    f.ended(10.0, answered=False, leader=None, registered=True)  # registered at m1, then lost
+    assert f.metadata() == (("juggler-lost-leader", "m1:1"),)
+    f.ended(10.1, answered=True, leader="m3:1", registered=False)  # m2 names the new leader
+    assert f.address == "m3:1"
+    assert f.metadata() == (("juggler-lost-leader", "m1:1"),)
+    f.ended(20.0, answered=False, leader=None, registered=True)  # registered at m3, then lost
+    assert f.metadata() == (("juggler-lost-leader", "m3:1"),)
+
+
+@pytest.mark.parametrize("dead", ["m1:1", "m3:1"])
+def test_rounds_in_which_a_standby_answered_do_not_back_off(dead: str) -> None:
+    # The leader died; the other two still name it while its lease runs out.
+    f = LeaderFollower("m1:1,m2:1,m3:1", cap=5.0)
+    while f.address != dead:
+        f.ended(9.0, answered=True, leader=dead, registered=False)
+    f.ended(10.0, answered=False, leader=None, registered=True)
+    now, delays = 10.0, []
+    for _ in range(30):
+        now += 0.1
+        answered = f.address != dead
+        delays.append(f.ended(now, answered=answered, leader=dead if answered else None,
+                              registered=False))
+    assert max(delays) <= 0.3  # never the exponential backoff of a silent cluster
     assert f._silent_rounds == 0
