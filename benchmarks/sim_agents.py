@@ -195,15 +195,12 @@ class FollowingAgent:
     async def _session(self, address: str, metadata: tuple[tuple[str, str], ...] = ()) -> None:
         """One Connect stream, until it ends or breaks (`metadata`: the leader
         this agent lost, as the real agent sends it)."""
-        outbox: asyncio.Queue[agent_pb2.AgentMessage] = asyncio.Queue()
-        outbox.put_nowait(self._hello())
-
-        async def outgoing():  # type: ignore[no-untyped-def]
-            while True:
-                yield await outbox.get()
-
-        call = self.channels.stub(address).Connect(outgoing(), metadata=metadata)
+        # Written with call.write(), not from a request iterator: gRPC would run a
+        # task per stream to drain one, and ten thousand of them cost this
+        # simulator (which shares the CPUs with the masters) a fifth of its time.
+        call = self.channels.stub(address).Connect(metadata=metadata)
         try:
+            await call.write(self._hello())
             while True:
                 msg = await call.read()
                 if msg is grpc.aio.EOF:
@@ -213,7 +210,7 @@ class FollowingAgent:
                     task, framework = msg.run_task.task, msg.run_task.framework
                     self.tasks[(framework.id, task.task_id)] = (
                         agent_pb2.AgentMessage.RunningTask(task=task, framework=framework))
-                    outbox.put_nowait(agent_pb2.AgentMessage(
+                    await call.write(agent_pb2.AgentMessage(
                         status_update=agent_pb2.AgentMessage.StatusUpdate(
                             status=common_pb2.TaskStatus(
                                 task_id=task.task_id, state=common_pb2.TASK_RUNNING,
@@ -224,7 +221,7 @@ class FollowingAgent:
                 elif kind == "acknowledgement":
                     self.counts.acked += 1
                 elif kind == "heartbeat":
-                    outbox.put_nowait(_HEARTBEAT)
+                    await call.write(_HEARTBEAT)
                 elif kind == "registered":
                     self.agent_id = msg.registered.agent_id
                     if not self.registered:

@@ -17,7 +17,9 @@ apart from connectivity in AgentEntry.maintenance.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from juggler.common import ids, task_states
@@ -43,6 +45,25 @@ from juggler.master.entries import (
 )
 from juggler.v1 import agent_pb2, common_pb2, operator_pb2
 
+# A new leader offers nothing until this share of the registry's agents has
+# re-registered, for at most RECOVERY_HOLD_SECONDS (and never past the
+# re-register timeout). Allocating over and over while ten thousand agents come
+# back costs the very CPU they need, and offers made from a fraction of the
+# cluster are outdated moments later. (Mesos's allocator holds off the same way
+# for 80% of the agents, though only when quotas are set, and for up to ten
+# minutes; a short hold keeps a small cluster that lost an agent with its
+# master from waiting long for offers.)
+RECOVERY_FACTOR = 0.8
+RECOVERY_HOLD_SECONDS = 5.0
+
+
+@dataclass
+class RecoveryHold:
+    expected: int
+    deadline: float
+    back: int = 0
+
+
 if TYPE_CHECKING:
     from juggler.master.state import MasterState
 
@@ -52,6 +73,17 @@ else:
 
 
 class AgentBook(_Base):
+    def allocation_held(self, now: float) -> bool:
+        """Whether allocation still waits for agents after a failover; the hold
+        ends for good once RECOVERY_FACTOR of them are back or at its deadline."""
+        hold = self.recovery
+        if hold is None:
+            return False
+        if hold.back >= math.ceil(RECOVERY_FACTOR * hold.expected) or now >= hold.deadline:
+            self.recovery = None
+            return False
+        return True
+
     def _agent_health(self, now: float) -> list[Command]:
         """Agents silent too long become UNREACHABLE; unreachable too long, GONE."""
         commands: list[Command] = []
@@ -148,6 +180,10 @@ class AgentBook(_Base):
             if view.state in (A.AGENT_DRAINING, A.AGENT_DOWN):
                 entry.maintenance = view.state
             self.agents[agent_id] = entry
+        expected = sum(1 for a in self.agents.values() if a.reregister_deadline is not None)
+        if expected:
+            self.recovery = RecoveryHold(
+                expected=expected, deadline=now + min(reregister_timeout, RECOVERY_HOLD_SECONDS))
         for info in frameworks:
             if info.id in self.frameworks:
                 continue
@@ -271,6 +307,8 @@ class AgentBook(_Base):
         agent.info = info
         agent.total = total
         back_from_unreachable = agent.state == A.AGENT_UNREACHABLE
+        if agent.reregister_deadline is not None and self.recovery is not None:
+            self.recovery.back += 1
         agent.state = A.AGENT_ACTIVE
         agent.unreachable_since = None
         agent.reregister_deadline = None

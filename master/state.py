@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from juggler.common import ids, task_states
 from juggler.common.clock import Clock
 from juggler.common.resources import ResourceError, Resources
-from juggler.master.agent_book import AgentBook
+from juggler.master.agent_book import AgentBook, RecoveryHold
 from juggler.master.allocator import Allocator
 from juggler.master.commands import (
     CallError,
@@ -78,6 +78,9 @@ class MasterState(AgentBook):
         self.completed_tasks: deque[TaskEntry] = deque(maxlen=COMPLETED_TASKS_KEPT)
         self._offer_seq = 0
         self._offer_prefix = ids.new()[:8]
+        # After a failover (recover_registry): agents expected back, how many
+        # are, and until when allocation waits for them (agent_book.py).
+        self.recovery: RecoveryHold | None = None
 
     # ------------------------------------------------------------------
     # Frameworks
@@ -236,8 +239,11 @@ class MasterState(AgentBook):
     # Offers
     # ------------------------------------------------------------------
     def allocate(self) -> list[Command]:
-        """Run one allocation cycle and turn its allocations into offers."""
+        """Run one allocation cycle and turn its allocations into offers (none
+        while a new leader waits for its agents: `allocation_held`)."""
         now = self.clock.now()
+        if self.allocation_held(now):
+            return []
         per_framework: dict[str, list[common_pb2.Offer]] = {}
         for a in self.allocator.allocate():
             fw = self.frameworks.get(a.framework_id)

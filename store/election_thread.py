@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import ssl
 import threading
+import time
 from collections.abc import Callable
 
 from juggler.common import logs
@@ -146,5 +147,22 @@ class _HttpKeepaliveElection(Election):
         # A slow answer still proves the lease from the time the request was sent
         # (Election._renew), so wait for it as long as it can still help.
         timeout = max(self._interval, (self.granted_ttl or self.ttl) - self.margin)
-        return await asyncio.to_thread(lease_keepalive.keepalive, self.endpoints,
-                                       self.lease_id, timeout, self.tls)
+        lease_id, times = self.lease_id, {}
+
+        def renew() -> int:
+            times["started"] = time.monotonic()
+            try:
+                return lease_keepalive.keepalive(self.endpoints, lease_id, timeout, self.tls)
+            finally:
+                times["answered"] = time.monotonic()
+
+        asked = time.monotonic()
+        ttl = await asyncio.to_thread(renew)
+        took = time.monotonic() - asked
+        if took > self._interval / 2:
+            # Where a slow renewal spent its time tells a starved process (the
+            # worker thread waited to run) from a slow etcd (the request did).
+            self._log.warning("slow lease keepalive", seconds=round(took, 3),
+                              waiting_to_start=round(times["started"] - asked, 3),
+                              request=round(times["answered"] - times["started"], 3))
+        return ttl

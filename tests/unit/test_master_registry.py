@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from juggler.common.clock import FakeClock
 from juggler.common.resources import Resources
+from juggler.master.agent_book import RECOVERY_HOLD_SECONDS
 from juggler.master.allocator import Allocator
 from juggler.master.commands import Persist, ToFramework
 from juggler.master.state import MasterState
@@ -91,3 +92,50 @@ def test_reconciliation_waits_for_agents_that_may_still_come_back() -> None:
     state.tick()  # a1 did not come back in time
     answers = [c.event.update.status for c in state.reconcile(fid, sid, ask)]
     assert [(s.task_id, s.state) for s in answers] == [("t1", S.TASK_UNKNOWN)]
+
+
+def _recovered_cluster(n: int, clock: FakeClock) -> tuple[MasterState, str]:
+    """A new leader whose registry holds `n` active agents and one framework
+    that has re-subscribed; no agent is back yet."""
+    state = MasterState(clock, Allocator(clock))
+    views = [operator_pb2.AgentView(info=common_pb2.AgentInfo(id=f"a{i}", hostname=f"h{i}"),
+                                    state=A.AGENT_ACTIVE, total=TOTAL.to_proto())
+             for i in range(n)]
+    info = common_pb2.FrameworkInfo(id="fw-1", name="fw", failover_timeout=60)
+    state.recover_registry(views, [info], reregister_timeout=30)
+    state.subscribe(info)
+    return state, "fw-1"
+
+
+def _back(state: MasterState, i: int) -> None:
+    state.reregister_agent(common_pb2.AgentInfo(id=f"a{i}", hostname=f"h{i}",
+                                                resources=TOTAL.to_proto()), [], [])
+
+
+def _offered_agents(commands: list) -> set[str]:
+    return {o.agent_id for c in commands if isinstance(c, ToFramework)
+            for o in c.event.offers.offers}
+
+
+def test_a_new_leader_offers_nothing_until_most_agents_are_back() -> None:
+    clock = FakeClock()
+    state, _ = _recovered_cluster(10, clock)
+    for i in range(7):
+        _back(state, i)
+        assert state.allocate() == []  # 7 of 10 back: below 80%
+    _back(state, 7)  # 8 of 10: the hold ends and everything back is offered
+    assert _offered_agents(state.allocate()) == {f"a{i}" for i in range(8)}
+    _back(state, 8)  # later arrivals are offered as usual
+    assert _offered_agents(state.allocate()) == {"a8"}
+    state.validate_state()
+
+
+def test_the_allocation_hold_is_short() -> None:
+    clock = FakeClock()
+    state, _ = _recovered_cluster(10, clock)  # re-register timeout 30 s
+    _back(state, 0)
+    clock.advance(RECOVERY_HOLD_SECONDS - 0.1)
+    assert state.allocate() == []
+    clock.advance(0.2)
+    assert _offered_agents(state.allocate()) == {"a0"}
+    state.validate_state()
