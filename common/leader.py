@@ -70,10 +70,12 @@ class LeaderFollower:
       which no master answered, back off exponentially with full jitter
       (thousands of agents must not reconnect in lockstep). A round in which a
       standby answered is not silent: an election is under way.
-    - A session that got registered resets the backoff, and its master becomes
-      the `lost` leader once that session ends: `metadata()` names it on every
-      call until the next registration, so that standbys hold the calls until
-      they know a new leader (master/leader_gate.py).
+    - A session that got registered resets the backoff. When it broke without
+      an answer (the leader's process or host is gone, or the network blinked),
+      the same master is dialled once more at once; if that fails too it is
+      the `lost` leader: `metadata()` names it on every call until the next
+      registration, so that standbys hold the calls until they know a new
+      leader (master/leader_gate.py) instead of naming the dead one.
     """
 
     def __init__(self, masters: str | Sequence[str], *, cap: float = 5.0) -> None:
@@ -83,7 +85,16 @@ class LeaderFollower:
         self._silent_rounds = 0
         self._answered_in_round = False
         self._failed_at: dict[str, float] = {}
+        self._retrying: str | None = None  # a leader just lost, dialled once more
         self.lost: str | None = None
+
+    def session_broke(self, address: str, now: float) -> None:
+        """Start from a registered session with `address` that broke without an
+        answer (for a client that makes a new follower for each reconnection)."""
+        if address not in self.masters:
+            self.masters.append(address)
+        self._index = self.masters.index(address)
+        self.ended(now, answered=False, leader=None, registered=True)
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """Metadata for the next call: the leader this client lost, if any."""
@@ -99,7 +110,14 @@ class LeaderFollower:
         address = self.address
         if registered:
             self._silent_rounds = 0
+            self.lost = None
+            if not answered:
+                self._failed_at[address] = now
+                self._retrying = address
+                return 0.0
+        if self._retrying == address and not answered:
             self.lost = address
+        self._retrying = None
         if answered:
             self._answered_in_round = True
         else:

@@ -27,7 +27,6 @@ import grpc
 
 from juggler.common import servers
 from juggler.common.leader import (
-    LOST_LEADER_KEY,
     LeaderFollower,
     from_standby,
     leader_of,
@@ -65,9 +64,9 @@ class Framework:
         self._call: grpc.aio.UnaryStreamCall | None = None
         self._subscribed = scheduler_pb2.Event()
         self._closing = False
-        # The leader whose stream broke, named to standbys while re-subscribing
-        # (they hold the call until a new leader is elected: master/leader_gate.py).
-        self._lost: str | None = None
+        # The leader whose stream broke without an answer: re-subscribing tries
+        # it once more, then tells standbys it is lost (common/leader.py).
+        self._broken: str | None = None
         # Acknowledgements waiting for the next call, each with the future its
         # caller awaits, and the task making the calls (None when idle).
         self._acks: list[tuple[scheduler_pb2.Acknowledgement, asyncio.Future[None]]] = []
@@ -82,10 +81,14 @@ class Framework:
         deadline = loop.time() + timeout
         # The very policy agents follow (common/leader.py).
         follower = LeaderFollower(self.masters)
+        broken, self._broken = self._broken, None
+        if broken:
+            follower.session_broke(broken, loop.time())
         while True:
             try:
                 return await self._subscribe_to(follower.address,
-                                                max(0.1, deadline - loop.time()))
+                                                max(0.1, deadline - loop.time()),
+                                                follower.metadata())
             except FrameworkError as e:
                 if e.code not in (grpc.StatusCode.UNAVAILABLE,
                                   grpc.StatusCode.DEADLINE_EXCEEDED) or loop.time() >= deadline:
@@ -96,12 +99,13 @@ class Framework:
                     raise
                 await asyncio.sleep(delay)
 
-    async def _subscribe_to(self, address: str, timeout: float) -> scheduler_pb2.Event.Subscribed:
+    async def _subscribe_to(self, address: str, timeout: float,
+                            metadata: tuple[tuple[str, str], ...] = ()
+                            ) -> scheduler_pb2.Event.Subscribed:
         await self._close_stream()
         self.master = address
         self._channel = servers.channel(address)
         self._stub = scheduler_pb2_grpc.SchedulerStub(self._channel)
-        metadata = ((LOST_LEADER_KEY, self._lost),) if self._lost else ()
         self._call = self._stub.Subscribe(scheduler_pb2.SubscribeRequest(framework=self.info),
                                           metadata=metadata)
         try:
@@ -119,7 +123,6 @@ class Framework:
             raise FrameworkError(grpc.StatusCode.UNAVAILABLE,
                                  f"{address} did not confirm the subscription "
                                  f"({first.WhichOneof('event')})")
-        self._lost = None
         self.framework_id = first.subscribed.framework_id
         self.stream_id = first.subscribed.stream_id
         self.info.id = self.framework_id
@@ -146,9 +149,9 @@ class Framework:
                 if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
                                     grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
                     raise _error(e) from None
+                self._broken = self.master  # broke off without a word: gone, or a blip
             if not reconnect or self._closing or not self.framework_id:
                 return
-            self._lost = self.master
             await self.subscribe(self.reconnect_timeout)
             yield self._subscribed
 

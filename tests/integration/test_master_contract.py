@@ -80,35 +80,41 @@ def test_unreachable_agent_and_its_return(daemons: Daemons) -> None:
     daemons.wait_agents(1)
 
     async def body() -> None:
-        async with Client(daemons.master, "aware", partition_aware=True) as aware, \
-                Client(daemons.master, "plain") as plain:
+        # One framework after the other: subscribed together, either could be
+        # offered the whole agent first and keep it while the other waits.
+        async with Client(daemons.master, "aware", partition_aware=True) as aware:
             offer = await aware.offer(SMALL)
             await aware.fw.launch([offer.id], [sleeper("pa")])
-            offer = await plain.offer(SMALL)
-            await plain.fw.launch([offer.id], [sleeper("npa", "1001.5")])
-            await aware.until("pa", S.TASK_RUNNING)
-            await plain.until("npa", S.TASK_RUNNING)
-            assert processes_with("sleep 1001.5")
-
-            daemons.send("a1", signal.SIGSTOP)
-            # Partition-aware frameworks hear UNREACHABLE, the others LOST.
-            seen = await aware.until("pa", S.TASK_UNREACHABLE)
-            assert not seen[-1].uuid and seen[-1].reason == common_pb2.REASON_AGENT_UNREACHABLE
-            await plain.until("npa", S.TASK_LOST)
-            agent = daemons.agent("a1")
-            assert agent is not None and agent.state == A.AGENT_UNREACHABLE
-
-            daemons.send("a1", signal.SIGCONT)
-            # It re-registers: the aware framework's task is RUNNING again; the other
-            # framework was told LOST, so its copy is killed rather than left running.
-            await aware.until("pa", S.TASK_RUNNING)
-            await wait_async(lambda: not processes_with("sleep 1001.5"), 30,
-                             "the LOST task's process to be killed")
-            daemons.wait_agents(1)
-            assert daemons.agent("a1").state == A.AGENT_ACTIVE  # type: ignore[union-attr]
-            await aware.fw.kill("pa")
-            await aware.until("pa", S.TASK_KILLED)
+            async with Client(daemons.master, "plain") as plain:
+                await _unreachable_and_back(daemons, aware, plain)
     run(body)
+
+
+async def _unreachable_and_back(daemons: Daemons, aware: Client, plain: Client) -> None:
+    offer = await plain.offer(SMALL)
+    await plain.fw.launch([offer.id], [sleeper("npa", "1001.5")])
+    await aware.until("pa", S.TASK_RUNNING)
+    await plain.until("npa", S.TASK_RUNNING)
+    assert processes_with("sleep 1001.5")
+
+    daemons.send("a1", signal.SIGSTOP)
+    # Partition-aware frameworks hear UNREACHABLE, the others LOST.
+    seen = await aware.until("pa", S.TASK_UNREACHABLE)
+    assert not seen[-1].uuid and seen[-1].reason == common_pb2.REASON_AGENT_UNREACHABLE
+    await plain.until("npa", S.TASK_LOST)
+    agent = daemons.agent("a1")
+    assert agent is not None and agent.state == A.AGENT_UNREACHABLE
+
+    daemons.send("a1", signal.SIGCONT)
+    # It re-registers: the aware framework's task is RUNNING again; the other
+    # framework was told LOST, so its copy is killed rather than left running.
+    await aware.until("pa", S.TASK_RUNNING)
+    await wait_async(lambda: not processes_with("sleep 1001.5"), 30,
+                     "the LOST task's process to be killed")
+    daemons.wait_agents(1)
+    assert daemons.agent("a1").state == A.AGENT_ACTIVE  # type: ignore[union-attr]
+    await aware.fw.kill("pa")
+    await aware.until("pa", S.TASK_KILLED)
 
 
 def test_gone_agent_kills_its_tasks_and_registers_afresh(daemons: Daemons) -> None:
