@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-_configured: tuple[int, bool, int] | None = None  # (level, json, id of stderr)
+_configured: tuple[int, bool, object] | None = None  # (level, json, the stderr in use)
 
 
 def configure(process: str, level: str | None = None, json: bool | None = None) -> None:
@@ -23,12 +23,13 @@ def configure(process: str, level: str | None = None, json: bool | None = None) 
     numeric = getattr(logging, level_name, logging.INFO)
     if json is None:
         json = not sys.stderr.isatty()
-    if _configured == (numeric, json, id(sys.stderr)):
+    if (_configured is not None and _configured[:2] == (numeric, json)
+            and _configured[2] is sys.stderr):
         # Already so (an executor forked from agent/launcher.py's zygote):
         # only the process's own fields change.
         structlog.contextvars.bind_contextvars(process=process, pid=os.getpid())
         return
-    _configured = (numeric, json, id(sys.stderr))
+    _configured = (numeric, json, sys.stderr)
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )

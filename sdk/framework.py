@@ -26,12 +26,7 @@ from collections.abc import AsyncIterator, Iterable
 import grpc
 
 from juggler.common import servers
-from juggler.common.leader import (
-    LeaderFollower,
-    from_standby,
-    leader_of,
-    parse_masters,
-)
+from juggler.common.leader import LeaderFollower, from_standby, leader_of, parse_masters
 from juggler.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 
 
@@ -255,9 +250,13 @@ class Framework:
                 else:
                     settle(future, None)
             return
-        except BaseException as e:
+        except Exception as e:
             for _, future in batch:
-                settle(future, e if isinstance(e, Exception) else asyncio.CancelledError())
+                settle(future, e)
+            raise
+        except BaseException:  # cancelled (the loop is closing): so are the callers' waits
+            for _, future in batch:
+                future.cancel()
             raise
         for _, future in batch:
             settle(future, None)

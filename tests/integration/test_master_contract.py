@@ -284,8 +284,8 @@ def test_status_updates_are_retried_until_acknowledged(daemons: Daemons) -> None
 
 
 def test_acknowledgements_made_together_go_in_one_call_and_fail_alone(daemons: Daemons) -> None:
-    """The SDK sends acknowledgements made in the same loop turn as one call; a
-    bad one among them fails only its own caller, and the others still count."""
+    """The SDK sends acknowledgements made together in one call; a bad one among
+    them fails only its own caller, and the others still count."""
     daemons.start_master()
     daemons.start_agent("a1", "--status-update-retry", "0.2")
     daemons.wait_agents(1)
