@@ -250,10 +250,10 @@ class Framework:
                 else:
                     settle(future, None)
             return
-        except Exception as e:
+        except Exception as e:  # unexpected: its callers hear of it, later batches go on
             for _, future in batch:
                 settle(future, e)
-            raise
+            return
         except BaseException:  # cancelled (the loop is closing): so are the callers' waits
             for _, future in batch:
                 future.cancel()
