@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import select
 import signal
 from pathlib import Path
 
@@ -41,6 +42,8 @@ from juggler.executor.attach import AttachServer
 from juggler.executor.stdio import TaskStdio
 from juggler.v1 import common_pb2 as pb
 from juggler.v1 import executor_pb2
+
+EXEC_WAIT = 1.0  # seconds the executor blocks waiting for its container's exec
 
 
 class Executor:
@@ -186,8 +189,13 @@ class Executor:
             return self._send(pb.TASK_FAILED, pb.REASON_CONTAINER_LAUNCH_FAILED,
                               f"Failed to launch the container: {e}")
         self.container_pid = started.pid
+        # Until the container execs, every page this process writes is copied
+        # for it (they share memory since the fork): sleep in select() rather
+        # than run the event loop, for up to EXEC_WAIT (it is a few ms unless
+        # the host is busy); after that, wait the asynchronous way.
+        if not select.select([started.error_fd], [], [], EXEC_WAIT)[0]:
+            await _readable(started.error_fd)
         exited = self._exit_future(started.pid)
-        await _readable(started.error_fd)
         error = launch.read_error(started.error_fd)
         if error is not None:
             await exited
