@@ -72,10 +72,10 @@ class LeaderFollower:
       standby answered is not silent: an election is under way.
     - A session that got registered resets the backoff. When it broke without
       an answer (the leader's process or host is gone, or the network blinked),
-      the same master is dialled once more at once; if that fails too it is
-      the `lost` leader: `metadata()` names it on every call until the next
-      registration, so that standbys hold the calls until they know a new
-      leader (master/leader_gate.py) instead of naming the dead one.
+      its master is the `lost` leader: `metadata()` names it on every call
+      until the next registration, so that a standby that cannot reach it
+      either holds the call until it knows a new leader (master/leader_gate.py)
+      instead of naming the dead one; one that can sends the client back.
     """
 
     def __init__(self, masters: str | Sequence[str], *, cap: float = 5.0) -> None:
@@ -85,7 +85,6 @@ class LeaderFollower:
         self._silent_rounds = 0
         self._answered_in_round = False
         self._failed_at: dict[str, float] = {}
-        self._retrying: str | None = None  # a leader just lost, dialled once more
         self.lost: str | None = None
 
     def session_broke(self, address: str, now: float) -> None:
@@ -110,14 +109,7 @@ class LeaderFollower:
         address = self.address
         if registered:
             self._silent_rounds = 0
-            self.lost = None
-            if not answered:
-                self._failed_at[address] = now
-                self._retrying = address
-                return 0.0
-        if self._retrying == address and not answered:
-            self.lost = address
-        self._retrying = None
+            self.lost = None if answered else address
         if answered:
             self._answered_in_round = True
         else:

@@ -9,11 +9,13 @@ A client that has just lost its leader says which one in the metadata key
 `juggler-lost-leader` (common/leader.py LeaderFollower.metadata). While that
 is still the leader this standby knows of (its lease has not run out), or it
 knows of none, a refusal would only send the client round the masters again:
-so the call is held until the leader changes (at most `hold` seconds, about
-two lease TTLs), then refused naming the new leader, or, when this very
-master is the one elected, served. After a failover ten thousand agents wait
-in their calls instead of polling the standbys, and reach the new leader the
-moment it is there.
+so, if this standby cannot reach that leader either (`reachable`, a health
+check shared by every call that names it), the call is held until the leader
+changes (at most `hold` seconds, about two lease TTLs), then refused naming
+the new leader, or, when this very master is the one elected, served. After
+a failover ten thousand agents wait in their calls instead of polling the
+standbys, and reach the new leader the moment it is there; a client that only
+lost its own connection to a live leader is sent back to it at once.
 """
 
 from __future__ import annotations
@@ -32,14 +34,20 @@ ALWAYS = (
     "/juggler.v1.Operator/GetLeader",
 )
 WATCH_INTERVAL = 0.05  # how often held calls' leader is looked at (one watcher for all)
+PROBE_TTL = 0.5  # seconds a check of a lost leader's reachability is reused
 
 
 class LeaderGate(grpc.aio.ServerInterceptor):
     def __init__(self, is_leader: Callable[[], bool], leader: Callable[[], str | None],
-                 hold: float = 0.0, address: Callable[[], str] = lambda: "") -> None:
+                 hold: float = 0.0, address: Callable[[], str] = lambda: "",
+                 reachable: Callable[[str], Awaitable[bool]] | None = None) -> None:
         self._is_leader = is_leader
         self._leader = leader
         self._address = address
+        self._reachable = reachable
+        # address -> (when asked, the answer) of the last reachability check,
+        # shared by every call that names that leader for PROBE_TTL.
+        self._probes: dict[str, tuple[float, asyncio.Future[bool]]] = {}
         self.hold = hold
         self.held = 0  # calls waiting for a new leader now
         self._changed: asyncio.Event | None = None
@@ -88,10 +96,24 @@ class LeaderGate(grpc.aio.ServerInterceptor):
         finally:
             self.held -= 1
 
+    async def _lost_here_too(self, lost: str) -> bool:
+        """Whether `lost` is unreachable from here as well (so probably down)."""
+        if self._reachable is None or lost != (self._leader() or None):
+            return True  # a leader this standby no longer names, or none: hold
+        loop = asyncio.get_running_loop()
+        asked = self._probes.get(lost)
+        if asked is None or loop.time() - asked[0] > PROBE_TTL:
+            asked = (loop.time(), asyncio.ensure_future(self._reachable(lost)))
+            self._probes[lost] = asked
+        try:
+            return not await asyncio.shield(asked[1])
+        except Exception:
+            return True
+
     async def _admit(self, context: grpc.aio.ServicerContext) -> None:
         """Return when the call may be served here; otherwise refuse it."""
         lost = dict(context.invocation_metadata() or ()).get(LOST_LEADER_KEY)
-        if lost and self.hold > 0:
+        if lost and self.hold > 0 and await self._lost_here_too(str(lost)):
             await self._wait_for_a_new_leader(str(lost))
             if self._is_leader():
                 return

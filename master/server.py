@@ -128,7 +128,7 @@ class Master:
         # two lease TTLs: a new leader is elected within one.
         self.gate = LeaderGate(lambda: self.leading, self.leader_address,
                                hold=2.0 * self.config.lease_ttl + 1.0 if self.config.etcd else 0.0,
-                               address=lambda: self.address)
+                               address=lambda: self.address, reachable=_answers_health)
         server = servers.new_server([self.gate])
         scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerServicer(self), server)
         agent_pb2_grpc.add_AgentChannelServicer_to_server(AgentChannelServicer(self), server)
@@ -363,6 +363,19 @@ class Master:
             del self._agents[agent_id]
             return True
         return False
+
+
+async def _answers_health(address: str, timeout: float = 0.3) -> bool:
+    """Whether the master at `address` answers a gRPC health check now."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    async with servers.channel(address) as channel:
+        try:
+            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
+                                                           timeout=timeout)
+        except grpc.aio.AioRpcError:
+            return False
+    return True
 
 
 async def _abort(context: grpc.aio.ServicerContext, method: str, e: CallError) -> None:

@@ -110,6 +110,16 @@ def test_one_leader_and_standbys_name_it(ha: HA) -> None:
         e = wait_for(names_the_leader, 10, what=f"{other} to name the leader")
         assert e.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
         assert ("juggler-leader", address) in (e.trailing_metadata() or ())  # type: ignore[attr-defined]
+        # A client that lost its connection to the leader, which this standby
+        # still reaches: sent back to it at once, not held for an election (a
+        # held call would run into the 2 s deadline).
+        with grpc.insecure_channel(other_address) as ch, \
+                pytest.raises(grpc.RpcError) as back:
+            operator_pb2_grpc.OperatorStub(ch).GetTasks(
+                operator_pb2.GetTasksRequest(), timeout=2,
+                metadata=(("juggler-lost-leader", address),))
+        assert back.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+        assert ("juggler-leader", address) in (back.value.trailing_metadata() or ())  # type: ignore[attr-defined]
 
 
 def test_a_standby_holds_a_client_that_lost_the_leader_until_a_new_one_leads(ha: HA) -> None:
