@@ -73,6 +73,7 @@ class Election:
         self.lease_deadline = float("-inf")
         self.last_keepalive: float | None = None  # clock.now() when the last good one was sent
         self.granted_ttl: int | None = None
+        self._renewing: float | None = None  # clock.now() when the renewal under way was sent
         self._leading = False
         self._candidates: list[Candidate] | None = None
         self._snapshot_revision = 0
@@ -182,7 +183,11 @@ class Election:
 
     async def _renew(self) -> None:
         sent = self.clock.now()  # etcd restarts the TTL after this: a safe lower bound
-        ttl = await self._refresh_lease()
+        self._renewing = sent
+        try:
+            ttl = await self._refresh_lease()
+        finally:
+            self._renewing = None
         if ttl <= 0:
             self._step_down("the election lease expired or was revoked")
             return
@@ -205,9 +210,14 @@ class Election:
         while not self.lost.is_set():
             left = self.lease_deadline - self.margin - self.clock.now()
             if left <= 0:
-                since = self.clock.now() - (self.last_keepalive or 0.0)
+                now = self.clock.now()
+                since = now - (self.last_keepalive or 0.0)
+                # Which it was tells a slow etcd from a starved process.
+                pending = (f"a renewal sent {now - self._renewing:.1f}s ago is unanswered"
+                           if self._renewing is not None else "no renewal under way")
                 self._step_down(f"lease not renewed for {since:.1f}s (TTL "
-                                f"{self.granted_ttl}s): stepping down before it can expire")
+                                f"{self.granted_ttl}s; {pending}): stepping down before "
+                                f"it can expire")
                 return
             await asyncio.sleep(min(left, tick))
 
