@@ -134,9 +134,11 @@ def master_main(args: argparse.Namespace) -> int:
         await master.stop()
         return lost
 
+    from juggler.store.interface import StoreError
+
     try:
         lost = asyncio.run(main())
-    except OSError as e:
+    except (OSError, StoreError) as e:
         print(f"juggler master: {e}", file=sys.stderr)
         return 1
     if lost:

@@ -169,7 +169,11 @@ class Master:
                 cert=self.config.etcd_cert, key=self.config.etcd_key)
             self._tasks.append(asyncio.create_task(self._campaign()))
         else:
-            await self._become_leader()
+            try:
+                await self._become_leader()
+            except BaseException:
+                await server.stop(grace=0)
+                raise
         return self.address
 
     async def _campaign(self) -> None:
@@ -192,10 +196,8 @@ class Master:
 
     async def _become_leader(self) -> None:
         """Take over: rebuild from the registry, then start acting."""
-        agents = [operator_pb2.AgentView.FromString(v)
-                  for _, v in await self.store.range("agents/")]
-        frameworks = [common_pb2.FrameworkInfo.FromString(v)
-                      for _, v in await self.store.range("frameworks/")]
+        agents = await self._read_registry("agents/", operator_pb2.AgentView)
+        frameworks = await self._read_registry("frameworks/", common_pb2.FrameworkInfo)
         self.state.recover_registry(agents, frameworks, self.config.agent_reregister_timeout)
         if self.election is not None:
             from juggler.store.etcd import Batcher
@@ -210,6 +212,26 @@ class Master:
                         asyncio.create_task(self._gauge_loop())]
         log.info("leading", address=self.address, agents=len(agents),
                  frameworks=len(frameworks))
+
+    async def _read_registry(self, prefix: str, kind: Any) -> list[Any]:
+        """Every record under `prefix`; one that does not parse stops the master
+        with the key and where the registry is, rather than half a recovery."""
+        from google.protobuf.message import DecodeError
+
+        from juggler.store.interface import StoreError
+
+        records = []
+        for key, value in await self.store.range(prefix):
+            try:
+                records.append(kind.FromString(value))
+            except DecodeError:
+                where = (f"etcd prefix {self.config.etcd_prefix}registry/" if self.config.etcd
+                         else str(getattr(self.store, "path", None) or "the embedded store"))
+                raise StoreError(
+                    f"the registry entry {key!r} is not a valid {kind.DESCRIPTOR.name} record "
+                    f"(written by an incompatible version of juggler?): move the registry "
+                    f"({where}) away to start afresh") from None
+        return records
 
     async def stop(self) -> None:
         for t in self._tasks:

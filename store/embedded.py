@@ -28,6 +28,11 @@ class EmbeddedStore:
             self._compact()
             self._file = open(self._path, "a", encoding="utf-8")  # noqa: SIM115
 
+    @property
+    def path(self) -> Path | None:
+        """The registry file (None when kept in memory only)."""
+        return self._path
+
     def _load(self) -> None:
         assert self._path is not None
         if not self._path.exists():

@@ -139,3 +139,26 @@ def test_the_allocation_hold_is_short() -> None:
     clock.advance(0.2)
     assert _offered_agents(state.allocate()) == {"a0"}
     state.validate_state()
+
+
+def test_an_unreadable_registry_entry_stops_the_master_with_where_it_is(tmp_path) -> None:
+    import asyncio
+
+    import pytest
+
+    from juggler.master.server import Master, MasterConfig
+    from juggler.store.embedded import EmbeddedStore
+    from juggler.store.interface import StoreError
+
+    store = EmbeddedStore(tmp_path)
+    good = operator_pb2.AgentView(info=common_pb2.AgentInfo(id="a1", hostname="h1"))
+
+    async def read() -> list:
+        await store.put("agents/a1", good.SerializeToString())
+        await store.put("agents/a2", b"\xff\xff not a record")
+        return await Master(MasterConfig(), store)._read_registry("agents/",
+                                                                  operator_pb2.AgentView)
+
+    with pytest.raises(StoreError) as e:
+        asyncio.run(read())
+    assert "'agents/a2'" in str(e.value) and str(tmp_path / "registry.log") in str(e.value)
