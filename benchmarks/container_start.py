@@ -162,6 +162,17 @@ class RuncSide:
         return (t1 - t0) / 1e6
 
 
+def remove_cgroup_root() -> None:
+    """The agents' cgroup root (each task's cgroup below it is gone with its
+    executor): not left behind in every controller."""
+    from juggler.container.cgroups import CgroupError, open_cgroup
+
+    try:
+        open_cgroup(f"juggler-bench-{os.getpid()}").destroy()
+    except CgroupError as e:
+        print(f"container_start: could not remove the cgroup root: {e}", file=sys.stderr)
+
+
 async def run(launches: int, warmup: int) -> dict:
     from juggler.common import logs
     from tests.rootfs import make_busybox_rootfs
@@ -191,6 +202,7 @@ async def run(launches: int, warmup: int) -> dict:
         finally:
             for side in sides.values():
                 await side.stop()
+            remove_cgroup_root()
         fallbacks = sides["juggler"].fallbacks
     print(f"{'':24}{'p50 ms':>9}{'p99 ms':>9}{'min ms':>9}{'max ms':>9}")
     for name, values in times.items():
