@@ -387,7 +387,7 @@ class Master:
         return False
 
 
-async def _answers_health(address: str, timeout: float = 0.3) -> bool:
+async def _answers_health(address: str, timeout: float = 1.0) -> bool:
     """Whether the master at `address` answers a gRPC health check now."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
