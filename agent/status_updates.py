@@ -27,9 +27,8 @@ from juggler.v1 import common_pb2
 class _Stream:
     pending: deque[common_pb2.TaskStatus] = field(default_factory=deque)
     seen: set[bytes] = field(default_factory=set)
-    next_send: float = 0.0
     interval: float = 0.0
-    token: int = -1  # of its valid heap entry; -1: not scheduled
+    token: int = -1  # of its heap entry (which holds its next send time); -1: none
 
 
 class StatusUpdateManager:
@@ -41,7 +40,6 @@ class StatusUpdateManager:
         self._tokens = itertools.count()
 
     def _schedule(self, key: tuple[str, str], stream: _Stream, when: float) -> None:
-        stream.next_send = when
         stream.token = next(self._tokens)
         heapq.heappush(self._heap, (when, stream.token, key))
 
