@@ -1,11 +1,14 @@
 """A process's identity inside a container: the task's user, its groups and
-Docker's capability set. One place for the task itself (launch.py), commands
-run inside it (nsenter.py for exec) and command health checks (executor/health.py).
+Docker's capability set, and the clean state it execs in (default signal
+handling, nothing blocked, no inherited fd). One place for the task itself
+(launch.py), commands run inside it (nsenter.py for exec) and command health
+checks (executor/health.py).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 
 from juggler.container import capabilities, users
 
@@ -24,3 +27,21 @@ def assume(user: str, env: dict[str, str], *, home_from_task: bool) -> None:
         os.setgroups(list(account.groups))
         os.setgid(account.gid)
         os.setuid(account.uid)
+
+
+# Dispositions Python (or the executor) changed that a program expects at default.
+_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM,
+                    signal.SIGCHLD)
+
+
+def clean_for_exec(keep_fd: int = -1) -> None:
+    """Just before execve in the child: default signal handling, an empty signal
+    mask, and every fd above 2 closed but `keep_fd` (a CLOEXEC error pipe)."""
+    for sig in _DEFAULT_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    if keep_fd >= 3:
+        os.closerange(3, keep_fd)
+        os.closerange(keep_fd + 1, 65536)
+    else:
+        os.closerange(3, 65536)

@@ -201,12 +201,7 @@ def _child(spec: ContainerSpec, sandbox: Path, stdout_path: str, stderr_path: st
     except Exception as e:
         return EXIT_SETUP_FAILED, f"{step}: {e}"
 
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM,
-                signal.SIGCHLD):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    os.closerange(3, err_w)
-    os.closerange(err_w + 1, 65536)
+    identity.clean_for_exec(keep_fd=err_w)
     name = spec.argv[0]
     try:
         os.execvpe(name, spec.argv, env)

@@ -100,11 +100,7 @@ def _child(req: dict, slave: int) -> None:  # pragma: no cover - runs in the chi
             os._exit(EXIT_FAILED)
         step = "set no_new_privs"
         capabilities.set_no_new_privs()
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM,
-                    signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        os.closerange(3, 65536)
+        identity.clean_for_exec()
         step = f"exec {req['argv'][0]!r}"
         os.execvpe(req["argv"][0], req["argv"], env)
     except OSError as e:

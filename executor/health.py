@@ -414,11 +414,7 @@ def _child(target: Target, argv: list[str], ns_fds, root_fd: int, pid_fd: int,
         return EXIT_SETUP_FAILED, f"{step}: {e.strerror or e}"
     except Exception as e:
         return EXIT_SETUP_FAILED, f"{step}: {e}"
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    os.closerange(3, err_w)
-    os.closerange(err_w + 1, 65536)
+    identity.clean_for_exec(keep_fd=err_w)
     try:
         os.execvpe(argv[0], argv, env)
     except OSError as e:
