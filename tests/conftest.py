@@ -2,6 +2,8 @@
 
 `cluster` is a real local cluster started with `juggler up` (one master and
 two agents, separate processes) in a temporary work dir, once per session.
+`daemons` is an empty tests/daemons.py Daemons per test, which the test starts
+masters and agents in with its own flags.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.daemons import Daemons
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,6 +79,18 @@ class Cluster:
 def needs_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("requires root (namespaces, cgroups, mounts)")
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Daemons]:
+    from tests.daemons import Daemons  # it imports this module's helpers
+
+    needs_root()
+    d = Daemons(tmp_path)
+    try:
+        yield d
+    finally:
+        d.close()
 
 
 @pytest.fixture(scope="session")

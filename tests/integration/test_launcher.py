@@ -10,29 +10,18 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from juggler.v1 import common_pb2
-from tests.conftest import needs_root, wait_for
+from tests.conftest import wait_for
 from tests.daemons import Daemons
 from tests.framework_client import Client, run, task
 from tests.integration.test_master_contract import processes_with, wait_async
 
 pytestmark = [pytest.mark.root]
 S = common_pb2.TaskState
-
-
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Daemons]:
-    needs_root()
-    d = Daemons(tmp_path)
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def _stat(pid: int) -> list[str]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -18,7 +16,7 @@ import pytest
 from juggler.common.resources import Resources
 from juggler.sdk import FrameworkError
 from juggler.v1 import common_pb2, operator_pb2
-from tests.conftest import needs_root, wait_for
+from tests.conftest import wait_for
 from tests.daemons import Daemons
 from tests.framework_client import Client, run, task
 
@@ -26,16 +24,6 @@ pytestmark = [pytest.mark.root]
 S = common_pb2.TaskState
 A = operator_pb2.AgentState
 SMALL = Resources({"cpus": 0.2, "mem": 32})
-
-
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Daemons]:
-    needs_root()
-    d = Daemons(tmp_path)
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def sleeper(task_id: str, marker: str = "") -> common_pb2.TaskInfo:
