@@ -260,13 +260,13 @@ async def run_following(args: argparse.Namespace, masters: list[str]) -> None:
         await g.close()
 
 
-async def _serve_reports(args: argparse.Namespace, counts: Counts) -> None:
-    """Report on stdout until stdin closes, SIGTERM or SIGINT."""
+async def _stop_signal() -> asyncio.Event:
+    """An event set on SIGINT, SIGTERM or EOF on stdin (the parent holds our
+    stdin open; EOF means it is gone)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    watchers: list[asyncio.Task[None]] = []
     with contextlib.suppress(Exception):
         reader = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -274,7 +274,16 @@ async def _serve_reports(args: argparse.Namespace, counts: Counts) -> None:
         async def watch_stdin() -> None:
             await reader.read()
             stop.set()
-        watchers.append(loop.create_task(watch_stdin()))
+        _watchers.add(loop.create_task(watch_stdin()))
+    return stop
+
+
+_watchers: set[asyncio.Task[None]] = set()  # keeps the stdin watcher alive
+
+
+async def _serve_reports(args: argparse.Namespace, counts: Counts) -> None:
+    """Report on stdout until stdin closes, SIGTERM or SIGINT."""
+    stop = await _stop_signal()
 
     async def reporter() -> None:
         while True:
@@ -305,19 +314,7 @@ async def run(args: argparse.Namespace) -> None:
         for i in range(first, min(first + per, args.agents)):
             agents.append(asyncio.create_task(sim_agent(i, stub, resources, counts)))
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    # The parent holds our stdin open; EOF means it is gone.
-    with contextlib.suppress(Exception):
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-
-        async def watch_stdin() -> None:
-            await reader.read()
-            stop.set()
-        asyncio.get_running_loop().create_task(watch_stdin())
+    stop = await _stop_signal()
 
     def emit() -> None:
         print(json.dumps(counts.report()), flush=True)
