@@ -489,13 +489,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
 
     async def Acknowledge(self, request: scheduler_pb2.AcknowledgeRequest,
                           context: grpc.aio.ServicerContext) -> scheduler_pb2.AcknowledgeResponse:
-        if not request.acknowledgements:
-            return await self._call("Acknowledge", context, self.m.state.acknowledge,
-                                    request.framework_id, request.stream_id, request.agent_id,
-                                    request.task_id, request.uuid,
-                                    response=scheduler_pb2.AcknowledgeResponse())
         acks = [(a.agent_id, a.task_id, a.uuid) for a in request.acknowledgements]
-        if request.task_id:
+        if request.task_id or not acks:  # the single one (checked even when empty)
             acks.insert(0, (request.agent_id, request.task_id, request.uuid))
         return await self._call("Acknowledge", context, self.m.state.acknowledge_many,
                                 request.framework_id, request.stream_id, acks,

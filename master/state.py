@@ -460,9 +460,7 @@ class MasterState(AgentBook):
 
     def acknowledge(self, framework_id: str, stream_id: str, agent_id: str, task_id: str,
                     uuid: bytes) -> list[Command]:
-        self._framework(framework_id, stream_id)
-        self._check_ack(framework_id, agent_id, task_id, uuid)
-        return self._apply_ack(framework_id, agent_id, task_id, uuid)
+        return self.acknowledge_many(framework_id, stream_id, [(agent_id, task_id, uuid)])
 
     def acknowledge_many(self, framework_id: str, stream_id: str,
                          acks: Iterable[tuple[str, str, bytes]]) -> list[Command]:
