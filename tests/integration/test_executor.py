@@ -21,14 +21,8 @@ import pytest
 
 from juggler.container.cgroups import DEFAULT_ROOT
 from juggler.v1 import common_pb2 as pb
-
-try:
-    from tests.executor_harness import DEADLINE, FakeAgent, executor, task_info
-    from tests.rootfs import make_busybox_rootfs
-except ModuleNotFoundError:  # plain `pytest` without the repository on sys.path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.executor_harness import DEADLINE, FakeAgent, executor, task_info
-    from tests.rootfs import make_busybox_rootfs
+from tests.executor_harness import DEADLINE, FakeAgent, executor, task_info
+from tests.rootfs import make_busybox_rootfs
 
 pytestmark = [
     pytest.mark.root,

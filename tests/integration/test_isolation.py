@@ -29,14 +29,8 @@ from juggler.container import capabilities as caps
 from juggler.container.cgroups import DEFAULT_ROOT
 from juggler.container.spec import PIDS_MAX_LABEL
 from juggler.v1 import common_pb2 as pb
-
-try:
-    from tests.executor_harness import executor, task_info, wait_until
-    from tests.rootfs import make_busybox_rootfs
-except ModuleNotFoundError:  # plain `pytest` without the repository on sys.path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.executor_harness import executor, task_info, wait_until
-    from tests.rootfs import make_busybox_rootfs
+from tests.executor_harness import executor, task_info, wait_until
+from tests.rootfs import make_busybox_rootfs
 
 pytestmark = [
     pytest.mark.root,
