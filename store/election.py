@@ -6,10 +6,11 @@
 
 Each candidate grants a lease (`ttl` seconds) and, in a transaction conditioned
 on create_revision == 0, puts `<prefix><lease id hex>` = its address, bound to
-that lease. The key with the lowest create revision under the prefix is the
-leader; the others watch the prefix and re-check whenever it changes, so the
-next one takes over as soon as the leader's key is deleted (resign, or its
-lease expired or was revoked).
+that lease (telling the master's lease reaper first, store/lease_reaper.py, so
+that a crashed leader's lease is revoked at once). The key with the lowest
+create revision under the prefix is the leader; the others watch the prefix
+and re-check whenever it changes, so the next one takes over as soon as the
+leader's key is deleted (resign, or its lease expired or was revoked).
 
 Safety: the lease is kept alive every ttl/3. A keepalive sent at time `t` and
 answered with TTL `x` proves the lease lives until at least `t + x` (etcd
@@ -37,6 +38,7 @@ from juggler.common import logs
 from juggler.common.clock import Clock, SystemClock
 from juggler.store.etcd import EtcdClient, Fence, NotLeader
 from juggler.store.interface import StoreError
+from juggler.store.lease_reaper import LeaseReaper
 
 
 class ElectionLost(StoreError):
@@ -52,7 +54,8 @@ class Candidate(NamedTuple):
 class Election:
     def __init__(self, client: EtcdClient, prefix: str, address: str, ttl: int = 5, *,
                  safety_margin: float | None = None, clock: Clock | None = None,
-                 on_lost: Callable[[str], None] | None = None) -> None:
+                 on_lost: Callable[[str], None] | None = None,
+                 reaper: LeaseReaper | None = None) -> None:
         if not prefix.endswith("/"):
             raise ValueError(f"election prefix {prefix!r} must end with '/'")
         if ttl < 1:
@@ -64,6 +67,9 @@ class Election:
         self.safety_margin = safety_margin
         self.clock = clock or SystemClock()
         self.on_lost = on_lost
+        # Told of the lease before anything is bound to it, so that a crash of this
+        # process revokes it at once (store/lease_reaper.py).
+        self.reaper = reaper
         self.lost = asyncio.Event()
         self.lost_reason: str | None = None
         self.lease_id: int | None = None
@@ -148,6 +154,8 @@ class Election:
         lease = await self.client.call(lambda c: c.lease(self.ttl))
         # etcd may grant more than asked (its minimum TTL): the granted TTL is what counts.
         self.lease_id, self.granted_ttl = lease.id, lease.ttl
+        if self.reaper is not None:
+            self.reaper.hold(lease.id)
         self.lease_deadline, self.last_keepalive = sent + lease.ttl, sent
         self.key = f"{self.prefix}{lease.id:x}".encode()
         key, value = self.key, self.address.encode()
@@ -297,6 +305,8 @@ class Election:
                 # Revoking deletes our key: the next candidate need not wait for the TTL.
                 await self.client.call(lambda c: c.revoke_lease(lease_id),
                                        timeout=min(1.0, self.client.timeout))
+                if self.reaper is not None:
+                    self.reaper.release(lease_id)
             except (StoreError, aetcd.ClientError) as e:
                 self._log.info("could not revoke the election lease; it will expire",
                                error=str(e))

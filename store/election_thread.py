@@ -26,6 +26,7 @@ from juggler.common.leader import backoff
 from juggler.store import lease_keepalive
 from juggler.store.election import Election
 from juggler.store.etcd import Endpoint, EtcdClient, Fence, NotLeader, parse_endpoints
+from juggler.store.lease_reaper import LeaseReaper
 
 log = logs.get("election")
 
@@ -33,7 +34,8 @@ log = logs.get("election")
 class ElectionThread:
     def __init__(self, make_client: Callable[[], EtcdClient], prefix: str, address: str,
                  ttl: int, *, endpoints: str = "", ca_cert: str | None = None,
-                 cert: str | None = None, key: str | None = None) -> None:
+                 cert: str | None = None, key: str | None = None,
+                 reaper: LeaseReaper | None = None) -> None:
         self._make_client = make_client
         # The lease is renewed over etcd's HTTP gateway (store/lease_keepalive.py).
         self._endpoints = parse_endpoints(endpoints) if endpoints else []
@@ -42,6 +44,7 @@ class ElectionThread:
         self._prefix = prefix
         self._address = address
         self._ttl = ttl
+        self._reaper = reaper
         self._election: Election | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -96,7 +99,7 @@ class ElectionThread:
         try:
             while True:
                 election = _HttpKeepaliveElection(
-                    client, self._prefix, self._address, ttl=self._ttl)
+                    client, self._prefix, self._address, ttl=self._ttl, reaper=self._reaper)
                 election.endpoints, election.tls = self._endpoints, self._tls
                 self._election = election
                 try:

@@ -246,3 +246,85 @@ def test_campaign_raises_when_the_session_is_lost_before_leading(etcd: EtcdServe
         await client.close()
 
     run(main())
+
+
+def test_lease_reaper_revokes_the_leases_it_holds_when_its_master_goes(etcd: EtcdServer):
+    """The companion revokes at end-of-file on its stdin, which is when the master
+    process has exited; a signal to the master's process group does not end it first."""
+    import os
+    import signal
+
+    from juggler.store.lease_reaper import LeaseReaper
+
+    async def main() -> None:
+        client = EtcdClient(etcd.endpoint)
+        try:
+            held = await client.call(lambda c: c.lease(60))
+            released = await client.call(lambda c: c.lease(60))
+            reaper = LeaseReaper([etcd.endpoint])
+            reaper.hold(held.id)
+            reaper.hold(released.id)
+            reaper.release(released.id)  # the master revoked this one itself (or meant to)
+            os.kill(reaper.pid, signal.SIGINT)  # Ctrl-C in the master's terminal
+            os.kill(reaper.pid, signal.SIGTERM)
+            await asyncio.to_thread(reaper.close)  # end-of-file: as when the master dies
+            assert reaper.returncode == 0  # it was not ended by either signal
+            assert (await client.call(lambda c: c.get_lease_info(held.id))).TTL == -1
+            assert (await client.call(lambda c: c.get_lease_info(released.id))).TTL > 30
+        finally:
+            await client.close()
+    run(main())
+
+
+LEADER_PROCESS = """
+import asyncio, sys
+from juggler.store.election import Election
+from juggler.store.etcd import EtcdClient
+from juggler.store.lease_reaper import LeaseReaper
+
+async def main():
+    endpoint, prefix = sys.argv[1], sys.argv[2]
+    election = Election(EtcdClient(endpoint), prefix, "crasher", ttl=30,
+                        reaper=LeaseReaper([endpoint]))
+    await election.campaign()
+    print("leading", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def test_a_crashed_leaders_lease_is_revoked_without_waiting_for_its_ttl(etcd: EtcdServer):
+    """kill -9 of a leader with a 30 s lease: its reaper revokes the lease, and the
+    next candidate leads long before those 30 s (the deadline below is 10 s)."""
+    import subprocess
+    import sys
+
+    prefix = election_prefix()
+    leader = subprocess.Popen([sys.executable, "-c", LEADER_PROCESS, etcd.endpoint, prefix],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert leader.stdout is not None
+        for line in leader.stdout:  # its log lines come first
+            if line == "leading\n":
+                break
+        else:
+            raise AssertionError(f"the leader process ended: {leader.wait()}")
+
+        async def main() -> None:
+            client = EtcdClient(etcd.endpoint)
+            nxt = Election(client, prefix, "next", ttl=30)
+            try:
+                campaign = asyncio.create_task(nxt.campaign())
+                await wait_until(lambda: nxt.create_revision is not None, 5, "next to enter")
+                assert nxt.leader() == "crasher" and not campaign.done()
+                leader.kill()  # SIGKILL: no clean-up of its own
+                await asyncio.wait_for(campaign, 10)
+                assert nxt.is_leader
+            finally:
+                await nxt.close()
+                await client.close()
+        run(main())
+    finally:
+        leader.kill()
+        leader.wait()
