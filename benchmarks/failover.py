@@ -55,7 +55,14 @@ import grpc
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests.etcd_server, when run as benchmarks/failover.py
 
-from master_throughput import Abort, Sim, free_port, spawn, stop_process  # noqa: E402
+from master_throughput import (  # noqa: E402
+    Abort,
+    Sim,
+    cpu_seconds,
+    free_port,
+    spawn,
+    stop_process,
+)
 
 from juggler.common.resources import Resources  # noqa: E402
 from juggler.sdk import Framework, FrameworkError  # noqa: E402
@@ -275,6 +282,7 @@ class Round:
     agents_back: float
     framework_back: float
     tasks: int
+    cpu: dict[str, float]  # CPU seconds each process spent from the kill to recovery
 
     @property
     def recovered(self) -> float:  # (b)
@@ -282,7 +290,8 @@ class Round:
 
 
 class Cluster:
-    def __init__(self, masters: Masters, driver: Driver, sims: list[Sim]) -> None:
+    def __init__(self, masters: Masters, driver: Driver, sims: list[Sim], etcd_pid: int) -> None:
+        self.etcd_pid = etcd_pid
         self.masters = masters
         self.driver = driver
         self.sims = sims
@@ -338,6 +347,10 @@ class Cluster:
         spies = start_py_spy(m, [n for n in m.live() if n != killed], profile, number)
         if spies:
             await asyncio.sleep(1.0)  # let py-spy attach
+        pids = {**{n: m.procs[n].pid for n in m.live() if n != killed}, "etcd": self.etcd_pid,
+                **{f"sim{i + 1}": s.proc.pid for i, s in enumerate(self.sims)}}
+        cpu_before = {n: cpu_seconds(pid) for n, pid in pids.items()}
+        cpu_before["framework"] = sum(os.times()[:2])
         try:
             started = time.monotonic()
             if reaper is not None:
@@ -366,13 +379,15 @@ class Cluster:
                 await asyncio.sleep(POLL)
         finally:
             stop_py_spy(spies)
+        cpu = {n: cpu_seconds(pid) - cpu_before[n] for n, pid in pids.items()}
+        cpu["framework"] = sum(os.times()[:2]) - cpu_before["framework"]
         framework_back = self.driver.resubscribed_at
         tasks = await m.stubs[leader].GetTasks(operator_pb2.GetTasksRequest(), timeout=30)
         # Back as a standby at its old address before the next kill.
         await m.start(killed)
         await m.wait_serving(killed)
         return Round(number, total, killed, leader, served - started, agents_back - started,
-                     framework_back - started, len(tasks.tasks))
+                     framework_back - started, len(tasks.tasks), cpu)
 
 
 def lease_reaper_of(pid: int) -> int:
@@ -421,7 +436,7 @@ def start_sim(masters: Masters, agents: int, first: int, tmp: Path, procs: list[
     return sim
 
 
-async def bench(args: argparse.Namespace, etcd: str, tmp: Path,
+async def bench(args: argparse.Namespace, etcd: str, etcd_pid: int, tmp: Path,
                 procs: list[Any]) -> tuple[list[Round], list[Round], Round]:
     m = Masters(etcd, tmp)
     try:
@@ -437,7 +452,7 @@ async def bench(args: argparse.Namespace, etcd: str, tmp: Path,
                                                         failover_timeout=REFUSE_SECONDS),
                        reconnect_timeout=RECOVER_DEADLINE)
         driver = Driver(fw, args.tasks_per_agent)
-        cluster = Cluster(m, driver, sims)
+        cluster = Cluster(m, driver, sims, etcd_pid)
         await cluster.wait("agents register", lambda: cluster.sum("connected"), args.agents)
         await fw.subscribe(timeout=30)
         reader = asyncio.create_task(driver.run())
@@ -472,6 +487,9 @@ async def bench(args: argparse.Namespace, etcd: str, tmp: Path,
             await asyncio.sleep(1.0)
             r = await cluster.failover("big", Path(args.py_spy) if args.py_spy else None)
             print(row(r), flush=True)
+            print("CPU seconds from the kill to recovery: " + ", ".join(
+                f"{n} ({'leader' if n == r.leader else 'standby'}) {c:.2f}"
+                if n in m.addresses else f"{n} {c:.2f}" for n, c in r.cpu.items()))
             return rounds, host_rounds, r
         finally:
             reader.cancel()
@@ -555,7 +573,8 @@ def main() -> int:
         (tmp / "etcd").mkdir()
         with etcd_server(tmp / "etcd") as e:
             try:
-                rounds, host_rounds, big = asyncio.run(bench(args, e.endpoint, tmp, procs))
+                rounds, host_rounds, big = asyncio.run(bench(args, e.endpoint, e.process.pid,
+                                                              tmp, procs))
             finally:
                 with contextlib.suppress(KeyboardInterrupt):
                     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -72,10 +72,14 @@ def cpu_seconds(pid: int) -> float:
     """CPU time of `pid` (all its threads; not its children): the scheduler's
     own count in nanoseconds, where /proc/<pid>/stat's clock ticks would
     round a few milliseconds of work to 0 or 10."""
+    total = 0
     try:
-        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
-    except (OSError, ValueError, IndexError):
-        return 0.0
+        for thread in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int((thread / "schedstat").read_text().split()[0])
+    except OSError:
+        pass
+    return total / 1e9
 
 
 def host_busy_seconds() -> float:

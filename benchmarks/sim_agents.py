@@ -32,7 +32,7 @@ import uuid
 
 import grpc
 
-from juggler.common import servers
+from juggler.common import gc_policy, servers
 from juggler.common.leader import LeaderFollower, from_standby, leader_of, parse_masters
 from juggler.common.resources import Resources
 from juggler.v1 import agent_pb2, agent_pb2_grpc, common_pb2
@@ -353,6 +353,7 @@ def main() -> None:
     p.add_argument("--first-index", type=int, default=0,
                    help="number hostnames from here (several simulators, one cluster)")
     args = p.parse_args()
+    gc_policy.tune()  # as the real agent does
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run(args))
 

@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from juggler.common import logs
+from juggler.common import gc_policy, logs
 from juggler.common.resources import ResourceError
 
 
@@ -128,6 +128,7 @@ def master_main(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, done.set)
         await master.start()
+        gc_policy.tune()
         waits = [asyncio.create_task(done.wait()), asyncio.create_task(master.lost.wait())]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         lost = master.lost.is_set() and not done.is_set()
@@ -176,6 +177,7 @@ def agent_main(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         agent = Agent(config)
+        gc_policy.tune()
         # SIGTERM/SIGINT: leave the tasks running (an upgraded agent recovers
         # them). SIGUSR1: kill every task first (as Mesos's agent does).
         await _serve_until_signal(agent.start, agent.stop, on_usr1=agent.kill_all_tasks)

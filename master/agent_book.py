@@ -45,15 +45,16 @@ from juggler.master.entries import (
 )
 from juggler.v1 import agent_pb2, common_pb2, operator_pb2
 
-# A new leader offers nothing until this share of the registry's agents has
+# A new leader offers nothing until every agent of its registry has
 # re-registered, for at most RECOVERY_HOLD_SECONDS (and never past the
 # re-register timeout). Allocating over and over while ten thousand agents come
-# back costs the very CPU they need, and offers made from a fraction of the
-# cluster are outdated moments later. (Mesos's allocator holds off the same way
-# for 80% of the agents, though only when quotas are set, and for up to ten
-# minutes; a short hold keeps a small cluster that lost an agent with its
-# master from waiting long for offers.)
-RECOVERY_FACTOR = 0.8
+# back costs the very CPU they need, and offers made from a part of the cluster
+# are outdated moments later. (Mesos's allocator holds off the same way, until
+# 80% of the agents are back, though only when quotas are set, and for up to
+# ten minutes. Here the hold is short, so it can wait for all: cycles over the
+# 8,000 agents back would take a third of the master while the last 2,000
+# re-register. A cluster that lost agents with its master waits 5 s for offers.)
+RECOVERY_FACTOR = 1.0
 RECOVERY_HOLD_SECONDS = 5.0
 
 
@@ -126,7 +127,7 @@ class AgentBook(_Base):
                 commands += self._master_update(
                     task, S.TASK_UNREACHABLE, common_pb2.REASON_AGENT_UNREACHABLE,
                     f"agent {agent.info.hostname} ({agent_id}) stopped answering health checks")
-        commands.append(self._persist_agent(agent))
+        commands += self._persist_agent(agent)
         return commands
 
     def _mark_gone(self, agent: AgentEntry) -> list[Command]:
@@ -143,16 +144,23 @@ class AgentBook(_Base):
             self._complete_task(task)
         del self.agents[agent_id]
         self.gone_agents.add(agent_id)
-        commands.append(self._persist_agent(agent))
+        commands += self._persist_agent(agent)
         return commands
 
-    def _persist_agent(self, agent: AgentEntry) -> Persist:
+    def _persist_agent(self, agent: AgentEntry) -> list[Command]:
+        """The write of the agent's registry record; none if the registry holds it
+        already (ten thousand agents re-registering unchanged after a failover cost
+        no writes, and their replies wait for none)."""
         record = operator_pb2.AgentView(info=agent.info, state=agent.state,
                                         total=agent.total.to_proto(),
                                         registered_time=agent.registered_time)
         if agent.maintenance is not None:
             record.state = agent.maintenance if agent.state == A.AGENT_ACTIVE else agent.state
-        return Persist(f"agents/{agent.info.id}", record.SerializeToString())
+        value = record.SerializeToString()
+        if value == agent.persisted:
+            return []
+        agent.persisted = value
+        return [Persist(f"agents/{agent.info.id}", value)]
 
     def recover_registry(self, agents: Iterable[operator_pb2.AgentView],
                          frameworks: Iterable[common_pb2.FrameworkInfo],
@@ -171,7 +179,7 @@ class AgentBook(_Base):
                 continue
             entry = AgentEntry(info=view.info, total=Resources.from_proto(view.total),
                                state=A.AGENT_DISCONNECTED, registered_time=view.registered_time,
-                               last_seen=now)
+                               last_seen=now, persisted=view.SerializeToString())
             if view.state == A.AGENT_UNREACHABLE:
                 entry.state = A.AGENT_UNREACHABLE
                 entry.unreachable_since = now
@@ -213,7 +221,7 @@ class AgentBook(_Base):
             if not task_states.is_terminal(task.state):
                 commands.append(kill_command(task))
         self._maybe_down(agent)
-        commands.append(self._persist_agent(agent))
+        commands += self._persist_agent(agent)
         return commands
 
     def up_agent(self, agent_id: str) -> list[Command]:
@@ -222,7 +230,7 @@ class AgentBook(_Base):
             agent.maintenance = None
             if agent.state == A.AGENT_ACTIVE:
                 self.allocator.activate_agent(agent_id)
-        return [self._persist_agent(agent)]
+        return self._persist_agent(agent)
 
     def _known_agent(self, agent_id: str) -> AgentEntry:
         if agent_id in self.gone_agents:
@@ -260,7 +268,7 @@ class AgentBook(_Base):
     def _registered(self, agent: AgentEntry) -> list[Command]:
         info = agent.info
         return [
-            self._persist_agent(agent),
+            *self._persist_agent(agent),
             ToAgent(info.id, agent_pb2.MasterMessage(registered=agent_pb2.MasterMessage.Registered(
                 agent_id=info.id, heartbeat_interval_seconds=self.agent_ping_timeout,
                 master_address=self.address))),

@@ -37,6 +37,8 @@ class AgentEntry:
     reregister_deadline: float | None = None
     tasks: set[tuple[str, str]] = field(default_factory=set)  # (framework_id, task_id)
     offers: set[str] = field(default_factory=set)
+    # The record last written to (or read from) the registry for this agent.
+    persisted: bytes | None = None
 
 
 @dataclass

@@ -593,7 +593,7 @@ class MasterState(AgentBook):
             if agent.maintenance == A.AGENT_DRAINING:
                 self._maybe_down(agent)
                 if agent.maintenance == A.AGENT_DOWN:
-                    commands.append(self._persist_agent(agent))
+                    commands += self._persist_agent(agent)
         fw = self.frameworks.get(fid)
         if fw is None:
             return [*commands, ack]

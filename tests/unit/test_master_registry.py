@@ -7,7 +7,7 @@ from juggler.common.clock import FakeClock
 from juggler.common.resources import Resources
 from juggler.master.agent_book import RECOVERY_HOLD_SECONDS
 from juggler.master.allocator import Allocator
-from juggler.master.commands import Persist, ToFramework
+from juggler.master.commands import Persist, ToAgent, ToFramework
 from juggler.master.state import MasterState
 from juggler.v1 import agent_pb2, common_pb2, operator_pb2
 
@@ -98,7 +98,8 @@ def _recovered_cluster(n: int, clock: FakeClock) -> tuple[MasterState, str]:
     """A new leader whose registry holds `n` active agents and one framework
     that has re-subscribed; no agent is back yet."""
     state = MasterState(clock, Allocator(clock))
-    views = [operator_pb2.AgentView(info=common_pb2.AgentInfo(id=f"a{i}", hostname=f"h{i}"),
+    views = [operator_pb2.AgentView(info=common_pb2.AgentInfo(id=f"a{i}", hostname=f"h{i}",
+                                                              resources=TOTAL.to_proto()),
                                     state=A.AGENT_ACTIVE, total=TOTAL.to_proto())
              for i in range(n)]
     info = common_pb2.FrameworkInfo(id="fw-1", name="fw", failover_timeout=60)
@@ -117,17 +118,29 @@ def _offered_agents(commands: list) -> set[str]:
             for o in c.event.offers.offers}
 
 
-def test_a_new_leader_offers_nothing_until_most_agents_are_back() -> None:
+def test_a_new_leader_offers_nothing_until_every_agent_is_back() -> None:
     clock = FakeClock()
     state, _ = _recovered_cluster(10, clock)
-    for i in range(7):
+    for i in range(9):
         _back(state, i)
-        assert state.allocate() == []  # 7 of 10 back: below 80%
-    _back(state, 7)  # 8 of 10: the hold ends and everything back is offered
-    assert _offered_agents(state.allocate()) == {f"a{i}" for i in range(8)}
-    _back(state, 8)  # later arrivals are offered as usual
-    assert _offered_agents(state.allocate()) == {"a8"}
+        assert state.allocate() == []  # 9 of 10 back
+    _back(state, 9)  # all 10: the hold ends and everything is offered
+    assert _offered_agents(state.allocate()) == {f"a{i}" for i in range(10)}
     state.validate_state()
+
+
+def test_an_agent_back_unchanged_costs_no_registry_write() -> None:
+    clock = FakeClock()
+    state, _ = _recovered_cluster(2, clock)
+    same = state.reregister_agent(common_pb2.AgentInfo(id="a0", hostname="h0",
+                                                       resources=TOTAL.to_proto()), [], [])[1]
+    assert [c for c in same if isinstance(c, Persist)] == []
+    moved = state.reregister_agent(common_pb2.AgentInfo(id="a1", hostname="elsewhere",
+                                                        resources=TOTAL.to_proto()), [], [])[1]
+    [write] = [c for c in moved if isinstance(c, Persist)]
+    assert write.key == "agents/a1"
+    assert operator_pb2.AgentView.FromString(write.value).info.hostname == "elsewhere"
+    assert any(isinstance(c, ToAgent) and c.message.HasField("registered") for c in same)
 
 
 def test_the_allocation_hold_is_short() -> None:
