@@ -113,6 +113,7 @@ class Agent:
         self.socket_path = self.work_dir / "agent.sock"
         self._outbox: asyncio.Queue[agent_pb2.AgentMessage] | None = None
         self._registered = asyncio.Event()
+        self._follower: LeaderFollower | None = None
         self._wake_updates = asyncio.Event()
         self._stopping = False
         self._ping = 15.0
@@ -269,7 +270,7 @@ class Agent:
     async def _master_loop(self) -> None:
         """Stay connected to the leading master, whichever it is (common/leader.py
         LeaderFollower decides where to dial next and when)."""
-        follower = LeaderFollower(self.config.master)
+        follower = self._follower = LeaderFollower(self.config.master)
         while not self._stopping:
             address = follower.address
             leader = None
@@ -338,6 +339,8 @@ class Agent:
         if kind == "registered":
             self._ping = msg.registered.heartbeat_interval_seconds or 15.0
             self.agent_id = msg.registered.agent_id
+            if self._follower is not None:
+                self._follower.follow_succession(msg.registered.masters)
             (self.work_dir / "agent_id").write_text(self.agent_id)
             self._outbox = outbox
             CONNECTED.set(1)

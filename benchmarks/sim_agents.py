@@ -154,6 +154,7 @@ class FollowingAgent:
         self.tasks: dict[tuple[str, str], agent_pb2.AgentMessage.RunningTask] = {}
         self.registered = False  # on the current stream
         self.backoff_cap = 5.0  # agent/server.py's
+        self.follower = LeaderFollower(masters)
 
     def _info(self) -> common_pb2.AgentInfo:
         return common_pb2.AgentInfo(id=self.agent_id, hostname=f"sim-{self.index:06d}",
@@ -173,7 +174,7 @@ class FollowingAgent:
 
     async def run(self) -> None:
         # The very policy the real agent uses (common/leader.py).
-        follower = LeaderFollower(self.masters, cap=self.backoff_cap)
+        follower = self.follower = LeaderFollower(self.masters, cap=self.backoff_cap)
         while True:
             address = follower.address
             leader = None
@@ -224,6 +225,7 @@ class FollowingAgent:
                     await call.write(_HEARTBEAT)
                 elif kind == "registered":
                     self.agent_id = msg.registered.agent_id
+                    self.follower.follow_succession(msg.registered.masters)
                     if not self.registered:
                         self.registered = True
                         self.counts.registered += 1

@@ -95,6 +95,18 @@ class LeaderFollower:
         self._index = self.masters.index(address)
         self.ended(now, answered=False, leader=None, registered=True)
 
+    def follow_succession(self, masters: Sequence[str]) -> None:
+        """The masters in the order they would lead, as the leader just registered
+        with tells it (itself first): after losing it, dial the next one first,
+        the standby the election will most likely pick. Masters known only from
+        the configured list keep their order after those."""
+        order = [m for m in dict.fromkeys(masters) if m]
+        if not order:
+            return
+        current = self.address
+        self.masters = order + [m for m in self.masters if m not in order]
+        self._index = self.masters.index(current) if current in self.masters else 0
+
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """Metadata for the next call: the leader this client lost, if any."""
         return ((LOST_LEADER_KEY, self.lost),) if self.lost else ()

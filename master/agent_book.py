@@ -271,7 +271,7 @@ class AgentBook(_Base):
             *self._persist_agent(agent),
             ToAgent(info.id, agent_pb2.MasterMessage(registered=agent_pb2.MasterMessage.Registered(
                 agent_id=info.id, heartbeat_interval_seconds=self.agent_ping_timeout,
-                master_address=self.address))),
+                master_address=self.address, masters=self.succession()))),
         ]
 
     def reregister_agent(self, info: common_pb2.AgentInfo,

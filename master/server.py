@@ -174,6 +174,8 @@ class Master:
                 client, self.config.etcd_prefix + "election/", self.address,
                 self.config.lease_ttl, endpoints=self.config.etcd, ca_cert=self.config.etcd_ca,
                 cert=self.config.etcd_cert, key=self.config.etcd_key, reaper=self.reaper)
+            election = self.election
+            self.state.succession = lambda: election.succession() or [self.address]
             self._tasks.append(asyncio.create_task(self._campaign()))
         else:
             try:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from juggler.common import ids, task_states
 from juggler.common.clock import Clock
@@ -64,6 +64,9 @@ class MasterState(AgentBook):
         self.clock = clock
         self.allocator = allocator
         self.address = address
+        # Every master in the order they would lead, this one first (the server
+        # reads it from the election; a single master has no other).
+        self.succession: Callable[[], list[str]] = lambda: [self.address]
         self.heartbeat_interval = heartbeat_interval
         self.offer_timeout = offer_timeout
         self.agent_ping_timeout = agent_ping_timeout

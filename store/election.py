@@ -109,6 +109,10 @@ class Election:
             return None
         return self._candidates[0].address
 
+    def succession(self) -> list[str]:
+        """Every candidate's address, as last seen, in the order they would lead."""
+        return [c.address for c in self._candidates or ()]
+
     async def query_leader(self) -> str | None:
         """The leader's address, read from etcd now."""
         await self._read()

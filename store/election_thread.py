@@ -64,6 +64,11 @@ class ElectionThread:
         election = self._election
         return election.leader() if election is not None else None
 
+    def succession(self) -> list[str]:
+        """Every candidate's address in the order they would lead (the leader first)."""
+        election = self._election
+        return election.succession() if election is not None else []
+
     def fence(self) -> Fence:
         election = self._election
         if election is None:

@@ -57,14 +57,16 @@ class AgentMessage(_message.Message):
 class MasterMessage(_message.Message):
     __slots__ = ("registered", "run_task", "kill_task", "acknowledgement", "heartbeat", "shutdown")
     class Registered(_message.Message):
-        __slots__ = ("agent_id", "heartbeat_interval_seconds", "master_address")
+        __slots__ = ("agent_id", "heartbeat_interval_seconds", "master_address", "masters")
         AGENT_ID_FIELD_NUMBER: _ClassVar[int]
         HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
         MASTER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+        MASTERS_FIELD_NUMBER: _ClassVar[int]
         agent_id: str
         heartbeat_interval_seconds: float
         master_address: str
-        def __init__(self, agent_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., master_address: _Optional[str] = ...) -> None: ...
+        masters: _containers.RepeatedScalarFieldContainer[str]
+        def __init__(self, agent_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., master_address: _Optional[str] = ..., masters: _Optional[_Iterable[str]] = ...) -> None: ...
     class RunTask(_message.Message):
         __slots__ = ("framework", "task")
         FRAMEWORK_FIELD_NUMBER: _ClassVar[int]

@@ -324,3 +324,32 @@ def test_etcd_down_stops_leading_and_the_cluster_resumes(ha: HA) -> None:
             await c.fw.launch([offer.id], [task("resumed", 0.1, 16, "true")])
             await c.until("resumed", S.TASK_FINISHED)
     run(body)
+
+
+def test_agents_are_told_which_master_would_lead_next(ha: HA) -> None:
+    """The leader's Registered names every master in the election's order; when
+    the leader's host is lost, the next of them is the one that takes over (an
+    agent that lost its leader dials that one first, common/leader.py)."""
+    from juggler.v1 import agent_pb2, agent_pb2_grpc
+
+    ha.start_masters(3)
+    name, address = wait_for(ha.leader, 20, what="a leader")
+    hello = agent_pb2.AgentMessage(register=agent_pb2.AgentMessage.Register(
+        agent=common_pb2.AgentInfo(hostname="probe", resources=Resources(
+            {"cpus": 1, "mem": 64}).to_proto())))
+
+    def succession() -> list[str] | None:
+        with grpc.insecure_channel(address) as ch:
+            for msg in agent_pb2_grpc.AgentChannelStub(ch).Connect(iter([hello]), timeout=5):
+                if msg.HasField("registered"):
+                    masters = list(msg.registered.masters)
+                    # Every standby's key must be seen before the order means anything.
+                    return masters if len(masters) == 3 else None
+        return None
+
+    masters = wait_for(succession, 20, what="the leader to name all three masters")
+    assert masters[0] == address and sorted(masters) == sorted(ha.masters.values())
+    ha.lose_host(name)
+    _, new = wait_for(lambda: (lead := ha.leader()) and lead[1] != address and lead, 30,
+                      what="a new leader")
+    assert new == masters[1]

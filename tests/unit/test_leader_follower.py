@@ -65,3 +65,18 @@ def test_rounds_in_which_a_standby_answered_do_not_back_off(dead: str) -> None:
                               registered=False))
     assert max(delays) <= 0.3  # never the exponential backoff of a silent cluster
     assert f._silent_rounds == 0
+
+
+def test_after_losing_its_leader_an_agent_dials_the_leaders_successor_first() -> None:
+    f = LeaderFollower("m1:1,m2:1,m3:1")
+    f.ended(1.0, answered=True, leader="m3:1", registered=False)  # m1 names m3
+    assert f.address == "m3:1"
+    # Registered at m3, which says m1 would lead after it, then m2; and m4 joined.
+    f.follow_succession(["m3:1", "m1:1", "m4:1", "m2:1"])
+    assert f.address == "m3:1"
+    assert f.ended(5.0, answered=False, leader=None, registered=True) == 0.0  # m3 died
+    assert f.address == "m1:1" and f.metadata() == (("juggler-lost-leader", "m3:1"),)
+    assert f.ended(5.1, answered=False, leader=None, registered=False) == 0.0
+    assert f.address == "m4:1"
+    f.follow_succession([])  # a master that does not say: nothing changes
+    assert f.address == "m4:1"
