@@ -27,8 +27,9 @@ Invariants the fork relies on:
 - nothing per-executor is decided in the zygote: structlog is configured in
   the executor (its own pid bound), and the executor's pid namespace is
   unshared by the executor itself before it forks its container;
-- `gc.freeze()` after the imports keeps the collector from writing to the
-  shared pages, so executors share most of the zygote's memory copy-on-write;
+- `gc.freeze()` after the imports (common/gc_policy.py) keeps the collector
+  from writing to the shared pages, so executors share most of the zygote's
+  memory copy-on-write;
 - before freezing, the zygote runs an executor's hot paths once on dummy
   data (`_warm_up`: protobuf, framing, the container spec, structlog, an
   asyncio loop talking over a socket pair): first-use initialisation then
@@ -218,13 +219,12 @@ class Launcher:
 
 def _preload() -> None:
     """Everything an executor imports or caches, done once here."""
-    import gc
     import importlib
     import pkgutil
 
     import juggler.container
     import juggler.executor
-    from juggler.common import logs
+    from juggler.common import gc_policy, logs
     from juggler.container import cgroups, syscalls
 
     # Every module of the executor and the container runtime, including the
@@ -237,8 +237,7 @@ def _preload() -> None:
     _warm_up()
     logs.configure("launcher")
     syscalls._libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    gc.collect()
-    gc.freeze()
+    gc_policy.tune()  # executors inherit it: young collections every 50,000 allocations
 
 
 def _warm_up() -> None:
