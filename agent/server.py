@@ -27,7 +27,7 @@ import grpc
 from prometheus_client import Counter, Gauge
 
 from juggler.agent import checkpoint
-from juggler.agent.status_updates import StatusUpdateManager
+from juggler.agent.status_updates import FIRST_RETRY, StatusUpdateManager
 from juggler.common import framing, logs, servers, task_states
 from juggler.common.leader import LeaderFollower, from_standby, leader_of
 from juggler.common.resources import Resources
@@ -58,7 +58,7 @@ class AgentConfig:
     advertise_ip: str = ""
     hostname: str = ""
     metrics_port: int = 5056
-    status_update_retry: float = 2.0
+    status_update_retry: float = FIRST_RETRY
     cgroup_root: str = "juggler"
     # Images (agent/images/): registries spoken to over plain http (loopback
     # ones always are), and a Docker config.json with registry credentials.

@@ -31,8 +31,16 @@ class _Stream:
     token: int = -1  # of its heap entry (which holds its next send time); -1: none
 
 
+# Mesos's agent waits 10 s before its first retry. The stream to the master is
+# reliable (a broken one is re-established and every pending head re-sent at
+# once, `resend_all`), so a retry only covers an update the master lost; an
+# eager one (it was 2 s) re-sent half of the RUNNING updates while a thousand
+# tasks started, because their acknowledgements took longer than that.
+FIRST_RETRY = 10.0
+
+
 class StatusUpdateManager:
-    def __init__(self, first_retry: float = 2.0, max_retry: float = 60.0) -> None:
+    def __init__(self, first_retry: float = FIRST_RETRY, max_retry: float = 60.0) -> None:
         self.first_retry = first_retry
         self.max_retry = max_retry
         self._streams: dict[tuple[str, str], _Stream] = {}

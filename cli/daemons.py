@@ -65,8 +65,9 @@ def add_agent_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hostname", default="", help="name to register with (default: this host's)")
     p.add_argument("--metrics-port", type=int, default=5056,
                    help="HTTP port of /metrics (default 5056; 0 = any, -1 disables)")
-    p.add_argument("--status-update-retry", type=float, default=2.0,
-                   help="first retry interval of unacknowledged status updates (seconds)")
+    p.add_argument("--status-update-retry", type=float, default=10.0,
+                   help="first retry interval of unacknowledged status updates (seconds; "
+                        "default 10, as Mesos's agent)")
     p.add_argument("--no-launcher", dest="launcher", action="store_false",
                    help="start each executor as a fresh interpreter instead of forking it "
                         "from the pre-started launcher (slower; for debugging)")
