@@ -347,7 +347,17 @@ class ImageStore:
                 emit(PullEvent(desc["digest"], "pull complete", int(desc.get("size", 0)),
                                int(desc.get("size", 0))))
 
-            await asyncio.gather(*(one(d, i) for d, i in zip(descs, cfg.diff_ids, strict=True)))
+            jobs = [asyncio.ensure_future(one(d, i))
+                    for d, i in zip(descs, cfg.diff_ids, strict=True)]
+            try:
+                await asyncio.gather(*jobs)
+            except BaseException:
+                # One layer failed (or the pull was cancelled): the others stop at
+                # `cancel`; wait for them to remove their work in tmp/, so that a
+                # failed pull leaves nothing behind when it raises.
+                cancel.set()
+                await asyncio.wait(jobs)
+                raise
             self._write_blob(manifest.digest, manifest.raw)
             image = self._commit(config_digest, config_raw, cfg, manifest.digest, [str(ref)])
             PULLS.labels(result="ok").inc()
