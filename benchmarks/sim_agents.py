@@ -154,7 +154,7 @@ class FollowingAgent:
         self.tasks: dict[tuple[str, str], agent_pb2.AgentMessage.RunningTask] = {}
         self.registered = False  # on the current stream
         self.backoff_cap = 5.0  # agent/server.py's
-        self.follower = LeaderFollower(masters)
+        self.follower: LeaderFollower | None = None  # while run() runs
 
     def _info(self) -> common_pb2.AgentInfo:
         return common_pb2.AgentInfo(id=self.agent_id, hostname=f"sim-{self.index:06d}",
@@ -225,7 +225,8 @@ class FollowingAgent:
                     await call.write(_HEARTBEAT)
                 elif kind == "registered":
                     self.agent_id = msg.registered.agent_id
-                    self.follower.follow_succession(msg.registered.masters)
+                    if self.follower is not None:
+                        self.follower.follow_succession(msg.registered.masters)
                     if not self.registered:
                         self.registered = True
                         self.counts.registered += 1

@@ -162,6 +162,14 @@ class AgentBook(_Base):
         agent.persisted = value
         return [Persist(f"agents/{agent.info.id}", value)]
 
+    def persist_failed(self, key: str) -> None:
+        """A registry write failed: the next write of that agent's record must not
+        be skipped as unchanged."""
+        if key.startswith("agents/"):
+            agent = self.agents.get(key.removeprefix("agents/"))
+            if agent is not None:
+                agent.persisted = None
+
     def recover_registry(self, agents: Iterable[operator_pb2.AgentView],
                          frameworks: Iterable[common_pb2.FrameworkInfo],
                          reregister_timeout: float) -> None:

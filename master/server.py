@@ -293,6 +293,8 @@ class Master:
         except Exception as e:
             from juggler.store.etcd import NotLeader
 
+            # Whatever the registry holds now, it is not known to be this.
+            self.state.persist_failed(c.key)
             if isinstance(e, NotLeader):
                 # A deposed leader's write was refused: stop acting at once.
                 log.error("registry write refused: no longer the leader", error=str(e))

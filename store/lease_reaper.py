@@ -73,10 +73,14 @@ def serve(lines: Sequence[str] | object, endpoints: Sequence[str],
     held: set[int] = set()
     for line in lines:  # type: ignore[attr-defined]
         line = line.strip()
+        try:
+            lease = int(line[1:], 16)
+        except ValueError:
+            continue  # not ours: the end-of-file must still be waited for
         if line[:1] == "+":
-            held.add(int(line[1:], 16))
+            held.add(lease)
         elif line[:1] == "-":
-            held.discard(int(line[1:], 16))
+            held.discard(lease)
     return {lease: revoke(endpoints, lease, context) for lease in sorted(held)}
 
 

@@ -141,6 +141,11 @@ def test_an_agent_back_unchanged_costs_no_registry_write() -> None:
     assert write.key == "agents/a1"
     assert operator_pb2.AgentView.FromString(write.value).info.hostname == "elsewhere"
     assert any(isinstance(c, ToAgent) and c.message.HasField("registered") for c in same)
+    # A write that failed is not taken as done: the next registration writes again.
+    state.persist_failed("agents/a1")
+    again = state.reregister_agent(common_pb2.AgentInfo(id="a1", hostname="elsewhere",
+                                                        resources=TOTAL.to_proto()), [], [])[1]
+    assert [c.key for c in again if isinstance(c, Persist)] == ["agents/a1"]
 
 
 def test_the_allocation_hold_is_short() -> None:
