@@ -28,7 +28,7 @@ from prometheus_client import Counter, Gauge
 
 from juggler.agent import checkpoint
 from juggler.agent.status_updates import FIRST_RETRY, StatusUpdateManager
-from juggler.common import framing, logs, servers, task_states
+from juggler.common import batching, framing, logs, servers, task_states
 from juggler.common.leader import LeaderFollower, from_standby, leader_of
 from juggler.common.resources import Resources
 from juggler.v1 import (
@@ -313,8 +313,11 @@ class Agent:
         outbox.put_nowait(self._register_message())
 
         async def outgoing() -> AsyncIterator[agent_pb2.AgentMessage]:
+            yield await outbox.get()  # (re)registration: always alone
             while True:
-                yield await outbox.get()
+                items = batching.drain(outbox, await outbox.get())
+                yield items[0] if len(items) == 1 else agent_pb2.AgentMessage(
+                    batch=agent_pb2.AgentMessage.Batch(messages=items))
 
         async with servers.channel(address) as channel:
             stub = agent_pb2_grpc.AgentChannelStub(channel)
@@ -334,9 +337,12 @@ class Agent:
 
     async def _on_master_message(self, msg: agent_pb2.MasterMessage,
                                  outbox: asyncio.Queue[agent_pb2.AgentMessage],
-                                 address: str) -> None:
+                                 address: str, nested: bool = False) -> None:
         kind = msg.WhichOneof("message")
-        if kind == "registered":
+        if kind == "batch" and not nested:
+            for one in msg.batch.messages:
+                await self._on_master_message(one, outbox, address, nested=True)
+        elif kind == "registered":
             self._ping = msg.registered.heartbeat_interval_seconds or 15.0
             self.agent_id = msg.registered.agent_id
             if self._follower is not None:

@@ -32,7 +32,7 @@ import uuid
 
 import grpc
 
-from juggler.common import gc_policy, servers
+from juggler.common import batching, gc_policy, servers
 from juggler.common.leader import LeaderFollower, from_standby, leader_of, parse_masters
 from juggler.common.resources import Resources
 from juggler.v1 import agent_pb2, agent_pb2_grpc, common_pb2
@@ -70,46 +70,67 @@ async def sim_agent(index: int, stub: agent_pb2_grpc.AgentChannelStub,
         version=SIM_VERSION)))
 
     async def outgoing():  # type: ignore[no-untyped-def]
-        while True:
-            yield await outbox.get()
+        yield await outbox.get()
+        while True:  # batched as the real agent's (common/batching.py)
+            yield _one_message(batching.drain(outbox, await outbox.get()))
 
     call = stub.Connect(outgoing())
     agent_id = ""
     try:
         while True:
-            msg = await call.read()
-            if msg is grpc.aio.EOF:
+            got = await call.read()
+            if got is grpc.aio.EOF:
                 counts.errors += 1
                 counts.last_error = f"sim-{index}: the master ended the stream"
                 return
-            kind = msg.WhichOneof("message")
-            if kind == "run_task":
-                task = msg.run_task.task
-                outbox.put_nowait(agent_pb2.AgentMessage(
-                    status_update=agent_pb2.AgentMessage.StatusUpdate(
-                        status=common_pb2.TaskStatus(
-                            task_id=task.task_id, state=common_pb2.TASK_RUNNING,
-                            source=common_pb2.SOURCE_AGENT, agent_id=agent_id,
-                            framework_id=msg.run_task.framework.id, uuid=uuid.uuid4().bytes,
-                            timestamp=time.time()))))
-                counts.running += 1
-            elif kind == "acknowledgement":
-                counts.acked += 1
-            elif kind == "heartbeat":
-                outbox.put_nowait(_HEARTBEAT)
-            elif kind == "registered":
-                agent_id = msg.registered.agent_id
-                counts.registered += 1
-            elif kind == "shutdown":
-                counts.errors += 1
-                counts.last_error = f"sim-{index}: shutdown: {msg.shutdown.message}"
-                return
-            # kill_task: the task "keeps running"; nothing to do in this benchmark.
+            for msg in _unpack(got):
+                if msg.WhichOneof("message") == "registered":
+                    agent_id = msg.registered.agent_id
+                if _handle_plain(msg, index, agent_id, outbox, counts):
+                    return
     except grpc.aio.AioRpcError as e:
         counts.errors += 1
         counts.last_error = f"sim-{index}: {e.code().name}: {e.details()}"
     finally:
         call.cancel()
+
+
+def _unpack(msg: agent_pb2.MasterMessage) -> list[agent_pb2.MasterMessage]:
+    return list(msg.batch.messages) if msg.WhichOneof("message") == "batch" else [msg]
+
+
+def _one_message(items: list[agent_pb2.AgentMessage]) -> agent_pb2.AgentMessage:
+    return items[0] if len(items) == 1 else agent_pb2.AgentMessage(
+        batch=agent_pb2.AgentMessage.Batch(messages=items))
+
+
+def _handle_plain(msg: agent_pb2.MasterMessage, index: int, agent_id: str,
+                        outbox: asyncio.Queue[agent_pb2.AgentMessage], counts: Counts) -> bool:
+    """One master message to a plain simulated agent; True: the stream must end.
+    (Its agent id is set by the caller on `registered`.)"""
+    kind = msg.WhichOneof("message")
+    if kind == "run_task":
+        task = msg.run_task.task
+        outbox.put_nowait(agent_pb2.AgentMessage(
+            status_update=agent_pb2.AgentMessage.StatusUpdate(
+                status=common_pb2.TaskStatus(
+                    task_id=task.task_id, state=common_pb2.TASK_RUNNING,
+                    source=common_pb2.SOURCE_AGENT, agent_id=agent_id,
+                    framework_id=msg.run_task.framework.id, uuid=uuid.uuid4().bytes,
+                    timestamp=time.time()))))
+        counts.running += 1
+    elif kind == "acknowledgement":
+        counts.acked += 1
+    elif kind == "heartbeat":
+        outbox.put_nowait(_HEARTBEAT)
+    elif kind == "registered":
+        counts.registered += 1
+    elif kind == "shutdown":
+        counts.errors += 1
+        counts.last_error = f"sim-{index}: shutdown: {msg.shutdown.message}"
+        return True
+    # kill_task: the task "keeps running"; nothing to do in this benchmark.
+    return False
 
 
 # A gRPC channel retries a dead address with its own backoff (1 s, growing to 2 min): a
@@ -203,44 +224,51 @@ class FollowingAgent:
         try:
             await call.write(self._hello())
             while True:
-                msg = await call.read()
-                if msg is grpc.aio.EOF:
+                got = await call.read()
+                if got is grpc.aio.EOF:
                     return
-                kind = msg.WhichOneof("message")
-                if kind == "run_task":
-                    task, framework = msg.run_task.task, msg.run_task.framework
-                    self.tasks[(framework.id, task.task_id)] = (
-                        agent_pb2.AgentMessage.RunningTask(task=task, framework=framework))
-                    await call.write(agent_pb2.AgentMessage(
-                        status_update=agent_pb2.AgentMessage.StatusUpdate(
-                            status=common_pb2.TaskStatus(
-                                task_id=task.task_id, state=common_pb2.TASK_RUNNING,
-                                source=common_pb2.SOURCE_AGENT, agent_id=self.agent_id,
-                                framework_id=framework.id, uuid=uuid.uuid4().bytes,
-                                timestamp=time.time()))))
-                    self.counts.running += 1
-                elif kind == "acknowledgement":
-                    self.counts.acked += 1
-                elif kind == "heartbeat":
-                    await call.write(_HEARTBEAT)
-                elif kind == "registered":
-                    self.agent_id = msg.registered.agent_id
-                    if self.follower is not None:
-                        self.follower.follow_succession(msg.registered.masters)
-                    if not self.registered:
-                        self.registered = True
-                        self.counts.registered += 1
-                        self.counts.connected += 1
-                elif kind == "shutdown":
-                    # Declared gone: forget the id and tasks, register afresh.
-                    self.counts.errors += 1
-                    self.counts.last_error = f"sim-{self.index}: shutdown: {msg.shutdown.message}"
-                    self.agent_id = ""
-                    self.tasks.clear()
+                out: list[agent_pb2.AgentMessage] = []  # answered in one write
+                for msg in _unpack(got):
+                    self._handle(msg, out)
+                if out:
+                    await call.write(_one_message(out))
         finally:
             if self.registered:
                 self.counts.connected -= 1
             call.cancel()
+
+    def _handle(self, msg: agent_pb2.MasterMessage, out: list[agent_pb2.AgentMessage]) -> None:
+        kind = msg.WhichOneof("message")
+        if kind == "run_task":
+            task, framework = msg.run_task.task, msg.run_task.framework
+            self.tasks[(framework.id, task.task_id)] = (
+                agent_pb2.AgentMessage.RunningTask(task=task, framework=framework))
+            out.append(agent_pb2.AgentMessage(
+                status_update=agent_pb2.AgentMessage.StatusUpdate(
+                    status=common_pb2.TaskStatus(
+                        task_id=task.task_id, state=common_pb2.TASK_RUNNING,
+                        source=common_pb2.SOURCE_AGENT, agent_id=self.agent_id,
+                        framework_id=framework.id, uuid=uuid.uuid4().bytes,
+                        timestamp=time.time()))))
+            self.counts.running += 1
+        elif kind == "acknowledgement":
+            self.counts.acked += 1
+        elif kind == "heartbeat":
+            out.append(_HEARTBEAT)
+        elif kind == "registered":
+            self.agent_id = msg.registered.agent_id
+            if self.follower is not None:
+                self.follower.follow_succession(msg.registered.masters)
+            if not self.registered:
+                self.registered = True
+                self.counts.registered += 1
+                self.counts.connected += 1
+        elif kind == "shutdown":
+            # Declared gone: forget the id and tasks, register afresh.
+            self.counts.errors += 1
+            self.counts.last_error = f"sim-{self.index}: shutdown: {msg.shutdown.message}"
+            self.agent_id = ""
+            self.tasks.clear()
 
 
 async def run_following(args: argparse.Namespace, masters: list[str]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
-from juggler.common import logs, servers, task_states
+from juggler.common import batching, logs, servers, task_states
 from juggler.common.clock import SystemClock
 from juggler.master.allocator import Allocator
 from juggler.master.commands import (
@@ -570,20 +570,30 @@ class AgentChannelServicer(agent_pb2_grpc.AgentChannelServicer):
         reader = asyncio.create_task(read())
         try:
             while True:
-                item = await queue.get()
-                if isinstance(item, _Close):
+                items = batching.drain(queue, await queue.get())
+                close = next((i for i, x in enumerate(items) if isinstance(x, _Close)), None)
+                send = items if close is None else items[:close]
+                if len(send) == 1:
+                    yield send[0]
+                elif send:
+                    yield agent_pb2.MasterMessage(
+                        batch=agent_pb2.MasterMessage.Batch(messages=send))
+                if close is not None:
                     return
-                yield item
         finally:
             reader.cancel()
             if self.m.close_agent_stream(agent_id, queue):
                 await self.m.execute(self.m.state.agent_disconnected(agent_id))
                 alog.info("agent disconnected")
 
-    async def _handle(self, agent_id: str, msg: agent_pb2.AgentMessage, alog: Any) -> None:
+    async def _handle(self, agent_id: str, msg: agent_pb2.AgentMessage, alog: Any,
+                      nested: bool = False) -> None:
         self.m.state.agent_seen(agent_id)
         kind = msg.WhichOneof("message")
-        if kind == "status_update":
+        if kind == "batch" and not nested:
+            for one in msg.batch.messages:
+                await self._handle(agent_id, one, alog, nested=True)
+        elif kind == "status_update":
             status = msg.status_update.status
             UPDATES.labels(state=task_states.name(status.state)).inc()
             try:

@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AgentMessage(_message.Message):
-    __slots__ = ("register", "reregister", "heartbeat", "status_update")
+    __slots__ = ("register", "reregister", "heartbeat", "status_update", "batch")
     class Register(_message.Message):
         __slots__ = ("agent", "version")
         AGENT_FIELD_NUMBER: _ClassVar[int]
@@ -44,18 +44,25 @@ class AgentMessage(_message.Message):
         STATUS_FIELD_NUMBER: _ClassVar[int]
         status: _common_pb2.TaskStatus
         def __init__(self, status: _Optional[_Union[_common_pb2.TaskStatus, _Mapping]] = ...) -> None: ...
+    class Batch(_message.Message):
+        __slots__ = ("messages",)
+        MESSAGES_FIELD_NUMBER: _ClassVar[int]
+        messages: _containers.RepeatedCompositeFieldContainer[AgentMessage]
+        def __init__(self, messages: _Optional[_Iterable[_Union[AgentMessage, _Mapping]]] = ...) -> None: ...
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     REREGISTER_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     STATUS_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     register: AgentMessage.Register
     reregister: AgentMessage.Reregister
     heartbeat: AgentMessage.Heartbeat
     status_update: AgentMessage.StatusUpdate
-    def __init__(self, register: _Optional[_Union[AgentMessage.Register, _Mapping]] = ..., reregister: _Optional[_Union[AgentMessage.Reregister, _Mapping]] = ..., heartbeat: _Optional[_Union[AgentMessage.Heartbeat, _Mapping]] = ..., status_update: _Optional[_Union[AgentMessage.StatusUpdate, _Mapping]] = ...) -> None: ...
+    batch: AgentMessage.Batch
+    def __init__(self, register: _Optional[_Union[AgentMessage.Register, _Mapping]] = ..., reregister: _Optional[_Union[AgentMessage.Reregister, _Mapping]] = ..., heartbeat: _Optional[_Union[AgentMessage.Heartbeat, _Mapping]] = ..., status_update: _Optional[_Union[AgentMessage.StatusUpdate, _Mapping]] = ..., batch: _Optional[_Union[AgentMessage.Batch, _Mapping]] = ...) -> None: ...
 
 class MasterMessage(_message.Message):
-    __slots__ = ("registered", "run_task", "kill_task", "acknowledgement", "heartbeat", "shutdown")
+    __slots__ = ("registered", "run_task", "kill_task", "acknowledgement", "heartbeat", "shutdown", "batch")
     class Registered(_message.Message):
         __slots__ = ("agent_id", "heartbeat_interval_seconds", "master_address", "masters")
         AGENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -100,19 +107,26 @@ class MasterMessage(_message.Message):
         MESSAGE_FIELD_NUMBER: _ClassVar[int]
         message: str
         def __init__(self, message: _Optional[str] = ...) -> None: ...
+    class Batch(_message.Message):
+        __slots__ = ("messages",)
+        MESSAGES_FIELD_NUMBER: _ClassVar[int]
+        messages: _containers.RepeatedCompositeFieldContainer[MasterMessage]
+        def __init__(self, messages: _Optional[_Iterable[_Union[MasterMessage, _Mapping]]] = ...) -> None: ...
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     RUN_TASK_FIELD_NUMBER: _ClassVar[int]
     KILL_TASK_FIELD_NUMBER: _ClassVar[int]
     ACKNOWLEDGEMENT_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     SHUTDOWN_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     registered: MasterMessage.Registered
     run_task: MasterMessage.RunTask
     kill_task: MasterMessage.KillTask
     acknowledgement: MasterMessage.Acknowledgement
     heartbeat: MasterMessage.Heartbeat
     shutdown: MasterMessage.Shutdown
-    def __init__(self, registered: _Optional[_Union[MasterMessage.Registered, _Mapping]] = ..., run_task: _Optional[_Union[MasterMessage.RunTask, _Mapping]] = ..., kill_task: _Optional[_Union[MasterMessage.KillTask, _Mapping]] = ..., acknowledgement: _Optional[_Union[MasterMessage.Acknowledgement, _Mapping]] = ..., heartbeat: _Optional[_Union[MasterMessage.Heartbeat, _Mapping]] = ..., shutdown: _Optional[_Union[MasterMessage.Shutdown, _Mapping]] = ...) -> None: ...
+    batch: MasterMessage.Batch
+    def __init__(self, registered: _Optional[_Union[MasterMessage.Registered, _Mapping]] = ..., run_task: _Optional[_Union[MasterMessage.RunTask, _Mapping]] = ..., kill_task: _Optional[_Union[MasterMessage.KillTask, _Mapping]] = ..., acknowledgement: _Optional[_Union[MasterMessage.Acknowledgement, _Mapping]] = ..., heartbeat: _Optional[_Union[MasterMessage.Heartbeat, _Mapping]] = ..., shutdown: _Optional[_Union[MasterMessage.Shutdown, _Mapping]] = ..., batch: _Optional[_Union[MasterMessage.Batch, _Mapping]] = ...) -> None: ...
 
 class ImageLayer(_message.Message):
     __slots__ = ("diff_id", "size", "images")

@@ -297,3 +297,46 @@ def test_acknowledgements_made_together_go_in_one_call_and_fail_alone(daemons: D
             await wait_async(lambda: all(c.history[t][-1].state == S.TASK_FINISHED
                                          for t in ids), 20, "FINISHED x3")
     run(body)
+
+
+def test_messages_queued_together_travel_as_one_batch(daemons: Daemons) -> None:
+    """The run_tasks of one launch reach the agent as one Batch message, and an
+    agent's Batch of status updates is handled as if each came alone (an agent
+    stream spoken here by hand, as an agent in another language would)."""
+    import uuid
+
+    from juggler.v1 import agent_pb2, agent_pb2_grpc
+
+    daemons.start_master()
+
+    async def body() -> None:
+        async with grpc.aio.insecure_channel(daemons.master) as ch:
+            call = agent_pb2_grpc.AgentChannelStub(ch).Connect()
+            await call.write(agent_pb2.AgentMessage(register=agent_pb2.AgentMessage.Register(
+                agent=common_pb2.AgentInfo(hostname="by-hand", resources=Resources(
+                    {"cpus": 4, "mem": 1024}).to_proto()))))
+            first = await call.read()
+            agent_id = first.registered.agent_id
+            assert agent_id
+            async with Client(daemons.master, "batch") as c:
+                offer = await c.offer(Resources({"cpus": 0.8, "mem": 128}))
+                ids = [f"t{i}" for i in range(4)]
+                await c.fw.launch([offer.id], [task(t, 0.2, 32, "true") for t in ids])
+                msg = await asyncio.wait_for(call.read(), 20)
+                while msg.WhichOneof("message") == "heartbeat":
+                    msg = await asyncio.wait_for(call.read(), 20)
+                assert msg.WhichOneof("message") == "batch"
+                runs = [m.run_task for m in msg.batch.messages]
+                assert [r.task.task_id for r in runs] == ids
+                await call.write(agent_pb2.AgentMessage(batch=agent_pb2.AgentMessage.Batch(
+                    messages=[agent_pb2.AgentMessage(
+                        status_update=agent_pb2.AgentMessage.StatusUpdate(
+                            status=common_pb2.TaskStatus(
+                                task_id=r.task.task_id, framework_id=r.framework.id,
+                                agent_id=agent_id, state=S.TASK_RUNNING,
+                                source=common_pb2.SOURCE_EXECUTOR, uuid=uuid.uuid4().bytes)))
+                        for r in runs])))
+                for t in ids:
+                    await c.until(t, S.TASK_RUNNING)
+            call.cancel()
+    run(body)
