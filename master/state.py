@@ -125,7 +125,8 @@ class MasterState(AgentBook):
         commands.append(Persist(f"frameworks/{info.id}", info.SerializeToString()))
         event = scheduler_pb2.Event(subscribed=scheduler_pb2.Event.Subscribed(
             framework_id=info.id, stream_id=stream_id,
-            heartbeat_interval_seconds=self.heartbeat_interval, master_address=self.address))
+            heartbeat_interval_seconds=self.heartbeat_interval, master_address=self.address,
+            masters=self.succession()))
         commands.append(ToFramework(info.id, event))
         # Re-deliver the latest unacknowledged update of each task (failover).
         for task_id in sorted(fw.tasks):

@@ -58,6 +58,8 @@ class Framework:
         self._stub: scheduler_pb2_grpc.SchedulerStub | None = None
         self._call: grpc.aio.UnaryStreamCall | None = None
         self._subscribed = scheduler_pb2.Event()
+        # The masters in the order they would lead, as the last one subscribed to said.
+        self._succession: list[str] = []
         self._closing = False
         # The leader whose stream broke without an answer: re-subscribing tries
         # it once more, then tells standbys it is lost (common/leader.py).
@@ -76,6 +78,7 @@ class Framework:
         deadline = loop.time() + timeout
         # The very policy agents follow (common/leader.py).
         follower = LeaderFollower(self.masters)
+        follower.follow_succession(self._succession)
         broken, self._broken = self._broken, None
         if broken:
             follower.session_broke(broken, loop.time())
@@ -122,6 +125,7 @@ class Framework:
         self.stream_id = first.subscribed.stream_id
         self.info.id = self.framework_id
         self._subscribed = first
+        self._succession = list(first.subscribed.masters)
         return first.subscribed
 
     async def events(self, *, reconnect: bool = True) -> AsyncIterator[scheduler_pb2.Event]:

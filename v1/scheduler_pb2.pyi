@@ -16,16 +16,18 @@ class SubscribeRequest(_message.Message):
 class Event(_message.Message):
     __slots__ = ("subscribed", "offers", "rescind", "update", "failure", "error", "heartbeat")
     class Subscribed(_message.Message):
-        __slots__ = ("framework_id", "stream_id", "heartbeat_interval_seconds", "master_address")
+        __slots__ = ("framework_id", "stream_id", "heartbeat_interval_seconds", "master_address", "masters")
         FRAMEWORK_ID_FIELD_NUMBER: _ClassVar[int]
         STREAM_ID_FIELD_NUMBER: _ClassVar[int]
         HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
         MASTER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+        MASTERS_FIELD_NUMBER: _ClassVar[int]
         framework_id: str
         stream_id: str
         heartbeat_interval_seconds: float
         master_address: str
-        def __init__(self, framework_id: _Optional[str] = ..., stream_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., master_address: _Optional[str] = ...) -> None: ...
+        masters: _containers.RepeatedScalarFieldContainer[str]
+        def __init__(self, framework_id: _Optional[str] = ..., stream_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., master_address: _Optional[str] = ..., masters: _Optional[_Iterable[str]] = ...) -> None: ...
     class Offers(_message.Message):
         __slots__ = ("offers",)
         OFFERS_FIELD_NUMBER: _ClassVar[int]

@@ -349,6 +349,19 @@ def test_agents_are_told_which_master_would_lead_next(ha: HA) -> None:
 
     masters = wait_for(succession, 20, what="the leader to name all three masters")
     assert masters[0] == address and sorted(masters) == sorted(ha.masters.values())
+
+    told: list[str] = []
+
+    async def subscribe() -> None:  # frameworks are told the same order
+        from juggler.sdk import Framework
+
+        fw = Framework(ha.master, common_pb2.FrameworkInfo(name="succession", user="root"))
+        try:
+            told.extend((await fw.subscribe()).masters)
+        finally:
+            await fw.close()
+    run(subscribe)
+    assert told == masters
     ha.lose_host(name)
     _, new = wait_for(lambda: (lead := ha.leader()) and lead[1] != address and lead, 30,
                       what="a new leader")
