@@ -7,6 +7,10 @@ the agents (killing their tasks) and then the masters.
 One master runs on the embedded store. `--masters 3` runs three that elect a
 leader through etcd: the one given with `--etcd`, or a local etcd started
 here (from the `etcd` binary) with its data in the work dir.
+
+A master or agent that exits is started again (kill -9 the leader to watch a
+failover); one that exits three times within a minute, or etcd, stops the
+cluster.
 """
 
 from __future__ import annotations
@@ -20,6 +24,11 @@ import time
 from pathlib import Path
 
 from juggler.cli import address as addr
+
+# A master or agent that exits is started again, unless it exited this often
+# within the window (a crash loop, e.g. a port taken): then the cluster stops.
+RESTART_LIMIT = 3
+RESTART_WINDOW = 60.0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -118,6 +127,7 @@ def main(args: argparse.Namespace) -> int:
     resources = args.resources or _split_resources(args.agents)
     procs: list[subprocess.Popen[bytes]] = []
     names: list[str] = []
+    commands: dict[str, list[str]] = {}  # the masters' and agents', to start them again
     stopping = False
 
     def stop(*_: object) -> None:
@@ -139,27 +149,29 @@ def main(args: argparse.Namespace) -> int:
                       "(Debian/Ubuntu: apt-get install etcd-server)", file=sys.stderr)
                 return 1
         n_daemons = len(procs)
+
+        def launch(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+            with open(work / f"{name}.log", "ab") as log:
+                return subprocess.Popen([*exe, *argv], stdout=log, stderr=log,
+                                        stdin=subprocess.DEVNULL, env=env,
+                                        start_new_session=True)
+
         for i in range(args.masters):
             ha = ["--etcd", etcd, "--etcd-prefix", "/juggler/up/"] if args.masters > 1 else []
             name = "master" if args.masters == 1 else f"master-{i + 1}"
-            with open(work / f"{name}.log", "ab") as log:
-                procs.append(subprocess.Popen(
-                    [*exe, "master", "--host", "127.0.0.1", "--port", str(args.port + i),
-                     "--metrics-port", str(args.metrics_port + i),
-                     "--work-dir", str(work / name), *ha],
-                    stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
-                    start_new_session=True))
+            commands[name] = ["master", "--host", "127.0.0.1", "--port", str(args.port + i),
+                              "--metrics-port", str(args.metrics_port + i),
+                              "--work-dir", str(work / name), *ha]
+            procs.append(launch(name, commands[name]))
             names.append(name)
         for i in range(args.agents):
-            with open(work / f"agent-{i + 1}.log", "ab") as log:
-                procs.append(subprocess.Popen(
-                    [*exe, "agent", "--master", masters, "--host", "127.0.0.1", "--port", "0",
-                     "--metrics-port", "0", "--work-dir", str(work / f"agent-{i + 1}"),
-                     "--hostname", f"{os.uname().nodename}-agent-{i + 1}",
-                     "--resources", resources],
-                    stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
-                    start_new_session=True))
-            names.append(f"agent-{i + 1}")
+            name = f"agent-{i + 1}"
+            commands[name] = ["agent", "--master", masters, "--host", "127.0.0.1", "--port", "0",
+                              "--metrics-port", "0", "--work-dir", str(work / name),
+                              "--hostname", f"{os.uname().nodename}-agent-{i + 1}",
+                              "--resources", resources]
+            procs.append(launch(name, commands[name]))
+            names.append(name)
         if not _wait_ready(masters, args.agents, procs):
             print(f"juggler up: the cluster did not come up; see the logs in {work}",
                   file=sys.stderr)
@@ -176,12 +188,27 @@ def main(args: argparse.Namespace) -> int:
               flush=True)
         print(f"juggler: logs in {work}; try `juggler run -- echo hello`; Ctrl-C stops",
               flush=True)
+        # Supervise: a master or agent that exits is started again, as a service
+        # manager would (a master comes back as a standby of the one that took
+        # over; an agent finds its executors again). One that keeps exiting, or
+        # etcd, stops the cluster.
+        restarts: dict[str, list[float]] = {}
         while not stopping:
-            if any(p.poll() is not None for p in procs):
-                dead = [n for p, n in zip(procs, names, strict=True) if p.poll() is not None]
-                print(f"juggler up: {', '.join(dead)} exited unexpectedly; stopping; see the "
-                      f"logs in {work}", file=sys.stderr)
-                return 1
+            for i, p in enumerate(procs):
+                if p.poll() is None:
+                    continue
+                name, now = names[i], time.monotonic()
+                recent = [t for t in restarts.get(name, []) if now - t < RESTART_WINDOW]
+                if name not in commands or len(recent) >= RESTART_LIMIT:
+                    why = (f"exited {len(recent) + 1} times within {RESTART_WINDOW:.0f} s"
+                           if name in commands else "exited")
+                    print(f"juggler up: {name} {why} (status {p.returncode}); stopping; see "
+                          f"the logs in {work}", file=sys.stderr, flush=True)
+                    return 1
+                print(f"juggler up: {name} exited (status {p.returncode}); starting it again",
+                      file=sys.stderr, flush=True)
+                restarts[name] = [*recent, now]
+                procs[i] = launch(name, commands[name])
             time.sleep(0.2)
         return 0
     finally:

@@ -366,3 +366,88 @@ def test_agents_are_told_which_master_would_lead_next(ha: HA) -> None:
     _, new = wait_for(lambda: (lead := ha.leader()) and lead[1] != address and lead, 30,
                       what="a new leader")
     assert new == masters[1]
+
+
+def test_juggler_up_with_three_masters_survives_the_leaders_death(tmp_path: Path) -> None:
+    """`juggler up --masters 3` (its own etcd): kill -9 the leading master, and
+    `juggler run` works again under a new leader; `up` starts the dead one again."""
+    import socket
+    import subprocess
+    import sys
+
+    from tests.etcd_server import etcd_binary
+
+    needs_root()
+    try:
+        etcd_binary()
+    except EtcdNotInstalled as e:
+        pytest.skip(str(e))
+
+    def three_free_ports() -> int:  # `up` takes PORT, PORT+1 and PORT+2
+        for _ in range(100):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                first = s.getsockname()[1]
+            try:
+                for p in range(first, first + 3):
+                    with socket.socket() as s:
+                        s.bind(("127.0.0.1", p))
+                return first
+            except OSError:
+                continue
+        raise AssertionError("no three free ports in a row")
+
+    port, metrics = three_free_ports(), three_free_ports()
+    ports = [port, port + 1, port + 2]
+    env = dict(os.environ, JUGGLER_HOME=str(tmp_path / "home"))
+    juggler = [sys.executable, "-m", "juggler.cli.main"]
+    up = subprocess.Popen([*juggler, "up", "--masters", "3", "--agents", "1", "--port", str(port),
+                           "--metrics-port", str(metrics), "--work-dir", str(tmp_path / "work")],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert up.stdout is not None and "3 masters" in up.stdout.readline()
+
+        def run_echo(word: str) -> bool:
+            r = subprocess.run([*juggler, "run", "--", "echo", word], env=env,
+                               capture_output=True, text=True, timeout=60)
+            return r.returncode == 0 and word in r.stdout
+
+        assert run_echo("before")
+        addresses = [f"127.0.0.1:{p}" for p in ports]
+
+        def leader() -> str | None:
+            for address in addresses:
+                try:
+                    with grpc.insecure_channel(address) as ch:
+                        got = operator_pb2_grpc.OperatorStub(ch).GetLeader(
+                            operator_pb2.GetLeaderRequest(), timeout=1)
+                except grpc.RpcError:
+                    continue
+                if got.is_leader:
+                    return address
+            return None
+
+        old = wait_for(leader, 20, what="a leader")
+        pid = int(subprocess.run(["pgrep", "-f", f"master --host 127.0.0.1 --port "
+                                  f"{old.rsplit(':', 1)[1]} "], capture_output=True,
+                                 text=True).stdout.split()[0])
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: (lead := leader()) is not None and lead != old, 20, what="a new leader")
+        assert run_echo("after")
+        assert up.poll() is None, "juggler up stopped when one master died"
+
+        def answers(address: str) -> bool:  # the dead master is back, as a standby
+            try:
+                with grpc.insecure_channel(address) as ch:
+                    return not operator_pb2_grpc.OperatorStub(ch).GetLeader(
+                        operator_pb2.GetLeaderRequest(), timeout=1).is_leader
+            except grpc.RpcError:
+                return False
+        wait_for(lambda: answers(old), 30, what="the killed master to come back as a standby")
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(60)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            raise
