@@ -37,7 +37,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 REVOKE_TIMEOUT = 2.0  # per endpoint
 
@@ -67,11 +67,11 @@ def revoke(endpoints: Sequence[str], lease_id: int, context: ssl.SSLContext | No
     return "not revoked (it will expire): " + "; ".join(errors)
 
 
-def serve(lines: Sequence[str] | object, endpoints: Sequence[str],
+def serve(lines: Iterable[str], endpoints: Sequence[str],
           context: ssl.SSLContext | None) -> dict[int, str]:
     """Track leases from `lines` until they end; then revoke what is held. Returns the outcomes."""
     held: set[int] = set()
-    for line in lines:  # type: ignore[attr-defined]
+    for line in lines:
         line = line.strip()
         try:
             lease = int(line[1:], 16)
