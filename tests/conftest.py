@@ -8,6 +8,7 @@ masters and agents in with its own flags.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -93,6 +94,31 @@ def daemons(tmp_path: Path) -> Iterator[Daemons]:
         d.close()
 
 
+@contextlib.contextmanager
+def juggler_up(*flags: str, home: Path,
+               stop_timeout: float = 30.0) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`juggler up FLAGS` (its state in `home`) once it says it is ready: the
+    process and that first line. Stopped at the end as Ctrl-C stops it."""
+    proc = subprocess.Popen([sys.executable, "-m", "juggler.cli.main", "up", *flags],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, JUGGLER_HOME=str(home)))
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # blocks until up is ready (or dies)
+    if " at " not in line or "agent(s)" not in line:
+        proc.kill()
+        err = proc.stderr.read() if proc.stderr else ""
+        raise AssertionError(f"juggler up failed: {line}{err}")
+    try:
+        yield proc, line
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(stop_timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     needs_root()
@@ -100,23 +126,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     home = base / "home"
     work = base / "work"
     port, metrics = free_port(), free_port()
-    env = dict(os.environ, JUGGLER_HOME=str(home))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "juggler.cli.main", "up", "--agents", "2", "--port", str(port),
-         "--metrics-port", str(metrics), "--work-dir", str(work)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()  # blocks until up is ready (or dies)
-    if "master at" not in line:
-        proc.kill()
-        err = proc.stderr.read() if proc.stderr else ""
-        raise AssertionError(f"juggler up failed: {line}{err}")
-    master = line.split("master at ", 1)[1].split()[0]
-    c = Cluster(master=master, metrics_port=metrics, work_dir=work, home=home, process=proc)
-    yield c
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
+    with juggler_up("--agents", "2", "--port", str(port), "--metrics-port", str(metrics),
+                    "--work-dir", str(work), home=home) as (proc, line):
+        assert "master at" in line, line
+        master = line.split("master at ", 1)[1].split()[0]
+        yield Cluster(master=master, metrics_port=metrics, work_dir=work, home=home,
+                      process=proc)

@@ -17,7 +17,7 @@ import pytest
 
 from juggler.common.resources import Resources
 from juggler.v1 import common_pb2, operator_pb2, operator_pb2_grpc
-from tests.conftest import needs_root, wait_for
+from tests.conftest import juggler_up, needs_root, wait_for
 from tests.daemons import Daemons
 from tests.etcd_server import EtcdNotInstalled, EtcdServer, etcd_server
 from tests.framework_client import Client, run, task
@@ -25,6 +25,17 @@ from tests.integration.test_master_contract import processes_with, wait_async
 
 pytestmark = [pytest.mark.root]
 S = common_pb2.TaskState
+
+
+def says_it_leads(address: str, timeout: float = 1.0) -> bool | None:
+    """A master's answer to GetLeader: True if it leads, False if it is a standby,
+    None if it does not answer."""
+    try:
+        with grpc.insecure_channel(address) as ch:
+            return operator_pb2_grpc.OperatorStub(ch).GetLeader(
+                operator_pb2.GetLeaderRequest(), timeout=timeout).is_leader
+    except grpc.RpcError:
+        return None
 
 
 class HA(Daemons):
@@ -45,15 +56,7 @@ class HA(Daemons):
         """(name, address) of the master that says it leads, if exactly one does."""
         leaders = []
         for name, address in self.masters.items():
-            if self.procs[name].poll() is not None:
-                continue
-            try:
-                with grpc.insecure_channel(address) as ch:
-                    got = operator_pb2_grpc.OperatorStub(ch).GetLeader(
-                        operator_pb2.GetLeaderRequest(), timeout=1)
-            except grpc.RpcError:
-                continue
-            if got.is_leader:
+            if self.procs[name].poll() is None and says_it_leads(address):
                 leaders.append((name, address))
         assert len(leaders) <= 1, f"two masters say they lead: {leaders}"
         return leaders[0] if leaders else None
@@ -262,16 +265,8 @@ class LeaderHistory:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            leaders = []
-            for name, address in list(self.ha.masters.items()):
-                try:
-                    with grpc.insecure_channel(address) as ch:
-                        got = operator_pb2_grpc.OperatorStub(ch).GetLeader(
-                            operator_pb2.GetLeaderRequest(), timeout=0.3)
-                    if got.is_leader:
-                        leaders.append(name)
-                except grpc.RpcError:
-                    pass
+            leaders = [name for name, address in list(self.ha.masters.items())
+                       if says_it_leads(address, timeout=0.3)]
             self.samples.append((time.monotonic(), leaders))
             self._stop.wait(0.05)
 
@@ -401,11 +396,10 @@ def test_juggler_up_with_three_masters_survives_the_leaders_death(tmp_path: Path
     ports = [port, port + 1, port + 2]
     env = dict(os.environ, JUGGLER_HOME=str(tmp_path / "home"))
     juggler = [sys.executable, "-m", "juggler.cli.main"]
-    up = subprocess.Popen([*juggler, "up", "--masters", "3", "--agents", "1", "--port", str(port),
-                           "--metrics-port", str(metrics), "--work-dir", str(tmp_path / "work")],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert up.stdout is not None and "3 masters" in up.stdout.readline()
+    with juggler_up("--masters", "3", "--agents", "1", "--port", str(port),
+                    "--metrics-port", str(metrics), "--work-dir", str(tmp_path / "work"),
+                    home=tmp_path / "home", stop_timeout=60) as (up, ready):
+        assert "3 masters" in ready
 
         def run_echo(word: str) -> bool:
             r = subprocess.run([*juggler, "run", "--", "echo", word], env=env,
@@ -416,16 +410,7 @@ def test_juggler_up_with_three_masters_survives_the_leaders_death(tmp_path: Path
         addresses = [f"127.0.0.1:{p}" for p in ports]
 
         def leader() -> str | None:
-            for address in addresses:
-                try:
-                    with grpc.insecure_channel(address) as ch:
-                        got = operator_pb2_grpc.OperatorStub(ch).GetLeader(
-                            operator_pb2.GetLeaderRequest(), timeout=1)
-                except grpc.RpcError:
-                    continue
-                if got.is_leader:
-                    return address
-            return None
+            return next((a for a in addresses if says_it_leads(a)), None)
 
         old = wait_for(leader, 20, what="a leader")
         pid = int(subprocess.run(["pgrep", "-f", f"master --host 127.0.0.1 --port "
@@ -436,18 +421,6 @@ def test_juggler_up_with_three_masters_survives_the_leaders_death(tmp_path: Path
         assert run_echo("after")
         assert up.poll() is None, "juggler up stopped when one master died"
 
-        def answers(address: str) -> bool:  # the dead master is back, as a standby
-            try:
-                with grpc.insecure_channel(address) as ch:
-                    return not operator_pb2_grpc.OperatorStub(ch).GetLeader(
-                        operator_pb2.GetLeaderRequest(), timeout=1).is_leader
-            except grpc.RpcError:
-                return False
-        wait_for(lambda: answers(old), 30, what="the killed master to come back as a standby")
-    finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(60)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            raise
+        # The dead master is back, as a standby.
+        wait_for(lambda: says_it_leads(old) is False, 30,
+                 what="the killed master to come back as a standby")
