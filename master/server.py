@@ -95,7 +95,6 @@ class Master:
         self.config = config
         self.store: Any = store
         self.election: Any = None
-        self.reaper: Any = None  # store.lease_reaper.LeaseReaper, with etcd
         self._writer: Any = None
         self.acting = False
         self.lost = asyncio.Event()
@@ -154,8 +153,7 @@ class Master:
                  etcd=self.config.etcd or None)
         if self.config.etcd:
             from juggler.store.election_thread import ElectionThread
-            from juggler.store.etcd import EtcdClient, EtcdStore, parse_endpoints
-            from juggler.store.lease_reaper import LeaseReaper
+            from juggler.store.etcd import EtcdClient, EtcdStore
 
             def client() -> EtcdClient:
                 return EtcdClient(self.config.etcd, ca_cert=self.config.etcd_ca,
@@ -163,17 +161,13 @@ class Master:
 
             self.store = EtcdStore(client(), self.config.etcd_prefix + "registry/",
                                    owns_client=True)
-            # A companion process revokes this master's lease the moment it dies,
-            # so a crash costs no lease TTL (store/lease_reaper.py).
-            self.reaper = LeaseReaper([str(e) for e in parse_endpoints(self.config.etcd)],
-                                      ca_cert=self.config.etcd_ca, cert=self.config.etcd_cert,
-                                      key=self.config.etcd_key)
             # The election runs on its own thread: a busy master must not starve
-            # its lease keepalive (store/election_thread.py).
+            # its lease keepalive. It also starts the lease reaper, which revokes
+            # the lease the moment this process dies (store/election_thread.py).
             self.election = ElectionThread(
                 client, self.config.etcd_prefix + "election/", self.address,
                 self.config.lease_ttl, endpoints=self.config.etcd, ca_cert=self.config.etcd_ca,
-                cert=self.config.etcd_cert, key=self.config.etcd_key, reaper=self.reaper)
+                cert=self.config.etcd_cert, key=self.config.etcd_key)
             election = self.election
             self.state.succession = lambda: election.succession() or [self.address]
             self._tasks.append(asyncio.create_task(self._campaign()))
@@ -251,8 +245,6 @@ class Master:
             await self._writer.close(flush=self.leading)
         if self.election is not None:
             await self.election.close()
-        if self.reaper is not None:
-            await asyncio.to_thread(self.reaper.close)
         if self.store is not None:
             await self.store.close()
 

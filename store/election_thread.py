@@ -34,8 +34,7 @@ log = logs.get("election")
 class ElectionThread:
     def __init__(self, make_client: Callable[[], EtcdClient], prefix: str, address: str,
                  ttl: int, *, endpoints: str = "", ca_cert: str | None = None,
-                 cert: str | None = None, key: str | None = None,
-                 reaper: LeaseReaper | None = None) -> None:
+                 cert: str | None = None, key: str | None = None) -> None:
         self._make_client = make_client
         # The lease is renewed over etcd's HTTP gateway (store/lease_keepalive.py).
         self._endpoints = parse_endpoints(endpoints) if endpoints else []
@@ -44,7 +43,10 @@ class ElectionThread:
         self._prefix = prefix
         self._address = address
         self._ttl = ttl
-        self._reaper = reaper
+        # Through the same endpoints, a companion process revokes this master's
+        # leases the moment it dies: a crash costs no lease TTL (store/lease_reaper.py).
+        self._reaper = (LeaseReaper([str(e) for e in self._endpoints], ca_cert=ca_cert,
+                                    cert=cert, key=key) if self._endpoints else None)
         self._election: Election | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -133,13 +135,14 @@ class ElectionThread:
             self._home.call_soon_threadsafe(fn)
 
     async def close(self) -> None:
-        """Resign (revoking the lease) and stop the thread."""
+        """Resign (revoking the lease), stop the thread and the lease reaper."""
         loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        with contextlib.suppress(RuntimeError):  # the loop may have ended already
-            loop.call_soon_threadsafe(self._main.cancel)
-        await asyncio.to_thread(thread.join, 10)
+        if loop is not None and thread is not None:
+            with contextlib.suppress(RuntimeError):  # the loop may have ended already
+                loop.call_soon_threadsafe(self._main.cancel)
+            await asyncio.to_thread(thread.join, 10)
+        if self._reaper is not None:
+            await asyncio.to_thread(self._reaper.close)
 
 
 class _HttpKeepaliveElection(Election):
