@@ -315,9 +315,8 @@ class Agent:
         async def outgoing() -> AsyncIterator[agent_pb2.AgentMessage]:
             yield await outbox.get()  # (re)registration: always alone
             while True:
-                items = batching.drain(outbox, await outbox.get())
-                yield items[0] if len(items) == 1 else agent_pb2.AgentMessage(
-                    batch=agent_pb2.AgentMessage.Batch(messages=items))
+                yield batching.message(batching.drain(outbox, await outbox.get()),
+                                       agent_pb2.AgentMessage)
 
         async with servers.channel(address) as channel:
             stub = agent_pb2_grpc.AgentChannelStub(channel)
@@ -329,7 +328,8 @@ class Agent:
                     msg = await asyncio.wait_for(call.read(), max(1.0, 3 * self._ping))
                     if msg is grpc.aio.EOF:
                         return
-                    await self._on_master_message(msg, outbox, address)
+                    for one in batching.unpack(msg):
+                        await self._on_master_message(one, outbox, address)
             except TimeoutError:
                 log.warning("master silent; reconnecting", master=address)
             finally:
@@ -337,12 +337,9 @@ class Agent:
 
     async def _on_master_message(self, msg: agent_pb2.MasterMessage,
                                  outbox: asyncio.Queue[agent_pb2.AgentMessage],
-                                 address: str, nested: bool = False) -> None:
+                                 address: str) -> None:
         kind = msg.WhichOneof("message")
-        if kind == "batch" and not nested:
-            for one in msg.batch.messages:
-                await self._on_master_message(one, outbox, address, nested=True)
-        elif kind == "registered":
+        if kind == "registered":
             self._ping = msg.registered.heartbeat_interval_seconds or 15.0
             self.agent_id = msg.registered.agent_id
             if self._follower is not None:

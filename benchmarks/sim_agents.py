@@ -72,7 +72,8 @@ async def sim_agent(index: int, stub: agent_pb2_grpc.AgentChannelStub,
     async def outgoing():  # type: ignore[no-untyped-def]
         yield await outbox.get()
         while True:  # batched as the real agent's (common/batching.py)
-            yield _one_message(batching.drain(outbox, await outbox.get()))
+            yield batching.message(batching.drain(outbox, await outbox.get()),
+                                   agent_pb2.AgentMessage)
 
     call = stub.Connect(outgoing())
     agent_id = ""
@@ -83,7 +84,7 @@ async def sim_agent(index: int, stub: agent_pb2_grpc.AgentChannelStub,
                 counts.errors += 1
                 counts.last_error = f"sim-{index}: the master ended the stream"
                 return
-            for msg in _unpack(got):
+            for msg in batching.unpack(got):
                 if msg.WhichOneof("message") == "registered":
                     agent_id = msg.registered.agent_id
                 if _handle_plain(msg, index, agent_id, outbox, counts):
@@ -93,15 +94,6 @@ async def sim_agent(index: int, stub: agent_pb2_grpc.AgentChannelStub,
         counts.last_error = f"sim-{index}: {e.code().name}: {e.details()}"
     finally:
         call.cancel()
-
-
-def _unpack(msg: agent_pb2.MasterMessage) -> list[agent_pb2.MasterMessage]:
-    return list(msg.batch.messages) if msg.WhichOneof("message") == "batch" else [msg]
-
-
-def _one_message(items: list[agent_pb2.AgentMessage]) -> agent_pb2.AgentMessage:
-    return items[0] if len(items) == 1 else agent_pb2.AgentMessage(
-        batch=agent_pb2.AgentMessage.Batch(messages=items))
 
 
 def _handle_plain(msg: agent_pb2.MasterMessage, index: int, agent_id: str,
@@ -228,10 +220,10 @@ class FollowingAgent:
                 if got is grpc.aio.EOF:
                     return
                 out: list[agent_pb2.AgentMessage] = []  # answered in one write
-                for msg in _unpack(got):
+                for msg in batching.unpack(got):
                     self._handle(msg, out)
                 if out:
-                    await call.write(_one_message(out))
+                    await call.write(batching.message(out, agent_pb2.AgentMessage))
         finally:
             if self.registered:
                 self.counts.connected -= 1

@@ -12,7 +12,7 @@ end unpacks and handles in order.
 from __future__ import annotations
 
 import asyncio
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -28,3 +28,15 @@ def drain(queue: asyncio.Queue[T], first: T, limit: int = MAX_BATCH) -> list[T]:
         except asyncio.QueueEmpty:
             break
     return items
+
+
+def message(items: list[Any], kind: Any) -> Any:
+    """What to send for `items` (messages of type `kind`, AgentMessage or
+    MasterMessage): a lone one as it is, several as one `kind.Batch`."""
+    return items[0] if len(items) == 1 else kind(batch=kind.Batch(messages=items))
+
+
+def unpack(msg: Any) -> list[Any]:
+    """The messages a received one stands for, in order: a batch's, or itself.
+    (Batches are never nested: one inside a batch is handled as an unknown kind.)"""
+    return list(msg.batch.messages) if msg.WhichOneof("message") == "batch" else [msg]

@@ -553,7 +553,8 @@ class AgentChannelServicer(agent_pb2_grpc.AgentChannelServicer):
         async def read() -> None:
             try:
                 async for msg in request_iterator:
-                    await self._handle(agent_id, msg, alog)
+                    for one in batching.unpack(msg):
+                        await self._handle(agent_id, one, alog)
             except Exception as e:  # the stream broke; the agent reconnects
                 alog.info("agent stream read ended", error=str(e))
             finally:
@@ -565,11 +566,8 @@ class AgentChannelServicer(agent_pb2_grpc.AgentChannelServicer):
                 items = batching.drain(queue, await queue.get())
                 close = next((i for i, x in enumerate(items) if isinstance(x, _Close)), None)
                 send = items if close is None else items[:close]
-                if len(send) == 1:
-                    yield send[0]
-                elif send:
-                    yield agent_pb2.MasterMessage(
-                        batch=agent_pb2.MasterMessage.Batch(messages=send))
+                if send:
+                    yield batching.message(send, agent_pb2.MasterMessage)
                 if close is not None:
                     return
         finally:
@@ -578,14 +576,10 @@ class AgentChannelServicer(agent_pb2_grpc.AgentChannelServicer):
                 await self.m.execute(self.m.state.agent_disconnected(agent_id))
                 alog.info("agent disconnected")
 
-    async def _handle(self, agent_id: str, msg: agent_pb2.AgentMessage, alog: Any,
-                      nested: bool = False) -> None:
+    async def _handle(self, agent_id: str, msg: agent_pb2.AgentMessage, alog: Any) -> None:
         self.m.state.agent_seen(agent_id)
         kind = msg.WhichOneof("message")
-        if kind == "batch" and not nested:
-            for one in msg.batch.messages:
-                await self._handle(agent_id, one, alog, nested=True)
-        elif kind == "status_update":
+        if kind == "status_update":
             status = msg.status_update.status
             UPDATES.labels(state=task_states.name(status.state)).inc()
             try:
