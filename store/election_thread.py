@@ -20,6 +20,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from juggler.common import logs
 from juggler.common.leader import backoff
@@ -51,6 +52,7 @@ class ElectionThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._home: asyncio.AbstractEventLoop | None = None
+        self._home_watches_grpc = False
         self._elected: asyncio.Future[None] | None = None
         self._main: asyncio.Task[None]
         self.lost = asyncio.Event()
@@ -81,6 +83,7 @@ class ElectionThread:
     async def campaign(self) -> None:
         """Return once elected (retrying failed campaigns in the election thread)."""
         self._home = asyncio.get_running_loop()
+        self._home_watches_grpc = _watch_grpc_events()
         self._elected = self._home.create_future()
         ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(ready,), name="election",
@@ -90,7 +93,7 @@ class ElectionThread:
         await self._elected
 
     def _run(self, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
+        loop = (_ElectionLoop() if self._home_watches_grpc else asyncio.new_event_loop())
         self._loop = loop
         self._main = loop.create_task(self._serve())
         ready.set()
@@ -143,6 +146,54 @@ class ElectionThread:
             await asyncio.to_thread(thread.join, 10)
         if self._reaper is not None:
             await asyncio.to_thread(self._reaper.close)
+        if self._home_watches_grpc:
+            self._home_watches_grpc = False
+            _unwatch_grpc_events()
+
+
+def _watch_grpc_events() -> bool:
+    """Make the running loop (the master's) one that handles grpc.aio's completion
+    events, as using grpc.aio on it does; False if this grpcio cannot be asked."""
+    try:
+        from grpc._cython import cygrpc
+
+        cygrpc.init_grpc_aio()  # counted; _unwatch_grpc_events() undoes it
+    except (ImportError, AttributeError):
+        return False
+    return True
+
+
+def _unwatch_grpc_events() -> None:
+    from grpc._cython import cygrpc
+
+    cygrpc.shutdown_grpc_aio()
+
+
+def _is_grpc_event_reader(callback: Any) -> bool:
+    func = getattr(callback, "func", None)  # grpc binds its reader with functools.partial
+    return getattr(func, "__qualname__", "") == "PollerCompletionQueue._handle_events"
+
+
+class _ElectionLoop(asyncio.SelectorEventLoop):
+    """The election thread's loop: it does not watch grpc.aio's wake-up socket.
+
+    grpc.aio has one completion queue per process. Each loop that uses grpc.aio
+    watches its wake-up socket; whichever loop wakes first handles every event
+    and hands the other loops' events on with call_soon_threadsafe. With the
+    election's loop watching as well, both threads woke on each event of the
+    master's ten thousand agent streams, and the election thread often took
+    the master's events only to hand them back: after a failover that cost the
+    new leader about a sixth of its CPU (benchmarks/failover.py). So this loop
+    leaves the socket to the master's loop (bound by ElectionThread.campaign)
+    and gets its few gRPC events (campaign, watch) handed on from there. Nothing
+    that keeps leadership safe waits on gRPC: the lease keepalive goes over HTTP
+    from a worker thread and the watchdog runs on this loop's timers.
+    """
+
+    def add_reader(self, fd: Any, callback: Any, *args: Any) -> None:
+        if _is_grpc_event_reader(callback):
+            return
+        super().add_reader(fd, callback, *args)
 
 
 class _HttpKeepaliveElection(Election):
