@@ -18,7 +18,6 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,10 @@ import grpc
 from prometheus_client import Counter, Gauge
 
 from juggler.agent import checkpoint
+from juggler.agent.standby_stream import STANDBY_DELAY, StandbyStream, outgoing, standby_delay
 from juggler.agent.status_updates import FIRST_RETRY, StatusUpdateManager
 from juggler.common import batching, framing, logs, servers, task_states
-from juggler.common.leader import LeaderFollower, from_standby, leader_of
+from juggler.common.leader import LeaderFollower, backoff, from_standby, leader_of
 from juggler.common.resources import Resources
 from juggler.v1 import (
     agent_pb2,
@@ -59,6 +59,7 @@ class AgentConfig:
     hostname: str = ""
     metrics_port: int = 5056
     status_update_retry: float = FIRST_RETRY
+    standby_delay: float = STANDBY_DELAY  # agent/standby_stream.py
     cgroup_root: str = "juggler"
     # Images (agent/images/): registries spoken to over plain http (loopback
     # ones always are), and a Docker config.json with registry credentials.
@@ -114,6 +115,12 @@ class Agent:
         self._outbox: asyncio.Queue[agent_pb2.AgentMessage] | None = None
         self._registered = asyncio.Event()
         self._follower: LeaderFollower | None = None
+        # The stream opened ahead of a failover to the master that would lead next
+        # (agent/standby_stream.py): (that master, the leader) and the task that
+        # opens it, and opens it again if it ends unused.
+        self._standby: StandbyStream | None = None
+        self._standby_target: tuple[str, str] | None = None
+        self._standby_task: asyncio.Task[None] | None = None
         self._wake_updates = asyncio.Event()
         self._stopping = False
         self._ping = 15.0
@@ -247,6 +254,7 @@ class Agent:
         self._stopping = True
         for t in self._bg:
             t.cancel()
+        await self._drop_standby()
         if self._unix is not None:
             self._unix.close()
         if self.launcher is not None:
@@ -275,8 +283,9 @@ class Agent:
             address = follower.address
             leader = None
             answered = True  # a session that ended cleanly: that master hung up
+            standby = await self._take_standby(address)
             try:
-                await self._session(address, follower.metadata())
+                await self._session(address, follower.metadata(), standby)
             except (grpc.aio.AioRpcError, OSError) as e:
                 code = e.code().name if isinstance(e, grpc.aio.AioRpcError) else type(e).__name__
                 leader = leader_of(e) if isinstance(e, grpc.aio.AioRpcError) else None
@@ -308,32 +317,86 @@ class Agent:
                                                   agent_id=self.agent_id))
         return agent_pb2.AgentMessage(reregister=rr)
 
-    async def _session(self, address: str, metadata: tuple[tuple[str, str], ...] = ()) -> None:
-        outbox: asyncio.Queue[agent_pb2.AgentMessage] = asyncio.Queue()
+    async def _session(self, address: str, metadata: tuple[tuple[str, str], ...] = (),
+                       standby: StandbyStream | None = None) -> None:
+        """One Connect stream with `address`: dialled now, or the stream opened to it
+        ahead of a failover (`standby`), whose first message this sends."""
+        if standby is not None:
+            log.info("re-registering over the stream opened ahead of the failover",
+                     master=address, lost=standby.leader)
+            outbox, channel, call = standby.outbox, standby.channel, standby.call
+        else:
+            outbox = asyncio.Queue()
+            channel = servers.channel(address)
+            call = agent_pb2_grpc.AgentChannelStub(channel).Connect(outgoing(outbox),
+                                                                    metadata=metadata)
         outbox.put_nowait(self._register_message())
-
-        async def outgoing() -> AsyncIterator[agent_pb2.AgentMessage]:
-            yield await outbox.get()  # (re)registration: always alone
+        try:
             while True:
-                yield batching.message(batching.drain(outbox, await outbox.get()),
-                                       agent_pb2.AgentMessage)
+                # The master pings at least every `ping` seconds: silence for
+                # three of them means it is gone, so find it (or another) again.
+                msg = await asyncio.wait_for(call.read(), max(1.0, 3 * self._ping))
+                if msg is grpc.aio.EOF:
+                    return
+                for one in batching.unpack(msg):
+                    await self._on_master_message(one, outbox, address)
+        except TimeoutError:
+            log.warning("master silent; reconnecting", master=address)
+        finally:
+            call.cancel()
+            await channel.close()
 
-        async with servers.channel(address) as channel:
-            stub = agent_pb2_grpc.AgentChannelStub(channel)
-            call = stub.Connect(outgoing(), metadata=metadata)
-            try:
-                while True:
-                    # The master pings at least every `ping` seconds: silence for
-                    # three of them means it is gone, so find it (or another) again.
-                    msg = await asyncio.wait_for(call.read(), max(1.0, 3 * self._ping))
-                    if msg is grpc.aio.EOF:
-                        return
-                    for one in batching.unpack(msg):
-                        await self._on_master_message(one, outbox, address)
-            except TimeoutError:
-                log.warning("master silent; reconnecting", master=address)
-            finally:
-                call.cancel()
+    # -- the stream opened ahead of a failover -----------------------------------
+    async def _stand_by(self, leader: str) -> None:
+        """Have a stream open to the master that would lead after `leader`, soon."""
+        successor = self._follower.successor() if self._follower is not None else None
+        if self._standby_target == (successor, leader):
+            return
+        await self._drop_standby()
+        if successor is None or self._stopping:
+            return
+        self._standby_target = (successor, leader)
+        self._standby_task = asyncio.create_task(self._keep_standby(successor, leader))
+
+    async def _keep_standby(self, address: str, leader: str) -> None:
+        """Open the stream a while after registering, not at once: right after a
+        failover every agent registers at the same moment, and the new leader and
+        the next master need those seconds for the re-registrations. Open it again
+        if it ends unused (its master restarted)."""
+        await asyncio.sleep(standby_delay(self.config.standby_delay))
+        attempt = 0
+        while True:
+            standby = self._standby = StandbyStream(address, leader)
+            log.info("standing by with the master that would lead next", master=address,
+                     leader=leader)
+            code = await standby.ended()
+            self._standby = None
+            await standby.close()
+            attempt += 1
+            log.info("the stream opened ahead of a failover ended; opening it again",
+                     master=address, code=code.name)
+            await asyncio.sleep(backoff(attempt, base=0.5, cap=10.0))
+
+    async def _take_standby(self, address: str) -> StandbyStream | None:
+        """The standby stream to `address`, now to be used (any other is closed)."""
+        standby = self._standby
+        if standby is not None and standby.address == address and not standby.call.done():
+            self._standby = None
+            await self._drop_standby()
+            return standby
+        await self._drop_standby()
+        return None
+
+    async def _drop_standby(self) -> None:
+        self._standby_target = None
+        if self._standby_task is not None:
+            self._standby_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._standby_task
+            self._standby_task = None
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            await standby.close()
 
     async def _on_master_message(self, msg: agent_pb2.MasterMessage,
                                  outbox: asyncio.Queue[agent_pb2.AgentMessage],
@@ -351,6 +414,7 @@ class Agent:
             self.updates.resend_all(time.monotonic())
             self._wake_updates.set()
             log.info("registered with master", master=address, agent_id=self.agent_id)
+            await self._stand_by(address)
         elif kind == "run_task":
             if msg.run_task.task.container.image:  # pulled beside the stream, then launched
                 self.images.launch(msg.run_task.framework, msg.run_task.task)

@@ -5,7 +5,8 @@
 Starts a throw-away etcd (tests/etcd_server.py) and three real masters on it (lease TTL 2 s,
 `--agent-reregister-timeout 60`), simulated agents that follow the leader
 (benchmarks/sim_agents.py with every master's address: a standby's refusal names the
-leader; other losses back off with jitter; agents re-register with their id and tasks) and
+leader; other losses back off with jitter; agents re-register with their id and tasks,
+over the stream each opened to the next master ahead of time, agent/standby_stream.py) and
 one framework (juggler.sdk.Framework given the three addresses; it re-subscribes by itself)
 running a few tasks on every agent. Then, N times: kill -9 the leader and measure
 
@@ -14,7 +15,9 @@ running a few tasks on every agent. Then, N times: kill -9 the leader and measur
   (b) kill → every agent re-registered (Operator.GetAgents on the new leader shows all of
       them ACTIVE) and the framework re-subscribed (its new `subscribed` event arrived);
 
-and restart the killed master at its address, as a standby, before the next kill. A master
+and restart the killed master at its address, as a standby, before the next kill. Before
+each kill it waits until every agent has its stream to the next master open, as in a
+cluster that has run for a while (agents open it 5 to 15 s after registering). A master
 that dies has its election lease revoked at once by its lease reaper (store/lease_reaper.py);
 so --host-losses more rounds (default 3) kill the leader together with its reaper, as when
 its whole host is lost, and the lease must expire (TTL 2 s plus etcd's 0.5 s sweep). Then one
@@ -283,6 +286,7 @@ class Round:
     framework_back: float
     tasks: int
     cpu: dict[str, float]  # CPU seconds each process spent from the kill to recovery
+    rss: dict[str, float]  # MiB each master held just before the kill
 
     @property
     def recovered(self) -> float:  # (b)
@@ -339,7 +343,13 @@ class Cluster:
     async def failover(self, number: str, profile: Path | None = None,
                        lose_host: bool = False) -> Round:
         m = self.masters
+        # Once registered, every agent opens a stream to the master that would lead
+        # next (agent/standby_stream.py): in a cluster that has run for a while,
+        # all of them have one when the leader dies.
+        await self.wait("agents stand by with the next master",
+                        lambda: self.sum("standby"), self.agents)
         killed = await m.leader()
+        rss = {n: rss_mib(m.procs[n].pid) for n in m.live()}
         reaper = lease_reaper_of(m.procs[killed].pid) if lose_host else None
         total = self.agents
         registered_before = self.sum("registered")
@@ -387,7 +397,14 @@ class Cluster:
         await m.start(killed)
         await m.wait_serving(killed)
         return Round(number, total, killed, leader, served - started, agents_back - started,
-                     framework_back - started, len(tasks.tasks), cpu)
+                     framework_back - started, len(tasks.tasks), cpu, rss)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def lease_reaper_of(pid: int) -> int:
@@ -490,6 +507,9 @@ async def bench(args: argparse.Namespace, etcd: str, etcd_pid: int, tmp: Path,
             print("CPU seconds from the kill to recovery: " + ", ".join(
                 f"{n} ({'leader' if n == r.leader else 'standby'}) {c:.2f}"
                 if n in m.addresses else f"{n} {c:.2f}" for n, c in r.cpu.items()))
+            print("MiB resident just before the kill: " + ", ".join(
+                f"{n} ({'killed leader' if n == r.killed else 'standby'}) {v:.0f}"
+                for n, v in r.rss.items()) + " (standbys hold the agents' standby streams)")
             return rounds, host_rounds, r
         finally:
             reader.cancel()

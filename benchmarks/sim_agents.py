@@ -12,7 +12,9 @@ Given several masters (--master H1:P1,H2:P2,...) each simulated agent follows th
 agent/server.py `_master_loop` does: a standby's UNAVAILABLE naming the leader (trailing
 metadata `juggler-leader`) sends it there at once; any other loss reconnects to the next
 master after an exponential backoff with full jitter; once it has an id it comes back with
-`reregister`, carrying its id and the tasks it runs (benchmarks/failover.py's helper).
+`reregister`, carrying its id and the tasks it runs (benchmarks/failover.py's helper). As
+the agent does, a while after registering it opens a stream to the master that would lead
+next and re-registers over it when its leader is lost (agent/standby_stream.py).
 
 Reports on stdout, one JSON object a line: {"registered": n, "running": n, "errors": n} when
 registration completes and then every --report-interval seconds. Exits when stdin closes (its
@@ -32,8 +34,15 @@ import uuid
 
 import grpc
 
+from juggler.agent.standby_stream import standby_delay
 from juggler.common import batching, gc_policy, servers
-from juggler.common.leader import LeaderFollower, from_standby, leader_of, parse_masters
+from juggler.common.leader import (
+    STANDBY_FOR_KEY,
+    LeaderFollower,
+    from_standby,
+    leader_of,
+    parse_masters,
+)
 from juggler.common.resources import Resources
 from juggler.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
@@ -50,12 +59,14 @@ class Counts:
         self.last_error = ""
         self.connected = 0  # following agents whose stream is registered now
         self.lost = 0  # following agents' sessions that ended (a failover, a refusal)
+        self.standby = 0  # streams open ahead of a failover now
 
 
     def report(self) -> dict[str, object]:
         out: dict[str, object] = {"registered": self.registered, "running": self.running,
                                   "acked": self.acked, "errors": self.errors,
-                                  "connected": self.connected, "lost": self.lost}
+                                  "connected": self.connected, "lost": self.lost,
+                                  "standby": self.standby}
         if self.last_error:
             out["last_error"] = self.last_error
         return out
@@ -166,6 +177,12 @@ class FollowingAgent:
         # (framework id, task id) -> what the agent runs; every task stays RUNNING.
         self.tasks: dict[tuple[str, str], agent_pb2.AgentMessage.RunningTask] = {}
         self.registered = False  # on the current stream
+        self.session_address = ""
+        # (address, call): the stream opened ahead of a failover to the master that
+        # would lead next, as the real agent keeps one (agent/standby_stream.py).
+        self.standby: tuple[str, grpc.aio.StreamStreamCall] | None = None
+        self.standby_target: tuple[str, str] | None = None  # (that master, the leader)
+        self.standby_timer: asyncio.TimerHandle | None = None
         self.backoff_cap = 5.0  # agent/server.py's
         self.follower: LeaderFollower | None = None  # while run() runs
 
@@ -185,6 +202,44 @@ class FollowingAgent:
                                                   framework_id=fid, agent_id=self.agent_id))
         return agent_pb2.AgentMessage(reregister=rr)
 
+    def _stand_by(self, successor: str | None, leader: str) -> None:
+        """Open a stream to `successor` after the real agent's delay (standby_delay)."""
+        if (successor, leader) == self.standby_target:
+            return
+        self._drop_standby()
+        if successor is not None:
+            self.standby_target = (successor, leader)
+            self.standby_timer = asyncio.get_running_loop().call_later(
+                standby_delay(), self._open_standby)
+
+    def _open_standby(self) -> None:
+        self.standby_timer = None
+        if self.standby_target is not None:
+            successor, leader = self.standby_target
+            self.standby = (successor, self.channels.stub(successor).Connect(
+                metadata=((STANDBY_FOR_KEY, leader),)))
+            self.counts.standby += 1
+
+    def _take_standby(self, address: str) -> grpc.aio.StreamStreamCall | None:
+        standby, self.standby = self.standby, None
+        if standby is not None:
+            self.counts.standby -= 1
+        self._drop_standby()
+        if standby is not None and standby[0] != address:
+            standby[1].cancel()
+            return None
+        return standby[1] if standby is not None else None
+
+    def _drop_standby(self) -> None:
+        self.standby_target = None
+        if self.standby_timer is not None:
+            self.standby_timer.cancel()
+            self.standby_timer = None
+        if self.standby is not None:
+            self.standby[1].cancel()
+            self.standby = None
+            self.counts.standby -= 1
+
     async def run(self) -> None:
         # The very policy the real agent uses (common/leader.py).
         follower = self.follower = LeaderFollower(self.masters, cap=self.backoff_cap)
@@ -194,7 +249,7 @@ class FollowingAgent:
             answered = True
             self.registered = False
             try:
-                await self._session(address, follower.metadata())
+                await self._session(address, follower.metadata(), self._take_standby(address))
             except grpc.aio.AioRpcError as e:
                 leader = leader_of(e)
                 answered = from_standby(e)
@@ -206,13 +261,19 @@ class FollowingAgent:
             await asyncio.sleep(follower.ended(time.monotonic(), answered=answered,
                                                leader=leader, registered=self.registered))
 
-    async def _session(self, address: str, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+    async def _session(self, address: str, metadata: tuple[tuple[str, str], ...] = (),
+                       standby: grpc.aio.StreamStreamCall | None = None) -> None:
         """One Connect stream, until it ends or breaks (`metadata`: the leader
-        this agent lost, as the real agent sends it)."""
+        this agent lost, as the real agent sends it): dialled now, or the one
+        opened ahead of the failover (`standby`). Unlike the real agent, this one
+        does not watch an unused standby stream to reopen it: one that ended
+        fails at its first message and the agent dials as usual."""
         # Written with call.write(), not from a request iterator: gRPC would run a
         # task per stream to drain one, and ten thousand of them cost this
         # simulator (which shares the CPUs with the masters) a fifth of its time.
-        call = self.channels.stub(address).Connect(metadata=metadata)
+        self.session_address = address
+        call = standby if standby is not None else (
+            self.channels.stub(address).Connect(metadata=metadata))
         try:
             await call.write(self._hello())
             while True:
@@ -251,6 +312,7 @@ class FollowingAgent:
             self.agent_id = msg.registered.agent_id
             if self.follower is not None:
                 self.follower.follow_succession(msg.registered.masters)
+                self._stand_by(self.follower.successor(), self.session_address)
             if not self.registered:
                 self.registered = True
                 self.counts.registered += 1

@@ -68,6 +68,10 @@ def add_agent_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--status-update-retry", type=float, default=10.0,
                    help="first retry interval of unacknowledged status updates (seconds; "
                         "default 10, as Mesos's agent)")
+    p.add_argument("--standby-delay", type=float, default=15.0,
+                   help="with several masters: open a stream to the master that would lead "
+                        "next at most this many seconds after registering, to re-register "
+                        "over it when the leader is lost (default 15; the delay is random)")
     p.add_argument("--no-launcher", dest="launcher", action="store_false",
                    help="start each executor as a fresh interpreter instead of forking it "
                         "from the pre-started launcher (slower; for debugging)")
@@ -172,6 +176,7 @@ def agent_main(args: argparse.Namespace) -> int:
                          port=args.port, advertise_ip=args.advertise_ip, hostname=args.hostname,
                          metrics_port=args.metrics_port,
                          status_update_retry=args.status_update_retry,
+                         standby_delay=args.standby_delay,
                          launcher=args.launcher,
                          insecure_registries=tuple(args.insecure_registry),
                          registry_config=args.registry_config)

@@ -16,6 +16,9 @@ import grpc
 
 LEADER_KEY = "juggler-leader"
 LOST_LEADER_KEY = "juggler-lost-leader"
+# On a stream opened ahead of a failover to the master that would lead next: the
+# leader it stands by for. Its first message is sent once that leader is lost.
+STANDBY_FOR_KEY = "juggler-standby-for"
 
 
 def parse_masters(spec: str | Sequence[str]) -> list[str]:
@@ -114,6 +117,12 @@ class LeaderFollower:
     @property
     def address(self) -> str:
         return self.masters[self._index % len(self.masters)]
+
+    def successor(self) -> str | None:
+        """The master dialled first if the current one is lost (None: there is no other)."""
+        if len(self.masters) < 2:
+            return None
+        return self.masters[(self._index + 1) % len(self.masters)]
 
     def ended(self, now: float, *, answered: bool, leader: str | None,
               registered: bool) -> float:

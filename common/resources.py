@@ -66,13 +66,16 @@ class Resources:
     def from_proto(cls, resources: Iterable[pb.Resource]) -> Resources:
         amounts: dict[str, float] = {}
         for r in resources:
-            if not r.name:
+            name = r.name
+            if not name:
                 raise ResourceError("a resource has no name")
-            if r.name not in KNOWN:
-                raise ResourceError(f"unknown resource {r.name!r} (known: {', '.join(KNOWN)})")
-            _milli(r.name, r.scalar)
-            amounts[r.name] = amounts.get(r.name, 0.0) + r.scalar
-        return cls(amounts)
+            if name not in KNOWN:
+                raise ResourceError(f"unknown resource {name!r} (known: {', '.join(KNOWN)})")
+            _milli(name, r.scalar)
+            amounts[name] = amounts.get(name, 0.0) + r.scalar
+        # One pass for the sums, as Resources(amounts) would, without checking again.
+        m = {n: v for n, v in ((n, _milli(n, a)) for n, a in amounts.items()) if v}
+        return cls(_milli_map=m)
 
     def to_proto(self, role: str = "") -> list[pb.Resource]:
         return [pb.Resource(name=n, scalar=v / 1000, role=role) for n, v in sorted(self._m.items())]

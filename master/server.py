@@ -51,6 +51,8 @@ LAUNCHED = Counter("juggler_master_tasks_launched_total", "Tasks sent to agents"
 AGENTS = Gauge("juggler_master_agents", "Registered agents", ["state"])
 FRAMEWORKS = Gauge("juggler_master_frameworks", "Frameworks", ["connected"])
 TASKS = Gauge("juggler_master_tasks", "Tasks the master tracks", ["state"])
+STANDBY_STREAMS = Gauge("juggler_master_standby_streams",
+                        "Agent streams opened to this standby ahead of a failover")
 ALLOCATION = Histogram("juggler_master_allocation_seconds", "Duration of an allocation cycle",
                        buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5))
 
@@ -129,6 +131,8 @@ class Master:
         self.gate = LeaderGate(lambda: self.leading, self.leader_address,
                                hold=2.0 * self.config.lease_ttl + 1.0 if self.config.etcd else 0.0,
                                address=lambda: self.address, reachable=_answers_health)
+        gate = self.gate
+        STANDBY_STREAMS.set_function(lambda: gate.standing_by)
         server = servers.new_server([self.gate])
         scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerServicer(self), server)
         agent_pb2_grpc.add_AgentChannelServicer_to_server(AgentChannelServicer(self), server)

@@ -6,9 +6,12 @@ status update; agents and frameworks follow the leader.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -361,6 +364,94 @@ def test_agents_are_told_which_master_would_lead_next(ha: HA) -> None:
     _, new = wait_for(lambda: (lead := ha.leader()) and lead[1] != address and lead, 30,
                       what="a new leader")
     assert new == masters[1]
+
+
+def log_events(path: Path, event: str) -> list[dict[str, object]]:
+    """The JSON log lines of a daemon's log whose event is `event`."""
+    found = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("event") == event:
+                found.append(entry)
+    return found
+
+
+STANDING_BY = "standing by with the master that would lead next"
+OVER_STANDBY = "re-registering over the stream opened ahead of the failover"
+
+
+def test_an_agent_reregisters_over_the_stream_it_opened_ahead_of_the_failover(ha: HA) -> None:
+    """Once registered, an agent opens a second stream to the master that would
+    lead next (agent/standby_stream.py). When the leader dies the agent sends its
+    re-registration over that stream, and the new leader serves it: no connection
+    or call to set up while every agent comes back at once."""
+    ha.start_masters(3)
+    name, address = wait_for(ha.leader, 20, what="a leader")
+    ha.start_agent("a1", "--standby-delay", "0.3")
+    log = ha.work / "a1.log"
+    standing = wait_for(lambda: log_events(log, STANDING_BY), 30,
+                        what="the agent to stand by with the next master")
+    successor = standing[-1]["master"]
+    assert standing[-1]["leader"] == address and successor != address
+    ha.procs[name].kill()
+    ha.procs[name].wait(10)
+    _, new = wait_for(lambda: (lead := ha.leader()) and lead[1] != address and lead, 30,
+                      what="a new leader")
+    assert new == successor
+    over = wait_for(lambda: log_events(log, OVER_STANDBY), 30,
+                    what="the agent to re-register over its standby stream")
+    assert (over[-1]["master"], over[-1]["lost"]) == (successor, address)
+    wait_for(lambda: any(a.info.hostname == "a1" and a.state == operator_pb2.AGENT_ACTIVE
+                         for a in ha.agents()), 30, what="the agent active at the new leader")
+    # And it stands by again, now for the new leader.
+    wait_for(lambda: any(e["leader"] == new for e in log_events(log, STANDING_BY)), 30,
+             what="the agent to stand by for the new leader")
+
+
+def test_a_stream_standing_by_for_a_live_leader_is_sent_back_to_it(ha: HA) -> None:
+    """A standby master holds a stream opened ahead of a failover (counted in
+    juggler_master_standby_streams). Its first message comes when the agent lost
+    its leader; if this standby still reaches that leader (the agent's own
+    connection broke, not the leader), it is refused naming the leader."""
+    from juggler.v1 import agent_pb2, agent_pb2_grpc
+
+    ha.start_masters(3, "--metrics-port", "0")
+    name, address = wait_for(ha.leader, 20, what="a leader")
+    other = next(n for n in ha.masters if n != name)
+    started = log_events(ha.work / f"{other}.log", "master started")
+    metrics = f"http://127.0.0.1:{started[-1]['metrics_port']}/metrics"
+
+    def standing_by() -> float:
+        with urllib.request.urlopen(metrics, timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("juggler_master_standby_streams "):
+                    return float(line.split()[1])
+        raise AssertionError("no juggler_master_standby_streams in /metrics")
+
+    release = threading.Event()
+    hello = agent_pb2.AgentMessage(register=agent_pb2.AgentMessage.Register(
+        agent=common_pb2.AgentInfo(hostname="probe", resources=Resources(
+            {"cpus": 1, "mem": 64}).to_proto())))
+
+    def requests() -> Iterator[agent_pb2.AgentMessage]:
+        release.wait(30)
+        yield hello
+
+    with grpc.insecure_channel(ha.masters[other]) as ch:
+        call = agent_pb2_grpc.AgentChannelStub(ch).Connect(
+            requests(), metadata=(("juggler-standby-for", address),), timeout=30)
+        wait_for(lambda: standing_by() == 1, 15, what="the standby to hold the stream")
+        release.set()
+        with pytest.raises(grpc.RpcError) as refused:
+            for _ in call:
+                pass
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    assert ("juggler-leader", address) in (refused.value.trailing_metadata() or ())  # type: ignore[attr-defined]
+    assert standing_by() == 0
 
 
 def test_juggler_up_with_three_masters_survives_the_leaders_death(tmp_path: Path) -> None:

@@ -80,3 +80,13 @@ def test_after_losing_its_leader_an_agent_dials_the_leaders_successor_first() ->
     assert f.address == "m4:1"
     f.follow_succession([])  # a master that does not say: nothing changes
     assert f.address == "m4:1"
+
+
+def test_the_successor_is_the_master_dialled_first_when_the_current_one_is_lost() -> None:
+    f = LeaderFollower("m1:1,m2:1,m3:1")
+    f.ended(1.0, answered=True, leader="m3:1", registered=False)  # m1 names m3
+    f.follow_succession(["m3:1", "m2:1", "m1:1"])  # registered at m3
+    assert f.successor() == "m2:1"
+    f.ended(2.0, answered=False, leader=None, registered=True)  # m3 died
+    assert f.address == "m2:1"  # where an agent's stream opened ahead of time waits
+    assert LeaderFollower("m1:1").successor() is None  # one master: none to stand by with
