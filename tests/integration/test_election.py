@@ -316,7 +316,8 @@ def test_a_crashed_leaders_lease_is_revoked_without_waiting_for_its_ttl(etcd: Et
             nxt = Election(client, prefix, "next", ttl=30)
             try:
                 campaign = asyncio.create_task(nxt.campaign())
-                await wait_until(lambda: nxt.create_revision is not None, 5, "next to enter")
+                # In the race once its key is written and the candidates are read.
+                await wait_until(lambda: nxt.leader() is not None, 5, "next to enter")
                 assert nxt.leader() == "crasher" and not campaign.done()
                 leader.kill()  # SIGKILL: no clean-up of its own
                 await asyncio.wait_for(campaign, 10)
