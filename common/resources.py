@@ -73,7 +73,7 @@ class Resources:
                 raise ResourceError(f"unknown resource {name!r} (known: {', '.join(KNOWN)})")
             _milli(name, r.scalar)
             amounts[name] = amounts.get(name, 0.0) + r.scalar
-        # One pass for the sums, as Resources(amounts) would, without checking again.
+        # The sums in thousandths, as Resources(amounts) makes them; the names are checked.
         m = {n: v for n, v in ((n, _milli(n, a)) for n, a in amounts.items()) if v}
         return cls(_milli_map=m)
 
