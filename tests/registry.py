@@ -32,6 +32,7 @@ import os
 import shutil
 import socketserver
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -309,7 +310,8 @@ class RegistryProxy:
              request carries a token it issued from its /token endpoint, which
              wants those credentials (basic auth) — Docker Hub's flow.
     corrupt: a blob digest whose body is served with one byte flipped.
-    stall:   a blob digest served halfway, then held until `release` is set.
+    stall:   a blob digest served halfway, then held until `release` is set; then
+             the connection is closed, or, with `finish_after_release`, the rest is sent.
     """
 
     def __init__(self, upstream: str, token: tuple[str, str] | None = None) -> None:
@@ -317,6 +319,7 @@ class RegistryProxy:
         self.token_creds = token
         self.corrupt: str = ""
         self.stall: str = ""
+        self.finish_after_release = False
         self.release = threading.Event()
         self.stalled = threading.Event()
         self.issued: set[str] = set()
@@ -337,6 +340,11 @@ class RegistryProxy:
 
         class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
             daemon_threads = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                # Pulls that fail or are cancelled hang up mid-blob: expected here.
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    super().handle_error(request, client_address)  # type: ignore[arg-type]
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
@@ -407,6 +415,9 @@ class RegistryProxy:
             h.wfile.flush()
             self.stalled.set()
             self.release.wait(120)
+            if self.finish_after_release:
+                h.wfile.write(body[len(body) // 2:])
+                h.wfile.flush()
             h.close_connection = True
             return
         if method == "HEAD":

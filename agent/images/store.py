@@ -106,6 +106,15 @@ class Image:
 Listener = Callable[[PullEvent], None]
 
 
+@dataclass
+class _LayerJob:
+    """A layer's download, shared by every pull that needs the layer meanwhile."""
+
+    job: asyncio.Future[None]
+    stop: threading.Event  # set when no pull waits for it any more
+    waiters: int = 0
+
+
 def _hex(digest: str) -> str:
     algo, _, hexd = digest.partition(":")
     if algo != "sha256" or len(hexd) != 64 or not all(c in "0123456789abcdef" for c in hexd):
@@ -124,7 +133,7 @@ class ImageStore:
             d.mkdir(parents=True, exist_ok=True)
         self._pulls: dict[str, asyncio.Future[Image]] = {}
         self._waiters: dict[str, int] = {}
-        self._layer_jobs: dict[str, asyncio.Future[None]] = {}
+        self._layer_jobs: dict[str, _LayerJob] = {}
         self._limit = asyncio.Semaphore(MAX_CONCURRENT_LAYERS)
         with self._locked():
             self._clean_tmp()
@@ -342,8 +351,8 @@ class ImageStore:
                     emit(PullEvent(desc["digest"], "already exists", 0,
                                    int(desc.get("size", 0))))
                     return
-                await self._layer(diff_id, lambda: self._fetch_layer(
-                    client, ref, desc, diff_id, emit, cancel))
+                await self._layer(diff_id, lambda stop: self._fetch_layer(
+                    client, ref, desc, diff_id, emit, stop))
                 emit(PullEvent(desc["digest"], "pull complete", int(desc.get("size", 0)),
                                int(desc.get("size", 0))))
 
@@ -352,10 +361,12 @@ class ImageStore:
             try:
                 await asyncio.gather(*jobs)
             except BaseException:
-                # One layer failed (or the pull was cancelled): the others stop at
-                # `cancel`; wait for them to remove their work in tmp/, so that a
-                # failed pull leaves nothing behind when it raises.
-                cancel.set()
+                # One layer failed (or the pull was cancelled): let go of the other
+                # layers. A download no other pull waits for stops, and is waited
+                # for while it removes its work in tmp/, so that a failed pull
+                # leaves nothing behind when it raises (_layer).
+                for j in jobs:
+                    j.cancel()
                 await asyncio.wait(jobs)
                 raise
             self._write_blob(manifest.digest, manifest.raw)
@@ -368,14 +379,33 @@ class ImageStore:
                          else "error").inc()
             raise
 
-    async def _layer(self, diff_id: str, make: Callable[[], Any]) -> None:
-        """Run `make()` (which commits layer `diff_id`) once however many ask."""
-        job = self._layer_jobs.get(diff_id)
-        if job is None:
-            job = asyncio.ensure_future(make())
-            self._layer_jobs[diff_id] = job
-            job.add_done_callback(lambda _: self._layer_jobs.pop(diff_id, None))
-        await asyncio.shield(job)
+    async def _layer(self, diff_id: str, make: Callable[[threading.Event], Any]) -> None:
+        """Run `make(stop)` (which commits layer `diff_id`) once however many ask.
+
+        The download is shared: it stops (its `stop` is set) only when every
+        pull that waits for it has let go, and the last to let go waits for it
+        to clean up. One image's failed or cancelled pull does not fail another
+        image's pull of a layer they share."""
+        entry = self._layer_jobs.get(diff_id)
+        if entry is None:
+            stop = threading.Event()
+            entry = _LayerJob(asyncio.ensure_future(make(stop)), stop)
+            self._layer_jobs[diff_id] = entry
+            entry.job.add_done_callback(
+                lambda _, e=entry: self._layer_jobs.get(diff_id) is e
+                and self._layer_jobs.pop(diff_id))
+            # Its failure reaches every pull still waiting; once none waits, it is moot.
+            entry.job.add_done_callback(lambda f: f.cancelled() or f.exception())
+        entry.waiters += 1
+        try:
+            await asyncio.shield(entry.job)
+        except asyncio.CancelledError:
+            if entry.waiters == 1 and not entry.job.done():
+                entry.stop.set()
+                await asyncio.wait([entry.job])
+            raise
+        finally:
+            entry.waiters -= 1
 
     async def _fetch_layer(self, client: RegistryClient, ref: reference.Reference, desc: dict,
                            diff_id: str,

@@ -21,7 +21,7 @@ import pytest
 
 from juggler.agent.images.config import host_platform
 from juggler.agent.images.registry import Credentials, RegistryClient
-from juggler.agent.images.store import ImageError, ImageStore
+from juggler.agent.images.store import Image, ImageError, ImageStore, PullEvent
 from tests.conftest import Cluster, needs_root, wait_for
 from tests.registry import (  # noqa: F401 - the fixtures
     TestImages,
@@ -206,6 +206,56 @@ def test_pull_cancelled_halfway_in_process_then_again(test_images: TestImages,
         assert store.get(ref) is None
         proxy.stall = ""
         assert pull(store, ref).layers
+
+
+def test_a_layer_shared_with_a_pull_that_ends_is_still_pulled_for_the_other(
+        test_images: TestImages, tmp_path: Path) -> None:
+    """Two images share their base layer. The pull that started its download ends
+    (cancelled by its caller) while the other still waits for that layer: the
+    download goes on, and the other image is pulled."""
+    needs_root()
+    store = ImageStore(tmp_path / "images")
+    registry = test_images.registry
+
+    def layers_of(name: str) -> list[str]:
+        manifest = json.loads(registry.request(
+            "GET", f"/v2/{name}/manifests/1",
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})[2])
+        return [layer["digest"] for layer in manifest["layers"]]
+
+    with proxy_for(registry) as proxy:
+        def via(name: str) -> str:
+            return test_images.refs[name].replace(registry.address, proxy.address)
+
+        base, top = layers_of("configured")
+        assert layers_of("sibling")[0] == base
+        proxy.stall, proxy.finish_after_release = base, True
+
+        async def both() -> Image:
+            first = asyncio.ensure_future(store.pull(via("sibling")))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while not proxy.stalled.is_set():  # the first pull downloads the base layer
+                assert loop.time() < deadline, "the first pull never reached the base layer"
+                await asyncio.sleep(0.02)
+            events: list[PullEvent] = []
+            second = asyncio.ensure_future(store.pull(via("configured"), events.append))
+            # Once its own top layer is in, the second pull waits for the base layer only.
+            while not any(e.layer == top and e.status == "pull complete" for e in events):
+                assert loop.time() < deadline, f"the second pull did not get on: {events}"
+                await asyncio.sleep(0.02)
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            proxy.release.set()
+            return await asyncio.wait_for(second, 60)
+
+        image = asyncio.run(both())
+        got = store.get(via("configured"))
+        assert got is not None and got.id == image.id
+        assert store.get(via("sibling")) is None
+    assert (store.layer_path(image.layers[0]) / "data/keep").read_text() == "kept\n"
+    assert list(store.tmp.iterdir()) == []
 
 
 def test_token_auth_pulls_with_credentials_and_is_refused_without(
