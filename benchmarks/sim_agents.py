@@ -39,6 +39,7 @@ from juggler.common import batching, gc_policy, servers
 from juggler.common.leader import (
     STANDBY_FOR_KEY,
     LeaderFollower,
+    backoff,
     from_standby,
     leader_of,
     parse_masters,
@@ -212,13 +213,25 @@ class FollowingAgent:
             self.standby_timer = asyncio.get_running_loop().call_later(
                 standby_delay(), self._open_standby)
 
-    def _open_standby(self) -> None:
+    def _open_standby(self, attempt: int = 0) -> None:
         self.standby_timer = None
         if self.standby_target is not None:
             successor, leader = self.standby_target
-            self.standby = (successor, self.channels.stub(successor).Connect(
-                metadata=((STANDBY_FOR_KEY, leader),)))
+            call = self.channels.stub(successor).Connect(metadata=((STANDBY_FOR_KEY, leader),))
+            standby = self.standby = (successor, call)
             self.counts.standby += 1
+            call.add_done_callback(lambda _: self._standby_ended(standby, attempt + 1))
+
+    def _standby_ended(self, standby: tuple[str, grpc.aio.StreamStreamCall],
+                       attempt: int) -> None:
+        """A standby stream ended unused (its master restarted): open it again after a
+        backoff, as the real agent does."""
+        if self.standby is not standby:
+            return  # taken, or dropped
+        self.standby = None
+        self.counts.standby -= 1
+        self.standby_timer = asyncio.get_running_loop().call_later(
+            backoff(attempt, base=0.5, cap=10.0), self._open_standby, attempt)
 
     def _take_standby(self, address: str) -> grpc.aio.StreamStreamCall | None:
         standby, self.standby = self.standby, None
@@ -235,9 +248,9 @@ class FollowingAgent:
         if self.standby_timer is not None:
             self.standby_timer.cancel()
             self.standby_timer = None
-        if self.standby is not None:
-            self.standby[1].cancel()
-            self.standby = None
+        standby, self.standby = self.standby, None
+        if standby is not None:
+            standby[1].cancel()
             self.counts.standby -= 1
 
     async def run(self) -> None:
@@ -265,9 +278,7 @@ class FollowingAgent:
                        standby: grpc.aio.StreamStreamCall | None = None) -> None:
         """One Connect stream, until it ends or breaks (`metadata`: the leader
         this agent lost, as the real agent sends it): dialled now, or the one
-        opened ahead of the failover (`standby`). Unlike the real agent, this one
-        does not watch an unused standby stream to reopen it: one that ended
-        fails at its first message and the agent dials as usual."""
+        opened ahead of the failover (`standby`)."""
         # Written with call.write(), not from a request iterator: gRPC would run a
         # task per stream to drain one, and ten thousand of them cost this
         # simulator (which shares the CPUs with the masters) a fifth of its time.
