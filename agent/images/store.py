@@ -386,7 +386,10 @@ class ImageStore:
         pull that waits for it has let go, and the last to let go waits for it
         to clean up. One image's failed or cancelled pull does not fail another
         image's pull of a layer they share."""
-        entry = self._layer_jobs.get(diff_id)
+        while (entry := self._layer_jobs.get(diff_id)) is not None and entry.stop.is_set():
+            await asyncio.wait([entry.job])  # being stopped: let it clean up, then start anew
+            if self.layer_path(diff_id).is_dir():
+                return  # it finished before it saw `stop`
         if entry is None:
             stop = threading.Event()
             entry = _LayerJob(asyncio.ensure_future(make(stop)), stop)
