@@ -380,12 +380,11 @@ class Agent:
     async def _take_standby(self, address: str) -> StandbyStream | None:
         """The standby stream to `address`, now to be used (any other is closed)."""
         standby = self._standby
-        if standby is not None and standby.address == address and not standby.call.done():
-            self._standby = None
-            await self._drop_standby()
-            return standby
+        usable = standby is not None and standby.address == address and not standby.call.done()
+        if usable:
+            self._standby = None  # kept open: _drop_standby closes only what is left
         await self._drop_standby()
-        return None
+        return standby if usable else None
 
     async def _drop_standby(self) -> None:
         self._standby_target = None

@@ -234,14 +234,15 @@ class FollowingAgent:
             backoff(attempt, base=0.5, cap=10.0), self._open_standby, attempt)
 
     def _take_standby(self, address: str) -> grpc.aio.StreamStreamCall | None:
-        standby, self.standby = self.standby, None
-        if standby is not None:
-            self.counts.standby -= 1
-        self._drop_standby()
-        if standby is not None and standby[0] != address:
-            standby[1].cancel()
+        """The standby stream to `address`, now to be used (any other is dropped)."""
+        standby = self.standby
+        if standby is None or standby[0] != address:
+            self._drop_standby()
             return None
-        return standby[1] if standby is not None else None
+        self.standby = None  # kept open: _drop_standby cancels only what is left
+        self.counts.standby -= 1
+        self._drop_standby()
+        return standby[1]
 
     def _drop_standby(self) -> None:
         self.standby_target = None
