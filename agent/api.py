@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from juggler.agent import log_files, task_stdio
-from juggler.agent.images.service import ImageServicer
+from juggler.agent.image_service import ImageServicer
 from juggler.agent.log_files import FollowedFile
 from juggler.common import task_states
 from juggler.v1 import agent_pb2, agent_pb2_grpc, common_pb2, executor_pb2
@@ -28,7 +28,7 @@ _CHUNK = 1 << 20
 
 
 class AgentServicer(ImageServicer, agent_pb2_grpc.AgentServicer):
-    # ImageServicer: PullImage, ListImages, RemoveImage, ImportImage (agent/images/).
+    # ImageServicer: PullImage, ListImages, RemoveImage, ImportImage (agent/image_service.py).
     def __init__(self, agent: Agent) -> None:
         self.a = agent
 

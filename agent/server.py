@@ -61,7 +61,7 @@ class AgentConfig:
     status_update_retry: float = FIRST_RETRY
     standby_delay: float = STANDBY_DELAY  # agent/standby_stream.py
     cgroup_root: str = "juggler"
-    # Images (agent/images/): registries spoken to over plain http (loopback
+    # Images (images/): registries spoken to over plain http (loopback
     # ones always are), and a Docker config.json with registry credentials.
     insecure_registries: tuple[str, ...] = ()
     registry_config: str = ""
@@ -128,7 +128,7 @@ class Agent:
         self.server: grpc.aio.Server | None = None
         self._unix: asyncio.AbstractServer | None = None
         self.metrics_port = 0
-        from juggler.agent.images.tasks import ImageTasks
+        from juggler.agent.image_tasks import ImageTasks
         self.images = ImageTasks(self)
         self.launcher: Any = None  # agent/launcher.py's Launcher when config.launcher
         # Counted when scraped, not on every update (O(tasks) each: quadratic

@@ -175,7 +175,7 @@ def remove_cgroup_root() -> None:
 
 async def run(launches: int, warmup: int) -> dict:
     from juggler.common import logs
-    from tests.rootfs import make_busybox_rootfs
+    from juggler.testing.rootfs import make_busybox_rootfs
 
     logs.configure("bench", level="error")
     with tempfile.TemporaryDirectory(prefix="juggler-bench-") as tmp:

@@ -69,8 +69,8 @@ from master_throughput import (  # noqa: E402
 
 from juggler.common.resources import Resources  # noqa: E402
 from juggler.sdk import Framework, FrameworkError  # noqa: E402
+from juggler.testing.etcd_server import EtcdNotInstalled, etcd_server  # noqa: E402
 from juggler.v1 import common_pb2, operator_pb2, operator_pb2_grpc  # noqa: E402
-from tests.etcd_server import EtcdNotInstalled, etcd_server  # noqa: E402
 
 LEASE_TTL = 2
 REREGISTER_TIMEOUT = 60

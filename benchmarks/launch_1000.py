@@ -223,7 +223,7 @@ def main() -> int:
         print("launch_1000: needs root", file=sys.stderr)
         return 1
     n = 100 if args.quick else args.containers
-    from tests.daemons import Daemons
+    from juggler.testing.daemons import Daemons
 
     if args.keep:
         where: contextlib.AbstractContextManager[str] = contextlib.nullcontext(args.keep)

@@ -36,12 +36,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from juggler.agent.images import config as image_config
-from juggler.agent.images.store import ImageStore
 from juggler.container import rootfs, syscalls
+from juggler.images import config as image_config
+from juggler.images.store import ImageStore
+from juggler.testing.registry import ImageBuilder, run, start_registry
+from juggler.testing.rootfs import make_busybox_rootfs
 from juggler.v1 import common_pb2
-from tests.registry import ImageBuilder, run, start_registry
-from tests.rootfs import make_busybox_rootfs
 
 
 def build(work: Path, layers: int, layer_mb: int) -> ImageBuilder:

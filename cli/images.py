@@ -1,7 +1,7 @@
 """`juggler pull`, `juggler images`, `juggler rmi`, `juggler image import`.
 
 On a cluster they act on every agent, or on the one `--agent HOST|ID` names,
-through the Agent API (agent/images/service.py; addresses from the master's
+through the Agent API (agent/image_service.py; addresses from the master's
 state). With `--work-dir DIR` they act on an agent work dir on this host
 directly, with no daemon (air-gapped preparation, tests, benchmarks).
 
@@ -95,15 +95,15 @@ def targets(args: argparse.Namespace) -> list[Target]:
 
 
 def _local_store(work_dir: str):  # type: ignore[no-untyped-def]
-    from juggler.agent.images.registry import RegistryClient, load_docker_config
-    from juggler.agent.images.store import ImageStore
+    from juggler.images.registry import RegistryClient, load_docker_config
+    from juggler.images.store import ImageStore
 
     client = RegistryClient(credentials=load_docker_config())
     return ImageStore(Path(work_dir) / "images", client)
 
 
 def _local_proto(store, images) -> list[agent_pb2.Image]:  # type: ignore[no-untyped-def]
-    from juggler.agent.images.service import image_proto
+    from juggler.images.messages import image_proto
 
     users = store.layer_users()
     return [image_proto(i, store, users) for i in images]
@@ -200,9 +200,9 @@ class ImageFailure(Exception):
 
 async def _pull_local(work_dir: str, args: argparse.Namespace, password: str,
                       bars: Bars) -> agent_pb2.Image:
-    from juggler.agent.images.reference import ReferenceError, parse
-    from juggler.agent.images.registry import Credentials
-    from juggler.agent.images.store import ImageError
+    from juggler.images.reference import ReferenceError, parse
+    from juggler.images.registry import Credentials
+    from juggler.images.store import ImageError
 
     store = _local_store(work_dir)
     if args.username:
@@ -271,7 +271,7 @@ def _created(text: str) -> str:
 
 
 def _rows(images: list[agent_pb2.Image]) -> Iterator[tuple[str, ...]]:
-    from juggler.agent.images.reference import ReferenceError, parse
+    from juggler.images.reference import ReferenceError, parse
 
     for img in sorted(images, key=lambda i: i.created, reverse=True):
         refs = list(img.references) or [""]
@@ -348,7 +348,7 @@ def rmi_main(args: argparse.Namespace) -> int:
         for ref in args.references:
             try:
                 if t.work_dir:
-                    from juggler.agent.images.store import ImageError
+                    from juggler.images.store import ImageError
                     try:
                         deleted = _local_store(t.work_dir).remove(ref)
                     except ImageError as e:
@@ -395,7 +395,7 @@ def import_main(args: argparse.Namespace) -> int:
         prefix = f"{t.name}: " if len(chosen) > 1 else ""
         try:
             if t.work_dir:
-                from juggler.agent.images.store import ImageError
+                from juggler.images.store import ImageError
                 store = _local_store(t.work_dir)
                 try:
                     imported = _local_proto(store, asyncio.run(

@@ -3,7 +3,7 @@
 With a root filesystem directory: an overlay whose lower layer is that
 directory (never written) and whose upper and work layers live in the task's
 sandbox under `rootfs/`; merged at `<sandbox>/rootfs/merged`. With an image:
-the same, with the image's layers (agent/images/, top first) as the lower
+the same, with the image's layers (images/, top first) as the lower
 dirs — or, where overlayfs is unavailable, a copy of them (`copy_layers`). Inside it: a
 fresh /proc, a minimal /dev (tmpfs with bind-mounted device nodes, devpts,
 /dev/shm), a read-only /sys, then pivot_root and the old root detached.

@@ -420,9 +420,9 @@ class MasterState(AgentBook):
         if not task.command.argv and not task.container.image:
             raise CallError(Code.INVALID_ARGUMENT, f"task {tid} has no command (command.argv)")
         if task.container.image:
-            # Checked here, pulled by the agent (agent/images/); an image without
+            # Checked here, pulled by the agent (images/); an image without
             # a command runs its own Entrypoint/Cmd.
-            from juggler.agent.images import reference
+            from juggler.images import reference
 
             if task.container.rootfs:
                 raise CallError(Code.INVALID_ARGUMENT, f"task {tid}: give container.image or "

@@ -2,8 +2,11 @@
 
 `cluster` is a real local cluster started with `juggler up` (one master and
 two agents, separate processes) in a temporary work dir, once per session.
-`daemons` is an empty tests/daemons.py Daemons per test, which the test starts
-masters and agents in with its own flags.
+`daemons` is an empty Daemons (juggler/testing/daemons.py) per test, which the
+test starts masters and agents in with its own flags. `etcd` is a real etcd per
+test module; `registry` and `test_images` a real image registry on loopback with
+test images in it, once per session (juggler/testing/). Each is skipped, with
+the reason, where the host lacks what it needs.
 """
 
 from __future__ import annotations
@@ -11,10 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,28 +23,23 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from juggler.testing.etcd_server import EtcdNotInstalled, EtcdServer, etcd_binary, etcd_server
+from juggler.testing.registry import (
+    Registry,
+    TestImages,
+    ToolsMissing,
+    build_test_images,
+    needs_tools,
+    start_registry,
+)
+from juggler.testing.waiting import free_port, wait_for
+
 if TYPE_CHECKING:
-    from tests.daemons import Daemons
+    from juggler.testing.daemons import Daemons
+
+__all__ = ["Cluster", "free_port", "juggler_up", "needs_root", "wait_for"]
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = ""):  # type: ignore[no-untyped-def]
-    """Poll `predicate` until it returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(interval)
 
 
 @dataclass
@@ -84,7 +80,7 @@ def needs_root() -> None:
 
 @pytest.fixture
 def daemons(tmp_path: Path) -> Iterator[Daemons]:
-    from tests.daemons import Daemons  # it imports this module's helpers
+    from juggler.testing.daemons import Daemons
 
     needs_root()
     d = Daemons(tmp_path)
@@ -132,3 +128,30 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         master = line.split("master at ", 1)[1].split()[0]
         yield Cluster(master=master, metrics_port=metrics, work_dir=work, home=home,
                       process=proc)
+
+
+@pytest.fixture(scope="module", name="etcd")
+def etcd_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    """A real etcd for the test module; the test is skipped if etcd is not installed."""
+    try:
+        etcd_binary()
+    except EtcdNotInstalled as e:
+        pytest.skip(str(e))
+    with etcd_server(tmp_path_factory.mktemp("etcd")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session", name="registry")
+def registry_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    try:
+        needs_tools()
+    except ToolsMissing as e:
+        pytest.skip(str(e))
+    reg = start_registry(tmp_path_factory.mktemp("registry"))
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session", name="test_images")
+def images_fixture(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> TestImages:
+    return build_test_images(registry, tmp_path_factory.mktemp("images"))

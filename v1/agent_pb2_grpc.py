@@ -198,7 +198,7 @@ class AgentServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PullImage(self, request, context):
-        """Images (agent/images/). Pulls an image into this agent's store, streaming
+        """Images (images/, agent/image_service.py). Pulls an image into this agent's store, streaming
         per-layer progress; the last message carries the image. NOT_FOUND: no such
         image or tag; UNAUTHENTICATED: the registry refused the credentials;
         UNAVAILABLE: the registry cannot be reached; INVALID_ARGUMENT: a bad

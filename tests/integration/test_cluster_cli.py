@@ -18,9 +18,9 @@ import grpc
 import pytest
 
 from juggler.common import task_states
+from juggler.testing.rootfs import make_busybox_rootfs
 from juggler.v1 import operator_pb2, operator_pb2_grpc
 from tests.conftest import Cluster, wait_for
-from tests.rootfs import make_busybox_rootfs
 
 pytestmark = [pytest.mark.root]
 

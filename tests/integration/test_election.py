@@ -14,12 +14,7 @@ from juggler.common.clock import FakeClock
 from juggler.store.election import Election, ElectionLost
 from juggler.store.etcd import EtcdClient, EtcdStore, NotLeader
 from juggler.store.interface import StoreError
-from tests.etcd_server import (  # noqa: F401  (etcd_fixture is the `etcd` fixture)
-    EtcdServer,
-    etcd_binary,
-    etcd_fixture,
-    etcd_server,
-)
+from juggler.testing.etcd_server import EtcdServer, etcd_binary, etcd_server
 
 
 def run(coro):  # pytest-asyncio is not a dependency

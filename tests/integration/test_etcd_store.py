@@ -21,13 +21,8 @@ from juggler.store.etcd import (
     parse_endpoints,
 )
 from juggler.store.interface import StoreError
+from juggler.testing.etcd_server import EtcdNotInstalled, EtcdServer, etcd_server
 from tests.conftest import free_port
-from tests.etcd_server import (  # noqa: F401  (etcd_fixture is the `etcd` fixture)
-    EtcdNotInstalled,
-    EtcdServer,
-    etcd_fixture,
-    etcd_server,
-)
 
 
 def run(coro):  # pytest-asyncio is not a dependency

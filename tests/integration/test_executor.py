@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from juggler.container.cgroups import DEFAULT_ROOT
+from juggler.testing.rootfs import make_busybox_rootfs
 from juggler.v1 import common_pb2 as pb
 from tests.executor_harness import DEADLINE, FakeAgent, executor, task_info
-from tests.rootfs import make_busybox_rootfs
 
 pytestmark = [
     pytest.mark.root,

@@ -19,10 +19,10 @@ import grpc
 import pytest
 
 from juggler.common.resources import Resources
+from juggler.testing.daemons import Daemons
+from juggler.testing.etcd_server import EtcdNotInstalled, EtcdServer, etcd_server
 from juggler.v1 import common_pb2, operator_pb2, operator_pb2_grpc
 from tests.conftest import juggler_up, needs_root, wait_for
-from tests.daemons import Daemons
-from tests.etcd_server import EtcdNotInstalled, EtcdServer, etcd_server
 from tests.framework_client import Client, run, task
 from tests.integration.test_master_contract import processes_with, wait_async
 
@@ -461,7 +461,7 @@ def test_juggler_up_with_three_masters_survives_the_leaders_death(tmp_path: Path
     import subprocess
     import sys
 
-    from tests.etcd_server import etcd_binary
+    from juggler.testing.etcd_server import etcd_binary
 
     needs_root()
     try:

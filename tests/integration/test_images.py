@@ -19,17 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from juggler.agent.images.config import host_platform
-from juggler.agent.images.registry import Credentials, RegistryClient
-from juggler.agent.images.store import Image, ImageError, ImageStore, PullEvent
+from juggler.images.config import host_platform
+from juggler.images.registry import Credentials, RegistryClient
+from juggler.images.store import Image, ImageError, ImageStore, PullEvent
+from juggler.testing.registry import TestImages, proxy_for, start_registry
 from tests.conftest import Cluster, needs_root, wait_for
-from tests.registry import (  # noqa: F401 - the fixtures
-    TestImages,
-    images_fixture,
-    proxy_for,
-    registry_fixture,
-    start_registry,
-)
 
 pytestmark = [pytest.mark.root]
 

@@ -28,9 +28,9 @@ import pytest
 from juggler.container import capabilities as caps
 from juggler.container.cgroups import DEFAULT_ROOT
 from juggler.container.spec import PIDS_MAX_LABEL
+from juggler.testing.rootfs import make_busybox_rootfs
 from juggler.v1 import common_pb2 as pb
 from tests.executor_harness import executor, task_info, wait_until
-from tests.rootfs import make_busybox_rootfs
 
 pytestmark = [
     pytest.mark.root,

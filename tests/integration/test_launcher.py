@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from juggler.testing.daemons import Daemons
 from juggler.v1 import common_pb2
 from tests.conftest import wait_for
-from tests.daemons import Daemons
 from tests.framework_client import Client, run, task
 from tests.integration.test_master_contract import processes_with, wait_async
 

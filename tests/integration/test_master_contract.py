@@ -15,9 +15,9 @@ import pytest
 
 from juggler.common.resources import Resources
 from juggler.sdk import FrameworkError
+from juggler.testing.daemons import Daemons
 from juggler.v1 import common_pb2, operator_pb2
 from tests.conftest import wait_for
-from tests.daemons import Daemons
 from tests.framework_client import Client, run, task
 
 pytestmark = [pytest.mark.root]

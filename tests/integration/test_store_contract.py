@@ -13,7 +13,7 @@ import pytest
 from juggler.store.embedded import EmbeddedStore
 from juggler.store.etcd import EtcdStore
 from juggler.store.interface import Delete, Put
-from tests.etcd_server import EtcdNotInstalled, EtcdServer, etcd_server
+from juggler.testing.etcd_server import EtcdNotInstalled, EtcdServer, etcd_server
 
 Opener = Callable[[], Awaitable[object]]
 

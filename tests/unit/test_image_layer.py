@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from juggler.agent.images.layer import LayerError, unpack
+from juggler.images.layer import LayerError, unpack
 
 pytestmark = [pytest.mark.root]
 

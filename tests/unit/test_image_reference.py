@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from juggler.agent.images import config
-from juggler.agent.images.reference import ReferenceError, is_loopback, parse
+from juggler.images import config
+from juggler.images.reference import ReferenceError, is_loopback, parse
 from juggler.v1 import common_pb2 as pb
 
 D = "sha256:" + "a" * 64

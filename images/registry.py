@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from juggler.agent.images import config as image_config
-from juggler.agent.images.reference import Reference, is_loopback
+from juggler.images import config as image_config
+from juggler.images.reference import Reference, is_loopback
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"

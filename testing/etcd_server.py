@@ -3,8 +3,8 @@
     with etcd_server(tmp_path) as etcd:        # outside pytest: raises EtcdNotInstalled
         EtcdClient(etcd.endpoint)
 
-    from tests.etcd_server import etcd_fixture  # noqa: F401   in a test module: the
-    def test_x(etcd): ...                       # `etcd` fixture, skipped if etcd is missing
+    def test_x(etcd): ...                       # in tests: the `etcd` fixture (conftest),
+                                                # skipped if etcd is missing
 
 Client and peer ports are free ports on 127.0.0.1; the server is up when its
 /health says so, within a deadline. `pause()`/`resume()` (SIGSTOP/SIGCONT)
@@ -28,8 +28,6 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 START_TIMEOUT = 30.0
 
@@ -183,14 +181,3 @@ def etcd_server(base: Path | None = None, *, tls: bool = False) -> Iterator[Etcd
         finally:
             server.stop()
             shutil.rmtree(server.data_dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="module", name="etcd")
-def etcd_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
-    """A real etcd for the test module; the test is skipped if etcd is not installed."""
-    try:
-        etcd_binary()
-    except EtcdNotInstalled as e:
-        pytest.skip(str(e))
-    with etcd_server(tmp_path_factory.mktemp("etcd")) as server:
-        yield server

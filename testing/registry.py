@@ -41,20 +41,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import free_port
-from tests.rootfs import make_busybox_rootfs
+from juggler.testing.rootfs import make_busybox_rootfs
+from juggler.testing.waiting import free_port
 
 TOOLS = ("docker-registry", "skopeo", "umoci")
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
+class ToolsMissing(RuntimeError):
+    """The registry, skopeo or umoci is not installed."""
+
+
 def needs_tools() -> None:
+    """Raise ToolsMissing unless docker-registry, skopeo and umoci are on PATH."""
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
-        pytest.skip(f"requires {', '.join(missing)} (Debian packages; scripts/setup installs them)")
+        raise ToolsMissing(f"requires {', '.join(missing)} "
+                           "(Debian packages; scripts/setup installs them)")
 
 
 def run(*argv: str | Path, cwd: Path | None = None) -> str:
@@ -285,19 +289,6 @@ def build_test_images(registry: Registry, work: Path) -> TestImages:
     registry.put_index("multiarch", "1", [("amd64", "amd64"), ("arm64", "arm64")])
     images.refs["multiarch"] = f"{registry.address}/multiarch:1"
     return images
-
-
-@pytest.fixture(scope="session", name="registry")
-def registry_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    needs_tools()
-    reg = start_registry(tmp_path_factory.mktemp("registry"))
-    yield reg
-    reg.stop()
-
-
-@pytest.fixture(scope="session", name="test_images")
-def images_fixture(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> TestImages:
-    return build_test_images(registry, tmp_path_factory.mktemp("images"))
 
 
 # -- a proxy that plays token auth, corrupts or stalls blobs ---------------------------

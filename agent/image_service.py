@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from juggler.agent.images.registry import Credentials, RegistryClient
-from juggler.agent.images.store import Image, ImageError, ImageStore, PullEvent
+from juggler.images.messages import image_proto
+from juggler.images.registry import Credentials, RegistryClient
+from juggler.images.store import ImageError, ImageStore, PullEvent
 from juggler.v1 import agent_pb2
 
 if TYPE_CHECKING:
@@ -26,17 +27,6 @@ if TYPE_CHECKING:
 CODES = {"invalid": grpc.StatusCode.INVALID_ARGUMENT, "not_found": grpc.StatusCode.NOT_FOUND,
          "unauthorized": grpc.StatusCode.UNAUTHENTICATED,
          "unreachable": grpc.StatusCode.UNAVAILABLE, "corrupt": grpc.StatusCode.DATA_LOSS}
-
-
-def image_proto(image: Image, store: ImageStore,
-                users: dict[str, tuple[int, int]] | None = None) -> agent_pb2.Image:
-    users = users if users is not None else store.layer_users()
-    sizes = store.layer_sizes()
-    return agent_pb2.Image(
-        id=image.id, digest=image.digest, references=image.references, created=image.created,
-        size=image.size, containers=image.containers,
-        layers=[agent_pb2.ImageLayer(diff_id=d, size=sizes.get(d, 0),
-                                     images=users.get(d, (0, 0))[0]) for d in image.layers])
 
 
 class ImageServicer:
@@ -55,7 +45,7 @@ class ImageServicer:
             base = store.client
             client = RegistryClient(credentials=dict(base.credentials), insecure=base.insecure)
             with contextlib.suppress(ValueError):
-                from juggler.agent.images.reference import parse
+                from juggler.images.reference import parse
                 client.credentials[parse(request.reference).registry] = Credentials(
                     request.username, request.password)
         events: asyncio.Queue[PullEvent | None] = asyncio.Queue()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import grpc
 
+from juggler.testing.waiting import free_port, wait_for
 from juggler.v1 import operator_pb2, operator_pb2_grpc
-from tests.conftest import free_port, wait_for
 
 JUGGLER = [sys.executable, "-m", "juggler.cli.main"]
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from juggler.agent.images import config as image_config
+from juggler.images import config as image_config
 
 
 class ArchiveError(ValueError):

@@ -22,16 +22,16 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from juggler.agent.images import config as image_config
-from juggler.agent.images.registry import RegistryClient, load_docker_config
-from juggler.agent.images.store import ImageError, ImageStore
 from juggler.common import logs
+from juggler.images import config as image_config
+from juggler.images.registry import RegistryClient, load_docker_config
+from juggler.images.store import ImageError, ImageStore
 from juggler.v1 import common_pb2
 
 if TYPE_CHECKING:
     from juggler.agent.server import Agent
 
-log = logs.get("juggler.agent.images")
+log = logs.get("juggler.images")
 S = common_pb2.TaskState
 
 

@@ -49,11 +49,11 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from juggler.agent.images import archive as archives
-from juggler.agent.images import layer as layers
-from juggler.agent.images import reference
-from juggler.agent.images.config import ImageConfig
-from juggler.agent.images.registry import (
+from juggler.images import archive as archives
+from juggler.images import layer as layers
+from juggler.images import reference
+from juggler.images.config import ImageConfig
+from juggler.images.registry import (
     DigestMismatch,
     NotFound,
     RegistryClient,

@@ -1,5 +1,6 @@
-"""Images on an agent: references, the registry client, the content store,
-layer unpacking and image configs (issue 6).
+"""Images: references, the registry client, the content store, layer unpacking
+and image configs. Used by the agent (which pulls and runs them), the master
+(which checks references in Accept) and the CLI (local listings).
 
     reference.py  "busybox" → docker.io/library/busybox:latest (pure)
     config.py     image config + task → the command to run; platform choice (pure)
@@ -7,5 +8,8 @@ layer unpacking and image configs (issue 6).
     layer.py      a layer tar (gzip or plain) → an overlayfs-ready directory
     archive.py    OCI layout (dir or tar) and `docker save` tar readers
     store.py      blobs, unpacked layers, image records, refcounts, gc, pulls
-    service.py    the Agent API's image RPCs (PullImage, ListImages, ...)
+    messages.py   images as agent.proto messages
+
+The agent's own parts live beside it: agent/image_tasks.py (pull, pin and
+launch a task's image), agent/image_service.py (the image RPCs).
 """
