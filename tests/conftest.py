@@ -42,6 +42,19 @@ __all__ = ["Cluster", "free_port", "juggler_up", "needs_root", "wait_for"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test another checkout's code: an editable install of juggler
+    points at one checkout, and the tests must run this one's."""
+    import juggler.common
+
+    where = Path(juggler.common.__file__).resolve().parent.parent
+    if where != ROOT:
+        raise pytest.UsageError(
+            f"juggler is imported from {where}, not from this checkout ({ROOT}): run "
+            f"`scripts/setup --venv .venv` here and test with `.venv/bin/python -m pytest` "
+            "(scripts/test does both)")
+
+
 @dataclass
 class Cluster:
     master: str
