@@ -32,9 +32,10 @@ import signal
 from pathlib import Path
 
 from juggler.common import logs
+from juggler.common.task_check import TaskError
 from juggler.container import launch
 from juggler.container.cgroups import Cgroup, open_cgroup
-from juggler.container.spec import DEFAULT_GRACE_SECONDS, ContainerSpec, SpecError
+from juggler.container.spec import DEFAULT_GRACE_SECONDS, ContainerSpec
 from juggler.executor import health
 from juggler.executor import status as st
 from juggler.executor.agent_link import AgentLink
@@ -158,7 +159,7 @@ class Executor:
         try:
             cspec = ContainerSpec.from_executor_spec(self.spec)
             health_policy = health.policy_for(self.spec.task)
-        except SpecError as e:
+        except TaskError as e:  # SpecError, HealthCheckError
             return self._send(pb.TASK_FAILED, pb.REASON_CONTAINER_LAUNCH_FAILED, str(e))
         # Give a kill already queued by the agent the chance to arrive first.
         with contextlib.suppress(TimeoutError):

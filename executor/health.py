@@ -23,7 +23,9 @@ first failure and kill after N, a task here turns unhealthy at the N-th consecut
 failure, so one slow answer does not flap the flag, and "unhealthy" and "killed for
 it" happen together.
 
-`Health` is the decision: synchronous, no I/O, time read from an injected clock.
+The check's fields and defaults (`Policy`, `policy_for`) are common/health_policy.py,
+checked by common/task_check.py as the master does in Accept. `Health` is the
+decision: synchronous, no I/O, time read from an injected clock.
 `HealthChecker` is the shell in the executor's asyncio loop. The probes enter the
 container from the outside:
 
@@ -52,77 +54,31 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from juggler.common.health_policy import (
+    DEFAULT_CONSECUTIVE_FAILURES,
+    DEFAULT_DELAY,
+    DEFAULT_INTERVAL,
+    DEFAULT_TIMEOUT,
+    HealthCheckError,
+    Policy,
+    policy_for,
+)
 from juggler.container import capabilities, identity, syscalls
 from juggler.container.cgroups import Cgroup
-from juggler.container.spec import ContainerSpec, SpecError
+from juggler.container.spec import ContainerSpec
 from juggler.v1 import common_pb2 as pb
-
-DEFAULT_DELAY = 15.0
-DEFAULT_INTERVAL = 10.0
-DEFAULT_TIMEOUT = 20.0
-DEFAULT_CONSECUTIVE_FAILURES = 3
 
 EXIT_SETUP_FAILED = 125
 OUTPUT_TAIL = 512  # bytes of a command check's output kept for the message
 _NAMESPACES = (("ipc", syscalls.CLONE_NEWIPC), ("uts", syscalls.CLONE_NEWUTS),
                ("net", syscalls.CLONE_NEWNET), ("mnt", syscalls.CLONE_NEWNS))
 
-
-class HealthCheckError(SpecError):
-    """The task's health check cannot be run as described."""
+__all__ = ["DEFAULT_CONSECUTIVE_FAILURES", "DEFAULT_DELAY", "DEFAULT_INTERVAL",
+           "DEFAULT_TIMEOUT", "Decision", "Health", "HealthCheckError", "HealthChecker",
+           "Policy", "Target", "policy_for", "probe_http", "probe_tcp", "run_command"]
 
 
 # -- the decision (pure) ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Policy:
-    kind: str  # "command" | "http" | "tcp"
-    delay: float = DEFAULT_DELAY
-    interval: float = DEFAULT_INTERVAL
-    timeout: float = DEFAULT_TIMEOUT
-    consecutive_failures: int = DEFAULT_CONSECUTIVE_FAILURES
-    kill_when_unhealthy: bool = False
-
-
-def policy_for(task: pb.TaskInfo) -> Policy | None:
-    """The task's check with Mesos's defaults applied; None when it has none."""
-    if not task.HasField("health_check"):
-        return None
-    check = task.health_check
-    where = f"task {task.task_id!r}: health_check"
-    kind = check.WhichOneof("check")
-    if kind is None:
-        raise HealthCheckError(f"{where} sets none of command, http, tcp")
-    if kind == "command":
-        argv = list(check.command.argv)
-        if not argv or not argv[0]:
-            raise HealthCheckError(f"{where}.command is empty (set argv)")
-        if check.command.shell and len(argv) != 1:
-            raise HealthCheckError(f"{where}.command: a shell command is one string, "
-                                   f"got {len(argv)}")
-    else:
-        port = getattr(check, kind).port
-        if not 0 < port < 65536:
-            raise HealthCheckError(f"{where}.{kind}.port must be 1 to 65535, got {port}")
-    if kind == "http":
-        if check.http.scheme not in ("", "http", "https"):
-            raise HealthCheckError(f"{where}.http.scheme must be http or https, "
-                                   f"got {check.http.scheme!r}")
-        if check.http.path and not check.http.path.startswith("/"):
-            raise HealthCheckError(f"{where}.http.path must start with '/', "
-                                   f"got {check.http.path!r}")
-    for name in ("delay_seconds", "interval_seconds", "timeout_seconds"):
-        if getattr(check, name) < 0:
-            raise HealthCheckError(f"{where}.{name} is negative")
-    return Policy(
-        kind=kind,
-        delay=check.delay_seconds or DEFAULT_DELAY,
-        interval=check.interval_seconds or DEFAULT_INTERVAL,
-        timeout=check.timeout_seconds or DEFAULT_TIMEOUT,
-        consecutive_failures=check.consecutive_failures or DEFAULT_CONSECUTIVE_FAILURES,
-        kill_when_unhealthy=check.kill_when_unhealthy,
-    )
 
 
 @dataclass(frozen=True)

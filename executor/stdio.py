@@ -16,7 +16,8 @@ terminal status update is sent after the last byte is on disk.
 Rotation is by size, per stream: a file reaching `max_bytes` becomes `.1`,
 `.1` becomes `.2`, ... and the oldest beyond `keep` is removed. Files are cut
 after a newline when one fits, so a line is split only when it alone is
-longer than the cap. Task labels tune it:
+longer than the cap. Task labels tune it (common/task_defaults.py holds the
+names, defaults and limits; common/task_check.py parses them):
 
     juggler.log_max_bytes = "<bytes, ≥ 1024>"     (default 10 MiB)
     juggler.log_max_files = "<rotated files kept>" (default 2)
@@ -33,28 +34,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from juggler.common import fdio
+from juggler.common.task_check import task_labels
+from juggler.common.task_defaults import DEFAULT_LOG_MAX_BYTES as DEFAULT_MAX_BYTES
+from juggler.common.task_defaults import DEFAULT_LOG_MAX_FILES as DEFAULT_KEEP
+from juggler.common.task_defaults import INTERACTIVE_LABEL
 from juggler.container import console
 
-DEFAULT_MAX_BYTES = 10 * 2**20
-DEFAULT_KEEP = 2
-MIN_MAX_BYTES = 1024
-MAX_BYTES_LABEL = "juggler.log_max_bytes"
-KEEP_LABEL = "juggler.log_max_files"
-INTERACTIVE_LABEL = "juggler.interactive"
+__all__ = ["DEFAULT_KEEP", "DEFAULT_MAX_BYTES", "INTERACTIVE_LABEL", "ChildStdio",
+           "RotatingLog", "RotationPolicy", "TaskStdio"]
+
 DRAIN_SECONDS = 5.0
-
-
-def _int_label(labels: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    raw = labels.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        raise ValueError(f"label {name} must be an integer ≥ {minimum}, got {raw!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -66,8 +55,10 @@ class RotationPolicy:
 
     @classmethod
     def from_labels(cls, labels: Mapping[str, str]) -> RotationPolicy:
-        return cls(_int_label(labels, MAX_BYTES_LABEL, DEFAULT_MAX_BYTES, MIN_MAX_BYTES),
-                   _int_label(labels, KEEP_LABEL, DEFAULT_KEEP, 0))
+        """From juggler.log_max_bytes and juggler.log_max_files; raises TaskError
+        (a ValueError) as common/task_check.py does for a bad value."""
+        parsed = task_labels(labels)
+        return cls(parsed.log_max_bytes, parsed.log_max_files)
 
     def split(self, size: int, data: bytes) -> list[tuple[bool, bytes]]:
         """How to append `data` to a file holding `size` bytes: the pieces to
@@ -180,9 +171,9 @@ class TaskStdio:
 
     @classmethod
     def for_task(cls, sandbox: Path, tty: bool, labels: Mapping[str, str]) -> TaskStdio:
-        interactive = labels.get(INTERACTIVE_LABEL, "").lower() in ("1", "true", "yes")
-        return cls(sandbox, tty=tty, interactive=interactive,
-                   policy=RotationPolicy.from_labels(labels))
+        parsed = task_labels(labels)
+        return cls(sandbox, tty=tty, interactive=parsed.interactive,
+                   policy=RotationPolicy(parsed.log_max_bytes, parsed.log_max_files))
 
     def started(self) -> None:
         """The container runs (exec succeeded): close its ends, start reading."""

@@ -1,10 +1,11 @@
-"""The health-check decision (executor/health.py `Health`, `policy_for`): pure, a fake clock."""
+"""The health-check decision (executor/health.py `Health`; `policy_for` from
+common/health_policy.py): pure, a fake clock."""
 
 from __future__ import annotations
 
 import pytest
 
-from juggler.container.spec import SpecError
+from juggler.common.task_check import TaskError
 from juggler.executor.health import (
     DEFAULT_CONSECUTIVE_FAILURES,
     DEFAULT_DELAY,
@@ -81,7 +82,8 @@ def test_set_fields_win_over_defaults():
 def test_invalid_checks_are_refused_with_a_reason(check, words):
     with pytest.raises(HealthCheckError, match=words) as info:
         policy_for(task(**check))
-    assert isinstance(info.value, SpecError)  # the executor fails the launch with it
+    assert isinstance(info.value, TaskError)  # the executor fails the launch with it
+    assert info.value.field.startswith("health_check")
     assert "task 't1'" in str(info.value)
 
 

@@ -1,0 +1,68 @@
+"""What a task gets when it says nothing, and the bounds of what it may say.
+
+One place for every default and limit the task check (common/task_check.py),
+the container spec (container/spec.py), the executor's health checks and its
+log files apply, each with where it comes from. Task ids have their own rule
+in common/ids.py.
+
+The labels the agent and the executor understand (TaskInfo has no fields for
+these yet; a label keeps the wire format unchanged):
+
+    juggler.pids_max      = "<1 to 4194304>"  pids limit of the container's cgroup
+    juggler.log_max_bytes = "<bytes, ≥ 1024>"  size at which stdout/stderr rotate
+    juggler.log_max_files = "<0 or more>"      rotated files kept per stream
+    juggler.interactive   = "true" | "false"   the task's stdin is a pipe fed by attach
+
+Any other label starting with `juggler.` is refused (a typo would otherwise be
+ignored quietly); labels outside that prefix are the framework's own.
+"""
+
+from __future__ import annotations
+
+# -- kill policy --------------------------------------------------------------
+# Seconds between SIGTERM and SIGKILL when KillPolicy.grace_period_seconds is
+# unset: Mesos's command executor's default (docker stop waits 10 s).
+DEFAULT_GRACE_SECONDS = 3.0
+
+# -- health checks: Mesos's HealthCheck defaults (mesos.proto), for fields left 0
+HEALTH_DELAY_SECONDS = 15.0
+HEALTH_INTERVAL_SECONDS = 10.0
+HEALTH_TIMEOUT_SECONDS = 20.0
+HEALTH_CONSECUTIVE_FAILURES = 3
+HEALTH_HTTP_SCHEMES = ("http", "https")  # Mesos's HTTP check: curl with either
+MAX_PORT = 65535  # TCP ports are 1 to 65535
+
+# -- labels ---------------------------------------------------------------------
+PIDS_MAX_LABEL = "juggler.pids_max"
+# juggler's own default: Docker sets no pids limit, but a task without one can
+# exhaust the host's pids with a fork bomb; 4096 is far above what one task runs.
+DEFAULT_PIDS_MAX = 4096
+# The kernel's PID_MAX_LIMIT on 64-bit (include/linux/threads.h): pids.max
+# refuses a larger number.
+MAX_PIDS_MAX = 4 * 1024 * 1024
+
+LOG_MAX_BYTES_LABEL = "juggler.log_max_bytes"
+# Mesos's LogrotateContainerLogger rotates stdout and stderr at 10 MB by default
+# (--max_stdout_size); juggler keeps 2 rotated files of each (its own choice).
+DEFAULT_LOG_MAX_BYTES = 10 * 2**20
+MIN_LOG_MAX_BYTES = 1024  # juggler's own floor: smaller files would rotate on every line
+LOG_MAX_FILES_LABEL = "juggler.log_max_files"
+DEFAULT_LOG_MAX_FILES = 2  # 0 keeps no rotated file: a full file is dropped
+
+INTERACTIVE_LABEL = "juggler.interactive"
+TRUE_WORDS = ("1", "true", "yes", "on")  # a boolean label, any case
+FALSE_WORDS = ("0", "false", "no", "off")
+
+LABEL_PREFIX = "juggler."
+LABELS = (INTERACTIVE_LABEL, LOG_MAX_BYTES_LABEL, LOG_MAX_FILES_LABEL, PIDS_MAX_LABEL)
+
+# -- syntax ---------------------------------------------------------------------
+# A hostname is one DNS label (RFC 1123 §2.1): letters, digits and '-', not at
+# either end, 1 to 63 characters (the kernel takes up to 64, HOST_NAME_MAX).
+HOSTNAME_MAX = 63
+# A user name: the POSIX portable filename characters ([A-Za-z0-9._-]), not
+# starting with '-' (POSIX.1-2017, 3.437 User Name), at most 32 characters
+# (shadow-utils' useradd and utmp's ut_user). A numeric uid is a uid_t below
+# 2**32 - 1, which setuid(2) reads as "no change".
+USER_NAME_MAX = 32
+MAX_UID = 2**32 - 2
