@@ -54,6 +54,13 @@ def write_spec(sandbox: Path, spec: executor_pb2.ExecutorSpec) -> None:
     os.replace(tmp, sandbox / SPEC)
 
 
+def read_spec(sandbox: Path) -> executor_pb2.ExecutorSpec:
+    """The ExecutorSpec the task was launched with: for a task from an image, the
+    command resolved from the image's config and the layers. Raises OSError when
+    it cannot be read, DecodeError when it is not an ExecutorSpec."""
+    return executor_pb2.ExecutorSpec.FromString((sandbox / SPEC).read_bytes())
+
+
 def _start_time(pid: int) -> str | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -103,8 +110,7 @@ def recover(work_dir: Path) -> list[Recovered]:
         sandbox = spec_file.parent
         if (sandbox / DONE).exists():
             continue
-        rec = Recovered(sandbox=sandbox,
-                        spec=executor_pb2.ExecutorSpec.FromString(spec_file.read_bytes()))
+        rec = Recovered(sandbox=sandbox, spec=read_spec(sandbox))
         try:
             lines = (sandbox / UPDATES).read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:

@@ -26,9 +26,12 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import grpc
+from google.protobuf.message import DecodeError
 
+from juggler.agent import checkpoint
 from juggler.common import fdio, framing, task_states
 from juggler.container import console
+from juggler.container.process import ProcessSpec
 from juggler.container.spec import ContainerSpec, SpecError
 from juggler.v1 import agent_pb2, executor_pb2
 
@@ -73,17 +76,24 @@ async def exec_process(agent: Agent, requests: AsyncIterator[agent_pb2.ExecReque
     if not task.container_pid:
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                             f"task {start.task_id!r} has not reported its container yet")
+    # The container as launched (the spec checkpointed in the sandbox): a task
+    # from an image has its layers and the command, user, working directory
+    # and environment of the image's config there, not in the TaskInfo.
     try:
-        spec = ContainerSpec.from_task(task.info)
+        spec = ContainerSpec.from_executor_spec(checkpoint.read_spec(task.sandbox))
+    except (OSError, DecodeError) as e:
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                            f"task {start.task_id!r}: cannot read how it was launched: {e}")
     except SpecError as e:
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
     env = dict(spec.env)
     env.update(start.environment)
+    process = ProcessSpec(argv=tuple(start.argv), env=env,
+                          cwd=start.working_directory or spec.working_dir,
+                          user=start.user or spec.user,
+                          home_from_task=spec.home_from_task or "HOME" in start.environment)
     request = {"pid": task.container_pid, "cgroup": agent.cgroup_of(*task.key),
-               "argv": list(start.argv), "env": env,
-               "cwd": start.working_directory or spec.working_dir,
-               "user": start.user or spec.user, "tty": start.tty,
-               "home_from_task": spec.home_from_task or "HOME" in start.environment}
+               "tty": start.tty, "process": process.to_json()}
     out: asyncio.Queue[executor_pb2.ProcessOutput] = asyncio.Queue()
     session = _ExecSession(request, out)
     helpers: list[asyncio.Task[None]] = []

@@ -1,8 +1,8 @@
 """A process's identity inside a container: the task's user, its groups and
 Docker's capability set, and the clean state it execs in (default signal
-handling, nothing blocked, no inherited fd). One place for the task itself
-(launch.py), commands run inside it (nsenter.py for exec) and command health
-checks (executor/health.py).
+handling, nothing blocked, no inherited fd). Used by container/process.py,
+the one way into a container for the task itself (launch.py), commands run
+inside it (nsenter.py for exec) and command health checks (executor/health.py).
 """
 
 from __future__ import annotations

@@ -7,13 +7,16 @@
     fork ───────────────────────────────────▶ unshare(NS|UTS|IPC[|NET])
     (v2: add the child to the cgroup)         hostname, lo up, stdio, rootfs
                                               (+ /dev, /sys, masked paths),
-                                              chdir, look the user up,
-                                              drop caps, setgroups/gid/uid,
-                                              no_new_privs
+                                              then process.execute: chdir,
+                                              look the user up, drop caps,
+                                              setgroups/gid/uid, no_new_privs
     write "go" to the sync pipe ────────────▶ wait on the sync pipe,
                                               join the cgroup (v1), execve
     read the error pipe (CLOEXEC): EOF ◀───── exec succeeded
-                       or "code\\nmessage" ◀── a step failed, _exit(code)
+                       or "code\\nmessage" ◀── a step failed, _exit(code):
+                                              127 not found, 126 not
+                                              executable, 125 setup failed
+                                              (container/process.py)
 
 The executor stays the container's direct parent, so it can waitpid and read
 its exit status. The child never returns into Python's normal flow: every path
@@ -28,19 +31,18 @@ exec so nothing the task execs can gain privileges back.
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from juggler.container import capabilities, console, identity, rootfs, syscalls
+from juggler.container import console, process, rootfs, syscalls
+from juggler.container.process import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED
 from juggler.container.spec import ContainerSpec
 
-EXIT_NOT_FOUND = 127
-EXIT_NOT_EXECUTABLE = 126
-EXIT_SETUP_FAILED = 125
+__all__ = ["EXIT_NOT_EXECUTABLE", "EXIT_NOT_FOUND", "EXIT_SETUP_FAILED", "LaunchError",
+           "Started", "enter_pid_namespace", "read_error", "start"]
 
 _pid_ns_ready = False
 
@@ -175,40 +177,26 @@ def _child(spec: ContainerSpec, sandbox: Path, stdout_path: str, stderr_path: st
         if stdio is not None and stdio.console >= 0:
             step = "allocate the task's terminal"
             null = out = err = console.open_in_container(stdio.console)
-        step = f"chdir {spec.working_dir!r}"
-        os.chdir(spec.working_dir)
-        env = dict(spec.env)
-        step = f"run as user {spec.user!r}" if spec.user else "drop capabilities"
-        identity.assume(spec.user, env, home_from_task=spec.home_from_task)
-        step = "set no_new_privs"
-        capabilities.set_no_new_privs()
-        step = "wait for the cgroup"
-        if not os.read(sync_r, 2):
-            return EXIT_SETUP_FAILED, "the executor went away before the launch"
-        os.close(sync_r)
-        step = "join the cgroup"
-        for fd in join_fds:
-            os.write(fd, b"0")
-            os.close(fd)
-        step = "redirect stdio"
-        os.dup2(null, 0)
-        os.dup2(out, 1)
-        os.dup2(err, 2)
-        for fd in {null, out, err} - {0, 1, 2}:
-            os.close(fd)
     except OSError as e:
         return EXIT_SETUP_FAILED, f"{step}: {e.strerror or e}"
     except Exception as e:
         return EXIT_SETUP_FAILED, f"{step}: {e}"
 
-    identity.clean_for_exec(keep_fd=err_w)
-    name = spec.argv[0]
-    try:
-        os.execvpe(name, spec.argv, env)
-    except OSError as e:
-        reason = e.strerror or str(e)
-        if e.errno == errno.ENOENT:
-            return EXIT_NOT_FOUND, f"exec {name!r}: {reason}"
-        return EXIT_NOT_EXECUTABLE, f"exec {name!r}: {reason}"
-    return EXIT_SETUP_FAILED, "unreachable"
+    def ready() -> None:
+        with process.step("wait for the cgroup"):
+            if not os.read(sync_r, 2):
+                raise process.SetupError("the executor went away before the launch")
+            os.close(sync_r)
+        with process.step("join the cgroup"):
+            for fd in join_fds:
+                os.write(fd, b"0")
+                os.close(fd)
+        with process.step("redirect stdio"):
+            os.dup2(null, 0)
+            os.dup2(out, 1)
+            os.dup2(err, 2)
+            for fd in {null, out, err} - {0, 1, 2}:
+                os.close(fd)
+
+    return process.execute(process.ProcessSpec.of_container(spec), ready=ready, keep_fd=err_w)
 

@@ -11,25 +11,28 @@ process: forking the agent itself, with gRPC's threads, would not be safe).
     [tty: openpty in the container's devpts, send the master back over
           the socket `console_fd`]
     fork ───────────────────────────────────────▶ setsid, [pty → ctty, 0/1/2]
-                                                  chdir, look the user up in
-                                                  the container's /etc,
-                                                  drop caps (the task's set),
-                                                  setgroups/gid/uid, parent-
-                                                  death signal, no_new_privs,
-                                                  execvpe
+                                                  process.execute: chdir, the
+                                                  user from the container's
+                                                  /etc, the task's caps,
+                                                  parent-death signal,
+                                                  no_new_privs, execvpe
     wait, exit with its code (128+N for signal N)
 
-The process gets the same hardening as the task (container/launch.py). It
-dies with the helper (PR_SET_PDEATHSIG): the agent kills the helper when the
-client goes away. Errors before the fork exit 125; a command not found 127,
-not executable 126, as `docker exec`.
+The process gets the same hardening as the task (container/process.py, which
+launch.py and the health checks use too). It dies with the helper
+(PR_SET_PDEATHSIG): the agent kills the helper when the client goes away.
+Exit codes as `docker exec`: 125 when entering the container or a step before
+the exec fails (a missing working directory, an unknown user), 127 when the
+command is not found, 126 when it cannot be executed; the message on stderr
+names the step.
 
-REQUEST is JSON: {"pid", "cgroup", "argv", "env", "cwd", "user", "tty",
-"home_from_task", "console_fd" (with tty)}.
+REQUEST is JSON: {"pid", "cgroup", "tty", "console_fd" (with tty), "process"
+(a container.process.ProcessSpec, `to_json`)}.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import json
@@ -39,12 +42,11 @@ import socket
 import sys
 import termios
 
-from juggler.container import capabilities, identity, syscalls
+from juggler.container import process, syscalls
 from juggler.container.cgroups import open_cgroup
 
 NAMESPACES = ("user", "cgroup", "ipc", "uts", "net", "pid", "mnt")
-EXIT_FAILED = 125
-PR_SET_PDEATHSIG = 1
+EXIT_FAILED = process.EXIT_SETUP_FAILED
 
 
 def owned_by(pid: int, cgroup: str) -> bool:
@@ -79,38 +81,27 @@ def enter(pid: int, cgroup: str) -> None:
         os.close(fd)
 
 
-def _child(req: dict, slave: int) -> None:  # pragma: no cover - runs in the child
-    step = "set up"
+def _child(spec: process.ProcessSpec, slave: int) -> None:  # pragma: no cover - the child
+    code, message = EXIT_FAILED, "set up"
     try:
-        os.setsid()
+        with process.step("start a session"):
+            os.setsid()
         if slave >= 0:
-            step = "set the controlling terminal"
-            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-            for fd in (0, 1, 2):
-                os.dup2(slave, fd)
-            os.close(slave)
-        step = f"chdir {req['cwd']!r}"
-        os.chdir(req["cwd"])
-        env = dict(req["env"])
-        step = f"run as user {req['user']!r}" if req["user"] else "drop capabilities"
-        identity.assume(req["user"], env, home_from_task=bool(req.get("home_from_task")))
-        step = "set the parent-death signal"  # after setuid, which clears it
-        syscalls.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() == 1:
-            os._exit(EXIT_FAILED)
-        step = "set no_new_privs"
-        capabilities.set_no_new_privs()
-        identity.clean_for_exec()
-        step = f"exec {req['argv'][0]!r}"
-        os.execvpe(req["argv"][0], req["argv"], env)
-    except OSError as e:
-        code = {errno.ENOENT: 127, errno.EACCES: 126}.get(e.errno or 0, EXIT_FAILED) \
-            if step.startswith("exec") else EXIT_FAILED
-        os.write(2, f"juggler exec: {step}: {e.strerror or e}\n".encode())
-        os._exit(code)
+            with process.step("set the controlling terminal"):
+                fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+                for fd in (0, 1, 2):
+                    os.dup2(slave, fd)
+                os.close(slave)
+        code, message = process.execute(spec)
+    except process.SetupError as e:
+        message = str(e)
     except BaseException as e:
-        os.write(2, f"juggler exec: {step}: {e}\n".encode())
-        os._exit(EXIT_FAILED)
+        message = f"set up: {e}"
+    finally:
+        try:
+            os.write(2, f"juggler exec: {message}\n".encode(errors="replace"))
+        finally:
+            os._exit(code)
 
 
 def main(argv: list[str]) -> int:
@@ -126,9 +117,12 @@ def main(argv: list[str]) -> int:
     except OSError as e:
         print(f"juggler exec: {e.strerror or e}", file=sys.stderr, flush=True)
         return EXIT_FAILED
+    # It dies with this helper, which the agent kills when the client goes away.
+    spec = dataclasses.replace(process.ProcessSpec.from_json(req["process"]),
+                               death_signal=signal.SIGKILL)
     pid = os.fork()
     if pid == 0:  # pragma: no cover
-        _child(req, slave)
+        _child(spec, slave)
     if slave >= 0:
         os.close(slave)
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):

@@ -32,9 +32,11 @@ container from the outside:
 - command: a fork of the executor (its children are born in the container's pid
   namespace, see container/launch.py; otherwise the child also setns(pid) and forks
   once more) joins the task's cgroup, setns(ipc, uts, net, mnt), takes the container's
-  root (as nsenter: fchdir to /proc/<pid>/root, chroot), then drops to the task's
+  root (as nsenter: fchdir to /proc/<pid>/root, chroot), then, as the task and
+  `juggler exec` do (container/process.py), takes the task's working directory,
   capabilities, user and no_new_privs and execs `/bin/sh -c CMD` or argv. Exit 0 is
-  healthy. A timeout SIGKILLs its process group.
+  healthy; a command not found fails with 127, one not executable 126, a setup step
+  125, each with its message. A timeout SIGKILLs its process group.
 - http / tcp: the executor setns(CLONE_NEWNET) into /proc/<pid>/ns/net, creates the
   socket there and steps back at once (a socket keeps its namespace; the executor
   cannot use a thread for it, see `socket_in_netns`); the loop connects it to
@@ -45,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import os
 import signal
 import socket
@@ -63,12 +64,12 @@ from juggler.common.health_policy import (
     Policy,
     policy_for,
 )
-from juggler.container import capabilities, identity, syscalls
+from juggler.container import process, syscalls
 from juggler.container.cgroups import Cgroup
 from juggler.container.spec import ContainerSpec
 from juggler.v1 import common_pb2 as pb
 
-EXIT_SETUP_FAILED = 125
+EXIT_SETUP_FAILED = process.EXIT_SETUP_FAILED
 OUTPUT_TAIL = 512  # bytes of a command check's output kept for the message
 _NAMESPACES = (("ipc", syscalls.CLONE_NEWIPC), ("uts", syscalls.CLONE_NEWUTS),
                ("net", syscalls.CLONE_NEWNET), ("mnt", syscalls.CLONE_NEWNS))
@@ -271,9 +272,9 @@ async def run_command(target: Target, argv: list[str]) -> tuple[bool, str]:
         os.close(out_r)
         setup_error = _read_all(err_r)
     output = tail.decode(errors="replace").strip()
-    if setup_error:
-        _, _, message = setup_error.partition("\n")
-        return False, message
+    if setup_error:  # "code\nmessage": 127 not found, 126 not executable, 125 setup
+        code_text, _, message = setup_error.partition("\n")
+        return False, f"exit status {code_text}: {message}"
     if os.WIFSIGNALED(wait_status):
         sig = os.WTERMSIG(wait_status)
         return False, _with_output(f"killed by signal {sig}", output)
@@ -354,13 +355,6 @@ def _child(target: Target, argv: list[str], ns_fds, root_fd: int, pid_fd: int,
         step = "enter the container's root"
         os.fchdir(root_fd)
         os.chroot(".")
-        step = f"chdir {spec.working_dir!r}"
-        os.chdir(spec.working_dir)
-        env = dict(spec.env)
-        step = f"run as user {spec.user!r}" if spec.user else "drop capabilities"
-        identity.assume(spec.user, env, home_from_task=spec.home_from_task)
-        step = "set no_new_privs"
-        capabilities.set_no_new_privs()
         step = "redirect stdio"
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
@@ -370,13 +364,11 @@ def _child(target: Target, argv: list[str], ns_fds, root_fd: int, pid_fd: int,
         return EXIT_SETUP_FAILED, f"{step}: {e.strerror or e}"
     except Exception as e:
         return EXIT_SETUP_FAILED, f"{step}: {e}"
-    identity.clean_for_exec(keep_fd=err_w)
-    try:
-        os.execvpe(argv[0], argv, env)
-    except OSError as e:
-        code = 127 if e.errno == errno.ENOENT else 126
-        return code, f"exec {argv[0]!r}: {e.strerror or e}"
-    return EXIT_SETUP_FAILED, "unreachable"
+    # In a pid namespace entered here, the grandchild dies with the child that
+    # leads the process group (the user switch clears the PDEATHSIG set at fork).
+    death = signal.SIGKILL if pid_fd >= 0 else 0
+    return process.execute(process.ProcessSpec.of_container(spec, argv, death_signal=death),
+                           keep_fd=err_w)
 
 
 def _fork_and_wait() -> None:  # pragma: no cover - in the child

@@ -186,3 +186,58 @@ def test_unacked_updates_are_resent_after_reconnect(tmp_path):
         assert states.index(pb.TASK_FINISHED) > 1  # order kept: RUNNING resent first
 
     asyncio.run(scenario())
+
+
+# -- commands that cannot start: Docker's exit codes (container/process.py) ------------
+
+
+def _rootfs_with_bad_commands(path: Path) -> Path:
+    """busybox plus /opt holding a script without the x bit, a directory, a script
+    whose '#!' interpreter is missing and an executable that is not a program."""
+    root = make_busybox_rootfs(path)
+    opt = root / "opt"
+    (opt / "a-dir").mkdir(parents=True)
+    (opt / "no-x-bit").write_text("#!/bin/sh\necho hi\n")
+    (opt / "no-x-bit").chmod(0o644)
+    (opt / "orphan").write_text("#!/no/such/sh\necho hi\n")
+    (opt / "orphan").chmod(0o755)
+    (opt / "garbage").write_bytes(b"neither a binary nor a script\n")
+    (opt / "garbage").chmod(0o755)
+    return root
+
+
+@pytest.mark.parametrize(("argv0", "code", "words"), [
+    ("nosuch", 127, "exec 'nosuch': No such file or directory"),
+    ("/opt/orphan", 127, "exec '/opt/orphan': No such file or directory (its interpreter "
+     "'/no/such/sh', named on its '#!' line, is missing)"),
+    ("/opt/no-x-bit", 126, "exec '/opt/no-x-bit': Permission denied"),
+    ("/opt/a-dir", 126, "exec '/opt/a-dir': Permission denied"),
+    ("/opt/garbage", 126, "exec '/opt/garbage': Exec format error"),
+], ids=["not-found", "no-interpreter", "no-x-bit", "a-directory", "not-a-program"])
+def test_a_command_that_cannot_start_fails_the_launch_with_dockers_code(tmp_path, argv0, code,
+                                                                       words):
+    root = _rootfs_with_bad_commands(tmp_path / "rootfs")
+
+    async def scenario():
+        async with executor(tmp_path, task_info(argv0, shell=False, rootfs=root)) as run:
+            done = await run.agent.wait_terminal()
+        assert (done.state, done.reason) == (pb.TASK_FAILED, pb.REASON_CONTAINER_LAUNCH_FAILED)
+        assert done.exit_code == code, done.message
+        assert done.message == f"Failed to launch the container: {words}"
+        assert not any(u.state == pb.TASK_RUNNING for u in run.agent.updates)
+
+    asyncio.run(scenario())
+
+
+def test_a_missing_working_directory_fails_the_launch(tmp_path, busybox):
+    async def scenario():
+        task = task_info("true", shell=False, rootfs=busybox)
+        task.command.working_directory = "/nope"
+        async with executor(tmp_path, task) as run:
+            done = await run.agent.wait_terminal()
+        assert (done.state, done.reason) == (pb.TASK_FAILED, pb.REASON_CONTAINER_LAUNCH_FAILED)
+        assert done.exit_code == 125  # juggler's own setup failed, before the exec
+        assert done.message == ("Failed to launch the container: chdir '/nope': "
+                                "No such file or directory")
+
+    asyncio.run(scenario())

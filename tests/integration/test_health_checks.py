@@ -306,3 +306,74 @@ def test_command_check_enters_a_pid_namespace_it_was_not_born_in():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+
+
+# -- commands that cannot start: Docker's exit codes (container/process.py) ------------
+
+
+def test_a_command_check_that_is_not_found_says_so_with_127(tmp_path, busybox):
+    async def scenario():
+        task = task_info("echo ready; exec sleep 60", rootfs=busybox)
+        task.kill_policy.grace_period_seconds = 0
+        task.health_check.CopyFrom(pb.HealthCheck(
+            command=pb.HealthCheck.Command(argv=["nosuch"]), consecutive_failures=1, **FAST))
+        async with executor(tmp_path, task) as run:
+            await wait_ready(run)
+            unhealthy = await wait_health(run, False)
+            assert unhealthy.message.endswith(
+                "(last: exit status 127: exec 'nosuch': No such file or directory)"), \
+                unhealthy.message
+            await run.agent.kill()
+            await run.agent.wait_terminal()
+
+    asyncio.run(scenario())
+
+
+async def bad_commands_scenario() -> None:
+    """run_command's answers for commands that cannot start, in a container the
+    executor did not fork (the path that also enters its pid namespace)."""
+    import dataclasses
+    import tempfile
+
+    outer = await asyncio.create_subprocess_exec(
+        "unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "sleep", "60",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        children = Path(f"/proc/{outer.pid}/task/{outer.pid}/children")
+        pid = int((await wait_until(lambda: children.read_text().split(), "unshare's child"))[0])
+        await wait_until(lambda: Path(f"/proc/{pid}/comm").read_text() == "sleep\n",
+                         "the namespace's pid 1 to exec sleep")
+        with tempfile.TemporaryDirectory() as d:  # the host's filesystem is the container's
+            no_x = Path(d) / "no-x-bit"
+            no_x.write_text("#!/bin/sh\necho hi\n")
+            no_x.chmod(0o644)
+            spec = ContainerSpec.from_task(task_info("true"))
+            target = health.Target(pid=pid, cgroup=None, spec=spec)
+            assert await health.run_command(target, ["nosuch"]) == (
+                False, "exit status 127: exec 'nosuch': No such file or directory")
+            assert await health.run_command(target, [str(no_x)]) == (
+                False, f"exit status 126: exec '{no_x}': Permission denied")
+            assert await health.run_command(target, [d]) == (
+                False, f"exit status 126: exec '{d}': Permission denied")
+            lost = health.Target(pid=pid, cgroup=None,
+                                 spec=dataclasses.replace(spec, working_dir="/no/such/dir"))
+            assert await health.run_command(lost, ["true"]) == (
+                False, "exit status 125: chdir '/no/such/dir': No such file or directory")
+            assert await health.run_command(target, ["true"]) == (True, "exit status 0")
+    finally:
+        outer.kill()
+        await outer.wait()
+
+
+def test_command_checks_that_cannot_start_answer_with_dockers_codes():
+    """127 not found, 126 not executable, 125 a step before the exec (a missing
+    working directory). In a fresh interpreter, as in an executor (see above)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    code = ("import asyncio; from tests.integration import test_health_checks as t; "
+            "asyncio.run(t.bad_commands_scenario())")
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                            text=True, timeout=60,
+                            env=dict(os.environ, PYTHONPATH=str(root)))
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -372,3 +372,44 @@ def test_pull_images_rmi_through_the_agents(cluster: Cluster, test_images: TestI
     assert f"{test_images.registry.address}/sibling " not in cluster.juggler(
         "images", check=True).stdout
     assert cluster.juggler("rmi", ref).returncode == 1
+
+
+def test_exec_into_a_task_from_an_image(cluster: Cluster, test_images: TestImages) -> None:
+    """`juggler exec` enters the container as it was launched: the image's layers,
+    and its config's user, working directory and environment (it failed with
+    "container.image ... was not resolved to layers by the agent")."""
+    import grpc
+
+    from juggler.v1 import common_pb2, operator_pb2, operator_pb2_grpc
+
+    def running() -> bool:
+        with grpc.insecure_channel(cluster.master) as ch:
+            got = operator_pb2_grpc.OperatorStub(ch).GetTasks(
+                operator_pb2.GetTasksRequest(), timeout=10)
+        return any(v.info.task_id == "img-exec" and v.state == common_pb2.TASK_RUNNING
+                   for v in got.tasks)
+
+    proc = cluster.popen("run", "-q", "--name", "img-exec", "--image",
+                         test_images.refs["configured"], "--", "sh", "-c",
+                         "while :; do sleep 0.2; done")
+    try:
+        wait_for(lambda: running() or proc.poll() is not None, 60, what="img-exec RUNNING")
+        assert proc.poll() is None, proc.communicate()
+        r = cluster.juggler("exec", "img-exec", "--", "sh", "-c",
+                            "echo $GREETING; pwd; id -u; cat /data/keep; ls /srv")
+        assert (r.returncode, r.stderr) == (0, "")
+        assert r.stdout.splitlines() == ["hello from the image", "/srv", "65534", "kept"]
+        r = cluster.juggler("exec", "-u", "root", "-w", "/data", "img-exec", "--", "sh", "-c",
+                            "id -u; pwd; exit 4")
+        assert (r.returncode, r.stdout.split()) == (4, ["0", "/data"]), r.stderr
+        r = cluster.juggler("exec", "img-exec", "--", "nosuch")
+        assert (r.returncode, r.stderr) == (
+            127, "juggler exec: exec 'nosuch': No such file or directory\n")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # juggler run kills its task
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

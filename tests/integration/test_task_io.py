@@ -255,3 +255,29 @@ def test_run_with_a_terminal(cluster: Cluster) -> None:
     term.expect(rb"hi-42")
     term.expect(rb"/dev/pts/\d+")
     assert term.wait() == 5, term.output
+
+
+# -- exec: Docker's exit codes (container/process.py) -------------------------------
+
+
+def test_exec_exit_codes_are_docker_execs(cluster: Cluster, tmp_path: Path) -> None:
+    # The task shares the host's filesystem (no --rootfs): what is made here is in it.
+    no_x = tmp_path / "no-x-bit"
+    no_x.write_text("#!/bin/sh\necho hi\n")
+    no_x.chmod(0o644)
+    proc = start_task(cluster, "io-exec-codes", "--", "sh", "-c", "while :; do sleep 0.2; done")
+    try:
+        for args, code, words in [
+            (["--", "nosuch"], 127, "exec 'nosuch': No such file or directory"),
+            (["--", str(no_x)], 126, f"exec '{no_x}': Permission denied"),
+            (["--", str(tmp_path)], 126, f"exec '{tmp_path}': Permission denied"),
+            (["-w", "/no/such/dir", "--", "true"], 125,
+             "chdir '/no/such/dir': No such file or directory"),
+            (["-u", "ghost", "--", "true"], 125,
+             "run as user 'ghost': no user 'ghost' in the container's /etc/passwd"),
+        ]:
+            options, command = args[:args.index("--")], args[args.index("--"):]
+            r = cluster.juggler("exec", *options, "io-exec-codes", *command)
+            assert (r.returncode, r.stderr) == (code, f"juggler exec: {words}\n"), args
+    finally:
+        stop_task(proc)
