@@ -11,6 +11,7 @@ import grpc
 from juggler.cli import address as addr
 from juggler.cli import operator
 from juggler.cli.ps import age
+from juggler.common import attributes
 from juggler.common.resources import Resources
 from juggler.v1 import operator_pb2
 
@@ -33,16 +34,21 @@ def _agents(master: str) -> list[operator_pb2.AgentView]:
 
 
 def render(agents: list[operator_pb2.AgentView], now: float) -> str:
-    rows = [("AGENT ID", "HOSTNAME", "STATE", "ADDRESS", "USED / TOTAL", "SEEN")]
+    """One row an agent: its connectivity (STATE) and maintenance apart, as the
+    master keeps them; what its tasks use of its total; its attributes."""
+    rows = [("AGENT ID", "HOSTNAME", "STATE", "MAINTENANCE", "ADDRESS", "USED / TOTAL",
+             "ATTRIBUTES", "SEEN")]
     for a in sorted(agents, key=lambda v: v.info.hostname):
         used = Resources.from_proto(a.allocated)
         total = Resources.from_proto(a.total)
         usage = (f"cpus {used.get('cpus'):g}/{total.get('cpus'):g}, "
                  f"mem {used.get('mem'):g}/{total.get('mem'):g} MiB")
         seen = age(now - a.last_seen_time) + " ago" if a.last_seen_time else "-"
+        maintenance = (operator_pb2.MaintenanceState.Name(a.maintenance)
+                       .removeprefix("MAINTENANCE_").replace("NONE", "-"))
         rows.append((a.info.id, a.info.hostname,
-                     operator_pb2.AgentState.Name(a.state).removeprefix("AGENT_"),
-                     a.info.address, usage, seen))
+                     operator_pb2.AgentState.Name(a.state).removeprefix("AGENT_"), maintenance,
+                     a.info.address, usage, attributes.render(a.info.attributes) or "-", seen))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                      for r in rows)

@@ -41,7 +41,10 @@ def render(tasks: list[operator_pb2.TaskView], now: float) -> str:
     rows = [("TASK ID", "STATE", "AGENT", "COMMAND", "AGE")]
     for t in sorted(tasks, key=lambda v: v.launched_time, reverse=True):
         started = t.history[0].timestamp if t.history else 0.0
-        rows.append((t.info.task_id, task_states.name(t.state).removeprefix("TASK_"),
+        state = task_states.name(t.state).removeprefix("TASK_")
+        if t.kill_requested:  # desired state not reached yet (e.g. its agent is away)
+            state += " (kill requested)"
+        rows.append((t.info.task_id, state,
                      t.agent_hostname or t.agent_id, command_of(t),
                      age(now - started) if started else "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

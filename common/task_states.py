@@ -1,5 +1,12 @@
 """Task life cycle: which state may follow which.
 
+    STAGING     → STARTING, RUNNING, KILLING, UNREACHABLE, any terminal
+    STARTING    → RUNNING, KILLING, UNREACHABLE, any terminal
+    RUNNING     → RUNNING, KILLING, UNREACHABLE, any terminal
+    KILLING     → KILLING, UNREACHABLE, any terminal
+    UNREACHABLE → STARTING, RUNNING, KILLING, UNREACHABLE, any terminal
+    terminal: FINISHED, FAILED, KILLED, ERROR, LOST, DROPPED, GONE, GONE_BY_OPERATOR
+
     STAGING ─▶ STARTING ─▶ RUNNING ─▶ FINISHED | FAILED | KILLED
        │           │          │
        │           └──────────┴──▶ KILLING ─▶ KILLED | FINISHED | FAILED
@@ -7,14 +14,19 @@
     any non-terminal ─▶ UNREACHABLE ─▶ (back to what the agent reports)
 
 Terminal states are read from the proto (`[(terminal) = true]`), so they are
-defined exactly once. A transition not in the table raises InvalidTransition
-with the task's history.
+defined exactly once; the table above is TASK.lines(), and the proto's comment
+above TaskState carries the same lines (tests/unit/test_lifecycles.py checks
+both). A transition not in the table raises InvalidTransition with the task's
+history. TASK_UNKNOWN is not a state of a task: it only answers reconciliation
+about a task nobody knows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from juggler.common import lifecycle
+from juggler.common.lifecycle import Lifecycle
 from juggler.v1 import common_pb2 as pb
 
 S = pb.TaskState
@@ -30,7 +42,7 @@ ACTIVE: frozenset[int] = frozenset({S.TASK_STAGING, S.TASK_STARTING, S.TASK_RUNN
                                     S.TASK_KILLING, S.TASK_UNREACHABLE})
 
 _ANY_TERMINAL = TERMINAL
-TRANSITIONS: dict[int, frozenset[int]] = {
+_ROWS: dict[int, frozenset[int]] = {
     S.TASK_STAGING: frozenset({S.TASK_STARTING, S.TASK_RUNNING, S.TASK_KILLING,
                                S.TASK_UNREACHABLE}) | _ANY_TERMINAL,
     S.TASK_STARTING: frozenset({S.TASK_RUNNING, S.TASK_KILLING, S.TASK_UNREACHABLE})
@@ -41,19 +53,26 @@ TRANSITIONS: dict[int, frozenset[int]] = {
     S.TASK_UNREACHABLE: frozenset({S.TASK_STARTING, S.TASK_RUNNING, S.TASK_KILLING,
                                    S.TASK_UNREACHABLE}) | _ANY_TERMINAL,
 }
-
-
-class InvalidTransition(Exception):
-    def __init__(self, task_id: str, current: int, new: int, history: Sequence[int]) -> None:
-        self.task_id, self.current, self.new = task_id, current, new
-        story = " → ".join(name(s) for s in history)
-        super().__init__(
-            f"task {task_id!r}: {name(current)} → {name(new)} is not allowed (history: {story})"
-        )
+TRANSITIONS: dict[int, frozenset[int]] = {**_ROWS, **{s: frozenset() for s in TERMINAL}}
 
 
 def name(state: int) -> str:
     return pb.TaskState.Name(state)
+
+
+# The table as a Lifecycle (common/lifecycle.py), for its rendering and checks.
+# A task's story is its status history (TaskStatus carries the stimulus: reason,
+# message, source), so tasks keep that rather than Lifecycle steps.
+TASK = Lifecycle("task", "state", TRANSITIONS, lambda s: name(s).removeprefix("TASK_"))
+
+
+class InvalidTransition(lifecycle.InvalidTransition):
+    def __init__(self, task_id: str, current: int, new: int, history: Sequence[int]) -> None:
+        story = " → ".join(name(s) for s in history)
+        super().__init__("task", task_id, current, new,
+                         f"task {task_id!r}: {name(current)} → {name(new)} is not allowed "
+                         f"(history: {story})")
+        self.task_id = task_id
 
 
 def is_terminal(state: int) -> bool:
@@ -62,5 +81,5 @@ def is_terminal(state: int) -> bool:
 
 def check(task_id: str, current: int, new: int, history: Sequence[int] = ()) -> None:
     """Raise InvalidTransition unless `current → new` is allowed."""
-    if new not in TRANSITIONS.get(current, frozenset()):
+    if not TASK.allows(current, new):
         raise InvalidTransition(task_id, current, new, history or (current,))

@@ -232,6 +232,9 @@ class Allocator:
                 r.alloc = _sub(r.alloc, v)
         del self._frameworks[framework_id]
 
+    def has_framework(self, framework_id: str) -> bool:
+        return framework_id in self._frameworks
+
     def activate_framework(self, framework_id: str) -> None:
         self._framework(framework_id).active = True
 

@@ -71,7 +71,23 @@ class Persist:
     value: bytes | None
 
 
-Command = ToAgent | ToFramework | CloseStream | CloseAgentStream | Persist
+@dataclass(frozen=True)
+class Allocate:
+    """Run an allocation cycle soon: resources came back or a framework or an
+    agent arrived (the shell spaces the cycles out)."""
+
+
+@dataclass(frozen=True)
+class Log:
+    """A line for the operator's log; the core does no I/O, so it says it here.
+    `level` is "info", "warning" or "error"; `fields` become bound log fields."""
+
+    level: str
+    event: str
+    fields: tuple[tuple[str, str], ...] = ()
+
+
+Command = ToAgent | ToFramework | CloseStream | CloseAgentStream | Persist | Allocate | Log
 
 
 def kill_command(task: TaskEntry, policy: common_pb2.KillPolicy | None = None) -> ToAgent:

@@ -1,34 +1,44 @@
 """The master's book: one entry per agent, framework, offer and task.
 
-Plain records; MasterState (state.py) and AgentBook (agent_book.py) keep them
-consistent (MasterState.validate_state checks it).
+Plain records. Their states change only through the lifecycles of
+master/lifecycles.py (agents, frameworks) and common/task_states.py (tasks),
+each move recorded in the entry's story. MasterState (state.py) and AgentBook
+(agent_book.py) keep them consistent (MasterState.validate_state checks it).
+
+What a framework or an operator *wants* (TaskEntry.kill, a framework torn down,
+AgentEntry.maintenance) is kept apart from what an agent *observed*
+(TaskEntry.state and .status, the latest status update).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
+from juggler.common.lifecycle import Step, new_story
 from juggler.common.resources import Resources
 from juggler.master.commands import CallError, Code
 from juggler.v1 import common_pb2, operator_pb2
 
 S = common_pb2.TaskState
+A = operator_pb2.AgentState
+M = operator_pb2.MaintenanceState
+F = operator_pb2.FrameworkState
 DEFAULT_ROLE = "*"
 DEFAULT_REFUSE_SECONDS = 5.0  # Mesos's default, and the proto's
 COMPLETED_TASKS_KEPT = 1000
-COMPLETED_FRAMEWORKS_KEPT = 100
-
-
-A = operator_pb2.AgentState
+TORN_DOWN_FRAMEWORKS_KEPT = 100
 
 
 @dataclass
 class AgentEntry:
     info: common_pb2.AgentInfo
     total: Resources
-    state: int = A.AGENT_ACTIVE
-    # None, AGENT_DRAINING or AGENT_DOWN (an operator's decision).
-    maintenance: int | None = None
+    # Connectivity (AGENT lifecycle) and maintenance (MAINTENANCE lifecycle);
+    # set by AgentBook.begin/move only.
+    state: int = A.AGENT_STATE_UNSPECIFIED
+    maintenance: int = M.MAINTENANCE_NONE
+    story: deque[Step] = field(default_factory=new_story)
     registered_time: float = 0.0
     last_seen: float = 0.0
     last_seen_time: float = 0.0
@@ -40,16 +50,27 @@ class AgentEntry:
     # The record last written to (or read from) the registry for this agent.
     persisted: bytes | None = None
 
+    @property
+    def connected(self) -> bool:
+        """Whether messages reach it now (its stream is registered)."""
+        return self.state == A.AGENT_ACTIVE
+
 
 @dataclass
 class FrameworkEntry:
     info: common_pb2.FrameworkInfo
+    # FRAMEWORK lifecycle; set by MasterState's _framework_move only.
+    state: int = F.FRAMEWORK_STATE_UNSPECIFIED
+    story: deque[Step] = field(default_factory=new_story)
     stream_id: str = ""
-    connected: bool = False
     registered_time: float = 0.0
     disconnected_at: float | None = None
     offers: set[str] = field(default_factory=set)
     tasks: set[str] = field(default_factory=set)
+
+    @property
+    def connected(self) -> bool:
+        return self.state == F.FRAMEWORK_SUBSCRIBED
 
 
 @dataclass
@@ -70,12 +91,20 @@ class TaskEntry:
     role: str
     resources: Resources
     launched_time: float
+    # Observed: the latest state an agent reported (or the master decided,
+    # e.g. UNREACHABLE); changed by MasterState._task_move only.
     state: int = S.TASK_STAGING
     status: common_pb2.TaskStatus | None = None
     history: list[common_pb2.TaskStatus] = field(default_factory=list)
     # The uuid of the latest update from the agent (what an ack must name).
     latest_uuid: bytes = b""
     resources_recovered: bool = False
+    # Desired: a framework's Kill (with the policy it asked for), kept until the
+    # task is seen terminal and written to the registry (kills/…) so that a new
+    # leader re-drives it too. A teardown or a drain asks the same of every
+    # task of the framework or the agent without a record of its own
+    # (MasterState.kill_wanted).
+    kill: common_pb2.KillPolicy | None = None
 
 
 class AgentGone(CallError):

@@ -19,18 +19,21 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from juggler.common import batching, logs, servers, task_states
 from juggler.common.clock import SystemClock
+from juggler.master import views
 from juggler.master.allocator import Allocator
 from juggler.master.commands import (
+    Allocate,
     CallError,
     CloseAgentStream,
     CloseStream,
     Command,
+    Log,
     Persist,
     ToAgent,
     ToFramework,
 )
 from juggler.master.leader_gate import LeaderGate
-from juggler.master.state import AgentGone, MasterState, ack_command
+from juggler.master.state import AgentGone, MasterState, RegistrySnapshot
 from juggler.store.interface import Store
 from juggler.v1 import (
     agent_pb2,
@@ -38,18 +41,23 @@ from juggler.v1 import (
     common_pb2,
     operator_pb2,
     operator_pb2_grpc,
+    registry_pb2,
     scheduler_pb2,
     scheduler_pb2_grpc,
 )
 
 log = logs.get("juggler.master")
 
-CALLS = Counter("juggler_master_calls_total", "Scheduler API calls", ["method", "code"])
+CALLS = Counter("juggler_master_calls_total",
+                "Calls of the Scheduler and Operator APIs that act, by outcome",
+                ["method", "code"])
 OFFERS = Counter("juggler_master_offers_total", "Offers sent to frameworks")
 UPDATES = Counter("juggler_master_status_updates_total", "Status updates from agents", ["state"])
 LAUNCHED = Counter("juggler_master_tasks_launched_total", "Tasks sent to agents")
-AGENTS = Gauge("juggler_master_agents", "Registered agents", ["state"])
-FRAMEWORKS = Gauge("juggler_master_frameworks", "Frameworks", ["connected"])
+AGENTS = Gauge("juggler_master_agents", "Agents the master knows, by connectivity and "
+               "maintenance", ["state", "maintenance"])
+FRAMEWORKS = Gauge("juggler_master_frameworks", "Frameworks (torn-down ones while their "
+                   "tasks are being killed)", ["state"])
 TASKS = Gauge("juggler_master_tasks", "Tasks the master tracks", ["state"])
 STANDBY_STREAMS = Gauge("juggler_master_standby_streams",
                         "Agent streams opened to this standby ahead of a failover")
@@ -203,9 +211,14 @@ class Master:
 
     async def _become_leader(self) -> None:
         """Take over: rebuild from the registry, then start acting."""
-        agents = await self._read_registry("agents/", operator_pb2.AgentView)
-        frameworks = await self._read_registry("frameworks/", common_pb2.FrameworkInfo)
-        self.state.recover_registry(agents, frameworks, self.config.agent_reregister_timeout)
+        registry = RegistrySnapshot(
+            agents=await self._read_registry("agents/", operator_pb2.AgentView),
+            frameworks=await self._read_registry("frameworks/", common_pb2.FrameworkInfo),
+            torn_down=await self._read_registry("torn_down/", common_pb2.FrameworkInfo),
+            kills=await self._read_registry("kills/", registry_pb2.KillRecord),
+            roles=await self._read_registry("roles/", registry_pb2.RoleConfig))
+        self.state.recover_registry(registry, self.config.agent_reregister_timeout)
+        agents, frameworks = registry.agents, registry.frameworks
         if self.election is not None:
             from juggler.store.etcd import Batcher
 
@@ -278,6 +291,10 @@ class Master:
                     queue.put_nowait(_Close("the master hung up"))
             elif isinstance(c, Persist):
                 await self._persist(c)
+            elif isinstance(c, Allocate):
+                self.trigger_allocation()
+            elif isinstance(c, Log):
+                getattr(log, c.level)(c.event, **dict(c.fields))
 
     async def _persist(self, c: Persist) -> None:
         writer = self._writer or self.store
@@ -328,7 +345,6 @@ class Master:
             commands = self.state.tick()
             if commands:
                 await self.execute(commands)
-                self.trigger_allocation()
 
     async def _gauge_loop(self) -> None:
         """Gauges are refreshed once a second, off the hot path (counting every
@@ -359,16 +375,20 @@ class Master:
         TASKS.clear()
         for state, n in counts.items():
             TASKS.labels(state=task_states.name(state)).set(n)
-        FRAMEWORKS.labels(connected="true").set(
-            sum(1 for f in self.state.frameworks.values() if f.connected))
-        FRAMEWORKS.labels(connected="false").set(
-            sum(1 for f in self.state.frameworks.values() if not f.connected))
-        by_state: dict[int, int] = {}
+        frameworks: dict[int, int] = {}
+        for f in [*self.state.frameworks.values(), *self.state.torn_down.values()]:
+            if f.connected or not f.tasks or f.info.id in self.state.frameworks:
+                frameworks[f.state] = frameworks.get(f.state, 0) + 1
+        FRAMEWORKS.clear()
+        for state, n in frameworks.items():
+            FRAMEWORKS.labels(state=operator_pb2.FrameworkState.Name(state)).set(n)
+        agents: dict[tuple[int, int], int] = {}
         for a in self.state.agents.values():
-            by_state[a.state] = by_state.get(a.state, 0) + 1
+            agents[(a.state, a.maintenance)] = agents.get((a.state, a.maintenance), 0) + 1
         AGENTS.clear()
-        for state, n in by_state.items():
-            AGENTS.labels(state=operator_pb2.AgentState.Name(state)).set(n)
+        for (state, maintenance), n in agents.items():
+            AGENTS.labels(state=operator_pb2.AgentState.Name(state),
+                          maintenance=operator_pb2.MaintenanceState.Name(maintenance)).set(n)
 
     # -- streams -------------------------------------------------------------
     def open_framework_stream(self, framework_id: str, stream_id: str) -> asyncio.Queue[Any]:
@@ -415,6 +435,21 @@ async def _abort(context: grpc.aio.ServicerContext, method: str, e: CallError) -
     await context.abort(grpc.StatusCode[e.code.name], e.message)
 
 
+async def _call(m: Master, method: str, context: grpc.aio.ServicerContext, fn: Any,
+                *args: Any, response: Any) -> Any:
+    """Every call that acts: the core decides (or refuses: the right gRPC
+    status, nothing applied), the master carries the commands out, and the
+    outcome is counted in juggler_master_calls_total."""
+    try:
+        commands = fn(*args)
+    except CallError as e:
+        await _abort(context, method, e)
+        return response
+    CALLS.labels(method=method, code="OK").inc()
+    await m.execute(commands)
+    return response
+
+
 class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
     def __init__(self, master: Master) -> None:
         self.m = master
@@ -431,7 +466,6 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         flog.info("framework subscribed", name=request.framework.name)
         queue = self.m.open_framework_stream(fid, sid)
         await self.m.execute(commands)
-        self.m.trigger_allocation()
         try:
             while True:
                 item = await queue.get()
@@ -442,46 +476,32 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         finally:
             self.m.close_framework_stream(fid, sid)
             await self.m.execute(self.m.state.framework_disconnected(fid, sid))
-            self.m.trigger_allocation()
             flog.info("framework stream closed")
 
     async def _call(self, method: str, context: grpc.aio.ServicerContext, fn: Any,
                     *args: Any, response: Any) -> Any:
-        try:
-            commands = fn(*args)
-        except CallError as e:
-            await _abort(context, method, e)
-            return response
-        CALLS.labels(method=method, code="OK").inc()
-        await self.m.execute(commands)
-        return response
+        return await _call(self.m, method, context, fn, *args, response=response)
 
     async def Accept(self, request: scheduler_pb2.AcceptRequest,
                      context: grpc.aio.ServicerContext) -> scheduler_pb2.AcceptResponse:
         filters = request.filters if request.HasField("filters") else None
-        response = await self._call(
+        return await self._call(
             "Accept", context, self.m.state.accept, request.framework_id, request.stream_id,
             request.offer_ids, request.operations, filters,
             response=scheduler_pb2.AcceptResponse())
-        self.m.trigger_allocation()
-        return response
 
     async def Decline(self, request: scheduler_pb2.DeclineRequest,
                       context: grpc.aio.ServicerContext) -> scheduler_pb2.DeclineResponse:
         filters = request.filters if request.HasField("filters") else None
-        response = await self._call(
+        return await self._call(
             "Decline", context, self.m.state.decline, request.framework_id, request.stream_id,
             request.offer_ids, filters, response=scheduler_pb2.DeclineResponse())
-        self.m.trigger_allocation()
-        return response
 
     async def Revive(self, request: scheduler_pb2.ReviveRequest,
                      context: grpc.aio.ServicerContext) -> scheduler_pb2.ReviveResponse:
-        response = await self._call("Revive", context, self.m.state.revive, request.framework_id,
-                                    request.stream_id, request.roles,
-                                    response=scheduler_pb2.ReviveResponse())
-        self.m.trigger_allocation()
-        return response
+        return await self._call("Revive", context, self.m.state.revive, request.framework_id,
+                                request.stream_id, request.roles,
+                                response=scheduler_pb2.ReviveResponse())
 
     async def Suppress(self, request: scheduler_pb2.SuppressRequest,
                        context: grpc.aio.ServicerContext) -> scheduler_pb2.SuppressResponse:
@@ -493,7 +513,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
                    context: grpc.aio.ServicerContext) -> scheduler_pb2.KillResponse:
         policy = request.kill_policy if request.HasField("kill_policy") else None
         return await self._call("Kill", context, self.m.state.kill, request.framework_id,
-                                request.stream_id, request.task_id, policy,
+                                request.stream_id, request.task_id, policy, request.agent_id,
                                 response=scheduler_pb2.KillResponse())
 
     async def Acknowledge(self, request: scheduler_pb2.AcknowledgeRequest,
@@ -513,11 +533,9 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
 
     async def Teardown(self, request: scheduler_pb2.TeardownRequest,
                        context: grpc.aio.ServicerContext) -> scheduler_pb2.TeardownResponse:
-        response = await self._call("Teardown", context, self.m.state.teardown,
-                                    request.framework_id, request.stream_id,
-                                    response=scheduler_pb2.TeardownResponse())
-        self.m.trigger_allocation()
-        return response
+        return await self._call("Teardown", context, self.m.state.teardown,
+                                request.framework_id, request.stream_id,
+                                response=scheduler_pb2.TeardownResponse())
 
 
 class AgentChannelServicer(agent_pb2_grpc.AgentChannelServicer):
@@ -552,7 +570,6 @@ class AgentChannelServicer(agent_pb2_grpc.AgentChannelServicer):
                   getattr(first, kind).agent.hostname)
         queue = self.m.open_agent_stream(agent_id)
         await self.m.execute(commands)
-        self.m.trigger_allocation()
 
         async def read() -> None:
             try:
@@ -588,17 +605,10 @@ class AgentChannelServicer(agent_pb2_grpc.AgentChannelServicer):
             UPDATES.labels(state=task_states.name(status.state)).inc()
             try:
                 commands = self.m.state.status_update(agent_id, status)
-            except task_states.InvalidTransition as e:
-                alog.error("status update refused", error=str(e), task_id=status.task_id)
-                # Acknowledge it anyway, or the agent would retry it forever.
-                commands = [ack_command(agent_id, status.framework_id, status.task_id,
-                                        status.uuid)]
             except CallError as e:
                 alog.warning("status update refused", error=e.message)
                 return
             await self.m.execute(commands)
-            if task_states.is_terminal(status.state):
-                self.m.trigger_allocation()
         elif kind == "heartbeat":
             pass
         else:
@@ -613,62 +623,58 @@ class OperatorServicer(operator_pb2_grpc.OperatorServicer):
         return operator_pb2.GetLeaderResponse(address=self.m.leader_address() or "",
                                               self=self.m.address, is_leader=self.m.leading)
 
-    def _tasks(self, include_completed: bool) -> operator_pb2.GetTasksResponse:
-        st = self.m.state
-        response = operator_pb2.GetTasksResponse(
-            tasks=[st.task_view(t) for t in st.tasks.values()])
-        if include_completed:
-            response.completed_tasks.extend(st.task_view(t) for t in st.completed_tasks)
-        return response
-
     async def GetState(self, request: operator_pb2.GetStateRequest,
                        context: grpc.aio.ServicerContext) -> operator_pb2.GetStateResponse:
         st = self.m.state
-        tasks = self._tasks(True)
+        tasks = views.tasks_view(st, True)
         return operator_pb2.GetStateResponse(
-            agents=[st.agent_view(a) for a in st.agents.values()],
-            frameworks=[st.framework_view(f) for f in st.frameworks.values()],
+            agents=[views.agent_view(st, a) for a in st.agents.values()],
+            frameworks=views.frameworks_view(st),
             tasks=tasks.tasks, completed_tasks=tasks.completed_tasks, leader=self._leader())
 
     async def GetAgents(self, request: operator_pb2.GetAgentsRequest,
                         context: grpc.aio.ServicerContext) -> operator_pb2.GetAgentsResponse:
         st = self.m.state
-        return operator_pb2.GetAgentsResponse(agents=[st.agent_view(a) for a in st.agents.values()])
+        return operator_pb2.GetAgentsResponse(
+            agents=[views.agent_view(st, a) for a in st.agents.values()])
 
     async def GetFrameworks(self, request: operator_pb2.GetFrameworksRequest,
                             context: grpc.aio.ServicerContext,
                             ) -> operator_pb2.GetFrameworksResponse:
-        st = self.m.state
-        return operator_pb2.GetFrameworksResponse(
-            frameworks=[st.framework_view(f) for f in st.frameworks.values()])
+        return operator_pb2.GetFrameworksResponse(frameworks=views.frameworks_view(self.m.state))
 
     async def GetTasks(self, request: operator_pb2.GetTasksRequest,
                        context: grpc.aio.ServicerContext) -> operator_pb2.GetTasksResponse:
-        return self._tasks(request.include_completed)
+        return views.tasks_view(self.m.state, request.include_completed)
 
     async def GetLeader(self, request: operator_pb2.GetLeaderRequest,
                         context: grpc.aio.ServicerContext) -> operator_pb2.GetLeaderResponse:
         return self._leader()
 
+    async def GetRoles(self, request: operator_pb2.GetRolesRequest,
+                       context: grpc.aio.ServicerContext) -> operator_pb2.GetRolesResponse:
+        return views.roles_view(self.m.state)
+
     async def DrainAgent(self, request: operator_pb2.DrainAgentRequest,
                          context: grpc.aio.ServicerContext) -> operator_pb2.DrainAgentResponse:
-        try:
-            commands = self.m.state.drain_agent(request.agent_id)
-        except CallError as e:
-            await context.abort(grpc.StatusCode[e.code.name], e.message)
-        log.info("draining agent", agent_id=request.agent_id)
-        await self.m.execute(commands)
-        return operator_pb2.DrainAgentResponse()
+        log.info("drain asked for", agent_id=request.agent_id)
+        return await _call(self.m, "DrainAgent", context, self.m.state.drain_agent,
+                           request.agent_id, response=operator_pb2.DrainAgentResponse())
 
     async def UpAgent(self, request: operator_pb2.UpAgentRequest,
                       context: grpc.aio.ServicerContext) -> operator_pb2.UpAgentResponse:
-        try:
-            commands = self.m.state.up_agent(request.agent_id)
-        except CallError as e:
-            await context.abort(grpc.StatusCode[e.code.name], e.message)
-        log.info("agent up", agent_id=request.agent_id)
-        await self.m.execute(commands)
-        self.m.trigger_allocation()
-        return operator_pb2.UpAgentResponse()
+        log.info("end of maintenance asked for", agent_id=request.agent_id)
+        return await _call(self.m, "UpAgent", context, self.m.state.up_agent,
+                           request.agent_id, response=operator_pb2.UpAgentResponse())
 
+    async def UpdateWeights(self, request: operator_pb2.UpdateWeightsRequest,
+                            context: grpc.aio.ServicerContext,
+                            ) -> operator_pb2.UpdateWeightsResponse:
+        return await _call(self.m, "UpdateWeights", context, self.m.state.roles.update_weights,
+                           dict(request.weights), response=operator_pb2.UpdateWeightsResponse())
 
+    async def UpdateQuota(self, request: operator_pb2.UpdateQuotaRequest,
+                          context: grpc.aio.ServicerContext) -> operator_pb2.UpdateQuotaResponse:
+        return await _call(self.m, "UpdateQuota", context, self.m.state.roles.update_quota,
+                           request.role, request.limit, request.remove,
+                           response=operator_pb2.UpdateQuotaResponse())

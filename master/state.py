@@ -1,38 +1,53 @@
 """The master's book-keeping: agents, frameworks, offers and tasks.
 
 Pure and synchronous (design.md rule 1): every method takes an event (a call
-from a framework, a message from an agent, the passing of time) and returns
-the commands the shell must carry out. A refused call raises CallError before
-anything is changed, so nothing is ever half-applied.
+from a framework or an operator, a message from an agent, the passing of time)
+and returns the commands the shell must carry out (master/commands.py). A
+refused call raises CallError before anything is changed, so nothing is ever
+half-applied. Ids come from the injected `new_id`, time from the injected clock.
 
-What a framework *wants* (TaskEntry.info, kill requested) is kept apart from
-what an agent *observed* (TaskEntry.status, the latest status update).
+Desired vs observed (design.md): a request that must outlive a disconnection is
+recorded as desired state and re-driven until an agent's report confirms it,
+never fired once as a message:
 
-Agents (registration, health, maintenance) are kept by the AgentBook mixin,
-whose module shows their life cycle (agent_book.py).
+    request                   recorded as                        re-driven
+    Kill                      TaskEntry.kill + registry kills/…  on every (re)registration
+    Teardown, failover        framework TORN_DOWN + torn_down/…  of the task's agent, until
+      timeout passed                                             the task is seen terminal
+    DrainAgent / UpAgent      AgentEntry.maintenance, in the     on every (re)registration:
+                              agent's registry record            no offers, tasks killed
+    a GONE agent              its registry record                Shutdown whenever it returns
 
-Framework life cycle:
+`kill_wanted(task)` is the one place that says whether a task must end.
 
-    (subscribe) ─▶ connected ◀─▶ disconnected ─▶ removed
-                                  (failover_timeout passed, or Teardown)
+Lifecycles: tasks (common/task_states.py), agents and frameworks
+(master/lifecycles.py); every change goes through `_task_move`, AgentBook.move /
+set_maintenance and `_framework_move`. Agents themselves are kept by the
+AgentBook collaborator (agent_book.py); roles' weights and quotas by the
+RoleBook (roles.py).
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
-from juggler.common import ids, task_states
+from juggler.common import attributes, ids, task_check, task_states
 from juggler.common.clock import Clock
-from juggler.common.resources import ResourceError, Resources
-from juggler.master.agent_book import AgentBook, RecoveryHold
+from juggler.common.lifecycle import InvalidTransition
+from juggler.common.resources import Resources
+from juggler.master.agent_book import AgentBook, agent_total
 from juggler.master.allocator import Allocator
 from juggler.master.commands import (
+    Allocate,
     CallError,
+    CloseAgentStream,
     CloseStream,
     Code,
     Command,
+    Log,
     Persist,
     ToAgent,
     ToFramework,
@@ -40,86 +55,175 @@ from juggler.master.commands import (
     kill_command,
 )
 from juggler.master.entries import (
-    COMPLETED_FRAMEWORKS_KEPT,
     COMPLETED_TASKS_KEPT,
     DEFAULT_REFUSE_SECONDS,
     DEFAULT_ROLE,
+    TORN_DOWN_FRAMEWORKS_KEPT,
     A,
     AgentEntry,
     AgentGone,
+    F,
     FrameworkEntry,
+    M,
     OfferEntry,
     S,
     TaskEntry,
 )
-from juggler.v1 import agent_pb2, common_pb2, operator_pb2, scheduler_pb2
+from juggler.master.lifecycles import FRAMEWORK
+from juggler.master.roles import RoleBook
+from juggler.v1 import agent_pb2, common_pb2, operator_pb2, registry_pb2, scheduler_pb2
 
-__all__ = ["AgentGone", "MasterState", "ack_command", "kill_command"]
+__all__ = ["AgentGone", "MasterState", "RegistrySnapshot", "ack_command", "kill_command"]
 
-class MasterState(AgentBook):
+
+@dataclass
+class RegistrySnapshot:
+    """What a new leader reads from the registry (registry.proto lists the keys)."""
+
+    agents: list[operator_pb2.AgentView] = field(default_factory=list)
+    frameworks: list[common_pb2.FrameworkInfo] = field(default_factory=list)
+    torn_down: list[common_pb2.FrameworkInfo] = field(default_factory=list)
+    kills: list[registry_pb2.KillRecord] = field(default_factory=list)
+    roles: list[registry_pb2.RoleConfig] = field(default_factory=list)
+
+
+class MasterState:
+    """The leading master's book. Times are seconds: `heartbeat_interval`
+    between heartbeats to frameworks, `offer_timeout` before an unused offer is
+    rescinded (None: never), agent health as AgentBook explains.
+
+    Frameworks: `frameworks` holds the SUBSCRIBED and DISCONNECTED ones,
+    `torn_down` the TORN_DOWN ones (newest last, TORN_DOWN_FRAMEWORKS_KEPT of
+    them once their tasks have ended). Tasks: `tasks` holds every task not yet
+    completed — running, or ended with an update its framework has not
+    acknowledged — and `completed_tasks` the last COMPLETED_TASKS_KEPT others.
+    """
+
     def __init__(self, clock: Clock, allocator: Allocator, *, address: str = "",
                  heartbeat_interval: float = 15.0, offer_timeout: float | None = None,
                  agent_ping_timeout: float = 15.0, max_agent_ping_timeouts: int = 5,
-                 agent_gone_timeout: float = 7 * 86400.0) -> None:
+                 agent_gone_timeout: float = 7 * 86400.0,
+                 new_id: Callable[[], str] = ids.new) -> None:
         self.clock = clock
         self.allocator = allocator
         self.address = address
+        self.new_id = new_id
         # Every master in the order they would lead, this one first (the server
         # reads it from the election; a single master has no other).
         self.succession: Callable[[], list[str]] = lambda: [self.address]
         self.heartbeat_interval = heartbeat_interval
         self.offer_timeout = offer_timeout
-        self.agent_ping_timeout = agent_ping_timeout
-        self.max_agent_ping_timeouts = max_agent_ping_timeouts
-        self.agent_gone_timeout = agent_gone_timeout
-        self.agents: dict[str, AgentEntry] = {}
-        self.gone_agents: set[str] = set()
+        self.agents = AgentBook(clock, ping_timeout=agent_ping_timeout,
+                                max_ping_timeouts=max_agent_ping_timeouts,
+                                gone_timeout=agent_gone_timeout)
+        self.roles = RoleBook(allocator)
         self.frameworks: dict[str, FrameworkEntry] = {}
-        self.completed_frameworks: deque[FrameworkEntry] = deque(maxlen=COMPLETED_FRAMEWORKS_KEPT)
+        self.torn_down: OrderedDict[str, FrameworkEntry] = OrderedDict()
         self.offers: dict[str, OfferEntry] = {}
         self.tasks: dict[tuple[str, str], TaskEntry] = {}
         self.completed_tasks: deque[TaskEntry] = deque(maxlen=COMPLETED_TASKS_KEPT)
+        # Kills a new leader read from the registry for tasks no agent has
+        # brought back yet, and Kills asked for such tasks since.
+        self.pending_kills: dict[tuple[str, str], registry_pb2.KillRecord] = {}
         self._offer_seq = 0
-        self._offer_prefix = ids.new()[:8]
-        # After a failover (recover_registry): agents expected back, how many
-        # are, and until when allocation waits for them (agent_book.py).
-        self.recovery: RecoveryHold | None = None
+        self._offer_prefix = new_id()[:8]
+
+    # ------------------------------------------------------------------
+    # Desired state
+    # ------------------------------------------------------------------
+    def kill_wanted(self, task: TaskEntry) -> common_pb2.KillPolicy | None:
+        """The kill policy to end `task` with, if anyone wants it ended: its
+        framework's Kill, its framework torn down, its agent in maintenance."""
+        if task_states.is_terminal(task.state):
+            return None
+        if task.kill is not None:
+            return task.kill
+        if task.framework_id not in self.frameworks:  # torn down
+            return task.info.kill_policy
+        agent = self.agents.get(task.agent_id)
+        if agent is not None and agent.maintenance != M.MAINTENANCE_NONE:
+            return task.info.kill_policy
+        return None
+
+    def _drive_kill(self, task: TaskEntry) -> list[Command]:
+        """Send the kill `task` wants, if its agent can hear it now; otherwise
+        it is sent when the agent registers again."""
+        policy = self.kill_wanted(task)
+        agent = self.agents.get(task.agent_id)
+        if policy is None or agent is None or not agent.connected:
+            return []
+        return [kill_command(task, policy)]
+
+    def _record_kill(self, task: TaskEntry, policy: common_pb2.KillPolicy) -> list[Command]:
+        """Record that `task` must end (in the registry too, so that a new leader
+        drives it as well); `_drive_kill` sends it."""
+        if task.kill == policy:
+            return []
+        task.kill = policy
+        record = registry_pb2.KillRecord(
+            framework_id=task.framework_id, task_id=task.info.task_id, agent_id=task.agent_id,
+            kill_policy=policy, requested_time=self.clock.time())
+        return [Persist(_kill_key(task.framework_id, task.info.task_id),
+                        record.SerializeToString())]
+
+    # ------------------------------------------------------------------
+    # Lifecycles: the one way each state changes
+    # ------------------------------------------------------------------
+    def _framework_move(self, fw: FrameworkEntry, state: int, why: str) -> None:
+        FRAMEWORK.move(fw, fw.info.id, state, why, self.clock.time())
+
+    def _task_move(self, task: TaskEntry, status: common_pb2.TaskStatus) -> list[Command]:
+        """Apply an observed (or master-decided) status: check the move against
+        the task table (raises InvalidTransition with the history), record it.
+        A terminal state fulfils any kill: its registry record goes."""
+        task_states.check(task.info.task_id, task.state, status.state,
+                          [h.state for h in task.history])
+        task.state = status.state
+        task.status = status
+        task.history.append(status)
+        if task_states.is_terminal(status.state) and task.kill is not None:
+            return [Persist(_kill_key(task.framework_id, task.info.task_id), None)]
+        return []
 
     # ------------------------------------------------------------------
     # Frameworks
     # ------------------------------------------------------------------
     def subscribe(self, info: common_pb2.FrameworkInfo) -> tuple[str, str, list[Command]]:
-        """A framework subscribes; returns (framework_id, stream_id, commands)."""
+        """A framework subscribes, or re-subscribes with its id; returns
+        (framework_id, stream_id, commands). The commands end the previous
+        subscription's stream (a failover), and re-deliver each task's latest
+        unacknowledged update. Raises CallError: INVALID_ARGUMENT for a bad id,
+        role or failover_timeout; FAILED_PRECONDITION for a torn-down id."""
         _check_framework_info(info)
         info = common_pb2.FrameworkInfo().FromString(info.SerializeToString())
         if not info.roles:
             info.roles.append(DEFAULT_ROLE)
+        if info.id in self.torn_down:
+            raise CallError(Code.FAILED_PRECONDITION,
+                            f"framework {info.id} was torn down; subscribe without an id")
         commands: list[Command] = []
-        now = self.clock.now()
-        stream_id = ids.new()
-        if info.id:
-            fw = self.frameworks.get(info.id)
-            if fw is None:
-                if any(f.info.id == info.id for f in self.completed_frameworks):
-                    raise CallError(Code.FAILED_PRECONDITION,
-                                    f"framework {info.id} was removed; subscribe without an id")
-                # Unknown id (e.g. the master restarted): admit it under that id.
-                fw = self._add_framework(info, now)
-            else:
-                if fw.connected:
-                    commands.append(CloseStream(fw.info.id, fw.stream_id,
-                                                "framework failed over to a new subscription"))
-                    # The new instance never saw the old one's offers (as Mesos does on
-                    # failover): take them back, or their resources stay locked away.
-                    commands += self._rescind_offers(fw, send=False)
-                fw.info = info
-                self.allocator.remove_framework(info.id)
-                self.allocator.add_framework(info.id, info.roles)
+        stream_id = self.new_id()
+        fw = self.frameworks.get(info.id) if info.id else None
+        if fw is None:
+            why = ("subscribed" if not info.id else
+                   "subscribed with an id this master did not know (after a failover)")
+            info.id = info.id or self.new_id()
+            fw = self._add_framework(info, F.FRAMEWORK_SUBSCRIBED, why)
         else:
-            info.id = ids.new()
-            fw = self._add_framework(info, now)
+            if fw.connected:
+                commands.append(CloseStream(fw.info.id, fw.stream_id,
+                                            "framework failed over to a new subscription"))
+                # The new instance never saw the old one's offers (as Mesos does on
+                # failover): take them back, or their resources stay locked away.
+                commands += self._rescind_offers(fw, send=False)
+                why = "failed over to a new subscription"
+            else:
+                why = "re-subscribed"
+            fw.info = info
+            self.allocator.remove_framework(info.id)
+            self.allocator.add_framework(info.id, info.roles)
+            self._framework_move(fw, F.FRAMEWORK_SUBSCRIBED, why)
         fw.stream_id = stream_id
-        fw.connected = True
         fw.disconnected_at = None
         self.allocator.activate_framework(info.id)
         commands.append(Persist(f"frameworks/{info.id}", info.SerializeToString()))
@@ -133,106 +237,159 @@ class MasterState(AgentBook):
             task = self.tasks[(info.id, task_id)]
             if task.status is not None and task.latest_uuid:
                 commands.append(ToFramework(info.id, _update_event(task.status)))
+        commands.append(Allocate())
         return info.id, stream_id, commands
 
-    def _add_framework(self, info: common_pb2.FrameworkInfo, now: float) -> FrameworkEntry:
+    def _add_framework(self, info: common_pb2.FrameworkInfo, state: int,
+                       why: str) -> FrameworkEntry:
         fw = FrameworkEntry(info=info, registered_time=self.clock.time())
+        FRAMEWORK.begin(fw, state, why, self.clock.time())
         self.frameworks[info.id] = fw
-        self.allocator.add_framework(info.id, info.roles)
+        self.allocator.add_framework(info.id, info.roles or [DEFAULT_ROLE])
+        if state != F.FRAMEWORK_SUBSCRIBED:
+            fw.disconnected_at = self.clock.now()
+            self.allocator.deactivate_framework(info.id)
         return fw
 
     def framework_disconnected(self, framework_id: str, stream_id: str) -> list[Command]:
+        """The framework's subscription stream ended (nothing if a newer one
+        replaced it). Its tasks run on for its failover timeout."""
         fw = self.frameworks.get(framework_id)
         if fw is None or fw.stream_id != stream_id or not fw.connected:
             return []
-        fw.connected = False
+        self._framework_move(fw, F.FRAMEWORK_DISCONNECTED, "its subscription stream ended")
         fw.disconnected_at = self.clock.now()
         self.allocator.deactivate_framework(framework_id)
         commands = self._rescind_offers(fw, send=False)
         if fw.info.failover_timeout <= 0:
-            commands += self._remove_framework(fw, "framework disconnected")
-        return commands
+            commands += self._tear_down(fw, "it disconnected with no failover timeout")
+        return [*commands, Allocate()]
 
     def teardown(self, framework_id: str, stream_id: str) -> list[Command]:
+        """The framework asks to be torn down: its tasks are killed and its
+        stream ends. Raises CallError as every framework call does."""
         fw = self._framework(framework_id, stream_id)
-        commands = self._remove_framework(fw, "framework was torn down")
+        commands = self._tear_down(fw, "a Teardown call")
         commands.append(CloseStream(framework_id, stream_id, "framework was torn down"))
         return commands
 
-    def _remove_framework(self, fw: FrameworkEntry, why: str) -> list[Command]:
+    def _tear_down(self, fw: FrameworkEntry, why: str) -> list[Command]:
+        """TORN_DOWN: no more offers; every task it has is to be killed (desired
+        state, re-driven until each is seen terminal); its id is refused from
+        now on, by this leader and the next (torn_down/ in the registry)."""
         fid = fw.info.id
+        self._framework_move(fw, F.FRAMEWORK_TORN_DOWN, why)
         commands = self._rescind_offers(fw, send=False)
+        self.allocator.deactivate_framework(fid)
+        del self.frameworks[fid]
+        self.torn_down[fid] = fw
+        commands += [Persist(f"frameworks/{fid}", None),
+                     Persist(f"torn_down/{fid}", fw.info.SerializeToString())]
         for task_id in sorted(fw.tasks):
             task = self.tasks[(fid, task_id)]
-            if not task_states.is_terminal(task.state):
-                commands.append(kill_command(task))
-            self._recover_task(task)
+            if task_states.is_terminal(task.state):
+                # Nobody will acknowledge its last update now: the master does.
+                commands += self._ack_for_torn_down(task)
+            else:
+                commands += self._drive_kill(task)
+        self._forget_framework_if_done(fw)
+        commands += self._evict_torn_down()
+        return [*commands, Allocate()]
+
+    def _ack_for_torn_down(self, task: TaskEntry) -> list[Command]:
+        """Acknowledge, in place of its torn-down framework, the task's latest
+        update; a terminal task is then complete."""
+        commands: list[Command] = []
+        agent = self.agents.get(task.agent_id)
+        if task.latest_uuid and agent is not None and agent.connected:
+            commands.append(ack_command(task.agent_id, task.framework_id, task.info.task_id,
+                                        task.latest_uuid))
+        if task_states.is_terminal(task.state):
             self._complete_task(task)
-        self.allocator.remove_framework(fid)
-        del self.frameworks[fid]
-        self.completed_frameworks.append(fw)
-        commands.append(Persist(f"frameworks/{fid}", None))
+        return commands
+
+    def _forget_framework_if_done(self, fw: FrameworkEntry) -> None:
+        """A torn-down framework whose last task has ended leaves the allocator."""
+        if (fw.state == F.FRAMEWORK_TORN_DOWN and not fw.tasks
+                and self.allocator.has_framework(fw.info.id)):
+            self.allocator.remove_framework(fw.info.id)
+
+    def _evict_torn_down(self) -> list[Command]:
+        """Keep TORN_DOWN_FRAMEWORKS_KEPT torn-down frameworks whose tasks have
+        all ended (those with tasks left are always kept)."""
+        commands: list[Command] = []
+        done = [fid for fid, fw in self.torn_down.items() if not fw.tasks]
+        for fid in done[:max(0, len(done) - TORN_DOWN_FRAMEWORKS_KEPT)]:
+            del self.torn_down[fid]
+            commands.append(Persist(f"torn_down/{fid}", None))
         return commands
 
     def tick(self) -> list[Command]:
-        """Time passed: failover timeouts, offer timeouts, agent health."""
+        """Time passed: failover timeouts, offer timeouts, agent health, kills
+        nobody can deliver any more."""
         now = self.clock.now()
         commands: list[Command] = []
         for fw in list(self.frameworks.values()):
             if (not fw.connected and fw.disconnected_at is not None
                     and now >= fw.disconnected_at + fw.info.failover_timeout):
-                commands += self._remove_framework(fw, "failover timeout passed")
+                commands += self._tear_down(
+                    fw, f"its failover timeout ({fw.info.failover_timeout:g} s) passed")
         if self.offer_timeout is not None:
             for offer in sorted(self.offers.values(), key=lambda o: o.offer_id):
                 if now >= offer.created + self.offer_timeout:
                     commands += self._rescind(offer)
-        return commands + self._agent_health(now)
+        for overdue in self.agents.overdue(now):
+            if overdue.target == A.AGENT_UNREACHABLE:
+                commands += self._agent_unreachable(overdue.agent, overdue.why)
+            else:
+                commands += self._agent_gone(overdue.agent, overdue.why)
+        commands += self._drop_orphan_kills()
+        return [*commands, Allocate()] if commands else []
 
     def _rescind(self, offer: OfferEntry) -> list[Command]:
-        fw = self.frameworks[offer.framework_id]
+        fw = self.frameworks.get(offer.framework_id) or self.torn_down[offer.framework_id]
         self._use_offer(fw, offer)
         self.allocator.recover(offer.framework_id, offer.agent_id, offer.resources, offer.role)
         return [ToFramework(fw.info.id, scheduler_pb2.Event(
             rescind=scheduler_pb2.Event.Rescind(offer_id=offer.offer_id)))]
 
     def _master_update(self, task: TaskEntry, state: int, reason: int,
-                       message: str) -> list[Command]:
-        """A master-generated update (no uuid, never acknowledged).
-
-        Frameworks that are not partition-aware see UNREACHABLE and GONE as LOST.
-        The master's own record keeps the real state.
-        """
-        history = [h.state for h in task.history]
-        task_states.check(task.info.task_id, task.state, state, history)
+                       message: str, *, tell: bool = True) -> list[Command]:
+        """A master-generated update (no uuid, never acknowledged); sent to the
+        framework unless `tell` is False. Frameworks that are not
+        partition-aware see UNREACHABLE and GONE as LOST; the master's own
+        record keeps the real state."""
         status = common_pb2.TaskStatus(
             task_id=task.info.task_id, state=state, reason=reason, message=message,
             source=common_pb2.SOURCE_MASTER, agent_id=task.agent_id,
             framework_id=task.framework_id, timestamp=self.clock.time())
-        task.state = state
-        task.status = status
+        commands = self._task_move(task, status)
         task.latest_uuid = b""
-        task.history.append(status)
         fw = self.frameworks.get(task.framework_id)
-        if fw is None:
-            return []
+        if fw is None or not tell:
+            return commands
         sent = common_pb2.TaskStatus()
         sent.CopyFrom(status)
         aware = common_pb2.FrameworkInfo.PARTITION_AWARE in fw.info.capabilities
         if not aware and state in (S.TASK_UNREACHABLE, S.TASK_GONE, S.TASK_GONE_BY_OPERATOR):
             sent.state = S.TASK_LOST
-        return [ToFramework(fw.info.id, _update_event(sent))]
+        return [*commands, ToFramework(fw.info.id, _update_event(sent))]
 
     def _partition_aware(self, framework_id: str) -> bool:
-        fw = self.frameworks.get(framework_id)
+        fw = self.frameworks.get(framework_id) or self.torn_down.get(framework_id)
         return fw is not None and (
             common_pb2.FrameworkInfo.PARTITION_AWARE in fw.info.capabilities)
 
     def _framework(self, framework_id: str, stream_id: str) -> FrameworkEntry:
+        """The calling framework, checked: CallError INVALID_ARGUMENT without an
+        id, NOT_FOUND when unknown or torn down, FAILED_PRECONDITION for a
+        stream that is not its current subscription."""
         if not framework_id:
             raise CallError(Code.INVALID_ARGUMENT, "framework_id is required")
         fw = self.frameworks.get(framework_id)
         if fw is None:
-            raise CallError(Code.NOT_FOUND, f"framework {framework_id} is not subscribed")
+            why = " (it was torn down)" if framework_id in self.torn_down else ""
+            raise CallError(Code.NOT_FOUND, f"framework {framework_id} is not subscribed{why}")
         if not fw.connected or stream_id != fw.stream_id:
             raise CallError(Code.FAILED_PRECONDITION,
                             f"stream {stream_id!r} is not framework {framework_id}'s current "
@@ -244,9 +401,9 @@ class MasterState(AgentBook):
     # ------------------------------------------------------------------
     def allocate(self) -> list[Command]:
         """Run one allocation cycle and turn its allocations into offers (none
-        while a new leader waits for its agents: `allocation_held`)."""
+        while a new leader waits for its agents: AgentBook.allocation_held)."""
         now = self.clock.now()
-        if self.allocation_held(now):
+        if self.agents.allocation_held(now):
             return []
         per_framework: dict[str, list[common_pb2.Offer]] = {}
         for a in self.allocator.allocate():
@@ -263,7 +420,8 @@ class MasterState(AgentBook):
             per_framework.setdefault(a.framework_id, []).append(common_pb2.Offer(
                 id=offer_id, framework_id=a.framework_id, agent_id=a.agent_id,
                 hostname=agent.info.hostname, resources=a.resources.to_proto(a.role),
-                role=a.role, agent_address=agent.info.address))
+                role=a.role, agent_address=agent.info.address,
+                attributes=agent.info.attributes))
         return [ToFramework(fid, scheduler_pb2.Event(offers=scheduler_pb2.Event.Offers(offers=o)))
                 for fid, o in per_framework.items()]
 
@@ -276,8 +434,17 @@ class MasterState(AgentBook):
                 commands += rescind
         return commands
 
+    def _rescind_agent_offers(self, agent: AgentEntry) -> list[Command]:
+        commands: list[Command] = []
+        for offer_id in sorted(agent.offers):
+            commands += self._rescind(self.offers[offer_id])
+        return commands
+
     def decline(self, framework_id: str, stream_id: str, offer_ids: Iterable[str],
                 filters: common_pb2.Filters | None = None) -> list[Command]:
+        """The framework returns offers, refusing their resources on their agents
+        for `filters.refuse_seconds` (default 5 s). Raises CallError as
+        `_own_offers` and `_refuse_seconds` say."""
         fw = self._framework(framework_id, stream_id)
         offers = self._own_offers(fw, list(offer_ids), same_agent=False)
         refuse = _refuse_seconds(filters)
@@ -285,10 +452,14 @@ class MasterState(AgentBook):
             self._use_offer(fw, offer)
             self.allocator.recover(framework_id, offer.agent_id, offer.resources, offer.role,
                                    refuse_seconds=refuse)
-        return []
+        return [Allocate()]
 
     def _own_offers(self, fw: FrameworkEntry, offer_ids: list[str],
                     *, same_agent: bool) -> list[OfferEntry]:
+        """The framework's offers by id. CallError: INVALID_ARGUMENT for none, a
+        duplicate, or (with same_agent) offers of several agents; NOT_FOUND for
+        an offer that is not valid any more; PERMISSION_DENIED for another
+        framework's offer."""
         if not offer_ids:
             raise CallError(Code.INVALID_ARGUMENT, "no offer ids given")
         if len(set(offer_ids)) != len(offer_ids):
@@ -310,19 +481,19 @@ class MasterState(AgentBook):
     def _use_offer(self, fw: FrameworkEntry, offer: OfferEntry) -> None:
         del self.offers[offer.offer_id]
         fw.offers.discard(offer.offer_id)
-        self._forget_agent_offer(offer)
-
-    def _forget_agent_offer(self, offer: OfferEntry) -> None:
         agent = self.agents.get(offer.agent_id)
         if agent is not None:
             agent.offers.discard(offer.offer_id)
 
     def revive(self, framework_id: str, stream_id: str, roles: Iterable[str]) -> list[Command]:
+        """Offers again in `roles` (all when empty), filters cleared. CallError
+        INVALID_ARGUMENT for a role that is not the framework's."""
         fw = self._framework(framework_id, stream_id)
         self.allocator.revive(framework_id, self._roles(fw, roles))
-        return []
+        return [Allocate()]
 
     def suppress(self, framework_id: str, stream_id: str, roles: Iterable[str]) -> list[Command]:
+        """No offers in `roles` (all when empty) until Revive."""
         fw = self._framework(framework_id, stream_id)
         self.allocator.suppress(framework_id, self._roles(fw, roles))
         return []
@@ -343,6 +514,10 @@ class MasterState(AgentBook):
     def accept(self, framework_id: str, stream_id: str, offer_ids: Iterable[str],
                operations: Iterable[scheduler_pb2.Operation],
                filters: common_pb2.Filters | None = None) -> list[Command]:
+        """Launch tasks on offers of one agent and one role; what the tasks do
+        not use is declined with `filters`. Every task is checked first
+        (master/task_check.py): CallError INVALID_ARGUMENT names the task and
+        the field; nothing is launched unless everything is valid and fits."""
         fw = self._framework(framework_id, stream_id)
         offers = self._own_offers(fw, list(offer_ids), same_agent=True)
         agent_id = offers[0].agent_id
@@ -394,14 +569,13 @@ class MasterState(AgentBook):
         if not unused.is_empty():
             self.allocator.recover(framework_id, agent_id, unused, role,
                                    refuse_seconds=refuse)
-        return commands
+        return [*commands, Allocate()]
 
     def _check_task(self, fw: FrameworkEntry, task: common_pb2.TaskInfo, agent_id: str,
                     seen: set[str]) -> Resources:
-        try:
-            ids.check("task id", task.task_id)
-        except ids.InvalidId as e:
-            raise CallError(Code.INVALID_ARGUMENT, str(e)) from None
+        """The task's resources, once the task is valid (_task_resources) and its
+        id is free in the framework. CallError INVALID_ARGUMENT otherwise."""
+        resources = _task_resources(task)
         tid = task.task_id
         if tid in seen or tid in fw.tasks:
             raise CallError(Code.INVALID_ARGUMENT,
@@ -411,65 +585,78 @@ class MasterState(AgentBook):
             raise CallError(Code.INVALID_ARGUMENT,
                             f"task {tid}: agent {task.agent_id} is not the offers' agent "
                             f"{agent_id}")
-        try:
-            resources = Resources.from_proto(task.resources)
-        except ResourceError as e:
-            raise CallError(Code.INVALID_ARGUMENT, f"task {tid}: {e}") from None
-        if resources.get("cpus") <= 0 and resources.get("mem") <= 0:
-            raise CallError(Code.INVALID_ARGUMENT, f"task {tid} asks for no cpus and no mem")
-        if not task.command.argv and not task.container.image:
-            raise CallError(Code.INVALID_ARGUMENT, f"task {tid} has no command (command.argv)")
-        if task.container.image:
-            # Checked here, pulled by the agent (images/); an image without
-            # a command runs its own Entrypoint/Cmd.
-            from juggler.images import reference
-
-            if task.container.rootfs:
-                raise CallError(Code.INVALID_ARGUMENT, f"task {tid}: give container.image or "
-                                "container.rootfs, not both")
-            try:
-                reference.parse(task.container.image)
-            except reference.ReferenceError as e:
-                raise CallError(Code.INVALID_ARGUMENT, f"task {tid}: {e}") from None
-        if task.HasField("health_check"):
-            # The same checks the executor applies, so a bad check is refused here
-            # rather than failing on the agent.
-            from juggler.executor.health import HealthCheckError, policy_for
-
-            try:
-                policy_for(task)
-            except HealthCheckError as e:
-                raise CallError(Code.INVALID_ARGUMENT, str(e)) from None
-        grace = task.kill_policy.grace_period_seconds
-        if task.kill_policy.HasField("grace_period_seconds") and not (
-                math.isfinite(grace) and grace >= 0):
-            raise CallError(Code.INVALID_ARGUMENT,
-                            f"task {tid}: grace_period_seconds must be a number >= 0")
         return resources
 
     # ------------------------------------------------------------------
     # Tasks
     # ------------------------------------------------------------------
     def kill(self, framework_id: str, stream_id: str, task_id: str,
-             kill_policy: common_pb2.KillPolicy | None = None) -> list[Command]:
+             kill_policy: common_pb2.KillPolicy | None = None,
+             agent_id: str = "") -> list[Command]:
+        """Kill a task, with `kill_policy` or the task's own. Accepted at once
+        whatever the state of the task's agent: it is recorded (in the registry
+        too) and sent each time the agent registers, until the task ends.
+
+        A task this master does not know (yet) is accepted as well while an
+        agent that may bring it back is away — `agent_id`'s agent, or after a
+        failover any agent not back yet — and killed when it comes back.
+        Raises CallError: as every framework call; NOT_FOUND for a task no
+        agent can bring back; INVALID_ARGUMENT for a grace period that is not a
+        number ≥ 0."""
         self._framework(framework_id, stream_id)
+        if kill_policy is not None and kill_policy.HasField("grace_period_seconds"):
+            grace = kill_policy.grace_period_seconds
+            if not (math.isfinite(grace) and grace >= 0):
+                raise CallError(Code.INVALID_ARGUMENT,
+                                "kill_policy.grace_period_seconds must be a number >= 0")
+        else:
+            kill_policy = None
         task = self.tasks.get((framework_id, task_id))
         if task is None:
-            raise CallError(Code.NOT_FOUND, f"task {task_id!r} is not known to the master")
+            return self._kill_unknown(framework_id, task_id, kill_policy, agent_id)
         if task_states.is_terminal(task.state):
             return []
-        policy = kill_policy if kill_policy is not None and kill_policy.HasField(
-            "grace_period_seconds") else task.info.kill_policy
-        return [kill_command(task, policy)]
+        return [*self._record_kill(task, kill_policy or task.info.kill_policy),
+                *self._drive_kill(task)]
+
+    def _kill_unknown(self, framework_id: str, task_id: str,
+                      policy: common_pb2.KillPolicy | None, agent_id: str) -> list[Command]:
+        agent = self.agents.get(agent_id) if agent_id else None
+        if agent is not None and agent.connected:
+            raise CallError(Code.NOT_FOUND, f"task {task_id!r} is not known to the master "
+                            f"(agent {agent_id} does not run it)")
+        if agent is None and (agent_id or not self.agents.awaited()):
+            raise CallError(Code.NOT_FOUND, f"task {task_id!r} is not known to the master")
+        record = registry_pb2.KillRecord(framework_id=framework_id, task_id=task_id,
+                                         agent_id=agent_id, requested_time=self.clock.time())
+        if policy is not None:
+            record.kill_policy.CopyFrom(policy)
+        self.pending_kills[(framework_id, task_id)] = record
+        return [Persist(_kill_key(framework_id, task_id), record.SerializeToString())]
+
+    def _drop_orphan_kills(self) -> list[Command]:
+        """Pending kills that no agent can fulfil any more: their agent is gone,
+        or (for kills naming no agent) no agent is still expected back."""
+        awaited = self.agents.awaited()
+        commands: list[Command] = []
+        for key, record in sorted(self.pending_kills.items()):
+            agent = self.agents.get(record.agent_id) if record.agent_id else None
+            if (agent is None and (record.agent_id or not awaited)):
+                del self.pending_kills[key]
+                commands.append(Persist(_kill_key(*key), None))
+        return commands
 
     def acknowledge(self, framework_id: str, stream_id: str, agent_id: str, task_id: str,
                     uuid: bytes) -> list[Command]:
+        """One acknowledgement; see acknowledge_many."""
         return self.acknowledge_many(framework_id, stream_id, [(agent_id, task_id, uuid)])
 
     def acknowledge_many(self, framework_id: str, stream_id: str,
                          acks: Iterable[tuple[str, str, bytes]]) -> list[Command]:
         """Several (agent_id, task_id, uuid) at once: every one is checked before
-        any is applied, so a refused call changed nothing."""
+        any is applied, so a refused call changed nothing. CallError:
+        INVALID_ARGUMENT without a uuid or naming the wrong agent; NOT_FOUND for
+        an unknown task on an unknown agent."""
         self._framework(framework_id, stream_id)
         acks = list(acks)
         for agent_id, task_id, uuid in acks:
@@ -511,6 +698,9 @@ class MasterState(AgentBook):
 
     def reconcile(self, framework_id: str, stream_id: str,
                   tasks: Iterable[scheduler_pb2.ReconcileRequest.Task]) -> list[Command]:
+        """The latest state of the given tasks (every task of the framework when
+        none is given), as updates without uuid; TASK_UNKNOWN for a task nobody
+        knows, nothing yet for one an awaited agent may bring back."""
         fw = self._framework(framework_id, stream_id)
         wanted = list(tasks)
         statuses: list[common_pb2.TaskStatus] = []
@@ -550,24 +740,31 @@ class MasterState(AgentBook):
     def _recover_task(self, task: TaskEntry) -> None:
         if not task.resources_recovered:
             task.resources_recovered = True
-            if task.agent_id in self.agents:
+            if self.allocator.has_agent(task.agent_id):
                 self.allocator.recover(task.framework_id, task.agent_id, task.resources, task.role)
 
     def _complete_task(self, task: TaskEntry) -> None:
         key = (task.framework_id, task.info.task_id)
         if self.tasks.pop(key, None) is None:
             return
-        fw = self.frameworks.get(task.framework_id)
+        fw = self.frameworks.get(task.framework_id) or self.torn_down.get(task.framework_id)
         if fw is not None:
             fw.tasks.discard(task.info.task_id)
+            self._forget_framework_if_done(fw)
         agent = self.agents.get(task.agent_id)
         if agent is not None:
             agent.tasks.discard(key)
         self.completed_tasks.append(task)
 
     def status_update(self, agent_id: str, status: common_pb2.TaskStatus) -> list[Command]:
-        """An update from an agent (carrying a uuid): apply it and relay it."""
-        if agent_id not in self.agents:
+        """An update from an agent (carrying a uuid): apply it and relay it to
+        the framework, or acknowledge it in the framework's place when nobody
+        else will (framework torn down or unknown). An update the task's table
+        does not allow is acknowledged (or the agent would retry it forever)
+        and logged with the task's history; nothing else changes. CallError
+        FAILED_PRECONDITION when the agent is not registered."""
+        agent = self.agents.get(agent_id)
+        if agent is None:
             raise CallError(Code.FAILED_PRECONDITION, f"agent {agent_id} is not registered")
         fid = status.framework_id
         task = self.tasks.get((fid, status.task_id))
@@ -581,41 +778,348 @@ class MasterState(AgentBook):
             if done is not None:
                 return [ack]
             return [ToFramework(fid, _update_event(status))]
+        torn_down = fid not in self.frameworks
         if status.uuid and status.uuid == task.latest_uuid:
             # A retry of an update the framework has not acknowledged yet.
-            return [ToFramework(fid, _update_event(status))]
-        history = [h.state for h in task.history]
-        task_states.check(status.task_id, task.state, status.state, history)
-        task.state = status.state
-        task.status = status
+            return [ack] if torn_down else [ToFramework(fid, _update_event(status))]
+        try:
+            commands = self._task_move(task, status)
+        except InvalidTransition as e:
+            return [ack, Log("error", "status update refused: not a legal transition",
+                             (("agent_id", agent_id), ("task_id", status.task_id),
+                              ("error", str(e))))]
         task.latest_uuid = status.uuid
-        task.history.append(status)
-        commands: list[Command] = []
         if task_states.is_terminal(status.state):
             self._recover_task(task)
-            agent = self.agents[agent_id]
-            if agent.maintenance == A.AGENT_DRAINING:
-                self._maybe_down(agent)
-                if agent.maintenance == A.AGENT_DOWN:
-                    commands += self._persist_agent(agent)
-        fw = self.frameworks.get(fid)
-        if fw is None:
-            return [*commands, ack]
+            commands += self._maybe_down(agent)
+            commands.append(Allocate())
+        if torn_down:
+            return [*commands, *self._ack_for_torn_down(task)]
         return [*commands, ToFramework(fid, _update_event(status))]
 
     # ------------------------------------------------------------------
-    # Views for the Operator API
+    # Agents: registration, health, maintenance
     # ------------------------------------------------------------------
-    def task_view(self, task: TaskEntry) -> operator_pb2.TaskView:
-        agent = self.agents.get(task.agent_id)
-        return operator_pb2.TaskView(
-            info=task.info, framework_id=task.framework_id, agent_id=task.agent_id,
-            state=task.state, status=task.status, history=task.history,
-            launched_time=task.launched_time,
-            agent_hostname=agent.info.hostname if agent else "",
-            agent_address=agent.info.address if agent else "")
+    def register_agent(self, info: common_pb2.AgentInfo) -> tuple[str, list[Command]]:
+        """A new agent (or one whose id the master has never seen). Raises
+        CallError INVALID_ARGUMENT for bad resources or attributes, AgentGone
+        for a GONE agent's id."""
+        if info.id in self.agents:
+            # The same agent again (its stream broke): treat as re-registration.
+            return self.reregister_agent(info, [], [])
+        total = agent_total(info)
+        _check_attributes(info)
+        self.agents.refuse_gone(info.id)
+        info = common_pb2.AgentInfo().FromString(info.SerializeToString())
+        if not info.id:
+            info.id = self.new_id()
+        agent = self.agents.admit(info, total, "registered")
+        self.allocator.add_agent(info.id, total)
+        return info.id, [*self._registered(agent), Allocate()]
 
-    def _allocated_on(self, agent: AgentEntry) -> Resources:
+    def _registered(self, agent: AgentEntry) -> list[Command]:
+        info = agent.info
+        return [
+            *self.agents.record(agent),
+            ToAgent(info.id, agent_pb2.MasterMessage(registered=agent_pb2.MasterMessage.Registered(
+                agent_id=info.id, heartbeat_interval_seconds=self.agents.ping_timeout,
+                master_address=self.address, masters=self.succession()))),
+        ]
+
+    def reregister_agent(self, info: common_pb2.AgentInfo,
+                         statuses: Iterable[common_pb2.TaskStatus],
+                         running: Iterable[agent_pb2.AgentMessage.RunningTask],
+                         ) -> tuple[str, list[Command]]:
+        """An agent that has an id comes back with what it runs.
+
+        Its report is the truth about its tasks: tasks the master knows but the
+        agent does not are DROPPED (never started) or GONE; tasks the agent
+        runs that the master does not know (after a master restart) are
+        adopted. Then everything desired is driven again: each task that must
+        end (kill_wanted) is sent its kill, after `registered`. Raises
+        CallError INVALID_ARGUMENT (no id, bad resources or attributes),
+        AgentGone for a GONE agent."""
+        total = agent_total(info)
+        _check_attributes(info)
+        self.agents.refuse_gone(info.id)
+        if not info.id:
+            raise CallError(Code.INVALID_ARGUMENT, "re-registration without an agent id")
+        statuses = list(statuses)
+        running = list(running)
+        latest = {(s.framework_id, s.task_id): s for s in statuses}
+        # Tasks the agent still knows of. Terminal ones among them have an update
+        # on its way (retried until acknowledged): they hold no resources any more.
+        known = {(rt.framework.id, rt.task.task_id) for rt in running}
+        reported = {}
+        for rt in running:
+            key = (rt.framework.id, rt.task.task_id)
+            st = latest.get(key)
+            if not task_states.is_terminal(st.state if st is not None else S.TASK_STAGING):
+                reported[key] = rt
+        commands: list[Command] = []
+        agent = self.agents.get(info.id)
+        if agent is None:
+            agent = self.agents.admit(info, total, "re-registered, unknown to this master")
+            back_from_unreachable = False
+        else:
+            # Offers made against the agent's old state are void.
+            commands += self._rescind_agent_offers(agent)
+            back_from_unreachable = agent.state == A.AGENT_UNREACHABLE
+            why = {A.AGENT_ACTIVE: "re-registered over a new stream",
+                   A.AGENT_UNREACHABLE: "re-registered after being unreachable"
+                   }.get(agent.state, "re-registered")
+            self.agents.move(agent, A.AGENT_ACTIVE, why)
+            self.agents.back(agent)
+            self.agents.seen(info.id)
+        if self.allocator.has_agent(info.id):
+            self.allocator.remove_agent(info.id)
+        agent.info = info
+        agent.total = total
+        agent.unreachable_since = None
+        # Tasks the master has on this agent that the agent no longer reports.
+        for key in sorted(agent.tasks):
+            task = self.tasks[key]
+            if key in reported:
+                continue
+            if key in known or task_states.is_terminal(task.state):
+                task.resources_recovered = True
+                continue
+            if task.state == S.TASK_STAGING:
+                commands += self._master_update(
+                    task, S.TASK_DROPPED, common_pb2.REASON_AGENT_RESTARTED,
+                    "the agent re-registered without the task: it never started")
+            else:
+                commands += self._master_update(
+                    task, S.TASK_GONE, common_pb2.REASON_AGENT_RESTARTED,
+                    "the agent re-registered without the task")
+            task.resources_recovered = True
+        # Tasks the agent reports: adopt the unknown ones, reconcile the rest.
+        used: dict[tuple[str, str], Resources] = {}
+        for key, rt in sorted(reported.items()):
+            fid = rt.framework.id
+            role = (rt.task.resources[0].role if rt.task.resources else "") or DEFAULT_ROLE
+            res = Resources.from_proto(rt.task.resources)
+            st = latest.get(key)
+            task = self.tasks.get(key)
+            if task is None:
+                task = self._adopt(agent, rt, st, role, res)
+            elif back_from_unreachable and st is not None and st.state != task.state:
+                # What the agent saw while it was away. A framework that is not
+                # partition-aware was told LOST and has likely replaced the task:
+                # it hears nothing more, and the task is killed below.
+                commands += self._master_update(
+                    task, st.state, common_pb2.REASON_RECONCILIATION,
+                    "the agent is reachable again", tell=self._partition_aware(fid))
+            if back_from_unreachable and not self._partition_aware(fid):
+                commands += self._record_kill(task, task.kill or task.info.kill_policy)
+            task.resources_recovered = False
+            used[(fid, role)] = used.get((fid, role), Resources()) + res
+        self.allocator.add_agent(info.id, total, used)
+        if agent.maintenance != M.MAINTENANCE_NONE:
+            self.allocator.deactivate_agent(info.id)
+            if agent.maintenance == M.MAINTENANCE_DOWN and reported:
+                self.agents.set_maintenance(agent, M.MAINTENANCE_DRAINING,
+                                            "it reported tasks while DOWN")
+        commands += self._maybe_down(agent)
+        commands += self._registered(agent)
+        # Desired state, driven again now that the agent can hear it.
+        for key in sorted(reported):
+            commands += self._drive_kill(self.tasks[key])
+        commands += self._drop_unreported_kills(agent, set(reported))
+        return info.id, [*commands, Allocate()]
+
+    def _adopt(self, agent: AgentEntry, rt: agent_pb2.AgentMessage.RunningTask,
+               st: common_pb2.TaskStatus | None, role: str, res: Resources) -> TaskEntry:
+        """A task an agent reports that this master did not know (it took over
+        since): tracked again, with any kill asked for it meanwhile."""
+        fid = rt.framework.id
+        fw = self.frameworks.get(fid) or self.torn_down.get(fid)
+        if fw is None:
+            fw = self._add_framework(rt.framework, F.FRAMEWORK_DISCONNECTED,
+                                     f"known from agent {agent.info.id}'s re-registration")
+        elif not self.allocator.has_framework(fid):  # torn down, its tasks had ended
+            self.allocator.add_framework(fid, fw.info.roles or [DEFAULT_ROLE])
+            self.allocator.deactivate_framework(fid)
+        task = TaskEntry(info=rt.task, framework_id=fid, agent_id=agent.info.id, role=role,
+                         resources=res, launched_time=self.clock.time(),
+                         state=st.state if st else S.TASK_STAGING, status=st)
+        if st is not None:
+            task.history.append(st)
+        pending = self.pending_kills.pop((fid, rt.task.task_id), None)
+        if pending is not None:
+            task.kill = (pending.kill_policy if pending.HasField("kill_policy")
+                         else rt.task.kill_policy)
+        self.tasks[(fid, rt.task.task_id)] = task
+        fw.tasks.add(rt.task.task_id)
+        agent.tasks.add((fid, rt.task.task_id))
+        return task
+
+    def _drop_unreported_kills(self, agent: AgentEntry,
+                               reported: set[tuple[str, str]]) -> list[Command]:
+        """Pending kills naming this agent for tasks it did not bring back: the
+        tasks are not there to kill."""
+        commands: list[Command] = []
+        for key, record in sorted(self.pending_kills.items()):
+            if record.agent_id == agent.info.id and key not in reported:
+                del self.pending_kills[key]
+                commands.append(Persist(_kill_key(*key), None))
+        return commands
+
+    def agent_seen(self, agent_id: str) -> None:
+        """Any message from the agent proves it alive."""
+        self.agents.seen(agent_id)
+
+    def agent_disconnected(self, agent_id: str) -> list[Command]:
+        """The agent's stream ended; its tasks are assumed to run on."""
+        agent = self.agents.get(agent_id)
+        if agent is None or agent.state != A.AGENT_ACTIVE:
+            return []
+        self.agents.move(agent, A.AGENT_DISCONNECTED, "its stream ended")
+        self.allocator.deactivate_agent(agent_id)
+        return self._rescind_agent_offers(agent)
+
+    def _agent_unreachable(self, agent: AgentEntry, why: str) -> list[Command]:
+        """The agent missed its health checks: its resources leave the pool and its
+        tasks are UNREACHABLE (LOST to frameworks that are not partition-aware)."""
+        agent_id = agent.info.id
+        commands = self._rescind_agent_offers(agent)
+        self.agents.move(agent, A.AGENT_UNREACHABLE, why)
+        agent.unreachable_since = self.clock.now()
+        agent.reregister_deadline = None
+        commands.append(CloseAgentStream(agent_id))
+        if self.allocator.has_agent(agent_id):
+            self.allocator.remove_agent(agent_id)
+        for key in sorted(agent.tasks):
+            task = self.tasks[key]
+            task.resources_recovered = True  # they left the pool with the agent
+            if not task_states.is_terminal(task.state):
+                commands += self._master_update(
+                    task, S.TASK_UNREACHABLE, common_pb2.REASON_AGENT_UNREACHABLE,
+                    f"agent {agent.info.hostname} ({agent_id}) is unreachable: {why}")
+        return commands + self.agents.record(agent)
+
+    def _agent_gone(self, agent: AgentEntry, why: str) -> list[Command]:
+        """Unreachable too long: its tasks are GONE and it is forgotten, but for
+        its id, which is told to shut down whenever it comes back."""
+        agent_id = agent.info.id
+        commands: list[Command] = []
+        self.agents.move(agent, A.AGENT_GONE, why)
+        for key in sorted(agent.tasks):
+            task = self.tasks[key]
+            if not task_states.is_terminal(task.state):
+                commands += self._master_update(
+                    task, S.TASK_GONE, common_pb2.REASON_AGENT_REMOVED,
+                    f"agent {agent.info.hostname} ({agent_id}) is gone: {why}")
+            self._complete_task(task)
+        self.agents.forget(agent)
+        commands += self.agents.record(agent)
+        return commands + self._drop_unreported_kills(agent, set())
+
+    def drain_agent(self, agent_id: str) -> list[Command]:
+        """Maintenance: no offers for the agent, every task of it killed (each
+        with its own kill policy); DOWN once it runs nothing. Recorded in the
+        registry whatever the agent's connectivity, and driven again each time
+        it registers. Draining a draining or DOWN agent sends the kills again.
+        CallError NOT_FOUND for an unknown agent, FAILED_PRECONDITION for a
+        GONE one."""
+        agent = self.agents.known(agent_id)
+        commands: list[Command] = []
+        if agent.maintenance == M.MAINTENANCE_NONE:
+            self.agents.set_maintenance(agent, M.MAINTENANCE_DRAINING, "drained by an operator")
+            if self.allocator.has_agent(agent_id):
+                self.allocator.deactivate_agent(agent_id)
+            commands += self._rescind_agent_offers(agent)
+        for key in sorted(agent.tasks):
+            commands += self._drive_kill(self.tasks[key])
+        commands += self._maybe_down(agent, persist=False)
+        return commands + self.agents.record(agent)
+
+    def up_agent(self, agent_id: str) -> list[Command]:
+        """Ends maintenance: the agent is offered again (once connected).
+        CallError as drain_agent."""
+        agent = self.agents.known(agent_id)
+        if agent.maintenance != M.MAINTENANCE_NONE:
+            self.agents.set_maintenance(agent, M.MAINTENANCE_NONE, "brought up by an operator")
+            if agent.connected:
+                self.allocator.activate_agent(agent_id)
+        return [*self.agents.record(agent), Allocate()]
+
+    def _maybe_down(self, agent: AgentEntry, *, persist: bool = True) -> list[Command]:
+        """A draining agent that runs nothing any more is DOWN."""
+        if agent.maintenance == M.MAINTENANCE_DRAINING and not any(
+                not task_states.is_terminal(self.tasks[k].state) for k in agent.tasks):
+            self.agents.set_maintenance(agent, M.MAINTENANCE_DOWN, "drained: it runs nothing")
+            return self.agents.record(agent) if persist else []
+        return []
+
+    def persist_failed(self, key: str) -> None:
+        """A registry write failed: what the registry holds for `key` is not known."""
+        self.agents.persist_failed(key)
+
+    # ------------------------------------------------------------------
+    # A new leader
+    # ------------------------------------------------------------------
+    def recover_registry(self, registry: RegistrySnapshot, reregister_timeout: float) -> None:
+        """A new leader starts from the registry (design.md: tasks are not stored;
+        agents bring them back when they re-register).
+
+        Admitted agents must re-register within `reregister_timeout` seconds or
+        they are marked UNREACHABLE; frameworks are DISCONNECTED until they
+        re-subscribe (their failover timeout counts from now); torn-down ones
+        stay refused; kills and maintenance wait for their agents; roles get
+        their weights and quotas back."""
+        self.agents.recover(registry.agents, reregister_timeout)
+        for info in registry.frameworks:
+            if info.id not in self.frameworks:
+                self._add_framework(info, F.FRAMEWORK_DISCONNECTED,
+                                    "recovered from the registry: waiting for it to re-subscribe")
+        for info in registry.torn_down:
+            if info.id in self.torn_down:
+                continue
+            fw = FrameworkEntry(info=info, registered_time=self.clock.time())
+            FRAMEWORK.begin(fw, F.FRAMEWORK_TORN_DOWN, "torn down before the failover",
+                            self.clock.time())
+            self.torn_down[info.id] = fw
+        for record in registry.kills:
+            self.pending_kills[(record.framework_id, record.task_id)] = record
+        self.roles.recover(registry.roles)
+
+    def validate_state(self) -> None:
+        """Invariants; tests call this after every step."""
+        for (fid, tid), task in self.tasks.items():
+            assert task.info.task_id == tid and task.framework_id == fid
+            fw = self.frameworks.get(fid) or self.torn_down.get(fid)
+            assert fw is not None and tid in fw.tasks, f"task {tid} missing from framework {fid}"
+            agent = self.agents.get(task.agent_id)
+            assert agent is None or (fid, tid) in agent.tasks
+            assert task.history and task.history[-1].state == task.state
+        for fid, fw in self.frameworks.items():
+            assert fw.state in (F.FRAMEWORK_SUBSCRIBED, F.FRAMEWORK_DISCONNECTED), fid
+            assert self.allocator.has_framework(fid)
+        for fid, fw in self.torn_down.items():
+            assert fw.state == F.FRAMEWORK_TORN_DOWN and fid not in self.frameworks
+            assert not fw.offers
+            assert not fw.tasks or self.allocator.has_framework(fid), fid
+        for oid, offer in self.offers.items():
+            assert oid in self.frameworks[offer.framework_id].offers
+            assert oid in self.agents[offer.agent_id].offers, f"offer {oid} not on its agent"
+        assert sum(len(a.offers) for a in self.agents.values()) == len(self.offers)
+        for agent in self.agents.values():
+            assert all(key in self.tasks for key in agent.tasks)
+            if agent.maintenance == M.MAINTENANCE_DOWN:
+                assert not any(not task_states.is_terminal(self.tasks[k].state)
+                               for k in agent.tasks), f"DOWN agent {agent.info.id} runs tasks"
+            if agent.maintenance != M.MAINTENANCE_NONE:
+                assert not agent.offers
+            used = self.allocated_on(agent) + self.offered_on(agent)
+            assert agent.total.contains(used), (
+                f"agent {agent.info.id} over-committed: {used} of {agent.total}")
+        self.allocator.validate_state()
+
+    # ------------------------------------------------------------------
+    # What agents and frameworks hold (for views and invariants)
+    # ------------------------------------------------------------------
+    def allocated_on(self, agent: AgentEntry) -> Resources:
         """What the agent's tasks hold (tasks whose resources were not recovered)."""
         allocated = Resources()
         for key in agent.tasks:
@@ -624,55 +1128,15 @@ class MasterState(AgentBook):
                 allocated = allocated + t.resources
         return allocated
 
-    def _offered_on(self, agent: AgentEntry) -> Resources:
+    def offered_on(self, agent: AgentEntry) -> Resources:
         offered = Resources()
         for oid in agent.offers:
             offered = offered + self.offers[oid].resources
         return offered
 
-    def agent_view(self, agent: AgentEntry) -> operator_pb2.AgentView:
-        allocated, offered = self._allocated_on(agent), self._offered_on(agent)
-        state = agent.state
-        if agent.maintenance is not None and state == A.AGENT_ACTIVE:
-            state = agent.maintenance
-        return operator_pb2.AgentView(
-            info=agent.info, state=state, total=agent.total.to_proto(),
-            allocated=allocated.to_proto(), offered=offered.to_proto(),
-            registered_time=agent.registered_time, last_seen_time=agent.last_seen_time)
 
-    def framework_view(self, fw: FrameworkEntry) -> operator_pb2.FrameworkView:
-        allocated = Resources()
-        for tid in fw.tasks:
-            t = self.tasks[(fw.info.id, tid)]
-            if not t.resources_recovered:
-                allocated = allocated + t.resources
-        offered = Resources()
-        for oid in fw.offers:
-            offered = offered + self.offers[oid].resources
-        return operator_pb2.FrameworkView(
-            info=fw.info, connected=fw.connected, registered_time=fw.registered_time,
-            allocated=allocated.to_proto(), offered=offered.to_proto(),
-            active_tasks=sum(1 for tid in fw.tasks
-                             if not task_states.is_terminal(self.tasks[(fw.info.id, tid)].state)))
-
-    def validate_state(self) -> None:
-        """Invariants; tests call this after every step."""
-        for (fid, tid), task in self.tasks.items():
-            assert task.info.task_id == tid and task.framework_id == fid
-            fw = self.frameworks.get(fid)
-            assert fw is None or tid in fw.tasks, f"task {tid} missing from framework {fid}"
-            agent = self.agents.get(task.agent_id)
-            assert agent is None or (fid, tid) in agent.tasks
-        for oid, offer in self.offers.items():
-            assert oid in self.frameworks[offer.framework_id].offers
-            assert oid in self.agents[offer.agent_id].offers, f"offer {oid} not on its agent"
-        assert sum(len(a.offers) for a in self.agents.values()) == len(self.offers)
-        for agent in self.agents.values():
-            assert all(key in self.tasks for key in agent.tasks)
-            used = self._allocated_on(agent) + self._offered_on(agent)
-            assert agent.total.contains(used), (
-                f"agent {agent.info.id} over-committed: {used} of {agent.total}")
-        self.allocator.validate_state()
+def _kill_key(framework_id: str, task_id: str) -> str:
+    return f"kills/{framework_id}/{task_id}"
 
 
 def _update_event(status: common_pb2.TaskStatus) -> scheduler_pb2.Event:
@@ -680,13 +1144,31 @@ def _update_event(status: common_pb2.TaskStatus) -> scheduler_pb2.Event:
 
 
 def _refuse_seconds(filters: common_pb2.Filters | None) -> float:
-    """The refusal filter of a Decline (or of an Accept's unused resources)."""
+    """The refusal filter of a Decline (or of an Accept's unused resources);
+    CallError INVALID_ARGUMENT unless it is a number ≥ 0."""
     if filters is None or not filters.HasField("refuse_seconds"):
         return DEFAULT_REFUSE_SECONDS
     value = filters.refuse_seconds
     if not math.isfinite(value) or value < 0:
         raise CallError(Code.INVALID_ARGUMENT, "filters.refuse_seconds must be a number >= 0")
     return value
+
+
+def _task_resources(task: common_pb2.TaskInfo) -> Resources:
+    """The task's resources once common/task_check.py finds nothing wrong with it;
+    CallError INVALID_ARGUMENT naming the field otherwise."""
+    try:
+        task_check.check(task)
+    except task_check.TaskError as e:
+        raise CallError(Code.INVALID_ARGUMENT, f"{e} (field {e.field})") from None
+    return Resources.from_proto(task.resources)
+
+
+def _check_attributes(info: common_pb2.AgentInfo) -> None:
+    try:
+        attributes.check(info.attributes)
+    except attributes.InvalidAttribute as e:
+        raise CallError(Code.INVALID_ARGUMENT, f"agent {info.hostname}: {e}") from None
 
 
 def _check_framework_info(info: common_pb2.FrameworkInfo) -> None:

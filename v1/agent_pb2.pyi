@@ -9,6 +9,21 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ExecutorState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXECUTOR_STATE_UNSPECIFIED: _ClassVar[ExecutorState]
+    EXECUTOR_PULLING: _ClassVar[ExecutorState]
+    EXECUTOR_LAUNCHING: _ClassVar[ExecutorState]
+    EXECUTOR_CONNECTED: _ClassVar[ExecutorState]
+    EXECUTOR_DISCONNECTED: _ClassVar[ExecutorState]
+    EXECUTOR_EXITED: _ClassVar[ExecutorState]
+EXECUTOR_STATE_UNSPECIFIED: ExecutorState
+EXECUTOR_PULLING: ExecutorState
+EXECUTOR_LAUNCHING: ExecutorState
+EXECUTOR_CONNECTED: ExecutorState
+EXECUTOR_DISCONNECTED: ExecutorState
+EXECUTOR_EXITED: ExecutorState
+
 class AgentMessage(_message.Message):
     __slots__ = ("register", "reregister", "heartbeat", "status_update", "batch")
     class Register(_message.Message):
@@ -247,12 +262,26 @@ class GetAgentStateRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetAgentStateResponse(_message.Message):
-    __slots__ = ("agent", "tasks")
+    __slots__ = ("agent", "tasks", "executors")
     AGENT_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTORS_FIELD_NUMBER: _ClassVar[int]
     agent: _common_pb2.AgentInfo
     tasks: _containers.RepeatedCompositeFieldContainer[_common_pb2.TaskStatus]
-    def __init__(self, agent: _Optional[_Union[_common_pb2.AgentInfo, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[_common_pb2.TaskStatus, _Mapping]]] = ...) -> None: ...
+    executors: _containers.RepeatedCompositeFieldContainer[ExecutorView]
+    def __init__(self, agent: _Optional[_Union[_common_pb2.AgentInfo, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[_common_pb2.TaskStatus, _Mapping]]] = ..., executors: _Optional[_Iterable[_Union[ExecutorView, _Mapping]]] = ...) -> None: ...
+
+class ExecutorView(_message.Message):
+    __slots__ = ("framework_id", "task_id", "state", "kill_requested")
+    FRAMEWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    KILL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    framework_id: str
+    task_id: str
+    state: ExecutorState
+    kill_requested: bool
+    def __init__(self, framework_id: _Optional[str] = ..., task_id: _Optional[str] = ..., state: _Optional[_Union[ExecutorState, str]] = ..., kill_requested: _Optional[bool] = ...) -> None: ...
 
 class ExecRequest(_message.Message):
     __slots__ = ("start", "input")

@@ -69,6 +69,21 @@ class OperatorStub:
                 request_serializer=juggler_dot_v1_dot_operator__pb2.UpAgentRequest.SerializeToString,
                 response_deserializer=juggler_dot_v1_dot_operator__pb2.UpAgentResponse.FromString,
                 _registered_method=True)
+        self.GetRoles = channel.unary_unary(
+                '/juggler.v1.Operator/GetRoles',
+                request_serializer=juggler_dot_v1_dot_operator__pb2.GetRolesRequest.SerializeToString,
+                response_deserializer=juggler_dot_v1_dot_operator__pb2.GetRolesResponse.FromString,
+                _registered_method=True)
+        self.UpdateWeights = channel.unary_unary(
+                '/juggler.v1.Operator/UpdateWeights',
+                request_serializer=juggler_dot_v1_dot_operator__pb2.UpdateWeightsRequest.SerializeToString,
+                response_deserializer=juggler_dot_v1_dot_operator__pb2.UpdateWeightsResponse.FromString,
+                _registered_method=True)
+        self.UpdateQuota = channel.unary_unary(
+                '/juggler.v1.Operator/UpdateQuota',
+                request_serializer=juggler_dot_v1_dot_operator__pb2.UpdateQuotaRequest.SerializeToString,
+                response_deserializer=juggler_dot_v1_dot_operator__pb2.UpdateQuotaResponse.FromString,
+                _registered_method=True)
 
 
 class OperatorServicer:
@@ -117,6 +132,35 @@ class OperatorServicer:
 
     def UpAgent(self, request, context):
         """Ends maintenance: the agent is offered again.
+        Maintenance is desired state: recorded in the registry whatever the
+        agent's connectivity, and re-driven (offers withheld, every task killed)
+        each time the agent registers, until it is DOWN or up again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRoles(self, request, context):
+        """Roles: their weights and quota limits, and what each holds now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateWeights(self, request, context):
+        """Sets roles' weights (default 1; DRF divides a role's dominant share by its
+        weight, as Mesos's /weights). INVALID_ARGUMENT for a bad role name or a
+        weight that is not a positive finite number: then nothing is applied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateQuota(self, request, context):
+        """Sets or removes a role's quota limit: the role is never offered more than
+        that in all (offered plus in use); names the limit does not give are
+        unlimited. As Mesos's quota limits, it takes back nothing already held.
+        INVALID_ARGUMENT for a bad role or amount.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -159,6 +203,21 @@ def add_OperatorServicer_to_server(servicer, server):
                     servicer.UpAgent,
                     request_deserializer=juggler_dot_v1_dot_operator__pb2.UpAgentRequest.FromString,
                     response_serializer=juggler_dot_v1_dot_operator__pb2.UpAgentResponse.SerializeToString,
+            ),
+            'GetRoles': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRoles,
+                    request_deserializer=juggler_dot_v1_dot_operator__pb2.GetRolesRequest.FromString,
+                    response_serializer=juggler_dot_v1_dot_operator__pb2.GetRolesResponse.SerializeToString,
+            ),
+            'UpdateWeights': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateWeights,
+                    request_deserializer=juggler_dot_v1_dot_operator__pb2.UpdateWeightsRequest.FromString,
+                    response_serializer=juggler_dot_v1_dot_operator__pb2.UpdateWeightsResponse.SerializeToString,
+            ),
+            'UpdateQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateQuota,
+                    request_deserializer=juggler_dot_v1_dot_operator__pb2.UpdateQuotaRequest.FromString,
+                    response_serializer=juggler_dot_v1_dot_operator__pb2.UpdateQuotaResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -350,6 +409,87 @@ class Operator:
             '/juggler.v1.Operator/UpAgent',
             juggler_dot_v1_dot_operator__pb2.UpAgentRequest.SerializeToString,
             juggler_dot_v1_dot_operator__pb2.UpAgentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRoles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/juggler.v1.Operator/GetRoles',
+            juggler_dot_v1_dot_operator__pb2.GetRolesRequest.SerializeToString,
+            juggler_dot_v1_dot_operator__pb2.GetRolesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateWeights(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/juggler.v1.Operator/UpdateWeights',
+            juggler_dot_v1_dot_operator__pb2.UpdateWeightsRequest.SerializeToString,
+            juggler_dot_v1_dot_operator__pb2.UpdateWeightsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/juggler.v1.Operator/UpdateQuota',
+            juggler_dot_v1_dot_operator__pb2.UpdateQuotaRequest.SerializeToString,
+            juggler_dot_v1_dot_operator__pb2.UpdateQuotaResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,6 +22,7 @@ from tests.framework_client import Client, run, task
 
 pytestmark = [pytest.mark.root]
 S = common_pb2.TaskState
+M = operator_pb2.MaintenanceState
 A = operator_pb2.AgentState
 SMALL = Resources({"cpus": 0.2, "mem": 32})
 
@@ -196,8 +197,10 @@ def test_drain_kills_tasks_marks_down_and_up_resumes_offers(daemons: Daemons) ->
             with ch:
                 stub.DrainAgent(operator_pb2.DrainAgentRequest(agent_id=a1), timeout=5)
                 await c.until("on-a1", S.TASK_KILLED)
-                await wait_async(lambda: daemons.agent("a1").state == A.AGENT_DOWN, 30,  # type: ignore[union-attr]
-                                 "a1 to be DOWN")
+                await wait_async(
+                    lambda: daemons.agent("a1").maintenance == M.MAINTENANCE_DOWN,  # type: ignore[union-attr]
+                    30, "a1 to be DOWN")
+                assert daemons.agent("a1").state == A.AGENT_ACTIVE  # type: ignore[union-attr]
                 # Only a2 is offered now, however often we decline.
                 for _ in range(3):
                     o = await c.offer(Resources())

@@ -8,7 +8,7 @@ from juggler.common.resources import Resources
 from juggler.master.agent_book import RECOVERY_HOLD_SECONDS
 from juggler.master.allocator import Allocator
 from juggler.master.commands import Persist, ToAgent, ToFramework
-from juggler.master.state import MasterState
+from juggler.master.state import MasterState, RegistrySnapshot
 from juggler.v1 import agent_pb2, common_pb2, operator_pb2
 
 S = common_pb2.TaskState
@@ -33,11 +33,11 @@ def test_a_new_leader_takes_agents_and_frameworks_back_from_the_registry() -> No
                                .to_proto("*"), command=common_pb2.CommandInfo(argv=["sleep"]))
 
     new = MasterState(clock, Allocator(clock))
-    new.recover_registry(
-        [operator_pb2.AgentView.FromString(v) for k, v in written.items()
-         if k.startswith("agents/")],
-        [common_pb2.FrameworkInfo.FromString(v) for k, v in written.items()
-         if k.startswith("frameworks/")],
+    new.recover_registry(RegistrySnapshot(
+        agents=[operator_pb2.AgentView.FromString(v) for k, v in written.items()
+                if k.startswith("agents/")],
+        frameworks=[common_pb2.FrameworkInfo.FromString(v) for k, v in written.items()
+                    if k.startswith("frameworks/")]),
         reregister_timeout=10)
     assert new.agents[agent_id].state == A.AGENT_DISCONNECTED
     assert not new.frameworks[fid].connected
@@ -66,14 +66,15 @@ def test_agents_that_do_not_come_back_become_unreachable() -> None:
                                   state=A.AGENT_ACTIVE, total=TOTAL.to_proto())
     gone = operator_pb2.AgentView(info=common_pb2.AgentInfo(id="a2", hostname="h2"),
                                   state=A.AGENT_GONE, total=TOTAL.to_proto())
-    state.recover_registry([view, gone], [], reregister_timeout=10)
+    state.recover_registry(RegistrySnapshot(agents=[view, gone], frameworks=[]),
+                           reregister_timeout=10)
     clock.advance(9.9)
     state.tick()
     assert state.agents["a1"].state == A.AGENT_DISCONNECTED
     clock.advance(0.2)
     state.tick()
     assert state.agents["a1"].state == A.AGENT_UNREACHABLE
-    assert "a2" in state.gone_agents and "a2" not in state.agents
+    assert "a2" in state.agents.gone and "a2" not in state.agents
     state.validate_state()
 
 
@@ -82,7 +83,8 @@ def test_reconciliation_waits_for_agents_that_may_still_come_back() -> None:
     state = MasterState(clock, Allocator(clock))
     view = operator_pb2.AgentView(info=common_pb2.AgentInfo(id="a1", hostname="h1"),
                                   state=A.AGENT_ACTIVE, total=TOTAL.to_proto())
-    state.recover_registry([view], [], reregister_timeout=10)
+    state.recover_registry(RegistrySnapshot(agents=[view], frameworks=[]),
+                           reregister_timeout=10)
     fid, sid, _ = state.subscribe(common_pb2.FrameworkInfo(name="fw"))
     from juggler.v1 import scheduler_pb2
 
@@ -103,7 +105,8 @@ def _recovered_cluster(n: int, clock: FakeClock) -> tuple[MasterState, str]:
                                     state=A.AGENT_ACTIVE, total=TOTAL.to_proto())
              for i in range(n)]
     info = common_pb2.FrameworkInfo(id="fw-1", name="fw", failover_timeout=60)
-    state.recover_registry(views, [info], reregister_timeout=30)
+    state.recover_registry(RegistrySnapshot(agents=views, frameworks=[info]),
+                           reregister_timeout=30)
     state.subscribe(info)
     return state, "fw-1"
 

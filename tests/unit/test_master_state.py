@@ -7,19 +7,29 @@ operator would see. A refused call must leave everything as it was.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
 
-from juggler.common import task_states
 from juggler.common.clock import FakeClock
 from juggler.common.resources import Resources
 from juggler.master.allocator import Allocator, AllocatorError
-from juggler.master.commands import CallError, CloseStream, Code, Persist, ToAgent, ToFramework
+from juggler.master.commands import (
+    Allocate,
+    CallError,
+    CloseStream,
+    Code,
+    Log,
+    Persist,
+    ToAgent,
+    ToFramework,
+)
 from juggler.master.state import MasterState
-from juggler.v1 import common_pb2, scheduler_pb2
+from juggler.v1 import common_pb2, operator_pb2, scheduler_pb2
 
 S = common_pb2.TaskState
+F = operator_pb2.FrameworkState
 AGENT = Resources({"cpus": 4, "mem": 4096})
 
 
@@ -29,9 +39,13 @@ AGENT = Resources({"cpus": 4, "mem": 4096})
 class World:
     """A master plus the ids a test needs; helpers read like a framework's calls."""
 
-    def __init__(self) -> None:
+    def __init__(self, new_id=None) -> None:  # type: ignore[no-untyped-def]
+        """`new_id`: the id source (default: one counting id0000001, id0000002, …, so
+        that every run, and every Hypothesis replay, sees the same ids)."""
         self.clock = FakeClock()
-        self.state = MasterState(self.clock, Allocator(self.clock), address="master:5050")
+        counter = itertools.count(1)
+        self.state = MasterState(self.clock, Allocator(self.clock), address="master:5050",
+                                 new_id=new_id or (lambda: f"id{next(counter):07d}"))
 
     def agent(self, name: str = "a1", total: Resources = AGENT) -> str:
         info = common_pb2.AgentInfo(hostname=name, resources=total.to_proto(),
@@ -252,7 +266,8 @@ def test_decline_with_refuse_seconds_filters_the_agent_until_the_time_passes(w):
     w.agent()
     fid, sid = w.framework()
     offer = w.one_offer(fid)
-    assert w.state.decline(fid, sid, [offer.id], common_pb2.Filters(refuse_seconds=30)) == []
+    assert w.state.decline(fid, sid, [offer.id], common_pb2.Filters(refuse_seconds=30)) == [
+        Allocate()]
     assert offer.id not in w.state.offers
     refused(w, Code.NOT_FOUND, w.state.decline, fid, sid, [offer.id])
     w.clock.advance(29.9)
@@ -302,10 +317,10 @@ def refused_accept(w, fid, sid, offer_ids, *tasks, code=Code.INVALID_ARGUMENT, m
                              resources=[common_pb2.Resource(scalar=1)]), "no name"),
         (task("zero", cpus=0, mem=0), "no cpus and no mem"),
         (task("bad id!"), "is not valid"),
-        (task(""), "is not valid"),
+        (task(""), "has no task_id"),
         (task("-dash"), "is not valid"),
         (task("x" * 201), "is not valid"),
-        (task("empty", argv=()), "no command"),
+        (task("empty", argv=()), "the command is empty"),
         (task("other-agent", agent_id="someone-else"), "is not the offers' agent"),
         (task("image", container=common_pb2.ContainerInfo(image="BusyBox")), "lowercase"),
         (task("image2", container=common_pb2.ContainerInfo(image="busybox", rootfs="/r")),
@@ -378,7 +393,7 @@ def test_accept_runs_the_task_on_the_offer_s_agent(w):
     commands = w.launch(fid, sid, offer, task("web-1", cpus=1, mem=256,
                                               labels={"app": "web"}))
     runs = to_agent(commands, target, "run_task")
-    assert len(runs) == 1 and len(commands) == 1
+    assert len(runs) == 1 and commands[1:] == [Allocate()]
     assert to_agent(commands, ({a1, a2} - {target}).pop(), "run_task") == []
     run = runs[0]
     assert run.framework.id == fid
@@ -410,7 +425,8 @@ def test_unused_resources_are_offered_again_at_once_with_refuse_seconds_zero(off
 
 def test_accept_with_no_operations_declines_the_offer(offered_world):
     w, fid, sid, _, offer = offered_world
-    assert w.state.accept(fid, sid, [offer.id], [], common_pb2.Filters(refuse_seconds=0)) == []
+    assert w.state.accept(fid, sid, [offer.id], [], common_pb2.Filters(refuse_seconds=0)) == [
+        Allocate()]
     assert not w.state.tasks
     assert offered(w.offers()[fid]) == AGENT
 
@@ -454,16 +470,21 @@ def test_a_retried_update_is_forwarded_again_but_not_applied_twice(running):
     assert len(w.state.tasks[(fid, "t")].history) == history + 1
 
 
-def test_an_illegal_transition_raises_with_the_task_s_history(running):
+def test_an_illegal_update_is_acknowledged_logged_with_the_history_and_not_applied(running):
+    """An agent's update is an observed fact the master cannot refuse (the agent
+    would retry it forever): it is acknowledged and logged, nothing changes."""
     w, fid, _, aid = running
     w.update(aid, fid, "t", S.TASK_RUNNING, b"u1")
     w.update(aid, fid, "t", S.TASK_FINISHED, b"u2")
     before = w.snapshot()
-    with pytest.raises(task_states.InvalidTransition) as info:
-        w.state.status_update(aid, common_pb2.TaskStatus(
-            task_id="t", framework_id=fid, state=S.TASK_RUNNING, uuid=b"u3"))
-    assert "TASK_FINISHED → TASK_RUNNING" in str(info.value)
-    assert "history: TASK_STAGING → TASK_RUNNING → TASK_FINISHED" in str(info.value)
+    commands = w.state.status_update(aid, common_pb2.TaskStatus(
+        task_id="t", framework_id=fid, state=S.TASK_RUNNING, uuid=b"u3"))
+    assert [a.uuid for a in to_agent(commands, aid, "acknowledgement")] == [b"u3"]
+    assert events(commands, fid) == []
+    (warning,) = [c for c in commands if isinstance(c, Log)]
+    error = dict(warning.fields)["error"]
+    assert "TASK_FINISHED → TASK_RUNNING" in error
+    assert "history: TASK_STAGING → TASK_RUNNING → TASK_FINISHED" in error
     assert w.snapshot() == before
     w.state.validate_state()
 
@@ -620,10 +641,20 @@ def test_disconnect_without_failover_timeout_removes_the_framework_and_kills_its
     commands = w.state.framework_disconnected(fid, sid)
     w.state.validate_state()
     assert kills_of(commands, aid) == ["a"]  # b is finished already
+    # b's last update will never be acknowledged by the framework: the master does.
+    assert [a.uuid for a in to_agent(commands, aid, "acknowledgement")] == [b"ub"]
     assert Persist(f"frameworks/{fid}", None) in commands
-    assert fid not in w.state.frameworks and not w.state.tasks and not w.state.offers
-    assert w.state.allocator.available(aid) == AGENT
+    assert fid not in w.state.frameworks and not w.state.offers
+    assert w.state.torn_down[fid].state == F.FRAMEWORK_TORN_DOWN
+    # a still runs until its agent says it ended: its resources stay taken.
+    assert list(w.state.tasks) == [(fid, "a")]
+    assert w.state.allocator.available(aid) == AGENT - Resources({"cpus": 1, "mem": 128})
     refused(w, Code.NOT_FOUND, w.state.reconcile, fid, sid, [])
+    commands = w.update(aid, fid, "a", S.TASK_KILLED, b"ua")
+    assert [a.uuid for a in to_agent(commands, aid, "acknowledgement")] == [b"ua"]
+    assert not w.state.tasks and w.state.completed_tasks[-1].state == S.TASK_KILLED
+    assert w.state.allocator.available(aid) == AGENT
+    assert not w.state.allocator.has_framework(fid)
 
 
 def test_a_disconnected_framework_is_kept_until_its_failover_timeout(w):
@@ -631,7 +662,7 @@ def test_a_disconnected_framework_is_kept_until_its_failover_timeout(w):
     fid, sid = w.framework(failover_timeout=60)
     w.launch(fid, sid, w.one_offer(fid), task("a"), refuse_seconds=0)
     w.offers()
-    assert w.state.framework_disconnected(fid, sid) == []
+    assert w.state.framework_disconnected(fid, sid) == [Allocate()]
     assert not w.state.offers  # its offers are taken back at once
     assert w.offers() == {}  # and it gets none while away
     w.clock.advance(59.9)
@@ -641,9 +672,13 @@ def test_a_disconnected_framework_is_kept_until_its_failover_timeout(w):
     commands = w.state.tick()
     w.state.validate_state()
     assert kills_of(commands, aid) == ["a"]
-    assert fid not in w.state.frameworks and not w.state.tasks
-    assert w.state.allocator.available(aid) == AGENT
+    assert fid not in w.state.frameworks
+    assert w.state.tasks[(fid, "a")].state == S.TASK_STAGING  # until its agent says so
+    assert w.state.kill_wanted(w.state.tasks[(fid, "a")]) is not None
+    assert w.state.allocator.available(aid) == AGENT - Resources({"cpus": 1, "mem": 128})
     assert w.state.tick() == []
+    w.update(aid, fid, "a", S.TASK_KILLED, b"ua")
+    assert w.state.allocator.available(aid) == AGENT
 
 
 def test_resubscribing_within_the_failover_timeout_keeps_tasks_and_redelivers_updates(w):
@@ -683,10 +718,15 @@ def test_teardown_kills_tasks_rescinds_offers_and_closes_the_stream(w):
     assert kills_of(commands, aid) == ["a"]
     closes = [c for c in commands if isinstance(c, CloseStream)]
     assert [(c.framework_id, c.stream_id) for c in closes] == [(fid, sid)]
-    assert fid not in w.state.frameworks and not w.state.offers and not w.state.tasks
-    assert w.state.allocator.available(aid) == AGENT
-    assert w.state.completed_frameworks[-1].info.id == fid
+    assert Persist(f"torn_down/{fid}", w.state.torn_down[fid].info.SerializeToString()) \
+        in commands
+    assert fid not in w.state.frameworks and not w.state.offers
     refused(w, Code.NOT_FOUND, w.state.kill, fid, sid, "a")
+    refused(w, Code.FAILED_PRECONDITION, w.state.subscribe,
+            common_pb2.FrameworkInfo(id=fid, name="again"))
+    w.update(aid, fid, "a", S.TASK_KILLED, b"ua")
+    assert not w.state.tasks
+    assert w.state.allocator.available(aid) == AGENT
 
 
 def test_agent_disconnect_rescinds_its_offers(w):
