@@ -56,7 +56,7 @@ class AgentServicer(ImageServicer, agent_pb2_grpc.AgentServicer):
                 # Decided before reading: a task seen terminal here has written
                 # everything (its executor drains the output first), so one
                 # more empty round means the end.
-                done = (not request.follow or task is None or task.finished.is_set()
+                done = (not request.follow or task is None or task.exited
                         or task_states.is_terminal(task.state))
                 sent = False
                 for kind, followed in streams:
@@ -92,14 +92,16 @@ class AgentServicer(ImageServicer, agent_pb2_grpc.AgentServicer):
 
     async def GetState(self, request: agent_pb2.GetAgentStateRequest,
                        context: grpc.aio.ServicerContext) -> agent_pb2.GetAgentStateResponse:
-        a = self.a
-        info = common_pb2.AgentInfo(id=a.agent_id, hostname=a.hostname, address=a.address,
-                                    resources=a.config.resources.to_proto())
-        return agent_pb2.GetAgentStateResponse(agent=info, tasks=[
-            common_pb2.TaskStatus(task_id=t.info.task_id, framework_id=t.framework.id,
-                                  agent_id=a.agent_id, state=t.state)
-            for t in a.tasks.values()])
-
+        core = self.a.core
+        message = core.registration()
+        info = (message.register.agent if message.HasField("register")
+                else message.reregister.agent)
+        return agent_pb2.GetAgentStateResponse(
+            agent=info,
+            tasks=[common_pb2.TaskStatus(task_id=t.info.task_id, framework_id=t.framework.id,
+                                         agent_id=core.agent_id, state=t.state)
+                   for t in core.tasks.values()],
+            executors=core.executor_views())
 
     async def GetUsage(self, request: agent_pb2.GetUsageRequest,
                        context: grpc.aio.ServicerContext) -> agent_pb2.TaskUsage:

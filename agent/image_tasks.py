@@ -1,19 +1,21 @@
 """Tasks that name an image: pull on first use, pin, resolve, then launch.
 
-    RunTask(image) ─▶ cached? ──no──▶ STARTING "pulling image X" ─▶ pull ─┐
-                        │ yes                     failed: FAILED ◀───────┤
-                        ▼                   (CONTAINER_LAUNCH_FAILED)     │
-                     lease the image for the task ◀──────────────────────┘
-                        ▼
-                     config.apply (Entrypoint/Cmd/Env/WorkingDir/User → command)
-                        ▼
-                     Agent._launch(…, image=(resolved task, layers top first, id))
+    PullImage ─▶ cached? ──no──▶ ImagePulling (STARTING "pulling image X") ─▶ pull ─┐
+                   │ yes                        failed: ImageFailed ◀───────────┤
+                   ▼                                                            │
+                lease the image for the task ◀─────────────────────────────────┘
+                   ▼
+                config.apply (Entrypoint/Cmd/Env/WorkingDir/User → command)
+                   ▼
+                ImageReady(resolved task, layers top first, id) ─▶ the core starts
+                                                                   the executor
 
-The pull runs beside the master stream (never blocking it). A kill during the
-pull cancels it and ends the task KILLED. The lease (store.acquire) keeps the
-image's layers from gc while the task's executor lives; `release` drops it
-when the executor is gone, and the agent's start drops the leases of tasks it
-no longer has.
+The shell of the agent's PullImage, CancelPull and ReleaseImage commands
+(agent/state.py decides; this pulls). The pull runs beside the master stream
+(never blocking it). A kill during the pull cancels it. The lease
+(store.acquire) keeps the image's layers from gc while the task's executor
+lives; `release` drops it when the executor is gone, and the agent's start
+drops the leases of tasks it no longer has.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from juggler.agent import events as ev
 from juggler.common import logs
 from juggler.images import config as image_config
 from juggler.images.registry import RegistryClient, load_docker_config
@@ -32,7 +35,6 @@ if TYPE_CHECKING:
     from juggler.agent.server import Agent
 
 log = logs.get("juggler.images")
-S = common_pb2.TaskState
 
 
 def lease_id(key: tuple[str, str]) -> str:
@@ -58,29 +60,26 @@ class ImageTasks:
 
     def recover(self) -> None:
         """Drop the leases of tasks this agent no longer runs (after a restart)."""
-        live = {lease_id(t.key) for t in self.agent.tasks.values() if not t.finished.is_set()}
+        live = {lease_id(key) for key, t in self.agent.tasks.items() if not t.exited}
         try:
             self.store.gc(live=live)
         except OSError as e:
             log.warning("image store gc failed", error=str(e))
 
-    def launch(self, framework: common_pb2.FrameworkInfo, info: common_pb2.TaskInfo) -> None:
-        key = (framework.id, info.task_id)
+    def pull(self, key: tuple[str, str], info: common_pb2.TaskInfo) -> None:
+        """Pull (if needed) and pin the task's image beside the loop; the outcome
+        goes to the agent's core as ImagePulling, ImageReady or ImageFailed."""
         if key in self.pending:
-            return  # a re-sent RunTask while we pull
-        job = asyncio.create_task(self._run(framework, info))
+            return
+        job = asyncio.create_task(self._run(key, info))
         self.pending[key] = job
         job.add_done_callback(lambda _: self.pending.pop(key, None))
 
-    def kill(self, key: tuple[str, str]) -> bool:
-        """Kill a task still pulling its image; False if none is."""
+    def cancel(self, key: tuple[str, str]) -> None:
+        """Stop the task's pull (its kill came first)."""
         job = self.pending.pop(key, None)
-        if job is None:
-            return False
-        job.cancel()
-        self.agent._agent_update(*key, S.TASK_KILLED, common_pb2.REASON_TASK_KILLED_DURING_LAUNCH,
-                                 "Task killed while its image was being pulled")
-        return True
+        if job is not None:
+            job.cancel()
 
     def release(self, key: tuple[str, str]) -> None:
         try:
@@ -88,14 +87,12 @@ class ImageTasks:
         except OSError as e:
             log.warning("could not release an image lease", key=lease_id(key), error=str(e))
 
-    async def _run(self, framework: common_pb2.FrameworkInfo, info: common_pb2.TaskInfo) -> None:
-        key = (framework.id, info.task_id)
+    async def _run(self, key: tuple[str, str], info: common_pb2.TaskInfo) -> None:
         ref = info.container.image
-        tlog = log.bind(framework_id=framework.id, task_id=info.task_id, image=ref)
+        tlog = log.bind(framework_id=key[0], task_id=key[1], image=ref)
         try:
             if self.store.get(ref) is None:
-                self.agent._agent_update(*key, S.TASK_STARTING, common_pb2.REASON_UNSPECIFIED,
-                                         f"pulling image {ref}")
+                self.agent.handle(ev.ImagePulling(key))
                 tlog.info("pulling image")
                 await self.store.pull(ref)
             image, layers = self.store.acquire(lease_id(key), ref)
@@ -108,9 +105,7 @@ class ImageTasks:
             raise
         except (ImageError, image_config.ConfigError, OSError) as e:
             tlog.warning("cannot run the task's image", error=str(e))
-            self.agent._agent_update(*key, S.TASK_FAILED,
-                                     common_pb2.REASON_CONTAINER_LAUNCH_FAILED,
-                                     f"cannot get image {ref}: {e}")
+            self.agent.handle(ev.ImageFailed(key, str(e)))
             return
         self.pending.pop(key, None)
-        await self.agent._launch(framework, info, image=(resolved, layers, image.id))
+        self.agent.handle(ev.ImageReady(key, resolved, tuple(layers), image.id))

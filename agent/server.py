@@ -2,11 +2,15 @@
 
     master ◀──Connect stream──▶ agent ◀──Unix socket (executor.proto)──▶ executor
                                   │
-                                  └── Agent API (gRPC): task logs, state
+                                  └── Agent API (gRPC): task logs, exec, attach, state
 
-One asyncio loop. The agent dials the master and reconnects with backoff and
-jitter when the stream breaks; executors live in their own sessions and keep
-their tasks running whatever happens to the agent.
+The shell around the pure AgentState (agent/state.py): it turns what happens
+(a message from the master, an executor connecting, a process exiting, an
+image pulled) into events for the core and carries out the commands the core
+returns (agent/commands.py); it decides nothing about tasks itself. One asyncio
+loop. The agent dials the master and reconnects with backoff and jitter when
+the stream breaks; executors live in their own sessions and keep their tasks
+running whatever happens to the agent.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import socket
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +30,24 @@ import grpc
 from prometheus_client import Counter, Gauge
 
 from juggler.agent import checkpoint
+from juggler.agent import commands as c
+from juggler.agent import events as ev
 from juggler.agent.standby_stream import STANDBY_DELAY, StandbyStream, outgoing, standby_delay
-from juggler.agent.status_updates import FIRST_RETRY, StatusUpdateManager
+from juggler.agent.state import AgentState, AgentTask
+from juggler.agent.status_updates import FIRST_RETRY
 from juggler.common import batching, framing, logs, servers, task_states
+from juggler.common.clock import SystemClock
 from juggler.common.leader import LeaderFollower, backoff, from_standby, leader_of
 from juggler.common.resources import Resources
 from juggler.v1 import (
     agent_pb2,
     agent_pb2_grpc,
-    common_pb2,
     executor_pb2,
 )
 
 log = logs.get("juggler.agent")
-S = common_pb2.TaskState
+S = task_states.S
+Key = tuple[str, str]
 
 LAUNCHED = Counter("juggler_agent_tasks_launched_total", "Executors started")
 UPDATES = Counter("juggler_agent_status_updates_total", "Status updates sent to the master",
@@ -57,6 +65,8 @@ class AgentConfig:
     port: int = 5051
     advertise_ip: str = ""
     hostname: str = ""
+    # Operator-given attributes ("rack:r1;zone:a", common/attributes.py).
+    attributes: dict[str, str] | None = None
     metrics_port: int = 5056
     status_update_retry: float = FIRST_RETRY
     standby_delay: float = STANDBY_DELAY  # agent/standby_stream.py
@@ -68,27 +78,6 @@ class AgentConfig:
     # Start executors by forking a pre-started zygote (agent/launcher.py)
     # rather than a fresh interpreter each.
     launcher: bool = True
-
-
-@dataclass
-class AgentTask:
-    framework: common_pb2.FrameworkInfo
-    info: common_pb2.TaskInfo
-    sandbox: Path
-    state: int = S.TASK_STAGING
-    process: asyncio.subprocess.Process | None = None
-    writer: asyncio.StreamWriter | None = None
-    kill: agent_pb2.MasterMessage.KillTask | None = None
-    finished: asyncio.Event = field(default_factory=asyncio.Event)
-    terminal_acked: bool = False
-    watcher: asyncio.Task[None] | None = None
-    # The task's pid 1 in the host's pid namespace (from the executor's hello;
-    # 0 until it runs): exec enters its namespaces.
-    container_pid: int = 0
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.framework.id, self.info.task_id)
 
 
 def _local_ip_towards(address: str) -> str:
@@ -106,12 +95,12 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.work_dir = config.work_dir
-        self.agent_id = ""
-        self.tasks: dict[tuple[str, str], AgentTask] = {}
-        self.updates = StatusUpdateManager(first_retry=config.status_update_retry)
-        self.hostname = config.hostname or socket.gethostname()
-        self.address = ""
         self.socket_path = self.work_dir / "agent.sock"
+        self.core = AgentState(
+            SystemClock(), hostname=config.hostname or socket.gethostname(),
+            resources=config.resources.to_proto(), attributes=config.attributes,
+            socket_path=str(self.socket_path), cgroup_root=config.cgroup_root,
+            first_retry=config.status_update_retry, new_uuid=lambda: uuid.uuid4().bytes)
         self._outbox: asyncio.Queue[agent_pb2.AgentMessage] | None = None
         self._registered = asyncio.Event()
         self._follower: LeaderFollower | None = None
@@ -125,6 +114,11 @@ class Agent:
         self._stopping = False
         self._ping = 15.0
         self._bg: list[asyncio.Task[Any]] = []
+        # Per task: the executor's connection, the task watching its process, and
+        # an event set once the process is gone.
+        self._writers: dict[Key, asyncio.StreamWriter] = {}
+        self._watchers: dict[Key, asyncio.Task[None]] = {}
+        self._exited: dict[Key, asyncio.Event] = {}
         self.server: grpc.aio.Server | None = None
         self._unix: asyncio.AbstractServer | None = None
         self.metrics_port = 0
@@ -136,15 +130,102 @@ class Agent:
         RUNNING.set_function(lambda: sum(
             1 for t in self.tasks.values() if not task_states.is_terminal(t.state)))
 
+    # -- what the rest of the agent reads -------------------------------------------
+    @property
+    def tasks(self) -> dict[Key, AgentTask]:
+        return self.core.tasks
+
+    @property
+    def agent_id(self) -> str:
+        return self.core.agent_id
+
+    @property
+    def hostname(self) -> str:
+        return self.core.hostname
+
+    @property
+    def address(self) -> str:
+        return self.core.address
+
+    def cgroup_of(self, framework_id: str, task_id: str) -> str:
+        return self.core.cgroup_of((framework_id, task_id))
+
+    def sandbox_of(self, framework_id: str, task_id: str) -> Path:
+        return self.work_dir / "frameworks" / framework_id / "tasks" / task_id
+
+    def find_task(self, task_id: str, framework_id: str = "") -> AgentTask | None:
+        return self.core.find(task_id, framework_id)
+
+    def find_sandbox(self, task_id: str, framework_id: str = "") -> Path | None:
+        task = self.find_task(task_id, framework_id)
+        if task is not None and task.sandbox is not None:
+            return task.sandbox
+        root = self.work_dir / "frameworks"
+        pattern = f"{framework_id or '*'}/tasks/{task_id}"
+        found = sorted(root.glob(pattern), key=lambda p: p.stat().st_mtime)
+        return found[-1] if found else None
+
+    async def finished(self, key: Key) -> None:
+        """Wait until the task's executor is gone (now if it is not known)."""
+        event = self._exited.get(key)
+        if event is not None:
+            await event.wait()
+
+    # -- the core --------------------------------------------------------------------
+    def handle(self, *events: ev.Event) -> None:
+        """Hand events to the core and carry out what it decides, in order."""
+        for command in self.core.handle(*events):
+            self._carry_out(command)
+
+    def _carry_out(self, command: c.Command) -> None:
+        if isinstance(command, c.ToMaster):
+            if self._outbox is not None:
+                if command.message.HasField("status_update"):
+                    UPDATES.labels(state=task_states.name(
+                        command.message.status_update.status.state)).inc()
+                self._outbox.put_nowait(command.message)
+        elif isinstance(command, c.ToExecutor):
+            writer = self._writers.get(command.key)
+            if writer is not None and not writer.is_closing():
+                writer.write(framing.encode(command.message))
+        elif isinstance(command, c.CloseExecutor):
+            writer = self._writers.pop(command.key, None)
+            if writer is not None:
+                writer.close()
+        elif isinstance(command, c.CheckpointUpdate):
+            checkpoint.append_update(command.sandbox, command.status)
+        elif isinstance(command, c.CheckpointAck):
+            checkpoint.append_ack(command.sandbox, command.uuid)
+        elif isinstance(command, c.MarkDone):
+            checkpoint.mark_done(command.sandbox)
+        elif isinstance(command, c.StartExecutor):
+            self._start_executor(command.key, command.spec)
+        elif isinstance(command, c.PullImage):
+            self.images.pull(command.key, command.task)
+        elif isinstance(command, c.CancelPull):
+            self.images.cancel(command.key)
+        elif isinstance(command, c.ReleaseImage):
+            self.images.release(command.key)
+        elif isinstance(command, c.DestroyCgroup):
+            self._destroy_cgroup(command.name)
+        elif isinstance(command, c.SaveAgentId):
+            id_file = self.work_dir / "agent_id"
+            if command.agent_id:
+                id_file.write_text(command.agent_id)
+            else:
+                id_file.unlink(missing_ok=True)
+        elif isinstance(command, c.Log):
+            getattr(log, command.level)(command.event, **dict(command.fields))
+        self._wake_updates.set()
+
     # -- life cycle ----------------------------------------------------------
     async def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         id_file = self.work_dir / "agent_id"
-        if id_file.exists():
-            self.agent_id = id_file.read_text().strip()
+        agent_id = id_file.read_text().strip() if id_file.exists() else ""
         if self.socket_path.exists():
             self.socket_path.unlink()
-        self._recover()
+        self._recover(agent_id)
         self.images.recover()
         if self.config.launcher:
             from juggler.agent.launcher import Launcher
@@ -168,7 +249,7 @@ class Agent:
         ip = self.config.advertise_ip or (
             self.config.host if self.config.host not in ("0.0.0.0", "")
             else _local_ip_towards(self.config.master.split(",")[0]))
-        self.address = f"{ip}:{port}"
+        self.core.address = f"{ip}:{port}"
         if self.config.metrics_port >= 0:
             from juggler.common import metrics
             self.metrics_port = metrics.serve(self.config.host, self.config.metrics_port)
@@ -177,32 +258,24 @@ class Agent:
         log.info("agent started", address=self.address, work_dir=str(self.work_dir),
                  resources=str(self.config.resources), metrics_port=self.metrics_port)
 
-    def _recover(self) -> None:
+    def _recover(self, agent_id: str) -> None:
         """Find the tasks of a previous run of this agent (design.md: executors
-        outlive their agent) and carry on with them."""
-        now = time.monotonic()
-        for rec in checkpoint.recover(self.work_dir):
-            task = AgentTask(framework=rec.spec.framework, info=rec.spec.task,
-                             sandbox=rec.sandbox, state=rec.state)
-            self.tasks[task.key] = task
-            for status in rec.pending:
-                self.updates.add(status, now)
-            tlog = log.bind(framework_id=task.framework.id, task_id=task.info.task_id)
-            if rec.executor_pid is not None:
-                tlog.info("recovered a running executor", pid=rec.executor_pid,
-                          state=task_states.name(task.state))
-                task.watcher = asyncio.create_task(self._watch_pid(task, rec.executor_pid))
+        outlive their agent); the core decides what becomes of each."""
+        records = checkpoint.recover(self.work_dir)
+        self.handle(ev.Started(agent_id, tuple(
+            ev.Recovered(sandbox=rec.sandbox, spec=rec.spec, updates=rec.updates,
+                         acked=frozenset(rec.acked),
+                         executor_alive=rec.executor_pid is not None)
+            for rec in records)))
+        for rec in records:
+            key = (rec.spec.framework.id, rec.spec.task.task_id)
+            self._exited[key] = asyncio.Event()
+            if rec.executor_pid is None:
+                self._exited[key].set()
                 continue
-            task.finished.set()
-            self._destroy_cgroup(rec.spec.cgroup)
-            if not task_states.is_terminal(task.state):
-                tlog.warning("the executor died while the agent was down")
-                self._agent_update(task.framework.id, task.info.task_id, S.TASK_FAILED,
-                                   common_pb2.REASON_EXECUTOR_TERMINATED,
-                                   "the executor exited while the agent was down")
-            elif not rec.pending:
-                checkpoint.mark_done(rec.sandbox)
-                task.terminal_acked = True
+            log.info("recovered a running executor", pid=rec.executor_pid,
+                     framework_id=key[0], task_id=key[1])
+            self._watchers[key] = asyncio.create_task(self._watch_pid(key, rec.executor_pid))
 
     @staticmethod
     def _destroy_cgroup(name: str) -> None:
@@ -216,38 +289,6 @@ class Agent:
                 cgroup.destroy()
         except OSError as e:
             log.warning("could not remove a dead executor's cgroup", cgroup=name, error=str(e))
-
-    async def _watch_pid(self, task: AgentTask, pid: int) -> None:
-        """Wait for an executor that is not our child (recovered) to exit."""
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            fd = -1
-        if fd >= 0:
-            loop = asyncio.get_running_loop()
-            exited = loop.create_future()
-            loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
-            try:
-                await exited
-            finally:
-                loop.remove_reader(fd)
-                os.close(fd)
-        self._executor_gone(task, None)
-
-    def _executor_gone(self, task: AgentTask, code: int | None) -> None:
-        if task.info.container.image:
-            self.images.release(task.key)
-        if not task_states.is_terminal(task.state):
-            log.warning("executor exited before its task ended", task_id=task.info.task_id,
-                        exit_code=code)
-            tail = _tail(task.sandbox / "executor.log")
-            how = f"with status {code}" if code is not None else ""
-            self._agent_update(task.framework.id, task.info.task_id, S.TASK_FAILED,
-                               common_pb2.REASON_EXECUTOR_TERMINATED,
-                               f"the executor exited {how} before its task ended".replace(
-                                   "  ", " ") + (f": {tail}" if tail else ""))
-            self._destroy_cgroup(self.cgroup_of(*task.key))
-        task.finished.set()
 
     async def stop(self) -> None:
         """Stop the agent; executors and their tasks keep running."""
@@ -263,13 +304,15 @@ class Agent:
             await self.server.stop(grace=0.5)
 
     async def kill_all_tasks(self, timeout: float = 15.0) -> None:
-        """Kill every task (used by `juggler up` on shutdown) and wait for them."""
-        for task in list(self.tasks.values()):
+        """Kill every task (used by `juggler up` on shutdown, and SIGUSR1), each
+        with its own kill policy, and wait for their executors to end."""
+        for key, task in list(self.tasks.items()):
             if not task_states.is_terminal(task.state):
-                await self._kill(task, agent_pb2.MasterMessage.KillTask(
-                    framework_id=task.framework.id, task_id=task.info.task_id,
-                    kill_policy=task.info.kill_policy))
-        waits = [t.finished.wait() for t in self.tasks.values() if t.watcher is not None]
+                self.handle(ev.FromMaster(agent_pb2.MasterMessage(
+                    kill_task=agent_pb2.MasterMessage.KillTask(
+                        framework_id=key[0], task_id=key[1],
+                        kill_policy=task.info.kill_policy))))
+        waits = [self.finished(key) for key in self.tasks]
         if waits:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*waits), timeout)
@@ -296,26 +339,12 @@ class Agent:
                 CONNECTED.set(0)
                 self._outbox = None
                 self._registered.clear()
+                self.handle(ev.MasterLost())
             await asyncio.sleep(follower.ended(time.monotonic(), answered=answered,
                                                leader=leader, registered=registered))
 
     def _register_message(self) -> agent_pb2.AgentMessage:
-        info = common_pb2.AgentInfo(id=self.agent_id, hostname=self.hostname,
-                                    resources=self.config.resources.to_proto(),
-                                    address=self.address)
-        if not self.agent_id:
-            return agent_pb2.AgentMessage(register=agent_pb2.AgentMessage.Register(
-                agent=info, version="0.1.0"))
-        rr = agent_pb2.AgentMessage.Reregister(agent=info, version="0.1.0")
-        for task in self.tasks.values():
-            if task.terminal_acked:
-                continue
-            rr.running.append(agent_pb2.AgentMessage.RunningTask(task=task.info,
-                                                                 framework=task.framework))
-            rr.tasks.append(common_pb2.TaskStatus(task_id=task.info.task_id, state=task.state,
-                                                  framework_id=task.framework.id,
-                                                  agent_id=self.agent_id))
-        return agent_pb2.AgentMessage(reregister=rr)
+        return self.core.registration()
 
     async def _session(self, address: str, metadata: tuple[tuple[str, str], ...] = (),
                        standby: StandbyStream | None = None) -> None:
@@ -403,136 +432,50 @@ class Agent:
         kind = msg.WhichOneof("message")
         if kind == "registered":
             self._ping = msg.registered.heartbeat_interval_seconds or 15.0
-            self.agent_id = msg.registered.agent_id
             if self._follower is not None:
                 self._follower.follow_succession(msg.registered.masters)
-            (self.work_dir / "agent_id").write_text(self.agent_id)
             self._outbox = outbox
             CONNECTED.set(1)
             self._registered.set()
-            self.updates.resend_all(time.monotonic())
-            self._wake_updates.set()
+            self.handle(ev.FromMaster(msg))
             log.info("registered with master", master=address, agent_id=self.agent_id)
             await self._stand_by(address)
-        elif kind == "run_task":
-            if msg.run_task.task.container.image:  # pulled beside the stream, then launched
-                self.images.launch(msg.run_task.framework, msg.run_task.task)
-            else:
-                await self._launch(msg.run_task.framework, msg.run_task.task)
-        elif kind == "kill_task":
-            task = self.tasks.get((msg.kill_task.framework_id, msg.kill_task.task_id))
-            if task is None and self.images.kill((msg.kill_task.framework_id,
-                                                  msg.kill_task.task_id)):
-                pass
-            elif task is None:
-                # The master thinks it runs here but it does not: tell it so.
-                self._agent_update(msg.kill_task.framework_id, msg.kill_task.task_id,
-                                   S.TASK_LOST, common_pb2.REASON_TASK_UNKNOWN,
-                                   "the agent has no such task")
-            else:
-                await self._kill(task, msg.kill_task)
-        elif kind == "acknowledgement":
-            ack = msg.acknowledgement
-            if self.updates.acknowledge(ack.framework_id, ack.task_id, ack.uuid,
-                                        time.monotonic()):
-                acked = self.tasks.get((ack.framework_id, ack.task_id))
-                if acked is not None:
-                    checkpoint.append_ack(acked.sandbox, ack.uuid)
-                self._wake_updates.set()
-                self._maybe_release(ack.framework_id, ack.task_id)
         elif kind == "heartbeat":
             outbox.put_nowait(agent_pb2.AgentMessage(heartbeat=agent_pb2.AgentMessage.Heartbeat()))
-        elif kind == "shutdown":
-            # The master declared this agent GONE: its tasks were reported gone, so
-            # kill them, forget the old id and register as a new agent.
-            log.error("master says this agent is gone; killing its tasks and registering "
-                      "afresh", reason=msg.shutdown.message)
-            await self.kill_all_tasks()
-            self.tasks.clear()
-            self.updates = StatusUpdateManager(first_retry=self.config.status_update_retry)
-            self.agent_id = ""
-            (self.work_dir / "agent_id").unlink(missing_ok=True)
-
-    # -- status updates ----------------------------------------------------------
-    def _record(self, status: common_pb2.TaskStatus) -> None:
-        """Take an update: checkpoint it, then queue it for the master."""
-        task = self.tasks.get((status.framework_id, status.task_id))
-        if task is not None:
-            checkpoint.append_update(task.sandbox, status)
-            if not task_states.is_terminal(task.state):
-                task.state = status.state
-        if self.updates.add(status, time.monotonic()):
-            self._wake_updates.set()
-
-    def _agent_update(self, framework_id: str, task_id: str, state: int, reason: int,
-                      message: str, exit_code: int | None = None) -> None:
-        status = common_pb2.TaskStatus(
-            task_id=task_id, framework_id=framework_id, agent_id=self.agent_id, state=state,
-            reason=reason, message=message, source=common_pb2.SOURCE_AGENT,
-            uuid=uuid.uuid4().bytes, timestamp=time.time())
-        if exit_code is not None:
-            status.exit_code = exit_code
-        self._record(status)
+        else:
+            self.handle(ev.FromMaster(msg))
 
     async def _update_loop(self) -> None:
+        """Status updates whose (re)send time has come go to the master."""
         while True:
-            outbox = self._outbox
-            if outbox is not None:
-                for status in self.updates.due(time.monotonic()):
-                    UPDATES.labels(state=task_states.name(status.state)).inc()
-                    outbox.put_nowait(agent_pb2.AgentMessage(
-                        status_update=agent_pb2.AgentMessage.StatusUpdate(status=status)))
-            nxt = self.updates.next_due()
+            if self._outbox is not None:
+                self.handle(ev.Tick())
+            nxt = self.core.next_due()
             timeout = 1.0 if nxt is None else max(0.0, min(1.0, nxt - time.monotonic()))
             self._wake_updates.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_updates.wait(), timeout)
 
-    def _maybe_release(self, framework_id: str, task_id: str) -> None:
-        """A terminal task whose updates are all acknowledged: let its executor go."""
-        task = self.tasks.get((framework_id, task_id))
-        if task is None or not task_states.is_terminal(task.state):
-            return
-        if self.updates.pending(framework_id, task_id) == 0:
-            task.terminal_acked = True
-            checkpoint.mark_done(task.sandbox)
-            if task.writer is not None:
-                self._send_executor(task, executor_pb2.AgentToExecutor(
-                    shutdown=executor_pb2.AgentToExecutor.Shutdown()))
-
     # -- executors ---------------------------------------------------------------
-    def cgroup_of(self, framework_id: str, task_id: str) -> str:
-        return f"{self.config.cgroup_root}/{framework_id}.{task_id}"
-
-    def sandbox_of(self, framework_id: str, task_id: str) -> Path:
-        return self.work_dir / "frameworks" / framework_id / "tasks" / task_id
-
-    async def _launch(self, framework: common_pb2.FrameworkInfo,
-                      info: common_pb2.TaskInfo,
-                      image: tuple[common_pb2.TaskInfo, list[str], str] | None = None) -> None:
-        """`image`: for a task naming an image (images/tasks.py), the task with the
-        image's config resolved into its command, the layers (top first), the id."""
-        key = (framework.id, info.task_id)
-        tlog = log.bind(framework_id=framework.id, task_id=info.task_id)
-        existing = self.tasks.get(key)
-        if existing is not None and not task_states.is_terminal(existing.state):
-            tlog.warning("task already running here; launch ignored")
-            return
+    def _start_executor(self, key: Key, spec: executor_pb2.ExecutorSpec) -> None:
+        """Make the sandbox and write the spec (now: the executor may connect as
+        soon as it runs), then start it beside the loop."""
+        tlog = log.bind(framework_id=key[0], task_id=key[1])
         sandbox = self.sandbox_of(*key)
-        if sandbox.exists():  # a reused task id: keep the old run's files apart
-            sandbox.rename(sandbox.with_name(f"{info.task_id}.{int(time.time() * 1000)}"))
-        sandbox.mkdir(parents=True)
-        task = AgentTask(framework=framework, info=info, sandbox=sandbox)
-        self.tasks[key] = task
-        spec = executor_pb2.ExecutorSpec(
-            framework=framework, task=info if image is None else image[0],
-            agent_id=self.agent_id,
-            agent_socket=str(self.socket_path),
-            cgroup=self.cgroup_of(*key))
-        if image is not None:
-            spec.layers.extend(image[1])
-            spec.image_id = image[2]
-        checkpoint.write_spec(sandbox, spec)
+        try:
+            if sandbox.exists():  # a reused task id: keep the old run's files apart
+                sandbox.rename(sandbox.with_name(f"{key[1]}.{int(time.time() * 1000)}"))
+            sandbox.mkdir(parents=True)
+            checkpoint.write_spec(sandbox, spec)
+        except OSError as e:
+            tlog.error("cannot make the task's sandbox", error=str(e))
+            self.handle(ev.ExecutorFailedToStart(key, f"cannot make its sandbox: {e}"))
+            return
+        self._exited[key] = asyncio.Event()
+        self.handle(ev.SandboxMade(key, sandbox))
+        self._watchers[key] = asyncio.create_task(self._spawn(key, sandbox, tlog))
+
+    async def _spawn(self, key: Key, sandbox: Path, tlog: Any) -> None:
         if self.launcher is not None:
             from juggler.agent.launcher import LauncherUnavailable
 
@@ -547,46 +490,56 @@ class Agent:
                 checkpoint.write_pid(sandbox, pid)
                 LAUNCHED.inc()
                 tlog.info("executor started", pid=pid, sandbox=str(sandbox), launcher=True)
-                task.watcher = asyncio.create_task(self._watch_pid(task, pid))
+                await self._watch_pid(key, pid)
                 return
         logfile = open(sandbox / "executor.log", "ab")  # noqa: SIM115
         try:
-            task.process = await asyncio.create_subprocess_exec(
+            process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "juggler.executor", "--sandbox", str(sandbox),
                 stdin=asyncio.subprocess.DEVNULL, stdout=logfile, stderr=logfile,
                 start_new_session=True, cwd=str(sandbox))
         except OSError as e:
             tlog.error("executor failed to start", error=str(e))
-            self._agent_update(*key, S.TASK_FAILED, common_pb2.REASON_CONTAINER_LAUNCH_FAILED,
-                               f"the executor failed to start: {e}")
-            task.finished.set()
+            self.handle(ev.ExecutorFailedToStart(key, str(e)))
+            self._exited[key].set()
             return
         finally:
             logfile.close()
-        checkpoint.write_pid(sandbox, task.process.pid)
+        checkpoint.write_pid(sandbox, process.pid)
         LAUNCHED.inc()
-        tlog.info("executor started", pid=task.process.pid, sandbox=str(sandbox))
-        task.watcher = asyncio.create_task(self._watch_executor(task))
+        tlog.info("executor started", pid=process.pid, sandbox=str(sandbox))
+        code = await process.wait()
+        self._executor_gone(key, code)
 
-    async def _watch_executor(self, task: AgentTask) -> None:
-        assert task.process is not None
-        code = await task.process.wait()
-        self._executor_gone(task, code)
+    async def _watch_pid(self, key: Key, pid: int) -> None:
+        """Wait for an executor that is not our child (forked by the launcher, or
+        recovered) to exit."""
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            fd = -1
+        if fd >= 0:
+            loop = asyncio.get_running_loop()
+            exited = loop.create_future()
+            loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+            try:
+                await exited
+            finally:
+                loop.remove_reader(fd)
+                os.close(fd)
+        self._executor_gone(key, None)
 
-    async def _kill(self, task: AgentTask, kill: agent_pb2.MasterMessage.KillTask) -> None:
-        task.kill = kill
-        if task.writer is not None:
-            self._send_executor(task, executor_pb2.AgentToExecutor(
-                kill=executor_pb2.AgentToExecutor.Kill(kill_policy=kill.kill_policy)))
-        # Otherwise it is sent when the executor says hello.
-
-    def _send_executor(self, task: AgentTask, message: executor_pb2.AgentToExecutor) -> None:
-        if task.writer is not None and not task.writer.is_closing():
-            task.writer.write(framing.encode(message))
+    def _executor_gone(self, key: Key, code: int | None) -> None:
+        task = self.tasks.get(key)
+        tail = _tail(task.sandbox / "executor.log") if task and task.sandbox else ""
+        self.handle(ev.ExecutorExited(key, code, tail))
+        event = self._exited.get(key)
+        if event is not None:
+            event.set()
 
     async def _executor_connection(self, reader: asyncio.StreamReader,
                                    writer: asyncio.StreamWriter) -> None:
-        task: AgentTask | None = None
+        key: Key | None = None
         try:
             while True:
                 msg = await framing.read(reader, executor_pb2.ExecutorMessage)
@@ -594,54 +547,21 @@ class Agent:
                     return
                 kind = msg.WhichOneof("message")
                 if kind == "hello":
-                    task = self.tasks.get((msg.hello.framework_id, msg.hello.task_id))
-                    if task is None:
-                        # Not ours (any more): its task was reported gone. Stop it, as
-                        # Mesos's agent shuts down executors it does not know.
-                        log.warning("unknown executor said hello; shutting it down",
-                                    task_id=msg.hello.task_id)
-                        writer.write(framing.encode(executor_pb2.AgentToExecutor(
-                            shutdown=executor_pb2.AgentToExecutor.Shutdown())))
-                        await writer.drain()
+                    key = (msg.hello.framework_id, msg.hello.task_id)
+                    self._writers[key] = writer
+                    self.handle(ev.ExecutorHello(key, msg.hello.container_pid))
+                    if writer.is_closing():  # refused: the core hung up on it
                         return
-                    task.writer = writer
-                    task.container_pid = msg.hello.container_pid
-                    if task.kill is not None:
-                        await self._kill(task, task.kill)
-                    if task.terminal_acked:
-                        self._send_executor(task, executor_pb2.AgentToExecutor(
-                            shutdown=executor_pb2.AgentToExecutor.Shutdown()))
-                elif kind == "update" and task is not None:
-                    status = msg.update.status
-                    status.agent_id = self.agent_id
-                    self._record(status)
-                    writer.write(framing.encode(executor_pb2.AgentToExecutor(
-                        ack=executor_pb2.AgentToExecutor.Ack(uuid=status.uuid))))
+                elif kind == "update" and key is not None:
+                    self.handle(ev.ExecutorUpdate(key, msg.update.status))
                     await writer.drain()
         except (framing.FrameError, ConnectionError) as e:
             log.warning("executor connection failed", error=str(e))
         finally:
-            if task is not None and task.writer is writer:
-                task.writer = None
+            if key is not None and self._writers.get(key) is writer:
+                del self._writers[key]
+                self.handle(ev.ExecutorDisconnected(key))
             writer.close()
-
-    # -- state for the Agent API -------------------------------------------------
-    def find_task(self, task_id: str, framework_id: str = "") -> AgentTask | None:
-        if framework_id:
-            return self.tasks.get((framework_id, task_id))
-        for (_, tid), task in self.tasks.items():
-            if tid == task_id:
-                return task
-        return None
-
-    def find_sandbox(self, task_id: str, framework_id: str = "") -> Path | None:
-        task = self.find_task(task_id, framework_id)
-        if task is not None:
-            return task.sandbox
-        root = self.work_dir / "frameworks"
-        pattern = f"{framework_id or '*'}/tasks/{task_id}"
-        found = sorted(root.glob(pattern), key=lambda p: p.stat().st_mtime)
-        return found[-1] if found else None
 
 
 def _tail(path: Path, limit: int = 400) -> str:

@@ -26,9 +26,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import grpc
-from google.protobuf.message import DecodeError
 
-from juggler.agent import checkpoint
 from juggler.common import fdio, framing, task_states
 from juggler.container import console
 from juggler.container.process import ProcessSpec
@@ -57,7 +55,7 @@ async def _running_task(agent: Agent, task_id: str, framework_id: str,
     if task is None:
         await context.abort(grpc.StatusCode.NOT_FOUND, f"no task {task_id!r} on this agent")
     assert task is not None
-    if task.state not in _LIVE or task.finished.is_set():
+    if task.state not in _LIVE or task.exited or task.sandbox is None:
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                             f"task {task_id!r} is {task_states.name(task.state)}, not running")
     return task
@@ -76,14 +74,12 @@ async def exec_process(agent: Agent, requests: AsyncIterator[agent_pb2.ExecReque
     if not task.container_pid:
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                             f"task {start.task_id!r} has not reported its container yet")
-    # The container as launched (the spec checkpointed in the sandbox): a task
+    # The container as launched (the ExecutorSpec the agent started it with): a task
     # from an image has its layers and the command, user, working directory
     # and environment of the image's config there, not in the TaskInfo.
     try:
-        spec = ContainerSpec.from_executor_spec(checkpoint.read_spec(task.sandbox))
-    except (OSError, DecodeError) as e:
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                            f"task {start.task_id!r}: cannot read how it was launched: {e}")
+        assert task.spec is not None  # it runs: its executor was started with it
+        spec = ContainerSpec.from_executor_spec(task.spec)
     except SpecError as e:
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
     env = dict(spec.env)

@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from juggler.common import gc_policy, logs
+from juggler.common import attributes, gc_policy, logs
 from juggler.common.resources import ResourceError
 
 
@@ -78,6 +78,12 @@ def add_agent_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
                    help="pull from this registry over plain http (loopback ones always are; "
                         "repeatable)")
+    p.add_argument("--attributes", default="", metavar="NAME:VALUE;…",
+                   help='attributes of this agent, passed on in offers and matched by '
+                        'placement constraints, e.g. "rack:r1;zone:a"')
+    p.add_argument("--cgroup-root", default="juggler",
+                   help="parent of the tasks' cgroups under every controller "
+                        "(default juggler; as Mesos's --cgroups_root)")
     p.add_argument("--registry-config", default="", metavar="FILE",
                    help="Docker config.json with registry credentials (default "
                         "$DOCKER_CONFIG/config.json or ~/.docker/config.json)")
@@ -172,8 +178,17 @@ def agent_main(args: argparse.Namespace) -> int:
     except ResourceError as e:
         print(f"juggler agent: --resources: {e}", file=sys.stderr)
         return 2
+    try:
+        attrs = attributes.parse(args.attributes)
+    except attributes.InvalidAttribute as e:
+        print(f"juggler agent: --attributes: {e}", file=sys.stderr)
+        return 2
+    if not args.cgroup_root.strip("/") or ".." in args.cgroup_root.split("/"):
+        print("juggler agent: --cgroup-root must name a cgroup below the root", file=sys.stderr)
+        return 2
     config = AgentConfig(master=args.master, work_dir=work_dir, resources=res, host=args.host,
                          port=args.port, advertise_ip=args.advertise_ip, hostname=args.hostname,
+                         attributes=attrs, cgroup_root=args.cgroup_root.strip("/"),
                          metrics_port=args.metrics_port,
                          status_update_retry=args.status_update_retry,
                          standby_delay=args.standby_delay,
