@@ -180,8 +180,8 @@ def test_metrics_endpoint(cluster: Cluster) -> None:
         text = r.read().decode()
     launched = re.search(r"^juggler_master_tasks_launched_total (\S+)$", text, re.M)
     assert launched and float(launched.group(1)) >= 1
-    assert re.search(r'^juggler_master_agents\{maintenance="MAINTENANCE_NONE",state="AGENT_ACTIVE"\} '
-                     r'2\.0$', text, re.M)
+    assert re.search(r'^juggler_master_agents\{maintenance="MAINTENANCE_NONE",'
+                     r'state="AGENT_ACTIVE"\} 2\.0$', text, re.M)
 
 
 def test_no_master_is_a_clear_error(tmp_path: Path) -> None:
