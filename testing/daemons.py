@@ -1,7 +1,14 @@
-"""Real juggler daemons (`juggler master`, `juggler agent`) as processes for tests."""
+"""Real juggler daemons (`juggler master`, `juggler agent`) as processes for tests.
+
+A master listens on a port it picks itself (`--port 0`) unless told one, and its
+address is read from its own "master started" log line (checked against its
+pid): no free port is chosen here that another process could take first, and
+no other test suite's master on this host can be mistaken for it.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,10 +17,12 @@ from pathlib import Path
 
 import grpc
 
-from juggler.testing.waiting import free_port, wait_for
+from juggler.testing.waiting import wait_for
 from juggler.v1 import operator_pb2, operator_pb2_grpc
 
 JUGGLER = [sys.executable, "-m", "juggler.cli.main"]
+# Starting a Python daemon takes a second or two, far more on a loaded machine.
+START_TIMEOUT = 60.0
 
 
 class Daemons:
@@ -23,12 +32,23 @@ class Daemons:
         self.master = ""
 
     def start_master(self, *flags: str, name: str = "master", port: int = 0) -> str:
-        port = port or free_port()
+        """Start a master (on `port`, or one it picks) and return its address once
+        it answers."""
+        log = self.work / f"{name}.log"
+        offset = log.stat().st_size if log.exists() else 0  # a restart appends
         self._spawn(name, "master", "--host", "127.0.0.1", "--port", str(port),
                     "--metrics-port", "-1", "--work-dir", str(self.work / name), *flags)
-        address = f"127.0.0.1:{port}"
+        proc = self.procs[name]
+
+        def started() -> str | None:
+            if proc.poll() is not None:
+                tail = log.read_bytes()[offset:][-3000:].decode(errors="replace")
+                raise AssertionError(f"{name} exited with {proc.returncode}:\n{tail}")
+            return _started_at(log, offset, proc.pid)
+
+        address = wait_for(started, timeout=START_TIMEOUT, what=f"{name} to start")
         self.master = self.master or address
-        wait_for(lambda: self._answers(address), timeout=20, what=f"{name} to serve")
+        wait_for(lambda: self._answers(address), timeout=START_TIMEOUT, what=f"{name} to serve")
         return address
 
     def start_agent(self, name: str, *flags: str, resources: str = "cpus:1;mem:512;disk:1024",
@@ -61,7 +81,8 @@ class Daemons:
         return next((a for a in self.agents() if a.info.hostname == hostname), None)
 
     def wait_agents(self, n: int, state: int = operator_pb2.AGENT_ACTIVE) -> None:
-        wait_for(lambda: sum(1 for a in self.agents() if a.state == state) >= n, timeout=30,
+        wait_for(lambda: sum(1 for a in self.agents() if a.state == state) >= n,
+                 timeout=START_TIMEOUT,
                  what=f"{n} agents in state {operator_pb2.AgentState.Name(state)}")
 
     def operator(self) -> tuple[grpc.Channel, operator_pb2_grpc.OperatorStub]:
@@ -93,3 +114,24 @@ class Daemons:
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
                          for p in sorted(self.work.glob("*.log")))
+
+
+def _started_at(log: Path, offset: int, pid: int) -> str | None:
+    """The address in the "master started" line that process `pid` wrote to `log`
+    after `offset`, if it did."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            lines = f.read().split(b"\n")[:-1]  # complete lines only
+    except FileNotFoundError:
+        return None
+    for line in lines:
+        if not line.startswith(b"{"):
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("event") == "master started" and entry.get("pid") == pid:
+            return str(entry["address"])
+    return None

@@ -29,7 +29,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-START_TIMEOUT = 30.0
+from juggler.testing.waiting import listens
+
+START_TIMEOUT = 60.0
 
 
 class EtcdNotInstalled(RuntimeError):
@@ -151,7 +153,8 @@ def _start(binary: str, base: Path, tls: TLSFiles | None) -> EtcdServer:
             env={k: v for k, v in os.environ.items() if not k.startswith("ETCD_")})
     server = EtcdServer(client_port, peer_port, data_dir, log_path, process, tls)
     deadline = time.monotonic() + START_TIMEOUT
-    while not server.healthy():
+    # Healthy, and this etcd: another one (another suite's) may have taken the port.
+    while not (server.healthy() and listens(process.pid, client_port)):
         if process.poll() is not None:
             raise RuntimeError(f"etcd exited with {process.returncode}:\n{server.log()}")
         if time.monotonic() > deadline:

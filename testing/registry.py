@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from juggler.testing.rootfs import make_busybox_rootfs
-from juggler.testing.waiting import free_port
+from juggler.testing.waiting import free_port, listens
 
 TOOLS = ("docker-registry", "skopeo", "umoci")
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -132,42 +132,59 @@ class Registry:
                 self.process.wait()
 
 
-def _serves(address: str) -> bool:
+def _serves(address: str, pid: int) -> bool:
+    """Whether process `pid` serves the registry API at `address` (and not some
+    other process on this host that took the port first)."""
     try:
-        conn = http.client.HTTPConnection(address, timeout=1)
+        conn = http.client.HTTPConnection(address, timeout=5)
         conn.request("GET", "/v2/")
         status = conn.getresponse().status
         conn.close()
-        return status in (200, 401)
     except OSError:
         return False
+    return status in (200, 401) and listens(pid, int(address.rsplit(":", 1)[1]))
 
 
 def start_registry(root: Path, auth: tuple[str, str] | None = None) -> Registry:
     """A docker-registry on 127.0.0.1 storing in `root`; with `auth`, htpasswd basic auth."""
     root.mkdir(parents=True, exist_ok=True)
+    htpasswd = root / "htpasswd"
+    if auth:
+        run("htpasswd", "-Bbc", htpasswd, auth[0], auth[1])
+    for attempt in range(3):  # a free port can be taken (by another suite) before it binds
+        try:
+            return _start_registry(root, auth, htpasswd)
+        except AssertionError as e:
+            if attempt == 2 or "address already in use" not in str(e):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_registry(root: Path, auth: tuple[str, str] | None, htpasswd: Path) -> Registry:
     port = free_port()
     lines = ["version: 0.1", "log:", "  level: error", "  accesslog:", "    disabled: true",
              "storage:", "  filesystem:", f"    rootdirectory: {root / 'data'}",
              "  delete:", "    enabled: true", "http:", f"  addr: 127.0.0.1:{port}",
              "  secret: juggler-tests"]
     if auth:
-        htpasswd = root / "htpasswd"
-        run("htpasswd", "-Bbc", htpasswd, auth[0], auth[1])
         lines += ["auth:", "  htpasswd:", "    realm: juggler-tests", f"    path: {htpasswd}"]
     config = root / "config.yml"
     config.write_text("\n".join(lines) + "\n")
-    log = open(root / "registry.log", "ab")  # noqa: SIM115
+    log_path = root / "registry.log"
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    log = open(log_path, "ab")  # noqa: SIM115
     proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=log,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
     address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while not _serves(address):
+    deadline = time.monotonic() + 60
+    while not _serves(address, proc.pid):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
+            proc.wait()
             raise AssertionError(f"docker-registry did not serve /v2/ on {address}:\n"
-                                 + (root / "registry.log").read_text(errors="replace")[-2000:])
+                                 + log_path.read_bytes()[offset:][-2000:].decode(
+                                     errors="replace"))
         time.sleep(0.05)
     return Registry(address=address, process=proc, root=root, auth=auth)
 

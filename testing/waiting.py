@@ -1,10 +1,13 @@
-"""Waiting on a condition with a deadline, and free ports on loopback."""
+"""Waiting on a condition with a deadline; free ports on loopback, and who listens on one."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -30,3 +33,27 @@ def wait_for(predicate: Callable[[], T], timeout: float = 20.0, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process `pid` has a TCP socket listening on `port`: a server is
+    started on a free port, which another process (another test suite on this
+    host) may take first; then something answers there, but not our server."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        tables = [Path(f"/proc/{pid}/net/{t}").read_text() for t in ("tcp", "tcp6")]
+    except OSError:
+        return False
+    for table in tables:
+        for row in table.splitlines()[1:]:
+            fields = row.split()
+            # local address (hex ip:port), state (0A: LISTEN), ..., inode
+            if (int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A"
+                    and fields[9] in inodes):
+                return True
+    return False

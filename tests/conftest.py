@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 __all__ = ["Cluster", "free_port", "juggler_up", "needs_root", "wait_for"]
 
 ROOT = Path(__file__).resolve().parent.parent
+# `juggler up` starts a master and agents (three masters and etcd with
+# --masters 3): seconds, many more on a loaded machine.
+UP_TIMEOUT = 120.0
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -112,20 +116,33 @@ def juggler_up(*flags: str, home: Path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, JUGGLER_HOME=str(home)))
     assert proc.stdout is not None
-    line = proc.stdout.readline()  # blocks until up is ready (or dies)
+    first: list[str] = []
+    reader = threading.Thread(target=lambda: first.append(proc.stdout.readline()),  # type: ignore[union-attr]
+                              daemon=True)
+    reader.start()
+    reader.join(UP_TIMEOUT)  # up prints its first line once ready (or dies)
+    line = first[0] if first else ""
     if " at " not in line or "agent(s)" not in line:
-        proc.kill()
+        _stop(proc, stop_timeout)  # what it started goes too
         err = proc.stderr.read() if proc.stderr else ""
-        raise AssertionError(f"juggler up failed: {line}{err}")
+        raise AssertionError(f"juggler up failed (or not ready within {UP_TIMEOUT} s): "
+                             f"{line}{err}")
     try:
         yield proc, line
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(stop_timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
+        _stop(proc, stop_timeout)
+
+
+def _stop(up: subprocess.Popen[str], timeout: float) -> None:
+    """Stop `juggler up` as Ctrl-C does (it stops what it started)."""
+    if up.poll() is not None:
+        return
+    up.send_signal(signal.SIGINT)
+    try:
+        up.wait(timeout)
+    except subprocess.TimeoutExpired:
+        up.kill()
+        raise
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,8 @@ run, change things while it is down, start it again.
 Executors outlive their agent: running tasks keep running (same processes),
 updates produced while the agent was down are delivered, an executor that died
 meanwhile is noticed and its task reported FAILED, and nothing is left behind.
+The tasks' processes are found by markers only this test knows
+(juggler/testing/processes.py), not by a command line another suite could run too.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import pytest
 
 from juggler.container.cgroups import open_cgroup
 from juggler.testing.daemons import Daemons
+from juggler.testing.processes import marker, processes_with
 from juggler.v1 import common_pb2
 from tests.conftest import wait_for
 from tests.framework_client import Client, run, task
-from tests.integration.test_master_contract import processes_with, wait_async
+from tests.integration.test_master_contract import DEADLINE, wait_async
 
 pytestmark = [pytest.mark.root]
 S = common_pb2.TaskState
@@ -36,33 +39,35 @@ def test_agent_kill9_and_restart_keeps_tasks_and_delivers_updates(daemons: Daemo
     daemons.start_agent("a1", *agent_flags, resources="cpus:2;mem:1024;disk:1024")
     daemons.wait_agents(1)
     flag = tmp_path / "finish-now"
+    steady = {"steady-1": f"sleep {marker()}", "steady-2": f"sleep {marker()}"}
+    orphaned = f"sleep {marker()}"
 
     async def body() -> None:
         async with Client(daemons.master, "survivor") as c:
             tasks = [
-                task("steady-1", 0.2, 32, "sh", "-c", "exec sleep 1004.5"),
-                task("steady-2", 0.2, 32, "sh", "-c", "exec sleep 1005.5"),
+                task("steady-1", 0.2, 32, "sh", "-c", f"exec {steady['steady-1']}"),
+                task("steady-2", 0.2, 32, "sh", "-c", f"exec {steady['steady-2']}"),
                 task("finisher", 0.2, 32, "sh", "-c",
                      f"while [ ! -e {flag} ]; do sleep 0.05; done; echo done"),
-                task("orphan", 0.2, 32, "sh", "-c", "exec sleep 1006.5"),
+                task("orphan", 0.2, 32, "sh", "-c", f"exec {orphaned}"),
             ]
             offer = await c.offer(sum_resources(tasks))
             await c.fw.launch([offer.id], tasks)
             for t in tasks:
                 await c.until(t.task_id, S.TASK_RUNNING)
             fid = c.fw.framework_id
-            before = {m: processes_with(m) for m in ("sleep 1004.5", "sleep 1005.5")}
-            assert all(before.values())
+            before = {m: processes_with(m) for m in steady.values()}
+            assert all(len(pids) == 1 for pids in before.values()), before
 
             # The agent dies hard. Meanwhile one task finishes and one executor dies.
             daemons.send("a1", signal.SIGKILL)
-            daemons.procs["a1"].wait(10)
+            daemons.procs["a1"].wait(DEADLINE)
             flag.touch()
             orphan_pid = int((sandbox(daemons, fid, "orphan") / "executor.pid")
                              .read_text().split()[0])
             os.kill(orphan_pid, signal.SIGKILL)
             wait_for(lambda: not os.path.exists(f"/proc/{orphan_pid}/stat")
-                     or " Z " in Path(f"/proc/{orphan_pid}/stat").read_text(), 10,
+                     or " Z " in Path(f"/proc/{orphan_pid}/stat").read_text(), DEADLINE,
                      what="the executor to die")
 
             daemons.start_agent("a1", *agent_flags, resources="cpus:2;mem:1024;disk:1024")
@@ -71,7 +76,7 @@ def test_agent_kill9_and_restart_keeps_tasks_and_delivers_updates(daemons: Daemo
             failed = await c.until("orphan", S.TASK_FAILED)
             assert failed[-1].reason == common_pb2.REASON_EXECUTOR_TERMINATED
             # The dead executor's container is not left running.
-            await wait_async(lambda: not processes_with("sleep 1006.5"), 20,
+            await wait_async(lambda: not processes_with(orphaned), DEADLINE,
                              "the orphaned container to be killed")
             # The others never stopped: the very same processes still run.
             assert {m: processes_with(m) for m in before} == before
@@ -80,12 +85,13 @@ def test_agent_kill9_and_restart_keeps_tasks_and_delivers_updates(daemons: Daemo
             for tid in ("steady-1", "steady-2"):
                 await wait_async(lambda tid=tid: any(
                     s.state == S.TASK_RUNNING and s.reason == common_pb2.REASON_RECONCILIATION
-                    for s in c.history[tid]), 20, f"{tid} reconciled RUNNING")
+                    for s in c.history[tid]), DEADLINE, f"{tid} reconciled RUNNING")
                 await c.fw.kill(tid)
                 await c.until(tid, S.TASK_KILLED)
             for tid in ("steady-1", "steady-2", "finisher", "orphan"):
                 cgroup = open_cgroup(f"juggler/{fid}.{tid}")
-                await wait_async(lambda cg=cgroup: not cg.exists(), 20, f"{tid}'s cgroup removed")
+                await wait_async(lambda cg=cgroup: not cg.exists(), DEADLINE,
+                                 f"{tid}'s cgroup removed")
     run(body)
 
 

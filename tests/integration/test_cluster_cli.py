@@ -188,12 +188,14 @@ def test_no_master_is_a_clear_error(tmp_path: Path) -> None:
     import subprocess
     env = dict(os.environ, JUGGLER_HOME=str(tmp_path))
     env.pop("JUGGLER_MASTER", None)
+    # A port bound here and not listening: connections to it are refused, and no
+    # other process (another suite's master) can take it while the CLI tries.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    r = subprocess.run([sys.executable, "-m", "juggler.cli.main", "run", "--master",
-                        f"127.0.0.1:{port}", "--", "true"], capture_output=True, text=True,
-                       env=env, timeout=60)
+        r = subprocess.run([sys.executable, "-m", "juggler.cli.main", "run", "--master",
+                            f"127.0.0.1:{port}", "--", "true"], capture_output=True, text=True,
+                           env=env, timeout=60)
     assert r.returncode == 125
     assert "juggler up" in r.stderr
 

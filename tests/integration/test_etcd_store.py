@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +24,6 @@ from juggler.store.etcd import (
 )
 from juggler.store.interface import StoreError
 from juggler.testing.etcd_server import EtcdNotInstalled, EtcdServer, etcd_server
-from tests.conftest import free_port
 
 
 def run(coro):  # pytest-asyncio is not a dependency
@@ -86,24 +87,32 @@ def test_endpoints_are_parsed_and_checked():
         parse_endpoints(" , ")
 
 
+def refusing_port(stack: contextlib.ExitStack) -> int:
+    """A loopback port bound and not listening, until `stack` closes: connections
+    are refused, and no other process (another suite's etcd) can take it."""
+    s = stack.enter_context(socket.socket())
+    s.bind(("127.0.0.1", 0))
+    return int(s.getsockname()[1])
+
+
 def test_fails_over_to_the_next_endpoint_and_says_when_none_answers(etcd: EtcdServer):
-    async def main() -> None:
-        dead = f"http://127.0.0.1:{free_port()}"
+    async def main(dead: str, also_dead: str) -> None:
         store = EtcdStore.connect(f"{dead},{etcd.endpoint}", cluster_prefix(), timeout=2.0)
         await store.put("k", b"v")
         assert await store.get("k") == b"v"
         assert str(store.client.endpoint) == etcd.endpoint  # it stays where it succeeded
         await store.close()
 
-        nowhere = EtcdStore.connect(f"{dead},http://127.0.0.1:{free_port()}", cluster_prefix(),
-                                    timeout=2.0)
+        nowhere = EtcdStore.connect(f"{dead},{also_dead}", cluster_prefix(), timeout=2.0)
         started = time.monotonic()
         with pytest.raises(StoreError, match=r"etcd unavailable: http://127\.0\.0\.1"):
             await nowhere.get("k")
         assert time.monotonic() - started < 5
         await nowhere.close()
 
-    run(main())
+    with contextlib.ExitStack() as stack:
+        run(main(f"http://127.0.0.1:{refusing_port(stack)}",
+                 f"http://127.0.0.1:{refusing_port(stack)}"))
 
 
 def test_speaks_tls_with_a_client_certificate(tmp_path: Path):

@@ -1,6 +1,10 @@
 """High availability with a real etcd and real processes: three masters elect a
 leader, survive kill -9 and SIGSTOP of the leader, and keep every task and
 status update; agents and frameworks follow the leader.
+
+Masters listen on ports they pick (juggler/testing/daemons.py); tasks and
+processes are found by what only the test knows (markers, its own processes'
+children): another suite may run these tests on this host at the same time.
 """
 
 from __future__ import annotations
@@ -21,13 +25,16 @@ import pytest
 from juggler.common.resources import Resources
 from juggler.testing.daemons import Daemons
 from juggler.testing.etcd_server import EtcdNotInstalled, EtcdServer, etcd_server
+from juggler.testing.processes import argv_of, children_of, marker, processes_with
 from juggler.v1 import common_pb2, operator_pb2, operator_pb2_grpc
 from tests.conftest import juggler_up, needs_root, wait_for
 from tests.framework_client import Client, run, task
-from tests.integration.test_master_contract import processes_with, wait_async
+from tests.integration.test_master_contract import wait_async
 
 pytestmark = [pytest.mark.root]
 S = common_pb2.TaskState
+# Elections, restarts and re-registrations, on a 2-core machine two suites may share.
+DEADLINE = 30.0
 
 
 def says_it_leads(address: str, timeout: float = 1.0) -> bool | None:
@@ -67,12 +74,8 @@ class HA(Daemons):
     def lose_host(self, name: str) -> None:
         """SIGKILL a master and its lease reaper, as when its whole host is lost: its
         lease is left to expire (a master that alone dies has it revoked at once)."""
-        pid = self.procs[name].pid
-        children = set()
-        for thread in Path(f"/proc/{pid}/task").iterdir():
-            children |= {int(c) for c in (thread / "children").read_text().split()}
-        reapers = [c for c in children
-                   if b"lease_reaper" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        reapers = [c for c in children_of(self.procs[name].pid)
+                   if any("lease_reaper" in arg for arg in argv_of(c))]
         assert len(reapers) == 1, f"{name} should have one lease reaper: {reapers}"
         os.kill(reapers[0], signal.SIGKILL)
         self.procs[name].kill()
@@ -88,9 +91,15 @@ class HA(Daemons):
         raise AssertionError(f"{address} answered GetTasks although it does not lead")
 
     def agents(self, master: str = "") -> list[operator_pb2.AgentView]:
+        """The leader's agents; none while no master answers as the leader (a
+        failover, or one too slow to answer), so that waits on agents go on."""
         leader = self.leader()
-        assert leader is not None
-        return super().agents(leader[1])
+        if leader is None:
+            return []
+        try:
+            return super().agents(leader[1])
+        except grpc.RpcError:  # it lost its lead, or answered too late
+            return []
 
     def operator(self):  # type: ignore[no-untyped-def]
         leader = self.leader()
@@ -118,7 +127,7 @@ def ha(tmp_path: Path) -> Iterator[HA]:
 
 def test_one_leader_and_standbys_name_it(ha: HA) -> None:
     ha.start_masters(3)
-    name, address = wait_for(ha.leader, 20, what="a leader")
+    name, address = wait_for(ha.leader, DEADLINE, what="a leader")
     for other, other_address in ha.masters.items():
         if other == name:
             continue
@@ -128,16 +137,16 @@ def test_one_leader_and_standbys_name_it(ha: HA) -> None:
             answer = ha.standby_answer(standby)
             return answer if address in (answer.details() or "") else None  # type: ignore[attr-defined]
 
-        e = wait_for(names_the_leader, 10, what=f"{other} to name the leader")
+        e = wait_for(names_the_leader, DEADLINE, what=f"{other} to name the leader")
         assert e.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
         assert ("juggler-leader", address) in (e.trailing_metadata() or ())  # type: ignore[attr-defined]
         # A client that lost its connection to the leader, which this standby
-        # still reaches: sent back to it at once, not held for an election (a
-        # held call would run into the 2 s deadline).
+        # still reaches: sent back to it, not held for an election (a held call
+        # would run into the deadline: no election comes while the leader lives).
         with grpc.insecure_channel(other_address) as ch, \
                 pytest.raises(grpc.RpcError) as back:
             operator_pb2_grpc.OperatorStub(ch).GetTasks(
-                operator_pb2.GetTasksRequest(), timeout=2,
+                operator_pb2.GetTasksRequest(), timeout=10,
                 metadata=(("juggler-lost-leader", address),))
         assert back.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
         assert ("juggler-leader", address) in (back.value.trailing_metadata() or ())  # type: ignore[attr-defined]
@@ -149,13 +158,13 @@ def test_a_standby_holds_a_client_that_lost_the_leader_until_a_new_one_leads(ha:
     SDK do) is held instead, and answered once a new leader is elected: refused
     naming the new leader, or served by the standby that won."""
     ha.start_masters(3)
-    name, address = wait_for(ha.leader, 20, what="a leader")
+    name, address = wait_for(ha.leader, DEADLINE, what="a leader")
     ha.lose_host(name)
     standby = next(a for n, a in ha.masters.items() if n != name)
     with grpc.insecure_channel(standby) as ch:
         try:
             operator_pb2_grpc.OperatorStub(ch).GetTasks(
-                operator_pb2.GetTasksRequest(), timeout=15,
+                operator_pb2.GetTasksRequest(), timeout=DEADLINE,
                 metadata=(("juggler-lost-leader", address),))
             served = True
         except grpc.RpcError as e:
@@ -163,19 +172,20 @@ def test_a_standby_holds_a_client_that_lost_the_leader_until_a_new_one_leads(ha:
             assert e.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
             named = dict(e.trailing_metadata() or ()).get("juggler-leader")  # type: ignore[attr-defined]
             assert named and named != address, named
-    new = wait_for(ha.leader, 20, what="a new leader")
+    new = wait_for(ha.leader, DEADLINE, what="a new leader")
     assert new[1] != address
     assert served == (new[1] == standby)
 
 
 def test_kill9_the_leader_repeatedly_while_launching(ha: HA) -> None:
     ha.start_masters(3)
-    wait_for(ha.leader, 20, what="a leader")
+    wait_for(ha.leader, DEADLINE, what="a leader")
     ha.start_agent("a1", "--status-update-retry", "0.3", resources="cpus:4;mem:4096;disk:1024")
     ha.start_agent("a2", "--status-update-retry", "0.3", resources="cpus:4;mem:4096;disk:1024")
     wait_for(lambda: len([a for a in ha.agents() if a.state == operator_pb2.AGENT_ACTIVE]) == 2,
-             30, what="two agents")
+             DEADLINE, what="two agents")
     launched: list[str] = []
+    long_sleep = f"sleep {marker()}"  # this test's long tasks, and no other process
 
     async def body() -> None:
         async with Client(ha.master, "ha-fw", failover_timeout=120) as c:
@@ -189,7 +199,7 @@ def test_kill9_the_leader_repeatedly_while_launching(ha: HA) -> None:
                         try:
                             await c.fw.launch([offer.id], [task(
                                 tid, 0.1, 16, "sh", "-c", "sleep 0.3" if len(launched) % 2
-                                else "exec sleep 1007.5")], refuse_seconds=0)
+                                else f"exec {long_sleep}")], refuse_seconds=0)
                             launched.append(tid)
                             break
                         except Exception:
@@ -199,14 +209,18 @@ def test_kill9_the_leader_repeatedly_while_launching(ha: HA) -> None:
 
             await launch(4)
             for kill in range(3):
-                name, _ = wait_for(ha.leader, 30, what="a leader")
+                name, _ = wait_for(ha.leader, DEADLINE, what="a leader")
                 started = time.monotonic()
                 kill_task = asyncio.create_task(launch(2))  # launching while it dies
+                # Not a wait for anything: lets the launches start before the kill.
+                # Whether a launch lands before, during or after it, every task
+                # must be accounted for below.
                 await asyncio.sleep(0.05)
                 ha.procs[name].kill()
                 ha.procs[name].wait()
                 await kill_task
-                new = await asyncio.to_thread(wait_for, ha.leader, 30, 0.05, "a new leader")
+                new = await asyncio.to_thread(wait_for, ha.leader, DEADLINE, 0.05,
+                                              "a new leader")
                 assert new[0] != name, f"kill {kill}: {name} still leads"
                 print(f"failover {kill}: new leader after {time.monotonic() - started:.2f} s")
                 # Bring the dead one back as a standby, at its old address.
@@ -221,7 +235,7 @@ def test_kill9_the_leader_repeatedly_while_launching(ha: HA) -> None:
             await asyncio.to_thread(
                 wait_for, lambda: len([a for a in ha.agents()
                                        if a.state == operator_pb2.AGENT_ACTIVE]) == 2,
-                30, 0.1, "both agents re-registered")
+                DEADLINE, 0.1, "both agents re-registered")
             await c.fw.reconcile([(t, "") for t in launched])
             outcome: dict[str, int] = {}
             for i, tid in enumerate(launched):
@@ -243,7 +257,7 @@ def test_kill9_the_leader_repeatedly_while_launching(ha: HA) -> None:
                   f"{len(launched) - len(running) - len(unknown)} finished, "
                   f"{len(unknown)} never started ({unknown})")
             assert len(unknown) <= 3  # at most one per failover
-            assert len(processes_with("sleep 1007.5")) == len(running)
+            assert len(processes_with(long_sleep)) == len(running)
     run(body)
 
 
@@ -279,31 +293,32 @@ class LeaderHistory:
 
 def test_paused_leader_is_fenced_and_steps_down(ha: HA) -> None:
     ha.start_masters(3)
-    old, _ = wait_for(ha.leader, 20, what="a leader")
+    old, _ = wait_for(ha.leader, DEADLINE, what="a leader")
     ha.start_agent("a1", resources="cpus:2;mem:1024;disk:1024")
-    wait_for(lambda: len(ha.agents()) == 1, 30, what="the agent")
+    wait_for(lambda: len(ha.agents()) == 1, DEADLINE, what="the agent")
     with LeaderHistory(ha) as history:
         ha.send(old, signal.SIGSTOP)
-        new, _ = wait_for(lambda: (lead := ha.leader()) and lead[0] != old and lead, 30,
+        new, _ = wait_for(lambda: (lead := ha.leader()) and lead[0] != old and lead, DEADLINE,
                           what="another master to take over")
         ha.send(old, signal.SIGCONT)
         # The old leader finds its lease gone and steps down; it never leads again
         # beside the new one (the election proves it; fenced writes back it up).
-        wait_for(lambda: ha.leader() == (new, ha.masters[new]), 20, what="one leader again")
+        wait_for(lambda: ha.leader() == (new, ha.masters[new]), DEADLINE,
+                 what="one leader again")
         wait_for(lambda: "leadership lost" in (ha.work / f"{old}.log").read_text()
-                 or "restarting as a standby" in (ha.work / f"{old}.log").read_text(), 20,
-                 what="the old leader to step down")
-        wait_for(lambda: any(a.state == operator_pb2.AGENT_ACTIVE for a in ha.agents()), 30,
-                 what="the agent under the new leader")
+                 or "restarting as a standby" in (ha.work / f"{old}.log").read_text(),
+                 DEADLINE, what="the old leader to step down")
+        wait_for(lambda: any(a.state == operator_pb2.AGENT_ACTIVE for a in ha.agents()),
+                 DEADLINE, what="the agent under the new leader")
     assert history.overlaps() == []
     assert any(new in leaders for _, leaders in history.samples)
 
 
 def test_etcd_down_stops_leading_and_the_cluster_resumes(ha: HA) -> None:
     ha.start_masters(3)
-    wait_for(ha.leader, 20, what="a leader")
+    wait_for(ha.leader, DEADLINE, what="a leader")
     ha.start_agent("a1", resources="cpus:2;mem:1024;disk:1024")
-    wait_for(lambda: len(ha.agents()) == 1, 30, what="the agent")
+    wait_for(lambda: len(ha.agents()) == 1, DEADLINE, what="the agent")
     ha.etcd.pause()
     try:
         started = time.monotonic()
@@ -312,8 +327,8 @@ def test_etcd_down_stops_leading_and_the_cluster_resumes(ha: HA) -> None:
         print(f"stopped leading {time.monotonic() - started:.2f} s after etcd went away")
     finally:
         ha.etcd.resume()
-    wait_for(ha.leader, 30, what="a leader once etcd is back")
-    wait_for(lambda: any(a.state == operator_pb2.AGENT_ACTIVE for a in ha.agents()), 30,
+    wait_for(ha.leader, DEADLINE, what="a leader once etcd is back")
+    wait_for(lambda: any(a.state == operator_pb2.AGENT_ACTIVE for a in ha.agents()), DEADLINE,
              what="the agent to re-register")
 
     async def body() -> None:
@@ -331,21 +346,25 @@ def test_agents_are_told_which_master_would_lead_next(ha: HA) -> None:
     from juggler.v1 import agent_pb2, agent_pb2_grpc
 
     ha.start_masters(3)
-    name, address = wait_for(ha.leader, 20, what="a leader")
+    name, address = wait_for(ha.leader, DEADLINE, what="a leader")
     hello = agent_pb2.AgentMessage(register=agent_pb2.AgentMessage.Register(
         agent=common_pb2.AgentInfo(hostname="probe", resources=Resources(
             {"cpus": 1, "mem": 64}).to_proto())))
 
     def succession() -> list[str] | None:
         with grpc.insecure_channel(address) as ch:
-            for msg in agent_pb2_grpc.AgentChannelStub(ch).Connect(iter([hello]), timeout=5):
-                if msg.HasField("registered"):
-                    masters = list(msg.registered.masters)
-                    # Every standby's key must be seen before the order means anything.
-                    return masters if len(masters) == 3 else None
+            try:
+                for msg in agent_pb2_grpc.AgentChannelStub(ch).Connect(iter([hello]),
+                                                                        timeout=10):
+                    if msg.HasField("registered"):
+                        masters = list(msg.registered.masters)
+                        # Every standby's key must be seen before the order means anything.
+                        return masters if len(masters) == 3 else None
+            except grpc.RpcError:  # slow to answer: ask again
+                return None
         return None
 
-    masters = wait_for(succession, 20, what="the leader to name all three masters")
+    masters = wait_for(succession, DEADLINE, what="the leader to name all three masters")
     assert masters[0] == address and sorted(masters) == sorted(ha.masters.values())
 
     told: list[str] = []
@@ -361,7 +380,7 @@ def test_agents_are_told_which_master_would_lead_next(ha: HA) -> None:
     run(subscribe)
     assert told == masters
     ha.lose_host(name)
-    _, new = wait_for(lambda: (lead := ha.leader()) and lead[1] != address and lead, 30,
+    _, new = wait_for(lambda: (lead := ha.leader()) and lead[1] != address and lead, DEADLINE,
                       what="a new leader")
     assert new == masters[1]
 
@@ -390,25 +409,26 @@ def test_an_agent_reregisters_over_the_stream_it_opened_ahead_of_the_failover(ha
     re-registration over that stream, and the new leader serves it: no connection
     or call to set up while every agent comes back at once."""
     ha.start_masters(3)
-    name, address = wait_for(ha.leader, 20, what="a leader")
+    name, address = wait_for(ha.leader, DEADLINE, what="a leader")
     ha.start_agent("a1", "--standby-delay", "0.3")
     log = ha.work / "a1.log"
-    standing = wait_for(lambda: log_events(log, STANDING_BY), 30,
+    standing = wait_for(lambda: log_events(log, STANDING_BY), DEADLINE,
                         what="the agent to stand by with the next master")
     successor = standing[-1]["master"]
     assert standing[-1]["leader"] == address and successor != address
     ha.procs[name].kill()
-    ha.procs[name].wait(10)
-    _, new = wait_for(lambda: (lead := ha.leader()) and lead[1] != address and lead, 30,
+    ha.procs[name].wait(DEADLINE)
+    _, new = wait_for(lambda: (lead := ha.leader()) and lead[1] != address and lead, DEADLINE,
                       what="a new leader")
     assert new == successor
-    over = wait_for(lambda: log_events(log, OVER_STANDBY), 30,
+    over = wait_for(lambda: log_events(log, OVER_STANDBY), DEADLINE,
                     what="the agent to re-register over its standby stream")
     assert (over[-1]["master"], over[-1]["lost"]) == (successor, address)
     wait_for(lambda: any(a.info.hostname == "a1" and a.state == operator_pb2.AGENT_ACTIVE
-                         for a in ha.agents()), 30, what="the agent active at the new leader")
+                         for a in ha.agents()), DEADLINE,
+             what="the agent active at the new leader")
     # And it stands by again, now for the new leader.
-    wait_for(lambda: any(e["leader"] == new for e in log_events(log, STANDING_BY)), 30,
+    wait_for(lambda: any(e["leader"] == new for e in log_events(log, STANDING_BY)), DEADLINE,
              what="the agent to stand by for the new leader")
 
 
@@ -420,7 +440,7 @@ def test_a_stream_standing_by_for_a_live_leader_is_sent_back_to_it(ha: HA) -> No
     from juggler.v1 import agent_pb2, agent_pb2_grpc
 
     ha.start_masters(3, "--metrics-port", "0")
-    name, address = wait_for(ha.leader, 20, what="a leader")
+    name, address = wait_for(ha.leader, DEADLINE, what="a leader")
     other = next(n for n in ha.masters if n != name)
     started = log_events(ha.work / f"{other}.log", "master started")
     metrics = f"http://127.0.0.1:{started[-1]['metrics_port']}/metrics"
@@ -438,13 +458,13 @@ def test_a_stream_standing_by_for_a_live_leader_is_sent_back_to_it(ha: HA) -> No
             {"cpus": 1, "mem": 64}).to_proto())))
 
     def requests() -> Iterator[agent_pb2.AgentMessage]:
-        release.wait(30)
+        release.wait(2 * DEADLINE)
         yield hello
 
     with grpc.insecure_channel(ha.masters[other]) as ch:
         call = agent_pb2_grpc.AgentChannelStub(ch).Connect(
-            requests(), metadata=(("juggler-standby-for", address),), timeout=30)
-        wait_for(lambda: standing_by() == 1, 15, what="the standby to hold the stream")
+            requests(), metadata=(("juggler-standby-for", address),), timeout=2 * DEADLINE)
+        wait_for(lambda: standing_by() == 1, DEADLINE, what="the standby to hold the stream")
         release.set()
         with pytest.raises(grpc.RpcError) as refused:
             for _ in call:
@@ -503,15 +523,19 @@ def test_juggler_up_with_three_masters_survives_the_leaders_death(tmp_path: Path
         def leader() -> str | None:
             return next((a for a in addresses if says_it_leads(a)), None)
 
-        old = wait_for(leader, 20, what="a leader")
-        pid = int(subprocess.run(["pgrep", "-f", f"master --host 127.0.0.1 --port "
-                                  f"{old.rsplit(':', 1)[1]} "], capture_output=True,
-                                 text=True).stdout.split()[0])
-        os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: (lead := leader()) is not None and lead != old, 20, what="a new leader")
+        old = wait_for(leader, DEADLINE, what="a leader")
+        # That master is the child of this test's `up` that listens on its port.
+        port = old.rsplit(":", 1)[1]
+        pids = [pid for pid in children_of(up.pid)
+                if "master" in (argv := argv_of(pid)) and "--port" in argv
+                and argv[argv.index("--port") + 1] == port]
+        assert len(pids) == 1, (old, pids)
+        os.kill(pids[0], signal.SIGKILL)
+        wait_for(lambda: (lead := leader()) is not None and lead != old, DEADLINE,
+                 what="a new leader")
         assert run_echo("after")
         assert up.poll() is None, "juggler up stopped when one master died"
 
         # The dead master is back, as a standby.
-        wait_for(lambda: says_it_leads(old) is False, 30,
+        wait_for(lambda: says_it_leads(old) is False, DEADLINE,
                  what="the killed master to come back as a standby")

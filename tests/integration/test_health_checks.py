@@ -2,9 +2,12 @@
 containers and their checks enter those containers (executor/health.py).
 
 The agent is the test (tests/executor_harness.py FakeAgent). Checks use short
-delays and intervals; every wait has a deadline. A task flips its own health on
-a signal from the test (SIGUSR1 removes the file its check looks for), so no
-test depends on timing.
+delays and intervals; every wait has a deadline. A check may run as soon as the
+task is RUNNING, before the task did anything: so a check passes on a task
+that has not started yet (the file it looks for is one the task makes when
+told to turn sick), an HTTP check is healthy before it is made to fail, and a
+task flips its own health on a signal from the test (SIGUSR1). No test
+depends on timing.
 """
 
 from __future__ import annotations
@@ -29,10 +32,15 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, cgroups, mounts)"),
 ]
 
-FAST = dict(delay_seconds=0.01, interval_seconds=0.2, timeout_seconds=5)
-# Runs until SIGTERM; SIGUSR1 removes /tmp/ok.
-SERVE = ("trap 'rm -f /tmp/ok' USR1; trap 'exit 0' TERM; touch /tmp/ok; echo ready; "
+# Short delay and interval; the timeout is long, as a check's fork and exec can
+# take seconds on a loaded machine (a timeout is a failure).
+FAST = dict(delay_seconds=0.01, interval_seconds=0.2, timeout_seconds=30)
+# Runs until SIGTERM; SIGUSR1 makes /tmp/sick. Healthy while /tmp/sick is not
+# there: even before the shell runs its first line.
+SERVE = ("trap 'touch /tmp/sick' USR1; trap 'exit 0' TERM; echo ready; "
          "while :; do sleep 0.05; done")
+HEALTHY_UNTIL_SICK = "test ! -e /tmp/sick"
+DEADLINE = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +76,7 @@ def test_command_check_turns_healthy_then_unhealthy(tmp_path, busybox):
         task = task_info(SERVE, rootfs=busybox)
         task.kill_policy.grace_period_seconds = 5
         task.health_check.CopyFrom(pb.HealthCheck(
-            command=pb.HealthCheck.Command(argv=["test -e /tmp/ok"], shell=True),
+            command=pb.HealthCheck.Command(argv=[HEALTHY_UNTIL_SICK], shell=True),
             consecutive_failures=2, **FAST))
         async with executor(tmp_path, task) as run:
             pid = await wait_ready(run)
@@ -88,8 +96,9 @@ def test_command_check_turns_healthy_then_unhealthy(tmp_path, busybox):
         assert [u.healthy for u in health_updates(run)] == [True, False]
         assert done.state == pb.TASK_KILLED and done.reason == pb.REASON_TASK_KILLED
         assert done.HasField("healthy") and done.healthy is False
-        # /tmp/ok only ever existed in the container's own upper layer.
-        assert not (busybox / "tmp" / "ok").exists()
+        # /tmp/sick only ever existed in the container's own upper layer.
+        assert not (busybox / "tmp" / "sick").exists()
+        assert (run.sandbox / "rootfs" / "upper" / "tmp" / "sick").exists()
 
     asyncio.run(scenario())
 
@@ -135,7 +144,7 @@ def test_kill_when_unhealthy_ends_killed_with_reason_unhealthy(tmp_path, busybox
         task = task_info(SERVE, rootfs=busybox)
         task.kill_policy.grace_period_seconds = 5
         task.health_check.CopyFrom(pb.HealthCheck(
-            command=pb.HealthCheck.Command(argv=["test", "-e", "/tmp/ok"]),
+            command=pb.HealthCheck.Command(argv=HEALTHY_UNTIL_SICK.split()),
             consecutive_failures=2, kill_when_unhealthy=True, **FAST))
         async with executor(tmp_path, task) as run:
             pid = await wait_ready(run)
@@ -178,21 +187,37 @@ def test_http_check_in_a_network_none_container(tmp_path, busybox):
 
 
 def test_http_check_failing_status_is_unhealthy(tmp_path, busybox):
+    """A 404 turns the task unhealthy. The check may probe before httpd listens
+    (connection refused, a failure too): so the page is served first, the task
+    turns healthy, and only then is the page removed (SIGUSR1)."""
     async def scenario():
-        serve = "mkdir -p /www && echo ready && exec httpd -f -p 8080 -h /www"
+        serve = ("mkdir -p /www; echo ok > /www/page; "
+                 "trap 'rm -f /www/page' USR1; trap 'exit 0' TERM; "
+                 "httpd -f -p 8080 -h /www & echo ready; while :; do sleep 0.05; done")
         task = task_info(serve, rootfs=busybox)
         task.kill_policy.grace_period_seconds = 0
         task.health_check.CopyFrom(pb.HealthCheck(
-            http=pb.HealthCheck.Http(port=8080, path="/missing"), consecutive_failures=1,
+            http=pb.HealthCheck.Http(port=8080, path="/page"), consecutive_failures=1,
             **FAST))
         async with executor(tmp_path, task) as run:
-            await wait_ready(run)
-            unhealthy = await wait_health(run, False)
-            assert "GET http://127.0.0.1:8080/missing: 404" in unhealthy.message
+            pid = await wait_ready(run)
+            healthy = await wait_health(run, True)
+            os.kill(pid, signal.SIGUSR1)
+            unhealthy = await wait_health_after(run, healthy, False)
+            assert "GET http://127.0.0.1:8080/page: 404" in unhealthy.message, unhealthy.message
             await run.agent.kill()
             await run.agent.wait_terminal()
 
     asyncio.run(scenario())
+
+
+async def wait_health_after(run, after: pb.TaskStatus, healthy: bool) -> pb.TaskStatus:
+    """The first health update with `healthy` that came after the update `after`."""
+    def found():
+        later = health_updates(run)[health_updates(run).index(after) + 1:]
+        return next((u for u in later if u.healthy is healthy), None)
+    await run.agent.wait_for(found, f"a later health update with healthy={healthy}")
+    return found()
 
 
 def test_tcp_check_on_a_closed_port_is_unhealthy_and_open_port_healthy(tmp_path, busybox):
@@ -218,12 +243,14 @@ def test_tcp_check_on_a_closed_port_is_unhealthy_and_open_port_healthy(tmp_path,
 
 
 async def wait_until_probe(pid: int, port: int):
-    for _ in range(100):
+    """The probe's last answer, once it connects or after DEADLINE (httpd may not
+    listen yet)."""
+    deadline = asyncio.get_running_loop().time() + DEADLINE
+    while True:
         ok, detail = await health.probe_tcp(pid, port)
-        if ok:
-            break
+        if ok or asyncio.get_running_loop().time() > deadline:
+            return ok, detail
         await asyncio.sleep(0.05)
-    return ok, detail
 
 
 def test_a_check_that_times_out_is_killed_and_counts_as_failure(tmp_path, busybox):

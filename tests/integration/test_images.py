@@ -154,8 +154,8 @@ def test_a_pull_killed_halfway_leaves_nothing_trusted_and_runs_again(
                                  "--work-dir", str(work), ref],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            assert proxy.stalled.wait(30), "the pull never reached the layer"
-            wait_for(lambda: any((work / "images/tmp").iterdir()), what="a partial layer")
+            assert proxy.stalled.wait(60), "the pull never reached the layer"
+            wait_for(lambda: any((work / "images/tmp").iterdir()), 60, what="a partial layer")
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -182,7 +182,10 @@ def test_pull_cancelled_halfway_in_process_then_again(test_images: TestImages,
 
         async def cancel_midway() -> None:
             job = asyncio.ensure_future(store.pull(ref))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
             while not proxy.stalled.is_set():
+                assert loop.time() < deadline, "the pull never reached the layer"
                 await asyncio.sleep(0.02)
             job.cancel()
             proxy.release.set()
@@ -190,7 +193,6 @@ def test_pull_cancelled_halfway_in_process_then_again(test_images: TestImages,
                 await job
             # The layer's download goes on (shielded, shared with other pulls) until its
             # thread sees the cancel; the cleanup needs this loop alive, so wait here.
-            loop = asyncio.get_running_loop()
             deadline = loop.time() + 60
             while list(store.tmp.iterdir()):
                 assert loop.time() < deadline, "the cancelled pull did not clean up"
@@ -228,7 +230,7 @@ def test_a_layer_shared_with_a_pull_that_ends_is_still_pulled_for_the_other(
         async def both() -> Image:
             first = asyncio.ensure_future(store.pull(via("sibling")))
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + 30
+            deadline = loop.time() + 60
             while not proxy.stalled.is_set():  # the first pull downloads the base layer
                 assert loop.time() < deadline, "the first pull never reached the base layer"
                 await asyncio.sleep(0.02)

@@ -4,6 +4,10 @@ An agent starts executors by asking its zygote, which double-forks them: an
 executor is then neither the agent's child nor the zygote's, runs in its own
 session, and outlives both. A dead zygote is restarted; an agent started with
 `--no-launcher` starts executors itself.
+
+Processes are found from this test's own agent (its children) or by markers
+only this test knows (juggler/testing/processes.py): another suite may run
+the same tests on this host at the same time.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from juggler.testing.daemons import Daemons
+from juggler.testing.processes import argv_of, children_of, marker, processes_with
 from juggler.v1 import common_pb2
 from tests.conftest import wait_for
 from tests.framework_client import Client, run, task
-from tests.integration.test_master_contract import processes_with, wait_async
+from tests.integration.test_master_contract import DEADLINE, wait_async
 
 pytestmark = [pytest.mark.root]
 S = common_pb2.TaskState
@@ -36,13 +41,8 @@ def parent_of(pid: int) -> int:
 def zygote_of(agent_pid: int) -> int | None:
     """The agent's launcher: its child running `juggler.agent.launcher` (the
     executors it forked share that command line, but not that parent)."""
-    for pid in processes_with("juggler.agent.launcher"):
-        try:
-            if parent_of(pid) == agent_pid:
-                return pid
-        except OSError:
-            continue
-    return None
+    return next((pid for pid in children_of(agent_pid)
+                 if "juggler.agent.launcher" in argv_of(pid)), None)
 
 
 def executor_pid(daemons: Daemons, framework_id: str, task_id: str) -> int:
@@ -70,12 +70,13 @@ def test_executors_outlive_the_launcher_and_the_agent(daemons: Daemons) -> None:
     daemons.start_agent("a1", *flags, resources="cpus:2;mem:1024;disk:1024")
     daemons.wait_agents(1)
     agent = daemons.procs["a1"].pid
-    zygote = wait_for(lambda: zygote_of(agent), 20, what="the agent's launcher")
+    zygote = wait_for(lambda: zygote_of(agent), DEADLINE, what="the agent's launcher")
+    sleeps = [f"sleep {marker()}", f"sleep {marker()}"]
 
     async def body() -> None:
         async with Client(daemons.master, "zygote-survivor") as c:
-            tasks = [task("z-1", 0.2, 32, "sh", "-c", "exec sleep 1011.5"),
-                     task("z-2", 0.2, 32, "sh", "-c", "exec sleep 1012.5")]
+            tasks = [task("z-1", 0.2, 32, "sh", "-c", f"exec {sleeps[0]}"),
+                     task("z-2", 0.2, 32, "sh", "-c", f"exec {sleeps[1]}")]
             offer = await c.offer(_total(tasks))
             await c.fw.launch([offer.id], tasks)
             for t in tasks:
@@ -84,14 +85,14 @@ def test_executors_outlive_the_launcher_and_the_agent(daemons: Daemons) -> None:
             executors = [executor_pid(daemons, fid, t.task_id) for t in tasks]
             for pid in executors:
                 assert_launched_by_zygote(pid, agent, zygote)
-            before = {m: processes_with(m) for m in ("sleep 1011.5", "sleep 1012.5")}
-            assert all(before.values())
+            before = {m: processes_with(m) for m in sleeps}
+            assert all(len(pids) == 1 for pids in before.values()), before
 
             # Both die hard; the executors and their tasks carry on.
             os.kill(zygote, signal.SIGKILL)
             daemons.send("a1", signal.SIGKILL)
-            daemons.procs["a1"].wait(10)
-            await wait_async(lambda: not alive(zygote), 10, "the launcher to die")
+            daemons.procs["a1"].wait(DEADLINE)
+            await wait_async(lambda: not alive(zygote), DEADLINE, "the launcher to die")
             assert all(alive(pid) for pid in executors)
             # Re-parented (to init or a subreaper), not killed with their parent.
             assert all(parent_of(pid) not in (agent, zygote) for pid in executors)
@@ -104,12 +105,13 @@ def test_executors_outlive_the_launcher_and_the_agent(daemons: Daemons) -> None:
             for t in tasks:
                 await wait_async(lambda tid=t.task_id: any(
                     s.state == S.TASK_RUNNING and s.reason == common_pb2.REASON_RECONCILIATION
-                    for s in c.history.get(tid, [])), 20, f"{t.task_id} reconciled RUNNING")
+                    for s in c.history.get(tid, [])), DEADLINE,
+                    f"{t.task_id} reconciled RUNNING")
             assert {m: processes_with(m) for m in before} == before
 
             # The new agent has a new launcher, and launches through it.
-            zygote2 = wait_for(lambda: zygote_of(agent2), 20, what="the new launcher")
-            late = task("z-3", 0.2, 32, "sh", "-c", "exec sleep 1013.5")
+            zygote2 = wait_for(lambda: zygote_of(agent2), DEADLINE, what="the new launcher")
+            late = task("z-3", 0.2, 32, "sh", "-c", "exec sleep 1000")
             offer = await c.offer(_total([late]))
             await c.fw.launch([offer.id], [late])
             await c.until("z-3", S.TASK_RUNNING)
@@ -118,7 +120,7 @@ def test_executors_outlive_the_launcher_and_the_agent(daemons: Daemons) -> None:
             for tid in ("z-1", "z-2", "z-3"):
                 await c.fw.kill(tid)
                 await c.until(tid, S.TASK_KILLED)
-            await wait_async(lambda: not any(alive(p) for p in executors), 20,
+            await wait_async(lambda: not any(alive(p) for p in executors), DEADLINE,
                              "the executors to exit")
     run(body)
 
@@ -128,14 +130,14 @@ def test_a_killed_launcher_is_restarted_and_launches_again(daemons: Daemons) -> 
     daemons.start_agent("a1", resources="cpus:2;mem:1024;disk:1024")
     daemons.wait_agents(1)
     agent = daemons.procs["a1"].pid
-    zygote = wait_for(lambda: zygote_of(agent), 20, what="the agent's launcher")
+    zygote = wait_for(lambda: zygote_of(agent), DEADLINE, what="the agent's launcher")
     os.kill(zygote, signal.SIGKILL)
-    zygote2 = wait_for(lambda: (z := zygote_of(agent)) not in (None, zygote) and z, 20,
+    zygote2 = wait_for(lambda: (z := zygote_of(agent)) not in (None, zygote) and z, DEADLINE,
                        what="a new launcher")
 
     async def body() -> None:
         async with Client(daemons.master, "after-restart") as c:
-            t = task("echo", 0.2, 32, "sh", "-c", "echo launched; exec sleep 1014.5")
+            t = task("echo", 0.2, 32, "sh", "-c", "echo launched; exec sleep 1000")
             offer = await c.offer(_total([t]))
             await c.fw.launch([offer.id], [t])
             await c.until("echo", S.TASK_RUNNING)
@@ -145,7 +147,7 @@ def test_a_killed_launcher_is_restarted_and_launches_again(daemons: Daemons) -> 
             await c.until("echo", S.TASK_KILLED)
             # Its executor exits once the update is acknowledged, and the
             # zygote (ignoring SIGCHLD) leaves no zombie behind.
-            await wait_async(lambda: not os.path.exists(f"/proc/{pid}"), 20,
+            await wait_async(lambda: not os.path.exists(f"/proc/{pid}"), DEADLINE,
                              "the executor to exit and be reaped")
     run(body)
 
@@ -159,14 +161,15 @@ def test_no_launcher_starts_executors_as_children(daemons: Daemons) -> None:
 
     async def body() -> None:
         async with Client(daemons.master, "plain") as c:
-            t = task("plain", 0.2, 32, "true")
+            # A task that runs until killed: its executor is alive to be looked at.
+            t = task("plain", 0.2, 32, "sleep", "1000")
             offer = await c.offer(_total([t]))
             await c.fw.launch([offer.id], [t])
             await c.until("plain", S.TASK_RUNNING)
             pid = executor_pid(daemons, c.fw.framework_id, "plain")
-            if alive(pid):  # it may be done already
-                assert parent_of(pid) == agent
-            await c.until("plain", S.TASK_FINISHED)
+            assert parent_of(pid) == agent
+            await c.fw.kill("plain")
+            await c.until("plain", S.TASK_KILLED)
     run(body)
 
 

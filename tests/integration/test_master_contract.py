@@ -1,13 +1,14 @@
 """The master's scheduling contract with real processes: agent health (pause an
 agent with SIGSTOP), framework failover, maintenance, offer timeouts and
 reliable status updates. Each test starts its own master and agents with short
-timeouts so that nothing waits long; every wait has a deadline.
+timeouts so that nothing waits long; every wait has a deadline. A test finds
+its tasks' processes by a marker only it knows (juggler/testing/processes.py):
+another suite may run the same tests on this host at the same time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 
 import grpc
@@ -16,6 +17,7 @@ import pytest
 from juggler.common.resources import Resources
 from juggler.sdk import FrameworkError
 from juggler.testing.daemons import Daemons
+from juggler.testing.processes import marker, processes_with
 from juggler.v1 import common_pb2, operator_pb2
 from tests.conftest import wait_for
 from tests.framework_client import Client, run, task
@@ -25,26 +27,19 @@ S = common_pb2.TaskState
 M = operator_pb2.MaintenanceState
 A = operator_pb2.AgentState
 SMALL = Resources({"cpus": 0.2, "mem": 32})
+# Generous: two suites may share this 2-core machine.
+DEADLINE = 30.0
+# Agent health timeouts: short, so that a paused agent is noticed soon, yet long
+# enough that a busy agent is not taken for a paused one (silent for 2 s).
+PING = ("--agent-ping-timeout", "0.5", "--max-agent-ping-timeouts", "4")
 
 
-def sleeper(task_id: str, marker: str = "") -> common_pb2.TaskInfo:
-    # `marker` makes the task's process findable in /proc from the test.
-    return task(task_id, 0.2, 32, "sh", "-c", f"exec sleep {marker or '1000'}")
+def sleeper(task_id: str, seconds: str = "1000") -> common_pb2.TaskInfo:
+    # With `seconds` from marker(), the task's process is findable in /proc.
+    return task(task_id, 0.2, 32, "sh", "-c", f"exec sleep {seconds}")
 
 
-def processes_with(marker: str) -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if marker.encode() in f.read().replace(b"\0", b" "):
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
-
-
-async def wait_async(predicate, timeout: float = 30.0, what: str = "") -> None:  # type: ignore[no-untyped-def]
+async def wait_async(predicate, timeout: float = DEADLINE, what: str = "") -> None:  # type: ignore[no-untyped-def]
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:
@@ -54,17 +49,20 @@ async def wait_async(predicate, timeout: float = 30.0, what: str = "") -> None: 
 
 def test_processes_with_finds_a_running_process() -> None:
     import subprocess
-    with subprocess.Popen(["sleep", "1009.25"]) as p:
+    seconds = marker()
+    assert seconds != marker()
+    with subprocess.Popen(["sleep", seconds]) as p:
         try:
             # Right after fork the child's cmdline can still be empty: wait for exec.
-            wait_for(lambda: p.pid in processes_with("sleep 1009.25"), 10, what="sleep to exec")
-            assert processes_with("sleep 1009.25") == [p.pid]
+            wait_for(lambda: p.pid in processes_with(f"sleep {seconds}"), DEADLINE,
+                     what="sleep to exec")
+            assert processes_with(f"sleep {seconds}") == [p.pid]
         finally:
             p.kill()
 
 
 def test_unreachable_agent_and_its_return(daemons: Daemons) -> None:
-    daemons.start_master("--agent-ping-timeout", "0.3", "--max-agent-ping-timeouts", "4")
+    daemons.start_master(*PING)
     daemons.start_agent("a1")
     daemons.wait_agents(1)
 
@@ -81,10 +79,11 @@ def test_unreachable_agent_and_its_return(daemons: Daemons) -> None:
 
 async def _unreachable_and_back(daemons: Daemons, aware: Client, plain: Client) -> None:
     offer = await plain.offer(SMALL)
-    await plain.fw.launch([offer.id], [sleeper("npa", "1001.5")])
+    npa = marker()
+    await plain.fw.launch([offer.id], [sleeper("npa", npa)])
     await aware.until("pa", S.TASK_RUNNING)
     await plain.until("npa", S.TASK_RUNNING)
-    assert processes_with("sleep 1001.5")
+    assert processes_with(f"sleep {npa}")
 
     daemons.send("a1", signal.SIGSTOP)
     # Partition-aware frameworks hear UNREACHABLE, the others LOST.
@@ -97,8 +96,9 @@ async def _unreachable_and_back(daemons: Daemons, aware: Client, plain: Client) 
     daemons.send("a1", signal.SIGCONT)
     # It re-registers: the aware framework's task is RUNNING again; the other
     # framework was told LOST, so its copy is killed rather than left running.
-    await aware.until("pa", S.TASK_RUNNING)
-    await wait_async(lambda: not processes_with("sleep 1001.5"), 30,
+    await wait_async(lambda: aware.history["pa"][-1].state == S.TASK_RUNNING, DEADLINE,
+                     "pa RUNNING again after UNREACHABLE")
+    await wait_async(lambda: not processes_with(f"sleep {npa}"), DEADLINE,
                      "the LOST task's process to be killed")
     daemons.wait_agents(1)
     assert daemons.agent("a1").state == A.AGENT_ACTIVE  # type: ignore[union-attr]
@@ -107,8 +107,7 @@ async def _unreachable_and_back(daemons: Daemons, aware: Client, plain: Client) 
 
 
 def test_gone_agent_kills_its_tasks_and_registers_afresh(daemons: Daemons) -> None:
-    daemons.start_master("--agent-ping-timeout", "0.2", "--max-agent-ping-timeouts", "2",
-                         "--agent-gone-timeout", "1")
+    daemons.start_master(*PING, "--agent-gone-timeout", "1")
     daemons.start_agent("a1")
     daemons.wait_agents(1)
     old_id = daemons.agent("a1").info.id  # type: ignore[union-attr]
@@ -116,18 +115,20 @@ def test_gone_agent_kills_its_tasks_and_registers_afresh(daemons: Daemons) -> No
     async def body() -> None:
         async with Client(daemons.master, "aware", partition_aware=True) as c:
             offer = await c.offer(SMALL)
-            await c.fw.launch([offer.id], [sleeper("doomed", "1002.5")])
+            doomed = marker()
+            await c.fw.launch([offer.id], [sleeper("doomed", doomed)])
             await c.until("doomed", S.TASK_RUNNING)
-            assert processes_with("sleep 1002.5")
+            assert processes_with(f"sleep {doomed}")
             daemons.send("a1", signal.SIGSTOP)
             await c.until("doomed", S.TASK_UNREACHABLE)
             seen = await c.until("doomed", S.TASK_GONE)
             assert seen[-1].reason == common_pb2.REASON_AGENT_REMOVED
             assert daemons.agent("a1") is None
             daemons.send("a1", signal.SIGCONT)
-            await wait_async(lambda: not processes_with("sleep 1002.5"), 30,
+            await wait_async(lambda: not processes_with(f"sleep {doomed}"), DEADLINE,
                              "the gone agent's task to be killed")
-            await wait_async(lambda: daemons.agent("a1") is not None, 30, "a1 to register again")
+            await wait_async(lambda: daemons.agent("a1") is not None, DEADLINE,
+                             "a1 to register again")
             new = daemons.agent("a1")
             assert new is not None and new.info.id != old_id and new.state == A.AGENT_ACTIVE
     run(body)
@@ -166,10 +167,11 @@ def test_framework_failover_keeps_tasks_and_timeout_removes_them(daemons: Daemon
         brief = Client(daemons.master, "brief", failover_timeout=1, teardown=False)
         async with brief:
             offer = await brief.offer(SMALL)
-            await brief.fw.launch([offer.id], [sleeper("abandoned", "1003.5")])
+            abandoned = marker()
+            await brief.fw.launch([offer.id], [sleeper("abandoned", abandoned)])
             await brief.until("abandoned", S.TASK_RUNNING)
-            assert processes_with("sleep 1003.5")
-        await wait_async(lambda: not processes_with("sleep 1003.5"), 30,
+            assert processes_with(f"sleep {abandoned}")
+        await wait_async(lambda: not processes_with(f"sleep {abandoned}"), DEADLINE,
                          "the abandoned task to be killed")
         ch, stub = daemons.operator()
         with ch:
@@ -199,7 +201,7 @@ def test_drain_kills_tasks_marks_down_and_up_resumes_offers(daemons: Daemons) ->
                 await c.until("on-a1", S.TASK_KILLED)
                 await wait_async(
                     lambda: daemons.agent("a1").maintenance == M.MAINTENANCE_DOWN,  # type: ignore[union-attr]
-                    30, "a1 to be DOWN")
+                    DEADLINE, "a1 to be DOWN")
                 assert daemons.agent("a1").state == A.AGENT_ACTIVE  # type: ignore[union-attr]
                 # Only a2 is offered now, however often we decline.
                 for _ in range(3):
@@ -231,7 +233,8 @@ def test_offer_timeout_rescinds(daemons: Daemons) -> None:
     async def body() -> None:
         async with Client(daemons.master, "idle") as c:
             offer = await c.offer(SMALL)
-            await wait_async(lambda: offer.id in c.rescinded, 10, "the offer to be rescinded")
+            await wait_async(lambda: offer.id in c.rescinded, DEADLINE,
+                             "the offer to be rescinded")
             with pytest.raises(FrameworkError) as e:
                 await c.fw.launch([offer.id], [sleeper("late")])
             assert e.value.code == grpc.StatusCode.NOT_FOUND
@@ -253,15 +256,15 @@ def test_status_updates_are_retried_until_acknowledged(daemons: Daemons) -> None
             await c.fw.launch([offer.id], [task("once", 0.2, 32, "true")])
             # Not acknowledged: the same update (same uuid) comes again, and the
             # task's next one (FINISHED) waits behind it.
-            await wait_async(lambda: len(c.history.get("once", [])) >= 2, 20,
+            await wait_async(lambda: len(c.history.get("once", [])) >= 2, DEADLINE,
                              "a retried update")
             updates = c.history["once"]
             assert updates[0].state == S.TASK_RUNNING
             assert updates[1].uuid == updates[0].uuid
             assert all(u.state == S.TASK_RUNNING for u in updates)
             await c.fw.acknowledge(updates[0])
-            await wait_async(lambda: c.history["once"][-1].state == S.TASK_FINISHED, 20,
-                             "FINISHED after the ack")
+            await wait_async(lambda: c.history["once"][-1].state == S.TASK_FINISHED,
+                             DEADLINE, "FINISHED after the ack")
             finished = c.history["once"][-1]
             await c.fw.acknowledge(finished)
             # Acknowledged: no more retries, and the task is completed at the master.
@@ -270,7 +273,7 @@ def test_status_updates_are_retried_until_acknowledged(daemons: Daemons) -> None
                 await wait_async(lambda: any(
                     t.info.task_id == "once" for t in stub.GetTasks(
                         operator_pb2.GetTasksRequest(include_completed=True),
-                        timeout=5).completed_tasks), 10, "the task to complete")
+                        timeout=5).completed_tasks), DEADLINE, "the task to complete")
     run(body)
 
 
@@ -288,7 +291,8 @@ def test_acknowledgements_made_together_go_in_one_call_and_fail_alone(daemons: D
             offer = await c.offer(Resources({"cpus": 0.6, "mem": 96}))
             ids = ["b1", "b2", "b3"]
             await c.fw.launch([offer.id], [task(t, 0.2, 32, "true") for t in ids])
-            await wait_async(lambda: all(c.history.get(t) for t in ids), 20, "RUNNING x3")
+            await wait_async(lambda: all(c.history.get(t) for t in ids), DEADLINE,
+                             "RUNNING x3")
             firsts = [c.history[t][0] for t in ids]
             bogus = common_pb2.TaskStatus(task_id="ghost", agent_id="nope", uuid=b"x" * 16)
             results = await asyncio.gather(*(c.fw.acknowledge(u) for u in [*firsts, bogus]),
@@ -298,7 +302,7 @@ def test_acknowledgements_made_together_go_in_one_call_and_fail_alone(daemons: D
             assert results[3].code == grpc.StatusCode.NOT_FOUND
             # Applied: each task's next update (FINISHED) follows its RUNNING.
             await wait_async(lambda: all(c.history[t][-1].state == S.TASK_FINISHED
-                                         for t in ids), 20, "FINISHED x3")
+                                         for t in ids), DEADLINE, "FINISHED x3")
     run(body)
 
 
@@ -325,9 +329,9 @@ def test_messages_queued_together_travel_as_one_batch(daemons: Daemons) -> None:
                 offer = await c.offer(Resources({"cpus": 0.8, "mem": 128}))
                 ids = [f"t{i}" for i in range(4)]
                 await c.fw.launch([offer.id], [task(t, 0.2, 32, "true") for t in ids])
-                msg = await asyncio.wait_for(call.read(), 20)
+                msg = await asyncio.wait_for(call.read(), DEADLINE)
                 while msg.WhichOneof("message") == "heartbeat":
-                    msg = await asyncio.wait_for(call.read(), 20)
+                    msg = await asyncio.wait_for(call.read(), DEADLINE)
                 assert msg.WhichOneof("message") == "batch"
                 runs = [m.run_task for m in msg.batch.messages]
                 assert [r.task.task_id for r in runs] == ids

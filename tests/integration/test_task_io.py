@@ -7,12 +7,12 @@ Every wait has a deadline.
 from __future__ import annotations
 
 import os
-import pty
 import re
 import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -65,16 +65,22 @@ def sandbox_of(cluster: Cluster, task_id: str) -> Path:
 
 
 class PtyCommand:
-    """The `juggler` CLI with a pseudo-terminal as its stdin/stdout/stderr."""
+    """The `juggler` CLI with a pseudo-terminal as its stdin/stdout/stderr and its
+    controlling terminal (`setsid --ctty`).
+
+    Started as any subprocess, not with pty.fork(): a fork of this process runs
+    gRPC's fork handlers, which can wait forever on gRPC's own threads (seen: the
+    suite hung in pty.fork() while a channel was being shut down, out of reach of
+    pytest's timeout)."""
 
     def __init__(self, cluster: Cluster, *args: str) -> None:
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # pragma: no cover - the child
-            try:
-                os.execve(sys.executable, [sys.executable, "-m", "juggler.cli.main", *args],
-                          cluster.env())
-            finally:
-                os._exit(127)
+        self.fd, terminal = os.openpty()
+        try:
+            self.proc = subprocess.Popen(
+                ["setsid", "--ctty", "--wait", sys.executable, "-m", "juggler.cli.main", *args],
+                stdin=terminal, stdout=terminal, stderr=terminal, env=cluster.env())
+        finally:
+            os.close(terminal)  # the command's end only: reads fail once it is gone
         self.output = b""
         self.code: int | None = None
 
@@ -102,16 +108,16 @@ class PtyCommand:
     def wait(self, timeout: float = DEADLINE) -> int:
         deadline = time.monotonic() + timeout
         while True:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.code = os.waitstatus_to_exitcode(status)
+            code = self.proc.poll()
+            if code is not None:
+                self.code = code
                 while self._read(0.05):  # what is left in the terminal
                     pass
                 os.close(self.fd)
                 return self.code
             if time.monotonic() > deadline:
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
+                self.proc.kill()
+                self.proc.wait()
                 raise AssertionError(f"still running after {timeout} s: {self.output!r}")
             self._read(0.05)
 
@@ -132,17 +138,37 @@ def test_logs_tail_and_streams(cluster: Cluster) -> None:
     assert r.returncode == 1 and "no task 'no-such-task'" in r.stderr
 
 
-def test_logs_follow_sees_new_lines_then_ends_with_the_task(cluster: Cluster) -> None:
+def test_logs_follow_sees_new_lines_then_ends_with_the_task(cluster: Cluster,
+                                                           tmp_path: Path) -> None:
+    # The task writes ten lines, then waits for the test (a file on the host's
+    # filesystem, which the task shares): the other twenty are written while
+    # `logs -f` follows, and the task ends after them.
+    go = tmp_path / "go"
     proc = start_task(cluster, "io-follow", "--", "sh", "-c",
-                      "i=0; while [ $i -lt 30 ]; do echo tick $i; i=$((i+1)); sleep 0.1; done")
+                      "i=0; while [ $i -lt 30 ]; do echo tick $i; i=$((i+1)); "
+                      f"if [ $i = 10 ]; then while [ ! -e {go} ]; do sleep 0.05; done; fi; "
+                      "done")
     try:
         follow = cluster.popen("logs", "-f", "io-follow")
-        out, err = follow.communicate(timeout=DEADLINE)
-        assert follow.returncode == 0, err
-        assert out.splitlines() == [f"tick {i}" for i in range(30)]
-        assert task_state(cluster, "io-follow") == S.TASK_FINISHED
-        # logs -f was started while the task still ran (it runs 3 s):
-        # everything after its start arrived through the follow.
+        assert follow.stdout is not None
+        lines: list[str] = []
+
+        def pump() -> None:
+            for line in follow.stdout:  # type: ignore[union-attr]
+                lines.append(line)
+
+        threading.Thread(target=pump, daemon=True).start()
+        wait_for(lambda: len(lines) >= 10, DEADLINE, what="the first ten lines")
+        assert task_state(cluster, "io-follow") == S.TASK_RUNNING
+        go.touch()
+        follow.wait(DEADLINE)
+        assert follow.returncode == 0, follow.stderr.read() if follow.stderr else ""
+        wait_for(lambda: len(lines) >= 30, DEADLINE, what="the follow's last lines")
+        assert [line.rstrip("\n") for line in lines] == [f"tick {i}" for i in range(30)]
+        # logs -f ended because the agent saw the task end; the master hears of it
+        # through the task's status update, a moment later.
+        wait_for(lambda: task_state(cluster, "io-follow") == S.TASK_FINISHED, DEADLINE,
+                 what="the master to see the task FINISHED")
     finally:
         stop_task(proc)
 
