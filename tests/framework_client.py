@@ -31,10 +31,10 @@ class Client:
 
     def __init__(self, master: object, name: str, *, failover_timeout: float = 0.0,
                  partition_aware: bool = False, framework_id: str = "",
-                 teardown: bool = True) -> None:
+                 teardown: bool = True, roles: tuple[str, ...] = ()) -> None:
         address = master if isinstance(master, str) else master.master  # type: ignore[attr-defined]
         info = common_pb2.FrameworkInfo(name=name, user="root", id=framework_id,
-                                        failover_timeout=failover_timeout)
+                                        failover_timeout=failover_timeout, roles=roles)
         if partition_aware:
             info.capabilities.append(common_pb2.FrameworkInfo.PARTITION_AWARE)
         self.fw = Framework(address, info)
