@@ -1,8 +1,16 @@
 """Resources arithmetic: named scalars (cpus, mem, disk), pure and exact.
 
+Units, as in Mesos: `cpus` in cores (fractions allowed: 0.5 is half a core),
+`mem` and `disk` in MiB. No other name is known (KNOWN).
+
 Amounts are held as integer thousandths so that adding and subtracting never
-drifts (Mesos keeps three decimal places the same way). A Resources value is
-immutable; every operation returns a new one.
+drifts (Mesos keeps three decimal places the same way): an amount is rounded
+to the nearest thousandth (Python's round(), half to even), and one that
+rounds to 0 is absent — a Resources value never holds a zero amount, and
+get() reads an absent name as 0. A Resources value is immutable and hashable;
+every operation returns a new one.
+
+Every error is a ResourceError (a ValueError) whose message names the resource.
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ UNITS = {"cpus": "", "mem": " MiB", "disk": " MiB"}
 
 
 class ResourceError(ValueError):
-    """Malformed resources: NaN, negative, infinite or unknown names."""
+    """Malformed resources (an unknown or empty name, an amount that is not a
+    number, NaN, infinite or negative, text that is not NAME:AMOUNT), or a
+    subtraction that does not fit."""
 
 
 def _milli(name: str, value: float) -> int:
@@ -31,9 +41,19 @@ def _milli(name: str, value: float) -> int:
 
 
 class Resources:
+    """A set of named amounts: cpus (cores), mem and disk (MiB), exact to the
+    thousandth; zero amounts are never held. Compare with ==, add with +,
+    subtract with - (ResourceError when it does not fit)."""
+
     __slots__ = ("_m",)
 
     def __init__(self, amounts: Mapping[str, float] | None = None, *, _milli_map=None) -> None:
+        """From {name: amount} (cpus in cores, mem and disk in MiB); None or {}
+        is empty. Amounts are rounded to thousandths; zeros are dropped.
+
+        Raises ResourceError for a name not in KNOWN, an amount that is not an
+        int or float (a bool is not a number here), NaN, infinite or negative.
+        (`_milli_map` is internal: already-checked thousandths, taken as is.)"""
         if _milli_map is not None:
             self._m: dict[str, int] = _milli_map
             return
@@ -49,7 +69,14 @@ class Resources:
     # -- construction -----------------------------------------------------
     @classmethod
     def parse(cls, text: str) -> Resources:
-        """Mesos's flag syntax: "cpus:2;mem:1024;disk:4096"."""
+        """Mesos's flag syntax: "cpus:2;mem:1024;disk:4096" (cpus in cores, mem
+        and disk in MiB; no unit suffixes). Blanks around names, amounts and
+        entries are ignored, as are empty entries; "" is empty; a name given
+        twice is summed; zero amounts are dropped.
+
+        Raises ResourceError for an entry without ':', an amount float() does
+        not read, and everything the constructor refuses (unknown name, NaN,
+        infinite, negative)."""
         amounts: dict[str, float] = {}
         for part in filter(None, (p.strip() for p in text.split(";"))):
             name, sep, value = part.partition(":")
@@ -64,6 +91,11 @@ class Resources:
 
     @classmethod
     def from_proto(cls, resources: Iterable[pb.Resource]) -> Resources:
+        """From Resource messages (`name`, `scalar` in the name's unit; `role`
+        is ignored). Entries of one name are summed; zero sums are dropped.
+
+        Raises ResourceError for an entry without a name, an unknown name, or a
+        scalar that is NaN, infinite or negative."""
         amounts: dict[str, float] = {}
         for r in resources:
             name = r.name
@@ -78,33 +110,47 @@ class Resources:
         return cls(_milli_map=m)
 
     def to_proto(self, role: str = "") -> list[pb.Resource]:
+        """One Resource message per name held, by name, each with `role`;
+        scalars are the amounts (cores, MiB). Empty list when empty."""
         return [pb.Resource(name=n, scalar=v / 1000, role=role) for n, v in sorted(self._m.items())]
 
     # -- queries ----------------------------------------------------------
     def get(self, name: str) -> float:
+        """The amount of `name` in its unit (cores, MiB); 0.0 when absent,
+        whatever the name (no error for an unknown one)."""
         return self._m.get(name, 0) / 1000
 
     def names(self) -> list[str]:
+        """The names held (each with an amount > 0), sorted."""
         return sorted(self._m)
 
     def as_dict(self) -> dict[str, float]:
+        """{name: amount} of the names held (cores, MiB; no zeros); a new dict."""
         return {n: v / 1000 for n, v in self._m.items()}
 
     def is_empty(self) -> bool:
+        """True when no amount is held (same as `not self`)."""
         return not self._m
 
     def contains(self, other: Resources) -> bool:
-        """True when every amount of `other` fits in this."""
+        """True when every amount of `other` fits in this (other ≤ self, name
+        by name); an empty `other` fits in anything."""
         return all(self._m.get(n, 0) >= v for n, v in other._m.items())
 
     def milli_vector(self, names: tuple[str, ...] = KNOWN) -> tuple[int, ...]:
-        """Amounts in thousandths, one per name, in `names` order (for hot loops)."""
+        """Amounts in integer thousandths (1 core = 1000, 1 MiB = 1000), one per
+        name, in `names` order; 0 for a name not held (no error for an
+        unknown one). For hot loops (the allocator)."""
         m = self._m
         return tuple(m.get(n, 0) for n in names)
 
     @classmethod
     def from_milli_vector(cls, values: Iterable[int], names: tuple[str, ...] = KNOWN) -> Resources:
-        """The inverse of milli_vector: non-negative integer thousandths, zeros dropped."""
+        """The inverse of milli_vector: integer thousandths, one per name of
+        `names` (not checked against KNOWN), zeros dropped.
+
+        Raises ResourceError for a negative value, ValueError when `values`
+        and `names` differ in length."""
         m = {n: v for n, v in zip(names, values, strict=True) if v}
         if any(v < 0 for v in m.values()):
             raise ResourceError(f"negative amount in {m}")
@@ -112,13 +158,17 @@ class Resources:
 
     # -- arithmetic -------------------------------------------------------
     def __add__(self, other: Resources) -> Resources:
+        """The sum, name by name (never fails)."""
         m = dict(self._m)
         for n, v in other._m.items():
             m[n] = m.get(n, 0) + v
         return Resources(_milli_map=m)
 
     def __sub__(self, other: Resources) -> Resources:
-        """Subtract; raises ResourceError when `other` does not fit."""
+        """The difference, name by name; names that reach 0 are dropped.
+
+        Raises ResourceError, naming a name of which `other` holds more than
+        this and both amounts, when `other` does not fit."""
         m = dict(self._m)
         for n, v in other._m.items():
             left = m.get(n, 0) - v
@@ -144,19 +194,27 @@ class Resources:
         return f"Resources({self})"
 
     def __str__(self) -> str:
+        """parse()'s syntax, by name: "cpus:0.5;mem:128" (amounts in cores and
+        MiB, as %g: six significant digits); "{}" when empty."""
         if not self._m:
             return "{}"
         return ";".join(f"{n}:{v / 1000:g}" for n, v in sorted(self._m.items()))
 
     def describe(self) -> str:
-        """For people: "cpus 0.5, mem 128 MiB"."""
+        """For people, by name: "cpus 0.5, mem 128 MiB" (cpus without a unit,
+        mem and disk with MiB); "" when empty."""
         return ", ".join(f"{n} {v / 1000:g}{UNITS.get(n, '')}" for n, v in sorted(self._m.items()))
 
 
 def parse_size_mib(text: str) -> float:
     """A memory size for people ("512M", "2G", "1.5g", "268435456b", "128") in MiB.
 
-    A bare number is MiB, as in Mesos's resource flags.
+    A bare number is MiB, as in Mesos's resource flags. Suffixes (any case, an
+    optional "b" or "ib" after the letter): b bytes, k KiB, m MiB, g GiB, t
+    TiB, all powers of 1024. The result is not rounded to thousandths.
+
+    Raises ResourceError for empty text, a number float() does not read, or
+    one that is NaN, infinite or negative.
     """
     t = text.strip().lower()
     if not t:

@@ -31,6 +31,12 @@ agent go on to the next role (each role at most once per agent per cycle).
 
 Internally amounts are tuples of integer thousandths in resources.KNOWN order; Resources
 objects are built only at the edges (arguments and returned Allocations).
+
+Units are Resources' (cpus in cores, mem and disk in MiB) and times are seconds of the
+injected Clock. Errors: AllocatorError for an event naming an agent or framework the
+allocator does not have (or already has), or a bad weight; ResourceError for resources that
+do not fit (more used than an agent's total, more recovered than held) or a bad quota limit.
+A call that raises has changed nothing.
 """
 
 from __future__ import annotations
@@ -50,11 +56,16 @@ _UNLIMITED = 1 << 62  # a quota limit for names the limit does not mention
 
 
 class AllocatorError(ValueError):
-    """An event that does not fit the allocator's state (unknown or duplicate id)."""
+    """An event that does not fit the allocator's state (unknown or duplicate id), or
+    a weight that is not a positive finite number."""
 
 
 @dataclass(frozen=True, slots=True)
 class Allocation:
+    """One grant of allocate(): `resources` (never empty; cores, MiB) of agent
+    `agent_id` to framework `framework_id` in `role`, held by that pair until
+    recover() gives them back. The master makes one offer of each."""
+
     framework_id: str
     role: str
     agent_id: str
@@ -127,6 +138,12 @@ class Allocator:
         min_allocatable: Resources = Resources({"cpus": 0.01, "mem": 32}),  # noqa: B008
         default_refuse_seconds: float = 5.0,
     ) -> None:
+        """`clock`: now() in seconds, read for refusal filters' expiry.
+        `min_allocatable`: an agent's free resources are offered only when they
+        reach at least one of its amounts (Mesos's MIN_CPUS 0.01 core, MIN_MEM
+        32 MiB); empty: whenever anything is free. `default_refuse_seconds`: the
+        filter of decline() without refuse_seconds and of recover() with a
+        negative or NaN one (Mesos's 5 s)."""
         self._clock = clock
         self.default_refuse_seconds = default_refuse_seconds
         # Allocatable when ANY named minimum is met (Mesos: cpus >= MIN_CPUS or mem >= MIN_MEM).
@@ -146,7 +163,11 @@ class Allocator:
         total: Resources,
         used: Mapping[tuple[str, str], Resources] | None = None,
     ) -> None:
-        """Admit an agent; `used` is what it already runs, per (framework, role)."""
+        """Admit an agent, active, with `total` resources; `used` is what it
+        already runs, per (framework_id, role) (an agent re-registering after a
+        failover), and counts towards those roles and frameworks at once, known
+        or not yet. AllocatorError if the agent is already added; ResourceError
+        when `used` exceeds `total`."""
         if agent_id in self._agents:
             raise AllocatorError(f"agent {agent_id} is already added")
         agent = _Agent(agent_id, _vec(total))
@@ -171,9 +192,13 @@ class Allocator:
         self._order = None
 
     def has_agent(self, agent_id: str) -> bool:
+        """Whether the agent is added (active or not)."""
         return agent_id in self._agents
 
     def remove_agent(self, agent_id: str) -> None:
+        """Forget the agent: its total leaves the cluster's, what it held stops
+        counting towards every framework and role, and refusal filters on it
+        go. AllocatorError for an unknown agent."""
         agent = self._agent(agent_id)
         for key, v in agent.allocated.items():
             self._untrack(key, v)
@@ -186,16 +211,23 @@ class Allocator:
                     del fw.filters[key]
 
     def activate_agent(self, agent_id: str) -> None:
+        """Offer the agent again. AllocatorError for an unknown agent."""
         self._agent(agent_id).active = True
 
     def deactivate_agent(self, agent_id: str) -> None:
+        """Offer nothing of the agent (disconnected, in maintenance); what it
+        holds, and its total in the shares, stay. AllocatorError for an
+        unknown agent."""
         self._agent(agent_id).active = False
 
     def available(self, agent_id: str) -> Resources:
+        """The agent's free resources: neither offered nor in use.
+        AllocatorError for an unknown agent."""
         return Resources.from_milli_vector(self._agent(agent_id).free)
 
     def allocated(self, agent_id: str) -> dict[tuple[str, str], Resources]:
-        """What the agent holds per (framework, role): offered or in use."""
+        """What the agent holds per (framework_id, role): offered or in use;
+        pairs holding nothing are absent. AllocatorError for an unknown agent."""
         return {
             k: Resources.from_milli_vector(v) for k, v in self._agent(agent_id).allocated.items()
         }
@@ -204,6 +236,11 @@ class Allocator:
     def add_framework(
         self, framework_id: str, roles: Iterable[str], suppressed_roles: Iterable[str] = ()
     ) -> None:
+        """Add an active framework subscribed to `roles` (duplicates dropped,
+        order kept; none: it is offered nothing), not offered in
+        `suppressed_roles`. What it already holds (recorded by add_agent's
+        `used`) counts towards its roles again. AllocatorError if it is already
+        added."""
         if framework_id in self._frameworks:
             raise AllocatorError(f"framework {framework_id} is already added")
         self._frameworks[framework_id] = _Framework(framework_id, roles, suppressed_roles)
@@ -217,14 +254,18 @@ class Allocator:
     def update_framework(
         self, framework_id: str, roles: Iterable[str], suppressed_roles: Iterable[str] = ()
     ) -> None:
-        """Change a framework's roles; what it holds in roles it left still counts there."""
+        """Change a framework's roles and suppressed roles (both replaced); what
+        it holds in roles it left still counts there, its refusal filters in
+        them go. AllocatorError for an unknown framework."""
         fw = self._framework(framework_id)
         fw.roles = tuple(dict.fromkeys(roles))
         fw.suppressed = set(suppressed_roles)
         fw.filters = {k: f for k, f in fw.filters.items() if k[0] in fw.roles}
 
     def remove_framework(self, framework_id: str) -> None:
-        """Forget the framework in the sorter; the master recovers its resources separately."""
+        """Forget the framework in the sorter: what it holds stops counting
+        towards its roles but stays held on the agents until the master
+        recover()s it. AllocatorError for an unknown framework."""
         self._framework(framework_id)
         for (fid, role), v in self._alloc.items():
             if fid == framework_id:
@@ -233,23 +274,30 @@ class Allocator:
         del self._frameworks[framework_id]
 
     def has_framework(self, framework_id: str) -> bool:
+        """Whether the framework is added (active or not)."""
         return framework_id in self._frameworks
 
     def activate_framework(self, framework_id: str) -> None:
+        """Offer to the framework again. AllocatorError for an unknown one."""
         self._framework(framework_id).active = True
 
     def deactivate_framework(self, framework_id: str) -> None:
-        """A disconnected framework gets no offers; its filters go (as in Mesos)."""
+        """A disconnected framework gets no offers; its filters go (as in Mesos).
+        AllocatorError for an unknown framework."""
         fw = self._framework(framework_id)
         fw.active = False
         fw.filters.clear()
 
     def suppress(self, framework_id: str, roles: Iterable[str] = ()) -> None:
+        """No offers to the framework in `roles` (empty: all its roles) until
+        revive(). Roles are not checked against the framework's (the master
+        does). AllocatorError for an unknown framework."""
         fw = self._framework(framework_id)
         fw.suppressed.update(tuple(roles) or fw.roles)
 
     def revive(self, framework_id: str, roles: Iterable[str] = ()) -> None:
-        """Unsuppress the roles (empty: all) and clear the framework's filters in them."""
+        """Unsuppress the roles (empty: all) and clear the framework's filters in them.
+        AllocatorError for an unknown framework."""
         fw = self._framework(framework_id)
         chosen = set(roles) or set(fw.roles) | fw.suppressed | {k[0] for k in fw.filters}
         fw.suppressed -= chosen
@@ -267,9 +315,11 @@ class Allocator:
         """Resources come back to the agent (declined, rescinded, timed out, task finished).
 
         With refuse_seconds > 0 the framework is not offered, on that agent in that role, any
-        resources that are a subset of `resources` until now + refuse_seconds. None or 0: no
-        filter; negative or NaN: the default (Mesos does the same). An agent already removed
-        is ignored; recovering more than the pair holds there is a ResourceError.
+        resources that are a subset of `resources` until now + refuse_seconds (seconds of the
+        clock). None or 0: no filter; negative or NaN: the default (Mesos does the same). An
+        agent already removed is ignored; a framework not added gets no filter. Recovering
+        more than the (framework, role) pair holds on the agent is a ResourceError, and
+        changes nothing.
         """
         agent = self._agents.get(agent_id)
         if agent is None:
@@ -308,21 +358,30 @@ class Allocator:
         role: str,
         refuse_seconds: float | None = None,
     ) -> None:
-        """recover() with a filter of refuse_seconds, default_refuse_seconds when None."""
+        """recover() with a filter of refuse_seconds, default_refuse_seconds when None
+        (0: no filter). Raises as recover()."""
         if refuse_seconds is None:
             refuse_seconds = self.default_refuse_seconds
         self.recover(framework_id, agent_id, resources, role, refuse_seconds)
 
     # -- roles --------------------------------------------------------------
     def set_weight(self, role: str, weight: float) -> None:
+        """The role's DRF weight (default 1): its dominant share is divided by it when
+        roles are ordered, so a role of weight 3 is offered about three times what a role
+        of weight 1 is (Mesos's weights). Takes effect at the next allocate().
+        AllocatorError for a weight that is not a positive finite number."""
         if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight > 0):
             raise AllocatorError(f"role {role}: weight {weight!r} must be a positive number")
         self._role(role).weight = float(weight)
 
     def set_quota_limit(self, role: str, limit: Resources | Mapping[str, float] | None) -> None:
-        """Cap what the role may hold (allocated + offered). Names not given are unlimited.
+        """Cap what the role may hold (allocated + offered); None removes the cap.
+        Names not given are unlimited; amounts are cores and MiB (Mesos's quota limits).
 
         A Resources value drops zero amounts, so to limit a name to 0 pass a mapping.
+        Takes effect at the next allocate(); nothing already held is taken back.
+        ResourceError for a mapping Resources() refuses (unknown name, an amount that is
+        not a finite number >= 0); the role's limit is left as it was then.
         """
         r = self._role(role)
         if limit is None:
@@ -335,7 +394,11 @@ class Allocator:
 
     # -- the cycle ----------------------------------------------------------
     def allocate(self) -> list[Allocation]:
-        """One allocation cycle over all active agents; returns the grants in agent order."""
+        """One allocation cycle over all active agents (the module's docstring says how).
+
+        Returns the grants in agent id order; an agent appears more than once when a quota
+        cap left part of it to other roles. Every grant is held from now on (free shrinks);
+        an empty list when nothing is allocatable or nobody may take it."""
         now = self._clock.now()
         inv = tuple(1.0 / t if t > 0 else 0.0 for t in self._total)
         allocatable = self._allocatable
@@ -425,7 +488,8 @@ class Allocator:
 
     # -- checks -------------------------------------------------------------
     def validate_state(self) -> None:
-        """Raise AssertionError, with detail, when the book-keeping is inconsistent."""
+        """Raise AssertionError, listing every problem, when the book-keeping breaks an
+        invariant of the module's docstring; for tests (it walks every agent)."""
         problems: list[str] = []
         total = _ZERO
         per_pair: dict[tuple[str, str], Vec] = {}

@@ -16,6 +16,24 @@ calls, not a thousand; a lone one goes at once). Each `acknowledge()` still
 returns or raises for its own update: the master applies a batch all or
 nothing, so when it refuses one, the batch is sent again one by one and only
 the culprit's caller sees the error.
+
+Errors. Every call raises FrameworkError, never a bare grpc error (`stub`
+aside: it is the raw stub); its `code` is the gRPC status (scheduler.proto
+lists them) and `message` the master's words. Every unary call (launch,
+decline, kill, acknowledge, revive, suppress, reconcile, teardown) may raise,
+besides what its own docstring says:
+
+  NOT_FOUND            the framework is not subscribed (unknown, or torn down)
+  FAILED_PRECONDITION  this stream is not the framework's current subscription
+                       (another instance subscribed with its id): subscribe()
+  UNAVAILABLE          the master is not the leader (any more), cannot be
+                       reached, or the call was cut off because the framework
+                       re-subscribed meanwhile (events() re-subscribes to the
+                       new leader): call again
+  DEADLINE_EXCEEDED    no answer within 30 seconds
+
+and AssertionError when called before subscribe(). Times are seconds
+throughout.
 """
 
 from __future__ import annotations
@@ -31,6 +49,11 @@ from juggler.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 
 
 class FrameworkError(Exception):
+    """A call failed: `code` (grpc.StatusCode) and `message` (the master's,
+    or the SDK's own when no master answered). `leader` is the address
+    ("host:port") a standby master named as the leader, None if it named
+    none; `standby` is True when the refusal came from a standby master."""
+
     def __init__(self, code: grpc.StatusCode, message: str, leader: str | None = None,
                  standby: bool = False) -> None:
         super().__init__(f"{code.name}: {message}")
@@ -46,8 +69,20 @@ def _error(e: grpc.aio.AioRpcError) -> FrameworkError:
 
 
 class Framework:
+    """One framework's connection. Not thread-safe: use it from one asyncio
+    event loop. After subscribe(), `framework_id` and `stream_id` hold the
+    master's answer (and `info.id` the framework id); `master` is the
+    address ("host:port") of the master subscribed to."""
+
     def __init__(self, master: str, info: common_pb2.FrameworkInfo, *,
                  reconnect_timeout: float = 60.0) -> None:
+        """`master`: "host:port", or several comma-separated (tried in that
+        order); `info`: the framework to subscribe as (an empty `id` for a new
+        framework; set it to fail over to an existing one); it is kept and
+        updated with the id the master assigns. `reconnect_timeout`: seconds
+        events() keeps re-subscribing after the stream breaks before it gives
+        up. Nothing is sent until subscribe(). ValueError when `master` names
+        no address."""
         self.masters = parse_masters(master)
         self.master = self.masters[0]
         self.reconnect_timeout = reconnect_timeout
@@ -73,7 +108,17 @@ class Framework:
         """Open the stream on the leading master and wait for SUBSCRIBED.
 
         Tries the masters in turn (going straight to the leader a standby
-        names) until one confirms or `timeout` passes."""
+        names) until one confirms or `timeout` seconds pass. Returns the
+        Subscribed event: framework_id, stream_id, heartbeat_interval_seconds,
+        master_address and the masters in the order they would lead; sets
+        `framework_id`, `stream_id` and `info.id`. A previous stream of this
+        object is closed first.
+
+        Raises FrameworkError: INVALID_ARGUMENT for a malformed FrameworkInfo
+        (a bad id or role, a role listed twice, a failover_timeout that is not
+        a number ≥ 0); FAILED_PRECONDITION when `info.id` names a framework
+        that was torn down; UNAVAILABLE or DEADLINE_EXCEEDED when no master
+        confirmed within `timeout` (the last master's refusal or silence)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         # The very policy agents follow (common/leader.py).
@@ -129,9 +174,22 @@ class Framework:
         return first.subscribed
 
     async def events(self, *, reconnect: bool = True) -> AsyncIterator[scheduler_pb2.Event]:
-        """The stream's events. When the stream breaks (the master died or lost
-        its leadership) and `reconnect` is set, re-subscribe with the framework id
-        and go on: the new stream begins with a `subscribed` event."""
+        """The stream's events (scheduler_pb2.Event, one of subscribed, offers,
+        rescind, update, failure, error, heartbeat), in the master's order.
+
+        When the stream breaks (the master died or lost its leadership) and
+        `reconnect` is set, re-subscribe with the framework id (for up to
+        `reconnect_timeout` seconds) and go on: the new stream begins with a
+        `subscribed` event. The iteration ends after an `error` event, which
+        it yields (the master dropped this stream: the framework was torn
+        down, or another instance subscribed with its id), when the stream
+        ends and `reconnect` is off, or after close().
+
+        Raises FrameworkError: what subscribe() raises when re-subscribing
+        fails (UNAVAILABLE or DEADLINE_EXCEEDED after `reconnect_timeout`,
+        FAILED_PRECONDITION if the framework was torn down meanwhile), and the
+        code of any other error the stream ends with. AssertionError before
+        subscribe()."""
         assert self._call is not None, "subscribe() first"
         while True:
             try:
@@ -156,6 +214,9 @@ class Framework:
 
     @property
     def stub(self) -> scheduler_pb2_grpc.SchedulerStub:
+        """The generated Scheduler stub on the current channel, for calls the
+        SDK does not wrap (its errors are grpc.aio.AioRpcError). AssertionError
+        before subscribe()."""
         assert self._stub is not None, "subscribe() first"
         return self._stub
 
@@ -175,6 +236,21 @@ class Framework:
 
     async def launch(self, offer_ids: Iterable[str], tasks: Iterable[common_pb2.TaskInfo],
                      refuse_seconds: float | None = None) -> None:
+        """Accept offers (all of one agent and one role) and launch `tasks` on
+        them; the resources the tasks leave unused go back, refused to this
+        framework on that agent for `refuse_seconds` (None: the master's
+        default, 5 s; 0: not at all). Returns once the master accepted: the
+        tasks' status updates arrive through events().
+
+        Raises FrameworkError (besides the module's list): INVALID_ARGUMENT for
+        no offer id or one given twice, offers of several agents or roles, a
+        task the master's task check refuses (the message names the task and
+        the field), a task id already in use, a task naming another agent than
+        the offers', tasks that need more than the
+        offers hold, or a refuse_seconds that is not a number ≥ 0; NOT_FOUND
+        for an offer that is not valid any more (used, declined, rescinded);
+        PERMISSION_DENIED for another framework's offer. Nothing is launched
+        when the call is refused."""
         await self._unary("Accept", scheduler_pb2.AcceptRequest(
             framework_id=self.framework_id, stream_id=self.stream_id, offer_ids=list(offer_ids),
             operations=[scheduler_pb2.Operation(
@@ -182,12 +258,31 @@ class Framework:
             filters=_filters(refuse_seconds)))
 
     async def decline(self, offer_ids: Iterable[str], refuse_seconds: float | None = None) -> None:
+        """Return offers unused; their resources are not offered to this
+        framework again, on those agents, for `refuse_seconds` (None: the
+        master's default, 5 s; 0: no filter). Raises FrameworkError (besides
+        the module's list): INVALID_ARGUMENT for no offer id, one given twice,
+        or a refuse_seconds that is not a number ≥ 0; NOT_FOUND for an offer
+        that is not valid any more; PERMISSION_DENIED for another framework's
+        offer."""
         await self._unary("Decline", scheduler_pb2.DeclineRequest(
             framework_id=self.framework_id, stream_id=self.stream_id, offer_ids=list(offer_ids),
             filters=_filters(refuse_seconds)))
 
     async def kill(self, task_id: str, agent_id: str = "",
                    grace_period_seconds: float | None = None) -> None:
+        """Kill a task: SIGTERM, then SIGKILL after `grace_period_seconds`
+        (None: the task's own kill policy). `agent_id` (optional) names the
+        agent that runs it, for a task this master may not know yet (after a
+        failover). The master records the kill and re-sends it until the task
+        ends, even while its agent is away; the terminal update (TASK_KILLED,
+        or how else it ended) arrives through events(). A task that already
+        ended is left alone.
+
+        Raises FrameworkError (besides the module's list): NOT_FOUND for a task
+        the master does not know (or no longer: its end was acknowledged)
+        unless an agent that may bring it back is away; INVALID_ARGUMENT for a
+        grace period that is not a number ≥ 0."""
         request = scheduler_pb2.KillRequest(framework_id=self.framework_id,
                                             stream_id=self.stream_id, task_id=task_id,
                                             agent_id=agent_id)
@@ -196,7 +291,15 @@ class Framework:
         await self._unary("Kill", request)
 
     async def acknowledge(self, status: common_pb2.TaskStatus) -> None:
-        """Acknowledge an update if it needs it (only updates with a uuid do)."""
+        """Acknowledge an update if it needs it (only updates with a uuid do;
+        for others this returns at once). Until acknowledged, the agent sends
+        the update again. Returns when the master took this acknowledgement
+        (batched with others made meanwhile, as the module says).
+
+        Raises FrameworkError for this update alone (besides the module's
+        list): INVALID_ARGUMENT when the update names another agent than the
+        task's; NOT_FOUND for a task the master does not know on an agent that
+        is not registered."""
         if not status.uuid:
             return
         loop = asyncio.get_running_loop()
@@ -266,19 +369,36 @@ class Framework:
             settle(future, None)
 
     async def revive(self, roles: Iterable[str] = ()) -> None:
+        """Offers again in `roles` (all of the framework's when empty): ends a
+        suppress() and clears the refusal filters of decline() and launch().
+        Raises FrameworkError (besides the module's list): INVALID_ARGUMENT for
+        a role that is not one of the framework's."""
         await self._unary("Revive", scheduler_pb2.ReviveRequest(
             framework_id=self.framework_id, stream_id=self.stream_id, roles=list(roles)))
 
     async def suppress(self, roles: Iterable[str] = ()) -> None:
+        """No offers in `roles` (all of the framework's when empty) until
+        revive(); offers already made stay valid. Raises FrameworkError
+        (besides the module's list): INVALID_ARGUMENT for a role that is not
+        one of the framework's."""
         await self._unary("Suppress", scheduler_pb2.SuppressRequest(
             framework_id=self.framework_id, stream_id=self.stream_id, roles=list(roles)))
 
     async def reconcile(self, tasks: Iterable[tuple[str, str]] = ()) -> None:
+        """Ask for the latest state of `tasks`, (task_id, agent_id) pairs
+        (agent_id may be ""), or of every task of the framework when empty.
+        The answers arrive through events() as updates without a uuid (not to
+        be acknowledged), reason REASON_RECONCILIATION: TASK_UNKNOWN for a
+        task nobody knows; none yet for a task whose agent a new leader still
+        waits for (ask again later). Raises only the module's list."""
         await self._unary("Reconcile", scheduler_pb2.ReconcileRequest(
             framework_id=self.framework_id, stream_id=self.stream_id,
             tasks=[scheduler_pb2.ReconcileRequest.Task(task_id=t, agent_id=a) for t, a in tasks]))
 
     async def teardown(self) -> None:
+        """End the framework for good: its offers are rescinded, every task is
+        killed, its stream ends (events() yields an `error` and stops) and its
+        id can never subscribe again. Raises only the module's list."""
         await self._unary("Teardown", scheduler_pb2.TeardownRequest(
             framework_id=self.framework_id, stream_id=self.stream_id))
 
@@ -291,6 +411,9 @@ class Framework:
             self._channel = None
 
     async def close(self) -> None:
+        """Close the stream and the channel (events() ends) without tearing the
+        framework down: its tasks run on for its failover_timeout, and another
+        Framework with the same id can subscribe meanwhile. Raises nothing."""
         self._closing = True
         await self._close_stream()
 
