@@ -18,7 +18,7 @@ from juggler.common import task_states
 from juggler.common.resources import Resources
 from juggler.master.allocator import AllocatorError
 from juggler.master.commands import CallError, Code, ToFramework
-from juggler.v1 import agent_pb2, common_pb2, scheduler_pb2
+from juggler.v1 import agent_pb2, common_pb2, operator_pb2, scheduler_pb2
 from tests.unit.test_master_state import World, events, launch_op, task, updates
 
 S = common_pb2.TaskState
@@ -243,6 +243,21 @@ class MasterMachine(RuleBasedStateMachine):
     def time_passes(self, seconds) -> None:
         self.w.clock.advance(seconds)
         self.w.state.tick()
+
+    @rule(i=st.integers(0, 1), up=st.booleans())
+    def maintenance(self, i, up) -> None:
+        """An operator drains an agent or brings it up, whatever its connectivity."""
+        aid = self.agent_ids[i]
+        call = self.w.state.up_agent if up else self.w.state.drain_agent
+        commands = self._call(call, aid)
+        if commands is not None and not up:
+            agent = self.w.state.agents[aid]
+            assert agent.maintenance != operator_pb2.MAINTENANCE_NONE
+            assert not agent.offers
+            # Every task it runs is to be killed, now or when it is back.
+            for key in agent.tasks:
+                t = self.w.state.tasks[key]
+                assert task_states.is_terminal(t.state) or self.w.state.kill_wanted(t)
 
     @rule(i=st.integers(0, 1), back=st.booleans())
     def agent_flaps(self, i, back) -> None:

@@ -1,0 +1,249 @@
+"""Offers, timeouts, drains, disconnections, failovers and kills on the
+in-process cluster (juggler/testing/cluster.py): the master's and the agents'
+real decision code, fake executors, a fake clock — no root, no wall clock.
+
+The four scenarios of issue 12 are here in their fast form; tests/integration/
+test_desired_state.py plays them with real processes, the CLI and the SDK.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from juggler.common.resources import Resources
+from juggler.master import views
+from juggler.master.commands import CallError, Code
+from juggler.testing.cluster import Cluster
+from juggler.v1 import common_pb2, operator_pb2
+
+S = common_pb2.TaskState
+A = operator_pb2.AgentState
+M = operator_pb2.MaintenanceState
+F = operator_pb2.FrameworkState
+
+
+def task(task_id: str, cpus: float = 1, mem: float = 128,
+         grace: float | None = None) -> common_pb2.TaskInfo:
+    info = common_pb2.TaskInfo(task_id=task_id, name=task_id,
+                               command=common_pb2.CommandInfo(argv=["sleep", "600"]),
+                               resources=Resources({"cpus": cpus, "mem": mem}).to_proto())
+    if grace is not None:
+        info.kill_policy.grace_period_seconds = grace
+    return info
+
+
+def test_a_task_runs_and_its_framework_hears_of_it() -> None:
+    cluster = Cluster(["a1"])
+    fw = cluster.framework()
+    assert fw.launch(task("t1")) == "a1"
+    assert cluster.task("t1") == S.TASK_RUNNING and fw.latest("t1") == S.TASK_RUNNING
+    cluster.agent("a1").finish("t1")
+    cluster.settle()
+    assert fw.latest("t1") == S.TASK_FINISHED
+    assert cluster.task("t1") == S.TASK_FINISHED and not cluster.master.tasks
+    assert not cluster.executor_alive("t1")  # released once acknowledged
+    cluster.validate()
+
+
+def test_a_kill_sent_while_the_agent_is_stopped_lands_when_it_is_back() -> None:
+    """Issue 12, scenario 1: the kill is desired state, not a lost message."""
+    cluster = Cluster(["a1"])
+    fw = cluster.framework()
+    fw.launch(task("t1", grace=0))
+    agent = cluster.agent("a1")
+    agent.stop()  # SIGTERM: its executor and task keep running
+    fw.kill("t1")  # accepted at once
+    assert cluster.executor_alive("t1") and cluster.task("t1") == S.TASK_RUNNING
+    assert views.task_view(cluster.master, cluster.master.tasks[(fw.framework_id, "t1")]
+                           ).kill_requested
+    agent.start()
+    agent.reconnect()
+    cluster.settle()
+    assert fw.latest("t1") == S.TASK_KILLED and cluster.task("t1") == S.TASK_KILLED
+    assert not cluster.executor_alive("t1")
+    assert not any(k.startswith("kills/") for k in cluster.registry)  # fulfilled
+    cluster.validate()
+
+
+def test_a_kill_on_an_unreachable_agent_is_accepted_and_delivered_when_it_returns() -> None:
+    cluster = Cluster(["a1"], agent_ping_timeout=1, max_agent_ping_timeouts=3)
+    fw = cluster.framework(partition_aware=True)
+    fw.launch(task("t1", grace=2))
+    cluster.agent("a1").cut()
+    cluster.advance(5)
+    assert cluster.task("t1") == S.TASK_UNREACHABLE and fw.latest("t1") == S.TASK_UNREACHABLE
+    fw.kill("t1")
+    cluster.advance(30)
+    assert cluster.executor_alive("t1")  # still cut off: nothing could reach it
+    cluster.agent("a1").reconnect()
+    cluster.advance(3)  # its grace period
+    assert fw.latest("t1") == S.TASK_KILLED and not cluster.executor_alive("t1")
+    cluster.validate()
+
+
+def test_a_kill_survives_a_master_failover_even_before_the_agent_is_back() -> None:
+    cluster = Cluster(["a1", "a2"])
+    fw = cluster.framework()
+    fw.launch(task("t1", grace=0), agent="a1")
+    cluster.agent("a1").cut()
+    fw.kill("t1")
+    cluster.failover()  # the kill is in the registry, not only in the old leader
+    fw.subscribe()
+    cluster.agent("a1").reconnect()
+    cluster.settle()
+    assert cluster.task("t1") == S.TASK_KILLED and not cluster.executor_alive("t1")
+    # A Kill for a task no agent has brought back yet, after a failover.
+    fw.launch(task("t2", grace=0), agent="a2")
+    cluster.agent("a2").cut()
+    cluster.failover()
+    fw.subscribe()
+    with pytest.raises(CallError) as refused:
+        fw.kill("nope", agent_id="not-an-agent")
+    assert refused.value.code == Code.NOT_FOUND
+    fw.kill("t2", agent_id=cluster.agent_id("a2"))  # a2 may still bring it back
+    cluster.agent("a2").reconnect()
+    cluster.settle()
+    assert cluster.task("t2") == S.TASK_KILLED and not cluster.executor_alive("t2")
+    assert not any(k.startswith("kills/") for k in cluster.registry)
+    cluster.validate()
+
+
+def test_a_drain_outlives_the_agent_being_away_and_a_master_failover() -> None:
+    """Issue 12, scenario 2: maintenance is kept whatever the agent's connectivity."""
+    cluster = Cluster(["a1", "a2"])
+    fw = cluster.framework()
+    fw.launch(task("t1", grace=0), agent="a1")
+    a1 = cluster.agent("a1")
+    a1.stop()
+    cluster.settle()
+    cluster.operator("drain_agent", a1.agent_id)
+    assert cluster.agent_view("a1") == (A.AGENT_DISCONNECTED, M.MAINTENANCE_DRAINING)
+    cluster.failover()
+    fw.subscribe()
+    a1.start()
+    a1.reconnect()
+    cluster.settle()
+    assert cluster.agent_view("a1") == (A.AGENT_ACTIVE, M.MAINTENANCE_DOWN)
+    assert cluster.task("t1") == S.TASK_KILLED and not cluster.executor_alive("t1")
+    cluster.settle(allocate=True)
+    assert {o.hostname for o in fw.offers.values()} == {"a2"}  # never a1 while down
+    cluster.operator("up_agent", a1.agent_id)
+    cluster.settle(allocate=True)
+    assert "a1" in {o.hostname for o in fw.offers.values()}
+    cluster.validate()
+
+
+def test_a_down_agent_that_reports_a_task_drains_again() -> None:
+    cluster = Cluster(["a1"])
+    fw = cluster.framework()
+    fw.launch(task("t1", grace=0))
+    a1 = cluster.agent("a1")
+    a1.cut()
+    cluster.failover()  # the new leader does not know t1
+    fw.subscribe()
+    cluster.operator("drain_agent", a1.agent_id)
+    assert cluster.agent_view("a1")[1] == M.MAINTENANCE_DOWN  # it knows of no task there
+    a1.reconnect()
+    cluster.settle()
+    assert cluster.task("t1") == S.TASK_KILLED
+    assert cluster.agent_view("a1")[1] == M.MAINTENANCE_DOWN
+    story = [s.stimulus for s in cluster.master.agents[a1.agent_id].story]
+    assert "it reported tasks while DOWN" in story
+    cluster.validate()
+
+
+def test_a_torn_down_framework_s_tasks_end_in_the_master_s_records() -> None:
+    """Issue 12, scenario 3: the failover timeout tears the framework down; its
+    tasks are killed, and the master records them KILLED when the agent says so."""
+    cluster = Cluster(["a1"])
+    fw = cluster.framework(failover_timeout=30)
+    fw.launch(task("t1", grace=1))
+    fw.launch(task("t2", grace=1))
+    cluster.agent("a1").finish("t2", S.TASK_FAILED)
+    fw.disconnect()  # the client was killed -9 before acknowledging t2's end
+    cluster.settle()
+    # A disconnected framework's ended task is not among the live ones.
+    live = views.tasks_view(cluster.master, include_completed=False).tasks
+    assert [t.info.task_id for t in live] == ["t1"]
+    cluster.advance(31)
+    assert fw.framework_id in cluster.master.torn_down
+    assert cluster.task("t1") == S.TASK_KILLED and cluster.task("t2") == S.TASK_FAILED
+    assert not cluster.master.tasks and not cluster.executor_alive("t1")
+    assert cluster.master.allocator.available(cluster.agent_id("a1")) == Resources(
+        {"cpus": 4, "mem": 4096})
+    with pytest.raises(CallError) as refused:
+        fw.subscribe()
+    assert refused.value.code == Code.FAILED_PRECONDITION
+    cluster.validate()
+
+
+def test_a_teardown_reaches_tasks_an_agent_brings_back_after_a_failover() -> None:
+    cluster = Cluster(["a1", "a2"])
+    fw = cluster.framework()
+    fw.launch(task("t1", grace=0), agent="a1")
+    fw.launch(task("t2", grace=0), agent="a2")
+    cluster.agent("a1").cut()
+    fw.call("teardown")
+    assert cluster.task("t2") == S.TASK_KILLED
+    cluster.failover()  # t1's kill lives on as the framework's torn_down record
+    cluster.agent("a1").reconnect()
+    cluster.settle()
+    assert cluster.task("t1") == S.TASK_KILLED and not cluster.executor_alive("t1")
+    assert fw.framework_id in cluster.master.torn_down
+    cluster.validate()
+
+
+def test_a_gone_agent_that_returns_is_shut_down_and_registers_afresh() -> None:
+    cluster = Cluster(["a1"], agent_ping_timeout=1, max_agent_ping_timeouts=1,
+                      agent_gone_timeout=10)
+    fw = cluster.framework(partition_aware=True)
+    fw.launch(task("t1"))
+    a1 = cluster.agent("a1")
+    old_id = a1.agent_id
+    a1.cut()
+    cluster.advance(15)
+    assert fw.latest("t1") == S.TASK_GONE and old_id in cluster.master.agents.gone
+    a1.reconnect()
+    cluster.settle()
+    assert not cluster.executor_alive("t1")
+    assert a1.agent_id and a1.agent_id != old_id
+    assert cluster.agent_view("a1") == (A.AGENT_ACTIVE, M.MAINTENANCE_NONE)
+    cluster.validate()
+
+
+def test_an_agent_restart_finds_its_tasks_and_a_dead_executor_fails_its_task() -> None:
+    cluster = Cluster(["a1"])
+    fw = cluster.framework()
+    fw.launch(task("t1"))
+    fw.launch(task("t2"))
+    a1 = cluster.agent("a1")
+    a1.stop()
+    dead = next(e for k, e in a1.executors.items() if k[1] == "t2")
+    dead.alive = False  # its executor died while the agent was down
+    a1.start()
+    a1.reconnect()
+    cluster.settle()
+    assert cluster.task("t1") == S.TASK_RUNNING
+    assert fw.latest("t2") == S.TASK_FAILED
+    cluster.validate()
+
+
+def test_offers_carry_the_agent_s_attributes() -> None:
+    cluster = Cluster()
+    cluster.add_agent("r1-a", attributes={"rack": "r1", "zone": "a"})
+    fw = cluster.framework()
+    cluster.settle(allocate=True)
+    [offer] = fw.offers.values()
+    assert dict(offer.attributes) == {"rack": "r1", "zone": "a"}
+
+
+def test_every_transition_has_a_story_an_operator_can_read() -> None:
+    cluster = Cluster(["a1"])
+    a1 = cluster.agent("a1")
+    a1.disconnect()
+    cluster.advance(1)
+    view = views.agent_view(cluster.master, cluster.master.agents[a1.agent_id])
+    told = [(t.source, t.target, t.stimulus) for t in view.story]
+    assert told[:3] == [("", "ACTIVE", "registered"),
+                        ("ACTIVE", "DISCONNECTED", "its stream ended"),
+                        ("DISCONNECTED", "ACTIVE", "re-registered")]
