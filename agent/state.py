@@ -191,23 +191,38 @@ class AgentState:
 
     def _record(self, key: Key, status: common_pb2.TaskStatus) -> list[c.Command]:
         """Take an update: checkpoint it (when the task has a sandbox), then
-        queue it for the master."""
+        queue it for the master. When the task has ended but an earlier update
+        still waits for its acknowledgement, that one goes again at once,
+        carrying the new latest state: the master learns of the end (frees its
+        resources, finds a drained agent DOWN) while the framework is away."""
         out: list[c.Command] = []
         task = self.tasks.get(key)
+        ended = False
         if task is not None:
             if task.sandbox is not None:
                 out.append(c.CheckpointUpdate(task.sandbox, status))
-            self._task_move(task, status.state)
-        if self.updates.add(status, self.clock.now()):
-            out += self._tick(ev.Tick())
-        return out
+            was_terminal = task_states.is_terminal(task.state)
+            ended = self._task_move(task, status.state) and not was_terminal and \
+                task_states.is_terminal(task.state)
+        if not self.updates.add(status, self.clock.now()):
+            return out
+        head = self.updates.head(*key)
+        if ended and self.connected and head is not None and head.uuid != status.uuid:
+            out.append(c.ToMaster(agent_pb2.AgentMessage(
+                status_update=agent_pb2.AgentMessage.StatusUpdate(
+                    status=head, latest_state=status.state))))
+        return out + self._tick(ev.Tick())
 
     def _tick(self, _: ev.Tick) -> list[c.Command]:
         if not self.connected:
             return []
-        return [c.ToMaster(agent_pb2.AgentMessage(
-            status_update=agent_pb2.AgentMessage.StatusUpdate(status=status)))
-            for status in self.updates.due(self.clock.now())]
+        out: list[c.Command] = []
+        for status in self.updates.due(self.clock.now()):
+            task = self.tasks.get((status.framework_id, status.task_id))
+            out.append(c.ToMaster(agent_pb2.AgentMessage(
+                status_update=agent_pb2.AgentMessage.StatusUpdate(
+                    status=status, latest_state=task.state if task else status.state))))
+        return out
 
     def _maybe_release(self, task: AgentTask) -> list[c.Command]:
         """A terminal task whose updates are all acknowledged: its executor may go."""

@@ -105,6 +105,11 @@ class StatusUpdateManager:
             if stream.pending:
                 self._schedule(key, stream, now)
 
+    def head(self, framework_id: str, task_id: str) -> common_pb2.TaskStatus | None:
+        """The task's oldest unacknowledged update (the one the master has)."""
+        stream = self._streams.get((framework_id, task_id))
+        return stream.pending[0] if stream and stream.pending else None
+
     def pending(self, framework_id: str, task_id: str) -> int:
         stream = self._streams.get((framework_id, task_id))
         return len(stream.pending) if stream else 0

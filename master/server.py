@@ -604,7 +604,8 @@ class AgentChannelServicer(agent_pb2_grpc.AgentChannelServicer):
             status = msg.status_update.status
             UPDATES.labels(state=task_states.name(status.state)).inc()
             try:
-                commands = self.m.state.status_update(agent_id, status)
+                commands = self.m.state.status_update(agent_id, status,
+                                                      msg.status_update.latest_state)
             except CallError as e:
                 alog.warning("status update refused", error=e.message)
                 return

@@ -172,16 +172,22 @@ class MasterState:
     def _framework_move(self, fw: FrameworkEntry, state: int, why: str) -> None:
         FRAMEWORK.move(fw, fw.info.id, state, why, self.clock.time())
 
-    def _task_move(self, task: TaskEntry, status: common_pb2.TaskStatus) -> list[Command]:
-        """Apply an observed (or master-decided) status: check the move against
-        the task table (raises InvalidTransition with the history), record it.
-        A terminal state fulfils any kill: its registry record goes."""
-        task_states.check(task.info.task_id, task.state, status.state,
-                          [h.state for h in task.history])
-        task.state = status.state
-        task.status = status
-        task.history.append(status)
-        if task_states.is_terminal(status.state) and task.kill is not None:
+    def _task_move(self, task: TaskEntry, state: int,
+                   status: common_pb2.TaskStatus | None) -> list[Command]:
+        """The one way a task's observed state changes: the move is checked
+        against the task table (InvalidTransition with the history; nothing
+        changed then), and `status`, the update that told of it if any, goes in
+        the task's history. Reaching a terminal state fulfils any kill: its
+        registry record goes."""
+        if state != task.state:
+            task_states.check(task.info.task_id, task.state, state,
+                              [h.state for h in task.history])
+        if status is not None:
+            task.status = status
+            task.history.append(status)
+        ended = task_states.is_terminal(state) and not task_states.is_terminal(task.state)
+        task.state = state
+        if ended and task.kill is not None:
             return [Persist(_kill_key(task.framework_id, task.info.task_id), None)]
         return []
 
@@ -298,13 +304,13 @@ class MasterState:
 
     def _ack_for_torn_down(self, task: TaskEntry) -> list[Command]:
         """Acknowledge, in place of its torn-down framework, the task's latest
-        update; a terminal task is then complete."""
+        update; once that is its terminal one, the task is complete."""
         commands: list[Command] = []
         agent = self.agents.get(task.agent_id)
         if task.latest_uuid and agent is not None and agent.connected:
             commands.append(ack_command(task.agent_id, task.framework_id, task.info.task_id,
                                         task.latest_uuid))
-        if task_states.is_terminal(task.state):
+        if _told_the_end(task):
             self._complete_task(task)
         return commands
 
@@ -363,7 +369,7 @@ class MasterState:
             task_id=task.info.task_id, state=state, reason=reason, message=message,
             source=common_pb2.SOURCE_MASTER, agent_id=task.agent_id,
             framework_id=task.framework_id, timestamp=self.clock.time())
-        commands = self._task_move(task, status)
+        commands = self._task_move(task, state, status)
         task.latest_uuid = b""
         fw = self.frameworks.get(task.framework_id)
         if fw is None or not tell:
@@ -692,7 +698,7 @@ class MasterState:
         commands: list[Command] = []
         if task.agent_id in self.agents:
             commands.append(ack_command(task.agent_id, framework_id, task_id, uuid))
-        if uuid == task.latest_uuid and task_states.is_terminal(task.state):
+        if uuid == task.latest_uuid and _told_the_end(task):
             self._complete_task(task)
         return commands
 
@@ -731,6 +737,7 @@ class MasterState:
         status = common_pb2.TaskStatus()
         if task.status is not None:
             status.CopyFrom(task.status)
+        status.state = task.state  # the latest, which an update on its way may not say yet
         status.uuid = b""  # reconciliation answers are never acknowledged
         status.reason = common_pb2.REASON_RECONCILIATION
         status.source = common_pb2.SOURCE_MASTER
@@ -756,13 +763,20 @@ class MasterState:
             agent.tasks.discard(key)
         self.completed_tasks.append(task)
 
-    def status_update(self, agent_id: str, status: common_pb2.TaskStatus) -> list[Command]:
+    def status_update(self, agent_id: str, status: common_pb2.TaskStatus,
+                      latest_state: int = S.TASK_STATE_UNSPECIFIED) -> list[Command]:
         """An update from an agent (carrying a uuid): apply it and relay it to
         the framework, or acknowledge it in the framework's place when nobody
-        else will (framework torn down or unknown). An update the task's table
-        does not allow is acknowledged (or the agent would retry it forever)
-        and logged with the task's history; nothing else changes. CallError
-        FAILED_PRECONDITION when the agent is not registered."""
+        else will (framework torn down or unknown).
+
+        `latest_state` is the task's latest state on the agent (unspecified:
+        `status.state`); the master's record follows it, ahead of the updates
+        still waiting their turn, so an ended task is known to have ended (its
+        resources free, its drained agent DOWN) while its framework is away. A
+        state the task's table does not allow is acknowledged (or the agent
+        would retry it forever) and logged with the task's history; nothing
+        else changes. CallError FAILED_PRECONDITION when the agent is not
+        registered."""
         agent = self.agents.get(agent_id)
         if agent is None:
             raise CallError(Code.FAILED_PRECONDITION, f"agent {agent_id} is not registered")
@@ -779,17 +793,18 @@ class MasterState:
                 return [ack]
             return [ToFramework(fid, _update_event(status))]
         torn_down = fid not in self.frameworks
-        if status.uuid and status.uuid == task.latest_uuid:
-            # A retry of an update the framework has not acknowledged yet.
-            return [ack] if torn_down else [ToFramework(fid, _update_event(status))]
+        latest = latest_state or status.state
+        retry = bool(status.uuid) and status.uuid == task.latest_uuid
+        was_terminal = task_states.is_terminal(task.state)
         try:
-            commands = self._task_move(task, status)
+            # A retry's update is in the history already; its latest state may be new.
+            commands = self._task_move(task, latest, None if retry else status)
         except InvalidTransition as e:
             return [ack, Log("error", "status update refused: not a legal transition",
                              (("agent_id", agent_id), ("task_id", status.task_id),
                               ("error", str(e))))]
         task.latest_uuid = status.uuid
-        if task_states.is_terminal(status.state):
+        if task_states.is_terminal(latest) and not was_terminal:
             self._recover_task(task)
             commands += self._maybe_down(agent)
             commands.append(Allocate())
@@ -882,6 +897,12 @@ class MasterState:
             if key in reported:
                 continue
             if key in known or task_states.is_terminal(task.state):
+                # It ended on the agent (its update is on its way): the record
+                # says so from now on.
+                st = latest.get(key)
+                if (st is not None and not task_states.is_terminal(task.state)
+                        and task_states.TASK.allows(task.state, st.state)):
+                    commands += self._task_move(task, st.state, None)
                 task.resources_recovered = True
                 continue
             if task.state == S.TASK_STAGING:
@@ -910,6 +931,9 @@ class MasterState:
                 commands += self._master_update(
                     task, st.state, common_pb2.REASON_RECONCILIATION,
                     "the agent is reachable again", tell=self._partition_aware(fid))
+            elif (st is not None and st.state != task.state
+                    and task_states.TASK.allows(task.state, st.state)):
+                commands += self._task_move(task, st.state, None)  # its update follows
             if back_from_unreachable and not self._partition_aware(fid):
                 commands += self._record_kill(task, task.kill or task.info.kill_policy)
             task.resources_recovered = False
@@ -1092,7 +1116,7 @@ class MasterState:
             assert fw is not None and tid in fw.tasks, f"task {tid} missing from framework {fid}"
             agent = self.agents.get(task.agent_id)
             assert agent is None or (fid, tid) in agent.tasks
-            assert task.history and task.history[-1].state == task.state
+            assert task.history, f"task {tid} has no history"
         for fid, fw in self.frameworks.items():
             assert fw.state in (F.FRAMEWORK_SUBSCRIBED, F.FRAMEWORK_DISCONNECTED), fid
             assert self.allocator.has_framework(fid)
@@ -1133,6 +1157,12 @@ class MasterState:
         for oid in agent.offers:
             offered = offered + self.offers[oid].resources
         return offered
+
+
+def _told_the_end(task: TaskEntry) -> bool:
+    """Whether the task's latest update (what its framework is being told) is
+    its terminal one: acknowledging that one completes the task."""
+    return task.status is not None and task_states.is_terminal(task.status.state)
 
 
 def _kill_key(framework_id: str, task_id: str) -> str:

@@ -296,8 +296,10 @@ class SimFramework:
     def launch(self, task: common_pb2.TaskInfo, agent: str | None = None) -> str:
         """Accept an offer (of `agent` if given) for `task`; returns the agent's name."""
         self.cluster.settle(allocate=True)
+        needs = Resources.from_proto(task.resources)
         offer = next((o for o in self.offers.values()
-                      if agent is None or o.hostname == agent), None)
+                      if (agent is None or o.hostname == agent)
+                      and Resources.from_proto(o.resources).contains(needs)), None)
         if offer is None:
             raise AssertionError(f"no offer for {self.info.name} (agent {agent})")
         del self.offers[offer.id]
@@ -558,7 +560,8 @@ class Cluster:
         kind = message.WhichOneof("message")
         self.master.agent_seen(agent.agent_id)
         if kind == "status_update":
-            commands = self.master.status_update(agent.agent_id, message.status_update.status)
+            commands = self.master.status_update(agent.agent_id, message.status_update.status,
+                                                 message.status_update.latest_state)
             self._later.append(lambda: self._master_commands(commands))
 
     def _master_commands(self, commands: list[mc.Command]) -> None:

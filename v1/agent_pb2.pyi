@@ -55,10 +55,12 @@ class AgentMessage(_message.Message):
         __slots__ = ()
         def __init__(self) -> None: ...
     class StatusUpdate(_message.Message):
-        __slots__ = ("status",)
+        __slots__ = ("status", "latest_state")
         STATUS_FIELD_NUMBER: _ClassVar[int]
+        LATEST_STATE_FIELD_NUMBER: _ClassVar[int]
         status: _common_pb2.TaskStatus
-        def __init__(self, status: _Optional[_Union[_common_pb2.TaskStatus, _Mapping]] = ...) -> None: ...
+        latest_state: _common_pb2.TaskState
+        def __init__(self, status: _Optional[_Union[_common_pb2.TaskStatus, _Mapping]] = ..., latest_state: _Optional[_Union[_common_pb2.TaskState, str]] = ...) -> None: ...
     class Batch(_message.Message):
         __slots__ = ("messages",)
         MESSAGES_FIELD_NUMBER: _ClassVar[int]

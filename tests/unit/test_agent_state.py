@@ -123,8 +123,14 @@ def test_updates_wait_for_the_master_and_are_resent_until_acknowledged(h: Harnes
     assert sent(h(ev.Tick())) == []
     h.clock.advance(0.2)
     assert [s.uuid for s in sent(h(ev.Tick()))] == [b"r1"]  # re-sent after 10 s
-    # The next update waits for the first's acknowledgement (order per task).
-    assert sent(h(update(S.TASK_FINISHED, b"f1"))) == []
+    # The next update waits for the first's acknowledgement (order per task); as
+    # it tells of the task's end, the first goes again at once with the latest
+    # state, so the master knows the task ended while its framework is away.
+    out = h(update(S.TASK_FINISHED, b"f1"))
+    assert [s.uuid for s in sent(out)] == [b"r1"]
+    [again] = [x.message.status_update for x in out if isinstance(x, c.ToMaster)]
+    assert again.latest_state == S.TASK_FINISHED
+    assert sent(h(update(S.TASK_FINISHED, b"f1"))) == []  # a duplicate: nothing
     out = h(ack(b"r1"))
     assert c.CheckpointAck(SANDBOX, b"r1") in out
     assert [s.uuid for s in sent(out)] == [b"f1"]

@@ -247,3 +247,26 @@ def test_every_transition_has_a_story_an_operator_can_read() -> None:
     assert told[:3] == [("", "ACTIVE", "registered"),
                         ("ACTIVE", "DISCONNECTED", "its stream ended"),
                         ("DISCONNECTED", "ACTIVE", "re-registered")]
+
+
+def test_a_drained_agent_is_down_as_soon_as_its_tasks_end_though_nobody_acknowledges() -> None:
+    """The agent sends a task's updates one at a time, each after the last one's
+    acknowledgement; with the framework away, KILLED waits behind KILLING. The
+    update carries the task's latest state, so the master knows it ended."""
+    cluster = Cluster(["a1", "a2"])
+    fw = cluster.framework(failover_timeout=300)
+    fw.launch(task("t1", grace=1), agent="a1")
+    fw.disconnect()
+    cluster.operator("drain_agent", cluster.agent_id("a1"))
+    cluster.advance(2)  # the grace period: KILLING, then KILLED, neither acknowledged
+    assert cluster.task("t1") == S.TASK_KILLED
+    assert cluster.agent_view("a1") == (A.AGENT_ACTIVE, M.MAINTENANCE_DOWN)
+    assert cluster.master.allocator.available(cluster.agent_id("a1")) == Resources(
+        {"cpus": 4, "mem": 4096})
+    # The framework, back, hears the whole story in order.
+    fw.subscribe()
+    cluster.advance(30)  # the agent's retries
+    told = [u.state for u in fw.updates if u.task_id == "t1" and u.uuid]
+    assert told[-2:] == [S.TASK_KILLING, S.TASK_KILLED]
+    assert not cluster.master.tasks  # acknowledged: complete
+    cluster.validate()

@@ -151,9 +151,11 @@ ALLOWED = {
     ("master/state.py", "_task_move"),  # tasks: the status history is their story
     ("agent/state.py", "_task_move"),
     # Not lifecycle states: the master process's MasterState (`self.state = …`),
-    # and a copy of a status sent to a framework (LOST for UNREACHABLE).
+    # and copies of a status sent to a framework (LOST for UNREACHABLE, a
+    # reconciliation answer).
     ("master/server.py", "__init__"),
     ("master/state.py", "_master_update"),
+    ("master/state.py", "_reconcile_status"),
 }
 
 
