@@ -125,6 +125,7 @@ class Agent:
         from juggler.agent.image_tasks import ImageTasks
         self.images = ImageTasks(self)
         self.launcher: Any = None  # agent/launcher.py's Launcher when config.launcher
+        self.launcher_fallbacks = 0  # executors started afresh: the launcher could not
         # Counted when scraped, not on every update (O(tasks) each: quadratic
         # when a thousand tasks start at once).
         RUNNING.set_function(lambda: sum(
@@ -482,6 +483,7 @@ class Agent:
             try:
                 pid = await self.launcher.spawn(sandbox)
             except LauncherUnavailable as e:
+                self.launcher_fallbacks += 1
                 tlog.warning("executor launcher unavailable; starting a fresh executor",
                              error=str(e))
             else:

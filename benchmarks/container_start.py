@@ -108,10 +108,14 @@ class JugglerSide:
         info.container.rootfs = str(self.rootfs)
         info.kill_policy.grace_period_seconds = 0
         t0 = time.time_ns()
-        await self.agent._launch(self.framework, info)
-        task = self.agent.tasks[("bench", task_id)]
-        if task.process is not None and self.agent.launcher is not None:
-            self.fallbacks += 1
+        from juggler.agent import commands, events
+        from juggler.v1 import agent_pb2, executor_pb2
+
+        before = self.agent.launcher_fallbacks
+        self.agent.handle(events.FromMaster(agent_pb2.MasterMessage(
+            run_task=agent_pb2.MasterMessage.RunTask(framework=self.framework, task=info))))
+        key = ("bench", task_id)
+        task = self.agent.tasks[key]
         deadline = time.monotonic() + 30
         from juggler.common import task_states
 
@@ -119,18 +123,18 @@ class JugglerSide:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"task {task_id} did not finish: {task.sandbox}")
             await asyncio.sleep(0.002)
+        assert task.sandbox is not None
         if task.state != self.pb.TASK_FINISHED:
             raise RuntimeError(f"task {task_id} ended {task.state}: "
                                f"{(task.sandbox / 'executor.log').read_text()[-2000:]}")
         t1 = int((task.sandbox / "stdout").read_text().split()[0])
+        self.fallbacks += self.agent.launcher_fallbacks - before
         # Let the executor go (the framework's acknowledgement would, with a master).
-        from juggler.v1 import executor_pb2
-
-        while task.writer is None and not task.finished.is_set():
+        while task.executor != agent_pb2.EXECUTOR_CONNECTED and not task.exited:
             await asyncio.sleep(0.002)
-        self.agent._send_executor(task, executor_pb2.AgentToExecutor(
-            shutdown=executor_pb2.AgentToExecutor.Shutdown()))
-        await asyncio.wait_for(task.finished.wait(), 30)
+        self.agent._carry_out(commands.ToExecutor(key, executor_pb2.AgentToExecutor(
+            shutdown=executor_pb2.AgentToExecutor.Shutdown())))
+        await asyncio.wait_for(self.agent.finished(key), 30)
         return (t1 - t0) / 1e6
 
     async def stop(self) -> None:
