@@ -91,12 +91,15 @@ class AgentBook:
         return len(self._entries)
 
     def get(self, agent_id: str) -> AgentEntry | None:
+        """The agent's entry; None for an unknown (or GONE) id."""
         return self._entries.get(agent_id)
 
     def values(self) -> Iterable[AgentEntry]:
+        """Every entry (not GONE ones), in admission order."""
         return self._entries.values()
 
     def items(self) -> Iterable[tuple[str, AgentEntry]]:
+        """(agent id, entry) pairs, in admission order."""
         return self._entries.items()
 
     # -- admission -----------------------------------------------------------
@@ -139,7 +142,7 @@ class AgentBook:
         MAINTENANCE.move(agent, agent.info.id, maintenance, why, self.clock.time())
 
     def seen(self, agent_id: str) -> None:
-        """Any message from the agent proves it alive."""
+        """Any message from the agent proves it alive (an unknown id is ignored)."""
         agent = self._entries.get(agent_id)
         if agent is not None:
             agent.last_seen = self.clock.now()
@@ -148,7 +151,7 @@ class AgentBook:
     def overdue(self, now: float) -> list[Overdue]:
         """Agents that must become UNREACHABLE (silent too long, or not back
         within the re-register timeout after a failover) or GONE (unreachable
-        too long), in id order."""
+        too long), in id order. `now` is the clock's now() (monotonic seconds)."""
         out: list[Overdue] = []
         silent_for = self.ping_timeout * self.max_ping_timeouts
         for agent_id in sorted(self._entries):
@@ -232,7 +235,8 @@ class AgentBook:
 
     def allocation_held(self, now: float) -> bool:
         """Whether allocation still waits for agents after a failover; the hold
-        ends for good once RECOVERY_FACTOR of them are back or at its deadline."""
+        ends for good once RECOVERY_FACTOR of them are back or at its deadline.
+        `now` is the clock's now() (monotonic seconds)."""
         hold = self.recovery
         if hold is None:
             return False

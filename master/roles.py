@@ -24,16 +24,22 @@ DEFAULT_WEIGHT = 1.0
 
 
 class RoleBook:
+    """Roles' settings (`configs`, by role), applied to `allocator` as they
+    change. Every update returns [Persist(roles/<role>), …, Allocate()]."""
+
     def __init__(self, allocator: Allocator) -> None:
         self.allocator = allocator
         self.configs: dict[str, registry_pb2.RoleConfig] = {}
 
     def weight(self, role: str) -> float:
+        """The role's DRF weight (DEFAULT_WEIGHT when none was set)."""
         config = self.configs.get(role)
         return config.weight if config is not None and config.HasField("weight") \
             else DEFAULT_WEIGHT
 
     def quota(self, role: str) -> list[common_pb2.Resource]:
+        """The role's quota limit (cpus in cores, mem and disk in MiB; zero
+        amounts kept: a limit of 0 is a limit); [] for none."""
         config = self.configs.get(role)
         return list(config.quota) if config is not None else []
 
@@ -58,9 +64,10 @@ class RoleBook:
 
     def update_quota(self, role: str, limit: Iterable[common_pb2.Resource],
                      remove: bool = False) -> list[Command]:
-        """Set (or with `remove`, drop) the role's quota limit. CallError
-        INVALID_ARGUMENT for a bad role, an amount that is not a number ≥ 0, a
-        name given twice, or a limit given with `remove` (or neither)."""
+        """Set (or with `remove`, drop) the role's quota limit: amounts of cpus
+        (cores), mem and disk (MiB). CallError INVALID_ARGUMENT for a bad role,
+        an unknown or empty resource name, an amount that is not a number ≥ 0,
+        a name given twice, or a limit given with `remove` (or neither)."""
         _check_role(role)
         limit = list(limit)
         if remove == bool(limit):
@@ -88,7 +95,9 @@ class RoleBook:
         return [*self._persist(role), Allocate()]
 
     def recover(self, configs: Iterable[registry_pb2.RoleConfig]) -> None:
-        """A new leader's roles, from the registry."""
+        """A new leader's roles, from the registry. A record the allocator
+        refuses (written by a broken version) raises AllocatorError or
+        ResourceError: the master stops rather than run with half its roles."""
         for config in configs:
             self.configs[config.role] = config
             if config.HasField("weight"):

@@ -90,7 +90,17 @@ class RegistrySnapshot:
 class MasterState:
     """The leading master's book. Times are seconds: `heartbeat_interval`
     between heartbeats to frameworks, `offer_timeout` before an unused offer is
-    rescinded (None: never), agent health as AgentBook explains.
+    rescinded (None: never), agent health as AgentBook explains. `address` is
+    this master's host:port (told to frameworks and agents); `new_id()` returns
+    a fresh id for frameworks, streams, agents and offers (a uuid4 string by
+    default; tests inject a counter).
+
+    Every call that a framework makes (subscribe aside) raises CallError with
+    the gRPC code to answer: INVALID_ARGUMENT without a framework_id; NOT_FOUND
+    for a framework that is unknown or torn down; FAILED_PRECONDITION for a
+    stream that is not its current subscription. Each method lists the errors
+    it adds. A refused call changed nothing. Each returns the commands to carry
+    out in order (master/commands.py).
 
     Frameworks: `frameworks` holds the SUBSCRIBED and DISCONNECTED ones,
     `torn_down` the TORN_DOWN ones (newest last, TORN_DOWN_FRAMEWORKS_KEPT of
@@ -197,9 +207,11 @@ class MasterState:
     def subscribe(self, info: common_pb2.FrameworkInfo) -> tuple[str, str, list[Command]]:
         """A framework subscribes, or re-subscribes with its id; returns
         (framework_id, stream_id, commands). The commands end the previous
-        subscription's stream (a failover), and re-deliver each task's latest
-        unacknowledged update. Raises CallError: INVALID_ARGUMENT for a bad id,
-        role or failover_timeout; FAILED_PRECONDITION for a torn-down id."""
+        subscription's stream (a failover), send `subscribed`, and re-deliver
+        each task's latest unacknowledged update. `info.failover_timeout` is
+        in seconds. Raises CallError: INVALID_ARGUMENT for a bad id or role, a
+        role listed twice, or a failover_timeout that is not a number ≥ 0;
+        FAILED_PRECONDITION for a torn-down framework's id."""
         _check_framework_info(info)
         info = common_pb2.FrameworkInfo().FromString(info.SerializeToString())
         if not info.roles:
@@ -331,8 +343,12 @@ class MasterState:
         return commands
 
     def tick(self) -> list[Command]:
-        """Time passed: failover timeouts, offer timeouts, agent health, kills
-        nobody can deliver any more."""
+        """Time passed (read from the clock): frameworks away beyond their
+        failover timeout are torn down; offers older than offer_timeout are
+        rescinded; agents silent too long become UNREACHABLE, unreachable too
+        long GONE; pending kills nobody can fulfil any more are dropped.
+        Returns the commands ([] when nothing happened; else ending with
+        Allocate)."""
         now = self.clock.now()
         commands: list[Command] = []
         for fw in list(self.frameworks.values()):
@@ -406,8 +422,11 @@ class MasterState:
     # Offers
     # ------------------------------------------------------------------
     def allocate(self) -> list[Command]:
-        """Run one allocation cycle and turn its allocations into offers (none
-        while a new leader waits for its agents: AgentBook.allocation_held)."""
+        """Run one allocation cycle and turn its allocations into offers: one
+        ToFramework(offers) per framework that gets any, each offer one agent's
+        resources in one role (none while a new leader waits for its agents:
+        AgentBook.allocation_held). AssertionError if the allocator names a
+        framework or agent the book does not hold (a bug: it mirrors the book)."""
         now = self.clock.now()
         if self.agents.allocation_held(now):
             return []
@@ -449,8 +468,10 @@ class MasterState:
     def decline(self, framework_id: str, stream_id: str, offer_ids: Iterable[str],
                 filters: common_pb2.Filters | None = None) -> list[Command]:
         """The framework returns offers, refusing their resources on their agents
-        for `filters.refuse_seconds` (default 5 s). Raises CallError as
-        `_own_offers` and `_refuse_seconds` say."""
+        for `filters.refuse_seconds` seconds (default 5). CallError:
+        INVALID_ARGUMENT for no offer id, one given twice, or a refuse_seconds
+        that is not a number ≥ 0; NOT_FOUND for an offer no longer valid;
+        PERMISSION_DENIED for another framework's offer."""
         fw = self._framework(framework_id, stream_id)
         offers = self._own_offers(fw, list(offer_ids), same_agent=False)
         refuse = _refuse_seconds(filters)
@@ -492,14 +513,15 @@ class MasterState:
             agent.offers.discard(offer.offer_id)
 
     def revive(self, framework_id: str, stream_id: str, roles: Iterable[str]) -> list[Command]:
-        """Offers again in `roles` (all when empty), filters cleared. CallError
-        INVALID_ARGUMENT for a role that is not the framework's."""
+        """Offers again in `roles` (all when empty), their filters cleared.
+        CallError INVALID_ARGUMENT for a role that is not the framework's."""
         fw = self._framework(framework_id, stream_id)
         self.allocator.revive(framework_id, self._roles(fw, roles))
         return [Allocate()]
 
     def suppress(self, framework_id: str, stream_id: str, roles: Iterable[str]) -> list[Command]:
-        """No offers in `roles` (all when empty) until Revive."""
+        """No offers in `roles` (all when empty) until Revive. CallError
+        INVALID_ARGUMENT for a role that is not the framework's."""
         fw = self._framework(framework_id, stream_id)
         self.allocator.suppress(framework_id, self._roles(fw, roles))
         return []
@@ -521,9 +543,15 @@ class MasterState:
                operations: Iterable[scheduler_pb2.Operation],
                filters: common_pb2.Filters | None = None) -> list[Command]:
         """Launch tasks on offers of one agent and one role; what the tasks do
-        not use is declined with `filters`. Every task is checked first
-        (master/task_check.py): CallError INVALID_ARGUMENT names the task and
-        the field; nothing is launched unless everything is valid and fits."""
+        not use is declined with `filters`. Returns a RunTask for the agent per
+        task, then Allocate. Nothing is launched unless everything is valid and
+        fits. CallError: NOT_FOUND for an offer no longer valid;
+        PERMISSION_DENIED for another framework's offer; INVALID_ARGUMENT for
+        no offer id or one given twice, offers of several agents or roles, an
+        operation that is not a launch, a task common/task_check.py refuses
+        (the message names the task and the field), a task id the framework
+        already uses (or used twice in the call), a task naming another agent,
+        tasks needing more than the offers hold, or a bad refuse_seconds."""
         fw = self._framework(framework_id, stream_id)
         offers = self._own_offers(fw, list(offer_ids), same_agent=True)
         agent_id = offers[0].agent_id
@@ -660,9 +688,10 @@ class MasterState:
     def acknowledge_many(self, framework_id: str, stream_id: str,
                          acks: Iterable[tuple[str, str, bytes]]) -> list[Command]:
         """Several (agent_id, task_id, uuid) at once: every one is checked before
-        any is applied, so a refused call changed nothing. CallError:
-        INVALID_ARGUMENT without a uuid or naming the wrong agent; NOT_FOUND for
-        an unknown task on an unknown agent."""
+        any is applied, so a refused call changed nothing. Each is passed on to
+        the task's agent; acknowledging a task's terminal update completes it.
+        CallError: INVALID_ARGUMENT without a uuid or naming the wrong agent;
+        NOT_FOUND for an unknown task on an unknown agent."""
         self._framework(framework_id, stream_id)
         acks = list(acks)
         for agent_id, task_id, uuid in acks:
@@ -705,8 +734,10 @@ class MasterState:
     def reconcile(self, framework_id: str, stream_id: str,
                   tasks: Iterable[scheduler_pb2.ReconcileRequest.Task]) -> list[Command]:
         """The latest state of the given tasks (every task of the framework when
-        none is given), as updates without uuid; TASK_UNKNOWN for a task nobody
-        knows, nothing yet for one an awaited agent may bring back."""
+        none is given), as one update event each, without uuid (not to be
+        acknowledged); TASK_UNKNOWN for a task nobody knows, nothing yet for
+        one an awaited agent may bring back (as Mesos). Raises CallError as
+        every framework call does."""
         fw = self._framework(framework_id, stream_id)
         wanted = list(tasks)
         statuses: list[common_pb2.TaskStatus] = []
@@ -1109,7 +1140,8 @@ class MasterState:
         self.roles.recover(registry.roles)
 
     def validate_state(self) -> None:
-        """Invariants; tests call this after every step."""
+        """Invariants; tests call this after every step (AssertionError names
+        the broken one)."""
         for (fid, tid), task in self.tasks.items():
             assert task.info.task_id == tid and task.framework_id == fid
             fw = self.frameworks.get(fid) or self.torn_down.get(fid)
@@ -1153,6 +1185,7 @@ class MasterState:
         return allocated
 
     def offered_on(self, agent: AgentEntry) -> Resources:
+        """What outstanding offers hold of the agent."""
         offered = Resources()
         for oid in agent.offers:
             offered = offered + self.offers[oid].resources
