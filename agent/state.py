@@ -34,11 +34,12 @@ from juggler.agent.executors import EXECUTOR
 from juggler.agent.status_updates import FIRST_RETRY, StatusUpdateManager
 from juggler.common import task_states
 from juggler.common.clock import Clock
+from juggler.common.enums import plain
 from juggler.common.lifecycle import Step, new_story
 from juggler.v1 import agent_pb2, common_pb2, executor_pb2
 
-S = common_pb2.TaskState
-E = agent_pb2.ExecutorState
+S = task_states.S
+E = plain(agent_pb2.ExecutorState)
 Key = tuple[str, str]
 VERSION = "0.1.0"
 

@@ -26,10 +26,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from juggler.common import lifecycle
+from juggler.common.enums import plain
 from juggler.common.lifecycle import Lifecycle
 from juggler.v1 import common_pb2 as pb
 
-S = pb.TaskState
+S = plain(pb.TaskState)
 
 
 def _terminal() -> frozenset[int]:

@@ -15,15 +15,16 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from juggler.common.enums import plain
 from juggler.common.lifecycle import Step, new_story
 from juggler.common.resources import Resources
 from juggler.master.commands import CallError, Code
 from juggler.v1 import common_pb2, operator_pb2
 
-S = common_pb2.TaskState
-A = operator_pb2.AgentState
-M = operator_pb2.MaintenanceState
-F = operator_pb2.FrameworkState
+S = plain(common_pb2.TaskState)
+A = plain(operator_pb2.AgentState)
+M = plain(operator_pb2.MaintenanceState)
+F = plain(operator_pb2.FrameworkState)
 DEFAULT_ROLE = "*"
 DEFAULT_REFUSE_SECONDS = 5.0  # Mesos's default, and the proto's
 COMPLETED_TASKS_KEPT = 1000
