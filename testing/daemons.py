@@ -3,16 +3,22 @@
 A master listens on a port it picks itself (`--port 0`) unless told one, and its
 address is read from its own "master started" log line (checked against its
 pid): no free port is chosen here that another process could take first, and
-no other test suite's master on this host can be mistaken for it.
+no other test suite's master on this host can be mistaken for it. Agents put
+their tasks' cgroups under a cgroup root of their Daemons' own
+(`juggler/test-<random>`, `--cgroup-root`), removed with what is left in it
+when the Daemons close.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import grpc
@@ -23,6 +29,7 @@ from juggler.v1 import operator_pb2, operator_pb2_grpc
 JUGGLER = [sys.executable, "-m", "juggler.cli.main"]
 # Starting a Python daemon takes a second or two, far more on a loaded machine.
 START_TIMEOUT = 60.0
+CGROUPS = Path("/sys/fs/cgroup")
 
 
 class Daemons:
@@ -30,6 +37,8 @@ class Daemons:
         self.work = work
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.master = ""
+        # The parent of every task cgroup of these agents: no other test's.
+        self.cgroup_root = f"juggler/test-{uuid.uuid4().hex[:12]}"
 
     def start_master(self, *flags: str, name: str = "master", port: int = 0) -> str:
         """Start a master (on `port`, or one it picks) and return its address once
@@ -55,7 +64,12 @@ class Daemons:
                     master: str = "") -> None:
         self._spawn(name, "agent", "--master", master or self.master, "--host", "127.0.0.1",
                     "--port", "0", "--metrics-port", "-1", "--work-dir", str(self.work / name),
-                    "--hostname", name, "--resources", resources, *flags)
+                    "--hostname", name, "--resources", resources,
+                    "--cgroup-root", self.cgroup_root, *flags)
+
+    def task_cgroup(self, framework_id: str, task_id: str) -> str:
+        """The cgroup (name below every controller) of a task of these agents."""
+        return f"{self.cgroup_root}/{framework_id}.{task_id}"
 
     def _spawn(self, name: str, *args: str) -> None:
         log = open(self.work / f"{name}.log", "ab")  # noqa: SIM115
@@ -110,6 +124,28 @@ class Daemons:
             self.stop(name, signal.SIGUSR1)  # agents kill their tasks
         for name in list(self.procs):
             self.stop(name)
+        self._remove_cgroups()
+
+    def _remove_cgroups(self, timeout: float = 10.0) -> None:
+        """Remove the agents' cgroup root in every hierarchy, killing what is left
+        in it (executors finish removing their own cgroups as they exit)."""
+        tops = [CGROUPS / self.cgroup_root]
+        with contextlib.suppress(OSError):
+            tops += [d / self.cgroup_root for d in CGROUPS.iterdir() if not d.is_symlink()]
+        deadline = time.monotonic() + timeout
+        for top in tops:
+            while top.is_dir():
+                for parent, _, _ in os.walk(top, topdown=False):
+                    with contextlib.suppress(OSError):
+                        for pid in (Path(parent) / "cgroup.procs").read_text().split():
+                            with contextlib.suppress(ProcessLookupError):
+                                os.kill(int(pid), signal.SIGKILL)
+                    with contextlib.suppress(OSError):  # busy while processes exit
+                        os.rmdir(parent)
+                if top.is_dir():
+                    if time.monotonic() > deadline:
+                        break  # leave it: better than failing every later test
+                    time.sleep(0.05)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"

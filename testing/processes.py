@@ -36,6 +36,14 @@ def processes_with(text: str) -> list[int]:
     return found
 
 
+def the_process(text: str) -> int | None:
+    """The pid of the one process whose command line holds `text`; None while there
+    is none or several. A process in the middle of an exec (`sh -c 'exec sleep …'`
+    becoming `sleep`) shows an empty command line for a moment: wait on this."""
+    found = processes_with(text)
+    return found[0] if len(found) == 1 else None
+
+
 def children_of(pid: int) -> list[int]:
     """Pids of the children of process `pid` (none once it is gone)."""
     found: list[int] = []

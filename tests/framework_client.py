@@ -12,10 +12,12 @@ from juggler.sdk import Framework, FrameworkError
 from juggler.v1 import common_pb2
 
 S = common_pb2.TaskState
+# For a launch, a kill, a reconnection: seconds, many more on a loaded machine.
+DEADLINE = 60.0
 
 
 def run(coro_fn: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(coro_fn(), 120))
+    asyncio.run(asyncio.wait_for(coro_fn(), 240))  # each wait inside has its own deadline
 
 
 def task(task_id: str, cpus: float, mem: float, *argv: str) -> common_pb2.TaskInfo:
@@ -96,7 +98,7 @@ class Client:
         while True:
             self._check()
             try:
-                o = await asyncio.wait_for(self.offers.get(), 30)
+                o = await asyncio.wait_for(self.offers.get(), DEADLINE)
             except TimeoutError:
                 self._check()
                 raise
@@ -105,16 +107,36 @@ class Client:
             if Resources.from_proto(o.resources).contains(fits):
                 return o
 
-    async def until(self, task_id: str, state: int) -> list[common_pb2.TaskStatus]:
-        """Wait (updates are acknowledged as they come) until `task_id` reaches `state`."""
-        def reached() -> bool:
-            return any(st.state == state for st in self.history.get(task_id, []))
+    async def until(self, task_id: str, state: int,
+                    timeout: float = DEADLINE) -> list[common_pb2.TaskStatus]:
+        """Wait (updates are acknowledged as they come) until `task_id` reaches
+        `state`: its updates so far. Fails at once if it ends in another state,
+        and after `timeout` seconds, saying what it saw."""
+        def seen() -> list[common_pb2.TaskStatus]:
+            return self.history.get(task_id, [])
+
+        def settled() -> bool:  # reached, or ended otherwise: waiting longer is useless
+            return any(st.state == state or task_states.is_terminal(st.state) for st in seen())
 
         async with self.changed:
-            await asyncio.wait_for(self.changed.wait_for(reached), 30)
-            seen = self.history[task_id]
-        terminal = [st for st in seen if task_states.is_terminal(st.state)]
-        assert not terminal or terminal[-1].state == state, seen
-        return seen
+            try:
+                await asyncio.wait_for(self.changed.wait_for(settled), timeout)
+            except TimeoutError:
+                self._check()
+                raise AssertionError(f"{task_id} not {S.Name(state)} after {timeout} s; "
+                                     f"it was {story(seen())}") from None
+        updates = list(seen())
+        terminal = [st for st in updates if task_states.is_terminal(st.state)]
+        assert any(st.state == state for st in updates) and (
+            not terminal or terminal[-1].state == state), \
+            f"{task_id} did not end {S.Name(state)}: it was {story(updates)}"
+        return updates
+
+
+def story(updates: list[common_pb2.TaskStatus]) -> str:
+    """A task's updates, for a failing test's message."""
+    return "; ".join(f"{S.Name(st.state)} ({common_pb2.Reason.Name(st.reason)}"
+                     + (f": {st.message}" if st.message else "") + ")"
+                     for st in updates) or "never heard of"
 
 

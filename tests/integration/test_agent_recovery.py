@@ -18,7 +18,7 @@ import pytest
 
 from juggler.container.cgroups import open_cgroup
 from juggler.testing.daemons import Daemons
-from juggler.testing.processes import marker, processes_with
+from juggler.testing.processes import marker, processes_with, the_process
 from juggler.v1 import common_pb2
 from tests.conftest import wait_for
 from tests.framework_client import Client, run, task
@@ -56,8 +56,9 @@ def test_agent_kill9_and_restart_keeps_tasks_and_delivers_updates(daemons: Daemo
             for t in tasks:
                 await c.until(t.task_id, S.TASK_RUNNING)
             fid = c.fw.framework_id
-            before = {m: processes_with(m) for m in steady.values()}
-            assert all(len(pids) == 1 for pids in before.values()), before
+            await wait_async(lambda: all(the_process(m) for m in steady.values()), DEADLINE,
+                             "one process for each steady task")
+            before = {m: the_process(m) for m in steady.values()}
 
             # The agent dies hard. Meanwhile one task finishes and one executor dies.
             daemons.send("a1", signal.SIGKILL)
@@ -79,7 +80,7 @@ def test_agent_kill9_and_restart_keeps_tasks_and_delivers_updates(daemons: Daemo
             await wait_async(lambda: not processes_with(orphaned), DEADLINE,
                              "the orphaned container to be killed")
             # The others never stopped: the very same processes still run.
-            assert {m: processes_with(m) for m in before} == before
+            assert {m: the_process(m) for m in before} == before
             daemons.wait_agents(1)
             await c.fw.reconcile()
             for tid in ("steady-1", "steady-2"):
@@ -89,7 +90,7 @@ def test_agent_kill9_and_restart_keeps_tasks_and_delivers_updates(daemons: Daemo
                 await c.fw.kill(tid)
                 await c.until(tid, S.TASK_KILLED)
             for tid in ("steady-1", "steady-2", "finisher", "orphan"):
-                cgroup = open_cgroup(f"juggler/{fid}.{tid}")
+                cgroup = open_cgroup(daemons.task_cgroup(fid, tid))
                 await wait_async(lambda cg=cgroup: not cg.exists(), DEADLINE,
                                  f"{tid}'s cgroup removed")
     run(body)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from juggler.testing.daemons import Daemons
-from juggler.testing.processes import argv_of, children_of, marker, processes_with
+from juggler.testing.processes import argv_of, children_of, marker, the_process
 from juggler.v1 import common_pb2
 from tests.conftest import wait_for
 from tests.framework_client import Client, run, task
@@ -85,8 +85,9 @@ def test_executors_outlive_the_launcher_and_the_agent(daemons: Daemons) -> None:
             executors = [executor_pid(daemons, fid, t.task_id) for t in tasks]
             for pid in executors:
                 assert_launched_by_zygote(pid, agent, zygote)
-            before = {m: processes_with(m) for m in sleeps}
-            assert all(len(pids) == 1 for pids in before.values()), before
+            await wait_async(lambda: all(the_process(m) for m in sleeps), DEADLINE,
+                             "one process for each task")
+            before = {m: the_process(m) for m in sleeps}
 
             # Both die hard; the executors and their tasks carry on.
             os.kill(zygote, signal.SIGKILL)
@@ -96,7 +97,7 @@ def test_executors_outlive_the_launcher_and_the_agent(daemons: Daemons) -> None:
             assert all(alive(pid) for pid in executors)
             # Re-parented (to init or a subreaper), not killed with their parent.
             assert all(parent_of(pid) not in (agent, zygote) for pid in executors)
-            assert {m: processes_with(m) for m in before} == before
+            assert {m: the_process(m) for m in before} == before
 
             daemons.start_agent("a1", *flags, resources="cpus:2;mem:1024;disk:1024")
             agent2 = daemons.procs["a1"].pid
@@ -107,7 +108,7 @@ def test_executors_outlive_the_launcher_and_the_agent(daemons: Daemons) -> None:
                     s.state == S.TASK_RUNNING and s.reason == common_pb2.REASON_RECONCILIATION
                     for s in c.history.get(tid, [])), DEADLINE,
                     f"{t.task_id} reconciled RUNNING")
-            assert {m: processes_with(m) for m in before} == before
+            assert {m: the_process(m) for m in before} == before
 
             # The new agent has a new launcher, and launches through it.
             zygote2 = wait_for(lambda: zygote_of(agent2), DEADLINE, what="the new launcher")

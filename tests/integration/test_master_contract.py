@@ -17,7 +17,7 @@ import pytest
 from juggler.common.resources import Resources
 from juggler.sdk import FrameworkError
 from juggler.testing.daemons import Daemons
-from juggler.testing.processes import marker, processes_with
+from juggler.testing.processes import marker, processes_with, the_process
 from juggler.v1 import common_pb2, operator_pb2
 from tests.conftest import wait_for
 from tests.framework_client import Client, run, task
@@ -83,7 +83,7 @@ async def _unreachable_and_back(daemons: Daemons, aware: Client, plain: Client) 
     await plain.fw.launch([offer.id], [sleeper("npa", npa)])
     await aware.until("pa", S.TASK_RUNNING)
     await plain.until("npa", S.TASK_RUNNING)
-    assert processes_with(f"sleep {npa}")
+    await wait_async(lambda: the_process(f"sleep {npa}"), DEADLINE, "npa's process")
 
     daemons.send("a1", signal.SIGSTOP)
     # Partition-aware frameworks hear UNREACHABLE, the others LOST.
@@ -118,7 +118,8 @@ def test_gone_agent_kills_its_tasks_and_registers_afresh(daemons: Daemons) -> No
             doomed = marker()
             await c.fw.launch([offer.id], [sleeper("doomed", doomed)])
             await c.until("doomed", S.TASK_RUNNING)
-            assert processes_with(f"sleep {doomed}")
+            await wait_async(lambda: the_process(f"sleep {doomed}"), DEADLINE,
+                             "doomed's process")
             daemons.send("a1", signal.SIGSTOP)
             await c.until("doomed", S.TASK_UNREACHABLE)
             seen = await c.until("doomed", S.TASK_GONE)
@@ -170,13 +171,18 @@ def test_framework_failover_keeps_tasks_and_timeout_removes_them(daemons: Daemon
             abandoned = marker()
             await brief.fw.launch([offer.id], [sleeper("abandoned", abandoned)])
             await brief.until("abandoned", S.TASK_RUNNING)
-            assert processes_with(f"sleep {abandoned}")
+            await wait_async(lambda: the_process(f"sleep {abandoned}"), DEADLINE,
+                             "abandoned's process")
         await wait_async(lambda: not processes_with(f"sleep {abandoned}"), DEADLINE,
                          "the abandoned task to be killed")
+        # Torn down, it is listed until the master hears its task is KILLED (a
+        # moment after the process is gone), then no more.
         ch, stub = daemons.operator()
         with ch:
-            frameworks = stub.GetFrameworks(operator_pb2.GetFrameworksRequest(), timeout=5)
-        assert brief.fw.framework_id not in {f.info.id for f in frameworks.frameworks}
+            await wait_async(lambda: brief.fw.framework_id not in {
+                f.info.id for f in stub.GetFrameworks(operator_pb2.GetFrameworksRequest(),
+                                                      timeout=5).frameworks},
+                DEADLINE, "the abandoned framework to be gone")
     run(body)
 
 
