@@ -4,7 +4,7 @@
     STARTING    → RUNNING, KILLING, UNREACHABLE, any terminal
     RUNNING     → RUNNING, KILLING, UNREACHABLE, any terminal
     KILLING     → KILLING, UNREACHABLE, any terminal
-    UNREACHABLE → STARTING, RUNNING, KILLING, UNREACHABLE, any terminal
+    UNREACHABLE → STAGING, STARTING, RUNNING, KILLING, UNREACHABLE, any terminal
     terminal: FINISHED, FAILED, KILLED, ERROR, LOST, DROPPED, GONE, GONE_BY_OPERATOR
 
     STAGING ─▶ STARTING ─▶ RUNNING ─▶ FINISHED | FAILED | KILLED
@@ -51,8 +51,10 @@ _ROWS: dict[int, frozenset[int]] = {
     S.TASK_RUNNING: frozenset({S.TASK_RUNNING, S.TASK_KILLING, S.TASK_UNREACHABLE})
     | _ANY_TERMINAL,
     S.TASK_KILLING: frozenset({S.TASK_KILLING, S.TASK_UNREACHABLE}) | _ANY_TERMINAL,
-    S.TASK_UNREACHABLE: frozenset({S.TASK_STARTING, S.TASK_RUNNING, S.TASK_KILLING,
-                                   S.TASK_UNREACHABLE}) | _ANY_TERMINAL,
+    # Back to whatever its agent reports when it returns, STAGING included (a
+    # task whose executor had not started yet).
+    S.TASK_UNREACHABLE: frozenset({S.TASK_STAGING, S.TASK_STARTING, S.TASK_RUNNING,
+                                   S.TASK_KILLING, S.TASK_UNREACHABLE}) | _ANY_TERMINAL,
 }
 TRANSITIONS: dict[int, frozenset[int]] = {**_ROWS, **{s: frozenset() for s in TERMINAL}}
 

@@ -76,6 +76,9 @@ class AgentBook:
         # After a failover (recover): agents expected back, how many are, and
         # until when allocation waits for them.
         self.recovery: RecoveryHold | None = None
+        # Agents of the registry (UNREACHABLE ones too) that have not registered
+        # with this leader yet: tasks this leader does not know may be on them.
+        self.unsettled: set[str] = set()
 
     # -- the entries, as a mapping --------------------------------------------
     def __getitem__(self, agent_id: str) -> AgentEntry:
@@ -130,6 +133,7 @@ class AgentBook:
         """A GONE agent leaves the book; its id is remembered as gone."""
         del self._entries[agent.info.id]
         self.gone.add(agent.info.id)
+        self.unsettled.discard(agent.info.id)
 
     # -- lifecycles ----------------------------------------------------------
     def move(self, agent: AgentEntry, state: int, why: str) -> None:
@@ -178,7 +182,8 @@ class AgentBook:
         view = operator_pb2.AgentView(info=agent.info, state=agent.state,
                                       maintenance=agent.maintenance,
                                       total=agent.total.to_proto(),
-                                      registered_time=agent.registered_time)
+                                      registered_time=agent.registered_time,
+                                      unreachable_time=agent.unreachable_time)
         value = view.SerializeToString()
         if value == agent.persisted:
             return []
@@ -210,7 +215,11 @@ class AgentBook:
             maintenance = _LEGACY_MAINTENANCE.get(view.state, view.maintenance)
             if view.state == A.AGENT_UNREACHABLE:
                 AGENT.begin(agent, A.AGENT_UNREACHABLE, "unreachable before the failover", at)
-                agent.unreachable_since = now
+                # The gone timeout counts from when it became unreachable, not
+                # from this failover.
+                away = max(0.0, at - view.unreachable_time) if view.unreachable_time else 0.0
+                agent.unreachable_since = now - away
+                agent.unreachable_time = view.unreachable_time or at
             else:
                 AGENT.begin(agent, A.AGENT_DISCONNECTED,
                             "recovered from the registry: waiting for it to re-register", at)
@@ -218,6 +227,7 @@ class AgentBook:
             if maintenance != M.MAINTENANCE_NONE:
                 MAINTENANCE.begin(agent, maintenance, "kept in the registry", at)
             self._entries[agent_id] = agent
+            self.unsettled.add(agent_id)
         expected = sum(1 for a in self._entries.values() if a.reregister_deadline is not None)
         if expected:
             self.recovery = RecoveryHold(
@@ -228,10 +238,13 @@ class AgentBook:
         if agent.reregister_deadline is not None and self.recovery is not None:
             self.recovery.back += 1
         agent.reregister_deadline = None
+        self.unsettled.discard(agent.info.id)
 
     def awaited(self) -> bool:
-        """Whether some agent of the registry has not re-registered yet."""
-        return any(a.reregister_deadline is not None for a in self._entries.values())
+        """Whether some agent of the registry (an UNREACHABLE one too) has not
+        registered with this leader yet: it may bring back tasks this leader
+        does not know."""
+        return bool(self.unsettled)
 
     def allocation_held(self, now: float) -> bool:
         """Whether allocation still waits for agents after a failover; the hold

@@ -43,7 +43,8 @@ class AgentEntry:
     registered_time: float = 0.0
     last_seen: float = 0.0
     last_seen_time: float = 0.0
-    unreachable_since: float | None = None
+    unreachable_since: float | None = None  # clock.now() seconds
+    unreachable_time: float = 0.0  # the same moment, seconds since the epoch (0: reachable)
     # Read back from the registry by a new leader; cleared when the agent re-registers.
     reregister_deadline: float | None = None
     tasks: set[tuple[str, str]] = field(default_factory=set)  # (framework_id, task_id)
@@ -68,6 +69,9 @@ class FrameworkEntry:
     disconnected_at: float | None = None
     offers: set[str] = field(default_factory=set)
     tasks: set[str] = field(default_factory=set)
+    # A torn-down framework read from the registry by a new leader: agents not
+    # back yet may hold tasks of it, so its record is kept until they are.
+    recovered: bool = False
 
     @property
     def connected(self) -> bool:
@@ -106,6 +110,10 @@ class TaskEntry:
     # task of the framework or the agent without a record of its own
     # (MasterState.kill_wanted).
     kill: common_pb2.KillPolicy | None = None
+    # Its framework (not partition-aware) was told it ended (TASK_LOST while its
+    # agent was unreachable): it hears nothing more of it; the master
+    # acknowledges its updates until it has really ended.
+    told_end: bool = False
 
 
 class AgentGone(CallError):

@@ -392,6 +392,11 @@ class Master:
 
     # -- streams -------------------------------------------------------------
     def open_framework_stream(self, framework_id: str, stream_id: str) -> asyncio.Queue[Any]:
+        """The queue of a new subscription; the previous one's stream (a failover
+        to a new scheduler instance) ends with an error event saying why."""
+        old = self._frameworks.get(framework_id)
+        if old is not None and old[0] != stream_id:
+            old[1].put_nowait(_Close("framework failed over to a new subscription"))
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._frameworks[framework_id] = (stream_id, queue)
         return queue
@@ -465,8 +470,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         flog = log.bind(framework_id=fid)
         flog.info("framework subscribed", name=request.framework.name)
         queue = self.m.open_framework_stream(fid, sid)
-        await self.m.execute(commands)
         try:
+            await self.m.execute(commands)
             while True:
                 item = await queue.get()
                 if isinstance(item, _Close):
@@ -550,9 +555,10 @@ class AgentChannelServicer(agent_pb2_grpc.AgentChannelServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "the first message on an agent stream must be register/reregister")
             return
+        agent = getattr(first, kind).agent
         try:
             if kind == "register":
-                agent_id, commands = self.m.state.register_agent(first.register.agent)
+                agent_id, commands = self.m.state.register_agent(agent)
             else:
                 rr = first.reregister
                 agent_id, commands = self.m.state.reregister_agent(rr.agent, rr.tasks, rr.running)
@@ -563,13 +569,25 @@ class AgentChannelServicer(agent_pb2_grpc.AgentChannelServicer):
                 message=e.message))
             return
         except CallError as e:
+            log.warning("agent registration refused", agent_id=agent.id,
+                        hostname=agent.hostname, code=e.code.name, reason=e.message)
             await context.abort(grpc.StatusCode[e.code.name], e.message)
             return
+        except Exception as e:  # a bug: say so, loudly, on both sides
+            log.exception("agent registration failed", agent_id=agent.id,
+                          hostname=agent.hostname)
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                f"the master failed to register the agent: {e!r}")
+            return
         alog = log.bind(agent_id=agent_id)
-        alog.info("agent registered", kind=kind, hostname=first.WhichOneof("message") and
-                  getattr(first, kind).agent.hostname)
+        alog.info("agent registered", kind=kind, hostname=agent.hostname)
         queue = self.m.open_agent_stream(agent_id)
-        await self.m.execute(commands)
+        try:
+            await self.m.execute(commands)
+        except BaseException:
+            if self.m.close_agent_stream(agent_id, queue):
+                await self.m.execute(self.m.state.agent_disconnected(agent_id))
+            raise
 
         async def read() -> None:
             try:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from juggler.common import attributes, ids, task_check, task_states
 from juggler.common.clock import Clock
 from juggler.common.lifecycle import InvalidTransition
-from juggler.common.resources import Resources
+from juggler.common.resources import ResourceError, Resources
 from juggler.master.agent_book import AgentBook, agent_total
 from juggler.master.allocator import Allocator
 from juggler.master.commands import (
@@ -103,21 +103,25 @@ class MasterState:
     out in order (master/commands.py).
 
     Frameworks: `frameworks` holds the SUBSCRIBED and DISCONNECTED ones,
-    `torn_down` the TORN_DOWN ones (newest last, TORN_DOWN_FRAMEWORKS_KEPT of
-    them once their tasks have ended). Tasks: `tasks` holds every task not yet
-    completed — running, or ended with an update its framework has not
-    acknowledged — and `completed_tasks` the last COMPLETED_TASKS_KEPT others.
+    `torn_down` the TORN_DOWN ones (newest last, `torn_down_kept` of them once
+    their tasks have ended; TORN_DOWN_FRAMEWORKS_KEPT by default). Tasks:
+    `tasks` holds every task not yet completed — running, or ended with an
+    update its framework has not acknowledged — and `completed_tasks` the last
+    COMPLETED_TASKS_KEPT others; `stale` the copies of tasks whose ids are
+    tracked on another agent, until they end.
     """
 
     def __init__(self, clock: Clock, allocator: Allocator, *, address: str = "",
                  heartbeat_interval: float = 15.0, offer_timeout: float | None = None,
                  agent_ping_timeout: float = 15.0, max_agent_ping_timeouts: int = 5,
                  agent_gone_timeout: float = 7 * 86400.0,
-                 new_id: Callable[[], str] = ids.new) -> None:
+                 new_id: Callable[[], str] = ids.new,
+                 torn_down_kept: int = TORN_DOWN_FRAMEWORKS_KEPT) -> None:
         self.clock = clock
         self.allocator = allocator
         self.address = address
         self.new_id = new_id
+        self.torn_down_kept = torn_down_kept
         # Every master in the order they would lead, this one first (the server
         # reads it from the election; a single master has no other).
         self.succession: Callable[[], list[str]] = lambda: [self.address]
@@ -134,7 +138,13 @@ class MasterState:
         self.completed_tasks: deque[TaskEntry] = deque(maxlen=COMPLETED_TASKS_KEPT)
         # Kills a new leader read from the registry for tasks no agent has
         # brought back yet, and Kills asked for such tasks since.
-        self.pending_kills: dict[tuple[str, str], registry_pb2.KillRecord] = {}
+        # Keyed (framework, task, agent); agent "" when the Kill named none.
+        self.pending_kills: dict[tuple[str, str, str], registry_pb2.KillRecord] = {}
+        # Stale copies of tasks whose ids are tracked on another agent (a framework
+        # reused the id while the copy's agent was away): (agent, framework,
+        # task) → (role, resources, kill policy), held until the copy ends.
+        self.stale: dict[tuple[str, str, str],
+                         tuple[str, Resources, common_pb2.KillPolicy]] = {}
         self._offer_seq = 0
         self._offer_prefix = new_id()[:8]
 
@@ -166,14 +176,13 @@ class MasterState:
 
     def _record_kill(self, task: TaskEntry, policy: common_pb2.KillPolicy) -> list[Command]:
         """Record that `task` must end (in the registry too, so that a new leader
-        drives it as well); `_drive_kill` sends it."""
-        if task.kill == policy:
-            return []
+        drives it as well; written again on every request, so a retried Kill
+        repairs a write that failed); `_drive_kill` sends it."""
         task.kill = policy
         record = registry_pb2.KillRecord(
             framework_id=task.framework_id, task_id=task.info.task_id, agent_id=task.agent_id,
             kill_policy=policy, requested_time=self.clock.time())
-        return [Persist(_kill_key(task.framework_id, task.info.task_id),
+        return [Persist(_kill_key(task.framework_id, task.info.task_id, task.agent_id),
                         record.SerializeToString())]
 
     # ------------------------------------------------------------------
@@ -198,7 +207,8 @@ class MasterState:
         ended = task_states.is_terminal(state) and not task_states.is_terminal(task.state)
         task.state = state
         if ended and task.kill is not None:
-            return [Persist(_kill_key(task.framework_id, task.info.task_id), None)]
+            return [Persist(_kill_key(task.framework_id, task.info.task_id, task.agent_id),
+                            None)]
         return []
 
     # ------------------------------------------------------------------
@@ -301,22 +311,25 @@ class MasterState:
         self.allocator.deactivate_framework(fid)
         del self.frameworks[fid]
         self.torn_down[fid] = fw
-        commands += [Persist(f"frameworks/{fid}", None),
-                     Persist(f"torn_down/{fid}", fw.info.SerializeToString())]
+        # torn_down/ first: a leader that takes over between the two writes
+        # must find the framework torn down, not forgotten.
+        commands += [Persist(f"torn_down/{fid}", fw.info.SerializeToString()),
+                     Persist(f"frameworks/{fid}", None)]
         for task_id in sorted(fw.tasks):
             task = self.tasks[(fid, task_id)]
             if task_states.is_terminal(task.state):
                 # Nobody will acknowledge its last update now: the master does.
-                commands += self._ack_for_torn_down(task)
+                commands += self._ack_in_place_of_framework(task)
             else:
                 commands += self._drive_kill(task)
         self._forget_framework_if_done(fw)
         commands += self._evict_torn_down()
         return [*commands, Allocate()]
 
-    def _ack_for_torn_down(self, task: TaskEntry) -> list[Command]:
-        """Acknowledge, in place of its torn-down framework, the task's latest
-        update; once that is its terminal one, the task is complete."""
+    def _ack_in_place_of_framework(self, task: TaskEntry) -> list[Command]:
+        """Acknowledge, in place of its framework (torn down, or told the task
+        ended already), the task's latest update; once that is its terminal
+        one, the task is complete."""
         commands: list[Command] = []
         agent = self.agents.get(task.agent_id)
         if task.latest_uuid and agent is not None and agent.connected:
@@ -333,11 +346,15 @@ class MasterState:
             self.allocator.remove_framework(fw.info.id)
 
     def _evict_torn_down(self) -> list[Command]:
-        """Keep TORN_DOWN_FRAMEWORKS_KEPT torn-down frameworks whose tasks have
-        all ended (those with tasks left are always kept)."""
+        """Keep `torn_down_kept` torn-down frameworks whose tasks have
+        all ended (those with tasks left are always kept, and so are those a
+        new leader read from the registry while an agent that may hold tasks
+        of them has not registered with it yet)."""
         commands: list[Command] = []
-        done = [fid for fid, fw in self.torn_down.items() if not fw.tasks]
-        for fid in done[:max(0, len(done) - TORN_DOWN_FRAMEWORKS_KEPT)]:
+        settled = not self.agents.unsettled
+        done = [fid for fid, fw in self.torn_down.items()
+                if not fw.tasks and (settled or not fw.recovered)]
+        for fid in done[:max(0, len(done) - self.torn_down_kept)]:
             del self.torn_down[fid]
             commands.append(Persist(f"torn_down/{fid}", None))
         return commands
@@ -388,13 +405,15 @@ class MasterState:
         commands = self._task_move(task, state, status)
         task.latest_uuid = b""
         fw = self.frameworks.get(task.framework_id)
-        if fw is None or not tell:
+        if fw is None or not tell or task.told_end:
             return commands
         sent = common_pb2.TaskStatus()
         sent.CopyFrom(status)
         aware = common_pb2.FrameworkInfo.PARTITION_AWARE in fw.info.capabilities
         if not aware and state in (S.TASK_UNREACHABLE, S.TASK_GONE, S.TASK_GONE_BY_OPERATOR):
             sent.state = S.TASK_LOST
+        if task_states.is_terminal(sent.state):
+            task.told_end = True  # whatever follows, the framework hears no more of it
         return [*commands, ToFramework(fw.info.id, _update_event(sent))]
 
     def _partition_aware(self, framework_id: str) -> bool:
@@ -655,27 +674,31 @@ class MasterState:
 
     def _kill_unknown(self, framework_id: str, task_id: str,
                       policy: common_pb2.KillPolicy | None, agent_id: str) -> list[Command]:
-        agent = self.agents.get(agent_id) if agent_id else None
-        if agent is not None and agent.connected:
-            raise CallError(Code.NOT_FOUND, f"task {task_id!r} is not known to the master "
-                            f"(agent {agent_id} does not run it)")
-        if agent is None and (agent_id or not self.agents.awaited()):
-            raise CallError(Code.NOT_FOUND, f"task {task_id!r} is not known to the master")
+        """A Kill of a task this master does not track: kept for the agent that
+        may bring it back (one of the registry's that has not registered with
+        this leader yet: `agent_id`'s, or any when none is named)."""
+        may = (agent_id in self.agents.unsettled if agent_id
+               else bool(self.agents.unsettled))
+        if not may:
+            where = f" (agent {agent_id} does not run it)" if agent_id in self.agents else ""
+            raise CallError(Code.NOT_FOUND,
+                            f"task {task_id!r} is not known to the master{where}")
         record = registry_pb2.KillRecord(framework_id=framework_id, task_id=task_id,
                                          agent_id=agent_id, requested_time=self.clock.time())
         if policy is not None:
             record.kill_policy.CopyFrom(policy)
-        self.pending_kills[(framework_id, task_id)] = record
-        return [Persist(_kill_key(framework_id, task_id), record.SerializeToString())]
+        self.pending_kills[(framework_id, task_id, agent_id)] = record
+        return [Persist(_kill_key(framework_id, task_id, agent_id),
+                        record.SerializeToString())]
 
     def _drop_orphan_kills(self) -> list[Command]:
         """Pending kills that no agent can fulfil any more: their agent is gone,
-        or (for kills naming no agent) no agent is still expected back."""
-        awaited = self.agents.awaited()
+        or (for kills naming no agent) every agent of the registry has
+        registered with this leader since."""
         commands: list[Command] = []
-        for key, record in sorted(self.pending_kills.items()):
-            agent = self.agents.get(record.agent_id) if record.agent_id else None
-            if (agent is None and (record.agent_id or not awaited)):
+        for key in sorted(self.pending_kills):
+            agent_id = key[2]
+            if agent_id not in self.agents.unsettled if agent_id else not self.agents.unsettled:
                 del self.pending_kills[key]
                 commands.append(Persist(_kill_key(*key), None))
         return commands
@@ -769,6 +792,8 @@ class MasterState:
         if task.status is not None:
             status.CopyFrom(task.status)
         status.state = task.state  # the latest, which an update on its way may not say yet
+        if task.told_end and not task_states.is_terminal(task.state):
+            status.state = S.TASK_LOST  # as its framework was told
         status.uuid = b""  # reconciliation answers are never acknowledged
         status.reason = common_pb2.REASON_RECONCILIATION
         status.source = common_pb2.SOURCE_MASTER
@@ -798,7 +823,9 @@ class MasterState:
                       latest_state: int = S.TASK_STATE_UNSPECIFIED) -> list[Command]:
         """An update from an agent (carrying a uuid): apply it and relay it to
         the framework, or acknowledge it in the framework's place when nobody
-        else will (framework torn down or unknown).
+        else will: its framework is torn down or unknown, was told the task
+        ended already (TASK_LOST), or the update is of a stale copy of a task
+        whose id the master tracks on another agent.
 
         `latest_state` is the task's latest state on the agent (unspecified:
         `status.state`); the master's record follows it, ahead of the updates
@@ -814,6 +841,9 @@ class MasterState:
         fid = status.framework_id
         task = self.tasks.get((fid, status.task_id))
         ack = ack_command(agent_id, fid, status.task_id, status.uuid)
+        latest = latest_state or status.state
+        if task is not None and task.agent_id != agent_id:
+            return [ack, *self._stale_update(agent_id, fid, status.task_id, latest)]
         if task is None:
             # Nobody can acknowledge it: the framework or the task is gone.
             if fid not in self.frameworks:
@@ -823,8 +853,7 @@ class MasterState:
             if done is not None:
                 return [ack]
             return [ToFramework(fid, _update_event(status))]
-        torn_down = fid not in self.frameworks
-        latest = latest_state or status.state
+        nobody_else = fid not in self.frameworks or task.told_end
         retry = bool(status.uuid) and status.uuid == task.latest_uuid
         was_terminal = task_states.is_terminal(task.state)
         try:
@@ -839,9 +868,24 @@ class MasterState:
             self._recover_task(task)
             commands += self._maybe_down(agent)
             commands.append(Allocate())
-        if torn_down:
-            return [*commands, *self._ack_for_torn_down(task)]
+        if nobody_else:
+            return [*commands, *self._ack_in_place_of_framework(task)]
         return [*commands, ToFramework(fid, _update_event(status))]
+
+    def _stale_update(self, agent_id: str, fid: str, tid: str, latest: int) -> list[Command]:
+        """An update of a stale copy (acknowledged by the caller): once it has
+        ended, its resources on its agent are free."""
+        stale = self.stale.get((agent_id, fid, tid))
+        if stale is not None and task_states.is_terminal(latest):
+            del self.stale[(agent_id, fid, tid)]
+            role, res, _ = stale
+            if self.allocator.has_agent(agent_id):
+                self.allocator.recover(fid, agent_id, res, role)
+            return [Allocate()]
+        return []
+
+    def _forget_stale(self, agent_id: str) -> None:
+        self.stale = {k: v for k, v in self.stale.items() if k[0] != agent_id}
 
     # ------------------------------------------------------------------
     # Agents: registration, health, maintenance
@@ -881,9 +925,16 @@ class MasterState:
         Its report is the truth about its tasks: tasks the master knows but the
         agent does not are DROPPED (never started) or GONE; tasks the agent
         runs that the master does not know (after a master restart) are
-        adopted. Then everything desired is driven again: each task that must
-        end (kill_wanted) is sent its kill, after `registered`. Raises
-        CallError INVALID_ARGUMENT (no id, bad resources or attributes),
+        adopted. A task whose id the master tracks on another agent (its
+        framework reused the id while this agent was away) is a stale copy: it
+        is killed and its updates are acknowledged by the master, never passed
+        on. Then everything desired is driven again: each task that must end
+        (kill_wanted) is sent its kill, after `registered`.
+
+        Everything is checked before anything changes. Raises CallError
+        INVALID_ARGUMENT (no id, bad resources or attributes, a task's
+        resources that do not parse), FAILED_PRECONDITION when its tasks use
+        more than the resources it registers with (it was restarted with less),
         AgentGone for a GONE agent."""
         total = agent_total(info)
         _check_attributes(info)
@@ -896,12 +947,31 @@ class MasterState:
         # Tasks the agent still knows of. Terminal ones among them have an update
         # on its way (retried until acknowledged): they hold no resources any more.
         known = {(rt.framework.id, rt.task.task_id) for rt in running}
-        reported = {}
+        reported: dict[tuple[str, str], tuple[agent_pb2.AgentMessage.RunningTask, str,
+                                              Resources]] = {}
+        used: dict[tuple[str, str], Resources] = {}
         for rt in running:
             key = (rt.framework.id, rt.task.task_id)
             st = latest.get(key)
-            if not task_states.is_terminal(st.state if st is not None else S.TASK_STAGING):
-                reported[key] = rt
+            if task_states.is_terminal(st.state if st is not None else S.TASK_STAGING):
+                continue
+            role = (rt.task.resources[0].role if rt.task.resources else "") or DEFAULT_ROLE
+            try:
+                res = Resources.from_proto(rt.task.resources)
+            except ResourceError as e:
+                raise CallError(Code.INVALID_ARGUMENT, f"task {rt.task.task_id} of agent "
+                                f"{info.hostname}: {e}") from None
+            reported[key] = (rt, role, res)
+            used[(key[0], role)] = used.get((key[0], role), Resources()) + res
+        in_use = Resources()
+        for r in used.values():
+            in_use = in_use + r
+        if not total.contains(in_use):
+            raise CallError(Code.FAILED_PRECONDITION,
+                            f"agent {info.hostname} ({info.id}) registers {total.describe()} "
+                            f"but its tasks use {in_use.describe()}: start it with at least "
+                            "that much (--resources)")
+        # -- nothing below can fail --
         commands: list[Command] = []
         agent = self.agents.get(info.id)
         if agent is None:
@@ -915,13 +985,14 @@ class MasterState:
                    A.AGENT_UNREACHABLE: "re-registered after being unreachable"
                    }.get(agent.state, "re-registered")
             self.agents.move(agent, A.AGENT_ACTIVE, why)
-            self.agents.back(agent)
             self.agents.seen(info.id)
+        self.agents.back(agent)
         if self.allocator.has_agent(info.id):
             self.allocator.remove_agent(info.id)
         agent.info = info
         agent.total = total
         agent.unreachable_since = None
+        agent.unreachable_time = 0.0
         # Tasks the master has on this agent that the agent no longer reports.
         for key in sorted(agent.tasks):
             task = self.tasks[key]
@@ -946,47 +1017,77 @@ class MasterState:
                     "the agent re-registered without the task")
             task.resources_recovered = True
         # Tasks the agent reports: adopt the unknown ones, reconcile the rest.
-        used: dict[tuple[str, str], Resources] = {}
-        for key, rt in sorted(reported.items()):
+        self.stale = {k: v for k, v in self.stale.items() if k[0] != info.id}
+        for key, (rt, role, res) in sorted(reported.items()):
             fid = rt.framework.id
-            role = (rt.task.resources[0].role if rt.task.resources else "") or DEFAULT_ROLE
-            res = Resources.from_proto(rt.task.resources)
             st = latest.get(key)
             task = self.tasks.get(key)
+            if task is not None and task.agent_id != info.id:
+                commands += self._stale_copy(agent, rt, role, res)
+                continue
             if task is None:
-                task = self._adopt(agent, rt, st, role, res)
-            elif back_from_unreachable and st is not None and st.state != task.state:
+                task, adopted = self._adopt(agent, rt, st, role, res)
+                commands += adopted
+            elif (back_from_unreachable and st is not None and st.state != task.state
+                    and task_states.TASK.allows(task.state, st.state)):
                 # What the agent saw while it was away. A framework that is not
                 # partition-aware was told LOST and has likely replaced the task:
-                # it hears nothing more, and the task is killed below.
+                # it hears nothing more of it, and the task is killed below.
                 commands += self._master_update(
                     task, st.state, common_pb2.REASON_RECONCILIATION,
-                    "the agent is reachable again", tell=self._partition_aware(fid))
+                    "the agent is reachable again", tell=not task.told_end)
             elif (st is not None and st.state != task.state
                     and task_states.TASK.allows(task.state, st.state)):
                 commands += self._task_move(task, st.state, None)  # its update follows
-            if back_from_unreachable and not self._partition_aware(fid):
+            if back_from_unreachable and task.told_end:
                 commands += self._record_kill(task, task.kill or task.info.kill_policy)
             task.resources_recovered = False
-            used[(fid, role)] = used.get((fid, role), Resources()) + res
         self.allocator.add_agent(info.id, total, used)
         if agent.maintenance != M.MAINTENANCE_NONE:
             self.allocator.deactivate_agent(info.id)
-            if agent.maintenance == M.MAINTENANCE_DOWN and reported:
+            if agent.maintenance == M.MAINTENANCE_DOWN and any(
+                    self.tasks.get(k) is not None and self.tasks[k].agent_id == info.id
+                    for k in reported):
                 self.agents.set_maintenance(agent, M.MAINTENANCE_DRAINING,
                                             "it reported tasks while DOWN")
         commands += self._maybe_down(agent)
         commands += self._registered(agent)
         # Desired state, driven again now that the agent can hear it.
         for key in sorted(reported):
-            commands += self._drive_kill(self.tasks[key])
-        commands += self._drop_unreported_kills(agent, set(reported))
+            task = self.tasks.get(key)
+            if task is not None and task.agent_id == info.id:
+                commands += self._drive_kill(task)
+        for (agent_id, fid, tid), (_, _, policy) in sorted(self.stale.items()):
+            if agent_id == info.id:
+                commands.append(_kill_on(agent_id, fid, tid, policy))
+        commands += self._drop_unreported_kills(agent)
         return info.id, [*commands, Allocate()]
 
+    def _stale_copy(self, agent: AgentEntry, rt: agent_pb2.AgentMessage.RunningTask,
+                    role: str, res: Resources) -> list[Command]:
+        """A task the agent reports whose id this master tracks on another agent:
+        its framework reused the id while this agent was away, so this copy is
+        stale. It holds its resources until it ends; it is killed (Registered
+        first, then the kill); its updates are acknowledged here."""
+        fid, tid = rt.framework.id, rt.task.task_id
+        self.stale[(agent.info.id, fid, tid)] = (role, res, rt.task.kill_policy)
+        for pkey in [(fid, tid, agent.info.id), (fid, tid, "")]:
+            if self.pending_kills.pop(pkey, None) is not None:  # it is killed anyway
+                return [Persist(_kill_key(*pkey), None),
+                        *self._log_stale(agent, fid, tid)]
+        return self._log_stale(agent, fid, tid)
+
+    def _log_stale(self, agent: AgentEntry, fid: str, tid: str) -> list[Command]:
+        return [Log("warning", "a stale copy of a task came back; killing it",
+                    (("agent_id", agent.info.id), ("framework_id", fid), ("task_id", tid),
+                     ("tracked_on", self.tasks[(fid, tid)].agent_id)))]
+
     def _adopt(self, agent: AgentEntry, rt: agent_pb2.AgentMessage.RunningTask,
-               st: common_pb2.TaskStatus | None, role: str, res: Resources) -> TaskEntry:
+               st: common_pb2.TaskStatus | None, role: str,
+               res: Resources) -> tuple[TaskEntry, list[Command]]:
         """A task an agent reports that this master did not know (it took over
-        since): tracked again, with any kill asked for it meanwhile."""
+        since): tracked again, with any kill asked for it meanwhile (its record
+        now under the task's agent)."""
         fid = rt.framework.id
         fw = self.frameworks.get(fid) or self.torn_down.get(fid)
         if fw is None:
@@ -1000,22 +1101,30 @@ class MasterState:
                          state=st.state if st else S.TASK_STAGING, status=st)
         if st is not None:
             task.history.append(st)
-        pending = self.pending_kills.pop((fid, rt.task.task_id), None)
-        if pending is not None:
-            task.kill = (pending.kill_policy if pending.HasField("kill_policy")
-                         else rt.task.kill_policy)
+        else:
+            task.history.append(common_pb2.TaskStatus(
+                task_id=rt.task.task_id, framework_id=fid, agent_id=agent.info.id,
+                state=task.state, source=common_pb2.SOURCE_AGENT,
+                timestamp=self.clock.time()))
         self.tasks[(fid, rt.task.task_id)] = task
         fw.tasks.add(rt.task.task_id)
         agent.tasks.add((fid, rt.task.task_id))
-        return task
-
-    def _drop_unreported_kills(self, agent: AgentEntry,
-                               reported: set[tuple[str, str]]) -> list[Command]:
-        """Pending kills naming this agent for tasks it did not bring back: the
-        tasks are not there to kill."""
         commands: list[Command] = []
-        for key, record in sorted(self.pending_kills.items()):
-            if record.agent_id == agent.info.id and key not in reported:
+        for pkey in [(fid, rt.task.task_id, ""), (fid, rt.task.task_id, agent.info.id)]:
+            pending = self.pending_kills.pop(pkey, None)
+            if pending is not None:
+                commands.append(Persist(_kill_key(*pkey), None))
+                commands += self._record_kill(task, pending.kill_policy
+                                              if pending.HasField("kill_policy")
+                                              else rt.task.kill_policy)
+        return task, commands
+
+    def _drop_unreported_kills(self, agent: AgentEntry) -> list[Command]:
+        """Pending kills naming this agent that its registration did not take up
+        (the tasks it brought back took theirs): the tasks are not there."""
+        commands: list[Command] = []
+        for key in sorted(self.pending_kills):
+            if key[2] == agent.info.id:
                 del self.pending_kills[key]
                 commands.append(Persist(_kill_key(*key), None))
         return commands
@@ -1040,7 +1149,9 @@ class MasterState:
         commands = self._rescind_agent_offers(agent)
         self.agents.move(agent, A.AGENT_UNREACHABLE, why)
         agent.unreachable_since = self.clock.now()
+        agent.unreachable_time = self.clock.time()
         agent.reregister_deadline = None
+        self._forget_stale(agent_id)  # its resources left the pool with it
         commands.append(CloseAgentStream(agent_id))
         if self.allocator.has_agent(agent_id):
             self.allocator.remove_agent(agent_id)
@@ -1067,8 +1178,9 @@ class MasterState:
                     f"agent {agent.info.hostname} ({agent_id}) is gone: {why}")
             self._complete_task(task)
         self.agents.forget(agent)
+        self._forget_stale(agent_id)
         commands += self.agents.record(agent)
-        return commands + self._drop_unreported_kills(agent, set())
+        return commands + self._drop_unreported_kills(agent)
 
     def drain_agent(self, agent_id: str) -> list[Command]:
         """Maintenance: no offers for the agent, every task of it killed (each
@@ -1131,12 +1243,12 @@ class MasterState:
         for info in registry.torn_down:
             if info.id in self.torn_down:
                 continue
-            fw = FrameworkEntry(info=info, registered_time=self.clock.time())
+            fw = FrameworkEntry(info=info, registered_time=self.clock.time(), recovered=True)
             FRAMEWORK.begin(fw, F.FRAMEWORK_TORN_DOWN, "torn down before the failover",
                             self.clock.time())
             self.torn_down[info.id] = fw
         for record in registry.kills:
-            self.pending_kills[(record.framework_id, record.task_id)] = record
+            self.pending_kills[(record.framework_id, record.task_id, record.agent_id)] = record
         self.roles.recover(registry.roles)
 
     def validate_state(self) -> None:
@@ -1156,12 +1268,21 @@ class MasterState:
             assert fw.state == F.FRAMEWORK_TORN_DOWN and fid not in self.frameworks
             assert not fw.offers
             assert not fw.tasks or self.allocator.has_framework(fid), fid
+        for (aid, fid, tid) in self.stale:
+            assert aid in self.agents, f"stale copy on unknown agent {aid}"
+            tracked = self.tasks.get((fid, tid))
+            assert tracked is None or tracked.agent_id != aid
         for oid, offer in self.offers.items():
             assert oid in self.frameworks[offer.framework_id].offers
             assert oid in self.agents[offer.agent_id].offers, f"offer {oid} not on its agent"
         assert sum(len(a.offers) for a in self.agents.values()) == len(self.offers)
         for agent in self.agents.values():
             assert all(key in self.tasks for key in agent.tasks)
+            # Registered with this leader and not unreachable: in the allocator
+            # (agents a new leader awaits join it when they re-register).
+            if agent.state == A.AGENT_ACTIVE or (agent.state == A.AGENT_DISCONNECTED
+                                                 and agent.reregister_deadline is None):
+                assert self.allocator.has_agent(agent.info.id), f"{agent.info.id} not allocated"
             if agent.maintenance == M.MAINTENANCE_DOWN:
                 assert not any(not task_states.is_terminal(self.tasks[k].state)
                                for k in agent.tasks), f"DOWN agent {agent.info.id} runs tasks"
@@ -1198,8 +1319,16 @@ def _told_the_end(task: TaskEntry) -> bool:
     return task.status is not None and task_states.is_terminal(task.status.state)
 
 
-def _kill_key(framework_id: str, task_id: str) -> str:
-    return f"kills/{framework_id}/{task_id}"
+def _kill_key(framework_id: str, task_id: str, agent_id: str) -> str:
+    """kills/<framework>/<task>/<agent> ("-" for a Kill that named no agent): a
+    task id reused on another agent has a record of its own."""
+    return f"kills/{framework_id}/{task_id}/{agent_id or '-'}"
+
+
+def _kill_on(agent_id: str, framework_id: str, task_id: str,
+             policy: common_pb2.KillPolicy) -> ToAgent:
+    return ToAgent(agent_id, agent_pb2.MasterMessage(kill_task=agent_pb2.MasterMessage.KillTask(
+        framework_id=framework_id, task_id=task_id, kill_policy=policy)))
 
 
 def _update_event(status: common_pb2.TaskStatus) -> scheduler_pb2.Event:

@@ -93,6 +93,9 @@ class SimAgent:
         self.severed = False  # cut off: no reconnection until heal()
         self.sandboxes: dict[Path, SandboxRecord] = {}
         self.executors: dict[Key, FakeExecutor] = {}
+        # Executors that start slowly say hello only when time passes (advance()):
+        # their tasks stay STAGING meanwhile.
+        self.slow_executors = False
         self._sandbox_seq = itertools.count()
         self.inbox: list[agent_pb2.MasterMessage] = []
 
@@ -151,7 +154,7 @@ class SimAgent:
                     None)
 
     def _connect_executor(self, executor: FakeExecutor) -> None:
-        if self.core is None or not executor.alive:
+        if self.core is None or not executor.alive or executor.connected:
             return
         executor.connected = True
         self._run(ev.ExecutorHello(executor.key, container_pid=1000))
@@ -221,7 +224,10 @@ class SimAgent:
             self._run(ev.SandboxMade(command.key, sandbox))
             executor = FakeExecutor(command.key, command.spec, sandbox)
             self.executors[command.key] = executor
-            self.cluster._later.append(lambda: self._connect_executor(executor))
+            if self.slow_executors:
+                self.cluster._on_advance.append(lambda: self._connect_executor(executor))
+            else:
+                self.cluster._later.append(lambda: self._connect_executor(executor))
         elif isinstance(command, ac.PullImage):
             task = common_pb2.TaskInfo()
             task.CopyFrom(command.task)
@@ -341,14 +347,18 @@ class SimFramework:
     def _ack(self, status: common_pb2.TaskStatus) -> None:
         if not self.connected:
             return
-        from juggler.master.commands import CallError
+        from juggler.master.commands import CallError, Code
 
         try:
             commands = self.cluster.master.acknowledge(self.framework_id, self.stream_id,
                                                        status.agent_id, status.task_id,
                                                        status.uuid)
-        except CallError:
-            return  # e.g. an update retried after the task completed
+        except CallError as e:
+            # An update retried after the task completed, or a stream replaced
+            # meanwhile, is refused, as with the real SDK; anything else is a bug.
+            if e.code not in (Code.NOT_FOUND, Code.FAILED_PRECONDITION):
+                self.errors.append(f"acknowledge {status.task_id}: {e.code.name} {e}")
+            return
         self.cluster._master_commands(commands)
 
 
@@ -358,19 +368,21 @@ class Cluster:
     def __init__(self, agents: dict[str, Resources] | list[str] | None = None, *,
                  agent_ping_timeout: float = 15.0, max_agent_ping_timeouts: int = 5,
                  agent_gone_timeout: float = 7 * 86400.0,
-                 agent_reregister_timeout: float = 600.0) -> None:
+                 agent_reregister_timeout: float = 600.0, torn_down_kept: int = 100) -> None:
         self.clock = FakeClock()
         self.ids = (f"id{n:05d}" for n in itertools.count(1))
         self.uuids = (f"uuid{n}".encode() for n in itertools.count(1))
         self.registry: dict[str, bytes] = {}
         self.config = {"agent_ping_timeout": agent_ping_timeout,
                        "max_agent_ping_timeouts": max_agent_ping_timeouts,
-                       "agent_gone_timeout": agent_gone_timeout}
+                       "agent_gone_timeout": agent_gone_timeout,
+                       "torn_down_kept": torn_down_kept}
         self.reregister_timeout = agent_reregister_timeout
         self.master = self._new_master()
         self.frameworks: list[SimFramework] = []
         self.logs: list[mc.Log] = []
         self._later: list = []
+        self._on_advance: list = []  # what waits for time to pass (slow executors)
         self._allocate = False
         if isinstance(agents, list):
             agents = {name: Resources({"cpus": 4, "mem": 4096}) for name in agents}
@@ -436,6 +448,9 @@ class Cluster:
         end = self.clock.now() + seconds
         while self.clock.now() < end:
             self.clock.advance(min(step, end - self.clock.now()))
+            waiting, self._on_advance = self._on_advance, []
+            for fn in waiting:
+                fn()
             self._expire_kills()
             self._master_commands(self.master.tick())
             for agent in self.agents.values():
@@ -455,7 +470,9 @@ class Cluster:
             if not agent.linked:
                 self._register(agent)
         for fw in self.frameworks:
-            if not fw.connected and fw.framework_id not in self.master.torn_down:
+            # Frameworks the master still has (not torn down: its id may be
+            # forgotten once torn down long enough, and must not come back).
+            if not fw.connected and fw.framework_id in self.master.frameworks:
                 fw.subscribe()
         self.settle()
 

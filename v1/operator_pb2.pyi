@@ -74,7 +74,7 @@ class Transition(_message.Message):
     def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., stimulus: _Optional[str] = ..., time: _Optional[float] = ...) -> None: ...
 
 class AgentView(_message.Message):
-    __slots__ = ("info", "state", "total", "allocated", "offered", "registered_time", "last_seen_time", "maintenance", "story")
+    __slots__ = ("info", "state", "total", "allocated", "offered", "registered_time", "last_seen_time", "maintenance", "story", "unreachable_time")
     INFO_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,7 @@ class AgentView(_message.Message):
     LAST_SEEN_TIME_FIELD_NUMBER: _ClassVar[int]
     MAINTENANCE_FIELD_NUMBER: _ClassVar[int]
     STORY_FIELD_NUMBER: _ClassVar[int]
+    UNREACHABLE_TIME_FIELD_NUMBER: _ClassVar[int]
     info: _common_pb2.AgentInfo
     state: AgentState
     total: _containers.RepeatedCompositeFieldContainer[_common_pb2.Resource]
@@ -93,7 +94,8 @@ class AgentView(_message.Message):
     last_seen_time: float
     maintenance: MaintenanceState
     story: _containers.RepeatedCompositeFieldContainer[Transition]
-    def __init__(self, info: _Optional[_Union[_common_pb2.AgentInfo, _Mapping]] = ..., state: _Optional[_Union[AgentState, str]] = ..., total: _Optional[_Iterable[_Union[_common_pb2.Resource, _Mapping]]] = ..., allocated: _Optional[_Iterable[_Union[_common_pb2.Resource, _Mapping]]] = ..., offered: _Optional[_Iterable[_Union[_common_pb2.Resource, _Mapping]]] = ..., registered_time: _Optional[float] = ..., last_seen_time: _Optional[float] = ..., maintenance: _Optional[_Union[MaintenanceState, str]] = ..., story: _Optional[_Iterable[_Union[Transition, _Mapping]]] = ...) -> None: ...
+    unreachable_time: float
+    def __init__(self, info: _Optional[_Union[_common_pb2.AgentInfo, _Mapping]] = ..., state: _Optional[_Union[AgentState, str]] = ..., total: _Optional[_Iterable[_Union[_common_pb2.Resource, _Mapping]]] = ..., allocated: _Optional[_Iterable[_Union[_common_pb2.Resource, _Mapping]]] = ..., offered: _Optional[_Iterable[_Union[_common_pb2.Resource, _Mapping]]] = ..., registered_time: _Optional[float] = ..., last_seen_time: _Optional[float] = ..., maintenance: _Optional[_Union[MaintenanceState, str]] = ..., story: _Optional[_Iterable[_Union[Transition, _Mapping]]] = ..., unreachable_time: _Optional[float] = ...) -> None: ...
 
 class FrameworkView(_message.Message):
     __slots__ = ("info", "connected", "registered_time", "allocated", "offered", "active_tasks", "state", "story")

@@ -201,3 +201,25 @@ def test_plain_ps_lists_only_tasks_that_run(daemons: Daemons) -> None:
     assert "runs" in plain and "fails" not in plain, plain
     row = next(line for line in everything.splitlines() if line.startswith("fails "))
     assert row.split()[1] == "FAILED", everything
+
+
+def test_a_framework_failing_over_ends_the_old_instance_s_stream(daemons: Daemons) -> None:
+    """A new scheduler instance subscribing with the framework's id takes over:
+    the old instance's stream ends with an error saying so (Mesos's failover)."""
+    import grpc
+
+    from juggler.v1 import scheduler_pb2, scheduler_pb2_grpc
+
+    daemons.start_master()
+    with grpc.insecure_channel(daemons.master) as channel:
+        stub = scheduler_pb2_grpc.SchedulerStub(channel)
+        info = common_pb2.FrameworkInfo(name="twice", failover_timeout=60)
+        first = stub.Subscribe(scheduler_pb2.SubscribeRequest(framework=info), timeout=DEADLINE)
+        subscribed = next(first).subscribed
+        info.id = subscribed.framework_id
+        second = stub.Subscribe(scheduler_pb2.SubscribeRequest(framework=info), timeout=DEADLINE)
+        assert next(second).subscribed.framework_id == info.id
+        ended = [e for e in first if e.WhichOneof("event") != "heartbeat"]
+        assert [e.WhichOneof("event") for e in ended] == ["error"]
+        assert "failed over" in ended[0].error.message
+        second.cancel()

@@ -270,3 +270,106 @@ def test_a_drained_agent_is_down_as_soon_as_its_tasks_end_though_nobody_acknowle
     assert told[-2:] == [S.TASK_KILLING, S.TASK_KILLED]
     assert not cluster.master.tasks  # acknowledged: complete
     cluster.validate()
+
+
+# -- found by a review: each a kind of fault, its right value a test ------------------
+
+
+def test_an_agent_back_from_unreachable_with_a_staging_task_is_taken_back() -> None:
+    """UNREACHABLE → STAGING is allowed (the executor had not started): the
+    re-registration must not fail half-way, and the LOST task is killed."""
+    cluster = Cluster(["a1"], agent_ping_timeout=1, max_agent_ping_timeouts=3)
+    fw = cluster.framework()  # not partition-aware
+    a1 = cluster.agent("a1")
+    a1.slow_executors = True
+    fw.launch(task("t1", grace=0))
+    assert cluster.task("t1") == S.TASK_STAGING
+    a1.cut()
+    cluster.advance(5)
+    assert fw.latest("t1") == S.TASK_LOST
+    a1.slow_executors = False
+    a1.reconnect()
+    cluster.advance(3)
+    assert cluster.agent_view("a1")[0] == A.AGENT_ACTIVE
+    assert not cluster.executor_alive("t1")
+    # The framework was told the task was lost: it hears nothing more of it.
+    assert [u.state for u in fw.updates if u.task_id == "t1"][-1] == S.TASK_LOST
+    assert cluster.task("t1") == S.TASK_KILLED
+    cluster.validate()
+
+
+def test_an_agent_restarted_with_less_than_its_tasks_use_is_refused_and_nothing_changes() -> None:
+    cluster = Cluster(["a1"])
+    fw = cluster.framework()
+    fw.launch(task("t1", cpus=2))
+    a1 = cluster.agent("a1")
+    a1.stop()
+    cluster.settle()
+    a1.resources = Resources({"cpus": 1, "mem": 4096})
+    a1.start()
+    before = (cluster.agent_view("a1"), dict(cluster.master.allocator.allocated(a1.agent_id)))
+    with pytest.raises(CallError) as refused:
+        a1.reconnect()
+    assert refused.value.code == Code.FAILED_PRECONDITION
+    assert "cpus 2" in refused.value.message and "--resources" in refused.value.message
+    assert (cluster.agent_view("a1"), dict(cluster.master.allocator.allocated(a1.agent_id))) \
+        == before
+    cluster.validate()
+
+
+def test_a_teardown_outlives_a_failover_however_many_frameworks_came_and_went_since() -> None:
+    cluster = Cluster(["a1", "a2"], torn_down_kept=1)
+    fw = cluster.framework("old")
+    fw.launch(task("t1", grace=0), agent="a1")
+    cluster.agent("a1").cut()
+    fw.call("teardown")
+    cluster.failover()  # the new leader reads old's torn_down record, knows no task of it
+    for n in range(3):  # more torn-down frameworks than it keeps
+        cluster.framework(f"brief{n}").call("teardown")
+    assert fw.framework_id in cluster.master.torn_down  # a1 may still hold old's tasks
+    cluster.agent("a1").reconnect()
+    cluster.settle()
+    assert not cluster.executor_alive("t1") and cluster.task("t1") == S.TASK_KILLED
+    assert fw.framework_id not in cluster.master.frameworks
+    cluster.framework("later").call("teardown")  # every agent back: old may go now
+    assert fw.framework_id not in cluster.master.torn_down
+    cluster.validate()
+
+
+def test_a_task_id_reused_while_its_agent_was_away_does_not_cross_the_two_tasks() -> None:
+    cluster = Cluster(["a1", "a2"])
+    fw = cluster.framework()
+    fw.launch(task("web", grace=0), agent="a1")
+    cluster.agent("a1").cut()
+    cluster.failover()
+    fw.subscribe()
+    cluster.advance(6)  # the new leader's hold on offers while it waits for a1
+    assert fw.launch(task("web"), agent="a2") == "a2"  # the framework gave the old one up
+    cluster.agent("a1").reconnect()
+    cluster.settle()
+    # The stale copy on a1 is killed; the master still tracks the one on a2.
+    entry = cluster.master.tasks[(fw.framework_id, "web")]
+    assert entry.agent_id == cluster.agent_id("a2") and entry.state == S.TASK_RUNNING
+    assert [k for k, e in cluster.agent("a1").executors.items() if e.alive] == []
+    assert cluster.master.stale == {}
+    # What a1 holds is what is offered of it: the stale copy's resources are free.
+    a1 = cluster.master.agents[cluster.agent_id("a1")]
+    held = Resources()
+    for r in cluster.master.allocator.allocated(a1.info.id).values():
+        held = held + r
+    assert held == cluster.master.offered_on(a1)
+    assert fw.errors == [] and fw.latest("web") == S.TASK_RUNNING
+    cluster.validate()
+
+
+def test_a_retried_kill_writes_its_record_again() -> None:
+    """A registry write that failed must be repaired by the framework's retry."""
+    cluster = Cluster(["a1"])
+    fw = cluster.framework()
+    fw.launch(task("t1"))
+    cluster.agent("a1").cut()
+    fw.kill("t1")
+    key = next(k for k in cluster.registry if k.startswith("kills/"))
+    del cluster.registry[key]  # as if the write had failed
+    fw.kill("t1")
+    assert key in cluster.registry
