@@ -117,7 +117,7 @@ class AgentServicer(ImageServicer, agent_pb2_grpc.AgentServicer):
         from juggler.container.cgroups import open_cgroup
 
         stats = await asyncio.to_thread(
-            lambda: open_cgroup(self.a.cgroup_of(*task.key)).stats())
+            lambda: open_cgroup(task.cgroup or self.a.cgroup_of(*task.key)).stats())
         return usage_message(task.framework.id, task.info, stats)
 
 

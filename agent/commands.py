@@ -99,6 +99,13 @@ class ReleaseImage:
 
 
 @dataclass(frozen=True)
+class Forget:
+    """The core let go of the task: drop what the shell keeps for it."""
+
+    key: Key
+
+
+@dataclass(frozen=True)
 class SaveAgentId:
     """Write the agent id to the work dir ("" removes it)."""
 
@@ -116,4 +123,4 @@ class Log:
 
 Command = (ToMaster | PullImage | CancelPull | StartExecutor | ToExecutor | CloseExecutor
            | CheckpointUpdate | CheckpointAck | MarkDone | DestroyCgroup | ReleaseImage
-           | SaveAgentId | Log)
+           | Forget | SaveAgentId | Log)

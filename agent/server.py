@@ -209,6 +209,12 @@ class Agent:
             self.images.release(command.key)
         elif isinstance(command, c.DestroyCgroup):
             self._destroy_cgroup(command.name)
+        elif isinstance(command, c.Forget):
+            self._writers.pop(command.key, None)
+            self._watchers.pop(command.key, None)
+            event = self._exited.pop(command.key, None)
+            if event is not None:
+                event.set()
         elif isinstance(command, c.SaveAgentId):
             id_file = self.work_dir / "agent_id"
             if command.agent_id:

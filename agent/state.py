@@ -61,6 +61,8 @@ class AgentTask:
     sandbox: Path | None = None
     # A kill from the master, held for the executor until it can take it.
     kill: agent_pb2.MasterMessage.KillTask | None = None
+    # A RunTask reusing this task's id, waiting for this executor to exit.
+    relaunch: tuple[common_pb2.FrameworkInfo, common_pb2.TaskInfo] | None = None
     terminal_acked: bool = False
     # The task's pid 1 in the host's pid namespace (from the executor's hello).
     container_pid: int = 0
@@ -72,6 +74,11 @@ class AgentTask:
     @property
     def exited(self) -> bool:
         return self.executor == E.EXECUTOR_EXITED
+
+    @property
+    def cgroup(self) -> str:
+        """Its cgroup, as its executor was started with it ("" before)."""
+        return self.spec.cgroup if self.spec is not None else ""
 
 
 class AgentState:
@@ -117,6 +124,8 @@ class AgentState:
 
     # -- queries ----------------------------------------------------------------
     def cgroup_of(self, key: Key) -> str:
+        """The cgroup a task launched now gets (a task already started keeps
+        the one in its spec, whatever --cgroup-root is now: AgentTask.cgroup)."""
         return f"{self.cgroup_root}/{key[0]}.{key[1]}"
 
     def registration(self) -> agent_pb2.AgentMessage:
@@ -235,6 +244,20 @@ class AgentState:
         out: list[c.Command] = [c.MarkDone(task.sandbox)] if task.sandbox is not None else []
         if task.executor == E.EXECUTOR_CONNECTED:
             out.append(c.ToExecutor(task.key, _shutdown()))
+        return out + self._maybe_forget(task)
+
+    def _maybe_forget(self, task: AgentTask) -> list[c.Command]:
+        """A task whose end is acknowledged and whose executor is gone is done
+        with: the agent forgets it (its sandbox stays, for its logs), and starts
+        a task that waited to reuse its id."""
+        if not (task.terminal_acked and task.exited):
+            return []
+        key = task.key
+        del self.tasks[key]
+        self.updates.forget(*key)
+        out: list[c.Command] = [c.Forget(key)]
+        if task.relaunch is not None:
+            out += self._run_task(*task.relaunch)
         return out
 
     # -- the agent's start -----------------------------------------------------------
@@ -260,7 +283,7 @@ class AgentState:
                 continue
             EXECUTOR.begin(task, E.EXECUTOR_EXITED, "found dead when the agent started",
                            self.clock.time())
-            out.append(c.DestroyCgroup(rec.spec.cgroup or self.cgroup_of(key)))
+            out.append(c.DestroyCgroup(task.cgroup or self.cgroup_of(key)))
             if not task_states.is_terminal(task.state):
                 out.append(c.Log("warning", "the executor died while the agent was down",
                                  (("task_id", key[1]),)))
@@ -308,6 +331,13 @@ class AgentState:
         existing = self.tasks.get(key)
         if existing is not None and not task_states.is_terminal(existing.state):
             return [c.Log("warning", "the task runs here already; launch ignored",
+                          (("task_id", info.task_id),))]
+        if existing is not None and not existing.exited:
+            # The id is reused while the old task's executor is still going (it
+            # was just told to): the new one starts when the old one is gone, so
+            # nothing of the two is ever mixed up.
+            existing.relaunch = (framework, info)
+            return [c.Log("info", "the task id is reused; waiting for the old executor",
                           (("task_id", info.task_id),))]
         # (A task id reused once the old task ended: its updates still pending
         # go first, in the same stream.)
@@ -448,8 +478,9 @@ class AgentState:
             tail = f": {event.log_tail}" if event.log_tail else ""
             out += self._update(event.key, S.TASK_FAILED, common_pb2.REASON_EXECUTOR_TERMINATED,
                                 f"the executor exited{how} before its task ended{tail}")
-            out.append(c.DestroyCgroup(self.cgroup_of(event.key)))
-        return out
+            if task.cgroup:
+                out.append(c.DestroyCgroup(task.cgroup))
+        return out + self._maybe_forget(task)
 
     def _release_image(self, task: AgentTask) -> list[c.Command]:
         return [c.ReleaseImage(task.key)] if task.info.container.image and task.spec else []

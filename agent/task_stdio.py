@@ -88,7 +88,7 @@ async def exec_process(agent: Agent, requests: AsyncIterator[agent_pb2.ExecReque
                           cwd=start.working_directory or spec.working_dir,
                           user=start.user or spec.user,
                           home_from_task=spec.home_from_task or "HOME" in start.environment)
-    request = {"pid": task.container_pid, "cgroup": agent.cgroup_of(*task.key),
+    request = {"pid": task.container_pid, "cgroup": task.cgroup,
                "tty": start.tty, "process": process.to_json()}
     out: asyncio.Queue[executor_pb2.ProcessOutput] = asyncio.Queue()
     session = _ExecSession(request, out)

@@ -27,6 +27,9 @@ def run(sandbox: Path) -> int:
 
     logs.configure("executor")
     sandbox = sandbox.resolve()
+    if not _sole_executor(sandbox):
+        print(f"executor: another executor supervises {sandbox} already", file=sys.stderr)
+        return 3
     spec = executor_pb2.ExecutorSpec()
     try:
         spec.ParseFromString((sandbox / "task.pb").read_bytes())
@@ -34,6 +37,29 @@ def run(sandbox: Path) -> int:
         print(f"executor: cannot read {sandbox / 'task.pb'}: {e}", file=sys.stderr)
         return 2
     return asyncio.run(Executor(sandbox, spec).run())
+
+
+_LOCK_FD = -1
+
+
+def _sole_executor(sandbox: Path) -> bool:
+    """Take the sandbox's executor lock for this process's life (the kernel
+    drops it when the process dies; CLOEXEC keeps it from the container). One
+    executor per task: a launcher that forks late (it was stopped while the
+    agent gave up on it and started a fresh executor) must not run the task a
+    second time."""
+    import fcntl
+    import os
+
+    global _LOCK_FD
+    fd = os.open(sandbox / "executor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _LOCK_FD = fd
+    return True
 
 
 if __name__ == "__main__":

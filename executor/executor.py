@@ -59,6 +59,7 @@ class Executor:
         self.kill_requested = False
         self.kill_grace: float | None = None
         self._killing = False
+        self._kill_deadline: float | None = None  # loop time of the SIGKILL to come
         self._exited = False
         self._done = asyncio.Event()  # shutdown from the agent
         self.stdio: TaskStdio | None = None  # the task's pipes or pty (stdio.py)
@@ -109,9 +110,18 @@ class Executor:
         return DEFAULT_GRACE_SECONDS
 
     def _request_kill(self, grace_override: float | None) -> None:
+        grace = self._grace(grace_override)
+        if self._killing and not self._exited:
+            # A kill again (re-sent by the master, or with a shorter grace period,
+            # as Mesos allows): SIGKILL comes no later than the new deadline.
+            loop = asyncio.get_running_loop()
+            if self._kill_deadline is None or loop.time() + grace < self._kill_deadline:
+                self._kill_deadline = loop.time() + grace
+                loop.call_later(grace, self._kill_now)
+            return
         self.kill_requested = True
-        self.kill_grace = self._grace(grace_override)
-        if not self.container_pid or self._exited or self._killing:
+        self.kill_grace = grace
+        if not self.container_pid or self._exited:
             return  # before the launch: handled there; after exit: nothing to do
         self._start_kill()
 
@@ -126,7 +136,9 @@ class Executor:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.container_pid, signal.SIGTERM)
-        asyncio.get_running_loop().call_later(grace, self._kill_now)
+        loop = asyncio.get_running_loop()
+        self._kill_deadline = loop.time() + grace
+        loop.call_later(grace, self._kill_now)
 
     def _kill_now(self) -> None:
         if self._exited:

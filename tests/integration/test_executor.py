@@ -154,6 +154,23 @@ def test_cpu_shares_visible_while_running_then_kill_ignoring_term(tmp_path, busy
     asyncio.run(scenario())
 
 
+def test_a_second_kill_with_a_shorter_grace_period_kills_sooner(tmp_path, busybox):
+    """As Mesos: a kill re-sent with a shorter grace period escalates (`sleep`
+    ignores SIGTERM as pid 1, so only SIGKILL ends it)."""
+    async def scenario():
+        task = task_info("sleep 60", shell=False, rootfs=busybox)
+        task.command.argv[:] = ["sleep", "60"]
+        async with executor(tmp_path, task) as run:
+            await run.agent.wait_state(pb.TASK_RUNNING)
+            await run.agent.kill(grace=120)
+            await run.agent.wait_state(pb.TASK_KILLING)
+            await run.agent.kill(grace=0)  # waiting 120 s is not what the killer wants now
+            done = await run.agent.wait_terminal()  # within DEADLINE, far below 120 s
+        assert done.state == pb.TASK_KILLED and done.exit_code == 137
+
+    asyncio.run(scenario())
+
+
 def test_kill_delivers_term_to_a_trapping_task(tmp_path, busybox):
     async def scenario():
         command = "trap 'echo bye; exit 0' TERM; echo ready; while :; do sleep 0.1; done"
@@ -239,5 +256,26 @@ def test_a_missing_working_directory_fails_the_launch(tmp_path, busybox):
         assert done.exit_code == 125  # juggler's own setup failed, before the exec
         assert done.message == ("Failed to launch the container: chdir '/nope': "
                                 "No such file or directory")
+
+    asyncio.run(scenario())
+
+
+def test_one_executor_per_task_a_second_one_for_the_same_sandbox_exits(tmp_path, busybox):
+    """A launcher that forks late (stopped while the agent gave up on it and
+    started a fresh executor) must not run the task twice."""
+    async def scenario():
+        task = task_info("sleep 60", shell=False, rootfs=busybox)
+        task.command.argv[:] = ["sleep", "60"]
+        async with executor(tmp_path, task) as run:
+            await run.agent.wait_state(pb.TASK_RUNNING)
+            second = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "juggler.executor", "--sandbox", str(run.sandbox),
+                stderr=asyncio.subprocess.PIPE)
+            _, err = await asyncio.wait_for(second.communicate(), DEADLINE)
+            assert second.returncode == 3
+            assert b"another executor supervises" in err
+            assert {h.pid for h in run.agent.hellos} == {run.process.pid}  # it never said hello
+            await run.agent.kill(grace=0)
+            await run.agent.wait_terminal()
 
     asyncio.run(scenario())

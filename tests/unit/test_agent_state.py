@@ -138,6 +138,9 @@ def test_updates_wait_for_the_master_and_are_resent_until_acknowledged(h: Harnes
     out = h(ack(b"f1"))
     assert c.MarkDone(SANDBOX) in out and to_executor(out, "shutdown")
     assert h.core.registration().reregister.running == []
+    # Once it has gone, the agent forgets the task (its sandbox stays, for logs).
+    assert h(ev.ExecutorExited(KEY, code=0)) == [c.Forget(KEY)]
+    assert KEY not in h.core.tasks and h.core.updates.pending(*KEY) == 0
 
 
 def test_a_kill_waits_for_the_executor_to_say_hello(h: Harness) -> None:
@@ -223,7 +226,7 @@ def test_recovery_goes_on_with_live_executors_and_fails_dead_ones(h: Harness) ->
     assert tasks[("fw", "alive")].executor == E.EXECUTOR_DISCONNECTED
     assert tasks[("fw", "dead")].state == S.TASK_FAILED
     assert c.DestroyCgroup("juggler-test/fw.dead") in out
-    assert c.MarkDone(Path("/s/done")) in out and tasks[("fw", "done")].terminal_acked
+    assert c.MarkDone(Path("/s/done")) in out and ("fw", "done") not in tasks  # done with
     reported = {r.task.task_id for r in h.core.registration().reregister.running}
     assert reported == {"alive", "dead"}
     # The dead one's failure goes to the master once it is there.
@@ -264,3 +267,24 @@ def test_an_executor_reconnecting_over_a_new_socket_is_taken(h: Harness) -> None
     story = [(s.source, s.target) for s in h.core.tasks[KEY].story]
     assert story[-2:] == [(E.EXECUTOR_CONNECTED, E.EXECUTOR_DISCONNECTED),
                           (E.EXECUTOR_DISCONNECTED, E.EXECUTOR_CONNECTED)]
+
+
+def test_a_task_id_reused_waits_for_the_old_executor_to_be_gone(h: Harness) -> None:
+    h.running()
+    h(update(S.TASK_FINISHED, b"f1"), ack(b"r1"))
+    assert to_executor(h(ack(b"f1")), "shutdown")  # told to go; not gone yet
+    [note] = h(run(task()))  # the framework reuses the id at once
+    assert isinstance(note, c.Log) and "waiting for the old executor" in note.event
+    # Its updates and exit are the old task's, nothing of them touches the new one.
+    out = h(ev.ExecutorExited(KEY, code=0))
+    assert out[0] == c.Forget(KEY) and isinstance(out[1], c.StartExecutor)
+    assert h.core.tasks[KEY].executor == E.EXECUTOR_LAUNCHING
+    assert h.core.tasks[KEY].state == S.TASK_STAGING
+
+
+def test_a_started_task_keeps_its_cgroup_whatever_the_root_is_now(h: Harness) -> None:
+    h.running()
+    h.core.cgroup_root = "elsewhere"  # the agent restarted with another --cgroup-root
+    assert h.core.tasks[KEY].cgroup == "juggler-test/fw.t1"
+    out = h(ev.ExecutorExited(KEY, code=1))
+    assert c.DestroyCgroup("juggler-test/fw.t1") in out
