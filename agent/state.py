@@ -66,6 +66,8 @@ class AgentTask:
     terminal_acked: bool = False
     # The task's pid 1 in the host's pid namespace (from the executor's hello).
     container_pid: int = 0
+    # Seconds since the epoch when the agent got it (0: unknown).
+    launched_time: float = 0.0
 
     @property
     def key(self) -> Key:
@@ -141,11 +143,13 @@ class AgentState:
         for task in self.tasks.values():
             if task.terminal_acked:
                 continue
-            rr.running.append(agent_pb2.AgentMessage.RunningTask(task=task.info,
-                                                                 framework=task.framework))
+            rr.running.append(agent_pb2.AgentMessage.RunningTask(
+                task=task.info, framework=task.framework, launched_time=task.launched_time))
             rr.tasks.append(common_pb2.TaskStatus(task_id=task.info.task_id, state=task.state,
                                                   framework_id=task.framework.id,
-                                                  agent_id=self.agent_id))
+                                                  agent_id=self.agent_id,
+                                                  source=common_pb2.SOURCE_AGENT,
+                                                  timestamp=self.clock.time()))
         return agent_pb2.AgentMessage(reregister=rr)
 
     def next_due(self) -> float | None:
@@ -269,7 +273,9 @@ class AgentState:
         now = self.clock.now()
         for rec in event.recovered:
             task = AgentTask(framework=rec.spec.framework, info=rec.spec.task, spec=rec.spec,
-                             sandbox=rec.sandbox)
+                             sandbox=rec.sandbox,
+                             launched_time=min((u.timestamp for u in rec.updates),
+                                               default=0.0))
             key = task.key
             self.tasks[key] = task
             pending = [u for u in rec.updates if u.uuid not in rec.acked]
@@ -341,7 +347,7 @@ class AgentState:
                           (("task_id", info.task_id),))]
         # (A task id reused once the old task ended: its updates still pending
         # go first, in the same stream.)
-        task = AgentTask(framework=framework, info=info)
+        task = AgentTask(framework=framework, info=info, launched_time=self.clock.time())
         self.tasks[key] = task
         if info.container.image:
             EXECUTOR.begin(task, E.EXECUTOR_PULLING, "its image is to be pulled",

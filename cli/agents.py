@@ -68,18 +68,43 @@ def maintenance_main(args: argparse.Namespace) -> int:
     try:
         agents = _agents(master)
         matches = [a for a in agents if args.agent in (a.info.id, a.info.hostname)]
-        if len(matches) != 1:
+        if len(matches) > 1:
+            several = "; ".join(f"{a.info.id} ({_state(a)})" for a in matches)
+            print(f"juggler {args.subcommand}: {args.agent!r} names several agents: "
+                  f"{several}; give the agent id", file=sys.stderr)
+            return 1
+        if not matches:
             known = ", ".join(sorted(a.info.hostname for a in agents)) or "none"
-            why = "names several agents" if matches else "is not an agent"
-            print(f"juggler {args.subcommand}: {args.agent!r} {why} (agents: {known})",
+            print(f"juggler {args.subcommand}: {args.agent!r} is not an agent (agents: {known})",
                   file=sys.stderr)
             return 1
         request = (operator_pb2.DrainAgentRequest if args.verb == "DrainAgent"
                    else operator_pb2.UpAgentRequest)(agent_id=matches[0].info.id)
         operator.call(master, args.verb, request)
+        now = next((a for a in _agents(master) if a.info.id == matches[0].info.id), matches[0])
     except (operator.NoMaster, grpc.RpcError) as e:
         detail = e.details() if isinstance(e, grpc.RpcError) else str(e)  # type: ignore[attr-defined]
         print(f"juggler {args.subcommand}: {detail}", file=sys.stderr)
         return 1
-    print(f"{args.subcommand}ed {matches[0].info.hostname} ({matches[0].info.id})")
+    print(f"{now.info.hostname} ({now.info.id}): {_after(args.verb, now)}")
     return 0
+
+
+def _state(agent: operator_pb2.AgentView) -> str:
+    state = operator_pb2.AgentState.Name(agent.state).removeprefix("AGENT_")
+    maintenance = operator_pb2.MaintenanceState.Name(agent.maintenance)
+    return state if maintenance == "MAINTENANCE_NONE" else \
+        f"{state}, {maintenance.removeprefix('MAINTENANCE_')}"
+
+
+def _after(verb: str, agent: operator_pb2.AgentView) -> str:
+    """What the operator asked for, and how far it has got."""
+    away = agent.state != operator_pb2.AGENT_ACTIVE
+    state = operator_pb2.AgentState.Name(agent.state).removeprefix("AGENT_")
+    if verb == "UpAgent":
+        return "maintenance ended; it is offered again" + (
+            f" once it is back (it is {state})" if away else "")
+    if agent.maintenance == operator_pb2.MAINTENANCE_DOWN:
+        return "DOWN: it runs nothing and is not offered"
+    what = "DRAINING: not offered; its tasks are being killed, DOWN once it runs nothing"
+    return what + (f" (it is {state}: they are killed when it is back)" if away else "")

@@ -65,7 +65,7 @@ async def run(args: argparse.Namespace, master: str) -> int:
         code = await attach(view.agent_address, args.task, view.framework_id, tty=tty,
                             stdin=not args.no_stdin, logs=args.logs)
     except grpc.aio.AioRpcError as e:
-        print(f"juggler attach: {e.details()}", file=sys.stderr)
+        print(f"juggler attach: {await tasks.agent_error(master, view, e)}", file=sys.stderr)
         return EXIT_JUGGLER
     if code is None:
         print("\r\njuggler: detached; the task keeps running", file=sys.stderr)

@@ -63,7 +63,7 @@ async def run(args: argparse.Namespace, master: str, argv: list[str]) -> int:
                     lambda message: agent_pb2.ExecRequest(input=message),
                     tty=args.tty, interactive=args.interactive, detach=False)
     except grpc.aio.AioRpcError as e:
-        print(f"juggler exec: {e.details()}", file=sys.stderr)
+        print(f"juggler exec: {await tasks.agent_error(master, view, e)}", file=sys.stderr)
         return EXIT_JUGGLER
     return EXIT_JUGGLER if code is None else code
 

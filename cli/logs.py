@@ -63,8 +63,7 @@ async def stream(args: argparse.Namespace, master: str) -> int:
                 out.buffer.write(chunk.data)
                 out.flush()
     except grpc.aio.AioRpcError as e:
-        print(f"juggler logs: {tasks.unreachable('agent', view.agent_address, e)}",
-              file=sys.stderr)
+        print(f"juggler logs: {await tasks.agent_error(master, view, e)}", file=sys.stderr)
         return 1
     return 0
 

@@ -25,10 +25,11 @@ import uuid
 import grpc
 
 from juggler.cli import address as addr
-from juggler.cli import operator
+from juggler.cli import operator, tasks
 from juggler.common import servers, task_states
+from juggler.common.leader import backoff
 from juggler.common.resources import ResourceError, Resources, parse_size_mib
-from juggler.executor.stdio import INTERACTIVE_LABEL
+from juggler.common.task_defaults import INTERACTIVE_LABEL
 from juggler.sdk import Framework, FrameworkError
 from juggler.v1 import agent_pb2, agent_pb2_grpc, common_pb2, operator_pb2
 
@@ -137,6 +138,14 @@ def build_task(args: argparse.Namespace, task_id: str) -> common_pb2.TaskInfo:
     return task
 
 
+# Failures of juggler's own, not of the task's command: exit 125, as `docker
+# run` does when the daemon cannot start the container (an image that cannot be
+# pulled, an executor that could not start or died).
+_JUGGLER_FAILURES = frozenset({common_pb2.REASON_CONTAINER_LAUNCH_FAILED,
+                               common_pb2.REASON_EXECUTOR_TERMINATED,
+                               common_pb2.REASON_TASK_INVALID})
+
+
 def exit_code_of(status: common_pb2.TaskStatus) -> int:
     if status.HasField("exit_code"):
         return status.exit_code
@@ -144,7 +153,7 @@ def exit_code_of(status: common_pb2.TaskStatus) -> int:
         return 0
     if status.state == S.TASK_KILLED:
         return 137
-    if status.state == S.TASK_FAILED:
+    if status.state == S.TASK_FAILED and status.reason not in _JUGGLER_FAILURES:
         return 1
     return EXIT_JUGGLER
 
@@ -187,6 +196,13 @@ class Runner:
             raise FrameworkError(grpc.StatusCode.FAILED_PRECONDITION,
                                  f"no agent can ever fit {self.needed.describe()} "
                                  f"(the largest has {biggest.describe()})")
+        fit = [a for a, t in zip(agents, totals, strict=True) if t.contains(self.needed)]
+        usable = [a for a in fit if a.state == operator_pb2.AGENT_ACTIVE
+                  and a.maintenance == operator_pb2.MAINTENANCE_NONE]
+        if not usable:
+            why = ", ".join(f"{a.info.hostname} {_condition(a)}" for a in fit)
+            self.say(f"waiting: every agent that could run the task is unavailable now "
+                     f"({why}); see `juggler agents`")
 
     async def run(self) -> int:
         await self.check_fits_somewhere()
@@ -270,8 +286,10 @@ class Runner:
         plain_exit = status.state == S.TASK_FINISHED or (
             status.state == S.TASK_FAILED and status.reason == common_pb2.REASON_COMMAND_EXITED)
         if not plain_exit:
-            self.say(f"task {self.task_id} {task_states.name(status.state)}"
-                     f" ({common_pb2.Reason.Name(status.reason)}): {status.message}")
+            # An error, not a status change: said even with -q.
+            print(f"juggler: task {self.task_id} {task_states.name(status.state)}"
+                  f" ({common_pb2.Reason.Name(status.reason)}): {status.message}",
+                  file=sys.stderr, flush=True)
         return True
 
     def start_logs(self) -> None:
@@ -294,17 +312,51 @@ class Runner:
             await self.stream_logs()
 
     async def stream_logs(self) -> None:
-        try:
-            async with servers.channel(self.agent_address) as channel:
-                stub = agent_pb2_grpc.AgentStub(channel)
-                call = stub.Logs(agent_pb2.LogsRequest(
-                    task_id=self.task_id, framework_id=self.fw.framework_id, follow=True))
-                async for chunk in call:
-                    out = sys.stdout if chunk.stream == agent_pb2.LogChunk.STDOUT else sys.stderr
-                    out.buffer.write(chunk.data)
-                    out.flush()
-        except grpc.aio.AioRpcError as e:
-            self.say(f"cannot read the task's output from {self.agent_address}: {e.details()}")
+        """Stream the task's output until it ends. When the agent cannot be
+        reached (it restarts: the task runs on), ask the master where it is now
+        and carry on where the output stopped, never writing a byte twice."""
+        written = {agent_pb2.LogChunk.STDOUT: 0, agent_pb2.LogChunk.STDERR: 0}
+        attempt = 0
+        while True:
+            seen = {agent_pb2.LogChunk.STDOUT: 0, agent_pb2.LogChunk.STDERR: 0}
+            try:
+                async with servers.channel(self.agent_address) as channel:
+                    stub = agent_pb2_grpc.AgentStub(channel)
+                    call = stub.Logs(agent_pb2.LogsRequest(
+                        task_id=self.task_id, framework_id=self.fw.framework_id, follow=True))
+                    async for chunk in call:
+                        data = chunk.data[max(0, written[chunk.stream] - seen[chunk.stream]):]
+                        seen[chunk.stream] += len(chunk.data)
+                        if data:
+                            written[chunk.stream] += len(data)
+                            out = (sys.stdout if chunk.stream == agent_pb2.LogChunk.STDOUT
+                                   else sys.stderr)
+                            out.buffer.write(data)
+                            out.flush()
+                return
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.NOT_FOUND and self.final is not None:
+                    return  # it ended before it had a sandbox: no output to show
+                if e.code() != grpc.StatusCode.UNAVAILABLE or self.final is not None:
+                    self.say(f"cannot read the task's output from {self.agent_address}: "
+                             f"{e.details()}")
+                    return
+                attempt += 1
+                if attempt == 1:
+                    self.say("the task's agent cannot be reached; its output follows when "
+                             "it is back")
+                await asyncio.sleep(backoff(attempt, base=0.5, cap=5.0))
+                with contextlib.suppress(Exception):
+                    view = await tasks.locate(self.master, self.task_id)
+                    self.agent_address = view.agent_address or self.agent_address
+
+
+def _condition(agent: operator_pb2.AgentView) -> str:
+    state = operator_pb2.AgentState.Name(agent.state).removeprefix("AGENT_")
+    if agent.maintenance != operator_pb2.MAINTENANCE_NONE:
+        return operator_pb2.MaintenanceState.Name(agent.maintenance).removeprefix(
+            "MAINTENANCE_")
+    return state
 
 
 def main(args: argparse.Namespace) -> int:

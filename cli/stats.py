@@ -9,7 +9,7 @@ import sys
 import grpc
 
 from juggler.cli import address as addr
-from juggler.cli.tasks import TaskNotFound, locate_running
+from juggler.cli.tasks import TaskNotFound, agent_error, locate_running
 from juggler.common import servers
 from juggler.v1 import agent_pb2, agent_pb2_grpc
 
@@ -46,10 +46,13 @@ def render(rows: list[tuple[agent_pb2.TaskUsage, float | None]]) -> str:
 
 async def _usage(master: str, task_id: str) -> agent_pb2.TaskUsage:
     view = await locate_running(master, task_id)
-    async with servers.channel(view.agent_address) as channel:
-        return await agent_pb2_grpc.AgentStub(channel).GetUsage(
-            agent_pb2.GetUsageRequest(task_id=task_id, framework_id=view.framework_id),
-            timeout=10)
+    try:
+        async with servers.channel(view.agent_address) as channel:
+            return await agent_pb2_grpc.AgentStub(channel).GetUsage(
+                agent_pb2.GetUsageRequest(task_id=task_id, framework_id=view.framework_id),
+                timeout=10)
+    except grpc.aio.AioRpcError as e:
+        raise TaskNotFound(await agent_error(master, view, e)) from None
 
 
 async def _run(args: argparse.Namespace) -> int:

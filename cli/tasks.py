@@ -38,6 +38,34 @@ def unreachable(what: str, address: str, e: grpc.aio.AioRpcError) -> str:
     return f"cannot reach the {what} at {address}: {e.details()}"
 
 
+async def agent_error(master: str, view: operator_pb2.TaskView,
+                      e: grpc.aio.AioRpcError) -> str:
+    """What to tell a user whose call to the task's agent failed: the agent's
+    own message, or, when it cannot be reached, what the master knows of it
+    (DISCONNECTED, UNREACHABLE…) instead of a raw gRPC error."""
+    if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return e.details() or e.code().name
+    import asyncio
+
+    from juggler.cli import operator
+
+    where = f"{view.agent_hostname or view.agent_id} ({view.agent_address})"
+    try:
+        agents = (await asyncio.to_thread(operator.call, master, "GetAgents",
+                                          operator_pb2.GetAgentsRequest())).agents
+    except (operator.NoMaster, grpc.RpcError):
+        return f"cannot reach the agent {where} of task {view.info.task_id!r}: {e.details()}"
+    agent = next((a for a in agents if a.info.id == view.agent_id), None)
+    if agent is None:
+        return (f"the agent {where} of task {view.info.task_id!r} is not known to the "
+                "master any more (gone?)")
+    state = operator_pb2.AgentState.Name(agent.state).removeprefix("AGENT_")
+    if state == "ACTIVE":
+        return f"cannot reach the agent {where} of task {view.info.task_id!r}: {e.details()}"
+    return (f"the agent {where} of task {view.info.task_id!r} is {state}: try again once it "
+            "is back (see `juggler agents`)")
+
+
 def not_running(view: operator_pb2.TaskView) -> str | None:
     """Why exec/attach cannot reach the task, or None when it runs."""
     if view.state in (task_states.S.TASK_RUNNING, task_states.S.TASK_KILLING):

@@ -77,6 +77,10 @@ class RoleBook:
         for r in limit:
             if r.name in amounts:
                 raise CallError(Code.INVALID_ARGUMENT, f"quota: {r.name} is given twice")
+            if 0 < r.scalar < 0.0005:
+                raise CallError(Code.INVALID_ARGUMENT,
+                                f"quota of role {role}: {r.name} {r.scalar:g} is below the "
+                                "thousandth amounts are kept to (it would be a limit of 0)")
             amounts[r.name] = r.scalar
         try:
             # Checks the names and that each amount is a finite number >= 0 (a

@@ -1096,16 +1096,22 @@ class MasterState:
         elif not self.allocator.has_framework(fid):  # torn down, its tasks had ended
             self.allocator.add_framework(fid, fw.info.roles or [DEFAULT_ROLE])
             self.allocator.deactivate_framework(fid)
+        launched = rt.launched_time or self.clock.time()
         task = TaskEntry(info=rt.task, framework_id=fid, agent_id=agent.info.id, role=role,
-                         resources=res, launched_time=self.clock.time(),
+                         resources=res, launched_time=launched,
                          state=st.state if st else S.TASK_STAGING, status=st)
-        if st is not None:
-            task.history.append(st)
-        else:
-            task.history.append(common_pb2.TaskStatus(
-                task_id=rt.task.task_id, framework_id=fid, agent_id=agent.info.id,
-                state=task.state, source=common_pb2.SOURCE_AGENT,
-                timestamp=self.clock.time()))
+        # Its story starts when its agent got it (what `juggler ps` ages it by).
+        task.history.append(common_pb2.TaskStatus(
+            task_id=rt.task.task_id, framework_id=fid, agent_id=agent.info.id,
+            state=S.TASK_STAGING, source=common_pb2.SOURCE_AGENT, timestamp=launched,
+            message="known from the agent's re-registration"))
+        if task.state != S.TASK_STAGING:
+            task.history.append(st if st is not None and st.timestamp else
+                                common_pb2.TaskStatus(
+                                    task_id=rt.task.task_id, framework_id=fid,
+                                    agent_id=agent.info.id, state=task.state,
+                                    source=common_pb2.SOURCE_AGENT,
+                                    timestamp=self.clock.time()))
         self.tasks[(fid, rt.task.task_id)] = task
         fw.tasks.add(rt.task.task_id)
         agent.tasks.add((fid, rt.task.task_id))

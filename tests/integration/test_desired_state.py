@@ -113,6 +113,8 @@ def test_a_drain_of_an_away_agent_survives_a_master_restart(daemons: Daemons) ->
              what="the master to see a1 gone")
     drained = juggler(daemons, "drain", "a1")
     assert drained.returncode == 0, drained.stderr
+    # It says what it did, and that the agent being away delays the kills.
+    assert "DRAINING" in drained.stdout and "DISCONNECTED" in drained.stdout, drained.stdout
     daemons.stop("master", signal.SIGTERM)
     daemons.start_master(port=port)  # the same work dir: the same registry
     daemons.start_agent("a1")
