@@ -36,11 +36,13 @@ def processes_with(text: str) -> list[int]:
     return found
 
 
-def the_process(text: str) -> int | None:
-    """The pid of the one process whose command line holds `text`; None while there
-    is none or several. A process in the middle of an exec (`sh -c 'exec sleep …'`
-    becoming `sleep`) shows an empty command line for a moment: wait on this."""
-    found = processes_with(text)
+def the_process(command: str) -> int | None:
+    """The pid of the one process whose command line is `command` (its arguments
+    joined by spaces); None while there is none, or several. A task's
+    `sh -c 'exec sleep 1234.5…'` is `sleep 1234.5…` only once its exec is done
+    (in the middle of it, its command line reads empty for a moment): wait on this
+    before taking its pid."""
+    found = [pid for pid in processes_with(command) if " ".join(argv_of(pid)) == command]
     return found[0] if len(found) == 1 else None
 
 
