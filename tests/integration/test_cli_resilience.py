@@ -102,6 +102,10 @@ def test_exec_says_the_task_s_agent_is_away(daemons: Daemons) -> None:
     finally:
         proc.kill()
         proc.wait()
+        # Back, so that the daemons' clean-up kills the task (it ran on meanwhile).
+        daemons.start_agent("a1")
+        wait_for(lambda: daemons.agent("a1").state == A.AGENT_ACTIVE, DEADLINE,  # type: ignore[union-attr]
+                 what="a1 back")
 
 
 def test_drain_of_a_name_several_agents_have_asks_for_an_id(daemons: Daemons) -> None:
