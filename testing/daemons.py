@@ -5,8 +5,10 @@ address is read from its own "master started" log line (checked against its
 pid): no free port is chosen here that another process could take first, and
 no other test suite's master on this host can be mistaken for it. Agents put
 their tasks' cgroups under a cgroup root of their Daemons' own
-(`juggler/test-<random>`, `--cgroup-root`), removed with what is left in it
-when the Daemons close.
+(`juggler/test-<random>`, `--cgroup-root`). Closing stops every daemon, then
+kills what the agents leave behind when a test stopped or killed one of them:
+executors (found by their working directory, their sandbox in this work dir)
+and whatever is left in that cgroup root, which it removes.
 """
 
 from __future__ import annotations
@@ -124,7 +126,22 @@ class Daemons:
             self.stop(name, signal.SIGUSR1)  # agents kill their tasks
         for name in list(self.procs):
             self.stop(name)
+        self._kill_executors()
         self._remove_cgroups()
+
+    def _kill_executors(self) -> None:
+        """SIGKILL the processes working in this work dir: executors (each in its
+        task's sandbox) whose agent the test stopped, or killed, and did not start
+        again. They would wait for it until their sandbox is deleted."""
+        work = os.path.realpath(self.work)
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cwd = os.readlink(f"/proc/{pid}/cwd")
+            except OSError:
+                continue
+            if (cwd + "/").startswith(work + "/") and int(pid) != os.getpid():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
 
     def _remove_cgroups(self, timeout: float = 10.0) -> None:
         """Remove the agents' cgroup root in every hierarchy, killing what is left
