@@ -66,8 +66,11 @@ def _start_time(pid: int) -> str | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        return None  # exited, waiting to be reaped: not alive
     # Field 22 (starttime), counted after the parenthesised command name.
-    return stat.rsplit(")", 1)[1].split()[19]
+    return fields[19]
 
 
 def write_pid(sandbox: Path, pid: int) -> None:

@@ -301,6 +301,11 @@ def _run_executor(sandbox: str) -> None:  # pragma: no cover - runs in the execu
             comm.write("juggler-exec")
         for sig in _RESET_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
+        # As a fresh interpreter has it: writing to a socket whose other end is
+        # gone (the agent stopped or was killed) is an EPIPE the executor's link
+        # recovers from, not death by SIGPIPE. (Its container resets it to the
+        # default before exec.)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         from juggler.executor.__main__ import run

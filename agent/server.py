@@ -248,9 +248,7 @@ class Agent:
         agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(self), server)
         await servers.add_health_and_reflection(
             server, [agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name])
-        port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
-        if port == 0:
-            raise OSError(f"cannot listen on {self.config.host}:{self.config.port}")
+        port = servers.listen(server, self.config.host, self.config.port)
         await server.start()
         self.server = server
         ip = self.config.advertise_ip or (

@@ -18,8 +18,27 @@ OPTIONS = [
 ]
 
 
+# gRPC binds with SO_REUSEPORT by default: a second server on a host:port in use
+# would start without error and the kernel would split connections between the
+# two (a second master answering for the first). Off: the bind fails instead.
+SERVER_OPTIONS = [*OPTIONS, ("grpc.so_reuseport", 0)]
+
+
 def new_server(interceptors: list[grpc.aio.ServerInterceptor] | None = None) -> grpc.aio.Server:
-    return grpc.aio.server(options=OPTIONS, interceptors=interceptors or None)
+    return grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors or None)
+
+
+def listen(server: grpc.aio.Server, host: str, port: int) -> int:
+    """Bind `server` to host:port (0: any free port); returns the port. Raises
+    OSError saying so when the address cannot be had (in use, not this host's)."""
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # grpcio ≥ 1.6x raises where older ones returned 0
+        bound = 0
+    if bound == 0:
+        raise OSError(f"cannot listen on {host}:{port}: the address is in use or not this "
+                      "host's (another master or agent there?)")
+    return bound
 
 
 async def add_health_and_reflection(

@@ -150,9 +150,7 @@ class Master:
             agent_pb2.DESCRIPTOR.services_by_name["AgentChannel"].full_name,
             operator_pb2.DESCRIPTOR.services_by_name["Operator"].full_name,
         ])
-        port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
-        if port == 0:
-            raise OSError(f"cannot listen on {self.config.host}:{self.config.port}")
+        port = servers.listen(server, self.config.host, self.config.port)
         await server.start()
         self.server = server
         host = self.config.host if self.config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"

@@ -118,3 +118,14 @@ def test_drain_of_a_name_several_agents_have_asks_for_an_id(daemons: Daemons) ->
     ids = [a.info.id for a in daemons.agents()]
     assert all(i in done.stderr for i in ids) and "give the agent id" in done.stderr
     assert all(a.maintenance == operator_pb2.MAINTENANCE_NONE for a in daemons.agents())
+
+
+def test_a_second_master_on_a_port_in_use_fails_instead_of_sharing_it(daemons: Daemons) -> None:
+    address = daemons.start_master()
+    port = address.rsplit(":", 1)[1]
+    second = subprocess.run(
+        [sys.executable, "-m", "juggler.cli.main", "master", "--host", "127.0.0.1", "--port",
+         port, "--metrics-port", "-1", "--work-dir", str(daemons.work / "second")],
+        capture_output=True, text=True, timeout=DEADLINE)
+    assert second.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in second.stderr, second.stderr

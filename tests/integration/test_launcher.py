@@ -50,11 +50,21 @@ def executor_pid(daemons: Daemons, framework_id: str, task_id: str) -> int:
     return int((sandbox / "executor.pid").read_text().split()[0])
 
 
+def ignores_sigpipe(pid: int) -> bool:
+    line = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if ln.startswith("SigIgn:"))
+    return bool(int(line.split()[1], 16) & (1 << (signal.SIGPIPE - 1)))
+
+
 def assert_launched_by_zygote(pid: int, agent_pid: int, zygote_pid: int) -> None:
     assert parent_of(pid) == zygote_pid  # forked by it, not started by the agent
     assert zygote_pid != agent_pid
     assert os.getsid(pid) == pid  # its own session
     assert Path(f"/proc/{pid}/comm").read_text().strip() == "juggler-exec"
+    # As a fresh interpreter: a write to its agent's socket after the agent went
+    # away is an EPIPE its link recovers from, not death by SIGPIPE (which left
+    # the task to die with it, reported EXECUTOR_TERMINATED).
+    assert ignores_sigpipe(pid)
 
 
 def alive(pid: int) -> bool:

@@ -199,8 +199,11 @@ class MasterMachine(RuleBasedStateMachine):
         event(f"update: {'applied' if result else 'refused'}")
         if legal and not retry and result is not None:
             task_now = self.w.state.tasks.get(key)
-            if task_now is None:  # its framework was torn down: the master completed it
-                assert key[0] in self.w.state.torn_down and task_states.is_terminal(new)
+            if task_now is None:
+                # Completed by the master in the framework's place: its framework
+                # is torn down, or was told the task ended (LOST, GONE) already.
+                assert task_states.is_terminal(new)
+                assert key[0] in self.w.state.torn_down or entry.told_end
             else:
                 assert task_now.state == new
 
