@@ -21,7 +21,7 @@ import pytest
 
 from juggler.common.resources import Resources
 from juggler.testing.daemons import Daemons
-from juggler.testing.processes import marker, processes_with
+from juggler.testing.processes import marker, processes_with, the_process
 from juggler.testing.waiting import wait_for
 from juggler.v1 import common_pb2, operator_pb2
 from tests.framework_client import Client, run, task
@@ -43,12 +43,6 @@ def juggler(daemons: Daemons, *args: str, timeout: float = 60) -> subprocess.Com
 
 def sleeper(task_id: str, seconds: str) -> common_pb2.TaskInfo:
     return task(task_id, 0.2, 32, "sh", "-c", f"exec sleep {seconds}")
-
-
-def the_process(text: str) -> int | None:
-    """The one process whose command line holds `text` (None while none or several)."""
-    found = processes_with(text)
-    return found[0] if len(found) == 1 else None
 
 
 async def until_async(predicate, what: str, timeout: float = DEADLINE) -> None:  # type: ignore[no-untyped-def]
