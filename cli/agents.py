@@ -19,6 +19,9 @@ from juggler.v1 import operator_pb2
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("agents", help="list agents", description="List the cluster's agents.")
     p.add_argument("--master", default=None, help="master address (default: what `up` wrote)")
+    p.add_argument("--story", action="store_true",
+                   help="also each agent's latest transitions and why (connectivity, "
+                        "maintenance)")
     p.set_defaults(func=list_main)
     for name, verb in (("drain", "DrainAgent"), ("undrain", "UpAgent")):
         what = ("stop offering an agent and kill its tasks (maintenance); it is DOWN once empty"
@@ -29,8 +32,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         q.set_defaults(func=maintenance_main, verb=verb)
 
 
-def _agents(master: str) -> list[operator_pb2.AgentView]:
-    return list(operator.call(master, "GetAgents", operator_pb2.GetAgentsRequest()).agents)
+def _agents(master: str, stories: bool = False) -> list[operator_pb2.AgentView]:
+    return list(operator.call(master, "GetAgents",
+                              operator_pb2.GetAgentsRequest(stories=stories)).agents)
+
+
+def render_stories(agents: list[operator_pb2.AgentView]) -> str:
+    """Each agent's story, oldest first: `HOSTNAME  TIME  FROM → TO  (why)`."""
+    import datetime
+
+    lines = []
+    for a in sorted(agents, key=lambda v: v.info.hostname):
+        for t in a.story:
+            when = datetime.datetime.fromtimestamp(t.time).strftime("%Y-%m-%d %H:%M:%S")
+            move = f"{t.source} → {t.target}" if t.source else t.target
+            lines.append(f"{a.info.hostname}  {when}  {move}  ({t.stimulus})")
+    return "\n".join(lines)
 
 
 def render(agents: list[operator_pb2.AgentView], now: float) -> str:
@@ -56,7 +73,11 @@ def render(agents: list[operator_pb2.AgentView], now: float) -> str:
 
 def list_main(args: argparse.Namespace) -> int:
     try:
-        print(render(_agents(addr.resolve(args.master)), time.time()))
+        agents = _agents(addr.resolve(args.master), stories=args.story)
+        print(render(agents, time.time()))
+        if args.story:
+            print()
+            print(render_stories(agents))
     except (operator.NoMaster, grpc.RpcError) as e:
         print(f"juggler agents: {e}", file=sys.stderr)
         return 1

@@ -40,6 +40,11 @@ def _milli(name: str, value: float) -> int:
     return round(value * 1000)
 
 
+# Resources.from_proto's memo (cleared when full: shapes are few in practice).
+_PARSED_KEPT = 4096
+_PARSED: dict[tuple[tuple[str, float], ...], Resources] = {}
+
+
 class Resources:
     """A set of named amounts: cpus (cores), mem and disk (MiB), exact to the
     thousandth; zero amounts are never held. Compare with ==, add with +,
@@ -95,7 +100,29 @@ class Resources:
         is ignored). Entries of one name are summed; zero sums are dropped.
 
         Raises ResourceError for an entry without a name, an unknown name, or a
-        scalar that is NaN, infinite or negative."""
+        scalar that is NaN, infinite or negative.
+
+        Parsed values are remembered by the entries' (name, scalar) pairs
+        (Resources are immutable): ten thousand agents and tasks of a few
+        shapes re-registering after a failover parse a few lists, not 20,000."""
+        resources = list(resources)
+        try:
+            key = tuple((r.name, r.scalar) for r in resources)
+        except TypeError:
+            key = None
+        if key is not None:
+            hit = _PARSED.get(key)
+            if hit is not None:
+                return hit
+        value = cls._parse_proto(resources)
+        if key is not None:
+            if len(_PARSED) >= _PARSED_KEPT:
+                _PARSED.clear()
+            _PARSED[key] = value
+        return value
+
+    @classmethod
+    def _parse_proto(cls, resources: list[pb.Resource]) -> Resources:
         amounts: dict[str, float] = {}
         for r in resources:
             name = r.name

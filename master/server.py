@@ -645,20 +645,21 @@ class OperatorServicer(operator_pb2_grpc.OperatorServicer):
         st = self.m.state
         tasks = views.tasks_view(st, True)
         return operator_pb2.GetStateResponse(
-            agents=[views.agent_view(st, a) for a in st.agents.values()],
-            frameworks=views.frameworks_view(st),
+            agents=[views.agent_view(st, a, request.stories) for a in st.agents.values()],
+            frameworks=views.frameworks_view(st, request.stories),
             tasks=tasks.tasks, completed_tasks=tasks.completed_tasks, leader=self._leader())
 
     async def GetAgents(self, request: operator_pb2.GetAgentsRequest,
                         context: grpc.aio.ServicerContext) -> operator_pb2.GetAgentsResponse:
         st = self.m.state
         return operator_pb2.GetAgentsResponse(
-            agents=[views.agent_view(st, a) for a in st.agents.values()])
+            agents=[views.agent_view(st, a, request.stories) for a in st.agents.values()])
 
     async def GetFrameworks(self, request: operator_pb2.GetFrameworksRequest,
                             context: grpc.aio.ServicerContext,
                             ) -> operator_pb2.GetFrameworksResponse:
-        return operator_pb2.GetFrameworksResponse(frameworks=views.frameworks_view(self.m.state))
+        return operator_pb2.GetFrameworksResponse(
+            frameworks=views.frameworks_view(self.m.state, request.stories))
 
     async def GetTasks(self, request: operator_pb2.GetTasksRequest,
                        context: grpc.aio.ServicerContext) -> operator_pb2.GetTasksResponse:

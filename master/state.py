@@ -966,7 +966,7 @@ class MasterState:
         in_use = Resources()
         for r in used.values():
             in_use = in_use + r
-        if not total.contains(in_use):
+        if used and not total.contains(in_use):
             raise CallError(Code.FAILED_PRECONDITION,
                             f"agent {info.hostname} ({info.id}) registers {total.describe()} "
                             f"but its tasks use {in_use.describe()}: start it with at least "
@@ -1017,7 +1017,8 @@ class MasterState:
                     "the agent re-registered without the task")
             task.resources_recovered = True
         # Tasks the agent reports: adopt the unknown ones, reconcile the rest.
-        self.stale = {k: v for k, v in self.stale.items() if k[0] != info.id}
+        if self.stale:
+            self._forget_stale(info.id)
         for key, (rt, role, res) in sorted(reported.items()):
             fid = rt.framework.id
             st = latest.get(key)
@@ -1060,7 +1061,8 @@ class MasterState:
         for (agent_id, fid, tid), (_, _, policy) in sorted(self.stale.items()):
             if agent_id == info.id:
                 commands.append(_kill_on(agent_id, fid, tid, policy))
-        commands += self._drop_unreported_kills(agent)
+        if self.pending_kills:
+            commands += self._drop_unreported_kills(agent)
         return info.id, [*commands, Allocate()]
 
     def _stale_copy(self, agent: AgentEntry, rt: agent_pb2.AgentMessage.RunningTask,
@@ -1097,21 +1099,15 @@ class MasterState:
             self.allocator.add_framework(fid, fw.info.roles or [DEFAULT_ROLE])
             self.allocator.deactivate_framework(fid)
         launched = rt.launched_time or self.clock.time()
-        task = TaskEntry(info=rt.task, framework_id=fid, agent_id=agent.info.id, role=role,
-                         resources=res, launched_time=launched,
-                         state=st.state if st else S.TASK_STAGING, status=st)
+        if st is None:
+            st = common_pb2.TaskStatus(task_id=rt.task.task_id, framework_id=fid,
+                                       agent_id=agent.info.id, state=S.TASK_STAGING,
+                                       source=common_pb2.SOURCE_AGENT)
         # Its story starts when its agent got it (what `juggler ps` ages it by).
-        task.history.append(common_pb2.TaskStatus(
-            task_id=rt.task.task_id, framework_id=fid, agent_id=agent.info.id,
-            state=S.TASK_STAGING, source=common_pb2.SOURCE_AGENT, timestamp=launched,
-            message="known from the agent's re-registration"))
-        if task.state != S.TASK_STAGING:
-            task.history.append(st if st is not None and st.timestamp else
-                                common_pb2.TaskStatus(
-                                    task_id=rt.task.task_id, framework_id=fid,
-                                    agent_id=agent.info.id, state=task.state,
-                                    source=common_pb2.SOURCE_AGENT,
-                                    timestamp=self.clock.time()))
+        st.timestamp = launched
+        task = TaskEntry(info=rt.task, framework_id=fid, agent_id=agent.info.id, role=role,
+                         resources=res, launched_time=launched, state=st.state, status=st)
+        task.history.append(st)
         self.tasks[(fid, rt.task.task_id)] = task
         fw.tasks.add(rt.task.task_id)
         agent.tasks.add((fid, rt.task.task_id))

@@ -20,13 +20,14 @@ from juggler.v1 import operator_pb2
 
 def task_view(state: MasterState, task: TaskEntry) -> operator_pb2.TaskView:
     agent = state.agents.get(task.agent_id)
+    killing = task.kill is not None or (state.kill_wanted(task) is not None)
     return operator_pb2.TaskView(
         info=task.info, framework_id=task.framework_id, agent_id=task.agent_id,
         state=task.state, status=task.status, history=task.history,
         launched_time=task.launched_time,
         agent_hostname=agent.info.hostname if agent else "",
         agent_address=agent.info.address if agent else "",
-        kill_requested=state.kill_wanted(task) is not None)
+        kill_requested=killing)
 
 
 def tasks_view(state: MasterState, include_completed: bool) -> operator_pb2.GetTasksResponse:
@@ -49,16 +50,20 @@ def _story(steps: Iterable[Step], *lifecycles: Lifecycle) -> list[operator_pb2.T
         for step in steps]
 
 
-def agent_view(state: MasterState, agent: AgentEntry) -> operator_pb2.AgentView:
-    return operator_pb2.AgentView(
+def agent_view(state: MasterState, agent: AgentEntry,
+               stories: bool = False) -> operator_pb2.AgentView:
+    view = operator_pb2.AgentView(
         info=agent.info, state=agent.state, maintenance=agent.maintenance,
         total=agent.total.to_proto(), allocated=state.allocated_on(agent).to_proto(),
         offered=state.offered_on(agent).to_proto(), registered_time=agent.registered_time,
-        last_seen_time=agent.last_seen_time,
-        story=_story(agent.story, AGENT, MAINTENANCE))
+        last_seen_time=agent.last_seen_time, unreachable_time=agent.unreachable_time)
+    if stories:
+        view.story.extend(_story(agent.story, AGENT, MAINTENANCE))
+    return view
 
 
-def framework_view(state: MasterState, fw: FrameworkEntry) -> operator_pb2.FrameworkView:
+def framework_view(state: MasterState, fw: FrameworkEntry,
+                   stories: bool = False) -> operator_pb2.FrameworkView:
     allocated = Resources()
     for tid in fw.tasks:
         t = state.tasks[(fw.info.id, tid)]
@@ -67,20 +72,23 @@ def framework_view(state: MasterState, fw: FrameworkEntry) -> operator_pb2.Frame
     offered = Resources()
     for oid in fw.offers:
         offered = offered + state.offers[oid].resources
-    return operator_pb2.FrameworkView(
+    view = operator_pb2.FrameworkView(
         info=fw.info, connected=fw.connected, state=fw.state,
         registered_time=fw.registered_time,
         allocated=allocated.to_proto(), offered=offered.to_proto(),
         active_tasks=sum(1 for tid in fw.tasks
-                         if not task_states.is_terminal(state.tasks[(fw.info.id, tid)].state)),
-        story=_story(fw.story, FRAMEWORK))
+                         if not task_states.is_terminal(state.tasks[(fw.info.id, tid)].state)))
+    if stories:
+        view.story.extend(_story(fw.story, FRAMEWORK))
+    return view
 
 
-def frameworks_view(state: MasterState) -> list[operator_pb2.FrameworkView]:
+def frameworks_view(state: MasterState,
+                    stories: bool = False) -> list[operator_pb2.FrameworkView]:
     """Frameworks not torn down, then torn-down ones whose tasks are still
     being killed."""
-    return ([framework_view(state, f) for f in state.frameworks.values()]
-            + [framework_view(state, f) for f in state.torn_down.values() if f.tasks])
+    return ([framework_view(state, f, stories) for f in state.frameworks.values()]
+            + [framework_view(state, f, stories) for f in state.torn_down.values() if f.tasks])
 
 
 def roles_view(state: MasterState) -> operator_pb2.GetRolesResponse:

@@ -142,8 +142,10 @@ class TaskView(_message.Message):
     def __init__(self, info: _Optional[_Union[_common_pb2.TaskInfo, _Mapping]] = ..., framework_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.TaskState, str]] = ..., status: _Optional[_Union[_common_pb2.TaskStatus, _Mapping]] = ..., history: _Optional[_Iterable[_Union[_common_pb2.TaskStatus, _Mapping]]] = ..., launched_time: _Optional[float] = ..., agent_hostname: _Optional[str] = ..., agent_address: _Optional[str] = ..., kill_requested: _Optional[bool] = ...) -> None: ...
 
 class GetStateRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("stories",)
+    STORIES_FIELD_NUMBER: _ClassVar[int]
+    stories: bool
+    def __init__(self, stories: _Optional[bool] = ...) -> None: ...
 
 class GetStateResponse(_message.Message):
     __slots__ = ("agents", "frameworks", "tasks", "completed_tasks", "leader")
@@ -160,8 +162,10 @@ class GetStateResponse(_message.Message):
     def __init__(self, agents: _Optional[_Iterable[_Union[AgentView, _Mapping]]] = ..., frameworks: _Optional[_Iterable[_Union[FrameworkView, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[TaskView, _Mapping]]] = ..., completed_tasks: _Optional[_Iterable[_Union[TaskView, _Mapping]]] = ..., leader: _Optional[_Union[GetLeaderResponse, _Mapping]] = ...) -> None: ...
 
 class GetAgentsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("stories",)
+    STORIES_FIELD_NUMBER: _ClassVar[int]
+    stories: bool
+    def __init__(self, stories: _Optional[bool] = ...) -> None: ...
 
 class GetAgentsResponse(_message.Message):
     __slots__ = ("agents",)
@@ -170,8 +174,10 @@ class GetAgentsResponse(_message.Message):
     def __init__(self, agents: _Optional[_Iterable[_Union[AgentView, _Mapping]]] = ...) -> None: ...
 
 class GetFrameworksRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("stories",)
+    STORIES_FIELD_NUMBER: _ClassVar[int]
+    stories: bool
+    def __init__(self, stories: _Optional[bool] = ...) -> None: ...
 
 class GetFrameworksResponse(_message.Message):
     __slots__ = ("frameworks",)

@@ -229,3 +229,6 @@ def test_agents_lists_both_agents(cluster: Cluster) -> None:
     assert len(rows) == 2 and all(" ACTIVE " in row for row in rows)
     bad = cluster.juggler("drain", "no-such-agent")
     assert bad.returncode == 1 and "is not an agent" in bad.stderr
+    # Each agent's story: how it came to be what it is, and why.
+    told = cluster.juggler("agents", "--story", check=True).stdout.split("\n\n", 1)[1]
+    assert told.count("ACTIVE  (registered)") == 2, told

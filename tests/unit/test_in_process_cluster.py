@@ -242,7 +242,8 @@ def test_every_transition_has_a_story_an_operator_can_read() -> None:
     a1 = cluster.agent("a1")
     a1.disconnect()
     cluster.advance(1)
-    view = views.agent_view(cluster.master, cluster.master.agents[a1.agent_id])
+    view = views.agent_view(cluster.master, cluster.master.agents[a1.agent_id], stories=True)
+    assert not views.agent_view(cluster.master, cluster.master.agents[a1.agent_id]).story
     told = [(t.source, t.target, t.stimulus) for t in view.story]
     assert told[:3] == [("", "ACTIVE", "registered"),
                         ("ACTIVE", "DISCONNECTED", "its stream ended"),
