@@ -4,7 +4,11 @@ Each simulated agent keeps one Connect stream open to the master, as agent/serve
 it sends `register` (no id, so the master assigns one), answers every `heartbeat` ping, and
 on `run_task` at once sends a TASK_RUNNING `status_update` (source AGENT, a fresh uuid). It
 launches nothing and retries nothing; an `acknowledgement` needs no answer (the task stays
-RUNNING). Streams share a few HTTP/2 connections (--streams-per-channel).
+RUNNING). On `kill_task` it sends TASK_KILLED (source AGENT, a fresh uuid) and forgets the
+task; a kill of a task whose TASK_KILLED is not acknowledged yet gets no answer (that update
+is on its way), a kill of a task it never ran gets TASK_LOST (REASON_TASK_UNKNOWN), as the
+real agent answers both (agent/state.py). Streams share a few HTTP/2 connections
+(--streams-per-channel).
 
     python benchmarks/sim_agents.py --master HOST:PORT --agents N [--resources "cpus:8;mem:32768"]
 
@@ -16,7 +20,8 @@ master after an exponential backoff with full jitter; once it has an id it comes
 the agent does, a while after registering it opens a stream to the master that would lead
 next and re-registers over it when its leader is lost (agent/standby_stream.py).
 
-Reports on stdout, one JSON object a line: {"registered": n, "running": n, "errors": n} when
+Reports on stdout, one JSON object a line: {"registered": n, "running": n, "killed": n,
+"errors": n, ...} when
 registration completes and then every --report-interval seconds. Exits when stdin closes (its
 parent is gone), on SIGTERM or SIGINT; it is benchmarks/master_throughput.py's helper.
 """
@@ -55,6 +60,7 @@ class Counts:
     def __init__(self) -> None:
         self.registered = 0
         self.running = 0  # RUNNING updates sent
+        self.killed = 0  # KILLED updates sent (answers to kill_task)
         self.acked = 0
         self.errors = 0
         self.last_error = ""
@@ -65,12 +71,48 @@ class Counts:
 
     def report(self) -> dict[str, object]:
         out: dict[str, object] = {"registered": self.registered, "running": self.running,
-                                  "acked": self.acked, "errors": self.errors,
+                                  "killed": self.killed, "acked": self.acked, "errors": self.errors,
                                   "connected": self.connected, "lost": self.lost,
                                   "standby": self.standby}
         if self.last_error:
             out["last_error"] = self.last_error
         return out
+
+
+class Kills:
+    """What one simulated agent needs to answer kills: the tasks it runs and the
+    TASK_KILLED updates not acknowledged yet (by uuid)."""
+
+    def __init__(self) -> None:
+        self.running: set[tuple[str, str]] = set()  # (framework id, task id)
+        self.unacked: dict[tuple[str, str], bytes] = {}
+
+    def kill(self, kill: agent_pb2.MasterMessage.KillTask, agent_id: str,
+             counts: Counts) -> agent_pb2.AgentMessage | None:
+        """The answer to a kill_task (None: none is due)."""
+        key = (kill.framework_id, kill.task_id)
+        if key in self.unacked:
+            return None
+        if key in self.running:
+            self.running.discard(key)
+            state, reason, message = (common_pb2.TASK_KILLED, common_pb2.REASON_TASK_KILLED,
+                                      "killed (simulated)")
+            counts.killed += 1
+        else:
+            state, reason, message = (common_pb2.TASK_LOST, common_pb2.REASON_TASK_UNKNOWN,
+                                      "the agent has no such task")
+        uid = uuid.uuid4().bytes
+        self.unacked[key] = uid
+        return agent_pb2.AgentMessage(status_update=agent_pb2.AgentMessage.StatusUpdate(
+            status=common_pb2.TaskStatus(
+                task_id=kill.task_id, state=state, reason=reason, message=message,
+                source=common_pb2.SOURCE_AGENT, agent_id=agent_id,
+                framework_id=kill.framework_id, uuid=uid, timestamp=time.time())))
+
+    def acknowledged(self, ack: agent_pb2.MasterMessage.Acknowledgement) -> None:
+        key = (ack.framework_id, ack.task_id)
+        if self.unacked.get(key) == ack.uuid:
+            del self.unacked[key]
 
 
 async def sim_agent(index: int, stub: agent_pb2_grpc.AgentChannelStub,
@@ -89,6 +131,7 @@ async def sim_agent(index: int, stub: agent_pb2_grpc.AgentChannelStub,
 
     call = stub.Connect(outgoing())
     agent_id = ""
+    kills = Kills()
     try:
         while True:
             got = await call.read()
@@ -99,7 +142,7 @@ async def sim_agent(index: int, stub: agent_pb2_grpc.AgentChannelStub,
             for msg in batching.unpack(got):
                 if msg.WhichOneof("message") == "registered":
                     agent_id = msg.registered.agent_id
-                if _handle_plain(msg, index, agent_id, outbox, counts):
+                if _handle_plain(msg, index, agent_id, outbox, counts, kills):
                     return
     except grpc.aio.AioRpcError as e:
         counts.errors += 1
@@ -109,12 +152,14 @@ async def sim_agent(index: int, stub: agent_pb2_grpc.AgentChannelStub,
 
 
 def _handle_plain(msg: agent_pb2.MasterMessage, index: int, agent_id: str,
-                        outbox: asyncio.Queue[agent_pb2.AgentMessage], counts: Counts) -> bool:
+                  outbox: asyncio.Queue[agent_pb2.AgentMessage], counts: Counts,
+                  kills: Kills) -> bool:
     """One master message to a plain simulated agent; True: the stream must end.
     (Its agent id is set by the caller on `registered`.)"""
     kind = msg.WhichOneof("message")
     if kind == "run_task":
         task = msg.run_task.task
+        kills.running.add((msg.run_task.framework.id, task.task_id))
         outbox.put_nowait(agent_pb2.AgentMessage(
             status_update=agent_pb2.AgentMessage.StatusUpdate(
                 status=common_pb2.TaskStatus(
@@ -125,6 +170,11 @@ def _handle_plain(msg: agent_pb2.MasterMessage, index: int, agent_id: str,
         counts.running += 1
     elif kind == "acknowledgement":
         counts.acked += 1
+        kills.acknowledged(msg.acknowledgement)
+    elif kind == "kill_task":
+        answer = kills.kill(msg.kill_task, agent_id, counts)
+        if answer is not None:
+            outbox.put_nowait(answer)
     elif kind == "heartbeat":
         outbox.put_nowait(_HEARTBEAT)
     elif kind == "registered":
@@ -133,7 +183,6 @@ def _handle_plain(msg: agent_pb2.MasterMessage, index: int, agent_id: str,
         counts.errors += 1
         counts.last_error = f"sim-{index}: shutdown: {msg.shutdown.message}"
         return True
-    # kill_task: the task "keeps running"; nothing to do in this benchmark.
     return False
 
 
@@ -177,6 +226,7 @@ class FollowingAgent:
         self.agent_id = ""
         # (framework id, task id) -> what the agent runs; every task stays RUNNING.
         self.tasks: dict[tuple[str, str], agent_pb2.AgentMessage.RunningTask] = {}
+        self.kills = Kills()  # its `running` mirrors the keys of `tasks`
         self.registered = False  # on the current stream
         self.session_address = ""
         # (address, call): the stream opened ahead of a failover to the master that
@@ -308,6 +358,7 @@ class FollowingAgent:
             task, framework = msg.run_task.task, msg.run_task.framework
             self.tasks[(framework.id, task.task_id)] = (
                 agent_pb2.AgentMessage.RunningTask(task=task, framework=framework))
+            self.kills.running.add((framework.id, task.task_id))
             out.append(agent_pb2.AgentMessage(
                 status_update=agent_pb2.AgentMessage.StatusUpdate(
                     status=common_pb2.TaskStatus(
@@ -318,6 +369,12 @@ class FollowingAgent:
             self.counts.running += 1
         elif kind == "acknowledgement":
             self.counts.acked += 1
+            self.kills.acknowledged(msg.acknowledgement)
+        elif kind == "kill_task":
+            self.tasks.pop((msg.kill_task.framework_id, msg.kill_task.task_id), None)
+            answer = self.kills.kill(msg.kill_task, self.agent_id, self.counts)
+            if answer is not None:
+                out.append(answer)
         elif kind == "heartbeat":
             out.append(_HEARTBEAT)
         elif kind == "registered":
@@ -335,6 +392,7 @@ class FollowingAgent:
             self.counts.last_error = f"sim-{self.index}: shutdown: {msg.shutdown.message}"
             self.agent_id = ""
             self.tasks.clear()
+            self.kills = Kills()
 
 
 async def run_following(args: argparse.Namespace, masters: list[str]) -> None:

@@ -44,3 +44,52 @@ def clear(address: str) -> None:
             path.unlink()
     except OSError:
         pass
+
+
+# -- the apps service (Marathon's REST API) ---------------------------------------------
+# The same order as the master's: --apps, $JUGGLER_APPS, the file `juggler up` writes,
+# then Marathon's default port on this host.
+
+DEFAULT_APPS = "http://127.0.0.1:8080"
+
+
+def apps_file() -> Path:
+    return state_dir() / "apps"
+
+
+def _apps_url(text: str) -> str:
+    """"host:port" → "http://host:port"; no trailing "/"."""
+    text = text.strip().rstrip("/")
+    return text if "://" in text else f"http://{text}"
+
+
+def resolve_apps(flag: str | None) -> str:
+    """The apps service's base URL: --apps, then $JUGGLER_APPS, then $JUGGLER_HOME/apps,
+    then http://127.0.0.1:8080."""
+    if flag:
+        return _apps_url(flag)
+    env = os.environ.get("JUGGLER_APPS")
+    if env:
+        return _apps_url(env)
+    try:
+        text = apps_file().read_text().strip()
+    except OSError:
+        text = ""
+    return _apps_url(text or DEFAULT_APPS)
+
+
+def write_apps(url: str) -> Path:
+    path = apps_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(url + "\n")
+    return path
+
+
+def clear_apps(url: str) -> None:
+    """Remove the file if it still names `url` (another `up` may have replaced it)."""
+    path = apps_file()
+    try:
+        if path.read_text().strip() == url:
+            path.unlink()
+    except OSError:
+        pass

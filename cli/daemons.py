@@ -1,4 +1,4 @@
-"""`juggler master` and `juggler agent`: the daemons on their own."""
+"""`juggler master`, `juggler agent` and `juggler apps`: the daemons on their own."""
 
 from __future__ import annotations
 
@@ -208,4 +208,68 @@ def agent_main(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"juggler agent: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def add_apps_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("apps", help="run the apps service (Marathon's API) as a framework",
+                       description="The apps service: keeps applications running, with "
+                                   "Marathon's REST API (juggler app … talks to it).")
+    p.add_argument("--master", required=True,
+                   help="master address host:port (several: comma-separated)")
+    p.add_argument("--host", default="0.0.0.0", help="address the REST API listens on")
+    p.add_argument("--http-port", type=int, default=8080,
+                   help="REST API port (default 8080, as Marathon's; 0 = any)")
+    p.add_argument("--advertise", default="",
+                   help="URL others reach this instance's REST API at (http://host:port)")
+    p.add_argument("--work-dir", default="/var/lib/juggler/apps",
+                   help="where the embedded store keeps apps when there is no --etcd")
+    p.add_argument("--etcd", default="",
+                   help="etcd endpoints: apps live there and instances elect a leader")
+    p.add_argument("--etcd-prefix", default="/juggler/default/",
+                   help="key prefix in etcd, the masters' (apps go under <prefix>apps/)")
+    p.add_argument("--etcd-ca", default=None, help="CA certificate for etcd (TLS)")
+    p.add_argument("--etcd-cert", default=None, help="client certificate for etcd (TLS)")
+    p.add_argument("--etcd-key", default=None, help="client key for etcd (TLS)")
+    p.add_argument("--lease-ttl", type=int, default=5, help="election lease TTL, seconds")
+    p.add_argument("--framework-name", default="juggler-apps",
+                   help="the framework's name (default juggler-apps)")
+    p.add_argument("--role", default="*", help="role to take offers in (default *)")
+    p.set_defaults(func=apps_main)
+
+
+def apps_main(args: argparse.Namespace) -> int:
+    from juggler.apps.service import AppsConfig, AppsService
+    from juggler.store.interface import StoreError
+
+    logs.configure("apps")
+    prefix = args.etcd_prefix if args.etcd_prefix.endswith("/") else args.etcd_prefix + "/"
+    config = AppsConfig(master=args.master, etcd=args.etcd, etcd_prefix=prefix,
+                        etcd_ca=args.etcd_ca, etcd_cert=args.etcd_cert, etcd_key=args.etcd_key,
+                        lease_ttl=args.lease_ttl, work_dir=args.work_dir, host=args.host,
+                        http_port=args.http_port, advertise=args.advertise,
+                        name=args.framework_name, role=args.role)
+
+    async def main() -> bool:
+        """Serve until a signal (False) or until the term ends (True)."""
+        service = AppsService(config)
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, done.set)
+        await service.start()
+        waits = [asyncio.create_task(done.wait()), asyncio.create_task(service.lost.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        lost = service.lost.is_set() and not done.is_set()
+        await service.stop()
+        return lost
+
+    try:
+        lost = asyncio.run(main())
+    except (OSError, StoreError) as e:
+        print(f"juggler apps: {e}", file=sys.stderr)
+        return 1
+    if lost:
+        print("juggler apps: no longer acting; starting over", file=sys.stderr, flush=True)
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from juggler.cli import agents, attach, daemons, logs, ps, roles, run, stats, up
+from juggler.cli import agents, apps, attach, daemons, logs, ps, roles, run, stats, up
 from juggler.cli import exec as exec_
 from juggler.cli import images as images_cli
 
@@ -25,8 +25,10 @@ def parser() -> argparse.ArgumentParser:
     stats.add_parser(sub)
     agents.add_parsers(sub)
     roles.add_parsers(sub)
+    apps.add_parsers(sub)
     daemons.add_master_parser(sub)
     daemons.add_agent_parser(sub)
+    daemons.add_apps_parser(sub)
     return p
 
 

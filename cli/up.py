@@ -1,7 +1,10 @@
-"""`juggler up`: a local cluster in the foreground (masters and N agents).
+"""`juggler up`: a local cluster in the foreground (masters, N agents, the apps service).
 
-The masters and every agent are separate processes (`juggler master`,
-`juggler agent`), logging to files in the work dir. Ctrl-C or SIGTERM stops
+The masters, every agent and the apps service are separate processes
+(`juggler master`, `juggler agent`, `juggler apps`), logging to files in the
+work dir. The apps service (Marathon's REST API, `juggler app …`) listens on
+--apps-port (8080, Marathon's); with several masters one apps service runs
+beside each, electing a leader through the same etcd. Ctrl-C or SIGTERM stops
 the agents (killing their tasks) and then the masters.
 
 One master runs on the embedded store. `--masters 3` runs three that elect a
@@ -46,6 +49,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the (first) master's /metrics port (default 5055; others count up)")
     p.add_argument("--resources", default=None,
                    help="each agent's resources (default: this host's, split between agents)")
+    p.add_argument("--apps-port", type=int, default=8080,
+                   help="the (first) apps service's REST port (default 8080; others count up)")
+    p.add_argument("--no-apps", dest="apps", action="store_false",
+                   help="do not start the apps service")
     p.set_defaults(func=main)
 
 
@@ -75,6 +82,27 @@ def _wait_ready(masters: str, agents: int, procs: list[subprocess.Popen[bytes]],
         except Exception:
             pass
         time.sleep(0.1)
+    return False
+
+
+def _wait_apps(urls: list[str], procs: list[subprocess.Popen[bytes]],
+               timeout: float = 60.0) -> bool:
+    """Until an apps service answers /v2/leader with a leader (it subscribed)."""
+    import json
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            return False
+        for url in urls:
+            try:
+                with urllib.request.urlopen(url + "/v2/leader", timeout=1.0) as r:
+                    if json.loads(r.read()).get("leader"):
+                        return True
+            except (OSError, ValueError):
+                pass
+        time.sleep(0.2)
     return False
 
 
@@ -172,7 +200,19 @@ def main(args: argparse.Namespace) -> int:
                               "--resources", resources]
             procs.append(launch(name, commands[name]))
             names.append(name)
-        if not _wait_ready(masters, args.agents, procs):
+        apps_urls = [f"http://127.0.0.1:{args.apps_port + i}" for i in range(args.masters)]
+        if args.apps:
+            for i in range(args.masters):
+                ha = ["--etcd", etcd, "--etcd-prefix", "/juggler/up/"] if args.masters > 1 \
+                    else []
+                name = "apps" if args.masters == 1 else f"apps-{i + 1}"
+                commands[name] = ["apps", "--master", masters, "--host", "127.0.0.1",
+                                  "--http-port", str(args.apps_port + i),
+                                  "--work-dir", str(work / name), *ha]
+                procs.append(launch(name, commands[name]))
+                names.append(name)
+        if not _wait_ready(masters, args.agents, procs) or \
+                (args.apps and not _wait_apps(apps_urls, procs)):
             print(f"juggler up: the cluster did not come up; see the logs in {work}",
                   file=sys.stderr)
             for p, name in zip(procs, names, strict=True):
@@ -182,10 +222,15 @@ def main(args: argparse.Namespace) -> int:
                           file=sys.stderr)
             return 1
         addr.write(masters)
+        if args.apps:
+            addr.write_apps(apps_urls[0])
         which = "master" if args.masters == 1 else f"{args.masters} masters (etcd {etcd})"
         print(f"juggler: {which} at {masters} with {args.agents} agent(s) "
               f"({resources} each); metrics at http://127.0.0.1:{args.metrics_port}/metrics",
               flush=True)
+        if args.apps:
+            print(f"juggler: apps service (Marathon's REST API) at {', '.join(apps_urls)}",
+                  flush=True)
         print(f"juggler: logs in {work}; try `juggler run -- echo hello`; Ctrl-C stops",
               flush=True)
         # Supervise: a master or agent that exits is started again, as a service
@@ -213,7 +258,13 @@ def main(args: argparse.Namespace) -> int:
         return 0
     finally:
         print("juggler: stopping", file=sys.stderr, flush=True)
-        agents = procs[n_daemons + args.masters:]
+        apps = [p for p, name in zip(procs, names, strict=False) if name.startswith("apps")]
+        for p in apps:
+            if p.poll() is None:
+                p.terminate()   # the apps' tasks stay, as Marathon's; the agents kill them
+        _reap(apps, 10.0)
+        agents = [p for p, name in zip(procs, names, strict=False)
+                  if name.startswith("agent")]
         for p in agents:
             if p.poll() is None:
                 p.send_signal(signal.SIGUSR1)  # kill their tasks, then exit
@@ -227,6 +278,8 @@ def main(args: argparse.Namespace) -> int:
                 p.terminate()
         _reap(procs[:n_daemons], 10.0)
         addr.clear(masters)
+        if args.apps:
+            addr.clear_apps(apps_urls[0])
 
 
 def _reap(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:

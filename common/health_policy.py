@@ -1,5 +1,6 @@
 """A task's health check as the executor runs it: its kind and timings, with
-Mesos's defaults for fields left 0 (common/task_defaults.py). Pure, no I/O.
+Mesos's defaults for fields left 0 (common/task_defaults.py), except the grace
+period, where 0 means none. Pure, no I/O.
 
 The fields are checked by common/task_check.py (the master refuses a bad check
 in Accept); `policy_for` checks them again, so the executor never runs one the
@@ -19,9 +20,10 @@ DEFAULT_DELAY = d.HEALTH_DELAY_SECONDS
 DEFAULT_INTERVAL = d.HEALTH_INTERVAL_SECONDS
 DEFAULT_TIMEOUT = d.HEALTH_TIMEOUT_SECONDS
 DEFAULT_CONSECUTIVE_FAILURES = d.HEALTH_CONSECUTIVE_FAILURES
+DEFAULT_GRACE = d.HEALTH_GRACE_PERIOD_SECONDS
 
-__all__ = ["DEFAULT_CONSECUTIVE_FAILURES", "DEFAULT_DELAY", "DEFAULT_INTERVAL",
-           "DEFAULT_TIMEOUT", "HealthCheckError", "Policy", "policy_for"]
+__all__ = ["DEFAULT_CONSECUTIVE_FAILURES", "DEFAULT_DELAY", "DEFAULT_GRACE",
+           "DEFAULT_INTERVAL", "DEFAULT_TIMEOUT", "HealthCheckError", "Policy", "policy_for"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,9 @@ class Policy:
     timeout: float = DEFAULT_TIMEOUT
     consecutive_failures: int = DEFAULT_CONSECUTIVE_FAILURES
     kill_when_unhealthy: bool = False
+    # Failures of checks started within `grace` seconds of TASK_RUNNING are
+    # ignored until the first success; 0: none (executor/health.py).
+    grace: float = DEFAULT_GRACE
 
 
 def policy_for(task: pb.TaskInfo) -> Policy | None:
@@ -52,4 +57,5 @@ def policy_for(task: pb.TaskInfo) -> Policy | None:
         timeout=check.timeout_seconds or DEFAULT_TIMEOUT,
         consecutive_failures=check.consecutive_failures or DEFAULT_CONSECUTIVE_FAILURES,
         kill_when_unhealthy=check.kill_when_unhealthy,
+        grace=check.grace_period_seconds,  # 0 is no grace period, not "the default"
     )

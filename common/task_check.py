@@ -68,8 +68,9 @@ def check(task: common_pb2.TaskInfo) -> None:
     empty or holds '=' or NUL, or whose value holds NUL; a `juggler.*` label
     that is unknown or out of its range (task_labels); a health check that
     sets no kind, an empty command, a port out of 1-65535, an unknown scheme, a
-    path not starting with '/', or a negative or non-finite duration; a kill
-    grace period that is negative or not finite. Returns None.
+    path not starting with '/', or a negative or non-finite duration (delay,
+    interval, timeout, grace period); a kill grace period that is negative or
+    not finite. Returns None.
     """
     tid = task.task_id
     if not tid:
@@ -287,11 +288,13 @@ def check_health_check(task: common_pb2.TaskInfo) -> None:
             raise HealthCheckError("health_check.http.path", f"{where}: health_check.http.path "
                                    f"{hc.http.path!r} holds a space or a control character "
                                    "(percent-encode it)")
-    for name in ("delay_seconds", "interval_seconds", "timeout_seconds"):
+    for name, zero in (("delay_seconds", "the default"), ("interval_seconds", "the default"),
+                       ("timeout_seconds", "the default"),
+                       ("grace_period_seconds", "no grace period")):
         value = getattr(hc, name)
         if not math.isfinite(value):
             raise HealthCheckError(f"health_check.{name}", f"{where}: health_check.{name} is "
                                    f"not a finite number ({value})")
         if value < 0:
             raise HealthCheckError(f"health_check.{name}", f"{where}: health_check.{name} is "
-                                   f"negative ({value:g}); give seconds, or 0 for the default")
+                                   f"negative ({value:g}); give seconds, or 0 for {zero}")

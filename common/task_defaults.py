@@ -25,10 +25,15 @@ from __future__ import annotations
 DEFAULT_GRACE_SECONDS = 3.0
 
 # -- health checks: Mesos's HealthCheck defaults (mesos.proto), for fields left 0
+# (except the grace period, below)
 HEALTH_DELAY_SECONDS = 15.0
 HEALTH_INTERVAL_SECONDS = 10.0
 HEALTH_TIMEOUT_SECONDS = 20.0
 HEALTH_CONSECUTIVE_FAILURES = 3
+# HealthCheck.grace_period_seconds: 0 is the value, not "unset": no grace period.
+# Mesos defaults to 10 s and Marathon to 300 s; juggler keeps 0, as before the
+# field existed, and the apps service asks for Marathon's 300 s itself.
+HEALTH_GRACE_PERIOD_SECONDS = 0.0
 HEALTH_HTTP_SCHEMES = ("http", "https")  # Mesos's HTTP check: curl with either
 MAX_PORT = 65535  # TCP ports are 1 to 65535
 

@@ -1,27 +1,44 @@
 """A task's health checks, as Mesos runs them: decided in pure code, run in the container.
 
     TASK_RUNNING sent ──delay──▶ check ──result──▶ wait `interval` ──▶ check ──▶ …
-                                   │                 (until the kill or the exit)
-                                   └─ longer than `timeout`: killed, counted as a failure
+    │                              │                 (until the kill or the exit)
+    │                              └─ longer than `timeout`: killed, counted as a failure
+    ├───────────── grace ─────────────┤  a check STARTED in here that fails is ignored
+                                          while no check has passed yet
 
     health:  unknown ──success────────────────────────▶ healthy
+             unknown ──failure inside the grace───────▶ unknown (ignored, not counted)
              unknown ──N consecutive failures─────────▶ unhealthy
              healthy ──N consecutive failures─────────▶ unhealthy ──success──▶ healthy
 
-N is `consecutive_failures`. Every change of health, the first success included, is
-a TASK_RUNNING update with `healthy` set and reason TASK_HEALTH_CHECK_STATUS_UPDATED;
-once health is known every later update of the task carries it. With
-`kill_when_unhealthy`, turning unhealthy kills the task with its own grace period, and
-its terminal update says REASON_TASK_UNHEALTHY (healthy=false).
+N is `consecutive_failures`, grace is `grace_period_seconds`. Every change of health,
+the first success included, is a TASK_RUNNING update with `healthy` set and reason
+TASK_HEALTH_CHECK_STATUS_UPDATED; once health is known every later update of the
+task carries it. With `kill_when_unhealthy`, turning unhealthy kills the task with
+its own grace period, and its terminal update says REASON_TASK_UNHEALTHY
+(healthy=false).
 
 Mesos's defaults apply to fields left 0: delay 15 s, interval 10 s (counted from the
 end of the previous check, as Mesos's `scheduleNext`), timeout 20 s, 3 consecutive
 failures. proto3 cannot tell 0 from unset, so a task wanting checks at once asks for a
-tiny delay. Mesos's grace period (failures ignored until the first success) is
-expressed by the delay alone. Where Mesos's executors flip `healthy` to false at the
-first failure and kill after N, a task here turns unhealthy at the N-th consecutive
-failure, so one slow answer does not flap the flag, and "unhealthy" and "killed for
-it" happen together.
+tiny delay. The grace period is the exception: 0 is no grace period (Mesos's default
+is 10 s, Marathon's 300 s; juggler's 0 keeps what tasks got before the field existed).
+
+The grace period (Mesos's grace_period_seconds, Marathon's gracePeriodSeconds) counts
+from TASK_RUNNING, the delay included. While no check has passed, the failure (a
+timeout included) of a check that started before RUNNING + grace is ignored: it does
+not count toward N, sends no update and kills nothing. The first success ends the
+grace period at once; after it, and for every check started once the period is over,
+failures count. So Marathon's defaults (grace 300 s, interval 60 s, delay 15 s) give
+a task five minutes to come up, yet one that answers at 15 s is healthy at 15 s: the
+delay alone can do only one of the two. Mesos compares the time a failure is *seen*
+with the period; juggler the time its check *started*, so a check that starts inside
+the period and times out after it is still ignored (a slow answer from a starting
+task is what the period is for).
+
+Where Mesos's executors flip `healthy` to false at the first failure and kill after
+N, a task here turns unhealthy at the N-th consecutive failure, so one slow answer
+does not flap the flag, and "unhealthy" and "killed for it" happen together.
 
 The check's fields and defaults (`Policy`, `policy_for`) are common/health_policy.py,
 checked by common/task_check.py as the master does in Accept. `Health` is the
@@ -58,6 +75,7 @@ from dataclasses import dataclass
 from juggler.common.health_policy import (
     DEFAULT_CONSECUTIVE_FAILURES,
     DEFAULT_DELAY,
+    DEFAULT_GRACE,
     DEFAULT_INTERVAL,
     DEFAULT_TIMEOUT,
     HealthCheckError,
@@ -74,9 +92,10 @@ OUTPUT_TAIL = 512  # bytes of a command check's output kept for the message
 _NAMESPACES = (("ipc", syscalls.CLONE_NEWIPC), ("uts", syscalls.CLONE_NEWUTS),
                ("net", syscalls.CLONE_NEWNET), ("mnt", syscalls.CLONE_NEWNS))
 
-__all__ = ["DEFAULT_CONSECUTIVE_FAILURES", "DEFAULT_DELAY", "DEFAULT_INTERVAL",
-           "DEFAULT_TIMEOUT", "Decision", "Health", "HealthCheckError", "HealthChecker",
-           "Policy", "Target", "policy_for", "probe_http", "probe_tcp", "run_command"]
+__all__ = ["DEFAULT_CONSECUTIVE_FAILURES", "DEFAULT_DELAY", "DEFAULT_GRACE",
+           "DEFAULT_INTERVAL", "DEFAULT_TIMEOUT", "Decision", "Health", "HealthCheckError",
+           "HealthChecker", "Policy", "Target", "policy_for", "probe_http", "probe_tcp",
+           "run_command"]
 
 
 # -- the decision (pure) ----------------------------------------------------
@@ -91,6 +110,7 @@ class Decision:
     kill: bool  # kill the task now (at most once)
     next_check_at: float | None  # clock time of the next check; None: no more
     message: str
+    ignored: bool = False  # a failure inside the grace period: not counted
 
 
 class Health:
@@ -103,7 +123,10 @@ class Health:
         self.consecutive_failures = 0
         self.checks = 0
         self.killed = False
-        self.next_check_at: float | None = clock() + policy.delay
+        self.started_at = clock()  # TASK_RUNNING: the delay and the grace count from here
+        self.grace_ends_at = self.started_at + policy.grace
+        self.passed = False  # a check has succeeded once: the grace period is over
+        self.next_check_at: float | None = self.started_at + policy.delay
         self.check_started_at: float | None = None
 
     def begin_check(self) -> float:
@@ -121,13 +144,20 @@ class Health:
         if self.next_check_at is None:
             raise RuntimeError("a check result after the kill decision")
         now = self.clock()
+        started = now if self.check_started_at is None else self.check_started_at
         self.checks += 1
         self.check_started_at = None
         before = self.healthy
         kill = False
         if ok:
+            self.passed = True
             self.consecutive_failures = 0
             self.healthy = True
+        elif not self.passed and started < self.grace_ends_at:
+            self.next_check_at = now + self.policy.interval
+            return Decision(healthy=self.healthy, update=False, kill=False,
+                            next_check_at=self.next_check_at, ignored=True,
+                            message=self._ignored_message(detail))
         else:
             self.consecutive_failures += 1
             if self.consecutive_failures >= self.policy.consecutive_failures:
@@ -137,6 +167,11 @@ class Health:
         self.next_check_at = None if self.killed else now + self.policy.interval
         return Decision(healthy=self.healthy, update=self.healthy != before, kill=kill,
                         next_check_at=self.next_check_at, message=self._message(ok, detail))
+
+    def _ignored_message(self, detail: str) -> str:
+        return (f"Health check failure ignored: {self.policy.kind} health check failed"
+                + (f" ({detail})" if detail else "")
+                + f" inside the grace period of {self.policy.grace:g} s, before any success")
 
     def _message(self, ok: bool, detail: str) -> str:
         kind = self.policy.kind
@@ -206,7 +241,7 @@ class HealthChecker:
                 decision = health.result(ok, detail)
             self.log.info("health check", kind=self.policy.kind, healthy=decision.healthy,
                           consecutive_failures=health.consecutive_failures,
-                          message=decision.message)
+                          in_grace=decision.ignored, message=decision.message)
             try:
                 self.on_decision(decision)
             except Exception as e:  # a bug in the executor must not end the checks quietly

@@ -1,4 +1,4 @@
-"""Real juggler daemons (`juggler master`, `juggler agent`) as processes for tests.
+"""Real juggler daemons (`juggler master`, `juggler agent`, `juggler apps`) as processes for tests.
 
 A master listens on a port it picks itself (`--port 0`) unless told one, and its
 address is read from its own "master started" log line (checked against its
@@ -69,6 +69,23 @@ class Daemons:
                     "--hostname", name, "--resources", resources,
                     "--cgroup-root", self.cgroup_root, *flags)
 
+    def start_apps(self, *flags: str, name: str = "apps", master: str = "") -> str:
+        """Start an apps service (REST API on a port it picks) and return its
+        URL once it answers /ping (it may still be waiting to lead)."""
+        log = self.work / f"{name}.log"
+        offset = log.stat().st_size if log.exists() else 0
+        self._spawn(name, "apps", "--master", master or self.master, "--host", "127.0.0.1",
+                    "--http-port", "0", "--work-dir", str(self.work / name), *flags)
+        proc = self.procs[name]
+
+        def started() -> str | None:
+            if proc.poll() is not None:
+                tail = log.read_bytes()[offset:][-3000:].decode(errors="replace")
+                raise AssertionError(f"{name} exited with {proc.returncode}:\n{tail}")
+            return _started_at(log, offset, proc.pid, "apps service started", "url")
+
+        return wait_for(started, timeout=START_TIMEOUT, what=f"{name} to start")
+
     def task_cgroup(self, framework_id: str, task_id: str) -> str:
         """The cgroup (name below every controller) of a task of these agents."""
         return f"{self.cgroup_root}/{framework_id}.{task_id}"
@@ -119,6 +136,11 @@ class Daemons:
                 proc.wait()
 
     def close(self) -> None:
+        for name in [n for n in self.procs if n.startswith("apps")]:
+            proc = self.procs[name]
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+            self.stop(name)  # before the agents: it would replace the tasks they kill
         for name in [n for n in self.procs if n != "master"]:
             proc = self.procs[name]
             if proc.poll() is None:
@@ -169,9 +191,10 @@ class Daemons:
                          for p in sorted(self.work.glob("*.log")))
 
 
-def _started_at(log: Path, offset: int, pid: int) -> str | None:
-    """The address in the "master started" line that process `pid` wrote to `log`
-    after `offset`, if it did."""
+def _started_at(log: Path, offset: int, pid: int, event: str = "master started",
+                key: str = "address") -> str | None:
+    """The `key` (the address) of the `event` line ("master started") that
+    process `pid` wrote to `log` after `offset`, if it did."""
     try:
         with open(log, "rb") as f:
             f.seek(offset)
@@ -185,6 +208,6 @@ def _started_at(log: Path, offset: int, pid: int) -> str | None:
             entry = json.loads(line)
         except ValueError:
             continue
-        if entry.get("event") == "master started" and entry.get("pid") == pid:
-            return str(entry["address"])
+        if entry.get("event") == event and entry.get("pid") == pid:
+            return str(entry[key])
     return None

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17juggler/v1/common.proto\x12\njuggler.v1\x1a google/protobuf/descriptor.proto\"6\n\x08Resource\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06scalar\x18\x02 \x01(\x01\x12\x0c\n\x04role\x18\x03 \x01(\t\"\xc6\x01\n\x0b\x43ommandInfo\x12\x0c\n\x04\x61rgv\x18\x01 \x03(\t\x12\r\n\x05shell\x18\x02 \x01(\x08\x12=\n\x0b\x65nvironment\x18\x03 \x03(\x0b\x32(.juggler.v1.CommandInfo.EnvironmentEntry\x12\x0c\n\x04user\x18\x04 \x01(\t\x12\x19\n\x11working_directory\x18\x05 \x01(\t\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"w\n\rContainerInfo\x12\x0e\n\x06rootfs\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12(\n\x07network\x18\x03 \x01(\x0e\x32\x17.juggler.v1.NetworkMode\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x0b\n\x03tty\x18\x05 \x01(\x08\"H\n\nKillPolicy\x12!\n\x14grace_period_seconds\x18\x01 \x01(\x01H\x00\x88\x01\x01\x42\x17\n\x15_grace_period_seconds\"\x9a\x03\n\x0bHealthCheck\x12\x32\n\x07\x63ommand\x18\x01 \x01(\x0b\x32\x1f.juggler.v1.HealthCheck.CommandH\x00\x12,\n\x04http\x18\x02 \x01(\x0b\x32\x1c.juggler.v1.HealthCheck.HttpH\x00\x12*\n\x03tcp\x18\x03 \x01(\x0b\x32\x1b.juggler.v1.HealthCheck.TcpH\x00\x12\x15\n\rdelay_seconds\x18\x04 \x01(\x01\x12\x18\n\x10interval_seconds\x18\x05 \x01(\x01\x12\x17\n\x0ftimeout_seconds\x18\x06 \x01(\x01\x12\x1c\n\x14\x63onsecutive_failures\x18\x07 \x01(\r\x12\x1b\n\x13kill_when_unhealthy\x18\x08 \x01(\x08\x1a&\n\x07\x43ommand\x12\x0c\n\x04\x61rgv\x18\x01 \x03(\t\x12\r\n\x05shell\x18\x02 \x01(\x08\x1a\x32\n\x04Http\x12\x0c\n\x04port\x18\x01 \x01(\r\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06scheme\x18\x03 \x01(\t\x1a\x13\n\x03Tcp\x12\x0c\n\x04port\x18\x01 \x01(\rB\x07\n\x05\x63heck\"\xf9\x02\n\x08TaskInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\'\n\tresources\x18\x04 \x03(\x0b\x32\x14.juggler.v1.Resource\x12(\n\x07\x63ommand\x18\x05 \x01(\x0b\x32\x17.juggler.v1.CommandInfo\x12,\n\tcontainer\x18\x06 \x01(\x0b\x32\x19.juggler.v1.ContainerInfo\x12+\n\x0bkill_policy\x18\x07 \x01(\x0b\x32\x16.juggler.v1.KillPolicy\x12-\n\x0chealth_check\x18\x08 \x01(\x0b\x32\x17.juggler.v1.HealthCheck\x12\x30\n\x06labels\x18\t \x03(\x0b\x32 .juggler.v1.TaskInfo.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xad\x02\n\nTaskStatus\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.juggler.v1.TaskState\x12\"\n\x06reason\x18\x03 \x01(\x0e\x32\x12.juggler.v1.Reason\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\"\n\x06source\x18\x05 \x01(\x0e\x32\x12.juggler.v1.Source\x12\x10\n\x08\x61gent_id\x18\x06 \x01(\t\x12\x14\n\x0c\x66ramework_id\x18\x07 \x01(\t\x12\x0c\n\x04uuid\x18\x08 \x01(\x0c\x12\x11\n\ttimestamp\x18\t \x01(\x01\x12\x14\n\x07healthy\x18\n \x01(\x08H\x00\x88\x01\x01\x12\x16\n\texit_code\x18\x0b \x01(\x05H\x01\x88\x01\x01\x42\n\n\x08_healthyB\x0c\n\n_exit_code\"\xe3\x02\n\rFrameworkInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x18\n\x10\x66\x61ilover_timeout\x18\x05 \x01(\x01\x12\x10\n\x08hostname\x18\x06 \x01(\t\x12:\n\x0c\x63\x61pabilities\x18\x07 \x03(\x0e\x32$.juggler.v1.FrameworkInfo.Capability\x12\x35\n\x06labels\x18\x08 \x03(\x0b\x32%.juggler.v1.FrameworkInfo.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"M\n\nCapability\x12\x1a\n\x16\x43\x41PABILITY_UNSPECIFIED\x10\x00\x12\x13\n\x0fPARTITION_AWARE\x10\x01\x12\x0e\n\nMULTI_ROLE\x10\x02\"\xd1\x01\n\tAgentInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\'\n\tresources\x18\x03 \x03(\x0b\x32\x14.juggler.v1.Resource\x12\x39\n\nattributes\x18\x04 \x03(\x0b\x32%.juggler.v1.AgentInfo.AttributesEntry\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x85\x02\n\x05Offer\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x66ramework_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\'\n\tresources\x18\x05 \x03(\x0b\x32\x14.juggler.v1.Resource\x12\x0c\n\x04role\x18\x06 \x01(\t\x12\x15\n\ragent_address\x18\x07 \x01(\t\x12\x35\n\nattributes\x18\x08 \x03(\x0b\x32!.juggler.v1.Offer.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\x07\x46ilters\x12\x1b\n\x0erefuse_seconds\x18\x01 \x01(\x01H\x00\x88\x01\x01\x42\x11\n\x0f_refuse_seconds*O\n\x0bNetworkMode\x12\x1c\n\x18NETWORK_MODE_UNSPECIFIED\x10\x00\x12\x10\n\x0cNETWORK_NONE\x10\x01\x12\x10\n\x0cNETWORK_HOST\x10\x02*\xd8\x02\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cTASK_STAGING\x10\x01\x12\x11\n\rTASK_STARTING\x10\x02\x12\x10\n\x0cTASK_RUNNING\x10\x03\x12\x10\n\x0cTASK_KILLING\x10\x04\x12\x17\n\rTASK_FINISHED\x10\x05\x1a\x04\xc8\xf3\x18\x01\x12\x15\n\x0bTASK_FAILED\x10\x06\x1a\x04\xc8\xf3\x18\x01\x12\x15\n\x0bTASK_KILLED\x10\x07\x1a\x04\xc8\xf3\x18\x01\x12\x14\n\nTASK_ERROR\x10\x08\x1a\x04\xc8\xf3\x18\x01\x12\x13\n\tTASK_LOST\x10\t\x1a\x04\xc8\xf3\x18\x01\x12\x16\n\x0cTASK_DROPPED\x10\n\x1a\x04\xc8\xf3\x18\x01\x12\x14\n\x10TASK_UNREACHABLE\x10\x0b\x12\x13\n\tTASK_GONE\x10\x0c\x1a\x04\xc8\xf3\x18\x01\x12\x1f\n\x15TASK_GONE_BY_OPERATOR\x10\r\x1a\x04\xc8\xf3\x18\x01\x12\x10\n\x0cTASK_UNKNOWN\x10\x0e*\xa2\x05\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x19\n\x15REASON_COMMAND_EXITED\x10\x01\x12&\n\"REASON_CONTAINER_LIMITATION_MEMORY\x10\x02\x12\"\n\x1eREASON_CONTAINER_LAUNCH_FAILED\x10\x03\x12\x1e\n\x1aREASON_EXECUTOR_TERMINATED\x10\x04\x12$\n REASON_TASK_KILLED_DURING_LAUNCH\x10\x05\x12\x16\n\x12REASON_TASK_KILLED\x10\x06\x12\x17\n\x13REASON_TASK_INVALID\x10\x07\x12\x19\n\x15REASON_INVALID_OFFERS\x10\x08\x12\x17\n\x13REASON_TASK_UNKNOWN\x10\t\x12\x18\n\x14REASON_AGENT_REMOVED\x10\n\x12\x1d\n\x19REASON_AGENT_DISCONNECTED\x10\x0b\x12\x18\n\x14REASON_AGENT_UNKNOWN\x10\x0c\x12\x1c\n\x18REASON_FRAMEWORK_REMOVED\x10\r\x12\x19\n\x15REASON_RECONCILIATION\x10\x0e\x12\x19\n\x15REASON_TASK_UNHEALTHY\x10\x0f\x12+\n\'REASON_TASK_HEALTH_CHECK_STATUS_UPDATED\x10\x10\x12$\n REASON_CONTAINER_LIMITATION_PIDS\x10\x11\x12\x1f\n\x1bREASON_EXECUTOR_UNREACHABLE\x10\x12\x12\x1a\n\x16REASON_AGENT_RESTARTED\x10\x13\x12\x1c\n\x18REASON_AGENT_UNREACHABLE\x10\x14\x12\x19\n\x15REASON_AGENT_DRAINING\x10\x15*Z\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x11\n\rSOURCE_MASTER\x10\x01\x12\x10\n\x0cSOURCE_AGENT\x10\x02\x12\x13\n\x0fSOURCE_EXECUTOR\x10\x03:5\n\x08terminal\x12!.google.protobuf.EnumValueOptions\x18\xb9\x8e\x03 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17juggler/v1/common.proto\x12\njuggler.v1\x1a google/protobuf/descriptor.proto\"6\n\x08Resource\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06scalar\x18\x02 \x01(\x01\x12\x0c\n\x04role\x18\x03 \x01(\t\"\xc6\x01\n\x0b\x43ommandInfo\x12\x0c\n\x04\x61rgv\x18\x01 \x03(\t\x12\r\n\x05shell\x18\x02 \x01(\x08\x12=\n\x0b\x65nvironment\x18\x03 \x03(\x0b\x32(.juggler.v1.CommandInfo.EnvironmentEntry\x12\x0c\n\x04user\x18\x04 \x01(\t\x12\x19\n\x11working_directory\x18\x05 \x01(\t\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"w\n\rContainerInfo\x12\x0e\n\x06rootfs\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12(\n\x07network\x18\x03 \x01(\x0e\x32\x17.juggler.v1.NetworkMode\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x0b\n\x03tty\x18\x05 \x01(\x08\"H\n\nKillPolicy\x12!\n\x14grace_period_seconds\x18\x01 \x01(\x01H\x00\x88\x01\x01\x42\x17\n\x15_grace_period_seconds\"\xb8\x03\n\x0bHealthCheck\x12\x32\n\x07\x63ommand\x18\x01 \x01(\x0b\x32\x1f.juggler.v1.HealthCheck.CommandH\x00\x12,\n\x04http\x18\x02 \x01(\x0b\x32\x1c.juggler.v1.HealthCheck.HttpH\x00\x12*\n\x03tcp\x18\x03 \x01(\x0b\x32\x1b.juggler.v1.HealthCheck.TcpH\x00\x12\x15\n\rdelay_seconds\x18\x04 \x01(\x01\x12\x18\n\x10interval_seconds\x18\x05 \x01(\x01\x12\x17\n\x0ftimeout_seconds\x18\x06 \x01(\x01\x12\x1c\n\x14\x63onsecutive_failures\x18\x07 \x01(\r\x12\x1b\n\x13kill_when_unhealthy\x18\x08 \x01(\x08\x12\x1c\n\x14grace_period_seconds\x18\t \x01(\x01\x1a&\n\x07\x43ommand\x12\x0c\n\x04\x61rgv\x18\x01 \x03(\t\x12\r\n\x05shell\x18\x02 \x01(\x08\x1a\x32\n\x04Http\x12\x0c\n\x04port\x18\x01 \x01(\r\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06scheme\x18\x03 \x01(\t\x1a\x13\n\x03Tcp\x12\x0c\n\x04port\x18\x01 \x01(\rB\x07\n\x05\x63heck\"\xf9\x02\n\x08TaskInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\'\n\tresources\x18\x04 \x03(\x0b\x32\x14.juggler.v1.Resource\x12(\n\x07\x63ommand\x18\x05 \x01(\x0b\x32\x17.juggler.v1.CommandInfo\x12,\n\tcontainer\x18\x06 \x01(\x0b\x32\x19.juggler.v1.ContainerInfo\x12+\n\x0bkill_policy\x18\x07 \x01(\x0b\x32\x16.juggler.v1.KillPolicy\x12-\n\x0chealth_check\x18\x08 \x01(\x0b\x32\x17.juggler.v1.HealthCheck\x12\x30\n\x06labels\x18\t \x03(\x0b\x32 .juggler.v1.TaskInfo.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xad\x02\n\nTaskStatus\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.juggler.v1.TaskState\x12\"\n\x06reason\x18\x03 \x01(\x0e\x32\x12.juggler.v1.Reason\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\"\n\x06source\x18\x05 \x01(\x0e\x32\x12.juggler.v1.Source\x12\x10\n\x08\x61gent_id\x18\x06 \x01(\t\x12\x14\n\x0c\x66ramework_id\x18\x07 \x01(\t\x12\x0c\n\x04uuid\x18\x08 \x01(\x0c\x12\x11\n\ttimestamp\x18\t \x01(\x01\x12\x14\n\x07healthy\x18\n \x01(\x08H\x00\x88\x01\x01\x12\x16\n\texit_code\x18\x0b \x01(\x05H\x01\x88\x01\x01\x42\n\n\x08_healthyB\x0c\n\n_exit_code\"\xe3\x02\n\rFrameworkInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x18\n\x10\x66\x61ilover_timeout\x18\x05 \x01(\x01\x12\x10\n\x08hostname\x18\x06 \x01(\t\x12:\n\x0c\x63\x61pabilities\x18\x07 \x03(\x0e\x32$.juggler.v1.FrameworkInfo.Capability\x12\x35\n\x06labels\x18\x08 \x03(\x0b\x32%.juggler.v1.FrameworkInfo.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"M\n\nCapability\x12\x1a\n\x16\x43\x41PABILITY_UNSPECIFIED\x10\x00\x12\x13\n\x0fPARTITION_AWARE\x10\x01\x12\x0e\n\nMULTI_ROLE\x10\x02\"\xd1\x01\n\tAgentInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\'\n\tresources\x18\x03 \x03(\x0b\x32\x14.juggler.v1.Resource\x12\x39\n\nattributes\x18\x04 \x03(\x0b\x32%.juggler.v1.AgentInfo.AttributesEntry\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x85\x02\n\x05Offer\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x66ramework_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\'\n\tresources\x18\x05 \x03(\x0b\x32\x14.juggler.v1.Resource\x12\x0c\n\x04role\x18\x06 \x01(\t\x12\x15\n\ragent_address\x18\x07 \x01(\t\x12\x35\n\nattributes\x18\x08 \x03(\x0b\x32!.juggler.v1.Offer.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\x07\x46ilters\x12\x1b\n\x0erefuse_seconds\x18\x01 \x01(\x01H\x00\x88\x01\x01\x42\x11\n\x0f_refuse_seconds*O\n\x0bNetworkMode\x12\x1c\n\x18NETWORK_MODE_UNSPECIFIED\x10\x00\x12\x10\n\x0cNETWORK_NONE\x10\x01\x12\x10\n\x0cNETWORK_HOST\x10\x02*\xd8\x02\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cTASK_STAGING\x10\x01\x12\x11\n\rTASK_STARTING\x10\x02\x12\x10\n\x0cTASK_RUNNING\x10\x03\x12\x10\n\x0cTASK_KILLING\x10\x04\x12\x17\n\rTASK_FINISHED\x10\x05\x1a\x04\xc8\xf3\x18\x01\x12\x15\n\x0bTASK_FAILED\x10\x06\x1a\x04\xc8\xf3\x18\x01\x12\x15\n\x0bTASK_KILLED\x10\x07\x1a\x04\xc8\xf3\x18\x01\x12\x14\n\nTASK_ERROR\x10\x08\x1a\x04\xc8\xf3\x18\x01\x12\x13\n\tTASK_LOST\x10\t\x1a\x04\xc8\xf3\x18\x01\x12\x16\n\x0cTASK_DROPPED\x10\n\x1a\x04\xc8\xf3\x18\x01\x12\x14\n\x10TASK_UNREACHABLE\x10\x0b\x12\x13\n\tTASK_GONE\x10\x0c\x1a\x04\xc8\xf3\x18\x01\x12\x1f\n\x15TASK_GONE_BY_OPERATOR\x10\r\x1a\x04\xc8\xf3\x18\x01\x12\x10\n\x0cTASK_UNKNOWN\x10\x0e*\xa2\x05\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x19\n\x15REASON_COMMAND_EXITED\x10\x01\x12&\n\"REASON_CONTAINER_LIMITATION_MEMORY\x10\x02\x12\"\n\x1eREASON_CONTAINER_LAUNCH_FAILED\x10\x03\x12\x1e\n\x1aREASON_EXECUTOR_TERMINATED\x10\x04\x12$\n REASON_TASK_KILLED_DURING_LAUNCH\x10\x05\x12\x16\n\x12REASON_TASK_KILLED\x10\x06\x12\x17\n\x13REASON_TASK_INVALID\x10\x07\x12\x19\n\x15REASON_INVALID_OFFERS\x10\x08\x12\x17\n\x13REASON_TASK_UNKNOWN\x10\t\x12\x18\n\x14REASON_AGENT_REMOVED\x10\n\x12\x1d\n\x19REASON_AGENT_DISCONNECTED\x10\x0b\x12\x18\n\x14REASON_AGENT_UNKNOWN\x10\x0c\x12\x1c\n\x18REASON_FRAMEWORK_REMOVED\x10\r\x12\x19\n\x15REASON_RECONCILIATION\x10\x0e\x12\x19\n\x15REASON_TASK_UNHEALTHY\x10\x0f\x12+\n\'REASON_TASK_HEALTH_CHECK_STATUS_UPDATED\x10\x10\x12$\n REASON_CONTAINER_LIMITATION_PIDS\x10\x11\x12\x1f\n\x1bREASON_EXECUTOR_UNREACHABLE\x10\x12\x12\x1a\n\x16REASON_AGENT_RESTARTED\x10\x13\x12\x1c\n\x18REASON_AGENT_UNREACHABLE\x10\x14\x12\x19\n\x15REASON_AGENT_DRAINING\x10\x15*Z\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x11\n\rSOURCE_MASTER\x10\x01\x12\x10\n\x0cSOURCE_AGENT\x10\x02\x12\x13\n\x0fSOURCE_EXECUTOR\x10\x03:5\n\x08terminal\x12!.google.protobuf.EnumValueOptions\x18\xb9\x8e\x03 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -58,14 +58,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTINFO_ATTRIBUTESENTRY']._serialized_options = b'8\001'
   _globals['_OFFER_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_OFFER_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_NETWORKMODE']._serialized_start=2515
-  _globals['_NETWORKMODE']._serialized_end=2594
-  _globals['_TASKSTATE']._serialized_start=2597
-  _globals['_TASKSTATE']._serialized_end=2941
-  _globals['_REASON']._serialized_start=2944
-  _globals['_REASON']._serialized_end=3618
-  _globals['_SOURCE']._serialized_start=3620
-  _globals['_SOURCE']._serialized_end=3710
+  _globals['_NETWORKMODE']._serialized_start=2545
+  _globals['_NETWORKMODE']._serialized_end=2624
+  _globals['_TASKSTATE']._serialized_start=2627
+  _globals['_TASKSTATE']._serialized_end=2971
+  _globals['_REASON']._serialized_start=2974
+  _globals['_REASON']._serialized_end=3648
+  _globals['_SOURCE']._serialized_start=3650
+  _globals['_SOURCE']._serialized_end=3740
   _globals['_RESOURCE']._serialized_start=73
   _globals['_RESOURCE']._serialized_end=127
   _globals['_COMMANDINFO']._serialized_start=130
@@ -77,33 +77,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_KILLPOLICY']._serialized_start=451
   _globals['_KILLPOLICY']._serialized_end=523
   _globals['_HEALTHCHECK']._serialized_start=526
-  _globals['_HEALTHCHECK']._serialized_end=936
-  _globals['_HEALTHCHECK_COMMAND']._serialized_start=816
-  _globals['_HEALTHCHECK_COMMAND']._serialized_end=854
-  _globals['_HEALTHCHECK_HTTP']._serialized_start=856
-  _globals['_HEALTHCHECK_HTTP']._serialized_end=906
-  _globals['_HEALTHCHECK_TCP']._serialized_start=908
-  _globals['_HEALTHCHECK_TCP']._serialized_end=927
-  _globals['_TASKINFO']._serialized_start=939
-  _globals['_TASKINFO']._serialized_end=1316
-  _globals['_TASKINFO_LABELSENTRY']._serialized_start=1271
-  _globals['_TASKINFO_LABELSENTRY']._serialized_end=1316
-  _globals['_TASKSTATUS']._serialized_start=1319
-  _globals['_TASKSTATUS']._serialized_end=1620
-  _globals['_FRAMEWORKINFO']._serialized_start=1623
-  _globals['_FRAMEWORKINFO']._serialized_end=1978
-  _globals['_FRAMEWORKINFO_LABELSENTRY']._serialized_start=1271
-  _globals['_FRAMEWORKINFO_LABELSENTRY']._serialized_end=1316
-  _globals['_FRAMEWORKINFO_CAPABILITY']._serialized_start=1901
-  _globals['_FRAMEWORKINFO_CAPABILITY']._serialized_end=1978
-  _globals['_AGENTINFO']._serialized_start=1981
-  _globals['_AGENTINFO']._serialized_end=2190
-  _globals['_AGENTINFO_ATTRIBUTESENTRY']._serialized_start=2141
-  _globals['_AGENTINFO_ATTRIBUTESENTRY']._serialized_end=2190
-  _globals['_OFFER']._serialized_start=2193
-  _globals['_OFFER']._serialized_end=2454
-  _globals['_OFFER_ATTRIBUTESENTRY']._serialized_start=2141
-  _globals['_OFFER_ATTRIBUTESENTRY']._serialized_end=2190
-  _globals['_FILTERS']._serialized_start=2456
-  _globals['_FILTERS']._serialized_end=2513
+  _globals['_HEALTHCHECK']._serialized_end=966
+  _globals['_HEALTHCHECK_COMMAND']._serialized_start=846
+  _globals['_HEALTHCHECK_COMMAND']._serialized_end=884
+  _globals['_HEALTHCHECK_HTTP']._serialized_start=886
+  _globals['_HEALTHCHECK_HTTP']._serialized_end=936
+  _globals['_HEALTHCHECK_TCP']._serialized_start=938
+  _globals['_HEALTHCHECK_TCP']._serialized_end=957
+  _globals['_TASKINFO']._serialized_start=969
+  _globals['_TASKINFO']._serialized_end=1346
+  _globals['_TASKINFO_LABELSENTRY']._serialized_start=1301
+  _globals['_TASKINFO_LABELSENTRY']._serialized_end=1346
+  _globals['_TASKSTATUS']._serialized_start=1349
+  _globals['_TASKSTATUS']._serialized_end=1650
+  _globals['_FRAMEWORKINFO']._serialized_start=1653
+  _globals['_FRAMEWORKINFO']._serialized_end=2008
+  _globals['_FRAMEWORKINFO_LABELSENTRY']._serialized_start=1301
+  _globals['_FRAMEWORKINFO_LABELSENTRY']._serialized_end=1346
+  _globals['_FRAMEWORKINFO_CAPABILITY']._serialized_start=1931
+  _globals['_FRAMEWORKINFO_CAPABILITY']._serialized_end=2008
+  _globals['_AGENTINFO']._serialized_start=2011
+  _globals['_AGENTINFO']._serialized_end=2220
+  _globals['_AGENTINFO_ATTRIBUTESENTRY']._serialized_start=2171
+  _globals['_AGENTINFO_ATTRIBUTESENTRY']._serialized_end=2220
+  _globals['_OFFER']._serialized_start=2223
+  _globals['_OFFER']._serialized_end=2484
+  _globals['_OFFER_ATTRIBUTESENTRY']._serialized_start=2171
+  _globals['_OFFER_ATTRIBUTESENTRY']._serialized_end=2220
+  _globals['_FILTERS']._serialized_start=2486
+  _globals['_FILTERS']._serialized_end=2543
 # @@protoc_insertion_point(module_scope)

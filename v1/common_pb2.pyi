@@ -162,7 +162,7 @@ class KillPolicy(_message.Message):
     def __init__(self, grace_period_seconds: _Optional[float] = ...) -> None: ...
 
 class HealthCheck(_message.Message):
-    __slots__ = ("command", "http", "tcp", "delay_seconds", "interval_seconds", "timeout_seconds", "consecutive_failures", "kill_when_unhealthy")
+    __slots__ = ("command", "http", "tcp", "delay_seconds", "interval_seconds", "timeout_seconds", "consecutive_failures", "kill_when_unhealthy", "grace_period_seconds")
     class Command(_message.Message):
         __slots__ = ("argv", "shell")
         ARGV_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +192,7 @@ class HealthCheck(_message.Message):
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CONSECUTIVE_FAILURES_FIELD_NUMBER: _ClassVar[int]
     KILL_WHEN_UNHEALTHY_FIELD_NUMBER: _ClassVar[int]
+    GRACE_PERIOD_SECONDS_FIELD_NUMBER: _ClassVar[int]
     command: HealthCheck.Command
     http: HealthCheck.Http
     tcp: HealthCheck.Tcp
@@ -200,7 +201,8 @@ class HealthCheck(_message.Message):
     timeout_seconds: float
     consecutive_failures: int
     kill_when_unhealthy: bool
-    def __init__(self, command: _Optional[_Union[HealthCheck.Command, _Mapping]] = ..., http: _Optional[_Union[HealthCheck.Http, _Mapping]] = ..., tcp: _Optional[_Union[HealthCheck.Tcp, _Mapping]] = ..., delay_seconds: _Optional[float] = ..., interval_seconds: _Optional[float] = ..., timeout_seconds: _Optional[float] = ..., consecutive_failures: _Optional[int] = ..., kill_when_unhealthy: _Optional[bool] = ...) -> None: ...
+    grace_period_seconds: float
+    def __init__(self, command: _Optional[_Union[HealthCheck.Command, _Mapping]] = ..., http: _Optional[_Union[HealthCheck.Http, _Mapping]] = ..., tcp: _Optional[_Union[HealthCheck.Tcp, _Mapping]] = ..., delay_seconds: _Optional[float] = ..., interval_seconds: _Optional[float] = ..., timeout_seconds: _Optional[float] = ..., consecutive_failures: _Optional[int] = ..., kill_when_unhealthy: _Optional[bool] = ..., grace_period_seconds: _Optional[float] = ...) -> None: ...
 
 class TaskInfo(_message.Message):
     __slots__ = ("name", "task_id", "agent_id", "resources", "command", "container", "kill_policy", "health_check", "labels")

@@ -164,6 +164,48 @@ def test_kill_when_unhealthy_ends_killed_with_reason_unhealthy(tmp_path, busybox
     asyncio.run(scenario())
 
 
+def test_failures_in_the_grace_period_are_ignored_until_the_first_success(tmp_path, busybox):
+    """Marathon's gracePeriodSeconds: a task that is not up yet fails its checks and
+    is neither unhealthy nor killed, though one failure would do both; once it has
+    passed a check, the next failure counts, long before the period is over.
+
+    The check counts its own runs in /tmp/checks; the task comes up (/tmp/up) on
+    SIGUSR1 and goes down on SIGUSR2, both from the test. The 300 s period covers
+    the whole test."""
+    async def scenario():
+        task = task_info("trap 'touch /tmp/up' USR1; trap 'rm -f /tmp/up' USR2; "
+                         "trap 'exit 0' TERM; echo ready; while :; do sleep 0.05; done",
+                         rootfs=busybox)
+        task.kill_policy.grace_period_seconds = 5
+        task.health_check.CopyFrom(pb.HealthCheck(
+            command=pb.HealthCheck.Command(argv=["echo . >> /tmp/checks; test -e /tmp/up"],
+                                           shell=True),
+            consecutive_failures=1, kill_when_unhealthy=True, grace_period_seconds=300,
+            **FAST))
+        async with executor(tmp_path, task) as run:
+            pid = await wait_ready(run)
+            checks = run.sandbox / "rootfs" / "upper" / "tmp" / "checks"
+            await wait_until(lambda: checks.exists() and len(checks.read_text()) >= 3 * 2,
+                             "three failed checks")
+            assert health_updates(run) == []
+            assert [u.state for u in run.agent.updates] == [pb.TASK_RUNNING]
+            os.kill(pid, signal.SIGUSR1)
+            healthy = await wait_health(run, True)
+            assert healthy.message.startswith("Task is healthy: command health check passed")
+            os.kill(pid, signal.SIGUSR2)
+            done = await run.agent.wait_terminal()
+        states = [(pb.TaskState.Name(u.state), u.healthy if u.HasField("healthy") else None)
+                  for u in run.agent.updates]
+        assert states == [("TASK_RUNNING", None), ("TASK_RUNNING", True),
+                          ("TASK_RUNNING", False), ("TASK_KILLING", False),
+                          ("TASK_KILLED", False)], states
+        assert run.agent.updates[2].message.startswith(
+            "Task is unhealthy: command health check failed 1 time in a row")
+        assert done.state == pb.TASK_KILLED and done.reason == pb.REASON_TASK_UNHEALTHY
+
+    asyncio.run(scenario())
+
+
 def test_http_check_in_a_network_none_container(tmp_path, busybox):
     async def scenario():
         serve = ("mkdir -p /www && echo ok > /www/index.html && echo ready && "

@@ -1,0 +1,522 @@
+"""The apps service's shell: a framework (juggler.sdk) on the master, the store,
+the leader election and the REST API around the pure core (state.py).
+
+    start()  ─▶ REST API up (standbys proxy to the leader, rest.py)
+             ─▶ elected (etcd) or alone (embedded store)
+             ─▶ lead(): read the store ─▶ subscribe as the framework the store
+                names ─▶ reconcile every instance the store knows (explicitly)
+                and every task of the framework (implicitly: orphans are
+                killed) ─▶ act: offers, updates, requests, ticks
+
+The core's commands are carried out in order by `_execute`: store writes are
+gathered and written in one batch before any launch, kill or answer that
+follows them (a restarted service knows of every task it may have
+launched); launches, kills and declines then go out together. A launch the
+master refuses turns its instances into TASK_DROPPED updates for the core,
+which launches them again elsewhere. A status update is acknowledged only
+after what it changed is in the store.
+
+With etcd, several instances elect a leader under `<prefix>apps/election/`
+(the leader's REST URL is the election value); desired state lives under
+`<prefix>apps/`. Without etcd the store is a file in `--work-dir` and the
+instance leads alone. A leader that loses its term stops acting at once
+(`lost`); the daemon then starts over as a standby.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from juggler.apps import rest
+from juggler.apps.commands import (
+    Command,
+    Decline,
+    Emit,
+    Kill,
+    Launch,
+    Persist,
+    Revive,
+    Suppress,
+)
+from juggler.apps.definition import AppDefinition, parse_app
+from juggler.apps.events import EventBus
+from juggler.apps.instances import Instance
+from juggler.apps.plan import Action, D, Deployment, Versioned
+from juggler.apps.state import AppsState, iso
+from juggler.common import logs
+from juggler.common.clock import Clock, SystemClock
+from juggler.common.lifecycle import Step
+from juggler.sdk.framework import Framework, FrameworkError
+from juggler.store.interface import Delete, Put, StoreError
+from juggler.v1 import common_pb2
+
+log = logs.get("apps")
+
+FAILOVER_TIMEOUT = 7 * 86400.0   # Marathon's --failover_timeout default: one week
+
+
+@dataclass
+class AppsConfig:
+    master: str
+    etcd: str = ""
+    etcd_prefix: str = "/juggler/default/"
+    etcd_ca: str | None = None
+    etcd_cert: str | None = None
+    etcd_key: str | None = None
+    lease_ttl: int = 5
+    work_dir: str = "/var/lib/juggler/apps"
+    host: str = "0.0.0.0"
+    http_port: int = 8080
+    advertise: str = ""
+    name: str = "juggler-apps"
+    role: str = "*"
+    failover_timeout: float = FAILOVER_TIMEOUT
+    reconcile_timeout: float = 10.0
+    tick_seconds: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Metrics:
+    """The service's Prometheus metrics, on the REST port's /metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.apps = Gauge("juggler_apps_apps", "Apps defined.", registry=r)
+        self.instances = Gauge("juggler_apps_instances",
+                               "Instances per app: wanted, live, running, healthy.",
+                               ["app", "kind"], registry=r)
+        self.launch_delay = Gauge("juggler_apps_launch_delay_seconds",
+                                  "Seconds until an app may launch again (its backoff).",
+                                  ["app"], registry=r)
+        self.deployments = Gauge("juggler_apps_deployments_in_progress",
+                                 "Deployments in progress.", registry=r)
+        self.deployments_ended = Counter("juggler_apps_deployments_total",
+                                         "Deployments ended, by outcome.", ["outcome"],
+                                         registry=r)
+        self.declined = Counter("juggler_apps_offers_declined_total",
+                                "Offers an app with instances to launch could not use, by "
+                                "reason (InsufficientCpus, UnfulfilledConstraint, ...).",
+                                ["reason"], registry=r)
+        self.launched = Counter("juggler_apps_instances_launched_total",
+                                "Instances launched.", registry=r)
+        self.leader = Gauge("juggler_apps_is_leader", "1 on the leading apps service.",
+                            registry=r)
+
+
+class AppsService:
+    """One instance of the apps service. Use from one asyncio loop."""
+
+    def __init__(self, config: AppsConfig, store: Any = None, *,
+                 clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.store = store
+        self.state = AppsState(self.clock, lambda: str(uuid.uuid4()),
+                               framework_role=config.role)
+        self.framework: Framework | None = None
+        self.framework_id = ""
+        self.election: Any = None
+        self.url = ""
+        self.port = 0
+        self.acting = False
+        self.lost = asyncio.Event()
+        self.metrics_ = Metrics()
+        self._runner: Any = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.bus = EventBus(lambda: iso(self.clock.time()))
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._reconcile_answers: dict[str, common_pb2.TaskStatus] | None = None
+        self._reconcile_done = asyncio.Event()
+        self._declined_seen: dict[str, int] = {}
+
+    # -- what rest.py reads ----------------------------------------------------------
+    @property
+    def leading(self) -> bool:
+        return self.acting and (self.election is None or self.election.is_leader)
+
+    def leader_url(self) -> str | None:
+        if self.leading:
+            return self.url
+        return self.election.leader() if self.election is not None else None
+
+    def info(self) -> dict[str, Any]:
+        from juggler import __version__
+
+        return {"name": "juggler", "version": __version__, "master": self.config.master,
+                "store": "etcd" if self.config.etcd else "embedded",
+                "frameworkName": self.config.name, "role": self.config.role,
+                "failoverTimeout": self.config.failover_timeout}
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        return self.bus.subscribe()
+
+    def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
+        self.bus.unsubscribe(q)
+
+    def emit(self, event_type: str, body: dict[str, Any]) -> None:
+        """An event of the REST layer's own (api_post_event)."""
+        self._publish(Emit(event_type, body))
+
+    def metrics(self) -> bytes:
+        m, s = self.metrics_, self.state
+        m.leader.set(1 if self.leading else 0)
+        m.apps.set(len(s.apps))
+        m.deployments.set(sum(1 for d in s.deployments.values() if d.state == D.IN_PROGRESS))
+        m.instances.clear()
+        m.launch_delay.clear()
+        now = self.clock.now()
+        for a in s.apps.values():
+            live = [i for i in a.instances.values() if i.live]
+            m.instances.labels(a.id, "wanted").set(a.wanted)
+            m.instances.labels(a.id, "live").set(len(live))
+            m.instances.labels(a.id, "running").set(sum(i.running for i in live))
+            m.instances.labels(a.id, "healthy").set(
+                sum(i.is_healthy(a.has_checks) for i in live))
+            m.launch_delay.labels(a.id).set(max(0.0, a.delay_until - now))
+        for reason, n in s.declined.items():
+            seen = self._declined_seen.get(reason, 0)
+            if n > seen:
+                m.declined.labels(reason).inc(n - seen)
+                self._declined_seen[reason] = n
+        return generate_latest(m.registry)
+
+    # -- requests (rest.py) -------------------------------------------------------------
+    async def deploy(self, targets: dict[str, AppDefinition | None], force: bool = False,
+                     restart: Iterable[str] = ()) -> Deployment:
+        async with self._lock:
+            deployment, cmds = self.state.deploy(targets, force=force, restart=restart)
+            await self._execute(cmds)
+        log.info("deployment started", deployment=deployment.id,
+                 apps=deployment.affected_apps, steps=len(deployment.steps))
+        return deployment
+
+    async def cancel(self, deployment_id: str, force: bool) -> Deployment | None:
+        async with self._lock:
+            rollback, cmds = self.state.cancel(deployment_id, force=force)
+            await self._execute(cmds)
+        return rollback
+
+    async def kill_instances(self, ids: list[str], scale: bool,
+                             wipe: bool) -> tuple[list[Instance], Deployment | None]:
+        async with self._lock:
+            killed, deployment, cmds = self.state.kill_instances(ids, scale=scale, wipe=wipe)
+            await self._execute(cmds)
+        return killed, deployment
+
+    async def reset_delay(self, app_id: str) -> None:
+        async with self._lock:
+            await self._execute(self.state.reset_delay(app_id))
+
+    async def get_version(self, app_id: str, version: str) -> dict[str, Any] | None:
+        raw = await self.store.get(f"versions/{app_id}@{version}")
+        return None if raw is None else json.loads(raw)
+
+    # -- life cycle --------------------------------------------------------------------
+    async def start(self) -> str:
+        """Serve the REST API, then lead (alone) or campaign (etcd). Returns
+        the REST API's URL. Raises OSError when the port is taken."""
+        self._runner, self.port = await rest.serve(self, self.config.host, self.config.http_port)
+        host = self.config.host if self.config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        self.url = self.config.advertise or f"http://{host}:{self.port}"
+        if self.config.etcd:
+            from juggler.store.election_thread import ElectionThread
+            from juggler.store.etcd import EtcdClient, EtcdStore
+
+            def client() -> EtcdClient:
+                return EtcdClient(self.config.etcd, ca_cert=self.config.etcd_ca,
+                                  cert=self.config.etcd_cert, key=self.config.etcd_key)
+
+            if self.store is None:
+                self.store = EtcdStore(client(), self.config.etcd_prefix + "apps/",
+                                       owns_client=True)
+            self.election = ElectionThread(
+                client, self.config.etcd_prefix + "apps/election/", self.url,
+                self.config.lease_ttl, endpoints=self.config.etcd, ca_cert=self.config.etcd_ca,
+                cert=self.config.etcd_cert, key=self.config.etcd_key)
+            self._tasks.append(asyncio.create_task(self._campaign()))
+        else:
+            if self.store is None:
+                from juggler.store.embedded import EmbeddedStore
+
+                self.store = EmbeddedStore(self.config.work_dir)
+            self._tasks.append(asyncio.create_task(self._guard(self._lead())))
+        log.info("apps service started", url=self.url, master=self.config.master,
+                 etcd=self.config.etcd or None)
+        return self.url
+
+    async def _guard(self, coro: Any) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the term ends; the daemon starts over
+            log.error("apps service stopped acting", error=f"{type(e).__name__}: {e}")
+            self.acting = False
+            self.lost.set()
+
+    async def _campaign(self) -> None:
+        await self.election.campaign()
+        lead = asyncio.create_task(self._guard(self._lead()))
+        self._tasks.append(lead)
+        await self.election.lost.wait()
+        log.error("apps leadership lost", reason=self.election.lost_reason)
+        self.acting = False
+        lead.cancel()
+        self.lost.set()
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        if self.framework is not None:
+            await self.framework.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.election is not None:
+            with contextlib.suppress(Exception):
+                await self.election.close()
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                await self.store.close()
+
+    # -- leading ----------------------------------------------------------------------
+    async def _recover(self) -> None:
+        apps: dict[str, tuple[Versioned, Versioned | None, list[str], str, int]] = {}
+        versions: dict[str, dict[str, AppDefinition]] = {}
+        for key, raw in await self.store.range("versions/"):
+            app_id, _, version = key.removeprefix("versions/").rpartition("@")
+            versions.setdefault(app_id, {})[version] = parse_app(json.loads(raw))
+
+        def versioned(app_id: str, pair: list[str] | None) -> Versioned | None:
+            if not pair:
+                return None
+            d = versions.get(app_id, {}).get(pair[0])
+            return None if d is None else Versioned(d, pair[0], pair[1])
+
+        for key, raw in await self.store.range("apps/"):
+            app_id = key.removeprefix("apps/")
+            r = json.loads(raw)
+            current = versioned(app_id, [r["version"], r["configVersion"]])
+            if current is None:
+                log.error("app without its version in the store; skipped", app=app_id)
+                continue
+            apps[app_id] = (current, versioned(app_id, r.get("lastGood")),
+                            sorted(versions.get(app_id, {})), r.get("lastScalingAt", ""),
+                            int(r.get("failures", 0)))
+        instances = [Instance.from_record(json.loads(raw))
+                     for _, raw in await self.store.range("instances/")]
+        deployments = []
+        for _, raw in await self.store.range("deployments/"):
+            r = json.loads(raw)
+            d = Deployment(
+                id=r["id"], version=r["version"],
+                original={k: versioned(k, v) for k, v in r["original"].items()},
+                target={k: versioned(k, v) for k, v in r["target"].items()},
+                steps=[[Action(a, app) for a, app in step] for step in r["steps"]],
+                started_at=r["startedAt"], deadline=0.0, step=r["step"],
+                rollback_of=r.get("rollbackOf", ""))
+            d.story.append(Step(self.clock.time(), "deployment", None, D.IN_PROGRESS,
+                                "recovered from the store"))
+            deployments.append(d)
+        self.state.recover(apps, instances, deployments)
+        raw = await self.store.get("framework_id")
+        self.framework_id = raw.decode() if raw else ""
+        log.info("recovered", apps=len(apps), instances=len(instances),
+                 deployments=len(deployments), framework_id=self.framework_id or None)
+
+    async def _lead(self) -> None:
+        await self._recover()
+        info = common_pb2.FrameworkInfo(
+            id=self.framework_id, name=self.config.name, roles=[self.config.role],
+            failover_timeout=self.config.failover_timeout,
+            capabilities=[common_pb2.FrameworkInfo.PARTITION_AWARE])
+        fw = Framework(self.config.master, info, reconnect_timeout=3600.0)
+        self.framework = fw
+        while True:
+            try:
+                await fw.subscribe(timeout=30.0)
+                break
+            except FrameworkError as e:
+                if e.code.name == "FAILED_PRECONDITION":
+                    raise
+                log.warning("cannot subscribe yet", error=e.message)
+                await asyncio.sleep(1.0)
+        if fw.framework_id != self.framework_id:
+            self.framework_id = fw.framework_id
+            await self.store.put("framework_id", self.framework_id.encode(),
+                                 fence=self._fence())
+        self.acting = True
+        log.info("leading", framework_id=self.framework_id, url=self.url)
+        events = asyncio.create_task(self._events(fw))
+        self._tasks.append(events)
+        await self._reconcile(fw)
+        self._tasks.append(asyncio.create_task(self._ticker()))
+        await events
+
+    async def _reconcile(self, fw: Framework) -> None:
+        """Ask the master about every instance the store knows and about every
+        task of the framework; the core drops what the master does not know
+        and kills what it does not know itself (orphans)."""
+        known = {i.id: i.agent_id for i in self.state.instances.values()}
+        answers: dict[str, common_pb2.TaskStatus] = {}
+        self._reconcile_answers = answers
+        self._reconcile_done.clear()
+        if known:
+            await fw.reconcile(known.items())
+            deadline = self.clock.now() + self.config.reconcile_timeout
+            while set(known) - set(answers) and self.clock.now() < deadline:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._reconcile_done.wait(), 0.2)
+                self._reconcile_done.clear()
+        self._reconcile_answers = None
+        async with self._lock:
+            await self._execute(self.state.reconciled(answers))
+        await fw.reconcile()   # implicit: every task of the framework; orphans get killed
+        log.info("reconciled", instances=len(known), answered=len(answers))
+
+    async def _events(self, fw: Framework) -> None:
+        async for event in fw.events():
+            kind = event.WhichOneof("event")
+            if kind == "offers":
+                async with self._lock:
+                    await self._execute(self.state.on_offers(event.offers.offers))
+            elif kind == "update":
+                status = event.update.status
+                if self._reconcile_answers is not None and \
+                        status.reason == common_pb2.REASON_RECONCILIATION:
+                    self._reconcile_answers[status.task_id] = status
+                    self._reconcile_done.set()
+                    continue
+                async with self._lock:
+                    await self._execute(self.state.on_update(status))
+                if status.uuid:
+                    with contextlib.suppress(FrameworkError):
+                        await fw.acknowledge(status)
+            elif kind == "subscribed":
+                log.info("re-subscribed", master=event.subscribed.master_address)
+                # A new master leader: ask it again about everything (its
+                # answers arrive as updates; unknown tasks are orphans).
+                self.state.suppressed = False
+                asyncio.get_running_loop().create_task(self._quiet(fw.reconcile()))
+                asyncio.get_running_loop().create_task(self._quiet(fw.revive()))
+            elif kind == "error":
+                raise RuntimeError(f"the master dropped the framework: {event.error.message}")
+
+    async def _quiet(self, coro: Any) -> None:
+        try:
+            await coro
+        except FrameworkError as e:
+            log.warning("call failed", error=e.message)
+
+    async def _ticker(self) -> None:
+        while True:
+            wake = self.state.next_wakeup()
+            delay = self.config.tick_seconds
+            if wake is not None:
+                delay = min(delay, max(0.01, wake - self.clock.now()))
+            await asyncio.sleep(delay)
+            async with self._lock:
+                await self._execute(self.state.tick())
+
+    def _fence(self) -> Any:
+        return self.election.fence() if self.election is not None else None
+
+    # -- carrying out commands ----------------------------------------------------------
+    async def _execute(self, cmds: list[Command]) -> None:
+        writes: dict[str, Any] = {}
+        calls: list[Any] = []
+        launches: list[Launch] = []
+        for cmd in cmds:
+            if isinstance(cmd, Persist):
+                writes.update(cmd.writes)
+            elif isinstance(cmd, Emit):
+                self._publish(cmd)
+            elif isinstance(cmd, Launch):
+                launches.append(cmd)
+            else:
+                calls.append(cmd)
+        if writes:
+            ops = [Delete(k) if v is None else Put(k, json.dumps(v).encode())
+                   for k, v in writes.items()]
+            await self.store.batch(ops, fence=self._fence())
+        fw = self.framework
+        if fw is None or not (calls or launches):
+            return
+        results = await asyncio.gather(*(self._launch(fw, c) for c in launches),
+                                       *(self._call(fw, c) for c in calls),
+                                       return_exceptions=True)
+        dropped: list[common_pb2.TaskStatus] = []
+        for r in results[:len(launches)]:
+            if isinstance(r, list):
+                dropped.extend(r)
+        for status in dropped:
+            await self._execute(self.state.on_update(status))
+
+    async def _launch(self, fw: Framework, cmd: Launch) -> list[common_pb2.TaskStatus]:
+        """Launch; a refused launch comes back as TASK_DROPPED updates."""
+        try:
+            await fw.launch([cmd.offer_id], cmd.tasks)
+            self.metrics_.launched.inc(len(cmd.tasks))
+            return []
+        except FrameworkError as e:
+            log.warning("launch refused", offer=cmd.offer_id, tasks=len(cmd.tasks),
+                        error=e.message)
+            return [common_pb2.TaskStatus(task_id=t.task_id, agent_id=t.agent_id,
+                                          state=common_pb2.TASK_DROPPED,
+                                          message=f"launch refused: {e.message}",
+                                          source=common_pb2.SOURCE_MASTER)
+                    for t in cmd.tasks]
+
+    async def _call(self, fw: Framework, cmd: Command) -> None:
+        try:
+            if isinstance(cmd, Decline):
+                await fw.decline(cmd.offer_ids, cmd.refuse_seconds)
+            elif isinstance(cmd, Kill):
+                await fw.kill(cmd.task_id, cmd.agent_id, cmd.grace_seconds)
+            elif isinstance(cmd, Revive):
+                await fw.revive()
+            elif isinstance(cmd, Suppress):
+                await fw.suppress()
+        except FrameworkError as e:
+            if isinstance(cmd, Kill) and e.code.name == "NOT_FOUND":
+                # The master knows nothing of it: it ended long ago, or was
+                # never launched. Tell the core it is gone.
+                status = common_pb2.TaskStatus(task_id=cmd.task_id, agent_id=cmd.agent_id,
+                                               state=common_pb2.TASK_KILLED,
+                                               message="unknown to the master",
+                                               source=common_pb2.SOURCE_MASTER)
+                await self._execute(self.state.on_update(status))
+                return
+            if isinstance(cmd, Revive):
+                self.state.suppressed = True      # try again at the next decision
+            elif isinstance(cmd, Suppress):
+                self.state.suppressed = False
+            log.warning("call failed", call=type(cmd).__name__, error=e.message)
+
+    def _publish(self, cmd: Emit) -> None:
+        event = self.bus.publish(cmd.event_type, cmd.body)
+        if cmd.event_type in ("deployment_success", "deployment_failed"):
+            self.metrics_.deployments_ended.labels(
+                "succeeded" if cmd.event_type == "deployment_success" else "failed").inc()
+        if cmd.event_type == "status_update_event":
+            log.debug("status update", app=event.get("appId"), task=event.get("taskId"),
+                      state=event.get("taskStatus"))
+        elif cmd.event_type.startswith("deployment") or cmd.event_type == "app_terminated_event":
+            plan = event.get("plan") or {}
+            log.info(cmd.event_type, deployment=event.get("id") or plan.get("id"),
+                     apps=plan.get("affectedApps"), reason=event.get("reason"))
+
+
+__all__ = ["AppsConfig", "AppsService", "StoreError"]

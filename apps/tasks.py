@@ -1,0 +1,146 @@
+"""An app instance's task, as the apps service asks the master for it. Pure.
+
+From Marathon's model to juggler's TaskInfo:
+
+- `cmd` runs with `/bin/sh -c`, `args` as argv; neither: the image's own
+  command;
+- the environment is the app's `env` plus what Marathon sets for every task
+  (docs "Task Environment Variables"): MARATHON_APP_ID, MARATHON_APP_VERSION,
+  MARATHON_APP_RESOURCE_CPUS/MEM/DISK, MARATHON_APP_LABELS and
+  MARATHON_APP_LABEL_<NAME>, MESOS_TASK_ID, HOST, and PORT0…, PORT_<NAME>,
+  PORTS for the portDefinitions that name a fixed port (a port of 0 is
+  assigned by the networking issue's port resources; none here yet);
+- the network is the host's, Marathon's default for apps;
+- the first (only) health check runs on the agent by the executor, killing
+  the task once unhealthy, as Marathon kills unhealthy instances (unless its
+  maxConsecutiveFailures is 0, Marathon's "never kill").
+"""
+
+from __future__ import annotations
+
+import re
+
+from juggler.apps.definition import AppDefinition, HealthCheckDef
+from juggler.apps.plan import Versioned
+from juggler.common.resources import Resources
+from juggler.v1 import common_pb2 as pb
+
+
+def _label_env(name: str) -> str:
+    return "MARATHON_APP_LABEL_" + re.sub(r"[^A-Za-z0-9_]", "_", name).upper()
+
+
+def environment(v: Versioned, task_id: str, hostname: str) -> dict[str, str]:
+    d = v.app
+    env = dict(d.env)
+    labels = dict(d.labels)
+    env.update({
+        "MARATHON_APP_ID": d.id,
+        "MARATHON_APP_VERSION": v.version,
+        "MARATHON_APP_RESOURCE_CPUS": f"{d.cpus:g}",
+        "MARATHON_APP_RESOURCE_MEM": f"{d.mem:g}",
+        "MARATHON_APP_RESOURCE_DISK": f"{d.disk:g}",
+        "MARATHON_APP_LABELS": " ".join(sorted(labels)),
+        "MESOS_TASK_ID": task_id,
+        "HOST": hostname,
+    })
+    for name, value in labels.items():
+        env[_label_env(name)] = value
+    ports = [p for p in d.port_definitions if p.port]
+    for i, p in enumerate(ports):
+        env[f"PORT{i}"] = str(p.port)
+        if p.name:
+            env["PORT_" + re.sub(r"[^A-Za-z0-9_]", "_", p.name).upper()] = str(p.port)
+    if ports:
+        env["PORT"] = str(ports[0].port)
+        env["PORTS"] = ",".join(str(p.port) for p in ports)
+    return env
+
+
+def health_check(d: AppDefinition, check: HealthCheckDef) -> pb.HealthCheck:
+    """The app's check as the executor runs it. Raises ValueError for an
+    HTTP/TCP check whose port cannot be known (a portIndex naming a port 0)."""
+    hc = pb.HealthCheck(
+        delay_seconds=check.delay_seconds or 1e-3,
+        interval_seconds=check.interval_seconds,
+        timeout_seconds=check.timeout_seconds,
+        # Marathon's maxConsecutiveFailures 0: never kill for it (the check
+        # still reports health, turning unhealthy at Mesos's default count).
+        consecutive_failures=check.max_consecutive_failures or 0,
+        grace_period_seconds=check.grace_period_seconds,
+        kill_when_unhealthy=check.max_consecutive_failures > 0)
+    protocol = check.protocol.removeprefix("MESOS_")
+    if protocol == "COMMAND":
+        hc.command.argv.append(check.command or "")
+        hc.command.shell = True
+        return hc
+    port = check.port
+    if port is None and check.port_index is not None:
+        port = d.port_definitions[check.port_index].port
+    if not port:
+        raise ValueError("the health check's port is not known: give healthChecks[0].port or "
+                         "a portDefinitions entry with a fixed port")
+    if protocol in ("HTTP", "HTTPS"):
+        hc.http.port = port
+        hc.http.path = check.path or "/"
+        hc.http.scheme = "https" if protocol == "HTTPS" else "http"
+    else:
+        hc.tcp.port = port
+    return hc
+
+
+def task_for(v: Versioned, task_id: str, offer: pb.Offer) -> pb.TaskInfo:
+    """The TaskInfo of one instance of `v` on `offer`'s agent."""
+    d = v.app
+    task = pb.TaskInfo(name=d.id.strip("/") or d.id, task_id=task_id, agent_id=offer.agent_id,
+                       resources=Resources({"cpus": d.cpus, "mem": d.mem,
+                                            "disk": d.disk}).to_proto())
+    if d.cmd is not None:
+        task.command.argv.append(d.cmd)
+        task.command.shell = True
+    elif d.args:
+        task.command.argv.extend(d.args)
+    task.command.environment.update(environment(v, task_id, offer.hostname))
+    if d.user:
+        task.command.user = d.user
+    task.container.network = pb.NETWORK_HOST
+    if d.container is not None:
+        if d.container.image:
+            task.container.image = d.container.image
+        elif d.container.rootfs:
+            task.container.rootfs = d.container.rootfs
+    if d.task_kill_grace_period_seconds is not None:
+        task.kill_policy.grace_period_seconds = d.task_kill_grace_period_seconds
+    if d.health_checks:
+        task.health_check.CopyFrom(health_check(d, d.health_checks[0]))
+    task.labels.update(dict(d.labels))
+    return task
+
+
+# Where a task field comes from in the app definition, for 422's paths.
+_FIELD_PATHS = (("command.argv", "/cmd"), ("command.user", "/user"),
+                ("command.environment", "/env"),
+                ("container.image", "/container/docker/image"),
+                ("container.rootfs", "/container/docker/image"),
+                ("health_check", "/healthChecks(0)"), ("labels", "/labels"),
+                ("resources", "/cpus"))
+
+
+def check_tasks(v: Versioned) -> None:
+    """Refuse (InvalidDefinition, Marathon's 422) an app whose tasks the master
+    would refuse in Accept: the same check (common/task_check.py), run on the
+    task an instance would get, so that a bad app is refused when it is
+    deployed rather than failing at every launch."""
+    from juggler.apps.definition import InvalidDefinition
+    from juggler.common.task_check import TaskError, check
+
+    offer = pb.Offer(id="check", agent_id="check", hostname="check")
+    prefix = v.app.id.strip("/").replace("/", "_") + "."
+    try:
+        check(task_for(v, prefix + "00000000-0000-0000-0000-000000000000", offer))
+    except ValueError as e:
+        field = getattr(e, "field", "")
+        path = next((p for f, p in _FIELD_PATHS if field.startswith(f)), "/")
+        if not isinstance(e, TaskError):
+            path = "/healthChecks(0)"
+        raise InvalidDefinition([{"path": path, "errors": [str(e)]}]) from None

@@ -1,0 +1,167 @@
+"""The apps service's state as Marathon's REST API shows it. Pure: objects in,
+JSON-able dicts out, in Marathon's spelling (docs "Marathon REST API"), with
+no key that Marathon's own clients do not know (the `marathon` PyPI client
+builds its models with `cls(**json)` and refuses unknown keys); juggler's
+additions go where that client keeps raw JSON (the queue's offers).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from juggler.apps.definition import render_app
+from juggler.apps.instances import Instance
+from juggler.apps.plan import Deployment
+from juggler.common.resources import Resources
+from juggler.v1 import common_pb2
+
+if TYPE_CHECKING:
+    from juggler.apps.state import App, AppsState
+
+
+def _iso(epoch: float | None) -> str | None:
+    from juggler.apps.state import iso
+
+    return None if epoch is None else iso(epoch)
+
+
+def step_json(d: Deployment) -> dict[str, Any]:
+    return {"actions": [{"action": a.action, "app": a.app_id} for a in d.current_actions]}
+
+
+def _group(side: dict[str, Any], version: str) -> dict[str, Any]:
+    apps = [render_app(v.app) | {"version": v.version} for v in side.values() if v is not None]
+    return {"id": "/", "apps": sorted(apps, key=lambda a: a["id"]), "groups": [],
+            "dependencies": [], "version": version}
+
+
+def plan_json(d: Deployment) -> dict[str, Any]:
+    """A deployment plan as Marathon's events carry it: id, version, steps,
+    and the original and target states as root groups of the apps it
+    changes."""
+    return {"id": d.id, "version": d.version,
+            "steps": [{"actions": [{"action": a.action, "app": a.app_id} for a in s]}
+                      for s in d.steps],
+            "original": _group(d.original, d.version),
+            "target": _group(d.target, d.version)}
+
+
+def deployment_json(d: Deployment) -> dict[str, Any]:
+    """GET /v2/deployments entry. `currentStep` counts from 1 as Marathon's."""
+    return {
+        "id": d.id,
+        "version": d.version,
+        "affectedApps": d.affected_apps,
+        "affectedPods": [],
+        "steps": [{"actions": [{"action": a.action, "app": a.app_id} for a in s]}
+                  for s in d.steps],
+        "currentActions": [{"action": a.action, "app": a.app_id, "readinessCheckResults": []}
+                           for a in d.current_actions],
+        "currentStep": min(d.step + 1, len(d.steps)),
+        "totalSteps": len(d.steps),
+    }
+
+
+def task_json(inst: Instance, has_checks: bool) -> dict[str, Any]:
+    """A task as /v2/tasks and embed=apps.tasks show it."""
+    out: dict[str, Any] = {
+        "id": inst.id,
+        "appId": inst.app_id,
+        "host": inst.hostname,
+        "slaveId": inst.agent_id,
+        "state": common_pb2.TaskState.Name(inst.state),
+        "stagedAt": _iso(inst.staged_at),
+        "startedAt": _iso(inst.started_at),
+        "version": inst.version,
+        "ports": [],
+        "servicePorts": [],
+        "ipAddresses": [],
+        "healthCheckResults": [],
+    }
+    if has_checks and inst.healthy is not None:
+        out["healthCheckResults"] = [{
+            "alive": bool(inst.healthy), "consecutiveFailures": 0,
+            "firstSuccess": _iso(inst.healthy_since), "lastFailure": None,
+            "lastSuccess": _iso(inst.healthy_since) if inst.healthy else None,
+            "lastFailureCause": None if inst.healthy else inst.message,
+            "taskId": inst.id, "instanceId": inst.id}]
+    return out
+
+
+def app_json(state: AppsState, a: App, *, embed_tasks: bool = False,
+             embed_failures: bool = False) -> dict[str, Any]:
+    """GET /v2/apps/{id}'s "app": the definition, its version and counts."""
+    out = render_app(a.current.app)
+    if a.stopping:
+        out["instances"] = 0
+    checks = a.has_checks
+    staged = running = healthy = unhealthy = 0
+    for inst in a.instances.values():
+        if inst.state in (common_pb2.TASK_STAGING, common_pb2.TASK_STARTING):
+            staged += 1
+        elif inst.state == common_pb2.TASK_RUNNING:
+            running += 1
+            if checks and inst.healthy is True:
+                healthy += 1
+            elif checks and inst.healthy is False:
+                unhealthy += 1
+    out.update({
+        "version": a.current.version,
+        "versionInfo": {"lastScalingAt": a.last_scaling_at or a.current.version,
+                        "lastConfigChangeAt": a.current.config_version},
+        "tasksStaged": staged,
+        "tasksRunning": running,
+        "tasksHealthy": healthy,
+        "tasksUnhealthy": unhealthy,
+        "deployments": [{"id": d.id} for d in state.locked_by([a.id])],
+    })
+    if embed_tasks:
+        out["tasks"] = [task_json(i, checks)
+                        for i in sorted(a.instances.values(), key=lambda i: i.staged_at)]
+    if embed_failures and a.last_failure is not None:
+        out["lastTaskFailure"] = a.last_failure
+    return out
+
+
+def _offer_json(offer: common_pb2.Offer) -> dict[str, Any]:
+    r = Resources.from_proto(offer.resources)
+    return {"id": offer.id, "agentId": offer.agent_id, "hostname": offer.hostname,
+            "resources": [{"name": n, "scalar": r.get(n), "role": offer.role or "*"}
+                          for n in ("cpus", "mem", "disk") if r.get(n)],
+            "attributes": [{"name": k, "text": v} for k, v in sorted(offer.attributes.items())]}
+
+
+def queue_json(state: AppsState, *, embed_offers: bool = True) -> dict[str, Any]:
+    """GET /v2/queue: every app with instances to launch, its backoff delay,
+    and the last offers it saw with why each was not used (Marathon's
+    reasons, and juggler's sentence under "juggler")."""
+    now = state.clock.now()
+    queue = []
+    for a in sorted(state.apps.values(), key=lambda a: a.id):
+        w = a.waiting
+        if w.since is None:
+            continue
+        count = state.waiting_count(a)
+        if count <= 0:
+            continue
+        left = max(0.0, a.delay_until - now)
+        item: dict[str, Any] = {
+            "count": count,
+            "delay": {"timeLeftSeconds": round(left, 3), "overdue": left == 0.0},
+            "since": _iso(w.since),
+            "app": app_json(state, a),
+            "processedOffersSummary": {
+                "processedOffersCount": w.processed,
+                "unusedOffersCount": w.unused,
+                "lastUnusedOfferAt": _iso(w.last_unused_at),
+                "rejectSummaryLastOffers": [
+                    {"reason": r, "declined": n, "processed": w.processed}
+                    for r, n in sorted(w.reasons.items())],
+            },
+        }
+        if embed_offers:
+            item["lastUnusedOffers"] = [
+                {"offer": _offer_json(o["offer"]), "timestamp": _iso(o["timestamp"]),
+                 "reason": o["reason"], "juggler": o["juggler"]} for o in w.last_offers]
+        queue.append(item)
+    return {"queue": queue}

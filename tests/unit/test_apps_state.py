@@ -1,0 +1,526 @@
+"""The apps service's pure core (apps/state.py), driven with a fake clock and a
+small simulated cluster: agents whose offers are all their free resources,
+tasks that start when launched and end when killed. No master, no processes:
+what a real cluster adds is tested in tests/integration/test_apps.py."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from juggler.apps.commands import AppsError, Decline, Kill, Launch, Persist, Revive, Suppress
+from juggler.apps.constraints import Constraint
+from juggler.apps.definition import AppDefinition, HealthCheckDef, UpgradeStrategy
+from juggler.apps.plan import D, bounds, plan, roll
+from juggler.apps.state import AppsState
+from juggler.common.clock import FakeClock
+from juggler.common.resources import Resources
+from juggler.v1 import common_pb2 as pb
+
+FAST = UpgradeStrategy(min_healthy_seconds=0.0)
+
+
+def app(app_id: str = "/web", **kw: object) -> AppDefinition:
+    kw.setdefault("cmd", "sleep 1000")
+    kw.setdefault("cpus", 0.1)
+    kw.setdefault("mem", 16.0)
+    kw.setdefault("upgrade_strategy", FAST)
+    return AppDefinition(id=app_id, **kw)  # type: ignore[arg-type]
+
+
+class Sim:
+    """Agents, offers and tasks around one AppsState. `auto_run`: launched
+    tasks report RUNNING (and healthy when `healthy(task)` says so) at once."""
+
+    def __init__(self, agents: int = 3, cpus: float = 4.0, mem: float = 4096.0,
+                 attributes: dict[str, dict[str, str]] | None = None) -> None:
+        self.clock = FakeClock()
+        ids = itertools.count(1)
+        self.core = AppsState(self.clock, lambda: f"id{next(ids)}")
+        self.agents = {f"a{i}": Resources({"cpus": cpus, "mem": mem, "disk": 1000})
+                       for i in range(agents)}
+        self.attributes = attributes or {}
+        self.tasks: dict[str, pb.TaskInfo] = {}
+        self.store: dict[str, object] = {}
+        self.log: list[object] = []
+        self.healthy = lambda task: None
+        self.auto_run = True
+        self.offer_ids = itertools.count(1)
+
+    def run(self, cmds: list[object]) -> None:
+        for c in cmds:
+            self.log.append(c)
+            if isinstance(c, Persist):
+                for k, v in c.writes.items():
+                    if v is None:
+                        self.store.pop(k, None)
+                    else:
+                        self.store[k] = v
+            elif isinstance(c, Launch):
+                for t in c.tasks:
+                    assert f"instances/{t.task_id}" in self.store, "launched before persisted"
+                    self.tasks[t.task_id] = t
+                    self.agents[t.agent_id] = self.agents[t.agent_id] - \
+                        Resources.from_proto(t.resources)
+                if self.auto_run:
+                    for t in c.tasks:
+                        self.update(t.task_id, pb.TASK_RUNNING, healthy=self.healthy(t))
+            elif isinstance(c, Kill) and c.task_id in self.tasks:
+                self.update(c.task_id, pb.TASK_KILLED)
+
+    def update(self, task_id: str, state: int, healthy: bool | None = None) -> None:
+        t = self.tasks[task_id]
+        status = pb.TaskStatus(task_id=task_id, agent_id=t.agent_id, state=state)
+        if healthy is not None:
+            status.healthy = healthy
+        if state in (pb.TASK_KILLED, pb.TASK_FAILED, pb.TASK_FINISHED, pb.TASK_LOST):
+            del self.tasks[task_id]
+            self.agents[t.agent_id] = self.agents[t.agent_id] + Resources.from_proto(t.resources)
+        self.run(self.core.on_update(status))
+
+    def offer(self, rounds: int = 1) -> None:
+        for _ in range(rounds):
+            offers = []
+            for agent_id, free in sorted(self.agents.items()):
+                o = pb.Offer(id=f"o{next(self.offer_ids)}", agent_id=agent_id,
+                             hostname=f"host-{agent_id}", resources=free.to_proto())
+                o.attributes.update(self.attributes.get(agent_id, {}))
+                offers.append(o)
+            self.run(self.core.on_offers(offers))
+
+    def tick(self, seconds: float = 1.0) -> None:
+        self.clock.advance(seconds)
+        self.run(self.core.tick())
+
+    def deploy(self, *defs: AppDefinition, force: bool = False, **kw: object):
+        d, cmds = self.core.deploy({x.id: x for x in defs}, force=force, **kw)
+        self.run(cmds)
+        return d
+
+    def live(self, app_id: str = "/web") -> list:
+        a = self.core.apps[app_id]
+        return [i for i in a.instances.values() if i.live and not i.kill_requested]
+
+    def healthy_count(self, app_id: str = "/web") -> int:
+        a = self.core.apps[app_id]
+        return sum(i.is_healthy(a.has_checks) for i in a.instances.values())
+
+
+def test_a_deployment_launches_its_instances_and_succeeds_once_they_run() -> None:
+    sim = Sim()
+    d = sim.deploy(app(instances=3))
+    assert [a.action for a in d.steps[0]] == ["StartApplication"]
+    sim.offer()
+    assert len(sim.live()) == 3
+    assert all(i.running for i in sim.live())
+    sim.tick()
+    assert d.state == D.SUCCEEDED and not sim.core.deployments
+    assert f"deployments/{d.id}" not in sim.store
+    assert sim.core.apps["/web"].last_good is not None
+    # Nothing more to launch: the service stops taking offers.
+    assert isinstance([c for c in sim.log if isinstance(c, Revive | Suppress)][-1], Suppress)
+
+
+def test_every_launch_is_in_the_store_before_it_is_sent() -> None:
+    sim = Sim()
+    sim.deploy(app(instances=5))
+    sim.offer()  # Sim.run asserts the order for every task
+    assert sum(k.startswith("instances/") for k in sim.store) == 5
+
+
+def test_unique_hostname_spreads_and_the_queue_says_what_blocks_the_last() -> None:
+    sim = Sim(agents=2)
+    sim.deploy(app(instances=3, constraints=(Constraint("hostname", "UNIQUE"),)))
+    sim.offer()
+    hosts = sorted(i.hostname for i in sim.live())
+    assert hosts == ["host-a0", "host-a1"]
+    sim.offer()
+    a = sim.core.apps["/web"]
+    assert sim.core.waiting_count(a) == 1
+    assert a.waiting.reasons["UnfulfilledConstraint"] >= 2
+    last = a.waiting.last_offers[-1]
+    assert "hostname:UNIQUE" in last["juggler"]
+    assert any(isinstance(c, Decline) for c in sim.log)
+
+
+def test_not_enough_memory_is_named() -> None:
+    sim = Sim(agents=1, mem=100.0)
+    sim.deploy(app(mem=512.0))
+    sim.offer()
+    a = sim.core.apps["/web"]
+    assert a.waiting.reasons == {"InsufficientMemory": 1}
+    assert "mem: needs 512, offer has 100" in a.waiting.last_offers[-1]["juggler"]
+
+
+def test_a_failed_instance_is_replaced_after_the_backoff_which_grows() -> None:
+    sim = Sim()
+    sim.deploy(app(instances=1, backoff_seconds=2.0, backoff_factor=2.0))
+    sim.offer()
+    sim.tick()
+    first = sim.live()[0]
+    sim.update(first.id, pb.TASK_FAILED)
+    sim.offer()
+    assert sim.live() == [], "launched again before the backoff passed"
+    sim.tick(2.1)
+    sim.offer()
+    second = sim.live()[0]
+    assert second.id != first.id
+    sim.update(second.id, pb.TASK_FAILED)
+    sim.tick(2.1)
+    sim.offer()
+    assert sim.live() == [], "the second delay is backoffSeconds × backoffFactor"
+    sim.tick(2.0)
+    sim.offer()
+    assert len(sim.live()) == 1
+    assert sim.core.apps["/web"].last_failure["taskId"] == second.id
+
+
+def test_a_new_version_resets_the_backoff() -> None:
+    sim = Sim()
+    sim.deploy(app(backoff_seconds=100.0))
+    sim.offer()
+    sim.tick()
+    sim.update(sim.live()[0].id, pb.TASK_FAILED)
+    sim.deploy(app(cmd="sleep 2000", backoff_seconds=100.0))
+    sim.offer()
+    assert len(sim.live()) == 1
+
+
+def test_scale_down_kills_the_youngest_first() -> None:
+    sim = Sim()
+    for n in (1, 2, 3):
+        sim.deploy(app(instances=n))
+        sim.offer()
+        sim.tick()
+    ages = sorted(sim.live(), key=lambda i: i.staged_at)
+    assert len({i.staged_at for i in ages}) == 3
+    sim.deploy(app(instances=1))
+    assert [i.id for i in sim.live()] == [ages[0].id]
+    kills = [c for c in sim.log if isinstance(c, Kill)]
+    assert {k.task_id for k in kills} == {ages[1].id, ages[2].id}
+
+
+def test_scale_only_changes_keep_the_running_instances() -> None:
+    sim = Sim()
+    sim.deploy(app(instances=2))
+    sim.offer()
+    sim.tick()
+    before = {i.id for i in sim.live()}
+    d = sim.deploy(app(instances=4))
+    assert [a.action for a in d.steps[0]] == ["ScaleApplication"]
+    sim.offer()
+    assert before < {i.id for i in sim.live()} and len(sim.live()) == 4
+
+
+def _rolling(instances: int, strategy: UpgradeStrategy) -> list[tuple[int, int]]:
+    """Roll `instances` to a new version one event at a time, tasks turning
+    healthy one per tick; returns (healthy, live) after every event."""
+    sim = Sim(agents=4, cpus=100, mem=100000)
+    checks = (HealthCheckDef(protocol="COMMAND", command="true"),)
+    sim.healthy = lambda task: True
+    sim.deploy(app(instances=instances, health_checks=checks, upgrade_strategy=strategy))
+    sim.offer()
+    sim.tick()
+    assert sim.healthy_count() == instances
+    sim.healthy = lambda task: None  # new tasks start without health
+    samples = []
+    d = sim.deploy(app(instances=instances, cmd="sleep 2", health_checks=checks,
+                       upgrade_strategy=strategy))
+    for _ in range(200):
+        sim.offer()
+        samples.append((sim.healthy_count(), len(sim.live())))
+        starting = [i for i in sim.live() if i.healthy is None and i.running]
+        if starting:
+            sim.update(starting[0].id, pb.TASK_RUNNING, healthy=True)
+        samples.append((sim.healthy_count(), len(sim.live())))
+        sim.tick()
+        if d.state != D.IN_PROGRESS:
+            break
+    assert d.state == D.SUCCEEDED
+    a = sim.core.apps["/web"]
+    assert all(i.version == a.current.config_version for i in sim.live())
+    return samples
+
+
+@pytest.mark.parametrize("instances,mhc,moc", [(3, 1.0, 1.0), (4, 0.5, 0.0), (5, 1.0, 0.0),
+                                               (3, 0.0, 0.0), (6, 0.5, 0.5)])
+def test_a_rolling_restart_stays_within_its_bounds(instances: int, mhc: float,
+                                                   moc: float) -> None:
+    strategy = UpgradeStrategy(minimum_health_capacity=mhc, maximum_over_capacity=moc,
+                               min_healthy_seconds=0.0)
+    low, high = bounds(instances, strategy)
+    for healthy, live in _rolling(instances, strategy):
+        assert healthy >= low
+        assert live <= high
+
+
+@given(st.integers(0, 40), st.floats(0, 1), st.floats(0, 1))
+def test_rolling_bounds_follow_marathon(n: int, mhc: float, moc: float) -> None:
+    s = UpgradeStrategy(minimum_health_capacity=mhc, maximum_over_capacity=moc)
+    low, high = bounds(n, s)
+    assert low == math.ceil(n * mhc - 1e-9)
+    assert high >= low + 1
+    assert high == max(math.floor(n * (1 + moc) + 1e-9), low + 1)
+
+
+@given(st.integers(1, 30), st.floats(0, 1), st.floats(0, 1), st.data())
+def test_a_roll_never_plans_below_the_minimum_nor_above_the_maximum(
+        n: int, mhc: float, moc: float, data: st.DataObject) -> None:
+    s = UpgradeStrategy(minimum_health_capacity=mhc, maximum_over_capacity=moc)
+    low, high = bounds(n, s)
+    new_live = data.draw(st.integers(0, n))
+    new_healthy = data.draw(st.integers(0, new_live))
+    old_live = data.draw(st.integers(1, max(1, high - new_live)))
+    old_healthy = data.draw(st.integers(0, old_live))
+    r = roll(n, s, new_live=new_live, new_healthy=new_healthy, old_live=old_live,
+             old_healthy=old_healthy)
+    assert r.kill <= old_live
+    killed_healthy = max(0, r.kill - (old_live - old_healthy))
+    if old_healthy + new_healthy >= low:
+        assert old_healthy - killed_healthy + new_healthy >= low
+    assert new_live + old_live - r.kill + r.launch <= max(high, new_live + old_live)
+
+
+def test_a_new_version_that_never_turns_healthy_is_reverted_after_its_deadline() -> None:
+    sim = Sim()
+    checks = (HealthCheckDef(protocol="COMMAND", command="true"),)
+    strategy = UpgradeStrategy(min_healthy_seconds=0.0, progress_deadline_seconds=30.0)
+    sim.healthy = lambda task: True
+    sim.deploy(app(instances=2, health_checks=checks, upgrade_strategy=strategy))
+    sim.offer()
+    sim.tick()
+    good = {i.id for i in sim.live()}
+    sim.healthy = lambda task: False
+    d = sim.deploy(app(instances=2, cmd="broken", health_checks=checks,
+                       upgrade_strategy=strategy))
+    for _ in range(40):
+        sim.offer()
+        assert sim.healthy_count() >= 2, "the old instances kept serving"
+        sim.tick()
+    assert d.state == D.FAILED
+    assert "progressDeadlineSeconds" in d.reason
+    a = sim.core.apps["/web"]
+    assert a.current.app.cmd == "sleep 1000"
+    assert {i.id for i in sim.live()} == good, "the old instances were kept, not restarted"
+    assert not sim.core.deployments, "the revert finished"
+    assert not [t for t in sim.tasks.values() if "broken" in t.command.argv[0]]
+
+
+def test_a_locked_app_answers_409_unless_forced() -> None:
+    sim = Sim(agents=0)
+    first = sim.deploy(app(instances=1))
+    with pytest.raises(AppsError) as e:
+        sim.deploy(app(instances=2))
+    assert e.value.status == 409
+    assert e.value.body()["deployments"] == [{"id": first.id}]
+    second = sim.deploy(app(instances=2), force=True)
+    assert first.state == D.CANCELLED and second.state == D.IN_PROGRESS
+
+
+def test_removing_an_unknown_app_is_404() -> None:
+    sim = Sim()
+    with pytest.raises(AppsError) as e:
+        sim.core.deploy({"/nope": None})
+    assert e.value.status == 404
+
+
+def test_dependencies_start_in_order() -> None:
+    sim = Sim()
+    db = app("/shop/db")
+    web = app("/shop/web", dependencies=("/shop/db",))
+    d = sim.deploy(db, web)
+    assert [[a.app_id for a in s] for s in d.steps] == [["/shop/db"], ["/shop/web"]]
+    sim.auto_run = False
+    sim.offer()
+    assert {t.name for t in sim.tasks.values()} == {"shop/db"}
+    sim.update(next(iter(sim.tasks)), pb.TASK_RUNNING)
+    sim.tick()
+    sim.offer()
+    assert {t.name for t in sim.tasks.values()} == {"shop/db", "shop/web"}
+
+
+def test_a_dependency_cycle_is_refused() -> None:
+    sim = Sim()
+    with pytest.raises(Exception) as e:
+        sim.deploy(app("/a", dependencies=("/b",)), app("/b", dependencies=("/a",)))
+    assert "cycle" in str(e.value)
+    assert not sim.core.apps and not sim.core.deployments
+
+
+def test_deleting_an_app_kills_its_instances_then_forgets_it() -> None:
+    sim = Sim()
+    sim.deploy(app(instances=2))
+    sim.offer()
+    sim.tick()
+    d, cmds = sim.core.deploy({"/web": None})
+    sim.run(cmds)
+    assert d.state == D.SUCCEEDED
+    assert "/web" not in sim.core.apps
+    assert not [k for k in sim.store if k.startswith(("apps/", "instances/", "versions/"))]
+
+
+def test_cancelling_a_deployment_rolls_back() -> None:
+    sim = Sim()
+    sim.deploy(app(instances=1))
+    sim.offer()
+    sim.tick()
+    sim.auto_run = False
+    d = sim.deploy(app(instances=1, cmd="sleep 3000"))
+    sim.offer()
+    rollback, cmds = sim.core.cancel(d.id)
+    sim.run(cmds)
+    assert d.state == D.CANCELLED and rollback is not None
+    assert sim.core.apps["/web"].current.app.cmd == "sleep 1000"
+
+
+def test_an_orphan_task_is_killed_and_an_unknown_instance_replaced_after_recovery() -> None:
+    sim = Sim()
+    sim.deploy(app(instances=1))
+    sim.offer()
+    sim.tick()
+    inst = sim.live()[0]
+    # A new life of the service: the store's view, the master's answers.
+    from juggler.apps.instances import Instance
+
+    fresh = AppsState(sim.clock, lambda: "new")
+    a = sim.core.apps["/web"]
+    fresh.recover({"/web": (a.current, a.last_good, a.versions, "", 0)},
+                  [Instance.from_record(inst.record())], [])
+    cmds = fresh.on_offers([pb.Offer(id="x", agent_id="a0", hostname="h",
+                                     resources=Resources({"cpus": 4, "mem": 4096}).to_proto())])
+    assert [c for c in cmds if isinstance(c, Decline)], "no launch while reconciling"
+    cmds = fresh.reconciled({})
+    assert not fresh.instances, "unknown to the master: dropped"
+    cmds = fresh.on_update(pb.TaskStatus(task_id="web.orphan", agent_id="a0",
+                                         state=pb.TASK_RUNNING))
+    assert [c for c in cmds if isinstance(c, Kill) and c.task_id == "web.orphan"]
+    cmds = fresh.on_offers([pb.Offer(id="y", agent_id="a0", hostname="h",
+                                     resources=Resources({"cpus": 4, "mem": 4096}).to_proto())])
+    assert [c for c in cmds if isinstance(c, Launch)], "the instance is replaced"
+
+
+def test_plan_orders_stops_first_then_dependency_layers() -> None:
+    from juggler.apps.plan import Versioned
+
+    v = lambda d: Versioned(d, "v1", "v1")  # noqa: E731
+    steps = plan({"/old": v(app("/old")), "/a": None, "/b": None},
+                 {"/old": None, "/a": v(app("/a")), "/b": v(app("/b", dependencies=("/a",)))})
+    assert [[(x.action, x.app_id) for x in s] for s in steps] == [
+        [("StopApplication", "/old")], [("StartApplication", "/a")],
+        [("StartApplication", "/b")]]
+
+
+def test_unreachable_instances_are_replaced_and_the_extra_killed_when_back() -> None:
+    sim = Sim()
+    sim.deploy(app(instances=1))
+    sim.offer()
+    sim.tick()
+    first = sim.live()[0]
+    sim.update(first.id, pb.TASK_UNREACHABLE)
+    sim.offer()
+    assert not sim.core.waiting_count(sim.core.apps["/web"]), \
+        "replaced only after inactiveAfterSeconds (300 s, Marathon's default)"
+    sim.tick(300)
+    sim.offer()
+    assert len([i for i in sim.core.apps["/web"].instances.values() if i.live]) == 2
+    sim.update(first.id, pb.TASK_RUNNING)
+    live = sim.live()
+    assert len(live) == 1
+
+
+def test_an_instance_unreachable_past_expunge_is_forgotten_and_killed() -> None:
+    sim = Sim()
+    sim.deploy(app(instances=1))
+    sim.offer()
+    sim.tick()
+    first = sim.live()[0]
+    sim.update(first.id, pb.TASK_UNREACHABLE)
+    sim.tick(300)
+    sim.offer()
+    sim.tick(301)
+    assert first.id not in sim.core.instances
+    assert f"instances/{first.id}" not in sim.store
+    assert [c for c in sim.log if isinstance(c, Kill) and c.task_id == first.id]
+    assert len(sim.live()) == 1
+
+
+def test_kill_with_scale_lowers_the_instance_count() -> None:
+    sim = Sim()
+    sim.deploy(app(instances=3))
+    sim.offer()
+    sim.tick()
+    victim = sim.live()[0]
+    killed, _d, cmds = sim.core.kill_instances([victim.id], scale=True)
+    sim.run(cmds)
+    assert [k.id for k in killed] == [victim.id]
+    assert sim.core.apps["/web"].current.app.instances == 2
+    sim.offer()
+    assert len(sim.live()) == 2
+
+
+def test_versions_are_kept_per_deployment() -> None:
+    sim = Sim()
+    sim.deploy(app(instances=1))
+    sim.clock.advance(1)
+    sim.deploy(replace(app(instances=2)), force=True)
+    assert len(sim.core.apps["/web"].versions) == 2
+    assert len([k for k in sim.store if k.startswith("versions//web@")]) == 2
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.sampled_from(["offer", "tick", "fail", "scale", "restart", "unreachable"]),
+                min_size=5, max_size=40), st.integers(1, 5))
+def test_the_app_comes_back_to_its_desired_count(events: list[str], instances: int) -> None:
+    sim = Sim(agents=3, cpus=100, mem=100000)
+    wanted = instances
+    sim.deploy(app(instances=wanted, backoff_seconds=0.5, backoff_factor=1.0))
+    cmd = 0
+    for e in events:
+        live = sim.live()
+        if e == "offer":
+            sim.offer()
+        elif e == "tick":
+            sim.tick()
+        elif e == "fail" and live:
+            sim.update(live[0].id, pb.TASK_FAILED)
+        elif e == "unreachable" and live:
+            sim.update(live[-1].id, pb.TASK_UNREACHABLE)
+        elif e == "scale":
+            wanted = wanted % 5 + 1
+            sim.deploy(app(instances=wanted, cmd=f"sleep {cmd}", backoff_seconds=0.5,
+                           backoff_factor=1.0) if cmd else
+                       app(instances=wanted, backoff_seconds=0.5, backoff_factor=1.0),
+                       force=True)
+        elif e == "restart":
+            cmd += 1
+            sim.deploy(app(instances=wanted, cmd=f"sleep {cmd}", backoff_seconds=0.5,
+                           backoff_factor=1.0), force=True)
+    # Then the cluster settles: unreachable tasks come back, time passes.
+    for t in list(sim.tasks):
+        inst = sim.core.instances.get(t)
+        if inst is not None and inst.state == pb.TASK_UNREACHABLE:
+            sim.update(t, pb.TASK_RUNNING)
+    for _ in range(10):
+        sim.tick()
+        sim.offer()
+    a = sim.core.apps["/web"]
+    assert len(sim.live()) == wanted
+    assert all(i.version == a.current.config_version for i in sim.live())
+    assert not sim.core.deployments
+    # Every task the simulated cluster runs is one the core knows and wants.
+    assert set(sim.tasks) == {i.id for i in sim.live()}
+
+
+def test_an_app_whose_tasks_the_master_would_refuse_is_refused_when_deployed() -> None:
+    from juggler.apps.definition import Container, InvalidDefinition
+
+    sim = Sim()
+    with pytest.raises(InvalidDefinition) as e:
+        sim.deploy(app(cmd=None, container=Container(image="Not/A/Valid:Ref:")))
+    assert e.value.details[0]["path"] == "/container/docker/image"
+    assert not sim.core.apps and not sim.core.deployments and not sim.store
