@@ -211,16 +211,18 @@ class Roll:
 
 
 def roll(wanted: int, strategy: UpgradeStrategy, *, new_live: int, new_healthy: int,
-         old_live: int, old_healthy: int) -> Roll:
+         old_live: int, old_healthy: int, dying: int = 0) -> Roll:
     """The next move of a rolling restart to `wanted` instances of a new
     version, given the live and healthy counts of new and old instances
     (healthy ⊆ live; a new one counts as healthy only after the strategy's
     minHealthySeconds). Never plans below the minimum healthy nor above the
     maximum live (`bounds`); old instances that are not healthy may always
     go, they serve nobody. With `wanted` healthy new instances every old one
-    goes."""
+    goes. `dying` instances (killed, not yet ended) count toward the maximum
+    live, not toward the healthy: they still hold resources, and serve no
+    more."""
     min_healthy, max_live = bounds(wanted, strategy)
-    launch = max(0, min(wanted - new_live, max_live - (new_live + old_live)))
+    launch = max(0, min(wanted - new_live, max_live - (new_live + old_live + dying)))
     unhealthy_old = old_live - old_healthy
     spare = max(0, old_healthy + new_healthy - min_healthy)
     if new_healthy >= wanted:

@@ -56,7 +56,7 @@ from juggler.common.clock import Clock, SystemClock
 from juggler.common.lifecycle import Step
 from juggler.sdk.framework import Framework, FrameworkError
 from juggler.store.interface import Delete, Put, StoreError
-from juggler.v1 import common_pb2
+from juggler.v1 import common_pb2, scheduler_pb2
 
 log = logs.get("apps")
 
@@ -138,6 +138,7 @@ class AppsService:
         self._reconcile_answers: dict[str, common_pb2.TaskStatus] | None = None
         self._reconcile_done = asyncio.Event()
         self._declined_seen: dict[str, int] = {}
+        self._background: set[asyncio.Task[Any]] = set()
 
     # -- what rest.py reads ----------------------------------------------------------
     @property
@@ -145,9 +146,15 @@ class AppsService:
         return self.acting and (self.election is None or self.election.is_leader)
 
     def leader_url(self) -> str | None:
+        """The leader's REST URL; None while there is none, and while this
+        instance, elected, is still taking over (reading the store,
+        subscribing): it cannot answer for the apps yet."""
         if self.leading:
             return self.url
-        return self.election.leader() if self.election is not None else None
+        if self.election is None:
+            return None
+        leader = self.election.leader()
+        return None if leader == self.url else leader
 
     def info(self) -> dict[str, Any]:
         from juggler import __version__
@@ -387,32 +394,68 @@ class AppsService:
         log.info("reconciled", instances=len(known), answered=len(answers))
 
     async def _events(self, fw: Framework) -> None:
-        async for event in fw.events():
-            kind = event.WhichOneof("event")
-            if kind == "offers":
-                async with self._lock:
-                    await self._execute(self.state.on_offers(event.offers.offers))
-            elif kind == "update":
-                status = event.update.status
-                if self._reconcile_answers is not None and \
-                        status.reason == common_pb2.REASON_RECONCILIATION:
-                    self._reconcile_answers[status.task_id] = status
-                    self._reconcile_done.set()
-                    continue
-                async with self._lock:
-                    await self._execute(self.state.on_update(status))
-                if status.uuid:
-                    with contextlib.suppress(FrameworkError):
-                        await fw.acknowledge(status)
-            elif kind == "subscribed":
-                log.info("re-subscribed", master=event.subscribed.master_address)
-                # A new master leader: ask it again about everything (its
-                # answers arrive as updates; unknown tasks are orphans).
-                self.state.suppressed = False
-                asyncio.get_running_loop().create_task(self._quiet(fw.reconcile()))
-                asyncio.get_running_loop().create_task(self._quiet(fw.revive()))
-            elif kind == "error":
-                raise RuntimeError(f"the master dropped the framework: {event.error.message}")
+        """Read the master's events. Offers and updates go, in their order,
+        to `_work`, which hands the core everything that queued up meanwhile
+        at once: under a burst (a thousand instances starting) one decision
+        covers many updates instead of one each."""
+        inbox: asyncio.Queue[scheduler_pb2.Event] = asyncio.Queue()
+        worker = asyncio.create_task(self._work(fw, inbox))
+        try:
+            async for event in fw.events():
+                kind = event.WhichOneof("event")
+                if kind in ("offers", "update"):
+                    status = event.update.status
+                    if kind == "update" and self._reconcile_answers is not None and \
+                            status.reason == common_pb2.REASON_RECONCILIATION:
+                        self._reconcile_answers[status.task_id] = status
+                        self._reconcile_done.set()
+                        continue
+                    inbox.put_nowait(event)
+                elif kind == "subscribed":
+                    log.info("re-subscribed", master=event.subscribed.master_address)
+                    # A new master leader: ask it again about everything (its
+                    # answers arrive as updates; unknown tasks are orphans).
+                    self.state.suppressed = False
+                    self._spawn(self._quiet(fw.reconcile()))
+                    self._spawn(self._quiet(fw.revive()))
+                elif kind == "error":
+                    raise RuntimeError(
+                        f"the master dropped the framework: {event.error.message}")
+                if worker.done():
+                    worker.result()  # its failure ends the term
+        finally:
+            worker.cancel()
+
+    async def _work(self, fw: Framework, inbox: asyncio.Queue[scheduler_pb2.Event]) -> None:
+        while True:
+            batch = [await inbox.get()]
+            while not inbox.empty():
+                batch.append(inbox.get_nowait())
+            async with self._lock:
+                i = 0
+                while i < len(batch):
+                    if batch[i].WhichOneof("event") == "offers":
+                        await self._execute(self.state.on_offers(batch[i].offers.offers))
+                        i += 1
+                        continue
+                    j = i
+                    while j < len(batch) and batch[j].WhichOneof("event") == "update":
+                        j += 1
+                    statuses = [e.update.status for e in batch[i:j]]
+                    # What the updates changed is in the store before they are
+                    # acknowledged (the agent would send them again otherwise).
+                    await self._execute(self.state.on_updates(statuses))
+                    for status in statuses:
+                        if status.uuid:
+                            self._spawn(self._quiet(fw.acknowledge(status)))
+                    i = j
+
+    def _spawn(self, coro: Any) -> None:
+        """Run `coro` on its own, kept until it ends (acknowledgements: the
+        SDK sends those made meanwhile together)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _quiet(self, coro: Any) -> None:
         try:
@@ -461,8 +504,8 @@ class AppsService:
         for r in results[:len(launches)]:
             if isinstance(r, list):
                 dropped.extend(r)
-        for status in dropped:
-            await self._execute(self.state.on_update(status))
+        if dropped:
+            await self._execute(self.state.on_updates(dropped))
 
     async def _launch(self, fw: Framework, cmd: Launch) -> list[common_pb2.TaskStatus]:
         """Launch; a refused launch comes back as TASK_DROPPED updates."""

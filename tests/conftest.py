@@ -151,9 +151,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     base = tmp_path_factory.mktemp("cluster")
     home = base / "home"
     work = base / "work"
-    port, metrics = free_port(), free_port()
+    port, metrics, apps = free_port(), free_port(), free_port()
     with juggler_up("--agents", "2", "--port", str(port), "--metrics-port", str(metrics),
-                    "--work-dir", str(work), home=home) as (proc, line):
+                    "--apps-port", str(apps), "--work-dir", str(work),
+                    home=home) as (proc, line):
         assert "master at" in line, line
         master = line.split("master at ", 1)[1].split()[0]
         yield Cluster(master=master, metrics_port=metrics, work_dir=work, home=home,

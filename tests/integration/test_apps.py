@@ -353,3 +353,61 @@ def test_a_deployment_survives_the_master_and_the_apps_service_killed(
     time.sleep(2)  # anything duplicated or orphaned would show now
     assert len(processes_with(f"sleep {seconds}")) == 4
     assert len(app_of(url, "/sturdy")["tasks"]) == 4
+
+
+def test_apps_services_elect_a_leader_standbys_proxy_and_a_new_leader_takes_over(
+        daemons: Daemons, etcd: Any) -> None:
+    """Two masters and two apps services on one etcd: one apps service leads,
+    the other answers with the leader's address and proxies the API to it.
+    kill -9 the leading master mid-deployment, then the leading apps service:
+    the standby takes over, the deployment completes, nothing runs twice."""
+    ha = ["--etcd", etcd.endpoint, "--etcd-prefix", f"/apps-ha-{marker()}/",
+          "--lease-ttl", "2"]
+    m1 = daemons.start_master(*ha, name="m1")
+    m2 = daemons.start_master(*ha, name="m2")
+    masters = f"{m1},{m2}"
+    daemons.start_agent("host-1", master=masters, resources="cpus:2;mem:1024;disk:1024")
+    daemons.wait_agents(1)
+    a1 = daemons.start_apps(*ha, name="apps-1", master=masters)
+    wait_for(lambda: leading(a1), DEADLINE, what="the first apps service to lead")
+    a2 = daemons.start_apps(*ha, name="apps-2", master=masters)
+    wait_for(lambda: api(a2, "GET", "/v2/leader") == (200, {"leader": a1.removeprefix(
+        "http://")}), DEADLINE, what="the standby to name the leader")
+    seconds = marker()
+    slow = {"minimumHealthCapacity": 1, "maximumOverCapacity": 1, "minHealthySeconds": 8}
+    status, body = api(a2, "POST", "/v2/apps", definition("/ha", seconds, 3,
+                                                          upgradeStrategy=slow))
+    assert status == 201, body  # through the standby, to the leader
+    assert get(a1, "/v2/apps/ha")["app"]["instances"] == 3
+    wait_for(lambda: len(processes_with(f"sleep {seconds}")) == 3, DEADLINE,
+             what="instances to start")
+    assert get(a2, "/v2/deployments"), "still deploying"
+    leader = _master_leader(m1, m2)
+    daemons.stop("m1" if leader == m1 else "m2", signal.SIGKILL)
+    daemons.stop("apps-1", signal.SIGKILL)
+    wait_for(lambda: api(a2, "GET", "/v2/leader") == (200, {"leader": a2.removeprefix(
+        "http://")}), DEADLINE, what="the standby apps service to lead")
+    wait_for(lambda: not get(a2, "/v2/deployments"), DEADLINE * 2,
+             what="the deployment to complete")
+    wait_for(lambda: len(running(a2, "/ha")) == 3, DEADLINE, what="3 running")
+    time.sleep(2)  # anything duplicated or orphaned would show now
+    assert len(processes_with(f"sleep {seconds}")) == 3
+    assert len(app_of(a2, "/ha")["tasks"]) == 3
+
+
+def _master_leader(*masters: str) -> str:
+    """The address of the leading master, as the masters say."""
+    import grpc
+
+    from juggler.v1 import operator_pb2, operator_pb2_grpc
+
+    for m in masters:
+        with grpc.insecure_channel(m) as ch:
+            try:
+                answer = operator_pb2_grpc.OperatorStub(ch).GetLeader(
+                    operator_pb2.GetLeaderRequest(), timeout=5)
+            except grpc.RpcError:
+                continue
+            if answer.address:
+                return answer.address
+    raise AssertionError("no master names a leader")

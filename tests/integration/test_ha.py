@@ -505,12 +505,13 @@ def test_juggler_up_with_three_masters_survives_the_leaders_death(tmp_path: Path
                 continue
         raise AssertionError("no three free ports in a row")
 
-    port, metrics = three_free_ports(), three_free_ports()
+    port, metrics, apps = three_free_ports(), three_free_ports(), three_free_ports()
     ports = [port, port + 1, port + 2]
     env = dict(os.environ, JUGGLER_HOME=str(tmp_path / "home"))
     juggler = [sys.executable, "-m", "juggler.cli.main"]
     with juggler_up("--masters", "3", "--agents", "1", "--port", str(port),
-                    "--metrics-port", str(metrics), "--work-dir", str(tmp_path / "work"),
+                    "--metrics-port", str(metrics), "--apps-port", str(apps),
+                    "--work-dir", str(tmp_path / "work"),
                     home=tmp_path / "home", stop_timeout=60) as (up, ready):
         assert "3 masters" in ready
 
