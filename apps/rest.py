@@ -504,25 +504,28 @@ async def get_app(request: web.Request, app_id: str) -> web.Response:
     every app under the group."""
     state = _state(request)
     if app_id == "/*" or app_id.endswith("/*"):
-        group_id = app_id[:-2] or "/"
-        apps = _group_apps(state, group_id)
-        if not apps and group_id != "/":
-            raise _no_group(group_id)
-        return web.json_response({"*": [_app_info(state, a, True, True) for a in apps]})
+        return web.json_response({"*": [_app_info(state, a, True, True)
+                                        for a in _apps_named(state, app_id)]})
     return web.json_response({"app": _app_info(state, state.app(app_id), True, True)})
+
+
+def _apps_named(state: AppsState, app_id: str) -> list[App]:
+    """The app `app_id`, or every app under the group of "/group/*".
+    Raises AppsError 404 for an unknown app, and for an unknown group."""
+    if not (app_id == "/*" or app_id.endswith("/*")):
+        return [state.app(app_id)]
+    group_id = app_id[:-2] or "/"
+    apps = _group_apps(state, group_id)
+    if not apps and group_id != "/":
+        raise _no_group(group_id)
+    return apps
 
 
 async def app_tasks(request: web.Request, app_id: str) -> web.Response:
     """GET /v2/apps/{id}/tasks: {"tasks": [...]}; {group}/*/tasks: the tasks of
     every app under the group."""
     state = _state(request)
-    if app_id == "/*" or app_id.endswith("/*"):
-        group_id = app_id[:-2] or "/"
-        apps = _group_apps(state, group_id)
-        if not apps and group_id != "/":
-            raise _no_group(group_id)
-    else:
-        apps = [state.app(app_id)]
+    apps = _apps_named(state, app_id)
     return web.json_response(
         {"tasks": _tasks((i for a in apps for i in a.instances.values()), state)})
 

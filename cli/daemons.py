@@ -7,7 +7,9 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from juggler.common import attributes, gc_policy, logs
 from juggler.common.resources import ResourceError
@@ -131,33 +133,42 @@ def master_main(args: argparse.Namespace) -> int:
                           max_agent_ping_timeouts=args.max_agent_ping_timeouts,
                           agent_gone_timeout=args.agent_gone_timeout)
 
+    def start() -> Master:
+        return Master(config, None if args.etcd else EmbeddedStore(args.work_dir))
+
+    # A master that lost its leadership holds state it may no longer trust:
+    # it starts over as a fresh standby.
+    return _lead_until_signal("master", start, "leadership lost; restarting as a standby")
+
+
+def _lead_until_signal(name: str, make: Callable[[], Any], lost_message: str) -> int:
+    """Run the daemon `make()` builds (start(), stop(), a `lost` event) until
+    SIGINT/SIGTERM (exit 0) or until it stops leading: then it starts over,
+    same command line and pid, as a fresh standby. Exit 1 with the message
+    when it cannot start (a port in use, a bad store)."""
+    from juggler.store.interface import StoreError
+
     async def main() -> bool:
-        """Serve until a signal (False) or until leadership is lost (True)."""
-        master = Master(config, None if args.etcd else EmbeddedStore(args.work_dir))
+        daemon = make()
         loop = asyncio.get_running_loop()
         done = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, done.set)
-        await master.start()
+        await daemon.start()
         gc_policy.tune()
-        waits = [asyncio.create_task(done.wait()), asyncio.create_task(master.lost.wait())]
+        waits = [asyncio.create_task(done.wait()), asyncio.create_task(daemon.lost.wait())]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        lost = master.lost.is_set() and not done.is_set()
-        await master.stop()
+        lost = daemon.lost.is_set() and not done.is_set()
+        await daemon.stop()
         return lost
-
-    from juggler.store.interface import StoreError
 
     try:
         lost = asyncio.run(main())
     except (OSError, StoreError) as e:
-        print(f"juggler master: {e}", file=sys.stderr)
+        print(f"juggler {name}: {e}", file=sys.stderr)
         return 1
     if lost:
-        # A master that lost its leadership holds state it may no longer trust:
-        # start over as a fresh standby (same command line, same pid).
-        print("juggler master: leadership lost; restarting as a standby", file=sys.stderr,
-              flush=True)
+        print(f"juggler {name}: {lost_message}", file=sys.stderr, flush=True)
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     return 0
 
@@ -240,7 +251,6 @@ def add_apps_parser(sub: argparse._SubParsersAction) -> None:
 
 def apps_main(args: argparse.Namespace) -> int:
     from juggler.apps.service import AppsConfig, AppsService
-    from juggler.store.interface import StoreError
 
     logs.configure("apps")
     prefix = args.etcd_prefix if args.etcd_prefix.endswith("/") else args.etcd_prefix + "/"
@@ -250,26 +260,5 @@ def apps_main(args: argparse.Namespace) -> int:
                         http_port=args.http_port, advertise=args.advertise,
                         name=args.framework_name, role=args.role)
 
-    async def main() -> bool:
-        """Serve until a signal (False) or until the term ends (True)."""
-        service = AppsService(config)
-        loop = asyncio.get_running_loop()
-        done = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, done.set)
-        await service.start()
-        waits = [asyncio.create_task(done.wait()), asyncio.create_task(service.lost.wait())]
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        lost = service.lost.is_set() and not done.is_set()
-        await service.stop()
-        return lost
-
-    try:
-        lost = asyncio.run(main())
-    except (OSError, StoreError) as e:
-        print(f"juggler apps: {e}", file=sys.stderr)
-        return 1
-    if lost:
-        print("juggler apps: no longer acting; starting over", file=sys.stderr, flush=True)
-        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
-    return 0
+    return _lead_until_signal("apps", lambda: AppsService(config),
+                              "no longer acting; starting over as a standby")
