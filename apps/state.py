@@ -359,13 +359,17 @@ class AppsState:
         self.reconciling = True
 
     def reconciled(self, states: Mapping[str, common_pb2.TaskStatus]) -> list[Command]:
-        """The master's answer about every instance the store knows
+        """The master's answers about the instances the store knows
         (explicit reconciliation): an instance the master does not know
-        (TASK_UNKNOWN, or no answer) was never launched or is long gone: it
-        is dropped and replaced. Ends the reconciling phase."""
+        (TASK_UNKNOWN) was never launched or is long gone: it is dropped and
+        replaced. One it did not answer for is kept as it was: a new master
+        leader answers only once the instance's agent is back (and then
+        sends its state). Ends the reconciling phase."""
         for inst in list(self.instances.values()):
             status = states.get(inst.id)
-            if status is None or status.state == common_pb2.TASK_UNKNOWN:
+            if status is None:
+                continue
+            if status.state == common_pb2.TASK_UNKNOWN:
                 self._drop(inst, "the master does not know it (never launched, or gone)")
             else:
                 self._observe(inst, status)

@@ -58,9 +58,14 @@ def apps_file() -> Path:
 
 
 def _apps_url(text: str) -> str:
-    """"host:port" → "http://host:port"; no trailing "/"."""
-    text = text.strip().rstrip("/")
-    return text if "://" in text else f"http://{text}"
+    """"host:port" → "http://host:port"; no trailing "/". Several,
+    comma-separated, each so."""
+    urls = []
+    for part in text.split(","):
+        part = part.strip().rstrip("/")
+        if part:
+            urls.append(part if "://" in part else f"http://{part}")
+    return ",".join(urls)
 
 
 def resolve_apps(flag: str | None) -> str:

@@ -84,10 +84,17 @@ class ApiError(Exception):
 
 class AppsClient:
     """Marathon-style JSON over HTTP: `call` answers the decoded body (None when
-    empty) or raises ApiError (the service refused) / NoAppsService (no answer)."""
+    empty) or raises ApiError (the service refused) / NoAppsService (no answer).
+
+    `url` may list several apps services, comma-separated (`juggler up
+    --masters 3` runs one beside each master): a call goes to the first that
+    answers, and one that cannot be reached, or answers 503 (a standby that
+    knows no leader yet), sends it to the next. Any of them serves: standbys
+    proxy to the leader."""
 
     def __init__(self, url: str, timeout: float = 10.0) -> None:
-        self.url, self.timeout = url.rstrip("/"), timeout
+        self.urls = [u.strip().rstrip("/") for u in url.split(",") if u.strip()] or [url]
+        self.url, self.timeout = self.urls[0], timeout
         host = urllib.parse.urlsplit(self.url).hostname or ""
         # A loopback service is never reached through $http_proxy.
         handlers = [urllib.request.ProxyHandler({})] if _loopback(host) else []
@@ -95,7 +102,26 @@ class AppsClient:
 
     def call(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
              body: Any = None) -> Any:
-        url = self.url + path
+        failure: Exception | None = None
+        for url in [self.url] + [u for u in self.urls if u != self.url]:
+            try:
+                answer = self._call(url, method, path, query, body)
+            except NoAppsService as e:
+                failure = e
+                continue
+            except ApiError as e:
+                if e.status != 503 or len(self.urls) == 1:
+                    raise
+                failure = e
+                continue
+            self.url = url  # the next call starts where this one was answered
+            return answer
+        assert failure is not None
+        raise failure
+
+    def _call(self, base: str, method: str, path: str, query: Mapping[str, Any] | None,
+              body: Any) -> Any:
+        url = base + path
         if query:
             url += "?" + urllib.parse.urlencode(query, doseq=True)
         data = None if body is None else json.dumps(body, default=str).encode()
@@ -107,15 +133,15 @@ class AppsClient:
         except urllib.error.HTTPError as e:
             raise ApiError(e.code, _decode(e.read())) from None
         except urllib.error.URLError as e:
-            raise NoAppsService(self.url, _reason(e.reason)) from None
+            raise NoAppsService(base, _reason(e.reason)) from None
         except (OSError, http.client.HTTPException) as e:
-            raise NoAppsService(self.url, _reason(e)) from None
+            raise NoAppsService(base, _reason(e)) from None
         if not raw.strip():
             return None
         try:
             return json.loads(raw)
         except ValueError:
-            raise NoAppsService(self.url, "it answered something that is not JSON") from None
+            raise NoAppsService(base, "it answered something that is not JSON") from None
 
 
 def _loopback(host: str) -> bool:

@@ -223,7 +223,7 @@ def main(args: argparse.Namespace) -> int:
             return 1
         addr.write(masters)
         if args.apps:
-            addr.write_apps(apps_urls[0])
+            addr.write_apps(",".join(apps_urls))
         which = "master" if args.masters == 1 else f"{args.masters} masters (etcd {etcd})"
         print(f"juggler: {which} at {masters} with {args.agents} agent(s) "
               f"({resources} each); metrics at http://127.0.0.1:{args.metrics_port}/metrics",
@@ -279,7 +279,7 @@ def main(args: argparse.Namespace) -> int:
         _reap(procs[:n_daemons], 10.0)
         addr.clear(masters)
         if args.apps:
-            addr.clear_apps(apps_urls[0])
+            addr.clear_apps(",".join(apps_urls))
 
 
 def _reap(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:

@@ -395,6 +395,9 @@ def test_an_orphan_task_is_killed_and_an_unknown_instance_replaced_after_recover
                                      resources=Resources({"cpus": 4, "mem": 4096}).to_proto())])
     assert [c for c in cmds if isinstance(c, Decline)], "no launch while reconciling"
     cmds = fresh.reconciled({})
+    assert inst.id in fresh.instances, "no answer (its agent may be away): kept"
+    cmds = fresh.reconciled({inst.id: pb.TaskStatus(task_id=inst.id,
+                                                    state=pb.TASK_UNKNOWN)})
     assert not fresh.instances, "unknown to the master: dropped"
     cmds = fresh.on_update(pb.TaskStatus(task_id="web.orphan", agent_id="a0",
                                          state=pb.TASK_RUNNING))

@@ -707,3 +707,26 @@ def test_elsewhere_a_line_is_printed_when_it_changes() -> None:
     for lines in (["a: 1/3", "b: 0/1"], ["a: 1/3", "b: 1/1"], ["a: 1/3", "b: 1/1"]):
         display.show(lines)
     assert out.getvalue() == "a: 1/3\nb: 0/1\nb: 1/1\n"
+
+
+def test_several_urls_the_first_that_answers_serves(
+        service: FakeApps, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`juggler up --masters 3` writes every apps service's URL: one that is
+    down, or a standby answering 503 (no leader yet), sends the call on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # nobody listens there
+    service.apps["/web"] = app_json()
+    monkeypatch.setenv("JUGGLER_APPS", f"{dead},{service.url}")
+    code, out, _ = run(["app", "ls"], capsys)
+    assert code == 0 and "/web" in out
+    client = apps_cli.AppsClient(f"{dead}, {service.url}")
+    assert client.call("GET", "/v2/apps")["apps"][0]["id"] == "/web"
+    assert client.url == service.url, "later calls start where the last was answered"
+    service.answers[("GET", "/v2/deployments")] = (503, {"message": "no leader"})
+    with pytest.raises(apps_cli.ApiError) as e:
+        apps_cli.AppsClient(service.url).call("GET", "/v2/deployments")
+    assert e.value.status == 503, "one URL: its 503 is the answer"
+    with pytest.raises(apps_cli.NoAppsService):
+        apps_cli.AppsClient(dead).call("GET", "/v2/apps")
