@@ -1,0 +1,88 @@
+"""The REST API on standbys: proxy to the leader (a middleware, installed
+by rest.py), and the leader's mark on its answers.
+
+Standbys (`backend.leading` False) answer /ping, /v2/leader, /v2/info and
+/metrics themselves and proxy every other request to the leader (same
+method, path, query and body; the leader's status, body and Location /
+Marathon-Deployment-Id headers back; /v2/events streamed through), as
+Marathon's standbys do; 503 {"message": "no leader"} when there is none. A
+request that already went through a proxy (X-Marathon-Via) is not proxied
+again. The leader marks its answers with X-Marathon-Leader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from juggler.apps.rest_backend import BACKEND, DEPLOYMENT_HEADER, Handler, Reply, _backend
+
+LEADER_HEADER = "X-Marathon-Leader"
+VIA_HEADER = "X-Marathon-Via"
+# Paths a standby answers itself.
+LOCAL_PATHS = frozenset({"/ping", "/v2/leader", "/v2/info", "/metrics"})
+PROXY_TIMEOUT = 60.0     # a proxied request (not /v2/events) waits this long for the leader
+# Headers of a proxied answer that are passed back.
+PASSED_BACK = ("Content-Type", "Location", DEPLOYMENT_HEADER, LEADER_HEADER, "Cache-Control")
+HOP_BY_HOP = frozenset(h.lower() for h in (
+    "Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive",
+    "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer", "Upgrade"))
+SESSION = web.AppKey("proxy_session", aiohttp.ClientSession)
+
+
+async def _proxy(request: web.Request, leader: str) -> web.StreamResponse:
+    """The request, sent to the leader; its answer, sent back (streamed for
+    /v2/events)."""
+    backend = _backend(request)
+    session = request.app[SESSION]
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+    headers[VIA_HEADER] = backend.url or "standby"
+    url = leader.rstrip("/") + request.raw_path
+    streaming = request.path == "/v2/events"
+    timeout = aiohttp.ClientTimeout(total=None if streaming else PROXY_TIMEOUT, sock_connect=10)
+    body = await request.read()
+    try:
+        async with session.request(request.method, url, headers=headers, data=body or None,
+                                   timeout=timeout, allow_redirects=False) as up:
+            back = {k: up.headers[k] for k in PASSED_BACK if k in up.headers}
+            if up.headers.get("Content-Encoding"):
+                back["Content-Encoding"] = up.headers["Content-Encoding"]
+            if not streaming:
+                return web.Response(status=up.status, body=await up.read(), headers=back)
+            resp = web.StreamResponse(status=up.status, headers=back)
+            await resp.prepare(request)
+            with contextlib.suppress(ConnectionError):
+                async for chunk in up.content.iter_any():
+                    await resp.write(chunk)
+            return resp
+    except (aiohttp.ClientError, TimeoutError) as e:
+        raise Reply(503, {"message": f"no leader: the leader at {leader} cannot be reached "
+                          f"({type(e).__name__}: {e})"}) from None
+
+
+@web.middleware
+async def _leader_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    backend = _backend(request)
+    if backend.leading or request.path in LOCAL_PATHS:
+        return await handler(request)
+    leader = backend.leader_url()
+    if not leader or leader.rstrip("/") == (backend.url or "").rstrip("/") or \
+            VIA_HEADER in request.headers:
+        raise Reply(503, {"message": "no leader"})
+    return await _proxy(request, leader)
+
+
+async def _mark_leader(request: web.Request, response: web.StreamResponse) -> None:
+    backend = request.app[BACKEND]
+    if backend.leading and backend.url and LEADER_HEADER not in response.headers:
+        response.headers[LEADER_HEADER] = backend.url
+
+
+async def _proxy_session(app: web.Application) -> AsyncIterator[None]:
+    """The client session standbys proxy with, for the app's lifetime."""
+    app[SESSION] = aiohttp.ClientSession(auto_decompress=False)
+    yield
+    await app[SESSION].close()
