@@ -17,7 +17,7 @@ its dependents change.
 
 Deployment lifecycle (Deployment.state):
 
-    IN_PROGRESS → SUCCEEDED, FAILED, CANCELLED
+    IN_PROGRESS → any terminal
     terminal: SUCCEEDED, FAILED, CANCELLED
 
 FAILED: the progress deadline passed (Nomad's `progress_deadline`: no

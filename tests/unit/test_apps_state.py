@@ -527,3 +527,17 @@ def test_an_app_whose_tasks_the_master_would_refuse_is_refused_when_deployed() -
         sim.deploy(app(cmd=None, container=Container(image="Not/A/Valid:Ref:")))
     assert e.value.details[0]["path"] == "/container/docker/image"
     assert not sim.core.apps and not sim.core.deployments and not sim.store
+
+
+def test_the_deployment_lifecycle_is_the_table_plan_py_shows() -> None:
+    from juggler.apps import plan as plan_module
+    from juggler.apps.plan import DEPLOYMENT
+
+    doc = [line.strip() for line in (plan_module.__doc__ or "").splitlines()]
+    for line in DEPLOYMENT.lines():
+        assert line.strip() in doc, line
+    with pytest.raises(Exception, match="SUCCEEDED → IN_PROGRESS"):
+        sim = Sim()
+        d = sim.deploy(app(instances=0))
+        assert d.state == D.SUCCEEDED
+        DEPLOYMENT.move(d, d.id, D.IN_PROGRESS, "again", 0.0)

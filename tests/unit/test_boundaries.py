@@ -29,6 +29,9 @@ MAY_IMPORT = {
     "agent": {"v1", "common", "container", "executor", "images"},
     "master": {"v1", "common", "store"},
     "sdk": {"v1", "common"},
+    # The apps service is a framework: it reaches the master through the SDK
+    # and the store, never the master's, agent's or executor's code.
+    "apps": {"v1", "common", "sdk", "store"},
 }
 
 # The pure cores: events in, commands out, no I/O.
@@ -38,6 +41,10 @@ PURE = [
     "master/state.py", "master/agent_book.py", "master/allocator.py", "master/roles.py",
     "master/lifecycles.py", "master/entries.py", "master/commands.py", "master/views.py",
     "agent/status_updates.py",
+    "apps/state.py", "apps/plan.py", "apps/instances.py", "apps/constraints.py",
+    "apps/commands.py", "apps/views.py", "apps/tasks.py", "apps/definition.py",
+    "apps/definition_model.py", "apps/definition_fields.py", "apps/definition_parse.py",
+    "apps/definition_render.py", "apps/groups.py",
 ]
 IO_MODULES = {"asyncio", "grpc", "socket", "subprocess", "os", "shutil", "threading",
               "aetcd", "pathlib", "select", "signal"}
