@@ -356,8 +356,15 @@ class AppsService:
                 await fw.subscribe(timeout=30.0)
                 break
             except FrameworkError as e:
-                if e.code.name == "FAILED_PRECONDITION":
-                    raise
+                if e.code.name == "FAILED_PRECONDITION" and info.id:
+                    # Torn down (its failover timeout passed while no instance
+                    # of the service ran, or an operator did it): its tasks are
+                    # gone. Start as a new framework; reconciliation then finds
+                    # every stored instance unknown and launches it again.
+                    log.error("the framework was torn down; subscribing as a new one",
+                              framework_id=info.id, error=e.message)
+                    info.id = ""
+                    continue
                 log.warning("cannot subscribe yet", error=e.message)
                 await asyncio.sleep(1.0)
         if fw.framework_id != self.framework_id:

@@ -411,3 +411,39 @@ def _master_leader(*masters: str) -> str:
             if answer.address:
                 return answer.address
     raise AssertionError("no master names a leader")
+
+
+def test_a_torn_down_framework_id_in_the_store_is_replaced_by_a_new_one(
+        lab: tuple[Daemons, str]) -> None:
+    """The store names a framework the master tore down (its failover timeout
+    passed while no apps service ran): the service subscribes anew instead of
+    failing forever."""
+    import asyncio
+
+    from juggler.sdk import Framework
+    from juggler.store.embedded import EmbeddedStore
+    from juggler.v1 import common_pb2
+
+    daemons, _ = lab
+
+    async def torn_down() -> str:
+        fw = Framework(daemons.master, common_pb2.FrameworkInfo(name="gone", roles=["*"]))
+        await fw.subscribe()
+        await fw.teardown()
+        await fw.close()
+        return fw.framework_id
+
+    old_id = asyncio.run(torn_down())
+    work = daemons.work / "apps-torn"
+
+    async def remember() -> None:
+        store = EmbeddedStore(work)
+        await store.put("framework_id", old_id.encode())
+        await store.close()
+
+    asyncio.run(remember())
+    url = daemons.start_apps(name="apps-torn")  # its store: the work dir above
+    wait_for(lambda: leading(url), DEADLINE, what="the service to lead as a new framework")
+    info = get(url, "/v2/info")
+    assert info["frameworkId"] and info["frameworkId"] != old_id
+    daemons.stop("apps-torn")
