@@ -20,7 +20,9 @@ from juggler.v1 import operator_pb2
 
 def task_view(state: MasterState, task: TaskEntry) -> operator_pb2.TaskView:
     agent = state.agents.get(task.agent_id)
-    killing = task.kill is not None or (state.kill_wanted(task) is not None)
+    # A kill asked for and not yet done: once the task ended, it is done.
+    killing = not task_states.is_terminal(task.state) and (
+        task.kill is not None or state.kill_wanted(task) is not None)
     return operator_pb2.TaskView(
         info=task.info, framework_id=task.framework_id, agent_id=task.agent_id,
         state=task.state, status=task.status, history=task.history,

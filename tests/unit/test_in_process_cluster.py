@@ -62,6 +62,9 @@ def test_a_kill_sent_while_the_agent_is_stopped_lands_when_it_is_back() -> None:
     assert fw.latest("t1") == S.TASK_KILLED and cluster.task("t1") == S.TASK_KILLED
     assert not cluster.executor_alive("t1")
     assert not any(k.startswith("kills/") for k in cluster.registry)  # fulfilled
+    (ended,) = [v for v in views.tasks_view(cluster.master, True).completed_tasks
+                if v.info.task_id == "t1"]
+    assert not ended.kill_requested, "done: `ps -a` must not say (kill requested)"
     cluster.validate()
 
 
