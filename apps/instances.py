@@ -56,6 +56,8 @@ class Instance:
     healthy_since: float | None = None
     started_at: float | None = None
     unreachable_since: float | None = None
+    checked: bool = False      # its version has a health check (Instance.is_healthy)
+    ports: list[int] = field(default_factory=list)   # the host ports it was given
     kill_requested: str = ""   # why the service asked for the kill; "" when it did not
     message: str = ""          # the last status update's message
     exit_code: int | None = None
@@ -71,18 +73,28 @@ class Instance:
     def running(self) -> bool:
         return self.state == S.TASK_RUNNING
 
-    def is_healthy(self, has_checks: bool) -> bool:
-        """RUNNING, and healthy by its checks when the app has any (Marathon
-        counts a running instance of an app without checks as healthy)."""
+    def is_healthy(self) -> bool:
+        """RUNNING, and healthy by its checks when its version has any
+        (Marathon counts a running instance without checks as healthy). An
+        instance is judged by its own version's checks, not the app's
+        current ones: adding a check does not make the old instances
+        unhealthy."""
         if self.state != S.TASK_RUNNING or self.kill_requested:
             return False
-        return self.healthy is True if has_checks else True
+        return self.healthy is True if self.checked else True
 
-    def healthy_for(self, has_checks: bool, now: float) -> float:
+    def is_unhealthy(self) -> bool:
+        """Known not to serve: not running (yet), or its checks failing.
+        (Health not reported yet, inside a grace period, is neither.)"""
+        if self.state != S.TASK_RUNNING:
+            return True
+        return self.checked and self.healthy is False
+
+    def healthy_for(self, now: float) -> float:
         """Seconds this instance has been healthy (0 when it is not)."""
-        if not self.is_healthy(has_checks):
+        if not self.is_healthy():
             return 0.0
-        since = self.healthy_since if has_checks else self.started_at
+        since = self.healthy_since if self.checked else self.started_at
         return max(0.0, now - since) if since is not None else 0.0
 
     # -- how it changes -------------------------------------------------------
@@ -125,24 +137,26 @@ class Instance:
         return {"id": self.id, "appId": self.app_id, "version": self.version,
                 "agentId": self.agent_id, "hostname": self.hostname,
                 "attributes": self.attributes, "stagedAt": self.staged_at,
-                "startedAt": self.started_at, "killRequested": self.kill_requested}
+                "startedAt": self.started_at, "checked": self.checked, "ports": self.ports,
+                "killRequested": self.kill_requested}
 
     @classmethod
     def from_record(cls, r: dict[str, Any]) -> Instance:
         inst = cls(id=r["id"], app_id=r["appId"], version=r["version"], agent_id=r["agentId"],
                    hostname=r["hostname"], attributes=dict(r.get("attributes") or {}),
                    staged_at=float(r["stagedAt"]), started_at=r.get("startedAt"),
+                   checked=bool(r.get("checked")), ports=list(r.get("ports") or []),
                    kill_requested=r.get("killRequested") or "")
         inst.story.append(Step(inst.staged_at, "task", None, S.TASK_STAGING,
                                "recovered from the store"))
         return inst
 
 
-def kill_order(instances: list[Instance], selection: str, has_checks: bool) -> list[Instance]:
+def kill_order(instances: list[Instance], selection: str) -> list[Instance]:
     """The order in which to kill `instances` when there are too many:
-    those not running or not healthy first (they serve nobody), then by
-    Marathon's killSelection: YOUNGEST_FIRST (latest staged first) or
-    OLDEST_FIRST."""
+    those known not to serve first, then those whose health is not known
+    yet, the healthy last; within each, Marathon's killSelection:
+    YOUNGEST_FIRST (latest staged first) or OLDEST_FIRST."""
     youngest = selection != "OLDEST_FIRST"
-    return sorted(instances, key=lambda i: (i.is_healthy(has_checks),
+    return sorted(instances, key=lambda i: (not i.is_unhealthy(), i.is_healthy(),
                                             -i.staged_at if youngest else i.staged_at, i.id))

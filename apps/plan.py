@@ -211,23 +211,26 @@ class Roll:
 
 
 def roll(wanted: int, strategy: UpgradeStrategy, *, new_live: int, new_healthy: int,
-         old_live: int, old_healthy: int, dying: int = 0) -> Roll:
+         old_live: int, old_healthy: int, old_unhealthy: int | None = None,
+         dying: int = 0) -> Roll:
     """The next move of a rolling restart to `wanted` instances of a new
     version, given the live and healthy counts of new and old instances
     (healthy ⊆ live; a new one counts as healthy only after the strategy's
     minHealthySeconds). Never plans below the minimum healthy nor above the
-    maximum live (`bounds`); old instances that are not healthy may always
-    go, they serve nobody. With `wanted` healthy new instances every old one
-    goes. `dying` instances (killed, not yet ended) count toward the maximum
-    live, not toward the healthy: they still hold resources, and serve no
-    more."""
+    maximum live (`bounds`).
+
+    Old instances known not to serve (`old_unhealthy`: not running, or
+    failing their checks; all old ones that are not healthy when None) may
+    always go; those whose health is not known yet (inside their grace
+    period) are kept like healthy ones. With `wanted` healthy new instances
+    every old one goes. `dying` instances (killed, not yet ended) count
+    toward the maximum live, not toward the healthy: they still hold
+    resources, and serve no more."""
     min_healthy, max_live = bounds(wanted, strategy)
     launch = max(0, min(wanted - new_live, max_live - (new_live + old_live + dying)))
-    unhealthy_old = old_live - old_healthy
-    spare = max(0, old_healthy + new_healthy - min_healthy)
     if new_healthy >= wanted:
-        spare = old_healthy
-    kill = unhealthy_old + min(old_healthy, spare)
-    # Room: when the new ones cannot be launched for lack of room, the kills
-    # above make it; launches are recounted on the next decision.
-    return Roll(launch=launch, kill=kill)
+        return Roll(launch=launch, kill=old_live)
+    unhealthy = old_live - old_healthy if old_unhealthy is None else old_unhealthy
+    serving = old_live - unhealthy          # healthy, or not known yet
+    spare = max(0, old_healthy + new_healthy - min_healthy)
+    return Roll(launch=launch, kill=unhealthy + min(serving, spare))

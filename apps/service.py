@@ -188,7 +188,7 @@ class AppsService:
             m.instances.labels(a.id, "live").set(len(live))
             m.instances.labels(a.id, "running").set(sum(i.running for i in live))
             m.instances.labels(a.id, "healthy").set(
-                sum(i.is_healthy(a.has_checks) for i in live))
+                sum(i.is_healthy() for i in live))
             m.launch_delay.labels(a.id).set(max(0.0, a.delay_until - now))
         for reason, n in s.declined.items():
             seen = self._declined_seen.get(reason, 0)
@@ -422,7 +422,7 @@ class AppsService:
                     log.info("re-subscribed", master=event.subscribed.master_address)
                     # A new master leader: ask it again about everything (its
                     # answers arrive as updates; unknown tasks are orphans).
-                    self.state.suppressed = False
+                    self.state.suppressed = None   # the new leader knows nothing of it
                     self._spawn(self._quiet(fw.reconcile()))
                     self._spawn(self._quiet(fw.revive()))
                 elif kind == "error":
@@ -549,10 +549,8 @@ class AppsService:
                                                source=common_pb2.SOURCE_MASTER)
                 await self._execute(self.state.on_update(status))
                 return
-            if isinstance(cmd, Revive):
-                self.state.suppressed = True      # try again at the next decision
-            elif isinstance(cmd, Suppress):
-                self.state.suppressed = False
+            if isinstance(cmd, Revive | Suppress):
+                self.state.suppressed = None      # not known: the next decision says again
             log.warning("call failed", call=type(cmd).__name__, error=e.message)
 
     def _publish(self, cmd: Emit) -> None:

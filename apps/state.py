@@ -40,7 +40,7 @@ Store keys (values JSON; the shell writes them, the core says what):
 from __future__ import annotations
 
 import time as _time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -74,6 +74,8 @@ OFFERS_KEPT = 10
 # Seconds an offer is refused when nothing is waiting, and when it did not
 # fit what is waiting (Marathon's declineOfferDuration is 120 s).
 REFUSE_IDLE = 120.0
+# Ended deployments remembered for GET /v2/deployments/{id}.
+ENDED_KEPT = 100
 REFUSE_UNFIT = 5.0
 
 TASK_STATE_NAMES = {s: common_pb2.TaskState.Name(s) for s in common_pb2.TaskState.values()}
@@ -141,6 +143,7 @@ class Counts:
     new_healthy: int
     old_live: list[Instance]
     old_healthy: int
+    old_unhealthy: int   # known not to serve (old_live − healthy − unhealthy: not known yet)
     dying: int      # asked to die, not yet ended: they still hold their agent's resources
 
 
@@ -157,11 +160,16 @@ class AppsState:
         self.apps: dict[str, App] = {}
         self.deployments: dict[str, Deployment] = {}
         self.instances: dict[str, Instance] = {}
-        self.suppressed = False
+        # Whether the master was told to suppress offers: None when it was told
+        # nothing yet (a new subscription: the next decision says either way).
+        self.suppressed: bool | None = None
         self.reconciling = False   # until the master answered: decline every offer
         self._last_version = 0.0
         # Offers an app with instances to launch could not use, by reason, ever.
         self.declined: Counter[str] = Counter()
+        # The last ENDED_KEPT deployments that ended, by id: what became of them
+        # (GET /v2/deployments/{id}, a juggler extension).
+        self.ended: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._out: list[Command] = []
 
     # -- helpers --------------------------------------------------------------
@@ -240,6 +248,7 @@ class AppsState:
                 config_version = config_versions[app_id]
             target[app_id] = Versioned(definition, version, config_version)
             check_tasks(target[app_id])  # raises InvalidDefinition (422)
+        self._check_ids(target)  # raises InvalidDefinition
         steps = planning.plan(original, target, self.known)  # raises InvalidDefinition
         for d in locks:
             self._end(d, D.CANCELLED, "cancelled: a forced deployment took over its apps")
@@ -255,6 +264,9 @@ class AppsState:
         for app_id, t in target.items():
             if t is None:
                 continue
+            a = self.apps.get(app_id)
+            if a is not None and planning.action_for(original[app_id], t) is None:
+                a.current = t  # unchanged: nothing to do but carry the new version
             writes[f"versions/{app_id}@{t.version}"] = render_app(t.app)
             if app_id not in self.apps:
                 self.apps[app_id] = App(current=replace(t, app=replace(t.app, instances=0)),
@@ -271,6 +283,27 @@ class AppsState:
         self._advance()
         self._offers_wanted()
         return deployment, self._take()
+
+    def _check_ids(self, target: Mapping[str, Versioned | None]) -> None:
+        """Refuse an app whose id is also a group (another app lives under
+        it) or lies under another app: Marathon's "Groups and Applications
+        may not have the same identifier" (422)."""
+        staying = {a for a in self.apps if target.get(a, True) is not None} | {
+            a for a, t in target.items() if t is not None}
+        errors = []
+        for app_id, t in sorted(target.items()):
+            if t is None:
+                continue
+            inside = sorted(a for a in staying if a.startswith(app_id + "/"))
+            if inside:
+                errors.append(f"{app_id} is a group (of {', '.join(inside)}): Groups and "
+                              f"Applications may not have the same identifier")
+            above = sorted(a for a in staying if app_id.startswith(a + "/"))
+            if above:
+                errors.append(f"{app_id} lies under the app {above[0]}: an app cannot hold "
+                              f"apps or groups")
+        if errors:
+            raise InvalidDefinition([{"path": "/id", "errors": errors}])
 
     def _deadline_for(self, target: Mapping[str, Versioned | None]) -> float:
         return max((t.app.upgrade_strategy.progress_deadline_seconds
@@ -289,6 +322,8 @@ class AppsState:
         rollback = None
         if not force:
             rollback = self._revert(d, "rollback of a cancelled deployment")
+            if rollback is not None:
+                self.ended[d.id]["rollback"] = rollback.id
         self._advance()
         self._offers_wanted()
         return rollback, self._take()
@@ -414,6 +449,11 @@ class AppsState:
         declined: list[str] = []
         fits_nothing: list[str] = []
         waiting = [] if self.reconciling else self._waiting_apps()
+        if self.reconciling:
+            # Not an answer about these agents: back soon (a Revive at the
+            # end of reconciliation brings them back at once anyway).
+            self._out.append(Decline([o.id for o in offers], REFUSE_UNFIT))
+            return self._take()
         now_epoch = self.clock.time()
         for offer in offers:
             tasks: list[common_pb2.TaskInfo] = []
@@ -464,8 +504,11 @@ class AppsState:
         was_healthy = inst.healthy
         healthy = status.healthy if status.HasField("healthy") else None
         exit_code = status.exit_code if status.HasField("exit_code") else None
+        started = inst.started_at
         if not inst.observe(status.state, healthy, status.message, at, exit_code):
             return
+        if started is None and inst.started_at is not None and inst.id in self.instances:
+            self._persist({f"instances/{inst.id}": inst.record()})  # its age survives a restart
         a = self.apps.get(inst.app_id)
         self._emit("status_update_event", slaveId=inst.agent_id, taskId=inst.id,
                    taskStatus=TASK_STATE_NAMES.get(status.state, str(status.state)),
@@ -518,8 +561,7 @@ class AppsState:
         min_healthy_s = d.upgrade_strategy.min_healthy_seconds
         inactive = d.unreachable_strategy.inactive_after_seconds \
             if d.unreachable_strategy.enabled else None
-        new_live, old_live, new_healthy, old_healthy, dying = [], [], 0, 0, 0
-        checks = a.has_checks
+        new_live, old_live, new_healthy, old_healthy, old_unhealthy, dying = [], [], 0, 0, 0, 0
         for inst in a.instances.values():
             if not inst.live:
                 continue
@@ -531,12 +573,13 @@ class AppsState:
                 continue
             if inst.version == a.current.config_version:
                 new_live.append(inst)
-                if inst.is_healthy(checks) and inst.healthy_for(checks, now) >= min_healthy_s:
+                if inst.is_healthy() and inst.healthy_for(now) >= min_healthy_s:
                     new_healthy += 1
             else:
                 old_live.append(inst)
-                old_healthy += inst.is_healthy(checks)
-        return Counts(new_live, new_healthy, old_live, old_healthy, dying)
+                old_healthy += inst.is_healthy()
+                old_unhealthy += inst.is_unhealthy()
+        return Counts(new_live, new_healthy, old_live, old_healthy, old_unhealthy, dying)
 
     def _plan_app(self, a: App) -> tuple[int, list[tuple[Instance, str]]]:
         """How many instances to launch now, and which to kill (with why)."""
@@ -548,14 +591,15 @@ class AppsState:
             extra = len(c.new_live) - a.wanted
             if extra <= 0:
                 return a.wanted - len(c.new_live), []
-            kills = kill_order(c.new_live, d.kill_selection, a.has_checks)[:extra]
+            kills = kill_order(c.new_live, d.kill_selection)[:extra]
             return 0, [(i, "scaled down") for i in kills]
         r = planning.roll(a.wanted, d.upgrade_strategy, new_live=len(c.new_live),
                           new_healthy=c.new_healthy, old_live=len(c.old_live),
-                          old_healthy=c.old_healthy, dying=c.dying)
+                          old_healthy=c.old_healthy, old_unhealthy=c.old_unhealthy,
+                          dying=c.dying)
         if not r.kill:
             return r.launch, []
-        kills = kill_order(c.old_live, d.kill_selection, a.has_checks)[:r.kill]
+        kills = kill_order(c.old_live, d.kill_selection)[:r.kill]
         return r.launch, [(i, f"replaced by version {a.current.version}") for i in kills]
 
     def _decide(self, a: App) -> int:
@@ -595,10 +639,14 @@ class AppsState:
             elif a.waiting.since is not None:
                 a.waiting = Waiting()
         wants = any(a.to_launch > 0 and a.delay_until <= now for a in self.apps.values())
-        if wants and self.suppressed:
+        if self.reconciling:
+            return
+        if wants and self.suppressed is not False:
+            # Revive also clears the filters of offers declined meanwhile
+            # (while reconciling, or when nothing was waiting).
             self.suppressed = False
             self._out.append(Revive())
-        elif not wants and not self.suppressed and not self.reconciling:
+        elif not wants and self.suppressed is not True:
             self.suppressed = True
             self._out.append(Suppress())
 
@@ -658,7 +706,9 @@ class AppsState:
         instance_id = instance_id_prefix(a.id) + self.new_id()
         inst = Instance(id=instance_id, app_id=a.id, version=a.current.config_version,
                         agent_id=offer.agent_id, hostname=offer.hostname,
-                        attributes=dict(where.attributes), staged_at=self.clock.time())
+                        attributes=dict(where.attributes), staged_at=self.clock.time(),
+                        checked=a.has_checks,
+                        ports=[p.port for p in a.current.app.port_definitions if p.port])
         inst.story.append(Step(inst.staged_at, "task", None, S.TASK_STAGING,
                                         f"launched on {offer.hostname}"))
         self.instances[instance_id] = inst
@@ -749,6 +799,13 @@ class AppsState:
                 self._kill(inst, "unreachable for longer than expungeAfterSeconds")
                 self._forget(inst)
 
+    def _record_end(self, d: Deployment) -> None:
+        self.ended[d.id] = {"id": d.id, "version": d.version, "affectedApps": d.affected_apps,
+                            "state": D(d.state).name, "reason": d.reason, "rollback": None,
+                            "endedAt": iso(self.clock.time())}
+        while len(self.ended) > ENDED_KEPT:
+            self.ended.popitem(last=False)
+
     def _succeed(self, d: Deployment) -> None:
         writes: dict[str, Any] = {f"deployments/{d.id}": None}
         for app_id, t in d.target.items():
@@ -758,6 +815,7 @@ class AppsState:
                 writes[f"apps/{app_id}"] = a.record()
         DEPLOYMENT.move(d, d.id, D.SUCCEEDED, "every step done", self.clock.time())
         del self.deployments[d.id]
+        self._record_end(d)
         self._persist(writes)
         self._emit("deployment_success", id=d.id, plan=plan_json(d))
 
@@ -765,6 +823,7 @@ class AppsState:
         DEPLOYMENT.move(d, d.id, state, why, self.clock.time())
         d.reason = why
         del self.deployments[d.id]
+        self._record_end(d)
         self._persist({f"deployments/{d.id}": None})
         self._emit("deployment_failed", id=d.id, plan=plan_json(d), reason=why)
 
@@ -776,7 +835,10 @@ class AppsState:
         revert = {a: t for a, t in d.target.items()
                   if t is not None and t.app.upgrade_strategy.auto_revert}
         if revert:
-            self._revert(d, "automatic revert after a failed deployment", only=set(revert))
+            rollback = self._revert(d, "automatic revert after a failed deployment",
+                                    only=set(revert))
+            if rollback is not None:
+                self.ended[d.id]["rollback"] = rollback.id
 
     def _revert(self, d: Deployment, why: str, only: set[str] | None = None) -> Deployment | None:
         """Deploy the apps of `d` back to what they ran before it: the last

@@ -46,14 +46,18 @@ def environment(v: Versioned, task_id: str, hostname: str) -> dict[str, str]:
     })
     for name, value in labels.items():
         env[_label_env(name)] = value
-    ports = [p for p in d.port_definitions if p.port]
-    for i, p in enumerate(ports):
+    # PORT<i> is the i-th portDefinition's port, as Marathon numbers them; a
+    # port 0 is one the agent assigns, once ports are resources (the
+    # networking issue): until then it has no variable.
+    fixed = [(i, p) for i, p in enumerate(d.port_definitions) if p.port]
+    for i, p in fixed:
         env[f"PORT{i}"] = str(p.port)
         if p.name:
             env["PORT_" + re.sub(r"[^A-Za-z0-9_]", "_", p.name).upper()] = str(p.port)
-    if ports:
-        env["PORT"] = str(ports[0].port)
-        env["PORTS"] = ",".join(str(p.port) for p in ports)
+    if d.port_definitions and d.port_definitions[0].port:
+        env["PORT"] = str(d.port_definitions[0].port)
+    if fixed and len(fixed) == len(d.port_definitions):
+        env["PORTS"] = ",".join(str(p.port) for _, p in fixed)
     return env
 
 

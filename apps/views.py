@@ -62,8 +62,10 @@ def deployment_json(d: Deployment) -> dict[str, Any]:
     }
 
 
-def task_json(inst: Instance, has_checks: bool) -> dict[str, Any]:
-    """A task as /v2/tasks and embed=apps.tasks show it."""
+def task_json(inst: Instance, has_checks: bool | None = None) -> dict[str, Any]:
+    """A task as /v2/tasks and embed=apps.tasks show it (its health results
+    when its version has a check; `has_checks` is not used any more and is
+    kept for callers)."""
     out: dict[str, Any] = {
         "id": inst.id,
         "appId": inst.app_id,
@@ -73,12 +75,12 @@ def task_json(inst: Instance, has_checks: bool) -> dict[str, Any]:
         "stagedAt": _iso(inst.staged_at),
         "startedAt": _iso(inst.started_at),
         "version": inst.version,
-        "ports": [],
+        "ports": list(inst.ports),
         "servicePorts": [],
         "ipAddresses": [],
         "healthCheckResults": [],
     }
-    if has_checks and inst.healthy is not None:
+    if inst.checked and inst.healthy is not None:
         out["healthCheckResults"] = [{
             "alive": bool(inst.healthy), "consecutiveFailures": 0,
             "firstSuccess": _iso(inst.healthy_since), "lastFailure": None,
@@ -94,16 +96,15 @@ def app_json(state: AppsState, a: App, *, embed_tasks: bool = False,
     out = render_app(a.current.app)
     if a.stopping:
         out["instances"] = 0
-    checks = a.has_checks
     staged = running = healthy = unhealthy = 0
     for inst in a.instances.values():
         if inst.state in (common_pb2.TASK_STAGING, common_pb2.TASK_STARTING):
             staged += 1
         elif inst.state == common_pb2.TASK_RUNNING:
             running += 1
-            if checks and inst.healthy is True:
+            if inst.checked and inst.healthy is True:
                 healthy += 1
-            elif checks and inst.healthy is False:
+            elif inst.checked and inst.healthy is False:
                 unhealthy += 1
     out.update({
         "version": a.current.version,
@@ -116,7 +117,7 @@ def app_json(state: AppsState, a: App, *, embed_tasks: bool = False,
         "deployments": [{"id": d.id} for d in state.locked_by([a.id])],
     })
     if embed_tasks:
-        out["tasks"] = [task_json(i, checks)
+        out["tasks"] = [task_json(i)
                         for i in sorted(a.instances.values(), key=lambda i: i.staged_at)]
     if embed_failures and a.last_failure is not None:
         out["lastTaskFailure"] = a.last_failure

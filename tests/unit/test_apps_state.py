@@ -108,7 +108,7 @@ class Sim:
 
     def healthy_count(self, app_id: str = "/web") -> int:
         a = self.core.apps[app_id]
-        return sum(i.is_healthy(a.has_checks) for i in a.instances.values())
+        return sum(i.is_healthy() for i in a.instances.values())
 
 
 def test_a_deployment_launches_its_instances_and_succeeds_once_they_run() -> None:
@@ -393,12 +393,15 @@ def test_an_orphan_task_is_killed_and_an_unknown_instance_replaced_after_recover
                   [Instance.from_record(inst.record())], [])
     cmds = fresh.on_offers([pb.Offer(id="x", agent_id="a0", hostname="h",
                                      resources=Resources({"cpus": 4, "mem": 4096}).to_proto())])
-    assert [c for c in cmds if isinstance(c, Decline)], "no launch while reconciling"
+    (decline,) = [c for c in cmds if isinstance(c, Decline)]
+    assert decline.refuse_seconds <= 5, "no launch while reconciling, and back soon"
     cmds = fresh.reconciled({})
     assert inst.id in fresh.instances, "no answer (its agent may be away): kept"
     cmds = fresh.reconciled({inst.id: pb.TaskStatus(task_id=inst.id,
                                                     state=pb.TASK_UNKNOWN)})
     assert not fresh.instances, "unknown to the master: dropped"
+    assert [c for c in cmds if isinstance(c, Revive)], \
+        "offers wanted at once (Revive also clears the filters of those declined)"
     cmds = fresh.on_update(pb.TaskStatus(task_id="web.orphan", agent_id="a0",
                                          state=pb.TASK_RUNNING))
     assert [c for c in cmds if isinstance(c, Kill) and c.task_id == "web.orphan"]
@@ -541,3 +544,106 @@ def test_the_deployment_lifecycle_is_the_table_plan_py_shows() -> None:
         d = sim.deploy(app(instances=0))
         assert d.state == D.SUCCEEDED
         DEPLOYMENT.move(d, d.id, D.IN_PROGRESS, "again", 0.0)
+
+
+def test_adding_a_health_check_keeps_the_old_instances_until_the_new_ones_pass() -> None:
+    """Old instances are judged by their own version's checks: without any,
+    running is healthy, so adding a check to the app does not make them
+    unhealthy and kill them all at once (found by a review: 12 s with no
+    healthy instance)."""
+    sim = Sim()
+    sim.deploy(app(instances=3))
+    sim.offer()
+    sim.tick()
+    old = {i.id for i in sim.live()}
+    checks = (HealthCheckDef(protocol="COMMAND", command="true"),)
+    d = sim.deploy(app(instances=3, cmd="sleep 2", health_checks=checks))
+    for _ in range(5):
+        sim.offer()
+        sim.tick()
+        assert old <= {i.id for i in sim.live()}, "an old instance went before a new passed"
+        assert sim.healthy_count() >= 3
+    for i in [i for i in sim.live() if i.id not in old]:
+        sim.update(i.id, pb.TASK_RUNNING, healthy=True)
+    sim.tick()
+    assert d.state == D.SUCCEEDED and not old & {i.id for i in sim.live()}
+
+
+def test_old_instances_whose_health_is_not_known_yet_are_kept_like_healthy_ones() -> None:
+    sim = Sim()
+    checks = (HealthCheckDef(protocol="COMMAND", command="true"),)
+    sim.deploy(app(instances=2, health_checks=checks))
+    sim.offer()   # running, health not reported yet (inside their grace period)
+    old = {i.id for i in sim.live()}
+    sim.deploy(app(instances=2, cmd="sleep 2", health_checks=checks), force=True)
+    for _ in range(3):
+        sim.offer()
+        sim.tick()
+    assert old <= {i.id for i in sim.live()}
+
+
+def test_deploying_an_unchanged_definition_gives_it_the_new_version_at_once() -> None:
+    sim = Sim()
+    sim.deploy(app(instances=2))
+    sim.offer()
+    sim.tick()
+    before = {i.id for i in sim.live()}
+    d = sim.deploy(app(instances=2))
+    assert d.state == D.SUCCEEDED and d.steps == []
+    assert sim.core.apps["/web"].current.version == d.version
+    assert {i.id for i in sim.live()} == before
+
+
+def test_an_app_may_not_be_a_group_nor_lie_under_an_app() -> None:
+    from juggler.apps.definition import InvalidDefinition
+
+    sim = Sim()
+    sim.deploy(app("/shop/db"))
+    with pytest.raises(InvalidDefinition, match="Groups and Applications"):
+        sim.deploy(app("/shop"))
+    with pytest.raises(InvalidDefinition, match="under the app /shop/db"):
+        sim.deploy(app("/shop/db/sub"))
+    sim.deploy(app("/shop/web"))  # a sibling is fine
+    assert sorted(sim.core.apps) == ["/shop/db", "/shop/web"]
+
+
+def test_ended_deployments_say_what_became_of_them() -> None:
+    sim = Sim()
+    checks = (HealthCheckDef(protocol="COMMAND", command="true"),)
+    strategy = UpgradeStrategy(min_healthy_seconds=0.0, progress_deadline_seconds=5.0)
+    sim.healthy = lambda task: True
+    good = sim.deploy(app(health_checks=checks, upgrade_strategy=strategy))
+    sim.offer()
+    sim.tick()
+    assert sim.core.ended[good.id]["state"] == "SUCCEEDED"
+    sim.healthy = lambda task: False
+    bad = sim.deploy(app(cmd="broken", health_checks=checks, upgrade_strategy=strategy))
+    for _ in range(8):
+        sim.offer()
+        sim.tick()
+    ended = sim.core.ended[bad.id]
+    assert ended["state"] == "FAILED" and "progressDeadlineSeconds" in ended["reason"]
+    assert ended["rollback"] and sim.core.ended[ended["rollback"]]["state"] == "SUCCEEDED"
+
+
+def test_ports_are_numbered_as_marathon_numbers_them() -> None:
+    from juggler.apps.definition import PortDefinition
+    from juggler.apps.plan import Versioned
+    from juggler.apps.tasks import environment
+
+    d = app(port_definitions=(PortDefinition(port=0), PortDefinition(port=18999, name="http")))
+    env = environment(Versioned(d, "v", "v"), "web.1", "h")
+    assert env["PORT1"] == "18999" and env["PORT_HTTP"] == "18999"
+    assert "PORT0" not in env and "PORTS" not in env
+
+
+def test_an_instance_s_start_survives_a_restart_of_the_service() -> None:
+    from juggler.apps.instances import Instance
+
+    sim = Sim()
+    sim.deploy(app())
+    sim.clock.advance(5)
+    sim.offer()
+    inst = sim.live()[0]
+    again = Instance.from_record(sim.store[f"instances/{inst.id}"])
+    assert again.started_at == inst.started_at is not None
