@@ -447,3 +447,37 @@ def test_a_torn_down_framework_id_in_the_store_is_replaced_by_a_new_one(
     info = get(url, "/v2/info")
     assert info["frameworkId"] and info["frameworkId"] != old_id
     daemons.stop("apps-torn")
+
+
+def test_adding_a_health_check_keeps_the_old_instances_serving(
+        lab: tuple[Daemons, str], tmp_path: Path) -> None:
+    """A version without checks, then one that adds a check: the old
+    instances (running is healthy for them) stay until the new ones pass.
+    Sampled continuously: serving = old instances running, plus new ones
+    whose check passed."""
+    _, url = lab
+    old, new = marker(), marker()
+    api(url, "PUT", "/v2/apps/addcheck", definition("/addcheck", old, 2))
+    wait_for(lambda: deployed(url, "/addcheck") and len(running(url, "/addcheck")) == 2,
+             DEADLINE, what="2 instances")
+    first = app_of(url, "/addcheck")["versionInfo"]["lastConfigChangeAt"]
+    status, body = api(url, "PUT", "/v2/apps/addcheck", {
+        "cmd": f"exec sleep {new}", "healthChecks": [check(tmp_path / "never")]})
+    assert status == 200, body
+
+    def serving(app: dict[str, Any]) -> int:
+        return sum(1 for t in app["tasks"] if t["state"] == "TASK_RUNNING" and (
+            t["version"] == first or any(r["alive"] for r in t["healthCheckResults"])))
+
+    samples = []
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        app = app_of(url, "/addcheck")
+        samples.append(serving(app))
+        if not app["deployments"]:
+            break
+        time.sleep(0.05)
+    assert not app["deployments"], "the deployment did not finish"
+    assert min(samples) >= 2, samples
+    wait_for(lambda: not processes_with(f"sleep {old}"), DEADLINE, what="the old ones gone")
+    remove(url, "/addcheck")
