@@ -64,8 +64,13 @@ def environment(v: Versioned, task_id: str, hostname: str) -> dict[str, str]:
 def health_check(d: AppDefinition, check: HealthCheckDef) -> pb.HealthCheck:
     """The app's check as the executor runs it. Raises ValueError for an
     HTTP/TCP check whose port cannot be known (a portIndex naming a port 0)."""
+    # Marathon runs HTTP, HTTPS and TCP checks itself, from the start (within
+    # the grace period); delaySeconds applies to the checks Mesos runs, as
+    # COMMAND (Marathon's docs "Health Checks"). Here the agent runs them all.
+    protocol = check.protocol.removeprefix("MESOS_")
+    delay = check.delay_seconds if protocol == "COMMAND" else 0.0
     hc = pb.HealthCheck(
-        delay_seconds=check.delay_seconds or 1e-3,
+        delay_seconds=delay or 1e-3,  # 0 is "the default" in the proto: a tiny delay
         interval_seconds=check.interval_seconds,
         timeout_seconds=check.timeout_seconds,
         # Marathon's maxConsecutiveFailures 0: never kill for it (the check
@@ -73,7 +78,6 @@ def health_check(d: AppDefinition, check: HealthCheckDef) -> pb.HealthCheck:
         consecutive_failures=check.max_consecutive_failures or 0,
         grace_period_seconds=check.grace_period_seconds,
         kill_when_unhealthy=check.max_consecutive_failures > 0)
-    protocol = check.protocol.removeprefix("MESOS_")
     if protocol == "COMMAND":
         hc.command.argv.append(check.command or "")
         hc.command.shell = True

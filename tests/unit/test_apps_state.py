@@ -647,3 +647,16 @@ def test_an_instance_s_start_survives_a_restart_of_the_service() -> None:
     inst = sim.live()[0]
     again = Instance.from_record(sim.store[f"instances/{inst.id}"])
     assert again.started_at == inst.started_at is not None
+
+
+def test_http_checks_start_at_once_and_command_checks_after_their_delay() -> None:
+    from juggler.apps.tasks import health_check
+
+    http = HealthCheckDef(protocol="HTTP", port=8080)
+    command = HealthCheckDef(protocol="COMMAND", command="true")
+    d = app()
+    assert health_check(d, http).delay_seconds < 0.01, "Marathon runs HTTP checks at once"
+    assert health_check(d, command).delay_seconds == 15, "Mesos's delaySeconds"
+    assert health_check(d, http).grace_period_seconds == 300
+    never = HealthCheckDef(protocol="COMMAND", command="true", max_consecutive_failures=0)
+    assert not health_check(d, never).kill_when_unhealthy, "0: Marathon's never kill"
