@@ -61,6 +61,7 @@ from juggler.v1 import common_pb2, scheduler_pb2
 log = logs.get("apps")
 
 FAILOVER_TIMEOUT = 7 * 86400.0   # Marathon's --failover_timeout default: one week
+GATHER_SECONDS = 0.01            # how long offers and updates gather before a decision
 
 
 @dataclass
@@ -436,6 +437,10 @@ class AppsService:
     async def _work(self, fw: Framework, inbox: asyncio.Queue[scheduler_pb2.Event]) -> None:
         while True:
             batch = [await inbox.get()]
+            # Updates come a few at a time while a thousand instances start:
+            # a moment's wait lets them gather into one decision (a decision
+            # costs the same for one update as for a hundred).
+            await asyncio.sleep(GATHER_SECONDS)
             while not inbox.empty():
                 batch.append(inbox.get_nowait())
             async with self._lock:
