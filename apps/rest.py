@@ -27,6 +27,7 @@ Routes (Marathon's; `{id}` is an app or group id with its slashes,
     DELETE /v2/apps/{id}/tasks/{task}  ?scale ?wipe     {"task": {...}} | deploymentResult
     GET    /v2/apps/{id}/versions  {"versions": [newest first]};  …/versions/{v}: the app
     GET    /v2/deployments         [deployment, ...]
+    GET    /v2/deployments/{id}    juggler's: the deployment, running or lately ended, + "state"
     DELETE /v2/deployments/{id}    200 deploymentResult of the rollback; ?force: 202
     GET    /v2/groups[/{id}]       ?embed=group.apps|group.groups|group.apps.tasks …
     POST   /v2/groups[/{id}]       201 deploymentResult; 409 when it exists
@@ -74,6 +75,7 @@ from juggler.apps.rest_apps import (
 from juggler.apps.rest_backend import BACKEND, Backend, Handler, Reply
 from juggler.apps.rest_deployments import (
     cancel_deployment,
+    get_deployment,
     get_queue,
     list_deployments,
     reset_delay,
@@ -138,6 +140,7 @@ def make_app(backend: Backend, *, heartbeat_seconds: float = HEARTBEAT_SECONDS,
     r.add_patch("/v2/apps", update_apps)
     r.add_route("*", "/v2/apps/{tail:.+}", app_routes)
     r.add_get("/v2/deployments", list_deployments)
+    r.add_get("/v2/deployments/{id}", get_deployment)
     r.add_delete("/v2/deployments/{id}", cancel_deployment)
     for path in ("/v2/groups", "/v2/groups/{id:.+}"):
         r.add_get(path, get_group)

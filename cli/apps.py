@@ -10,7 +10,8 @@ The apps service speaks Marathon's REST API (/v2/apps, /v2/deployments,
     juggler app scale ID N        set an app's instance count, then follow the deployment
     juggler app restart ID        replace an app's instances, then follow the deployment
     juggler app rm ID             remove an app, then follow the deployment
-    juggler app why ID            why an app's instances are not launched (the launch queue)
+    juggler app why ID            why an app's instances are not launched (the launch queue,
+                                  its last task failure)
     juggler deployments [rm ID]   deployments in progress; cancel one
 
 Where the service is: --apps URL, $JUGGLER_APPS, the file `juggler up` writes
@@ -384,6 +385,13 @@ def _instances_line(app: Mapping[str, Any]) -> str:
     return f"{int(app.get('instances') or 0)} wanted: " + ", ".join(parts)
 
 
+def failure_text(failure: Mapping[str, Any], now: float) -> str:
+    """A lastTaskFailure: "TASK_FAILED on host-a 2m ago: the message"."""
+    return (f"{failure.get('state', '?')} on {failure.get('host', '?')} "
+            f"{_ago(failure.get('timestamp'), now)}: "
+            f"{' '.join(str(failure.get('message') or '-').split())}")
+
+
 def render_app(app: Mapping[str, Any], now: float) -> str:
     """An app's definition summary, then a row per instance."""
     info = app.get("versionInfo") or {}
@@ -403,18 +411,18 @@ def render_app(app: Mapping[str, Any], now: float) -> str:
     fields.append(("DEPLOYMENTS", _deployment_ids(app)))
     failure = app.get("lastTaskFailure")
     if failure:
-        when = _ago(failure.get("timestamp"), now)
-        fields.append(("LAST FAILURE", f"{failure.get('state', '?')} on "
-                                       f"{failure.get('host', '?')} {when}: "
-                                       f"{failure.get('message') or '-'}"))
+        fields.append(("LAST FAILURE", failure_text(failure, now)))
     width = max(len(k) for k, _ in fields)
     lines = [f"{k.ljust(width)}  {v}" for k, v in fields]
     tasks = app.get("tasks") or []
     if not tasks:
         return "\n".join([*lines, "", "no instances"])
     rows = [("TASK ID", "HOST", "AGENT", "STATE", "HEALTH", "STARTED", "VERSION")]
+    # Tasks carry the version of the definition they run (its config version):
+    # a scale or a restart changes the app's `version`, not theirs.
+    config = info.get("lastConfigChangeAt") or app.get("version")
     for t in sorted(tasks, key=lambda t: (str(t.get("host")), str(t.get("id")))):
-        version = ("current" if progress.same_version(t.get("version"), app.get("version"))
+        version = ("current" if progress.same_version(t.get("version"), config)
                    else str(t.get("version") or "-"))
         rows.append((str(t.get("id")), str(t.get("host") or "-"), str(t.get("slaveId") or "-"),
                      str(t.get("state") or "-").removeprefix("TASK_"),
@@ -436,10 +444,13 @@ def render_deployments(deployments: Iterable[Mapping[str, Any]]) -> str:
     return _table(rows)
 
 
-def render_why(entry: Mapping[str, Any], now: float) -> str:
+def render_why(entry: Mapping[str, Any], now: float,
+               failure: Mapping[str, Any] | None = None) -> str:
     """An app's launch-queue entry: how many instances wait and since when, the
-    backoff delay, then the last offers that could not be used, grouped by
-    reason (juggler's sentence when the service gives one), most frequent first."""
+    backoff delay and the app's last task failure (`failure`, its
+    lastTaskFailure: what the backoff follows), then the last offers that
+    could not be used, grouped by reason (juggler's sentence when the service
+    gives one), most frequent first."""
     app = entry.get("app") or {}
     count = int(entry.get("count") or 0)
     since = f", for {_ago(entry.get('since'), now).removesuffix(' ago')}" \
@@ -454,6 +465,8 @@ def render_why(entry: Mapping[str, Any], now: float) -> str:
     else:
         lines.append("no backoff delay: waiting for an offer that fits"
                      + (" (overdue)" if delay.get("overdue") else ""))
+    if failure:
+        lines.append("last failure: " + failure_text(failure, now))
     summary = entry.get("processedOffersSummary") or {}
     if summary:
         text = (f"offers since then: {summary.get('processedOffersCount', 0)} processed, "
@@ -477,6 +490,8 @@ def render_why(entry: Mapping[str, Any], now: float) -> str:
         lines.append("last unused offers, by reason:")
         for reason, hosts in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
             lines.append(f"  {len(hosts)} × {reason} ({', '.join(sorted(set(hosts)))})")
+    elif left and not summary.get("processedOffersCount"):
+        lines.append("no offer looked at: offers are not considered until the backoff ends")
     elif not summary.get("processedOffersCount"):
         lines.append("no offer received yet (are agents connected, with free resources? "
                      "see `juggler agents`)")
@@ -521,6 +536,26 @@ def _poll(client: AppsClient) -> progress.Poll:
     return poll
 
 
+def _lookup(client: AppsClient) -> Callable[[str], dict[str, Any] | None]:
+    """GET /v2/deployments/{id} (juggler's): the service's record of a
+    deployment, None when it has none — an older service (404, or 405: it
+    routes only DELETE there) or an error: the verdict stands without it."""
+    def lookup(deployment: str) -> dict[str, Any] | None:
+        try:
+            answer = client.call("GET", "/v2/deployments/" + urllib.parse.quote(deployment,
+                                                                                 safe=""))
+        except (ApiError, NoAppsService):
+            return None
+        return answer if isinstance(answer, dict) else None
+    return lookup
+
+
+def _restarting(e: Exception) -> bool:
+    """What following a deployment waits out: no service (killed, `juggler up`
+    starts it again within seconds) or a 503 (a standby without a leader yet)."""
+    return isinstance(e, NoAppsService) or (isinstance(e, ApiError) and e.status == 503)
+
+
 def _started(args: argparse.Namespace, client: AppsClient, answer: Any,
              app_ids: tuple[str, ...], removing: bool = False) -> int:
     """After a mutating call: print the deployment, then follow it unless --detach."""
@@ -536,7 +571,8 @@ def _started(args: argparse.Namespace, client: AppsClient, answer: Any,
     try:
         status, timed_out = progress.follow(
             watch, _poll(client), progress.Display(sys.stderr), timeout=args.timeout,
-            interval=POLL_SECONDS, clock=CLOCK, sleep=SLEEP)
+            interval=POLL_SECONDS, clock=CLOCK, sleep=SLEEP, lookup=_lookup(client),
+            transient=_restarting)
     except KeyboardInterrupt:
         print(f"juggler {args.command}: stopped following; deployment {deployment} goes on "
               "(`juggler deployments`)", file=sys.stderr)
@@ -547,8 +583,8 @@ def _started(args: argparse.Namespace, client: AppsClient, answer: Any,
               f"`juggler deployments rm {deployment}`)", file=sys.stderr)
         return 1
     if status.phase is progress.Phase.FAILED:
-        print(f"juggler {args.command}: deployment {deployment} failed: {status.reason}",
-              file=sys.stderr)
+        print(f"juggler {args.command}: deployment {deployment} {status.verdict}: "
+              f"{status.reason}", file=sys.stderr)
         return 1
     print("removed" if removing else "deployed" + (f" version {version}" if version else ""))
     return 0
@@ -668,12 +704,17 @@ def why_main(args: argparse.Namespace, client: AppsClient) -> int:
     if args.format == "json":
         _dump(entry)
         return 0
-    if entry is None:
+    try:
         app = (client.call("GET", app_path(an_id), query={"embed": APP_EMBEDS}) or {}).get(
             "app") or {}
+    except ApiError as e:
+        if e.status != 404 or entry is None:
+            raise
+        app = {}  # removed since the queue answered
+    if entry is None:
         print(f"{an_id}: nothing waiting ({progress.counts(app)})")
         return 0
-    print(render_why(entry, time.time()))
+    print(render_why(entry, time.time(), app.get("lastTaskFailure")))
     return 0
 
 
@@ -782,8 +823,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = leaf("rm", rm_main, "remove an app and kill its instances", [follow])
     p.add_argument("id", metavar="ID")
     p = leaf("why", why_main, "why an app's instances are not launched", [fmt],
-             "Why an app waits: how many instances wait to launch, its backoff delay, and "
-             "the last offers that could not be used, grouped by reason.")
+             "Why an app waits: how many instances wait to launch, its backoff delay, its "
+             "last task failure, and the last offers that could not be used, grouped by "
+             "reason.")
     p.add_argument("id", metavar="ID")
 
     d = sub.add_parser("deployments", parents=[url, fmt], help="list deployments in progress",

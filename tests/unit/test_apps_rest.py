@@ -700,6 +700,32 @@ async def test_cancelling_a_deployment_rolls_back_or_with_force_just_stops() -> 
 
 
 @run
+async def test_a_deployment_is_read_while_it_runs_and_after_it_ended() -> None:
+    """GET /v2/deployments/{id} (juggler's): the running entry with its state;
+    once ended, the core's record of its end (AppsState.ended)."""
+    async with rest_client() as (backend, client):
+        await post_app(client, WEB)
+        backend.settle()
+        await client.put("/v2/apps/prod/web", json={"cmd": "sleep 3"})
+        [listed] = await (await client.get("/v2/deployments")).json()
+        r = await client.get(f"/v2/deployments/{listed['id']}")
+        assert r.status == 200
+        assert await r.json() == listed | {"state": "IN_PROGRESS"}
+
+        rollback = await (await client.delete(f"/v2/deployments/{listed['id']}")).json()
+        r = await client.get(f"/v2/deployments/{listed['id']}")
+        assert r.status == 200
+        ended = await r.json()
+        assert ended == backend.state.ended[listed["id"]]
+        assert (ended["state"], ended["rollback"]) == ("CANCELLED", rollback["deploymentId"])
+        assert ended["affectedApps"] == ["/prod/web"]
+
+        r = await client.get("/v2/deployments/no-such-id")
+        assert r.status == 404
+        assert await r.json() == {"message": "DeploymentPlan no-such-id does not exist"}
+
+
+@run
 async def test_tasks_list_filter_and_kill_by_id() -> None:
     async with rest_client() as (backend, client):
         await post_app(client, WEB)

@@ -54,16 +54,19 @@ def deployment_json(dep_id: str = "d1", apps: tuple[str, ...] = ("/web",), step:
 
 class FakeApps:
     """The apps service's stand-in: `apps`, `deployments` and `queue` are what
-    it lists; `answers[(METHOD, path)]` = (status, body) overrides any route;
-    `on_poll(n)` runs before the n-th (from 1) GET /v2/deployments answers."""
+    it lists, `ended` the deployments GET /v2/deployments/{id} knows as ended;
+    `answers[(METHOD, path)]` = (status, body) overrides any route;
+    `on_poll(n)` runs before the n-th (from 1) GET /v2/deployments answers,
+    and answers instead when it returns (status, body)."""
 
     def __init__(self) -> None:
         self.apps: dict[str, dict[str, Any]] = {}
         self.deployments: list[dict[str, Any]] = []
+        self.ended: dict[str, dict[str, Any]] = {}
         self.queue: list[dict[str, Any]] = []
         self.answers: dict[tuple[str, str], tuple[int, Any]] = {}
         self.requests: list[tuple[str, str, dict[str, list[str]], Any]] = []
-        self.on_poll: Callable[[int], None] | None = None
+        self.on_poll: Callable[[int], tuple[int, Any] | None] | None = None
         self.polls = 0
         self.url = ""
 
@@ -87,9 +90,19 @@ class FakeApps:
                 return web.json_response({"apps": list(self.apps.values())})
             if path == "/v2/deployments":
                 self.polls += 1
-                if self.on_poll:
-                    self.on_poll(self.polls)
+                override = self.on_poll(self.polls) if self.on_poll else None
+                if override is not None:
+                    return web.json_response(override[1], status=override[0])
                 return web.json_response(self.deployments)
+            if path.startswith("/v2/deployments/"):
+                dep_id = path.removeprefix("/v2/deployments/")
+                running = next((d for d in self.deployments if d["id"] == dep_id), None)
+                if running is not None:
+                    return web.json_response(running | {"state": "IN_PROGRESS"})
+                if dep_id in self.ended:
+                    return web.json_response(self.ended[dep_id])
+                return web.json_response(
+                    {"message": f"DeploymentPlan {dep_id} does not exist"}, status=404)
             if path == "/v2/queue":
                 return web.json_response({"queue": self.queue})
             if path.startswith("/v2/apps/"):
@@ -337,6 +350,71 @@ def test_a_created_app_that_disappears_fails(
     assert "deployment d1 failed: /web does not exist any more" in err
 
 
+DEADLINE = ("no progress for 20 s (progressDeadlineSeconds): the new instances did not "
+            "turn healthy")
+
+
+def ended(state: str, reason: str, rollback: str | None) -> dict[str, Any]:
+    """A deployment's end as GET /v2/deployments/{id} answers it."""
+    return {"id": "d1", "version": V2, "affectedApps": ["/web"], "state": state,
+            "reason": reason, "rollback": rollback, "endedAt": "2024-05-01T11:00:25.000Z"}
+
+
+@pytest.mark.parametrize(("record", "told"), [
+    (ended("FAILED", DEADLINE, "r1"), f"failed: {DEADLINE}; rolled back by deployment r1"),
+    (ended("FAILED", DEADLINE, None), f"failed: {DEADLINE}"),
+    (ended("CANCELLED", "cancelled, rolled back", "r1"),
+     "cancelled: cancelled, rolled back by deployment r1"),
+])
+def test_a_rolled_back_deployment_says_why_and_names_the_rollback(
+        service: FakeApps, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        record: dict[str, Any], told: str) -> None:
+    def poll(n: int) -> None:
+        service.deployments = [deployment_json()] if n == 1 else []
+        service.apps["/web"] = app_json(version=V2 if n == 1 else V1, healthy=0)
+
+    service.on_poll = poll
+    service.ended["d1"] = record
+    code, _, err = run(["app", "deploy", write(tmp_path, "w.json", {"id": "/web"})], capsys)
+    assert code == 1
+    assert err.splitlines()[-1] == f"juggler app deploy: deployment d1 {told}"
+    assert ("GET", "/v2/deployments/d1") in [(r[0], r[1]) for r in service.requests]
+
+
+def test_a_created_app_removed_by_the_rollback_says_why(
+        service: FakeApps, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    service.ended["d1"] = ended("FAILED", DEADLINE, "r1")
+    code, _, err = run(["app", "deploy", write(tmp_path, "w.json", {"id": "/web"})], capsys)
+    assert code == 1
+    assert err.splitlines()[-1] == (f"juggler app deploy: deployment d1 failed: {DEADLINE}; "
+                                    "rolled back by deployment r1")
+
+
+def test_an_older_service_without_the_record_keeps_the_verdict_from_the_apps(
+        service: FakeApps, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It routes only DELETE /v2/deployments/{id}: GET is 405 there (404 is
+    test_a_rolled_back_deployment_fails)."""
+    service.apps["/web"] = app_json(version=V1)
+    service.answers[("GET", "/v2/deployments/d1")] = (
+        405, {"message": "HTTP method GET is not supported by this URL"})
+    code, _, err = run(["app", "deploy", write(tmp_path, "w.json", {"id": "/web"})], capsys)
+    assert code == 1
+    assert err.splitlines()[-1].endswith(f"/web is at version {V1}, not {V2}: the deployment "
+                                         "failed and was rolled back, or a newer deployment "
+                                         "replaced it")
+
+
+def test_the_record_of_a_deployment_that_succeeded_keeps_the_verdict() -> None:
+    """It succeeded and a newer deployment replaced its apps: the apps say so."""
+    watch = progress.Watch("d1", V2, ("/web",))
+    status = watch.observe(0.0, [], {"/web": app_json(version=V1)})
+    assert status.unreached
+    assert progress.explain(status, ended("SUCCEEDED", "every step done", None)) == status
+    assert progress.explain(status, None) == status
+    short = progress.Watch("d1", V2, ("/web",)).observe(0.0, [], {"/web": app_json(healthy=0)})
+    assert progress.explain(short, ended("FAILED", DEADLINE, None)) == short, "not unreached"
+
+
 def test_deploy_understands_a_201_with_the_app(
         service: FakeApps, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     service.answers[("PUT", "/v2/apps/web")] = (201, app_json(deployments=[{"id": "d7"}]))
@@ -404,6 +482,33 @@ def test_the_progress_says_why_an_instance_waits(
                                    f" — waiting: {reason}")
 
 
+def test_the_progress_shows_the_last_failure_since_the_deployment_started(
+        service: FakeApps, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pull = ("Failed to pull image registry.example/img:1: pull access denied for "
+            "registry.example/img, repository does not exist or may require 'docker login'")
+
+    def failure(at: str) -> dict[str, Any]:
+        return {"message": pull, "state": "TASK_FAILED", "timestamp": at, "version": V2,
+                "host": "host-a"}
+
+    def poll(n: int) -> None:
+        service.deployments = [deployment_json(action="StartApplication")] if n < 3 else []
+        service.queue = [{"app": {"id": "/web"}, "count": 3,
+                          "delay": {"timeLeftSeconds": 4, "overdue": False}}] if n < 3 else []
+        before, since = "2024-05-01T10:59:59.000Z", "2024-05-01T11:00:05.000Z"
+        service.apps["/web"] = app_json(running=0 if n < 3 else 3, healthy=0 if n < 3 else 3,
+                                        lastTaskFailure=failure(before if n == 1 else since))
+
+    service.on_poll = poll
+    code, _, err = run(["app", "deploy", write(tmp_path, "w.json", {"id": "/web"})], capsys)
+    assert code == 0
+    head = "web: 0/3 running, 0/3 healthy, step 1/1 (StartApplication) — waiting: backoff, " \
+           "next launch in 4s"
+    assert err.splitlines()[:2] == [
+        head,  # a failure from before the deployment is not its
+        f"{head} — last failure: {pull[:progress.FAILURE_WIDTH - 1]}…"]
+
+
 def test_timeout_exits_1_and_says_the_deployment_goes_on(
         service: FakeApps, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     service.deployments = [deployment_json()]
@@ -415,6 +520,58 @@ def test_timeout_exits_1_and_says_the_deployment_goes_on(
         "juggler app deploy: not done after 5s; deployment d1 goes on (`juggler deployments`;"
         " cancel it with `juggler deployments rm d1`)")
     assert 5 <= service.polls <= 7
+
+
+def test_following_waits_out_a_service_that_restarts(
+        service: FakeApps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Killed and started again by `juggler up`: first no answer, then 503
+    (a standby without a leader yet), then the deployment goes on."""
+    refused = iter(range(3))
+    real = apps_cli.AppsClient._call
+
+    def call(self: apps_cli.AppsClient, base: str, method: str, path: str, *rest: Any) -> Any:
+        if path == "/v2/deployments" and service.polls == 1 and next(refused, None) is not None:
+            raise apps_cli.NoAppsService(base, "connection refused")
+        return real(self, base, method, path, *rest)
+
+    def poll(n: int) -> tuple[int, Any] | None:
+        if n in (2, 3):
+            return 503, {"message": "no leader"}
+        service.deployments = [deployment_json()] if n < 5 else []
+        service.apps["/web"] = app_json(running=1 if n < 5 else 3, healthy=0 if n < 5 else 3)
+        return None
+
+    monkeypatch.setattr(apps_cli.AppsClient, "_call", call)
+    service.on_poll = poll
+    code, out, err = run(["app", "deploy", write(tmp_path, "w.json", {"id": "/web"})], capsys)
+    assert code == 0, err
+    assert out.splitlines()[-1] == f"deployed version {V2}"
+    line = "web: 1/3 running, 0/3 healthy, step 1/1 (RestartApplication)"
+    assert err.splitlines() == [line, progress.UNREACHABLE, line, "web: 3/3 running, 3/3 healthy"]
+
+
+def test_following_gives_up_on_a_service_gone_for_30s(
+        service: FakeApps, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def poll(n: int) -> tuple[int, Any] | None:
+        service.deployments = [deployment_json()]
+        service.apps["/web"] = app_json(running=1, healthy=0)
+        return (503, {"message": "no leader"}) if n > 1 else None
+
+    service.on_poll = poll
+    code, _, err = run(["app", "deploy", write(tmp_path, "w.json", {"id": "/web"})], capsys)
+    assert code == 1
+    assert err.splitlines()[-1] == "juggler app deploy: HTTP 503: no leader"
+    assert err.splitlines().count(progress.UNREACHABLE) == 1
+    assert 1 + progress.UNREACHABLE_SECONDS <= service.polls <= 3 + progress.UNREACHABLE_SECONDS
+
+
+def test_following_does_not_retry_a_refusal(
+        service: FakeApps, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    service.on_poll = lambda n: (500, {"message": "boom"})
+    code, _, err = run(["app", "deploy", write(tmp_path, "w.json", {"id": "/web"})], capsys)
+    assert code == 1 and service.polls == 1
+    assert err.splitlines() == ["juggler app deploy: HTTP 500: boom"]
 
 
 @pytest.mark.parametrize("argv", [["app", "deploy", "--timeout", "0", "f"],
@@ -531,6 +688,20 @@ def test_show_prints_the_definition_and_the_instances(
     assert path == "/v2/apps/web" and "apps.tasks" in query["embed"]
 
 
+def test_show_counts_a_task_of_the_current_definition_current_after_a_scale() -> None:
+    """A scale changes the app's version, not its definition's
+    (versionInfo.lastConfigChangeAt), which is what its tasks carry."""
+    tasks = [{"id": "web.1", "host": "a", "state": "TASK_RUNNING", "version": V1,
+              "startedAt": V1},
+             {"id": "web.2", "host": "b", "state": "TASK_RUNNING",
+              "version": "2024-05-01T09:00:00.000Z", "startedAt": V1}]
+    app = app_json(checks=False, tasks=tasks,
+                   versionInfo={"lastScalingAt": V2, "lastConfigChangeAt": V1})
+    rows = apps_cli.render_app(app, 0.0).splitlines()[-2:]
+    assert rows[0].endswith("  current")
+    assert rows[1].endswith("  2024-05-01T09:00:00.000Z")
+
+
 def test_scale_restart_and_rm_send_their_calls_and_follow(
         service: FakeApps, capsys: pytest.CaptureFixture[str]) -> None:
     service.apps["/web"] = app_json()
@@ -558,7 +729,36 @@ def test_rm_is_done_when_the_app_is_gone(
     assert code == 0
     assert out.splitlines() == [f"deployment d1 (version {V2})", "removed"]
     assert err.splitlines() == [
-        "web: 3/3 running, 3/3 healthy, step 1/1 (StopApplication)", "web: removed"]
+        "web: removing, 3 running, step 1/1 (StopApplication)", "web: removed"]
+
+
+def test_an_app_already_gone_is_removing_until_the_removal_ends(
+        service: FakeApps, capsys: pytest.CaptureFixture[str]) -> None:
+    service.deployments = [deployment_json(action="StopApplication")]
+
+    def poll(n: int) -> None:
+        if n > 1:
+            service.deployments.clear()
+
+    service.on_poll = poll
+    code, _, err = run(["app", "rm", "web"], capsys)
+    assert code == 0
+    assert err.splitlines() == ["web: removing, step 1/1 (StopApplication)", "web: removed"]
+
+
+def test_a_group_deployment_that_stops_an_app_expects_it_gone() -> None:
+    """A group PUT removes the apps the group no longer names: seen in a
+    StopApplication action, such an app is judged as `rm` judges it."""
+    watch = progress.Watch("d1", V2, ("/prod/web",))
+    listed = deployment_json(apps=("/prod/web", "/prod/old"))
+    listed["currentActions"][1]["action"] = "StopApplication"
+    status = watch.observe(0.0, [listed], {"/prod/web": app_json("/prod/web"),
+                                           "/prod/old": app_json("/prod/old", instances=0,
+                                                                 running=2)})
+    assert status.lines[1] == "prod/old: removing, 2 running, step 1/1 (StopApplication)"
+    status = watch.observe(1.0, [], {"/prod/web": app_json("/prod/web"), "/prod/old": None})
+    assert status.phase is progress.Phase.SUCCEEDED
+    assert status.lines == ("prod/web: 3/3 running, 3/3 healthy", "prod/old: removed")
 
 
 def test_deployments_table_and_json(
@@ -634,8 +834,9 @@ def test_why_groups_the_declined_offers_by_reason(
         f"  2 × {unique} (host-a)",
         "  1 × InsufficientCpus, InsufficientMemory (host-c)"]
     assert lines[2].startswith("offers since then: 5 processed, 5 unused (last unused ")
-    [(_, path, query, _)] = service.requests
+    [(_, path, query, _), (_, app_path, app_query, _)] = service.requests
     assert (path, query) == ("/v2/queue", {"embed": ["lastUnusedOffers"]})
+    assert app_path == "/v2/apps/web" and "apps.lastTaskFailure" in app_query["embed"]
 
 
 def test_why_says_nothing_waiting(service: FakeApps, capsys: pytest.CaptureFixture[str]) -> None:
@@ -653,6 +854,27 @@ def test_why_with_no_offer_at_all_points_at_the_agents() -> None:
         "no backoff delay: waiting for an offer that fits (overdue)",
         "no offer received yet (are agents connected, with free resources? see "
         "`juggler agents`)"]
+
+
+def test_why_in_backoff_says_offers_wait_for_it_and_shows_the_last_failure(
+        service: FakeApps, capsys: pytest.CaptureFixture[str]) -> None:
+    service.queue = [{"app": {"id": "/web"}, "count": 1,
+                      "delay": {"timeLeftSeconds": 8, "overdue": False},
+                      "processedOffersSummary": {"processedOffersCount": 0,
+                                                 "unusedOffersCount": 0}}]
+    service.apps["/web"] = app_json(lastTaskFailure={
+        "state": "TASK_FAILED", "host": "host-a", "timestamp": "2024-05-01T10:00:00Z",
+        "version": V2, "message": "Failed to pull image img:1:\n  not found"})
+    code, out, _ = run(["app", "why", "web"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "/web: 1 instance waiting to launch"
+    assert lines[1].startswith("backoff: next launch attempt in 8s")
+    assert lines[2].startswith("last failure: TASK_FAILED on host-a ")
+    assert lines[2].endswith(" ago: Failed to pull image img:1: not found")
+    assert lines[3:] == [
+        "offers since then: 0 processed, 0 unused",
+        "no offer looked at: offers are not considered until the backoff ends"]
 
 
 def test_app_alone_prints_its_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
