@@ -2,9 +2,14 @@
 
     start ─▶ launching ─▶ running ─▶ exited ─▶ (terminal update acked) ─▶ exit 0
                 │            │
-                │            └─ kill ─▶ KILLING, SIGTERM pid 1, SIGKILL the
-                │                       cgroup after the grace period
+                │            └─ kill ─▶ KILLING, SIGTERM, SIGKILL the cgroup
+                │                       after the grace period
                 └─ kill before launch ─▶ KILLED without running
+
+The kill's SIGTERM goes to PID 1 for an argv task (as `docker stop`), to
+every process of the task's cgroup for a shell command (as Mesos's command
+executor): executor/kill.py says why and how. A kill for health
+(`kill_when_unhealthy`) takes the same path.
 
 Every container is hardened by container/launch.py whatever the task asks:
 Docker's default capabilities, no_new_privs, masked and read-only /proc and
@@ -36,7 +41,7 @@ from juggler.common.task_check import TaskError
 from juggler.container import launch
 from juggler.container.cgroups import Cgroup, open_cgroup
 from juggler.container.spec import DEFAULT_GRACE_SECONDS, ContainerSpec
-from juggler.executor import health
+from juggler.executor import health, kill
 from juggler.executor import status as st
 from juggler.executor.agent_link import AgentLink
 from juggler.executor.attach import AttachServer
@@ -60,6 +65,7 @@ class Executor:
         self.kill_grace: float | None = None
         self._killing = False
         self._kill_deadline: float | None = None  # loop time of the SIGKILL to come
+        self._term: asyncio.Future | None = None  # SIGTERM to every process, under way
         self._exited = False
         self._done = asyncio.Event()  # shutdown from the agent
         self.stdio: TaskStdio | None = None  # the task's pipes or pty (stdio.py)
@@ -134,11 +140,36 @@ class Executor:
         if grace <= 0:
             self._kill_now()
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.container_pid, signal.SIGTERM)
+        if kill.term_every_process(self.spec.task) and self.cgroup is not None:
+            self._term = asyncio.ensure_future(self._term_every_process(self.cgroup))
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.container_pid, signal.SIGTERM)
         loop = asyncio.get_running_loop()
         self._kill_deadline = loop.time() + grace
         loop.call_later(grace, self._kill_now)
+
+    async def _term_every_process(self, cgroup: Cgroup) -> None:
+        started = asyncio.get_running_loop().time()
+        try:
+            walk = await kill.signal_every_process(cgroup, signal.SIGTERM)
+        except OSError as e:
+            self.log.warning("could not list the task's processes", error=str(e))
+            pids = []
+        else:
+            pids = walk.pids
+            took = round(asyncio.get_running_loop().time() - started, 3)
+            if walk.closed:
+                self.log.info("sent SIGTERM to every process of the task", processes=len(pids),
+                              seconds=took)
+            else:  # one forking as they were listed may have been missed
+                self.log.warning("sent SIGTERM to the task's processes, not all of which "
+                                 f"stopped within {kill.STOP_SETTLE:g} s to be listed",
+                                 processes=len(pids), seconds=took)
+        if self.container_pid not in pids and not self._exited:
+            # As Mesos's executor when killtree fails: PID 1 at least.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.container_pid, signal.SIGTERM)
 
     def _kill_now(self) -> None:
         if self._exited:
@@ -276,6 +307,8 @@ class Executor:
 
     def _cleanup(self) -> None:
         self._stop_health_checks()
+        if self._term is not None:
+            self._term.cancel()  # leaves nothing stopped (kill.signal_every_process)
         if self.attach is not None:
             self.attach.close()
         if self.stdio is not None:
