@@ -290,15 +290,22 @@ class AppsState:
         may not have the same identifier" (422)."""
         staying = {a for a in self.apps if target.get(a, True) is not None} | {
             a for a, t in target.items() if t is not None}
+        groups: dict[str, list[str]] = {}   # every group that holds an app, and its apps
+        for a in staying:
+            parts = a.split("/")
+            for n in range(2, len(parts)):
+                groups.setdefault("/".join(parts[:n]), []).append(a)
         errors = []
         for app_id, t in sorted(target.items()):
             if t is None:
                 continue
-            inside = sorted(a for a in staying if a.startswith(app_id + "/"))
+            inside = sorted(groups.get(app_id, ()))
             if inside:
                 errors.append(f"{app_id} is a group (of {', '.join(inside)}): Groups and "
                               f"Applications may not have the same identifier")
-            above = sorted(a for a in staying if app_id.startswith(a + "/"))
+            parts = app_id.split("/")
+            above = [g for g in ("/".join(parts[:n]) for n in range(2, len(parts)))
+                     if g in staying]
             if above:
                 errors.append(f"{app_id} lies under the app {above[0]}: an app cannot hold "
                               f"apps or groups")
@@ -408,6 +415,10 @@ class AppsState:
                 self._drop(inst, "the master does not know it (never launched, or gone)")
             else:
                 self._observe(inst, status)
+        for inst in list(self.instances.values()):
+            if inst.app_id not in self.apps and inst.live:
+                # Its app was removed while the service was away mid-removal.
+                self._kill(inst, "its app no longer exists")
         self.reconciling = False
         self._advance()
         self._offers_wanted()

@@ -660,3 +660,16 @@ def test_http_checks_start_at_once_and_command_checks_after_their_delay() -> Non
     assert health_check(d, http).grace_period_seconds == 300
     never = HealthCheckDef(protocol="COMMAND", command="true", max_consecutive_failures=0)
     assert not health_check(d, never).kill_when_unhealthy, "0: Marathon's never kill"
+
+
+def test_an_instance_of_an_app_that_no_longer_exists_is_killed_after_recovery() -> None:
+    from juggler.apps.instances import Instance
+
+    sim = Sim()
+    sim.deploy(app(instances=1))
+    sim.offer()
+    inst = sim.live()[0]
+    fresh = AppsState(sim.clock, lambda: "new")
+    fresh.recover({}, [Instance.from_record(inst.record())], [])
+    cmds = fresh.reconciled({inst.id: pb.TaskStatus(task_id=inst.id, state=pb.TASK_RUNNING)})
+    assert [c for c in cmds if isinstance(c, Kill) and c.task_id == inst.id]
