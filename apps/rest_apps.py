@@ -71,12 +71,9 @@ def _emit_api_post(request: web.Request, app: AppDefinition) -> None:
                                 "appDefinition": render_app(app)})
 
 
-def _tasks(instances: Iterable[Instance], state: AppsState) -> list[dict[str, Any]]:
-    out = []
-    for inst in sorted(instances, key=lambda i: (i.app_id, i.staged_at, i.id)):
-        a = state.apps.get(inst.app_id)
-        out.append(task_json(inst, a.has_checks if a is not None else False))
-    return out
+def _tasks(instances: Iterable[Instance]) -> list[dict[str, Any]]:
+    return [task_json(inst)
+            for inst in sorted(instances, key=lambda i: (i.app_id, i.staged_at, i.id))]
 
 
 # -- label selectors (Marathon's ?label=, api/v2/LabelSelector.scala) -------------------------
@@ -272,7 +269,7 @@ async def app_tasks(request: web.Request, app_id: str) -> web.Response:
     state = _state(request)
     apps = _apps_named(state, app_id)
     return web.json_response(
-        {"tasks": _tasks((i for a in apps for i in a.instances.values()), state)})
+        {"tasks": _tasks(i for a in apps for i in a.instances.values())})
 
 
 def _scale_and_wipe(request: web.Request) -> tuple[bool, bool]:
@@ -303,9 +300,8 @@ async def kill_app_tasks(request: web.Request, app_id: str,
     if d is not None:
         return _deployment_result(d)
     if task_id is not None:
-        return web.json_response({"task": task_json(killed[0], a.has_checks) if killed
-                                  else task_json(chosen[0], a.has_checks)})
-    return web.json_response({"tasks": _tasks(killed, state)})
+        return web.json_response({"task": task_json(killed[0] if killed else chosen[0])})
+    return web.json_response({"tasks": _tasks(killed)})
 
 
 async def app_versions(request: web.Request, app_id: str, version: str | None) -> web.Response:
@@ -388,14 +384,14 @@ async def list_tasks(request: web.Request) -> web.Response:
     for s in (*request.query.getall("status", []), *request.query.getall("status[]", [])):
         wanted |= _STATUS_FILTER.get(s.lower(), set())
     instances = [i for i in state.instances.values() if not wanted or i.state in wanted]
-    return web.json_response({"tasks": _tasks(instances, state)})
+    return web.json_response({"tasks": _tasks(instances)})
 
 
 async def delete_tasks(request: web.Request) -> web.Response:
     """POST /v2/tasks/delete {"ids": [...]}: kill those tasks (unknown ids are
     skipped): {"tasks": [killed]}, or with ?scale the deploymentResult. 400
     for a body without "ids"."""
-    backend, state = _backend(request), _state(request)
+    backend = _backend(request)
     scale, wipe = _scale_and_wipe(request)
     body = await _json_body(request)
     ids = body.get("ids") if isinstance(body, dict) else None
@@ -404,4 +400,4 @@ async def delete_tasks(request: web.Request) -> web.Response:
     killed, d = await backend.kill_instances(ids, scale=scale, wipe=wipe)
     if d is not None:
         return _deployment_result(d)
-    return web.json_response({"tasks": _tasks(killed, state)})
+    return web.json_response({"tasks": _tasks(killed)})

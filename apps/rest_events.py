@@ -19,7 +19,7 @@ from aiohttp import web
 
 from juggler.apps.events import DROPPED_TYPE, frame
 from juggler.apps.rest_backend import Reply, _backend
-from juggler.apps.state import iso
+from juggler.apps.views import iso
 from juggler.common import logs
 
 log = logs.get("apps.rest")

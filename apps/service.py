@@ -50,7 +50,8 @@ from juggler.apps.definition import AppDefinition, parse_app
 from juggler.apps.events import EventBus
 from juggler.apps.instances import Instance
 from juggler.apps.plan import Action, D, Deployment, Versioned
-from juggler.apps.state import AppsState, iso
+from juggler.apps.state import AppsState
+from juggler.apps.views import iso
 from juggler.common import logs
 from juggler.common.clock import Clock, SystemClock
 from juggler.common.lifecycle import Step

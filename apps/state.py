@@ -39,7 +39,6 @@ Store keys (values JSON; the shell writes them, the core says what):
 
 from __future__ import annotations
 
-import time as _time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -62,7 +61,7 @@ from juggler.apps.definition import AppDefinition, InvalidDefinition, render_app
 from juggler.apps.instances import TERMINAL, Instance, S, instance_id_prefix, kill_order
 from juggler.apps.plan import DEPLOYMENT, Action, D, Deployment, Versioned
 from juggler.apps.tasks import check_tasks, task_for
-from juggler.apps.views import plan_json, step_json
+from juggler.apps.views import iso, plan_json, step_json
 from juggler.common.clock import Clock
 from juggler.common.lifecycle import Step
 from juggler.common.resources import Resources
@@ -79,15 +78,6 @@ ENDED_KEPT = 100
 REFUSE_UNFIT = 5.0
 
 TASK_STATE_NAMES = {s: common_pb2.TaskState.Name(s) for s in common_pb2.TaskState.values()}
-
-
-def iso(epoch: float) -> str:
-    """Marathon's timestamps and version ids: "2026-11-30T15:20:01.123Z"."""
-    whole = int(epoch)
-    ms = round((epoch - whole) * 1000)
-    if ms == 1000:
-        whole, ms = whole + 1, 0
-    return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(whole)) + f".{ms:03d}Z"
 
 
 @dataclass(eq=False)
@@ -466,6 +456,7 @@ class AppsState:
             self._out.append(Decline([o.id for o in offers], REFUSE_UNFIT))
             return self._take()
         now_epoch = self.clock.time()
+        launched: dict[str, App] = {}
         for offer in offers:
             tasks: list[common_pb2.TaskInfo] = []
             if waiting:
@@ -488,6 +479,7 @@ class AppsState:
                         placed += 1
                     if placed:
                         a.waiting.processed += 1
+                        launched[a.id] = a
                 waiting = [(a, n) for a, n in waiting if n[0] > 0]
             if tasks:
                 self._out.append(Launch(offer.id, tasks))
@@ -499,7 +491,9 @@ class AppsState:
             self._out.append(Decline(fits_nothing, REFUSE_UNFIT))
         if declined:
             self._out.append(Decline(declined, REFUSE_IDLE))
-        self._offers_wanted()
+        # _waiting_apps decided for every app that may launch; only those that
+        # did launch changed since (apps in backoff are decided by tick()).
+        self._offers_wanted(launched.values())
         return self._take()
 
     def tick(self) -> list[Command]:
@@ -614,10 +608,17 @@ class AppsState:
         return r.launch, [(i, f"replaced by version {a.current.version}") for i in kills]
 
     def _decide(self, a: App) -> int:
-        """Kill what must go now; return how many instances to launch now."""
+        """Kill what must go now; return how many instances to launch now
+        (kept in `a.to_launch`), and note when the app began waiting."""
         launch, kills = self._plan_app(a)
         for inst, why in kills:
             self._kill(inst, why)
+        a.to_launch = launch
+        if launch > 0:
+            if a.waiting.since is None:
+                a.waiting.since = self.clock.time()
+        elif a.waiting.since is not None:
+            a.waiting = Waiting()
         return launch
 
     def waiting_count(self, a: App) -> int:
@@ -641,14 +642,8 @@ class AppsState:
         suppress when nothing can; record when apps started waiting."""
         now = self.clock.now()
         for a in self.apps.values() if apps is None else apps:
-            if a.id not in self.apps:
-                continue
-            a.to_launch = n = self._decide(a)
-            if n > 0:
-                if a.waiting.since is None:
-                    a.waiting.since = self.clock.time()
-            elif a.waiting.since is not None:
-                a.waiting = Waiting()
+            if a.id in self.apps:
+                self._decide(a)
         wants = any(a.to_launch > 0 and a.delay_until <= now for a in self.apps.values())
         if self.reconciling:
             return

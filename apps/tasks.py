@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 
 from juggler.apps.definition import AppDefinition, HealthCheckDef
+from juggler.apps.instances import instance_id_prefix
 from juggler.apps.plan import Versioned
 from juggler.common.resources import Resources
 from juggler.v1 import common_pb2 as pb
@@ -143,9 +144,9 @@ def check_tasks(v: Versioned) -> None:
     from juggler.common.task_check import TaskError, check
 
     offer = pb.Offer(id="check", agent_id="check", hostname="check")
-    prefix = v.app.id.strip("/").replace("/", "_") + "."
+    task_id = instance_id_prefix(v.app.id) + "00000000-0000-0000-0000-000000000000"
     try:
-        check(task_for(v, prefix + "00000000-0000-0000-0000-000000000000", offer))
+        check(task_for(v, task_id, offer))
     except ValueError as e:
         field = getattr(e, "field", "")
         path = next((p for f, p in _FIELD_PATHS if field.startswith(f)), "/")

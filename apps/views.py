@@ -7,6 +7,7 @@ additions go where that client keeps raw JSON (the queue's offers).
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from juggler.apps.definition import render_app
@@ -19,9 +20,16 @@ if TYPE_CHECKING:
     from juggler.apps.state import App, AppsState
 
 
-def _iso(epoch: float | None) -> str | None:
-    from juggler.apps.state import iso
+def iso(epoch: float) -> str:
+    """Marathon's timestamps and version ids: "2026-11-30T15:20:01.123Z"."""
+    whole = int(epoch)
+    ms = round((epoch - whole) * 1000)
+    if ms == 1000:
+        whole, ms = whole + 1, 0
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{ms:03d}Z"
 
+
+def _iso(epoch: float | None) -> str | None:
     return None if epoch is None else iso(epoch)
 
 
@@ -62,10 +70,9 @@ def deployment_json(d: Deployment) -> dict[str, Any]:
     }
 
 
-def task_json(inst: Instance, has_checks: bool | None = None) -> dict[str, Any]:
+def task_json(inst: Instance) -> dict[str, Any]:
     """A task as /v2/tasks and embed=apps.tasks show it (its health results
-    when its version has a check; `has_checks` is not used any more and is
-    kept for callers)."""
+    when its version has a check)."""
     out: dict[str, Any] = {
         "id": inst.id,
         "appId": inst.app_id,
