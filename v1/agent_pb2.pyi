@@ -147,6 +147,57 @@ class MasterMessage(_message.Message):
     batch: MasterMessage.Batch
     def __init__(self, registered: _Optional[_Union[MasterMessage.Registered, _Mapping]] = ..., run_task: _Optional[_Union[MasterMessage.RunTask, _Mapping]] = ..., kill_task: _Optional[_Union[MasterMessage.KillTask, _Mapping]] = ..., acknowledgement: _Optional[_Union[MasterMessage.Acknowledgement, _Mapping]] = ..., heartbeat: _Optional[_Union[MasterMessage.Heartbeat, _Mapping]] = ..., shutdown: _Optional[_Union[MasterMessage.Shutdown, _Mapping]] = ..., batch: _Optional[_Union[MasterMessage.Batch, _Mapping]] = ...) -> None: ...
 
+class SignalRequest(_message.Message):
+    __slots__ = ("task_id", "framework_id", "signal")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAMEWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    framework_id: str
+    signal: str
+    def __init__(self, task_id: _Optional[str] = ..., framework_id: _Optional[str] = ..., signal: _Optional[str] = ...) -> None: ...
+
+class SignalResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TopRequest(_message.Message):
+    __slots__ = ("task_id", "framework_id", "ps_args")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAMEWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    PS_ARGS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    framework_id: str
+    ps_args: str
+    def __init__(self, task_id: _Optional[str] = ..., framework_id: _Optional[str] = ..., ps_args: _Optional[str] = ...) -> None: ...
+
+class TopResponse(_message.Message):
+    __slots__ = ("titles", "processes")
+    class Process(_message.Message):
+        __slots__ = ("fields",)
+        FIELDS_FIELD_NUMBER: _ClassVar[int]
+        fields: _containers.RepeatedScalarFieldContainer[str]
+        def __init__(self, fields: _Optional[_Iterable[str]] = ...) -> None: ...
+    TITLES_FIELD_NUMBER: _ClassVar[int]
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    titles: _containers.RepeatedScalarFieldContainer[str]
+    processes: _containers.RepeatedCompositeFieldContainer[TopResponse.Process]
+    def __init__(self, titles: _Optional[_Iterable[str]] = ..., processes: _Optional[_Iterable[_Union[TopResponse.Process, _Mapping]]] = ...) -> None: ...
+
+class RemoveWritableLayerRequest(_message.Message):
+    __slots__ = ("framework_id", "name")
+    FRAMEWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    framework_id: str
+    name: str
+    def __init__(self, framework_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class RemoveWritableLayerResponse(_message.Message):
+    __slots__ = ("removed",)
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: bool
+    def __init__(self, removed: _Optional[bool] = ...) -> None: ...
+
 class ImageLayer(_message.Message):
     __slots__ = ("diff_id", "size", "images")
     DIFF_ID_FIELD_NUMBER: _ClassVar[int]

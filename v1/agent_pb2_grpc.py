@@ -152,6 +152,21 @@ class AgentStub:
                 request_serializer=juggler_dot_v1_dot_agent__pb2.GetUsageRequest.SerializeToString,
                 response_deserializer=juggler_dot_v1_dot_agent__pb2.TaskUsage.FromString,
                 _registered_method=True)
+        self.Signal = channel.unary_unary(
+                '/juggler.v1.Agent/Signal',
+                request_serializer=juggler_dot_v1_dot_agent__pb2.SignalRequest.SerializeToString,
+                response_deserializer=juggler_dot_v1_dot_agent__pb2.SignalResponse.FromString,
+                _registered_method=True)
+        self.Top = channel.unary_unary(
+                '/juggler.v1.Agent/Top',
+                request_serializer=juggler_dot_v1_dot_agent__pb2.TopRequest.SerializeToString,
+                response_deserializer=juggler_dot_v1_dot_agent__pb2.TopResponse.FromString,
+                _registered_method=True)
+        self.RemoveWritableLayer = channel.unary_unary(
+                '/juggler.v1.Agent/RemoveWritableLayer',
+                request_serializer=juggler_dot_v1_dot_agent__pb2.RemoveWritableLayerRequest.SerializeToString,
+                response_deserializer=juggler_dot_v1_dot_agent__pb2.RemoveWritableLayerResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -239,6 +254,32 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Signal(self, request, context):
+        """Sends a signal to a running task's pid 1 (`docker kill -s`). NOT_FOUND for
+        a task this agent does not run; FAILED_PRECONDITION once it has ended;
+        INVALID_ARGUMENT for an unknown signal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Top(self, request, context):
+        """The processes of a running task's container, as `ps` on the agent's host
+        lists them (`docker top`). NOT_FOUND / FAILED_PRECONDITION as Signal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveWritableLayer(self, request, context):
+        """Deletes a writable layer kept under a name (ContainerInfo.writable_layer).
+        FAILED_PRECONDITION while a task of this agent uses it. Deleting a name
+        that does not exist succeeds (removed = false).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -286,6 +327,21 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.GetUsage,
                     request_deserializer=juggler_dot_v1_dot_agent__pb2.GetUsageRequest.FromString,
                     response_serializer=juggler_dot_v1_dot_agent__pb2.TaskUsage.SerializeToString,
+            ),
+            'Signal': grpc.unary_unary_rpc_method_handler(
+                    servicer.Signal,
+                    request_deserializer=juggler_dot_v1_dot_agent__pb2.SignalRequest.FromString,
+                    response_serializer=juggler_dot_v1_dot_agent__pb2.SignalResponse.SerializeToString,
+            ),
+            'Top': grpc.unary_unary_rpc_method_handler(
+                    servicer.Top,
+                    request_deserializer=juggler_dot_v1_dot_agent__pb2.TopRequest.FromString,
+                    response_serializer=juggler_dot_v1_dot_agent__pb2.TopResponse.SerializeToString,
+            ),
+            'RemoveWritableLayer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveWritableLayer,
+                    request_deserializer=juggler_dot_v1_dot_agent__pb2.RemoveWritableLayerRequest.FromString,
+                    response_serializer=juggler_dot_v1_dot_agent__pb2.RemoveWritableLayerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -531,6 +587,87 @@ class Agent:
             '/juggler.v1.Agent/GetUsage',
             juggler_dot_v1_dot_agent__pb2.GetUsageRequest.SerializeToString,
             juggler_dot_v1_dot_agent__pb2.TaskUsage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Signal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/juggler.v1.Agent/Signal',
+            juggler_dot_v1_dot_agent__pb2.SignalRequest.SerializeToString,
+            juggler_dot_v1_dot_agent__pb2.SignalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Top(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/juggler.v1.Agent/Top',
+            juggler_dot_v1_dot_agent__pb2.TopRequest.SerializeToString,
+            juggler_dot_v1_dot_agent__pb2.TopResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveWritableLayer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/juggler.v1.Agent/RemoveWritableLayer',
+            juggler_dot_v1_dot_agent__pb2.RemoveWritableLayerRequest.SerializeToString,
+            juggler_dot_v1_dot_agent__pb2.RemoveWritableLayerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -142,24 +142,28 @@ class CommandInfo(_message.Message):
     def __init__(self, argv: _Optional[_Iterable[str]] = ..., shell: _Optional[bool] = ..., environment: _Optional[_Mapping[str, str]] = ..., user: _Optional[str] = ..., working_directory: _Optional[str] = ...) -> None: ...
 
 class ContainerInfo(_message.Message):
-    __slots__ = ("rootfs", "image", "network", "hostname", "tty")
+    __slots__ = ("rootfs", "image", "network", "hostname", "tty", "writable_layer")
     ROOTFS_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     TTY_FIELD_NUMBER: _ClassVar[int]
+    WRITABLE_LAYER_FIELD_NUMBER: _ClassVar[int]
     rootfs: str
     image: str
     network: NetworkMode
     hostname: str
     tty: bool
-    def __init__(self, rootfs: _Optional[str] = ..., image: _Optional[str] = ..., network: _Optional[_Union[NetworkMode, str]] = ..., hostname: _Optional[str] = ..., tty: _Optional[bool] = ...) -> None: ...
+    writable_layer: str
+    def __init__(self, rootfs: _Optional[str] = ..., image: _Optional[str] = ..., network: _Optional[_Union[NetworkMode, str]] = ..., hostname: _Optional[str] = ..., tty: _Optional[bool] = ..., writable_layer: _Optional[str] = ...) -> None: ...
 
 class KillPolicy(_message.Message):
-    __slots__ = ("grace_period_seconds",)
+    __slots__ = ("grace_period_seconds", "signal")
     GRACE_PERIOD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
     grace_period_seconds: float
-    def __init__(self, grace_period_seconds: _Optional[float] = ...) -> None: ...
+    signal: str
+    def __init__(self, grace_period_seconds: _Optional[float] = ..., signal: _Optional[str] = ...) -> None: ...
 
 class HealthCheck(_message.Message):
     __slots__ = ("command", "http", "tcp", "delay_seconds", "interval_seconds", "timeout_seconds", "consecutive_failures", "kill_when_unhealthy", "grace_period_seconds")
@@ -234,7 +238,7 @@ class TaskInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., task_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ..., command: _Optional[_Union[CommandInfo, _Mapping]] = ..., container: _Optional[_Union[ContainerInfo, _Mapping]] = ..., kill_policy: _Optional[_Union[KillPolicy, _Mapping]] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class TaskStatus(_message.Message):
-    __slots__ = ("task_id", "state", "reason", "message", "source", "agent_id", "framework_id", "uuid", "timestamp", "healthy", "exit_code")
+    __slots__ = ("task_id", "state", "reason", "message", "source", "agent_id", "framework_id", "uuid", "timestamp", "healthy", "exit_code", "pid", "oom_killed")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -246,6 +250,8 @@ class TaskStatus(_message.Message):
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    OOM_KILLED_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     state: TaskState
     reason: Reason
@@ -257,7 +263,9 @@ class TaskStatus(_message.Message):
     timestamp: float
     healthy: bool
     exit_code: int
-    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., reason: _Optional[_Union[Reason, str]] = ..., message: _Optional[str] = ..., source: _Optional[_Union[Source, str]] = ..., agent_id: _Optional[str] = ..., framework_id: _Optional[str] = ..., uuid: _Optional[bytes] = ..., timestamp: _Optional[float] = ..., healthy: _Optional[bool] = ..., exit_code: _Optional[int] = ...) -> None: ...
+    pid: int
+    oom_killed: bool
+    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., reason: _Optional[_Union[Reason, str]] = ..., message: _Optional[str] = ..., source: _Optional[_Union[Source, str]] = ..., agent_id: _Optional[str] = ..., framework_id: _Optional[str] = ..., uuid: _Optional[bytes] = ..., timestamp: _Optional[float] = ..., healthy: _Optional[bool] = ..., exit_code: _Optional[int] = ..., pid: _Optional[int] = ..., oom_killed: _Optional[bool] = ...) -> None: ...
 
 class FrameworkInfo(_message.Message):
     __slots__ = ("id", "name", "user", "roles", "failover_timeout", "hostname", "capabilities", "labels")

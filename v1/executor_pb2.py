@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from juggler.v1 import common_pb2 as juggler_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19juggler/v1/executor.proto\x12\njuggler.v1\x1a\x17juggler/v1/common.proto\"\x8c\x02\n\x0f\x45xecutorMessage\x12\x32\n\x05hello\x18\x01 \x01(\x0b\x32!.juggler.v1.ExecutorMessage.HelloH\x00\x12\x34\n\x06update\x18\x02 \x01(\x0b\x32\".juggler.v1.ExecutorMessage.UpdateH\x00\x1aR\n\x05Hello\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12\x15\n\rcontainer_pid\x18\x04 \x01(\x05\x1a\x30\n\x06Update\x12&\n\x06status\x18\x01 \x01(\x0b\x32\x16.juggler.v1.TaskStatusB\t\n\x07message\"\x8e\x02\n\x0f\x41gentToExecutor\x12.\n\x03\x61\x63k\x18\x01 \x01(\x0b\x32\x1f.juggler.v1.AgentToExecutor.AckH\x00\x12\x30\n\x04kill\x18\x02 \x01(\x0b\x32 .juggler.v1.AgentToExecutor.KillH\x00\x12\x38\n\x08shutdown\x18\x03 \x01(\x0b\x32$.juggler.v1.AgentToExecutor.ShutdownH\x00\x1a\x13\n\x03\x41\x63k\x12\x0c\n\x04uuid\x18\x01 \x01(\x0c\x1a\x33\n\x04Kill\x12+\n\x0bkill_policy\x18\x01 \x01(\x0b\x32\x16.juggler.v1.KillPolicy\x1a\n\n\x08ShutdownB\t\n\x07message\"\xba\x01\n\x0c\x45xecutorSpec\x12,\n\tframework\x18\x01 \x01(\x0b\x32\x19.juggler.v1.FrameworkInfo\x12\"\n\x04task\x18\x02 \x01(\x0b\x32\x14.juggler.v1.TaskInfo\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61gent_socket\x18\x04 \x01(\t\x12\x0e\n\x06\x63group\x18\x05 \x01(\t\x12\x0e\n\x06layers\x18\x06 \x03(\t\x12\x10\n\x08image_id\x18\x07 \x01(\t\"C\n\x0b\x41ttachStart\x12\x0c\n\x04logs\x18\x01 \x01(\x08\x12&\n\x04size\x18\x02 \x01(\x0b\x32\x18.juggler.v1.TerminalSize\"-\n\x0cTerminalSize\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0f\n\x07\x63olumns\x18\x02 \x01(\r\"k\n\x0cProcessInput\x12\x0f\n\x05stdin\x18\x01 \x01(\x0cH\x00\x12*\n\x06resize\x18\x02 \x01(\x0b\x32\x18.juggler.v1.TerminalSizeH\x00\x12\x15\n\x0b\x63lose_stdin\x18\x03 \x01(\x08H\x00\x42\x07\n\x05input\"c\n\rProcessOutput\x12\x10\n\x06stdout\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x02 \x01(\x0cH\x00\x12\x13\n\texit_code\x18\x03 \x01(\x05H\x00\x12\x0f\n\x07message\x18\x04 \x01(\tB\x08\n\x06outputb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19juggler/v1/executor.proto\x12\njuggler.v1\x1a\x17juggler/v1/common.proto\"\x8c\x02\n\x0f\x45xecutorMessage\x12\x32\n\x05hello\x18\x01 \x01(\x0b\x32!.juggler.v1.ExecutorMessage.HelloH\x00\x12\x34\n\x06update\x18\x02 \x01(\x0b\x32\".juggler.v1.ExecutorMessage.UpdateH\x00\x1aR\n\x05Hello\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12\x15\n\rcontainer_pid\x18\x04 \x01(\x05\x1a\x30\n\x06Update\x12&\n\x06status\x18\x01 \x01(\x0b\x32\x16.juggler.v1.TaskStatusB\t\n\x07message\"\xde\x02\n\x0f\x41gentToExecutor\x12.\n\x03\x61\x63k\x18\x01 \x01(\x0b\x32\x1f.juggler.v1.AgentToExecutor.AckH\x00\x12\x30\n\x04kill\x18\x02 \x01(\x0b\x32 .juggler.v1.AgentToExecutor.KillH\x00\x12\x38\n\x08shutdown\x18\x03 \x01(\x0b\x32$.juggler.v1.AgentToExecutor.ShutdownH\x00\x12\x34\n\x06signal\x18\x04 \x01(\x0b\x32\".juggler.v1.AgentToExecutor.SignalH\x00\x1a\x13\n\x03\x41\x63k\x12\x0c\n\x04uuid\x18\x01 \x01(\x0c\x1a\x33\n\x04Kill\x12+\n\x0bkill_policy\x18\x01 \x01(\x0b\x32\x16.juggler.v1.KillPolicy\x1a\n\n\x08Shutdown\x1a\x18\n\x06Signal\x12\x0e\n\x06signal\x18\x01 \x01(\x05\x42\t\n\x07message\"\xba\x01\n\x0c\x45xecutorSpec\x12,\n\tframework\x18\x01 \x01(\x0b\x32\x19.juggler.v1.FrameworkInfo\x12\"\n\x04task\x18\x02 \x01(\x0b\x32\x14.juggler.v1.TaskInfo\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61gent_socket\x18\x04 \x01(\t\x12\x0e\n\x06\x63group\x18\x05 \x01(\t\x12\x0e\n\x06layers\x18\x06 \x03(\t\x12\x10\n\x08image_id\x18\x07 \x01(\t\"C\n\x0b\x41ttachStart\x12\x0c\n\x04logs\x18\x01 \x01(\x08\x12&\n\x04size\x18\x02 \x01(\x0b\x32\x18.juggler.v1.TerminalSize\"-\n\x0cTerminalSize\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0f\n\x07\x63olumns\x18\x02 \x01(\r\"k\n\x0cProcessInput\x12\x0f\n\x05stdin\x18\x01 \x01(\x0cH\x00\x12*\n\x06resize\x18\x02 \x01(\x0b\x32\x18.juggler.v1.TerminalSizeH\x00\x12\x15\n\x0b\x63lose_stdin\x18\x03 \x01(\x08H\x00\x42\x07\n\x05input\"c\n\rProcessOutput\x12\x10\n\x06stdout\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x02 \x01(\x0cH\x00\x12\x13\n\texit_code\x18\x03 \x01(\x05H\x00\x12\x0f\n\x07message\x18\x04 \x01(\tB\x08\n\x06outputb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,21 +39,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECUTORMESSAGE_UPDATE']._serialized_start=276
   _globals['_EXECUTORMESSAGE_UPDATE']._serialized_end=324
   _globals['_AGENTTOEXECUTOR']._serialized_start=338
-  _globals['_AGENTTOEXECUTOR']._serialized_end=608
-  _globals['_AGENTTOEXECUTOR_ACK']._serialized_start=513
-  _globals['_AGENTTOEXECUTOR_ACK']._serialized_end=532
-  _globals['_AGENTTOEXECUTOR_KILL']._serialized_start=534
-  _globals['_AGENTTOEXECUTOR_KILL']._serialized_end=585
-  _globals['_AGENTTOEXECUTOR_SHUTDOWN']._serialized_start=587
-  _globals['_AGENTTOEXECUTOR_SHUTDOWN']._serialized_end=597
-  _globals['_EXECUTORSPEC']._serialized_start=611
-  _globals['_EXECUTORSPEC']._serialized_end=797
-  _globals['_ATTACHSTART']._serialized_start=799
-  _globals['_ATTACHSTART']._serialized_end=866
-  _globals['_TERMINALSIZE']._serialized_start=868
-  _globals['_TERMINALSIZE']._serialized_end=913
-  _globals['_PROCESSINPUT']._serialized_start=915
-  _globals['_PROCESSINPUT']._serialized_end=1022
-  _globals['_PROCESSOUTPUT']._serialized_start=1024
-  _globals['_PROCESSOUTPUT']._serialized_end=1123
+  _globals['_AGENTTOEXECUTOR']._serialized_end=688
+  _globals['_AGENTTOEXECUTOR_ACK']._serialized_start=567
+  _globals['_AGENTTOEXECUTOR_ACK']._serialized_end=586
+  _globals['_AGENTTOEXECUTOR_KILL']._serialized_start=588
+  _globals['_AGENTTOEXECUTOR_KILL']._serialized_end=639
+  _globals['_AGENTTOEXECUTOR_SHUTDOWN']._serialized_start=641
+  _globals['_AGENTTOEXECUTOR_SHUTDOWN']._serialized_end=651
+  _globals['_AGENTTOEXECUTOR_SIGNAL']._serialized_start=653
+  _globals['_AGENTTOEXECUTOR_SIGNAL']._serialized_end=677
+  _globals['_EXECUTORSPEC']._serialized_start=691
+  _globals['_EXECUTORSPEC']._serialized_end=877
+  _globals['_ATTACHSTART']._serialized_start=879
+  _globals['_ATTACHSTART']._serialized_end=946
+  _globals['_TERMINALSIZE']._serialized_start=948
+  _globals['_TERMINALSIZE']._serialized_end=993
+  _globals['_PROCESSINPUT']._serialized_start=995
+  _globals['_PROCESSINPUT']._serialized_end=1102
+  _globals['_PROCESSOUTPUT']._serialized_start=1104
+  _globals['_PROCESSOUTPUT']._serialized_end=1203
 # @@protoc_insertion_point(module_scope)

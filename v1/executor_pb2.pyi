@@ -32,7 +32,7 @@ class ExecutorMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[ExecutorMessage.Hello, _Mapping]] = ..., update: _Optional[_Union[ExecutorMessage.Update, _Mapping]] = ...) -> None: ...
 
 class AgentToExecutor(_message.Message):
-    __slots__ = ("ack", "kill", "shutdown")
+    __slots__ = ("ack", "kill", "shutdown", "signal")
     class Ack(_message.Message):
         __slots__ = ("uuid",)
         UUID_FIELD_NUMBER: _ClassVar[int]
@@ -46,13 +46,20 @@ class AgentToExecutor(_message.Message):
     class Shutdown(_message.Message):
         __slots__ = ()
         def __init__(self) -> None: ...
+    class Signal(_message.Message):
+        __slots__ = ("signal",)
+        SIGNAL_FIELD_NUMBER: _ClassVar[int]
+        signal: int
+        def __init__(self, signal: _Optional[int] = ...) -> None: ...
     ACK_FIELD_NUMBER: _ClassVar[int]
     KILL_FIELD_NUMBER: _ClassVar[int]
     SHUTDOWN_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
     ack: AgentToExecutor.Ack
     kill: AgentToExecutor.Kill
     shutdown: AgentToExecutor.Shutdown
-    def __init__(self, ack: _Optional[_Union[AgentToExecutor.Ack, _Mapping]] = ..., kill: _Optional[_Union[AgentToExecutor.Kill, _Mapping]] = ..., shutdown: _Optional[_Union[AgentToExecutor.Shutdown, _Mapping]] = ...) -> None: ...
+    signal: AgentToExecutor.Signal
+    def __init__(self, ack: _Optional[_Union[AgentToExecutor.Ack, _Mapping]] = ..., kill: _Optional[_Union[AgentToExecutor.Kill, _Mapping]] = ..., shutdown: _Optional[_Union[AgentToExecutor.Shutdown, _Mapping]] = ..., signal: _Optional[_Union[AgentToExecutor.Signal, _Mapping]] = ...) -> None: ...
 
 class ExecutorSpec(_message.Message):
     __slots__ = ("framework", "task", "agent_id", "agent_socket", "cgroup", "layers", "image_id")
