@@ -49,6 +49,27 @@ class Kill:
     task_id: str
     agent_id: str
     grace_seconds: float | None = None
+    signal: str = ""          # the first signal (empty: the task's own)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """Send `signal` to a running task's pid 1 through its agent's API
+    (`docker kill -s`); nothing else changes."""
+
+    agent_address: str
+    task_id: str
+    signal: str
+
+
+@dataclass(frozen=True)
+class RemoveLayer:
+    """Delete a container's writable layer on its agent (`docker rm`); retried
+    by the core until it is gone (`ContainersState.layer_removed`)."""
+
+    agent_id: str
+    agent_address: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -70,4 +91,4 @@ class Emit:
     body: dict[str, Any] = field(default_factory=dict)
 
 
-Command = Persist | Launch | Decline | Kill | Revive | Suppress | Emit
+Command = Persist | Launch | Decline | Kill | Revive | Suppress | Emit | Signal | RemoveLayer

@@ -270,9 +270,11 @@ class Framework:
             filters=_filters(refuse_seconds)))
 
     async def kill(self, task_id: str, agent_id: str = "",
-                   grace_period_seconds: float | None = None) -> None:
-        """Kill a task: SIGTERM, then SIGKILL after `grace_period_seconds`
-        (None: the task's own kill policy). `agent_id` (optional) names the
+                   grace_period_seconds: float | None = None, signal: str = "") -> None:
+        """Kill a task: SIGTERM (or `signal`, a name or number: the first
+        signal, e.g. an image's StopSignal; empty: the task's own), then
+        SIGKILL after `grace_period_seconds` (None: the task's own kill
+        policy). `agent_id` (optional) names the
         agent that runs it, for a task this master may not know yet (after a
         failover). The master records the kill and re-sends it until the task
         ends, even while its agent is away; the terminal update (TASK_KILLED,
@@ -288,6 +290,8 @@ class Framework:
                                             agent_id=agent_id)
         if grace_period_seconds is not None:
             request.kill_policy.grace_period_seconds = grace_period_seconds
+        if signal:
+            request.kill_policy.signal = signal
         await self._unary("Kill", request)
 
     async def acknowledge(self, status: common_pb2.TaskStatus) -> None:

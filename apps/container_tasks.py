@@ -1,0 +1,107 @@
+"""A container's run as a task, and a run's end as Docker reports it. Pure.
+
+From Docker's model to juggler's TaskInfo (common.proto):
+
+- `cmd` is argv after the image's Entrypoint (the agent applies the image's
+  config: images/config.py); empty: the image's Cmd;
+- resources: `--cpus` (else `--cpu-shares` / 1024, else 0.1) cores and
+  `--memory` (else 128 MiB) for the offer; limits through the labels
+  `juggler.cpu_shares`, `juggler.cpu_quota`, `juggler.memory_swap`,
+  `juggler.pids_max` (common/task_defaults.py). Docker sets no memory limit
+  by default; juggler's offers need one, so a container without `-m` gets
+  juggler run's default of 128 MiB (an intended difference);
+- the hostname defaults to the id's first 12 characters, as Docker's;
+- the writable layer is kept by the agent under the container's id, so a
+  `start` after `stop` finds the files the last run wrote;
+- a kill waits `StopTimeout` (10 s, docker stop's default) after the stop
+  signal (the image's StopSignal, else SIGTERM: the agent fills it in).
+"""
+
+from __future__ import annotations
+
+from juggler.apps.containers import DEFAULT_STOP_TIMEOUT, Container, ContainerConfig
+from juggler.common.resources import Resources
+from juggler.common.task_defaults import INTERACTIVE_LABEL, PIDS_MAX_LABEL
+from juggler.v1 import common_pb2 as pb
+
+DEFAULT_CPUS = 0.1
+DEFAULT_MEM_MIB = 128.0
+CPU_SHARES_LABEL = "juggler.cpu_shares"
+CPU_QUOTA_LABEL = "juggler.cpu_quota"
+MEMORY_SWAP_LABEL = "juggler.memory_swap"
+
+# Failures of the platform rather than of the command (docker run exits 125).
+_LAUNCH_FAILURES = frozenset({pb.REASON_CONTAINER_LAUNCH_FAILED, pb.REASON_EXECUTOR_TERMINATED,
+                              pb.REASON_TASK_INVALID})
+
+
+def cpus_of(config: ContainerConfig) -> float:
+    if config.cpus:
+        return config.cpus
+    if config.cpu_shares:
+        return config.cpu_shares / 1024
+    return DEFAULT_CPUS
+
+
+def mem_mib_of(config: ContainerConfig) -> float:
+    return config.memory / 2**20 if config.memory else DEFAULT_MEM_MIB
+
+
+def needed(config: ContainerConfig) -> Resources:
+    """What an offer must hold for one run (cores, MiB)."""
+    return Resources({"cpus": cpus_of(config), "mem": mem_mib_of(config)})
+
+
+def task_for(c: Container, agent_id: str) -> pb.TaskInfo:
+    """The TaskInfo of `c`'s current run (`c.task_id`) on `agent_id`."""
+    cfg = c.config
+    task = pb.TaskInfo(name=c.name, task_id=c.task_id, agent_id=agent_id,
+                       resources=needed(cfg).to_proto())
+    task.command.argv.extend(cfg.cmd)
+    task.command.environment.update(cfg.env)
+    task.command.user = cfg.user
+    task.command.working_directory = cfg.working_dir
+    ci = task.container
+    ci.image = cfg.image
+    ci.rootfs = cfg.rootfs
+    ci.hostname = cfg.hostname or c.short_id
+    ci.network = pb.NETWORK_HOST if cfg.network == "host" else pb.NETWORK_NONE
+    ci.tty = cfg.tty
+    if cfg.image or cfg.rootfs:
+        ci.writable_layer = c.id
+    task.kill_policy.grace_period_seconds = (DEFAULT_STOP_TIMEOUT if cfg.stop_timeout is None
+                                             else cfg.stop_timeout)
+    if cfg.stop_signal:
+        task.kill_policy.signal = cfg.stop_signal
+    task.labels.update(cfg.labels)
+    if cfg.open_stdin:
+        task.labels[INTERACTIVE_LABEL] = "true"
+    if cfg.cpu_shares:
+        task.labels[CPU_SHARES_LABEL] = str(cfg.cpu_shares)
+        if not cfg.cpus:
+            task.labels[CPU_QUOTA_LABEL] = "false"   # --cpu-shares alone caps nothing
+    if cfg.memory_swap is not None:
+        task.labels[MEMORY_SWAP_LABEL] = str(cfg.memory_swap)
+    if cfg.pids_limit is not None and cfg.pids_limit > 0:
+        task.labels[PIDS_MAX_LABEL] = str(cfg.pids_limit)
+    return task
+
+
+def exit_code_of(status: pb.TaskStatus) -> int:
+    """A run's exit code as Docker reports it: the command's own (128+N for
+    signal N), 137 for a kill without one, 125 when juggler could not start
+    it (bad image, launch failure), 1 for another failure."""
+    if status.HasField("exit_code"):
+        return status.exit_code
+    if status.state == pb.TASK_FINISHED:
+        return 0
+    if status.state == pb.TASK_KILLED:
+        return 137
+    if status.state in (pb.TASK_ERROR, pb.TASK_DROPPED) or status.reason in _LAUNCH_FAILURES:
+        return 125
+    return 1
+
+
+def never_ran(status: pb.TaskStatus) -> bool:
+    """The run ended before its command started (Docker's State.Error)."""
+    return status.state in (pb.TASK_ERROR, pb.TASK_DROPPED) or status.reason in _LAUNCH_FAILURES
