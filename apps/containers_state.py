@@ -44,7 +44,7 @@ from juggler.apps.containers import (
 )
 from juggler.common import task_check, task_states
 from juggler.common.clock import Clock
-from juggler.common.resources import Resources
+from juggler.common.resources import ResourceError, Resources
 from juggler.common.task_check import TaskError
 from juggler.v1 import common_pb2 as pb
 
@@ -147,14 +147,14 @@ class ContainersState:
             raise ValueError(f"container ids are 64 hex digits, not {cid!r}")
         c = Container(id=cid, name=name, created=self.clock.time(), config=config)
         c.task_id = f"{c.short_id}.0"
-        probe = task_for(c, "")
-        if not probe.command.argv and not config.image:
-            raise ContainerError(400, "No command specified")
         try:
+            probe = task_for(c, "")
             task_check.check(probe)
             task_check.task_labels(probe.labels, probe.task_id)
-        except TaskError as e:
+        except (TaskError, ResourceError) as e:
             raise ContainerError(400, str(e)) from None
+        if not probe.command.argv and not config.image:
+            raise ContainerError(400, "No command specified")
         c.task_id = ""
         CONTAINER.begin(c, CS.CREATED, "created", c.created)
         self.containers[cid] = c

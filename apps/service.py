@@ -28,14 +28,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-from juggler.apps import rest
+from juggler.apps import cluster, rest
 from juggler.apps.commands import (
     Command,
     Decline,
@@ -43,9 +45,13 @@ from juggler.apps.commands import (
     Kill,
     Launch,
     Persist,
+    RemoveLayer,
     Revive,
+    Signal,
     Suppress,
 )
+from juggler.apps.container_requests import ContainerRequests
+from juggler.apps.containers_state import ContainersState
 from juggler.apps.definition import AppDefinition, parse_app
 from juggler.apps.events import EventBus
 from juggler.apps.instances import Instance
@@ -57,7 +63,7 @@ from juggler.common.clock import Clock, SystemClock
 from juggler.common.lifecycle import Step
 from juggler.sdk.framework import Framework, FrameworkError
 from juggler.store.interface import Delete, Put, StoreError
-from juggler.v1 import common_pb2, scheduler_pb2
+from juggler.v1 import agent_pb2, common_pb2, scheduler_pb2
 
 log = logs.get("apps")
 
@@ -83,6 +89,9 @@ class AppsConfig:
     failover_timeout: float = FAILOVER_TIMEOUT
     reconcile_timeout: float = 10.0
     tick_seconds: float = 1.0
+    # The Docker Engine API's unix socket (apps/docker_api.py); "" for none.
+    docker_socket: str = ""
+    docker_socket_group: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -114,8 +123,9 @@ class Metrics:
                             registry=r)
 
 
-class AppsService:
-    """One instance of the apps service. Use from one asyncio loop."""
+class AppsService(ContainerRequests):
+    """One instance of the apps service (apps, and containers: container_requests.py).
+    Use from one asyncio loop."""
 
     def __init__(self, config: AppsConfig, store: Any = None, *,
                  clock: Clock | None = None) -> None:
@@ -124,6 +134,10 @@ class AppsService:
         self.store = store
         self.state = AppsState(self.clock, lambda: str(uuid.uuid4()),
                                framework_role=config.role)
+        self.containers = ContainersState(self.clock, lambda: secrets.token_hex(32))
+        self.state.others_want = self.containers.wants_offers
+        self._changes = asyncio.Event()   # set (and replaced) after every decision
+        self._next_tick = 0.0              # when the ticker runs next (monotonic)
         self.framework: Framework | None = None
         self.framework_id = ""
         self.election: Any = None
@@ -340,10 +354,17 @@ class AppsService:
                                 "recovered from the store"))
             deployments.append(d)
         self.state.recover(apps, instances, deployments)
+        containers = [json.loads(raw) for _, raw in await self.store.range("containers/")]
+        removals = []
+        for key, raw in await self.store.range("layer_removals/"):
+            agent_id, _, name = key.removeprefix("layer_removals/").partition("/")
+            removals.append((agent_id, name, json.loads(raw).get("agentAddress", "")))
+        self.containers.recover(containers, removals)
         raw = await self.store.get("framework_id")
         self.framework_id = raw.decode() if raw else ""
         log.info("recovered", apps=len(apps), instances=len(instances),
-                 deployments=len(deployments), framework_id=self.framework_id or None)
+                 deployments=len(deployments), containers=len(containers),
+                 framework_id=self.framework_id or None)
 
     async def _lead(self) -> None:
         await self._recover()
@@ -386,6 +407,7 @@ class AppsService:
         task of the framework; the core drops what the master does not know
         and kills what it does not know itself (orphans)."""
         known = {i.id: i.agent_id for i in self.state.instances.values()}
+        known.update(self.containers.known_tasks())
         answers: dict[str, common_pb2.TaskStatus] = {}
         self._reconcile_answers = answers
         self._reconcile_done.clear()
@@ -397,8 +419,11 @@ class AppsService:
                     await asyncio.wait_for(self._reconcile_done.wait(), 0.2)
                 self._reconcile_done.clear()
         self._reconcile_answers = None
+        mine = {t: s for t, s in answers.items() if self.containers.owns(t)}
         async with self._lock:
-            await self._execute(self.state.reconciled(answers))
+            await self._execute(self.containers.reconciled(mine))
+            await self._execute(self.state.reconciled(
+                {t: s for t, s in answers.items() if t not in mine}))
         await fw.reconcile()   # implicit: every task of the framework; orphans get killed
         log.info("reconciled", instances=len(known), answered=len(answers))
 
@@ -448,7 +473,10 @@ class AppsService:
                 i = 0
                 while i < len(batch):
                     if batch[i].WhichOneof("event") == "offers":
-                        await self._execute(self.state.on_offers(batch[i].offers.offers))
+                        cmds, rest = self.containers.on_offers(batch[i].offers.offers)
+                        await self._execute(cmds)
+                        if rest:
+                            await self._execute(self.state.on_offers(rest))
                         i += 1
                         continue
                     j = i
@@ -457,7 +485,10 @@ class AppsService:
                     statuses = [e.update.status for e in batch[i:j]]
                     # What the updates changed is in the store before they are
                     # acknowledged (the agent would send them again otherwise).
-                    await self._execute(self.state.on_updates(statuses))
+                    await self._execute(self.containers.on_updates(
+                        [s for s in statuses if self.containers.owns(s.task_id)]))
+                    await self._execute(self.state.on_updates(
+                        [s for s in statuses if not self.containers.owns(s.task_id)]))
                     for status in statuses:
                         if status.uuid:
                             self._spawn(self._quiet(fw.acknowledge(status)))
@@ -478,12 +509,18 @@ class AppsService:
 
     async def _ticker(self) -> None:
         while True:
-            wake = self.state.next_wakeup()
+            wakes = [w for w in (self.state.next_wakeup(), self.containers.next_wakeup())
+                     if w is not None]
             delay = self.config.tick_seconds
-            if wake is not None:
-                delay = min(delay, max(0.01, wake - self.clock.now()))
-            await asyncio.sleep(delay)
+            if wakes:
+                delay = min(delay, max(0.01, min(wakes) - self.clock.now()))
+            # A decision may bring the next wakeup closer (a restart delay of 100 ms).
+            self._next_tick = self.clock.now() + delay
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            self._wake.clear()
             async with self._lock:
+                await self._execute(self.containers.tick())
                 await self._execute(self.state.tick())
 
     def _fence(self) -> Any:
@@ -491,6 +528,21 @@ class AppsService:
 
     # -- carrying out commands ----------------------------------------------------------
     async def _execute(self, cmds: list[Command]) -> None:
+        try:
+            await self._carry_out(cmds)
+        finally:
+            if cmds:
+                self._changed()
+
+    def _changed(self) -> None:
+        """Wake whoever waits on a state change (`until`) and the ticker."""
+        self._changes.set()
+        self._changes = asyncio.Event()
+        wake = self.containers.next_wakeup()
+        if wake is not None and wake < self._next_tick:
+            self._wake.set()
+
+    async def _carry_out(self, cmds: list[Command]) -> None:
         writes: dict[str, Any] = {}
         calls: list[Any] = []
         launches: list[Launch] = []
@@ -501,6 +553,9 @@ class AppsService:
                 self._publish(cmd)
             elif isinstance(cmd, Launch):
                 launches.append(cmd)
+            elif isinstance(cmd, Revive):
+                self.state.suppressed = False   # the apps' core decides suppression again
+                calls.append(cmd)
             else:
                 calls.append(cmd)
         if writes:
@@ -542,11 +597,17 @@ class AppsService:
             if isinstance(cmd, Decline):
                 await fw.decline(cmd.offer_ids, cmd.refuse_seconds)
             elif isinstance(cmd, Kill):
-                await fw.kill(cmd.task_id, cmd.agent_id, cmd.grace_seconds)
+                await fw.kill(cmd.task_id, cmd.agent_id, cmd.grace_seconds, cmd.signal)
             elif isinstance(cmd, Revive):
                 await fw.revive()
             elif isinstance(cmd, Suppress):
                 await fw.suppress()
+            elif isinstance(cmd, Signal):
+                await cluster.agent_call(cmd.agent_address, "Signal", agent_pb2.SignalRequest(
+                    task_id=cmd.task_id, framework_id=self.framework_id, signal=cmd.signal))
+            elif isinstance(cmd, RemoveLayer):
+                # On its own: it takes the lock that the caller holds.
+                self._spawn(self._remove_layer(cmd))
         except FrameworkError as e:
             if isinstance(cmd, Kill) and e.code.name == "NOT_FOUND":
                 # The master knows nothing of it: it ended long ago, or was
@@ -560,6 +621,21 @@ class AppsService:
             if isinstance(cmd, Revive | Suppress):
                 self.state.suppressed = None      # not known: the next decision says again
             log.warning("call failed", call=type(cmd).__name__, error=e.message)
+
+    async def _remove_layer(self, cmd: RemoveLayer) -> None:
+        """Delete a removed container's writable layer on its agent; on
+        failure the core tries again later (its agent is away, or the
+        container's last run has not ended yet)."""
+        try:
+            await cluster.agent_call(cmd.agent_address, "RemoveWritableLayer",
+                                     agent_pb2.RemoveWritableLayerRequest(
+                                         framework_id=self.framework_id, name=cmd.name))
+        except grpc.aio.AioRpcError as e:
+            log.info("writable layer not removed yet", agent=cmd.agent_id, layer=cmd.name,
+                     error=e.details() or e.code().name)
+            return
+        async with self._lock:
+            await self._execute(self.containers.layer_removed(cmd.agent_id, cmd.name))
 
     def _publish(self, cmd: Emit) -> None:
         event = self.bus.publish(cmd.event_type, cmd.body)

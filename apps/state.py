@@ -160,6 +160,9 @@ class AppsState:
         # The last ENDED_KEPT deployments that ended, by id: what became of them
         # (GET /v2/deployments/{id}, a juggler extension).
         self.ended: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # Whether another core of the same framework (the containers') wants
+        # offers: then offers are not suppressed when no app waits.
+        self.others_want: Callable[[], bool] = lambda: False
         self._out: list[Command] = []
 
     # -- helpers --------------------------------------------------------------
@@ -644,7 +647,8 @@ class AppsState:
         for a in self.apps.values() if apps is None else apps:
             if a.id in self.apps:
                 self._decide(a)
-        wants = any(a.to_launch > 0 and a.delay_until <= now for a in self.apps.values())
+        wants = any(a.to_launch > 0 and a.delay_until <= now for a in self.apps.values()) \
+            or self.others_want()
         if self.reconciling:
             return
         if wants and self.suppressed is not False:

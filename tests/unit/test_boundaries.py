@@ -45,6 +45,7 @@ PURE = [
     "apps/commands.py", "apps/views.py", "apps/tasks.py", "apps/definition.py",
     "apps/definition_model.py", "apps/definition_fields.py", "apps/definition_parse.py",
     "apps/definition_render.py", "apps/groups.py",
+    "apps/containers.py", "apps/containers_state.py", "apps/container_tasks.py",
 ]
 IO_MODULES = {"asyncio", "grpc", "socket", "subprocess", "os", "shutil", "threading",
               "aetcd", "pathlib", "select", "signal"}
