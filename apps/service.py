@@ -26,6 +26,7 @@ instance leads alone. A leader that loses its term stops acting at once
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import secrets
@@ -51,6 +52,7 @@ from juggler.apps.commands import (
     Suppress,
 )
 from juggler.apps.container_requests import ContainerRequests
+from juggler.apps.containers import CS
 from juggler.apps.containers_state import ContainersState
 from juggler.apps.definition import AppDefinition, parse_app
 from juggler.apps.events import EventBus
@@ -121,6 +123,9 @@ class Metrics:
                                 "Instances launched.", registry=r)
         self.leader = Gauge("juggler_apps_is_leader", "1 on the leading apps service.",
                             registry=r)
+        self.containers = Gauge("juggler_apps_containers",
+                                "Containers (docker run on the cluster), by Docker's state.",
+                                ["state"], registry=r)
 
 
 class AppsService(ContainerRequests):
@@ -206,6 +211,10 @@ class AppsService(ContainerRequests):
             m.instances.labels(a.id, "healthy").set(
                 sum(i.is_healthy() for i in live))
             m.launch_delay.labels(a.id).set(max(0.0, a.delay_until - now))
+        by_state = collections.Counter(CS(c.status).name.lower()
+                                       for c in self.containers.containers.values())
+        for state in CS:
+            m.containers.labels(state.name.lower()).set(by_state.get(state.name.lower(), 0))
         for reason, n in s.declined.items():
             seen = self._declined_seen.get(reason, 0)
             if n > seen:
