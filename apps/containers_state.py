@@ -504,6 +504,12 @@ class ContainersState:
                 self._observe(self.containers[cid], status)
         self.reconciling = False
         for c in list(self.containers.values()):
+            if c.desired == "stopped" and c.launched and c.status in (CS.RUNNING, CS.STARTING):
+                # A stop recorded before the service went away: sent again.
+                self._out.append(Kill(c.task_id, c.agent_id, c.config.stop_timeout
+                                      if c.config.stop_timeout is not None
+                                      else DEFAULT_STOP_TIMEOUT, c.config.stop_signal))
+                continue
             if c.config.restart.name == "always" and c.stopped_by_user and \
                     c.status == CS.EXITED and c.desired == "stopped" and c.restart_on_recovery:
                 c.restart_on_recovery = False

@@ -287,6 +287,17 @@ def test_recovery_keeps_everything_and_reconciles() -> None:
     assert again.find("manual").status == CS.STARTING and Revive() in cmds
 
 
+def test_a_stop_recorded_before_a_restart_of_the_service_is_sent_again() -> None:
+    sim = Sim()
+    c = sim.started("web")
+    sim.run(sim.core.stop("web", timeout=2)[1])   # the kill is lost with the service
+    records = [v for k, v in sim.store.items() if k.startswith("containers/")]
+    again = ContainersState(FakeClock(), lambda: "f" * 64)
+    again.recover(records)
+    cmds = again.reconciled({c.task_id: pb.TaskStatus(task_id=c.task_id, state=pb.TASK_RUNNING)})
+    assert Kill(c.task_id, c.agent_id, 10.0, "") in cmds
+
+
 def test_the_transition_table_refuses_what_it_does_not_list() -> None:
     for source in CS:
         for target in CS:
