@@ -1,5 +1,5 @@
 """The Agent API's image RPCs (agent.proto: PullImage, ListImages, RemoveImage,
-ImportImage), mixed into agent/api.py's AgentServicer. Errors map to gRPC
+ImportImage, ListTags), mixed into agent/api.py's AgentServicer. Errors map to gRPC
 codes by kind: invalid → INVALID_ARGUMENT, not_found → NOT_FOUND, unauthorized
 → UNAUTHENTICATED, unreachable → UNAVAILABLE, corrupt → DATA_LOSS, other →
 FAILED_PRECONDITION.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,8 +18,9 @@ from typing import TYPE_CHECKING
 import grpc
 
 from juggler.images.messages import image_proto
-from juggler.images.registry import Credentials, RegistryClient
-from juggler.images.store import ImageError, ImageStore, PullEvent
+from juggler.images.reference import ReferenceError, parse, parse_name
+from juggler.images.registry import Credentials, RegistryClient, RegistryError
+from juggler.images.store import ImageError, ImageStore, PullEvent, registry_error_kind
 from juggler.v1 import agent_pb2
 
 if TYPE_CHECKING:
@@ -42,12 +44,9 @@ class ImageServicer:
         store = self._store
         client = None
         if request.username:
-            base = store.client
-            client = RegistryClient(credentials=dict(base.credentials), insecure=base.insecure)
-            with contextlib.suppress(ValueError):
-                from juggler.images.reference import parse
-                client.credentials[parse(request.reference).registry] = Credentials(
-                    request.username, request.password)
+            with contextlib.suppress(ReferenceError):
+                client = _with_credentials(store.client, parse(request.reference).registry,
+                                           request.username, request.password)
         events: asyncio.Queue[PullEvent | None] = asyncio.Queue()
         job = asyncio.ensure_future(store.pull(request.reference, events.put_nowait, client))
         job.add_done_callback(lambda _: events.put_nowait(None))
@@ -101,3 +100,33 @@ class ImageServicer:
             path.unlink(missing_ok=True)
         users = store.layer_users()
         return agent_pb2.ListImagesResponse(images=[image_proto(i, store, users) for i in images])
+
+    async def ListTags(self, request: agent_pb2.ListTagsRequest,
+                       context: grpc.aio.ServicerContext) -> agent_pb2.ListTagsResponse:
+        """The tags of a repository (no tag or digest: INVALID_ARGUMENT) in its
+        registry, Docker Hub's through this agent's mirrors first (`pull -a`)."""
+        try:
+            ref = parse_name(request.repository)
+        except ReferenceError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            raise
+        client = self._store.client
+        if request.username:
+            client = _with_credentials(client, ref.registry, request.username,
+                                       request.password)
+        try:
+            tags = await client.tags(ref)
+        except RegistryError as e:
+            await context.abort(CODES.get(registry_error_kind(e),
+                                          grpc.StatusCode.FAILED_PRECONDITION), str(e))
+            raise
+        return agent_pb2.ListTagsResponse(tags=tags)
+
+
+def _with_credentials(base: RegistryClient, registry: str, username: str,
+                      password: str) -> RegistryClient:
+    """A client as `base` (mirrors, insecure registries) with these credentials
+    for `registry`, and no tokens of its own yet."""
+    return dataclasses.replace(base, credentials={**base.credentials,
+                                                  registry: Credentials(username, password)},
+                               _tokens={})

@@ -6,7 +6,12 @@ state). With `--work-dir DIR` they act on an agent work dir on this host
 directly, with no daemon (air-gapped preparation, tests, benchmarks).
 
 `pull` draws one progress line per layer, as `docker pull` does (redrawn in
-place on a terminal; status changes only otherwise).
+place on a terminal; status changes only otherwise); `pull -a REPOSITORY`
+pulls each tag the registry lists for it (the agent asks the registry, through
+its mirrors for a Docker Hub name). `images` prints Docker's table
+(REPOSITORY TAG IMAGE ID CREATED SIZE, through rich, never colored or wrapped:
+scripts parse it), CREATED and SIZE as Docker spells them (go-units:
+"2 weeks ago", "4.26MB").
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import grpc
 
 from juggler.cli import address as addr
 from juggler.cli import operator
+from juggler.images.listing import human_size, image_rows, merge
 from juggler.v1 import agent_pb2, agent_pb2_grpc, operator_pb2
 
 
@@ -42,13 +48,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--password-stdin", action="store_true",
                    help="read the registry password from stdin")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    p.add_argument("-a", "--all-tags", action="store_true",
+                   help="pull every tag of the repository (give it without a tag)")
     common(p)
     p.set_defaults(func=pull_main)
 
     p = sub.add_parser("images", help="list images on agents",
-                       description="List the images in agents' stores.")
+                       description="List the images in agents' stores (merged: an image on "
+                                   "several agents is listed once), newest first.")
+    p.add_argument("repository", nargs="?", default="", metavar="REPOSITORY[:TAG]",
+                   help="only this repository (and tag); shell-style * and ? match within "
+                        "a path component, as Docker's")
+    p.add_argument("-q", "--quiet", action="store_true", help="only image ids")
+    p.add_argument("--no-trunc", action="store_true", help="full image ids (sha256:…)")
+    p.add_argument("-a", "--all", action="store_true",
+                   help="accepted for Docker's sake: stores hold no intermediate images, so "
+                        "every image is always listed")
     p.add_argument("--tree", action="store_true",
-                   help="show each image's layer stack and the layers images share")
+                   help="show each agent's images with their layer stacks and the layers "
+                        "images share")
     common(p)
     p.set_defaults(func=images_main)
 
@@ -132,7 +150,7 @@ class Bars:
             width = 30
             done = min(width, p.current * width // p.total)
             line += f" [{'=' * max(0, done - 1)}{'>' if done else ''}{' ' * (width - done)}] " \
-                    f"{_size(p.current)}/{_size(p.total)}"
+                    f"{human_size(p.current)}/{human_size(p.total)}"
         old = self.rows.get(key)
         self.rows[key] = line
         if not self.tty:
@@ -154,15 +172,16 @@ class Bars:
         self.out.flush()
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
-        n /= 1000
-    return f"{n}"
-
-
 def pull_main(args: argparse.Namespace) -> int:
+    from juggler.images.reference import ReferenceError, parse_name
+
+    repository = None
+    if args.all_tags:
+        try:
+            repository = parse_name(args.reference)
+        except ReferenceError as e:
+            print(f"juggler pull: {e}", file=sys.stderr)
+            return 1
     password = ""
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -176,21 +195,33 @@ def pull_main(args: argparse.Namespace) -> int:
     failed = 0
     for t in chosen:
         prefix = f"{t.name}: " if len(chosen) > 1 else ""
-        bars = Bars(prefix)
         try:
-            if t.work_dir:
-                image = asyncio.run(_pull_local(t.work_dir, args, password, bars))
-            else:
-                image = _pull_remote(t.address, args, password, bars)
+            tags = _tags(t, args.reference, args.username, password) if repository else [""]
         except (grpc.RpcError, ImageFailure) as e:
             print(f"juggler pull: {prefix}{_err(e)}", file=sys.stderr)
             failed += 1
             continue
-        if args.quiet:
-            print(image.id)
-        else:
-            print(f"{prefix}Digest: {image.digest or '-'}")
-            print(f"{prefix}Status: downloaded {', '.join(image.references) or image.id}")
+        for tag in tags:
+            reference = f"{args.reference}:{tag}" if tag else args.reference
+            if repository is not None and not args.quiet:
+                print(f"{prefix}{tag}: Pulling from {repository.repository}",  # Docker's
+                      file=sys.stderr, flush=True)
+            bars = Bars(prefix)
+            try:
+                if t.work_dir:
+                    image = asyncio.run(_pull_local(t.work_dir, reference, args, password,
+                                                    bars))
+                else:
+                    image = _pull_remote(t.address, reference, args, password, bars)
+            except (grpc.RpcError, ImageFailure) as e:
+                print(f"juggler pull: {prefix}{_err(e)}", file=sys.stderr)
+                failed += 1
+                break  # as Docker's -a: the first failed tag ends the pull
+            if args.quiet:
+                print(image.id)
+            else:
+                print(f"{prefix}Digest: {image.digest or '-'}")
+                print(f"{prefix}Status: downloaded {_normalized(reference)}")
     return 1 if failed else 0
 
 
@@ -198,7 +229,42 @@ class ImageFailure(Exception):
     pass
 
 
-async def _pull_local(work_dir: str, args: argparse.Namespace, password: str,
+def _normalized(reference: str) -> str:
+    """`busybox` → docker.io/library/busybox:latest (the name the image is stored under)."""
+    from juggler.images.reference import ReferenceError, parse
+
+    try:
+        return str(parse(reference))
+    except ReferenceError:
+        return reference
+
+
+def _tags(t: Target, repository: str, username: str, password: str) -> list[str]:
+    """The tags the registry lists for `repository`, asked by the agent (its
+    mirrors and credentials) or, with --work-dir, from here."""
+    if t.work_dir:
+        from juggler.images.reference import parse_name
+        from juggler.images.registry import Credentials, RegistryError
+
+        ref = parse_name(repository)
+        client = _local_store(t.work_dir).client
+        if username:
+            client.credentials[ref.registry] = Credentials(username, password)
+        try:
+            tags = asyncio.run(client.tags(ref))
+        except RegistryError as e:
+            raise ImageFailure(str(e)) from None
+    else:
+        with grpc.insecure_channel(t.address) as ch:
+            tags = list(agent_pb2_grpc.AgentStub(ch).ListTags(agent_pb2.ListTagsRequest(
+                repository=repository, username=username, password=password),
+                timeout=60).tags)
+    if not tags:
+        raise ImageFailure(f"{repository}: the registry lists no tags for it")
+    return tags
+
+
+async def _pull_local(work_dir: str, reference: str, args: argparse.Namespace, password: str,
                       bars: Bars) -> agent_pb2.Image:
     from juggler.images.reference import ReferenceError, parse
     from juggler.images.registry import Credentials
@@ -207,7 +273,7 @@ async def _pull_local(work_dir: str, args: argparse.Namespace, password: str,
     store = _local_store(work_dir)
     if args.username:
         try:
-            store.client.credentials[parse(args.reference).registry] = Credentials(
+            store.client.credentials[parse(reference).registry] = Credentials(
                 args.username, password)
         except ReferenceError as e:
             raise ImageFailure(str(e)) from None
@@ -217,19 +283,19 @@ async def _pull_local(work_dir: str, args: argparse.Namespace, password: str,
             bars.update(agent_pb2.PullImageProgress(layer=e.layer, status=e.status,
                                                     current=e.current, total=e.total))
     try:
-        image = await store.pull(args.reference, listener)
+        image = await store.pull(reference, listener)
     except ImageError as e:
         raise ImageFailure(str(e)) from None
     return _local_proto(store, [image])[0]
 
 
-def _pull_remote(address: str, args: argparse.Namespace, password: str,
+def _pull_remote(address: str, reference: str, args: argparse.Namespace, password: str,
                  bars: Bars) -> agent_pb2.Image:
     with grpc.insecure_channel(address) as ch:
         stub = agent_pb2_grpc.AgentStub(ch)
         image = None
         for p in stub.PullImage(agent_pb2.PullImageRequest(
-                reference=args.reference, username=args.username, password=password)):
+                reference=reference, username=args.username, password=password)):
             if p.HasField("image"):
                 image = p.image
             elif not args.quiet:
@@ -257,41 +323,27 @@ def _list(t: Target) -> list[agent_pb2.Image]:
                                                             timeout=30).images)
 
 
-def _created(text: str) -> str:
-    from datetime import datetime
-
-    if not text:
-        return "-"
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00")[:32]).timestamp()
-    except ValueError:
-        return text[:19]
-    from juggler.cli.ps import age
-    return f"{age(time.time() - when)} ago"
+COLUMNS = ("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")
 
 
-def _rows(images: list[agent_pb2.Image]) -> Iterator[tuple[str, ...]]:
-    from juggler.images.reference import ReferenceError, parse
+def render_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Columns as Docker's tables (3 spaces apart, left aligned), laid out by
+    rich with no color, no wrapping and no trailing spaces."""
+    import io
 
-    for img in sorted(images, key=lambda i: i.created, reverse=True):
-        refs = list(img.references) or [""]
-        for r in refs:
-            repo, tag = "<none>", "<none>"
-            if r:
-                try:
-                    ref = parse(r)
-                    repo, tag = ref.familiar_repository, ref.tag or "<none>"
-                except ReferenceError:
-                    repo = r
-            yield (repo, tag, img.id.removeprefix("sha256:")[:12], _created(img.created),
-                   _size(img.size))
+    from rich.console import Console
+    from rich.table import Table
 
-
-def render_images(images: list[agent_pb2.Image]) -> str:
-    rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"), *_rows(images)]
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in rows)
+    table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 3, 0, 0),
+                  header_style="", highlight=False)
+    for h in headers:
+        table.add_column(h, no_wrap=True, overflow="ignore")
+    for row in rows:
+        table.add_row(*row)
+    buf = io.StringIO()
+    Console(file=buf, width=1 << 16, color_system=None, highlight=False,
+            emoji=False, markup=False).print(table)
+    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines())
 
 
 def render_tree(images: list[agent_pb2.Image]) -> str:
@@ -305,14 +357,14 @@ def render_tree(images: list[agent_pb2.Image]) -> str:
     out = []
     for img in sorted(images, key=lambda i: names[i.id]):
         out.append(f"{names[img.id]}  ({img.id.removeprefix('sha256:')[:12]}, "
-                   f"{_size(img.size)})")
+                   f"{human_size(img.size)})")
         layers = list(reversed(img.layers))
         for i, layer in enumerate(layers):
             branch = "└─" if i == len(layers) - 1 else "├─"
             shared = [names[o] for o in users[layer.diff_id] if o != img.id]
             note = f"  shared with {', '.join(shared)}" if shared else ""
             out.append(f"  {branch} {layer.diff_id.removeprefix('sha256:')[:12]}  "
-                       f"{_size(layer.size)}{note}")
+                       f"{human_size(layer.size)}{note}")
     return "\n".join(out)
 
 
@@ -323,6 +375,7 @@ def images_main(args: argparse.Namespace) -> int:
         print(f"juggler images: {_err(e)}", file=sys.stderr)
         return 1
     status = 0
+    found: list[agent_pb2.Image] = []
     for t in chosen:
         try:
             images = _list(t)
@@ -330,9 +383,19 @@ def images_main(args: argparse.Namespace) -> int:
             print(f"juggler images: {t.name}: {_err(e)}", file=sys.stderr)
             status = 1
             continue
-        if len(chosen) > 1:
-            print(f"{t.name}:")
-        print(render_tree(images) if args.tree else render_images(images))
+        if args.tree:
+            if len(chosen) > 1:
+                print(f"{t.name}:")
+            print(render_tree(images))
+        found += images
+    if args.tree:
+        return status
+    rows = image_rows(merge(found), time.time(), args.repository, args.no_trunc)
+    if args.quiet:
+        for row in rows:
+            print(row[2])
+    else:
+        print(render_table(COLUMNS, rows))
     return status
 
 

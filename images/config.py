@@ -60,6 +60,9 @@ class ImageConfig:
     env: list[str] = field(default_factory=list)
     working_dir: str = ""
     user: str = ""
+    # The signal `docker stop` sends first ("SIGQUIT", "15"), as the image
+    # gives it; "" for none.
+    stop_signal: str = ""
     diff_ids: list[str] = field(default_factory=list)
     created: str = ""
     os: str = ""
@@ -71,7 +74,7 @@ class ImageConfig:
         c = data.get("config") or {}
         return cls(entrypoint=list(c.get("Entrypoint") or []), cmd=list(c.get("Cmd") or []),
                    env=list(c.get("Env") or []), working_dir=c.get("WorkingDir") or "",
-                   user=c.get("User") or "",
+                   user=c.get("User") or "", stop_signal=c.get("StopSignal") or "",
                    diff_ids=list((data.get("rootfs") or {}).get("diff_ids") or []),
                    created=data.get("created") or "", os=data.get("os") or "",
                    architecture=data.get("architecture") or "")

@@ -11,8 +11,9 @@ def image_proto(image: Image, store: ImageStore,
                 users: dict[str, tuple[int, int]] | None = None) -> agent_pb2.Image:
     users = users if users is not None else store.layer_users()
     sizes = store.layer_sizes()
-    return agent_pb2.Image(
+    out = agent_pb2.Image(
         id=image.id, digest=image.digest, references=image.references, created=image.created,
-        size=image.size, containers=image.containers,
+        size=image.size, containers=image.containers, config=image.config_json,
         layers=[agent_pb2.ImageLayer(diff_id=d, size=sizes.get(d, 0),
                                      images=users.get(d, (0, 0))[0]) for d in image.layers])
+    return out

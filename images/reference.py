@@ -136,3 +136,15 @@ def is_loopback(host: str) -> bool:
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     name = name.strip("[]")
     return name in ("localhost", "::1") or name.startswith("127.")
+
+
+def parse_name(text: str) -> Reference:
+    """A repository alone (`busybox`, `host:5000/app`), as `docker pull -a`
+    wants it: ReferenceError if `text` has a tag or a digest (Docker's
+    "tag can't be used with --all-tags/-a"). The result has neither."""
+    ref = parse(text)
+    last = text.rsplit("/", 1)[-1]
+    if ref.digest or ":" in last:
+        raise ReferenceError(f"{text}: tag can't be used with --all-tags/-a: give the "
+                             f"repository alone ({ref.familiar_repository})")
+    return Reference(ref.registry, ref.repository)

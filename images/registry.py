@@ -8,6 +8,15 @@
                   raises DigestMismatch once consumed, and the caller never
                   renames what the consumer made into the store.
 
+    tags(ref)     GET /v2/<name>/tags/list, following `Link: <…>; rel="next"` pages.
+
+Docker Hub mirrors (`mirrors`, images/mirrors.py): a Hub reference is resolved
+at each mirror in order, then at Hub; the first that serves its manifest
+serves the whole pull (`Manifest.source` names it; a blob that then fails
+there fails the pull, as Docker's does once layers started). Any error at a
+mirror moves on to the next (Docker's rule for mirrors); if Hub fails too, its
+error says what each mirror answered. `tags` tries the same places.
+
 Auth is the challenge flow: a request answered 401 carries `WWW-Authenticate`;
 `Basic` → retry with the credentials; `Bearer realm=…,service=…,scope=…` → GET
 the realm (with the credentials as basic auth when there are any, anonymously
@@ -40,6 +49,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from juggler.images import config as image_config
+from juggler.images.mirrors import Mirror, candidates
 from juggler.images.reference import Reference, is_loopback
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -51,6 +61,7 @@ INDEXES = (DOCKER_LIST, OCI_INDEX)
 ACCEPT = ", ".join((*MANIFESTS, *INDEXES))
 CHUNK = 1 << 20
 MAX_MANIFEST = 4 << 20
+MAX_TAG_PAGES = 100
 
 Progress = Callable[[int], None]
 T = TypeVar("T")
@@ -95,6 +106,7 @@ class Manifest:
     media_type: str
     body: dict
     raw: bytes
+    source: Reference | None = None  # where it came from: a mirror, or the image's registry
 
     @property
     def config(self) -> dict:
@@ -137,16 +149,79 @@ def load_docker_config(path: Path | None = None) -> dict[str, Credentials]:
 class RegistryClient:
     credentials: dict[str, Credentials] = field(default_factory=dict)  # by registry
     insecure: frozenset[str] = frozenset()  # registries spoken to over plain http
+    mirrors: tuple[Mirror, ...] = ()  # Docker Hub's, tried in order before Hub
     timeout: float = 60.0
     platform: tuple[str, str, str] = field(default_factory=image_config.host_platform)
     _tokens: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def scheme(self, registry: str) -> str:
+        for m in self.mirrors:  # a mirror's URL says its scheme
+            if m.host == registry:
+                return m.scheme
         return "http" if registry in self.insecure or is_loopback(registry) else "https"
+
+    def _from_first(self, ref: Reference, attempt: Callable[[Reference], T]) -> T:
+        """`attempt(source)` at each mirror of `ref`, then at its own registry: the
+        first answer. A mirror's error moves on; the last place's error is raised,
+        with what the mirrors said."""
+        tried: list[str] = []
+        for source in candidates(ref, self.mirrors):
+            if source == ref:
+                try:
+                    return attempt(ref)
+                except RegistryError as e:
+                    if not tried or isinstance(e, Cancelled):
+                        raise
+                    raise type(e)(f"{e} (tried the mirrors first: {'; '.join(tried)})") \
+                        from None
+            try:
+                return attempt(source)
+            except Cancelled:
+                raise
+            except RegistryError as e:
+                tried.append(f"{self.scheme(source.registry)}://{source.registry}: {e}")
+        raise AssertionError("candidates() always ends with the reference itself")
 
     # -- manifests -----------------------------------------------------------------
     async def resolve(self, ref: Reference, cancel: threading.Event | None = None) -> Manifest:
-        return await asyncio.to_thread(self._resolve, ref, cancel or threading.Event())
+        """The image manifest of `ref` for this host's platform, from the first
+        place that serves it (`source`: a mirror, or `ref`'s registry)."""
+        stop = cancel or threading.Event()
+
+        def attempt(source: Reference) -> Manifest:
+            if stop.is_set():
+                raise Cancelled(f"{ref}: pull cancelled")
+            return self._resolve(source, stop)
+
+        return await asyncio.to_thread(self._from_first, ref, attempt)
+
+    async def tags(self, ref: Reference, page: int = 1000) -> list[str]:
+        """Every tag of `ref`'s repository (its tag or digest ignored), in the
+        registry's order, asked `page` at a time; NotFound when the registry
+        has no such repository."""
+        return await asyncio.to_thread(self._from_first, ref,
+                                       lambda source: self._tags(source, page))
+
+    def _tags(self, ref: Reference, page: int) -> list[str]:
+        path = f"/v2/{ref.repository}/tags/list?n={page}"
+        out: list[str] = []
+        for _ in range(MAX_TAG_PAGES):
+            status, headers, resp = self._request(ref, "GET", path)
+            try:
+                if status == 404:
+                    raise NotFound(f"{ref.name}: repository unknown: the registry "
+                                   f"{ref.registry} has no {ref.repository}")
+                _check(status, resp, ref)
+                body = _json(resp.read(MAX_MANIFEST), f"the tags of {ref.name}")
+            finally:
+                resp.close()
+            out += [t for t in body.get("tags") or [] if isinstance(t, str)]
+            nxt = re.match(r'\s*<([^>]+)>\s*;\s*rel="?next"?', headers.get("link", ""))
+            if not nxt:
+                return out
+            parts = urllib.parse.urlsplit(nxt.group(1))
+            path = parts.path + (f"?{parts.query}" if parts.query else "")
+        raise RegistryError(f"{ref.name}: more than {MAX_TAG_PAGES} pages of tags")
 
     def _resolve(self, ref: Reference, cancel: threading.Event) -> Manifest:
         media, raw = self._manifest(ref, ref.reference, cancel)
@@ -167,7 +242,7 @@ class RegistryClient:
                                 "images are not supported; push them again with a newer tool)")
         if "config" not in body:
             raise RegistryError(f"{ref}: the manifest has no config")
-        return Manifest(digest=_sha256(raw), media_type=media, body=body, raw=raw)
+        return Manifest(digest=_sha256(raw), media_type=media, body=body, raw=raw, source=ref)
 
     def _manifest(self, ref: Reference, reference: str,
                   cancel: threading.Event) -> tuple[str, bytes]:

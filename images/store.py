@@ -49,6 +49,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from juggler.common import logs
 from juggler.images import archive as archives
 from juggler.images import layer as layers
 from juggler.images import reference
@@ -61,6 +62,8 @@ from juggler.images.registry import (
     Unauthorized,
     Unreachable,
 )
+
+log = logs.get("juggler.images")
 
 PULLS = Counter("juggler_agent_image_pulls_total", "Image pulls from registries",
                 ["result"])
@@ -77,7 +80,8 @@ class ImageError(Exception):
         self.kind = kind
 
 
-def _kind(e: RegistryError) -> str:
+def registry_error_kind(e: RegistryError) -> str:
+    """ImageError's `kind` for a registry error (not_found, unauthorized, …)."""
     return {NotFound: "not_found", Unauthorized: "unauthorized", Unreachable: "unreachable",
             DigestMismatch: "corrupt"}.get(type(e), "failed")
 
@@ -101,6 +105,7 @@ class Image:
     size: int = 0
     references: list[str] = field(default_factory=list)
     containers: int = 0
+    config_json: str = ""  # the image config as pulled (Labels, ExposedPorts, … for Docker's API)
 
 
 Listener = Callable[[PullEvent], None]
@@ -180,7 +185,8 @@ class ImageStore:
                      config=ImageConfig.parse(rec.get("config_json", "{}")),
                      created=rec.get("created", ""), size=rec.get("size", 0),
                      references=sorted(r for r, i in data["refs"].items() if i == image_id),
-                     containers=sum(1 for i in data["leases"].values() if i == image_id))
+                     containers=sum(1 for i in data["leases"].values() if i == image_id),
+                     config_json=rec.get("config_json", ""))
 
     def images(self) -> list[Image]:
         data = self._load()
@@ -318,7 +324,7 @@ class ImageStore:
         try:
             return await asyncio.shield(job)
         except RegistryError as e:
-            raise ImageError(str(e), _kind(e)) from None
+            raise ImageError(str(e), registry_error_kind(e)) from None
         except asyncio.CancelledError:
             # The pull goes on while someone else still waits for it.
             if self._waiters[key] == 1 and not job.done():
@@ -333,10 +339,13 @@ class ImageStore:
         cancel = threading.Event()
         try:
             manifest = await client.resolve(ref, cancel)
+            source = manifest.source or ref  # a mirror's, for a Hub image it serves
+            if source != ref:
+                log.info("pulling from a mirror", image=str(ref), mirror=source.registry)
             config_digest = manifest.config["digest"]
             config_raw = self._read_blob(config_digest)
             if config_raw is None:
-                config_raw = await client.blob_bytes(ref, config_digest)
+                config_raw = await client.blob_bytes(source, config_digest)
                 self._write_blob(config_digest, config_raw)
             cfg = ImageConfig.parse(config_raw)
             descs = manifest.layers
@@ -352,7 +361,7 @@ class ImageStore:
                                    int(desc.get("size", 0))))
                     return
                 await self._layer(diff_id, lambda stop: self._fetch_layer(
-                    client, ref, desc, diff_id, emit, stop))
+                    client, source, desc, diff_id, emit, stop))
                 emit(PullEvent(desc["digest"], "pull complete", int(desc.get("size", 0)),
                                int(desc.get("size", 0))))
 

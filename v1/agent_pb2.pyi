@@ -209,7 +209,7 @@ class ImageLayer(_message.Message):
     def __init__(self, diff_id: _Optional[str] = ..., size: _Optional[int] = ..., images: _Optional[int] = ...) -> None: ...
 
 class Image(_message.Message):
-    __slots__ = ("id", "digest", "references", "created", "size", "layers", "containers")
+    __slots__ = ("id", "digest", "references", "created", "size", "layers", "containers", "config")
     ID_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     REFERENCES_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +217,7 @@ class Image(_message.Message):
     SIZE_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
     id: str
     digest: str
     references: _containers.RepeatedScalarFieldContainer[str]
@@ -224,7 +225,8 @@ class Image(_message.Message):
     size: int
     layers: _containers.RepeatedCompositeFieldContainer[ImageLayer]
     containers: int
-    def __init__(self, id: _Optional[str] = ..., digest: _Optional[str] = ..., references: _Optional[_Iterable[str]] = ..., created: _Optional[str] = ..., size: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[ImageLayer, _Mapping]]] = ..., containers: _Optional[int] = ...) -> None: ...
+    config: str
+    def __init__(self, id: _Optional[str] = ..., digest: _Optional[str] = ..., references: _Optional[_Iterable[str]] = ..., created: _Optional[str] = ..., size: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[ImageLayer, _Mapping]]] = ..., containers: _Optional[int] = ..., config: _Optional[str] = ...) -> None: ...
 
 class PullImageRequest(_message.Message):
     __slots__ = ("reference", "username", "password")
@@ -271,6 +273,22 @@ class RemoveImageResponse(_message.Message):
     DELETED_FIELD_NUMBER: _ClassVar[int]
     deleted: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, deleted: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListTagsRequest(_message.Message):
+    __slots__ = ("repository", "username", "password")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    repository: str
+    username: str
+    password: str
+    def __init__(self, repository: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
+
+class ListTagsResponse(_message.Message):
+    __slots__ = ("tags",)
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ImportImageChunk(_message.Message):
     __slots__ = ("name", "data")

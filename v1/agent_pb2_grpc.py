@@ -147,6 +147,11 @@ class AgentStub:
                 request_serializer=juggler_dot_v1_dot_agent__pb2.ImportImageChunk.SerializeToString,
                 response_deserializer=juggler_dot_v1_dot_agent__pb2.ListImagesResponse.FromString,
                 _registered_method=True)
+        self.ListTags = channel.unary_unary(
+                '/juggler.v1.Agent/ListTags',
+                request_serializer=juggler_dot_v1_dot_agent__pb2.ListTagsRequest.SerializeToString,
+                response_deserializer=juggler_dot_v1_dot_agent__pb2.ListTagsResponse.FromString,
+                _registered_method=True)
         self.GetUsage = channel.unary_unary(
                 '/juggler.v1.Agent/GetUsage',
                 request_serializer=juggler_dot_v1_dot_agent__pb2.GetUsageRequest.SerializeToString,
@@ -246,6 +251,15 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTags(self, request, context):
+        """The tags of a repository in its registry (Docker Hub's through this agent's
+        mirrors first), for `pull -a`. INVALID_ARGUMENT: a bad name, or one with a
+        tag or digest; NOT_FOUND, UNAUTHENTICATED, UNAVAILABLE as PullImage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetUsage(self, request, context):
         """Resource usage of a running task, read from its cgroup. NOT_FOUND for a task
         this agent does not run; FAILED_PRECONDITION once it has ended.
@@ -322,6 +336,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.ImportImage,
                     request_deserializer=juggler_dot_v1_dot_agent__pb2.ImportImageChunk.FromString,
                     response_serializer=juggler_dot_v1_dot_agent__pb2.ListImagesResponse.SerializeToString,
+            ),
+            'ListTags': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTags,
+                    request_deserializer=juggler_dot_v1_dot_agent__pb2.ListTagsRequest.FromString,
+                    response_serializer=juggler_dot_v1_dot_agent__pb2.ListTagsResponse.SerializeToString,
             ),
             'GetUsage': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUsage,
@@ -560,6 +579,33 @@ class Agent:
             '/juggler.v1.Agent/ImportImage',
             juggler_dot_v1_dot_agent__pb2.ImportImageChunk.SerializeToString,
             juggler_dot_v1_dot_agent__pb2.ListImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/juggler.v1.Agent/ListTags',
+            juggler_dot_v1_dot_agent__pb2.ListTagsRequest.SerializeToString,
+            juggler_dot_v1_dot_agent__pb2.ListTagsResponse.FromString,
             options,
             channel_credentials,
             insecure,

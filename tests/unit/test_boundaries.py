@@ -31,7 +31,7 @@ MAY_IMPORT = {
     "sdk": {"v1", "common"},
     # The apps service is a framework: it reaches the master through the SDK
     # and the store, never the master's, agent's or executor's code.
-    "apps": {"v1", "common", "sdk", "store"},
+    "apps": {"v1", "common", "sdk", "store", "images"},
 }
 
 # The pure cores: events in, commands out, no I/O.
@@ -46,6 +46,7 @@ PURE = [
     "apps/definition_model.py", "apps/definition_fields.py", "apps/definition_parse.py",
     "apps/definition_render.py", "apps/groups.py",
     "apps/containers.py", "apps/containers_state.py", "apps/container_tasks.py",
+    "apps/docker_image_views.py", "images/listing.py", "images/mirrors.py",
 ]
 IO_MODULES = {"asyncio", "grpc", "socket", "subprocess", "os", "shutil", "threading",
               "aetcd", "pathlib", "select", "signal"}
