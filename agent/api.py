@@ -1,9 +1,17 @@
-"""The agent's own API (gRPC service `Agent`): task logs, exec, attach, state.
+"""The agent's own API (gRPC service `Agent`): task logs, exec, attach, state,
+signals, processes, writable layers.
 
 Streams that must not pass through the master (logs -f, exec and attach) are
 served here; clients find the agent's address in the master's state. Logs
 follow the files the executor writes and rotates (log_files.py); exec and
-attach carry a process's stdio (task_stdio.py).
+attach carry a process's stdio (task_stdio.py). Signal passes a signal to the
+task's executor for its PID 1 (`docker kill -s`); Top lists the processes of
+its cgroup with the host's `ps` (top.py, `docker top`); RemoveWritableLayer
+deletes a layer kept by name (writable_layers.py).
+
+A call about one task answers NOT_FOUND for a task this agent does not have
+and FAILED_PRECONDITION for one that ended or has not started yet (Docker's
+"container is not running", 409).
 """
 
 from __future__ import annotations
@@ -15,14 +23,16 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from juggler.agent import log_files, task_stdio
+from juggler.agent import events as ev
+from juggler.agent import log_files, task_stdio, top
 from juggler.agent.image_service import ImageServicer
 from juggler.agent.log_files import FollowedFile
-from juggler.common import task_states
+from juggler.common import ids, task_check, task_states
 from juggler.v1 import agent_pb2, agent_pb2_grpc, common_pb2, executor_pb2
 
 if TYPE_CHECKING:
     from juggler.agent.server import Agent
+    from juggler.agent.state import AgentTask
 
 _CHUNK = 1 << 20
 
@@ -98,9 +108,7 @@ class AgentServicer(ImageServicer, agent_pb2_grpc.AgentServicer):
                 else message.reregister.agent)
         return agent_pb2.GetAgentStateResponse(
             agent=info,
-            tasks=[common_pb2.TaskStatus(task_id=t.info.task_id, framework_id=t.framework.id,
-                                         agent_id=core.agent_id, state=t.state)
-                   for t in core.tasks.values()],
+            tasks=[_task_status(t, core.agent_id) for t in core.tasks.values()],
             executors=core.executor_views())
 
     async def GetUsage(self, request: agent_pb2.GetUsageRequest,
@@ -119,6 +127,88 @@ class AgentServicer(ImageServicer, agent_pb2_grpc.AgentServicer):
         stats = await asyncio.to_thread(
             lambda: open_cgroup(task.cgroup or self.a.cgroup_of(*task.key)).stats())
         return usage_message(task.framework.id, task.info, stats)
+
+    async def Signal(self, request: agent_pb2.SignalRequest,
+                     context: grpc.aio.ServicerContext) -> agent_pb2.SignalResponse:
+        try:
+            number = task_check.parse_signal(request.signal)
+        except task_check.TaskError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        task = await self._running(request.task_id, request.framework_id, context)
+        if task.executor != agent_pb2.EXECUTOR_CONNECTED or not task.container_pid:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"task {request.task_id!r}: its executor is not connected to "
+                                "the agent (the agent restarted?); try again")
+        self.a.handle(ev.SignalTask(task.key, number))
+        return agent_pb2.SignalResponse()
+
+    async def Top(self, request: agent_pb2.TopRequest,
+                  context: grpc.aio.ServicerContext) -> agent_pb2.TopResponse:
+        task = await self._running(request.task_id, request.framework_id, context)
+        from juggler.container.cgroups import open_cgroup
+
+        try:
+            pids = await asyncio.to_thread(
+                lambda: open_cgroup(task.cgroup or self.a.cgroup_of(*task.key)).pids())
+            titles, rows = await top.run(request.ps_args, pids)
+        except top.TopError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except OSError as e:
+            await context.abort(grpc.StatusCode.INTERNAL, f"cannot list the task's processes: "
+                                f"{e}")
+        return agent_pb2.TopResponse(
+            titles=titles, processes=[agent_pb2.TopResponse.Process(fields=r) for r in rows])
+
+    async def RemoveWritableLayer(self, request: agent_pb2.RemoveWritableLayerRequest,
+                                  context: grpc.aio.ServicerContext
+                                  ) -> agent_pb2.RemoveWritableLayerResponse:
+        for kind, value in (("framework id", request.framework_id),
+                            ("writable layer", request.name)):
+            try:
+                ids.check(kind, value)
+            except ids.InvalidId as e:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        user = self.a.core.layer_user(request.framework_id, request.name)
+        if user is not None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"writable layer {request.name!r} is in use by task "
+                                f"{user.info.task_id!r} ({task_states.name(user.state)}); "
+                                "remove it once that task has ended")
+        try:
+            purge = self.a.remove_writable_layer(request.framework_id, request.name)
+        except OSError as e:
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                f"cannot remove writable layer {request.name!r}: {e}")
+        if purge is not None:
+            await asyncio.shield(purge)  # gone from disk when the call returns
+        return agent_pb2.RemoveWritableLayerResponse(removed=purge is not None)
+
+    async def _running(self, task_id: str, framework_id: str,
+                       context: grpc.aio.ServicerContext) -> AgentTask:
+        """The task, if it runs here; otherwise the call ends NOT_FOUND (no
+        such task) or FAILED_PRECONDITION (ended, or not started yet)."""
+        task = self.a.find_task(task_id, framework_id)
+        if task is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"task {task_id!r} does not run on this agent")
+        assert task is not None
+        if task_states.is_terminal(task.state):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"task {task_id!r} is not running: it has ended "
+                                f"({task_states.name(task.state)})")
+        if task.state not in (common_pb2.TASK_RUNNING, common_pb2.TASK_KILLING):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"task {task_id!r} is not running yet "
+                                f"({task_states.name(task.state)})")
+        return task
+
+
+def _task_status(task: AgentTask, agent_id: str) -> common_pb2.TaskStatus:
+    status = common_pb2.TaskStatus(task_id=task.info.task_id, framework_id=task.framework.id,
+                                   agent_id=agent_id, state=task.state)
+    if task.container_pid and not task_states.is_terminal(task.state):
+        status.pid = task.container_pid
+    return status
 
 
 def usage_message(framework_id: str, info: common_pb2.TaskInfo, stats: object

@@ -122,10 +122,18 @@ class ImageFailed:
 
 
 @dataclass(frozen=True)
+class SignalTask:
+    """Agent.Signal: send `signal` (a number) to the task's PID 1."""
+
+    key: Key
+    signal: int
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passed: updates whose (re)send time has come go to the master."""
 
 
 Event = (Started | FromMaster | MasterLost | SandboxMade | ExecutorFailedToStart
          | ExecutorHello | ExecutorUpdate | ExecutorDisconnected | ExecutorExited
-         | ImagePulling | ImageReady | ImageFailed | Tick)
+         | ImagePulling | ImageReady | ImageFailed | SignalTask | Tick)

@@ -5,7 +5,8 @@
                    ▼                                                            │
                 lease the image for the task ◀─────────────────────────────────┘
                    ▼
-                config.apply (Entrypoint/Cmd/Env/WorkingDir/User → command)
+                config.apply (Entrypoint/Cmd/Env/WorkingDir/User → command),
+                with_stop_signal (StopSignal → kill_policy.signal)
                    ▼
                 ImageReady(resolved task, layers top first, id) ─▶ the core starts
                                                                    the executor
@@ -25,8 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from juggler.agent import events as ev
-from juggler.common import logs
+from juggler.common import logs, task_check
 from juggler.images import config as image_config
+from juggler.images.mirrors import parse_mirrors
 from juggler.images.registry import RegistryClient, load_docker_config
 from juggler.images.store import ImageError, ImageStore
 from juggler.v1 import common_pb2
@@ -39,6 +41,23 @@ log = logs.get("juggler.images")
 
 def lease_id(key: tuple[str, str]) -> str:
     return f"{key[0]}/{key[1]}"
+
+
+def with_stop_signal(task: common_pb2.TaskInfo, stop_signal: str) -> common_pb2.TaskInfo:
+    """`task` (changed in place, and returned) with the image's StopSignal as
+    its kill's first signal when it names none itself. A StopSignal that is no
+    signal is ignored (the kill sends SIGTERM), as Docker's
+    Container.StopSignal falls back on SIGTERM."""
+    if task.kill_policy.signal or not stop_signal:
+        return task
+    try:
+        task_check.parse_signal(stop_signal)
+    except task_check.TaskError:
+        log.warning("the image's StopSignal is not a signal; SIGTERM stops the task",
+                    task_id=task.task_id, stop_signal=stop_signal)
+        return task
+    task.kill_policy.signal = stop_signal
+    return task
 
 
 class ImageTasks:
@@ -54,7 +73,8 @@ class ImageTasks:
             path = getattr(cfg, "registry_config", "")
             client = RegistryClient(
                 credentials=load_docker_config(Path(path) if path else None),
-                insecure=frozenset(getattr(cfg, "insecure_registries", ()) or ()))
+                insecure=frozenset(getattr(cfg, "insecure_registries", ()) or ()),
+                mirrors=parse_mirrors(getattr(cfg, "registry_mirrors", ()) or ()))
             self._store = ImageStore(self.agent.work_dir / "images", client)
         return self._store
 
@@ -97,7 +117,8 @@ class ImageTasks:
                 await self.store.pull(ref)
             image, layers = self.store.acquire(lease_id(key), ref)
             try:
-                resolved = image_config.apply(info, image.config)
+                resolved = with_stop_signal(image_config.apply(info, image.config),
+                                            image.config.stop_signal)
             except image_config.ConfigError:
                 self.store.release(lease_id(key))
                 raise

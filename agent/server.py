@@ -29,7 +29,7 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Gauge
 
-from juggler.agent import checkpoint
+from juggler.agent import checkpoint, writable_layers
 from juggler.agent import commands as c
 from juggler.agent import events as ev
 from juggler.agent.standby_stream import STANDBY_DELAY, StandbyStream, outgoing, standby_delay
@@ -75,6 +75,8 @@ class AgentConfig:
     # ones always are), and a Docker config.json with registry credentials.
     insecure_registries: tuple[str, ...] = ()
     registry_config: str = ""
+    # Docker Hub mirrors, tried in order before Hub (images/mirrors.py): URLs.
+    registry_mirrors: tuple[str, ...] = ()
     # Start executors by forking a pre-started zygote (agent/launcher.py)
     # rather than a fresh interpreter each.
     launcher: bool = True
@@ -114,6 +116,7 @@ class Agent:
         self._stopping = False
         self._ping = 15.0
         self._bg: list[asyncio.Task[Any]] = []
+        self._purges: set[asyncio.Task[None]] = set()  # writable layers being deleted
         # Per task: the executor's connection, the task watching its process, and
         # an event set once the process is gone.
         self._writers: dict[Key, asyncio.StreamWriter] = {}
@@ -259,7 +262,8 @@ class Agent:
             from juggler.common import metrics
             self.metrics_port = metrics.serve(self.config.host, self.config.metrics_port)
         self._bg = [asyncio.create_task(self._master_loop()),
-                    asyncio.create_task(self._update_loop())]
+                    asyncio.create_task(self._update_loop()),
+                    asyncio.create_task(self._purge_layers())]
         log.info("agent started", address=self.address, work_dir=str(self.work_dir),
                  resources=str(self.config.resources), metrics_port=self.metrics_port)
 
@@ -281,6 +285,29 @@ class Agent:
             log.info("recovered a running executor", pid=rec.executor_pid,
                      framework_id=key[0], task_id=key[1])
             self._watchers[key] = asyncio.create_task(self._watch_pid(key, rec.executor_pid))
+
+    async def _purge_layers(self, doomed: Path | None = None) -> None:
+        """Delete a removed writable layer (agent/writable_layers.py), or what
+        removals a crash interrupted left, beside the loop."""
+        try:
+            await asyncio.to_thread(writable_layers.purge, self.work_dir, doomed)
+        except OSError as e:
+            log.warning("could not delete a removed writable layer", error=str(e),
+                        path=str(doomed or self.work_dir / writable_layers.LAYERS))
+
+    def remove_writable_layer(self, framework_id: str, name: str) -> asyncio.Task[None] | None:
+        """Take the layer away from its name now (a launch from here on gets a
+        new one) and delete it beside the loop: the deletion's task, None when
+        there was no such layer. The caller checked no live task uses it.
+        Raises OSError when it cannot be moved."""
+        doomed = writable_layers.take_away(self.work_dir, framework_id, name)
+        if doomed is None:
+            return None
+        log.info("writable layer removed", framework_id=framework_id, layer=name)
+        purge = asyncio.create_task(self._purge_layers(doomed))
+        self._purges.add(purge)  # the loop holds tasks weakly
+        purge.add_done_callback(self._purges.discard)
+        return purge
 
     @staticmethod
     def _destroy_cgroup(name: str) -> None:
@@ -471,6 +498,9 @@ class Agent:
             if sandbox.exists():  # a reused task id: keep the old run's files apart
                 sandbox.rename(sandbox.with_name(f"{key[1]}.{int(time.time() * 1000)}"))
             sandbox.mkdir(parents=True)
+            if spec.task.container.writable_layer:
+                writable_layers.attach(self.work_dir, sandbox, key[0],
+                                       spec.task.container.writable_layer)
             checkpoint.write_spec(sandbox, spec)
         except OSError as e:
             tlog.error("cannot make the task's sandbox", error=str(e))

@@ -7,6 +7,9 @@ source. The shell (agent/server.py) turns the world into events
 the agent decides is here:
 
 - a task to launch: pull its image first (PULLING) or start its executor;
+  refused (TASK_FAILED) when it names a writable layer another live task of
+  its framework uses here (one task mounts a layer at a time);
+- a signal for a task (Agent.Signal): passed to its executor;
 - a kill: held for the executor until it can take it, a pull cancelled, or
   TASK_LOST for a task the agent does not have;
 - an executor's hello, update (checkpointed, then acknowledged to it), exit
@@ -114,7 +117,7 @@ class AgentState:
             ev.ExecutorDisconnected: self._executor_disconnected,
             ev.ExecutorExited: self._executor_exited, ev.ImagePulling: self._image_pulling,
             ev.ImageReady: self._image_ready, ev.ImageFailed: self._image_failed,
-            ev.Tick: self._tick,
+            ev.SignalTask: self._signal_task, ev.Tick: self._tick,
         }
 
     def handle(self, *events: ev.Event) -> list[c.Command]:
@@ -145,11 +148,14 @@ class AgentState:
                 continue
             rr.running.append(agent_pb2.AgentMessage.RunningTask(
                 task=task.info, framework=task.framework, launched_time=task.launched_time))
-            rr.tasks.append(common_pb2.TaskStatus(task_id=task.info.task_id, state=task.state,
-                                                  framework_id=task.framework.id,
-                                                  agent_id=self.agent_id,
-                                                  source=common_pb2.SOURCE_AGENT,
-                                                  timestamp=self.clock.time()))
+            status = common_pb2.TaskStatus(task_id=task.info.task_id, state=task.state,
+                                           framework_id=task.framework.id,
+                                           agent_id=self.agent_id,
+                                           source=common_pb2.SOURCE_AGENT,
+                                           timestamp=self.clock.time())
+            if task.container_pid and not task_states.is_terminal(task.state):
+                status.pid = task.container_pid  # a new leader learns it too
+            rr.tasks.append(status)
         return agent_pb2.AgentMessage(reregister=rr)
 
     def next_due(self) -> float | None:
@@ -160,6 +166,16 @@ class AgentState:
         if framework_id:
             return self.tasks.get((framework_id, task_id))
         return next((t for (_, tid), t in self.tasks.items() if tid == task_id), None)
+
+    def layer_user(self, framework_id: str, name: str) -> AgentTask | None:
+        """The live (not terminal) task of `framework_id` that uses the
+        writable layer `name`, if one does. A task that ended holds its layer
+        no more: its container's processes, and the overlay mount in their
+        mount namespace, are gone before its executor reports the end."""
+        return next((t for t in self.tasks.values()
+                     if t.framework.id == framework_id
+                     and t.info.container.writable_layer == name
+                     and not task_states.is_terminal(t.state)), None)
 
     def executor_views(self) -> list[agent_pb2.ExecutorView]:
         return [agent_pb2.ExecutorView(framework_id=t.framework.id, task_id=t.info.task_id,
@@ -347,8 +363,18 @@ class AgentState:
                           (("task_id", info.task_id),))]
         # (A task id reused once the old task ended: its updates still pending
         # go first, in the same stream.)
+        layer = info.container.writable_layer
+        holder = self.layer_user(framework.id, layer) if layer else None
         task = AgentTask(framework=framework, info=info, launched_time=self.clock.time())
         self.tasks[key] = task
+        if holder is not None:
+            EXECUTOR.begin(task, E.EXECUTOR_EXITED, f"writable layer {layer!r} in use",
+                           self.clock.time())
+            return self._update(
+                key, S.TASK_FAILED, common_pb2.REASON_CONTAINER_LAUNCH_FAILED,
+                f"writable layer {layer!r} is in use by task {holder.info.task_id!r} "
+                f"({task_states.name(holder.state)}) on this agent: a writable layer is "
+                "mounted by one task at a time")
         if info.container.image:
             EXECUTOR.begin(task, E.EXECUTOR_PULLING, "its image is to be pulled",
                            self.clock.time())
@@ -383,6 +409,16 @@ class AgentState:
         if task.executor == E.EXECUTOR_CONNECTED:
             return [c.ToExecutor(key, _kill_message(kill))]
         return []  # sent when the executor says hello
+
+    def _signal_task(self, event: ev.SignalTask) -> list[c.Command]:
+        """Agent.Signal checked the task runs; its executor sends the signal
+        to PID 1. An executor not connected now misses it (the API said so)."""
+        task = self.tasks.get(event.key)
+        if task is None or task.executor != E.EXECUTOR_CONNECTED:
+            return [c.Log("warning", "signal for a task whose executor is not connected; "
+                          "dropped", (("task_id", event.key[1]),))]
+        return [c.ToExecutor(event.key, executor_pb2.AgentToExecutor(
+            signal=executor_pb2.AgentToExecutor.Signal(signal=event.signal)))]
 
     def _acknowledged(self, ack: agent_pb2.MasterMessage.Acknowledgement) -> list[c.Command]:
         key = (ack.framework_id, ack.task_id)

@@ -10,6 +10,7 @@ where it is used. Defaults and limits live in common/task_defaults.py.
     check(task)                   raises TaskError(field, message)
     check_health_check(task)      the health_check part alone (HealthCheckError)
     task_labels(labels, task_id)  the juggler.* labels, parsed, defaults applied
+    parse_signal(text)            a signal's number from "SIGHUP", "hup" or "1"
 
 `TaskError.field` is the proto path of the offending field, as a framework
 author would write it: `container.hostname`, `labels["juggler.pids_max"]`,
@@ -70,7 +71,10 @@ def check(task: common_pb2.TaskInfo) -> None:
     sets no kind, an empty command, a port out of 1-65535, an unknown scheme, a
     path not starting with '/', or a negative or non-finite duration (delay,
     interval, timeout, grace period); a kill grace period that is negative or
-    not finite. Returns None.
+    not finite, a kill signal parse_signal refuses; a container.writable_layer
+    that breaks the task id rule, or on a task with neither container.image nor
+    container.rootfs (the host's filesystem has no layer to keep); a
+    juggler.memory_swap below the memory limit or without one. Returns None.
     """
     tid = task.task_id
     if not tid:
@@ -118,9 +122,19 @@ def check(task: common_pb2.TaskInfo) -> None:
     for name, value in command.environment.items():
         _check_variable(where, name, value)
 
-    task_labels(task.labels, tid)
+    if container.writable_layer:
+        _check_writable_layer(where, container)
+
+    labels = task_labels(task.labels, tid)
+    if labels.memory_swap is not None:
+        _check_memory_swap(where, labels.memory_swap, resources.get("mem"))
     check_health_check(task)
 
+    if task.kill_policy.signal:
+        try:
+            parse_signal(task.kill_policy.signal, "kill_policy.signal")
+        except TaskError as e:
+            raise TaskError(e.field, f"{where}: {e}") from None
     if task.kill_policy.HasField("grace_period_seconds"):
         grace = task.kill_policy.grace_period_seconds
         if not (math.isfinite(grace) and grace >= 0):
@@ -152,6 +166,73 @@ def _check_absolute(where: str, field: str, path: str, what: str) -> None:
         raise TaskError(field, f"{where}: {field} must be {what}, got {path!r}")
     if "\0" in path:
         raise TaskError(field, f"{where}: {field} holds a NUL byte")
+
+
+def _check_writable_layer(where: str, container: common_pb2.ContainerInfo) -> None:
+    name = container.writable_layer
+    try:
+        ids.check("container.writable_layer", name)
+    except ids.InvalidId as e:
+        raise TaskError("container.writable_layer", f"{where}: {e}") from None
+    if not container.image and not container.rootfs:
+        raise TaskError("container.writable_layer", f"{where}: container.writable_layer "
+                        f"{name!r} needs container.image or container.rootfs (a task on the "
+                        "host's filesystem has no layer of its own to keep)")
+
+
+def _check_memory_swap(where: str, swap: int, mem_mib: float) -> None:
+    """Docker's --memory-swap rules (moby's verifyPlatformContainerResources):
+    it needs a memory limit, and is at least that limit unless -1."""
+    field = _label_field(d.MEMORY_SWAP_LABEL)
+    memory = round(mem_mib * 2**20)
+    if memory <= 0:
+        raise TaskError(field, f"{where}: label {d.MEMORY_SWAP_LABEL} needs a memory limit "
+                        "(resources: mem), as docker's --memory-swap needs --memory")
+    if swap != d.UNLIMITED_SWAP and swap < memory:
+        raise TaskError(field, f"{where}: label {d.MEMORY_SWAP_LABEL} is memory + swap in "
+                        f"bytes: at least the memory limit ({memory} bytes, mem {mem_mib:g} "
+                        f"MiB), or -1 for unlimited swap; got {swap}")
+
+
+def _signal_names() -> dict[str, int]:
+    """Signal names without "SIG", upper case → number: task_defaults.SIGNALS,
+    and RTMIN+n / RTMAX-n as Docker's signal map spells the real-time ones."""
+    names = dict(d.SIGNALS)
+    low, high = d.SIGNALS["RTMIN"], d.SIGNALS["RTMAX"]
+    for n in range(1, high - low):
+        names[f"RTMIN+{n}"] = low + n
+        names[f"RTMAX-{n}"] = high - n
+    return names
+
+
+_SIGNALS = _signal_names()
+# Number → the name to show: the first name in SIGNALS (not an alias), RTMIN+n.
+_NAMES = {number: name for name, number in reversed(list(_SIGNALS.items()))
+          if "-" not in name}
+
+
+def parse_signal(text: str, field: str = "signal") -> int:
+    """The number of the signal `text` names: a name in any case, with or
+    without "SIG" ("SIGTERM", "term", "RTMIN+3"), or a decimal number from 1 to
+    64 (Docker's ParseSignal and ValidSignalForPlatform). Raises TaskError
+    (`field`) for anything else, an empty text included."""
+    word = text.strip()
+    if _DECIMAL.match(word):
+        number = int(word)
+        if 1 <= number <= d.MAX_SIGNAL:
+            return number
+    else:
+        number = _SIGNALS.get(word.upper().removeprefix("SIG"), 0)
+        if number:
+            return number
+    raise TaskError(field, f"{field} {text!r} is not a signal: give a name (SIGTERM, TERM, "
+                    f"SIGINT, ...) or a number from 1 to {d.MAX_SIGNAL}")
+
+
+def signal_name(number: int) -> str:
+    """"SIGTERM" for 15, "SIGRTMIN+3" for 37, "signal 99" for what has no name."""
+    name = _NAMES.get(number)
+    return f"SIG{name}" if name else f"signal {number}"
 
 
 def _check_user(where: str, user: str) -> None:
@@ -195,6 +276,9 @@ class TaskLabels:
     log_max_bytes: int = d.DEFAULT_LOG_MAX_BYTES
     log_max_files: int = d.DEFAULT_LOG_MAX_FILES
     interactive: bool = False
+    cpu_shares: int | None = None  # None: from cpus (container/spec.py)
+    cpu_quota: bool = True
+    memory_swap: int | None = None  # bytes of memory + swap, -1 unlimited; None: no swap
 
 
 def task_labels(labels: Mapping[str, str], task_id: str = "") -> TaskLabels:
@@ -219,6 +303,10 @@ def task_labels(labels: Mapping[str, str], task_id: str = "") -> TaskLabels:
         log_max_files=_int_label(where, labels, d.LOG_MAX_FILES_LABEL, d.DEFAULT_LOG_MAX_FILES,
                                  0),
         interactive=_bool_label(where, labels, d.INTERACTIVE_LABEL),
+        cpu_shares=_optional_int_label(where, labels, d.CPU_SHARES_LABEL, d.MIN_CPU_SHARES,
+                                       d.MAX_CPU_SHARES),
+        cpu_quota=_bool_label(where, labels, d.CPU_QUOTA_LABEL, default=True),
+        memory_swap=_swap_label(where, labels),
     )
 
 
@@ -228,30 +316,55 @@ def _label_field(name: str) -> str:
 
 def _int_label(where: str, labels: Mapping[str, str], name: str, default: int, minimum: int,
                maximum: int | None = None) -> int:
+    value = _optional_int_label(where, labels, name, minimum, maximum)
+    return default if value is None else value
+
+
+def _optional_int_label(where: str, labels: Mapping[str, str], name: str, minimum: int,
+                        maximum: int | None = None) -> int | None:
     raw = labels.get(name)
     if raw is None:
-        return default
+        return None
     value = int(raw) if _DECIMAL.match(raw) else None
     if value is None or value < minimum or (maximum is not None and value > maximum):
         if minimum == 1 and maximum is not None:
             want = f"a positive integer (at most {maximum})"
         elif minimum == 1:
             want = "a positive integer"
+        elif maximum is not None:
+            want = f"an integer from {minimum} to {maximum}"
         else:
             want = f"an integer ≥ {minimum}"
         raise TaskError(_label_field(name), f"{where}label {name} must be {want}, got {raw!r}")
     return value
 
 
-def _bool_label(where: str, labels: Mapping[str, str], name: str) -> bool:
+def _swap_label(where: str, labels: Mapping[str, str]) -> int | None:
+    raw = labels.get(d.MEMORY_SWAP_LABEL)
+    if raw is None:
+        return None
+    word = raw.strip()
+    if word == str(d.UNLIMITED_SWAP):
+        return d.UNLIMITED_SWAP
+    if _DECIMAL.match(word) and int(word) > 0:
+        return int(word)
+    raise TaskError(_label_field(d.MEMORY_SWAP_LABEL), f"{where}label {d.MEMORY_SWAP_LABEL} "
+                    f"must be bytes of memory + swap (a positive integer) or -1 for "
+                    f"unlimited swap, got {raw!r}")
+
+
+def _bool_label(where: str, labels: Mapping[str, str], name: str,
+                default: bool = False) -> bool:
     raw = labels.get(name)
     if raw is None:
-        return False
+        return default
     word = raw.strip().lower()
     if word in d.TRUE_WORDS:
         return True
-    if word in d.FALSE_WORDS or word == "":
+    if word in d.FALSE_WORDS:
         return False
+    if word == "":
+        return default
     raise TaskError(_label_field(name), f"{where}label {name} must be true or false "
                     f"({'/'.join(d.TRUE_WORDS)} or {'/'.join(d.FALSE_WORDS)}), got {raw!r}")
 

@@ -12,6 +12,14 @@ these yet; a label keeps the wire format unchanged):
     juggler.log_max_bytes = "<bytes, ≥ 1024>"  size at which stdout/stderr rotate
     juggler.log_max_files = "<0 or more>"      rotated files kept per stream
     juggler.interactive   = "true" | "false"   the task's stdin is a pipe fed by attach
+    juggler.cpu_shares    = "<2 to 262144>"    cpu.shares, instead of 1024 × cpus
+    juggler.cpu_quota     = "true" | "false"   false: no CFS quota (default true)
+    juggler.memory_swap   = "<bytes>" | "-1"   memory + swap (-1: swap unlimited)
+
+The last three carry Docker's `--cpu-shares` and `--memory-swap`: `docker run
+--cpu-shares 256` (no --cpus) is cpu.shares 256 and no CFS quota, where
+juggler's cpus resource gives both a weight and a hard cap; a task says
+`juggler.cpu_shares=256` and `juggler.cpu_quota=false` for Docker's behaviour.
 
 Any other label starting with `juggler.` is refused (a typo would otherwise be
 ignored quietly); labels outside that prefix are the framework's own.
@@ -23,6 +31,21 @@ from __future__ import annotations
 # Seconds between SIGTERM and SIGKILL when KillPolicy.grace_period_seconds is
 # unset: Mesos's command executor's default (docker stop waits 10 s).
 DEFAULT_GRACE_SECONDS = 3.0
+
+# Signal numbers a task may name: 1 to SIGRTMAX (64 on Linux), as Docker's
+# ValidSignalForPlatform.
+MAX_SIGNAL = 64
+# Linux's signal names (without "SIG") and numbers on x86 and arm, the
+# architectures juggler runs on (signal(7); moby's signal_linux.go has the
+# same map), aliases included. The real-time ones are RTMIN (34, after glibc's
+# two) to RTMAX (64), and RTMIN+n / RTMAX-n between.
+SIGNALS = {
+    "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT": 6, "BUS": 7,
+    "FPE": 8, "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14,
+    "TERM": 15, "STKFLT": 16, "CHLD": 17, "CLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20,
+    "TTIN": 21, "TTOU": 22, "URG": 23, "XCPU": 24, "XFSZ": 25, "VTALRM": 26, "PROF": 27,
+    "WINCH": 28, "IO": 29, "POLL": 29, "PWR": 30, "SYS": 31, "RTMIN": 34, "RTMAX": 64,
+}
 
 # -- health checks: Mesos's HealthCheck defaults (mesos.proto), for fields left 0
 # (except the grace period, below)
@@ -58,8 +81,24 @@ INTERACTIVE_LABEL = "juggler.interactive"
 TRUE_WORDS = ("1", "true", "yes", "on")  # a boolean label, any case
 FALSE_WORDS = ("0", "false", "no", "off")
 
+# Docker's --cpu-shares: the cgroup's cpu.shares as given, within the kernel's
+# MIN_SHARES and MAX_SHARES (2 and 1 << 18; moby's linuxMinCPUShares and
+# linuxMaxCPUShares). Unset: 1024 × cpus (container/spec.py).
+CPU_SHARES_LABEL = "juggler.cpu_shares"
+MIN_CPU_SHARES = 2
+MAX_CPU_SHARES = 262144
+# false: no CFS quota, the cpus resource a weight only (as `docker run
+# --cpu-shares N` without --cpus). Default true: cpus caps the task.
+CPU_QUOTA_LABEL = "juggler.cpu_quota"
+# Docker's --memory-swap: bytes of memory + swap, at least the memory limit
+# (mem), or -1 for unlimited swap; it needs a memory limit. Unset: no swap
+# (juggler's own default; Docker's is twice the memory).
+MEMORY_SWAP_LABEL = "juggler.memory_swap"
+UNLIMITED_SWAP = -1
+
 LABEL_PREFIX = "juggler."
-LABELS = (INTERACTIVE_LABEL, LOG_MAX_BYTES_LABEL, LOG_MAX_FILES_LABEL, PIDS_MAX_LABEL)
+LABELS = (CPU_QUOTA_LABEL, CPU_SHARES_LABEL, INTERACTIVE_LABEL, LOG_MAX_BYTES_LABEL,
+          LOG_MAX_FILES_LABEL, MEMORY_SWAP_LABEL, PIDS_MAX_LABEL)
 
 # -- syntax ---------------------------------------------------------------------
 # A hostname is one DNS label (RFC 1123 §2.1): letters, digits and '-', not at

@@ -1,8 +1,9 @@
 """The cgroup manager interface and the host detection that picks v1 or v2.
 
-One narrow interface (as runc's `cgroups.Manager`): create, set limits, add a
-pid, ask whether the OOM killer struck, kill every process, destroy, paths and
-basic stats. `cgroups_v1` and `cgroups_v2` implement it; `detect()` chooses once
+One narrow interface (as runc's `cgroups.Manager`): create, set limits (the
+warnings about limits this host cannot apply come back), add a pid, ask
+whether the OOM killer struck, kill every process, destroy, paths and basic
+stats. `cgroups_v1` and `cgroups_v2` implement it; `detect()` chooses once
 per process. Both take a root path so tests can point them at a fake tree.
 
 A cgroup is named by a relative path (e.g. "juggler/<agent>/<task>") that is
@@ -19,16 +20,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_ROOT = Path("/sys/fs/cgroup")
+UNLIMITED = -1
+# What `set` returns when a swap limit was asked for and the kernel has no swap
+# accounting: Docker's warning (moby's verifyPlatformContainerResources), word
+# for word, so users search for it and find the fix (swapaccount=1).
+NO_SWAP_LIMIT = ("Your kernel does not support swap limit capabilities or the cgroup is not "
+                 "mounted. Memory limited without swap.")
 
 
 @dataclass(frozen=True)
 class Limits:
-    """What a container may use. None leaves the kernel's default (no limit)."""
+    """What a container may use. None leaves the kernel's default (no limit).
+
+    `memory_swap_bytes` (with `memory_bytes`): memory + swap in bytes, or
+    UNLIMITED (-1) for unlimited swap (Docker's --memory-swap); None: no swap
+    at all, the same as `memory_bytes`."""
 
     cpu_shares: int | None = None
     cpu_quota_us: int | None = None
     cpu_period_us: int = 100_000
     memory_bytes: int | None = None
+    memory_swap_bytes: int | None = None
     pids_max: int | None = None
 
 
@@ -74,7 +86,10 @@ class Cgroup(ABC):
     def create(self) -> None: ...
 
     @abstractmethod
-    def set(self, limits: Limits) -> None: ...
+    def set(self, limits: Limits) -> list[str]:
+        """Write `limits`; returns warnings (NO_SWAP_LIMIT) about what this
+        host could not apply and the container runs without. Raises
+        CgroupError when a write fails."""
 
     @abstractmethod
     def add(self, pid: int) -> None: ...

@@ -1,7 +1,11 @@
 """cgroup v1: one directory per controller (cpu, cpuacct, memory, pids).
 
-Memory: memory.limit_in_bytes, and memory.memsw.limit_in_bytes set to the
-same value where the kernel has it, so the task cannot spill into swap. An OOM
+Memory: memory.limit_in_bytes, and memory.memsw.limit_in_bytes (memory +
+swap) set to the same value where the kernel has it, so the task cannot spill
+into swap — or to Limits.memory_swap_bytes (-1: unlimited) when the task asks
+for swap. A kernel without swap accounting has no memsw files: the limit on
+memory alone applies, and a task that asked for a swap limit gets the
+NO_SWAP_LIMIT warning. An OOM
 kill is read from `oom_kill` in memory.oom_control (memory.failcnt only counts
 allocations that hit the limit and were reclaimed, not kills).
 
@@ -19,6 +23,7 @@ from pathlib import Path
 
 from juggler.container.cgroups import (
     DEFAULT_ROOT,
+    NO_SWAP_LIMIT,
     Cgroup,
     CgroupError,
     Limits,
@@ -71,29 +76,33 @@ class CgroupV1(Cgroup):
             self._present[key] = os.path.exists(f"{self.root}/{controller}/{self.name}/{file}")
         return self._present[key]
 
-    def set(self, limits: Limits) -> None:
+    def set(self, limits: Limits) -> list[str]:
+        warnings: list[str] = []
         if limits.cpu_shares is not None:
             self._write("cpu", "cpu.shares", limits.cpu_shares)
         if limits.cpu_quota_us is not None:
             self._write("cpu", "cpu.cfs_period_us", limits.cpu_period_us)
             self._write("cpu", "cpu.cfs_quota_us", limits.cpu_quota_us)
         if limits.memory_bytes:
-            self._set_memory(limits.memory_bytes)
+            warnings += self._set_memory(limits.memory_bytes, limits.memory_swap_bytes)
         if limits.pids_max is not None and self._has("pids", "pids.max"):
             self._write("pids", "pids.max", limits.pids_max)
+        return warnings
 
-    def _set_memory(self, value: int) -> None:
-        # memsw must stay >= the memory limit: raise memory first when growing,
-        # memsw first when shrinking; try one order and fall back on the other.
+    def _set_memory(self, value: int, swap: int | None) -> list[str]:
         if not self._has("memory", "memory.memsw.limit_in_bytes"):
             self._write("memory", "memory.limit_in_bytes", value)
-            return
+            return [NO_SWAP_LIMIT] if swap is not None else []
+        memsw = value if swap is None else swap  # -1: unlimited, as the kernel reads it
+        # memsw must stay >= the memory limit: raise memory first when growing,
+        # memsw first when shrinking; try one order and fall back on the other.
         try:
             self._write("memory", "memory.limit_in_bytes", value)
-            self._write("memory", "memory.memsw.limit_in_bytes", value)
+            self._write("memory", "memory.memsw.limit_in_bytes", memsw)
         except CgroupError:
-            self._write("memory", "memory.memsw.limit_in_bytes", value)
+            self._write("memory", "memory.memsw.limit_in_bytes", memsw)
             self._write("memory", "memory.limit_in_bytes", value)
+        return []
 
     def add(self, pid: int) -> None:
         for controller in self.paths():

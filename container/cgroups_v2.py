@@ -4,14 +4,26 @@ cgroup.subtree_control.
 cpu.shares (v1 units, what Mesos and Docker speak) become cpu.weight with the
 standard conversion used by runc and the kernel docs:
 weight = 1 + ((shares - 2) * 9999) / 262142. Memory: memory.max with
-memory.swap.max = 0; an OOM kill is `oom_kill` in memory.events.
+memory.swap.max = 0 (no swap), or, when the task asks for memory + swap
+(Limits.memory_swap_bytes, Docker's --memory-swap), memory.swap.max = that
+minus the memory limit ("max" for -1), as runc's ConvertMemorySwapToCgroupV2Value.
+Without memory.swap.max (no swap accounting) a swap limit asked for is the
+NO_SWAP_LIMIT warning. An OOM kill is `oom_kill` in memory.events.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from juggler.container.cgroups import Cgroup, CgroupError, Limits, Stats, _read_pids
+from juggler.container.cgroups import (
+    NO_SWAP_LIMIT,
+    UNLIMITED,
+    Cgroup,
+    CgroupError,
+    Limits,
+    Stats,
+    _read_pids,
+)
 
 WANTED = ("cpu", "memory", "pids")
 
@@ -21,6 +33,16 @@ def shares_to_weight(shares: int) -> int:
         return 100
     shares = min(max(shares, 2), 262144)
     return 1 + ((shares - 2) * 9999) // 262142
+
+
+def swap_max(memory: int, memory_swap: int | None) -> str | int:
+    """memory.swap.max for a memory limit and a v1-style memory + swap limit
+    (None: no swap; -1: unlimited)."""
+    if memory_swap is None:
+        return 0
+    if memory_swap == UNLIMITED:
+        return "max"
+    return max(0, memory_swap - memory)
 
 
 class CgroupV2(Cgroup):
@@ -73,17 +95,22 @@ class CgroupV2(Cgroup):
         except OSError as e:
             raise CgroupError(e.errno or 0, f"write {value} to {path}: {e.strerror}") from None
 
-    def set(self, limits: Limits) -> None:
+    def set(self, limits: Limits) -> list[str]:
+        warnings: list[str] = []
         if limits.cpu_shares is not None:
             self._write("cpu.weight", shares_to_weight(limits.cpu_shares))
         if limits.cpu_quota_us is not None:
             self._write("cpu.max", f"{limits.cpu_quota_us} {limits.cpu_period_us}")
         if limits.memory_bytes:
             self._write("memory.max", limits.memory_bytes)
+            swap = swap_max(limits.memory_bytes, limits.memory_swap_bytes)
             if (self.path / "memory.swap.max").exists():
-                self._write("memory.swap.max", 0)
+                self._write("memory.swap.max", swap)
+            elif limits.memory_swap_bytes is not None:
+                warnings.append(NO_SWAP_LIMIT)
         if limits.pids_max is not None:
             self._write("pids.max", limits.pids_max)
+        return warnings
 
     def add(self, pid: int) -> None:
         self._write("cgroup.procs", pid)

@@ -2,7 +2,10 @@
 
 With a root filesystem directory: an overlay whose lower layer is that
 directory (never written) and whose upper and work layers live in the task's
-sandbox under `rootfs/`; merged at `<sandbox>/rootfs/merged`. With an image:
+sandbox under `rootfs/`; merged at `<sandbox>/rootfs/merged`. (For a task
+with a writable layer kept by name, the agent made `<sandbox>/rootfs` a
+symlink to that layer, agent/writable_layers.py: the same paths, outside the
+sandbox; the kernel follows the link when it mounts.) With an image:
 the same, with the image's layers (images/, top first) as the lower
 dirs — or, where overlayfs is unavailable, a copy of them (`copy_layers`). Inside it: a
 fresh /proc, a minimal /dev (tmpfs with bind-mounted device nodes, devpts,

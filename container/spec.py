@@ -12,7 +12,11 @@ Limits: cpus → cpu.shares (1024 × cpus, the relative weight) *and* a hard
 CFS quota of cpus × 100 ms per 100 ms period, as `docker run --cpus`; mem →
 the memory limit (swap off); every container gets a pids limit, default
 `DEFAULT_PIDS_MAX`, which a task may change with the label `juggler.pids_max`
-(common/task_defaults.py).
+(common/task_defaults.py). Labels change the rest as Docker's flags do:
+`juggler.cpu_shares` is cpu.shares as given (`--cpu-shares`), whatever cpus
+says; `juggler.cpu_quota=false` leaves out the CFS quota (Docker sets none
+without `--cpus`); `juggler.memory_swap` is memory + swap (`--memory-swap`,
+-1 for unlimited swap).
 
 HOME is the user's home from the container's /etc/passwd, looked up by the
 launcher at start (it needs the container's files); `home_from_task` records
@@ -27,7 +31,12 @@ from dataclasses import dataclass, field
 from juggler.common import task_check
 from juggler.common.resources import Resources
 from juggler.common.task_check import TaskError
-from juggler.common.task_defaults import DEFAULT_GRACE_SECONDS, DEFAULT_PIDS_MAX, PIDS_MAX_LABEL
+from juggler.common.task_defaults import (
+    DEFAULT_GRACE_SECONDS,
+    DEFAULT_PIDS_MAX,
+    MIN_CPU_SHARES,
+    PIDS_MAX_LABEL,
+)
 from juggler.container.cgroups import Limits
 from juggler.v1 import common_pb2, executor_pb2
 
@@ -36,7 +45,6 @@ __all__ = ["DEFAULT_GRACE_SECONDS", "DEFAULT_PATH", "DEFAULT_PIDS_MAX", "PIDS_MA
 
 # Docker's PATH for a container whose image sets none (moby's DefaultPathEnv).
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-MIN_CPU_SHARES = 2  # the kernel's minimum cpu.shares (MIN_SHARES)
 CFS_PERIOD_US = 100_000
 MIN_CFS_QUOTA_US = 1_000  # the kernel refuses a smaller quota
 _HOSTNAME_BAD = re.compile(r"[^a-z0-9-]+")
@@ -105,11 +113,14 @@ class ContainerSpec:
 
         resources = Resources.from_proto(task.resources)  # checked above
         cpus, mem = resources.get("cpus"), resources.get("mem")
+        shares = labels.cpu_shares or (cpu_shares(cpus) if cpus else None)
+        memory = round(mem * 2**20) or None
         limits = Limits(
-            cpu_shares=cpu_shares(cpus) if cpus else None,
-            cpu_quota_us=cpu_quota_us(cpus) if cpus else None,
+            cpu_shares=shares,
+            cpu_quota_us=cpu_quota_us(cpus) if cpus and labels.cpu_quota else None,
             cpu_period_us=CFS_PERIOD_US,
-            memory_bytes=round(mem * 2**20) or None,
+            memory_bytes=memory,
+            memory_swap_bytes=labels.memory_swap if memory else None,
             pids_max=labels.pids_max,
         )
 

@@ -2,18 +2,31 @@
 
     start ─▶ launching ─▶ running ─▶ exited ─▶ (terminal update acked) ─▶ exit 0
                 │            │
-                │            └─ kill ─▶ KILLING, SIGTERM, SIGKILL the cgroup
-                │                       after the grace period
+                │            ├─ kill ─▶ KILLING, SIGTERM (or the kill's signal),
+                │            │          SIGKILL the cgroup after the grace period
+                │            └─ signal ─▶ that signal to PID 1, nothing else
                 └─ kill before launch ─▶ KILLED without running
 
-The kill's SIGTERM goes to PID 1 for an argv task (as `docker stop`), to
-every process of the task's cgroup for a shell command (as Mesos's command
+A kill's first signal is the Kill message's `kill_policy.signal`, else the
+task's (the agent put the image's StopSignal there when the task named none),
+else SIGTERM. It goes to PID 1 for an argv task (as `docker stop`), to every
+process of the task's cgroup for a shell command (as Mesos's command
 executor): executor/kill.py says why and how. A kill for health
-(`kill_when_unhealthy`) takes the same path.
+(`kill_when_unhealthy`) takes the same path. A `signal` message from the agent
+(Agent.Signal, `docker kill -s`) goes to PID 1 only, as Docker's.
+
+The TASK_RUNNING updates carry the task's PID 1 as the host sees it
+(`TaskStatus.pid`, Docker's State.Pid); the terminal one of a container that
+ran carries `oom_killed`, read from its cgroup (Docker's State.OOMKilled).
+Limits the host cannot apply (a swap limit without swap accounting) are one
+"WARNING: ..." line each in the task's stderr, before its own output, as the
+docker CLI prints the daemon's warnings.
 
 Every container is hardened by container/launch.py whatever the task asks:
 Docker's default capabilities, no_new_privs, masked and read-only /proc and
-/sys paths, a minimal /dev, a pids limit and a CFS quota (see container/).
+/sys paths, a minimal /dev and a pids limit (see container/). Its cpus are a
+CFS quota too, unless the task leaves that out (label juggler.cpu_quota=false:
+Docker's --cpu-shares without --cpus).
 
 A task's health check (executor/health.py) runs from TASK_RUNNING until the
 kill or the exit; once it has decided the task's health, every update carries
@@ -37,7 +50,7 @@ import signal
 from pathlib import Path
 
 from juggler.common import logs
-from juggler.common.task_check import TaskError
+from juggler.common.task_check import TaskError, parse_signal, signal_name
 from juggler.container import launch
 from juggler.container.cgroups import Cgroup, open_cgroup
 from juggler.container.spec import DEFAULT_GRACE_SECONDS, ContainerSpec
@@ -63,9 +76,10 @@ class Executor:
         self.cgroup: Cgroup | None = None
         self.kill_requested = False
         self.kill_grace: float | None = None
+        self.kill_signal = signal.SIGTERM  # set by the kill request
         self._killing = False
         self._kill_deadline: float | None = None  # loop time of the SIGKILL to come
-        self._term: asyncio.Future | None = None  # SIGTERM to every process, under way
+        self._term: asyncio.Future | None = None  # the first signal to every process
         self._exited = False
         self._done = asyncio.Event()  # shutdown from the agent
         self.stdio: TaskStdio | None = None  # the task's pipes or pty (stdio.py)
@@ -86,7 +100,9 @@ class Executor:
             grace = None
             if message.kill.kill_policy.HasField("grace_period_seconds"):
                 grace = message.kill.kill_policy.grace_period_seconds
-            self._request_kill(grace)
+            self._request_kill(grace, message.kill.kill_policy.signal)
+        elif kind == "signal":
+            self._signal_pid1(message.signal.signal)
         elif kind == "shutdown":
             self.log.info("shutdown requested by the agent")
             if self.container_pid and not self._exited:
@@ -94,13 +110,17 @@ class Executor:
             self._done.set()
 
     def _send(self, state: int, reason: int = pb.REASON_UNSPECIFIED, message: str = "",
-              exit_code: int | None = None) -> bytes:
+              exit_code: int | None = None, oom_killed: bool | None = None) -> bytes:
         status = st.make_status(
             task_id=self.task_id, agent_id=self.spec.agent_id,
             framework_id=self.spec.framework.id, state=state, reason=reason,
             message=message, exit_code=exit_code)
         if self.healthy is not None:
             status.healthy = self.healthy
+        if state == pb.TASK_RUNNING and self.container_pid:
+            status.pid = self.container_pid
+        if oom_killed is not None:
+            status.oom_killed = oom_killed
         self.log.info("status update", state=pb.TaskState.Name(state),
                       reason=pb.Reason.Name(reason), message=message, exit_code=exit_code)
         self.link.send_update(status)
@@ -115,7 +135,31 @@ class Executor:
             return max(0.0, policy.grace_period_seconds)
         return DEFAULT_GRACE_SECONDS
 
-    def _request_kill(self, grace_override: float | None) -> None:
+    def _signal(self, override: str) -> int:
+        """The kill's first signal: `override` (the Kill message's), the
+        task's kill policy's, or SIGTERM. One that does not parse (the master
+        and the agent check them) is logged and replaced by SIGTERM."""
+        text = override or self.spec.task.kill_policy.signal
+        if not text:
+            return signal.SIGTERM
+        try:
+            return parse_signal(text, "kill_policy.signal")
+        except TaskError as e:
+            self.log.warning("not a signal; the kill sends SIGTERM", error=str(e))
+            return signal.SIGTERM
+
+    def _signal_pid1(self, number: int) -> None:
+        """Agent.Signal: `number` to the container's PID 1 (if it runs)."""
+        if not self.container_pid or self._exited:
+            self.log.info("signal for a task that does not run; dropped", signal=number)
+            return
+        self.log.info("sending a signal to the task's PID 1", signal=signal_name(number))
+        try:
+            os.kill(self.container_pid, number)
+        except (ProcessLookupError, ValueError, OSError) as e:
+            self.log.warning("could not send the signal", signal=number, error=str(e))
+
+    def _request_kill(self, grace_override: float | None, signal_override: str = "") -> None:
         grace = self._grace(grace_override)
         if self._killing and not self._exited:
             # A kill again (re-sent by the master, or with a shorter grace period,
@@ -127,6 +171,7 @@ class Executor:
             return
         self.kill_requested = True
         self.kill_grace = grace
+        self.kill_signal = self._signal(signal_override)
         if not self.container_pid or self._exited:
             return  # before the launch: handled there; after exit: nothing to do
         self._start_kill()
@@ -135,24 +180,26 @@ class Executor:
         self._killing = True
         self._stop_health_checks()
         grace = self.kill_grace if self.kill_grace is not None else self._grace(None)
+        sig = self.kill_signal if grace > 0 else signal.SIGKILL
         self._send(pb.TASK_KILLING, self.kill_reason,
-                   f"Killing the task (grace period {grace:g} s)")
+                   f"Killing the task with {signal_name(sig)} (grace period {grace:g} s)")
         if grace <= 0:
             self._kill_now()
             return
         if kill.term_every_process(self.spec.task) and self.cgroup is not None:
-            self._term = asyncio.ensure_future(self._term_every_process(self.cgroup))
+            self._term = asyncio.ensure_future(self._signal_every_process(self.cgroup, sig))
         else:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.container_pid, signal.SIGTERM)
+                os.kill(self.container_pid, sig)
         loop = asyncio.get_running_loop()
         self._kill_deadline = loop.time() + grace
         loop.call_later(grace, self._kill_now)
 
-    async def _term_every_process(self, cgroup: Cgroup) -> None:
+    async def _signal_every_process(self, cgroup: Cgroup, sig: int) -> None:
         started = asyncio.get_running_loop().time()
+        name = signal_name(sig)
         try:
-            walk = await kill.signal_every_process(cgroup, signal.SIGTERM)
+            walk = await kill.signal_every_process(cgroup, sig)
         except OSError as e:
             self.log.warning("could not list the task's processes", error=str(e))
             pids = []
@@ -160,16 +207,16 @@ class Executor:
             pids = walk.pids
             took = round(asyncio.get_running_loop().time() - started, 3)
             if walk.closed:
-                self.log.info("sent SIGTERM to every process of the task", processes=len(pids),
+                self.log.info(f"sent {name} to every process of the task", processes=len(pids),
                               seconds=took)
             else:  # one forking as they were listed may have been missed
-                self.log.warning("sent SIGTERM to the task's processes, not all of which "
+                self.log.warning(f"sent {name} to the task's processes, not all of which "
                                  f"stopped within {kill.STOP_SETTLE:g} s to be listed",
                                  processes=len(pids), seconds=took)
         if self.container_pid not in pids and not self._exited:
             # As Mesos's executor when killtree fails: PID 1 at least.
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.container_pid, signal.SIGTERM)
+                os.kill(self.container_pid, sig)
 
     def _kill_now(self) -> None:
         if self._exited:
@@ -215,7 +262,7 @@ class Executor:
         try:
             self.cgroup = open_cgroup(self.spec.cgroup or f"juggler/{self.task_id}")
             self.cgroup.create()
-            self.cgroup.set(cspec.limits)
+            warnings = self.cgroup.set(cspec.limits)
             limits = cspec.limits
             self.log.info("launching", cgroup=self.cgroup.name, cpu_shares=limits.cpu_shares,
                           cpu_quota_us=limits.cpu_quota_us, memory_bytes=limits.memory_bytes,
@@ -223,6 +270,7 @@ class Executor:
                           user=cspec.user or None)
             self.stdio = TaskStdio.for_task(self.sandbox, self.spec.task.container.tty,
                                             self.spec.task.labels)
+            self._warn(warnings)
             self.attach = AttachServer(self.sandbox, self.stdio, self.log)
             await self.attach.start()
             join = self.cgroup.join_files()  # the container moves itself in: faster
@@ -267,7 +315,16 @@ class Executor:
         if result.state == pb.TASK_KILLED:
             result = dataclasses.replace(result, reason=self.kill_reason)
         await self.attach.finish(result.exit_code or 0)
-        return self._send(result.state, result.reason, result.message, result.exit_code)
+        return self._send(result.state, result.reason, result.message, result.exit_code,
+                          oom_killed=oom)
+
+    def _warn(self, warnings: list[str]) -> None:
+        """Each warning as a "WARNING: ..." line of the task's stderr (the
+        docker CLI's form of the daemon's warnings), and in the log."""
+        for warning in warnings:
+            self.log.warning("a limit this host cannot apply", warning=warning)
+            if self.stdio is not None:
+                self.stdio.logs["stderr"].write(f"WARNING: {warning}\n".encode())
 
     # -- health checks ----------------------------------------------------
     def _start_health_checks(self, policy: health.Policy, cspec: ContainerSpec) -> None:

@@ -5,6 +5,10 @@
                                      task's cgroup                     executor (os::killtree)
     either, after the grace period   SIGKILL to every process of the cgroup (executor.py)
 
+SIGTERM here is the kill's first signal: KillPolicy.signal when the kill or
+the task names one, or the image's StopSignal (`docker stop` sends that
+too), SIGTERM otherwise (executor.py chooses; the rules below hold for any).
+
 Why two rules. A task's command is PID 1 of its pid namespace, and the kernel
 lets a namespace's init receive, from an ancestor namespace, only the signals
 it has a handler for, besides SIGKILL and SIGSTOP (pid_namespaces(7)).

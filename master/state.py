@@ -655,15 +655,21 @@ class MasterState:
         failover any agent not back yet — and killed when it comes back.
         Raises CallError: as every framework call; NOT_FOUND for a task no
         agent can bring back; INVALID_ARGUMENT for a grace period that is not a
-        number ≥ 0."""
+        number ≥ 0, or a signal that is none."""
         self._framework(framework_id, stream_id)
-        if kill_policy is not None and kill_policy.HasField("grace_period_seconds"):
-            grace = kill_policy.grace_period_seconds
-            if not (math.isfinite(grace) and grace >= 0):
-                raise CallError(Code.INVALID_ARGUMENT,
-                                "kill_policy.grace_period_seconds must be a number >= 0")
-        else:
-            kill_policy = None
+        if kill_policy is not None:
+            if kill_policy.HasField("grace_period_seconds"):
+                grace = kill_policy.grace_period_seconds
+                if not (math.isfinite(grace) and grace >= 0):
+                    raise CallError(Code.INVALID_ARGUMENT,
+                                    "kill_policy.grace_period_seconds must be a number >= 0")
+            if kill_policy.signal:
+                try:
+                    task_check.parse_signal(kill_policy.signal, "kill_policy.signal")
+                except task_check.TaskError as e:
+                    raise CallError(Code.INVALID_ARGUMENT, str(e)) from None
+            if not kill_policy.HasField("grace_period_seconds") and not kill_policy.signal:
+                kill_policy = None
         task = self.tasks.get((framework_id, task_id))
         if task is None:
             return self._kill_unknown(framework_id, task_id, kill_policy, agent_id)

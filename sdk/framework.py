@@ -284,7 +284,7 @@ class Framework:
         Raises FrameworkError (besides the module's list): NOT_FOUND for a task
         the master does not know (or no longer: its end was acknowledged)
         unless an agent that may bring it back is away; INVALID_ARGUMENT for a
-        grace period that is not a number ≥ 0."""
+        grace period that is not a number ≥ 0, or a signal that is none."""
         request = scheduler_pb2.KillRequest(framework_id=self.framework_id,
                                             stream_id=self.stream_id, task_id=task_id,
                                             agent_id=agent_id)
