@@ -297,7 +297,8 @@ class ContainersState:
                 changed = changed or c.pid != status.pid
                 c.pid = status.pid
             if c.status == CS.STARTING:
-                c.started_at, c.error = at, ""
+                # What the last run left is reset, as Docker does at a start.
+                c.started_at, c.error, c.exit_code, c.oom_killed = at, "", 0, False
                 c.move(CS.RUNNING, "its task runs", at)
             if changed:
                 self._save(c)

@@ -122,8 +122,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def make_app(backend: Backend, *, heartbeat_seconds: float = HEARTBEAT_SECONDS,
-             client_max_size: int = 16 * 1024 * 1024) -> web.Application:
-    """The REST API as an aiohttp application over `backend`."""
+             client_max_size: int = 16 * 1024 * 1024, docker: bool = False) -> web.Application:
+    """The REST API as an aiohttp application over `backend`; with `docker`,
+    the Docker Engine API too (the backend is then an AppsService)."""
     app = web.Application(middlewares=[_errors, _leader_only], client_max_size=client_max_size)
     app[BACKEND] = backend
     app[STREAMS] = set()
@@ -154,15 +155,23 @@ def make_app(backend: Backend, *, heartbeat_seconds: float = HEARTBEAT_SECONDS,
     app.on_response_prepare.append(_mark_leader)
     app.on_shutdown.append(_end_streams)
     app.cleanup_ctx.append(_proxy_session)
+    if docker:
+        # Docker's Engine API beside Marathon's: its paths (/_ping, /containers/…,
+        # /v1.47/…) do not meet Marathon's /v2/…
+        from juggler.apps.docker_api import add_docker_routes
+
+        add_docker_routes(app, backend)  # type: ignore[arg-type]
     return app
 
 
 async def serve(backend: Backend, host: str, port: int, *,
-                heartbeat_seconds: float = HEARTBEAT_SECONDS) -> tuple[web.AppRunner, int]:
+                heartbeat_seconds: float = HEARTBEAT_SECONDS,
+                docker: bool = False) -> tuple[web.AppRunner, int]:
     """Serve the API on host:port (0: any free port). Returns the runner (stop
     it with `await runner.cleanup()`) and the port bound. Raises OSError when
     the port is taken."""
-    runner = web.AppRunner(make_app(backend, heartbeat_seconds=heartbeat_seconds),
+    runner = web.AppRunner(make_app(backend, heartbeat_seconds=heartbeat_seconds,
+                                    docker=docker),
                            access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

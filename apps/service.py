@@ -255,9 +255,21 @@ class AppsService(ContainerRequests):
 
     # -- life cycle --------------------------------------------------------------------
     async def start(self) -> str:
-        """Serve the REST API, then lead (alone) or campaign (etcd). Returns
-        the REST API's URL. Raises OSError when the port is taken."""
-        self._runner, self.port = await rest.serve(self, self.config.host, self.config.http_port)
+        """Serve the REST API (Marathon's and Docker's), on the docker socket
+        too when configured, then lead (alone) or campaign (etcd). Returns the
+        REST API's URL. Raises OSError when the port or the socket is taken."""
+        self._runner, self.port = await rest.serve(self, self.config.host, self.config.http_port,
+                                                   docker=True)
+        if self.config.docker_socket:
+            from juggler.apps.docker_api import serve_unix
+
+            try:
+                await serve_unix(self._runner, self.config.docker_socket,
+                                 self.config.docker_socket_group or None)
+            except OSError:
+                await self._runner.cleanup()
+                raise
+            log.info("Docker Engine API listening", socket=self.config.docker_socket)
         host = self.config.host if self.config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         self.url = self.config.advertise or f"http://{host}:{self.port}"
         if self.config.etcd:
