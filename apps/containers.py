@@ -243,6 +243,10 @@ class Container:
     unreachable: bool = False
     drops: int = 0                 # launches refused in a row (TASK_DROPPED)
     restart_on_recovery: bool = False  # `always`, stopped by its user, at a service start
+    # The last kill asked for: re-sent until the run's end is seen.
+    kill_grace: float | None = None
+    kill_signal: str = ""
+    kill_sent: bool = False
     story: deque[Step] = field(default_factory=new_story)
 
     @property

@@ -194,7 +194,7 @@ class ContainersState:
             grace = timeout if timeout is not None else (
                 c.config.stop_timeout if c.config.stop_timeout is not None
                 else DEFAULT_STOP_TIMEOUT)
-            self._out.append(Kill(c.task_id, c.agent_id, max(0.0, grace), c.config.stop_signal))
+            self._send_kill(c, max(0.0, grace), c.config.stop_signal)
             self._save(c)
         return True, self._take()
 
@@ -230,7 +230,7 @@ class ContainersState:
             raise ContainerError(409, f"Cannot kill container: {ref}: Container {c.id} is not "
                                       "running")
         if sig == "KILL":
-            self._out.append(Kill(c.task_id, c.agent_id, 0.0))
+            self._send_kill(c, 0.0)
         else:
             self._out.append(Signal(c.agent_address, c.task_id, signal))
         return self._take()
@@ -403,6 +403,32 @@ class ContainersState:
         else:
             self._out.append(Persist(writes))
 
+    @staticmethod
+    def _stopping(c: Container) -> bool:
+        return c.desired == "stopped" and c.launched and c.status in (CS.RUNNING, CS.STARTING)
+
+    def _send_kill(self, c: Container, grace: float | None = None, signal: str = "") -> None:
+        """Kill the current run; the kill is re-driven (kill_failed, resend_kills,
+        tick) until its end is seen."""
+        c.kill_grace = grace if grace is not None else (
+            c.config.stop_timeout if c.config.stop_timeout is not None else DEFAULT_STOP_TIMEOUT)
+        c.kill_signal, c.kill_sent = signal, True
+        self._out.append(Kill(c.task_id, c.agent_id, c.kill_grace, c.kill_signal))
+
+    def kill_failed(self, task_id: str) -> None:
+        """The master did not take a kill (a failover, a lost connection): the
+        next tick sends it again."""
+        cid = self.tasks.get(task_id)
+        if cid is not None and cid in self.containers:
+            self.containers[cid].kill_sent = False
+
+    def resend_kills(self) -> list[Command]:
+        """Every kill not yet seen through (a new master leader after a failover)."""
+        for c in self.containers.values():
+            if self._stopping(c):
+                self._send_kill(c, c.kill_grace, c.kill_signal)
+        return self._take()
+
     def layer_removed(self, agent_id: str, name: str) -> list[Command]:
         """The shell removed a writable layer (or its agent is gone for good)."""
         if self.layer_removals.pop((agent_id, name), None) is not None:
@@ -454,6 +480,8 @@ class ContainersState:
         for c in list(self.containers.values()):
             if c.status == CS.RESTARTING and c.restart_at <= now:
                 self._tick_one(c)
+            elif self._stopping(c) and not c.kill_sent:
+                self._send_kill(c, c.kill_grace, c.kill_signal)
         for (agent_id, name), (address, when) in list(self.layer_removals.items()):
             if when <= now:
                 self._out.append(RemoveLayer(agent_id, address, name))
@@ -505,11 +533,9 @@ class ContainersState:
                 self._observe(self.containers[cid], status)
         self.reconciling = False
         for c in list(self.containers.values()):
-            if c.desired == "stopped" and c.launched and c.status in (CS.RUNNING, CS.STARTING):
+            if self._stopping(c):
                 # A stop recorded before the service went away: sent again.
-                self._out.append(Kill(c.task_id, c.agent_id, c.config.stop_timeout
-                                      if c.config.stop_timeout is not None
-                                      else DEFAULT_STOP_TIMEOUT, c.config.stop_signal))
+                self._send_kill(c, c.kill_grace, c.kill_signal)
                 continue
             if c.config.restart.name == "always" and c.stopped_by_user and \
                     c.status == CS.EXITED and c.desired == "stopped" and c.restart_on_recovery:

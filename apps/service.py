@@ -471,6 +471,7 @@ class AppsService(ContainerRequests):
                     # A new master leader: ask it again about everything (its
                     # answers arrive as updates; unknown tasks are orphans).
                     self.state.suppressed = None   # the new leader knows nothing of it
+                    self._spawn(self._resend_kills())
                     self._spawn(self._quiet(fw.reconcile()))
                     self._spawn(self._quiet(fw.revive()))
                 elif kind == "error":
@@ -637,11 +638,20 @@ class AppsService(ContainerRequests):
                                                state=common_pb2.TASK_KILLED,
                                                message="unknown to the master",
                                                source=common_pb2.SOURCE_MASTER)
-                await self._execute(self.state.on_update(status))
+                if self.containers.owns(cmd.task_id):
+                    await self._execute(self.containers.on_updates([status]))
+                else:
+                    await self._execute(self.state.on_update(status))
                 return
             if isinstance(cmd, Revive | Suppress):
                 self.state.suppressed = None      # not known: the next decision says again
+            if isinstance(cmd, Kill):
+                self.containers.kill_failed(cmd.task_id)   # tick() sends it again
             log.warning("call failed", call=type(cmd).__name__, error=e.message)
+
+    async def _resend_kills(self) -> None:
+        async with self._lock:
+            await self._execute(self.containers.resend_kills())
 
     async def _remove_layer(self, cmd: RemoveLayer) -> None:
         """Delete a removed container's writable layer on its agent; on

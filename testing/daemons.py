@@ -69,11 +69,16 @@ class Daemons:
                     "--hostname", name, "--resources", resources,
                     "--cgroup-root", self.cgroup_root, *flags)
 
-    def start_apps(self, *flags: str, name: str = "apps", master: str = "") -> str:
+    def start_apps(self, *flags: str, name: str = "apps", master: str = "",
+                   docker_socket: str = "") -> str:
         """Start an apps service (REST API on a port it picks) and return its
-        URL once it answers /ping (it may still be waiting to lead)."""
+        URL once it answers /ping (it may still be waiting to lead). With
+        `docker_socket`, it serves the Docker Engine API on that unix socket
+        too, which exists once this returns."""
         log = self.work / f"{name}.log"
         offset = log.stat().st_size if log.exists() else 0
+        if docker_socket:
+            flags = (*flags, "--docker-socket", docker_socket)
         self._spawn(name, "apps", "--master", master or self.master, "--host", "127.0.0.1",
                     "--http-port", "0", "--work-dir", str(self.work / name), *flags)
         proc = self.procs[name]
@@ -84,7 +89,11 @@ class Daemons:
                 raise AssertionError(f"{name} exited with {proc.returncode}:\n{tail}")
             return _started_at(log, offset, proc.pid, "apps service started", "url")
 
-        return wait_for(started, timeout=START_TIMEOUT, what=f"{name} to start")
+        url = wait_for(started, timeout=START_TIMEOUT, what=f"{name} to start")
+        if docker_socket:
+            wait_for(lambda: started() is not None and os.path.exists(docker_socket),
+                     timeout=START_TIMEOUT, what=f"{name}'s Docker socket {docker_socket}")
+        return url
 
     def task_cgroup(self, framework_id: str, task_id: str) -> str:
         """The cgroup (name below every controller) of a task of these agents."""
@@ -211,3 +220,17 @@ def _started_at(log: Path, offset: int, pid: int, event: str = "master started",
         if entry.get("event") == event and entry.get("pid") == pid:
             return str(entry[key])
     return None
+
+
+def master_leader(*masters: str) -> str:
+    """The address of the leading master, as the masters say."""
+    for m in masters:
+        with grpc.insecure_channel(m) as ch:
+            try:
+                answer = operator_pb2_grpc.OperatorStub(ch).GetLeader(
+                    operator_pb2.GetLeaderRequest(), timeout=5)
+            except grpc.RpcError:
+                continue
+            if answer.address:
+                return answer.address
+    raise AssertionError("no master names a leader")

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from juggler.testing.daemons import Daemons
+from juggler.testing.daemons import Daemons, master_leader
 from juggler.testing.processes import marker, processes_with
 from juggler.testing.waiting import free_port, wait_for
 
@@ -382,7 +382,7 @@ def test_apps_services_elect_a_leader_standbys_proxy_and_a_new_leader_takes_over
     wait_for(lambda: len(processes_with(f"sleep {seconds}")) == 3, DEADLINE,
              what="instances to start")
     assert get(a2, "/v2/deployments"), "still deploying"
-    leader = _master_leader(m1, m2)
+    leader = master_leader(m1, m2)
     daemons.stop("m1" if leader == m1 else "m2", signal.SIGKILL)
     daemons.stop("apps-1", signal.SIGKILL)
     wait_for(lambda: api(a2, "GET", "/v2/leader") == (200, {"leader": a2.removeprefix(
@@ -393,24 +393,6 @@ def test_apps_services_elect_a_leader_standbys_proxy_and_a_new_leader_takes_over
     time.sleep(2)  # anything duplicated or orphaned would show now
     assert len(processes_with(f"sleep {seconds}")) == 3
     assert len(app_of(a2, "/ha")["tasks"]) == 3
-
-
-def _master_leader(*masters: str) -> str:
-    """The address of the leading master, as the masters say."""
-    import grpc
-
-    from juggler.v1 import operator_pb2, operator_pb2_grpc
-
-    for m in masters:
-        with grpc.insecure_channel(m) as ch:
-            try:
-                answer = operator_pb2_grpc.OperatorStub(ch).GetLeader(
-                    operator_pb2.GetLeaderRequest(), timeout=5)
-            except grpc.RpcError:
-                continue
-            if answer.address:
-                return answer.address
-    raise AssertionError("no master names a leader")
 
 
 def test_a_torn_down_framework_id_in_the_store_is_replaced_by_a_new_one(

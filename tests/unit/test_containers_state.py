@@ -340,3 +340,16 @@ def test_restart_policy_parsing() -> None:
     for bad in ("sometimes", "always:3", "on-failure:x"):
         with pytest.raises(ContainerError):
             RestartPolicy.parse(bad)
+
+
+def test_a_kill_the_master_did_not_take_is_sent_again() -> None:
+    sim = Sim()
+    c = sim.started("web")
+    _, cmds = sim.core.stop("web", timeout=4)
+    assert Kill(c.task_id, c.agent_id, 4.0, "") in cmds
+    assert not any(isinstance(x, Kill) for x in sim.core.tick())   # taken: nothing again
+    sim.core.kill_failed(c.task_id)                 # e.g. refused by a deposed leader
+    assert Kill(c.task_id, c.agent_id, 4.0, "") in sim.core.tick()
+    assert Kill(c.task_id, c.agent_id, 4.0, "") in sim.core.resend_kills()   # a new leader
+    sim.update(c.task_id, pb.TASK_KILLED, exit_code=137)
+    assert sim.core.resend_kills() == [] and c.status == CS.EXITED
