@@ -13,6 +13,7 @@ from typing import Any
 
 from juggler.common import attributes, gc_policy, logs
 from juggler.common.resources import ResourceError
+from juggler.images.mirrors import MirrorError, parse_mirrors
 
 
 def add_master_parser(sub: argparse._SubParsersAction) -> None:
@@ -89,6 +90,10 @@ def add_agent_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--registry-config", default="", metavar="FILE",
                    help="Docker config.json with registry credentials (default "
                         "$DOCKER_CONFIG/config.json or ~/.docker/config.json)")
+    p.add_argument("--registry-mirror", action="append", default=[], metavar="URL",
+                   help="pull Docker Hub images (alpine, user/app) from this mirror first, "
+                        "then from Hub; http:// or https://, repeatable, tried in order "
+                        "(Docker's registry-mirrors)")
     p.set_defaults(func=agent_main)
 
 
@@ -197,6 +202,11 @@ def agent_main(args: argparse.Namespace) -> int:
     if not args.cgroup_root.strip("/") or ".." in args.cgroup_root.split("/"):
         print("juggler agent: --cgroup-root must name a cgroup below the root", file=sys.stderr)
         return 2
+    try:
+        mirrors = parse_mirrors(args.registry_mirror)
+    except MirrorError as e:
+        print(f"juggler agent: --registry-mirror: {e}", file=sys.stderr)
+        return 2
     config = AgentConfig(master=args.master, work_dir=work_dir, resources=res, host=args.host,
                          port=args.port, advertise_ip=args.advertise_ip, hostname=args.hostname,
                          attributes=attrs, cgroup_root=args.cgroup_root.strip("/"),
@@ -205,7 +215,8 @@ def agent_main(args: argparse.Namespace) -> int:
                          standby_delay=args.standby_delay,
                          launcher=args.launcher,
                          insecure_registries=tuple(args.insecure_registry),
-                         registry_config=args.registry_config)
+                         registry_config=args.registry_config,
+                         registry_mirrors=tuple(m.url for m in mirrors))
 
     async def main() -> None:
         agent = Agent(config)
@@ -246,6 +257,11 @@ def add_apps_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--framework-name", default="juggler-apps",
                    help="the framework's name (default juggler-apps)")
     p.add_argument("--role", default="*", help="role to take offers in (default *)")
+    p.add_argument("--docker-socket", default="", metavar="PATH",
+                   help="serve the Docker Engine API (containers, images) on this unix socket "
+                        "too (e.g. /run/juggler/docker.sock); it is always on the REST port")
+    p.add_argument("--docker-socket-group", default="", metavar="GROUP",
+                   help="group of the socket file (mode 0660; default: root's)")
     p.set_defaults(func=apps_main)
 
 
@@ -258,7 +274,9 @@ def apps_main(args: argparse.Namespace) -> int:
                         etcd_ca=args.etcd_ca, etcd_cert=args.etcd_cert, etcd_key=args.etcd_key,
                         lease_ttl=args.lease_ttl, work_dir=args.work_dir, host=args.host,
                         http_port=args.http_port, advertise=args.advertise,
-                        name=args.framework_name, role=args.role)
+                        name=args.framework_name, role=args.role,
+                        docker_socket=args.docker_socket,
+                        docker_socket_group=args.docker_socket_group)
 
     return _lead_until_signal("apps", lambda: AppsService(config),
                               "no longer acting; starting over as a standby")

@@ -1,7 +1,16 @@
-"""`juggler logs [-f] [--tail N] [--stdout|--stderr] TASK`: a task's output.
+"""`juggler logs [-f] [--tail N] [--stdout|--stderr] CONTAINER|TASK`: what it wrote.
 
-Finds the task's agent through the master (running or completed tasks) and
-streams Agent.Logs from it; `-f` keeps following until the task ends.
+A container's output is every run's, oldest first (each run is a task,
+`<id12>.<n>`, whose output its agent keeps in the task's sandbox; a run whose
+sandbox is gone is skipped); `--tail N` counts lines of the current run. A
+task's is its own. `-f` keeps following until the (current) run ends; a
+restart starts a new run, which `-f` does not follow (docker's does). The output comes
+from the agent directly (Agent.Logs), found through the containers service's
+inspect or the master's state (cli/containers.py).
+
+Not yet: `-t/--timestamps` and `--since`, which need the agent to record when
+each line was written (it keeps the bytes only); they are refused with that
+reason rather than answered wrongly.
 """
 
 from __future__ import annotations
@@ -13,28 +22,35 @@ import sys
 
 import grpc
 
-from juggler.cli import address as addr
-from juggler.cli import tasks
+from juggler.cli import containers
 from juggler.common import servers
 from juggler.v1 import agent_pb2, agent_pb2_grpc
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("logs", help="print a task's stdout and stderr",
-                       description="Print a task's output (from its agent's sandbox).")
+    p = sub.add_parser("logs", help="print a container's (or task's) stdout and stderr",
+                       description="Print a container's or a task's output (from its agent's "
+                                   "sandbox).")
     p.add_argument("--master", default=None, help="master address (default: what `up` wrote)")
+    containers.add_host_flag(p)
     p.add_argument("-f", "--follow", action="store_true",
-                   help="keep printing new output until the task ends")
-    p.add_argument("--tail", type=_lines, default=0, metavar="N",
-                   help="only the last N lines of each stream")
+                   help="keep printing new output until it ends")
+    p.add_argument("-n", "--tail", type=_lines, default=0, metavar="N",
+                   help="only the last N lines of each stream (of the current run)")
+    p.add_argument("-t", "--timestamps", action="store_true",
+                   help="(not yet: the agent does not record when lines were written)")
+    p.add_argument("--since", default="", metavar="TIME",
+                   help="(not yet: the agent does not record when lines were written)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--stdout", action="store_true", help="only stdout")
     which.add_argument("--stderr", action="store_true", help="only stderr")
-    p.add_argument("task", metavar="TASK", help="task id")
+    p.add_argument("ref", metavar="CONTAINER|TASK", help="container name or id, or a task id")
     p.set_defaults(func=main)
 
 
 def _lines(text: str) -> int:
+    if text == "all":   # docker's default spelling
+        return 0
     try:
         value = int(text)
     except ValueError:
@@ -44,36 +60,64 @@ def _lines(text: str) -> int:
     return value
 
 
-async def stream(args: argparse.Namespace, master: str) -> int:
+async def copy_output(address: str, task_id: str, framework_id: str, *, follow: bool,
+                      tail: int = 0, stdout: bool = False, stderr: bool = False,
+                      written: dict[int, int] | None = None) -> None:
+    """Write one run's output (Agent.Logs) to this process's stdout and stderr.
+    `written`: bytes of each stream already written (skipped now, counted on):
+    a caller that reconnects after an agent restart writes nothing twice.
+    Raises grpc.aio.AioRpcError."""
+    seen = {agent_pb2.LogChunk.STDOUT: 0, agent_pb2.LogChunk.STDERR: 0}
+    done = written if written is not None else dict(seen)
+    request = agent_pb2.LogsRequest(task_id=task_id, framework_id=framework_id, follow=follow,
+                                    tail=tail, stdout=stdout, stderr=stderr)
+    async with servers.channel(address) as channel:
+        async for chunk in agent_pb2_grpc.AgentStub(channel).Logs(request):
+            data = chunk.data[max(0, done.get(chunk.stream, 0) - seen[chunk.stream]):]
+            seen[chunk.stream] += len(chunk.data)
+            if data:
+                done[chunk.stream] = done.get(chunk.stream, 0) + len(data)
+                out = sys.stderr if chunk.stream == agent_pb2.LogChunk.STDERR else sys.stdout
+                out.buffer.write(data)
+                out.flush()
+
+
+async def stream(args: argparse.Namespace) -> int:
     try:
-        view = await tasks.locate(master, args.task)
-    except grpc.aio.AioRpcError as e:
-        print(f"juggler logs: {tasks.unreachable('master', master, e)}", file=sys.stderr)
-        return 1
-    except tasks.TaskNotFound as e:
+        target = await containers.locate(args.ref, args.docker_host, args.master)
+    except containers.NotFound as e:
         print(f"juggler logs: {e}", file=sys.stderr)
         return 1
-    request = agent_pb2.LogsRequest(task_id=args.task, framework_id=view.framework_id,
-                                    follow=args.follow, tail=args.tail, stdout=args.stdout,
-                                    stderr=args.stderr)
+    if target.container is not None and not target.task_id:
+        return 0   # created, never started: no output yet (docker prints nothing either)
+    runs = [target.task_id]
+    if target.container is not None and not args.tail:
+        runs = [target.run_id(n) for n in range(1, target.generation() + 1)]
     try:
-        async with servers.channel(view.agent_address) as channel:
-            async for chunk in agent_pb2_grpc.AgentStub(channel).Logs(request):
-                out = sys.stderr if chunk.stream == agent_pb2.LogChunk.STDERR else sys.stdout
-                out.buffer.write(chunk.data)
-                out.flush()
+        for i, task_id in enumerate(runs):
+            last = i == len(runs) - 1
+            try:
+                await copy_output(target.agent_address, task_id, target.framework_id,
+                                  follow=args.follow and last, tail=args.tail,
+                                  stdout=args.stdout, stderr=args.stderr)
+            except grpc.aio.AioRpcError as e:
+                if last or e.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
     except grpc.aio.AioRpcError as e:
-        print(f"juggler logs: {await tasks.agent_error(master, view, e)}", file=sys.stderr)
+        print(f"juggler logs: {await containers.agent_failure(target, e)}", file=sys.stderr)
         return 1
     return 0
 
 
 def main(args: argparse.Namespace) -> int:
-    master = addr.resolve(args.master)
+    if args.timestamps or args.since:
+        print("juggler logs: -t/--timestamps and --since are not supported yet: agents keep "
+              "a run's output without the time each line was written", file=sys.stderr)
+        return 1
     try:
-        return asyncio.run(stream(args, master))
+        return asyncio.run(stream(args))
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # `juggler logs TASK | head`: the reader has had enough
+    except BrokenPipeError:  # `juggler logs X | head`: the reader has had enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

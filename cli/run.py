@@ -1,12 +1,25 @@
-"""`juggler run`: a tiny framework that runs one task (like mesos-execute / docker run).
+"""`juggler run`: run a container (with the containers service) or a task (without).
 
-It subscribes, takes the first offer that fits, launches the task, streams the
-task's stdout and stderr from its agent, acknowledges every status update and
-exits with the task's exit code (128+N when the task died of signal N, 137
-when it was killed). Ctrl-C kills the task (a second Ctrl-C leaves at once).
+With the apps service's Docker API reachable (cli/containers.py says which
+one), `juggler run` is `docker run`: it creates a container there (it has a
+name, shows in `juggler ps -a`, `--rm` and `--restart` work) and `-d`
+prints its id; otherwise it stays attached (cli/container_run.py). Docker's
+flags as docker spells them, IMAGE [COMMAND...] as docker's, and juggler's
+own forms: `--image`/`--rootfs` and `-- COMMAND` (no image: the agent's
+filesystem).
+
+Without that service (a cluster without the apps service, a master named
+with --master or $JUGGLER_MASTER and no Docker API named with -H or
+$JUGGLER_DOCKER), or with a task option (--disk, --role), it runs one task
+as a tiny framework, as before: it subscribes, takes the first offer that
+fits, launches the task, streams its stdout and stderr from its agent,
+acknowledges every status update and exits with the task's exit code (128+N
+when the task died of signal N, 137 when it was killed); --name is the task
+id; Ctrl-C kills the task (a second Ctrl-C leaves at once). -d, --restart
+and --rm need containers and are refused there.
 
 Exit codes of its own, as docker's: 125 when juggler failed (no master, no agent
-could ever fit the task, launch refused), 2 for bad arguments.
+could ever fit it, launch refused, no such image), 2 for bad arguments.
 """
 
 from __future__ import annotations
@@ -25,26 +38,25 @@ import uuid
 import grpc
 
 from juggler.cli import address as addr
-from juggler.cli import operator, tasks
+from juggler.cli import containers, operator, tasks
 from juggler.common import servers, task_states
 from juggler.common.leader import backoff
 from juggler.common.resources import ResourceError, Resources, parse_size_mib
-from juggler.common.task_defaults import INTERACTIVE_LABEL
+from juggler.common.task_defaults import (
+    CPU_QUOTA_LABEL,
+    CPU_SHARES_LABEL,
+    INTERACTIVE_LABEL,
+    MEMORY_SWAP_LABEL,
+    PIDS_MAX_LABEL,
+)
 from juggler.sdk import Framework, FrameworkError
 from juggler.v1 import agent_pb2, agent_pb2_grpc, common_pb2, operator_pb2
 
 S = common_pb2.TaskState
 EXIT_JUGGLER = 125
-
-
-def _cpus(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 0.5, 2)") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number greater than 0")
-    return value
+DEFAULT_CPUS = 0.1
+DEFAULT_MEM_MIB = 128.0
+DEFAULT_GRACE_SECONDS = 3.0
 
 
 def _mem(text: str) -> float:
@@ -67,74 +79,74 @@ def _grace(text: str) -> float:
     return value
 
 
-def _env(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not name:
-        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
-    return name, value if sep else os.environ.get(name, "")
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run a command as a task and wait for it",
-                       description="Run a command in a container on the cluster; prints its "
-                                   "output and exits with its exit code.")
-    p.add_argument("--master", default=None, help="master address (default: what `up` wrote)")
-    p.add_argument("--cpus", type=_cpus, default=0.1, help="cpus for the task (default 0.1)")
-    p.add_argument("--mem", type=_mem, default=128.0,
+    p = sub.add_parser("run", help="run a container (or a task) and wait for it",
+                       description="Run a command in a container on the cluster, as `docker "
+                                   "run`: prints its output and exits with its exit code; -d "
+                                   "leaves it running. Without the containers service, runs "
+                                   "it as a task.",
+                       usage="juggler run [OPTIONS] IMAGE [COMMAND [ARG...]]\n"
+                             "       juggler run [OPTIONS] [--image IMAGE|--rootfs DIR] "
+                             "-- COMMAND [ARG...]")
+    p.add_argument("--master", default=None,
+                   help="master address (default: what `up` wrote); naming one runs a task "
+                        "there unless -H names the containers service too")
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="run in the background and print the container's id")
+    p.add_argument("--mem", type=_mem, default=None,
                    help="memory limit, e.g. 64M, 1G; a bare number is MiB (default 128M)")
-    p.add_argument("--disk", type=_mem, default=None, help="disk, like --mem (default none)")
-    p.add_argument("--rootfs", default="",
-                   help="directory on the agent to use as the root filesystem")
-    p.add_argument("--image", default="",
-                   help="image to run (e.g. busybox, host:5000/app:1); the agent pulls it on "
-                        "first use. CMD, if given, replaces the image's Cmd")
-    p.add_argument("--name", default="", help="task id (default: run-<random>)")
-    p.add_argument("-e", "--env", type=_env, action="append", default=[],
-                   help="environment variable NAME=VALUE (repeatable)")
-    p.add_argument("-w", "--workdir", default="", help="working directory in the container")
-    p.add_argument("-u", "--user", default="", help="user (name or uid) to run as")
-    p.add_argument("--hostname", default="", help="hostname in the container")
-    p.add_argument("--network", choices=["none", "host"], default="none",
-                   help="none: loopback only (default); host: the host's network")
-    p.add_argument("--grace-period", type=_grace, default=3.0,
-                   help="seconds between SIGTERM and SIGKILL when killed (default 3)")
-    p.add_argument("--role", default="*", help="role to take offers in (default *)")
+    p.add_argument("--disk", type=_mem, default=None,
+                   help="disk, like --mem (default none; a task option)")
+    p.add_argument("--grace-period", type=_grace, default=None,
+                   help="seconds between SIGTERM and SIGKILL when killed (default 3 for a "
+                        "task, 10 for a container; as --stop-timeout)")
+    p.add_argument("--role", default=None, help="role to take offers in (default *; a task "
+                                                "option)")
     p.add_argument("-q", "--quiet", action="store_true", help="do not print status changes")
-    p.add_argument("-l", "--label", type=_env, action="append", default=[],
-                   help="task label NAME=VALUE (repeatable), e.g. juggler.log_max_bytes=65536")
-    p.add_argument("-t", "--tty", action="store_true",
-                   help="give the task a terminal (its output is attached, not logged)")
-    p.add_argument("-i", "--interactive", action="store_true",
-                   help="send this terminal's input to the task")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG...]")
+    containers.add_config_flags(p)
     p.set_defaults(func=main)
 
 
-def build_task(args: argparse.Namespace, task_id: str) -> common_pb2.TaskInfo:
-    argv = list(args.command)
-    if argv and argv[0] == "--":
-        argv = argv[1:]
-    amounts = {"cpus": args.cpus, "mem": args.mem}
+def build_task(args: argparse.Namespace, task_id: str, image: str, argv: list[str]
+               ) -> common_pb2.TaskInfo:
+    """The task `juggler run` launches without the containers service. Docker's
+    resource flags become the labels the agent reads (common/task_defaults.py),
+    as a container's run has them (apps/container_tasks.py)."""
+    memory = args.memory / 2**20 if args.memory is not None else args.mem
+    amounts = {"cpus": args.cpus or (args.cpu_shares / 1024 if args.cpu_shares else
+                                     DEFAULT_CPUS),
+               "mem": memory or DEFAULT_MEM_MIB}
     if args.disk:
         amounts["disk"] = args.disk
     resources = Resources(amounts)
     task = common_pb2.TaskInfo(
         name=task_id, task_id=task_id, resources=resources.to_proto(),
-        command=common_pb2.CommandInfo(argv=argv, environment=dict(args.env), user=args.user,
-                                       working_directory=args.workdir),
+        command=common_pb2.CommandInfo(argv=argv, environment=containers.environment(args),
+                                       user=args.user, working_directory=args.workdir),
         container=common_pb2.ContainerInfo(
             rootfs=os.path.abspath(args.rootfs) if args.rootfs else "",
-            image=getattr(args, "image", ""),
+            image=image,
             hostname=args.hostname,
             network=common_pb2.NETWORK_HOST if args.network == "host"
             else common_pb2.NETWORK_NONE),
     )
-    task.kill_policy.grace_period_seconds = args.grace_period
-    task.labels.update(dict(getattr(args, "label", [])))
-    if getattr(args, "tty", False):
+    grace = args.grace_period if args.grace_period is not None else args.stop_timeout
+    task.kill_policy.grace_period_seconds = DEFAULT_GRACE_SECONDS if grace is None else grace
+    if args.stop_signal:
+        task.kill_policy.signal = args.stop_signal
+    task.labels.update({k: v or "" for k, v in args.label})
+    if args.tty:
         task.container.tty = True
-    if getattr(args, "interactive", False):
+    if args.interactive:
         task.labels[INTERACTIVE_LABEL] = "true"
+    if args.cpu_shares:
+        task.labels[CPU_SHARES_LABEL] = str(args.cpu_shares)
+        if not args.cpus:
+            task.labels[CPU_QUOTA_LABEL] = "false"   # --cpu-shares alone caps nothing
+    if args.memory_swap is not None:
+        task.labels[MEMORY_SWAP_LABEL] = str(args.memory_swap)
+    if args.pids_limit is not None and args.pids_limit > 0:
+        task.labels[PIDS_MAX_LABEL] = str(args.pids_limit)
     return task
 
 
@@ -159,17 +171,18 @@ def exit_code_of(status: common_pb2.TaskStatus) -> int:
 
 
 class Runner:
-    def __init__(self, args: argparse.Namespace, master: str) -> None:
+    def __init__(self, args: argparse.Namespace, master: str, image: str,
+                 argv: list[str]) -> None:
         self.args = args
         self.master = master
         self.task_id = args.name or f"run-{uuid.uuid4().hex[:12]}"
-        self.task = build_task(args, self.task_id)
+        self.task = build_task(args, self.task_id, image, argv)
         self.needed = Resources.from_proto(self.task.resources)
         self.fw = Framework(master, common_pb2.FrameworkInfo(
             name="juggler-run", user=getpass.getuser(), hostname=socket.gethostname(),
             # Long enough to ride out a master failover; short enough that a task
             # whose `juggler run` was killed does not linger long.
-            roles=[args.role], failover_timeout=30))
+            roles=[args.role or "*"], failover_timeout=30))
         self.launched = False
         self.agent_id = ""
         self.agent_address = ""
@@ -182,27 +195,7 @@ class Runner:
             print(f"juggler: {text}", file=sys.stderr, flush=True)
 
     async def check_fits_somewhere(self) -> None:
-        try:
-            agents = (await asyncio.to_thread(
-                operator.call, self.master, "GetAgents", operator_pb2.GetAgentsRequest())).agents
-        except operator.NoMaster as e:
-            raise FrameworkError(grpc.StatusCode.UNAVAILABLE, str(e)) from None
-        if not agents:
-            self.say("no agent is registered yet; waiting for one")
-            return
-        totals = [Resources.from_proto(a.total) for a in agents]
-        if not any(t.contains(self.needed) for t in totals):
-            biggest = max(totals, key=lambda t: (t.get("cpus"), t.get("mem")))
-            raise FrameworkError(grpc.StatusCode.FAILED_PRECONDITION,
-                                 f"no agent can ever fit {self.needed.describe()} "
-                                 f"(the largest has {biggest.describe()})")
-        fit = [a for a, t in zip(agents, totals, strict=True) if t.contains(self.needed)]
-        usable = [a for a in fit if a.state == operator_pb2.AGENT_ACTIVE
-                  and a.maintenance == operator_pb2.MAINTENANCE_NONE]
-        if not usable:
-            why = ", ".join(f"{a.info.hostname} {_condition(a)}" for a in fit)
-            self.say(f"waiting: every agent that could run the task is unavailable now "
-                     f"({why}); see `juggler agents`")
+        await check_fits(self.master, self.needed, self.say)
 
     async def run(self) -> int:
         await self.check_fits_somewhere()
@@ -351,6 +344,32 @@ class Runner:
                     self.agent_address = view.agent_address or self.agent_address
 
 
+async def check_fits(master: str, needed: Resources, say) -> None:  # type: ignore[no-untyped-def]
+    """Refuse what no agent could ever run (FrameworkError FAILED_PRECONDITION),
+    and say when every agent that could is unavailable now."""
+    try:
+        agents = (await asyncio.to_thread(
+            operator.call, master, "GetAgents", operator_pb2.GetAgentsRequest())).agents
+    except operator.NoMaster as e:
+        raise FrameworkError(grpc.StatusCode.UNAVAILABLE, str(e)) from None
+    if not agents:
+        say("no agent is registered yet; waiting for one")
+        return
+    totals = [Resources.from_proto(a.total) for a in agents]
+    if not any(t.contains(needed) for t in totals):
+        biggest = max(totals, key=lambda t: (t.get("cpus"), t.get("mem")))
+        raise FrameworkError(grpc.StatusCode.FAILED_PRECONDITION,
+                             f"no agent can ever fit {needed.describe()} "
+                             f"(the largest has {biggest.describe()})")
+    fit = [a for a, t in zip(agents, totals, strict=True) if t.contains(needed)]
+    usable = [a for a in fit if a.state == operator_pb2.AGENT_ACTIVE
+              and a.maintenance == operator_pb2.MAINTENANCE_NONE]
+    if not usable:
+        why = ", ".join(f"{a.info.hostname} {_condition(a)}" for a in fit)
+        say(f"waiting: every agent that could run it is unavailable now ({why}); see "
+            "`juggler agents`")
+
+
 def _condition(agent: operator_pb2.AgentView) -> str:
     state = operator_pb2.AgentState.Name(agent.state).removeprefix("AGENT_")
     if agent.maintenance != operator_pb2.MAINTENANCE_NONE:
@@ -359,19 +378,87 @@ def _condition(agent: operator_pb2.AgentView) -> str:
     return state
 
 
+CONTAINER_ONLY = (("detach", "-d"), ("restart", "--restart"), ("rm", "--rm"))
+
+
 def main(args: argparse.Namespace) -> int:
-    argv = list(args.command)
-    if argv and argv[0] == "--":
-        argv = argv[1:]
-    if not argv and not args.image:
-        print("juggler run: no command given (usage: juggler run [OPTIONS] -- CMD [ARG...])",
-              file=sys.stderr)
+    image, argv = containers.split_command(args)
+    if not argv and not image and not args.rootfs:
+        print("juggler run: no command given (usage: juggler run [OPTIONS] IMAGE [COMMAND] or "
+              "juggler run [OPTIONS] -- COMMAND [ARG...])", file=sys.stderr)
         return 2
     if args.image and args.rootfs:
         print("juggler run: give --image or --rootfs, not both", file=sys.stderr)
         return 2
+    if args.rm and args.restart and args.restart != "no":
+        # docker's own words (docker 28), and its exit code
+        print("juggler: conflicting options: cannot specify both --restart and --rm",
+              file=sys.stderr)
+        return EXIT_JUGGLER
+    try:
+        containers.environment(args)
+    except ValueError as e:
+        print(f"juggler: {e}", file=sys.stderr)
+        return EXIT_JUGGLER
+    task_options = [f for f, v in (("--disk", args.disk), ("--role", args.role)) if v]
+    docker = None if task_options else containers.service(args.docker_host, args.master)
+    if docker is not None and not docker.ping():
+        if args.docker_host:
+            print(f"juggler: cannot reach the containers service at {docker.url}",
+                  file=sys.stderr)
+            return EXIT_JUGGLER
+        docker = None
+    if docker is not None:
+        return asyncio.run(_run_container(args, docker, image, argv))
+    wanted = [flag for attr, flag in CONTAINER_ONLY if getattr(args, attr) not in ("", "no",
+                                                                                  False)]
+    if wanted:
+        print(f"juggler run: {', '.join(wanted)} need{'s' if len(wanted) == 1 else ''} a "
+              f"container, and so the containers service (the apps service's Docker API; "
+              f"`juggler up` starts it): {_why_a_task(args, task_options)}", file=sys.stderr)
+        return EXIT_JUGGLER
+    return _run_task(args, image, argv)
+
+
+def _why_a_task(args: argparse.Namespace, task_options: list[str]) -> str:
+    if task_options:
+        return f"{', '.join(task_options)} make{'s' if len(task_options) == 1 else ''} it a task"
+    if containers.service(args.docker_host, args.master) is not None:
+        return f"no containers service answers at {addr.docker_host(args.docker_host)}"
+    return ("the master was named (--master, $JUGGLER_MASTER): name its containers service "
+            "with -H or $JUGGLER_DOCKER")
+
+
+async def _run_container(args: argparse.Namespace, docker, image: str,  # type: ignore[no-untyped-def]
+                         argv: list[str]) -> int:
+    from juggler.cli import container_run
+
+    try:
+        body = containers.create_body(args, image, argv, attach=not args.detach,
+                                      stop_timeout=args.grace_period)
+    except ValueError as e:
+        print(f"juggler: {e}", file=sys.stderr)
+        return EXIT_JUGGLER
+    host = body["HostConfig"]
+    cpus = host["NanoCpus"] / 1e9 if "NanoCpus" in host else (
+        host["CpuShares"] / 1024 if host.get("CpuShares") else DEFAULT_CPUS)
+    mem = host["Memory"] / 2**20 if host.get("Memory") else DEFAULT_MEM_MIB
     master = addr.resolve(args.master)
-    runner = Runner(args, master)
+    try:
+        await check_fits(master, Resources({"cpus": cpus, "mem": mem}),
+                         lambda text: None if args.quiet else print(
+                             f"juggler: {text}", file=sys.stderr, flush=True))
+    except FrameworkError as e:
+        if e.code == grpc.StatusCode.FAILED_PRECONDITION:
+            print(f"juggler: {e.message}", file=sys.stderr)
+            return EXIT_JUGGLER
+        # no master to ask: the containers service decides
+    return await container_run.run(args, docker, body)
+
+
+def _run_task(args: argparse.Namespace, image: str, argv: list[str]) -> int:
+    master = addr.resolve(args.master)
+    runner = Runner(args, master, image, argv)
     try:
         return asyncio.run(runner.run())
     except FrameworkError as e:
@@ -383,4 +470,7 @@ def main(args: argparse.Namespace) -> int:
     except grpc.aio.AioRpcError as e:
         print(f"juggler run: cannot reach the master at {master}: {e.details()} "
               "(is a cluster running? start one with `juggler up`)", file=sys.stderr)
+        return EXIT_JUGGLER
+    except ValueError as e:   # an --env-file
+        print(f"juggler run: {e}", file=sys.stderr)
         return EXIT_JUGGLER

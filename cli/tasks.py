@@ -1,11 +1,64 @@
-"""Finding a task, and the agent that runs (or ran) it, in the master's state."""
+"""Tasks in the master's state: `juggler tasks [-a]` (the tasks of every framework,
+as `juggler ps` listed them before containers), and finding a task and the
+agent that runs (or ran) it, for logs, exec, attach and stats."""
 
 from __future__ import annotations
+
+import argparse
+import sys
+import time
 
 import grpc
 
 from juggler.common import task_states
 from juggler.v1 import operator_pb2
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tasks", help="list the cluster's tasks",
+                       description="List the tasks of every framework, as the master sees "
+                                   "them (containers: `juggler ps`).")
+    p.add_argument("--master", default=None, help="master address (default: what `up` wrote)")
+    p.add_argument("-a", "--all", action="store_true", help="include finished tasks")
+    p.set_defaults(func=main)
+
+
+def command_of(view: operator_pb2.TaskView, width: int = 40) -> str:
+    text = " ".join(view.info.command.argv)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def render(views: list[operator_pb2.TaskView], now: float) -> str:
+    """TASK ID, STATE, AGENT, COMMAND, AGE; the latest launched first."""
+    from juggler.cli.ps import age
+
+    rows = [("TASK ID", "STATE", "AGENT", "COMMAND", "AGE")]
+    for t in sorted(views, key=lambda v: v.launched_time, reverse=True):
+        started = t.history[0].timestamp if t.history else 0.0
+        state = task_states.name(t.state).removeprefix("TASK_")
+        if t.kill_requested:  # desired state not reached yet (e.g. its agent is away)
+            state += " (kill requested)"
+        rows.append((t.info.task_id, state,
+                     t.agent_hostname or t.agent_id, command_of(t),
+                     age(now - started) if started else "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
+
+
+def main(args: argparse.Namespace) -> int:
+    from juggler.cli import address as addr
+    from juggler.cli import operator
+
+    master = addr.resolve(args.master)
+    try:
+        got = operator.call(master, "GetTasks",
+                            operator_pb2.GetTasksRequest(include_completed=args.all))
+    except (operator.NoMaster, grpc.RpcError) as e:
+        print(f"juggler tasks: {e}", file=sys.stderr)
+        return 1
+    print(render([*got.tasks, *got.completed_tasks], time.time()))
+    return 0
 
 
 class TaskNotFound(LookupError):
@@ -27,7 +80,7 @@ async def locate(master: str, task_id: str) -> operator_pb2.TaskView:
         raise TaskNotFound(str(e)) from None
     views = [v for v in [*got.tasks, *got.completed_tasks] if v.info.task_id == task_id]
     if not views:
-        raise TaskNotFound(f"no task {task_id!r} (see `juggler ps -a`)")
+        raise TaskNotFound(f"no task {task_id!r} (see `juggler tasks -a`)")
     view = max(views, key=lambda v: v.launched_time)
     if not view.agent_address:
         raise TaskNotFound(f"task {task_id!r} has no agent address (is its agent gone?)")

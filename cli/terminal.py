@@ -81,13 +81,13 @@ Wrap = Callable[[executor_pb2.ProcessInput], object]
 
 
 async def relay(open_call, first, wrap: Wrap, *, tty: bool, interactive: bool,  # type: ignore[no-untyped-def]
-                detach: bool) -> int | None:
+                detach: bool, detach_keys: bytes = DETACH_KEYS) -> int | None:
     """Run one Exec/Attach call; `wrap` makes a request from a ProcessInput."""
     loop = asyncio.get_running_loop()
     outbox: asyncio.Queue[object] = asyncio.Queue()
     outbox.put_nowait(first)
     detached = asyncio.Event()
-    keys = DetachKeys() if detach else None
+    keys = DetachKeys(detach_keys) if detach else None
 
     async def requests():  # type: ignore[no-untyped-def]
         while (message := await outbox.get()) is not None:

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from juggler.cli import address as addr
+from juggler.images.mirrors import MirrorError, parse_mirrors
 
 # A master or agent that exits is started again, unless it exited this often
 # within the window (a crash loop, e.g. a port taken): then the cluster stops.
@@ -53,6 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the (first) apps service's REST port (default 8080; others count up)")
     p.add_argument("--no-apps", dest="apps", action="store_false",
                    help="do not start the apps service")
+    p.add_argument("--registry-mirror", action="append", default=[], metavar="URL",
+                   help="every agent pulls Docker Hub images from this mirror first "
+                        "(repeatable; Docker's registry-mirrors)")
     p.set_defaults(func=main)
 
 
@@ -149,6 +153,11 @@ def main(args: argparse.Namespace) -> int:
         print("juggler up: agents must run as root (namespaces, cgroups, mounts); "
               "try: sudo juggler up", file=sys.stderr)
         return 1
+    try:
+        mirrors = [m.url for m in parse_mirrors(args.registry_mirror)]
+    except MirrorError as e:
+        print(f"juggler up: --registry-mirror: {e}", file=sys.stderr)
+        return 2
     work = Path(args.work_dir or addr.state_dir() / "cluster").resolve()
     work.mkdir(parents=True, exist_ok=True)
     exe = [sys.executable, "-m", "juggler.cli.main"]
@@ -197,18 +206,21 @@ def main(args: argparse.Namespace) -> int:
             commands[name] = ["agent", "--master", masters, "--host", "127.0.0.1", "--port", "0",
                               "--metrics-port", "0", "--work-dir", str(work / name),
                               "--hostname", f"{os.uname().nodename}-agent-{i + 1}",
-                              "--resources", resources]
+                              "--resources", resources,
+                              *(f"--registry-mirror={m}" for m in mirrors)]
             procs.append(launch(name, commands[name]))
             names.append(name)
         apps_urls = [f"http://127.0.0.1:{args.apps_port + i}" for i in range(args.masters)]
+        docker_socket = _docker_socket(work)
         if args.apps:
             for i in range(args.masters):
                 ha = ["--etcd", etcd, "--etcd-prefix", "/juggler/up/"] if args.masters > 1 \
                     else []
                 name = "apps" if args.masters == 1 else f"apps-{i + 1}"
+                sock = ["--docker-socket", docker_socket] if i == 0 else []
                 commands[name] = ["apps", "--master", masters, "--host", "127.0.0.1",
                                   "--http-port", str(args.apps_port + i),
-                                  "--work-dir", str(work / name), *ha]
+                                  "--work-dir", str(work / name), *ha, *sock]
                 procs.append(launch(name, commands[name]))
                 names.append(name)
         if not _wait_ready(masters, args.agents, procs) or \
@@ -224,6 +236,7 @@ def main(args: argparse.Namespace) -> int:
         addr.write(masters)
         if args.apps:
             addr.write_apps(",".join(apps_urls))
+            _write_docker_host(f"unix://{docker_socket}")
         which = "master" if args.masters == 1 else f"{args.masters} masters (etcd {etcd})"
         print(f"juggler: {which} at {masters} with {args.agents} agent(s) "
               f"({resources} each); metrics at http://127.0.0.1:{args.metrics_port}/metrics",
@@ -231,6 +244,8 @@ def main(args: argparse.Namespace) -> int:
         if args.apps:
             print(f"juggler: apps service (Marathon's REST API) at {', '.join(apps_urls)}",
                   flush=True)
+            print(f"juggler: Docker Engine API at unix://{docker_socket}; for the docker "
+                  f"client: export DOCKER_HOST=unix://{docker_socket}", flush=True)
         print(f"juggler: logs in {work}; try `juggler run -- echo hello`; Ctrl-C stops",
               flush=True)
         # Supervise: a master or agent that exits is started again, as a service
@@ -280,6 +295,42 @@ def main(args: argparse.Namespace) -> int:
         addr.clear(masters)
         if args.apps:
             addr.clear_apps(",".join(apps_urls))
+            _clear_docker_host(f"unix://{docker_socket}")
+
+
+DOCKER_SOCKET = Path("/run/juggler/docker.sock")
+
+
+def _docker_socket(work: Path) -> str:
+    """Where the first apps service serves the Docker Engine API: the
+    well-known /run/juggler/docker.sock, unless a live server (another
+    cluster's) answers there; then the work dir's docker.sock."""
+    import socket as socket_
+
+    if DOCKER_SOCKET.exists():
+        with socket_.socket(socket_.AF_UNIX) as s:
+            try:
+                s.connect(str(DOCKER_SOCKET))
+                return str(work / "docker.sock")   # taken
+            except OSError:
+                pass   # stale: the apps service replaces it
+    return str(DOCKER_SOCKET)
+
+
+def _write_docker_host(url: str) -> None:
+    """`$JUGGLER_HOME/docker`: the Docker API the CLI's container verbs use."""
+    path = addr.state_dir() / "docker"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(url + "\n")
+
+
+def _clear_docker_host(url: str) -> None:
+    path = addr.state_dir() / "docker"
+    try:
+        if path.read_text().strip() == url:
+            path.unlink()
+    except OSError:
+        pass
 
 
 def _reap(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:

@@ -90,7 +90,7 @@ def test_exec_says_the_task_s_agent_is_away(daemons: Daemons) -> None:
                             env=env(daemons), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: "RUNNING" in juggler(daemons, "ps").stdout, DEADLINE,
+        wait_for(lambda: "RUNNING" in juggler(daemons, "tasks").stdout, DEADLINE,
                  what="the task to run")
         daemons.stop("a1", signal.SIGTERM)
         wait_for(lambda: daemons.agent("a1").state == A.AGENT_DISCONNECTED, DEADLINE,  # type: ignore[union-attr]

@@ -162,15 +162,15 @@ def test_missing_binary(cluster: Cluster) -> None:
     assert "REASON_CONTAINER_LAUNCH_FAILED" in r.stderr
 
 
-def test_ps_lists_tasks(cluster: Cluster) -> None:
+def test_tasks_lists_tasks(cluster: Cluster) -> None:
     cluster.juggler("run", "--name", "ps-probe", "--", "true", check=True)
-    r = cluster.juggler("ps", "-a", check=True)
+    r = cluster.juggler("tasks", "-a", check=True)
     header, *rows = r.stdout.splitlines()
     assert header.split() == ["TASK", "ID", "STATE", "AGENT", "COMMAND", "AGE"]
     row = next(x for x in rows if x.startswith("ps-probe "))
     assert re.search(r"\bFINISHED\b", row) and "true" in row
     # Without -a only live tasks are listed.
-    assert "ps-probe" not in cluster.juggler("ps", check=True).stdout
+    assert "ps-probe" not in cluster.juggler("tasks", check=True).stdout
 
 
 def test_metrics_endpoint(cluster: Cluster) -> None:

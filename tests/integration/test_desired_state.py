@@ -70,7 +70,7 @@ def test_a_kill_sent_while_the_agent_is_down_takes_effect_when_it_is_back(
             await until_async(lambda: daemons.agent("a1").state == A.AGENT_DISCONNECTED,
                               "the master to see a1 gone")
             await c.fw.kill("t1")  # accepted at once, though nobody can deliver it now
-            tasks = juggler(daemons, "ps")
+            tasks = juggler(daemons, "tasks")
             assert "RUNNING (kill requested)" in tasks.stdout, tasks.stdout
             assert processes_with(f"sleep {seconds}") == [pid]
             daemons.start_agent("a1")  # same work dir: it finds its task again
@@ -145,8 +145,8 @@ def test_ps_shows_a_torn_down_framework_s_task_killed_not_running(daemons: Daemo
                                "sleep", seconds], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
 
-    def state_in_ps(flags: tuple[str, ...]) -> str | None:
-        out = juggler(daemons, "ps", *flags).stdout
+    def state_in_tasks(flags: tuple[str, ...]) -> str | None:
+        out = juggler(daemons, "tasks", *flags).stdout
         row = next((line for line in out.splitlines() if line.startswith("orphan ")), None)
         return row.split()[1] if row else None
 
@@ -154,23 +154,23 @@ def test_ps_shows_a_torn_down_framework_s_task_killed_not_running(daemons: Daemo
         return [p for p in processes_with(f"sleep {seconds}") if p != client.pid]
 
     try:
-        wait_for(lambda: state_in_ps(()) == "RUNNING" and task_processes(), DEADLINE,
+        wait_for(lambda: state_in_tasks(()) == "RUNNING" and task_processes(), DEADLINE,
                  what="the task to run")
         client.kill()  # -9: no Ctrl-C handling, no teardown
         client.wait(10)
     finally:
         if client.poll() is None:
             client.kill()
-    assert state_in_ps(()) == "RUNNING"  # its framework is away, within its failover timeout
-    wait_for(lambda: state_in_ps(("-a",)) == "KILLED", 30 + DEADLINE,
-             what="ps -a to show the task KILLED")
-    assert state_in_ps(()) is None  # not among the tasks that run
+    assert state_in_tasks(()) == "RUNNING"  # its framework is away, within its failover timeout
+    wait_for(lambda: state_in_tasks(("-a",)) == "KILLED", 30 + DEADLINE,
+             what="tasks -a to show the task KILLED")
+    assert state_in_tasks(()) is None  # not among the tasks that run
     assert task_processes() == []
 
 
-def test_plain_ps_lists_only_tasks_that_run(daemons: Daemons) -> None:
+def test_plain_tasks_lists_only_tasks_that_run(daemons: Daemons) -> None:
     """A disconnected framework's ended task, not yet acknowledged, is listed by
-    `ps -a` only."""
+    `tasks -a` only."""
     daemons.start_master()
     daemons.start_agent("a1")
     daemons.wait_agents(1)
@@ -192,8 +192,8 @@ def test_plain_ps_lists_only_tasks_that_run(daemons: Daemons) -> None:
         # The framework is gone (its stream closed), within its failover timeout.
 
     run(body)
-    plain = juggler(daemons, "ps").stdout
-    everything = juggler(daemons, "ps", "-a").stdout
+    plain = juggler(daemons, "tasks").stdout
+    everything = juggler(daemons, "tasks", "-a").stdout
     assert "runs" in plain and "fails" not in plain, plain
     row = next(line for line in everything.splitlines() if line.startswith("fails "))
     assert row.split()[1] == "FAILED", everything

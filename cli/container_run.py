@@ -1,0 +1,276 @@
+"""`juggler run` and `juggler start -a` with the containers service: a container
+is created (run), started, and this terminal is attached to it until it
+ends, as `docker run` does.
+
+    run -d       create, start, print the id (64 hex), return
+    run          create, start, then attached: its output (and with -i this
+                 terminal's input; with -t a terminal, in raw mode: Ctrl-P
+                 Ctrl-Q detaches and leaves it running), then its exit code
+    start -a     the same for a container that exists
+
+The attached streams come from the container's agent (Agent.Attach with -i
+or -t, else Agent.Logs following the run from its start: nothing it wrote is
+missed); the exit code from the service (POST /containers/{id}/wait, asked
+once the start returned: `not-running`, or `removed` with --rm). Without a
+terminal, Ctrl-C and SIGTERM are passed on to the container (docker's
+--sig-proxy); a third Ctrl-C leaves it running and returns.
+
+Exit codes, as docker's: the container's own; 125 when the container could
+not be created or started (126/127 when its command cannot be run / is not
+found, from the service's message or the run's exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from typing import Any
+
+import grpc
+
+from juggler.cli import address as addr
+from juggler.cli import containers
+from juggler.cli.containers import EXIT_JUGGLER, Target, off_loop
+from juggler.cli.docker_client import DockerClient, DockerError, DockerUnreachable
+from juggler.common.leader import backoff
+from juggler.v1 import agent_pb2
+
+PROXIED = (signal.SIGINT, signal.SIGTERM)
+LEAVE_AFTER = 3   # Ctrl-C presses: the third leaves the container running
+STREAM_GRACE_SECONDS = 5.0   # after the exit, for the last output to arrive
+
+
+async def run(args: argparse.Namespace, docker: DockerClient, body: dict[str, Any]) -> int:
+    """`juggler run` against the containers service; the exit code."""
+    try:
+        created = await off_loop(docker.create, body, args.name)
+    except (DockerError, DockerUnreachable) as e:
+        containers.daemon_failed(e, "juggler: ")
+        return EXIT_JUGGLER
+    for warning in created.get("Warnings") or []:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    cid = created["Id"]
+    if args.detach:
+        try:
+            await off_loop(docker.start, cid)
+        except (DockerError, DockerUnreachable) as e:
+            containers.daemon_failed(e, "juggler: ")
+            return await _start_failure_code(docker, cid, e)
+        print(cid)
+        return 0
+    return await attached(docker, cid, interactive=args.interactive, tty=args.tty,
+                          auto_remove=args.rm, quiet=args.quiet)
+
+
+async def start_attached(docker: DockerClient, ref: str, interactive: bool) -> int:
+    """`juggler start -a [-i] REF`; the container's exit code."""
+    try:
+        info = await off_loop(docker.inspect, ref)
+    except (DockerError, DockerUnreachable) as e:
+        return containers.daemon_failed(e)
+    config = info.get("Config") or {}
+    auto_remove = bool((info.get("HostConfig") or {}).get("AutoRemove"))
+    return await attached(docker, info["Id"], interactive=interactive and bool(
+        config.get("OpenStdin")), tty=bool(config.get("Tty")), auto_remove=auto_remove,
+        quiet=True, failed_code=1)
+
+
+async def attached(docker: DockerClient, cid: str, *, interactive: bool, tty: bool,
+                   auto_remove: bool, quiet: bool, failed_code: int = EXIT_JUGGLER) -> int:
+    """Start `cid` and stay attached until it ends (its exit code) or the user
+    detaches (0)."""
+    try:
+        await off_loop(docker.start, cid)
+    except (DockerError, DockerUnreachable) as e:
+        containers.daemon_failed(e, "juggler: " if failed_code == EXIT_JUGGLER else "")
+        if failed_code != EXIT_JUGGLER:
+            return failed_code
+        return await _start_failure_code(docker, cid, e)
+    target = await _run_target(docker, cid)
+    exit_code = off_loop(
+        _wait, docker, cid, "removed" if auto_remove else "not-running")
+    session = _Session(docker, cid, quiet)
+    with session.proxying(not tty):
+        code = None
+        if target is not None:
+            streaming = asyncio.ensure_future(
+                session.stream(target, interactive=interactive, tty=tty))
+            await asyncio.wait({streaming, exit_code}, return_when=asyncio.FIRST_COMPLETED)
+            if not streaming.done():
+                # It ended (or its agent is gone): what it wrote last is on its way.
+                await asyncio.wait({streaming}, timeout=STREAM_GRACE_SECONDS)
+            if streaming.done():
+                code = streaming.result()
+            else:
+                streaming.cancel()
+        if session.detached or session.left:
+            exit_code.cancel()
+            if session.detached:
+                name = target.name if target else cid[:12]
+                print(f"\r\njuggler: detached; the container keeps running (juggler attach "
+                      f"{name})", file=sys.stderr)
+            return 0
+        try:
+            waited = await exit_code
+        except (DockerError, DockerUnreachable) as e:
+            if code is not None:
+                return code
+            containers.daemon_failed(e)
+            return EXIT_JUGGLER
+    return waited if waited is not None else (code if code is not None else EXIT_JUGGLER)
+
+
+def _wait(docker: DockerClient, cid: str, condition: str) -> int | None:
+    result = docker.wait(cid, condition)
+    error = (result.get("Error") or {}).get("Message") if isinstance(result, dict) else None
+    if error:
+        print(f"juggler: {error}", file=sys.stderr)
+    code = result.get("StatusCode") if isinstance(result, dict) else None
+    return int(code) if code is not None else None
+
+
+async def _start_failure_code(docker: DockerClient, cid: str,
+                              e: DockerError | DockerUnreachable) -> int:
+    """docker run's exit code for a start that failed: the run's own 126/127
+    when the service recorded one, else from the message."""
+    if isinstance(e, DockerError):
+        with contextlib.suppress(DockerError, DockerUnreachable):
+            info = await off_loop(docker.inspect, cid)
+            code = (info.get("State") or {}).get("ExitCode")
+            if code in (126, 127):
+                return int(code)
+        return containers.run_exit_code(e.message)
+    return EXIT_JUGGLER
+
+
+async def _run_target(docker: DockerClient, cid: str) -> Target | None:
+    """Where the run that just started is: the inspect JSON, or — when the
+    container ended and was removed already (--rm) — the master's tasks."""
+    try:
+        info = await off_loop(docker.inspect, cid)
+    except DockerError as e:
+        if e.status != 404:
+            print(f"juggler: {e}", file=sys.stderr)
+            return None
+    except DockerUnreachable as e:
+        print(f"juggler: {e}", file=sys.stderr)
+        return None
+    else:
+        try:
+            target = containers.target_of(cid, info, docker)
+        except containers.NotFound as e:
+            print(f"juggler: {e}", file=sys.stderr)
+            return None
+        if target.task_id and target.agent_address:
+            return target
+    return await containers.run_of_removed(addr.resolve(None), cid)
+
+
+class _Session:
+    """One attached session: the streams, signals passed on, detaching."""
+
+    def __init__(self, docker: DockerClient, cid: str, quiet: bool) -> None:
+        self.docker = docker
+        self.cid = cid
+        self.quiet = quiet
+        self.detached = False
+        self.left = False
+        self.interrupts = 0
+        self.done = asyncio.Event()
+
+    @contextlib.contextmanager
+    def proxying(self, enabled: bool):  # type: ignore[no-untyped-def]
+        loop = asyncio.get_running_loop()
+        if enabled:
+            for sig in PROXIED:
+                loop.add_signal_handler(sig, self._signal, sig)
+        try:
+            yield
+        finally:
+            if enabled:
+                for sig in PROXIED:
+                    loop.remove_signal_handler(sig)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if sig == signal.SIGINT:
+            self.interrupts += 1
+            if self.interrupts >= LEAVE_AFTER:
+                print(f"\njuggler: left; the container keeps running (juggler stop "
+                      f"{self.cid[:12]})", file=sys.stderr, flush=True)
+                self.left = True
+                self.done.set()
+                return
+        name = signal.Signals(sig).name.removeprefix("SIG")
+        asyncio.get_running_loop().create_task(self._kill(name))
+
+    async def _kill(self, name: str) -> None:
+        with contextlib.suppress(DockerError, DockerUnreachable):
+            await off_loop(self.docker.kill, self.cid, name)
+
+    async def stream(self, target: Target, *, interactive: bool, tty: bool) -> int | None:
+        """Relay the run's streams until it ends (its exit code if the agent
+        told it), the user detaches, or leaves."""
+        work = asyncio.ensure_future(self._relay(target, interactive, tty))
+        left = asyncio.ensure_future(self.done.wait())
+        try:
+            await asyncio.wait({work, left}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            left.cancel()
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            return None
+        return work.result()
+
+    async def _relay(self, target: Target, interactive: bool, tty: bool) -> int | None:
+        if interactive or tty:
+            from juggler.cli.attach import attach
+
+            try:
+                code = await attach(target.agent_address, target.task_id,
+                                    target.framework_id, tty=tty, stdin=interactive,
+                                    logs=True, detach_keys=True)
+            except grpc.aio.AioRpcError as e:
+                if e.code() != grpc.StatusCode.FAILED_PRECONDITION:  # else: it ended already
+                    self._say(f"cannot attach to the container on {target.agent_address}: "
+                              f"{e.details()}")
+            else:
+                if code is None:
+                    self.detached = True
+                return code
+        await self._follow(target)
+        return None
+
+    async def _follow(self, target: Target) -> None:
+        """The run's output, from its start, until it ends; across a restart of
+        its agent (the run goes on), writing nothing twice."""
+        from juggler.cli.logs import copy_output
+
+        written = {agent_pb2.LogChunk.STDOUT: 0, agent_pb2.LogChunk.STDERR: 0}
+        attempt = 0
+        while True:
+            try:
+                await copy_output(target.agent_address, target.task_id, target.framework_id,
+                                  follow=True, written=written)
+                return
+            except grpc.aio.AioRpcError as e:
+                if e.code() != grpc.StatusCode.UNAVAILABLE:
+                    if e.code() != grpc.StatusCode.NOT_FOUND:
+                        self._say(f"cannot read the container's output from "
+                                  f"{target.agent_address}: {e.details()}")
+                    return
+                attempt += 1
+                if attempt == 1 and not self.quiet:
+                    self._say("the container's agent cannot be reached; its output follows "
+                              "when it is back")
+                await asyncio.sleep(backoff(attempt, base=0.5, cap=5.0))
+                with contextlib.suppress(DockerError, DockerUnreachable, containers.NotFound):
+                    info = await off_loop(self.docker.inspect, self.cid)
+                    target = containers.target_of(self.cid, info, self.docker)
+
+    def _say(self, text: str) -> None:
+        print(f"juggler: {text}", file=sys.stderr, flush=True)
