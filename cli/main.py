@@ -1,55 +1,63 @@
-"""The `juggler` command."""
+"""The `juggler` command.
+
+Each command's module is imported only when that command runs: a `juggler
+ps` or `juggler run --rm IMAGE true` does not pay for importing the daemons,
+the apps client and every gRPC stub (about 0.4 s of the CLI's start on this
+machine). `juggler --help` and an unknown command build the whole parser.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-from juggler.cli import (
-    agents,
-    apps,
-    attach,
-    container_verbs,
-    daemons,
-    logs,
-    ps,
-    roles,
-    run,
-    stats,
-    tasks,
-    up,
+# module → (how it registers its parsers, the commands it registers), in --help order.
+MODULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("up", "add_parser", ("up",)),
+    ("run", "add_parser", ("run",)),
+    ("ps", "add_parser", ("ps",)),
+    ("container_verbs", "add_parsers",
+     ("create", "start", "stop", "restart", "kill", "rm", "rename", "wait", "inspect", "top")),
+    ("images", "add_parsers", ("pull", "images", "rmi", "image")),
+    ("logs", "add_parser", ("logs",)),
+    ("exec", "add_parser", ("exec",)),
+    ("attach", "add_parser", ("attach",)),
+    ("stats", "add_parser", ("stats",)),
+    ("tasks", "add_parser", ("tasks",)),
+    ("agents", "add_parsers", ("agents", "drain", "undrain")),
+    ("roles", "add_parsers", ("roles", "weights", "quota")),
+    ("apps", "add_parsers", ("app", "deployments")),
+    ("daemons", "add_master_parser", ("master",)),
+    ("daemons", "add_agent_parser", ("agent",)),
+    ("daemons", "add_apps_parser", ("apps",)),
 )
-from juggler.cli import exec as exec_
-from juggler.cli import images as images_cli
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line parser: every command's, or only `command`'s when it
+    is one (the others are then not imported)."""
     p = argparse.ArgumentParser(
         prog="juggler", description="juggler: a Mesos-style cluster manager.",
         epilog="Start a local cluster with `sudo juggler up`, then `juggler run busybox echo hi` "
                "or `juggler run -- echo hi`.")
     sub = p.add_subparsers(dest="subcommand", metavar="COMMAND")
-    up.add_parser(sub)
-    run.add_parser(sub)
-    ps.add_parser(sub)
-    container_verbs.add_parsers(sub)
-    images_cli.add_parsers(sub)
-    logs.add_parser(sub)
-    exec_.add_parser(sub)
-    attach.add_parser(sub)
-    stats.add_parser(sub)
-    tasks.add_parser(sub)
-    agents.add_parsers(sub)
-    roles.add_parsers(sub)
-    apps.add_parsers(sub)
-    daemons.add_master_parser(sub)
-    daemons.add_agent_parser(sub)
-    daemons.add_apps_parser(sub)
+    known = any(command in commands for _, _, commands in MODULES)
+    for module, register, commands in MODULES:
+        if known and command not in commands:
+            continue
+        getattr(importlib.import_module(f"juggler.cli.{module}"), register)(sub)
     return p
 
 
+def _command(argv: list[str]) -> str | None:
+    """The command named in `argv`: its first word (no global options exist)."""
+    return argv[0] if argv and not argv[0].startswith("-") else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = parser()
+    argv = sys.argv[1:] if argv is None else argv
+    p = parser(_command(argv))
     args = p.parse_args(argv)
     if not getattr(args, "func", None):
         p.print_help(sys.stderr)

@@ -1,0 +1,33 @@
+"""The `juggler` command imports only the module of the command it runs, so
+each module's entry in cli/main.py's MODULES must list exactly the commands
+that module registers: a command missing there would vanish from the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+import sys
+
+from juggler.cli import main
+
+
+def _registered(module: str, register: str) -> set[str]:
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers()
+    getattr(importlib.import_module(f"juggler.cli.{module}"), register)(sub)
+    return set(sub.choices)
+
+
+def test_every_module_registers_the_commands_main_lists() -> None:
+    for module, register, commands in main.MODULES:
+        assert _registered(module, register) == set(commands), module
+
+
+def test_a_command_parses_with_only_its_module_imported() -> None:
+    code = ("import sys; from juggler.cli import main; main.parser('ps');"
+            "print(sorted(m for m in sys.modules if m.startswith('juggler.cli.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert "juggler.cli.daemons" not in out and "juggler.cli.apps" not in out
+    assert "juggler.cli.ps" in out
