@@ -36,6 +36,15 @@ STOP_MARGIN_SECONDS = 30.0   # past the stop timeout, for the kill to land
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
 
+def _go_errno(message: str) -> str:
+    """The executor's strerror texts as Go spells them ("no such file or
+    directory", "permission denied"): the docker CLI reads those words in a
+    start error to exit 127 or 126, as for Docker's own runc errors."""
+    for text in ("No such file or directory", "Permission denied", "Is a directory"):
+        message = message.replace(text, text.lower())
+    return message
+
+
 class ContainerRequests:
     containers: ContainersState
     framework_id: str
@@ -94,7 +103,7 @@ class ContainerRequests:
         if c.status == CS.RUNNING or (c.exits > exits and not c.error):
             return True
         if c.error:
-            raise ContainerError(500, f"cannot start container {c.name}: {c.error}")
+            raise ContainerError(500, f"cannot start container {c.name}: {_go_errno(c.error)}")
         raise ContainerError(500, f"container {c.name} did not start within {timeout:g} s "
                                   "(its image may still be pulling; see `juggler ps -a`)")
 

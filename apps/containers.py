@@ -185,6 +185,7 @@ class ContainerConfig:
     labels: dict[str, str] = field(default_factory=dict)
     tty: bool = False
     open_stdin: bool = False
+    stdin_once: bool = False           # the first attach's EOF closes its stdin (docker run -i)
     cpus: float | None = None          # --cpus (NanoCpus / 1e9): a hard cap
     cpu_shares: int | None = None      # --cpu-shares: a relative weight, 1024 = one cpu
     memory: int | None = None          # -m/--memory, bytes

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from juggler.apps.docker_api import is_docker_path
 from juggler.apps.rest_backend import BACKEND, DEPLOYMENT_HEADER, Handler, Reply, _backend
 
 LEADER_HEADER = "X-Marathon-Leader"
@@ -41,7 +42,9 @@ async def _proxy(request: web.Request, leader: str) -> web.StreamResponse:
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
     headers[VIA_HEADER] = backend.url or "standby"
     url = leader.rstrip("/") + request.raw_path
-    streaming = request.path == "/v2/events"
+    # Streams go through as they come: the event stream, and Docker's calls (wait,
+    # logs -f and stats answer their headers long before their body ends).
+    streaming = request.path == "/v2/events" or is_docker_path(request.path)
     timeout = aiohttp.ClientTimeout(total=None if streaming else PROXY_TIMEOUT, sock_connect=10)
     body = await request.read()
     try:
