@@ -30,9 +30,6 @@ CPU_SHARES_LABEL = "juggler.cpu_shares"
 CPU_QUOTA_LABEL = "juggler.cpu_quota"
 MEMORY_SWAP_LABEL = "juggler.memory_swap"
 
-# Failures of the platform rather than of the command (docker run exits 125).
-_LAUNCH_FAILURES = frozenset({pb.REASON_CONTAINER_LAUNCH_FAILED, pb.REASON_EXECUTOR_TERMINATED,
-                              pb.REASON_TASK_INVALID})
 
 
 def cpus_of(config: ContainerConfig) -> float:
@@ -85,23 +82,3 @@ def task_for(c: Container, agent_id: str) -> pb.TaskInfo:
     if cfg.pids_limit is not None and cfg.pids_limit > 0:
         task.labels[PIDS_MAX_LABEL] = str(cfg.pids_limit)
     return task
-
-
-def exit_code_of(status: pb.TaskStatus) -> int:
-    """A run's exit code as Docker reports it: the command's own (128+N for
-    signal N), 137 for a kill without one, 125 when juggler could not start
-    it (bad image, launch failure), 1 for another failure."""
-    if status.HasField("exit_code"):
-        return status.exit_code
-    if status.state == pb.TASK_FINISHED:
-        return 0
-    if status.state == pb.TASK_KILLED:
-        return 137
-    if status.state in (pb.TASK_ERROR, pb.TASK_DROPPED) or status.reason in _LAUNCH_FAILURES:
-        return 125
-    return 1
-
-
-def never_ran(status: pb.TaskStatus) -> bool:
-    """The run ended before its command started (Docker's State.Error)."""
-    return status.state in (pb.TASK_ERROR, pb.TASK_DROPPED) or status.reason in _LAUNCH_FAILURES

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from juggler.apps.commands import Command, Kill, Launch, Persist, RemoveLayer, Revive, Signal
-from juggler.apps.container_tasks import exit_code_of, needed, never_ran, task_for
+from juggler.apps.container_tasks import needed, task_for
 from juggler.apps.containers import (
     CONTAINER,
     CS,
@@ -333,10 +333,10 @@ class ContainersState:
             if c.config.auto_remove:
                 self._delete(c)
             return
-        code = exit_code_of(status)
+        code = task_states.exit_code(status)
         c.oom_killed = bool(status.oom_killed) or status.reason == \
             pb.REASON_CONTAINER_LIMITATION_MEMORY
-        c.error = status.message if never_ran(status) else ""
+        c.error = status.message if task_states.never_ran(status) else ""
         self._end_run(c, f"{task_states.name(state)}: {status.message}".rstrip(": "),
                       exit_code=code, at=at)
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -51,11 +50,12 @@ from juggler.apps.docker_logs import (
     send_runs,
 )
 from juggler.common import logs as logging
+from juggler.common.detach_keys import DetachScanner
+from juggler.common.detach_keys import parse as keys_of
 from juggler.v1 import agent_pb2, executor_pb2
 
 log = logging.get("apps.docker")
 
-DEFAULT_DETACH_KEYS = b"\x10\x11"    # ctrl-p, ctrl-q
 RESIZE_SECONDS = 5.0                 # a resize through a brief attach waits this long at most
 READ_PAUSE_BYTES = 1 << 20           # stop reading a client that sent this much unread input
 
@@ -64,53 +64,12 @@ READ_PAUSE_BYTES = 1 << 20           # stop reading a client that sent this much
 
 
 def detach_keys(spec: str) -> bytes:
-    """Docker's detach-keys spec ("ctrl-p,ctrl-q", "a,ctrl-@", "DEL") as bytes
-    (moby/term ToBytes); "" → ctrl-p ctrl-q. Raises DockerError 400."""
-    if not spec:
-        return DEFAULT_DETACH_KEYS
-    out = bytearray()
-    for key in spec.split(","):
-        if len(key) == 1:
-            out.append(ord(key))
-        elif key == "DEL":
-            out.append(127)
-        elif re.fullmatch(r"ctrl-[a-z@\[\\\]^_]", key):
-            ch = key[-1]
-            out.append(ord(ch) - ord("a") + 1 if ch.isalpha() else
-                       {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}[ch])
-        else:
-            raise DockerError(400, f"Invalid detach keys ({spec}) provided: unknown character "
-                                   f"'{key}'")
-    return bytes(out)
-
-
-class DetachScanner:
-    """Finds the detach sequence in what the client sends. Bytes that may
-    start the sequence are held until the next ones show whether they do; if
-    not, they are passed on (as moby/term's escape proxy)."""
-
-    def __init__(self, keys: bytes) -> None:
-        self.keys = keys
-        self.held = b""
-
-    def feed(self, data: bytes) -> tuple[bytes, bool]:
-        """(bytes to pass on, whether the sequence was completed)."""
-        out = bytearray()
-        for value in data:
-            b = bytes([value])
-            if self.keys.startswith(self.held + b):
-                self.held += b
-                if self.held == self.keys:
-                    self.held = b""
-                    return bytes(out), True
-                continue
-            out += self.held
-            self.held = b""
-            if self.keys.startswith(b):
-                self.held = b
-            else:
-                out += b
-        return bytes(out), False
+    """Docker's detach-keys spec as bytes (common/detach_keys.py). Raises
+    DockerError 400."""
+    try:
+        return keys_of(spec)
+    except ValueError as e:   # dockerd's words around moby/term's
+        raise DockerError(400, f"Invalid detach keys ({spec}) provided: {e}") from None
 
 
 # -- the hijacked connection -------------------------------------------------------------------

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from juggler.apps.containers import CS, Container, ContainerConfig, ContainerError, RestartPolicy
 from juggler.apps.docker_errors import DockerError
+from juggler.common.docker_units import human_duration
 from juggler.v1 import agent_pb2
 
 NEVER = "0001-01-01T00:00:00Z"   # Go's zero time.Time, as Docker writes it
@@ -50,36 +51,6 @@ def rfc3339(ts: float) -> str:
     text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
     fraction = f"{nanos:09d}".rstrip("0")
     return f"{text}.{fraction}Z" if fraction else f"{text}Z"
-
-
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration: "Less than a second", "1 second", "5 seconds",
-    "About a minute", "3 minutes", "About an hour", "5 hours", "3 days", "2
-    weeks", "4 months", "2 years"."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(seconds / 3600)   # Go rounds to the hour here
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds // 3600) // 24 // 365} years"
 
 
 # -- state -----------------------------------------------------------------------------------

@@ -23,30 +23,19 @@ import grpc
 
 from juggler.cli import containers, terminal
 from juggler.common import servers
+from juggler.common.detach_keys import parse as parse_detach_keys
 from juggler.v1 import agent_pb2, agent_pb2_grpc
 
 EXIT_JUGGLER = 125
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 
-# Docker's names of control keys (moby/term ToBytes).
-_CONTROL = {"ctrl-@": 0, **{f"ctrl-{chr(c)}": c - 96 for c in range(ord("a"), ord("z") + 1)},
-            "ctrl-[": 27, "ctrl-\\": 28, "ctrl-]": 29, "ctrl-^": 30, "ctrl-_": 31}
-
-
 def detach_keys(text: str) -> bytes:
-    """Docker's --detach-keys: comma-separated keys, each one character or
-    ctrl-<a-z @ [ \\ ] ^ _>. Raises argparse.ArgumentTypeError."""
-    out = bytearray()
-    for key in text.split(","):
-        if len(key) == 1:
-            out += key.encode()
-        elif key.lower() in _CONTROL:
-            out.append(_CONTROL[key.lower()])
-        else:
-            raise argparse.ArgumentTypeError(f"Unknown character: '{key}'")
-    if not out:
-        raise argparse.ArgumentTypeError("no detach keys")
-    return bytes(out)
+    """Docker's --detach-keys (common/detach_keys.py). Raises
+    argparse.ArgumentTypeError."""
+    try:
+        return parse_detach_keys(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from juggler.cli.go_format import HEADER_FUNCTIONS, Struct, docker_format, parse, tabwrite
+from juggler.common.docker_units import human_duration
 
 __all__ = ["DEFAULT_TABLE", "FilterError", "context", "go_quote", "human_duration",
            "parse_filters", "render"]
@@ -53,36 +54,6 @@ class FilterError(ValueError):
 
 
 # -- Docker's spellings ---------------------------------------------------------------
-
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration: "Less than a second", "1 second", "5 seconds",
-    "About a minute", "3 minutes", "About an hour", "5 hours", "3 days",
-    "2 weeks", "3 months", "2 years"."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
-
 
 def ellipsis(text: str, width: int) -> str:
     """Docker's Ellipsis: at most `width` characters, the last one "…" when cut."""

@@ -150,26 +150,6 @@ def build_task(args: argparse.Namespace, task_id: str, image: str, argv: list[st
     return task
 
 
-# Failures of juggler's own, not of the task's command: exit 125, as `docker
-# run` does when the daemon cannot start the container (an image that cannot be
-# pulled, an executor that could not start or died).
-_JUGGLER_FAILURES = frozenset({common_pb2.REASON_CONTAINER_LAUNCH_FAILED,
-                               common_pb2.REASON_EXECUTOR_TERMINATED,
-                               common_pb2.REASON_TASK_INVALID})
-
-
-def exit_code_of(status: common_pb2.TaskStatus) -> int:
-    if status.HasField("exit_code"):
-        return status.exit_code
-    if status.state == S.TASK_FINISHED:
-        return 0
-    if status.state == S.TASK_KILLED:
-        return 137
-    if status.state == S.TASK_FAILED and status.reason not in _JUGGLER_FAILURES:
-        return 1
-    return EXIT_JUGGLER
-
-
 class Runner:
     def __init__(self, args: argparse.Namespace, master: str, image: str,
                  argv: list[str]) -> None:
@@ -219,7 +199,7 @@ class Runner:
             if self.logs is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(self.logs), 10)
-            return exit_code_of(self.final)
+            return task_states.exit_code(self.final)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)

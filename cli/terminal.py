@@ -22,37 +22,10 @@ import threading
 import tty
 from collections.abc import Callable, Iterator
 
+from juggler.common.detach_keys import DETACH_KEYS
+from juggler.common.detach_keys import DetachScanner as DetachKeys
 from juggler.container import console
 from juggler.v1 import executor_pb2
-
-DETACH_KEYS = b"\x10\x11"  # Ctrl-P Ctrl-Q
-
-
-class DetachKeys:
-    """Finds the detach sequence in what the user types: pure."""
-
-    def __init__(self, keys: bytes = DETACH_KEYS) -> None:
-        self.keys = keys
-        self.held = b""
-
-    def feed(self, data: bytes) -> tuple[bytes, bool]:
-        """(bytes to send on, whether the sequence was completed)."""
-        out = bytearray()
-        for value in data:
-            byte = bytes([value])
-            if self.keys.startswith(self.held + byte):
-                self.held += byte
-                if self.held == self.keys:
-                    self.held = b""
-                    return bytes(out), True
-                continue
-            out += self.held
-            self.held = b""
-            if self.keys.startswith(byte):
-                self.held = byte
-            else:
-                out += byte
-        return bytes(out), False
 
 
 @contextlib.contextmanager

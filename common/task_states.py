@@ -86,3 +86,34 @@ def check(task_id: str, current: int, new: int, history: Sequence[int] = ()) -> 
     """Raise InvalidTransition unless `current → new` is allowed."""
     if not TASK.allows(current, new):
         raise InvalidTransition(task_id, current, new, history or (current,))
+
+
+# -- how a task's end reads to Docker's users -------------------------------------------------
+# Failures of juggler's own, not of the task's command: exit 125, as `docker run`
+# does when the daemon cannot start the container (an image that cannot be pulled,
+# an executor that could not start or died, a task refused).
+_PLATFORM_FAILURES = frozenset({pb.REASON_CONTAINER_LAUNCH_FAILED,
+                                pb.REASON_EXECUTOR_TERMINATED, pb.REASON_TASK_INVALID})
+EXIT_PLATFORM = 125
+
+
+def never_ran(status: pb.TaskStatus) -> bool:
+    """The task ended before its command started (Docker's State.Error)."""
+    return status.state in (pb.TASK_ERROR, pb.TASK_DROPPED) or \
+        status.reason in _PLATFORM_FAILURES
+
+
+def exit_code(status: pb.TaskStatus) -> int:
+    """A terminal status as an exit code, as `docker run` reports one: the
+    command's own (128+N for signal N), 0 for FINISHED without one, 137 for a
+    kill without one, 1 for another failure of the command, 125 when juggler
+    could not run it (never_ran, or the task was lost with its agent)."""
+    if status.HasField("exit_code"):
+        return status.exit_code
+    if status.state == pb.TASK_FINISHED:
+        return 0
+    if status.state == pb.TASK_KILLED:
+        return 137
+    if status.state == pb.TASK_FAILED and status.reason not in _PLATFORM_FAILURES:
+        return 1
+    return EXIT_PLATFORM

@@ -17,37 +17,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from juggler.common.docker_units import human_duration
 from juggler.images.reference import ReferenceError, parse
 from juggler.v1 import agent_pb2
-
-
-def human_duration(seconds: float) -> str:
-    """A duration as Docker prints it (go-units HumanDuration): "Less than a
-    second", "5 seconds", "About a minute", "3 hours", "2 weeks", "4 months"."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def human_size(n: float) -> str:
