@@ -61,3 +61,11 @@ def test_no_code_folder_at_the_top_is_left_out() -> None:
             continue
         if any(folder.glob("*.py")):
             assert (folder / "__init__.py").is_file(), f"{folder.name}/ has modules but no package"
+
+
+def test_test_files_have_names_of_their_own() -> None:
+    """pytest imports test files by their base name (tests/ is no package): a
+    unit and an integration test of the same name stop the whole run."""
+    root = Path(__file__).resolve().parent.parent
+    names = [p.name for p in root.glob("*/test_*.py")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
