@@ -52,6 +52,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="each agent's resources (default: this host's, split between agents)")
     p.add_argument("--apps-port", type=int, default=8080,
                    help="the (first) apps service's REST port (default 8080; others count up)")
+    p.add_argument("--docker-socket", default="", metavar="PATH",
+                   help="where the Docker Engine API listens (default /run/juggler/docker.sock, "
+                        "or the work dir's docker.sock when another cluster holds that)")
     p.add_argument("--no-apps", dest="apps", action="store_false",
                    help="do not start the apps service")
     p.add_argument("--registry-mirror", action="append", default=[], metavar="URL",
@@ -211,7 +214,7 @@ def main(args: argparse.Namespace) -> int:
             procs.append(launch(name, commands[name]))
             names.append(name)
         apps_urls = [f"http://127.0.0.1:{args.apps_port + i}" for i in range(args.masters)]
-        docker_socket = _docker_socket(work)
+        docker_socket = args.docker_socket or _docker_socket(work)
         if args.apps:
             for i in range(args.masters):
                 ha = ["--etcd", etcd, "--etcd-prefix", "/juggler/up/"] if args.masters > 1 \

@@ -66,6 +66,7 @@ class Cluster:
     work_dir: Path
     home: Path
     process: subprocess.Popen[str]
+    docker_host: str = ""   # unix://…: the apps service's Docker Engine API
 
     def env(self) -> dict[str, str]:
         return dict(os.environ, JUGGLER_HOME=str(self.home), JUGGLER_MASTER=self.master)
@@ -152,13 +153,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     home = base / "home"
     work = base / "work"
     port, metrics, apps = free_port(), free_port(), free_port()
+    socket = base / "docker.sock"   # not /run/juggler's: another cluster may hold it
     with juggler_up("--agents", "2", "--port", str(port), "--metrics-port", str(metrics),
                     "--apps-port", str(apps), "--work-dir", str(work),
-                    home=home) as (proc, line):
+                    "--docker-socket", str(socket), home=home) as (proc, line):
         assert "master at" in line, line
         master = line.split("master at ", 1)[1].split()[0]
         yield Cluster(master=master, metrics_port=metrics, work_dir=work, home=home,
-                      process=proc)
+                      process=proc, docker_host=f"unix://{socket}")
 
 
 @pytest.fixture(scope="module", name="etcd")

@@ -230,20 +230,25 @@ def test_the_docker_sdk(docker: Docker) -> None:
 
 
 class Tmux:
-    """One tmux session running bash, its screen read with capture-pane."""
+    """One tmux session running bash, its screen read with capture-pane, on a
+    tmux server of its own: a session of a running server (another test's, a
+    user's) would get that server's environment, not `env`."""
 
     def __init__(self, work: Path, env: dict[str, str]) -> None:
-        self.name = f"juggler-docker-{os.getpid()}"
+        self.name = f"juggler-docker-{os.getpid()}-{time.monotonic_ns()}"
+        self.tmux = ["tmux", "-L", self.name]
         self.env = env
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "120", "-y", "40",
-                        "bash --norc --noprofile"], check=True, env=env)
+        subprocess.run([*self.tmux, "-f", "/dev/null", "new-session", "-d", "-s", self.name,
+                        "-x", "120", "-y", "40", "bash --norc --noprofile"], check=True,
+                       env=env)
         self.send("export PS1='$ '; clear", "Enter")
 
     def send(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True, env=self.env)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *keys], check=True,
+                       env=self.env)
 
     def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], check=True,
+        return subprocess.run([*self.tmux, "capture-pane", "-p", "-t", self.name], check=True,
                               capture_output=True, text=True, env=self.env).stdout
 
     def shows(self, pattern: str) -> str:
@@ -262,7 +267,7 @@ class Tmux:
                           )[-1].endswith("$"), DEADLINE, what="the shell's prompt")
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], env=self.env)
+        subprocess.run([*self.tmux, "kill-server"], env=self.env, capture_output=True)
 
 
 def test_run_it_attach_detach_and_exec_it_in_a_terminal(docker: Docker, tmp_path: Path) -> None:

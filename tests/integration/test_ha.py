@@ -512,6 +512,7 @@ def test_juggler_up_with_three_masters_survives_the_leaders_death(tmp_path: Path
     with juggler_up("--masters", "3", "--agents", "1", "--port", str(port),
                     "--metrics-port", str(metrics), "--apps-port", str(apps),
                     "--work-dir", str(tmp_path / "work"),
+                    "--docker-socket", str(tmp_path / "docker.sock"),
                     home=tmp_path / "home", stop_timeout=60) as (up, ready):
         assert "3 masters" in ready
 
