@@ -25,7 +25,9 @@ import grpc
 
 from juggler.apps import cluster
 from juggler.apps.commands import Command, Signal
+from juggler.apps.container_tasks import needed
 from juggler.apps.containers import CS, Container, ContainerConfig, ContainerError
+from juggler.common.resources import Resources
 from juggler.v1 import agent_pb2, operator_pb2
 
 if TYPE_CHECKING:
@@ -92,8 +94,15 @@ class ContainerRequests:
         ContainerError 404, 409 (dead, or its agent is gone or away), 500
         (the run ended before it started: its error)."""
         c = self.containers.find(ref)
-        if c.agent_id and c.status in (CS.CREATED, CS.EXITED):
-            await self._check_agent(c)
+        try:
+            if c.agent_id and c.status in (CS.CREATED, CS.EXITED):
+                await self._check_agent(c)
+            elif not c.agent_id and c.status == CS.CREATED:
+                await self._check_fits(c)
+        except ContainerError:
+            if c.config.auto_remove:   # as dockerd removes an --rm container it cannot start
+                await self.container_remove(c.id, force=True)
+            raise
         exits = c.exits
         started = await self._apply(lambda: self.containers.start(ref))
         if not started:
@@ -104,8 +113,13 @@ class ContainerRequests:
             return True
         if c.error:
             raise ContainerError(500, f"cannot start container {c.name}: {_go_errno(c.error)}")
+        if c.launched:
+            why = "its image may still be pulling; see `juggler tasks`"
+        else:
+            why = (f"no agent has offered {needed(c.config).describe()} for it yet; see "
+                   "`juggler agents`")
         raise ContainerError(500, f"container {c.name} did not start within {timeout:g} s "
-                                  "(its image may still be pulling; see `juggler ps -a`)")
+                                  f"({why}); it starts when it can, or `docker rm -f` it")
 
     async def _check_agent(self, c: Container) -> None:
         """A container that ran before starts on its agent only: refuse
@@ -128,6 +142,23 @@ class ContainerRequests:
         if view.maintenance != operator_pb2.MAINTENANCE_NONE:
             raise ContainerError(409, f"cannot start container {c.name}: its agent {where} is "
                                       "drained for maintenance (juggler undrain)")
+
+    async def _check_fits(self, c: Container) -> None:
+        """Refuse at once a container no agent could ever hold (its cpus or
+        memory above every agent's total), rather than wait for an offer that
+        never comes. With no agent registered yet, the start waits."""
+        try:
+            views = await cluster.agents(self.config.master)
+        except (cluster.ClusterUnavailable, grpc.aio.AioRpcError):
+            return
+        totals = [Resources.from_proto(a.total) for a in views
+                  if a.state != operator_pb2.AGENT_GONE]
+        need = needed(c.config)
+        if totals and not any(t.contains(need) for t in totals):
+            biggest = max(totals, key=lambda t: (t.get("mem"), t.get("cpus")))
+            raise ContainerError(500, f"cannot start container {c.name}: no agent can ever fit "
+                                      f"{need.describe()} (the largest has "
+                                      f"{biggest.describe()})")
 
     async def container_stop(self, ref: str, timeout: float | None = None) -> bool:
         """Stop and wait until the run ended; False when it was not running

@@ -52,6 +52,7 @@ from juggler.apps import docker_views as views
 from juggler.apps.containers import CS, Container, ContainerConfig, ContainerError
 from juggler.apps.containers_state import ContainersState
 from juggler.apps.docker_errors import DockerError
+from juggler.apps.rest_backend import Reply
 from juggler.common import logs
 from juggler.v1 import operator_pb2
 
@@ -194,6 +195,9 @@ async def _docker(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(e.status, e.message)
     except ContainerError as e:
         return _error(e.status, e.message)
+    except Reply as e:   # the REST API's own answers (a standby with no leader: 503)
+        message = e.body.get("message") if isinstance(e.body, dict) else None
+        return _error(e.status, str(message or e.body))
     except web.HTTPException as e:
         if e.status == 404:
             return _error(404, "page not found")
@@ -273,12 +277,28 @@ def add_docker_routes(app: web.Application, backend: DockerBackend) -> None:
         ("GET", "/exec/{id}/json", docker_exec.inspect),
         ("*", "/containers/{id}/{action}", containers.unimplemented),
         ("POST", "/commit", containers.unimplemented),
+        ("POST", "/images/{name:.+}/tag", _unimplemented("tag")),
+        ("POST", "/images/{name:.+}/push", _unimplemented("push")),
+        ("GET", "/images/{name:.+}/history", _unimplemented("history")),
+        ("GET", "/images/search", _unimplemented("search")),
+        ("POST", "/images/load", _unimplemented("load")),
+        ("GET", "/images/get", _unimplemented("save")),
+        ("POST", "/images/prune", _unimplemented("image prune")),
+        ("POST", "/build", _unimplemented("build")),
     ):
         route(app, method, path, handler)
     add_image_routes(app, ImageCluster(backend.config.master))
 
 
 # -- request helpers -----------------------------------------------------------------------
+
+
+def _unimplemented(verb: str) -> Handler:
+    """Docker's image endpoints juggler does not implement: 501 saying which."""
+    async def refuse(request: web.Request) -> web.Response:
+        raise DockerError(501, f"juggler does not implement docker {verb}")
+    return refuse
+
 
 
 def backend_of(request: web.Request) -> DockerBackend:

@@ -26,6 +26,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from juggler.apps.container_tasks import mem_mib_of
 from juggler.apps.containers import CS, Container, ContainerConfig, ContainerError, RestartPolicy
 from juggler.apps.docker_errors import DockerError
 from juggler.common.docker_units import human_duration
@@ -140,7 +141,8 @@ def inspect(c: Container, framework_id: str) -> dict[str, Any]:
             "NetworkMode": _network(cfg),
             "RestartPolicy": {"Name": cfg.restart.name, "MaximumRetryCount": cfg.restart.max_retry},
             "AutoRemove": cfg.auto_remove,
-            "Memory": cfg.memory or 0,
+            # What the cgroup holds: juggler's default when none was given (README).
+            "Memory": cfg.memory or round(mem_mib_of(cfg) * 2**20),
             "MemorySwap": cfg.memory_swap or 0,
             "CpuShares": cfg.cpu_shares or 0,
             "NanoCpus": round((cfg.cpus or 0) * 1e9),

@@ -310,3 +310,16 @@ def test_run_it_attach_detach_and_exec_it_in_a_terminal(docker: Docker, tmp_path
     finally:
         term.close()
         docker("rm", "-f", "itsh")
+
+
+def test_a_container_no_agent_can_ever_fit_is_refused_at_once(docker: Docker) -> None:
+    r = docker("run", "-d", "--name", "toobig", "-m", "100g", docker.image, "true", timeout=60)
+    assert r.returncode == 125
+    assert "no agent can ever fit cpus 0.1, mem 102400 MiB (the largest has" in r.stderr
+    assert docker.status("toobig") == "Created"   # as Docker leaves a container it could not start
+    docker.ok("rm", "toobig")
+    r = docker("run", "--rm", "--name", "toobig", "-m", "100g", docker.image, "true", timeout=60)
+    assert r.returncode == 125 and "no agent can ever fit" in r.stderr
+    assert docker.status("toobig") == ""          # --rm: removed, as dockerd does
+    r = docker("tag", docker.image, "other:1")
+    assert r.returncode == 1 and "juggler does not implement docker tag" in r.stderr
