@@ -107,8 +107,10 @@ class ContainerRequests:
         started = await self._apply(lambda: self.containers.start(ref))
         if not started:
             return False
-        await self.until(lambda: c.status == CS.RUNNING or c.exits > exits
-                         or c.id not in self.containers.containers, timeout)
+        # Decided once the run leaves STARTING: it runs (or ran and ended), or
+        # it never started (its error), or the container went (--rm).
+        await self.until(lambda: c.status != CS.STARTING or c.id not in self.containers.containers,
+                         timeout)
         if c.status == CS.RUNNING or (c.exits > exits and not c.error):
             return True
         if c.error:

@@ -347,7 +347,9 @@ class ContainersState:
         was_running = c.status == CS.RUNNING
         ran = at - c.started_at if was_running and c.started_at else 0.0
         self.tasks.pop(c.task_id, None)
-        if c.launched or was_running or lost:
+        if was_running or lost:
+            # A run that never started is no exit (docker wait's next-exit does
+            # not return for a failed start; the start's error says it).
             c.exits += 1
             c.finished_at = at
         c.launched, c.pid, c.unreachable, c.drops = False, 0, False, 0

@@ -174,7 +174,10 @@ async def wait(request: web.Request) -> web.StreamResponse:
         done, code = True, None
         body: dict[str, Any] = {"StatusCode": -1, "Error": {"Message": e.message}}
     else:
-        body = {"StatusCode": code, "Error": {"Message": c.error} if c.error else None}
+        # A start's error was that call's answer; once the container is gone
+        # (--rm) it is not the wait's too (the docker CLI would print it twice).
+        error = c.error if c.error and condition != "removed" else ""
+        body = {"StatusCode": code, "Error": {"Message": error} if error else None}
     if done:
         with contextlib.suppress(ConnectionError):
             await response.write(json.dumps(body).encode() + b"\n")
