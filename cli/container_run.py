@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -83,6 +84,9 @@ async def attached(docker: DockerClient, cid: str, *, interactive: bool, tty: bo
     """Start `cid` and stay attached until it ends (its exit code) or the user
     detaches (0)."""
     try:
+        # The waiter first, as docker run does: the run may end (and with --rm
+        # be removed) before the start's answer arrives.
+        finish = await off_loop(docker.wait_begin, cid, "removed" if auto_remove else "next-exit")
         await off_loop(docker.start, cid)
     except (DockerError, DockerUnreachable) as e:
         containers.daemon_failed(e, "juggler: " if failed_code == EXIT_JUGGLER else "")
@@ -90,8 +94,7 @@ async def attached(docker: DockerClient, cid: str, *, interactive: bool, tty: bo
             return failed_code
         return await _start_failure_code(docker, cid, e)
     target = await _run_target(docker, cid)
-    exit_code = off_loop(
-        _wait, docker, cid, "removed" if auto_remove else "not-running")
+    exit_code = off_loop(_wait, finish)
     session = _Session(docker, cid, quiet)
     with session.proxying(not tty):
         code = None
@@ -123,8 +126,8 @@ async def attached(docker: DockerClient, cid: str, *, interactive: bool, tty: bo
     return waited if waited is not None else (code if code is not None else EXIT_JUGGLER)
 
 
-def _wait(docker: DockerClient, cid: str, condition: str) -> int | None:
-    result = docker.wait(cid, condition)
+def _wait(finish: Callable[[], dict[str, Any]]) -> int | None:
+    result = finish()
     error = (result.get("Error") or {}).get("Message") if isinstance(result, dict) else None
     if error:
         print(f"juggler: {error}", file=sys.stderr)

@@ -17,6 +17,7 @@ import http.client
 import json
 import socket
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +107,13 @@ class DockerClient:
         """(status, decoded JSON body or None). `timeout`: seconds (None: no
         limit; by default the client's). Raises DockerError for a status of 400
         or more, DockerUnreachable when nothing answers."""
+        conn, response = self._send(method, path, query, body, timeout)
+        return self._finish(conn, response, method, path)
+
+    def _send(self, method: str, path: str, query: dict[str, Any] | None, body: Any,
+              timeout: float | None) -> tuple[http.client.HTTPConnection,
+                                              http.client.HTTPResponse]:
+        """Send a request and read the answer's status line and headers."""
         wait = self.timeout if timeout is not None and timeout < 0 else timeout
         if query:
             pairs = {k: _query_value(v) for k, v in query.items() if v is not None}
@@ -114,18 +122,28 @@ class DockerClient:
         headers = {"Content-Type": "application/json"} if data is not None else {}
         conn = self._connection(wait)
         try:
-            try:
-                conn.request(method, path, body=data, headers=headers)
-                response = conn.getresponse()
-                raw = response.read()
-            except (ConnectionRefusedError, FileNotFoundError, PermissionError) as e:
-                raise DockerUnreachable(f"cannot reach the containers service (a Docker "
-                                        f"Engine API) at {self.url}: {e.strerror or e}"
-                                        ) from None
-            except (OSError, http.client.HTTPException) as e:
-                raise DockerUnreachable(f"the containers service at {self.url} failed to "
-                                        f"answer {method} {path}: {e or type(e).__name__}"
-                                        ) from None
+            conn.request(method, path, body=data, headers=headers)
+            return conn, conn.getresponse()
+        except BaseException as e:
+            conn.close()
+            raise self._unreachable(e, method, path) from None
+
+    def _unreachable(self, e: BaseException, method: str, path: str) -> BaseException:
+        if isinstance(e, ConnectionRefusedError | FileNotFoundError | PermissionError):
+            return DockerUnreachable(f"cannot reach the containers service (a Docker Engine "
+                                     f"API) at {self.url}: {e.strerror or e}")
+        if isinstance(e, OSError | http.client.HTTPException):
+            return DockerUnreachable(f"the containers service at {self.url} failed to answer "
+                                     f"{method} {path}: {e or type(e).__name__}")
+        return e
+
+    def _finish(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse,
+                method: str, path: str) -> tuple[int, Any]:
+        """Read the body; raise DockerError for a status of 400 or more."""
+        try:
+            raw = response.read()
+        except BaseException as e:
+            raise self._unreachable(e, method, path) from None
         finally:
             conn.close()
         decoded: Any = None
@@ -177,6 +195,17 @@ class DockerClient:
         """POST /containers/{id}/wait: {"StatusCode": n, "Error": ...}; blocks."""
         return self.call("POST", f"/containers/{_q(ref)}/wait",
                          {"condition": condition or None}, timeout=None)[1]
+
+    def wait_begin(self, ref: str, condition: str) -> Callable[[], dict[str, Any]]:
+        """POST /containers/{id}/wait up to its headers (the service holds the
+        waiter from then on: a run that starts and ends at once, even removed
+        with --rm, is not missed, as the docker CLI waits before it starts).
+        Returns what reads the answer (blocking). Raises as call()."""
+        path = f"/containers/{_q(ref)}/wait"
+        conn, response = self._send("POST", path, {"condition": condition}, None, None)
+        if response.status >= 400:
+            self._finish(conn, response, "POST", path)   # raises DockerError
+        return lambda: self._finish(conn, response, "POST", path)[1]
 
     def inspect(self, ref: str) -> dict[str, Any]:
         return self.call("GET", f"/containers/{_q(ref)}/json")[1]

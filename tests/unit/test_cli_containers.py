@@ -355,3 +355,35 @@ def test_the_verbs_are_registered() -> None:
     for verb in ("run", "create", "start", "stop", "restart", "kill", "rm", "rename", "wait",
                  "inspect", "top", "stats", "logs", "exec", "attach", "ps", "tasks"):
         assert verb in sub.choices, verb
+
+
+# -- run: the waiter before the start ------------------------------------------------
+
+def test_run_waits_before_it_starts_so_a_run_removed_at_once_is_not_missed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker run's order: the wait is registered (its headers came back)
+    before the start, so a `--rm` run that ends and is removed before the
+    start's answer still gives its exit code (it gave "No such container")."""
+    import asyncio
+
+    from juggler.cli import container_run
+
+    calls: list[str] = []
+
+    class Service:
+        def wait_begin(self, cid: str, condition: str):  # type: ignore[no-untyped-def]
+            calls.append(f"wait {condition}")
+            return lambda: {"StatusCode": 3, "Error": None}
+
+        def start(self, cid: str) -> bool:
+            calls.append("start")
+            return True
+
+    async def removed_at_once(docker: object, cid: str) -> None:
+        calls.append("target")
+        return None   # gone: nothing to stream
+
+    monkeypatch.setattr(container_run, "_run_target", removed_at_once)
+    code = asyncio.run(container_run.attached(Service(), "c" * 64, interactive=False,  # type: ignore[arg-type]
+                                              tty=False, auto_remove=True, quiet=True))
+    assert (code, calls) == (3, ["wait removed", "start", "target"])
