@@ -19,7 +19,6 @@ ways.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import secrets
@@ -40,7 +39,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from juggler.apps import docker_api, rest
 from juggler.apps.commands import Command, Kill, Launch, RemoveLayer, Revive, Signal
-from juggler.apps.containers import CS, Container, ContainerConfig
+from juggler.apps.container_requests import ContainerRequests
+from juggler.apps.containers import CS, Container
 from juggler.apps.containers_state import ContainersState
 from juggler.common.clock import SystemClock
 from juggler.common.resources import Resources
@@ -283,8 +283,10 @@ class FakeAgent(agent_pb2_grpc.AgentServicer, operator_pb2_grpc.OperatorServicer
 # -- a fake apps service ------------------------------------------------------------------------
 
 
-class FakeService:
-    """docker_api.DockerBackend over the real ContainersState (module docstring)."""
+class FakeService(ContainerRequests):
+    """docker_api.DockerBackend: the service's real requests (container_requests.py)
+    over the real ContainersState, with this module's agent and master in place
+    of the framework (module docstring)."""
 
     def __init__(self, agent: FakeAgent) -> None:
         self.agent = agent
@@ -299,7 +301,12 @@ class FakeService:
         self.state = None
         self.hold = False                   # launched runs stay STARTING
         self._changes = asyncio.Event()
+        self._lock = asyncio.Lock()
         self._offers = 0
+
+    @property
+    def acting(self) -> bool:
+        return self.leading
 
     def leader_url(self) -> str | None:
         return self.url if self.leading else self.leader
@@ -311,18 +318,10 @@ class FakeService:
         self._changes.set()
         self._changes = asyncio.Event()
 
-    async def until(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not predicate():
-            left = deadline - loop.time()
-            if left <= 0:
-                return False
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._changes.wait(), min(left, 3600))
-        return True
+    async def _execute(self, commands: list[Command]) -> None:
+        self._run(commands)
 
-    def _execute(self, commands: list[Command]) -> None:
+    def _run(self, commands: list[Command]) -> None:
         for cmd in commands:
             if isinstance(cmd, Revive) and not self.hold:
                 self._offer()
@@ -337,7 +336,7 @@ class FakeService:
             elif isinstance(cmd, Signal):
                 self.agent.signals.append((cmd.task_id, cmd.signal))
             elif isinstance(cmd, RemoveLayer):
-                self._execute(self.containers.layer_removed(cmd.agent_id, cmd.name))
+                self._run(self.containers.layer_removed(cmd.agent_id, cmd.name))
         self._changed()
 
     def _offer(self) -> None:
@@ -347,7 +346,7 @@ class FakeService:
             hostname="agent1", agent_address=self.agent.address,
             resources=Resources({"cpus": 4, "mem": 4096}).to_proto())
         commands, _ = self.containers.on_offers([offer])
-        self._execute(commands)
+        self._run(commands)
 
     def release(self) -> None:
         """Launch the runs `hold` kept waiting."""
@@ -357,57 +356,13 @@ class FakeService:
     def _update(self, task_id: str, state: int, **fields: Any) -> None:
         status = common_pb2.TaskStatus(task_id=task_id, agent_id=AGENT_ID, state=state,
                                        timestamp=time.time(), **fields)
-        self._execute(self.containers.on_updates([status]))
+        self._run(self.containers.on_updates([status]))
 
     def _exited(self, task: FakeTask) -> None:
         code = task.exit_code or 0
         state = common_pb2.TASK_FINISHED if code == 0 else (
             common_pb2.TASK_KILLED if code in (137, 143) else common_pb2.TASK_FAILED)
         self._update(task.task_id, state, exit_code=code)
-
-    # -- the contract's coroutines -------------------------------------------------------
-    async def container_create(self, config: ContainerConfig, name: str = "") -> Container:
-        c, commands = self.containers.create(config, name)
-        self._execute(commands)
-        return c
-
-    async def container_start(self, ref: str, timeout: float = 60.0) -> bool:
-        started, commands = self.containers.start(ref)
-        self._execute(commands)
-        return started
-
-    async def container_stop(self, ref: str, timeout: float | None = None) -> bool:
-        stopped, commands = self.containers.stop(ref, timeout)
-        self._execute(commands)
-        return stopped
-
-    async def container_restart(self, ref: str, timeout: float | None = None) -> None:
-        self._execute(self.containers.restart(ref, timeout))
-
-    async def container_kill(self, ref: str, signal: str = "KILL") -> None:
-        self._execute(self.containers.kill(ref, signal))
-
-    async def container_remove(self, ref: str, force: bool = False) -> None:
-        _, commands = self.containers.remove(ref, force)
-        self._execute(commands)
-
-    async def container_rename(self, ref: str, new_name: str) -> None:
-        self._execute(self.containers.rename(ref, new_name))
-
-    async def container_wait(self, ref: str, condition: str = "not-running") -> int:
-        c = self.containers.find(ref)
-        exits = c.exits
-        state = self.containers
-
-        def done() -> bool:
-            if condition == "removed":
-                return c.id not in state.containers
-            if condition == "next-exit":
-                return c.exits > exits or c.id not in state.containers
-            return c.status in (CS.CREATED, CS.EXITED, CS.DEAD) or c.id not in state.containers
-
-        await self.until(done, float("inf"))
-        return state.removed.get(c.id, c.exit_code)
 
 
 # -- harness ------------------------------------------------------------------------------------
