@@ -272,7 +272,8 @@ class Container:
                 "generation": self.generation, "launched": self.launched, "pid": self.pid,
                 "exitCode": self.exit_code, "oomKilled": self.oom_killed, "error": self.error,
                 "startedAt": self.started_at, "finishedAt": self.finished_at,
-                "restartCount": self.restart_count, "exits": self.exits, "delay": self.delay}
+                "restartCount": self.restart_count, "exits": self.exits, "delay": self.delay,
+                "killGrace": self.kill_grace, "killSignal": self.kill_signal}
 
     @classmethod
     def from_record(cls, r: dict[str, Any]) -> Container:
@@ -287,4 +288,5 @@ class Container:
             exit_code=r.get("exitCode", 0), oom_killed=r.get("oomKilled", False),
             error=r.get("error", ""), started_at=r.get("startedAt", 0.0),
             finished_at=r.get("finishedAt", 0.0), restart_count=r.get("restartCount", 0),
-            exits=r.get("exits", 0), delay=r.get("delay", 0.0))
+            exits=r.get("exits", 0), delay=r.get("delay", 0.0),
+            kill_grace=r.get("killGrace"), kill_signal=r.get("killSignal", ""))

@@ -195,7 +195,6 @@ class ContainersState:
                 c.config.stop_timeout if c.config.stop_timeout is not None
                 else DEFAULT_STOP_TIMEOUT)
             self._send_kill(c, max(0.0, grace), c.config.stop_signal)
-            self._save(c)
         return True, self._take()
 
     def restart(self, ref: str, timeout: float | None = None) -> list[Command]:
@@ -219,19 +218,23 @@ class ContainersState:
         if c.status not in (CS.RUNNING, CS.STARTING, CS.RESTARTING):
             raise ContainerError(409, f"Cannot kill container: {ref}: Container {c.id} is not "
                                       "running")
-        stop_sig = _signal_name(c.config.stop_signal or "TERM")
-        if sig in ("KILL", stop_sig):
+        ends = sig in ("KILL", _signal_name(c.config.stop_signal or "TERM"))
+        if ends and (c.status == CS.RESTARTING or not c.launched):
             c.desired, c.stopped_by_user, c.restart_after_stop = "stopped", True, False
-            if c.status == CS.RESTARTING or not c.launched:
-                self._end_run(c, f"killed ({sig}) before it ran", exit_code=c.exit_code)
-                return self._take()
-            self._save(c)
-        if c.status != CS.RUNNING:
+            self._end_run(c, f"killed ({sig}) before it ran", exit_code=c.exit_code)
+            return self._take()
+        if c.status != CS.RUNNING and not ends:   # refused before anything changed
             raise ContainerError(409, f"Cannot kill container: {ref}: Container {c.id} is not "
                                       "running")
+        if ends:   # SIGKILL and the stop signal keep the policy from restarting it
+            c.desired, c.stopped_by_user, c.restart_after_stop = "stopped", True, False
         if sig == "KILL":
             self._send_kill(c, 0.0)
+        elif c.status != CS.RUNNING:   # launched, not running yet: the stop signal ends it
+            self._send_kill(c, None, signal)
         else:
+            if ends:
+                self._save(c)
             self._out.append(Signal(c.agent_address, c.task_id, signal))
         return self._take()
 
@@ -415,6 +418,7 @@ class ContainersState:
         c.kill_grace = grace if grace is not None else (
             c.config.stop_timeout if c.config.stop_timeout is not None else DEFAULT_STOP_TIMEOUT)
         c.kill_signal, c.kill_sent = signal, True
+        self._save(c)   # a restarted service sends the same kill (`stop -t N`) again
         self._out.append(Kill(c.task_id, c.agent_id, c.kill_grace, c.kill_signal))
 
     def kill_failed(self, task_id: str) -> None:

@@ -295,7 +295,7 @@ def test_a_stop_recorded_before_a_restart_of_the_service_is_sent_again() -> None
     again = ContainersState(FakeClock(), lambda: "f" * 64)
     again.recover(records)
     cmds = again.reconciled({c.task_id: pb.TaskStatus(task_id=c.task_id, state=pb.TASK_RUNNING)})
-    assert Kill(c.task_id, c.agent_id, 10.0, "") in cmds
+    assert Kill(c.task_id, c.agent_id, 2.0, "") in cmds   # the stop's own -t 2
 
 
 def test_the_transition_table_refuses_what_it_does_not_list() -> None:
@@ -353,3 +353,18 @@ def test_a_kill_the_master_did_not_take_is_sent_again() -> None:
     assert Kill(c.task_id, c.agent_id, 4.0, "") in sim.core.resend_kills()   # a new leader
     sim.update(c.task_id, pb.TASK_KILLED, exit_code=137)
     assert sim.core.resend_kills() == [] and c.status == CS.EXITED
+
+
+def test_a_kill_refused_changes_nothing_and_a_starting_run_can_be_killed() -> None:
+    sim = Sim()
+    c = sim.create("web")
+    sim.run(sim.core.start("web")[1])
+    sim.offer()                       # launched, not running yet (an image pulling)
+    before = c.record()
+    with pytest.raises(ContainerError) as e:
+        sim.core.kill("web", "HUP")   # only a running container takes a signal
+    assert e.value.status == 409 and c.record() == before
+    cmds = sim.core.kill("web")       # SIGKILL ends it wherever it is
+    assert Kill(c.task_id, c.agent_id, 0.0) in cmds and c.desired == "stopped"
+    sim.update(c.task_id, pb.TASK_KILLED, exit_code=137)
+    assert c.status == CS.EXITED
