@@ -63,10 +63,8 @@ _SURNAMES = ("babbage", "curie", "dijkstra", "euler", "fermi", "gauss", "hopper"
              "thompson", "turing", "volta", "wozniak")
 
 
-def _signal_name(signal: str) -> str:
-    """"9", "kill", "SIGKILL" → "KILL" (numbers of the common signals only)."""
-    s = signal.strip().upper().removeprefix("SIG")
-    return {"9": "KILL", "15": "TERM", "1": "HUP", "2": "INT", "3": "QUIT"}.get(s, s)
+SIGKILL = task_check.parse_signal("KILL")
+SIGTERM = task_check.parse_signal("TERM")
 
 
 class ContainersState:
@@ -214,21 +212,27 @@ class ContainersState:
         keep the policy from restarting it; another signal is only delivered.
         Raises ContainerError 404, 409 (not running)."""
         c = self.find(ref)
-        sig = _signal_name(signal or "KILL")
         if c.status not in (CS.RUNNING, CS.STARTING, CS.RESTARTING):
             raise ContainerError(409, f"Cannot kill container: {ref}: Container {c.id} is not "
                                       "running")
-        ends = sig in ("KILL", _signal_name(c.config.stop_signal or "TERM"))
+        try:   # the check the agent makes of it too (names, any case, or 1 to 64)
+            sig = task_check.parse_signal(signal or "KILL")
+        except TaskError as e:
+            raise ContainerError(400, f"Cannot kill container: {ref}: {e}") from None
+        stop = (task_check.parse_signal(c.config.stop_signal) if c.config.stop_signal
+                else SIGTERM)   # checked when the container was created
+        ends = sig in (SIGKILL, stop)
         if ends and (c.status == CS.RESTARTING or not c.launched):
             c.desired, c.stopped_by_user, c.restart_after_stop = "stopped", True, False
-            self._end_run(c, f"killed ({sig}) before it ran", exit_code=c.exit_code)
+            self._end_run(c, f"killed ({task_check.signal_name(sig)}) before it ran",
+                          exit_code=c.exit_code)
             return self._take()
         if c.status != CS.RUNNING and not ends:   # refused before anything changed
             raise ContainerError(409, f"Cannot kill container: {ref}: Container {c.id} is not "
                                       "running")
         if ends:   # SIGKILL and the stop signal keep the policy from restarting it
             c.desired, c.stopped_by_user, c.restart_after_stop = "stopped", True, False
-        if sig == "KILL":
+        if sig == SIGKILL:
             self._send_kill(c, 0.0)
         elif c.status != CS.RUNNING:   # launched, not running yet: the stop signal ends it
             self._send_kill(c, None, signal)

@@ -368,3 +368,15 @@ def test_a_kill_refused_changes_nothing_and_a_starting_run_can_be_killed() -> No
     assert Kill(c.task_id, c.agent_id, 0.0) in cmds and c.desired == "stopped"
     sim.update(c.task_id, pb.TASK_KILLED, exit_code=137)
     assert c.status == CS.EXITED
+
+
+def test_signals_compare_by_number_and_a_bad_one_is_refused() -> None:
+    sim = Sim()
+    c = sim.started("web", stop_signal="SIGUSR1")
+    before = c.record()
+    with pytest.raises(ContainerError) as e:
+        sim.core.kill("web", "SIGNOPE")
+    assert e.value.status == 400 and "'SIGNOPE' is not a signal" in e.value.message
+    assert c.record() == before
+    sim.core.kill("web", "10")         # SIGUSR1 by number: its stop signal
+    assert c.desired == "stopped" and c.stopped_by_user
