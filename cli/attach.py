@@ -22,11 +22,11 @@ import sys
 import grpc
 
 from juggler.cli import containers, terminal
+from juggler.cli.containers import EXIT_JUGGLER
 from juggler.common import servers
 from juggler.common.detach_keys import parse as parse_detach_keys
 from juggler.v1 import agent_pb2, agent_pb2_grpc
 
-EXIT_JUGGLER = 125
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 
 def detach_keys(text: str) -> bytes:

@@ -34,9 +34,11 @@ import grpc
 from juggler.cli import address as addr
 from juggler.cli import tasks
 from juggler.cli.docker_client import DockerClient, DockerError, DockerUnreachable
+from juggler.common import task_states
 from juggler.v1 import operator_pb2
 
-EXIT_JUGGLER = 125
+# juggler's own failures exit as docker's do when the daemon fails: 125.
+EXIT_JUGGLER = task_states.EXIT_PLATFORM
 T = TypeVar("T")
 
 

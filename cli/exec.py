@@ -24,11 +24,10 @@ import sys
 import grpc
 
 from juggler.cli import containers, tasks, terminal
+from juggler.cli.containers import EXIT_JUGGLER
 from juggler.cli.docker_client import DockerError, DockerUnreachable
 from juggler.common import servers
 from juggler.v1 import agent_pb2, agent_pb2_grpc
-
-EXIT_JUGGLER = 125
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

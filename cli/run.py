@@ -39,6 +39,7 @@ import grpc
 
 from juggler.cli import address as addr
 from juggler.cli import containers, operator, tasks
+from juggler.cli.containers import EXIT_JUGGLER
 from juggler.common import servers, task_states
 from juggler.common.leader import backoff
 from juggler.common.resources import ResourceError, Resources, parse_size_mib
@@ -53,7 +54,6 @@ from juggler.sdk import Framework, FrameworkError
 from juggler.v1 import agent_pb2, agent_pb2_grpc, common_pb2, operator_pb2
 
 S = common_pb2.TaskState
-EXIT_JUGGLER = 125
 DEFAULT_CPUS = 0.1
 DEFAULT_MEM_MIB = 128.0
 DEFAULT_GRACE_SECONDS = 3.0
