@@ -3,7 +3,8 @@ signals, processes, writable layers.
 
 Streams that must not pass through the master (logs -f, exec and attach) are
 served here; clients find the agent's address in the master's state. Logs
-follow the files the executor writes and rotates (log_files.py); exec and
+follow the files the executor writes and rotates (log_files.py) and end
+DATA_LOSS when rotation deleted bytes a reader had not read yet; exec and
 attach carry a process's stdio (task_stdio.py). Signal passes a signal to the
 task's executor for its PID 1 (`docker kill -s`); Top lists the processes of
 its cgroup with the host's `ps` (top.py, `docker top`); RemoveWritableLayer
@@ -56,10 +57,10 @@ class AgentServicer(ImageServicer, agent_pb2_grpc.AgentServicer):
                                    (want_err, agent_pb2.LogChunk.STDERR, "stderr")):
             if not wanted:
                 continue
-            old, offset = log_files.history(sandbox / name, request.tail)
-            for i in range(0, len(old), _CHUNK):
-                yield agent_pb2.LogChunk(stream=kind, data=old[i:i + _CHUNK])
-            streams.append((kind, FollowedFile(sandbox / name, offset)))
+            given = f"{name}_from"
+            position = (getattr(request, given) if request.HasField(given)  # type: ignore[arg-type]
+                        else log_files.first_position(sandbox / name, request.tail))
+            streams.append((kind, FollowedFile(sandbox / name, position)))
         task = self.a.find_task(request.task_id, request.framework_id)
         try:
             while True:
@@ -70,10 +71,15 @@ class AgentServicer(ImageServicer, agent_pb2_grpc.AgentServicer):
                         or task_states.is_terminal(task.state))
                 sent = False
                 for kind, followed in streams:
-                    data = followed.read(_CHUNK)
+                    offset = followed.position
+                    try:
+                        data = followed.read(_CHUNK)
+                    except log_files.LogGap as gap:
+                        await context.abort(grpc.StatusCode.DATA_LOSS,
+                                            _gap_message(gap, task))
                     if data:
                         sent = True
-                        yield agent_pb2.LogChunk(stream=kind, data=data)
+                        yield agent_pb2.LogChunk(stream=kind, data=data, offset=offset)
                 if done and not sent:
                     return
                 if not sent:
@@ -201,6 +207,19 @@ class AgentServicer(ImageServicer, agent_pb2_grpc.AgentServicer):
                                 f"task {task_id!r} is not running yet "
                                 f"({task_states.name(task.state)})")
         return task
+
+
+def _gap_message(gap: log_files.LogGap, task: AgentTask | None) -> str:
+    """DATA_LOSS's message: what was lost, and why."""
+    limits = ""
+    if task is not None:
+        with contextlib.suppress(task_check.TaskError):
+            parsed = task_check.task_labels(task.info.labels)
+            limits = (f" (this task keeps {parsed.log_max_files} rotated file(s) of "
+                      f"{parsed.log_max_bytes} bytes per stream: labels "
+                      "juggler.log_max_files, juggler.log_max_bytes)")
+    return (f"{gap.lost} bytes of the task's {gap.path.name} (from byte {gap.position}) were "
+            f"rotated away before this reader got them: it fell behind{limits}")
 
 
 def _task_status(task: AgentTask, agent_id: str) -> common_pb2.TaskStatus:

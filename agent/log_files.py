@@ -1,119 +1,130 @@
 """Reading a task's log files while its executor writes and rotates them.
 
 The executor (executor/stdio.py) appends to `stdout` and, at the size cap,
-renames it to `stdout.1` (and `.1` to `.2`, ...) before starting a new
-`stdout`. A reader therefore follows a *name*, as `tail -F`: it keeps its
+renames it to `stdout.1` (and `.1` to `.2`, ...) before a new `stdout` takes
+the name, and deletes the oldest beyond the files kept. A reader therefore
+follows a *position* in the stream (common/log_positions.py): it keeps its
 open file until that file has been rotated away *and* read to its end, then
-continues at the start of the new file. A file that shrank in place
-(truncated) is read again from its start.
+goes on with the file that holds the next position. When that position is no
+longer kept — the files after it were deleted before this reader got to them:
+it fell behind — it raises `LogGap` with the bytes lost, rather than skip on
+quietly. Starting later than the oldest byte (the task wrote more than is
+kept before anyone looked) is no gap: the reader starts at the oldest kept.
+A file that shrank in place (truncated) is read again from its start.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
-_ROTATED = re.compile(r"\.(\d+)$")
+from juggler.common import log_positions
+from juggler.common.log_positions import KeptFile, tail_offset
+
+__all__ = ["FollowedFile", "LogGap", "first_position", "tail_offset"]
 
 
-def rotated_files(path: Path) -> list[Path]:
-    """The rotated files of `path` that exist, oldest first."""
-    found = []
-    for candidate in path.parent.glob(path.name + ".*"):
-        m = _ROTATED.search(candidate.name)
-        if m and candidate.name == f"{path.name}.{m.group(1)}":
-            found.append((int(m.group(1)), candidate))
-    return [p for _, p in sorted(found, reverse=True)]
+class LogGap(Exception):
+    """`lost` bytes from `position` on were rotated away before they were read."""
+
+    def __init__(self, path: Path, position: int, lost: int) -> None:
+        self.path, self.position, self.lost = path, position, lost
+        super().__init__(f"{path.name}: {lost} bytes from position {position} were rotated "
+                         "away before they were read")
 
 
-def tail_offset(data: bytes, lines: int) -> int:
-    """Where the last `lines` lines of `data` start (a final newline ends the
-    last line rather than starting an empty one)."""
-    end = len(data) - 1 if data.endswith(b"\n") else len(data)
-    pos = end
-    for _ in range(lines):
-        pos = data.rfind(b"\n", 0, pos)
-        if pos < 0:
-            return 0
-    return pos + 1
-
-
-def history(path: Path, tail: int) -> tuple[bytes, int]:
-    """What to send before following `path`: (bytes from its rotated files,
-    offset to start at in `path`). `tail` 0: everything still kept."""
-    old = b"".join(_read(p) for p in rotated_files(path))
-    if not tail:
-        return old, 0
-    current = _read(path)
-    start = tail_offset(old + current, tail)
-    if start >= len(old):
-        return b"", start - len(old)
-    return old[start:], 0
-
-
-def _read(path: Path) -> bytes:
+def first_position(path: Path, tail: int) -> int:
+    """Where a reader that starts now begins: the oldest byte kept, or (`tail`
+    > 0) the first of the last `tail` lines kept."""
+    files = log_positions.kept(path)
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return b""
+        if not files:
+            return 0
+        if not tail:
+            return files[0].start
+        data = b""
+        for kf in reversed(files):  # newest first, until enough lines are read
+            kf.file.seek(0)
+            data = kf.file.read(kf.size) + data
+            if data.count(b"\n") > tail:
+                break
+        return files[-1].end - len(data) + tail_offset(data, tail)
+    finally:
+        log_positions.close_all(files)
 
 
 class FollowedFile:
-    """Reads `path` as it grows, across rotation (see the module docstring)."""
+    """Reads `path`'s stream from `position` as it grows, across rotation
+    (see the module docstring); `position` is the next byte's."""
 
-    def __init__(self, path: Path, offset: int = 0) -> None:
+    def __init__(self, path: Path, position: int = 0) -> None:
         self.path = path
-        self.offset = offset
-        self._file = None
+        self.position = position
+        self._file: KeptFile | None = None
 
     def read(self, limit: int = 1 << 20) -> bytes:
-        if self._file is None:
+        """The next bytes (b"": none yet). Raises LogGap."""
+        for _ in range(4):  # a few files' ends in one call at most
+            if self._file is None and not self._open():
+                return b""
+            assert self._file is not None
+            data = self._file.file.read(limit)
+            if data:
+                self.position += len(data)
+                return data
             try:
-                self._file = open(self.path, "rb")  # noqa: SIM115
+                current = os.stat(self.path)
             except FileNotFoundError:
-                return b""  # not written yet, or in the middle of a rotation
-            self._file.seek(self.offset)
-        data = self._file.read(limit)
-        if data:
-            return data
-        try:
-            current = os.stat(self.path)
-        except FileNotFoundError:
-            return b""
-        ours = os.fstat(self._file.fileno()).st_ino
-        if current.st_ino != ours:
+                return b""  # in the middle of a rotation
+            if current.st_ino == self._file.inode:
+                if current.st_size < self._file.file.tell():
+                    self._file.file.seek(0)  # truncated in place
+                    self.position = self._file.start
+                return b""
             # Rotated away, so final now: what was appended since the read
-            # above first, then on to the file written after it.
-            rest = self._file.read(limit)
+            # above first, then on to the file that holds the next position.
+            rest = self._file.file.read(limit)
             if rest:
+                self.position += len(rest)
                 return rest
-            self._file.close()
-            self._file = None
-            self.offset = 0
-            newer = self._successor(ours)
-            if newer is not None:
-                try:
-                    self._file = open(newer, "rb")  # noqa: SIM115
-                except FileNotFoundError:
-                    self._file = None
-            return self.read(limit)
-        if current.st_size < self._file.tell():
-            self._file.seek(0)  # truncated in place
+            self._next()
         return b""
 
-    def _successor(self, inode: int) -> Path | None:
-        """The file written after the one with `inode`, which was rotated:
-        the next newer rotated file, or None for the live one. Our file gone
-        altogether (rotated past the files kept): the oldest one kept."""
-        chain = [*rotated_files(self.path), self.path]  # oldest first
-        for i, candidate in enumerate(chain[:-1]):
-            try:
-                if os.stat(candidate).st_ino == inode:
-                    return chain[i + 1] if i + 1 < len(chain) - 1 else None
-            except FileNotFoundError:
-                continue
-        return chain[0] if len(chain) > 1 else None
+    def _open(self) -> bool:
+        files = log_positions.kept(self.path)
+        place = log_positions.locate([(f.start, f.size) for f in files], self.position)
+        if place is None:
+            return False
+        chosen = files[place.index]
+        files.remove(chosen)
+        log_positions.close_all(files)
+        if place.lost:
+            chosen.close()
+            raise LogGap(self.path, self.position, place.lost)
+        chosen.file.seek(place.skip)
+        self._file = chosen
+        self.position = chosen.start + place.skip
+        return True
+
+    def _next(self) -> None:
+        """Our file is done: the next `_open` finds the one after it. Without
+        recorded starts, positions are counted afresh at each look, so ours is
+        found again by its inode; when it was deleted already, reading goes on
+        at the oldest file kept and a gap, if any, goes unseen."""
+        assert self._file is not None
+        done, self._file = self._file, None
+        done.close()
+        if done.recorded:
+            return  # self.position is exact: _open finds what follows
+        files = log_positions.kept(self.path)
+        try:
+            ours = [f for f in files if f.inode == done.inode]
+            if ours:
+                self.position = ours[0].end
+            elif files:
+                self.position = files[0].start  # all that can be done: a gap is not seen
+        finally:
+            log_positions.close_all(files)
 
     def close(self) -> None:
         if self._file is not None:

@@ -11,7 +11,9 @@ pid 1 (the executor's hello) and cgroup, and the executor stays lean.
 
 Attach: the executor serves the task's own stdio on sandbox/attach.sock
 (executor/attach.py); the agent relays frames both ways. Ending the request
-stream detaches.
+stream detaches. Output is relayed one message at a time, each sent before
+the next is read from the executor: a client that reads slowly (gRPC's flow
+control) fills the socket and the executor sees it behind (back-pressure).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import grpc
 
 from juggler.common import fdio, framing, task_states
 from juggler.container import console
-from juggler.container.process import ProcessSpec
+from juggler.container.process import ProcessSpec, privileges_of
 from juggler.container.spec import ContainerSpec, SpecError
 from juggler.v1 import agent_pb2, executor_pb2
 
@@ -83,11 +85,20 @@ async def exec_process(agent: Agent, requests: AsyncIterator[agent_pb2.ExecReque
     except SpecError as e:
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
     env = dict(spec.env)
+    # TERM=xterm follows the exec's terminal, not the task's (moby's exec
+    # environment: CreateDaemonEnvironment(exec's Tty) + the container's Env).
+    command = task.spec.task.command
+    if task.spec.task.container.tty and "TERM" not in command.environment:
+        env.pop("TERM", None)
+    if start.tty:
+        env.setdefault("TERM", "xterm")
     env.update(start.environment)
+    # The task's capabilities, no_new_privs and ulimits, as `docker exec` has them.
     process = ProcessSpec(argv=tuple(start.argv), env=env,
                           cwd=start.working_directory or spec.working_dir,
                           user=start.user or spec.user,
-                          home_from_task=spec.home_from_task or "HOME" in start.environment)
+                          home_from_task=spec.home_from_task or "HOME" in start.environment,
+                          **privileges_of(spec))
     request = {"pid": task.container_pid, "cgroup": task.cgroup,
                "tty": start.tty, "process": process.to_json()}
     out: asyncio.Queue[executor_pb2.ProcessOutput] = asyncio.Queue()
@@ -227,7 +238,12 @@ async def attach(agent: Agent, requests: AsyncIterator[agent_pb2.AttachRequest],
                             f"cannot attach to task {start.task_id!r}: its executor does not "
                             f"serve its stdio ({e.strerror or e})")
     reader, writer = await asyncio.open_unix_connection(sock=sock)
-    writer.write(framing.encode(executor_pb2.AttachStart(logs=start.logs, size=start.size)))
+    relayed = executor_pb2.AttachStart(logs=start.logs, size=start.size,
+                                       backpressure=start.backpressure)
+    for given in ("stdout_from", "stderr_from"):
+        if start.HasField(given):
+            setattr(relayed, given, getattr(start, given))
+    writer.write(framing.encode(relayed))
 
     async def forward() -> None:
         async for request in requests:

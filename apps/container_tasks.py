@@ -14,14 +14,27 @@ From Docker's model to juggler's TaskInfo (common.proto):
 - the writable layer is kept by the agent under the container's id, so a
   `start` after `stop` finds the files the last run wrote;
 - a kill waits `StopTimeout` (10 s, docker stop's default) after the stop
-  signal (the image's StopSignal, else SIGTERM: the agent fills it in).
+  signal (the image's StopSignal, else SIGTERM: the agent fills it in);
+- `--init`, `--security-opt no-new-privileges`, `--cap-add`, `--cap-drop`
+  and `--ulimit` become the labels `juggler.init`, `juggler.no_new_privileges`,
+  `juggler.cap_add`, `juggler.cap_drop`, `juggler.ulimits`;
+- a run launched while a client waits to attach to it (`docker run`, `docker
+  start -a`: the client attaches before it starts) has the label
+  `juggler.hold_output`: the executor reads none of its output until that
+  client attaches (or 10 s pass), so the client gets every byte, as Docker's.
 """
 
 from __future__ import annotations
 
 from juggler.apps.containers import DEFAULT_STOP_TIMEOUT, Container, ContainerConfig
+from juggler.common import task_privileges, ulimits
 from juggler.common.resources import Resources
-from juggler.common.task_defaults import INTERACTIVE_LABEL, PIDS_MAX_LABEL
+from juggler.common.task_defaults import (
+    DEFAULT_HOLD_OUTPUT_SECONDS,
+    HOLD_OUTPUT_LABEL,
+    INTERACTIVE_LABEL,
+    PIDS_MAX_LABEL,
+)
 from juggler.v1 import common_pb2 as pb
 
 DEFAULT_CPUS = 0.1
@@ -49,8 +62,10 @@ def needed(config: ContainerConfig) -> Resources:
     return Resources({"cpus": cpus_of(config), "mem": mem_mib_of(config)})
 
 
-def task_for(c: Container, agent_id: str) -> pb.TaskInfo:
-    """The TaskInfo of `c`'s current run (`c.task_id`) on `agent_id`."""
+def task_for(c: Container, agent_id: str, *, hold_output: bool = False) -> pb.TaskInfo:
+    """The TaskInfo of `c`'s current run (`c.task_id`) on `agent_id`;
+    `hold_output`: a client waits to attach to it (label juggler.hold_output,
+    unless its labels say otherwise)."""
     cfg = c.config
     task = pb.TaskInfo(name=c.name, task_id=c.task_id, agent_id=agent_id,
                        resources=needed(cfg).to_proto())
@@ -71,6 +86,8 @@ def task_for(c: Container, agent_id: str) -> pb.TaskInfo:
     if cfg.stop_signal:
         task.kill_policy.signal = cfg.stop_signal
     task.labels.update(cfg.labels)
+    if hold_output:
+        task.labels.setdefault(HOLD_OUTPUT_LABEL, str(DEFAULT_HOLD_OUTPUT_SECONDS))
     if cfg.open_stdin:
         task.labels[INTERACTIVE_LABEL] = "true"
     if cfg.cpu_shares:
@@ -81,4 +98,8 @@ def task_for(c: Container, agent_id: str) -> pb.TaskInfo:
         task.labels[MEMORY_SWAP_LABEL] = str(cfg.memory_swap)
     if cfg.pids_limit is not None and cfg.pids_limit > 0:
         task.labels[PIDS_MAX_LABEL] = str(cfg.pids_limit)
+    # Checked when the container was created (docker_views.config_from_create).
+    task.labels.update(task_privileges.task_labels(
+        init=bool(cfg.init), security_opt=cfg.security_opt, cap_add=cfg.cap_add,
+        cap_drop=cfg.cap_drop, ulimit_list=[ulimits.parse(u) for u in cfg.ulimits]))
     return task

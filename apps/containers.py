@@ -197,6 +197,11 @@ class ContainerConfig:
     stop_signal: str = ""              # default: the image's StopSignal, else SIGTERM
     stop_timeout: float | None = None  # default 10 s
     role: str = "*"
+    init: bool | None = None           # --init (None: not given, as Docker's *bool)
+    security_opt: list[str] = field(default_factory=list)   # --security-opt, as given
+    cap_add: list[str] = field(default_factory=list)        # --cap-add, as given
+    cap_drop: list[str] = field(default_factory=list)       # --cap-drop, as given
+    ulimits: list[str] = field(default_factory=list)        # --ulimit, "name=soft:hard"
 
     def record(self) -> dict[str, Any]:
         r = asdict(self)

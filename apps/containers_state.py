@@ -81,6 +81,8 @@ class ContainersState:
         # (agent id, layer name) → (agent address, monotonic time of the next try)
         self.layer_removals: dict[tuple[str, str], tuple[str, float]] = {}
         self.removed: dict[str, int] = {}        # id → last exit code (recently removed)
+        # id → clients attached before its next run (not kept: they hold connections here)
+        self.attaches_waiting: dict[str, int] = {}
         self.reconciling = True
         self._out: list[Command] = []
 
@@ -91,6 +93,18 @@ class ContainersState:
 
     def _save(self, c: Container) -> None:
         self._out.append(Persist({f"containers/{c.id}": c.record()}))
+
+    def attach_waits(self, cid: str, waiting: bool) -> None:
+        """A client attached to `cid` before its next run started (docker run,
+        docker start -a: they attach, then start) — or (False) it left or got
+        its run. A run launched while one waits holds its output until a
+        client attaches with back-pressure (container_tasks.task_for): the
+        client misses nothing the run writes first, as with Docker."""
+        count = self.attaches_waiting.get(cid, 0) + (1 if waiting else -1)
+        if count > 0:
+            self.attaches_waiting[cid] = count
+        else:
+            self.attaches_waiting.pop(cid, None)
 
     def owns(self, task_id: str) -> bool:
         """Whether `task_id` is the current run of one of the containers."""
@@ -476,7 +490,8 @@ class ContainersState:
                 c.agent_id, c.hostname = offer.agent_id, offer.hostname
                 c.agent_address = offer.agent_address
                 c.launched = True
-                tasks.append(task_for(c, offer.agent_id))
+                tasks.append(task_for(c, offer.agent_id,
+                                      hold_output=c.id in self.attaches_waiting))
                 self._save(c)
             if tasks:
                 self._out.append(Launch(offer.id, tasks))

@@ -80,7 +80,7 @@ class DockerBackend(Protocol):
     contract of issue 14). The coroutines raise ContainerError (Docker's
     status and message) and change nothing when they refuse."""
 
-    containers: ContainersState       # read only here
+    containers: ContainersState       # read only here, but attach_waits (docker_stream.py)
     config: Any                       # .master: the masters' addresses
     framework_id: str
     leading: bool

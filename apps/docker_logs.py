@@ -10,7 +10,10 @@ A container's runs are tasks `<id12>.1`, `.2`, … on its agent; `docker logs`
 prints every run's output still kept there, oldest first, stdout then stderr
 within a run (the agent keeps them apart). `tail=N` keeps the last N lines of
 each stream over the runs; `follow` then goes on with the current run's
-output as it comes, until the run ends. The agents keep no time per line:
+output as it comes, until the run ends (a follower that falls behind, so that
+output it had not read is rotated away, gets the agent's DATA_LOSS as moby's
+"Error grabbing logs: …" in the stream, which the docker CLI prints as "error
+from daemon in stream: …" and exits 1). The agents keep no time per line:
 `timestamps`, and a `since`/`until` inside the container's life, are refused
 (400), not ignored.
 """
@@ -45,6 +48,7 @@ log = logging.get("apps.docker")
 RAW = "application/vnd.docker.raw-stream"
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 STDOUT, STDERR = 1, 2
+SYSTEMERR = 3   # moby stdcopy's stream for the daemon's own error, which ends the stream
 
 
 # -- framing (pure) ---------------------------------------------------------------------------
@@ -98,6 +102,14 @@ class Output:
         ok = await self._write(data if self.tty else frame(stream, data))
         return ok is not False
 
+    async def error(self, text: str) -> None:
+        """The daemon's error in the stream, as moby writes one in a logs stream
+        (stdcopy's Systemerr frame, the raw text with a tty): the docker CLI
+        prints "error from daemon in stream: <text>" and exits 1. The stream
+        ends after it."""
+        line = f"{text}\n".encode()
+        await self._write(line if self.tty else frame(SYSTEMERR, line))
+
 
 # -- the agents' logs of a container's runs ----------------------------------------------
 
@@ -114,8 +126,11 @@ def run_ids(c: Container) -> list[str]:
 
 
 async def fetch(c: Container, framework_id: str, task_id: str, *, tail: int,
-                 stdout: bool, stderr: bool) -> dict[int, bytes] | None:
-    """A run's output as the agent keeps it (None: it has none)."""
+                 stdout: bool, stderr: bool, ends: dict[int, int] | None = None
+                 ) -> dict[int, bytes] | None:
+    """A run's output as the agent keeps it (None: it has none). `ends` gets
+    the position after the last byte of each stream sent (when the agent
+    tells positions: LogChunk.offset)."""
     channel, stub = agent_stub(c.agent_address)
     got: dict[int, bytearray] = {STDOUT: bytearray(), STDERR: bytearray()}
     try:
@@ -123,8 +138,10 @@ async def fetch(c: Container, framework_id: str, task_id: str, *, tail: int,
             async for chunk in stub.Logs(agent_pb2.LogsRequest(
                     task_id=task_id, framework_id=framework_id, follow=False, tail=tail,
                     stdout=stdout, stderr=stderr)):
-                got[STDERR if chunk.stream == agent_pb2.LogChunk.STDERR else STDOUT] += \
-                    chunk.data
+                stream = STDERR if chunk.stream == agent_pb2.LogChunk.STDERR else STDOUT
+                got[stream] += chunk.data
+                if ends is not None and chunk.HasField("offset"):
+                    ends[stream] = chunk.offset + len(chunk.data)
     except grpc.aio.AioRpcError as e:
         if e.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
             return None
@@ -198,12 +215,13 @@ async def logs(request: web.Request) -> web.StreamResponse:
         runs = runs[:-1]
     if not c.agent_address:
         runs = []
+    ends: dict[int, int] = {}
     try:
         kept = await history(c, backend.framework_id, runs, tail=tail, stdout=stdout,
                              stderr=stderr)
-        # The current run whole: what of it is sent here is skipped when following.
+        # The current run whole: the follow goes on from where it ends.
         current = (await fetch(c, backend.framework_id, c.task_id, tail=0, stdout=stdout,
-                               stderr=stderr) or {}) if follow else None
+                               stderr=stderr, ends=ends) or {}) if follow else None
     except grpc.aio.AioRpcError as e:
         raise agent_error(c, e) from None
     if current is not None:
@@ -223,23 +241,34 @@ async def logs(request: web.Request) -> web.StreamResponse:
 
     out = Output(write, tty=c.config.tty, stdout=stdout, stderr=stderr)
     if await send_runs(out, kept) and current is not None:
-        await _follow(request, c, out, skip={k: len(v) for k, v in current.items()})
+        # An agent that tells no positions: skip what was sent instead.
+        positions = not any(current.values()) or bool(ends)
+        await _follow(request, c, out, skip={k: len(v) for k, v in current.items()},
+                      ends=ends if positions else None)
     with contextlib.suppress(ConnectionError, RuntimeError):
         await response.write_eof()
     return response
 
 
-async def _follow(request: web.Request, c: Container, out: Output, skip: dict[int, int]) -> None:
-    """The current run's output past the first `skip` bytes of each stream
-    (already sent), until the run ends or the client leaves."""
+async def _follow(request: web.Request, c: Container, out: Output, skip: dict[int, int],
+                  ends: dict[int, int] | None = None) -> None:
+    """The current run's output from the positions `ends` (of each stream; 0
+    when none was sent), or else past the first `skip` bytes of each stream
+    (already sent), until the run ends or the client leaves. Bytes rotated
+    away before they were sent (the client fell behind) end the stream with
+    the agent's DATA_LOSS message as the daemon's error (Output.error)."""
     backend = backend_of(request)
     channel, stub = agent_stub(c.agent_address)
     async with channel:
-        call = stub.Logs(agent_pb2.LogsRequest(task_id=c.task_id,
-                                               framework_id=backend.framework_id,
-                                               follow=True, stdout=out.stdout,
-                                               stderr=out.stderr))
+        logs_request = agent_pb2.LogsRequest(task_id=c.task_id,
+                                             framework_id=backend.framework_id,
+                                             follow=True, stdout=out.stdout, stderr=out.stderr)
         left = dict(skip)
+        if ends is not None:
+            logs_request.stdout_from = ends.get(STDOUT, 0)
+            logs_request.stderr_from = ends.get(STDERR, 0)
+            left = {}
+        call = stub.Logs(logs_request)
 
         async def pump() -> None:
             async for chunk in call:
@@ -256,5 +285,7 @@ async def _follow(request: web.Request, c: Container, out: Output, skip: dict[in
             await until_disconnected(request, pump())
         except grpc.aio.AioRpcError as e:
             log.info("logs ended by the agent", container=c.id, code=e.code().name)
+            if e.code() == grpc.StatusCode.DATA_LOSS:
+                await out.error(f"Error grabbing logs: {e.details()}")
         finally:
             call.cancel()

@@ -277,6 +277,12 @@ async def relay(hijack: Hijack, open_call: Callable[[AsyncIterator[Any]], Any], 
             kind = message.WhichOneof("output")
             if kind == "exit_code":
                 return int(message.exit_code)
+            if kind in ("stdout_lost", "stderr_lost"):
+                await out.error(f"{getattr(message, kind)} bytes of the container's "
+                                f"{kind.removesuffix('_lost')} were rotated away before this "
+                                "attach could send them")
+                result.gone = True
+                return None
             stream = STDERR if kind == "stderr" else STDOUT
             if not await out.send(stream, getattr(message, kind)):
                 result.gone = True
@@ -355,14 +361,24 @@ async def attach(request: web.Request) -> web.StreamResponse:
     if c.status == CS.DEAD:
         raise DockerError(409, f"You cannot attach to a dead container {c.name}")
     tty = c.config.tty
-    hijack = await Hijack.open(request, content_type(request, tty))
+    live = c.status == CS.RUNNING and c.live
+    # Before the 101: the client starts the container once it has it, and the
+    # run must know a client waits for its output (containers_state.attach_waits).
+    waiting = stream and not live
+    if waiting:
+        backend.containers.attach_waits(c.id, True)
+    try:
+        hijack = await Hijack.open(request, content_type(request, tty))
+    except BaseException:
+        if waiting:
+            backend.containers.attach_waits(c.id, False)
+        raise
     out = Output(hijack.write, tty=tty, stdout=flag(request, "stdout"),
                  stderr=flag(request, "stderr"))
     session = Session()
     sessions = request.app[SESSIONS].setdefault(c.id, set())
     sessions.add(session)
     try:
-        live = c.status == CS.RUNNING and c.live
         if replay:
             earlier = run_ids(c)[:-1] if live and stream else run_ids(c)
             runs = await history(c, backend.framework_id, earlier, tail=None,
@@ -372,14 +388,19 @@ async def attach(request: web.Request) -> web.StreamResponse:
         if stream:
             if not live and not await _wait_for_run(request, hijack, c):
                 return hijack.response
+            if waiting:   # its run is launched (with the hold) or over
+                waiting = False
+                backend.containers.attach_waits(c.id, False)
             await _attach_run(request, hijack, c, out, session, keys,
-                              from_start=not live or replay)
+                              from_start=not live or replay, every_byte=not live)
     except grpc.aio.AioRpcError as e:
         log.info("attach ended by its agent", container=c.id, code=e.code().name,
                  details=e.details())
     except Exception:   # the 101 is out: an error can only end the stream
         log.exception("attach failed", container=c.id)
     finally:
+        if waiting:
+            backend.containers.attach_waits(c.id, False)
         sessions.discard(session)
         if not sessions:
             request.app[SESSIONS].pop(c.id, None)
@@ -387,16 +408,21 @@ async def attach(request: web.Request) -> web.StreamResponse:
 
 
 async def _attach_run(request: web.Request, hijack: Hijack, c: Container, out: Output,
-                      session: Session, keys: bytes, *, from_start: bool) -> None:
-    """Attach to the current run of `c` on its agent; a run that ended before
-    the attach reached it is replayed from its logs when `from_start`."""
+                      session: Session, keys: bytes, *, from_start: bool,
+                      every_byte: bool = False) -> None:
+    """Attach to the current run of `c` on its agent, with back-pressure; a
+    run that ended before the attach reached it is replayed from its logs
+    when `from_start`. `every_byte`: the client waited for this run, so output
+    of it rotated away already is an error in the stream (relay)."""
     backend = backend_of(request)
     task_id = c.task_id
     if not task_id or not c.agent_address:
         return      # it never reached an agent (removed before any run)
     stdin = flag(request, "stdin") and c.config.open_stdin
     start = agent_pb2.AttachRequest.Start(task_id=task_id, framework_id=backend.framework_id,
-                                          logs=from_start)
+                                          logs=from_start, backpressure=True)
+    if every_byte:   # every byte of the run, or it is said what was lost
+        start.stdout_from = start.stderr_from = 0
     if (size := session.terminal_size()) is not None:
         start.size.CopyFrom(size)
     channel, stub = agent_stub(c.agent_address)

@@ -26,6 +26,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from juggler.apps import docker_process
 from juggler.apps.container_tasks import mem_mib_of
 from juggler.apps.containers import CS, Container, ContainerConfig, ContainerError, RestartPolicy
 from juggler.apps.docker_errors import DockerError
@@ -147,6 +148,7 @@ def inspect(c: Container, framework_id: str) -> dict[str, Any]:
             "CpuShares": cfg.cpu_shares or 0,
             "NanoCpus": round((cfg.cpus or 0) * 1e9),
             "PidsLimit": cfg.pids_limit,
+            **docker_process.host_config(cfg),
             "Privileged": False, "ReadonlyRootfs": False, "PortBindings": {},
             "LogConfig": {"Type": "json-file", "Config": {}},
         },
@@ -318,7 +320,11 @@ _CONFIG_TAKEN = frozenset({
     "HostConfig", "NetworkingConfig"})
 _HOST_TAKEN = frozenset({
     "Memory", "MemorySwap", "CpuShares", "NanoCpus", "PidsLimit", "RestartPolicy",
-    "AutoRemove", "NetworkMode", "ConsoleSize", "LogConfig", "ContainerIDFile"})
+    "AutoRemove", "NetworkMode", "ConsoleSize", "LogConfig", "ContainerIDFile",
+    "Init", "SecurityOpt", "CapAdd", "CapDrop", "Ulimits"})
+# Fields whose empty list is a request, not "unset": the docker CLI sends
+# MaskedPaths: [] and ReadonlyPaths: [] for --security-opt systempaths=unconfined.
+_SET_WHEN_EMPTY = frozenset({"MaskedPaths", "ReadonlyPaths"})
 # Values Docker's clients send for "not set" beside null/false/0/""/[]/{}.
 _UNSET = {"MemorySwappiness": -1, "OomScoreAdj": 0}
 # The docker run flag behind a field, for the refusal's message.
@@ -340,10 +346,14 @@ _FLAGS = {
     "BlkioWeight": "--blkio-weight", "CgroupParent": "--cgroup-parent", "Isolation":
     "--isolation", "DeviceRequests": "--gpus", "StorageOpt": "--storage-opt",
     "Annotations": "--annotation", "KernelMemory": "--kernel-memory",
+    "MaskedPaths": "--security-opt systempaths=unconfined",
+    "ReadonlyPaths": "--security-opt systempaths=unconfined",
 }
 
 
 def _is_set(key: str, value: Any) -> bool:
+    if key in _SET_WHEN_EMPTY:
+        return value is not None
     if value is None or value is False or value == 0 or value in ("", [], {}):
         return False
     return not (key in _UNSET and value == _UNSET[key])
@@ -438,6 +448,7 @@ def config_from_create(body: Any) -> ContainerConfig:
     )
     _networking(body.get("NetworkingConfig"), host.get("NetworkMode") or "default")
     _resources(cfg, host)
+    docker_process.read(cfg, host)
     policy = _typed(host, "RestartPolicy", dict, "HostConfig") or {}
     try:
         cfg.restart = RestartPolicy.of(str(policy.get("Name") or "no"),

@@ -8,10 +8,18 @@ ends, as `docker run` does.
                  Ctrl-Q detaches and leaves it running), then its exit code
     start -a     the same for a container that exists
 
-The attached streams come from the container's agent (Agent.Attach with -i
-or -t, else Agent.Logs following the run from its start: nothing it wrote is
-missed); the exit code from the service (POST /containers/{id}/wait, asked
-once the start returned: `not-running`, or `removed` with --rm). Without a
+The attached streams come from the container's agent: Agent.Attach with
+back-pressure (cli/attach.py), as an attached `docker run` gets: every byte,
+the container waiting in its writes while this terminal or pipe is behind;
+`run` creates it with the label juggler.hold_output, so that nothing it
+writes before the attach is rotated away first (every run of the container
+has it: a later run writing more than a pipe holds before anyone attaches
+waits up to 10 s; `-l juggler.hold_output=0` says not to). When the agent
+cannot be reached, or the run no longer runs, Agent.Logs follows from where
+the output stopped; output rotated away before it was written here is said
+and the exit code is 125. The exit code comes from the service (POST
+/containers/{id}/wait, asked once the start returned: `not-running`, or
+`removed` with --rm). Without a
 terminal, Ctrl-C and SIGTERM are passed on to the container (docker's
 --sig-proxy); a third Ctrl-C leaves it running and returns.
 
@@ -34,10 +42,11 @@ import grpc
 
 from juggler.cli import address as addr
 from juggler.cli import containers
+from juggler.cli.attach import Written
 from juggler.cli.containers import EXIT_JUGGLER, Target, off_loop
 from juggler.cli.docker_client import DockerClient, DockerError, DockerUnreachable
 from juggler.common.leader import backoff
-from juggler.v1 import agent_pb2
+from juggler.common.task_defaults import DEFAULT_HOLD_OUTPUT_SECONDS, HOLD_OUTPUT_LABEL
 
 PROXIED = (signal.SIGINT, signal.SIGTERM)
 LEAVE_AFTER = 3   # Ctrl-C presses: the third leaves the container running
@@ -46,6 +55,9 @@ STREAM_GRACE_SECONDS = 5.0   # after the exit, for the last output to arrive
 
 async def run(args: argparse.Namespace, docker: DockerClient, body: dict[str, Any]) -> int:
     """`juggler run` against the containers service; the exit code."""
+    if not args.detach:   # its output waits for this attach (module docstring)
+        body.setdefault("Labels", {}).setdefault(HOLD_OUTPUT_LABEL,
+                                                 str(DEFAULT_HOLD_OUTPUT_SECONDS))
     try:
         created = await off_loop(docker.create, body, args.name)
     except (DockerError, DockerUnreachable) as e:
@@ -103,8 +115,10 @@ async def attached(docker: DockerClient, cid: str, *, interactive: bool, tty: bo
                 session.stream(target, interactive=interactive, tty=tty))
             await asyncio.wait({streaming, exit_code}, return_when=asyncio.FIRST_COMPLETED)
             if not streaming.done():
-                # It ended (or its agent is gone): what it wrote last is on its way.
-                await asyncio.wait({streaming}, timeout=STREAM_GRACE_SECONDS)
+                # It ended (or its agent is gone): what it wrote last is on its way;
+                # attached, all of it (the executor sent it before the exit).
+                await asyncio.wait({streaming}, timeout=None if session.attached
+                                   else STREAM_GRACE_SECONDS)
             if streaming.done():
                 code = streaming.result()
             else:
@@ -123,6 +137,8 @@ async def attached(docker: DockerClient, cid: str, *, interactive: bool, tty: bo
                 return code
             containers.daemon_failed(e)
             return EXIT_JUGGLER
+    if session.output_lost:
+        return EXIT_JUGGLER
     return waited if waited is not None else (code if code is not None else EXIT_JUGGLER)
 
 
@@ -183,6 +199,8 @@ class _Session:
         self.left = False
         self.interrupts = 0
         self.done = asyncio.Event()
+        self.attached = False   # streaming through Agent.Attach (not following logs)
+        self.output_lost = ""   # why some of its output never reached here
 
     @contextlib.contextmanager
     def proxying(self, enabled: bool):  # type: ignore[no-untyped-def]
@@ -230,30 +248,41 @@ class _Session:
         return work.result()
 
     async def _relay(self, target: Target, interactive: bool, tty: bool) -> int | None:
-        if interactive or tty:
-            from juggler.cli.attach import attach
+        from juggler.cli.attach import OutputLost, ReaderGone, Written, attach
 
+        written = Written()
+        try:
+            self.attached = True
             try:
                 code = await attach(target.agent_address, target.task_id,
                                     target.framework_id, tty=tty, stdin=interactive,
-                                    logs=True, detach_keys=True)
+                                    logs=True, detach_keys=True, written=written)
             except grpc.aio.AioRpcError as e:
-                if e.code() != grpc.StatusCode.FAILED_PRECONDITION:  # else: it ended already
+                if e.code() not in (grpc.StatusCode.FAILED_PRECONDITION,  # it ended already
+                                    grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
                     self._say(f"cannot attach to the container on {target.agent_address}: "
                               f"{e.details()}")
             else:
                 if code is None:
                     self.detached = True
                 return code
-        await self._follow(target)
+            finally:
+                self.attached = False
+            await self._follow(target, written)
+        except OutputLost as e:
+            self.output_lost = str(e)
+            self._say(f"the container's output is incomplete: {e}")
+        except ReaderGone:
+            self.left = True   # `juggler run … | head`: nothing reads it any more
         return None
 
-    async def _follow(self, target: Target) -> None:
-        """The run's output, from its start, until it ends; across a restart of
-        its agent (the run goes on), writing nothing twice."""
+    async def _follow(self, target: Target, written: Written) -> None:
+        """The run's output, from `written` on, until it ends; across a restart
+        of its agent (the run goes on), writing nothing twice. Raises
+        OutputLost."""
+        from juggler.cli.attach import OutputLost
         from juggler.cli.logs import copy_output
 
-        written = {agent_pb2.LogChunk.STDOUT: 0, agent_pb2.LogChunk.STDERR: 0}
         attempt = 0
         while True:
             try:
@@ -261,6 +290,8 @@ class _Session:
                                   follow=True, written=written)
                 return
             except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.DATA_LOSS:
+                    raise OutputLost(e.details()) from None
                 if e.code() != grpc.StatusCode.UNAVAILABLE:
                     if e.code() != grpc.StatusCode.NOT_FOUND:
                         self._say(f"cannot read the container's output from "

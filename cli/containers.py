@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import grpc
 
 from juggler.cli import address as addr
-from juggler.cli import tasks
+from juggler.cli import process_flags, tasks
 from juggler.cli.docker_client import DockerClient, DockerError, DockerUnreachable
 from juggler.common import task_states
 from juggler.v1 import operator_pb2
@@ -187,6 +187,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
                    help="signal that stops it (default: the image's, else SIGTERM)")
     p.add_argument("--stop-timeout", type=int, default=None, metavar="SECONDS",
                    help="seconds between the stop signal and SIGKILL (default 10)")
+    process_flags.add_flags(p)
     p.add_argument("--image", default="",
                    help="image to run (e.g. busybox, host:5000/app:1); or give IMAGE as the "
                         "first argument, as docker")
@@ -279,6 +280,7 @@ def create_body(args: argparse.Namespace, image: str, command: list[str],
         host["PidsLimit"] = args.pids_limit
     if args.network:
         host["NetworkMode"] = args.network
+    host.update(process_flags.host_config(args))
     body: dict[str, Any] = {
         "Image": os.path.abspath(args.rootfs) if args.rootfs else image,
         "Cmd": command or None,

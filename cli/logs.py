@@ -8,6 +8,13 @@ restart starts a new run, which `-f` does not follow (docker's does). The output
 from the agent directly (Agent.Logs), found through the containers service's
 inspect or the master's state (cli/containers.py).
 
+Only what the run's log files keep is shown (juggler.log_max_bytes and
+juggler.log_max_files say how much). A reader that falls behind a run writing
+faster than it reads, so that files it had not read yet are rotated away,
+is told: the agent ends the stream with DATA_LOSS and how many bytes were
+lost, which `logs` prints before it exits 1. Starting after earlier output
+was rotated away is no loss.
+
 Not yet: `-t/--timestamps` and `--since`, which need the agent to record when
 each line was written (it keeps the bytes only); they are refused with that
 reason rather than answered wrongly.
@@ -23,6 +30,7 @@ import sys
 import grpc
 
 from juggler.cli import containers
+from juggler.cli.attach import Written
 from juggler.common import servers
 from juggler.v1 import agent_pb2, agent_pb2_grpc
 
@@ -62,24 +70,25 @@ def _lines(text: str) -> int:
 
 async def copy_output(address: str, task_id: str, framework_id: str, *, follow: bool,
                       tail: int = 0, stdout: bool = False, stderr: bool = False,
-                      written: dict[int, int] | None = None) -> None:
+                      written: Written | None = None) -> None:
     """Write one run's output (Agent.Logs) to this process's stdout and stderr.
-    `written`: bytes of each stream already written (skipped now, counted on):
-    a caller that reconnects after an agent restart writes nothing twice.
-    Raises grpc.aio.AioRpcError."""
-    seen = {agent_pb2.LogChunk.STDOUT: 0, agent_pb2.LogChunk.STDERR: 0}
-    done = written if written is not None else dict(seen)
+    `written`: the position each stream reached here, counted on: output goes
+    on from exactly there (a caller that reconnects after an agent restart
+    writes nothing twice and misses nothing, or gets DATA_LOSS). Raises
+    grpc.aio.AioRpcError: DATA_LOSS when bytes this reader had not read were
+    rotated away (it fell behind, or `written` is no longer kept)."""
     request = agent_pb2.LogsRequest(task_id=task_id, framework_id=framework_id, follow=follow,
                                     tail=tail, stdout=stdout, stderr=stderr)
+    if written is not None:
+        request.stdout_from, request.stderr_from = written.stdout, written.stderr
     async with servers.channel(address) as channel:
         async for chunk in agent_pb2_grpc.AgentStub(channel).Logs(request):
-            data = chunk.data[max(0, done.get(chunk.stream, 0) - seen[chunk.stream]):]
-            seen[chunk.stream] += len(chunk.data)
-            if data:
-                done[chunk.stream] = done.get(chunk.stream, 0) + len(data)
-                out = sys.stderr if chunk.stream == agent_pb2.LogChunk.STDERR else sys.stdout
-                out.buffer.write(data)
-                out.flush()
+            name = "stderr" if chunk.stream == agent_pb2.LogChunk.STDERR else "stdout"
+            out = sys.stderr if name == "stderr" else sys.stdout
+            out.buffer.write(chunk.data)
+            out.flush()
+            if written is not None:
+                setattr(written, name, getattr(written, name) + len(chunk.data))
 
 
 async def stream(args: argparse.Namespace) -> int:

@@ -12,14 +12,16 @@ Without that service (a cluster without the apps service, a master named
 with --master or $JUGGLER_MASTER and no Docker API named with -H or
 $JUGGLER_DOCKER), or with a task option (--disk, --role), it runs one task
 as a tiny framework, as before: it subscribes, takes the first offer that
-fits, launches the task, streams its stdout and stderr from its agent,
-acknowledges every status update and exits with the task's exit code (128+N
+fits, launches the task, streams its stdout and stderr from its agent (every
+byte: attached with back-pressure, see cli/attach.py), acknowledges every
+status update and exits with the task's exit code (128+N
 when the task died of signal N, 137 when it was killed); --name is the task
 id; Ctrl-C kills the task (a second Ctrl-C leaves at once). -d, --restart
 and --rm need containers and are refused there.
 
 Exit codes of its own, as docker's: 125 when juggler failed (no master, no agent
-could ever fit it, launch refused, no such image), 2 for bad arguments.
+could ever fit it, launch refused, no such image; output of the task lost, which
+it says), 2 for bad arguments.
 """
 
 from __future__ import annotations
@@ -38,25 +40,28 @@ import uuid
 import grpc
 
 from juggler.cli import address as addr
-from juggler.cli import containers, operator, tasks
+from juggler.cli import containers, operator, process_flags, tasks
 from juggler.cli.containers import EXIT_JUGGLER
-from juggler.common import servers, task_states
+from juggler.common import task_states
 from juggler.common.leader import backoff
 from juggler.common.resources import ResourceError, Resources, parse_size_mib
 from juggler.common.task_defaults import (
     CPU_QUOTA_LABEL,
     CPU_SHARES_LABEL,
+    DEFAULT_HOLD_OUTPUT_SECONDS,
+    HOLD_OUTPUT_LABEL,
     INTERACTIVE_LABEL,
     MEMORY_SWAP_LABEL,
     PIDS_MAX_LABEL,
 )
 from juggler.sdk import Framework, FrameworkError
-from juggler.v1 import agent_pb2, agent_pb2_grpc, common_pb2, operator_pb2
+from juggler.v1 import common_pb2, operator_pb2
 
 S = common_pb2.TaskState
 DEFAULT_CPUS = 0.1
 DEFAULT_MEM_MIB = 128.0
 DEFAULT_GRACE_SECONDS = 3.0
+STREAM_GRACE_SECONDS = 10.0  # for the last output after Ctrl-C killed the task
 
 
 def _mem(text: str) -> float:
@@ -135,6 +140,8 @@ def build_task(args: argparse.Namespace, task_id: str, image: str, argv: list[st
     if args.stop_signal:
         task.kill_policy.signal = args.stop_signal
     task.labels.update({k: v or "" for k, v in args.label})
+    # Its output waits for `juggler run` to attach (cli/attach.py): none is lost first.
+    task.labels.setdefault(HOLD_OUTPUT_LABEL, str(DEFAULT_HOLD_OUTPUT_SECONDS))
     if args.tty:
         task.container.tty = True
     if args.interactive:
@@ -147,6 +154,7 @@ def build_task(args: argparse.Namespace, task_id: str, image: str, argv: list[st
         task.labels[MEMORY_SWAP_LABEL] = str(args.memory_swap)
     if args.pids_limit is not None and args.pids_limit > 0:
         task.labels[PIDS_MAX_LABEL] = str(args.pids_limit)
+    task.labels.update(process_flags.labels(args))  # checked in main
     return task
 
 
@@ -167,6 +175,7 @@ class Runner:
         self.agent_id = ""
         self.agent_address = ""
         self.logs: asyncio.Task[None] | None = None
+        self.output_lost = ""  # why some of the task's output never reached here
         self.interrupts = 0
         self.final: common_pb2.TaskStatus | None = None
 
@@ -197,8 +206,14 @@ class Runner:
             if self.final is None:
                 raise FrameworkError(grpc.StatusCode.UNAVAILABLE, "the master closed the stream")
             if self.logs is not None:
+                # The task has ended: its executor sent an attached client all
+                # its output first, so what is left is on its way here (after
+                # Ctrl-C, a while at most: this terminal may be what is stuck).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(self.logs), 10)
+                    await asyncio.wait_for(asyncio.shield(self.logs),
+                                           STREAM_GRACE_SECONDS if self.interrupts else None)
+            if self.output_lost and not self.interrupts:
+                return EXIT_JUGGLER
             return task_states.exit_code(self.final)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -250,8 +265,11 @@ class Runner:
                 raise
         if status.task_id != self.task_id:
             return False
-        if status.state in (S.TASK_RUNNING, S.TASK_KILLING) or task_states.is_terminal(
-                status.state):
+        # A task that never ran (its image could not be had, its launch
+        # failed) has no output: no attach, no logs, so the one error said
+        # below is the only one.
+        if status.state in (S.TASK_RUNNING, S.TASK_KILLING) or (
+                task_states.is_terminal(status.state) and not task_states.never_ran(status)):
             self.start_logs()
         if not task_states.is_terminal(status.state):
             return False
@@ -263,65 +281,76 @@ class Runner:
             print(f"juggler: task {self.task_id} {task_states.name(status.state)}"
                   f" ({common_pb2.Reason.Name(status.reason)}): {status.message}",
                   file=sys.stderr, flush=True)
+        elif status.oom_killed:
+            # PID 1's own exit, after the OOM killer took another of its
+            # processes: the message says so (executor/status.py).
+            print(f"juggler: task {self.task_id}: {status.message}", file=sys.stderr,
+                  flush=True)
         return True
 
     def start_logs(self) -> None:
         if self.logs is None and self.agent_address:
-            attached = self.args.tty or self.args.interactive
-            self.logs = asyncio.get_running_loop().create_task(
-                self.attach() if attached else self.stream_logs())
+            self.logs = asyncio.get_running_loop().create_task(self.stream_output())
 
-    async def attach(self) -> None:
-        """-t/-i: the task's own stdio (what it wrote before comes first)."""
-        from juggler.cli.attach import attach
+    async def stream_output(self) -> None:
+        """The task's output here, every byte, until it ends: attached with
+        back-pressure (cli/attach.py; the task holds its output until then,
+        label juggler.hold_output), -t/-i with this terminal's input. When
+        the agent cannot be reached (it restarts: the task runs on), ask the
+        master where it is now and attach again from where the output stopped
+        (-t/-i: follow its logs from there); once the task no longer runs,
+        what its logs keep from there. Bytes rotated away before they were
+        written here fail the run (`output_lost`)."""
+        from juggler.cli.attach import OutputLost, ReaderGone, Written, attach
+        from juggler.cli.logs import copy_output
 
-        try:
-            await attach(self.agent_address, self.task_id, self.fw.framework_id,
-                         tty=self.args.tty, stdin=self.args.interactive, logs=True,
-                         detach_keys=False)
-        except grpc.aio.AioRpcError as e:
-            if e.code() != grpc.StatusCode.FAILED_PRECONDITION:  # else: it already ended
-                self.say(f"cannot attach to the task on {self.agent_address}: {e.details()}")
-            await self.stream_logs()
-
-    async def stream_logs(self) -> None:
-        """Stream the task's output until it ends. When the agent cannot be
-        reached (it restarts: the task runs on), ask the master where it is now
-        and carry on where the output stopped, never writing a byte twice."""
-        written = {agent_pb2.LogChunk.STDOUT: 0, agent_pb2.LogChunk.STDERR: 0}
+        written = Written()
+        attaching = True
         attempt = 0
-        while True:
-            seen = {agent_pb2.LogChunk.STDOUT: 0, agent_pb2.LogChunk.STDERR: 0}
-            try:
-                async with servers.channel(self.agent_address) as channel:
-                    stub = agent_pb2_grpc.AgentStub(channel)
-                    call = stub.Logs(agent_pb2.LogsRequest(
-                        task_id=self.task_id, framework_id=self.fw.framework_id, follow=True))
-                    async for chunk in call:
-                        data = chunk.data[max(0, written[chunk.stream] - seen[chunk.stream]):]
-                        seen[chunk.stream] += len(chunk.data)
-                        if data:
-                            written[chunk.stream] += len(data)
-                            out = (sys.stdout if chunk.stream == agent_pb2.LogChunk.STDOUT
-                                   else sys.stderr)
-                            out.buffer.write(data)
-                            out.flush()
-                return
-            except grpc.aio.AioRpcError as e:
-                if e.code() == grpc.StatusCode.NOT_FOUND and self.final is not None:
-                    return  # it ended before it had a sandbox: no output to show
-                if e.code() != grpc.StatusCode.UNAVAILABLE or self.final is not None:
+        try:
+            while True:
+                try:
+                    if attaching:
+                        await attach(self.agent_address, self.task_id, self.fw.framework_id,
+                                     tty=self.args.tty, stdin=self.args.interactive,
+                                     logs=True, detach_keys=False, written=written)
+                    else:
+                        await copy_output(self.agent_address, self.task_id,
+                                          self.fw.framework_id, follow=True, written=written)
+                    return
+                except grpc.aio.AioRpcError as e:
+                    code = e.code()
+                    if code == grpc.StatusCode.DATA_LOSS:
+                        raise OutputLost(e.details()) from None
+                    if code == grpc.StatusCode.UNAVAILABLE and self.final is None:
+                        attempt += 1
+                        if attempt == 1:
+                            self.say("the task's agent cannot be reached; its output follows "
+                                     "when it is back")
+                        await asyncio.sleep(backoff(attempt, base=0.5, cap=5.0))
+                        with contextlib.suppress(Exception):
+                            view = await tasks.locate(self.master, self.task_id)
+                            self.agent_address = view.agent_address or self.agent_address
+                        # Input is read once: -t/-i follow the logs from here on.
+                        attaching = not (self.args.tty or self.args.interactive)
+                        continue
+                    if attaching and code in (grpc.StatusCode.FAILED_PRECONDITION,
+                                              grpc.StatusCode.NOT_FOUND,
+                                              grpc.StatusCode.UNAVAILABLE):
+                        attaching = False  # it no longer runs: what its logs keep
+                        continue
+                    if code == grpc.StatusCode.NOT_FOUND and self.final is not None:
+                        return  # it ended before it had a sandbox: no output to show
                     self.say(f"cannot read the task's output from {self.agent_address}: "
                              f"{e.details()}")
                     return
-                attempt += 1
-                if attempt == 1:
-                    self.say("the task's agent cannot be reached; its output follows when "
-                             "it is back")
-                await asyncio.sleep(backoff(attempt, base=0.5, cap=5.0))
-                with contextlib.suppress(Exception):
-                    view = await tasks.locate(self.master, self.task_id)
-                    self.agent_address = view.agent_address or self.agent_address
+        except OutputLost as e:
+            self.output_lost = str(e)
+            if not self.interrupts:  # killed by Ctrl-C: its end was not wanted
+                print(f"juggler: the task's output is incomplete: {e}", file=sys.stderr,
+                      flush=True)
+        except ReaderGone:
+            return  # `juggler run … | head`: nothing reads it any more
 
 
 async def check_fits(master: str, needed: Resources, say) -> None:  # type: ignore[no-untyped-def]
@@ -377,6 +406,7 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_JUGGLER
     try:
         containers.environment(args)
+        process_flags.labels(args)
     except ValueError as e:
         print(f"juggler: {e}", file=sys.stderr)
         return EXIT_JUGGLER

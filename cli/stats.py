@@ -7,6 +7,8 @@ until Ctrl-C (on a terminal, in place), or once with --no-stream; CPU % is
 measured over that second (the first table of a stream too: it waits for a
 second sample, as docker does). A container that does not run shows zeros, as
 docker's; NET I/O and BLOCK I/O are "--" (agents do not measure them yet).
+PIDS is the pids controller's count, as docker's: processes and threads,
+zombies not yet reaped included (they hold a slot of the pids limit).
 
 Tasks (or a mix) keep juggler's own table (TASK ID, CPU %, CPU TIME, THROTTLED,
 MEM USAGE / LIMIT, MEM PEAK, PIDS, OOM), printed once, or every -w SECONDS.

@@ -3,7 +3,9 @@
 Used where a process's stdio is a raw fd rather than a stream asyncio made:
 the executor's end of its task's pipes or pty master, the agent's end of an
 exec'd process's pty. A pty master reports the end of its slave with EIO, not
-EOF; both count as the end here.
+EOF; both count as the end here. A `Reader` can be paused: what the process
+writes then stays in the pipe, and once the pipe is full the process waits
+in write(2) (the executor's back-pressure, executor/attach.py).
 """
 
 from __future__ import annotations
@@ -20,14 +22,44 @@ CHUNK = 64 * 1024
 def watch(fd: int, on_data: Callable[[bytes], None]) -> asyncio.Future[None]:
     """Read `fd` as data arrives, calling `on_data` with each chunk; the future
     completes at EOF (or EIO). `fd` is made non-blocking; the caller closes it."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-    os.set_blocking(fd, False)
+    return Reader(fd, on_data).done
 
-    def readable() -> None:
+
+class Reader:
+    """`watch` that can stop reading for a while: `pause()` leaves what is
+    written in the fd (a writer to a full pipe then blocks in write(2)),
+    `resume()` reads on. `done` completes at EOF (or EIO); pausing after it
+    changes nothing."""
+
+    def __init__(self, fd: int, on_data: Callable[[bytes], None], *,
+                 paused: bool = False) -> None:
+        self.fd = fd
+        self._on_data = on_data
+        self._loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[None] = self._loop.create_future()
+        self.paused = paused
+        os.set_blocking(fd, False)
+        if not paused:
+            self._loop.add_reader(fd, self._readable)
+        self.done.add_done_callback(lambda _: self._loop.remove_reader(fd))
+
+    def pause(self) -> None:
+        if not self.paused:
+            self.paused = True
+            self._loop.remove_reader(self.fd)
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            if not self.done.done():
+                self._loop.add_reader(self.fd, self._readable)
+
+    def _readable(self) -> None:
         for _ in range(16):  # bounded, so one busy task cannot starve the loop
+            if self.paused or self.done.done():  # on_data may pause
+                return
             try:
-                data = os.read(fd, CHUNK)
+                data = os.read(self.fd, CHUNK)
             except BlockingIOError:
                 return
             except OSError as e:
@@ -35,15 +67,11 @@ def watch(fd: int, on_data: Callable[[bytes], None]) -> asyncio.Future[None]:
                     raise
                 data = b""
             if not data:
-                loop.remove_reader(fd)
-                if not done.done():
-                    done.set_result(None)
+                self._loop.remove_reader(self.fd)
+                if not self.done.done():
+                    self.done.set_result(None)
                 return
-            on_data(data)
-
-    loop.add_reader(fd, readable)
-    done.add_done_callback(lambda _: loop.remove_reader(fd))
-    return done
+            self._on_data(data)
 
 
 class FdWriter:

@@ -26,9 +26,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from juggler.common import ids
+from juggler.common import ids, task_privileges, ulimits
 from juggler.common import task_defaults as d
 from juggler.common.resources import ResourceError, Resources
+from juggler.common.ulimits import Ulimit
 from juggler.images import reference
 from juggler.v1 import common_pb2
 
@@ -236,22 +237,24 @@ def signal_name(number: int) -> str:
 
 
 def _check_user(where: str, user: str) -> None:
-    """As container/users.py resolves it: a name, or a numeric uid (no 'user:group')."""
+    """As `docker run -u` takes it (container/users.py resolves it): USER or
+    USER:GROUP, each a name or a number (a uid, a gid); either may be empty."""
     if not user:
         return
-    if _DECIMAL.match(user):
-        if int(user) > d.MAX_UID:
-            raise TaskError("command.user", f"{where}: command.user {user!r} is not a uid "
-                            f"(0 to {d.MAX_UID})")
-        return
-    if ":" in user:
-        raise TaskError("command.user", f"{where}: command.user {user!r}: give a user name or "
-                        "a numeric uid; the task runs with that user's groups ('user:group' "
-                        "is not supported)")
-    if not _USER_NAME.match(user):
-        raise TaskError("command.user", f"{where}: command.user {user!r} is not a user name "
-                        f"(letters, digits, '.', '_' and '-', not starting with '-', at most "
-                        f"{d.USER_NAME_MAX}) or a numeric uid")
+    name, _, group = user.partition(":")
+    for part, what in ((name, "user"), (group, "group")):
+        if not part:
+            continue
+        if _DECIMAL.match(part):
+            if int(part) > d.MAX_UID:
+                raise TaskError("command.user", f"{where}: command.user {user!r}: {part} is "
+                                f"not a{' uid' if what == 'user' else ' gid'} (0 to "
+                                f"{d.MAX_UID})")
+        elif not _USER_NAME.match(part):
+            raise TaskError("command.user", f"{where}: command.user {user!r}: {part!r} is not "
+                            f"a {what} name (letters, digits, '.', '_' and '-', not starting "
+                            f"with '-', at most {d.USER_NAME_MAX}) or a number; give USER or "
+                            "USER:GROUP")
 
 
 def _check_variable(where: str, name: str, value: str) -> None:
@@ -279,14 +282,21 @@ class TaskLabels:
     cpu_shares: int | None = None  # None: from cpus (container/spec.py)
     cpu_quota: bool = True
     memory_swap: int | None = None  # bytes of memory + swap, -1 unlimited; None: no swap
+    hold_output: int = 0  # seconds the output waits for an attach; 0: none
+    init: bool = False
+    no_new_privileges: bool = False
+    cap_add: tuple[str, ...] = ()  # normalized: "CAP_NET_ADMIN", "ALL"
+    cap_drop: tuple[str, ...] = ()
+    ulimits: tuple[Ulimit, ...] = ()
 
 
 def task_labels(labels: Mapping[str, str], task_id: str = "") -> TaskLabels:
     """Parse the juggler.* labels the agent and the executor understand.
 
     Raises TaskError, field `labels["<name>"]`, for an unknown juggler.* label
-    or a value out of its range; the message names the task when `task_id` is
-    given."""
+    or a value out of its range (a capability capability.h does not name, a
+    ulimit go-units' rules refuse: common/task_privileges.py, ulimits.py); the
+    message names the task when `task_id` is given."""
     where = f"task {task_id!r}: " if task_id else ""
     for name in labels:
         if name.startswith(d.LABEL_PREFIX) and name not in d.LABELS:
@@ -307,6 +317,13 @@ def task_labels(labels: Mapping[str, str], task_id: str = "") -> TaskLabels:
                                        d.MAX_CPU_SHARES),
         cpu_quota=_bool_label(where, labels, d.CPU_QUOTA_LABEL, default=True),
         memory_swap=_swap_label(where, labels),
+        hold_output=_int_label(where, labels, d.HOLD_OUTPUT_LABEL, 0, 0,
+                               d.MAX_HOLD_OUTPUT_SECONDS),
+        init=_bool_label(where, labels, d.INIT_LABEL),
+        no_new_privileges=_bool_label(where, labels, d.NO_NEW_PRIVILEGES_LABEL),
+        cap_add=_caps_label(where, labels, d.CAP_ADD_LABEL),
+        cap_drop=_caps_label(where, labels, d.CAP_DROP_LABEL),
+        ulimits=_ulimits_label(where, labels),
     )
 
 
@@ -351,6 +368,23 @@ def _swap_label(where: str, labels: Mapping[str, str]) -> int | None:
     raise TaskError(_label_field(d.MEMORY_SWAP_LABEL), f"{where}label {d.MEMORY_SWAP_LABEL} "
                     f"must be bytes of memory + swap (a positive integer) or -1 for "
                     f"unlimited swap, got {raw!r}")
+
+
+def _caps_label(where: str, labels: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = labels.get(name, "")
+    try:
+        return task_privileges.normalize_all(w for w in raw.split(",") if w.strip())
+    except task_privileges.PrivilegeError as e:
+        raise TaskError(_label_field(name), f"{where}label {name}: {e} (give capability "
+                        "names, comma-separated, with or without CAP_, or ALL)") from None
+
+
+def _ulimits_label(where: str, labels: Mapping[str, str]) -> tuple[Ulimit, ...]:
+    try:
+        return ulimits.parse_list(labels.get(d.ULIMITS_LABEL, ""))
+    except ulimits.UlimitError as e:
+        raise TaskError(_label_field(d.ULIMITS_LABEL), f"{where}label {d.ULIMITS_LABEL}: {e} "
+                        "(give name=soft[:hard], comma-separated)") from None
 
 
 def _bool_label(where: str, labels: Mapping[str, str], name: str,

@@ -12,9 +12,15 @@ these yet; a label keeps the wire format unchanged):
     juggler.log_max_bytes = "<bytes, ≥ 1024>"  size at which stdout/stderr rotate
     juggler.log_max_files = "<0 or more>"      rotated files kept per stream
     juggler.interactive   = "true" | "false"   the task's stdin is a pipe fed by attach
+    juggler.hold_output   = "<0 to 3600>"      seconds its output waits for an attach
     juggler.cpu_shares    = "<2 to 262144>"    cpu.shares, instead of 1024 × cpus
     juggler.cpu_quota     = "true" | "false"   false: no CFS quota (default true)
     juggler.memory_swap   = "<bytes>" | "-1"   memory + swap (-1: swap unlimited)
+    juggler.init          = "true" | "false"   Docker's --init: tini as pid 1
+    juggler.no_new_privileges = "true" | "false"  --security-opt no-new-privileges
+    juggler.cap_add       = "NET_ADMIN,..."    --cap-add: capabilities, comma-separated
+    juggler.cap_drop      = "ALL" | "..."      --cap-drop (common/task_privileges.py)
+    juggler.ulimits       = "nofile=1024:2048,..."  --ulimit (common/ulimits.py)
 
 The last three carry Docker's `--cpu-shares` and `--memory-swap`: `docker run
 --cpu-shares 256` (no --cpus) is cpu.shares 256 and no CFS quota, where
@@ -78,6 +84,13 @@ LOG_MAX_FILES_LABEL = "juggler.log_max_files"
 DEFAULT_LOG_MAX_FILES = 2  # 0 keeps no rotated file: a full file is dropped
 
 INTERACTIVE_LABEL = "juggler.interactive"
+# juggler's own: the executor leaves the task's pipes unread (the task waits
+# in write(2) once a pipe is full) until a client attaches with back-pressure
+# or this many seconds pass, so that a client started with the task (`juggler
+# run`, `docker run` without -d) misses nothing. Unset or 0: read from the start.
+HOLD_OUTPUT_LABEL = "juggler.hold_output"
+DEFAULT_HOLD_OUTPUT_SECONDS = 10  # what juggler run and docker run's attach ask for
+MAX_HOLD_OUTPUT_SECONDS = 3600
 TRUE_WORDS = ("1", "true", "yes", "on")  # a boolean label, any case
 FALSE_WORDS = ("0", "false", "no", "off")
 
@@ -96,9 +109,24 @@ CPU_QUOTA_LABEL = "juggler.cpu_quota"
 MEMORY_SWAP_LABEL = "juggler.memory_swap"
 UNLIMITED_SWAP = -1
 
+# Docker's --init: a tiny init (tini) as pid 1 runs the command as its child,
+# passes signals on and reaps orphans. Default false, as Docker's.
+INIT_LABEL = "juggler.init"
+# Docker's --security-opt no-new-privileges: exec never grants privileges
+# (setuid bits, file capabilities). Default false, as Docker's.
+NO_NEW_PRIVILEGES_LABEL = "juggler.no_new_privileges"
+# Docker's --cap-add / --cap-drop on top of Docker's default set; names in
+# any case, with or without CAP_, or ALL (common/task_privileges.py).
+CAP_ADD_LABEL = "juggler.cap_add"
+CAP_DROP_LABEL = "juggler.cap_drop"
+# Docker's --ulimit, name=soft[:hard] comma-separated (common/ulimits.py).
+# Unset: the agent's own limits, which its tasks inherit.
+ULIMITS_LABEL = "juggler.ulimits"
+
 LABEL_PREFIX = "juggler."
-LABELS = (CPU_QUOTA_LABEL, CPU_SHARES_LABEL, INTERACTIVE_LABEL, LOG_MAX_BYTES_LABEL,
-          LOG_MAX_FILES_LABEL, MEMORY_SWAP_LABEL, PIDS_MAX_LABEL)
+LABELS = (CAP_ADD_LABEL, CAP_DROP_LABEL, CPU_QUOTA_LABEL, CPU_SHARES_LABEL, INIT_LABEL,
+          HOLD_OUTPUT_LABEL, INTERACTIVE_LABEL, LOG_MAX_BYTES_LABEL, LOG_MAX_FILES_LABEL,
+          MEMORY_SWAP_LABEL, NO_NEW_PRIVILEGES_LABEL, PIDS_MAX_LABEL, ULIMITS_LABEL)
 
 # -- syntax ---------------------------------------------------------------------
 # A hostname is one DNS label (RFC 1123 §2.1): letters, digits and '-', not at

@@ -2,8 +2,8 @@
 
 One narrow interface (as runc's `cgroups.Manager`): create, set limits (the
 warnings about limits this host cannot apply come back), add a pid, ask
-whether the OOM killer struck, kill every process, destroy, paths and basic
-stats. `cgroups_v1` and `cgroups_v2` implement it; `detect()` chooses once
+how many processes the OOM killer took, kill every process, destroy, paths
+and basic stats. `cgroups_v1` and `cgroups_v2` implement it; `detect()` chooses once
 per process. Both take a root path so tests can point them at a fake tree.
 
 A cgroup is named by a relative path (e.g. "juggler/<agent>/<task>") that is
@@ -58,7 +58,7 @@ class Stats:
     memory_bytes: int = 0
     memory_peak_bytes: int = 0
     memory_limit_bytes: int | None = None
-    pids: int = 0
+    pids: int = 0  # pids.current: processes and threads, unreaped zombies included
     oom_kills: int = 0
 
 
@@ -101,10 +101,24 @@ class Cgroup(ABC):
         return []
 
     @abstractmethod
-    def pids(self) -> list[int]: ...
+    def pids(self) -> list[int]:
+        """The processes in the cgroup (cgroup.procs): live ones only, not the
+        zombies nobody has reaped yet (see `pids_current`)."""
 
     @abstractmethod
-    def oom_killed(self) -> bool: ...
+    def pids_current(self) -> int:
+        """The pids controller's count (pids.current): every task (process or
+        thread) of the cgroup, zombies included until they are reaped: what
+        pids.max limits and what `docker stats` shows as PIDS (runc reads the
+        same file). len(pids()) where the controller is missing."""
+
+    @abstractmethod
+    def oom_kills(self) -> int:
+        """How many processes of the cgroup the kernel's OOM killer has killed
+        since the cgroup was created (0 where the kernel does not count)."""
+
+    def oom_killed(self) -> bool:
+        return self.oom_kills() > 0
 
     @abstractmethod
     def stats(self) -> Stats: ...

@@ -1,4 +1,5 @@
-"""cgroup v1: one directory per controller (cpu, cpuacct, memory, pids).
+"""cgroup v1: one directory per controller (cpu, cpuacct, memory, pids,
+devices: `DEVICE_RULES`).
 
 Memory: memory.limit_in_bytes, and memory.memsw.limit_in_bytes (memory +
 swap) set to the same value where the kernel has it, so the task cannot spill
@@ -7,7 +8,9 @@ for swap. A kernel without swap accounting has no memsw files: the limit on
 memory alone applies, and a task that asked for a swap limit gets the
 NO_SWAP_LIMIT warning. An OOM
 kill is read from `oom_kill` in memory.oom_control (memory.failcnt only counts
-allocations that hit the limit and were reclaimed, not kills).
+allocations that hit the limit and were reclaimed, not kills). The task's
+PIDs in its stats are pids.current, which counts the zombies that
+cgroup.procs leaves out.
 
 An executor creates, limits and joins one cgroup at every launch, so the
 paths are worked out once per object (which controllers this host mounts,
@@ -32,7 +35,17 @@ from juggler.container.cgroups import (
     _unique,
 )
 
-CONTROLLERS = ("cpu", "cpuacct", "memory", "pids")
+CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "devices")
+
+# The device nodes a container may use (devices controller), exactly as runc
+# 1.1 leaves them for Docker's default config (moby oci/defaults.go's device
+# rules over runc's libcontainer/specconv AllowedDevices), in devices.list's
+# order: any node may be made (mknod), but only null, zero, full, random,
+# urandom, tty, console, ptmx, the ptys and /dev/net/tun opened. Another node,
+# even one the task makes itself with CAP_MKNOD (a host disk), is refused.
+DEVICE_RULES = ("b *:* m", "c *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm",
+                "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 10:200 rwm",
+                "c 136:* rwm")
 
 
 class CgroupV1(Cgroup):
@@ -58,6 +71,10 @@ class CgroupV1(Cgroup):
     def create(self) -> None:
         for path in self._unique_dirs():
             os.makedirs(path, exist_ok=True)
+        if "devices" in self.paths():
+            self._write("devices", "devices.deny", "a")
+            for rule in DEVICE_RULES:
+                self._write("devices", "devices.allow", rule)
 
     def _write(self, controller: str, file: str, value: object) -> None:
         path = f"{self.root}/{controller}/{self.name}/{file}"
@@ -134,8 +151,9 @@ class CgroupV1(Cgroup):
                 return int(value)
         return 0
 
-    def oom_killed(self) -> bool:
-        return self.oom_kills() > 0
+    def pids_current(self) -> int:
+        count = _int(self._read("pids", "pids.current"))
+        return len(self.pids()) if count is None else count
 
     def stats(self) -> Stats:
         limit = _int(self._read("memory", "memory.limit_in_bytes"))
@@ -153,7 +171,7 @@ class CgroupV1(Cgroup):
             memory_bytes=_int(self._read("memory", "memory.usage_in_bytes")) or 0,
             memory_peak_bytes=_int(self._read("memory", "memory.max_usage_in_bytes")) or 0,
             memory_limit_bytes=limit if limit is not None and limit < 2**62 else None,
-            pids=len(self.pids()),
+            pids=self.pids_current(),
             oom_kills=self.oom_kills(),
         )
 

@@ -8,7 +8,9 @@ memory.swap.max = 0 (no swap), or, when the task asks for memory + swap
 (Limits.memory_swap_bytes, Docker's --memory-swap), memory.swap.max = that
 minus the memory limit ("max" for -1), as runc's ConvertMemorySwapToCgroupV2Value.
 Without memory.swap.max (no swap accounting) a swap limit asked for is the
-NO_SWAP_LIMIT warning. An OOM kill is `oom_kill` in memory.events.
+NO_SWAP_LIMIT warning. An OOM kill is `oom_kill` in memory.events; the
+task's PIDs in its stats are pids.current (zombies included, unlike
+cgroup.procs).
 """
 
 from __future__ import annotations
@@ -132,8 +134,14 @@ class CgroupV2(Cgroup):
                 continue
         return out
 
-    def oom_killed(self) -> bool:
-        return self._keyed("memory.events").get("oom_kill", 0) > 0
+    def oom_kills(self) -> int:
+        return self._keyed("memory.events").get("oom_kill", 0)
+
+    def pids_current(self) -> int:
+        try:
+            return int((self.path / "pids.current").read_text())
+        except (OSError, ValueError):
+            return len(self.pids())
 
     def kill(self, sig: int = 9) -> None:
         # cgroup.kill (Linux 5.14+) kills atomically, forks included.
@@ -165,6 +173,6 @@ class CgroupV2(Cgroup):
             # memory.peak exists from Linux 5.19.
             memory_peak_bytes=read_int("memory.peak") or 0,
             memory_limit_bytes=read_int("memory.max"),
-            pids=len(self.pids()),
-            oom_kills=self._keyed("memory.events").get("oom_kill", 0),
+            pids=self.pids_current(),
+            oom_kills=self.oom_kills(),
         )

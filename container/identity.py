@@ -13,20 +13,29 @@ import signal
 from juggler.container import capabilities, users
 
 
-def assume(user: str, env: dict[str, str], *, home_from_task: bool) -> None:
-    """Drop to Docker's default capabilities and, when `user` is set, become it
-    (groups, gid, uid; HOME in `env` unless the task set it). Run in the child,
-    after the filesystem is in place (the user is looked up in the container's
-    /etc/passwd) and before no_new_privs and exec. Capabilities go first: a
-    non-root user then ends with none (PR_SET_KEEPCAPS is off)."""
-    account = users.lookup(user) if user else None
-    if account is not None and not home_from_task:
+def assume(user: str, env: dict[str, str], *, home_from_task: bool,
+           caps: int = capabilities.DEFAULT_MASK) -> None:
+    """Drop to the capability set `caps` (a mask; Docker's default set unless
+    the task added or dropped some) and become `user` ("" is root) as Docker
+    and runc do (users.py): groups, gid, uid from the container's /etc/passwd
+    and /etc/group, even for root (root's groups are those its files give,
+    not the executor's); HOME in `env` unless the task set a non-empty one
+    (runc sets HOME when the environment has none or an empty one). Run in
+    the child, after the filesystem is in place and before no_new_privs and
+    exec. The user switch runs between the cut of the bounding set and that of
+    the other sets (capabilities.drop_to, runc's order), and the exec of a
+    non-root user's program clears them, as on Docker. Raises
+    users.UnknownUser."""
+    account = users.lookup(user)
+    if not (home_from_task and env.get("HOME")):
         env["HOME"] = account.home
-    capabilities.drop_to(capabilities.DEFAULT_MASK)
-    if account is not None:
+
+    def switch() -> None:
         os.setgroups(list(account.groups))
         os.setgid(account.gid)
         os.setuid(account.uid)
+
+    capabilities.drop_to(caps, switch)
 
 
 # Dispositions Python (or the executor) changed that a program expects at default.

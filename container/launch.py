@@ -3,10 +3,17 @@
     executor (host namespaces)                child (pid 1 of a new pid ns)
     ─────────────────────────                 ─────────────────────────────
     unshare(CLONE_NEWPID)   (once, for its future child only)
-    open the cgroup's join files (v1)
+    open the cgroup's join files (v1),
+    write /etc/hosts, hostname, resolv.conf
+    into the sandbox (etc_files.py)
     fork ───────────────────────────────────▶ unshare(NS|UTS|IPC[|NET])
-    (v2: add the child to the cgroup)         hostname, lo up, stdio, rootfs
-                                              (+ /dev, /sys, masked paths),
+    (v2: add the child to the cgroup)         (v2: join the cgroup, unshare
+                                              CGROUP: cgroup_view.py)
+                                              hostname, lo up, stdio, rootfs
+                                              (+ /dev, /sys, /sys/fs/cgroup,
+                                              the /etc files, masked paths,
+                                              --init's tini: docker_init.py),
+                                              a missing working directory,
                                               then process.execute: chdir,
                                               look the user up, drop caps,
                                               setgroups/gid/uid, no_new_privs
@@ -23,10 +30,11 @@ its exit status. The child never returns into Python's normal flow: every path
 ends in execve or os._exit, so no cleanup of the parent's state runs twice.
 
 Hardening order matters: the mounts need CAP_SYS_ADMIN, so capabilities are
-dropped only once the filesystem is final; the user switch needs SETUID and
-SETGID, which the default set keeps, and drops every remaining capability of
-a non-root user (PR_SET_KEEPCAPS off); no_new_privs is the last step before
-exec so nothing the task execs can gain privileges back.
+dropped only once the filesystem is final; the user switch runs after the
+bounding set is cut and before the other sets are (runc's order: a task that
+dropped SETUID still becomes its user); no_new_privs, when the task asked for
+it, is the last step before exec so nothing the task execs can gain
+privileges back.
 """
 
 from __future__ import annotations
@@ -37,7 +45,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from juggler.container import console, process, rootfs, syscalls
+from juggler.container import (
+    cgroup_view,
+    console,
+    docker_init,
+    etc_files,
+    process,
+    rootfs,
+    syscalls,
+)
+from juggler.container.cgroups import detect as cgroup_version
 from juggler.container.process import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED
 from juggler.container.spec import ContainerSpec
 
@@ -69,7 +86,7 @@ def enter_pid_namespace() -> None:
 
 
 def start(spec: ContainerSpec, sandbox: Path, add_to_cgroup, stdio=None,
-          join: Sequence[Path] = ()) -> Started:
+          join: Sequence[Path] = (), cgroup_dirs: Sequence[Path] = ()) -> Started:
     """Fork the container; `add_to_cgroup(pid)` runs while the child sets the
     container up, and before it execs the task.
 
@@ -81,10 +98,18 @@ def start(spec: ContainerSpec, sandbox: Path, add_to_cgroup, stdio=None,
     `stdio` (executor.stdio.ChildStdio): the fds to make the task's 0, 1 and 2,
     or a console socket to pass the master of a pty made inside the container
     (container/console.py). None: /dev/null and the files sandbox/stdout and
-    sandbox/stderr."""
+    sandbox/stderr.
+
+    `cgroup_dirs` (Cgroup.paths().values()): the task's cgroup directories,
+    shown read-only at the container's /sys/fs/cgroup as Docker does
+    (container/cgroup_view.py); by default the directories of `join`."""
     enter_pid_namespace()
+    view = cgroup_view.host_plan(cgroup_version(),
+                                 [str(d) for d in cgroup_dirs] or [str(p.parent) for p in join])
+    etc = None
     if spec.rootfs or spec.layers:
         rootfs.prepare(sandbox)
+        etc = etc_files.write(sandbox / "etc", spec.hostname, spec.network_host)
     stdout_path = str(sandbox / "stdout")
     stderr_path = str(sandbox / "stderr")
     join_fds = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in join]
@@ -97,7 +122,7 @@ def start(spec: ContainerSpec, sandbox: Path, add_to_cgroup, stdio=None,
             os.close(sync_w)
             os.close(err_r)
             code, message = _child(spec, sandbox, stdout_path, stderr_path, sync_r, err_w,
-                                   stdio, join_fds)
+                                   stdio, join_fds, view, etc)
         except BaseException as e:
             message = f"container setup: {e}"
         finally:
@@ -144,27 +169,56 @@ def read_error(fd: int) -> LaunchError | None:
 
 # -- the child (pid 1 of the new pid namespace) -----------------------------
 
+# What Docker sets in a container's own network namespace (moby
+# daemon/oci_linux.go, withCommonOptions): ping without CAP_NET_RAW, and ports
+# below 1024 without CAP_NET_BIND_SERVICE, for every user. /proc/sys/net is
+# the writer's network namespace's.
+NETWORK_SYSCTLS = (("net/ipv4/ping_group_range", "0 2147483647"),
+                   ("net/ipv4/ip_unprivileged_port_start", "0"))
+
+
+def _network_sysctls() -> None:  # pragma: no cover - in the child
+    for name, value in NETWORK_SYSCTLS:
+        try:
+            with open(f"/proc/sys/{name}", "w") as f:
+                f.write(value)
+        except FileNotFoundError:  # a kernel without it: moby skips it too
+            continue
+
 
 def _child(spec: ContainerSpec, sandbox: Path, stdout_path: str, stderr_path: str,
-           sync_r: int, err_w: int, stdio=None, join_fds=()) -> tuple[int, str]:
+           sync_r: int, err_w: int, stdio=None, join_fds=(),
+           view: cgroup_view.CgroupView | None = None,
+           etc: dict[str, str] | None = None) -> tuple[int, str]:
     """Returns only on failure: (exit code, message)."""
     # The child enters the task's cgroup only just before the exec (after
     # "go", or by writing to join_fds): the setup is the runtime's work, so
     # it is neither charged to the task's limits nor throttled by its CPU
     # quota (1 ms per 100 ms for cpus=0.01), and the parent's move of the
     # child (an RCU grace period on v1) overlaps it.
-    step = "create namespaces"
+    step = "reset the umask and the OOM score"
     try:
+        # Not the executor's (the agent's): runc sets umask 0022 for a
+        # container's init (libcontainer/rootfs_linux.go finalizeRootfs) and
+        # Docker an oom_score_adj of 0 (HostConfig.OomScoreAdj).
+        os.umask(0o022)
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("0")
+        step = "create namespaces"
         os.setsid()
         flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC
         if not spec.network_host:
             flags |= syscalls.CLONE_NEWNET
         syscalls.unshare(flags)
+        step = "enter the cgroup namespace"
+        cgroup_view.enter_namespace(view)  # v2 only: a private one rooted at the task's
         step = "set the hostname"
         syscalls.sethostname(spec.hostname)
         if not spec.network_host:
             step = "bring lo up"
             syscalls.link_up("lo")
+            step = "set the network namespace's sysctls"
+            _network_sysctls()
         step = "open stdio"
         if stdio is None:
             null = os.open("/dev/null", os.O_RDONLY)
@@ -172,8 +226,25 @@ def _child(spec: ContainerSpec, sandbox: Path, stdout_path: str, stderr_path: st
             err = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         else:
             null, out, err = stdio.stdin, stdio.stdout, stdio.stderr
+        init = None
+        if spec.init:
+            step = "find the init (--init)"
+            init = docker_init.Init.find()
         step = "set up the root filesystem"
-        rootfs.enter(spec.rootfs, sandbox, spec.layers)
+        rootfs.enter(spec.rootfs, sandbox, spec.layers, init.stage if init else None, view,
+                     etc)
+        if spec.rootfs or spec.layers:  # never on the host's filesystem (process.py)
+            step = f"create the working directory {spec.working_dir!r}"
+            process.make_working_dir(spec.working_dir)
+        elif not os.path.isdir(spec.working_dir):
+            return EXIT_SETUP_FAILED, (
+                f"working directory {spec.working_dir!r}: no such directory on the agent's "
+                "host (a task with neither image nor rootfs runs in the host's filesystem, "
+                "where juggler creates no directory)")
+        argv = spec.argv
+        if init is not None:
+            step = "mount the init (--init)"
+            argv = init.command(spec.argv)
         if stdio is not None and stdio.console >= 0:
             step = "allocate the task's terminal"
             null = out = err = console.open_in_container(stdio.console)
@@ -198,5 +269,6 @@ def _child(spec: ContainerSpec, sandbox: Path, stdout_path: str, stderr_path: st
             for fd in {null, out, err} - {0, 1, 2}:
                 os.close(fd)
 
-    return process.execute(process.ProcessSpec.of_container(spec), ready=ready, keep_fd=err_w)
+    return process.execute(process.ProcessSpec.of_container(spec, argv), ready=ready,
+                           keep_fd=err_w)
 

@@ -6,11 +6,13 @@ the task itself (launch.py: new namespaces, the root filesystem), `juggler
 exec` (nsenter.py: setns into a running task) and command health checks
 (executor/health.py: setns from the executor). From a `ProcessSpec`:
 
-    chdir(cwd) ─▶ drop to Docker's capabilities; become the user (groups, gid,
-    uid, HOME from the container's /etc/passwd; identity.py) ─▶ [parent-death
-    signal: after setuid, which clears it] ─▶ no_new_privs ─▶ ready() (the
-    caller's last step: the launch joins its cgroup there) ─▶ default signal
-    handling, no inherited fd ─▶ execvpe
+    chdir(cwd) ─▶ [the task's ulimits: rlimits.py] ─▶ drop to the task's
+    capabilities (Docker's default set ± --cap-add/--cap-drop); become the
+    user (groups, gid, uid, HOME from the container's /etc/passwd;
+    identity.py) ─▶ [parent-death signal: after setuid, which clears it] ─▶
+    [no_new_privs, when the task asked: --security-opt no-new-privileges] ─▶
+    ready() (the caller's last step: the launch joins its cgroup there) ─▶
+    default signal handling, no inherited fd ─▶ execvpe
 
 `execute` returns only when a step failed, with an exit code and a message that
 names the step ("chdir '/x': No such file or directory", "exec 'foo': Permission
@@ -30,10 +32,16 @@ which are POSIX shells' for "not found" and "not executable":
          binary nor a script; EISDIR, ETXTBSY, E2BIG, ...). Docker maps EACCES
          and EISDIR to 126; ENOEXEC falls through to its generic error, where a
          shell says 126, as juggler does.
-    125  juggler's own setup failed before the exec (a missing working
-         directory, an unknown user, ...), as `docker run` exits 125 when the
-         daemon fails. One intended difference: `docker run -w /x` creates a
-         missing working directory; juggler fails the launch and says so.
+    125  juggler's own setup failed before the exec (an unknown user, a
+         working directory that cannot be made or entered, ...), as `docker
+         run` exits 125 when the daemon fails.
+
+The working directory: a task in a root filesystem (an image, a rootfs) whose
+working directory is missing gets it created, as Docker and runc do
+(`make_working_dir`, called by launch.py after pivot_root); a task on the
+host's filesystem does not (juggler creates nothing on the agent's host: the
+launch fails, 125, naming the directory), nor does `juggler exec -w` (nor
+does `docker exec -w`).
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from juggler.container import capabilities, identity, syscalls
+from juggler.container import capabilities, identity, rlimits, syscalls
 
 if TYPE_CHECKING:
     from juggler.container.spec import ContainerSpec
@@ -72,6 +80,12 @@ class ProcessSpec:
     home_from_task: bool = False
     # A signal for the process when its parent dies (PR_SET_PDEATHSIG); 0: none.
     death_signal: int = 0
+    # The capability set (a mask; container/capabilities.py), no_new_privs,
+    # and resource limits (Docker's name, soft, hard; -1 unlimited): the task's,
+    # which `docker exec` and health checks share.
+    capabilities: int = capabilities.DEFAULT_MASK
+    no_new_privileges: bool = False
+    rlimits: tuple[tuple[str, int, int], ...] = ()
 
     @classmethod
     def of_container(cls, spec: ContainerSpec, argv: tuple[str, ...] | list[str] | None = None,
@@ -79,18 +93,31 @@ class ProcessSpec:
         """The task's process (`argv` None) or another one run as the task runs."""
         return cls(argv=tuple(spec.argv if argv is None else argv), env=dict(spec.env),
                    cwd=spec.working_dir, user=spec.user, home_from_task=spec.home_from_task,
-                   death_signal=death_signal)
+                   death_signal=death_signal, **privileges_of(spec))
 
     def to_json(self) -> dict[str, Any]:
         return {"argv": list(self.argv), "env": dict(self.env), "cwd": self.cwd,
                 "user": self.user, "home_from_task": self.home_from_task,
-                "death_signal": self.death_signal}
+                "death_signal": self.death_signal, "capabilities": self.capabilities,
+                "no_new_privileges": self.no_new_privileges,
+                "rlimits": [list(limit) for limit in self.rlimits]}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ProcessSpec:
         return cls(argv=tuple(data["argv"]), env=dict(data["env"]), cwd=data["cwd"],
                    user=data["user"], home_from_task=bool(data["home_from_task"]),
-                   death_signal=int(data["death_signal"]))
+                   death_signal=int(data["death_signal"]),
+                   capabilities=int(data.get("capabilities", capabilities.DEFAULT_MASK)),
+                   no_new_privileges=bool(data.get("no_new_privileges", False)),
+                   rlimits=tuple((str(n), int(s), int(h)) for n, s, h in data.get("rlimits", ())))
+
+
+def privileges_of(spec: ContainerSpec) -> dict[str, Any]:
+    """The ProcessSpec fields a container's processes share (its capability
+    set, no_new_privs, rlimits), as keyword arguments."""
+    return {"capabilities": capabilities.mask(spec.capabilities),
+            "no_new_privileges": spec.no_new_privileges,
+            "rlimits": tuple((u.name, u.soft, u.hard) for u in spec.rlimits)}
 
 
 class SetupError(Exception):
@@ -110,6 +137,33 @@ def step(name: str) -> Iterator[None]:
         raise SetupError(f"{name}: {e}") from None
 
 
+def make_working_dir(path: str) -> None:  # pragma: no cover - in the child
+    """Create `path` (absolute, clean) and its missing parents inside the
+    container, as Docker does before runc starts (moby's
+    SetupWorkingDirectory: MkdirAllAndChown 0755, root's, only what is new)
+    and as runc does after pivot_root (libcontainer/rootfs_linux.go: MkdirAll
+    0755): each new directory mode 0755 whatever the umask, owned by root;
+    existing ones are left as they are (a symlink is followed, inside the
+    container's root). Raises SetupError when something in the way is not a
+    directory (Docker: "Cannot mkdir: ... is not a directory")."""
+    made = []
+    probe = path
+    while not os.path.isdir(probe):
+        if os.path.lexists(probe) and not os.path.islink(probe):
+            raise SetupError(f"{probe!r} is not a directory")
+        made.append(probe)
+        probe = os.path.dirname(probe)
+    for directory in reversed(made):
+        try:
+            os.mkdir(directory, 0o755)
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise SetupError(f"{directory!r} is not a directory") from None
+            continue
+        os.chown(directory, 0, 0)
+        os.chmod(directory, 0o755)
+
+
 def exec_exit_code(err: int) -> int:
     """The exit code for an execve(2) that failed with `err` (see the module docstring)."""
     return EXIT_NOT_FOUND if err in _NOT_FOUND else EXIT_NOT_EXECUTABLE
@@ -127,15 +181,20 @@ def execute(spec: ProcessSpec, *, ready: Callable[[], None] | None = None,
     try:
         with step(f"chdir {spec.cwd!r}"):
             os.chdir(spec.cwd)
+        if spec.rlimits:
+            with step("set the ulimits"):
+                rlimits.apply(spec.rlimits)
         with step(f"run as user {spec.user!r}" if spec.user else "drop capabilities"):
-            identity.assume(spec.user, env, home_from_task=spec.home_from_task)
+            identity.assume(spec.user, env, home_from_task=spec.home_from_task,
+                            caps=spec.capabilities)
         if spec.death_signal:
             with step("set the parent-death signal"):
                 syscalls.prctl(PR_SET_PDEATHSIG, spec.death_signal)
                 if os.getppid() == 1:  # reparented: the parent is already gone
                     raise SetupError("the parent of the process went away")
-        with step("set no_new_privs"):
-            capabilities.set_no_new_privs()
+        if spec.no_new_privileges:
+            with step("set no_new_privs"):
+                capabilities.set_no_new_privs()
         if ready is not None:
             with step("get ready"):
                 ready()

@@ -8,8 +8,9 @@ symlink to that layer, agent/writable_layers.py: the same paths, outside the
 sandbox; the kernel follows the link when it mounts.) With an image:
 the same, with the image's layers (images/, top first) as the lower
 dirs — or, where overlayfs is unavailable, a copy of them (`copy_layers`). Inside it: a
-fresh /proc, a minimal /dev (tmpfs with bind-mounted device nodes, devpts,
-/dev/shm), a read-only /sys, then pivot_root and the old root detached.
+fresh /proc, a minimal /dev as runc's (a tmpfs with runc's six device nodes
+made by mknod, devpts, /dev/shm, /dev/mqueue), a read-only /sys, then
+pivot_root and the old root detached.
 Without one: the host's filesystem, with the same fresh /proc (the task sees
 only its own processes), minimal /dev (built in `<sandbox>/.dev`, then moved
 over /dev) and read-only /sys over the host's.
@@ -23,7 +24,10 @@ undo any of it: unmounting needs CAP_SYS_ADMIN, which it no longer has
 
 /sys is a fresh sysfs mounted read-only (see `mount_sys`), so in a new network
 namespace it shows only that namespace's devices (/sys/class/net holds `lo`),
-and in every mode it hides the host's submounts (/sys/fs/cgroup, ...).
+and in every mode it hides the host's submounts; /sys/fs/cgroup then shows
+the task's own cgroups (container/cgroup_view.py). With an image or a rootfs,
+Docker's /etc/hosts, /etc/hostname and /etc/resolv.conf (container/
+etc_files.py, written in the sandbox) are bound over the image's.
 
 Every mount here is made after `unshare(CLONE_NEWNS)` and after / was made
 rprivate, so none of them propagates to the host and all vanish with the
@@ -33,21 +37,27 @@ container: the executor has nothing to unmount on the host side.
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import re
-import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
+from juggler.container import cgroup_view, layer_copy
 from juggler.container import syscalls as sc
 
-DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+# runc's default devices (libcontainer/specconv AllowedDevices): name, major, minor.
+DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
+           ("urandom", 1, 9), ("tty", 5, 0))
 
 MASKED = (
-    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-    "/sys/firmware", "/sys/devices/virtual/powercap",
+    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+    "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
 )
+# Masked too, for every cpu that has one (moby GHSA-6fw5-f8r9-fgfm, as /proc/interrupts).
+MASKED_GLOB = "/sys/devices/system/cpu/cpu[0-9]*/thermal_throttle"
 READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 # statvfs f_flag bits that equal their MS_* mount flags; a read-only remount
@@ -61,9 +71,12 @@ def sandbox_dirs(sandbox: Path) -> dict[str, Path]:
 
 
 def prepare(sandbox: Path) -> None:
-    """Create the overlay's directories (host side, before the fork)."""
+    """Create the overlay's directories (host side, before the fork), 0755
+    whatever the agent's umask: the upper one is the container's / (as
+    Docker's overlay2 makes its diff directory)."""
     for path in sandbox_dirs(sandbox).values():
         path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o755)
 
 
 def make_private() -> None:
@@ -104,46 +117,9 @@ def mount_overlay(lower: str, sandbox: Path, layers: tuple[str, ...] = ()) -> st
 
 def copy_layers(layers: tuple[str, ...], target: str) -> None:
     """The copy back-end where overlayfs is unavailable: apply the layers
-    (top first, as given) bottom up into `target`, honouring overlay whiteouts
-    (character devices 0:0) and opaque directories (trusted.overlay.opaque)."""
-    for layer in reversed(layers):
-        for dirpath, dirnames, filenames in os.walk(layer):
-            rel = os.path.relpath(dirpath, layer)
-            dest_dir = os.path.normpath(os.path.join(target, rel))
-            if rel != "." and _opaque(dirpath) and os.path.isdir(dest_dir):
-                shutil.rmtree(dest_dir)
-            if not os.path.isdir(dest_dir) or os.path.islink(dest_dir):
-                if os.path.lexists(dest_dir):
-                    os.unlink(dest_dir)
-                os.makedirs(dest_dir, exist_ok=True)
-            shutil.copystat(dirpath, dest_dir, follow_symlinks=False)
-            st = os.lstat(dirpath)
-            os.lchown(dest_dir, st.st_uid, st.st_gid)
-            for name in filenames + [d for d in dirnames if os.path.islink(
-                    os.path.join(dirpath, d))]:
-                src, dst = os.path.join(dirpath, name), os.path.join(dest_dir, name)
-                st = os.lstat(src)
-                if os.path.lexists(dst) and not (stat.S_ISDIR(os.lstat(dst).st_mode)
-                                                 and not os.path.islink(dst)):
-                    os.unlink(dst)
-                elif os.path.isdir(dst) and not os.path.islink(dst):
-                    shutil.rmtree(dst)
-                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-                    continue  # a whiteout: the name is gone
-                if stat.S_ISLNK(st.st_mode):
-                    os.symlink(os.readlink(src), dst)
-                else:
-                    shutil.copy2(src, dst, follow_symlinks=False)
-                os.lchown(dst, st.st_uid, st.st_gid)
-                if not stat.S_ISLNK(st.st_mode):
-                    os.chmod(dst, stat.S_IMODE(st.st_mode))
-
-
-def _opaque(path: str) -> bool:
-    try:
-        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
-    except OSError:
-        return False
+    (top first, as given) bottom up into `target`, showing what their overlay
+    would (container/layer_copy.py)."""
+    layer_copy.copy_layers(layers, target)
 
 
 def setup_dev(root: str) -> None:
@@ -151,8 +127,7 @@ def setup_dev(root: str) -> None:
 
 
 def setup_host_dev(sandbox: Path) -> None:
-    """Minimal /dev over the host's: built aside (its nodes are bound from the
-    host's /dev, which must still be visible), then moved into place."""
+    """Minimal /dev over the host's: built aside, then moved into place."""
     staging = str(sandbox / ".dev")
     populate_dev(staging)
     sc.mount(staging, "/dev", None, sc.MS_MOVE)
@@ -161,20 +136,23 @@ def setup_host_dev(sandbox: Path) -> None:
 def populate_dev(dev: str) -> None:
     os.makedirs(dev, exist_ok=True)
     sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID, "mode=755,size=65536k")
-    for name in DEVICES:
+    for name, major, minor in DEVICES:  # as runc makes them: mknod, 0666, root's
         target = os.path.join(dev, name)
-        with open(target, "w"):
-            pass
-        sc.mount(f"/dev/{name}", target, None, sc.MS_BIND)
+        os.mknod(target, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+        os.chmod(target, 0o666)
+        os.chown(target, 0, 0)
     pts = os.path.join(dev, "pts")
     os.mkdir(pts)
     sc.mount("devpts", pts, "devpts", sc.MS_NOSUID | sc.MS_NOEXEC,
-             "newinstance,ptmxmode=0666,mode=0620")
+             "newinstance,ptmxmode=0666,mode=0620,gid=5")  # Docker's: new ptys group tty
     os.symlink("pts/ptmx", os.path.join(dev, "ptmx"))
     shm = os.path.join(dev, "shm")
     os.mkdir(shm)
     sc.mount("shm", shm, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
              "mode=1777,size=65536k")
+    mqueue = os.path.join(dev, "mqueue")  # POSIX message queues of the ipc namespace
+    os.mkdir(mqueue)
+    sc.mount("mqueue", mqueue, "mqueue", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
     for i, name in enumerate(("stdin", "stdout", "stderr")):
         os.symlink(f"/proc/self/fd/{i}", os.path.join(dev, name))
     os.symlink("/proc/self/fd", os.path.join(dev, "fd"))
@@ -236,7 +214,7 @@ def _unescape(field: str) -> str:
 
 def mask_paths() -> None:
     """Docker's masked and read-only paths, in the current root."""
-    for path in MASKED:
+    for path in (*MASKED, *sorted(glob.glob(MASKED_GLOB))):
         try:
             is_dir = stat.S_ISDIR(os.lstat(path).st_mode)
         except FileNotFoundError:
@@ -263,6 +241,48 @@ def refuse_symlinks(root: str, names) -> None:
                               f"(to {os.readlink(path)!r}); it must be a directory")
 
 
+def _inside(root: str, path: str) -> str:
+    """`path` (absolute, in the container) as a host path under `root`, its
+    symlinks followed inside `root` (as runc's securejoin: ".." and absolute
+    link targets never leave it). Raises OSError after 40 links."""
+    parts = [p for p in path.split("/") if p]
+    done: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part in (".", ""):
+            continue
+        if part == "..":
+            done = done[:-1]
+            continue
+        current = os.path.join(root, *done, part)
+        if not os.path.islink(current):
+            done.append(part)
+            continue
+        hops += 1
+        if hops > 40:
+            raise OSError(errno.ELOOP, f"{path}: too many levels of symbolic links")
+        target = os.readlink(current)
+        if target.startswith("/"):
+            done = []
+        parts = [p for p in target.split("/") if p] + parts
+    return os.path.join(root, *done)
+
+
+def bind_etc_files(root: str, files: dict[str, str]) -> None:
+    """Bind each host file of `files` ({"/etc/hosts": path}, etc_files.py)
+    over its path in the container, read-write (Docker's rbind, rprivate).
+    A missing one is made an empty file (0644, root's) in the writable
+    layer, its missing directories 0755; a link is followed inside the root."""
+    for name, source in sorted(files.items()):
+        target = _inside(root, name)
+        if not os.path.lexists(target):
+            os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                             0o644))
+        sc.mount(source, target, None, sc.MS_BIND | sc.MS_REC)
+
+
 def pivot(root: str) -> None:
     """pivot_root into `root` and detach the old root (runc's "." trick)."""
     os.chdir(root)
@@ -271,13 +291,28 @@ def pivot(root: str) -> None:
     os.chdir("/")
 
 
-def enter(rootfs: str, sandbox: Path, layers: tuple[str, ...] = ()) -> None:
-    """Build the container's filesystem in the current (new) mount namespace."""
+def enter(rootfs: str, sandbox: Path, layers: tuple[str, ...] = (),
+          before_pivot: Callable[[str], None] | None = None,
+          cgroup: cgroup_view.CgroupView | None = None,
+          etc: dict[str, str] | None = None) -> None:
+    """Build the container's filesystem in the current (new) mount namespace.
+    `before_pivot(root)`: a last step with the new root (its /dev made) and the
+    host's tree both in reach (docker_init.py stages --init's binary there);
+    not called on the host's filesystem. `cgroup`: the task's cgroups to show
+    at /sys/fs/cgroup (container/cgroup_view.py), in both modes. `etc`: the
+    task's /etc/hosts, hostname and resolv.conf (container/etc_files.py),
+    bound over the image's; ignored on the host's filesystem."""
     make_private()
     if not rootfs and not layers:
         mount_proc("/proc")
         setup_host_dev(sandbox)
+        if cgroup is not None:  # built aside: the fresh sysfs hides the host's cgroups
+            staging = str(sandbox / ".cgroup")
+            os.makedirs(staging, exist_ok=True)
+            cgroup_view.mount(cgroup, staging)
         mount_sys("/", sandbox)
+        if cgroup is not None:
+            sc.mount(staging, "/sys/fs/cgroup", None, sc.MS_MOVE)
         mask_paths()
         return
     try:
@@ -291,6 +326,11 @@ def enter(rootfs: str, sandbox: Path, layers: tuple[str, ...] = ()) -> None:
     mount_proc(os.path.join(merged, "proc"))
     setup_dev(merged)
     mount_sys(merged, sandbox)
+    cgroup_view.mount(cgroup, os.path.join(merged, "sys", "fs", "cgroup"))
     os.makedirs(os.path.join(merged, "tmp"), exist_ok=True)
+    if etc:
+        bind_etc_files(merged, etc)
+    if before_pivot is not None:
+        before_pivot(merged)
     pivot(merged)
     mask_paths()

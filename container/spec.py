@@ -19,16 +19,26 @@ without `--cpus`); `juggler.memory_swap` is memory + swap (`--memory-swap`,
 -1 for unlimited swap).
 
 HOME is the user's home from the container's /etc/passwd, looked up by the
-launcher at start (it needs the container's files); `home_from_task` records
-that the task set HOME itself, which then wins.
+launcher at start (it needs the container's files; container/users.py);
+`home_from_task` records that the task set HOME itself, which then wins
+unless empty (runc's rule). A working directory is cleaned as Docker cleans
+it (`clean_path`). A task with a terminal gets
+TERM=xterm unless it (or its image) set TERM (moby's CreateDaemonEnvironment).
+
+Privileges as Docker's flags set them (labels, common/task_defaults.py):
+`juggler.init` (--init), `juggler.no_new_privileges` (--security-opt
+no-new-privileges; off by default, as Docker), `juggler.cap_add` and
+`juggler.cap_drop` (on Docker's default set, by moby's rule:
+common/task_privileges.py), `juggler.ulimits` (--ulimit: common/ulimits.py).
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass, field
 
-from juggler.common import task_check
+from juggler.common import task_check, task_privileges
 from juggler.common.resources import Resources
 from juggler.common.task_check import TaskError
 from juggler.common.task_defaults import (
@@ -37,6 +47,8 @@ from juggler.common.task_defaults import (
     MIN_CPU_SHARES,
     PIDS_MAX_LABEL,
 )
+from juggler.common.task_privileges import DEFAULT as DEFAULT_CAPABILITIES
+from juggler.common.ulimits import Ulimit
 from juggler.container.cgroups import Limits
 from juggler.v1 import common_pb2, executor_pb2
 
@@ -71,6 +83,14 @@ class ContainerSpec:
     grace_seconds: float = DEFAULT_GRACE_SECONDS
     labels: dict[str, str] = field(default_factory=dict)
     home_from_task: bool = False
+    # Docker's --init: tini runs the command as its child (container/docker_init.py).
+    init: bool = False
+    # Docker's --security-opt no-new-privileges (off by default, as Docker's).
+    no_new_privileges: bool = False
+    # Capability names (no CAP_): Docker's default set ± --cap-add/--cap-drop.
+    capabilities: frozenset[str] = DEFAULT_CAPABILITIES
+    # Docker's --ulimit; limits not named are the agent's own.
+    rlimits: tuple[Ulimit, ...] = ()
 
     @property
     def memory_mib(self) -> float:
@@ -130,6 +150,8 @@ class ContainerSpec:
             "HOSTNAME": hostname,
             "HOME": "/root" if user in ("", "root", "0") else "/",
         }
+        if container.tty:
+            env["TERM"] = "xterm"  # the task's (or its image's) TERM wins, as Docker's
         env.update(command.environment)
         env["JUGGLER_TASK_ID"] = tid
 
@@ -146,11 +168,15 @@ class ContainerSpec:
             network_host=container.network == common_pb2.NETWORK_HOST,
             rootfs=container.rootfs,
             layers=tuple(layers),
-            working_dir=command.working_directory or "/",
+            working_dir=clean_path(command.working_directory or "/"),
             user=user,
             grace_seconds=grace,
             labels=dict(task.labels),
             home_from_task="HOME" in command.environment,
+            init=labels.init,
+            no_new_privileges=labels.no_new_privileges,
+            capabilities=task_privileges.effective(labels.cap_add, labels.cap_drop),
+            rlimits=labels.ulimits,
         )
 
 
@@ -161,6 +187,12 @@ def cpu_shares(cpus: float) -> int:
 def cpu_quota_us(cpus: float) -> int:
     """CFS quota per `CFS_PERIOD_US` that caps the container at `cpus` cores."""
     return max(MIN_CFS_QUOTA_US, round(cpus * CFS_PERIOD_US))
+
+
+def clean_path(path: str) -> str:
+    """An absolute path as Go's filepath.Clean makes it ("/srv/../x/" → "/x"):
+    Docker cleans a working directory before it creates and enters it."""
+    return "/" + posixpath.normpath(path).lstrip("/")
 
 
 def hostname_for(task_id: str) -> str:

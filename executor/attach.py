@@ -4,9 +4,28 @@
 executor.proto): the agent sends `AttachStart`, then `ProcessInput`s; the
 executor sends `ProcessOutput`s, ending with `exit_code` once the task is
 over. Any number of clients may attach; each gets every byte written from its
-attach on (and first the current log files, when it asked). A client that
-stops reading is dropped once its backlog passes `MAX_BACKLOG`: a slow
-terminal must never stall the task. Closing the connection detaches.
+attach on (and first, when it asked, what the log files keep from the
+positions it gave; `*_lost` says how much of that was rotated away already).
+Closing the connection detaches.
+
+Two kinds of client, by `AttachStart.backpressure`:
+
+- without (a glance, a resize): one that stops reading is dropped once its
+  backlog passes `MAX_BACKLOG`; it never slows the task.
+- with (`juggler run`, `juggler attach`, `docker run`/`attach` through the
+  Docker API: what an attached `docker run` gets from Docker, whose
+  attached streams are written synchronously by the container's copier):
+  never dropped for being slow. When its backlog passes `HIGH_WATER` the
+  executor stops reading the task's pipes (stdio.py's ReadGate), so the task
+  waits in write(2) once a pipe is full; reading resumes when the backlog is
+  below `LOW_WATER` (asyncio's write-buffer limits), or at once when the
+  client goes away — a client that disconnects, or whose agent dies, never
+  leaves the task stalled. Its first attach also ends a hold (label
+  juggler.hold_output), and at the task's end the executor sends it
+  everything before the exit code, however long that takes. A kill ends
+  back-pressure (`end_backpressure`): a task being stopped is never held by
+  a client that does not read (its clients go on as the others, its output
+  goes to its log files as ever).
 """
 
 from __future__ import annotations
@@ -16,13 +35,22 @@ import contextlib
 import os
 from pathlib import Path
 
-from juggler.common import fdio, framing
-from juggler.executor.stdio import TaskStdio
+from juggler.common import fdio, framing, log_positions
+from juggler.executor.stdio import RotatingLog, TaskStdio
 from juggler.v1 import executor_pb2 as epb
 
 SOCKET_NAME = "attach.sock"
-MAX_BACKLOG = 4 * 2**20
+MAX_BACKLOG = 4 * 2**20  # bytes unsent to a client without back-pressure: it is dropped
+HIGH_WATER = 2**20  # bytes unsent to a back-pressured client: the task's output waits
+LOW_WATER = 256 * 2**10  # ... until it is down to this
+FINISH_SECONDS = 2.0  # a client without back-pressure gets its last output within this
 _READ = 1 << 20
+
+
+def behind(unsent: int) -> bool:
+    """Whether a back-pressured client with `unsent` bytes queued holds the
+    task's output (asyncio pauses its protocol past the same mark)."""
+    return unsent > HIGH_WATER
 
 
 class AttachServer:
@@ -31,9 +59,16 @@ class AttachServer:
         self.stdio = stdio
         self.log = log
         self.clients: set[asyncio.StreamWriter] = set()
+        self.backpressured: set[asyncio.StreamWriter] = set()
+        self._behind: dict[asyncio.StreamWriter, asyncio.Task[None]] = {}
+        self._stopping = False  # killed: no new client gets back-pressure either
+        self._exit_code: int | None = None  # the task's, once it ended
         self._server: asyncio.AbstractServer | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         stdio.listeners.append(self._broadcast)
+        stdio.hold_expired = lambda: log.info(
+            "no client attached within the hold (juggler.hold_output): reading the task's "
+            "output", seconds=stdio.hold)
 
     async def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -44,13 +79,50 @@ class AttachServer:
 
     def _send(self, writer: asyncio.StreamWriter, message: epb.ProcessOutput) -> None:
         if writer.is_closing():
-            self.clients.discard(writer)
+            self._drop(writer)
             return
         writer.write(framing.encode(message))
-        if writer.transport.get_write_buffer_size() > MAX_BACKLOG:
+        self._check(writer)
+
+    def _check(self, writer: asyncio.StreamWriter) -> None:
+        unsent = writer.transport.get_write_buffer_size()
+        if writer in self.backpressured:
+            if behind(unsent) and writer not in self._behind:
+                self.stdio.pause(writer)
+                self._behind[writer] = asyncio.ensure_future(self._catch_up(writer))
+        elif unsent > MAX_BACKLOG:
             self.log.warning("dropping an attached client that does not keep up")
-            self.clients.discard(writer)
+            self._drop(writer)
             writer.close()
+
+    async def _catch_up(self, writer: asyncio.StreamWriter) -> None:
+        """Read the task's output again once `writer` is below LOW_WATER (or gone)."""
+        try:
+            await writer.drain()
+        except Exception:  # gone, however: it holds nothing either way
+            pass
+        finally:
+            self._behind.pop(writer, None)
+            self.stdio.resume(writer)
+
+    def end_backpressure(self) -> None:
+        """The task is being killed: no client holds its output any more."""
+        for writer in list(self.backpressured):
+            self.backpressured.discard(writer)
+            waiting = self._behind.pop(writer, None)
+            if waiting is not None:
+                waiting.cancel()
+            self.stdio.resume(writer)
+        self._stopping = True
+        self.stdio.end_hold()
+
+    def _drop(self, writer: asyncio.StreamWriter) -> None:
+        self.clients.discard(writer)
+        self.backpressured.discard(writer)
+        waiting = self._behind.pop(writer, None)
+        if waiting is not None:
+            waiting.cancel()
+        self.stdio.resume(writer)  # a client that is gone holds nothing
 
     def _broadcast(self, stream: str, data: bytes) -> None:
         if not self.clients:
@@ -72,12 +144,25 @@ class AttachServer:
             if start.logs:
                 # Same loop turn as the join: nothing written in between is lost.
                 for stream, log in self.stdio.logs.items():
-                    data = _read_all(log.path)
-                    for i in range(0, len(data), _READ):
-                        writer.write(framing.encode(
-                            epb.ProcessOutput(**{stream: data[i:i + _READ]})))
-            self.clients.add(writer)
-            self.log.info("client attached", clients=len(self.clients))
+                    given = f"{stream}_from"
+                    position = getattr(start, given) if start.HasField(given) else None
+                    for message in _replay(stream, log, position):
+                        writer.write(framing.encode(message))
+            if self._exit_code is not None:  # it ended while this client came in
+                writer.write(framing.encode(epb.ProcessOutput(exit_code=self._exit_code)))
+                with contextlib.suppress(OSError):
+                    writer.write_eof()
+            else:
+                self.clients.add(writer)
+            if writer in self.clients and start.backpressure and not self._stopping:
+                self.backpressured.add(writer)
+                writer.transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
+                if self.stdio.holding:
+                    self.log.info("a client attached: reading the task's output")
+                    self.stdio.end_hold()
+                self._check(writer)
+            self.log.info("client attached", clients=len(self.clients),
+                          backpressure=start.backpressure)
             while True:
                 message = await framing.read(reader, epb.ProcessInput)
                 if message is None:
@@ -93,22 +178,41 @@ class AttachServer:
             self.log.info("attached client failed", error=str(e))
         finally:
             if writer in self.clients:
-                self.clients.discard(writer)
+                self._drop(writer)
                 self.log.info("client detached", clients=len(self.clients))
             writer.close()
             if task is not None:
                 self._handlers.discard(task)
 
     async def finish(self, exit_code: int) -> None:
-        """The task is over: tell every client its exit code, stop serving."""
+        """The task is over: tell every client its exit code, stop serving. A
+        back-pressured client gets every byte first, however long it takes
+        (until it goes away); the others FINISH_SECONDS at most."""
         self.close_listener()
+        self._exit_code = exit_code
+        last = framing.encode(epb.ProcessOutput(exit_code=exit_code))
+        flushes = []
         for writer in list(self.clients):
-            self._send(writer, epb.ProcessOutput(exit_code=exit_code))
+            if writer.is_closing():
+                continue
+            writer.write(last)
+            if writer in self.backpressured:
+                writer.transport.set_write_buffer_limits(high=0)  # drain() waits for all
+                flushes.append(_flush(writer, None))
+            else:
+                flushes.append(_flush(writer, FINISH_SECONDS))
+        await asyncio.gather(*flushes)
         for writer in list(self.clients):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.drain(), 2)
-            writer.close()
-        self.clients.clear()
+            self._drop(writer)
+            # Half-close: the handler reads on to the client's end, so that no
+            # input (a late close_stdin) is left unread here; closing with
+            # unread input resets the connection, and the agent's reader then
+            # drops what it had buffered, the exit code with it.
+            if writer.can_write_eof():
+                with contextlib.suppress(OSError):
+                    writer.write_eof()
+            else:
+                writer.close()
 
     def close_listener(self) -> None:
         if self._server is not None:
@@ -120,14 +224,39 @@ class AttachServer:
     def close(self) -> None:
         self.close_listener()
         for writer in list(self.clients):
+            self._drop(writer)
             writer.close()
-        self.clients.clear()
         for task in list(self._handlers):
             task.cancel()
 
 
-def _read_all(path: Path) -> bytes:
+async def _flush(writer: asyncio.StreamWriter, timeout: float | None) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(writer.drain(), timeout)
+
+
+def _replay(stream: str, log: RotatingLog, position: int | None
+            ) -> list[epb.ProcessOutput]:
+    """What `log`'s files keep of `stream` from `position` (None: the oldest
+    byte kept) on, as messages: first `<stream>_lost` when bytes from
+    `position` were rotated away."""
+    files = log_positions.kept(log.path, live_start=log.start)
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return b""
+        spans = [(f.start, f.size) for f in files]
+        if position is None:
+            position = spans[0][0] if spans else 0
+        place = log_positions.locate(spans, position)
+        if place is None:
+            return []
+        messages = []
+        if place.lost:
+            messages.append(epb.ProcessOutput(**{f"{stream}_lost": place.lost}))
+        for i, kept in enumerate(files[place.index:]):
+            kept.file.seek(place.skip if i == 0 else 0)
+            left = kept.size - (place.skip if i == 0 else 0)
+            while left > 0 and (data := kept.file.read(min(_READ, left))):
+                left -= len(data)
+                messages.append(epb.ProcessOutput(**{stream: data}))
+        return messages
+    finally:
+        log_positions.close_all(files)

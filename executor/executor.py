@@ -17,14 +17,17 @@ executor): executor/kill.py says why and how. A kill for health
 
 The TASK_RUNNING updates carry the task's PID 1 as the host sees it
 (`TaskStatus.pid`, Docker's State.Pid); the terminal one of a container that
-ran carries `oom_killed`, read from its cgroup (Docker's State.OOMKilled).
+ran carries `oom_killed`, read from its cgroup (Docker's State.OOMKilled);
+its exit code is PID 1's own, and its reason the memory limitation only when
+PID 1 itself was OOM-killed (executor/status.py).
 Limits the host cannot apply (a swap limit without swap accounting) are one
 "WARNING: ..." line each in the task's stderr, before its own output, as the
 docker CLI prints the daemon's warnings.
 
 Every container is hardened by container/launch.py whatever the task asks:
-Docker's default capabilities, no_new_privs, masked and read-only /proc and
-/sys paths, a minimal /dev and a pids limit (see container/). Its cpus are a
+Docker's capabilities (its default set ± the task's --cap-add/--cap-drop),
+masked and read-only /proc and /sys paths, a minimal /dev and a pids limit
+(see container/); no_new_privs when the task asks, as Docker's flag. Its cpus are a
 CFS quota too, unless the task leaves that out (label juggler.cpu_quota=false:
 Docker's --cpu-shares without --cpus).
 
@@ -172,6 +175,8 @@ class Executor:
         self.kill_requested = True
         self.kill_grace = grace
         self.kill_signal = self._signal(signal_override)
+        if self.attach is not None:
+            self.attach.end_backpressure()  # no client that does not read holds a kill up
         if not self.container_pid or self._exited:
             return  # before the launch: handled there; after exit: nothing to do
         self._start_kill()
@@ -263,6 +268,7 @@ class Executor:
             self.cgroup = open_cgroup(self.spec.cgroup or f"juggler/{self.task_id}")
             self.cgroup.create()
             warnings = self.cgroup.set(cspec.limits)
+            oom_before = self.cgroup.oom_kills()  # a reused cgroup's past kills are not this run's
             limits = cspec.limits
             self.log.info("launching", cgroup=self.cgroup.name, cpu_shares=limits.cpu_shares,
                           cpu_quota_us=limits.cpu_quota_us, memory_bytes=limits.memory_bytes,
@@ -275,7 +281,8 @@ class Executor:
             await self.attach.start()
             join = self.cgroup.join_files()  # the container moves itself in: faster
             started = launch.start(cspec, self.sandbox, None if join else self.cgroup.add,
-                                   self.stdio.child, join=join)
+                                   self.stdio.child, join=join,
+                                   cgroup_dirs=list(self.cgroup.paths().values()))
         except (OSError, ValueError) as e:
             self.log.error("launch failed", error=str(e))
             return self._send(pb.TASK_FAILED, pb.REASON_CONTAINER_LAUNCH_FAILED,
@@ -309,14 +316,16 @@ class Executor:
         self._exited = True
         if not await self.stdio.drain():  # every byte on disk before the terminal update
             self.log.warning("the task's output did not end; some may be lost")
-        oom = self.cgroup.oom_killed()
-        result = st.outcome(wait_status, killed=self.kill_requested, oom_killed=oom,
+        # PID 1's own status; the memory reason only if PID 1 died of the OOM
+        # killer (executor/status.py has the table).
+        result = st.outcome(wait_status, killed=self.kill_requested,
+                            oom_kills=self.cgroup.oom_kills() - oom_before,
                             memory_mib=cspec.memory_mib)
         if result.state == pb.TASK_KILLED:
             result = dataclasses.replace(result, reason=self.kill_reason)
         await self.attach.finish(result.exit_code or 0)
         return self._send(result.state, result.reason, result.message, result.exit_code,
-                          oom_killed=oom)
+                          oom_killed=result.oom_killed)
 
     def _warn(self, warnings: list[str]) -> None:
         """Each warning as a "WARNING: ..." line of the task's stderr (the

@@ -8,6 +8,8 @@ service's Docker Engine API (references, listings).
     mirrors.py    Docker Hub mirrors (`--registry-mirror`): where to try a Hub name (pure)
     registry.py   Docker Registry HTTP API v2 client (auth, manifests, blobs, tags)
     layer.py      a layer tar (gzip or plain) → an overlayfs-ready directory
+    changeset.py  the image-spec's rules for a layer's entries, in any order
+    stack.py      an image's layers stacked as the spec says: its stack directory
     archive.py    OCI layout (dir or tar) and `docker save` tar readers
     store.py      blobs, unpacked layers, image records, refcounts, gc, pulls
     messages.py   images as agent.proto messages

@@ -112,7 +112,7 @@ def apply(task: common_pb2.TaskInfo, image: ImageConfig) -> common_pb2.TaskInfo:
     if not cmd.working_directory and image.working_dir:
         cmd.working_directory = image.working_dir
     if not cmd.user and image.user:
-        # "user:group" — the launcher looks users up by name or uid; the group
-        # part is the user's primary group in nearly every image.
-        cmd.user = image.user.split(":", 1)[0]
+        # As given ("user", "uid:gid", ...): container/users.py resolves every
+        # form Docker does.
+        cmd.user = image.user
     return out

@@ -3,6 +3,10 @@
     blobs/sha256/<hex>   manifests and configs, content-addressed
     layers/<hex>/        one unpacked layer per diff id (sha256 of its tar),
                          overlayfs-ready (layer.py); shared by every image
+    stacks/<hex>/        per image (config digest): the extra top layer that
+                         makes its stacked layers show what the image-spec
+                         says where a layer alone could not know (stack.py);
+                         made by the first `acquire`
     tmp/                 work in progress; wiped when the store opens
     index.json           image records, references, container leases
     lock                 flock held around every index change (an agent and a
@@ -52,7 +56,7 @@ from prometheus_client import Counter
 from juggler.common import logs
 from juggler.images import archive as archives
 from juggler.images import layer as layers
-from juggler.images import reference
+from juggler.images import reference, stack
 from juggler.images.config import ImageConfig
 from juggler.images.registry import (
     DigestMismatch,
@@ -134,7 +138,8 @@ class ImageStore:
         self.blobs = root / "blobs" / "sha256"
         self.layers = root / "layers"
         self.tmp = root / "tmp"
-        for d in (self.blobs, self.layers, self.tmp):
+        self.stacks = root / "stacks"
+        for d in (self.blobs, self.layers, self.tmp, self.stacks):
             d.mkdir(parents=True, exist_ok=True)
         self._pulls: dict[str, asyncio.Future[Image]] = {}
         self._waiters: dict[str, int] = {}
@@ -231,7 +236,9 @@ class ImageStore:
     # -- containers ------------------------------------------------------------------
     def acquire(self, container_id: str, ref: str) -> tuple[Image, list[str]]:
         """Pin the image `ref` names for a container; returns it and its layer
-        directories top first (overlayfs's lowerdir order)."""
+        directories top first (overlayfs's lowerdir order): the image's stack
+        directory, then its layers down to the one with an opaque root, each
+        once (stack.py)."""
         with self._locked():
             data = self._load()
             image_id = self._lookup(data, ref)
@@ -243,9 +250,32 @@ class ImageStore:
             if missing:
                 raise ImageError(f"image {ref}: layer {missing[0]} is missing from the store "
                                  "(remove the image and pull it again)")
+            dirs = self._stack(data, image_id, dirs)
             data["leases"][container_id] = image_id
             self._save(data)
         return image, dirs
+
+    def _stack(self, data: dict[str, Any], image_id: str, dirs: list[str]) -> list[str]:
+        """The image's stack directory (made now if missing) and its layers,
+        top first (see `acquire`)."""
+        notes = data.get("layer_stacking", {})
+        image = data["images"][image_id]
+        # A layer listed twice is one directory, which overlayfs refuses to
+        # stack twice (ELOOP); the upper copy alone gives the same tree: what
+        # the layer says, it says again over whatever lies between.
+        found = [stack.Layer(d, notes.get(diff, {}).get("implicit", {}),
+                             notes.get(diff, {}).get("whiteout_dirs", []))
+                 for i, (d, diff) in enumerate(zip(dirs, reversed(image["layers"]), strict=True))
+                 if d not in dirs[:i]]
+        path = self.stacks / _hex(image_id)
+        if not path.is_dir():
+            work = self._tmp_path("stack")
+            try:
+                stack.build(stack.plan(found, stack.probe_dirs(found)), found, str(work))
+                os.rename(work, path)
+            finally:
+                _rmtree(work)
+        return [str(path)] + [layer.dir for layer in stack.lowers(found, stack.probe_dirs(found))]
 
     def release(self, container_id: str) -> None:
         with self._locked():
@@ -296,6 +326,9 @@ class ImageStore:
                 if d.name not in keep_layers:
                     _rmtree(d)
                     removed.append(f"sha256:{d.name}")
+            for d in self.stacks.iterdir():
+                if d.name not in keep_blobs:  # an image id's hex
+                    _rmtree(d)
             for b in self.blobs.iterdir():
                 if b.name not in keep_blobs:
                     b.unlink(missing_ok=True)
@@ -436,9 +469,9 @@ class ImageStore:
             work.mkdir()
             try:
                 streaming = asyncio.ensure_future(client.stream(
-                    ref, digest, lambda f: layers.unpack(f, work), progress, cancel))
+                    ref, digest, lambda f: layers.unpack_layer(f, work), progress, cancel))
                 try:
-                    got, size = await asyncio.shield(streaming)
+                    done = await asyncio.shield(streaming)
                 except asyncio.CancelledError:
                     # The thread writes into `work` until it sees `cancel`: wait for
                     # it, so the cleanup below is the last word.
@@ -446,16 +479,16 @@ class ImageStore:
                     await asyncio.wait([streaming])
                     raise
                 emit(PullEvent(digest, "verifying", seen[0], total))
-                if got != diff_id:
-                    raise ImageError(f"{ref}: layer {digest} unpacks to {got}, but the image "
-                                     f"config says {diff_id}: rejected", "corrupt")
-                self._commit_layer(work, diff_id, size)
+                if done.diff_id != diff_id:
+                    raise ImageError(f"{ref}: layer {digest} unpacks to {done.diff_id}, but "
+                                     f"the image config says {diff_id}: rejected", "corrupt")
+                self._commit_layer(work, diff_id, done)
             except layers.LayerError as e:
                 raise ImageError(f"{ref}: layer {digest}: {e}") from None
             finally:
                 _rmtree(work)
 
-    def _commit_layer(self, work: Path, diff_id: str, size: int) -> None:
+    def _commit_layer(self, work: Path, diff_id: str, done: layers.Unpacked) -> None:
         try:
             os.rename(work, self.layer_path(diff_id))
         except OSError:
@@ -463,7 +496,9 @@ class ImageStore:
                 raise
         with self._locked():
             data = self._load()
-            data.setdefault("layer_sizes", {})[diff_id] = size
+            data.setdefault("layer_sizes", {})[diff_id] = done.size
+            data.setdefault("layer_stacking", {})[diff_id] = {
+                "implicit": done.implicit, "whiteout_dirs": done.whiteout_dirs}
             self._save(data)
 
     def _commit(self, image_id: str, config_raw: bytes, cfg: ImageConfig, digest: str,
@@ -531,12 +566,12 @@ class ImageStore:
                     try:
                         with archive.open(lay.member) as raw:
                             hashing = _Hashing(raw)
-                            got, size = layers.unpack(hashing, work)
+                            done = layers.unpack_layer(hashing, work)
                             hashing.drain()
-                        if hashing.digest() != lay.digest or got != diff_id:
+                        if hashing.digest() != lay.digest or done.diff_id != diff_id:
                             raise ImageError(f"{path}: layer {lay.member} does not match its "
                                              "digest: rejected")
-                        self._commit_layer(work, diff_id, size)
+                        self._commit_layer(work, diff_id, done)
                     except layers.LayerError as e:
                         raise ImageError(f"{path}: layer {lay.member}: {e}") from None
                     finally:

@@ -236,6 +236,11 @@ class ImageBuilder:
         run("umoci", "config", "--image", self.image(tag), *flags)
 
 
+# The "configured" image's creation time: long before any pull, so that a
+# listing showing the pull time instead is caught.
+CONFIGURED_CREATED = "2021-06-01T12:00:00Z"
+
+
 def tar_file(name: str, mode: int = 0o644) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.mode = mode
@@ -293,7 +298,7 @@ def build_test_images(registry: Registry, work: Path) -> TestImages:
     b.add_layer("configured", lambda r: (r / "srv").mkdir())
     b.config("configured", "--config.env", "GREETING=hello from the image",
              "--config.env", "PATH=/bin:/usr/bin", "--config.workingdir", "/srv",
-             "--config.user", "nobody",
+             "--config.user", "nobody", "--created", CONFIGURED_CREATED,
              "--config.cmd", "sh", "--config.cmd", "-c",
              "--config.cmd", "echo $GREETING; pwd; id -u")
     images.refs["configured"] = registry.push(b.layout, "configured", "configured:1")

@@ -299,23 +299,27 @@ class ImportImageChunk(_message.Message):
     def __init__(self, name: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class LogsRequest(_message.Message):
-    __slots__ = ("task_id", "framework_id", "follow", "tail", "stdout", "stderr")
+    __slots__ = ("task_id", "framework_id", "follow", "tail", "stdout", "stderr", "stdout_from", "stderr_from")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     FRAMEWORK_ID_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     TAIL_FIELD_NUMBER: _ClassVar[int]
     STDOUT_FIELD_NUMBER: _ClassVar[int]
     STDERR_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_FROM_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FROM_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     framework_id: str
     follow: bool
     tail: int
     stdout: bool
     stderr: bool
-    def __init__(self, task_id: _Optional[str] = ..., framework_id: _Optional[str] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ..., stdout: _Optional[bool] = ..., stderr: _Optional[bool] = ...) -> None: ...
+    stdout_from: int
+    stderr_from: int
+    def __init__(self, task_id: _Optional[str] = ..., framework_id: _Optional[str] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ..., stdout: _Optional[bool] = ..., stderr: _Optional[bool] = ..., stdout_from: _Optional[int] = ..., stderr_from: _Optional[int] = ...) -> None: ...
 
 class LogChunk(_message.Message):
-    __slots__ = ("stream", "data")
+    __slots__ = ("stream", "data", "offset")
     class Stream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STREAM_UNSPECIFIED: _ClassVar[LogChunk.Stream]
@@ -326,9 +330,11 @@ class LogChunk(_message.Message):
     STDERR: LogChunk.Stream
     STREAM_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     stream: LogChunk.Stream
     data: bytes
-    def __init__(self, stream: _Optional[_Union[LogChunk.Stream, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    offset: int
+    def __init__(self, stream: _Optional[_Union[LogChunk.Stream, str]] = ..., data: _Optional[bytes] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class GetAgentStateRequest(_message.Message):
     __slots__ = ()
@@ -393,16 +399,22 @@ class ExecRequest(_message.Message):
 class AttachRequest(_message.Message):
     __slots__ = ("start", "input")
     class Start(_message.Message):
-        __slots__ = ("task_id", "framework_id", "size", "logs")
+        __slots__ = ("task_id", "framework_id", "size", "logs", "backpressure", "stdout_from", "stderr_from")
         TASK_ID_FIELD_NUMBER: _ClassVar[int]
         FRAMEWORK_ID_FIELD_NUMBER: _ClassVar[int]
         SIZE_FIELD_NUMBER: _ClassVar[int]
         LOGS_FIELD_NUMBER: _ClassVar[int]
+        BACKPRESSURE_FIELD_NUMBER: _ClassVar[int]
+        STDOUT_FROM_FIELD_NUMBER: _ClassVar[int]
+        STDERR_FROM_FIELD_NUMBER: _ClassVar[int]
         task_id: str
         framework_id: str
         size: _executor_pb2.TerminalSize
         logs: bool
-        def __init__(self, task_id: _Optional[str] = ..., framework_id: _Optional[str] = ..., size: _Optional[_Union[_executor_pb2.TerminalSize, _Mapping]] = ..., logs: _Optional[bool] = ...) -> None: ...
+        backpressure: bool
+        stdout_from: int
+        stderr_from: int
+        def __init__(self, task_id: _Optional[str] = ..., framework_id: _Optional[str] = ..., size: _Optional[_Union[_executor_pb2.TerminalSize, _Mapping]] = ..., logs: _Optional[bool] = ..., backpressure: _Optional[bool] = ..., stdout_from: _Optional[int] = ..., stderr_from: _Optional[int] = ...) -> None: ...
     START_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     start: AttachRequest.Start

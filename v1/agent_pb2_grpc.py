@@ -181,7 +181,10 @@ class AgentServicer:
         """Streams a task's stdout and stderr. With `follow`, keeps streaming until
         the task is terminal and everything it wrote has been sent. Follows the
         log files across rotation (stdout → stdout.1 → stdout.2); without
-        `tail`, the rotated files still kept are sent first.
+        `tail`, the rotated files still kept are sent first. DATA_LOSS: the
+        reader fell behind (or asked to start from a position no longer kept):
+        the executor rotated away bytes it had not sent; the message says how
+        many. Starting after earlier files were rotated away is no loss.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -190,9 +193,9 @@ class AgentServicer:
     def Exec(self, request_iterator, context):
         """Runs a new process inside a running task's container: its namespaces
         (mount, uts, ipc, net, pid) and cgroup, with the task's hardening
-        (capabilities, no_new_privs), user, environment and working directory
-        unless the request overrides them. The first message is `start`; then
-        stdin and terminal sizes. The answer streams output and ends with
+        (capabilities, rlimits, no_new_privs when the task asked for it), user,
+        environment and working directory unless the request overrides them.
+        The first message is `start`; then stdin and terminal sizes. The answer streams output and ends with
         `exit_code`. NOT_FOUND: no such task here; FAILED_PRECONDITION: the task
         is not running.
         """

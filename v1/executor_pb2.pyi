@@ -80,12 +80,18 @@ class ExecutorSpec(_message.Message):
     def __init__(self, framework: _Optional[_Union[_common_pb2.FrameworkInfo, _Mapping]] = ..., task: _Optional[_Union[_common_pb2.TaskInfo, _Mapping]] = ..., agent_id: _Optional[str] = ..., agent_socket: _Optional[str] = ..., cgroup: _Optional[str] = ..., layers: _Optional[_Iterable[str]] = ..., image_id: _Optional[str] = ...) -> None: ...
 
 class AttachStart(_message.Message):
-    __slots__ = ("logs", "size")
+    __slots__ = ("logs", "size", "backpressure", "stdout_from", "stderr_from")
     LOGS_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
+    BACKPRESSURE_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_FROM_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FROM_FIELD_NUMBER: _ClassVar[int]
     logs: bool
     size: TerminalSize
-    def __init__(self, logs: _Optional[bool] = ..., size: _Optional[_Union[TerminalSize, _Mapping]] = ...) -> None: ...
+    backpressure: bool
+    stdout_from: int
+    stderr_from: int
+    def __init__(self, logs: _Optional[bool] = ..., size: _Optional[_Union[TerminalSize, _Mapping]] = ..., backpressure: _Optional[bool] = ..., stdout_from: _Optional[int] = ..., stderr_from: _Optional[int] = ...) -> None: ...
 
 class TerminalSize(_message.Message):
     __slots__ = ("rows", "columns")
@@ -106,13 +112,17 @@ class ProcessInput(_message.Message):
     def __init__(self, stdin: _Optional[bytes] = ..., resize: _Optional[_Union[TerminalSize, _Mapping]] = ..., close_stdin: _Optional[bool] = ...) -> None: ...
 
 class ProcessOutput(_message.Message):
-    __slots__ = ("stdout", "stderr", "exit_code", "message")
+    __slots__ = ("stdout", "stderr", "exit_code", "stdout_lost", "stderr_lost", "message")
     STDOUT_FIELD_NUMBER: _ClassVar[int]
     STDERR_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_LOST_FIELD_NUMBER: _ClassVar[int]
+    STDERR_LOST_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     stdout: bytes
     stderr: bytes
     exit_code: int
+    stdout_lost: int
+    stderr_lost: int
     message: str
-    def __init__(self, stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., exit_code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    def __init__(self, stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., exit_code: _Optional[int] = ..., stdout_lost: _Optional[int] = ..., stderr_lost: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...

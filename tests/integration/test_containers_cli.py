@@ -48,14 +48,20 @@ def run_cli(argv: list[str], env: dict[str, str], timeout: float = DEADLINE,
 # -- the oracle: docker and juggler on the same answers -----------------------------------
 
 NOW = int(time.time())
+# Ages are printed as "N days ago" by both clients at two moments a fraction of
+# a second apart: half a day from the next boundary, so the two always agree
+# (a minute granularity flaked when a minute turned between the two calls).
+DAY = 86400
 LISTED = [
     {"Id": "a" * 64, "Names": ["/web"], "Image": "busybox", "ImageID": "",
      "Command": "sh -c 'while true; do echo hello world; sleep 1; done'",
-     "Created": NOW - 200, "Ports": [], "Labels": {"b": "2", "a": "1"}, "State": "running",
+     "Created": NOW - 3 * DAY - DAY // 2, "Ports": [], "Labels": {"b": "2", "a": "1"},
+     "State": "running",
      "Status": "Up 3 minutes", "HostConfig": {"NetworkMode": "none"},
      "NetworkSettings": {"Networks": {}}, "Mounts": []},
     {"Id": "c" * 64, "Names": ["/db"], "Image": "alpine:3.10", "ImageID": "",
-     "Command": "true", "Created": NOW - 4000, "Ports": [], "Labels": {}, "State": "exited",
+     "Command": "true", "Created": NOW - 4 * DAY - DAY // 2, "Ports": [], "Labels": {},
+     "State": "exited",
      "Status": "Exited (137) 1 minute ago (OOM-killed)", "HostConfig": {},
      "NetworkSettings": {"Networks": {}}, "Mounts": []},
 ]
@@ -442,6 +448,52 @@ def test_a_named_master_runs_a_task_as_before(swarm: Swarm, tmp_path: Path) -> N
     swarm.juggler("rm", "-f", name, check=True)
 
 
+PROBE = ("tr '\\0' ' ' < /proc/1/cmdline; echo; grep -E '^(CapEff|NoNewPrivs)' "
+         "/proc/self/status; ulimit -n; ulimit -Hn")
+PROCESS_FLAGS = ("--init", "--cap-drop", "ALL", "--cap-add", "sys_ptrace", "--security-opt",
+                 "no-new-privileges", "--ulimit", "nofile=64:128")
+
+
+def _probed(out: str, init: str) -> None:
+    cmdline, *rest = out.splitlines()
+    assert cmdline.split()[:4] == [init, "--", "sh", "-c"], out
+    assert rest == ["CapEff:\t0000000000080000", "NoNewPrivs:\t1", "64", "128"], out
+
+
+@pytest.mark.root
+def test_process_flags_reach_a_container_and_a_task(swarm: Swarm, tmp_path: Path) -> None:
+    """--init, --cap-add/--cap-drop, --security-opt and --ulimit: on a container
+    (attached and -d, shown by inspect) and on a task (no containers service)."""
+    r = swarm.juggler("run", "--rm", *PROCESS_FLAGS, "--rootfs", str(swarm.rootfs), "--",
+                      "sh", "-c", PROBE)
+    assert r.returncode == 0, r.stderr
+    _probed(r.stdout, "/sbin/docker-init")
+    name = unique("flags")
+    swarm.juggler("run", "-d", "--name", name, *PROCESS_FLAGS, "--rootfs", str(swarm.rootfs),
+                  "--", "sleep", "600", check=True)
+    host = swarm.inspect(name)["HostConfig"]
+    assert (host["Init"], host["CapAdd"], host["CapDrop"], host["SecurityOpt"]) == (
+        True, ["CAP_SYS_PTRACE"], ["ALL"], ["no-new-privileges"])
+    assert host["Ulimits"] == [{"Name": "nofile", "Hard": 128, "Soft": 64}]
+    swarm.juggler("rm", "-f", name, check=True)
+    # A task on the agent's filesystem: the host's tini, the same privileges.
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in swarm.env.items() if k != "JUGGLER_DOCKER"}
+    env["JUGGLER_HOME"] = str(home)
+    r = run_cli([*JUGGLER, "run", "-q", *PROCESS_FLAGS, "--", "sh", "-c", PROBE], env)
+    assert r.returncode == 0, r.stderr
+    _probed(r.stdout, "/usr/bin/tini-static")
+    # What juggler cannot honour fails before anything runs, saying why.
+    for flags, words in [(["--security-opt", "seccomp=/p.json"], "no seccomp filter"),
+                         (["--ulimit", "nofile=2:1"], "2 > 1"),
+                         (["--cap-add", "bogus"], 'unknown capability: "CAP_BOGUS"')]:
+        for how in (swarm.env, env):
+            r = run_cli([*JUGGLER, "run", "--rm" if how is swarm.env else "-q", *flags, "--",
+                         "true"], how)
+            assert r.returncode == 125 and words in r.stderr, (flags, r.stderr)
+
+
 @pytest.mark.root
 def test_juggler_and_docker_agree_on_a_real_cluster(swarm: Swarm) -> None:
     """The real docker client and juggler, on the same service: the same
@@ -545,8 +597,8 @@ def test_run_it_detach_attach_and_exec_it(swarm: Swarm, terminals: list[Tmux]) -
                            "--", "sh"])
     terminals.append(run)
     run.expect(r"(?m)#\s*$")
-    run.type("echo hi-$((40+2)); tty", "Enter")
-    run.expect(r"hi-42")
+    run.type("echo hi-$((40+2)) term=$TERM-ok; tty", "Enter")
+    run.expect(r"hi-42 term=xterm-ok")     # TERM=xterm with a terminal, as Docker's
     run.expect(r"/dev/pts/\d+")
     run.type("C-p", "C-q")
     run.expect(r"detached")

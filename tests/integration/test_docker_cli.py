@@ -206,6 +206,67 @@ def test_kill_top_stats_exec_rename_wait(docker: Docker) -> None:
     docker.ok("rm", "sig2")
 
 
+# Two orphans that end once pid 1's command is `sleep 1000` (the shell before
+# the exec cannot reap them): then only pid 1 can.
+WAITER = 'until ps -o args | grep -q "^[s]leep 1000"; do sleep 0.01; done'
+ORPHANS = f"(sh -c '{WAITER}' &); (sh -c '{WAITER}' &); exec sleep 1000"
+
+
+def _states(docker: Docker, name: str) -> list[str]:
+    """"comm state" of every process in the container but the probe's own."""
+    out = docker.ok("exec", name, "sh", "-c", "echo $$; cat /proc/[0-9]*/stat 2>/dev/null")
+    me, *lines = out.splitlines()
+    rows = []
+    for line in lines:
+        head, _, rest = line.rpartition(")")
+        pid, comm = head.split(" (", 1)
+        state, ppid = rest.split()[:2]
+        if me not in (pid, ppid):
+            rows.append(f"{comm} {state}")
+    return sorted(rows)
+
+
+def test_init_capabilities_ulimits_and_security_options(docker: Docker) -> None:
+    """docker run --init / --cap-add / --cap-drop / --ulimit / --security-opt on
+    an image: what the container sees, what inspect shows, what is refused."""
+    docker.ok("run", "-d", "--init", "--name", "reaper", docker.image, "sh", "-c", ORPHANS)
+    assert docker.ok("exec", "reaper", "cat", "/proc/1/cmdline").split("\0")[:3] == [
+        "/sbin/docker-init", "--", "sh"]
+    # tini reaps the orphans: only itself and the command are left, no zombie.
+    wait_for(lambda: _states(docker, "reaper") == ["docker-init S", "sleep S"], DEADLINE,
+             what="tini to reap the orphans")
+    # A stop's SIGTERM reaches the command through tini, long before -t 600's SIGKILL.
+    assert docker.ok("stop", "-t", "600", "reaper", timeout=DEADLINE).strip() == "reaper"
+    assert docker.status("reaper").startswith("Exited (143) ")
+    assert docker.ok("inspect", "-f", "{{.HostConfig.Init}}", "reaper").strip() == "true"
+    docker.ok("rm", "reaper")
+
+    probe = ("grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; ulimit -n; ulimit -Hn; "
+             "echo term=$TERM")
+    flags = ["--cap-add", "net_admin", "--cap-drop", "CAP_CHOWN", "--security-opt",
+             "no-new-privileges", "--ulimit", "nofile=100:200"]
+    out = docker.ok("run", "--name", "opts", *flags, docker.image, "sh", "-c", probe)
+    lines = out.splitlines()
+    caps_hex = format(0xA80425FB & ~1 | 1 << 12, "016x")    # - CHOWN (0) + NET_ADMIN (12)
+    assert lines == [f"CapEff:\t{caps_hex}", "NoNewPrivs:\t1", "100", "200", "term="], out
+    shown = docker.ok("inspect", "-f", "{{json .HostConfig.CapAdd}} {{json .HostConfig.CapDrop}}"
+                      " {{json .HostConfig.SecurityOpt}} {{json .HostConfig.Ulimits}}", "opts")
+    assert shown.split() == ['["CAP_NET_ADMIN"]', '["CAP_CHOWN"]', '["no-new-privileges"]',
+                             '[{"Name":"nofile","Hard":200,"Soft":100}]'], shown
+    docker.ok("rm", "opts")
+    # Docker's defaults: no no_new_privs, its 14 capabilities.
+    out = docker.ok("run", "--rm", docker.image, "grep", "-E", "^(CapEff|NoNewPrivs)",
+                    "/proc/self/status")
+    assert out == "CapEff:\t00000000a80425fb\nNoNewPrivs:\t0\n", out
+
+    for flag, words in [("--security-opt=apparmor=docker-default",
+                         "juggler applies no AppArmor profile"),
+                        ("--security-opt=systempaths=unconfined", "systempaths=unconfined"),
+                        ("--cap-add=NET_FOO", 'unknown capability: "CAP_NET_FOO"')]:
+        r = docker("run", "--rm", flag, docker.image, "true")
+        assert r.returncode == 125 and words in r.stderr, (flag, r.stderr)
+
+
 def test_the_docker_sdk(docker: Docker) -> None:
     sdk = pytest.importorskip("docker")
     client = sdk.DockerClient(base_url=docker.host)
@@ -277,8 +338,8 @@ def test_run_it_attach_detach_and_exec_it_in_a_terminal(docker: Docker, tmp_path
     try:
         term.send(f"docker run -it --name itsh {docker.image} sh", "Enter")
         term.shows(r"^/ #$")
-        term.send("echo tty=$(tty) size=$(stty size)", "Enter")
-        term.shows(r"^tty=/dev/pts/\d+ size=40 120$")
+        term.send("echo tty=$(tty) size=$(stty size) term=$TERM", "Enter")
+        term.shows(r"^tty=/dev/pts/\d+ size=40 120 term=xterm$")
         term.send("C-p", "C-q")                       # detach: the shell keeps running
         term.prompt()
         term.send("echo detached=$?", "Enter")
@@ -295,8 +356,8 @@ def test_run_it_attach_detach_and_exec_it_in_a_terminal(docker: Docker, tmp_path
 
         term.send("clear; docker exec -it itsh sh", "Enter")
         term.shows(r"^/ #$")
-        term.send("echo in-exec; exit 6", "Enter")
-        term.shows(r"^in-exec$")
+        term.send("echo in-exec term=$TERM; exit 6", "Enter")
+        term.shows(r"^in-exec term=xterm$")
         term.prompt()
         term.send("echo exec=$?", "Enter")
         term.shows(r"^exec=6$")
@@ -323,3 +384,68 @@ def test_a_container_no_agent_can_ever_fit_is_refused_at_once(docker: Docker) ->
     assert docker.status("toobig") == ""          # --rm: removed, as dockerd does
     r = docker("tag", docker.image, "other:1")
     assert r.returncode == 1 and "juggler does not implement docker tag" in r.stderr
+
+
+# -- every byte, or the loss said (issue 15): the docker client's side of -----------------
+# tests/integration/test_output_delivery.py
+
+SMALL_LOGS = ("-l", "juggler.log_max_bytes=65536", "-l", "juggler.log_max_files=2")
+SEQ_LINES = 4_000_000   # 32 MB: far more than is kept (192 KiB) or can be in flight
+SEQ = "".join(f"{i}\n" for i in range(1, SEQ_LINES + 1))
+
+
+def written(docker: Docker, name: str) -> int:
+    """How much of its stdout the container's first run has written."""
+    from juggler.common import log_positions
+
+    cid = docker("inspect", "-f", "{{.Id}}", name).stdout.strip()
+    for sandbox in docker.daemons.work.glob(f"*/frameworks/*/tasks/{cid[:12]}.1") if cid else []:
+        files = log_positions.kept(sandbox / "stdout")
+        try:
+            return files[-1].end if files else 0
+        finally:
+            log_positions.close_all(files)
+    return 0
+
+
+def test_run_attached_gets_every_line_through_a_slow_pipe(docker: Docker) -> None:
+    proc = subprocess.Popen(["docker", "run", "--rm", "--name", "slowpipe", "--cpus", "1",
+                             *SMALL_LOGS, docker.image, "seq", "1", str(SEQ_LINES)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=docker.env())
+    try:
+        wait_for(lambda: written(docker, "slowpipe") > 8 * 3 * 65536, DEADLINE,
+                 what="the container to write far more than is kept")
+        assert proc.poll() is None   # it waits for this reader (back-pressure)
+        assert written(docker, "slowpipe") < len(SEQ)
+        out, err = proc.communicate(timeout=DEADLINE)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert len(out) == len(SEQ) and out == SEQ
+
+
+def test_logs_follow_that_falls_behind_ends_with_the_daemon_s_error(docker: Docker) -> None:
+    docker.ok("run", "-d", "--name", "behind", "--cpus", "1", *SMALL_LOGS, docker.image, "sh",
+              "-c", f"echo ready; while [ ! -e /go ]; do sleep 0.05; done; seq 1 {SEQ_LINES}")
+    follow = subprocess.Popen(["docker", "logs", "-f", "behind"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=docker.env())
+    try:
+        assert follow.stdout is not None
+        assert follow.stdout.readline() == "ready\n"   # it follows from the start
+        docker.ok("exec", "behind", "touch", "/go")
+        wait_for(lambda: docker.status("behind").startswith("Exited (0) "), DEADLINE,
+                 what="the container to end")
+        out, err = follow.communicate(timeout=DEADLINE)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+    # moby's way (stdcopy's Systemerr): the CLI says it and exits 1.
+    assert follow.returncode == 1, err
+    assert "error from daemon in stream: Error grabbing logs: " in err, err
+    assert "were rotated away before this reader got them: it fell behind" in err
+    assert out == SEQ[:len(out)] and len(out) < len(SEQ)   # nothing skipped quietly
+    docker.ok("rm", "behind")

@@ -15,6 +15,7 @@ import contextlib
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -37,7 +38,7 @@ from juggler.images.mirrors import Mirror
 from juggler.images.reference import parse_name
 from juggler.images.registry import NotFound, RegistryClient
 from juggler.testing.daemons import Daemons
-from juggler.testing.registry import ImageBuilder, TestImages
+from juggler.testing.registry import CONFIGURED_CREATED, ImageBuilder, TestImages
 from tests.conftest import free_port, juggler_up, needs_root
 from tests.framework_client import Client, S, run, task
 
@@ -224,7 +225,10 @@ def test_images_prints_dockers_columns_filters_and_quiet_ids(lab: Lab) -> None:
     mine = [row for row in rows(listing) if row[0] == f"{lab.registry}/configured"]
     assert len(mine) == 1, listing  # on both agents, listed once
     _, tag, image_id, created, size = mine[0]
-    assert tag == "1" and len(image_id) == 12 and created.endswith(" ago")
+    # The image's own creation time (its config's `created`), as Docker shows,
+    # not when it was pulled a moment ago.
+    assert tag == "1" and len(image_id) == 12 and re.fullmatch(r"\d+ years ago", created), \
+        (created, CONFIGURED_CREATED)
     assert size.endswith(("B", "kB", "MB"))
     only = rows(lab.juggler("images", f"{lab.registry}/configured:1").stdout)
     assert [not_created(row) for row in only] == [not_created(mine[0])]
@@ -336,7 +340,8 @@ def test_api_lists_inspects_and_deletes_images(lab: Lab) -> None:
             summary = listed[0]
             assert summary["Id"].startswith("sha256:") and summary["ParentId"] == ""
             assert summary["RepoDigests"][0].startswith(f"{lab.registry}/configured@sha256:")
-            assert summary["Created"] > 1_500_000_000 and summary["Size"] > 0
+            # the config's creation time, in Unix seconds (2021-06-01T12:00:00Z)
+            assert summary["Created"] == 1622548800 and summary["Size"] > 0
             assert (summary["SharedSize"], summary["Containers"]) == (-1, 0)
             filters = json.dumps({"reference": {f"{lab.registry}/configured": True}})
             resp = await client.get("/images/json", params={"filters": filters})
@@ -346,7 +351,7 @@ def test_api_lists_inspects_and_deletes_images(lab: Lab) -> None:
             got = await resp.json()
             assert got["Id"] == summary["Id"] and got["RepoTags"] == [ref]
             assert got["RootFS"]["Type"] == "layers" and len(got["RootFS"]["Layers"]) == 2
-            assert got["Os"] == "linux" and got["Created"].endswith("Z")
+            assert got["Os"] == "linux" and got["Created"] == CONFIGURED_CREATED
             assert got["Config"]["WorkingDir"] == "/srv" and got["Config"]["User"] == "nobody"
             assert got["Config"]["Cmd"] == ["sh", "-c", "echo $GREETING; pwd; id -u"]
             assert "GREETING=hello from the image" in got["Config"]["Env"]

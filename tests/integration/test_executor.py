@@ -117,7 +117,9 @@ def test_missing_binary_fails_the_launch(tmp_path, busybox):
 
 def test_memory_hog_is_oom_killed_and_reported(tmp_path):
     async def scenario():
-        hog = f"{sys.executable} -c 'b = bytearray(200 * 2**20); print(len(b))'"
+        # exec: the hog is PID 1 (dash does not exec a last command by itself);
+        # a shell that outlives its OOM-killed child is test_oom_exit_code.py's.
+        hog = f"exec {sys.executable} -c 'b = bytearray(200 * 2**20); print(len(b))'"
         async with executor(tmp_path, task_info(hog, mem=32)) as run:
             done = await run.agent.wait_terminal()
         assert done.state == pb.TASK_FAILED
@@ -246,18 +248,25 @@ def test_a_command_that_cannot_start_fails_the_launch_with_dockers_code(tmp_path
     asyncio.run(scenario())
 
 
-def test_a_missing_working_directory_fails_the_launch(tmp_path, busybox):
-    async def scenario():
-        task = task_info("true", shell=False, rootfs=busybox)
-        task.command.working_directory = "/nope"
-        async with executor(tmp_path, task) as run:
-            done = await run.agent.wait_terminal()
-        assert (done.state, done.reason) == (pb.TASK_FAILED, pb.REASON_CONTAINER_LAUNCH_FAILED)
-        assert done.exit_code == 125  # juggler's own setup failed, before the exec
-        assert done.message == ("Failed to launch the container: chdir '/nope': "
-                                "No such file or directory")
+def test_a_missing_working_directory_is_made_one_in_the_way_fails_the_launch(tmp_path, busybox):
+    """Issue 15, item 3: `-w /srv/new` in a root filesystem is created (as
+    runc does; tests/integration/test_runc_differential.py compares the rest);
+    a file in the way fails the launch before the exec (125)."""
+    async def scenario(workdir: str, where: Path):
+        task = task_info("pwd", rootfs=busybox)
+        task.command.working_directory = workdir
+        where.mkdir()
+        async with executor(where, task) as run:
+            return await run.agent.wait_terminal(), run.sandbox
 
-    asyncio.run(scenario())
+    done, sandbox = asyncio.run(scenario("/srv/new", tmp_path / "made"))
+    assert done.state == pb.TASK_FINISHED, done.message
+    assert (sandbox / "stdout").read_text() == "/srv/new\n"
+    done, _ = asyncio.run(scenario("/etc/passwd/x", tmp_path / "in-the-way"))
+    assert (done.state, done.reason) == (pb.TASK_FAILED, pb.REASON_CONTAINER_LAUNCH_FAILED)
+    assert done.exit_code == 125  # juggler's own setup failed, before the exec
+    assert done.message == ("Failed to launch the container: create the working directory "
+                            "'/etc/passwd/x': '/etc/passwd' is not a directory")
 
 
 def test_one_executor_per_task_a_second_one_for_the_same_sandbox_exits(tmp_path, busybox):

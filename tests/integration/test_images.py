@@ -363,6 +363,12 @@ def test_an_image_that_cannot_be_had_fails_the_task_with_a_reason(
     r = cluster.juggler("run", "--image", f"{test_images.registry.address}/nope:1", "--",
                         "true")
     assert r.returncode == 125 and "no sandbox" not in r.stderr, r.stderr
+    # Attached (-it) the same: one error, no second one about attaching to a
+    # task that never ran.
+    r = cluster.juggler("run", "-it", "--role", "*", "--image",
+                        f"{test_images.registry.address}/nope:1", "--", "true")
+    assert r.returncode == 125 and "cannot get image" in r.stderr, r.stderr
+    assert "attach" not in r.stderr and "cannot read" not in r.stderr, r.stderr
     r = cluster.juggler("run", "--image", "Bad_Ref", "--", "true")
     assert r.returncode == 2 and "lowercase" in r.stderr
 

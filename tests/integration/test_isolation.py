@@ -142,16 +142,22 @@ def test_cannot_write_proc_sys(tmp_path, fs):
 
 @pytest.mark.parametrize("network", [pb.NETWORK_NONE, pb.NETWORK_HOST])
 def test_sys_is_a_fresh_read_only_sysfs(tmp_path, fs, network):
-    # Fresh: the host's submounts (its cgroup tree) are not there.
-    command = ("touch /sys/kernel/x; echo touch=$?; echo cgroups=$(ls -A /sys/fs/cgroup); "
+    # Fresh: the host's submounts are not there; /sys/fs/cgroup shows the
+    # task's own cgroups read-only, as Docker's (container/cgroup_view.py).
+    v1 = (DEFAULT_ROOT / "memory").is_dir()
+    limit = "memory/memory.limit_in_bytes" if v1 else "memory.max"
+    command = ("touch /sys/kernel/x; echo touch=$?; "
+               f"echo limit=$(cat /sys/fs/cgroup/{limit}); "
+               f"echo 1 > /sys/fs/cgroup/{limit}; echo write=$?; "
                "echo sysfs=$(grep -c ' /sys sysfs ro,' /proc/mounts)")
     out = key_values(finished(tmp_path, task_info(command, rootfs=fs, network=network)))
-    assert out["touch"] != "0" and out["cgroups"] == "" and out["sysfs"] == "1", out
+    assert out["touch"] != "0" and out["write"] != "0" and out["sysfs"] == "1", out
+    assert out["limit"] == str(64 * 2**20), out
 
 
 # -- capabilities and no_new_privs -------------------------------------------
 
-def test_capabilities_are_dockers_default_set_and_no_new_privs(tmp_path, fs):
+def test_capabilities_are_dockers_default_set_without_no_new_privs(tmp_path, fs):
     status = proc_status(finished(tmp_path, task_info("cat /proc/self/status", rootfs=fs)))
     masks = {k: int(status[k], 16) for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")}
     for key in ("CapBnd", "CapPrm", "CapEff"):
@@ -159,7 +165,7 @@ def test_capabilities_are_dockers_default_set_and_no_new_privs(tmp_path, fs):
     assert masks["CapInh"] == 0 and masks["CapAmb"] == 0, masks
     assert not masks["CapBnd"] & (1 << caps.NUMBERS["SYS_MODULE"])
     assert not masks["CapBnd"] & (1 << caps.NUMBERS["SYS_ADMIN"])
-    assert status["NoNewPrivs"] == "1"
+    assert status["NoNewPrivs"] == "0"   # Docker's default (test_init_and_privileges.py)
 
 
 INIT_MODULE = {"x86_64": 175, "aarch64": 105}.get(platform.machine())
@@ -338,7 +344,7 @@ def test_non_root_user_from_the_rootfs(tmp_path, busybox):
     status = proc_status(out)
     assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0
     assert int(status["CapBnd"], 16) == caps.DEFAULT_MASK
-    assert status["NoNewPrivs"] == "1"
+    assert status["NoNewPrivs"] == "0"
 
 
 def test_user_from_the_hosts_passwd_and_home_from_the_task(tmp_path):

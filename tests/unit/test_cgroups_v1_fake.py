@@ -50,3 +50,15 @@ def test_add_writes_every_controller(tmp_path):
     cg = make(tmp_path)
     cg.add(77)
     assert all((p / "cgroup.procs").read_text() == "77\n" for p in cg.paths().values())
+
+
+def test_stats_pids_are_pids_current_zombies_included(tmp_path):
+    cg = make(tmp_path)
+    d = cg.paths()
+    for controller in ("pids", "memory", "cpu"):
+        (d[controller] / "cgroup.procs").write_text("77\n")
+    (d["pids"] / "pids.current").write_text("4\n")  # 77 and three unreaped zombies
+    assert cg.pids() == [77]
+    assert cg.pids_current() == 4 and cg.stats().pids == 4
+    (d["pids"] / "pids.current").unlink()
+    assert cg.stats().pids == 1

@@ -124,6 +124,27 @@ def test_add_pid_oom_and_stats(root):
     assert stats.oom_kills == 1 and stats.pids == 1
 
 
+def test_stats_pids_are_pids_current_zombies_included(root):
+    # Two live processes (cgroup.procs) and three zombies nobody reaped: the
+    # kernel's pids.current counts all five, as pids.max does.
+    cg = CgroupV2("juggler/a/t", root)
+    cg.create()
+    (cg.path / "cgroup.procs").write_text("4242\n4243\n")
+    (cg.path / "pids.current").write_text("5\n")  # the kernel keeps it; the fake, here
+    assert cg.pids() == [4242, 4243]
+    assert cg.pids_current() == 5 and cg.stats().pids == 5
+    (cg.path / "pids.current").unlink()  # no pids controller: the live ones
+    assert cg.stats().pids == 2
+
+
+def test_oom_kills_are_counted(root):
+    cg = CgroupV2("juggler/a/t", root)
+    cg.create()
+    assert cg.oom_kills() == 0
+    (cg.path / "memory.events").write_text("low 0\nhigh 0\nmax 9\noom 2\noom_kill 2\n")
+    assert cg.oom_kills() == 2 and cg.oom_killed()
+
+
 def test_destroy_removes_the_leaf_only(root, monkeypatch):
     cg = CgroupV2("juggler/a/t", root)
     cg.create()

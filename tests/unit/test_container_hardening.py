@@ -1,13 +1,12 @@
-"""The pure parts of container hardening: capability masks, user lookup, the
-limits every container gets (pids, CFS quota). The real thing, against real
-containers, is tests/integration/test_isolation.py."""
+"""The pure parts of container hardening: capability masks, the limits every
+container gets (pids, CFS quota). The real thing, against real containers, is
+tests/integration/test_isolation.py; users are tests/unit/test_users.py."""
 
 from __future__ import annotations
 
 import pytest
 
 from juggler.container import capabilities as caps
-from juggler.container import users
 from juggler.container.spec import (
     DEFAULT_PIDS_MAX,
     PIDS_MAX_LABEL,
@@ -17,22 +16,6 @@ from juggler.container.spec import (
 )
 from juggler.v1 import common_pb2 as pb
 
-PASSWD = """\
-root:x:0:0:root:/root:/bin/sh
-# a comment
-daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
-nobody:x:65534:65534:nobody:/nonexistent:/bin/false
-app:x:1000:1000:App,,,:/home/app:/bin/sh
-1001:x:1002:1002::/home/odd:/bin/sh
-broken line
-"""
-GROUP = """\
-root:x:0:
-audio:x:29:app,daemon
-staff:x:50:app
-app:x:1000:
-"""
-
 
 def test_default_set_is_dockers():
     assert caps.DEFAULT_MASK == 0xA80425FB  # CapBnd of a default `docker run`
@@ -40,36 +23,6 @@ def test_default_set_is_dockers():
     assert "SYS_ADMIN" not in caps.DEFAULT and "SYS_MODULE" not in caps.DEFAULT
     assert caps.names(1 << 63) == {"CAP_63"}
     assert caps.mask([]) == 0
-
-
-def test_user_by_name_with_groups_and_home():
-    u = users.resolve("app", PASSWD, GROUP)
-    assert (u.uid, u.gid, u.home, u.name) == (1000, 1000, "/home/app", "app")
-    assert u.groups == (1000, 29, 50)
-
-
-def test_user_by_uid_and_unknown_numeric_uid():
-    assert users.resolve("65534", PASSWD, GROUP).name == "nobody"
-    assert users.resolve("65534", PASSWD, GROUP).groups == (65534,)
-    stranger = users.resolve("4321", PASSWD, GROUP)
-    assert (stranger.uid, stranger.gid, stranger.groups, stranger.home) == (
-        4321, 4321, (4321,), "/")
-
-
-def test_a_name_wins_over_a_uid_that_looks_the_same():
-    assert users.resolve("1001", PASSWD).uid == 1002
-
-
-def test_unknown_user_name_is_an_error():
-    with pytest.raises(users.UnknownUser, match="no user 'ghost'"):
-        users.resolve("ghost", PASSWD, GROUP)
-
-
-def test_lookup_reads_passwd_and_group(tmp_path):
-    (tmp_path / "passwd").write_text(PASSWD)
-    assert users.lookup("app", str(tmp_path)).groups == (1000,)  # no group file
-    (tmp_path / "group").write_text(GROUP)
-    assert users.lookup("app", str(tmp_path)).groups == (1000, 29, 50)
 
 
 def _task(**labels) -> pb.TaskInfo:

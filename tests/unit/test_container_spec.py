@@ -137,7 +137,7 @@ def test_outcomes():
     signalled = st.outcome(9)
     assert signalled.exit_code == 137
     assert signalled.message == "Command terminated by signal 9 (SIGKILL)"
-    oom = st.outcome(9, oom_killed=True, memory_mib=32)
+    oom = st.outcome(9, oom_kills=1, memory_mib=32)
     assert (oom.state, oom.reason, oom.exit_code) == (
         pb.TASK_FAILED, pb.REASON_CONTAINER_LIMITATION_MEMORY, 137)
     assert oom.message == "Memory limit of 32 MiB exceeded: the task was OOM-killed"

@@ -535,7 +535,7 @@ def test_create_reads_docker_s_config_and_refuses_what_it_cannot_honour() -> Non
             ({"Entrypoint": ["sh"]}, "Entrypoint (--entrypoint)"),
             ({"HostConfig": {"Binds": ["/a:/b"]}}, "HostConfig.Binds (-v/--volume)"),
             ({"HostConfig": {"Privileged": True}}, "HostConfig.Privileged (--privileged)"),
-            ({"HostConfig": {"CapAdd": ["NET_ADMIN"]}}, "HostConfig.CapAdd"),
+            ({"HostConfig": {"CapAdd": ["NET_FOO"]}}, 'unknown capability: "CAP_NET_FOO"'),
             ({"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}},
              "HostConfig.PortBindings (-p/--publish)"),
             ({"HostConfig": {"Memory": 1024}}, "Minimum memory limit allowed is 6MB"),

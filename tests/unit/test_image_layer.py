@@ -98,3 +98,34 @@ def test_hostile_layers_cannot_write_outside(tmp_path: Path, members) -> None:
 def test_not_a_tar_is_refused(tmp_path: Path) -> None:
     with pytest.raises(LayerError):
         unpack(io.BytesIO(gzip.compress(b"not a tar" * 100)), tmp_path)
+
+
+def test_whiteouts_apply_to_the_layers_below_only(tmp_path: Path) -> None:
+    """layer.md: "Files that are present in the same layer as a whiteout file
+    can only be hidden by whiteout files in subsequent layers"."""
+    needs_root()
+    from juggler.images.layer import BELOW, INHERIT, NEW, unpack_layer
+
+    done = unpack_layer(io.BytesIO(layer(
+        member("f", data=b"kept"), member(".wh.f"),           # a file of the layer stays
+        member(".wh.d"), member("d/new", data=b"n"),          # a new, opaque directory
+        member("p/q/.wh.x"),                                  # only a whiteout's parents
+        member("s", tarfile.SYMTYPE, link="f"), member("h", tarfile.LNKTYPE, link="s"))),
+        tmp_path)
+    assert (tmp_path / "f").read_bytes() == b"kept"
+    assert os.getxattr(tmp_path / "d", "trusted.overlay.opaque") == b"y"
+    assert os.listdir(tmp_path / "d") == ["new"]
+    assert os.lstat(tmp_path / "h").st_ino == os.lstat(tmp_path / "s").st_ino
+    assert done.implicit == {"": INHERIT, "d": NEW, "p": BELOW, "p/q": BELOW}
+    assert done.whiteout_dirs == ["p/q"]
+
+
+@pytest.mark.parametrize("members", [
+    [member("f", data=b"x"), member("f/g", data=b"y")],      # beneath a file of the layer
+    [member("h", tarfile.LNKTYPE, link="later"), member("later", data=b"x")],
+    [member(".", tarfile.SYMTYPE, link="/")],                  # the root as a symlink
+])
+def test_contradictory_layers_are_refused(tmp_path: Path, members) -> None:
+    needs_root()
+    with pytest.raises(LayerError):
+        unpack(io.BytesIO(layer(*members)), tmp_path)

@@ -84,7 +84,8 @@ def test_no_task_command_runs_entrypoint_and_cmd():
     out = config.apply(task(), IMAGE)
     assert list(out.command.argv) == ["/entry", "default", "args"]
     assert dict(out.command.environment) == {"PATH": "/img/bin", "A": "image", "B": "image"}
-    assert out.command.working_directory == "/srv" and out.command.user == "app"
+    # The image's User as given: "user:group" is resolved as Docker does (users.py).
+    assert out.command.working_directory == "/srv" and out.command.user == "app:app"
 
 
 def test_task_argv_replaces_cmd_and_keeps_entrypoint_and_overrides_the_rest():
