@@ -10,7 +10,8 @@ From Docker's model to juggler's TaskInfo (common.proto):
   `juggler.pids_max` (common/task_defaults.py). Docker sets no memory limit
   by default; juggler's offers need one, so a container without `-m` gets
   juggler run's default of 128 MiB (an intended difference);
-- the hostname defaults to the id's first 12 characters, as Docker's;
+- the hostname defaults to the id's first 12 characters, as Docker's (with
+  `--network host`, the agent host's name, as Docker's);
 - the writable layer is kept by the agent under the container's id, so a
   `start` after `stop` finds the files the last run wrote;
 - a kill waits `StopTimeout` (10 s, docker stop's default) after the stop
@@ -19,7 +20,7 @@ From Docker's model to juggler's TaskInfo (common.proto):
   and `--ulimit` become the labels `juggler.init`, `juggler.no_new_privileges`,
   `juggler.cap_add`, `juggler.cap_drop`, `juggler.ulimits`;
 - a run launched while a client waits to attach to it (`docker run`, `docker
-  start -a`: the client attaches before it starts) has the label
+  start -a`, `juggler run`: the client attaches before it starts) has the label
   `juggler.hold_output`: the executor reads none of its output until that
   client attaches (or 10 s pass), so the client gets every byte, as Docker's.
 """
@@ -76,8 +77,9 @@ def task_for(c: Container, agent_id: str, *, hold_output: bool = False) -> pb.Ta
     ci = task.container
     ci.image = cfg.image
     ci.rootfs = cfg.rootfs
-    ci.hostname = cfg.hostname or c.short_id
     ci.network = pb.NETWORK_HOST if cfg.network == "host" else pb.NETWORK_NONE
+    # With the host's network, the host's name (the agent gives it), as Docker's.
+    ci.hostname = cfg.hostname or ("" if cfg.network == "host" else c.short_id)
     ci.tty = cfg.tty
     if cfg.image or cfg.rootfs:
         ci.writable_layer = c.id

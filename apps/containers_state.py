@@ -222,8 +222,10 @@ class ContainersState:
         return self.start(ref)[1]
 
     def kill(self, ref: str, signal: str = "KILL") -> list[Command]:
-        """`docker kill -s SIGNAL`: SIGKILL (and the stop signal) end the run and
-        keep the policy from restarting it; another signal is only delivered.
+        """`docker kill -s SIGNAL`: SIGKILL ends the run; the stop signal is
+        delivered and keeps the policy from restarting the run once it ends (a
+        process that traps it runs on, as in Docker); another signal is only
+        delivered.
         Raises ContainerError 404, 409 (not running)."""
         c = self.find(ref)
         if c.status not in (CS.RUNNING, CS.STARTING, CS.RESTARTING):
@@ -244,14 +246,19 @@ class ContainersState:
         if c.status != CS.RUNNING and not ends:   # refused before anything changed
             raise ContainerError(409, f"Cannot kill container: {ref}: Container {c.id} is not "
                                       "running")
-        if ends:   # SIGKILL and the stop signal keep the policy from restarting it
+        if sig == SIGKILL or (ends and c.status != CS.RUNNING):
+            # SIGKILL, or the stop signal to a run launched but not running
+            # yet: the run ends, and the policy does not restart it.
             c.desired, c.stopped_by_user, c.restart_after_stop = "stopped", True, False
-        if sig == SIGKILL:
-            self._send_kill(c, 0.0)
-        elif c.status != CS.RUNNING:   # launched, not running yet: the stop signal ends it
-            self._send_kill(c, None, signal)
+            self._send_kill(c, 0.0 if sig == SIGKILL else None,
+                            "" if sig == SIGKILL else signal)
         else:
             if ends:
+                # The stop signal to a running container is only delivered, as
+                # Docker's (moby's ExitOnNext): no SIGKILL follows, a process
+                # that traps it runs on; when the run ends, by itself or by a
+                # later stop, the policy does not restart it.
+                c.stopped_by_user, c.restart_after_stop = True, False
                 self._save(c)
             self._out.append(Signal(c.agent_address, c.task_id, signal))
         return self._take()

@@ -3,7 +3,8 @@ containers (routes and the error plumbing: docker_api.py; the JSON shapes:
 docker_views.py; logs, attach and resize: docker_logs.py, docker_stream.py;
 exec: docker_exec.py).
 
-    POST   /containers/create?name=          201 {"Id", "Warnings": []}
+    POST   /containers/create?name=          201 {"Id", "Warnings": []}; 404 "No such
+                                             image: REF" when no agent has it (moby's)
     GET    /containers/json?all=&limit=&filters=   newest first; limit implies all
     GET    /containers/{id}/json
     POST   /containers/{id}/start            204, 304 when running
@@ -34,7 +35,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from juggler.apps import cluster
+from juggler.apps import cluster, image_presence
 from juggler.apps import docker_views as views
 from juggler.apps.containers import CS, Container, ContainerError
 from juggler.apps.docker_api import (
@@ -50,6 +51,7 @@ from juggler.apps.docker_api import (
     until_disconnected,
 )
 from juggler.apps.docker_errors import DockerError
+from juggler.apps.docker_images import IMAGE_CLUSTER, IMAGE_PRESENCE
 from juggler.v1 import agent_pb2
 
 STATS_INTERVAL = 1.0            # seconds between two stats samples (Docker's collector)
@@ -75,6 +77,8 @@ async def create(request: web.Request) -> web.Response:
                                f"{request.query['platform']} (--platform): each agent runs "
                                "its own platform's image")
     config = views.config_from_create(await _body(request))
+    await image_presence.check(request.app[IMAGE_PRESENCE], request.app[IMAGE_CLUSTER],
+                               config.image)
     c = await backend_of(request).container_create(config, request.query.get("name", ""))
     return json_response({"Id": c.id, "Warnings": []}, 201)
 

@@ -28,9 +28,13 @@ from aiohttp import web
 from juggler.apps import docker_image_views as views
 from juggler.apps.docker_errors import DockerError
 from juggler.apps.image_cluster import ImageAgent, ImageCluster
+from juggler.apps.image_presence import ImagePresence, names
 from juggler.images.reference import Reference
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# What POST /containers/create checks an image against (docker_containers.create).
+IMAGE_CLUSTER = web.AppKey("image_cluster", ImageCluster)
+IMAGE_PRESENCE = web.AppKey("image_presence", ImagePresence)
 
 
 def route(app: web.Application, method: str, path: str, handler: Handler) -> None:
@@ -40,8 +44,12 @@ def route(app: web.Application, method: str, path: str, handler: Handler) -> Non
 
 
 def add_image_routes(app: web.Application, cluster: ImageCluster) -> None:
-    """Register the image endpoints on `app`, served from `cluster`'s agents."""
-    images = _Images(cluster)
+    """Register the image endpoints on `app`, served from `cluster`'s agents;
+    app[IMAGE_CLUSTER] and app[IMAGE_PRESENCE] (filled by pulls, emptied of
+    what is deleted) for the containers' create."""
+    app[IMAGE_CLUSTER] = cluster
+    app[IMAGE_PRESENCE] = presence = ImagePresence()
+    images = _Images(cluster, presence)
     route(app, "GET", "/images/json", images.list_images)
     route(app, "POST", "/images/create", images.create)
     route(app, "GET", "/images/{name:.+}/json", images.inspect)
@@ -62,8 +70,9 @@ def _flag(request: web.Request, name: str) -> bool:
 
 
 class _Images:
-    def __init__(self, cluster: ImageCluster) -> None:
+    def __init__(self, cluster: ImageCluster, presence: ImagePresence) -> None:
         self.cluster = cluster
+        self.presence = presence
 
     async def _merged(self, agents: list[ImageAgent] | None = None) -> list[views.DockerImage]:
         agents = agents if agents is not None else await self.cluster.agents()
@@ -85,6 +94,7 @@ class _Images:
         image, ref = views.find(await self._merged(agents), request.match_info["name"])
         by_name = {a.name: a for a in agents}
         deleted: list[str] = []
+        self.presence.forget([ref] if ref else names([image]))
         for agent, what in views.removal(image, ref, _flag(request, "force")):
             deleted += await self.cluster.remove(by_name[agent], what)
         return json_response(views.removal_report(image, ref, deleted))
@@ -130,6 +140,7 @@ class _Images:
             async for agent, p in progress:
                 if p.HasField("image"):
                     done.append((agent.name, p.image))
+                    self.presence.learn([str(ref), p.image.id, *p.image.references])
                 await stream.send(messages.update(agent.name, p))
         had = {name: {i.id for i in images if str(ref) in i.references}
                for name, images in before.items()}

@@ -50,6 +50,11 @@ def read(cfg: ContainerConfig, host: dict[str, Any]) -> None:
     if not isinstance(items, list):
         raise DockerError(400, "HostConfig.Ulimits: must be a list")
     security, add, drop = (_strings(host, k) for k in ("SecurityOpt", "CapAdd", "CapDrop"))
+    for field, caps in (("CapAdd", add), ("CapDrop", drop)):
+        try:
+            task_privileges.normalize_all(caps)
+        except task_privileges.PrivilegeError as e:   # moby's validateCapabilities words
+            raise DockerError(400, f"invalid {field}: {e}") from None
     try:
         limits = ulimits.merge(_ulimit(item) for item in items)
         task_privileges.task_labels(security_opt=security, cap_add=add, cap_drop=drop)

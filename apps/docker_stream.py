@@ -391,6 +391,10 @@ async def attach(request: web.Request) -> web.StreamResponse:
             if waiting:   # its run is launched (with the hold) or over
                 waiting = False
                 backend.containers.attach_waits(c.id, False)
+            if not (out.stdout or out.stderr or flag(request, "stdin")):
+                # Nothing to relay: `juggler run` says it waits this way and
+                # reads the run's streams from its agent (cli/container_run.py).
+                return hijack.response
             await _attach_run(request, hijack, c, out, session, keys,
                               from_start=not live or replay, every_byte=not live)
     except grpc.aio.AioRpcError as e:

@@ -430,11 +430,16 @@ def config_from_create(body: Any) -> ContainerConfig:
             raise DockerError(400, f"invalid environment variable: {item}")
         if sep:
             env[name] = value
+    working_dir = _typed(body, "WorkingDir", str) or ""
+    if working_dir and not working_dir.startswith("/"):
+        # moby's verifyContainerSettings, word for word
+        raise DockerError(400, f"the working directory '{working_dir}' is invalid, it needs "
+                               "to be an absolute path")
     cfg = ContainerConfig(
         image="" if image.startswith("/") else image,
         rootfs=image if image.startswith("/") else "",
         cmd=[str(a) for a in cmd], env=env,
-        working_dir=_typed(body, "WorkingDir", str) or "",
+        working_dir=working_dir,
         user=_typed(body, "User", str) or "",
         hostname=_typed(body, "Hostname", str) or "",
         labels={str(k): str(v) for k, v in labels.items()},

@@ -84,11 +84,12 @@ async def attach(address: str, task_id: str, framework_id: str, *, tty: bool,
                  stdin: bool = True, logs: bool = False, detach_keys: bool = True,
                  keys: bytes = terminal.DETACH_KEYS,
                  written: Written | None = None) -> int | None:
-    """Attach to a run, with back-pressure; its exit code, or None after a
-    detach. With `logs`, what it wrote first: from the positions in
+    """Attach to a run, with back-pressure; its exit code, or None after the
+    user detached. With `logs`, what it wrote first: from the positions in
     `written` (which counts on), else what its logs still keep. Raises
     grpc.aio.AioRpcError, OutputLost (bytes from `written` on were rotated
-    away), ReaderGone."""
+    away), ReaderGone, terminal.StreamEnded (the stream ended without the
+    exit code and without a detach: never to be taken for one)."""
     count = written if written is not None else Written()
     start = agent_pb2.AttachRequest.Start(task_id=task_id, framework_id=framework_id,
                                           logs=logs, backpressure=True)
@@ -103,7 +104,8 @@ async def attach(address: str, task_id: str, framework_id: str, *, tty: bool,
                 lambda requests: _write_output(stub.Attach(requests), count),
                 agent_pb2.AttachRequest(start=start),
                 lambda message: agent_pb2.AttachRequest(input=message),
-                tty=tty, interactive=stdin, detach=tty and detach_keys, detach_keys=keys)
+                tty=tty, interactive=stdin, detach=tty and detach_keys, detach_keys=keys,
+                strict=True)
 
 
 async def _write_output(call: AsyncIterator[executor_pb2.ProcessOutput], written: Written
@@ -183,6 +185,10 @@ async def run(args: argparse.Namespace) -> int:
         return EXIT_JUGGLER
     except ReaderGone:
         return 0  # `juggler attach X | head`: detached, it keeps running
+    except terminal.StreamEnded:
+        print("juggler attach: the stream ended before the exit code came (its agent or "
+              "executor went away)", file=sys.stderr)
+        return EXIT_JUGGLER
     what = "container" if target.container is not None else "task"
     if code is None:
         print(f"\r\njuggler: detached; the {what} keeps running", file=sys.stderr)

@@ -10,11 +10,15 @@ ends, as `docker run` does.
 
 The attached streams come from the container's agent: Agent.Attach with
 back-pressure (cli/attach.py), as an attached `docker run` gets: every byte,
-the container waiting in its writes while this terminal or pipe is behind;
-`run` creates it with the label juggler.hold_output, so that nothing it
-writes before the attach is rotated away first (every run of the container
-has it: a later run writing more than a pipe holds before anyone attaches
-waits up to 10 s; `-l juggler.hold_output=0` says not to). When the agent
+the container waiting in its writes while this terminal or pipe is behind.
+Before the start, as the docker CLI attaches before it starts, `run` and
+`start -a` say they wait to attach (POST /containers/{id}/attach without
+streams, held open until the run is launched: docker_client.attach_begin),
+so that this run, and only this one, holds its output until the attach
+lands (at most 10 s: apps/containers_state.attach_waits) and nothing it
+writes first is rotated away; a later `start` or a restart does not. A stream
+that ends without the exit code (its executor dropped this client) is no
+detach: the rest comes from the logs, then the exit code. When the agent
 cannot be reached, or the run no longer runs, Agent.Logs follows from where
 the output stopped; output rotated away before it was written here is said
 and the exit code is 125. The exit code comes from the service (POST
@@ -41,12 +45,11 @@ from typing import Any
 import grpc
 
 from juggler.cli import address as addr
-from juggler.cli import containers
+from juggler.cli import containers, image_pull
 from juggler.cli.attach import Written
 from juggler.cli.containers import EXIT_JUGGLER, Target, off_loop
 from juggler.cli.docker_client import DockerClient, DockerError, DockerUnreachable
 from juggler.common.leader import backoff
-from juggler.common.task_defaults import DEFAULT_HOLD_OUTPUT_SECONDS, HOLD_OUTPUT_LABEL
 
 PROXIED = (signal.SIGINT, signal.SIGTERM)
 LEAVE_AFTER = 3   # Ctrl-C presses: the third leaves the container running
@@ -55,11 +58,11 @@ STREAM_GRACE_SECONDS = 5.0   # after the exit, for the last output to arrive
 
 async def run(args: argparse.Namespace, docker: DockerClient, body: dict[str, Any]) -> int:
     """`juggler run` against the containers service; the exit code."""
-    if not args.detach:   # its output waits for this attach (module docstring)
-        body.setdefault("Labels", {}).setdefault(HOLD_OUTPUT_LABEL,
-                                                 str(DEFAULT_HOLD_OUTPUT_SECONDS))
     try:
-        created = await off_loop(docker.create, body, args.name)
+        created = await off_loop(image_pull.create, docker, body, args.name)
+    except image_pull.PullFailed as e:   # the image was missing; nothing was created
+        print(f"juggler: {e}", file=sys.stderr)
+        return EXIT_JUGGLER
     except (DockerError, DockerUnreachable) as e:
         containers.daemon_failed(e, "juggler: ")
         return EXIT_JUGGLER
@@ -96,8 +99,23 @@ async def attached(docker: DockerClient, cid: str, *, interactive: bool, tty: bo
     """Start `cid` and stay attached until it ends (its exit code) or the user
     detaches (0)."""
     try:
-        # The waiter first, as docker run does: the run may end (and with --rm
-        # be removed) before the start's answer arrives.
+        # The attach and the waiter first, as docker run does: this run then
+        # holds its output for this client (module docstring), and it may end
+        # (and with --rm be removed) before the start's answer arrives.
+        waiting = await off_loop(docker.attach_begin, cid)
+    except (DockerError, DockerUnreachable) as e:
+        containers.daemon_failed(e, "juggler: " if failed_code == EXIT_JUGGLER else "")
+        return failed_code
+    try:
+        return await _attached(docker, cid, interactive=interactive, tty=tty,
+                               auto_remove=auto_remove, quiet=quiet, failed_code=failed_code)
+    finally:
+        waiting()
+
+
+async def _attached(docker: DockerClient, cid: str, *, interactive: bool, tty: bool,
+                    auto_remove: bool, quiet: bool, failed_code: int) -> int:
+    try:
         finish = await off_loop(docker.wait_begin, cid, "removed" if auto_remove else "next-exit")
         await off_loop(docker.start, cid)
     except (DockerError, DockerUnreachable) as e:
@@ -249,6 +267,7 @@ class _Session:
 
     async def _relay(self, target: Target, interactive: bool, tty: bool) -> int | None:
         from juggler.cli.attach import OutputLost, ReaderGone, Written, attach
+        from juggler.cli.terminal import StreamEnded
 
         written = Written()
         try:
@@ -262,6 +281,8 @@ class _Session:
                                     grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
                     self._say(f"cannot attach to the container on {target.agent_address}: "
                               f"{e.details()}")
+            except StreamEnded:
+                pass  # dropped, not detached: the rest from its logs, then its exit code
             else:
                 if code is None:
                     self.detached = True

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from juggler.cli import containers
+from juggler.cli import containers, image_pull
 from juggler.cli.docker_client import DockerClient, DockerError, DockerUnreachable
 from juggler.cli.go_format import TemplateError, parse, tabwrite
 
@@ -117,7 +117,10 @@ def create(args: argparse.Namespace) -> int:
     docker = containers.client(args.docker_host)
     try:
         body = containers.create_body(args, image, argv)
-        created = docker.create(body, args.name)
+        created = image_pull.create(docker, body, args.name)
+    except image_pull.PullFailed as e:   # the image was missing; docker create exits 1
+        print(f"juggler: {e}", file=sys.stderr)
+        return 1
     except ValueError as e:
         print(f"juggler: {e}", file=sys.stderr)
         return containers.EXIT_JUGGLER

@@ -13,6 +13,7 @@ Errors, as the docker CLI reports them:
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -170,6 +171,27 @@ class DockerClient:
         """POST /containers/create: {"Id": ..., "Warnings": [...]}."""
         return self.call("POST", "/containers/create", {"name": name or None}, body)[1]
 
+    def pull(self, name: str, tag: str, on_message: Callable[[dict[str, Any]], None]) -> None:
+        """POST /images/create?fromImage=&tag= (`tag`: a tag or a digest):
+        each of Docker's JSON progress messages to `on_message` as it comes,
+        an error message included (the stream ends there). Raises as call()
+        for an HTTP error."""
+        path = "/images/create"
+        conn, response = self._send("POST", path, {"fromImage": name, "tag": tag or None},
+                                    None, None)
+        if response.status >= 400:
+            self._finish(conn, response, "POST", path)   # raises DockerError
+        try:
+            for line in response:
+                with contextlib.suppress(ValueError):
+                    message = json.loads(line)
+                    if isinstance(message, dict):
+                        on_message(message)
+        except (OSError, http.client.HTTPException) as e:
+            raise self._unreachable(e, "POST", path) from None
+        finally:
+            conn.close()
+
     def start(self, ref: str) -> bool:
         """False when it was running already (304)."""
         return self.call("POST", f"/containers/{_q(ref)}/start", timeout=None)[0] != 304
@@ -206,6 +228,23 @@ class DockerClient:
         if response.status >= 400:
             self._finish(conn, response, "POST", path)   # raises DockerError
         return lambda: self._finish(conn, response, "POST", path)[1]
+
+    def attach_begin(self, ref: str) -> Callable[[], None]:
+        """POST /containers/{id}/attach?stream=1 without stdin, stdout or
+        stderr, up to its headers: the service knows from then on that a
+        client waits to attach to the container's next run, as the docker CLI
+        attaches before it starts (the run then holds its output for that
+        client: apps/containers_state.attach_waits). Returns what ends it.
+        Raises as call()."""
+        path = f"/containers/{_q(ref)}/attach"
+        conn, response = self._send("POST", path, {"stream": 1}, None, None)
+        if response.status >= 400:
+            self._finish(conn, response, "POST", path)   # raises DockerError
+        def end() -> None:
+            response.close()   # holds the socket once the connection handed it over
+            conn.close()
+
+        return end
 
     def inspect(self, ref: str) -> dict[str, Any]:
         return self.call("GET", f"/containers/{_q(ref)}/json")[1]

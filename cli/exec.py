@@ -125,4 +125,7 @@ def main(args: argparse.Namespace) -> int:
         print("juggler exec: no command given (usage: juggler exec [-it] CONTAINER|TASK "
               "[--] CMD [ARG...])", file=sys.stderr)
         return 2
+    if refused := terminal.tty_refused(args.tty, args.interactive and not args.detach):
+        print(f"juggler: {refused}", file=sys.stderr)
+        return 1
     return asyncio.run(run(args, argv))

@@ -42,6 +42,7 @@ import grpc
 from juggler.cli import address as addr
 from juggler.cli import containers, operator, process_flags, tasks
 from juggler.cli.containers import EXIT_JUGGLER
+from juggler.cli.terminal import tty_refused
 from juggler.common import task_states
 from juggler.common.leader import backoff
 from juggler.common.resources import ResourceError, Resources, parse_size_mib
@@ -303,6 +304,7 @@ class Runner:
         written here fail the run (`output_lost`)."""
         from juggler.cli.attach import OutputLost, ReaderGone, Written, attach
         from juggler.cli.logs import copy_output
+        from juggler.cli.terminal import StreamEnded
 
         written = Written()
         attaching = True
@@ -318,6 +320,9 @@ class Runner:
                         await copy_output(self.agent_address, self.task_id,
                                           self.fw.framework_id, follow=True, written=written)
                     return
+                except StreamEnded:
+                    attaching = False  # dropped before its end: the rest from its logs
+                    continue
                 except grpc.aio.AioRpcError as e:
                     code = e.code()
                     if code == grpc.StatusCode.DATA_LOSS:
@@ -391,6 +396,9 @@ CONTAINER_ONLY = (("detach", "-d"), ("restart", "--restart"), ("rm", "--rm"))
 
 
 def main(args: argparse.Namespace) -> int:
+    if refused := tty_refused(args.tty, args.interactive and not args.detach):
+        print(f"juggler: {refused}", file=sys.stderr)
+        return 1
     image, argv = containers.split_command(args)
     if not argv and not image and not args.rootfs:
         print("juggler run: no command given (usage: juggler run [OPTIONS] IMAGE [COMMAND] or "

@@ -27,6 +27,15 @@ from juggler.common.detach_keys import DetachScanner as DetachKeys
 from juggler.container import console
 from juggler.v1 import executor_pb2
 
+NOT_A_TTY = "the input device is not a TTY"
+
+
+def tty_refused(tty: bool, interactive: bool, fd: int = 0) -> str:
+    """Docker's check before `run -it`/`exec -it`/`start -ai` (the docker CLI's
+    In().CheckTty): a terminal asked for with stdin attached needs stdin to be
+    one. Returns the error to print (exit 1), or ""."""
+    return NOT_A_TTY if tty and interactive and not os.isatty(fd) else ""
+
 
 @contextlib.contextmanager
 def raw_mode(fd: int) -> Iterator[None]:
@@ -53,13 +62,22 @@ def terminal_size() -> executor_pb2.TerminalSize:
 Wrap = Callable[[executor_pb2.ProcessInput], object]
 
 
+class StreamEnded(Exception):
+    """The call ended without an exit code and without the user detaching
+    (the executor dropped the client, the agent went away)."""
+
+
 async def relay(open_call, first, wrap: Wrap, *, tty: bool, interactive: bool,  # type: ignore[no-untyped-def]
-                detach: bool, detach_keys: bytes = DETACH_KEYS) -> int | None:
-    """Run one Exec/Attach call; `wrap` makes a request from a ProcessInput."""
+                detach: bool, detach_keys: bytes = DETACH_KEYS, strict: bool = False
+                ) -> int | None:
+    """Run one Exec/Attach call; `wrap` makes a request from a ProcessInput.
+    Its exit code, or None after the user detached — or, unless `strict`
+    (then StreamEnded is raised), when the call ended without one."""
     loop = asyncio.get_running_loop()
     outbox: asyncio.Queue[object] = asyncio.Queue()
     outbox.put_nowait(first)
     detached = asyncio.Event()
+    keyed = asyncio.Event()  # the user detached (the detach keys)
     keys = DetachKeys(detach_keys) if detach else None
 
     async def requests():  # type: ignore[no-untyped-def]
@@ -78,6 +96,7 @@ async def relay(open_call, first, wrap: Wrap, *, tty: bool, interactive: bool,  
             if data:
                 send(executor_pb2.ProcessInput(stdin=data))
             if done:
+                keyed.set()
                 detached.set()
                 outbox.put_nowait(None)  # ending our stream detaches
             return
@@ -118,4 +137,6 @@ async def relay(open_call, first, wrap: Wrap, *, tty: bool, interactive: bool,  
         with contextlib.suppress(ValueError, RuntimeError):
             loop.remove_signal_handler(signal.SIGWINCH)
         detached.set()
+    if strict and code is None and not keyed.is_set():
+        raise StreamEnded("the stream ended before the exit code")
     return code

@@ -13,9 +13,13 @@ runc (libcontainer/rootfs_linux.go mountCgroupV1, mountCgroupV2) turns into:
   mount point names several controllers ("cpu,cpuacct") gets one symlink per
   controller ("cpu" → "cpu,cpuacct"). The tmpfs itself stays read-write
   (runc 1.1.5 does not remount it; measured, tests/integration/
-  test_runc_differential.py), each bind read-only. A
-  hierarchy the task's cgroup does not use holds the directory its runtime
-  (the executor) is in, as runc's own /proc/self/cgroup gives it.
+  test_runc_differential.py), each bind read-only. One difference, on
+  purpose: juggler puts a task only in the hierarchies it limits or counts
+  it by (cpu, cpuacct, memory, pids, devices: container/cgroups_v1.py), where
+  runc puts a container in every one; the others (cpuset, blkio, freezer,
+  name=systemd, ...) are not shown, since the task's directory there is its
+  agent's, often the hierarchy's root, whose listing would show the host's
+  other cgroups.
 - cgroup v2: a private cgroup namespace entered once the process is in its
   cgroup, and a read-only cgroup2 mount there (Docker's default on v2:
   `--cgroupns private`). Untested on a real v2 host here (this CI is v1).
@@ -93,11 +97,10 @@ def plan_v1(mountinfo: str, proc_cgroup: str, task_dirs: Iterable[str]) -> Cgrou
         if not subsystems or subsystems[0] in seen:
             continue
         seen.update(subsystems)
-        point, root = _unescape(fields[4]), _unescape(fields[3])
+        point = _unescape(fields[4])
         source = next((d for d in dirs if d.startswith(point.rstrip("/") + "/")), None)
         if source is None:
-            source = os.path.normpath(os.path.join(
-                point, os.path.relpath(own[subsystems[0]], root)))
+            continue  # a hierarchy the task is not put in: not shown (module docstring)
         binds.append(Bind(source=source, name=os.path.basename(point)))
     links = tuple((ss, b.name) for b in binds if "," in b.name
                   for ss in b.name.split(",") if ss != b.name)

@@ -184,7 +184,7 @@ def execute(spec: ProcessSpec, *, ready: Callable[[], None] | None = None,
         if spec.rlimits:
             with step("set the ulimits"):
                 rlimits.apply(spec.rlimits)
-        with step(f"run as user {spec.user!r}" if spec.user else "drop capabilities"):
+        with step(f"run as user {spec.user!r}" if spec.user else "set capabilities"):
             identity.assume(spec.user, env, home_from_task=spec.home_from_task,
                             caps=spec.capabilities)
         if spec.death_signal:

@@ -34,6 +34,7 @@ common/task_privileges.py), `juggler.ulimits` (--ulimit: common/ulimits.py).
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -129,7 +130,8 @@ class ContainerSpec:
                             "image config gave one")
         if command.shell:
             argv = ["/bin/sh", "-c", argv[0]]
-        hostname = container.hostname or hostname_for(tid)
+        hostname = container.hostname or (
+            host_name() if container.network == common_pb2.NETWORK_HOST else hostname_for(tid))
 
         resources = Resources.from_proto(task.resources)  # checked above
         cpus, mem = resources.get("cpus"), resources.get("mem")
@@ -193,6 +195,12 @@ def clean_path(path: str) -> str:
     """An absolute path as Go's filepath.Clean makes it ("/srv/../x/" → "/x"):
     Docker cleans a working directory before it creates and enters it."""
     return "/" + posixpath.normpath(path).lstrip("/")
+
+
+def host_name() -> str:
+    """The agent host's name: a task on the host's network without a hostname of
+    its own gets it, as `docker run --network host` gets the daemon host's."""
+    return os.uname().nodename
 
 
 def hostname_for(task_id: str) -> str:

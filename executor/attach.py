@@ -21,11 +21,20 @@ Two kinds of client, by `AttachStart.backpressure`:
   below `LOW_WATER` (asyncio's write-buffer limits), or at once when the
   client goes away — a client that disconnects, or whose agent dies, never
   leaves the task stalled. Its first attach also ends a hold (label
-  juggler.hold_output), and at the task's end the executor sends it
-  everything before the exit code, however long that takes. A kill ends
-  back-pressure (`end_backpressure`): a task being stopped is never held by
-  a client that does not read (its clients go on as the others, its output
-  goes to its log files as ever).
+  juggler.hold_output). A kill leaves back-pressure on, as Docker's: its
+  signal reaches a process waiting in write(2), and SIGKILL after the grace
+  period ends them all.
+
+The task's end (`processes_gone`, then `finish`), as moby's container exit
+(daemon handleContainerExit: the exit is recorded after waiting at most 2 s
+for the container's streams): once pid 1 is reaped and the cgroup is empty,
+nothing writes to the pipes any more, so back-pressure holds nothing back:
+what is left in them (a pipe's worth) is read into the log files and every
+client's buffer at once. `finish` sends the exit code and gives every client
+FINISH_SECONDS to take it all; the executor then sends the terminal update,
+whoever is still behind. A back-pressured client still behind is owed the
+rest: `deliver_owed` keeps sending it (the executor lives on for that) until
+it has everything, or goes away, or takes nothing for STALL_SECONDS.
 """
 
 from __future__ import annotations
@@ -43,7 +52,8 @@ SOCKET_NAME = "attach.sock"
 MAX_BACKLOG = 4 * 2**20  # bytes unsent to a client without back-pressure: it is dropped
 HIGH_WATER = 2**20  # bytes unsent to a back-pressured client: the task's output waits
 LOW_WATER = 256 * 2**10  # ... until it is down to this
-FINISH_SECONDS = 2.0  # a client without back-pressure gets its last output within this
+FINISH_SECONDS = 2.0  # clients get this long to take their last output before the end is said
+STALL_SECONDS = 30.0  # a back-pressured client owed output and taking none of it is dropped
 _READ = 1 << 20
 
 
@@ -61,7 +71,8 @@ class AttachServer:
         self.clients: set[asyncio.StreamWriter] = set()
         self.backpressured: set[asyncio.StreamWriter] = set()
         self._behind: dict[asyncio.StreamWriter, asyncio.Task[None]] = {}
-        self._stopping = False  # killed: no new client gets back-pressure either
+        self._ended = False  # the task's processes are gone: back-pressure holds nothing
+        self.owed: set[asyncio.StreamWriter] = set()  # back-pressured, behind at the end
         self._exit_code: int | None = None  # the task's, once it ended
         self._server: asyncio.AbstractServer | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -87,7 +98,7 @@ class AttachServer:
     def _check(self, writer: asyncio.StreamWriter) -> None:
         unsent = writer.transport.get_write_buffer_size()
         if writer in self.backpressured:
-            if behind(unsent) and writer not in self._behind:
+            if behind(unsent) and writer not in self._behind and not self._ended:
                 self.stdio.pause(writer)
                 self._behind[writer] = asyncio.ensure_future(self._catch_up(writer))
         elif unsent > MAX_BACKLOG:
@@ -105,15 +116,15 @@ class AttachServer:
             self._behind.pop(writer, None)
             self.stdio.resume(writer)
 
-    def end_backpressure(self) -> None:
-        """The task is being killed: no client holds its output any more."""
-        for writer in list(self.backpressured):
-            self.backpressured.discard(writer)
-            waiting = self._behind.pop(writer, None)
-            if waiting is not None:
-                waiting.cancel()
+    def processes_gone(self) -> None:
+        """Pid 1 is reaped and the cgroup empty: read what is left in the
+        pipes (bounded: nothing writes to them any more) whoever is behind.
+        Back-pressured clients stay: never dropped for being slow."""
+        self._ended = True
+        for writer, waiting in list(self._behind.items()):
+            waiting.cancel()
+            self._behind.pop(writer, None)
             self.stdio.resume(writer)
-        self._stopping = True
         self.stdio.end_hold()
 
     def _drop(self, writer: asyncio.StreamWriter) -> None:
@@ -154,7 +165,7 @@ class AttachServer:
                     writer.write_eof()
             else:
                 self.clients.add(writer)
-            if writer in self.clients and start.backpressure and not self._stopping:
+            if writer in self.clients and start.backpressure:
                 self.backpressured.add(writer)
                 writer.transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
                 if self.stdio.holding:
@@ -185,34 +196,60 @@ class AttachServer:
                 self._handlers.discard(task)
 
     async def finish(self, exit_code: int) -> None:
-        """The task is over: tell every client its exit code, stop serving. A
-        back-pressured client gets every byte first, however long it takes
-        (until it goes away); the others FINISH_SECONDS at most."""
+        """The task is over: tell every client its exit code, stop serving.
+        Every client gets FINISH_SECONDS to take all it was sent; a
+        back-pressured one still behind then is `owed` the rest
+        (`deliver_owed`), the others are closed."""
         self.close_listener()
         self._exit_code = exit_code
         last = framing.encode(epb.ProcessOutput(exit_code=exit_code))
-        flushes = []
-        for writer in list(self.clients):
-            if writer.is_closing():
-                continue
+        writers = [w for w in self.clients if not w.is_closing()]
+        for writer in writers:
             writer.write(last)
-            if writer in self.backpressured:
-                writer.transport.set_write_buffer_limits(high=0)  # drain() waits for all
-                flushes.append(_flush(writer, None))
-            else:
-                flushes.append(_flush(writer, FINISH_SECONDS))
-        await asyncio.gather(*flushes)
+            writer.transport.set_write_buffer_limits(high=0)  # drain() waits for all
+        await asyncio.gather(*(_flush(w, FINISH_SECONDS) for w in writers))
         for writer in list(self.clients):
-            self._drop(writer)
-            # Half-close: the handler reads on to the client's end, so that no
-            # input (a late close_stdin) is left unread here; closing with
-            # unread input resets the connection, and the agent's reader then
-            # drops what it had buffered, the exit code with it.
-            if writer.can_write_eof():
-                with contextlib.suppress(OSError):
-                    writer.write_eof()
-            else:
-                writer.close()
+            if writer in self.backpressured and writer.transport.get_write_buffer_size() \
+                    and not writer.is_closing():
+                self.owed.add(writer)
+                continue
+            self._end(writer)
+
+    async def deliver_owed(self, stall: float = STALL_SECONDS, every: float = 1.0) -> None:
+        """Send the `owed` clients the rest (after the terminal update): until
+        each has it all, is gone, or took nothing for `stall` seconds (then
+        it is dropped: the stream ends without its exit code)."""
+        loop = asyncio.get_running_loop()
+        progress = {w: (w.transport.get_write_buffer_size(), loop.time()) for w in self.owed}
+        while progress:
+            await asyncio.sleep(every)
+            for writer, (unsent, since) in list(progress.items()):
+                now_unsent = writer.transport.get_write_buffer_size()
+                if writer.is_closing() or now_unsent == 0:
+                    del progress[writer]
+                    self._end(writer)
+                elif now_unsent < unsent:
+                    progress[writer] = (now_unsent, loop.time())
+                elif loop.time() - since >= stall:
+                    self.log.warning("dropping an attached client that took none of its last "
+                                     "output", seconds=stall, unsent=now_unsent)
+                    del progress[writer]
+                    self._drop(writer)
+                    writer.transport.abort()
+        self.owed.clear()
+
+    def _end(self, writer: asyncio.StreamWriter) -> None:
+        self.owed.discard(writer)
+        self._drop(writer)
+        # Half-close: the handler reads on to the client's end, so that no
+        # input (a late close_stdin) is left unread here; closing with
+        # unread input resets the connection, and the agent's reader then
+        # drops what it had buffered, the exit code with it.
+        if writer.can_write_eof():
+            with contextlib.suppress(OSError):
+                writer.write_eof()
+        else:
+            writer.close()
 
     def close_listener(self) -> None:
         if self._server is not None:

@@ -37,9 +37,13 @@ kill or the exit; once it has decided the task's health, every update carries
 its grace period and ends KILLED with REASON_TASK_UNHEALTHY.
 
 The executor is the container's direct parent (see container/launch.py) and
-waits for its exit through a pidfd, without polling. It exits once the agent
-has acknowledged the terminal update or sent `shutdown`; until then it keeps
-reconnecting, because the agent owns the executor's lifetime.
+waits for its exit through a pidfd, without polling. Once pid 1 is reaped and
+the cgroup empty, no attached client holds the task's output back any more
+(executor/attach.py): the terminal update follows the last byte on disk and
+at most attach.FINISH_SECONDS for the clients. It exits once the agent has
+acknowledged the terminal update or sent `shutdown`, and a client that is
+behind got the rest (or took none of it for attach.STALL_SECONDS); until the
+ack it keeps reconnecting, because the agent owns the executor's lifetime.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ from juggler.v1 import common_pb2 as pb
 from juggler.v1 import executor_pb2
 
 EXEC_WAIT = 1.0  # seconds the executor blocks waiting for its container's exec
+PROCESSES_GONE_SECONDS = 2.0  # after pid 1's exit, for the rest of its pid namespace to go
 
 
 class Executor:
@@ -175,8 +180,8 @@ class Executor:
         self.kill_requested = True
         self.kill_grace = grace
         self.kill_signal = self._signal(signal_override)
-        if self.attach is not None:
-            self.attach.end_backpressure()  # no client that does not read holds a kill up
+        if self.stdio is not None:
+            self.stdio.end_hold()  # a run being stopped waits for no client to come
         if not self.container_pid or self._exited:
             return  # before the launch: handled there; after exit: nothing to do
         self._start_kill()
@@ -243,6 +248,11 @@ class Executor:
             await asyncio.wait({done, acked}, return_when=asyncio.FIRST_COMPLETED)
             for f in (done, acked):
                 f.cancel()
+            if self.attach is not None and self.attach.owed:
+                # The end is said; a client that was behind still gets the rest.
+                self.log.info("sending attached clients the rest of the output",
+                              clients=len(self.attach.owed))
+                await self.attach.deliver_owed()
         finally:
             self._cleanup()
             await self.link.stop()
@@ -314,6 +324,8 @@ class Executor:
         self._stop_health_checks()
         _, wait_status = os.waitpid(started.pid, 0)
         self._exited = True
+        if await self._processes_gone(self.cgroup):
+            self.attach.processes_gone()  # what is left in the pipes is read, whoever is behind
         if not await self.stdio.drain():  # every byte on disk before the terminal update
             self.log.warning("the task's output did not end; some may be lost")
         # PID 1's own status; the memory reason only if PID 1 died of the OOM
@@ -326,6 +338,24 @@ class Executor:
         await self.attach.finish(result.exit_code or 0)
         return self._send(result.state, result.reason, result.message, result.exit_code,
                           oom_killed=result.oom_killed)
+
+    async def _processes_gone(self, cgroup: Cgroup, within: float = PROCESSES_GONE_SECONDS,
+                              every: float = 0.01) -> bool:
+        """Whether the cgroup is empty (pid 1 is reaped: the kernel kills the
+        rest of its pid namespace), looked at every `every` s for `within` s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            try:
+                if not cgroup.pids():
+                    return True
+            except OSError:
+                return True  # no cgroup: no process in it
+            if loop.time() >= deadline:
+                self.log.warning("processes of the task outlive its pid 1; its output is read "
+                                 "as they write it", seconds=within)
+                return False
+            await asyncio.sleep(every)
 
     def _warn(self, warnings: list[str]) -> None:
         """Each warning as a "WARNING: ..." line of the task's stderr (the

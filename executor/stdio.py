@@ -36,8 +36,10 @@ nothing is read from the start until a client attaches with back-pressure,
 or those seconds pass (then the task's output is read as any task's), so
 that a client started with the task (`juggler run`, `docker run` without -d)
 gets it from its first byte, however much it writes before the attach lands.
-A kill ends the hold. The task's end waits for its output as ever; time while
-the gate is closed does not count against the drain's DRAIN_SECONDS.
+A kill ends the hold. Once the task's processes are gone, attach.py opens
+the gate for good (`AttachServer.processes_gone`): what is left in the pipes
+is bounded then. The task's end waits for its output as ever; time while the
+gate is closed does not count against the drain's DRAIN_SECONDS.
 """
 
 from __future__ import annotations

@@ -6,14 +6,25 @@ container/launch.py `start`) without the executor around it.
 (unshare(CLONE_NEWPID) on the caller), which the test process must not do to
 itself: each run forks a runner that launches, waits for the container and
 exits with its status, as an executor would.
+
+`LaunchServer` does the same from a fresh Python process (`python -m
+juggler.testing.launch_probe`, started once): a test process that has run gRPC
+must not fork runners that fork again — gRPC's fork handlers abort a forked
+child of a process whose gRPC threads it no longer has ("Fatal Python error:
+Aborted" in `launch.start`'s fork), which the whole suite, unlike the file
+alone, runs into.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import select
 import signal
+import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -110,3 +121,65 @@ def _read_all(fd: int) -> str:
     while data := os.read(fd, 65536):
         chunks.append(data)
     return b"".join(chunks).decode(errors="replace")
+
+
+class LaunchServer:
+    """`run_juggler` in a process of its own (see the module docstring): calls
+    go over its stdin and stdout as length-prefixed pickles."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "juggler.testing.launch_probe"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def run(self, spec: ContainerSpec, sandbox: Path, cgroup: str,
+            timeout: float = 30.0) -> probe.Outcome:
+        """As `run_juggler`; raises what it raised, or RuntimeError if the
+        server died."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        _send(self.process.stdin, (spec, sandbox, cgroup, timeout))
+        result = _receive(self.process.stdout)
+        if result is None:
+            raise RuntimeError(f"the launch server exited ({self.process.wait()})")
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _send(stream, value: object) -> None:  # type: ignore[no-untyped-def]
+    data = pickle.dumps(value)
+    stream.write(struct.pack(">I", len(data)) + data)
+    stream.flush()
+
+
+def _receive(stream) -> object | None:  # type: ignore[no-untyped-def]
+    head = stream.read(4)
+    if len(head) < 4:
+        return None
+    (size,) = struct.unpack(">I", head)
+    return pickle.loads(stream.read(size))
+
+
+def _serve() -> None:  # pragma: no cover - the server process
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # nothing else may write into the replies
+    requests = sys.stdin.buffer
+    while (request := _receive(requests)) is not None:
+        spec, sandbox, cgroup, timeout = request  # type: ignore[misc]
+        try:
+            result: object = run_juggler(spec, sandbox, cgroup, timeout)
+        except Exception as e:
+            result = e
+        _send(replies, result)
+
+
+if __name__ == "__main__":
+    _serve()

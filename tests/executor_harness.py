@@ -178,6 +178,16 @@ async def executor(tmp_path: Path, task: pb.TaskInfo, *, agent: FakeAgent | None
         shutil.rmtree(sockdir, ignore_errors=True)
 
 
+def run_to_end(tmp_path: Path, task: pb.TaskInfo) -> tuple[pb.TaskStatus, str, str]:
+    """Run `task` in a real executor to its end: (terminal update, stdout, stderr)."""
+    async def scenario():
+        async with executor(tmp_path, task) as r:
+            done = await r.agent.wait_terminal()
+        return done, r.stdout(), r.stderr()
+
+    return asyncio.run(scenario())
+
+
 async def wait_until(predicate, what: str, timeout: float = DEADLINE, interval: float = 0.02):
     """Poll `predicate` until truthy; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout

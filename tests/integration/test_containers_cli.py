@@ -348,6 +348,40 @@ def test_run_failures_exit_as_docker(swarm: Swarm) -> None:
 
 
 @pytest.mark.root
+def test_a_missing_image_is_pulled_and_an_unknown_one_leaves_no_container(
+        swarm: Swarm, test_images: Any) -> None:
+    """As the docker CLI's run and create: "Unable to find image", a pull with
+    `juggler pull`'s progress, the create again; a failed pull exits 125
+    (run) or 1 (create) with its error, and no container exists."""
+    reg = test_images.registry
+    fresh = reg.push(test_images.layout, "base", f"{unique('jpull')}:1")
+    r = swarm.juggler("run", "--rm", fresh, "echo", "pulled")
+    assert (r.returncode, r.stdout) == (0, "pulled\n"), r.stderr
+    assert r.stderr.startswith(f"Unable to find image '{fresh}' locally\n"), r.stderr
+    assert "Pull complete" in r.stderr and f"Downloaded newer image for {fresh}" in r.stderr
+    assert swarm.juggler("run", "--rm", fresh, "true").stderr == ""   # present: no pull
+    fresh2 = reg.push(test_images.layout, "base", f"{unique('jpull')}:1")
+    name = unique("made")
+    cid = swarm.juggler("create", "--name", name, fresh2, "true", check=True).stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", cid)
+    fresh3 = reg.push(test_images.layout, "base", f"{unique('jpull')}:1")
+    detached = swarm.juggler("run", "-d", fresh3, "true", check=True)
+    assert f"Unable to find image '{fresh3}' locally" in detached.stderr
+    swarm.juggler("rm", "-f", name, detached.stdout.strip(), check=True)
+    for image in (f"{reg.address}/{unique('nosuch')}:3", "127.0.0.1:1/nope:1"):
+        for flags, code in ((["run"], 125), (["run", "-d"], 125), (["create"], 1)):
+            name = unique("nope")
+            r = swarm.juggler(*flags, "--name", name, image, "true")
+            assert r.returncode == code, (flags, r.stderr)
+            lines = r.stderr.splitlines()
+            assert lines[0] == f"Unable to find image '{image}' locally", r.stderr
+            assert lines[-1].startswith("juggler: ") and len(lines) == 2, r.stderr
+            assert swarm.row(name, "-a") is None
+    listed = swarm.juggler("ps", "-a", "--format", "{{.Image}}", check=True).stdout.split()
+    assert not [i for i in listed if "nosuch" in i or "nope" in i], listed
+
+
+@pytest.mark.root
 def test_create_start_attached_wait_and_rename(swarm: Swarm) -> None:
     name, other = unique("made"), unique("renamed")
     cid = swarm.juggler("create", "--name", name, "--rootfs", str(swarm.rootfs), "--", "sh",

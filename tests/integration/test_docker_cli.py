@@ -262,7 +262,7 @@ def test_init_capabilities_ulimits_and_security_options(docker: Docker) -> None:
     for flag, words in [("--security-opt=apparmor=docker-default",
                          "juggler applies no AppArmor profile"),
                         ("--security-opt=systempaths=unconfined", "systempaths=unconfined"),
-                        ("--cap-add=NET_FOO", 'unknown capability: "CAP_NET_FOO"')]:
+                        ("--cap-add=NET_FOO", 'invalid CapAdd: unknown capability: "CAP_NET_FOO"')]:
         r = docker("run", "--rm", flag, docker.image, "true")
         assert r.returncode == 125 and words in r.stderr, (flag, r.stderr)
 
@@ -384,6 +384,29 @@ def test_a_container_no_agent_can_ever_fit_is_refused_at_once(docker: Docker) ->
     assert docker.status("toobig") == ""          # --rm: removed, as dockerd does
     r = docker("tag", docker.image, "other:1")
     assert r.returncode == 1 and "juggler does not implement docker tag" in r.stderr
+
+
+def test_a_missing_image_is_pulled_and_an_unknown_one_leaves_no_container(
+        docker: Docker, test_images: TestImages) -> None:
+    """moby's create answers 404 "No such image" (no container made); the CLI
+    pulls through POST /images/create and creates again, or exits with the
+    pull's error (125 for run, 1 for create)."""
+    reg = test_images.registry
+    fresh = reg.push(test_images.layout, "base", f"pullme-{os.getpid()}:1")
+    r = docker("run", "--rm", fresh, "echo", "pulled")
+    assert (r.returncode, r.stdout) == (0, "pulled\n"), r.stderr
+    assert f"Unable to find image '{fresh}' locally" in r.stderr, r.stderr
+    assert f"Status: Downloaded newer image for {fresh}" in r.stderr, r.stderr
+    assert docker("run", "--rm", fresh, "true").stderr == ""   # present now: no pull
+    for image in (f"{reg.address}/nosuch-{os.getpid()}:3", "127.0.0.1:1/nope:1"):
+        run = docker("run", "--name", "nope", image, "true")
+        assert run.returncode == 125, run.stderr
+        assert f"Unable to find image '{image}' locally" in run.stderr, run.stderr
+        assert docker.status("nope") == ""
+        made = docker("create", "--name", "nope", image, "true")
+        assert made.returncode == 1, made.stderr
+        assert docker.status("nope") == ""
+        assert image not in docker.ok("ps", "-a", "--format", "{{.Image}}").split()
 
 
 # -- every byte, or the loss said (issue 15): the docker client's side of -----------------

@@ -363,9 +363,9 @@ def test_an_image_that_cannot_be_had_fails_the_task_with_a_reason(
     r = cluster.juggler("run", "--image", f"{test_images.registry.address}/nope:1", "--",
                         "true")
     assert r.returncode == 125 and "no sandbox" not in r.stderr, r.stderr
-    # Attached (-it) the same: one error, no second one about attaching to a
+    # Attached (-i) the same: one error, no second one about attaching to a
     # task that never ran.
-    r = cluster.juggler("run", "-it", "--role", "*", "--image",
+    r = cluster.juggler("run", "-i", "--role", "*", "--image",
                         f"{test_images.registry.address}/nope:1", "--", "true")
     assert r.returncode == 125 and "cannot get image" in r.stderr, r.stderr
     assert "attach" not in r.stderr and "cannot read" not in r.stderr, r.stderr

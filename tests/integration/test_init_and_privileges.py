@@ -24,6 +24,7 @@ from juggler.container import capabilities as caps
 from juggler.testing.rootfs import make_busybox_rootfs
 from juggler.v1 import common_pb2 as pb
 from tests.executor_harness import executor, task_info, wait_until
+from tests.executor_harness import run_to_end as run
 
 pytestmark = [
     pytest.mark.root,
@@ -77,14 +78,6 @@ def labelled(task: pb.TaskInfo, **labels: str) -> pb.TaskInfo:
     task.labels.update({f"juggler.{k}": v for k, v in labels.items()})
     return task
 
-
-def run(tmp_path: Path, task: pb.TaskInfo) -> tuple[pb.TaskStatus, str, str]:
-    async def scenario():
-        async with executor(tmp_path, task) as r:
-            done = await r.agent.wait_terminal()
-        return done, r.stdout(), r.stderr()
-
-    return asyncio.run(scenario())
 
 
 def status_lines(text: str) -> dict[str, list[str]]:

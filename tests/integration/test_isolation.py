@@ -31,6 +31,7 @@ from juggler.container.spec import PIDS_MAX_LABEL
 from juggler.testing.rootfs import make_busybox_rootfs
 from juggler.v1 import common_pb2 as pb
 from tests.executor_harness import executor, task_info, wait_until
+from tests.executor_harness import run_to_end as run
 
 pytestmark = [
     pytest.mark.root,
@@ -57,15 +58,6 @@ def busybox(tmp_path_factory) -> Path:
 def fs(request, busybox) -> Path | None:
     return busybox if request.param == "rootfs" else None
 
-
-def run(tmp_path: Path, task: pb.TaskInfo) -> tuple[pb.TaskStatus, str, str]:
-    """Run `task` to its end: (terminal update, stdout, stderr)."""
-    async def scenario():
-        async with executor(tmp_path, task) as r:
-            done = await r.agent.wait_terminal()
-        return done, r.stdout(), r.stderr()
-
-    return asyncio.run(scenario())
 
 
 def finished(tmp_path: Path, task: pb.TaskInfo) -> str:

@@ -13,14 +13,18 @@ write: back-pressure), then reads every line.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
+from juggler.agent.checkpoint import SPEC, read_spec
 from juggler.common import log_positions
+from juggler.common.task_defaults import DEFAULT_HOLD_OUTPUT_SECONDS, HOLD_OUTPUT_LABEL
 from tests.conftest import Cluster, wait_for
 
 pytestmark = [pytest.mark.root]
@@ -163,3 +167,100 @@ def test_logs_follow_that_falls_behind_says_what_it_lost_and_fails(cluster: Clus
     assert now.returncode == 0 and now.stdout.endswith(f"{LINES}\n"), now.stderr
     containers(cluster, "rm", name, check=True)
 
+
+
+def test_a_kill_while_the_reader_is_slow_ends_with_the_runs_exit_code(cluster: Cluster) -> None:
+    # The review's input: `juggler run … | (sleep 12; wc -l)`, then `juggler kill`.
+    name = unique("slowkill")
+    proc = cluster.popen("run", "-H", cluster.docker_host, "-q", "--name", name, "--cpus", "1",
+                         *SMALL_LOGS, "--", "sh", "-c", f"seq 1 {LINES}")
+    try:
+        task = run_task_id(cluster, name, as_task=False)
+        wait_for(lambda: position(sandbox_of(cluster, task)) > BEYOND, DEADLINE,
+                 what="the run to write, then wait for its client")
+        containers(cluster, "kill", name, check=True)
+        # Its end is said while its client still reads nothing (moby's 2 s for the streams).
+        wait_for(lambda: state(cluster, name) == "exited 137", DEADLINE,
+                 what="the killed run to be exited")
+        out, err = proc.communicate(timeout=DEADLINE)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 137, err
+    assert "detached" not in err, err
+    # Every byte it wrote, in order, once.
+    assert len(out) == position(sandbox_of(cluster, task)) and out == SEQ[:len(out)]
+    containers(cluster, "rm", name, check=True)
+
+
+def task_state(cluster: Cluster, task_id: str) -> str:
+    """The task's state as `juggler tasks -a` shows it (KILLED, RUNNING, ...)."""
+    for line in cluster.juggler("tasks", "-a").stdout.splitlines():
+        fields = line.split()
+        if fields and fields[0] == task_id:
+            return fields[1]
+    return ""
+
+
+@pytest.mark.parametrize("as_task", [False, True], ids=["container", "task"])
+def test_a_client_that_never_reads_does_not_keep_an_ended_run_running(
+        cluster: Cluster, as_task: bool, tmp_path: Path) -> None:
+    # The review's input: `juggler run --init … > fifo`, the fifo held open and never
+    # read, then `juggler kill -s INT` (a task: Ctrl-C to its `juggler run`).
+    name = unique("neverread")
+    how = ("--role", "*") if as_task else ("-H", cluster.docker_host, "--init")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    held = os.open(fifo, os.O_RDWR)  # open, never read
+    try:
+        with open(fifo, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "juggler.cli.main", "run", *how, "-q", "--name", name,
+                 "--cpus", "1", *SMALL_LOGS, "--", "seq", "1", str(LINES * 25)],
+                stdout=out, stderr=subprocess.DEVNULL, env=cluster.env())
+        try:
+            task = run_task_id(cluster, name, as_task)
+            wait_for(lambda: position(sandbox_of(cluster, task)) > BEYOND, DEADLINE,
+                     what="the run to write, then wait for its client")
+            if as_task:
+                proc.send_signal(signal.SIGINT)
+                wait_for(lambda: task_state(cluster, name) == "KILLED", DEADLINE,
+                         what="the task to end")
+            else:
+                containers(cluster, "kill", "-s", "INT", name, check=True)
+                wait_for(lambda: state(cluster, name) == "exited 130", DEADLINE,
+                         what="the run to be exited")
+        finally:
+            proc.kill()
+            proc.wait()
+    finally:
+        os.close(held)
+    if not as_task:
+        containers(cluster, "rm", name, check=True)
+
+
+def test_only_a_run_that_a_client_waits_for_holds_its_output(cluster: Cluster) -> None:
+    # The review's input: a container made by a foreground `juggler run`, then `juggler
+    # start NAME` (not attached): that run waits for no client, and no label was set.
+    name = unique("holdonce")
+    first = containers(cluster, "run", "-q", "--name", name, "--", "echo", "hi")
+    assert (first.returncode, first.stdout) == (0, "hi\n"), first.stderr
+    labels = containers(cluster, "inspect", "-f", "{{json .Config.Labels}}", name, check=True)
+    assert HOLD_OUTPUT_LABEL not in labels.stdout
+    cid = container_id(cluster, name)
+
+    def held(run: int) -> str | None:
+        sandbox = wait_for(lambda: sandbox_of(cluster, f"{cid[:12]}.{run}"), DEADLINE,
+                           what=f"run {run}")
+        spec = wait_for(lambda: (sandbox / SPEC).exists() and read_spec(sandbox), DEADLINE,
+                        what=f"run {run}'s spec")
+        return spec.task.labels.get(HOLD_OUTPUT_LABEL)
+
+    assert held(1) == str(DEFAULT_HOLD_OUTPUT_SECONDS)  # `run` attached: it waited
+    containers(cluster, "start", name, check=True)
+    assert held(2) is None  # nobody waits to attach
+    again = containers(cluster, "start", "-a", name)
+    assert (again.returncode, again.stdout) == (0, "hi\n"), again.stderr
+    assert held(3) == str(DEFAULT_HOLD_OUTPUT_SECONDS)  # start -a waits, as docker's
+    containers(cluster, "rm", name, check=True)

@@ -11,7 +11,8 @@ no-new-privileges, --init. Each case runs the probe (juggler/testing/probe.py)
 - under `runc run` (Debian's runc 1.1.5), with the config.json `docker run`
   would give it (juggler/testing/oci_runtime.py: moby's defaults and rules,
   users resolved by umoci), on an overlay of the same busybox tree;
-- under juggler's runtime, in-process: ContainerSpec.from_task on the task,
+- under juggler's runtime, in a launch server process of its own (see
+  testing/launch_probe.py for why not this one): ContainerSpec.from_task on the task,
   then container/launch.py `start` (juggler/testing/launch_probe.py), an
   image task going through images/config.apply as the agent does;
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -46,11 +48,13 @@ from juggler.common.task_defaults import (
     ULIMITS_LABEL,
 )
 from juggler.container.cgroups import detect as cgroup_version
+from juggler.container.cgroups_v1 import CONTROLLERS
 from juggler.container.spec import ContainerSpec, SpecError
 from juggler.images import config as image_config
 from juggler.testing import oci_runtime as oci
 from juggler.testing import probe
-from juggler.testing.launch_probe import run_juggler
+from juggler.testing.accounts import GROUP, PASSWD
+from juggler.testing.launch_probe import LaunchServer
 from juggler.testing.rootfs import make_busybox_rootfs
 from juggler.v1 import common_pb2 as pb
 
@@ -61,25 +65,6 @@ pytestmark = [
                        reason="needs runc and umoci (scripts/setup installs them)"),
 ]
 
-PASSWD = """\
-root:x:0:0:root:/root:/bin/sh
-daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
-alice:x:1000:1000:Alice:/home/alice:/bin/sh
-bob:x:1001:1001::/home/bob:/bin/sh
-alias:x:1000:50::/home/alias:/bin/sh
-1002:x:1003:1003::/home/odd:/bin/sh
-nohome:x:1004:1004:::/bin/sh
-nobody:x:65534:65534:nobody:/nonexistent:/bin/false
-"""
-GROUP = """\
-root:x:0:
-wheel:x:10:root,alice
-staff:x:50:alice,bob
-alice:x:1000:alice
-bob:x:1001:
-nogroup:x:65534:
-2000:x:2001:
-"""
 USERS = ("", "root", "0", "alice", "1000", "bob", "alias", "1002", "4321", "nohome", "nobody",
          "daemon", "65534:65534", "alice:staff", "alice:50", "1000:1001", "1000:4000",
          "4321:staff", "alice:2000", "bob:wheel", "alice:", ":staff", "ghost", "alice:ghosts")
@@ -169,6 +154,34 @@ if cgroup_version() == 2:
     DIFFERENCES["devaccess."] = "device filter on cgroup v2"
 
 
+def _hierarchies_a_task_is_not_in() -> list[str]:
+    """The v1 hierarchies this host mounts that juggler does not put a task
+    in (cpuset, blkio, freezer, name=systemd, ...): /sys/fs/cgroup/<name>."""
+    names = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            tail = right.split()
+            if len(tail) >= 3 and tail[0] == "cgroup" and not set(
+                    tail[2].split(",")) & set(CONTROLLERS):
+                names.append(os.path.basename(left.split()[4]))
+    return names
+
+
+for _name in _hierarchies_a_task_is_not_in():
+    DIFFERENCES[f"mount./sys/fs/cgroup/{_name}"] = "cgroups a task is not put in"
+
+
+def test_every_difference_is_a_row_of_the_readme_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("### Where a task differs from `docker run`", 1)[1]
+    rows = {line.split("|")[1].strip() for line in table.splitlines()
+            if line.startswith("| ")}
+    named = {*DIFFERENCES.values(), "cpu shares", "swap", "pids limit", "default hostname",
+             "numeric group names", "device filter on cgroup v2"}
+    assert named <= rows, named - rows
+
+
 def listed(name: str) -> str | None:
     for key, row in DIFFERENCES.items():
         if name == key or (key.endswith((".", "/")) and name.startswith(key)) or (
@@ -248,6 +261,27 @@ class Bench:
         with oci.overlay([str(self.rootfs)], scratch / "layers") as merged:
             config = oci.docker_config(docker, str(merged), f"/juggler-diff-runc/{cid}", user)
             return oci.run_runc(config, bundle, self.work / "runc-state", cid)
+
+
+_launcher: LaunchServer | None = None
+
+
+def run_juggler(spec: ContainerSpec, sandbox: Path, cgroup: str) -> probe.Outcome:
+    """juggler's runtime on `spec`, in a launch server started once for this
+    module (testing/launch_probe.py says why not in this process)."""
+    global _launcher
+    if _launcher is None:
+        _launcher = LaunchServer()
+    return _launcher.run(spec, sandbox, cgroup)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_launcher() -> Iterator[None]:
+    global _launcher
+    yield
+    if _launcher is not None:
+        _launcher.close()
+        _launcher = None
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,9 @@ path `juggler run` takes, and the small parsers around them."""
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import pytest
 from juggler.cli import address, container_table, containers, stats
 from juggler.cli.attach import detach_keys
 from juggler.cli.main import parser
+from juggler.cli.terminal import tty_refused
 from juggler.v1 import agent_pb2
 
 NOW = 1_800_000_000.0
@@ -361,8 +365,8 @@ def test_the_verbs_are_registered() -> None:
 
 def test_run_waits_before_it_starts_so_a_run_removed_at_once_is_not_missed(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """docker run's order: the wait is registered (its headers came back)
-    before the start, so a `--rm` run that ends and is removed before the
+    """docker run's order: the attach and the wait are registered (their
+    headers came back) before the start, so a `--rm` run that ends and is removed before the
     start's answer still gives its exit code (it gave "No such container")."""
     import asyncio
 
@@ -371,6 +375,10 @@ def test_run_waits_before_it_starts_so_a_run_removed_at_once_is_not_missed(
     calls: list[str] = []
 
     class Service:
+        def attach_begin(self, cid: str):  # type: ignore[no-untyped-def]
+            calls.append("attach")
+            return lambda: calls.append("attach ended")
+
         def wait_begin(self, cid: str, condition: str):  # type: ignore[no-untyped-def]
             calls.append(f"wait {condition}")
             return lambda: {"StatusCode": 3, "Error": None}
@@ -386,4 +394,18 @@ def test_run_waits_before_it_starts_so_a_run_removed_at_once_is_not_missed(
     monkeypatch.setattr(container_run, "_run_target", removed_at_once)
     code = asyncio.run(container_run.attached(Service(), "c" * 64, interactive=False,  # type: ignore[arg-type]
                                               tty=False, auto_remove=True, quiet=True))
-    assert (code, calls) == (3, ["wait removed", "start", "target"])
+    # The attach (so this run holds its output for this client) and the wait
+    # first, as docker run does.
+    assert (code, calls) == (3, ["attach", "wait removed", "start", "target", "attach ended"])
+
+
+@pytest.mark.parametrize("args", [["run", "-it", "busybox", "sh"],
+                                  ["exec", "-it", "web", "sh"]])
+def test_a_terminal_with_stdin_attached_needs_one(args: list[str]) -> None:
+    # Docker's check (the docker CLI's CheckTty): refused before anything is
+    # asked of a cluster, exit 1.
+    r = subprocess.run([sys.executable, "-m", "juggler.cli.main", *args], text=True,
+                       capture_output=True, stdin=subprocess.DEVNULL, timeout=60,
+                       env=dict(os.environ, JUGGLER_MASTER="127.0.0.1:1"))
+    assert (r.returncode, r.stderr) == (1, "juggler: the input device is not a TTY\n")
+    assert tty_refused(tty=True, interactive=False) == ""     # -t alone, or -d: no stdin

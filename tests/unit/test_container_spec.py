@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as hs
@@ -96,6 +98,11 @@ def test_network_rootfs_workdir_user():
     spec = ContainerSpec.from_task(t)
     assert spec.network_host and spec.rootfs == "/images/busybox"
     assert spec.working_dir == "/tmp" and spec.user == "nobody" and spec.env["HOME"] == "/"
+    # On the host's network without a hostname of its own: the host's, as
+    # `docker run --network host`; with one, that one.
+    assert spec.hostname == os.uname().nodename == spec.env["HOSTNAME"]
+    t.container.hostname = "mine"
+    assert ContainerSpec.from_task(t).hostname == "mine"
 
 
 @pytest.mark.parametrize(("mutate", "message"), [

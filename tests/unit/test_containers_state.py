@@ -236,6 +236,22 @@ def test_kill_signals() -> None:
     assert e.value.status == 409 and "is not running" in e.value.message
 
 
+def test_the_stop_signal_is_only_delivered_and_ends_the_policy() -> None:
+    # docker kill -s TERM: delivered, no SIGKILL after a grace period (a process
+    # that traps it runs on); when the run ends, `always` does not restart it.
+    sim = Sim()
+    c = sim.started("web", restart=RestartPolicy("always"))
+    assert sim.core.kill("web", "TERM") == [Persist({f"containers/{c.id}": c.record()}),
+                                           Signal(c.agent_address, c.task_id, "TERM")]
+    sim.clock.advance(60)
+    assert not [cmd for cmd in sim.core.tick() if isinstance(cmd, Kill)]
+    assert c.status == CS.RUNNING
+    sim.update(c.task_id, pb.TASK_FINISHED, exit_code=0)
+    sim.clock.advance(60)
+    sim.core.tick()
+    assert c.status == CS.EXITED and c.desired == "stopped"
+
+
 def test_oom_and_gone_agents() -> None:
     sim = Sim()
     c = sim.started("hog")
@@ -379,4 +395,4 @@ def test_signals_compare_by_number_and_a_bad_one_is_refused() -> None:
     assert e.value.status == 400 and "'SIGNOPE' is not a signal" in e.value.message
     assert c.record() == before
     sim.core.kill("web", "10")         # SIGUSR1 by number: its stop signal
-    assert c.desired == "stopped" and c.stopped_by_user
+    assert c.stopped_by_user

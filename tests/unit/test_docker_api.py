@@ -44,7 +44,7 @@ from juggler.apps.containers import CS, Container
 from juggler.apps.containers_state import ContainersState
 from juggler.common.clock import SystemClock
 from juggler.common.resources import Resources
-from juggler.common.task_defaults import INTERACTIVE_LABEL
+from juggler.common.task_defaults import HOLD_OUTPUT_LABEL, INTERACTIVE_LABEL
 from juggler.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -73,6 +73,7 @@ class FakeTask:
     stdin_closed: bool = False
     sizes: list[tuple[int, int]] = field(default_factory=list)
     exit_code: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
 
     def write(self, stream: int, data: bytes) -> None:
         if self.tty:
@@ -112,7 +113,7 @@ class FakeAgent(agent_pb2_grpc.AgentServicer, operator_pb2_grpc.OperatorServicer
     # -- processes ---------------------------------------------------------------------
     def launch(self, info: common_pb2.TaskInfo) -> FakeTask:
         task = FakeTask(info.task_id, list(info.command.argv), info.container.tty,
-                        info.labels.get(INTERACTIVE_LABEL) == "true")
+                        info.labels.get(INTERACTIVE_LABEL) == "true", labels=dict(info.labels))
         self.tasks[info.task_id] = task
         argv = task.argv
         if argv[:1] == ["echo"]:
@@ -267,7 +268,9 @@ class FakeAgent(agent_pb2_grpc.AgentServicer, operator_pb2_grpc.OperatorServicer
 
     async def ListImages(self, request: agent_pb2.ListImagesRequest,
                          context: grpc.aio.ServicerContext) -> agent_pb2.ListImagesResponse:
-        return agent_pb2.ListImagesResponse()
+        # busybox only: a create of any other image is Docker's 404
+        return agent_pb2.ListImagesResponse(images=[agent_pb2.Image(
+            id="sha256:" + "b" * 64, references=["docker.io/library/busybox:latest"])])
 
     # -- Operator API (the master) -----------------------------------------------------
     async def GetAgents(self, request: operator_pb2.GetAgentsRequest,
@@ -503,7 +506,7 @@ def test_info_counts_containers_and_sums_the_agents() -> None:
         assert info["OperatingSystem"] == "juggler" and info["Driver"] == "overlay2"
         assert info["Name"] == "test-cluster"
         assert any("juggler" in line for line in info["Labels"])
-        assert info["Images"] == 0
+        assert info["Images"] == 1   # busybox, on the one agent
 
     scenario(go)
 
@@ -535,7 +538,8 @@ def test_create_reads_docker_s_config_and_refuses_what_it_cannot_honour() -> Non
             ({"Entrypoint": ["sh"]}, "Entrypoint (--entrypoint)"),
             ({"HostConfig": {"Binds": ["/a:/b"]}}, "HostConfig.Binds (-v/--volume)"),
             ({"HostConfig": {"Privileged": True}}, "HostConfig.Privileged (--privileged)"),
-            ({"HostConfig": {"CapAdd": ["NET_FOO"]}}, 'unknown capability: "CAP_NET_FOO"'),
+            ({"HostConfig": {"CapAdd": ["NET_FOO"]}},
+             'invalid CapAdd: unknown capability: "CAP_NET_FOO"'),
             ({"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}},
              "HostConfig.PortBindings (-p/--publish)"),
             ({"HostConfig": {"Memory": 1024}}, "Minimum memory limit allowed is 6MB"),
@@ -548,8 +552,21 @@ def test_create_reads_docker_s_config_and_refuses_what_it_cannot_honour() -> Non
                                       json={"Image": "busybox", **body})
             assert r.status == 400, (body, await r.text())
             assert words in (await r.json())["message"], body
-        r = await env.client.post("/v1.47/containers/create?name=web", json={"Image": "x"})
+        r = await env.client.post("/v1.47/containers/create?name=web",
+                                  json={"Image": "busybox"})
         assert r.status == 409 and "is already in use" in (await r.json())["message"]
+        # moby's words for an image no agent has; no container is made
+        before = len(env.service.containers.containers)
+        for image, words in (("nosuch:3", "No such image: nosuch:3"),
+                             ("nosuch", "No such image: nosuch:latest"),
+                             ("127.0.0.1:5999/nope:1", "No such image: 127.0.0.1:5999/nope:1")):
+            r = await env.client.post("/v1.47/containers/create?name=nope",
+                                      json={"Image": image})
+            assert (r.status, (await r.json())["message"]) == (404, words)
+        assert len(env.service.containers.containers) == before
+        r = await env.client.post("/v1.47/containers/create", json={"Image": "Bad:Name"})
+        assert r.status == 400
+        assert (await r.json())["message"].startswith("invalid reference format")
         r = await env.client.post("/v1.47/containers/create",
                                   json={"Image": "x", "HostConfig": {"NetworkMode": "mynet"}})
         assert r.status == 400
@@ -738,6 +755,30 @@ def test_attach_before_start_gets_everything_and_the_exit() -> None:
         assert joined(frames, 1) == b"hi there\n"
         assert (await wait.json())["StatusCode"] == 0
         writer.close()
+
+    scenario(go)
+
+
+def test_an_attach_without_streams_holds_only_the_run_it_waits_for() -> None:
+    """`juggler run`'s way (cli/docker_client.attach_begin): it says it waits, reads
+    the streams from the agent; the hijack ends once the run is launched. A later
+    start nobody attaches to is not held."""
+    async def go(env: Env) -> None:
+        cid = await env.create("hello", Cmd=["echo", "hi"])
+        reader, writer, head = await env.hijack("/v1.47/containers/hello/attach?stream=1")
+        assert head.startswith(b"HTTP/1.1 101 UPGRADED\r\n"), head
+        assert cid in env.service.containers.attaches_waiting
+        wait = await env.client.post("/v1.47/containers/hello/wait?condition=next-exit")
+        assert (await env.client.post("/v1.47/containers/hello/start")).status == 204
+        assert await asyncio.wait_for(reader.read(), 5) == b""   # nothing relayed: it ends
+        writer.close()
+        assert (await wait.json())["StatusCode"] == 0
+        assert env.agent.tasks[f"{cid[:12]}.1"].labels.get(HOLD_OUTPUT_LABEL) == "10"
+        assert cid not in env.service.containers.attaches_waiting
+        wait = await env.client.post("/v1.47/containers/hello/wait?condition=next-exit")
+        assert (await env.client.post("/v1.47/containers/hello/start")).status == 204
+        assert (await wait.json())["StatusCode"] == 0
+        assert HOLD_OUTPUT_LABEL not in env.agent.tasks[f"{cid[:12]}.2"].labels
 
     scenario(go)
 

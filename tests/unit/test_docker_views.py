@@ -187,6 +187,8 @@ def test_what_the_docker_cli_sends_is_taken() -> None:
     (with_host(LogConfig={"Type": "syslog", "Config": {}}), "HostConfig.LogConfig"),
     (with_host(NetworkMode="container:db"), "NetworkMode=container:db"),
     ({**CLI_BODY, "NetworkingConfig": {"EndpointsConfig": {"other": {}}}}, "network 'other'"),
+    ({**CLI_BODY, "WorkingDir": "rel"},
+     "the working directory 'rel' is invalid, it needs to be an absolute path"),
 ])
 def test_what_juggler_cannot_honour_is_refused_by_name(body: dict[str, Any], words: str) -> None:
     with pytest.raises(DockerError) as e:

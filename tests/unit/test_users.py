@@ -11,27 +11,11 @@ from __future__ import annotations
 import pytest
 
 from juggler.container import users
+from juggler.testing.accounts import GROUP as SHARED_GROUP
+from juggler.testing.accounts import PASSWD
 
-PASSWD = """\
-root:x:0:0:root:/root:/bin/sh
-daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
-alice:x:1000:1000:Alice:/home/alice:/bin/sh
-bob:x:1001:1001::/home/bob:/bin/sh
-alias:x:1000:50::/home/alias:/bin/sh
-1002:x:1003:1003::/home/odd:/bin/sh
-nohome:x:1004:1004:::/bin/sh
-nobody:x:65534:65534:nobody:/nonexistent:/bin/false
-"""
-GROUP = """\
-root:x:0:
-# a comment
-wheel:x:10:root,alice
-staff:x:50:alice,bob
-alice:x:1000:alice
-bob:x:1001:
-nogroup:x:65534:
-2000:x:2001:
-"""
+# The shared accounts, with a comment line in /etc/group (skipped).
+GROUP = SHARED_GROUP.replace("wheel:", "# a comment\nwheel:", 1)
 
 
 @pytest.mark.parametrize(("spec", "uid", "gid", "groups", "home"), [
