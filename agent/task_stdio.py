@@ -231,19 +231,21 @@ async def attach(agent: Agent, requests: AsyncIterator[agent_pb2.AttachRequest],
 
     start = await _first(requests, context, "Attach")
     task = await _running_task(agent, start.task_id, start.framework_id, context)
-    try:
-        sock = fdio.connect_unix(task.sandbox, SOCKET_NAME)
-    except OSError as e:
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                            f"cannot attach to task {start.task_id!r}: its executor does not "
-                            f"serve its stdio ({e.strerror or e})")
-    reader, writer = await asyncio.open_unix_connection(sock=sock)
     relayed = executor_pb2.AttachStart(logs=start.logs, size=start.size,
                                        backpressure=start.backpressure)
     for given in ("stdout_from", "stderr_from"):
         if start.HasField(given):
             setattr(relayed, given, getattr(start, given))
-    writer.write(framing.encode(relayed))
+    try:
+        sock = fdio.connect_unix(task.sandbox, SOCKET_NAME)
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        writer.write(framing.encode(relayed))
+    except OSError as e:
+        # Its executor is gone or going (the task just ended): the client
+        # reads what the logs keep instead.
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                            f"cannot attach to task {start.task_id!r}: its executor does not "
+                            f"serve its stdio ({e.strerror or e})")
 
     async def forward() -> None:
         async for request in requests:

@@ -119,13 +119,16 @@ class AttachServer:
     def processes_gone(self) -> None:
         """Pid 1 is reaped and the cgroup empty: read what is left in the
         pipes (bounded: nothing writes to them any more) whoever is behind.
-        Back-pressured clients stay: never dropped for being slow."""
+        Back-pressured clients stay: never dropped for being slow. A hold
+        (no client attached yet) is kept to its end — the first attach or its
+        time — so that a run that ended before its client came (`juggler run
+        -- true`: the client attaches once it hears TASK_RUNNING) still gives
+        that client all of its output."""
         self._ended = True
         for writer, waiting in list(self._behind.items()):
             waiting.cancel()
             self._behind.pop(writer, None)
             self.stdio.resume(writer)
-        self.stdio.end_hold()
 
     def _drop(self, writer: asyncio.StreamWriter) -> None:
         self.clients.discard(writer)
