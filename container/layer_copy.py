@@ -23,12 +23,11 @@ overlayfs's own `trusted.overlay.*`.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import stat
 
-OPAQUE_XATTR = "trusted.overlay.opaque"
+from juggler.images.changeset import OPAQUE_XATTR, copy_attributes
 
 
 def _opaque(path: str) -> bool:
@@ -40,14 +39,7 @@ def _opaque(path: str) -> bool:
 
 def _attrs(src: str, dst: str, st: os.stat_result) -> None:
     """Owner, mode, xattrs and times of `src` (lstat `st`) onto `dst`."""
-    os.lchown(dst, st.st_uid, st.st_gid)
-    if not stat.S_ISLNK(st.st_mode):
-        os.chmod(dst, stat.S_IMODE(st.st_mode))  # after chown, which clears setuid bits
-        with contextlib.suppress(OSError):
-            for name in os.listxattr(src, follow_symlinks=False):
-                if not name.startswith("trusted.overlay."):
-                    os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False),
-                                follow_symlinks=False)
+    copy_attributes(src, dst, st)
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 

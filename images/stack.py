@@ -32,13 +32,12 @@ root, and the spec says everything below is hidden.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from juggler.images.changeset import BELOW, INHERIT, NEW, OPAQUE_XATTR
+from juggler.images.changeset import BELOW, INHERIT, NEW, OPAQUE_XATTR, copy_attributes
 
 
 @dataclass(frozen=True)
@@ -229,7 +228,7 @@ def build(corrections: list[Correction], layers: list[Layer], dest: str) -> None
         else:
             if c.path:
                 os.mkdir(target, 0o700)
-            _copy_dir_attrs(source, target)
+            copy_attributes(source, target, os.lstat(source))
     # mtimes last: making entries in a directory changes its mtime
     for c in reversed(corrections):
         if c.what == "dir":
@@ -237,14 +236,3 @@ def build(corrections: list[Correction], layers: list[Layer], dest: str) -> None
                           else layers[c.source].dir)
             target = os.path.join(dest, c.path) if c.path else dest
             os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-
-
-def _copy_dir_attrs(source: str, target: str) -> None:
-    st = os.lstat(source)
-    os.lchown(target, st.st_uid, st.st_gid)
-    os.chmod(target, stat.S_IMODE(st.st_mode))  # after chown, which may clear setgid
-    with contextlib.suppress(OSError):
-        for name in os.listxattr(source, follow_symlinks=False):
-            if not name.startswith("trusted.overlay."):
-                os.setxattr(target, name, os.getxattr(source, name, follow_symlinks=False),
-                            follow_symlinks=False)
