@@ -27,7 +27,7 @@ import os
 import shutil
 import stat
 
-from juggler.images.changeset import OPAQUE_XATTR, copy_attributes
+from juggler.common.file_attributes import OPAQUE_XATTR, copy_attributes
 
 
 def _opaque(path: str) -> bool:

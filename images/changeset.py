@@ -61,11 +61,12 @@ import stat
 import tarfile
 from typing import IO
 
+from juggler.common.file_attributes import OPAQUE_XATTR, OVERLAY_PREFIX
+
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
-OPAQUE_XATTR = "trusted.overlay.opaque"
 INHERIT, NEW, BELOW = "inherit", "new", "below"
-SKIPPED_XATTRS = ("trusted.overlay.", "security.selinux", "system.nfs4_acl")
+SKIPPED_XATTRS = (OVERLAY_PREFIX, "security.selinux", "system.nfs4_acl")
 BUF = 1 << 20
 
 # What the layer made at a path (Changeset.made): "dir" (explicit or
@@ -317,22 +318,4 @@ def _meta(path: str, m: tarfile.TarInfo) -> None:
         if key.startswith("SCHILY.xattr.") and value and not name.startswith(SKIPPED_XATTRS):
             with contextlib.suppress(OSError):
                 os.setxattr(path, name, value.encode("utf-8", "surrogateescape"),
-                            follow_symlinks=False)
-
-
-def copy_attributes(source: str, target: str, st: os.stat_result) -> None:
-    """Owner, mode and xattrs of the unpacked entry `source` (its lstat `st`)
-    onto `target`, as images/stack.py and container/layer_copy.py carry a
-    layer's entries elsewhere: every xattr but overlayfs's own
-    `trusted.overlay.*` (which steer the mount, and are not a file's; a
-    filesystem without xattrs: none). Times are the caller's: making
-    entries in a directory changes its mtime. Raises OSError."""
-    os.lchown(target, st.st_uid, st.st_gid)
-    if stat.S_ISLNK(st.st_mode):
-        return
-    os.chmod(target, stat.S_IMODE(st.st_mode))  # after chown, which clears setuid bits
-    with contextlib.suppress(OSError):
-        for name in os.listxattr(source, follow_symlinks=False):
-            if not name.startswith("trusted.overlay."):
-                os.setxattr(target, name, os.getxattr(source, name, follow_symlinks=False),
                             follow_symlinks=False)

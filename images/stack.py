@@ -37,7 +37,8 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from juggler.images.changeset import BELOW, INHERIT, NEW, OPAQUE_XATTR, copy_attributes
+from juggler.common.file_attributes import OPAQUE_XATTR, copy_attributes
+from juggler.images.changeset import BELOW, INHERIT, NEW
 
 
 @dataclass(frozen=True)

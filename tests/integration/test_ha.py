@@ -519,6 +519,7 @@ def test_juggler_up_with_three_masters_survives_the_leaders_death(tmp_path: Path
         def run_echo(word: str) -> bool:
             r = subprocess.run([*juggler, "run", "--", "echo", word], env=env,
                                capture_output=True, text=True, timeout=60)
+            print(f"juggler run -- echo {word}: exit {r.returncode}\n{r.stdout}{r.stderr}")
             return r.returncode == 0 and word in r.stdout
 
         assert run_echo("before")
