@@ -103,7 +103,16 @@ async def attached(docker: DockerClient, cid: str, *, interactive: bool, tty: bo
         # holds its output for this client (module docstring), and it may end
         # (and with --rm be removed) before the start's answer arrives.
         waiting = await off_loop(docker.attach_begin, cid)
-    except (DockerError, DockerUnreachable) as e:
+    except DockerError as e:
+        if e.status != 503:
+            containers.daemon_failed(e, "juggler: " if failed_code == EXIT_JUGGLER else "")
+            return failed_code
+        # A standby apps service (`juggler up --masters N`) streams no attach:
+        # go on as before attaches were registered (the run is not held for
+        # this client; its output comes from the logs).
+        def waiting() -> None:
+            return None
+    except DockerUnreachable as e:
         containers.daemon_failed(e, "juggler: " if failed_code == EXIT_JUGGLER else "")
         return failed_code
     try:
