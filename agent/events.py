@@ -130,10 +130,21 @@ class SignalTask:
 
 
 @dataclass(frozen=True)
+class LimitTask:
+    """The agent found the task over a limit it enforces (agent/port_watch.py:
+    a port it listens on but was not given): kill it at once; its terminal update
+    is TASK_FAILED with `reason` and `message`."""
+
+    key: Key
+    reason: int
+    message: str
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passed: updates whose (re)send time has come go to the master."""
 
 
 Event = (Started | FromMaster | MasterLost | SandboxMade | ExecutorFailedToStart
          | ExecutorHello | ExecutorUpdate | ExecutorDisconnected | ExecutorExited
-         | ImagePulling | ImageReady | ImageFailed | SignalTask | Tick)
+         | ImagePulling | ImageReady | ImageFailed | SignalTask | LimitTask | Tick)

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ from prometheus_client import Counter, Gauge
 from juggler.agent import checkpoint, writable_layers
 from juggler.agent import commands as c
 from juggler.agent import events as ev
+from juggler.agent.networks import AgentNetworks, NetworkOptions
+from juggler.agent.port_watch import DEFAULT_INTERVAL as DEFAULT_PORTS_WATCH
+from juggler.agent.port_watch import PortWatch
 from juggler.agent.standby_stream import STANDBY_DELAY, StandbyStream, outgoing, standby_delay
 from juggler.agent.state import AgentState, AgentTask
 from juggler.agent.status_updates import FIRST_RETRY
@@ -39,6 +43,7 @@ from juggler.common import batching, framing, logs, servers, task_states
 from juggler.common.clock import SystemClock
 from juggler.common.leader import LeaderFollower, backoff, from_standby, leader_of
 from juggler.common.resources import Resources
+from juggler.container.cni_config import CniError
 from juggler.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -80,6 +85,13 @@ class AgentConfig:
     # Start executors by forking a pre-started zygote (agent/launcher.py)
     # rather than a fresh interpreter each.
     launcher: bool = True
+    # CNI networks (agent/networks.py): config dir, plugin dirs, built-in bridge.
+    networks: NetworkOptions = field(default_factory=NetworkOptions)
+    # Host-network tasks listening on ports they were not given are killed
+    # (agent/port_watch.py): scan interval (seconds; 0 = off) and whether only
+    # the agent's ports resource counts.
+    ports_watch_interval: float = DEFAULT_PORTS_WATCH
+    ports_agent_range_only: bool = True
 
 
 def _local_ip_towards(address: str) -> str:
@@ -127,6 +139,7 @@ class Agent:
         self.metrics_port = 0
         from juggler.agent.image_tasks import ImageTasks
         self.images = ImageTasks(self)
+        self.networks = AgentNetworks(self.work_dir, config.networks)
         self.launcher: Any = None  # agent/launcher.py's Launcher when config.launcher
         self.launcher_fallbacks = 0  # executors started afresh: the launcher could not
         # Counted when scraped, not on every update (O(tasks) each: quadratic
@@ -263,7 +276,12 @@ class Agent:
             self.metrics_port = metrics.serve(self.config.host, self.config.metrics_port)
         self._bg = [asyncio.create_task(self._master_loop()),
                     asyncio.create_task(self._update_loop()),
-                    asyncio.create_task(self._purge_layers())]
+                    asyncio.create_task(self._purge_layers()),
+                    # dead executors' CNI attachments torn down, live ones CHECKed
+                    asyncio.create_task(asyncio.to_thread(self.networks.recover))]
+        if self.config.ports_watch_interval > 0:
+            self._bg.append(asyncio.create_task(PortWatch(
+                self, self.config.ports_watch_interval, self.config.ports_agent_range_only).run()))
         log.info("agent started", address=self.address, work_dir=str(self.work_dir),
                  resources=str(self.config.resources), metrics_port=self.metrics_port)
 
@@ -332,6 +350,8 @@ class Agent:
             self._unix.close()
         if self.launcher is not None:
             await self.launcher.stop()
+        # The bridge pool's entries are the agent's, not a task's (agent/network_pool.py).
+        await asyncio.to_thread(self.networks.close)
         if self.server is not None:
             await self.server.stop(grace=0.5)
 
@@ -506,6 +526,15 @@ class Agent:
             tlog.error("cannot make the task's sandbox", error=str(e))
             self.handle(ev.ExecutorFailedToStart(key, f"cannot make its sandbox: {e}"))
             return
+        try:
+            plan = self.networks.plan_for(spec.task)
+            if plan is not None:
+                # ADD starts now, while the executor starts; the executor adopts it.
+                self.networks.begin(plan, spec.task, sandbox).write(sandbox)
+        except (OSError, ValueError, CniError) as e:  # NetworkError: an unknown network
+            tlog.error("cannot plan the task's network", error=str(e))
+            self.handle(ev.ExecutorFailedToStart(key, str(e)))
+            return
         self._exited[key] = asyncio.Event()
         self.handle(ev.SandboxMade(key, sandbox))
         self._watchers[key] = asyncio.create_task(self._spawn(key, sandbox, tlog))
@@ -536,6 +565,7 @@ class Agent:
                 start_new_session=True, cwd=str(sandbox))
         except OSError as e:
             tlog.error("executor failed to start", error=str(e))
+            self._clean_networks(key)
             self.handle(ev.ExecutorFailedToStart(key, str(e)))
             self._exited[key].set()
             return
@@ -566,12 +596,24 @@ class Agent:
         self._executor_gone(key, None)
 
     def _executor_gone(self, key: Key, code: int | None) -> None:
+        self._clean_networks(key)
         task = self.tasks.get(key)
         tail = _tail(task.sandbox / "executor.log") if task and task.sandbox else ""
         self.handle(ev.ExecutorExited(key, code, tail))
         event = self._exited.get(key)
         if event is not None:
             event.set()
+
+    def _clean_networks(self, key: Key) -> None:
+        """A dead executor's CNI attachment (or the one it never adopted) is
+        torn down beside the loop (agent/networks.py)."""
+        task = self.tasks.get(key)
+        if task_uses_cni(task):
+            assert task is not None
+            sweep = asyncio.create_task(asyncio.to_thread(self.networks.clean_dead,
+                                                          task.sandbox))
+            self._purges.add(sweep)  # held until done, as the layer purges
+            sweep.add_done_callback(self._purges.discard)
 
     async def _executor_connection(self, reader: asyncio.StreamReader,
                                    writer: asyncio.StreamWriter) -> None:
@@ -600,10 +642,29 @@ class Agent:
             writer.close()
 
 
+def task_uses_cni(task: AgentTask | None) -> bool:
+    return task is not None and task.sandbox is not None and (
+        task.sandbox / "network.json").exists()
+
+
 def _tail(path: Path, limit: int = 400) -> str:
+    """The executor log's last line when it says why the executor died (a
+    traceback's last line, or a JSON log record of level error/critical: its
+    message); "" otherwise (an executor killed by a signal logged nothing
+    about it: its last record is an ordinary one, no explanation)."""
     try:
         data = path.read_bytes()[-limit:]
     except OSError:
         return ""
     lines = [ln for ln in data.decode(errors="replace").splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
+    if not lines:
+        return ""
+    try:
+        record = json.loads(lines[-1])
+    except ValueError:
+        return lines[-1]
+    if not isinstance(record, dict):
+        return lines[-1]
+    if record.get("level") in ("error", "critical", "exception"):
+        return str(record.get("event") or record.get("message") or "")
+    return ""

@@ -10,6 +10,8 @@ the agent decides is here:
   refused (TASK_FAILED) when it names a writable layer another live task of
   its framework uses here (one task mounts a layer at a time);
 - a signal for a task (Agent.Signal): passed to its executor;
+- a task over a limit the agent enforces (ev.LimitTask, agent/port_watch.py):
+  killed at once, its end reported as TASK_FAILED with the limit's reason;
 - a kill: held for the executor until it can take it, a pull cancelled, or
   TASK_LOST for a task the agent does not have;
 - an executor's hello, update (checkpointed, then acknowledged to it), exit
@@ -64,6 +66,9 @@ class AgentTask:
     sandbox: Path | None = None
     # A kill from the master, held for the executor until it can take it.
     kill: agent_pb2.MasterMessage.KillTask | None = None
+    # (reason, message) of a limit the agent killed it for (ev.LimitTask): its
+    # terminal update says so, whatever its executor reports.
+    limitation: tuple[int, str] | None = None
     # A RunTask reusing this task's id, waiting for this executor to exit.
     relaunch: tuple[common_pb2.FrameworkInfo, common_pb2.TaskInfo] | None = None
     terminal_acked: bool = False
@@ -117,7 +122,8 @@ class AgentState:
             ev.ExecutorDisconnected: self._executor_disconnected,
             ev.ExecutorExited: self._executor_exited, ev.ImagePulling: self._image_pulling,
             ev.ImageReady: self._image_ready, ev.ImageFailed: self._image_failed,
-            ev.SignalTask: self._signal_task, ev.Tick: self._tick,
+            ev.SignalTask: self._signal_task, ev.LimitTask: self._limit_task,
+            ev.Tick: self._tick,
         }
 
     def handle(self, *events: ev.Event) -> list[c.Command]:
@@ -420,6 +426,24 @@ class AgentState:
         return [c.ToExecutor(event.key, executor_pb2.AgentToExecutor(
             signal=executor_pb2.AgentToExecutor.Signal(signal=event.signal)))]
 
+    def _limit_task(self, event: ev.LimitTask) -> list[c.Command]:
+        """Kill a task over a limit at once (SIGKILL, no grace: as Mesos destroys a
+        container whose isolator raised a limitation); its executor's terminal
+        update becomes TASK_FAILED with the limit's reason and message."""
+        task = self.tasks.get(event.key)
+        if (task is None or task.exited or task.executor == E.EXECUTOR_PULLING
+                or task_states.is_terminal(task.state) or task.limitation is not None):
+            return []
+        task.limitation = (event.reason, event.message)
+        task.kill = agent_pb2.MasterMessage.KillTask(
+            framework_id=event.key[0], task_id=event.key[1],
+            kill_policy=common_pb2.KillPolicy(grace_period_seconds=0))
+        out: list[c.Command] = [c.Log("warning", "killing a task over a limit",
+                                      (("task_id", event.key[1]), ("why", event.message)))]
+        if task.executor == E.EXECUTOR_CONNECTED:
+            out.append(c.ToExecutor(event.key, _kill_message(task.kill)))
+        return out
+
     def _acknowledged(self, ack: agent_pb2.MasterMessage.Acknowledgement) -> list[c.Command]:
         key = (ack.framework_id, ack.task_id)
         if not self.updates.acknowledge(ack.framework_id, ack.task_id, ack.uuid,
@@ -496,6 +520,9 @@ class AgentState:
         status = common_pb2.TaskStatus()
         status.CopyFrom(event.status)
         status.agent_id = self.agent_id
+        if task.limitation is not None and task_states.is_terminal(status.state):
+            status.state = S.TASK_FAILED
+            status.reason, status.message = task.limitation
         # Checkpointed before the executor is told the agent holds it.
         return [*self._record(event.key, status),
                 c.ToExecutor(event.key, executor_pb2.AgentToExecutor(
@@ -518,8 +545,10 @@ class AgentState:
             out.append(c.Log("warning", "executor exited before its task ended",
                              (("task_id", event.key[1]), ("exit_code", str(event.code)))))
             tail = f": {event.log_tail}" if event.log_tail else ""
-            out += self._update(event.key, S.TASK_FAILED, common_pb2.REASON_EXECUTOR_TERMINATED,
-                                f"the executor exited{how} before its task ended{tail}")
+            reason, message = task.limitation or (
+                common_pb2.REASON_EXECUTOR_TERMINATED,
+                f"the executor exited{how} before its task ended{tail}")
+            out += self._update(event.key, S.TASK_FAILED, reason, message)
             if task.cgroup:
                 out.append(c.DestroyCgroup(task.cgroup))
         return out + self._maybe_forget(task)

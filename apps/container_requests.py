@@ -25,13 +25,13 @@ import grpc
 
 from juggler.apps import cluster
 from juggler.apps.commands import Command, Signal
-from juggler.apps.container_tasks import needed
+from juggler.apps.container_tasks import NETWORKING_FAILED, needed, ports_unavailable
 from juggler.apps.containers import CS, Container, ContainerConfig, ContainerError
 from juggler.common.resources import Resources
 from juggler.v1 import agent_pb2, operator_pb2
 
 if TYPE_CHECKING:
-    from juggler.apps.containers_state import ContainersState
+    from juggler.apps.containers_state import AgentPorts, ContainersState
 
 START_SECONDS = 300.0     # a start waits this long for RUNNING (first pulls are slow)
 STOP_MARGIN_SECONDS = 30.0   # past the stop timeout, for the kill to land
@@ -97,7 +97,9 @@ class ContainerRequests:
         try:
             if c.agent_id and c.status in (CS.CREATED, CS.EXITED):
                 await self._check_agent(c)
-            elif not c.agent_id and c.status == CS.CREATED:
+            if c.status in (CS.CREATED, CS.EXITED):
+                await self._check_ports(c)
+            if not c.agent_id and c.status == CS.CREATED:
                 await self._check_fits(c)
         except ContainerError:
             if c.config.auto_remove:   # as dockerd removes an --rm container it cannot start
@@ -111,17 +113,40 @@ class ContainerRequests:
         # it never started (its error), or the container went (--rm).
         await self.until(lambda: c.status != CS.STARTING or c.id not in self.containers.containers,
                          timeout)
-        if c.status == CS.RUNNING or (c.exits > exits and not c.error):
+        if c.status == CS.RUNNING or (c.exits > exits and c.status != CS.DEAD):
+            return True   # it ran (and may have ended already, State.Error or not)
+        given_up = ""
+        if not c.launched and c.status == CS.STARTING and c.id in self.containers.containers:
+            # Given up, as the client is told, so that it does not start later
+            # by itself (a Docker start that failed does not).
+            given_up = (f"container {c.name} did not start within {timeout:g} s (no agent "
+                     f"offered {needed(c.config).describe()} for it; see `juggler agents`); "
+                     "it was not started: start it again")
+            await self._apply(lambda: self.containers.fail_start(c.id, given_up))
+        if c.status == CS.RUNNING:
             return True
-        if c.error:
+        if c.error and c.status != CS.STARTING:
+            if c.error.startswith(NETWORKING_FAILED) or c.error == given_up:
+                raise ContainerError(500, c.error)   # dockerd's words, or ours, as they are
             raise ContainerError(500, f"cannot start container {c.name}: {_go_errno(c.error)}")
-        if c.launched:
-            why = "its image may still be pulling; see `juggler tasks`"
-        else:
-            why = (f"no agent has offered {needed(c.config).describe()} for it yet; see "
-                   "`juggler agents`")
         raise ContainerError(500, f"container {c.name} did not start within {timeout:g} s "
-                                  f"({why}); it starts when it can, or `docker rm -f` it")
+                                  "(its image may still be pulling; see `juggler tasks`); "
+                                  "it starts when it can, or `docker rm -f` it")
+
+    async def offer_agents(self) -> dict[str, AgentPorts] | None:
+        """The agents' ports (agent id → (name, total, allocated)) from the
+        master, for ContainersState.on_offers to fail the starts whose fixed
+        host ports are allocated everywhere; None when no waiting run has
+        fixed host ports, or the master cannot say now."""
+        if not any(needed(c.config).ports for c in self.containers.waiting() if not c.launched):
+            return None
+        try:
+            views = await cluster.agents(self.config.master)
+        except (cluster.ClusterUnavailable, grpc.aio.AioRpcError):
+            return None
+        return {a.info.id: (a.info.hostname or a.info.id, Resources.from_proto(a.total).ports,
+                            Resources.from_proto(a.allocated).ports)
+                for a in views if a.state != operator_pb2.AGENT_GONE}
 
     async def _check_agent(self, c: Container) -> None:
         """A container that ran before starts on its agent only: refuse
@@ -161,6 +186,24 @@ class ContainerRequests:
             raise ContainerError(500, f"cannot start container {c.name}: no agent can ever fit "
                                       f"{need.describe()} (the largest has "
                                       f"{biggest.describe()})")
+
+    async def _check_ports(self, c: Container) -> None:
+        """Fail at once, as Docker, a start whose fixed host ports are
+        allocated on every agent it could run on (its own agent once it ran),
+        or offered by none (published_ports.unavailable)."""
+        fixed = needed(c.config).ports
+        if not fixed:
+            return
+        try:
+            views = await cluster.agents(self.config.master)
+        except (cluster.ClusterUnavailable, grpc.aio.AioRpcError):
+            return
+        agents = [(a.info.hostname or a.info.id, Resources.from_proto(a.total).ports,
+                   Resources.from_proto(a.allocated).ports) for a in views
+                  if a.state != operator_pb2.AGENT_GONE
+                  and (not c.agent_id or a.info.id == c.agent_id)]
+        if why := ports_unavailable(c, agents):
+            raise ContainerError(500, why)
 
     async def container_stop(self, ref: str, timeout: float | None = None) -> bool:
         """Stop and wait until the run ended; False when it was not running

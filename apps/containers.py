@@ -191,7 +191,12 @@ class ContainerConfig:
     memory: int | None = None          # -m/--memory, bytes
     memory_swap: int | None = None     # --memory-swap, bytes of memory+swap; -1: unlimited
     pids_limit: int | None = None
-    network: str = "none"              # none | host
+    # none | host | bridge | a CNI network's name (docker_networks.network_mode)
+    network: str = "none"
+    # -p: common/published_ports.PortBinding records (hostPort 0: any, picked at each start)
+    ports: list[dict[str, Any]] = field(default_factory=list)
+    exposed: list[str] = field(default_factory=list)        # Config.ExposedPorts, "80/tcp"
+    publish_all: bool = False                                # -P
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     auto_remove: bool = False          # --rm
     stop_signal: str = ""              # default: the image's StopSignal, else SIGTERM
@@ -253,6 +258,10 @@ class Container:
     kill_grace: float | None = None
     kill_signal: str = ""
     kill_sent: bool = False
+    # The current (or last) run's published ports, published_ports.PortBinding
+    # records with the host ports given; its IP on its CNI network.
+    host_ports: list[dict[str, Any]] = field(default_factory=list)
+    ip_address: str = ""
     story: deque[Step] = field(default_factory=new_story)
 
     @property
@@ -278,7 +287,8 @@ class Container:
                 "exitCode": self.exit_code, "oomKilled": self.oom_killed, "error": self.error,
                 "startedAt": self.started_at, "finishedAt": self.finished_at,
                 "restartCount": self.restart_count, "exits": self.exits, "delay": self.delay,
-                "killGrace": self.kill_grace, "killSignal": self.kill_signal}
+                "killGrace": self.kill_grace, "killSignal": self.kill_signal,
+                "hostPorts": self.host_ports, "ipAddress": self.ip_address}
 
     @classmethod
     def from_record(cls, r: dict[str, Any]) -> Container:
@@ -294,4 +304,5 @@ class Container:
             error=r.get("error", ""), started_at=r.get("startedAt", 0.0),
             finished_at=r.get("finishedAt", 0.0), restart_count=r.get("restartCount", 0),
             exits=r.get("exits", 0), delay=r.get("delay", 0.0),
-            kill_grace=r.get("killGrace"), kill_signal=r.get("killSignal", ""))
+            kill_grace=r.get("killGrace"), kill_signal=r.get("killSignal", ""),
+            host_ports=list(r.get("hostPorts") or []), ip_address=r.get("ipAddress", ""))

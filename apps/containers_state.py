@@ -7,7 +7,10 @@ sent; the runs (tasks) then follow it:
 
 - start: a new run (`<id12>.<generation>`) waits for an offer from the
   container's agent (any agent that fits before its first run) and is
-  launched there;
+  launched there; a run waiting for fixed host ports that every agent it may
+  use has allocated fails (`on_offers`), as Docker's start, and a failed or
+  given-up start (`fail_start`) leaves the container stopped: nothing starts
+  it later but another start;
 - stop: the run is killed with the stop signal and timeout; the container
   is not restarted by its policy;
 - a run that ends: the restart policy decides (containers.py); a container
@@ -25,11 +28,17 @@ what is left of them.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from juggler.apps.commands import Command, Kill, Launch, Persist, RemoveLayer, Revive, Signal
-from juggler.apps.container_tasks import needed, task_for
+from juggler.apps.container_tasks import (
+    NETWORKING_FAILED,
+    end_error,
+    ports_unavailable,
+    take_from,
+    task_for,
+)
 from juggler.apps.containers import (
     CONTAINER,
     CS,
@@ -44,6 +53,7 @@ from juggler.apps.containers import (
 )
 from juggler.common import task_check, task_states
 from juggler.common.clock import Clock
+from juggler.common.ranges import Ranges
 from juggler.common.resources import ResourceError, Resources
 from juggler.common.task_check import TaskError
 from juggler.v1 import common_pb2 as pb
@@ -51,6 +61,8 @@ from juggler.v1 import common_pb2 as pb
 LAYER_RETRY_SECONDS = 5.0
 REMOVED_KEPT = 256          # removed containers remembered for wait?condition=removed
 MAX_DROPS = 5               # launches refused in a row before the start fails
+EXIT_START_FAILED = 128     # dockerd's exit code for a start that failed with none set
+AgentPorts = tuple[str, Ranges, Ranges]   # an agent's (name, total ports, allocated ports)
 
 _GONE = frozenset({pb.TASK_GONE, pb.TASK_GONE_BY_OPERATOR, pb.TASK_LOST})
 
@@ -310,6 +322,7 @@ class ContainersState:
             # Explicit reconciliation: the master never heard of it, or forgot it.
             if c.status in (CS.RUNNING, CS.STARTING) and c.launched:
                 c.launched = False
+                c.error = "its task was lost: the master does not know it"
                 self._end_run(c, "the master does not know its task", exit_code=c.exit_code,
                               lost=True)
             return
@@ -324,6 +337,9 @@ class ContainersState:
             if status.HasField("pid"):
                 changed = changed or c.pid != status.pid
                 c.pid = status.pid
+            ips = list(status.ip_addresses)  # its CNI network's (NETWORK_BRIDGE)
+            if ips and c.ip_address != ips[0]:
+                c.ip_address, changed = ips[0], True
             if c.status == CS.STARTING:
                 # What the last run left is reset, as Docker does at a start.
                 c.started_at, c.error, c.exit_code, c.oom_killed = at, "", 0, False
@@ -364,7 +380,7 @@ class ContainersState:
         code = task_states.exit_code(status)
         c.oom_killed = bool(status.oom_killed) or status.reason == \
             pb.REASON_CONTAINER_LIMITATION_MEMORY
-        c.error = status.message if task_states.never_ran(status) else ""
+        c.error = end_error(status)
         self._end_run(c, f"{task_states.name(state)}: {status.message}".rstrip(": "),
                       exit_code=code, at=at)
 
@@ -409,6 +425,7 @@ class ContainersState:
         c.generation += 1
         c.task_id = f"{c.short_id}.{c.generation}"
         c.launched, c.pid, c.drops = False, 0, 0
+        c.host_ports, c.ip_address = [], ""   # given again by the launch's offer
         self.tasks[c.task_id] = c.id
         c.move(CS.STARTING, why, self.clock.time())
         self._save(c)
@@ -475,14 +492,59 @@ class ContainersState:
     def wants_offers(self) -> bool:
         return not self.reconciling and bool(self.waiting())
 
-    def on_offers(self, offers: Iterable[pb.Offer]) -> tuple[list[Command], list[pb.Offer]]:
+    def on_offers(self, offers: Iterable[pb.Offer],
+                  agents: Mapping[str, AgentPorts] | None = None
+                  ) -> tuple[list[Command], list[pb.Offer]]:
         """Launch waiting runs where they fit (a container that ran before:
         on its own agent only). Returns the commands and the offers left
-        untouched, for the apps' core."""
+        untouched, for the apps' core. `agents` (agent id → (name, total
+        ports, allocated ports), the master's view taken before these offers;
+        None: not known) decides, as Docker's start does, the runs that wait
+        for fixed host ports every agent they may use has allocated (to other
+        runs, or to those these offers just launched): their start fails with
+        dockerd's "port is already allocated" (`fail_start`)."""
         offers = list(offers)
         waiting = [] if self.reconciling else sorted(self.waiting(), key=lambda c: c.created)
         if not waiting:
             return [], offers
+        rest = self._place(offers, waiting)
+        if agents is not None:
+            self._fail_taken_ports(waiting, agents)
+        return self._take(), rest
+
+    def _fail_taken_ports(self, waiting: list[Container],
+                          agents: Mapping[str, AgentPorts]) -> None:
+        held = dict(agents)
+        for c in waiting:   # what these offers just gave counts as allocated
+            if c.launched and c.agent_id in held and c.host_ports:
+                name, total, allocated = held[c.agent_id]
+                given = Ranges.single(*(int(r["hostPort"]) for r in c.host_ports))
+                held[c.agent_id] = (name, total, allocated | given)
+        for c in waiting:
+            if c.launched or c.status != CS.STARTING:
+                continue
+            usable = [v for aid, v in held.items() if not c.agent_id or aid == c.agent_id]
+            why = ports_unavailable(c, usable)
+            if why.startswith(NETWORKING_FAILED):
+                self._fail_start(c, why)
+
+    def fail_start(self, ref: str, error: str) -> list[Command]:
+        """A run that waits for an offer will not start: its start failed
+        (`error`: State.Error) or its client was told it did not start in
+        time. The container goes back to not running (its desired state
+        stopped), as a Docker start that failed: nothing starts it later but
+        another start. No-op for a run launched already or not waiting."""
+        self._fail_start(self.find(ref), error)
+        return self._take()
+
+    def _fail_start(self, c: Container, error: str) -> None:
+        if c.status != CS.STARTING or c.launched:
+            return
+        c.desired, c.stopped_by_user, c.restart_after_stop = "stopped", False, False
+        c.error = error
+        self._end_run(c, f"start failed: {error}", exit_code=c.exit_code or EXIT_START_FAILED)
+
+    def _place(self, offers: list[pb.Offer], waiting: list[Container]) -> list[pb.Offer]:
         rest: list[pb.Offer] = []
         for offer in offers:
             available = Resources.from_proto(offer.resources)
@@ -490,10 +552,10 @@ class ContainersState:
             for c in waiting:
                 if c.launched or (c.agent_id and c.agent_id != offer.agent_id):
                     continue
-                need = needed(c.config)
-                if not available.contains(need):
+                taken = take_from(c, available, self.rng)
+                if taken is None:
                     continue
-                available = available - need
+                available = available - taken
                 c.agent_id, c.hostname = offer.agent_id, offer.hostname
                 c.agent_address = offer.agent_address
                 c.launched = True
@@ -504,7 +566,7 @@ class ContainersState:
                 self._out.append(Launch(offer.id, tasks))
             else:
                 rest.append(offer)
-        return self._take(), rest
+        return rest
 
     def tick(self) -> list[Command]:
         """Time passed: restart delays end; layer removals are tried again."""

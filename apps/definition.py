@@ -11,6 +11,7 @@ This module is where the rest of juggler imports these from; they live in:
                           ids (normalize_id), InvalidDefinition
     definition_fields.py  typed reads of a JSON object's fields, collecting every error
     definition_parse.py   parse_app: Marathon's JSON → AppDefinition, validation
+    definition_ports.py   networks and container.portMappings (parse, render)
     definition_render.py  render_app: AppDefinition → Marathon's JSON; patch_app (PATCH)
     groups.py             GroupDefinition, parse_group (POST/PUT /v2/groups)
 """
@@ -37,7 +38,9 @@ from juggler.apps.definition_model import (
     Container,
     HealthCheckDef,
     InvalidDefinition,
+    Network,
     PortDefinition,
+    PortMapping,
     UnreachableStrategy,
     UpgradeStrategy,
     normalize_id,
@@ -67,7 +70,9 @@ __all__ = [
     "GroupDefinition",
     "HealthCheckDef",
     "InvalidDefinition",
+    "Network",
     "PortDefinition",
+    "PortMapping",
     "UnreachableStrategy",
     "UpgradeStrategy",
     "normalize_id",

@@ -8,9 +8,12 @@ parsers (definition_parse.py, groups.py), not with the rest of juggler.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from juggler.apps.definition_model import _INT32_MAX, InvalidDefinition, _BadId, _canonical
+
+_PORT_NAME = re.compile(r"[a-z0-9-]+")  # Marathon's PortAssignment.PortNamePattern
 
 
 class _Errors:
@@ -68,6 +71,16 @@ class _Obj:
         if not isinstance(value, str) or (nonempty and not value):
             self.bad(key, "must be a non-empty string" if nonempty else "must be a string")
             return default
+        return value
+
+    def port_name(self, key: str = "name") -> str | None:
+        """A port's name: Marathon's PortAssignment.PortNamePattern, ^[a-z0-9-]+$
+        (it becomes $PORT_<NAME> and a DNS-style service name); None when
+        absent or bad (recorded)."""
+        value = self.string(key, nonempty=True)
+        if value is not None and not _PORT_NAME.fullmatch(value):
+            self.bad(key, 'must match "^[a-z0-9-]+$" (lower-case letters, digits and dashes)')
+            return None
         return value
 
     def choice(self, key: str, choices: tuple[str, ...], default: str) -> str | None:

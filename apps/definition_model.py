@@ -12,10 +12,9 @@ maxConsecutiveFailures 3, delaySeconds 15; killSelection YOUNGEST_FIRST;
 unreachableStrategy {inactiveAfterSeconds 300, expungeAfterSeconds 600}
 (docs "Task Handling Configuration"); no
 `portDefinitions` and no `ports` given: one port, `[{"port": 0, "protocol":
-"tcp", "name": "default"}]` (Marathon's host-networking default; a port 0 is
-assigned from the agent's port resources once ports are resources, the
-networking issue: until then $PORT0 is set only for fixed ports);
-`"portDefinitions": []` asks for none.
+"tcp", "name": "default"}]` (Marathon's host-networking default);
+`"portDefinitions": []` asks for none; `networks` `[{"mode": "host"}]`.
+How ports are assigned (service ports, host ports) is apps/ports.py.
 
 Beyond Marathon (Nomad's deployment safety), in `upgradeStrategy`:
 `minHealthySeconds` (10: a new instance counts only after being healthy that
@@ -118,6 +117,33 @@ class PortDefinition:
 
 
 @dataclass(frozen=True)
+class PortMapping:
+    """One of Marathon's `container.portMappings` (container networking).
+    `host_port` None: not published on the agent (Marathon's `container`
+    mode without hostPort); 0: any port of the offer. `container_port` 0:
+    the same number as the host port (Marathon's docs "Ports").
+    `service_port` 0 until the apps service assigns one (apps/ports.py)."""
+
+    container_port: int = 0
+    host_port: int | None = 0
+    service_port: int = 0
+    protocol: str = "tcp"
+    name: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Network:
+    """One of Marathon's `networks`: `mode` "host", "container/bridge" (the
+    agent's built-in bridge network) or "container" (the CNI network named
+    `name`)."""
+
+    mode: str = "host"
+    name: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Container:
     """`image` an image reference, or None with `rootfs` an absolute path."""
 
@@ -159,6 +185,8 @@ class AppDefinition:
     task_kill_grace_period_seconds: float | None = None
     port_definitions: tuple[PortDefinition, ...] = ()
     require_ports: bool = False
+    networks: tuple[Network, ...] = (Network(),)
+    port_mappings: tuple[PortMapping, ...] = ()
 
     def without_instances(self) -> AppDefinition:
         """The definition with `instances` left out of the comparison: two
@@ -174,6 +202,7 @@ HEALTH_PROTOCOLS = ("HTTP", "HTTPS", "TCP", "COMMAND")
 KILL_SELECTIONS = ("YOUNGEST_FIRST", "OLDEST_FIRST")
 CONTAINER_TYPES = ("DOCKER", "MESOS")
 PORT_PROTOCOLS = ("tcp", "udp", "tcp,udp", "udp,tcp")
+NETWORK_MODES = ("host", "container/bridge", "container")
 # Last segments an app id may not have: they are routes under /v2/apps/{id}.
 RESERVED_NAMES = ("restart", "tasks", "versions")
 

@@ -26,12 +26,16 @@ Where juggler differs from Marathon (on purpose):
     unreachableStrategy inactiveAfterSeconds ≤ expungeAfterSeconds, both ≥ 0
                         (Marathon ≥ 1.5: ≥ 1 and <, defaults 300/600)
     not supported       a non-empty fetch, uris, secrets (also as env values),
-                        readinessChecks, residency, storeUrls, ipAddress, a
-                        network other than host, container volumes and port
-                        mappings, appc, docker parameters/credentials, privileged,
-                        executors other than //cmd: refused, never ignored
+                        readinessChecks, residency, storeUrls, ipAddress,
+                        container volumes, appc, docker parameters/credentials,
+                        privileged, executors other than //cmd: refused, never
+                        ignored
     ignored             every other key this module does not know (as Marathon
-                        ignores unknown keys), and container.docker.network
+                        ignores unknown keys)
+
+networks and port mappings: definition_ports.py (and its differences);
+portDefinitions only with host networking (Marathon's "portDefinitions are
+only allowed with host-networking"), none by default on a container network.
 
 `_app` reads one app of a group too (groups.py).
 """
@@ -67,6 +71,7 @@ from juggler.apps.definition_model import (
     _parent,
     normalize_id,
 )
+from juggler.apps.definition_ports import parse_networking
 from juggler.common import ids
 
 _MESOS_PROTOCOLS = {"MESOS_HTTP": "HTTP", "MESOS_HTTPS": "HTTPS", "MESOS_TCP": "TCP"}
@@ -82,8 +87,8 @@ _UNSUPPORTED = {
     "readinessChecks": "readiness checks are not supported by juggler: use a health check",
     "residency": "resident apps (persistent volumes) are not supported by juggler",
     "storeUrls": "storeUrls is not supported by juggler",
-    "ipAddress": "ipAddress (an IP per task) is not supported by juggler: apps use host "
-                 "networking",
+    "ipAddress": "ipAddress (Marathon < 1.5) is not supported by juggler: give "
+                 '"networks": [{"mode": "container", "name": NETWORK}]',
 }
 
 
@@ -143,16 +148,15 @@ def _app(obj: Any, base: str, errors: _Errors, prefix: str,
     executor = o.raw("executor")
     if executor not in (None, "", "//cmd"):
         o.bad("executor", "custom executors are not supported by juggler")
-    for path, net in o.items("networks"):
-        if not (isinstance(net, dict) and net.get("mode", "host") == "host"):
-            errors.add(path, 'only host networking ({"mode": "host"}) is supported by juggler')
-
-    port_definitions = _port_definitions(o)
+    networks, port_mappings = parse_networking(o)
+    host_mode = networks[0].mode == "host"
+    port_definitions = _port_definitions(o, host_mode)
+    port_count = len(port_definitions) if host_mode else len(port_mappings)
     checks = o.items("healthChecks")
     if len(checks) > 1:
         o.bad("healthChecks", "juggler runs one health check per task: give at most one "
               f"(got {len(checks)})")
-    health_checks = tuple(hc for hc in (_health_check(errors, path, item, len(port_definitions))
+    health_checks = tuple(hc for hc in (_health_check(errors, path, item, port_count)
                                         for path, item in checks) if hc)
 
     constraints: tuple[Constraint, ...] = ()
@@ -201,6 +205,8 @@ def _app(obj: Any, base: str, errors: _Errors, prefix: str,
         task_kill_grace_period_seconds=o.number("taskKillGracePeriodSeconds", None, 0),
         port_definitions=port_definitions,
         require_ports=o.boolean("requirePorts", False),
+        networks=networks,
+        port_mappings=port_mappings,
     )
     return app if errors.count == before else None
 
@@ -236,9 +242,6 @@ def _container(o: _Obj) -> Container | None:
     ctype = c.choice("type", CONTAINER_TYPES, "DOCKER")
     if c.raw("volumes"):
         c.bad("volumes", "volumes are not supported by juggler")
-    if c.raw("portMappings"):
-        c.bad("portMappings", "port mappings are not supported by juggler: use "
-              "portDefinitions (host networking)")
     if c.raw("appc") is not None:
         c.bad("appc", "appc images are not supported by juggler: use docker.image")
     if c.raw("docker") is None:
@@ -260,9 +263,6 @@ def _container(o: _Obj) -> Container | None:
         d.bad("privileged", "privileged containers are not supported by juggler")
     if d.raw("parameters"):
         d.bad("parameters", "docker parameters are not supported by juggler")
-    if d.raw("portMappings"):
-        d.bad("portMappings", "port mappings are not supported by juggler: use "
-              "portDefinitions (host networking)")
     for key in ("credential", "pullConfig"):
         if d.raw(key) is not None:
             d.bad(key, "registry credentials in an app are not supported by juggler")
@@ -273,9 +273,9 @@ def _container(o: _Obj) -> Container | None:
     return Container(type=ctype, image=image, force_pull_image=force)
 
 
-def _port_definitions(o: _Obj) -> tuple[PortDefinition, ...]:
+def _port_definitions(o: _Obj, host_mode: bool) -> tuple[PortDefinition, ...]:
     if o.raw("portDefinitions") is None and o.raw("ports") is None:
-        return DEFAULT_PORT_DEFINITIONS
+        return DEFAULT_PORT_DEFINITIONS if host_mode else ()
     defs = tuple(d for d in (_port_definition(o.errors, path, item)
                              for path, item in o.items("portDefinitions")) if d)
     ports: list[int] = []
@@ -294,6 +294,9 @@ def _port_definitions(o: _Obj) -> tuple[PortDefinition, ...]:
     fixed = [d.port for d in defs if d.port != 0]
     if len(set(fixed)) != len(fixed):
         o.bad("portDefinitions", "Ports must be unique.")
+    if defs and not host_mode:
+        o.bad("portDefinitions" if o.raw("portDefinitions") else "ports",
+              "portDefinitions are only allowed with host-networking")
     return defs
 
 
@@ -306,7 +309,7 @@ def _port_definition(errors: _Errors, path: str, item: Any) -> PortDefinition | 
     pd = PortDefinition(
         port=p.number("port", 0, 0, 65535, integer=True),
         protocol=p.choice("protocol", PORT_PROTOCOLS, "tcp") or "",
-        name=p.string("name", nonempty=True),
+        name=p.port_name(),
         labels=p.string_map("labels"),
     )
     return pd if errors.count == before else None

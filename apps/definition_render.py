@@ -18,6 +18,7 @@ from juggler.apps.definition_model import (
     InvalidDefinition,
     UpgradeStrategy,
 )
+from juggler.apps.definition_ports import render_networks, render_port_mappings
 
 # -- rendering ----------------------------------------------------------------------
 
@@ -46,8 +47,10 @@ def render_app(app: AppDefinition) -> dict[str, Any]:
         out["user"] = app.user
     out.update(instances=app.instances, cpus=_num(app.cpus), mem=_num(app.mem),
                disk=_num(app.disk), gpus=app.gpus, env=dict(app.env), labels=dict(app.labels))
-    if app.container is not None:
-        out["container"] = _render_container(app.container)
+    if app.container is not None or app.port_mappings:
+        out["container"] = _render_container(app.container or Container(type="MESOS"))
+        if app.port_mappings:
+            out["container"]["portMappings"] = render_port_mappings(app.port_mappings)
     out["healthChecks"] = [_render_health_check(hc) for hc in app.health_checks]
     out["constraints"] = [c.render() for c in app.constraints]
     if app.accepted_resource_roles:
@@ -72,6 +75,7 @@ def render_app(app: AppDefinition) -> dict[str, Any]:
         | ({"name": p.name} if p.name is not None else {}) | {"labels": dict(p.labels)}
         for p in app.port_definitions]
     out["requirePorts"] = app.require_ports
+    out["networks"] = render_networks(app.networks)
     return out
 
 

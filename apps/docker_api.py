@@ -447,7 +447,7 @@ async def get_info(request: web.Request) -> web.Response:
         "Containers": len(containers), "ContainersRunning": running, "ContainersPaused": 0,
         "ContainersStopped": len(containers) - running, "Images": images,
         "Driver": "overlay2", "DriverStatus": [], "SystemStatus": status,
-        "Plugins": {"Volume": [], "Network": ["host", "none"], "Authorization": None,
+        "Plugins": {"Volume": [], "Network": ["bridge", "host", "none"], "Authorization": None,
                     "Log": ["json-file"]},
         "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True,
         "CPUShares": True, "CPUSet": False, "PidsLimit": True, "IPv4Forwarding": True,

@@ -3,7 +3,8 @@ containers (routes and the error plumbing: docker_api.py; the JSON shapes:
 docker_views.py; logs, attach and resize: docker_logs.py, docker_stream.py;
 exec: docker_exec.py).
 
-    POST   /containers/create?name=          201 {"Id", "Warnings": []}; 404 "No such
+    POST   /containers/create?name=          201 {"Id", "Warnings": [...]} (dockerd's for
+                                             -p on the host network); 404 "No such
                                              image: REF" when no agent has it (moby's)
     GET    /containers/json?all=&limit=&filters=   newest first; limit implies all
     GET    /containers/{id}/json
@@ -35,7 +36,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from juggler.apps import cluster, image_presence
+from juggler.apps import cluster, docker_image_views, image_presence
 from juggler.apps import docker_views as views
 from juggler.apps.containers import CS, Container, ContainerError
 from juggler.apps.docker_api import (
@@ -52,6 +53,7 @@ from juggler.apps.docker_api import (
 )
 from juggler.apps.docker_errors import DockerError
 from juggler.apps.docker_images import IMAGE_CLUSTER, IMAGE_PRESENCE
+from juggler.common import published_ports
 from juggler.v1 import agent_pb2
 
 STATS_INTERVAL = 1.0            # seconds between two stats samples (Docker's collector)
@@ -76,11 +78,35 @@ async def create(request: web.Request) -> web.Response:
         raise DockerError(400, "juggler cannot honour platform="
                                f"{request.query['platform']} (--platform): each agent runs "
                                "its own platform's image")
-    config = views.config_from_create(await _body(request))
+    body = await _body(request)
+    config = views.config_from_create(body)
     await image_presence.check(request.app[IMAGE_PRESENCE], request.app[IMAGE_CLUSTER],
                                config.image)
+    if config.publish_all and config.image:
+        config.exposed = list(dict.fromkeys(
+            [*config.exposed, *await _image_exposed(request, config.image)]))
     c = await backend_of(request).container_create(config, request.query.get("name", ""))
-    return json_response({"Id": c.id, "Warnings": []}, 201)
+    warning = published_ports.discarded_warning(
+        config.network, (body.get("HostConfig") or {}).get("PortBindings"))
+    return json_response({"Id": c.id, "Warnings": [warning] if warning else []}, 201)
+
+
+async def _image_exposed(request: web.Request, image: str) -> list[str]:
+    """The image's EXPOSE ports ("80/tcp"), from an agent that holds it, for
+    -P (dockerd merges the image's ExposedPorts into the container's config
+    at create). [] when no agent can say now: -P then publishes the
+    --expose and -p ports only."""
+    cluster = request.app[IMAGE_CLUSTER]
+    try:
+        images = docker_image_views.merge(await cluster.images(await cluster.agents()))
+        found, _ = docker_image_views.find(images, image)
+    except DockerError:
+        return []
+    exposed = (found.config.get("config") or {}).get("ExposedPorts") or {}
+    try:
+        return published_ports.exposed_from_docker(exposed)
+    except published_ports.PortSpecError:
+        return []
 
 
 async def list_containers(request: web.Request) -> web.Response:

@@ -26,10 +26,12 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from juggler.apps import docker_networks as networks
 from juggler.apps import docker_process
 from juggler.apps.container_tasks import mem_mib_of
 from juggler.apps.containers import CS, Container, ContainerConfig, ContainerError, RestartPolicy
 from juggler.apps.docker_errors import DockerError
+from juggler.common import published_ports
 from juggler.common.docker_units import human_duration
 from juggler.v1 import agent_pb2
 
@@ -59,9 +61,13 @@ def rfc3339(ts: float) -> str:
 
 
 def state(c: Container) -> str:
-    """Docker's State.Status: created, running, restarting, exited, dead."""
+    """Docker's State.Status: created, running, restarting, exited, dead. A
+    container whose starts all failed (it never ran) stays "created", as
+    Docker's does."""
     if c.status == CS.STARTING:
         return "created" if c.restart_count == 0 and c.started_at == 0 else "restarting"
+    if c.status == CS.EXITED and c.started_at == 0 and c.restart_count == 0 and c.exits == 0:
+        return "created"
     return {CS.CREATED: "created", CS.RUNNING: "running", CS.RESTARTING: "restarting",
             CS.EXITED: "exited", CS.DEAD: "dead"}[CS(c.status)]
 
@@ -98,12 +104,14 @@ def _network(cfg: ContainerConfig) -> str:
 
 def summary(c: Container, now: float) -> dict[str, Any]:
     """One item of GET /containers/json (Docker's container.Summary)."""
+    running = state(c) == "running"
     return {
         "Id": c.id, "Names": [f"/{c.name}"], "Image": _image(c.config), "ImageID": "",
-        "Command": _command(c.config), "Created": int(c.created), "Ports": [],
+        "Command": _command(c.config), "Created": int(c.created),
+        "Ports": published_ports.summary_ports(*networks.ports_now(c, running)),
         "Labels": dict(c.config.labels), "State": state(c), "Status": status_text(c, now),
         "HostConfig": {"NetworkMode": _network(c.config)},
-        "NetworkSettings": {"Networks": {}}, "Mounts": [],
+        "NetworkSettings": {"Networks": networks.endpoints(c, running)}, "Mounts": [],
     }
 
 
@@ -149,7 +157,10 @@ def inspect(c: Container, framework_id: str) -> dict[str, Any]:
             "NanoCpus": round((cfg.cpus or 0) * 1e9),
             "PidsLimit": cfg.pids_limit,
             **docker_process.host_config(cfg),
-            "Privileged": False, "ReadonlyRootfs": False, "PortBindings": {},
+            "Privileged": False, "ReadonlyRootfs": False,
+            "PortBindings": published_ports.to_docker(
+                published_ports.PortBinding.from_record(r) for r in cfg.ports)[1],
+            "PublishAllPorts": cfg.publish_all,
             "LogConfig": {"Type": "json-file", "Config": {}},
         },
         "GraphDriver": {"Name": "overlay2", "Data": None},
@@ -162,11 +173,12 @@ def inspect(c: Container, framework_id: str) -> dict[str, Any]:
             "Cmd": list(cfg.cmd) or None,
             "Image": _image(cfg), "Volumes": None, "WorkingDir": cfg.working_dir,
             "Entrypoint": None, "OnBuild": None, "Labels": dict(cfg.labels),
+            **({"ExposedPorts": {key: {} for key in cfg.exposed}} if cfg.exposed else {}),
             **({"StopSignal": cfg.stop_signal} if cfg.stop_signal else {}),
             **({"StopTimeout": _seconds(cfg.stop_timeout)} if cfg.stop_timeout is not None
                else {}),
         },
-        "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}},
+        "NetworkSettings": networks.network_settings(c, running),
         "Node": {"ID": c.agent_id, "Name": c.hostname, "Addr": c.agent_address,
                  "IP": _host_of(c.agent_address)},
         "Juggler": {"TaskId": c.task_id, "FrameworkId": framework_id, "AgentId": c.agent_id,
@@ -316,12 +328,13 @@ def stats(c: Container, usage: agent_pb2.TaskUsage | None, pre: agent_pb2.TaskUs
 # attach request says what it attaches) and so not part of it.
 _CONFIG_TAKEN = frozenset({
     "Image", "Cmd", "Env", "WorkingDir", "User", "Hostname", "Labels", "Tty", "OpenStdin",
+    "ExposedPorts",
     "StopSignal", "StopTimeout", "AttachStdin", "AttachStdout", "AttachStderr", "StdinOnce",
     "HostConfig", "NetworkingConfig"})
 _HOST_TAKEN = frozenset({
     "Memory", "MemorySwap", "CpuShares", "NanoCpus", "PidsLimit", "RestartPolicy",
     "AutoRemove", "NetworkMode", "ConsoleSize", "LogConfig", "ContainerIDFile",
-    "Init", "SecurityOpt", "CapAdd", "CapDrop", "Ulimits"})
+    "Init", "SecurityOpt", "CapAdd", "CapDrop", "Ulimits", "PortBindings", "PublishAllPorts"})
 # Fields whose empty list is a request, not "unset": the docker CLI sends
 # MaskedPaths: [] and ReadonlyPaths: [] for --security-opt systempaths=unconfined.
 _SET_WHEN_EMPTY = frozenset({"MaskedPaths", "ReadonlyPaths"})
@@ -383,22 +396,6 @@ def _int(body: dict[str, Any], key: str) -> int:
     return value
 
 
-def network_mode(mode: str) -> str:
-    """Docker's NetworkMode → juggler's network: "default", "bridge" and ""
-    are juggler's default, "none" (until CNI networks are offered: the
-    networking issue); "none"; "host". Raises DockerError 400 for a mode
-    juggler cannot join ("container:x") or does not know (Docker answers
-    404, which the docker CLI takes for a missing image and pulls it)."""
-    if mode in ("", "default", "bridge", "none"):
-        return "none"
-    if mode == "host":
-        return "host"
-    if mode.startswith("container:"):
-        raise DockerError(400, f"juggler cannot honour HostConfig.NetworkMode={mode} "
-                               "(--network container:…)")
-    raise DockerError(400, f"network {mode} not found (juggler's networks: none, host)")
-
-
 def config_from_create(body: Any) -> ContainerConfig:
     """The body of POST /containers/create as a ContainerConfig. `Image`: a
     reference, or an absolute path, which is a root filesystem (as `juggler
@@ -448,9 +445,18 @@ def config_from_create(body: Any) -> ContainerConfig:
         stop_signal=_typed(body, "StopSignal", str) or "",
         stop_timeout=(float(body["StopTimeout"]) if body.get("StopTimeout") is not None
                       else None),
-        network=network_mode(_typed(host, "NetworkMode", str, "HostConfig") or ""),
         auto_remove=bool(host.get("AutoRemove")),
     )
+    try:
+        ports = published_ports.from_docker(_typed(host, "PortBindings", dict, "HostConfig"))
+        exposed = published_ports.exposed_from_docker(_typed(body, "ExposedPorts", dict))
+    except published_ports.PortSpecError as e:
+        raise DockerError(400, str(e)) from None
+    cfg.ports = [b.record() for b in ports]
+    cfg.exposed = list(dict.fromkeys([*exposed, *(b.key for b in ports)]))
+    cfg.publish_all = bool(host.get("PublishAllPorts"))
+    cfg.network = networks.network_mode(_typed(host, "NetworkMode", str, "HostConfig") or "",
+                               publishing=bool(ports) or cfg.publish_all)
     _networking(body.get("NetworkingConfig"), host.get("NetworkMode") or "default")
     _resources(cfg, host)
     docker_process.read(cfg, host)

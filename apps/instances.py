@@ -58,6 +58,8 @@ class Instance:
     unreachable_since: float | None = None
     checked: bool = False      # its version has a health check (Instance.is_healthy)
     ports: list[int] = field(default_factory=list)   # the host ports it was given
+    service_ports: list[int] = field(default_factory=list)  # its app's, at launch
+    ip_addresses: list[str] = field(default_factory=list)   # TaskStatus.ip_addresses
     kill_requested: str = ""   # why the service asked for the kill; "" when it did not
     message: str = ""          # the last status update's message
     exit_code: int | None = None
@@ -138,7 +140,7 @@ class Instance:
                 "agentId": self.agent_id, "hostname": self.hostname,
                 "attributes": self.attributes, "stagedAt": self.staged_at,
                 "startedAt": self.started_at, "checked": self.checked, "ports": self.ports,
-                "killRequested": self.kill_requested}
+                "servicePorts": self.service_ports, "killRequested": self.kill_requested}
 
     @classmethod
     def from_record(cls, r: dict[str, Any]) -> Instance:
@@ -146,6 +148,7 @@ class Instance:
                    hostname=r["hostname"], attributes=dict(r.get("attributes") or {}),
                    staged_at=float(r["stagedAt"]), started_at=r.get("startedAt"),
                    checked=bool(r.get("checked")), ports=list(r.get("ports") or []),
+                   service_ports=list(r.get("servicePorts") or []),
                    kill_requested=r.get("killRequested") or "")
         inst.story.append(Step(inst.staged_at, "task", None, S.TASK_STAGING,
                                "recovered from the store"))

@@ -34,6 +34,8 @@ Routes (Marathon's; `{id}` is an app or group id with its slashes,
     PUT    /v2/groups[/{id}]       ?force; {"scaleBy": f} scales every app under it
     DELETE /v2/groups[/{id}]       ?force
     GET    /v2/tasks               ?status=running|staging   {"tasks": [...]}
+                                   (Accept: text/plain: Marathon's load-balancer lines,
+                                    also on /v2/apps/{id}/tasks)
     POST   /v2/tasks/delete        {"ids": [...]} ?scale ?wipe
     GET    /v2/queue               ?embed=lastUnusedOffers   {"queue": [...]}
     DELETE /v2/queue/{id}/delay    204

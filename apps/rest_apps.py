@@ -50,7 +50,7 @@ from juggler.apps.rest_backend import (
     _state,
 )
 from juggler.apps.state import App, AppsState
-from juggler.apps.views import task_json
+from juggler.apps.views import endpoints_text, task_json
 from juggler.v1 import common_pb2
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -268,6 +268,8 @@ async def app_tasks(request: web.Request, app_id: str) -> web.Response:
     every app under the group."""
     state = _state(request)
     apps = _apps_named(state, app_id)
+    if _wants_text(request):
+        return web.Response(text=endpoints_text(apps), content_type="text/plain")
     return web.json_response(
         {"tasks": _tasks(i for a in apps for i in a.instances.values())})
 
@@ -376,10 +378,21 @@ _STATUS_FILTER = {"running": {common_pb2.TASK_RUNNING},
                   "staging": {common_pb2.TASK_STAGING, common_pb2.TASK_STARTING}}
 
 
+def _wants_text(request: web.Request) -> bool:
+    """Accept names text/plain and not JSON: Marathon's load-balancer format."""
+    accept = request.headers.get("Accept", "")
+    return "text/plain" in accept and "json" not in accept
+
+
 async def list_tasks(request: web.Request) -> web.Response:
     """GET /v2/tasks: every task of every app; ?status=running|staging (also
-    status[]=, repeatable) keeps those states."""
+    status[]=, repeatable) keeps those states. With `Accept: text/plain`:
+    every app's service ports and the host:port of its running tasks
+    (views.endpoints_text, Marathon's format for load balancers)."""
     state = _state(request)
+    if _wants_text(request):
+        return web.Response(text=endpoints_text(list(state.apps.values())),
+                            content_type="text/plain")
     wanted: set[int] = set()
     for s in (*request.query.getall("status", []), *request.query.getall("status[]", [])):
         wanted |= _STATUS_FILTER.get(s.lower(), set())

@@ -491,11 +491,15 @@ class AppsService(ContainerRequests):
             await asyncio.sleep(GATHER_SECONDS)
             while not inbox.empty():
                 batch.append(inbox.get_nowait())
+            # The agents' ports, for starts waiting on fixed host ports that
+            # are allocated everywhere (they fail, as Docker's): None if none waits.
+            agents = (await self.offer_agents() if any(
+                e.WhichOneof("event") == "offers" for e in batch) else None)
             async with self._lock:
                 i = 0
                 while i < len(batch):
                     if batch[i].WhichOneof("event") == "offers":
-                        cmds, rest = self.containers.on_offers(batch[i].offers.offers)
+                        cmds, rest = self.containers.on_offers(batch[i].offers.offers, agents)
                         await self._execute(cmds)
                         if rest:
                             await self._execute(self.state.on_offers(rest))

@@ -39,12 +39,14 @@ Store keys (values JSON; the shell writes them, the core says what):
 
 from __future__ import annotations
 
+import random
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from juggler.apps import plan as planning
+from juggler.apps import ports
 from juggler.apps.commands import (
     AppsError,
     Command,
@@ -61,7 +63,7 @@ from juggler.apps.definition import AppDefinition, InvalidDefinition, render_app
 from juggler.apps.instances import TERMINAL, Instance, S, instance_id_prefix, kill_order
 from juggler.apps.plan import DEPLOYMENT, Action, D, Deployment, Versioned
 from juggler.apps.tasks import check_tasks, task_for
-from juggler.apps.views import iso, plan_json, step_json
+from juggler.apps.views import ip_addresses_json, iso, plan_json, step_json
 from juggler.common.clock import Clock
 from juggler.common.lifecycle import Step
 from juggler.common.resources import Resources
@@ -143,9 +145,10 @@ class AppsState:
     nothing, when a request is refused."""
 
     def __init__(self, clock: Clock, new_id: Callable[[], str], *,
-                 framework_role: str = "*") -> None:
+                 framework_role: str = "*", rng: random.Random | None = None) -> None:
         self.clock = clock
         self.new_id = new_id
+        self.rng = rng or random.Random()   # host ports "any" (apps/ports.py)
         self.role = framework_role
         self.apps: dict[str, App] = {}
         self.deployments: dict[str, Deployment] = {}
@@ -227,12 +230,18 @@ class AppsState:
         version = self.new_version()
         original: dict[str, Versioned | None] = {}
         target: dict[str, Versioned | None] = {}
+        used = ports.used_service_ports(
+            a.current.app for app_id, a in self.apps.items() if app_id not in targets)
         for app_id, definition in targets.items():
             a = self.apps.get(app_id)
             original[app_id] = a.current if a is not None else None
             if definition is None:
                 target[app_id] = None
                 continue
+            # Raises InvalidDefinition (422) for a service port of another app.
+            definition = ports.assign_service_ports(
+                definition, a.current.app if a is not None else None, used)
+            used.update(ports.used_service_ports([definition]))
             config_version = version
             if a is not None and app_id not in restart and \
                     a.current.app.without_instances() == definition.without_instances():
@@ -475,8 +484,8 @@ class AppsState:
                             if placed == 0:
                                 self._note_unused(a, offer, reasons, why, now_epoch)
                             break
-                        task = self._launch(a, offer, where)
-                        available = available - self._needed(a.current.app)
+                        task = self._launch(a, offer, where, available)
+                        available = available - Resources.from_proto(task.resources)
                         tasks.append(task)
                         need[0] -= 1
                         placed += 1
@@ -518,10 +527,13 @@ class AppsState:
         if started is None and inst.started_at is not None and inst.id in self.instances:
             self._persist({f"instances/{inst.id}": inst.record()})  # its age survives a restart
         a = self.apps.get(inst.app_id)
+        if addresses := list(status.ip_addresses):  # its CNI network's (NETWORK_BRIDGE)
+            inst.ip_addresses = addresses
         self._emit("status_update_event", slaveId=inst.agent_id, taskId=inst.id,
                    taskStatus=TASK_STATE_NAMES.get(status.state, str(status.state)),
                    message=status.message, appId=inst.app_id, host=inst.hostname,
-                   ports=[], ipAddresses=[], version=inst.version)
+                   ports=list(inst.ports), ipAddresses=ip_addresses_json(inst),
+                   version=inst.version)
         if healthy is not None and healthy != was_healthy:
             self._emit("health_status_changed_event", appId=inst.app_id, taskId=inst.id,
                        instanceId=inst.id, version=inst.version, alive=healthy)
@@ -668,10 +680,6 @@ class AppsState:
         return min(ends) if ends else None
 
     # -- placement ----------------------------------------------------------------------
-    @staticmethod
-    def _needed(d: AppDefinition) -> Resources:
-        return Resources({"cpus": d.cpus, "mem": d.mem, "disk": d.disk})
-
     def _misfit(self, a: App, offer: common_pb2.Offer, available: Resources,
                 where: Placement) -> tuple[list[str], str]:
         """Why `offer` cannot take one more instance of `a`: (Marathon's
@@ -689,6 +697,9 @@ class AppsState:
             if have + 1e-9 < amount:
                 reasons.append(reason)
                 why.append(f"{name}: needs {amount:g}, offer has {have:g}")
+        if no_ports := ports.ports_misfit(d, available.ports):
+            reasons.append("InsufficientPorts")
+            why.append(no_ports)
         if d.constraints:
             # Marathon counts the instances of the current config only, first
             # placed first (apps/constraints.py).
@@ -712,19 +723,24 @@ class AppsState:
             self.declined[r] += 1
         w.last_offers.append({"offer": offer, "timestamp": at, "reason": reasons, "juggler": why})
 
-    def _launch(self, a: App, offer: common_pb2.Offer, where: Placement) -> common_pb2.TaskInfo:
+    def _launch(self, a: App, offer: common_pb2.Offer, where: Placement,
+                available: Resources) -> common_pb2.TaskInfo:
+        """Launch one instance on `offer`, which `_misfit` found it fits;
+        `available`: what is left of the offer (its host ports are chosen
+        there, so that tasks launched from one offer never share one)."""
         instance_id = instance_id_prefix(a.id) + self.new_id()
+        host_ports = ports.pick_host_ports(a.current.app, available.ports, self.rng)
         inst = Instance(id=instance_id, app_id=a.id, version=a.current.config_version,
                         agent_id=offer.agent_id, hostname=offer.hostname,
                         attributes=dict(where.attributes), staged_at=self.clock.time(),
-                        checked=a.has_checks,
-                        ports=[p.port for p in a.current.app.port_definitions if p.port])
+                        checked=a.has_checks, ports=host_ports,
+                        service_ports=ports.service_ports(a.current.app))
         inst.story.append(Step(inst.staged_at, "task", None, S.TASK_STAGING,
                                         f"launched on {offer.hostname}"))
         self.instances[instance_id] = inst
         a.instances[instance_id] = inst
         self._persist({f"instances/{instance_id}": inst.record()})
-        return task_for(a.current, instance_id, offer)
+        return task_for(a.current, instance_id, offer, host_ports)
 
     # -- deployments -------------------------------------------------------------------------
     def _start_step(self, d: Deployment) -> None:

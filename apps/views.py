@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from juggler.apps import ports
 from juggler.apps.definition import render_app
 from juggler.apps.instances import Instance
 from juggler.apps.plan import Deployment
@@ -70,9 +71,17 @@ def deployment_json(d: Deployment) -> dict[str, Any]:
     }
 
 
+def ip_addresses_json(inst: Instance) -> list[dict[str, str]]:
+    """Marathon's task `ipAddresses`: the container's addresses on its
+    network (TaskStatus.ip_addresses; none on host networking)."""
+    return [{"ipAddress": ip, "protocol": "IPv6" if ":" in ip else "IPv4"}
+            for ip in inst.ip_addresses]
+
+
 def task_json(inst: Instance) -> dict[str, Any]:
-    """A task as /v2/tasks and embed=apps.tasks show it (its health results
-    when its version has a check)."""
+    """A task as /v2/tasks and embed=apps.tasks show it: `host` the agent's
+    hostname, `ports` its host ports, `servicePorts` its app's, `ipAddresses`
+    (its health results when its version has a check)."""
     out: dict[str, Any] = {
         "id": inst.id,
         "appId": inst.app_id,
@@ -83,8 +92,8 @@ def task_json(inst: Instance) -> dict[str, Any]:
         "startedAt": _iso(inst.started_at),
         "version": inst.version,
         "ports": list(inst.ports),
-        "servicePorts": [],
-        "ipAddresses": [],
+        "servicePorts": list(inst.service_ports),
+        "ipAddresses": ip_addresses_json(inst),
         "healthCheckResults": [],
     }
     if inst.checked and inst.healthy is not None:
@@ -101,6 +110,11 @@ def app_json(state: AppsState, a: App, *, embed_tasks: bool = False,
              embed_failures: bool = False) -> dict[str, Any]:
     """GET /v2/apps/{id}'s "app": the definition, its version and counts."""
     out = render_app(a.current.app)
+    if ports.host_networking(a.current.app):
+        # Marathon's read-only `ports`: the service ports (host networking
+        # only, so that a client sending the app back does not give `ports`
+        # to an app on a container network, where they are refused).
+        out["ports"] = ports.service_ports(a.current.app)
     if a.stopping:
         out["instances"] = 0
     staged = running = healthy = unhealthy = 0
@@ -135,7 +149,9 @@ def _offer_json(offer: common_pb2.Offer) -> dict[str, Any]:
     r = Resources.from_proto(offer.resources)
     return {"id": offer.id, "agentId": offer.agent_id, "hostname": offer.hostname,
             "resources": [{"name": n, "scalar": r.get(n), "role": offer.role or "*"}
-                          for n in ("cpus", "mem", "disk") if r.get(n)],
+                          for n in ("cpus", "mem", "disk") if r.get(n)]
+            + ([{"name": "ports", "ranges": [{"begin": b, "end": e} for b, e in r.ports.ranges],
+                 "role": offer.role or "*"}] if r.ports else []),
             "attributes": [{"name": k, "text": v} for k, v in sorted(offer.attributes.items())]}
 
 
@@ -173,3 +189,29 @@ def queue_json(state: AppsState, *, embed_offers: bool = True) -> dict[str, Any]
                  "reason": o["reason"], "juggler": o["juggler"]} for o in w.last_offers]
         queue.append(item)
     return {"queue": queue}
+
+
+def endpoints_text(apps: list[App]) -> str:
+    """/v2/tasks and /v2/apps/{id}/tasks as text/plain: Marathon's
+    load-balancer format (EndpointsHelper.appsToEndpointString), one line
+    per app and service port, tab-separated and tab-terminated:
+    "{app id with / → _}\t{service port}\t{host}:{host port}\t…\n" over the
+    RUNNING tasks, addresses sorted; an app without service ports gives one
+    line "{id}\t \t{host}\t…\n". A task without a host port at that index
+    shows port 0 (Marathon's)."""
+    lines = []
+    for a in sorted(apps, key=lambda a: a.id):
+        clean = "_".join(s for s in a.id.split("/") if s)
+        running = [i for i in a.instances.values() if i.state == common_pb2.TASK_RUNNING]
+        service = ports.service_ports(a.current.app)
+        if not service:
+            lines.append(f"{clean}\t \t" + "".join(
+                f"{h}\t" for h in sorted(i.hostname for i in running)))
+            continue
+        for index, port in enumerate(service):
+            at = ports.host_port_index(a.current.app, index)
+            addresses = sorted(
+                f"{i.hostname}:{i.ports[at] if at is not None and at < len(i.ports) else 0}"
+                for i in running)
+            lines.append(f"{clean}\t{port}\t" + "".join(f"{x}\t" for x in addresses))
+    return "".join(line + "\n" for line in lines)

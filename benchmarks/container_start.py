@@ -100,13 +100,18 @@ class JugglerSide:
     async def start(self) -> None:
         await self.agent.start()
 
-    async def launch(self) -> float:
-        self.count += 1
-        task_id = f"t{self.count}"
+    def task_info(self, task_id: str):  # -> common_pb2.TaskInfo
+        """The task launched: /bin/stamp in the busybox rootfs."""
         info = self.pb.TaskInfo(task_id=task_id, name=task_id, resources=self.resources,
                                 command=self.pb.CommandInfo(argv=["/bin/stamp"]))
         info.container.rootfs = str(self.rootfs)
         info.kill_policy.grace_period_seconds = 0
+        return info
+
+    async def launch(self) -> float:
+        self.count += 1
+        task_id = f"t{self.count}"
+        info = self.task_info(task_id)
         t0 = time.time_ns()
         from juggler.agent import commands, events
         from juggler.v1 import agent_pb2, executor_pb2

@@ -60,6 +60,8 @@ def render(agents: list[operator_pb2.AgentView], now: float) -> str:
         total = Resources.from_proto(a.total)
         usage = (f"cpus {used.get('cpus'):g}/{total.get('cpus'):g}, "
                  f"mem {used.get('mem'):g}/{total.get('mem'):g} MiB")
+        if total.ports:  # how many of its ports tasks hold, of how many
+            usage += f", ports {used.ports.count()}/{total.ports.count()}"
         seen = age(now - a.last_seen_time) + " ago" if a.last_seen_time else "-"
         maintenance = (operator_pb2.MaintenanceState.Name(a.maintenance)
                        .removeprefix("MAINTENANCE_").replace("NONE", "-"))

@@ -156,15 +156,42 @@ def context(c: dict[str, Any], now: float, trunc: bool = True) -> Struct:
 
 
 def _ports(ports: list[dict[str, Any]]) -> str:
-    """Docker's DisplayablePorts, for the simple case: "0.0.0.0:8080->80/tcp"."""
-    out = []
-    for p in ports:
-        private = f"{p.get('PrivatePort', '')}/{p.get('Type', 'tcp')}"
-        if p.get("PublicPort"):
-            out.append(f"{p.get('IP') or '0.0.0.0'}:{p['PublicPort']}->{private}")
-        else:
-            out.append(private)
-    return ", ".join(out)
+    """Docker's PORTS column (docker/cli formatter DisplayablePorts): sorted by
+    container port, IP, host port, protocol; a port published on the same
+    host port and consecutive ones grouped ("0.0.0.0:8080-8081->8080-8081/tcp",
+    "80-81/tcp" when exposed only), each group once its run ends, then every
+    port published on another host port ("0.0.0.0:31005->80/tcp")."""
+    def order(p: dict[str, Any]) -> tuple[int, str, int, str]:
+        return (int(p.get("PrivatePort") or 0), p.get("IP") or "",
+                int(p.get("PublicPort") or 0), p.get("Type") or "")
+
+    groups: dict[str, list[int]] = {}   # key → [first, last], in creation order
+    done: list[str] = []
+    mapped: list[str] = []
+    for p in sorted(ports, key=order):
+        private, ip, kind = int(p.get("PrivatePort") or 0), p.get("IP") or "", p.get("Type", "")
+        key = kind
+        if ip:
+            public = int(p.get("PublicPort") or 0)
+            if public != private:
+                host = f"[{ip}]" if ":" in ip else ip
+                mapped.append(f"{host}:{public}->{private}/{kind}")
+                continue
+            key = f"{ip}/{kind}"
+        group = groups.get(key)
+        if group is not None and private == group[1] + 1:
+            group[1] = private
+            continue
+        if group is not None:
+            done.append(_group(key, *group))
+        groups[key] = [private, private]   # a key keeps its first place (Go's key list)
+    return ", ".join([*done, *(_group(k, *g) for k, g in groups.items()), *mapped])
+
+
+def _group(key: str, first: int, last: int) -> str:
+    ip, _, kind = key.rpartition("/")
+    ports = str(first) if first == last else f"{first}-{last}"
+    return f"{ip}:{ports}->{ports}/{kind}" if ip else f"{ports}/{kind}"
 
 
 # -- filters ----------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import grpc
 from juggler.cli import address as addr
 from juggler.cli import process_flags, tasks
 from juggler.cli.docker_client import DockerClient, DockerError, DockerUnreachable
-from juggler.common import task_states
+from juggler.common import published_ports, task_states
 from juggler.v1 import operator_pb2
 
 # juggler's own failures exit as docker's do when the daemon fails: 125.
@@ -161,8 +161,19 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-w", "--workdir", default="", help="working directory in the container")
     p.add_argument("-u", "--user", default="", help="user (name or uid[:gid]) to run as")
     p.add_argument("--hostname", default="", help="hostname in the container")
-    p.add_argument("--network", choices=["none", "host"], default=None,
-                   help="none: loopback only (default); host: the host's network")
+    p.add_argument("--network", default=None, metavar="NETWORK",
+                   help="none: loopback only (default without -p/-P); bridge: the agent's "
+                        "bridge, with an address (default with -p/-P); host: the host's "
+                        "network; or a CNI network the agents define")
+    p.add_argument("-p", "--publish", action="append", default=[],
+                   metavar="[0.0.0.0:][HOST:]CONTAINER[/tcp|udp]",
+                   help="publish a container port on the agent (repeatable); no HOST: any "
+                        "free port of the agent's ports resource")
+    p.add_argument("-P", "--publish-all", action="store_true",
+                   help="publish every exposed port (the image's EXPOSE, --expose) on any "
+                        "free host port")
+    p.add_argument("--expose", action="append", default=[], metavar="PORT[-PORT][/PROTO]",
+                   help="expose a port (published with -P)")
     p.add_argument("-l", "--label", type=_pair, action="append", default=[],
                    metavar="NAME=VALUE", help="label (repeatable), e.g. juggler.log_max_bytes="
                                               "65536")
@@ -280,6 +291,11 @@ def create_body(args: argparse.Namespace, image: str, command: list[str],
         host["PidsLimit"] = args.pids_limit
     if args.network:
         host["NetworkMode"] = args.network
+    exposed, bindings = publishing(args)
+    if bindings:
+        host["PortBindings"] = bindings
+    if args.publish_all:
+        host["PublishAllPorts"] = True
     host.update(process_flags.host_config(args))
     body: dict[str, Any] = {
         "Image": os.path.abspath(args.rootfs) if args.rootfs else image,
@@ -291,6 +307,8 @@ def create_body(args: argparse.Namespace, image: str, command: list[str],
         "AttachStderr": attach,
         "HostConfig": host,
     }
+    if exposed:
+        body["ExposedPorts"] = exposed
     for key, value in (("WorkingDir", args.workdir), ("User", args.user),
                        ("Hostname", args.hostname), ("StopSignal", args.stop_signal)):
         if value:
@@ -299,6 +317,15 @@ def create_body(args: argparse.Namespace, image: str, command: list[str],
     if timeout is not None:
         body["StopTimeout"] = int(timeout) if float(timeout).is_integer() else timeout
     return body
+
+
+def publishing(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(Config.ExposedPorts, HostConfig.PortBindings) for -p and --expose, as
+    the docker CLI sends them. Raises ValueError (PortSpecError) with the
+    docker CLI's words for a bad spec."""
+    bindings = [b for text in args.publish for b in published_ports.parse_publish(text)]
+    exposed = [e for text in args.expose for e in published_ports.parse_expose(text)]
+    return published_ports.to_docker(bindings, exposed)
 
 
 def _mem_bytes(args: argparse.Namespace) -> int | None:

@@ -60,7 +60,8 @@ def add_agent_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--work-dir", default="/var/lib/juggler/agent",
                    help="sandboxes and checkpoints (default /var/lib/juggler/agent)")
     p.add_argument("--resources", default=None,
-                   help='override detected resources, e.g. "cpus:2;mem:1024;disk:4096" (MiB)')
+                   help='override detected resources, e.g. "cpus:2;mem:1024;disk:4096" (MiB) '
+                        'or "ports:[31000-32000,40000-40100]" (default ports [31000-32000])')
     p.add_argument("--host", default="0.0.0.0", help="address the agent API listens on")
     p.add_argument("--port", type=int, default=5051, help="agent API port (default 5051; 0 = any)")
     p.add_argument("--advertise-ip", default="",
@@ -94,6 +95,31 @@ def add_agent_parser(sub: argparse._SubParsersAction) -> None:
                    help="pull Docker Hub images (alpine, user/app) from this mirror first, "
                         "then from Hub; http:// or https://, repeatable, tried in order "
                         "(Docker's registry-mirrors)")
+    p.add_argument("--network-cni-config-dir", default="", metavar="DIR",
+                   help="operators' CNI network configs (.conflist/.conf/.json, named by "
+                        "their \"name\"); a task joins one with --network NAME (as Mesos's "
+                        "--network_cni_config_dir)")
+    p.add_argument("--network-cni-plugins-dir", default="/usr/lib/cni:/opt/cni/bin",
+                   metavar="DIR[:DIR…]",
+                   help="where the CNI plugin executables are (default /usr/lib/cni:/opt/cni/bin)")
+    p.add_argument("--bridge-subnet", default="10.88.0.0/24", metavar="CIDR",
+                   help="IPv4 range of the built-in \"bridge\" network on this agent "
+                        "(default 10.88.0.0/24; give each host of a lab its own)")
+    p.add_argument("--bridge-name", default="juggler0", metavar="NAME",
+                   help="Linux bridge of the built-in network (default juggler0)")
+    p.add_argument("--bridge-pool-size", type=int, default=2, metavar="N",
+                   help="namespaces kept attached to the built-in network ahead of launches, "
+                        "from its first use on (default 2; 0 disables)")
+    p.add_argument("--container-ports-watch-interval", type=float, default=10.0,
+                   metavar="SECONDS",
+                   help="every this many seconds, kill host-network tasks listening on a "
+                        "TCP port they were not given (default 10; 0 disables; as Mesos's "
+                        "network/ports isolator, whose default is 30)")
+    p.add_argument("--check-agent-port-range-only", action=argparse.BooleanOptionalAction,
+                   default=True,
+                   help="the port watch only counts ports in the agent's ports resource "
+                        "(default; --no-check-agent-port-range-only counts every port, "
+                        "Mesos's default)")
     p.set_defaults(func=agent_main)
 
 
@@ -180,7 +206,9 @@ def _lead_until_signal(name: str, make: Callable[[], Any], lost_message: str) ->
 
 def agent_main(args: argparse.Namespace) -> int:
     from juggler.agent import resources
+    from juggler.agent.networks import NetworkOptions
     from juggler.agent.server import Agent, AgentConfig
+    from juggler.container.cni_config import NetworkError, builtin_bridge
 
     logs.configure("agent")
     if os.geteuid() != 0:
@@ -216,7 +244,20 @@ def agent_main(args: argparse.Namespace) -> int:
                          launcher=args.launcher,
                          insecure_registries=tuple(args.insecure_registry),
                          registry_config=args.registry_config,
-                         registry_mirrors=tuple(m.url for m in mirrors))
+                         registry_mirrors=tuple(m.url for m in mirrors),
+                         networks=NetworkOptions(
+                             config_dir=args.network_cni_config_dir,
+                             plugin_dirs=tuple(d for d in args.network_cni_plugins_dir.split(":")
+                                               if d),
+                             bridge_subnet=args.bridge_subnet, bridge_name=args.bridge_name,
+                             bridge_pool_size=args.bridge_pool_size),
+                         ports_watch_interval=args.container_ports_watch_interval,
+                         ports_agent_range_only=args.check_agent_port_range_only)
+    try:
+        builtin_bridge(args.bridge_subnet, args.bridge_name)
+    except NetworkError as e:
+        print(f"juggler agent: {e}", file=sys.stderr)
+        return 2
 
     async def main() -> None:
         agent = Agent(config)

@@ -138,8 +138,12 @@ def _number(x: float) -> str:
 
 
 def amounts(resources: Iterable[common_pb2.Resource]) -> str:
-    """Resources in the `--resources` syntax, zero amounts shown; "-" for none."""
-    return ";".join(f"{r.name}:{_number(r.scalar)}"
+    """Resources in the `--resources` syntax, zero amounts shown, ports as
+    ranges ("ports:[31000-31002]"); "-" for none."""
+    from juggler.common.ranges import Ranges
+
+    return ";".join(f"{r.name}:{Ranges.from_proto(r.ranges)}" if r.name == "ports"
+                    else f"{r.name}:{_number(r.scalar)}"
                     for r in sorted(resources, key=lambda r: r.name)) or "-"
 
 

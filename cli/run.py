@@ -32,6 +32,7 @@ import contextlib
 import getpass
 import math
 import os
+import random
 import signal
 import socket
 import sys
@@ -40,10 +41,10 @@ import uuid
 import grpc
 
 from juggler.cli import address as addr
-from juggler.cli import containers, operator, process_flags, tasks
+from juggler.cli import containers, operator, process_flags, task_ports, tasks
 from juggler.cli.containers import EXIT_JUGGLER
 from juggler.cli.terminal import tty_refused
-from juggler.common import task_states
+from juggler.common import published_ports, task_states
 from juggler.common.leader import backoff
 from juggler.common.resources import ResourceError, Resources, parse_size_mib
 from juggler.common.task_defaults import (
@@ -124,7 +125,7 @@ def build_task(args: argparse.Namespace, task_id: str, image: str, argv: list[st
                "mem": memory or DEFAULT_MEM_MIB}
     if args.disk:
         amounts["disk"] = args.disk
-    resources = Resources(amounts)
+    resources = Resources(amounts, ports=published_ports.fixed_ports(task_ports.bindings(args)))
     task = common_pb2.TaskInfo(
         name=task_id, task_id=task_id, resources=resources.to_proto(),
         command=common_pb2.CommandInfo(argv=argv, environment=containers.environment(args),
@@ -133,9 +134,10 @@ def build_task(args: argparse.Namespace, task_id: str, image: str, argv: list[st
             rootfs=os.path.abspath(args.rootfs) if args.rootfs else "",
             image=image,
             hostname=args.hostname,
-            network=common_pb2.NETWORK_HOST if args.network == "host"
-            else common_pb2.NETWORK_NONE),
+            network=task_ports.NETWORKS.get(task_ports.network(args), common_pb2.NETWORK_BRIDGE)),
     )
+    if task.container.network == common_pb2.NETWORK_BRIDGE and task_ports.network(args) != "bridge":
+        task.container.network_name = task_ports.network(args)
     grace = args.grace_period if args.grace_period is not None else args.stop_timeout
     task.kill_policy.grace_period_seconds = DEFAULT_GRACE_SECONDS if grace is None else grace
     if args.stop_signal:
@@ -167,6 +169,7 @@ class Runner:
         self.task_id = args.name or f"run-{uuid.uuid4().hex[:12]}"
         self.task = build_task(args, self.task_id, image, argv)
         self.needed = Resources.from_proto(self.task.resources)
+        self.bindings = task_ports.bindings(args)
         self.fw = Framework(master, common_pb2.FrameworkInfo(
             name="juggler-run", user=getpass.getuser(), hostname=socket.gethostname(),
             # Long enough to ride out a master failover; short enough that a task
@@ -238,9 +241,15 @@ class Runner:
 
     async def on_offers(self, offers: list[common_pb2.Offer]) -> None:
         chosen = None
+        host_ports: list[int] | None = []
         if not self.launched:
             for offer in offers:
-                if Resources.from_proto(offer.resources).contains(self.needed):
+                offered = Resources.from_proto(offer.resources)
+                if not offered.contains(self.needed):
+                    continue
+                host_ports = published_ports.assign(self.bindings, offered.ports,
+                                                    random.Random())
+                if host_ports is not None:
                     chosen = offer
                     break
         rest = [o.id for o in offers if o is not chosen]
@@ -249,12 +258,16 @@ class Runner:
         if chosen is None:
             return
         self.task.agent_id = chosen.agent_id
+        task_ports.publish_on(self.task, self.bindings, host_ports or [], chosen.hostname)
         await self.fw.launch([chosen.id], [self.task])
         self.launched = True
         self.agent_id = chosen.agent_id
         self.agent_address = chosen.agent_address
         await self.fw.suppress()
-        self.say(f"task {self.task_id} launched on {chosen.hostname}")
+        published = ", ".join(f"0.0.0.0:{m.host_port}->{m.container_port}/{m.protocol}"
+                              for m in self.task.container.port_mappings)
+        self.say(f"task {self.task_id} launched on {chosen.hostname}"
+                 + (f" ({published})" if published else ""))
 
     async def on_update(self, status: common_pb2.TaskStatus) -> bool:
         try:
@@ -415,6 +428,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         containers.environment(args)
         process_flags.labels(args)
+        containers.publishing(args)
     except ValueError as e:
         print(f"juggler: {e}", file=sys.stderr)
         return EXIT_JUGGLER
@@ -476,6 +490,8 @@ async def _run_container(args: argparse.Namespace, docker, image: str,  # type: 
 
 def _run_task(args: argparse.Namespace, image: str, argv: list[str]) -> int:
     master = addr.resolve(args.master)
+    if warning := published_ports.discarded_warning(task_ports.network(args), args.publish):
+        print(f"WARNING: {warning}", file=sys.stderr)
     runner = Runner(args, master, image, argv)
     try:
         return asyncio.run(runner.run())

@@ -14,6 +14,10 @@ here (from the `etcd` binary) with its data in the work dir.
 A master or agent that exits is started again (kill -9 the leader to watch a
 failover); one that exits three times within a minute, or etcd, stops the
 cluster.
+
+`--hosts N` makes a multi-host lab (cli/lab_hosts.py): each agent in its own
+network namespace with its own address on a lab bridge, the masters listening
+on the bridge; the lab goes when `juggler up` ends.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import time
 from pathlib import Path
 
 from juggler.cli import address as addr
+from juggler.cli import lab_hosts
 from juggler.images.mirrors import MirrorError, parse_mirrors
 
 # A master or agent that exits is started again, unless it exited this often
@@ -38,7 +43,18 @@ RESTART_WINDOW = 60.0
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="run a local cluster in the foreground",
                        description="Start one master and N agents on this host; Ctrl-C stops all.")
-    p.add_argument("--agents", type=int, default=1, help="number of agents (default 1)")
+    p.add_argument("--agents", type=int, default=None, help="number of agents (default 1)")
+    p.add_argument("--hosts", type=int, default=0, metavar="N",
+                   help="a multi-host lab: N agents, each in its own network namespace with "
+                        "its own address on a lab bridge (cli/lab_hosts.py)")
+    p.add_argument("--lab", type=int, default=0, metavar="L",
+                   help="with --hosts: the lab's number, 0-255 (default 0: bridge jlab0, "
+                        "10.77.0.0/24); two labs on one machine need two numbers")
+    p.add_argument("--agent-ping-timeout", type=float, default=None, metavar="SECONDS",
+                   help="the masters' --agent-ping-timeout (default 15): an agent silent "
+                        "for this × --max-agent-ping-timeouts is UNREACHABLE")
+    p.add_argument("--max-agent-ping-timeouts", type=int, default=None, metavar="N",
+                   help="the masters' --max-agent-ping-timeouts (default 5)")
     p.add_argument("--masters", type=int, default=1,
                    help="number of masters (default 1; more elect a leader through etcd)")
     p.add_argument("--etcd", default="",
@@ -71,6 +87,27 @@ def _split_resources(n: int) -> str:
     mem = max(32.0, total.get("mem") / n)
     disk = max(32.0, total.get("disk") / n)
     return f"cpus:{cpus:g};mem:{int(mem)};disk:{int(disk)}"
+
+
+def agent_ports(i: int, n: int, shared_host: bool) -> str:
+    """The `ports` entry of agent i's (0-based) --resources among n agents: the
+    whole default range [31000-32000] on a host of its own (a lab host), or
+    its own slice of it when the n agents share this host's network, so that
+    no two host-network tasks of different agents are given one port."""
+    first, last = 31000, 32000
+    if not shared_host or n <= 1:
+        return f"ports:[{first}-{last}]"
+    size = (last - first + 1) // n
+    begin = first + i * size
+    end = last if i == n - 1 else begin + size - 1
+    return f"ports:[{begin}-{end}]"
+
+
+def _with_ports(resources: str, i: int, n: int, shared_host: bool) -> str:
+    """`resources` with agent i's ports (agent_ports) unless it names ports."""
+    if "ports" in resources:
+        return resources
+    return f"{resources};{agent_ports(i, n, shared_host)}"
 
 
 def _wait_ready(masters: str, agents: int, procs: list[subprocess.Popen[bytes]],
@@ -149,6 +186,32 @@ def _start_etcd(work: Path, procs: list[subprocess.Popen[bytes]],
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.hosts:
+        if args.agents not in (None, args.hosts):
+            print("juggler up: --hosts N runs N agents, one per host; leave out --agents",
+                  file=sys.stderr)
+            return 2
+        try:
+            lab = lab_hosts.plan(args.lab, args.hosts)
+        except ValueError as e:
+            print(f"juggler up: {e}", file=sys.stderr)
+            return 2
+        if os.geteuid() != 0:
+            print("juggler up: --hosts makes network namespaces and a bridge: run as root",
+                  file=sys.stderr)
+            return 1
+        work = Path(args.work_dir or addr.state_dir() / "cluster").resolve()
+        try:
+            with lab_hosts.held(lab, work):
+                return _run(args, lab)
+        except lab_hosts.LabError as e:
+            print(f"juggler up: {e}", file=sys.stderr)
+            return 1
+    return _run(args, None)
+
+
+def _run(args: argparse.Namespace, lab: lab_hosts.Lab | None) -> int:
+    args.agents = len(lab.hosts) if lab is not None else args.agents or 1
     if args.agents < 1 or args.masters < 1:
         print("juggler up: --agents and --masters must be at least 1", file=sys.stderr)
         return 2
@@ -177,7 +240,10 @@ def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     env = dict(os.environ, JUGGLER_LOG_LEVEL=os.environ.get("JUGGLER_LOG_LEVEL", "info"))
-    addresses = [f"127.0.0.1:{args.port + i}" for i in range(args.masters)]
+    # In a lab the masters listen on the bridge: hosts reach them over it.
+    master_host = lab.gateway if lab is not None else "127.0.0.1"
+    addresses = [f"{master_host}:{args.port + i}" for i in range(args.masters)]
+    netns_of = {f"agent-{h.index}": h.netns for h in lab.hosts} if lab is not None else {}
     masters = ",".join(addresses)
     n_daemons = 0
     try:
@@ -192,6 +258,10 @@ def main(args: argparse.Namespace) -> int:
 
         def launch(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
             with open(work / f"{name}.log", "ab") as log:
+                if name in netns_of:   # a lab host's agent
+                    return lab_hosts.popen_in(netns_of[name], [*exe, *argv], stdout=log,
+                                              stderr=log, stdin=subprocess.DEVNULL, env=env,
+                                              start_new_session=True)
                 return subprocess.Popen([*exe, *argv], stdout=log, stderr=log,
                                         stdin=subprocess.DEVNULL, env=env,
                                         start_new_session=True)
@@ -199,9 +269,9 @@ def main(args: argparse.Namespace) -> int:
         for i in range(args.masters):
             ha = ["--etcd", etcd, "--etcd-prefix", "/juggler/up/"] if args.masters > 1 else []
             name = "master" if args.masters == 1 else f"master-{i + 1}"
-            commands[name] = ["master", "--host", "127.0.0.1", "--port", str(args.port + i),
+            commands[name] = ["master", "--host", master_host, "--port", str(args.port + i),
                               "--metrics-port", str(args.metrics_port + i),
-                              "--work-dir", str(work / name), *ha]
+                              "--work-dir", str(work / name), *ha, *_ping_flags(args)]
             procs.append(launch(name, commands[name]))
             names.append(name)
         for i in range(args.agents):
@@ -209,8 +279,11 @@ def main(args: argparse.Namespace) -> int:
             commands[name] = ["agent", "--master", masters, "--host", "127.0.0.1", "--port", "0",
                               "--metrics-port", "0", "--work-dir", str(work / name),
                               "--hostname", f"{os.uname().nodename}-agent-{i + 1}",
-                              "--resources", resources,
+                              "--resources", _with_ports(resources, i, args.agents,
+                                                         shared_host=lab is None),
                               *(f"--registry-mirror={m}" for m in mirrors)]
+            if lab is not None:
+                commands[name] = _lab_agent(commands[name], lab.hosts[i])
             procs.append(launch(name, commands[name]))
             names.append(name)
         apps_urls = [f"http://127.0.0.1:{args.apps_port + i}" for i in range(args.masters)]
@@ -242,13 +315,18 @@ def main(args: argparse.Namespace) -> int:
             _write_docker_host(f"unix://{docker_socket}")
         which = "master" if args.masters == 1 else f"{args.masters} masters (etcd {etcd})"
         print(f"juggler: {which} at {masters} with {args.agents} agent(s) "
-              f"({resources} each); metrics at http://127.0.0.1:{args.metrics_port}/metrics",
+              f"({resources} each); metrics at http://{master_host}:{args.metrics_port}/metrics",
               flush=True)
         if args.apps:
             print(f"juggler: apps service (Marathon's REST API) at {', '.join(apps_urls)}",
                   flush=True)
             print(f"juggler: Docker Engine API at unix://{docker_socket}; for the docker "
                   f"client: export DOCKER_HOST=unix://{docker_socket}", flush=True)
+        if lab is not None:
+            for h in lab.hosts:
+                print(f"juggler: {h.name} at {h.address} (netns {h.netns}, agent "
+                      f"{h.agent_address}); partition: {h.partition_command}; "
+                      f"heal: {h.heal_command}", flush=True)
         print(f"juggler: logs in {work}; try `juggler run -- echo hello`; Ctrl-C stops",
               flush=True)
         # Supervise: a master or agent that exits is started again, as a service
@@ -299,6 +377,29 @@ def main(args: argparse.Namespace) -> int:
         if args.apps:
             addr.clear_apps(",".join(apps_urls))
             _clear_docker_host(f"unix://{docker_socket}")
+
+
+def _ping_flags(args: argparse.Namespace) -> list[str]:
+    out = []
+    if args.agent_ping_timeout is not None:
+        out += ["--agent-ping-timeout", str(args.agent_ping_timeout)]
+    if args.max_agent_ping_timeouts is not None:
+        out += ["--max-agent-ping-timeouts", str(args.max_agent_ping_timeouts)]
+    return out
+
+
+def _lab_agent(argv: list[str], host: lab_hosts.LabHost) -> list[str]:
+    """An agent's command line as a lab host's: its API on the host's address
+    (advertised as such), its own container subnet, and the address as its
+    hostname: the lab has no DNS, and the hostname is what frameworks are told
+    to reach the agent's tasks at (an offer's hostname, Marathon's task `host`,
+    $HOST), as a Mesos agent with --hostname_lookup=false reports its IP."""
+    out = list(argv)
+    for flag, value in (("--host", host.address), ("--port", str(lab_hosts.AGENT_PORT)),
+                        ("--metrics-port", str(lab_hosts.AGENT_METRICS_PORT)),
+                        ("--hostname", host.address)):
+        out[out.index(flag) + 1] = value
+    return [*out, "--bridge-subnet", host.bridge_subnet]
 
 
 DOCKER_SOCKET = Path("/run/juggler/docker.sock")

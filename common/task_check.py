@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from juggler.common import ids, task_privileges, ulimits
+from juggler.common import ids, network_check, task_privileges, ulimits
 from juggler.common import task_defaults as d
 from juggler.common.resources import ResourceError, Resources
 from juggler.common.ulimits import Ulimit
@@ -36,7 +36,6 @@ from juggler.v1 import common_pb2
 _HOSTNAME = re.compile(rf"^[A-Za-z0-9]([A-Za-z0-9-]{{0,{d.HOSTNAME_MAX - 2}}}[A-Za-z0-9])?$")
 _USER_NAME = re.compile(rf"^[A-Za-z0-9._][A-Za-z0-9._-]{{0,{d.USER_NAME_MAX - 1}}}$")
 _DECIMAL = re.compile(r"^[0-9]+$")
-_NETWORK_MODES = frozenset(common_pb2.NetworkMode.values())
 
 
 class TaskError(ValueError):
@@ -65,7 +64,8 @@ def check(task: common_pb2.TaskInfo) -> None:
     element; `shell` with other than one string; container.image together with
     container.rootfs; an image reference Docker would refuse; a relative or
     NUL-holding container.rootfs or command.working_directory; a hostname that
-    is not one DNS label; an unknown network mode; a user that is neither a
+    is not one DNS label; an unknown network mode, a network_name or port
+    mappings common/network_check.py refuses; a user that is neither a
     portable user name nor a numeric uid; an environment variable whose name is
     empty or holds '=' or NUL, or whose value holds NUL; a `juggler.*` label
     that is unknown or out of its range (task_labels); a health check that
@@ -115,9 +115,9 @@ def check(task: common_pb2.TaskInfo) -> None:
         raise TaskError("container.hostname", f"{where}: container.hostname "
                         f"{container.hostname!r} is not a valid hostname (letters, digits and "
                         f"'-', not at either end, at most {d.HOSTNAME_MAX})")
-    if container.network not in _NETWORK_MODES:
-        raise TaskError("container.network", f"{where}: container.network {container.network} "
-                        "is not a network mode (NETWORK_NONE or NETWORK_HOST)")
+    network = network_check.problem(container, resources.ports)
+    if network is not None:
+        raise TaskError(network[0], f"{where}: {network[1]}")
 
     _check_user(where, command.user)
     for name, value in command.environment.items():

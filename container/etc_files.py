@@ -16,7 +16,9 @@ host's /etc.
                   so no line for the hostname): exactly its defaultContent,
                   "IP<TAB>names" lines (`HOSTS`). Network `host`: a copy of
                   the host's /etc/hosts (libnetwork sandbox buildHostsFile,
-                  useDefaultSandBox).
+                  useDefaultSandBox). A CNI network (bridge): the defaults
+                  then "IP<TAB>hostname" (`hosts_line`), appended once the
+                  CNI ADD gave the address (`add_address`).
     resolv.conf   the host's (or systemd-resolved's upstream file when the
                   host's only nameserver is its stub 127.0.0.53, moby
                   resolvconf.Path), transformed as for Docker's legacy
@@ -52,6 +54,19 @@ RESOLVED_STUB = "127.0.0.53"
 def hosts() -> str:
     """/etc/hosts for a task with no interface address (etchosts.Build, IP "")."""
     return "".join(f"{ip}\t{names}\n" for ip, names in HOSTS)
+
+
+def hosts_line(ip: str, hostname: str) -> str:
+    """The container's own line, after the defaults: "IP<TAB>hostname" (moby
+    etchosts.Build with an IP, as on a bridge network)."""
+    return f"{ip}\t{hostname}\n"
+
+
+def add_address(hosts_path: Path, ip: str, hostname: str) -> None:
+    """Append the container's line to its hosts file in place (the file is
+    bound into the container already: the same inode). Raises OSError."""
+    with open(hosts_path, "a") as f:
+        f.write(hosts_line(ip, hostname))
 
 
 def _nameserver(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -6,7 +6,9 @@
     open the cgroup's join files (v1),
     write /etc/hosts, hostname, resolv.conf
     into the sandbox (etc_files.py)
-    fork ───────────────────────────────────▶ unshare(NS|UTS|IPC[|NET])
+    [pin a net ns, start CNI ADD: network.py]
+    fork ───────────────────────────────────▶ [setns(the pinned net ns)]
+                                              unshare(NS|UTS|IPC[|NET])
     (v2: add the child to the cgroup)         (v2: join the cgroup, unshare
                                               CGROUP: cgroup_view.py)
                                               hostname, lo up, stdio, rootfs
@@ -17,6 +19,7 @@
                                               then process.execute: chdir,
                                               look the user up, drop caps,
                                               setgroups/gid/uid, no_new_privs
+    [wait for CNI ADD, add the IP to hosts]
     write "go" to the sync pipe ────────────▶ wait on the sync pipe,
                                               join the cgroup (v1), execve
     read the error pipe (CLOEXEC): EOF ◀───── exec succeeded
@@ -41,7 +44,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +89,8 @@ def enter_pid_namespace() -> None:
 
 
 def start(spec: ContainerSpec, sandbox: Path, add_to_cgroup, stdio=None,
-          join: Sequence[Path] = (), cgroup_dirs: Sequence[Path] = ()) -> Started:
+          join: Sequence[Path] = (), cgroup_dirs: Sequence[Path] = (),
+          netns_fd: int = -1, before_go: Callable[[], None] | None = None) -> Started:
     """Fork the container; `add_to_cgroup(pid)` runs while the child sets the
     container up, and before it execs the task.
 
@@ -102,7 +106,14 @@ def start(spec: ContainerSpec, sandbox: Path, add_to_cgroup, stdio=None,
 
     `cgroup_dirs` (Cgroup.paths().values()): the task's cgroup directories,
     shown read-only at the container's /sys/fs/cgroup as Docker does
-    (container/cgroup_view.py); by default the directories of `join`."""
+    (container/cgroup_view.py); by default the directories of `join`.
+
+    `netns_fd`: a network namespace (a pinned one, container/netns.py) the
+    child joins with setns(2) instead of unsharing a fresh one: a CNI network
+    (container/network.py). `before_go()` runs in the parent after the fork,
+    while the child builds its root filesystem, and before the child may
+    exec: the CNI ADD finishes there. If it raises, the child is killed and
+    the exception propagates."""
     enter_pid_namespace()
     view = cgroup_view.host_plan(cgroup_version(),
                                  [str(d) for d in cgroup_dirs] or [str(p.parent) for p in join])
@@ -110,6 +121,7 @@ def start(spec: ContainerSpec, sandbox: Path, add_to_cgroup, stdio=None,
     if spec.rootfs or spec.layers:
         rootfs.prepare(sandbox)
         etc = etc_files.write(sandbox / "etc", spec.hostname, spec.network_host)
+        # A CNI network's address is added to hosts in before_go (etc_files.add_address).
     stdout_path = str(sandbox / "stdout")
     stderr_path = str(sandbox / "stderr")
     join_fds = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in join]
@@ -122,7 +134,7 @@ def start(spec: ContainerSpec, sandbox: Path, add_to_cgroup, stdio=None,
             os.close(sync_w)
             os.close(err_r)
             code, message = _child(spec, sandbox, stdout_path, stderr_path, sync_r, err_w,
-                                   stdio, join_fds, view, etc)
+                                   stdio, join_fds, view, etc, netns_fd)
         except BaseException as e:
             message = f"container setup: {e}"
         finally:
@@ -137,6 +149,8 @@ def start(spec: ContainerSpec, sandbox: Path, add_to_cgroup, stdio=None,
     try:
         if add_to_cgroup is not None:
             add_to_cgroup(pid)
+        if before_go is not None:
+            before_go()
     except BaseException:
         os.close(sync_w)
         os.close(err_r)
@@ -189,7 +203,7 @@ def _network_sysctls() -> None:  # pragma: no cover - in the child
 def _child(spec: ContainerSpec, sandbox: Path, stdout_path: str, stderr_path: str,
            sync_r: int, err_w: int, stdio=None, join_fds=(),
            view: cgroup_view.CgroupView | None = None,
-           etc: dict[str, str] | None = None) -> tuple[int, str]:
+           etc: dict[str, str] | None = None, netns_fd: int = -1) -> tuple[int, str]:
     """Returns only on failure: (exit code, message)."""
     # The child enters the task's cgroup only just before the exec (after
     # "go", or by writing to join_fds): the setup is the runtime's work, so
@@ -207,8 +221,13 @@ def _child(spec: ContainerSpec, sandbox: Path, stdout_path: str, stderr_path: st
         step = "create namespaces"
         os.setsid()
         flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC
-        if not spec.network_host:
+        if netns_fd >= 0:
+            step = "join the network namespace"
+            syscalls.setns(netns_fd, syscalls.CLONE_NEWNET)
+            os.close(netns_fd)
+        elif not spec.network_host:
             flags |= syscalls.CLONE_NEWNET
+        step = "create namespaces"
         syscalls.unshare(flags)
         step = "enter the cgroup namespace"
         cgroup_view.enter_namespace(view)  # v2 only: a private one rooted at the task's

@@ -92,6 +92,11 @@ class ContainerSpec:
     capabilities: frozenset[str] = DEFAULT_CAPABILITIES
     # Docker's --ulimit; limits not named are the agent's own.
     rlimits: tuple[Ulimit, ...] = ()
+    # NETWORK_BRIDGE: the CNI network to join ("bridge": the agent's built-in
+    # one), and the published ports as CNI portMappings entries
+    # (container/cni_config.py port_mapping). None: no CNI network.
+    cni_network: str | None = None
+    port_mappings: tuple[dict[str, int | str], ...] = ()
 
     @property
     def memory_mib(self) -> float:
@@ -179,6 +184,12 @@ class ContainerSpec:
             no_new_privileges=labels.no_new_privileges,
             capabilities=task_privileges.effective(labels.cap_add, labels.cap_drop),
             rlimits=labels.ulimits,
+            cni_network=(container.network_name or "bridge")
+            if container.network == common_pb2.NETWORK_BRIDGE else None,
+            port_mappings=tuple(
+                {"hostPort": m.host_port, "containerPort": m.container_port,
+                 "protocol": m.protocol or "tcp"} for m in container.port_mappings)
+            if container.network == common_pb2.NETWORK_BRIDGE else (),
         )
 
 

@@ -36,6 +36,16 @@ kill or the exit; once it has decided the task's health, every update carries
 `healthy`, and an unhealthy task with `kill_when_unhealthy` is killed with
 its grace period and ends KILLED with REASON_TASK_UNHEALTHY.
 
+A task on a CNI network (NETWORK_BRIDGE) comes with a pinned network
+namespace whose ADD the agent started at launch (sandbox/network.json;
+container/network.py): the executor adopts it first thing, so the plugins
+run while the executor starts, makes the cgroup and the container mounts its
+root filesystem; the container joins that namespace and may exec only once
+ADD is done (its IP is then in its /etc/hosts and in the TASK_RUNNING update).
+Every terminal update is sent after DEL and the unpinning, whichever way the
+task ended; an executor that dies first leaves that to the agent
+(agent/networks.py).
+
 The executor is the container's direct parent (see container/launch.py) and
 waits for its exit through a pidfd, without polling. Once pid 1 is reaped and
 the cgroup empty, no attached client holds the task's output back any more
@@ -56,15 +66,17 @@ import select
 import signal
 from pathlib import Path
 
-from juggler.common import logs
+from juggler.common import logs, task_states
 from juggler.common.task_check import TaskError, parse_signal, signal_name
 from juggler.container import launch
 from juggler.container.cgroups import Cgroup, open_cgroup
+from juggler.container.cni_config import CniError
 from juggler.container.spec import DEFAULT_GRACE_SECONDS, ContainerSpec
 from juggler.executor import health, kill
 from juggler.executor import status as st
 from juggler.executor.agent_link import AgentLink
 from juggler.executor.attach import AttachServer
+from juggler.executor.network import ContainerNetwork
 from juggler.executor.stdio import TaskStdio
 from juggler.v1 import common_pb2 as pb
 from juggler.v1 import executor_pb2
@@ -95,6 +107,7 @@ class Executor:
         self.health_checker: health.HealthChecker | None = None
         self.healthy: bool | None = None  # set once a health check decided
         self.kill_reason = pb.REASON_TASK_KILLED
+        self.network = ContainerNetwork(self.sandbox, self.task_id, self.log)  # CNI
 
     # -- protocol ---------------------------------------------------------
     def _hello(self) -> executor_pb2.ExecutorMessage.Hello:
@@ -127,6 +140,10 @@ class Executor:
             status.healthy = self.healthy
         if state == pb.TASK_RUNNING and self.container_pid:
             status.pid = self.container_pid
+        if state == pb.TASK_RUNNING and self.network.ip_addresses:
+            status.ip_addresses.extend(self.network.ip_addresses)
+        if task_states.is_terminal(state):
+            self.network.down()  # nothing of its network outlives the terminal update
         if oom_killed is not None:
             status.oom_killed = oom_killed
         self.log.info("status update", state=pb.TaskState.Name(state),
@@ -266,6 +283,13 @@ class Executor:
             health_policy = health.policy_for(self.spec.task)
         except TaskError as e:  # SpecError, HealthCheckError
             return self._send(pb.TASK_FAILED, pb.REASON_CONTAINER_LAUNCH_FAILED, str(e))
+        try:
+            # First: the plugins (~40-80 ms of ADD) run while everything below does.
+            self.network.up(cspec)
+        except (OSError, ValueError, CniError) as e:
+            self.log.error("could not join the network", error=str(e))
+            return self._send(pb.TASK_FAILED, pb.REASON_CONTAINER_LAUNCH_FAILED,
+                              f"Failed to join network {cspec.cni_network!r}: {e}")
         # Give a kill already queued by the agent the chance to arrive first.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(0.5):
@@ -290,10 +314,17 @@ class Executor:
             self.attach = AttachServer(self.sandbox, self.stdio, self.log)
             await self.attach.start()
             join = self.cgroup.join_files()  # the container moves itself in: faster
-            started = launch.start(cspec, self.sandbox, None if join else self.cgroup.add,
-                                   self.stdio.child, join=join,
-                                   cgroup_dirs=list(self.cgroup.paths().values()))
-        except (OSError, ValueError) as e:
+            netns_fd = self.network.open_namespace()
+            try:
+                started = launch.start(
+                    cspec, self.sandbox, None if join else self.cgroup.add, self.stdio.child,
+                    join=join, cgroup_dirs=list(self.cgroup.paths().values()),
+                    netns_fd=netns_fd,
+                    before_go=(lambda: self.network.ready(cspec)) if netns_fd >= 0 else None)
+            finally:
+                if netns_fd >= 0:
+                    os.close(netns_fd)
+        except (OSError, ValueError, CniError) as e:
             self.log.error("launch failed", error=str(e))
             return self._send(pb.TASK_FAILED, pb.REASON_CONTAINER_LAUNCH_FAILED,
                               f"Failed to launch the container: {e}")
@@ -403,6 +434,7 @@ class Executor:
 
     def _cleanup(self) -> None:
         self._stop_health_checks()
+        self.network.down()
         if self._term is not None:
             self._term.cancel()  # leaves nothing stopped (kill.signal_every_process)
         if self.attach is not None:

@@ -12,9 +12,17 @@ Model (Mesos's HierarchicalAllocator with the DRF sorter, two levels):
 
 A dominant share is max over resource names of (allocated / cluster total of that name).
 The cluster total counts every added agent, active or not (as the Mesos sorter does).
+Shares and quota limits count the scalars (cpus, mem, disk) only: Mesos's DRF sorter and its
+quota count scalar resources only, so host ports never weigh in a share.
+
+Ports (a range resource) are booked beside the scalars, per agent: free ports, and the ports
+each (framework, role) holds there. A grant carries every free port of the agent with its
+scalars (as a Mesos offer carries the agent's free port ranges); a filter covers an offer
+only when the offer's ports are a subset of the refused ports too.
 
 Book-keeping invariants (checked by validate_state):
-- per agent: free + sum(allocated[(framework, role)]) == total, nothing negative;
+- per agent: free + sum(allocated[(framework, role)]) == total, nothing negative; its
+  free ports and the ports each pair holds there are disjoint and together are its ports;
 - per (framework, role): the sorter's allocation == sum over agents of what that pair holds
   there, for every pair including frameworks already removed ("orphans" the master has not
   recovered yet);
@@ -23,14 +31,16 @@ Book-keeping invariants (checked by validate_state):
   through recover(). A framework added again with the same id picks its holdings up again.
 
 One cycle (allocate): agents in id order; for each active agent whose free resources are
-allocatable, the lowest (role, framework) that is eligible gets all of them as one allocation:
+allocatable (scalars: free ports alone are not), the lowest (role, framework) that is
+eligible gets all of them, with all the agent's free ports, as one allocation:
 framework active, role not suppressed, no refusal filter on that agent covering the offer, and
 the role's quota limit respected (a capped offer hands out only the part that fits). Shares
 are updated after every grant. Only if a quota cap left something allocatable behind does the
 agent go on to the next role (each role at most once per agent per cycle).
 
-Internally amounts are tuples of integer thousandths in resources.KNOWN order; Resources
-objects are built only at the edges (arguments and returned Allocations).
+Internally amounts are tuples of integer thousandths in resources.KNOWN order, and ports
+are Ranges; Resources objects are built only at the edges (arguments and returned
+Allocations).
 
 Units are Resources' (cpus in cores, mem and disk in MiB) and times are seconds of the
 injected Clock. Errors: AllocatorError for an event naming an agent or framework the
@@ -48,6 +58,7 @@ from dataclasses import dataclass
 from operator import add, mul, sub
 
 from juggler.common.clock import Clock
+from juggler.common.ranges import EMPTY, Ranges
 from juggler.common.resources import KNOWN, ResourceError, Resources
 
 _N = len(KNOWN)
@@ -62,9 +73,10 @@ class AllocatorError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Allocation:
-    """One grant of allocate(): `resources` (never empty; cores, MiB) of agent
-    `agent_id` to framework `framework_id` in `role`, held by that pair until
-    recover() gives them back. The master makes one offer of each."""
+    """One grant of allocate(): `resources` (never empty; cores, MiB, and the
+    agent's free ports) of agent `agent_id` to framework `framework_id` in
+    `role`, held by that pair until recover() gives them back. The master makes
+    one offer of each."""
 
     framework_id: str
     role: str
@@ -98,13 +110,17 @@ def _show(v: Vec) -> str:
 
 
 class _Agent:
-    __slots__ = ("active", "allocated", "free", "id", "total")
+    __slots__ = ("active", "allocated", "free", "id", "ports_free", "ports_held", "ports_total",
+                 "total")
 
-    def __init__(self, agent_id: str, total: Vec) -> None:
+    def __init__(self, agent_id: str, total: Vec, ports: Ranges) -> None:
         self.id = agent_id
         self.total = total
         self.free = total
         self.allocated: dict[tuple[str, str], Vec] = {}  # (framework, role) -> held here
+        self.ports_total = ports
+        self.ports_free = ports
+        self.ports_held: dict[tuple[str, str], Ranges] = {}  # (framework, role) -> ports here
         self.active = True
 
 
@@ -116,8 +132,9 @@ class _Framework:
         self.roles: tuple[str, ...] = tuple(dict.fromkeys(roles))
         self.suppressed: set[str] = set(suppressed)
         self.active = True
-        # (role, agent) -> [(refused amounts, expiry)]; an empty dict costs one truth test.
-        self.filters: dict[tuple[str, str], list[tuple[Vec, float]]] = {}
+        # (role, agent) -> [(refused amounts, refused ports, expiry)]; an empty dict costs
+        # one truth test.
+        self.filters: dict[tuple[str, str], list[tuple[Vec, Ranges, float]]] = {}
 
 
 class _Role:
@@ -167,13 +184,24 @@ class Allocator:
         already runs, per (framework_id, role) (an agent re-registering after a
         failover), and counts towards those roles and frameworks at once, known
         or not yet. AllocatorError if the agent is already added; ResourceError
-        when `used` exceeds `total`."""
+        when `used` exceeds `total`, or uses ports `total` lacks or one port twice."""
         if agent_id in self._agents:
             raise AllocatorError(f"agent {agent_id} is already added")
-        agent = _Agent(agent_id, _vec(total))
+        agent = _Agent(agent_id, _vec(total), total.ports)
         held: dict[tuple[str, str], Vec] = {}
+        ports_held: dict[tuple[str, str], Ranges] = {}
         free = agent.total
+        ports_free = agent.ports_free
         for key, res in (used or {}).items():
+            p = res.ports
+            if p:
+                if not ports_free.contains(p):
+                    raise ResourceError(
+                        f"agent {agent_id}: used ports {p - ports_free} are not in its ports "
+                        f"{total.ports} or are used twice"
+                    )
+                ports_held[key] = ports_held.get(key, EMPTY) | p
+                ports_free = ports_free - p
             v = _vec(res)
             if not any(v):
                 continue
@@ -185,6 +213,8 @@ class Allocator:
             )
         agent.free = free
         agent.allocated = held
+        agent.ports_free = ports_free
+        agent.ports_held = ports_held
         for key, v in held.items():
             self._track(key, v)
         self._agents[agent_id] = agent
@@ -221,15 +251,20 @@ class Allocator:
         self._agent(agent_id).active = False
 
     def available(self, agent_id: str) -> Resources:
-        """The agent's free resources: neither offered nor in use.
-        AllocatorError for an unknown agent."""
-        return Resources.from_milli_vector(self._agent(agent_id).free)
+        """The agent's free resources (ports included): neither offered nor in
+        use. AllocatorError for an unknown agent."""
+        agent = self._agent(agent_id)
+        return Resources.from_milli_vector(agent.free, ports=agent.ports_free)
 
     def allocated(self, agent_id: str) -> dict[tuple[str, str], Resources]:
-        """What the agent holds per (framework_id, role): offered or in use;
-        pairs holding nothing are absent. AllocatorError for an unknown agent."""
+        """What the agent holds per (framework_id, role), ports included: offered
+        or in use; pairs holding nothing are absent. AllocatorError for an
+        unknown agent."""
+        agent = self._agent(agent_id)
         return {
-            k: Resources.from_milli_vector(v) for k, v in self._agent(agent_id).allocated.items()
+            k: Resources.from_milli_vector(agent.allocated.get(k, _ZERO),
+                                           ports=agent.ports_held.get(k))
+            for k in sorted(set(agent.allocated) | set(agent.ports_held))
         }
 
     # -- frameworks -------------------------------------------------------
@@ -315,16 +350,17 @@ class Allocator:
         """Resources come back to the agent (declined, rescinded, timed out, task finished).
 
         With refuse_seconds > 0 the framework is not offered, on that agent in that role, any
-        resources that are a subset of `resources` until now + refuse_seconds (seconds of the
-        clock). None or 0: no filter; negative or NaN: the default (Mesos does the same). An
-        agent already removed is ignored; a framework not added gets no filter. Recovering
-        more than the (framework, role) pair holds on the agent is a ResourceError, and
-        changes nothing.
+        resources that are a subset of `resources` (scalars and ports) until now +
+        refuse_seconds (seconds of the clock). None or 0: no filter; negative or NaN: the
+        default (Mesos does the same). An agent already removed is ignored; a framework not
+        added gets no filter. Recovering more than the (framework, role) pair holds on the
+        agent (or ports it does not hold there) is a ResourceError, and changes nothing.
         """
         agent = self._agents.get(agent_id)
         if agent is None:
             return
         v = _vec(resources)
+        p = resources.ports
         key = (framework_id, role)
         held = agent.allocated.get(key, _ZERO)
         left = _sub(held, v)
@@ -333,6 +369,19 @@ class Allocator:
                 f"framework {framework_id} role {role} on agent {agent_id}: cannot recover "
                 f"{resources}, it holds {_show(held)}"
             )
+        if p:
+            held_p = agent.ports_held.get(key, EMPTY)
+            if not held_p.contains(p):
+                raise ResourceError(
+                    f"framework {framework_id} role {role} on agent {agent_id}: cannot recover "
+                    f"ports {p - held_p}, it holds ports {held_p}"
+                )
+            left_p = held_p - p
+            if left_p:
+                agent.ports_held[key] = left_p
+            else:
+                del agent.ports_held[key]
+            agent.ports_free = agent.ports_free | p
         if any(v):
             if any(left):
                 agent.allocated[key] = left
@@ -348,7 +397,7 @@ class Allocator:
         if fw is None or refuse_seconds <= 0:
             return
         expiry = self._clock.now() + refuse_seconds
-        fw.filters.setdefault((role, agent_id), []).append((v, expiry))
+        fw.filters.setdefault((role, agent_id), []).append((v, p, expiry))
 
     def decline(
         self,
@@ -380,13 +429,16 @@ class Allocator:
 
         A Resources value drops zero amounts, so to limit a name to 0 pass a mapping.
         Takes effect at the next allocate(); nothing already held is taken back.
-        ResourceError for a mapping Resources() refuses (unknown name, an amount that is
-        not a finite number >= 0); the role's limit is left as it was then.
+        ResourceError for a mapping Resources() refuses (unknown name, ports, an amount
+        that is not a finite number >= 0), or a limit with ports (quota counts scalars
+        only, as Mesos's); the role's limit is left as it was then.
         """
         r = self._role(role)
         if limit is None:
             r.limit = None
             return
+        if isinstance(limit, Resources) and limit.ports:
+            raise ResourceError(f"role {role}: a quota limit counts scalars only, not ports")
         given = limit.names() if isinstance(limit, Resources) else list(limit)
         amounts = limit if isinstance(limit, Resources) else Resources(limit)
         v = _vec(amounts)
@@ -449,11 +501,12 @@ class Allocator:
                         skipped_roles.append(heappop(role_heap))
                         continue
                 # The lowest framework in the role that no filter keeps off this offer.
+                ports = agent.ports_free
                 skipped = []
                 fw = None
                 while fheap:
                     cand = fheap[0][2]
-                    if cand.filters and self._filtered(cand, rname, agent_id, offer, now):
+                    if cand.filters and self._filtered(cand, rname, agent_id, offer, ports, now):
                         skipped.append(heappop(fheap))
                         continue
                     fw = cand
@@ -471,10 +524,14 @@ class Allocator:
                 here = agent.allocated.get(key)
                 agent.allocated[key] = offer if here is None else tuple(map(add, here, offer))
                 free = agent.free = tuple(map(sub, free, offer))
+                if ports:
+                    held_p = agent.ports_held.get(key)
+                    agent.ports_held[key] = ports if held_p is None else held_p | ports
+                    agent.ports_free = EMPTY
                 heapreplace(fheap, (max(map(mul, held, inv)), fw.id, fw))
                 for e in skipped:
                     heappush(fheap, e)
-                out.append(Allocation(fw.id, rname, agent_id, from_vec(offer)))
+                out.append(Allocation(fw.id, rname, agent_id, from_vec(offer, ports=ports)))
                 new_rentry = (max(map(mul, role.alloc, inv)) / role.weight, rname, role, fheap)
                 if not capped or not allocatable(free):
                     heapreplace(role_heap, new_rentry)
@@ -506,6 +563,17 @@ class Allocator:
             if _add(held, agent.free) != agent.total:
                 problems.append(
                     f"agent {agent.id}: free {agent.free} + allocated {held} != total {agent.total}"
+                )
+            parts = [agent.ports_free, *agent.ports_held.values()]
+            union = EMPTY
+            for part in parts:
+                union = union | part
+            if any(not x for x in agent.ports_held.values()):
+                problems.append(f"agent {agent.id}: a pair holds no ports {agent.ports_held}")
+            if union != agent.ports_total or sum(x.count() for x in parts) != union.count():
+                problems.append(
+                    f"agent {agent.id}: free ports {agent.ports_free} and held ports "
+                    f"{agent.ports_held} are not a partition of its ports {agent.ports_total}"
                 )
         if total != self._total:
             problems.append(f"cluster total {self._total} != sum of agents {total}")
@@ -579,16 +647,20 @@ class Allocator:
         return any(v)
 
     @staticmethod
-    def _filtered(fw: _Framework, role: str, agent_id: str, offer: Vec, now: float) -> bool:
-        """True when a live refusal filter covers the whole offer; drops expired filters."""
+    def _filtered(fw: _Framework, role: str, agent_id: str, offer: Vec, ports: Ranges,
+                  now: float) -> bool:
+        """True when a live refusal filter covers the whole offer (its scalars fit in the
+        refused ones and its ports are a subset of the refused ports); drops expired
+        filters."""
         fkey = (role, agent_id)
         filters = fw.filters.get(fkey)
         if not filters:
             return False
-        live = [f for f in filters if f[1] > now]
+        live = [f for f in filters if f[2] > now]
         if len(live) != len(filters):
             if live:
                 fw.filters[fkey] = live
             else:
                 del fw.filters[fkey]
-        return any(_fits(offer, refused) for refused, _ in live)
+        return any(_fits(offer, refused) and refused_ports.contains(ports)
+                   for refused, refused_ports, _ in live)

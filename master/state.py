@@ -589,12 +589,18 @@ class MasterState:
                 launches.append((task, self._check_task(fw, task, agent_id, seen)))
         refuse = _refuse_seconds(filters)
         needed = Resources()
-        for _, r in launches:
+        for task, r in launches:
+            if needed.ports & r.ports:  # + unites ports: a port asked twice must not merge
+                raise CallError(Code.INVALID_ARGUMENT,
+                                f"task {task.task_id}: ports {needed.ports & r.ports} are "
+                                "asked for by another task of the same Accept")
             needed = needed + r
         if not offered.contains(needed):
+            missing = needed.ports - offered.ports
             raise CallError(Code.INVALID_ARGUMENT,
                             f"the tasks need {needed.describe()} but the offers hold "
-                            f"{offered.describe()}")
+                            f"{offered.describe() or 'nothing'}"
+                            + (f"; ports {missing} are not in the offers" if missing else ""))
         # -- nothing below can fail --
         now = self.clock.time()
         commands: list[Command] = []
@@ -972,6 +978,10 @@ class MasterState:
         in_use = Resources()
         for r in used.values():
             in_use = in_use + r
+        if sum(r.ports.count() for _, _, r in reported.values()) != in_use.ports.count():
+            raise CallError(Code.FAILED_PRECONDITION,
+                            f"agent {info.hostname} ({info.id}) reports tasks that share host "
+                            f"ports ({_shared_ports(reported.values())}): a port is one task's")
         if used and not total.contains(in_use):
             raise CallError(Code.FAILED_PRECONDITION,
                             f"agent {info.hostname} ({info.id}) registers {total.describe()} "
@@ -1299,6 +1309,12 @@ class MasterState:
             used = self.allocated_on(agent) + self.offered_on(agent)
             assert agent.total.contains(used), (
                 f"agent {agent.info.id} over-committed: {used} of {agent.total}")
+            # + unites ports: a port in two tasks or offers would hide in the union.
+            holders = [*(t.resources.ports for k in agent.tasks
+                         if (t := self.tasks.get(k)) is not None and not t.resources_recovered),
+                       *(self.offers[oid].resources.ports for oid in agent.offers)]
+            assert sum(p.count() for p in holders) == used.ports.count(), (
+                f"agent {agent.info.id}: a port is held twice among {holders}")
         self.allocator.validate_state()
 
     # ------------------------------------------------------------------
@@ -1352,6 +1368,15 @@ def _refuse_seconds(filters: common_pb2.Filters | None) -> float:
     if not math.isfinite(value) or value < 0:
         raise CallError(Code.INVALID_ARGUMENT, "filters.refuse_seconds must be a number >= 0")
     return value
+
+
+def _shared_ports(reported: Iterable[tuple[object, str, Resources]]) -> str:
+    """The ports two or more of `reported`'s resources hold, as "[8080]"."""
+    seen = shared = Resources().ports
+    for _, _, res in reported:
+        shared = shared | (seen & res.ports)
+        seen = seen | res.ports
+    return str(shared)
 
 
 def _task_resources(task: common_pb2.TaskInfo) -> Resources:

@@ -11,6 +11,7 @@ APPLETS = (
     "mount", "umount", "touch", "head", "tail", "ip", "ifconfig", "env", "pwd", "mkdir",
     "rm", "kill", "grep", "wc", "yes", "dd", "test", "[", "whoami", "uname", "stat",
     "readlink", "printf", "seq", "tr", "sed", "cut", "date", "df",
+    "httpd", "wget", "nc",  # as Docker Hub's busybox: `busybox httpd -f -p 80` serves
 )
 
 

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -38,7 +38,8 @@ from juggler.testing.waiting import free_port, wait_for
 if TYPE_CHECKING:
     from juggler.testing.daemons import Daemons
 
-__all__ = ["Cluster", "free_port", "juggler_up", "needs_root", "wait_for"]
+__all__ = ["Cluster", "LabCluster", "free_port", "juggler_lab", "juggler_up", "needs_root",
+           "wait_for"]
 
 ROOT = Path(__file__).resolve().parent.parent
 # `juggler up` starts a master and agents (three masters and etcd with
@@ -144,6 +145,63 @@ def _stop(up: subprocess.Popen[str], timeout: float) -> None:
     except subprocess.TimeoutExpired:
         up.kill()
         raise
+
+
+@dataclass
+class LabCluster:
+    """`juggler up --hosts N` (cli/lab_hosts.py): `lab` names the hosts (netns,
+    address, partition and heal commands); `lines` is what up printed."""
+
+    lab: Any   # juggler.cli.lab_hosts.Lab
+    master: str
+    apps: str   # the apps service's URL
+    home: Path
+    lines: list[str]
+    process: subprocess.Popen[str]
+
+    @property
+    def hosts(self) -> Any:   # tuple[lab_hosts.LabHost, ...]
+        return self.lab.hosts
+
+    def juggler(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """The `juggler` CLI against the lab, from the root namespace."""
+        return subprocess.run([sys.executable, "-m", "juggler.cli.main", *args],
+                              capture_output=True, text=True, timeout=timeout,
+                              env=dict(os.environ, JUGGLER_HOME=str(self.home)))
+
+
+@contextlib.contextmanager
+def juggler_lab(base: Path, hosts: int = 2, *flags: str) -> Iterator[LabCluster]:
+    """`juggler up --hosts HOSTS FLAGS` on a lab number and ports nobody else
+    uses, its work dir and home under `base`; at the end, asserts that nothing
+    of the lab is left (namespaces, veths, bridge)."""
+    import random
+
+    from pyroute2 import IPRoute, netns
+
+    from juggler.cli import lab_hosts
+
+    needs_root()
+    with IPRoute() as ip:   # 100-250: 0 and the low ones are left to people's own labs
+        n = next(n for n in random.sample(range(100, 251), 151)
+                 if not ip.link_lookup(ifname=f"jlab{n}")
+                 and not (lab_hosts.STATE_DIR / f"jlab{n}.json").exists())
+    plan = lab_hosts.plan(n, hosts)
+    apps = free_port()
+    with juggler_up("--hosts", str(hosts), "--lab", str(n), "--port", str(free_port()),
+                    "--metrics-port", str(free_port()), "--apps-port", str(apps),
+                    "--work-dir", str(base / "work"), "--docker-socket", str(base / "d.sock"),
+                    *flags, home=base / "home") as (proc, line):
+        lines = [line]
+        while "logs in" not in lines[-1] and lines[-1]:
+            lines.append(proc.stdout.readline())  # type: ignore[union-attr]
+        master = line.split("master at ", 1)[1].split()[0]
+        yield LabCluster(plan, master, f"http://127.0.0.1:{apps}", base / "home", lines, proc)
+    left = [x for x in netns.listnetns() if x in {h.netns for h in plan.hosts}]
+    with IPRoute() as ip:
+        left += [x for x in [plan.bridge, *(h.veth for h in plan.hosts)]
+                 if ip.link_lookup(ifname=x)]
+    assert left == [], f"left behind by `juggler up --hosts`: {left}"
 
 
 @pytest.fixture(scope="session")

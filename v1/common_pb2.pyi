@@ -13,6 +13,7 @@ class NetworkMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NETWORK_MODE_UNSPECIFIED: _ClassVar[NetworkMode]
     NETWORK_NONE: _ClassVar[NetworkMode]
     NETWORK_HOST: _ClassVar[NetworkMode]
+    NETWORK_BRIDGE: _ClassVar[NetworkMode]
 
 class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -56,6 +57,7 @@ class Reason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REASON_AGENT_RESTARTED: _ClassVar[Reason]
     REASON_AGENT_UNREACHABLE: _ClassVar[Reason]
     REASON_AGENT_DRAINING: _ClassVar[Reason]
+    REASON_CONTAINER_LIMITATION: _ClassVar[Reason]
 
 class Source(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -66,6 +68,7 @@ class Source(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 NETWORK_MODE_UNSPECIFIED: NetworkMode
 NETWORK_NONE: NetworkMode
 NETWORK_HOST: NetworkMode
+NETWORK_BRIDGE: NetworkMode
 TASK_STATE_UNSPECIFIED: TaskState
 TASK_STAGING: TaskState
 TASK_STARTING: TaskState
@@ -103,6 +106,7 @@ REASON_EXECUTOR_UNREACHABLE: Reason
 REASON_AGENT_RESTARTED: Reason
 REASON_AGENT_UNREACHABLE: Reason
 REASON_AGENT_DRAINING: Reason
+REASON_CONTAINER_LIMITATION: Reason
 SOURCE_UNSPECIFIED: Source
 SOURCE_MASTER: Source
 SOURCE_AGENT: Source
@@ -111,14 +115,30 @@ TERMINAL_FIELD_NUMBER: _ClassVar[int]
 terminal: _descriptor.FieldDescriptor
 
 class Resource(_message.Message):
-    __slots__ = ("name", "scalar", "role")
+    __slots__ = ("name", "scalar", "role", "ranges")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SCALAR_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    RANGES_FIELD_NUMBER: _ClassVar[int]
     name: str
     scalar: float
     role: str
-    def __init__(self, name: _Optional[str] = ..., scalar: _Optional[float] = ..., role: _Optional[str] = ...) -> None: ...
+    ranges: Ranges
+    def __init__(self, name: _Optional[str] = ..., scalar: _Optional[float] = ..., role: _Optional[str] = ..., ranges: _Optional[_Union[Ranges, _Mapping]] = ...) -> None: ...
+
+class Range(_message.Message):
+    __slots__ = ("begin", "end")
+    BEGIN_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    begin: int
+    end: int
+    def __init__(self, begin: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
+
+class Ranges(_message.Message):
+    __slots__ = ("range",)
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    range: _containers.RepeatedCompositeFieldContainer[Range]
+    def __init__(self, range: _Optional[_Iterable[_Union[Range, _Mapping]]] = ...) -> None: ...
 
 class CommandInfo(_message.Message):
     __slots__ = ("argv", "shell", "environment", "user", "working_directory")
@@ -141,21 +161,37 @@ class CommandInfo(_message.Message):
     working_directory: str
     def __init__(self, argv: _Optional[_Iterable[str]] = ..., shell: _Optional[bool] = ..., environment: _Optional[_Mapping[str, str]] = ..., user: _Optional[str] = ..., working_directory: _Optional[str] = ...) -> None: ...
 
+class PortMapping(_message.Message):
+    __slots__ = ("host_port", "container_port", "protocol", "name")
+    HOST_PORT_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_PORT_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    host_port: int
+    container_port: int
+    protocol: str
+    name: str
+    def __init__(self, host_port: _Optional[int] = ..., container_port: _Optional[int] = ..., protocol: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
 class ContainerInfo(_message.Message):
-    __slots__ = ("rootfs", "image", "network", "hostname", "tty", "writable_layer")
+    __slots__ = ("rootfs", "image", "network", "hostname", "tty", "writable_layer", "network_name", "port_mappings")
     ROOTFS_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     TTY_FIELD_NUMBER: _ClassVar[int]
     WRITABLE_LAYER_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_NAME_FIELD_NUMBER: _ClassVar[int]
+    PORT_MAPPINGS_FIELD_NUMBER: _ClassVar[int]
     rootfs: str
     image: str
     network: NetworkMode
     hostname: str
     tty: bool
     writable_layer: str
-    def __init__(self, rootfs: _Optional[str] = ..., image: _Optional[str] = ..., network: _Optional[_Union[NetworkMode, str]] = ..., hostname: _Optional[str] = ..., tty: _Optional[bool] = ..., writable_layer: _Optional[str] = ...) -> None: ...
+    network_name: str
+    port_mappings: _containers.RepeatedCompositeFieldContainer[PortMapping]
+    def __init__(self, rootfs: _Optional[str] = ..., image: _Optional[str] = ..., network: _Optional[_Union[NetworkMode, str]] = ..., hostname: _Optional[str] = ..., tty: _Optional[bool] = ..., writable_layer: _Optional[str] = ..., network_name: _Optional[str] = ..., port_mappings: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ...) -> None: ...
 
 class KillPolicy(_message.Message):
     __slots__ = ("grace_period_seconds", "signal")
@@ -238,7 +274,7 @@ class TaskInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., task_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ..., command: _Optional[_Union[CommandInfo, _Mapping]] = ..., container: _Optional[_Union[ContainerInfo, _Mapping]] = ..., kill_policy: _Optional[_Union[KillPolicy, _Mapping]] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class TaskStatus(_message.Message):
-    __slots__ = ("task_id", "state", "reason", "message", "source", "agent_id", "framework_id", "uuid", "timestamp", "healthy", "exit_code", "pid", "oom_killed")
+    __slots__ = ("task_id", "state", "reason", "message", "source", "agent_id", "framework_id", "uuid", "timestamp", "healthy", "exit_code", "pid", "oom_killed", "ip_addresses")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -252,6 +288,7 @@ class TaskStatus(_message.Message):
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     OOM_KILLED_FIELD_NUMBER: _ClassVar[int]
+    IP_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     state: TaskState
     reason: Reason
@@ -265,7 +302,8 @@ class TaskStatus(_message.Message):
     exit_code: int
     pid: int
     oom_killed: bool
-    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., reason: _Optional[_Union[Reason, str]] = ..., message: _Optional[str] = ..., source: _Optional[_Union[Source, str]] = ..., agent_id: _Optional[str] = ..., framework_id: _Optional[str] = ..., uuid: _Optional[bytes] = ..., timestamp: _Optional[float] = ..., healthy: _Optional[bool] = ..., exit_code: _Optional[int] = ..., pid: _Optional[int] = ..., oom_killed: _Optional[bool] = ...) -> None: ...
+    ip_addresses: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., reason: _Optional[_Union[Reason, str]] = ..., message: _Optional[str] = ..., source: _Optional[_Union[Source, str]] = ..., agent_id: _Optional[str] = ..., framework_id: _Optional[str] = ..., uuid: _Optional[bytes] = ..., timestamp: _Optional[float] = ..., healthy: _Optional[bool] = ..., exit_code: _Optional[int] = ..., pid: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., ip_addresses: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FrameworkInfo(_message.Message):
     __slots__ = ("id", "name", "user", "roles", "failover_timeout", "hostname", "capabilities", "labels")

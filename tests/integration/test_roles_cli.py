@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from juggler.common.ranges import Ranges
 from juggler.common.resources import Resources
 from juggler.testing.daemons import Daemons
 from juggler.v1 import common_pb2
@@ -73,17 +74,20 @@ def test_weights_and_quota_set_through_the_cli_shape_the_offers(daemons: Daemons
             # The limit caps the offer; disk, which it does not name, is not capped.
             first = await next_offer(client)
             assert first.role == "dev"
+            # Ports, which quota does not count (as Mesos's), come with the offer.
             assert Resources.from_proto(first.resources) == Resources(
-                {"cpus": 0.5, "mem": 100, "disk": 1024})
+                {"cpus": 0.5, "mem": 100, "disk": 1024}, ports=Ranges.parse("[31000-32000]"))
             roles = table(ok(await asyncio.to_thread(juggler, daemons, "roles")))
             assert roles["dev"] == ["dev", "2", "cpus:0.5;mem:100", "-",
-                                    "cpus:0.5;disk:1024;mem:100", client.fw.framework_id]
+                                    "cpus:0.5;disk:1024;mem:100;ports:[31000-32000]",
+                                    client.fw.framework_id]
 
             # Removing the limit: the rest of the agent is offered at once.
             assert ok(await asyncio.to_thread(juggler, daemons, "quota", "dev", "--remove")) \
                 == "dev: quota removed\n"
             second = await next_offer(client)
-            assert Resources.from_proto(second.resources) == Resources({"cpus": 0.5, "mem": 412})
+            assert Resources.from_proto(second.resources).scalars() == Resources(
+                {"cpus": 0.5, "mem": 412})
             assert table(ok(await asyncio.to_thread(juggler, daemons, "quota"))) == {}
     run(body)
 

@@ -288,3 +288,20 @@ def test_a_started_task_keeps_its_cgroup_whatever_the_root_is_now(h: Harness) ->
     assert h.core.tasks[KEY].cgroup == "juggler-test/fw.t1"
     out = h(ev.ExecutorExited(KEY, code=1))
     assert c.DestroyCgroup("juggler-test/fw.t1") in out
+
+
+def test_an_executor_logs_last_line_explains_its_death_only_when_it_says_why(
+        tmp_path) -> None:
+    """A reviewer saw `…before its task ended: {"component": …, "message":
+    "Command started"}` after kill -9 of an executor: an ordinary log record
+    explains nothing."""
+    from juggler.agent.server import _tail
+
+    log = tmp_path / "executor.log"
+    log.write_text('{"level": "info", "event": "Command started"}\n')
+    assert _tail(log) == ""
+    log.write_text('{"level": "error", "event": "cannot reach the agent"}\n')
+    assert _tail(log) == "cannot reach the agent"
+    log.write_text("Traceback (most recent call last):\nMemoryError: out of memory\n")
+    assert _tail(log) == "MemoryError: out of memory"
+    assert _tail(tmp_path / "missing.log") == ""

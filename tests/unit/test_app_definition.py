@@ -32,7 +32,9 @@ from juggler.apps.definition import (
     GroupDefinition,
     HealthCheckDef,
     InvalidDefinition,
+    Network,
     PortDefinition,
+    PortMapping,
     UnreachableStrategy,
     UpgradeStrategy,
     normalize_id,
@@ -206,6 +208,8 @@ def test_container_errors():
     assert set(e) == {"/container/volumes", "/container/portMappings",
                       "/container/docker/privileged", "/container/docker/parameters",
                       "/container/docker/credential"}
+    assert e.pop("/container/portMappings") == [
+        "portMappings are not allowed with host-networking"]
     assert all("not supported" in m[0] for m in e.values())
 
 
@@ -302,11 +306,11 @@ def test_marathon_features_juggler_lacks_are_refused_not_ignored(field, value):
     assert "not supported" in errors_of({"id": "/a", "cmd": "x", field: value})[f"/{field}"][0]
 
 
-def test_only_host_networking():
+def test_host_networking_is_the_default_and_a_container_network_needs_its_name():
     assert parse_app({"id": "/a", "cmd": "x", "networks": [{"mode": "host"}]}) == \
         parse_app({"id": "/a", "cmd": "x"})
-    assert "host networking" in errors_of(
-        {"id": "/a", "cmd": "x", "networks": [{"mode": "container/bridge"}]})["/networks(0)"][0]
+    assert "needs the name" in errors_of(
+        {"id": "/a", "cmd": "x", "networks": [{"mode": "container"}]})["/networks(0)/name"][0]
 
 
 def test_env_and_labels():
@@ -489,7 +493,8 @@ def test_render_gives_every_marathon_field_in_marathon_s_spelling():
         "container", "healthChecks", "constraints", "acceptedResourceRoles", "role",
         "dependencies", "upgradeStrategy", "unreachableStrategy", "killSelection",
         "backoffSeconds", "backoffFactor", "maxLaunchDelaySeconds",
-        "taskKillGracePeriodSeconds", "portDefinitions", "requirePorts"}
+        "taskKillGracePeriodSeconds", "portDefinitions", "requirePorts", "networks"}
+    assert r["networks"] == [{"mode": "host"}]
     assert r["container"] == {"type": "DOCKER", "volumes": [], "docker": {
         "image": "nginx:1.25", "forcePullImage": True, "privileged": False, "parameters": []}}
     assert r["healthChecks"] == [{
@@ -552,7 +557,7 @@ def test_what_marathon_s_client_sends_parses(marathon_json):
         id="/prod/web", cmd="serve", instances=3, cpus=0.5, mem=256, disk=10,
         env={"A": "1"}, labels={"team": "web"}, user="nobody", role="dev",
         container=MarathonContainer(type="DOCKER", docker=MarathonDockerContainer(
-            image="nginx:1.25", force_pull_image=True, network="BRIDGE")),
+            image="nginx:1.25", force_pull_image=True, network="HOST")),
         health_checks=[MarathonHealthCheck(protocol="HTTP", path="/health", port_index=0,
                                            grace_period_seconds=30, interval_seconds=10,
                                            timeout_seconds=5, max_consecutive_failures=2,
@@ -598,6 +603,7 @@ APP_IDS = st.lists(SEGMENT, min_size=1, max_size=3).filter(
     lambda s: s[-1] not in RESERVED_NAMES).map(lambda s: "/" + "/".join(s))
 TEXT = st.text(max_size=12)
 NAMES = st.text(min_size=1, max_size=8)
+PORT_NAMES = st.from_regex(r"[a-z0-9-]{1,8}", fullmatch=True)  # Marathon's port names
 ROLES = st.sampled_from(["*", "dev", "ops.team", "a-b_c", "slave_public"])
 CONSTRAINTS = st.sampled_from([
     Constraint("hostname", "UNIQUE"), Constraint("rack", "CLUSTER", "r1"),
@@ -619,12 +625,38 @@ def port_definitions(draw) -> tuple[PortDefinition, ...]:
     defs = draw(st.lists(st.builds(
         PortDefinition, port=st.one_of(st.just(0), st.integers(1, 65535)),
         protocol=st.sampled_from(["tcp", "udp", "tcp,udp", "udp,tcp"]),
-        name=st.none() | NAMES, labels=pairs()), max_size=3))
+        name=st.none() | PORT_NAMES, labels=pairs()), max_size=3))
     fixed = [d.port for d in defs if d.port]
     named = [d.name for d in defs if d.name is not None]
     if len(set(fixed)) != len(fixed) or len(set(named)) != len(named):
         return ()
     return tuple(defs)
+
+
+@st.composite
+def networks(draw) -> Network:
+    mode = draw(st.sampled_from(["host", "container/bridge", "container"]))
+    if mode == "host":
+        return Network()
+    return Network(mode, name=draw(NAMES) if mode == "container" else None,
+                   labels=draw(pairs()))
+
+
+@st.composite
+def port_mappings(draw, mode: str) -> tuple[PortMapping, ...]:
+    maps = draw(st.lists(st.builds(
+        PortMapping, container_port=st.integers(1, 65535),
+        host_port=(st.none() if mode == "container" else st.nothing())
+        | st.just(0) | st.integers(1, 65535),
+        service_port=st.just(0) | st.integers(1, 65535),
+        protocol=st.sampled_from(["tcp", "udp", "udp,tcp"]),
+        name=st.none() | PORT_NAMES, labels=pairs()), max_size=3))
+    host = [(m.host_port, p) for m in maps if m.host_port for p in m.protocol.split(",")]
+    service = [m.service_port for m in maps if m.service_port]
+    named = [m.name for m in maps if m.name is not None]
+    if any(len(set(x)) != len(x) for x in (host, service, named)):
+        return ()
+    return tuple(maps)
 
 
 @st.composite
@@ -679,7 +711,12 @@ def unreachable_strategies(draw) -> UnreachableStrategy:
 def apps(draw, with_constraints: bool = True) -> AppDefinition:
     app_id = draw(APP_IDS)
     command = draw(st.sampled_from(["cmd", "args", "neither"]))
-    ports = draw(port_definitions())
+    network = draw(networks())
+    ports = draw(port_definitions()) if network.mode == "host" else ()
+    mappings = draw(port_mappings(network.mode)) if network.mode != "host" else ()
+    container = draw(containers(image_needed=command == "neither"))
+    if mappings and container is None:
+        container = Container("MESOS")
     return AppDefinition(
         id=app_id,
         cmd=draw(st.text(min_size=1)) if command == "cmd" else None,
@@ -692,8 +729,9 @@ def apps(draw, with_constraints: bool = True) -> AppDefinition:
         gpus=draw(st.integers(0, 8)),
         env=draw(pairs()),
         labels=draw(pairs()),
-        container=draw(containers(image_needed=command == "neither")),
-        health_checks=tuple(draw(st.lists(health_checks(len(ports)), max_size=1))),
+        container=container,
+        health_checks=tuple(draw(st.lists(health_checks(len(ports) + len(mappings)),
+                                          max_size=1))),
         constraints=tuple(draw(st.lists(CONSTRAINTS, max_size=3))) if with_constraints else (),
         accepted_resource_roles=tuple(sorted(draw(st.sets(ROLES, max_size=3)))),
         role=draw(st.none() | ROLES),
@@ -707,6 +745,8 @@ def apps(draw, with_constraints: bool = True) -> AppDefinition:
         task_kill_grace_period_seconds=draw(st.none() | seconds()),
         port_definitions=ports,
         require_ports=draw(st.booleans()),
+        networks=(network,),
+        port_mappings=mappings,
     )
 
 

@@ -138,7 +138,8 @@ class CoreBackend:
         n = next(self._offers)
         self.apply(self.state.on_offers([pb.Offer(
             id=f"offer-{n}", agent_id=f"agent-{host}", hostname=host,
-            resources=Resources({"cpus": cpus, "mem": mem, "disk": 1000}).to_proto())]))
+            resources=Resources({"cpus": cpus, "mem": mem, "disk": 1000},
+                                ports="[31000-32000]").to_proto())]))
 
     def settle(self, rounds: int = 20) -> None:
         """Offers and time (past minHealthySeconds) until no deployment runs."""
@@ -723,6 +724,22 @@ async def test_a_deployment_is_read_while_it_runs_and_after_it_ended() -> None:
         r = await client.get("/v2/deployments/no-such-id")
         assert r.status == 404
         assert await r.json() == {"message": "DeploymentPlan no-such-id does not exist"}
+
+
+@run
+async def test_tasks_show_ports_and_text_plain_gives_the_load_balancer_lines() -> None:
+    async with rest_client() as (backend, client):
+        await post_app(client, WEB)
+        backend.settle()
+        tasks = (await (await client.get("/v2/tasks")).json())["tasks"]
+        service = (await (await client.get("/v2/apps/prod/web")).json())["app"]["ports"]
+        assert len(service) == 1 and 10000 <= service[0] <= 20000
+        assert all(len(t["ports"]) == 1 and t["servicePorts"] == service for t in tasks)
+        lines = "".join(sorted(f"{t['host']}:{t['ports'][0]}\t" for t in tasks))
+        for path in ("/v2/tasks", "/v2/apps/prod/web/tasks"):
+            r = await client.get(path, headers={"Accept": "text/plain"})
+            assert r.content_type == "text/plain"
+            assert await r.text() == f"prod_web\t{service[0]}\t{lines}\n"
 
 
 @run

@@ -632,9 +632,9 @@ def test_ports_are_numbered_as_marathon_numbers_them() -> None:
     from juggler.apps.tasks import environment
 
     d = app(port_definitions=(PortDefinition(port=0), PortDefinition(port=18999, name="http")))
-    env = environment(Versioned(d, "v", "v"), "web.1", "h")
-    assert env["PORT1"] == "18999" and env["PORT_HTTP"] == "18999"
-    assert "PORT0" not in env and "PORTS" not in env
+    env = environment(Versioned(d, "v", "v"), "web.1", "h", [31005, 31007])
+    assert env["PORT1"] == "31007" and env["PORT_HTTP"] == "31007"
+    assert env["PORT0"] == env["PORT"] == "31005" and env["PORTS"] == "31005,31007"
 
 
 def test_an_instance_s_start_survives_a_restart_of_the_service() -> None:

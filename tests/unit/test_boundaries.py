@@ -46,7 +46,8 @@ PURE = [
     "apps/definition_model.py", "apps/definition_fields.py", "apps/definition_parse.py",
     "apps/definition_render.py", "apps/groups.py",
     "apps/containers.py", "apps/containers_state.py", "apps/container_tasks.py",
-    "apps/docker_image_views.py", "apps/docker_views.py", "images/listing.py",
+    "apps/docker_image_views.py", "apps/docker_views.py", "apps/docker_networks.py",
+    "common/published_ports.py", "images/listing.py",
     "images/mirrors.py",
 ]
 IO_MODULES = {"asyncio", "grpc", "socket", "subprocess", "os", "shutil", "threading",

@@ -278,12 +278,13 @@ class FakeAgent(agent_pb2_grpc.AgentServicer, operator_pb2_grpc.OperatorServicer
         view = operator_pb2.AgentView(
             info=common_pb2.AgentInfo(id=AGENT_ID, hostname="agent1", address=self.address),
             state=operator_pb2.AGENT_ACTIVE,
-            total=[common_pb2.Resource(name="cpus", scalar=2),
-                   common_pb2.Resource(name="mem", scalar=1024)])
+            total=Resources({"cpus": 2, "mem": 1024}, ports=PORTS).to_proto())
         return operator_pb2.GetAgentsResponse(agents=[view])
 
 
 # -- a fake apps service ------------------------------------------------------------------------
+
+PORTS = "[31000-31099]"   # the agent's "ports" resource
 
 
 class FakeService(ContainerRequests):
@@ -347,7 +348,7 @@ class FakeService(ContainerRequests):
         offer = common_pb2.Offer(
             id=f"offer-{self._offers}", framework_id=FRAMEWORK_ID, agent_id=AGENT_ID,
             hostname="agent1", agent_address=self.agent.address,
-            resources=Resources({"cpus": 4, "mem": 4096}).to_proto())
+            resources=Resources({"cpus": 4, "mem": 4096}, ports=PORTS).to_proto())
         commands, _ = self.containers.on_offers([offer])
         self._run(commands)
 
@@ -540,8 +541,8 @@ def test_create_reads_docker_s_config_and_refuses_what_it_cannot_honour() -> Non
             ({"HostConfig": {"Privileged": True}}, "HostConfig.Privileged (--privileged)"),
             ({"HostConfig": {"CapAdd": ["NET_FOO"]}},
              'invalid CapAdd: unknown capability: "CAP_NET_FOO"'),
-            ({"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}},
-             "HostConfig.PortBindings (-p/--publish)"),
+            ({"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "8080-8081"}]}}},
+             "juggler cannot publish a host port range for one container port"),
             ({"HostConfig": {"Memory": 1024}}, "Minimum memory limit allowed is 6MB"),
             ({"HostConfig": {"MemorySwap": 2**30}}, "always set the Memory limit"),
             ({"HostConfig": {"RestartPolicy": {"Name": "sometimes"}}}, "unknown policy"),
@@ -568,9 +569,9 @@ def test_create_reads_docker_s_config_and_refuses_what_it_cannot_honour() -> Non
         assert r.status == 400
         assert (await r.json())["message"].startswith("invalid reference format")
         r = await env.client.post("/v1.47/containers/create",
-                                  json={"Image": "x", "HostConfig": {"NetworkMode": "mynet"}})
+                                  json={"Image": "x", "HostConfig": {"NetworkMode": "my/net"}})
         assert r.status == 400
-        assert (await r.json())["message"].startswith("network mynet not found")
+        assert (await r.json())["message"].startswith("network my/net not found")
 
     scenario(go)
 
@@ -969,3 +970,56 @@ def test_the_unix_socket_mode_group_stale_and_live(tmp_path: Path) -> None:
             await docker_api.serve_unix(runner, path, "no-such-group-here")
 
     asyncio.run(go())
+
+
+# -- published ports --------------------------------------------------------------------------
+
+
+def test_published_ports_in_create_list_and_inspect() -> None:
+    async def go(env: Env) -> None:
+        r = await env.client.post("/v1.47/containers/create?name=hosted", json={
+            "Image": "busybox", "Cmd": ["true"], "ExposedPorts": {"80/tcp": {}},
+            "HostConfig": {"NetworkMode": "host",
+                           "PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}}})
+        assert r.status == 201   # 8080 is reserved; 80 cannot be remapped to it: Docker's words
+        assert (await r.json())["Warnings"] == [
+            "Published ports are discarded when using host network mode"]
+        r = await env.client.post("/v1.47/containers/create?name=hosted2", json={
+            "Image": "busybox", "Cmd": ["true"], "HostConfig": {
+                "NetworkMode": "host", "PortBindings": {"80/tcp": [{"HostPort": "80"}]}}})
+        assert (await r.json())["Warnings"] == []   # 80 reserved as it is: no warning
+        cid = await env.run("web", ExposedPorts={"80/tcp": {}, "90/udp": {}}, HostConfig={
+            "NetworkMode": "default", "PortBindings": {
+                "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "31005"}],
+                "90/udp": [{"HostIp": "", "HostPort": ""}]}})
+        udp = next(p["hostPort"] for p in env.container(cid).host_ports
+                   if p["protocol"] == "udp")
+        assert 31000 <= udp <= 31099 and udp != 31005
+        listed = await (await env.client.get("/v1.47/containers/json")).json()
+        web = next(c for c in listed if c["Names"] == ["/web"])
+        assert sorted(web["Ports"], key=lambda p: p["PrivatePort"]) == [
+            {"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 31005, "Type": "tcp"},
+            {"IP": "0.0.0.0", "PrivatePort": 90, "PublicPort": udp, "Type": "udp"}]
+        assert web["HostConfig"]["NetworkMode"] == "bridge"
+        assert list(web["NetworkSettings"]["Networks"]) == ["bridge"]
+        info = await (await env.client.get(f"/v1.47/containers/{cid}/json")).json()
+        assert info["NetworkSettings"]["Ports"] == {
+            "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "31005"}],
+            "90/udp": [{"HostIp": "0.0.0.0", "HostPort": str(udp)}]}
+        assert info["HostConfig"]["PortBindings"]["80/tcp"] == [
+            {"HostIp": "0.0.0.0", "HostPort": "31005"}]
+        assert info["Config"]["ExposedPorts"] == {"80/tcp": {}, "90/udp": {}}
+        # A host port no agent offers: refused at once, naming the agent's ports.
+        await env.create("far", HostConfig={"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}})
+        r = await env.client.post("/v1.47/containers/far/start")
+        assert r.status == 500
+        assert "no agent offers host port 8080 (agents' ports: agent1 [31000-31099]" in \
+            (await r.json())["message"]
+        r = await env.client.post("/v1.47/containers/create", json={
+            "Image": "busybox", "HostConfig": {"PortBindings": {"80/tcp": [
+                {"HostPort": "31001"}], "81/tcp": [{"HostPort": "31001"}]}}})
+        assert r.status == 400
+        assert "Bind for 0.0.0.0:31001 failed: port is already allocated" in \
+            (await r.json())["message"]
+
+    scenario(go)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from juggler.common import task_states
+from juggler.common.ranges import Ranges
 from juggler.common.resources import Resources
 from juggler.master.allocator import AllocatorError
 from juggler.master.commands import CallError, Code, ToFramework
@@ -35,7 +36,7 @@ LEGAL_NEXT = {
 }
 TERMINAL_STATES = sorted(task_states.TERMINAL)
 ALL_STATES = [v.number for v in S.DESCRIPTOR.values]
-SMALL = Resources({"cpus": 2, "mem": 1024})
+SMALL = Resources({"cpus": 2, "mem": 1024}, ports="[31000-31003]")
 
 amounts = st.one_of(
     st.sampled_from([0.0, 0.001, 0.1, 0.5, 1.0, 2.0, 512.0, 1024.0, 1e12, -1.0, -0.0,
@@ -61,10 +62,15 @@ def task_infos(draw) -> common_pb2.TaskInfo:
 
 @st.composite
 def sensible_tasks(draw) -> common_pb2.TaskInfo:
-    """Mostly-valid tasks, so that launches actually happen."""
-    return task(draw(st.sampled_from(["t0", "t1", "t2", "t3"])),
-                cpus=draw(st.sampled_from([0.1, 0.5, 1.0, 2.0])),
-                mem=draw(st.sampled_from([32.0, 128.0, 512.0])))
+    """Mostly-valid tasks, so that launches actually happen; some hold host ports
+    (31004 is no agent's)."""
+    t = task(draw(st.sampled_from(["t0", "t1", "t2", "t3"])),
+             cpus=draw(st.sampled_from([0.1, 0.5, 1.0, 2.0])),
+             mem=draw(st.sampled_from([32.0, 128.0, 512.0])))
+    ports = draw(st.lists(st.integers(31000, 31004), max_size=2))
+    if ports:
+        t.resources.extend(Resources(ports=Ranges.single(*ports)).to_proto())
+    return t
 
 
 class MasterMachine(RuleBasedStateMachine):

@@ -5,8 +5,11 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from juggler.common import task_states
+from juggler.common.ranges import Ranges
 from juggler.common.resources import ResourceError, Resources, parse_size_mib
 from juggler.v1 import common_pb2
 
@@ -116,6 +119,125 @@ def test_contains_compares_every_name():
     assert big.contains(Resources())
     assert not big.contains(Resources({"cpus": 1, "disk": 1}))
     assert not big.contains(Resources({"cpus": 2.001}))
+
+
+# -- ports: a range resource ---------------------------------------------------------
+
+
+def test_parse_carries_ports_in_mesos_syntax():
+    r = Resources.parse("cpus:1;mem:128;ports:[31000-32000,40000-40100]")
+    assert r.ports == Ranges.parse("[31000-32000,40000-40100]")
+    assert r.as_dict() == {"cpus": 1.0, "mem": 128.0}  # scalars only
+    assert r.names() == ["cpus", "mem", "ports"]
+    assert str(r) == "cpus:1;mem:128;ports:[31000-32000,40000-40100]"
+    assert r.describe() == "cpus 1, mem 128 MiB, ports [31000-32000,40000-40100]"
+    assert Resources.parse(str(r)) == r
+    # given twice: united
+    assert Resources.parse("ports:[1-3];ports:[3-5]").ports == Ranges.of([(1, 5)])
+    assert Resources().ports == Ranges() and not Resources().ports
+
+
+def test_ports_alone_are_not_empty_and_compare():
+    r = Resources(ports=Ranges.single(8080))
+    assert r and not r.is_empty()
+    assert r != Resources() and r == Resources(ports="[8080]")
+    assert hash(r) == hash(Resources(ports="[8080]"))
+    assert r != Resources(ports="[8081]")
+    assert r.milli_vector() == (0, 0, 0)  # DRF vectors are scalars only
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("ports:31000-32000", "ports: .*not ranges like"),
+    ("ports:[0-10]", r"ports: \[0-10\] is not within 1-65535"),
+    ("ports:[65535-65536]", "not within 1-65535"),
+    ("ports:[5-1]", "begin is after end"),
+    ("gpus:1", r"known: cpus, mem, disk, ports"),
+])
+def test_parse_rejects_bad_ports(text, fragment):
+    with pytest.raises(ResourceError, match=fragment):
+        Resources.parse(text)
+
+
+def test_ports_are_not_an_amount():
+    with pytest.raises(ResourceError, match="ports is a range resource"):
+        Resources({"ports": 3})
+
+
+def test_proto_round_trip_carries_ports_and_the_role():
+    r = Resources({"cpus": 0.5}, ports=Ranges.parse("[31000-31002,31005]"))
+    protos = r.to_proto("web")
+    assert [p.name for p in protos] == ["cpus", "ports"]
+    port = protos[1]
+    assert port.scalar == 0 and port.role == "web"
+    assert [(x.begin, x.end) for x in port.ranges.range] == [(31000, 31002), (31005, 31005)]
+    assert Resources.from_proto(protos) == r
+
+
+def test_from_proto_memo_tells_ports_apart():
+    def msg(b: int, e: int) -> list[common_pb2.Resource]:
+        rng = common_pb2.Ranges(range=[common_pb2.Range(begin=b, end=e)])
+        return [common_pb2.Resource(name="cpus", scalar=1),
+                common_pb2.Resource(name="ports", ranges=rng)]
+    assert Resources.from_proto(msg(1, 2)).ports == Ranges.of([(1, 2)])
+    assert Resources.from_proto(msg(3, 4)).ports == Ranges.of([(3, 4)])
+
+
+def test_from_proto_rejects_mixed_up_ports():
+    rng = common_pb2.Ranges(range=[common_pb2.Range(begin=1, end=2)])
+    for bad, fragment in (
+            ([common_pb2.Resource(name="ports", scalar=3)], "scalar"),
+            ([common_pb2.Resource(name="cpus", scalar=1, ranges=rng)], "cpus is a scalar"),
+            ([common_pb2.Resource(name="ports", ranges=common_pb2.Ranges(
+                range=[common_pb2.Range(begin=0, end=2)]))], "within 1-65535"),
+            ([common_pb2.Resource(name="ports", ranges=common_pb2.Ranges(
+                range=[common_pb2.Range(begin=9, end=2)]))], "begin is after end")):
+        with pytest.raises(ResourceError, match=fragment):
+            Resources.from_proto(bad)
+
+
+def test_ports_add_as_union_subtract_as_sets_and_fit_as_subsets():
+    agent = Resources.parse("cpus:2;ports:[31000-31002]")
+    task = Resources.parse("cpus:1;ports:[31001]")
+    left = agent - task
+    assert left == Resources.parse("cpus:1;ports:[31000,31002]")
+    assert left + task == agent
+    assert agent.contains(task) and not left.contains(task)
+    assert not agent.contains(Resources(ports="[31003]"))
+
+
+def test_subtracting_ports_not_there_names_them():
+    have = Resources.parse("cpus:1;ports:[31000-31002]")
+    with pytest.raises(ResourceError, match=r"ports: \[31003-31004\] not available "
+                                            r"\(available: \[31000-31002\]\)"):
+        have - Resources.parse("ports:[31002-31004]")
+
+
+scalars = st.dictionaries(st.sampled_from(["cpus", "mem", "disk"]),
+                          st.integers(0, 5000).map(lambda v: v / 1000), max_size=3)
+port_sets = st.lists(st.tuples(st.integers(1, 40), st.integers(0, 5)), max_size=4).map(
+    lambda ps: Ranges.of([(b, b + n) for b, n in ps]))
+resources = st.builds(lambda a, p: Resources(a, ports=p), scalars, port_sets)
+
+
+@given(resources, resources)
+def test_sum_minus_a_part_gives_the_other_part_back(a, b):
+    if a.ports & b.ports:
+        return  # a union is not a disjoint sum; accounting never adds a port twice
+    total = a + b
+    assert total.contains(a) and total.contains(b)
+    assert total - b == a and total - a == b
+    assert Resources.from_proto(total.to_proto()) == total
+    if total:
+        assert Resources.parse(str(total)) == total
+
+
+@given(resources, resources)
+def test_subtraction_fits_exactly_when_contained(a, b):
+    if a.contains(b):
+        assert (a - b) + b == a
+    else:
+        with pytest.raises(ResourceError):
+            a - b
 
 
 # -- parse_size_mib ------------------------------------------------------------------
