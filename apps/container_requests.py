@@ -203,6 +203,7 @@ class ContainerRequests:
                   if a.state != operator_pb2.AGENT_GONE
                   and (not c.agent_id or a.info.id == c.agent_id)]
         if why := ports_unavailable(c, agents):
+            await self._apply(lambda: self.containers.refuse_start(c.id, why))
             raise ContainerError(500, why)
 
     async def container_stop(self, ref: str, timeout: float | None = None) -> bool:

@@ -537,6 +537,16 @@ class ContainersState:
         self._fail_start(self.find(ref), error)
         return self._take()
 
+    def refuse_start(self, ref: str, error: str) -> list[Command]:
+        """A start refused before any run began (its fixed host ports taken
+        on every agent it could use: dockerd's "Bind for 0.0.0.0:P failed"):
+        the container stays as it was, with `error` as its State.Error and,
+        when it has none, dockerd's exit code of a failed start (128)."""
+        c = self.find(ref)
+        c.error, c.exit_code = error, c.exit_code or EXIT_START_FAILED
+        self._save(c)
+        return self._take()
+
     def _fail_start(self, c: Container, error: str) -> None:
         if c.status != CS.STARTING or c.launched:
             return

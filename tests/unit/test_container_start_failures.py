@@ -220,3 +220,18 @@ def test_state_error_holds_why_the_platform_ended_a_run(status: pb.TaskStatus, e
     [task] = _launched(core.on_offers([_offer("a1", "o-again")])[0])
     core.on_updates([pb.TaskStatus(task_id=task.task_id, state=pb.TASK_RUNNING)])
     assert views.inspect(c, "fw")["State"]["Error"] == ""
+
+
+def test_a_start_refused_at_once_keeps_dockerds_error_and_exit_code() -> None:
+    """CI caught `docker inspect -f '{{.State.Error}}'` empty after a start
+    refused before any run (the port taken on every agent at the start call):
+    dockerd keeps the error and exit code 128 on the container."""
+    core = _core()
+    c, _ = core.create(_config("31003:80"), "late")
+    why = pp.unavailable(Ranges.single(31003), [("host-a", TOTAL, Ranges.single(31003))])
+    assert why
+    cmds = core.refuse_start("late", why)
+    assert c.status == CS.CREATED and not _launched(cmds)
+    inspected = views.inspect(c, "fw")["State"]
+    assert inspected["Error"] == why and inspected["ExitCode"] == 128
+    assert any(type(cmd).__name__ == "Persist" for cmd in cmds)  # kept across a restart
