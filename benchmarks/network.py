@@ -113,14 +113,15 @@ LAB_ROUNDS = 3     # alternating host / bridge rounds of each client
 LAB_SECONDS = 2.0  # each stream and request/response run
 
 
-def _lab_app(app_id: str, bridge: bool, port: int) -> dict[str, object]:
-    """A Marathon app on lab host1 serving testing/traffic.py: on the host's
+def _lab_app(app_id: str, bridge: bool, port: int, host: str) -> dict[str, object]:
+    """A Marathon app on lab host `host` (its agent's hostname: the host's
+    address) serving testing/traffic.py: on the host's
     network at `port` (outside the agents' ports range: it holds none), or on
     the bridge network with container port `port` published on any host port."""
     app: dict[str, object] = {
         "id": app_id, "instances": 1, "cpus": 0.5, "mem": 64,
         "cmd": f"exec {sys.executable} {ROOT / 'testing' / 'traffic.py'} serve {port}",
-        "constraints": [["hostname", "CLUSTER", "host1"]], "portDefinitions": []}
+        "constraints": [["hostname", "CLUSTER", host]], "portDefinitions": []}
     if bridge:
         app.update(networks=[{"mode": "container/bridge"}],
                    container={"type": "MESOS", "portMappings": [
@@ -185,8 +186,8 @@ def throughput(base: Path) -> tuple[dict[str, float | None], list[tuple[str, flo
                 tasks = json.loads(r.read())["tasks"]
             return next((t for t in tasks if t["state"] == "TASK_RUNNING"), None)
 
-        post(_lab_app("/bench/host", False, 5001))
-        post(_lab_app("/bench/bridge", True, 5000))
+        post(_lab_app("/bench/host", False, 5001, lab.hosts[0].address))
+        post(_lab_app("/bench/bridge", True, 5000, lab.hosts[0].address))
         wait_for(lambda: running("/bench/host"), 60, 0.2, "the host-network server")
         bridged = wait_for(lambda: running("/bench/bridge"), 60, 0.2, "the bridge server")
         host1, host2 = lab.hosts
