@@ -95,12 +95,15 @@ class ContainerRequests:
         (the run ended before it started: its error)."""
         c = self.containers.find(ref)
         try:
-            if c.agent_id and c.status in (CS.CREATED, CS.EXITED):
-                await self._check_agent(c)
-            if c.status in (CS.CREATED, CS.EXITED):
-                await self._check_ports(c)
-            if not c.agent_id and c.status == CS.CREATED:
-                await self._check_fits(c)
+            # One answer of the master's for every check (None: it cannot say
+            # now, and the start waits for an offer instead of refusing).
+            views = await self._agent_views() if c.status in (CS.CREATED, CS.EXITED) else None
+            if views is not None:
+                if c.agent_id:
+                    self._check_agent(c, views)
+                await self._check_ports(c, views)
+                if not c.agent_id and c.status == CS.CREATED:
+                    self._check_fits(c, views)
         except ContainerError:
             if c.config.auto_remove:   # as dockerd removes an --rm container it cannot start
                 await self.container_remove(c.id, force=True)
@@ -140,21 +143,19 @@ class ContainerRequests:
         fixed host ports, or the master cannot say now."""
         if not any(needed(c.config).ports for c in self.containers.waiting() if not c.launched):
             return None
+        views = await self._agent_views()
+        return None if views is None else _agent_ports(views)
+
+    async def _agent_views(self) -> list[operator_pb2.AgentView] | None:
+        """The master's agents; None when it cannot say now."""
         try:
-            views = await cluster.agents(self.config.master)
+            return list(await cluster.agents(self.config.master))
         except (cluster.ClusterUnavailable, grpc.aio.AioRpcError):
             return None
-        return {a.info.id: (a.info.hostname or a.info.id, Resources.from_proto(a.total).ports,
-                            Resources.from_proto(a.allocated).ports)
-                for a in views if a.state != operator_pb2.AGENT_GONE}
 
-    async def _check_agent(self, c: Container) -> None:
+    def _check_agent(self, c: Container, views: list[operator_pb2.AgentView]) -> None:
         """A container that ran before starts on its agent only: refuse
         clearly when that agent is gone or cannot be reached now."""
-        try:
-            views = await cluster.agents(self.config.master)
-        except (cluster.ClusterUnavailable, grpc.aio.AioRpcError):
-            return   # the start waits for the agent's offer anyway
         view = next((a for a in views if a.info.id == c.agent_id), None)
         where = c.hostname or c.agent_id
         if view is None or view.state == operator_pb2.AGENT_GONE:
@@ -170,14 +171,10 @@ class ContainerRequests:
             raise ContainerError(409, f"cannot start container {c.name}: its agent {where} is "
                                       "drained for maintenance (juggler undrain)")
 
-    async def _check_fits(self, c: Container) -> None:
+    def _check_fits(self, c: Container, views: list[operator_pb2.AgentView]) -> None:
         """Refuse at once a container no agent could ever hold (its cpus or
         memory above every agent's total), rather than wait for an offer that
         never comes. With no agent registered yet, the start waits."""
-        try:
-            views = await cluster.agents(self.config.master)
-        except (cluster.ClusterUnavailable, grpc.aio.AioRpcError):
-            return
         totals = [Resources.from_proto(a.total) for a in views
                   if a.state != operator_pb2.AGENT_GONE]
         need = needed(c.config)
@@ -187,21 +184,14 @@ class ContainerRequests:
                                       f"{need.describe()} (the largest has "
                                       f"{biggest.describe()})")
 
-    async def _check_ports(self, c: Container) -> None:
+    async def _check_ports(self, c: Container, views: list[operator_pb2.AgentView]) -> None:
         """Fail at once, as Docker, a start whose fixed host ports are
         allocated on every agent it could run on (its own agent once it ran),
         or offered by none (published_ports.unavailable)."""
-        fixed = needed(c.config).ports
-        if not fixed:
+        if not needed(c.config).ports:
             return
-        try:
-            views = await cluster.agents(self.config.master)
-        except (cluster.ClusterUnavailable, grpc.aio.AioRpcError):
-            return
-        agents = [(a.info.hostname or a.info.id, Resources.from_proto(a.total).ports,
-                   Resources.from_proto(a.allocated).ports) for a in views
-                  if a.state != operator_pb2.AGENT_GONE
-                  and (not c.agent_id or a.info.id == c.agent_id)]
+        agents = [v for aid, v in _agent_ports(views).items()
+                  if not c.agent_id or aid == c.agent_id]
         if why := ports_unavailable(c, agents):
             await self._apply(lambda: self.containers.refuse_start(c.id, why))
             raise ContainerError(500, why)
@@ -273,3 +263,11 @@ class ContainerRequests:
 
         await self.until(done, float("inf"))
         return state.removed.get(c.id, c.exit_code)
+
+
+def _agent_ports(views: list[operator_pb2.AgentView]) -> dict[str, AgentPorts]:
+    """agent id → (hostname, its total ports, the ports its tasks hold), for
+    the agents not gone."""
+    return {a.info.id: (a.info.hostname or a.info.id, Resources.from_proto(a.total).ports,
+                        Resources.from_proto(a.allocated).ports)
+            for a in views if a.state != operator_pb2.AGENT_GONE}
