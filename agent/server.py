@@ -274,6 +274,8 @@ class Agent:
         if self.config.metrics_port >= 0:
             from juggler.common import metrics
             self.metrics_port = metrics.serve(self.config.host, self.config.metrics_port)
+            self.core.metrics_address = f"{ip}:{self.metrics_port}"  # told at registration
+        self._attach_metrics()
         self._bg = [asyncio.create_task(self._master_loop()),
                     asyncio.create_task(self._update_loop()),
                     asyncio.create_task(self._purge_layers()),
@@ -284,6 +286,21 @@ class Agent:
                 self, self.config.ports_watch_interval, self.config.ports_agent_range_only).run()))
         log.info("agent started", address=self.address, work_dir=str(self.work_dir),
                  resources=str(self.config.resources), metrics_port=self.metrics_port)
+
+    def _attach_metrics(self) -> None:
+        """agent/metrics.py's collector reads this agent's core on the scraping
+        thread: a number each, and a copy of the tasks' table taken at once."""
+        from juggler.agent import metrics as agent_metrics
+
+        def updates() -> tuple[int, int]:
+            manager = self.core.updates
+            return manager.pending_total, manager.resent
+
+        def tasks() -> list[agent_metrics.TaskCgroup]:
+            return [agent_metrics.TaskCgroup(t.info.task_id, t.framework.id, t.cgroup)
+                    for t in list(self.core.tasks.values()) if not t.exited and t.cgroup]
+
+        agent_metrics.attach(updates, tasks)
 
     def _recover(self, agent_id: str) -> None:
         """Find the tasks of a previous run of this agent (design.md: executors

@@ -106,6 +106,7 @@ class AgentState:
         self.resources = list(resources)
         self.attributes = dict(attributes or {})
         self.address = ""
+        self.metrics_address = ""  # host:port of its /metrics ("" when disabled)
         self.socket_path = socket_path
         self.cgroup_root = cgroup_root
         self.first_retry = first_retry
@@ -144,7 +145,8 @@ class AgentState:
         re-register with every task not yet done with (its latest state)."""
         info = common_pb2.AgentInfo(id=self.agent_id, hostname=self.hostname,
                                     resources=self.resources, address=self.address,
-                                    attributes=self.attributes)
+                                    attributes=self.attributes,
+                                    metrics_address=self.metrics_address)
         if not self.agent_id:
             return agent_pb2.AgentMessage(register=agent_pb2.AgentMessage.Register(
                 agent=info, version=VERSION))
@@ -473,7 +475,9 @@ class AgentState:
             if task.sandbox is not None:
                 out.append(c.MarkDone(task.sandbox))
         self.tasks.clear()
+        resent = self.updates.resent  # a counter for metrics: it goes on
         self.updates = StatusUpdateManager(first_retry=self.first_retry)
+        self.updates.resent = resent
         self.agent_id = ""
         self.connected = False
         return [*out, c.SaveAgentId("")]

@@ -29,6 +29,7 @@ class _Stream:
     seen: set[bytes] = field(default_factory=set)
     interval: float = 0.0
     token: int = -1  # of its heap entry (which holds its next send time); -1: none
+    head_sent: bool = False  # the head was sent at least once (a send now is a re-send)
 
 
 # Mesos's agent waits 10 s before its first retry. The stream to the master is
@@ -40,9 +41,15 @@ FIRST_RETRY = 10.0
 
 
 class StatusUpdateManager:
+    """Per task, its updates in order. For metrics: `pending_total`, the
+    updates queued and not yet acknowledged (all tasks), and `resent`, how
+    many times a head was sent again (a retry, or after a reconnection)."""
+
     def __init__(self, first_retry: float = FIRST_RETRY, max_retry: float = 60.0) -> None:
         self.first_retry = first_retry
         self.max_retry = max_retry
+        self.pending_total = 0
+        self.resent = 0
         self._streams: dict[tuple[str, str], _Stream] = {}
         self._heap: list[tuple[float, int, tuple[str, str]]] = []
         self._tokens = itertools.count()
@@ -69,6 +76,7 @@ class StatusUpdateManager:
             return False
         stream.seen.add(status.uuid)
         stream.pending.append(status)
+        self.pending_total += 1
         if len(stream.pending) == 1:
             stream.interval = self.first_retry
             self._schedule(key, stream, now)
@@ -80,6 +88,8 @@ class StatusUpdateManager:
         if stream is None or not stream.pending or stream.pending[0].uuid != uuid:
             return False
         stream.pending.popleft()
+        self.pending_total -= 1
+        stream.head_sent = False
         stream.interval = self.first_retry
         if stream.pending:
             self._schedule((framework_id, task_id), stream, now)
@@ -94,6 +104,9 @@ class StatusUpdateManager:
             heapq.heappop(self._heap)
             stream = self._streams[entry[2]]
             out.append(stream.pending[0])
+            if stream.head_sent:
+                self.resent += 1
+            stream.head_sent = True
             self._schedule(entry[2], stream, now + stream.interval)
             stream.interval = min(stream.interval * 2, self.max_retry)
         return out
@@ -115,7 +128,9 @@ class StatusUpdateManager:
         return len(stream.pending) if stream else 0
 
     def forget(self, framework_id: str, task_id: str) -> None:
-        self._streams.pop((framework_id, task_id), None)
+        stream = self._streams.pop((framework_id, task_id), None)
+        if stream is not None:
+            self.pending_total -= len(stream.pending)
 
     def next_due(self) -> float | None:
         entry = self._top()

@@ -115,6 +115,10 @@ class Metrics:
         self.deployments_ended = Counter("juggler_apps_deployments_total",
                                          "Deployments ended, by outcome.", ["outcome"],
                                          registry=r)
+        # Both series exist from the start, at 0, so that rate() and increase()
+        # count the first failure (Prometheus's advice on missing series).
+        for outcome in ("succeeded", "failed"):
+            self.deployments_ended.labels(outcome)
         self.declined = Counter("juggler_apps_offers_declined_total",
                                 "Offers an app with instances to launch could not use, by "
                                 "reason (InsufficientCpus, UnfulfilledConstraint, ...).",
@@ -392,7 +396,8 @@ class AppsService(ContainerRequests):
         info = common_pb2.FrameworkInfo(
             id=self.framework_id, name=self.config.name, roles=[self.config.role],
             failover_timeout=self.config.failover_timeout,
-            capabilities=[common_pb2.FrameworkInfo.PARTITION_AWARE])
+            capabilities=[common_pb2.FrameworkInfo.PARTITION_AWARE],
+            webui_url=self.url)  # its REST API: the master's UI reads apps through it
         fw = Framework(self.config.master, info, reconnect_timeout=3600.0)
         self.framework = fw
         while True:

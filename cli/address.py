@@ -1,5 +1,9 @@
 """Where the CLI finds the master (--master, $JUGGLER_MASTER, then the file `juggler up`
-writes), the apps service and its Docker Engine API (the containers service)."""
+writes), the apps service and its Docker Engine API (the containers service).
+
+Only readers here: `juggler up` writes and removes the pointer files through
+cli/pointers.py, which records whose each one is (an address alone does not say
+which cluster wrote it)."""
 
 from __future__ import annotations
 
@@ -30,21 +34,20 @@ def resolve(flag: str | None) -> str:
     return text or DEFAULT
 
 
-def write(address: str) -> Path:
-    path = master_file()
+def _write(path: Path, text: str) -> Path:
+    """Point `path` at `text`, replacing it by rename (a reader sees the old
+    text or the new). Raises OSError."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(address + "\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, path)
     return path
 
 
-def clear(address: str) -> None:
-    """Remove the file if it still names `address` (another `up` may have replaced it)."""
-    path = master_file()
-    try:
-        if path.read_text().strip() == address:
-            path.unlink()
-    except OSError:
-        pass
+def write(address: str) -> Path:
+    """Set $JUGGLER_HOME/master; its path. Whose it is, and when it may be
+    removed, is cli/pointers.py's business."""
+    return _write(master_file(), address)
 
 
 # -- the apps service (Marathon's REST API) ---------------------------------------------
@@ -84,23 +87,6 @@ def resolve_apps(flag: str | None) -> str:
     return _apps_url(text or DEFAULT_APPS)
 
 
-def write_apps(url: str) -> Path:
-    path = apps_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(url + "\n")
-    return path
-
-
-def clear_apps(url: str) -> None:
-    """Remove the file if it still names `url` (another `up` may have replaced it)."""
-    path = apps_file()
-    try:
-        if path.read_text().strip() == url:
-            path.unlink()
-    except OSError:
-        pass
-
-
 # -- the containers service (the apps service's Docker Engine API) -----------------------
 # -H/--host, then $JUGGLER_DOCKER, then the file `juggler up` writes, then the
 # socket `juggler up` serves by default. Values are Docker's -H forms
@@ -111,6 +97,16 @@ DEFAULT_DOCKER = "unix:///run/juggler/docker.sock"
 
 def docker_file() -> Path:
     return state_dir() / "docker"
+
+
+def write_apps(url: str) -> Path:
+    """Set $JUGGLER_HOME/apps; its path."""
+    return _write(apps_file(), url)
+
+
+def write_docker(url: str) -> Path:
+    """Set $JUGGLER_HOME/docker (e.g. unix:///run/juggler/docker.sock); its path."""
+    return _write(docker_file(), url)
 
 
 def docker_host_source(flag: str | None) -> tuple[str, str]:
@@ -140,21 +136,3 @@ def master_named() -> bool:
     """Whether the master was named for this command ($JUGGLER_MASTER) rather
     than found where `juggler up` left it."""
     return bool(os.environ.get("JUGGLER_MASTER"))
-
-
-def write_docker(url: str) -> Path:
-    """`juggler up`: where its Docker API listens (e.g. unix:///run/juggler/docker.sock)."""
-    path = docker_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(url + "\n")
-    return path
-
-
-def clear_docker(url: str) -> None:
-    """Remove the file if it still names `url` (another `up` may have replaced it)."""
-    path = docker_file()
-    try:
-        if path.read_text().strip() == url:
-            path.unlink()
-    except OSError:
-        pass

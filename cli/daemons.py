@@ -200,6 +200,11 @@ def _lead_until_signal(name: str, make: Callable[[], Any], lost_message: str) ->
         return 1
     if lost:
         print(f"juggler {name}: {lost_message}", file=sys.stderr, flush=True)
+        # Terms ended so far, for the restarted process's counters
+        # (JUGGLER_MASTER_TERMS_LOST: master/metrics.py).
+        terms = f"JUGGLER_{name.upper()}_TERMS_LOST"
+        count = os.environ.get(terms, "0")
+        os.environ[terms] = str((int(count) if count.isdigit() else 0) + 1)
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     return 0
 

@@ -161,11 +161,19 @@ def _setns(fd: int) -> None:
 def popen_in(netns_name: str, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     """subprocess.Popen(argv, **kwargs) with the child in the namespace: it
     joins it between fork and exec (setns(2) with the namespace's fd, opened
-    here). Raises OSError when there is no such namespace, and what Popen
-    raises (a failed setns as SubprocessError)."""
+    here), after the caller's own preexec_fn if one is given. Raises OSError
+    when there is no such namespace, and what Popen raises (a failed setns as
+    SubprocessError)."""
     fd = os.open(NETNS_DIR / netns_name, os.O_RDONLY | os.O_CLOEXEC)
+    before = kwargs.pop("preexec_fn", None)
+
+    def enter() -> None:
+        if before is not None:
+            before()
+        _setns(fd)
+
     try:
-        return subprocess.Popen(argv, preexec_fn=lambda: _setns(fd), **kwargs)
+        return subprocess.Popen(argv, preexec_fn=enter, **kwargs)
     finally:
         os.close(fd)
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 
 # module → (how it registers its parsers, the commands it registers), in --help order.
 MODULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("up", "add_parser", ("up",)),
+    ("status", "add_parser", ("status",)),
     ("run", "add_parser", ("run",)),
     ("ps", "add_parser", ("ps",)),
     ("container_verbs", "add_parsers",
@@ -43,6 +45,9 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
                "or `juggler run -- echo hi`.")
     sub = p.add_subparsers(dest="subcommand", metavar="COMMAND")
     known = any(command in commands for _, _, commands in MODULES)
+    if not known:   # reading the installed version costs a command's start nothing
+        p.add_argument("--version", action="version",
+                       version=f"juggler {importlib.metadata.version('juggler')}")
     for module, register, commands in MODULES:
         if known and command not in commands:
             continue
@@ -51,7 +56,8 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _command(argv: list[str]) -> str | None:
-    """The command named in `argv`: its first word (no global options exist)."""
+    """The command named in `argv`: its first word (the only global options,
+    --help and --version, come alone)."""
     return argv[0] if argv and not argv[0].startswith("-") else None
 
 

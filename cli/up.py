@@ -18,6 +18,15 @@ cluster.
 `--hosts N` makes a multi-host lab (cli/lab_hosts.py): each agent in its own
 network namespace with its own address on a lab bridge, the masters listening
 on the bridge; the lab goes when `juggler up` ends.
+
+It cannot hurt a running cluster: before starting anything it takes its work
+dir's lock and checks its ports and Docker socket, and refuses (exit 1) naming
+the process that holds one (cli/up_guard.py). Its daemons die with it even when
+it is SIGKILLed, their executors excepted (cli/up_children.py). It points the
+CLI at its cluster ($JUGGLER_HOME/master, apps, docker) once ready and, on exit,
+back at the previous cluster if that still runs (cli/pointers.py). Its first
+line says where the master is ("juggler: master at HOST:PORT with N agent(s)
+…"); the next ones every endpoint (cli/up_endpoints.py).
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ import time
 from pathlib import Path
 
 from juggler.cli import address as addr
-from juggler.cli import lab_hosts
+from juggler.cli import lab_hosts, pointers, up_children, up_endpoints, up_guard
 from juggler.images.mirrors import MirrorError, parse_mirrors
 
 # A master or agent that exits is started again, unless it exited this often
@@ -172,7 +181,8 @@ def _start_etcd(work: Path, procs: list[subprocess.Popen[bytes]],
              "--listen-client-urls", client, "--advertise-client-urls", client,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
              "--initial-cluster", f"juggler={peer}"],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True))
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=up_children.preexec(up_children.death_signal("etcd"))))
     names.append("etcd")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -186,11 +196,29 @@ def _start_etcd(work: Path, procs: list[subprocess.Popen[bytes]],
 
 
 def main(args: argparse.Namespace) -> int:
+    """Refuse (exit 1, naming the holders) when the work dir, a port or the
+    Docker socket is taken; else run the cluster until SIGINT/SIGTERM."""
+    if args.hosts and args.agents not in (None, args.hosts):
+        print("juggler up: --hosts N runs N agents, one per host; leave out --agents",
+              file=sys.stderr)
+        return 2
+    work = Path(args.work_dir or addr.state_dir() / "cluster").resolve()
+    lock, problems = up_guard.take(work, masters=args.masters, port=args.port,
+                                   metrics_port=args.metrics_port, apps=args.apps,
+                                   apps_port=args.apps_port, docker_socket=args.docker_socket)
+    if lock is None:
+        for p in problems:
+            print(f"juggler up: {p}", file=sys.stderr)
+        print("juggler up: nothing started", file=sys.stderr)
+        return 1
+    try:
+        return _main(args, work)
+    finally:
+        lock.release()
+
+
+def _main(args: argparse.Namespace, work: Path) -> int:
     if args.hosts:
-        if args.agents not in (None, args.hosts):
-            print("juggler up: --hosts N runs N agents, one per host; leave out --agents",
-                  file=sys.stderr)
-            return 2
         try:
             lab = lab_hosts.plan(args.lab, args.hosts)
         except ValueError as e:
@@ -200,17 +228,16 @@ def main(args: argparse.Namespace) -> int:
             print("juggler up: --hosts makes network namespaces and a bridge: run as root",
                   file=sys.stderr)
             return 1
-        work = Path(args.work_dir or addr.state_dir() / "cluster").resolve()
         try:
             with lab_hosts.held(lab, work):
-                return _run(args, lab)
+                return _run(args, lab, work)
         except lab_hosts.LabError as e:
             print(f"juggler up: {e}", file=sys.stderr)
             return 1
-    return _run(args, None)
+    return _run(args, None, work)
 
 
-def _run(args: argparse.Namespace, lab: lab_hosts.Lab | None) -> int:
+def _run(args: argparse.Namespace, lab: lab_hosts.Lab | None, work: Path) -> int:
     args.agents = len(lab.hosts) if lab is not None else args.agents or 1
     if args.agents < 1 or args.masters < 1:
         print("juggler up: --agents and --masters must be at least 1", file=sys.stderr)
@@ -224,8 +251,6 @@ def _run(args: argparse.Namespace, lab: lab_hosts.Lab | None) -> int:
     except MirrorError as e:
         print(f"juggler up: --registry-mirror: {e}", file=sys.stderr)
         return 2
-    work = Path(args.work_dir or addr.state_dir() / "cluster").resolve()
-    work.mkdir(parents=True, exist_ok=True)
     exe = [sys.executable, "-m", "juggler.cli.main"]
     resources = args.resources or _split_resources(args.agents)
     procs: list[subprocess.Popen[bytes]] = []
@@ -246,6 +271,7 @@ def _run(args: argparse.Namespace, lab: lab_hosts.Lab | None) -> int:
     netns_of = {f"agent-{h.index}": h.netns for h in lab.hosts} if lab is not None else {}
     masters = ",".join(addresses)
     n_daemons = 0
+    mine: pointers.Record | None = None   # set once published
     try:
         etcd = args.etcd
         if args.masters > 1 and not etcd:
@@ -257,14 +283,17 @@ def _run(args: argparse.Namespace, lab: lab_hosts.Lab | None) -> int:
         n_daemons = len(procs)
 
         def launch(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+            # Started (and started again) from this thread: its end, or up's,
+            # signals the daemon (cli/up_children.py).
+            dies = up_children.preexec(up_children.death_signal(name))
             with open(work / f"{name}.log", "ab") as log:
                 if name in netns_of:   # a lab host's agent
                     return lab_hosts.popen_in(netns_of[name], [*exe, *argv], stdout=log,
                                               stderr=log, stdin=subprocess.DEVNULL, env=env,
-                                              start_new_session=True)
+                                              start_new_session=True, preexec_fn=dies)
                 return subprocess.Popen([*exe, *argv], stdout=log, stderr=log,
                                         stdin=subprocess.DEVNULL, env=env,
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=dies)
 
         for i in range(args.masters):
             ha = ["--etcd", etcd, "--etcd-prefix", "/juggler/up/"] if args.masters > 1 else []
@@ -309,19 +338,23 @@ def _run(args: argparse.Namespace, lab: lab_hosts.Lab | None) -> int:
                     print(f"--- {name} exited with {p.returncode}:\n{tail[-1500:]}",
                           file=sys.stderr)
             return 1
-        addr.write(masters)
-        if args.apps:
-            addr.write_apps(",".join(apps_urls))
-            _write_docker_host(f"unix://{docker_socket}")
+        http = [f"http://{master_host}:{args.metrics_port + i}/" for i in range(args.masters)]
+        # Ready: point the CLI here before saying so (scripts act on the first line).
+        mine = pointers.record_for(master=masters, apps=",".join(apps_urls) if args.apps else "",
+                                   docker=f"unix://{docker_socket}" if args.apps else "",
+                                   work_dir=work,
+                                   endpoints=[*http, *(apps_urls if args.apps else [])])
+        pointers.publish(mine)
         which = "master" if args.masters == 1 else f"{args.masters} masters (etcd {etcd})"
         print(f"juggler: {which} at {masters} with {args.agents} agent(s) "
               f"({resources} each); metrics at http://{master_host}:{args.metrics_port}/metrics",
               flush=True)
-        if args.apps:
-            print(f"juggler: apps service (Marathon's REST API) at {', '.join(apps_urls)}",
-                  flush=True)
-            print(f"juggler: Docker Engine API at unix://{docker_socket}; for the docker "
-                  f"client: export DOCKER_HOST=unix://{docker_socket}", flush=True)
+        lines = up_endpoints.lines(
+            masters=addresses, http=http, agents=up_endpoints.agent_metrics(masters),
+            apps=apps_urls if args.apps else [],
+            docker=f"unix://{docker_socket}" if args.apps else "")
+        for line in lines:
+            print(f"juggler: {line}", flush=True)
         if lab is not None:
             for h in lab.hosts:
                 print(f"juggler: {h.name} at {h.address} (netns {h.netns}, agent "
@@ -373,10 +406,12 @@ def _run(args: argparse.Namespace, lab: lab_hosts.Lab | None) -> int:
             if p.poll() is None:
                 p.terminate()
         _reap(procs[:n_daemons], 10.0)
-        addr.clear(masters)
-        if args.apps:
-            addr.clear_apps(",".join(apps_urls))
-            _clear_docker_host(f"unix://{docker_socket}")
+        if mine is not None:
+            try:
+                pointers.withdraw(mine)
+            except OSError as e:
+                print(f"juggler up: cannot reset the CLI's pointers in {addr.state_dir()}: {e}",
+                      file=sys.stderr)
 
 
 def _ping_flags(args: argparse.Namespace) -> list[str]:
@@ -419,22 +454,6 @@ def _docker_socket(work: Path) -> str:
             except OSError:
                 pass   # stale: the apps service replaces it
     return str(DOCKER_SOCKET)
-
-
-def _write_docker_host(url: str) -> None:
-    """`$JUGGLER_HOME/docker`: the Docker API the CLI's container verbs use."""
-    path = addr.state_dir() / "docker"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(url + "\n")
-
-
-def _clear_docker_host(url: str) -> None:
-    path = addr.state_dir() / "docker"
-    try:
-        if path.read_text().strip() == url:
-            path.unlink()
-    except OSError:
-        pass
 
 
 def _reap(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:

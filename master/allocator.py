@@ -444,6 +444,14 @@ class Allocator:
         v = _vec(amounts)
         r.limit = tuple(v[i] if n in given else _UNLIMITED for i, n in enumerate(KNOWN))
 
+    def role_shares(self) -> dict[str, float]:
+        """Each role's weighted dominant share, the key roles are ordered by:
+        max over the scalars of (its allocation, offered or in use) / cluster
+        total, divided by its weight (0 for an empty cluster). For metrics."""
+        inv = tuple(1.0 / t if t > 0 else 0.0 for t in self._total)
+        return {name: max(map(mul, r.alloc, inv)) / r.weight
+                for name, r in sorted(self._roles.items())}
+
     # -- the cycle ----------------------------------------------------------
     def allocate(self) -> list[Allocation]:
         """One allocation cycle over all active agents (the module's docstring says how).

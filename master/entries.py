@@ -101,8 +101,11 @@ class TaskEntry:
     state: int = S.TASK_STAGING
     status: common_pb2.TaskStatus | None = None
     history: list[common_pb2.TaskStatus] = field(default_factory=list)
-    # The uuid of the latest update from the agent (what an ack must name).
+    # The uuid of the latest update from the agent (what an ack must name),
+    # and the latest uuid acknowledged (by its framework, or by the master in
+    # its place): they differ while an update waits for its acknowledgement.
     latest_uuid: bytes = b""
+    acked_uuid: bytes = b""
     resources_recovered: bool = False
     # Desired: a framework's Kill (with the policy it asked for), kept until the
     # task is seen terminal and written to the registry (kills/…) so that a new

@@ -9,7 +9,9 @@ touched from it, so it needs no locks.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from juggler.common import batching, logs, servers, task_states
 from juggler.common.clock import SystemClock
+from juggler.master import metrics as operator_metrics
 from juggler.master import views
 from juggler.master.allocator import Allocator
 from juggler.master.commands import (
@@ -122,6 +125,13 @@ class Master:
         self.server: grpc.aio.Server | None = None
         self.address = ""
         self.metrics_port = 0
+        # Accept → first TASK_RUNNING, for juggler_master_task_launch_seconds.
+        self.launches = operator_metrics.LaunchTimer()
+        self._term_over = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._snapshot: operator_metrics.MasterSnapshot | None = None
+        self.http: Any = None
 
     @property
     def leading(self) -> bool:
@@ -141,6 +151,9 @@ class Master:
                                address=lambda: self.address, reachable=_answers_health)
         gate = self.gate
         STANDBY_STREAMS.set_function(lambda: gate.standing_by)
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        operator_metrics.attach(lambda: self.leading, self.metrics_snapshot)
         server = servers.new_server([self.gate])
         scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerServicer(self), server)
         agent_pb2_grpc.add_AgentChannelServicer_to_server(AgentChannelServicer(self), server)
@@ -157,8 +170,10 @@ class Master:
         self.address = self.config.advertise or f"{host}:{port}"
         self.state.address = self.address
         if self.config.metrics_port >= 0:
-            from juggler.common import metrics
-            self.metrics_port = metrics.serve(self.config.host, self.config.metrics_port)
+            # /metrics, the web UI and Prometheus service discovery (master/http.py).
+            from juggler.master.http import MasterHttp
+            self.http = MasterHttp(self)
+            self.metrics_port = await self.http.start(self.config.host, self.config.metrics_port)
         log.info("master started", address=self.address, metrics_port=self.metrics_port,
                  etcd=self.config.etcd or None)
         if self.config.etcd:
@@ -204,11 +219,13 @@ class Master:
         except Exception as e:  # aetcd's own errors while etcd is unreachable
             reason = f"{type(e).__name__}: {e}"
         self.acting = False
+        self._term_ended()
         log.error("leadership lost", reason=reason)
         self.lost.set()
 
     async def _become_leader(self) -> None:
         """Take over: rebuild from the registry, then start acting."""
+        operator_metrics.ELECTIONS.inc()  # elected (or alone); a failed take-over ends the term
         registry = RegistrySnapshot(
             agents=await self._read_registry("agents/", operator_pb2.AgentView),
             frameworks=await self._read_registry("frameworks/", common_pb2.FrameworkInfo),
@@ -254,6 +271,8 @@ class Master:
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
+        if self.http is not None:
+            await self.http.stop()
         if self.server is not None:
             await self.server.stop(grace=1.0)
         if self._writer is not None:
@@ -278,6 +297,9 @@ class Master:
                     queue.put_nowait(c.message)
                     if c.message.WhichOneof("message") == "run_task":
                         LAUNCHED.inc()
+                if c.message.WhichOneof("message") == "run_task":
+                    run = c.message.run_task
+                    self.launches.sent((run.framework.id, run.task.task_id), self.clock.now())
                 # An agent that is away re-registers and its updates are retried.
             elif isinstance(c, CloseStream):
                 entry = self._frameworks.get(c.framework_id)
@@ -297,10 +319,11 @@ class Master:
     async def _persist(self, c: Persist) -> None:
         writer = self._writer or self.store
         try:
-            if c.value is None:
-                await writer.delete(c.key)
-            else:
-                await writer.put(c.key, c.value)
+            with operator_metrics.REGISTRY_WRITE.time():
+                if c.value is None:
+                    await writer.delete(c.key)
+                else:
+                    await writer.put(c.key, c.value)
         except Exception as e:
             from juggler.store.etcd import NotLeader
 
@@ -310,11 +333,47 @@ class Master:
                 # A deposed leader's write was refused: stop acting at once.
                 log.error("registry write refused: no longer the leader", error=str(e))
                 self.acting = False
+                self._term_ended()
                 self.lost.set()
             raise
 
     def trigger_allocation(self) -> None:
         self._wake.set()
+
+    def _term_ended(self) -> None:
+        """Count the end of this term once (juggler_master_leadership_lost_total)."""
+        if not self._term_over:
+            self._term_over = True
+            operator_metrics.LEADERSHIP_LOST.inc()
+
+    def metrics_snapshot(self, timeout: float = 5.0) -> operator_metrics.MasterSnapshot | None:
+        """The state's snapshot for a scrape (master/metrics.py), None unless
+        leading. Built on the loop: directly when called there, else handed to
+        the loop and waited for up to `timeout` seconds (a loop that busy gets
+        the previous snapshot shown)."""
+        if not self.leading or self._loop is None:
+            return None
+        if threading.get_ident() == self._loop_thread:
+            self._snapshot = operator_metrics.snapshot(self.state)
+            return self._snapshot
+        done: concurrent.futures.Future[operator_metrics.MasterSnapshot] = \
+            concurrent.futures.Future()
+
+        def build() -> None:
+            try:
+                done.set_result(operator_metrics.snapshot(self.state))
+            except Exception as e:  # a bug: the scrape shows it
+                done.set_exception(e)
+
+        try:
+            self._loop.call_soon_threadsafe(build)
+            self._snapshot = done.result(timeout)
+        except RuntimeError:  # the loop is closed: the master stopped
+            return None
+        except concurrent.futures.TimeoutError:
+            log.warning("metrics: the loop did not answer in time; previous snapshot shown",
+                        timeout=timeout)
+        return self._snapshot
 
     async def _allocation_loop(self) -> None:
         """A cycle every allocation interval, and sooner when an event (a new
@@ -349,6 +408,7 @@ class Master:
         task on every call cost more than the calls themselves)."""
         while True:
             self._update_gauges()
+            self.launches.keep_only(self.state.tasks)
             await asyncio.sleep(1.0)
 
     async def _heartbeat_loop(self) -> None:
@@ -496,8 +556,14 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
     async def Decline(self, request: scheduler_pb2.DeclineRequest,
                       context: grpc.aio.ServicerContext) -> scheduler_pb2.DeclineResponse:
         filters = request.filters if request.HasField("filters") else None
+
+        def decline(*args: Any) -> list[Command]:
+            commands = self.m.state.decline(*args)  # CallError: nothing declined
+            operator_metrics.OFFERS_DECLINED.inc(len(request.offer_ids))
+            return commands
+
         return await self._call(
-            "Decline", context, self.m.state.decline, request.framework_id, request.stream_id,
+            "Decline", context, decline, request.framework_id, request.stream_id,
             request.offer_ids, filters, response=scheduler_pb2.DeclineResponse())
 
     async def Revive(self, request: scheduler_pb2.ReviveRequest,
@@ -619,6 +685,12 @@ class AgentChannelServicer(agent_pb2_grpc.AgentChannelServicer):
         if kind == "status_update":
             status = msg.status_update.status
             UPDATES.labels(state=task_states.name(status.state)).inc()
+            took = self.m.launches.update(
+                (status.framework_id, status.task_id),
+                (status.state, msg.status_update.latest_state or status.state),
+                self.m.clock.now())
+            if took is not None:
+                operator_metrics.TASK_LAUNCH.observe(took)
             try:
                 commands = self.m.state.status_update(agent_id, status,
                                                       msg.status_update.latest_state)

@@ -335,6 +335,7 @@ class MasterState:
         if task.latest_uuid and agent is not None and agent.connected:
             commands.append(ack_command(task.agent_id, task.framework_id, task.info.task_id,
                                         task.latest_uuid))
+        task.acked_uuid = task.latest_uuid
         if _told_the_end(task):
             self._complete_task(task)
         return commands
@@ -762,8 +763,10 @@ class MasterState:
         commands: list[Command] = []
         if task.agent_id in self.agents:
             commands.append(ack_command(task.agent_id, framework_id, task_id, uuid))
-        if uuid == task.latest_uuid and _told_the_end(task):
-            self._complete_task(task)
+        if uuid == task.latest_uuid:
+            task.acked_uuid = uuid
+            if _told_the_end(task):
+                self._complete_task(task)
         return commands
 
     def reconcile(self, framework_id: str, stream_id: str,

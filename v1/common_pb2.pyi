@@ -306,7 +306,7 @@ class TaskStatus(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., reason: _Optional[_Union[Reason, str]] = ..., message: _Optional[str] = ..., source: _Optional[_Union[Source, str]] = ..., agent_id: _Optional[str] = ..., framework_id: _Optional[str] = ..., uuid: _Optional[bytes] = ..., timestamp: _Optional[float] = ..., healthy: _Optional[bool] = ..., exit_code: _Optional[int] = ..., pid: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., ip_addresses: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FrameworkInfo(_message.Message):
-    __slots__ = ("id", "name", "user", "roles", "failover_timeout", "hostname", "capabilities", "labels")
+    __slots__ = ("id", "name", "user", "roles", "failover_timeout", "hostname", "capabilities", "labels", "webui_url")
     class Capability(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         CAPABILITY_UNSPECIFIED: _ClassVar[FrameworkInfo.Capability]
@@ -330,6 +330,7 @@ class FrameworkInfo(_message.Message):
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    WEBUI_URL_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     user: str
@@ -338,10 +339,11 @@ class FrameworkInfo(_message.Message):
     hostname: str
     capabilities: _containers.RepeatedScalarFieldContainer[FrameworkInfo.Capability]
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., user: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., failover_timeout: _Optional[float] = ..., hostname: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[FrameworkInfo.Capability, str]]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    webui_url: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., user: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., failover_timeout: _Optional[float] = ..., hostname: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[FrameworkInfo.Capability, str]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., webui_url: _Optional[str] = ...) -> None: ...
 
 class AgentInfo(_message.Message):
-    __slots__ = ("id", "hostname", "resources", "attributes", "address")
+    __slots__ = ("id", "hostname", "resources", "attributes", "address", "metrics_address")
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -354,12 +356,14 @@ class AgentInfo(_message.Message):
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    METRICS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     id: str
     hostname: str
     resources: _containers.RepeatedCompositeFieldContainer[Resource]
     attributes: _containers.ScalarMap[str, str]
     address: str
-    def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ..., attributes: _Optional[_Mapping[str, str]] = ..., address: _Optional[str] = ...) -> None: ...
+    metrics_address: str
+    def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ..., attributes: _Optional[_Mapping[str, str]] = ..., address: _Optional[str] = ..., metrics_address: _Optional[str] = ...) -> None: ...
 
 class Offer(_message.Message):
     __slots__ = ("id", "framework_id", "agent_id", "hostname", "resources", "role", "agent_address", "attributes")

@@ -186,17 +186,6 @@ def test_the_url_comes_from_the_flag_then_the_environment_then_the_file(
     assert addr.resolve_apps("https://apps.example:8443/") == "https://apps.example:8443"
 
 
-def test_clear_apps_removes_the_file_only_while_it_names_that_url(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("JUGGLER_HOME", str(tmp_path))
-    addr.write_apps("http://127.0.0.1:8081")
-    addr.clear_apps("http://127.0.0.1:8080")  # another `up` wrote its own
-    assert addr.apps_file().exists()
-    addr.clear_apps("http://127.0.0.1:8081")
-    assert not addr.apps_file().exists()
-    addr.clear_apps("http://127.0.0.1:8081")  # already gone: no error
-
-
 def test_the_apps_flag_wins_and_may_come_before_the_subcommand(
         service: FakeApps, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

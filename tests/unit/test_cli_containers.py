@@ -249,10 +249,7 @@ def test_the_docker_host_is_flag_env_file_then_default(home: Path,
     monkeypatch.setenv("JUGGLER_DOCKER", "tcp://h:2375")
     assert address.docker_host_source(None) == ("tcp://h:2375", "env")
     assert address.docker_host_source("unix:///y") == ("unix:///y", "flag")
-    address.clear_docker("unix:///other")          # names another: kept
-    assert (home / "docker").exists()
-    address.clear_docker("unix:///x/docker.sock")
-    assert not (home / "docker").exists()
+    # Whose the file is, and when `up` removes it: tests/unit/test_cluster_pointers.py.
 
 
 def test_a_named_master_is_not_mixed_with_a_service_found_by_default(

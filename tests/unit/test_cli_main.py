@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import subprocess
 import sys
+
+import pytest
 
 from juggler.cli import main
 
@@ -31,3 +34,10 @@ def test_a_command_parses_with_only_its_module_imported() -> None:
                          check=True).stdout
     assert "juggler.cli.daemons" not in out and "juggler.cli.apps" not in out
     assert "juggler.cli.ps" in out
+
+
+def test_version_names_the_installed_distribution(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main.main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"juggler {importlib.metadata.version('juggler')}\n"

@@ -1,0 +1,195 @@
+"""The cluster pointers `juggler up` leaves for the CLI: $JUGGLER_HOME/master,
+apps and docker (cli/address.py reads them), and whose they are.
+
+The fault this fixes: `up` removed a pointer on exit when its text equalled its
+own address, and two ups on the same ports have the same address text — a
+second up that failed removed the first's pointer. A pointer's owner is now a
+record, not its text: $JUGGLER_HOME/clusters.json lists the ups that published
+pointers, oldest first, each as
+
+    {"pid": 1234, "start": <its /proc/PID/stat start time, in clock ticks>,
+     "work_dir": "/…", "master": "127.0.0.1:5050", "apps": "http://…",
+     "docker": "unix:///…", "endpoints": ["http://127.0.0.1:5055/", …]}
+
+("apps" and "docker" absent with --no-apps). The rules, pure in `published`
+and `withdrawn`:
+
+- an up publishes only once its cluster is ready (an up that refused or
+  failed never touches the pointers) and then each of its pointers wins, as
+  `docker context use` does: the last started cluster is the one the CLI talks
+  to;
+- on exit it rewrites a pointer only if the file still says what it wrote
+  (someone else may have written it since: theirs stays). It then points at
+  the newest other recorded up that is still alive (its pid with the same start
+  time, and its master still accepts connections) and has that pointer, or the
+  file goes: when the second of two clusters stops, the CLI goes back to the
+  first rather than to nothing;
+- records of ups that are gone are dropped whenever the list is written.
+
+Writers take an flock on $JUGGLER_HOME/clusters.lock around read-modify-write;
+files are replaced by rename, so a reader sees the old text or the new.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from juggler.cli import address as addr
+
+KINDS = ("master", "apps", "docker")
+Record = dict[str, Any]
+
+
+def _file(kind: str) -> Path:
+    return {"master": addr.master_file, "apps": addr.apps_file,
+            "docker": addr.docker_file}[kind]()
+
+
+def _write(kind: str, text: str) -> None:
+    {"master": addr.write, "apps": addr.write_apps, "docker": addr.write_docker}[kind](text)
+
+
+# -- pure ---------------------------------------------------------------------------------
+
+def published(records: list[Record], mine: Record) -> tuple[list[Record], dict[str, str]]:
+    """(the new record list, pointer kind → text to write) when up `mine`
+    publishes: it is appended (replacing a record of the same pid) and each of
+    its pointers wins. Raises nothing."""
+    rest = [r for r in records if r.get("pid") != mine["pid"]]
+    return [*rest, mine], {k: mine[k] for k in KINDS if mine.get(k)}
+
+
+def withdrawn(records: list[Record], mine: Record, files: dict[str, str | None],
+              alive: Callable[[Record], bool]) -> tuple[list[Record], dict[str, str | None]]:
+    """(the new record list, pointer kind → text to write, None to remove)
+    when up `mine` exits. `files`: each pointer's current text (None: no file).
+    Only pointers still saying what `mine` wrote change; each goes to the
+    newest other live record with that kind, or away. Dead records are dropped.
+    `alive(record)` is asked once per other record. Raises nothing."""
+    others = [r for r in records if r.get("pid") != mine.get("pid")]
+    living = [r for r in others if alive(r)]
+    writes: dict[str, str | None] = {}
+    for kind in KINDS:
+        if not mine.get(kind) or files.get(kind) != mine[kind]:
+            continue   # not ours (any more): leave it
+        previous = next((r[kind] for r in reversed(living) if r.get(kind)), None)
+        writes[kind] = previous
+    return living, writes
+
+
+# -- the shell ----------------------------------------------------------------------------
+
+def _records_file() -> Path:
+    return addr.state_dir() / "clusters.json"
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    home = addr.state_dir()
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(home / "clusters.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def records() -> list[Record]:
+    """The recorded ups, oldest first ([] when none or unreadable)."""
+    try:
+        got = json.loads(_records_file().read_text())
+    except (OSError, ValueError):
+        return []
+    return [r for r in got if isinstance(r, dict)] if isinstance(got, list) else []
+
+
+def _replace(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _apply(kept: list[Record], writes: dict[str, str | None]) -> None:
+    for kind, text in writes.items():
+        if text is None:
+            _file(kind).unlink(missing_ok=True)
+        else:
+            _write(kind, text)
+    _replace(_records_file(), json.dumps(kept, indent=1) + "\n")
+
+
+def start_time(pid: int) -> int | None:
+    """A process's start time (field 22 of /proc/PID/stat, clock ticks since
+    boot): with the pid, it names one process (pids are reused). None when
+    there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _answers(masters: str) -> bool:
+    for hostport in masters.split(","):
+        host, _, port = hostport.strip().rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=1.0):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def alive(record: Record) -> bool:
+    """Whether the up of `record` still runs (same pid and start time) and its
+    master accepts connections."""
+    pid = record.get("pid")
+    return (isinstance(pid, int) and start_time(pid) == record.get("start")
+            and _answers(str(record.get("master", ""))))
+
+
+def record_for(*, master: str, apps: str, docker: str, work_dir: Path,
+               endpoints: list[str]) -> Record:
+    """This process's record (apps/docker "" when it serves none)."""
+    pid = os.getpid()
+    out: Record = {"pid": pid, "start": start_time(pid), "work_dir": str(work_dir),
+                   "master": master, "endpoints": endpoints}
+    if apps:
+        out["apps"] = apps
+    if docker:
+        out["docker"] = docker
+    return out
+
+
+def publish(mine: Record) -> None:
+    """Record `mine` and point every pointer it has at it. Raises OSError."""
+    with _locked():
+        kept, writes = published([r for r in records() if alive(r)], mine)
+        _apply(kept, dict(writes))
+
+
+def withdraw(mine: Record) -> None:
+    """`mine` exits: its pointers go back to the newest live other cluster, or
+    away, unless someone rewrote them (`withdrawn`). Raises OSError."""
+    with _locked():
+        files: dict[str, str | None] = {}
+        for kind in KINDS:
+            try:
+                files[kind] = _file(kind).read_text().strip()
+            except OSError:
+                files[kind] = None
+        kept, writes = withdrawn(records(), mine, files, alive)
+        _apply(kept, writes)
+
+
+def find(master: str) -> Record | None:
+    """The newest recorded up whose master list is `master` (None: none)."""
+    return next((r for r in reversed(records()) if r.get("master") == master), None)

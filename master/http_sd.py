@@ -1,0 +1,75 @@
+"""The master's GET /prometheus/targets: Prometheus HTTP service discovery
+(format: https://prometheus.io/docs/prometheus/latest/http_sd/, a JSON list
+of target groups `{"targets": ["host:port", ...], "labels": {...}}`), pure.
+
+Jobs: "juggler-master" (every master's HTTP port), "juggler-agent" (each
+agent's AgentInfo.metrics_address), "juggler-apps" (each framework's
+webui_url that serves /metrics: the apps services). A group with no target
+is left out, as Prometheus would drop it anyway.
+
+A master knows the other masters by their gRPC addresses only (the
+election's succession). Their HTTP ports are taken to be as far from their
+gRPC ports as this master's is from its own: true wherever every master is
+started alike (the same --port and --metrics-port on each host, as in the
+docker-compose file and the Helm chart; `juggler up --masters N` counts both
+up by one per master).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+
+def _split(address: str) -> tuple[str, int] | None:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host, int(port)
+
+
+def master_http_addresses(masters: Sequence[str], self_address: str,
+                          self_http_port: int) -> list[str]:
+    """host:port of each master's HTTP port, from their gRPC addresses (in
+    order, without duplicates; an address without a port is skipped)."""
+    own = _split(self_address)
+    offset = self_http_port - own[1] if own else 0
+    addresses = list(masters) if self_address in masters else [*masters, self_address]
+    out: list[str] = []
+    for address in addresses:
+        parts = _split(address)
+        if parts is None:
+            continue
+        host, port = parts
+        target = (f"{host}:{self_http_port}" if address == self_address
+                  else f"{host}:{port + offset}")
+        if 0 < port + offset < 65536 and target not in out:
+            out.append(target)
+    return out
+
+
+def url_target(url: str) -> str:
+    """host:port of an http(s) URL (the scheme's port when it names none);
+    "" for anything else."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return ""
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return ""
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def targets(masters: Iterable[str], agents: Iterable[str],
+            apps: Iterable[str]) -> list[dict[str, Any]]:
+    """The target groups: masters' and agents' host:port, apps services' URLs."""
+    groups = []
+    for job, found in (("juggler-master", list(masters)), ("juggler-agent", list(agents)),
+                       ("juggler-apps", [url_target(u) for u in apps])):
+        unique = sorted({t for t in found if t})
+        if unique:
+            groups.append({"targets": unique, "labels": {"job": job}})
+    return groups
