@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from juggler.testing.processes import terminate
 from juggler.testing.waiting import listens
 
 START_TIMEOUT = 60.0
@@ -125,12 +126,7 @@ class EtcdServer:
     def stop(self) -> None:
         if self.process.poll() is None:
             self.resume()
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+            terminate(self.process)
 
 
 def _start(binary: str, base: Path, tls: TLSFiles | None) -> EtcdServer:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 from pathlib import Path
+from typing import Any
 
 
 def marker() -> str:
@@ -64,3 +66,16 @@ def argv_of(pid: int) -> list[str]:
     except OSError:
         return []
     return [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]]
+
+
+def terminate(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """Stop `process` as a test server is stopped: SIGTERM, then SIGKILL if it
+    has not exited within `timeout` seconds; reaped either way."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from juggler.testing.processes import terminate
 from juggler.testing.waiting import free_port, listens
 
 START_TIMEOUT = 60.0
@@ -85,13 +86,7 @@ class PrometheusServer:
         return self.log_path.read_text(errors="replace")[-4000:]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        terminate(self.process)
 
 
 @contextlib.contextmanager

@@ -41,6 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from juggler.testing.processes import terminate
 from juggler.testing.rootfs import make_busybox_rootfs
 from juggler.testing.waiting import free_port, listens
 
@@ -123,13 +124,7 @@ class Registry:
         assert status == 201, (status, text)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
 
 def _serves(address: str, pid: int) -> bool:
