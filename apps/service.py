@@ -38,7 +38,7 @@ from typing import Any
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-from juggler.apps import cluster, rest
+from juggler.apps import cluster, rest, views
 from juggler.apps.commands import (
     Command,
     Decline,
@@ -105,7 +105,8 @@ class Metrics:
         r = self.registry
         self.apps = Gauge("juggler_apps_apps", "Apps defined.", registry=r)
         self.instances = Gauge("juggler_apps_instances",
-                               "Instances per app: wanted, live, running, healthy.",
+                               "Instances per app: wanted, live, running, healthy (health "
+                               "checks passing, as /v2/apps tasksHealthy).",
                                ["app", "kind"], registry=r)
         self.launch_delay = Gauge("juggler_apps_launch_delay_seconds",
                                   "Seconds until an app may launch again (its backoff).",
@@ -212,8 +213,8 @@ class AppsService(ContainerRequests):
             m.instances.labels(a.id, "wanted").set(a.wanted)
             m.instances.labels(a.id, "live").set(len(live))
             m.instances.labels(a.id, "running").set(sum(i.running for i in live))
-            m.instances.labels(a.id, "healthy").set(
-                sum(i.is_healthy() for i in live))
+            # as /v2/apps tasksHealthy: passing health checks only (0 without checks)
+            m.instances.labels(a.id, "healthy").set(views.task_counts(a)[2])
             m.launch_delay.labels(a.id).set(max(0.0, a.delay_until - now))
         by_state = collections.Counter(CS(c.status).name.lower()
                                        for c in self.containers.containers.values())

@@ -106,6 +106,24 @@ def task_json(inst: Instance) -> dict[str, Any]:
     return out
 
 
+def task_counts(a: App) -> tuple[int, int, int, int]:
+    """(staged, running, healthy, unhealthy) instances of `a`, as Marathon's
+    tasksStaged/tasksRunning/tasksHealthy/tasksUnhealthy: healthy and
+    unhealthy count only running instances whose health checks have passed /
+    failed, so an app without health checks has 0 of each."""
+    staged = running = healthy = unhealthy = 0
+    for inst in a.instances.values():
+        if inst.state in (common_pb2.TASK_STAGING, common_pb2.TASK_STARTING):
+            staged += 1
+        elif inst.state == common_pb2.TASK_RUNNING:
+            running += 1
+            if inst.checked and inst.healthy is True:
+                healthy += 1
+            elif inst.checked and inst.healthy is False:
+                unhealthy += 1
+    return staged, running, healthy, unhealthy
+
+
 def app_json(state: AppsState, a: App, *, embed_tasks: bool = False,
              embed_failures: bool = False) -> dict[str, Any]:
     """GET /v2/apps/{id}'s "app": the definition, its version and counts."""
@@ -117,16 +135,7 @@ def app_json(state: AppsState, a: App, *, embed_tasks: bool = False,
         out["ports"] = ports.service_ports(a.current.app)
     if a.stopping:
         out["instances"] = 0
-    staged = running = healthy = unhealthy = 0
-    for inst in a.instances.values():
-        if inst.state in (common_pb2.TASK_STAGING, common_pb2.TASK_STARTING):
-            staged += 1
-        elif inst.state == common_pb2.TASK_RUNNING:
-            running += 1
-            if inst.checked and inst.healthy is True:
-                healthy += 1
-            elif inst.checked and inst.healthy is False:
-                unhealthy += 1
+    staged, running, healthy, unhealthy = task_counts(a)
     out.update({
         "version": a.current.version,
         "versionInfo": {"lastScalingAt": a.last_scaling_at or a.current.version,

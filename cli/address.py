@@ -3,22 +3,48 @@ writes), the apps service and its Docker Engine API (the containers service).
 
 Only readers here: `juggler up` writes and removes the pointer files through
 cli/pointers.py, which records whose each one is (an address alone does not say
-which cluster wrote it)."""
+which cluster wrote it).
+
+The pointers are one cluster's: the last up owns all three, and one run with
+--no-apps removes apps and docker while it runs. So a master pointer without
+an apps (docker) pointer means that cluster serves none: the readers raise
+NotServed rather than fall to a default that may be another cluster's. Flags
+and environment variables still win. Before reading a pointer, a reader lets
+cli/pointers.py withdraw the records of ups that died without doing so
+(`pointers.heal`: /proc reads only, nothing when no up recorded one)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from juggler.cli import pointers
+from juggler.cli.home import apps_file, docker_file, master_file, state_dir, write_file
+
+__all__ = ["apps_file", "docker_file", "master_file", "state_dir"]
+
 DEFAULT = "127.0.0.1:5050"
 
 
-def state_dir() -> Path:
-    return Path(os.environ.get("JUGGLER_HOME") or Path.home() / ".juggler")
+class NotServed(Exception):
+    """The cluster `juggler up` started last runs no apps service (its master
+    pointer is there, its apps or docker pointer is not)."""
 
 
-def master_file() -> Path:
-    return state_dir() / "master"
+def _read(path: Path) -> str | None:
+    """A pointer's text; None when there is no such file."""
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def not_served(names: str) -> str:
+    """Why the last up's cluster has no apps service to use, naming the flag
+    and variable (`names`, e.g. "-H or $JUGGLER_DOCKER") that pick one."""
+    master = _read(master_file()) or "?"
+    return (f"the cluster `juggler up` started last ({master}) runs no apps service "
+            f"(--no-apps): name one with {names}")
 
 
 def resolve(flag: str | None) -> str:
@@ -27,21 +53,12 @@ def resolve(flag: str | None) -> str:
     env = os.environ.get("JUGGLER_MASTER")
     if env:
         return env
-    try:
-        text = master_file().read_text().strip()
-    except OSError:
-        text = ""
-    return text or DEFAULT
+    pointers.heal()
+    return _read(master_file()) or DEFAULT
 
 
 def _write(path: Path, text: str) -> Path:
-    """Point `path` at `text`, replacing it by rename (a reader sees the old
-    text or the new). Raises OSError."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_file(path, text)
 
 
 def write(address: str) -> Path:
@@ -57,10 +74,6 @@ def write(address: str) -> Path:
 DEFAULT_APPS = "http://127.0.0.1:8080"
 
 
-def apps_file() -> Path:
-    return state_dir() / "apps"
-
-
 def _apps_url(text: str) -> str:
     """"host:port" → "http://host:port"; no trailing "/". Several,
     comma-separated, each so."""
@@ -74,16 +87,17 @@ def _apps_url(text: str) -> str:
 
 def resolve_apps(flag: str | None) -> str:
     """The apps service's base URL: --apps, then $JUGGLER_APPS, then $JUGGLER_HOME/apps,
-    then http://127.0.0.1:8080."""
+    then http://127.0.0.1:8080. Raises NotServed when $JUGGLER_HOME/master is
+    there and $JUGGLER_HOME/apps is not (that cluster runs --no-apps)."""
     if flag:
         return _apps_url(flag)
     env = os.environ.get("JUGGLER_APPS")
     if env:
         return _apps_url(env)
-    try:
-        text = apps_file().read_text().strip()
-    except OSError:
-        text = ""
+    pointers.heal()
+    text = _read(apps_file())
+    if text is None and _read(master_file()) is not None:
+        raise NotServed(not_served("--apps or $JUGGLER_APPS"))
     return _apps_url(text or DEFAULT_APPS)
 
 
@@ -93,10 +107,6 @@ def resolve_apps(flag: str | None) -> str:
 # (unix:///path, tcp://host:port).
 
 DEFAULT_DOCKER = "unix:///run/juggler/docker.sock"
-
-
-def docker_file() -> Path:
-    return state_dir() / "docker"
 
 
 def write_apps(url: str) -> Path:
@@ -111,24 +121,26 @@ def write_docker(url: str) -> Path:
 
 def docker_host_source(flag: str | None) -> tuple[str, str]:
     """(the Docker API's address, where it came from: "flag", "env", "file" or
-    "default")."""
+    "default"), or ("", "none") when $JUGGLER_HOME/master is there and
+    $JUGGLER_HOME/docker is not (the last up's cluster runs --no-apps)."""
     if flag:
         return flag, "flag"
     env = os.environ.get("JUGGLER_DOCKER")
     if env:
         return env, "env"
-    try:
-        text = docker_file().read_text().strip()
-    except OSError:
-        text = ""
+    pointers.heal()
+    text = _read(docker_file())
     if text:
         return text, "file"
+    if text is None and _read(master_file()) is not None:
+        return "", "none"
     return DEFAULT_DOCKER, "default"
 
 
 def docker_host(flag: str | None = None) -> str:
     """The containers service's Docker Engine API: -H, $JUGGLER_DOCKER,
-    $JUGGLER_HOME/docker, then unix:///run/juggler/docker.sock."""
+    $JUGGLER_HOME/docker, then unix:///run/juggler/docker.sock ("" when the
+    last up's cluster serves none: `docker_host_source`)."""
     return docker_host_source(flag)[0]
 
 

@@ -600,7 +600,7 @@ def _client(args: argparse.Namespace) -> AppsClient:
 def _failed(command: str, e: Exception) -> int:
     """How every command reports an error; the exit code it returns."""
     say = f"juggler {command}: "
-    if isinstance(e, UsageError | NoAppsService):
+    if isinstance(e, UsageError | NoAppsService | addr.NotServed):
         print(say + str(e), file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
     assert isinstance(e, ApiError)
@@ -627,7 +627,7 @@ def _command(run: Callable[[argparse.Namespace, AppsClient], int]) -> Callable[
     def main(args: argparse.Namespace) -> int:
         try:
             return run(args, _client(args))
-        except (UsageError, NoAppsService, ApiError) as e:
+        except (UsageError, NoAppsService, ApiError, addr.NotServed) as e:
             return _failed(args.command, e)
     main.__doc__ = run.__doc__
     return main

@@ -8,6 +8,10 @@ Which service: the Docker Engine API at `-H`, $JUGGLER_DOCKER, the address
 $JUGGLER_MASTER) is trusted over an address found in a file or by default,
 which may be another cluster's: then only a Docker API named with -H or
 $JUGGLER_DOCKER is used, and `run` runs a task on that master (today's path).
+When the cluster `juggler up` started last runs no apps service (its master
+pointer without a docker pointer), `run` runs a task on it and the container
+verbs say so rather than try the default socket, which may be another
+cluster's.
 
 Streams go from the CLI to the container's agent directly, as for tasks: the
 inspect JSON names the run (`Juggler.TaskId`, `Juggler.FrameworkId`) and the
@@ -75,9 +79,10 @@ def off_loop(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
 def service(docker_flag: str | None, master_flag: str | None = None) -> DockerClient | None:
     """The containers service this command may use, or None when a named
     master must not be mixed with a Docker API found only in a file or by
-    default (see the module's doc)."""
+    default, or the last up's cluster serves none (see the module's doc)."""
     url, source = addr.docker_host_source(docker_flag)
-    if source in ("file", "default") and (master_flag or addr.master_named()):
+    if source == "none" or (source in ("file", "default")
+                            and (master_flag or addr.master_named())):
         return None
     try:
         return DockerClient(url)
@@ -86,8 +91,11 @@ def service(docker_flag: str | None, master_flag: str | None = None) -> DockerCl
 
 
 def client(docker_flag: str | None) -> DockerClient:
-    """The containers service for the container verbs (ps, stop, rm, ...)."""
-    url = addr.docker_host(docker_flag)
+    """The containers service for the container verbs (ps, stop, rm, ...).
+    Raises SystemExit (saying so) when the last up's cluster serves none."""
+    url, source = addr.docker_host_source(docker_flag)
+    if source == "none":
+        raise SystemExit(f"juggler: {addr.not_served('-H or $JUGGLER_DOCKER')}")
     try:
         return DockerClient(url)
     except ValueError as e:

@@ -11,9 +11,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import prometheus_client
+
 from juggler.common import attributes, gc_policy, logs
 from juggler.common.resources import ResourceError
 from juggler.images.mirrors import MirrorError, parse_mirrors
+
+
+def _start_daemon(name: str) -> None:
+    """At a juggler daemon's start: its logs, and no `*_created` series on its
+    /metrics (prometheus_client exports one per counter and histogram unless
+    disable_created_metrics() is called; nothing here uses them)."""
+    logs.configure(name)
+    prometheus_client.disable_created_metrics()
 
 
 def add_master_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +33,8 @@ def add_master_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=5050, help="gRPC port (default 5050)")
     p.add_argument("--advertise", default="", help="host:port others reach this master at")
     p.add_argument("--metrics-port", type=int, default=5055,
-                   help="HTTP port of /metrics (default 5055; -1 disables)")
+                   help="HTTP port of /metrics, the web UI (/) and /prometheus/targets "
+                        "(default 5055; -1 disables them all)")
     p.add_argument("--work-dir", default="/var/lib/juggler/master",
                    help="where the embedded store keeps the registry")
     p.add_argument("--allocation-interval", type=float, default=1.0,
@@ -142,7 +153,7 @@ def master_main(args: argparse.Namespace) -> int:
     from juggler.master.server import Master, MasterConfig
     from juggler.store.embedded import EmbeddedStore
 
-    logs.configure("master")
+    _start_daemon("master")
     for flag in ("allocation_interval", "agent_ping_timeout", "agent_gone_timeout"):
         if not getattr(args, flag) > 0:
             print(f"juggler master: --{flag.replace('_', '-')} must be more than 0",
@@ -215,7 +226,7 @@ def agent_main(args: argparse.Namespace) -> int:
     from juggler.agent.server import Agent, AgentConfig
     from juggler.container.cni_config import NetworkError, builtin_bridge
 
-    logs.configure("agent")
+    _start_daemon("agent")
     if os.geteuid() != 0:
         print("juggler agent: must run as root (it creates namespaces, cgroups and mounts)",
               file=sys.stderr)
@@ -314,7 +325,7 @@ def add_apps_parser(sub: argparse._SubParsersAction) -> None:
 def apps_main(args: argparse.Namespace) -> int:
     from juggler.apps.service import AppsConfig, AppsService
 
-    logs.configure("apps")
+    _start_daemon("apps")
     prefix = args.etcd_prefix if args.etcd_prefix.endswith("/") else args.etcd_prefix + "/"
     config = AppsConfig(master=args.master, etcd=args.etcd, etcd_prefix=prefix,
                         etcd_ca=args.etcd_ca, etcd_cert=args.etcd_cert, etcd_key=args.etcd_key,

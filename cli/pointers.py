@@ -15,16 +15,20 @@ pointers, oldest first, each as
 and `withdrawn`:
 
 - an up publishes only once its cluster is ready (an up that refused or
-  failed never touches the pointers) and then each of its pointers wins, as
-  `docker context use` does: the last started cluster is the one the CLI talks
-  to;
-- on exit it rewrites a pointer only if the file still says what it wrote
-  (someone else may have written it since: theirs stays). It then points at
-  the newest other recorded up that is still alive (its pid with the same start
-  time, and its master still accepts connections) and has that pointer, or the
-  file goes: when the second of two clusters stops, the CLI goes back to the
-  first rather than to nothing;
-- records of ups that are gone are dropped whenever the list is written.
+  failed never touches the pointers) and then owns all three, as `docker
+  context use` does: the last started cluster is the one the CLI talks to.
+  A kind it lacks (apps, docker with --no-apps) is removed while it runs, so
+  the CLI never mixes two clusters (cli/address.py then says that cluster
+  serves none, rather than use a default);
+- when the owner (the newest record) leaves — exits, or is found dead — each
+  pointer that still says what it wrote (absent, for a kind it lacked) goes to
+  the newest other recorded up that is still alive, that one cluster's whole
+  set (a kind it lacks goes away), or away: when the second of two clusters
+  stops, the CLI goes back to the first rather than to nothing. A file someone
+  else wrote since stays; an up that is not the newest changes no pointer;
+- records of ups that are gone are dropped whenever the list is written;
+- a CLI reader heals (`heal`): when a recorded up's pid no longer has its
+  start time (SIGKILLed), its record is withdrawn as if it had exited.
 
 Writers take an flock on $JUGGLER_HOME/clusters.lock around read-modify-write;
 files are replaced by rename, so a reader sees the old text or the new.
@@ -41,60 +45,70 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from juggler.cli import address as addr
+from juggler.cli import home
 
 KINDS = ("master", "apps", "docker")
 Record = dict[str, Any]
 
 
 def _file(kind: str) -> Path:
-    return {"master": addr.master_file, "apps": addr.apps_file,
-            "docker": addr.docker_file}[kind]()
+    return {"master": home.master_file, "apps": home.apps_file,
+            "docker": home.docker_file}[kind]()
 
 
 def _write(kind: str, text: str) -> None:
-    {"master": addr.write, "apps": addr.write_apps, "docker": addr.write_docker}[kind](text)
+    home.write_file(_file(kind), text)
 
 
 # -- pure ---------------------------------------------------------------------------------
 
-def published(records: list[Record], mine: Record) -> tuple[list[Record], dict[str, str]]:
+def published(records: list[Record],
+              mine: Record) -> tuple[list[Record], dict[str, str | None]]:
     """(the new record list, pointer kind → text to write) when up `mine`
-    publishes: it is appended (replacing a record of the same pid) and each of
-    its pointers wins. Raises nothing."""
+    publishes: it is appended (replacing a record of the same pid) and owns
+    every pointer: each kind it has is written, each it lacks removed (None).
+    Raises nothing."""
     rest = [r for r in records if r.get("pid") != mine["pid"]]
-    return [*rest, mine], {k: mine[k] for k in KINDS if mine.get(k)}
+    return [*rest, mine], {k: mine.get(k) or None for k in KINDS}
 
 
-def withdrawn(records: list[Record], mine: Record, files: dict[str, str | None],
+def withdrawn(records: list[Record], mine: Record | None, files: dict[str, str | None],
               alive: Callable[[Record], bool]) -> tuple[list[Record], dict[str, str | None]]:
     """(the new record list, pointer kind → text to write, None to remove)
-    when up `mine` exits. `files`: each pointer's current text (None: no file).
-    Only pointers still saying what `mine` wrote change; each goes to the
-    newest other live record with that kind, or away. Dead records are dropped.
+    when up `mine` exits (None: only the dead leave, `heal`). `files`: each
+    pointer's current text (None: no file). Nothing changes unless the owner,
+    the newest record, is leaving (it is `mine`, or not alive); then each
+    pointer still saying what the owner wrote (None for a kind it lacked) goes
+    to the newest live other record's, or away. Dead records are dropped.
     `alive(record)` is asked once per other record. Raises nothing."""
-    others = [r for r in records if r.get("pid") != mine.get("pid")]
-    living = [r for r in others if alive(r)]
+    others = [r for r in records if mine is None or r.get("pid") != mine.get("pid")]
+    verdict = {id(r): alive(r) for r in others}
+    living = [r for r in others if verdict[id(r)]]
+    owner = records[-1] if records else mine
+    if owner is None:
+        return living, {}
+    leaving = mine is not None and owner.get("pid") == mine.get("pid")
+    if not leaving and verdict.get(id(owner), False):
+        return living, {}   # the newest up still runs: the pointers are its
+    previous = living[-1] if living else {}
     writes: dict[str, str | None] = {}
     for kind in KINDS:
-        if not mine.get(kind) or files.get(kind) != mine[kind]:
-            continue   # not ours (any more): leave it
-        previous = next((r[kind] for r in reversed(living) if r.get(kind)), None)
-        writes[kind] = previous
+        if files.get(kind) == (owner.get(kind) or None):
+            writes[kind] = previous.get(kind) or None
     return living, writes
 
 
 # -- the shell ----------------------------------------------------------------------------
 
 def _records_file() -> Path:
-    return addr.state_dir() / "clusters.json"
+    return home.state_dir() / "clusters.json"
 
 
 @contextlib.contextmanager
 def _locked() -> Iterator[None]:
-    home = addr.state_dir()
-    home.mkdir(parents=True, exist_ok=True)
-    fd = os.open(home / "clusters.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    where = home.state_dir()
+    where.mkdir(parents=True, exist_ok=True)
+    fd = os.open(where / "clusters.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -148,12 +162,17 @@ def _answers(masters: str) -> bool:
     return False
 
 
+def running(record: Record) -> bool:
+    """Whether the up of `record` still runs: its pid with the same start time
+    (/proc reads only)."""
+    pid = record.get("pid")
+    return isinstance(pid, int) and start_time(pid) == record.get("start")
+
+
 def alive(record: Record) -> bool:
     """Whether the up of `record` still runs (same pid and start time) and its
     master accepts connections."""
-    pid = record.get("pid")
-    return (isinstance(pid, int) and start_time(pid) == record.get("start")
-            and _answers(str(record.get("master", ""))))
+    return running(record) and _answers(str(record.get("master", "")))
 
 
 def record_for(*, master: str, apps: str, docker: str, work_dir: Path,
@@ -180,14 +199,34 @@ def withdraw(mine: Record) -> None:
     """`mine` exits: its pointers go back to the newest live other cluster, or
     away, unless someone rewrote them (`withdrawn`). Raises OSError."""
     with _locked():
-        files: dict[str, str | None] = {}
-        for kind in KINDS:
-            try:
-                files[kind] = _file(kind).read_text().strip()
-            except OSError:
-                files[kind] = None
-        kept, writes = withdrawn(records(), mine, files, alive)
+        kept, writes = withdrawn(records(), mine, _files(), alive)
         _apply(kept, writes)
+
+
+def _files() -> dict[str, str | None]:
+    files: dict[str, str | None] = {}
+    for kind in KINDS:
+        try:
+            files[kind] = _file(kind).read_text().strip()
+        except OSError:
+            files[kind] = None
+    return files
+
+
+def heal() -> None:
+    """A CLI reader's first step: withdraw, as if they had exited, the records
+    of ups that died without doing so (SIGKILL), so the pointers go back to
+    the newest still-running cluster, or away. Cheap: no clusters.json, or
+    every recorded up still running (/proc reads), does nothing; no network.
+    Raises nothing (a home the user cannot write is left as it is)."""
+    if not _records_file().exists() or all(running(r) for r in records()):
+        return
+    try:
+        with _locked():
+            kept, writes = withdrawn(records(), None, _files(), running)
+            _apply(kept, writes)
+    except OSError:
+        pass
 
 
 def find(master: str) -> Record | None:

@@ -457,6 +457,8 @@ def _why_a_task(args: argparse.Namespace, task_options: list[str]) -> str:
         return f"{', '.join(task_options)} make{'s' if len(task_options) == 1 else ''} it a task"
     if containers.service(args.docker_host, args.master) is not None:
         return f"no containers service answers at {addr.docker_host(args.docker_host)}"
+    if addr.docker_host_source(args.docker_host)[1] == "none":
+        return addr.not_served("-H or $JUGGLER_DOCKER")
     return ("the master was named (--master, $JUGGLER_MASTER): name its containers service "
             "with -H or $JUGGLER_DOCKER")
 

@@ -5,8 +5,10 @@ Each master named (--master, $JUGGLER_MASTER or $JUGGLER_HOME/master) is
 asked GetLeader on its own, so the table says which answer and which leads;
 the rest comes from the leader's GetState. Endpoints: the masters' HTTP ports
 (web UI, /metrics) and the Docker API as `juggler up` recorded them
-(cli/pointers.py), the apps service from its framework's webui_url (else the
-record), each agent's metrics address from the master.
+(cli/pointers.py), each master's labelled with its address (the leader
+marked) when there are several; the apps service from its framework's
+webui_url (else the record), asked /ping with a short timeout and shown "not
+answering" when it does not; each agent's metrics address from the master.
 
 Exit 0 when a leader answers; 1, saying so, when no master answers or none
 knows a leader. `summarize` is pure; `render` turns its result into text.
@@ -73,11 +75,23 @@ def _name(enum: type, value: int, prefix: str) -> str:
     return enum.Name(value).removeprefix(prefix)  # type: ignore[attr-defined,no-any-return]
 
 
+def apps_urls(state: operator_pb2.GetStateResponse,
+              record: dict[str, object] | None) -> list[str]:
+    """The apps services' REST base URLs: the frameworks' webui_url, else what
+    `juggler up` recorded. Raises nothing."""
+    apps = sorted({f.info.webui_url for f in state.frameworks if f.info.webui_url})
+    if not apps and record and record.get("apps"):
+        apps = str(record["apps"]).split(",")
+    return apps
+
+
 def summarize(seen: list[MasterSeen], state: operator_pb2.GetStateResponse,
-              record: dict[str, object] | None, docker: str) -> Status:
+              record: dict[str, object] | None, docker: str,
+              silent: frozenset[str] = frozenset()) -> Status:
     """The one-screen view from each master's own answer, the leader's state,
     `juggler up`'s record of this cluster (cli/pointers.py; None: not started by
-    an up here) and the Docker API address the CLI would use. Raises nothing."""
+    an up here), the Docker API address the CLI would use and the apps URLs
+    (`apps_urls`) that did not answer. Raises nothing."""
     leader = leader_of(seen)
     masters = []
     for m in seen:
@@ -107,14 +121,18 @@ def summarize(seen: list[MasterSeen], state: operator_pb2.GetStateResponse,
     tasks = Counter(_name(common_pb2.TaskState, t.state, "TASK_") for t in state.tasks)
     endpoints: list[tuple[str, str]] = []
     recorded = [str(e) for e in (record or {}).get("endpoints", [])]  # type: ignore[attr-defined]
-    for url in recorded:
-        if url.endswith("/"):   # a master's HTTP port
-            endpoints += [("web UI", url), ("metrics", url + "metrics")]
-    apps = sorted({f.info.webui_url for f in state.frameworks if f.info.webui_url})
-    if not apps and record and record.get("apps"):
-        apps = str(record["apps"]).split(",")
-    for url in apps:
-        endpoints += [("apps REST", url), ("apps metrics", url.rstrip("/") + "/metrics")]
+    http = [url for url in recorded if url.endswith("/")]   # the masters' HTTP ports, in order
+    owners = str((record or {}).get("master", "")).split(",")
+    for i, url in enumerate(http):
+        label = ""
+        if len(http) > 1:   # whose: up gives master i the HTTP port metrics-port + i
+            owner = owners[i].strip() if i < len(owners) else "?"
+            label = f" ({owner}{', leader' if owner == leader else ''})"
+        endpoints += [(f"web UI{label}", url), (f"metrics{label}", url + "metrics")]
+    for url in apps_urls(state, record):
+        note = " (not answering)" if url in silent else ""
+        endpoints += [("apps REST", url + note),
+                      ("apps metrics", url.rstrip("/") + "/metrics" + note)]
     if docker:
         endpoints.append(("Docker API", docker))
     return Status(leader, masters, agents, resources, frameworks, tasks, endpoints)
@@ -173,6 +191,21 @@ def _ask(address: str) -> MasterSeen:
         return MasterSeen(address, None, e.details() or e.code().name)  # type: ignore[attr-defined]
 
 
+def _answers(url: str) -> bool:
+    """Whether the apps service at `url` answers GET /ping within 2 s (any
+    HTTP status is an answer)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/ping", timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def main(args: argparse.Namespace) -> int:
     import shutil
 
@@ -199,5 +232,6 @@ def main(args: argparse.Namespace) -> int:
         return 1
     docker = str(record.get("docker", "")) if record else ""
     width = shutil.get_terminal_size((120, 40)).columns if sys.stdout.isatty() else 160
-    sys.stdout.write(render(summarize(seen, state, record, docker), width))
+    silent = frozenset(u for u in apps_urls(state, record) if not _answers(u))
+    sys.stdout.write(render(summarize(seen, state, record, docker, silent), width))
     return 0

@@ -72,7 +72,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=5050,
                    help="the (first) master's port (default 5050; others count up)")
     p.add_argument("--metrics-port", type=int, default=5055,
-                   help="the (first) master's /metrics port (default 5055; others count up)")
+                   help="the (first) master's HTTP port: /metrics, the web UI (/) and "
+                        "/prometheus/targets (default 5055; others count up)")
     p.add_argument("--resources", default=None,
                    help="each agent's resources (default: this host's, split between agents)")
     p.add_argument("--apps-port", type=int, default=8080,
@@ -202,6 +203,25 @@ def main(args: argparse.Namespace) -> int:
         print("juggler up: --hosts N runs N agents, one per host; leave out --agents",
               file=sys.stderr)
         return 2
+    # Bad flags are refused before the guard takes the work dir (it creates it).
+    if (args.agents is not None and args.agents < 1) or args.masters < 1:
+        print("juggler up: --agents and --masters must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        args.mirror_urls = [m.url for m in parse_mirrors(args.registry_mirror)]
+    except MirrorError as e:
+        print(f"juggler up: --registry-mirror: {e}", file=sys.stderr)
+        return 2
+    if args.hosts:
+        try:
+            lab_hosts.plan(args.lab, args.hosts)
+        except ValueError as e:
+            print(f"juggler up: {e}", file=sys.stderr)
+            return 2
+    if os.geteuid() != 0:
+        print("juggler up: agents must run as root (namespaces, cgroups, mounts); "
+              "try: sudo juggler up", file=sys.stderr)
+        return 1
     work = Path(args.work_dir or addr.state_dir() / "cluster").resolve()
     lock, problems = up_guard.take(work, masters=args.masters, port=args.port,
                                    metrics_port=args.metrics_port, apps=args.apps,
@@ -224,10 +244,6 @@ def _main(args: argparse.Namespace, work: Path) -> int:
         except ValueError as e:
             print(f"juggler up: {e}", file=sys.stderr)
             return 2
-        if os.geteuid() != 0:
-            print("juggler up: --hosts makes network namespaces and a bridge: run as root",
-                  file=sys.stderr)
-            return 1
         try:
             with lab_hosts.held(lab, work):
                 return _run(args, lab, work)
@@ -239,18 +255,7 @@ def _main(args: argparse.Namespace, work: Path) -> int:
 
 def _run(args: argparse.Namespace, lab: lab_hosts.Lab | None, work: Path) -> int:
     args.agents = len(lab.hosts) if lab is not None else args.agents or 1
-    if args.agents < 1 or args.masters < 1:
-        print("juggler up: --agents and --masters must be at least 1", file=sys.stderr)
-        return 2
-    if os.geteuid() != 0:
-        print("juggler up: agents must run as root (namespaces, cgroups, mounts); "
-              "try: sudo juggler up", file=sys.stderr)
-        return 1
-    try:
-        mirrors = [m.url for m in parse_mirrors(args.registry_mirror)]
-    except MirrorError as e:
-        print(f"juggler up: --registry-mirror: {e}", file=sys.stderr)
-        return 2
+    mirrors: list[str] = args.mirror_urls   # checked by main
     exe = [sys.executable, "-m", "juggler.cli.main"]
     resources = args.resources or _split_resources(args.agents)
     procs: list[subprocess.Popen[bytes]] = []

@@ -12,7 +12,9 @@ master's own asyncio loop, so on the leader it reads MasterState directly.
                                Marathon-style REST API: its apps and deployments
     GET /api/tasks/{id}/logs   ?framework=ID&stream=stdout|stderr&tail=N: the
                                task's output, read from its agent (Agent.Logs), as text
-    GET /prometheus/targets    Prometheus HTTP SD (master/http_sd.py)
+    GET /prometheus/targets    Prometheus HTTP SD (master/http_sd.py; an apps
+                               service once seen serving /metrics stays listed
+                               while its framework is registered)
 
 Following the leader: a standby answers /api/* and /prometheus/targets with
 the leader's state, read through the leader's Operator API (GetState), and
@@ -70,6 +72,9 @@ class MasterHttp:
         # (when, state): one state serves every request for STATE_TTL seconds,
         # however many browsers refresh at once.
         self._cached: tuple[float, operator_pb2.GetStateResponse] | None = None
+        # (framework id, webui_url) of the registered frameworks seen serving
+        # /metrics: listed while registered, answering or not (http_sd.py).
+        self._serving_metrics: set[http_sd.Framework] = set()
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -219,12 +224,19 @@ class MasterHttp:
             state = None
         agents = [a.info.metrics_address for a in state.agents
                   if a.state != operator_pb2.AGENT_GONE] if state else []
-        urls = [f.info.webui_url for f in state.frameworks
-                if f.state != operator_pb2.FRAMEWORK_TORN_DOWN] if state else []
+        if state is None:  # no news of the frameworks: those known to serve stay
+            return web.json_response(http_sd.targets(
+                masters, agents, [url for _, url in sorted(self._serving_metrics)]))
+        registered = [(f.info.id, f.info.webui_url) for f in state.frameworks
+                      if f.state != operator_pb2.FRAMEWORK_TORN_DOWN]
+        probe = http_sd.to_probe(registered, self._serving_metrics)
         async with aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=APPS_TIMEOUT)) as session:
-            serve = await asyncio.gather(*(_serves_metrics(session, u) for u in urls))
-        apps = [u for u, yes in zip(urls, serve, strict=True) if yes]
+            serve = await asyncio.gather(*(_serves_metrics(session, u) for _, u in probe))
+        answered = {one for one, yes in zip(probe, serve, strict=True) if yes}
+        self._serving_metrics = http_sd.apps_serving(registered, self._serving_metrics,
+                                                     answered)
+        apps = [url for _, url in sorted(self._serving_metrics)]
         return web.json_response(http_sd.targets(masters, agents, apps))
 
 

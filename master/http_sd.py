@@ -7,6 +7,23 @@ agent's AgentInfo.metrics_address), "juggler-apps" (each framework's
 webui_url that serves /metrics: the apps services). A group with no target
 is left out, as Prometheus would drop it anyway.
 
+Which apps services are listed (`apps_serving`): a framework registered
+with the master (any state but torn down) whose webui_url has answered GET
+/metrics with Prometheus text once, as seen by this master process, stays
+listed while that framework stays registered, answering or not: a stopped
+or hung service must stay a target so that its `up` goes to 0 (and
+JugglerAppsNoLeader can fire) rather than vanish from discovery. Only
+frameworks not known to serve are probed (again at each request until
+one answers); while no leading master answers, those known stay listed.
+
+Standby apps services are not discovered: only the leading apps service
+subscribes to the master as the framework, so standbys are no frameworks
+and have no webui_url here. The juggler-apps job holds one URL per apps
+framework: its leader's, or, once that leader stops answering, the last
+leader's (listed, `up` 0) until a new leader re-subscribes with the same
+framework id and its own webui_url, which replaces it. Scrape standbys'
+REST ports in a static job of your own if you want their metrics.
+
 A master knows the other masters by their gRPC addresses only (the
 election's succession). Their HTTP ports are taken to be as far from their
 gRPC ports as this master's is from its own: true wherever every master is
@@ -17,7 +34,7 @@ up by one per master).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -61,6 +78,29 @@ def url_target(url: str) -> str:
         return ""
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return f"{host}:{port or (443 if parts.scheme == 'https' else 80)}"
+
+
+# A registered framework as discovery sees it: (framework id, webui_url).
+Framework = tuple[str, str]
+
+
+def to_probe(registered: Iterable[Framework], serving: Collection[Framework]) -> list[Framework]:
+    """The registered frameworks whose webui_url must be asked for /metrics:
+    http(s) URLs not known to serve it (in order, without duplicates)."""
+    out: list[Framework] = []
+    for one in registered:
+        if one not in serving and one not in out and url_target(one[1]):
+            out.append(one)
+    return out
+
+
+def apps_serving(registered: Iterable[Framework], serving: Collection[Framework],
+                 answered: Collection[Framework]) -> set[Framework]:
+    """The frameworks to list (and remember) now: those registered that
+    served /metrics before (`serving`, kept whether they answer now or not)
+    or answered this time (`answered`); a framework no longer registered, or
+    registered with another webui_url, is forgotten."""
+    return {one for one in registered if one in serving or one in answered}
 
 
 def targets(masters: Iterable[str], agents: Iterable[str],

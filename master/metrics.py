@@ -22,8 +22,9 @@ metric that no longer exists).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -32,6 +33,7 @@ from prometheus_client.registry import Collector
 from juggler.common import task_states
 from juggler.common.resources import Resources
 from juggler.master.state import MasterState
+from juggler.v1 import common_pb2
 
 MIB = 2**20
 S = task_states.S
@@ -61,6 +63,42 @@ TASK_LAUNCH = Histogram(
     "Seconds from the master accepting a task (Accept, RunTask sent to the agent) to its first "
     "TASK_RUNNING update (image pulls included)",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+
+TASKS_ENDED = Counter(
+    "juggler_master_tasks_ended_total",
+    "Tasks that ended, once per task (its first terminal status update), by terminal state and "
+    "reason (Reason value names, as Mesos's per-reason task counters): e.g. TASK_FAILED "
+    "with REASON_CONTAINER_LIMITATION_MEMORY for a task whose pid 1 the OOM killer ended",
+    ["state", "reason"])
+# At 0 from the start, so that increase() counts the first OOM kill and the
+# dashboard's stat reads 0 rather than "no data" (Prometheus's advice on
+# missing series).
+OOM_KILLED = ("TASK_FAILED", "REASON_CONTAINER_LIMITATION_MEMORY")
+TASKS_ENDED.labels(*OOM_KILLED)
+
+
+def ended_labels(status: common_pb2.TaskStatus,
+                 history: Iterable[common_pb2.TaskStatus] | None) -> tuple[str, str] | None:
+    """(state, reason) names to count in TASKS_ENDED for a status update from
+    an agent, or None: the update is not terminal, its task is unknown
+    (`history` None: another agent's stale copy, a forgotten task), or the
+    task's history (the updates the master applied before this one) has a
+    terminal update already (this one is a retry or a later copy). Labels are
+    TaskState / Reason value names, bounded by those enums (a
+    number neither names becomes "UNKNOWN")."""
+    if history is None or not task_states.is_terminal(status.state):
+        return None
+    if any(task_states.is_terminal(h.state) for h in history):
+        return None
+    return _enum_name(common_pb2.TaskState, status.state), _enum_name(
+        common_pb2.Reason, status.reason)
+
+
+def _enum_name(enum: Any, number: int) -> str:
+    try:
+        return str(enum.Name(number))
+    except ValueError:
+        return "UNKNOWN"
 
 
 def carried_terms() -> int:

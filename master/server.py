@@ -685,6 +685,10 @@ class AgentChannelServicer(agent_pb2_grpc.AgentChannelServicer):
         if kind == "status_update":
             status = msg.status_update.status
             UPDATES.labels(state=task_states.name(status.state)).inc()
+            task = self.m.state.tasks.get((status.framework_id, status.task_id))
+            ended = operator_metrics.ended_labels(
+                status, task.history if task is not None and task.agent_id == agent_id
+                else None)
             took = self.m.launches.update(
                 (status.framework_id, status.task_id),
                 (status.state, msg.status_update.latest_state or status.state),
@@ -697,6 +701,8 @@ class AgentChannelServicer(agent_pb2_grpc.AgentChannelServicer):
             except CallError as e:
                 alog.warning("status update refused", error=e.message)
                 return
+            if ended is not None:
+                operator_metrics.TASKS_ENDED.labels(*ended).inc()
             await self.m.execute(commands)
         elif kind == "heartbeat":
             pass

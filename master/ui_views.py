@@ -150,8 +150,9 @@ def state_json(state: operator_pb2.GetStateResponse, *, self_address: str,
 def apps_json(url: str, apps: Any, deployments: Any) -> dict[str, Any]:
     """An apps service's apps and running deployments from its answers to
     GET /v2/apps?embed=apps.counts ({"apps": [...]}) and GET /v2/deployments
-    ([...]), as Marathon's UI lists them. Raises ValueError when an answer
-    is not of that shape."""
+    ([...]), as Marathon's UI lists them; each deployment's "instances" is
+    [{"app", "running", "wanted"}] for its affected apps still defined.
+    Raises ValueError when an answer is not of that shape."""
     if not isinstance(apps, dict) or not isinstance(apps.get("apps"), list) \
             or not isinstance(deployments, list):
         raise ValueError("not the answers of a Marathon-style REST API")
@@ -162,10 +163,16 @@ def apps_json(url: str, apps: Any, deployments: Any) -> dict[str, Any]:
         "deployments": [str(d.get("id", "")) for d in a.get("deployments", [])],
         "version": str(a.get("version", "")),
     } for a in apps["apps"]]
+    by_id = {r["id"]: r for r in rows}
     plans = [{
         "id": str(d.get("id", "")), "apps": [str(x) for x in d.get("affectedApps", [])],
         "step": d.get("currentStep", 0), "steps": d.get("totalSteps", 0),
         "actions": [f"{a.get('action', '')} {a.get('app', '')}".strip()
                     for a in d.get("currentActions", [])],
+        # What a scale or restart is waiting for: each affected app still
+        # defined, its running instances of those it wants (/v2/apps counts).
+        "instances": [{"app": x, "running": by_id[x]["running"],
+                       "wanted": by_id[x]["instances"]}
+                      for x in map(str, d.get("affectedApps", [])) if x in by_id],
     } for d in deployments]
     return {"url": url, "apps": sorted(rows, key=lambda r: r["id"]), "deployments": plans}

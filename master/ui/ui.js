@@ -219,7 +219,10 @@ function progress(d) {
   return el("span", {},
     el("span", {class: "bar"}, el("span", {class: "offered", width: (100 * d.step) / d.steps}),
        el("span", {width: (100 * done) / d.steps})),
-    `${done} of ${d.steps} steps done`);
+    `${done} of ${d.steps} steps done`,
+    // A scale is one step: what it waits for is each app's instances.
+    ...(d.instances || []).map((i) => el("div", {class: "instances"},
+      `${i.app}: ${i.running} of ${i.wanted} instances running`)));
 }
 
 // -- refreshing ---------------------------------------------------------------------------------
@@ -252,6 +255,18 @@ function showError(text) {
   box.textContent = text || "";
 }
 
+// Whether the user has text selected inside the shown page: a re-render
+// would replace the selected nodes and lose the selection (copying a task id).
+function selectingInPage() {
+  const selection = window.getSelection();
+  if (!selection || selection.isCollapsed || selection.toString() === "") return false;
+  const shown = document.getElementById("page");
+  for (let i = 0; i < selection.rangeCount; i++) {
+    if (selection.getRangeAt(i).intersectsNode(shown)) return true;
+  }
+  return false;
+}
+
 async function refresh() {
   if (busy) return;
   busy = true;
@@ -272,6 +287,15 @@ async function refresh() {
       if (!a.ok) { showError(a.body.error || "the master could not read the apps"); return; }
       appsAnswer = a.body;
     }
+    if (name === document.body.dataset.page && selectingInPage()) {
+      // Keep the page (and the selection) as it is until the text is unselected.
+      document.body.dataset.held = "selection";
+      document.getElementById("updated").textContent =
+        "not refreshed while text is selected";
+      showError("");
+      return;
+    }
+    delete document.body.dataset.held;
     const build = {overview, agents, frameworks, tasks, apps}[name];
     document.getElementById("page").replaceChildren(...build(got.body, appsAnswer));
     document.getElementById("updated").textContent =

@@ -64,6 +64,11 @@ def test_deploy_scale_restart_and_remove_an_app_with_the_cli(cluster: Cluster,
     url = (cluster.home / "apps").read_text().strip()
     metrics = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
     assert 'juggler_apps_instances{app="/hello",kind="running"} 3.0' in metrics, metrics
+    # No health checks: 0 healthy, as /v2/apps tasksHealthy (Marathon) says.
+    assert 'juggler_apps_instances{app="/hello",kind="healthy"} 0.0' in metrics, metrics
+    rest_app = json.loads(urllib.request.urlopen(url + "/v2/apps/hello", timeout=10).read())
+    assert rest_app["app"]["tasksHealthy"] == 0, rest_app
+    assert "_created" not in metrics, metrics  # disabled in every juggler daemon
     assert "juggler_apps_deployments_total" in metrics
 
     rm = cluster.juggler("app", "rm", "hello", timeout=120)

@@ -6,8 +6,9 @@ Prometheus (Debian's) finds every endpoint through the master's
 does), scrapes each second and loads deploy/prometheus/alerts.yml. Once it has
 scraped them all, the cluster gets work: a quota and a weight (registry
 writes), an app with cpus and mem, an app no agent can take (its offers are
-declined, its instances wanted but not running), and a container held to a
-tenth of a core while it spins (throttled). Then every PromQL expression of
+declined, its instances wanted but not running), a container held to a
+tenth of a core while it spins (throttled), one whose child is OOM-killed
+and a task whose pid 1 is (it ends: the ended-tasks panels). Then every PromQL expression of
 every panel, with Grafana's variables at "All", must return a value that is a
 number (histogram quantiles need launches, cycles and writes inside the rate
 window: they happen after scraping began). The alert rules evaluate without
@@ -127,17 +128,22 @@ def test_every_panel_shows_data_from_a_real_cluster(tmp_path: Path) -> None:
                 wait_for(lambda: not empty(), DEADLINE, interval=0.5,
                          what="every panel to show data")
             assert empty() == []
+            # No daemon exports prometheus_client's `*_created` series.
+            assert prom.query('count by (job, __name__) ({__name__=~".+_created"})') == []
             # What an operator reads off some of them: the app that runs and the
             # two containers, the spinner throttled, the OOM kill, why /h2-picky waits.
             def read() -> dict[str, dict[str, float]]:
                 return {title: _shown(prom, title, queries) for title in (
                     "Tasks running", "CPU throttled by task (s/s)", "OOM kills by task",
-                    "Containers by state", "Offers declined by apps, by reason / s")}
+                    "Containers by state", "Offers declined by apps, by reason / s",
+                    "Tasks ended by state and reason", "OOM-killed tasks")}
 
             def expected(shown: dict[str, dict[str, float]]) -> bool:
                 return (shown["Tasks running"] == {"": 3.0}
                         and max(shown["CPU throttled by task (s/s)"].values()) > 0
                         and max(shown["OOM kills by task"].values()) >= 1
+                        and shown["Tasks ended by state and reason"].get("TASK_FAILED", 0) > 0
+                        and shown["OOM-killed tasks"][""] >= 1
                         and shown["Containers by state"]["running"] == 2
                         and set(shown["Offers declined by apps, by reason / s"])
                         == {"UnfulfilledConstraint"})
@@ -205,6 +211,12 @@ def _make_work(master: str, apps: str, home: Path, docker: Path) -> None:
     # Its child is OOM-killed; the shell lives on, and so does the cgroup's count.
     juggler("run", "-d", "--name", "h2-oom", "--mem", "32M", "--", "sh", "-c",
             f'python3 -c "bytearray(200*2**20)"; exec sleep {marker()}')
+    # Its pid 1 is OOM-killed: the task ends TASK_FAILED with the memory reason
+    # (the master's ended-task counter; its agent series end with its cgroup).
+    r = subprocess.run([sys.executable, "-m", "juggler.cli.main", "run", "--name", "h2-oom-pid1",
+                        "--mem", "32M", "--", "python3", "-c", "bytearray(200*2**20)"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 137, r.stdout + r.stderr
     wait_for(lambda: processes_with(f"sleep {seconds}"), DEADLINE, what="the app to run")
     # Last: registry writes inside the latency panel's rate window.
     juggler("quota", "--master", master, "h2-ops", "cpus:1;mem:64")

@@ -79,7 +79,7 @@ def test_second_up_refused_or_beside_never_hurts_the_first(tmp_path: Path) -> No
 
         # Its own ports and work dir: it runs beside the first, and the CLI follows it.
         ports_b = free_port(), free_port(), free_port()
-        with juggler_up(*_flags(tmp_path, "b", *ports_b), home=home) as (_, line_b):
+        with juggler_up(*_flags(tmp_path, "b", *ports_b), home=home) as (up_b, line_b):
             master_b = line_b.split("master at ", 1)[1].split()[0]
             assert (home / "master").read_text() == master_b + "\n"
             assert (home / "docker").read_text() == f"unix://{tmp_path / 'b.sock'}\n"
@@ -93,12 +93,50 @@ def test_second_up_refused_or_beside_never_hurts_the_first(tmp_path: Path) -> No
             assert f"unix://{tmp_path / 'b.sock'}" in out
             first = _cli(home, "status", "--master", master_a)
             assert first.returncode == 0 and f"leader: {master_a}\n" in first.stdout
+            # An apps service that does not answer is shown so.
+            (apps_b,) = [p for p in children_of(up_b.pid) if _kind(argv_of(p)) == "apps"]
+            os.kill(apps_b, signal.SIGSTOP)
+            try:
+                stopped = _cli(home, "status")
+            finally:
+                os.kill(apps_b, signal.SIGCONT)
+            assert f"http://127.0.0.1:{ports_b[2]} (not answering)" in stopped.stdout, \
+                stopped.stdout
+            _no_apps_up_owns_every_pointer(tmp_path, home, master_b)
         # The second stopped: the pointers are the first's again, not gone.
         assert (home / "master").read_text() == pointer
         assert (home / "docker").read_text() == f"unix://{tmp_path / 'a.sock'}\n"
     assert not (home / "master").exists()
     gone = _cli(home, "status", "--master", master_a)
     assert gone.returncode == 1 and "no master answers" in gone.stderr
+
+
+def _no_apps_up_owns_every_pointer(tmp_path: Path, home: Path, master_b: str) -> None:
+    """A third up, --no-apps: the CLI talks to it alone (no apps, no
+    containers, tasks on its master); SIGKILLed, the next command puts the
+    pointers back at B's cluster."""
+    flags = ["--no-apps", "--port", str(free_port()), "--metrics-port", str(free_port()),
+             "--work-dir", str(tmp_path / "c")]
+    with juggler_up(*flags, home=home) as (up_c, line_c):
+        master_c = line_c.split("master at ", 1)[1].split()[0]
+        assert (home / "master").read_text() == master_c + "\n"
+        assert not (home / "apps").exists() and not (home / "docker").exists()
+        why = f"the cluster `juggler up` started last ({master_c}) runs no apps service"
+        for verb, names in (("ps", "-H or $JUGGLER_DOCKER"),
+                            ("deployments", "--apps or $JUGGLER_APPS")):
+            got = _cli(home, verb)
+            assert got.returncode == 1 and why in got.stderr and names in got.stderr, got.stderr
+        run = _cli(home, "run", "--", "true")   # a task, on this cluster's master
+        assert run.returncode == 0, run.stderr
+        got = operator.call(master_c, "GetTasks",
+                            operator_pb2.GetTasksRequest(include_completed=True))
+        assert [t.info.task_id for t in got.completed_tasks] == [run.stderr.split()[2]], run.stderr
+        up_c.send_signal(signal.SIGKILL)
+        up_c.wait(10)
+    status = _cli(home, "status")   # a reader heals the killed up's pointers
+    assert status.returncode == 0 and f"leader: {master_b}\n" in status.stdout, status.stderr
+    assert (home / "master").read_text() == master_b + "\n"
+    assert (home / "docker").read_text() == f"unix://{tmp_path / 'b.sock'}\n"
 
 
 def _kind(argv: list[str]) -> str:

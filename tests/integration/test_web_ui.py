@@ -89,6 +89,27 @@ def _show(driver: Any, base: str, page: str, wants: list[str], shot: str = "") -
     return str(text)
 
 
+def _selection_survives_refreshes(driver: Any, selector: str) -> None:
+    """Select the text of the first `selector` element (as a user copying a
+    task id would): the page is not rebuilt while it is selected (a skipped
+    refresh marks body data-held), and is again once it is unselected."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    selected = driver.execute_script(
+        "const cell = document.querySelector(arguments[0]);"
+        "const range = document.createRange(); range.selectNodeContents(cell);"
+        "const s = window.getSelection(); s.removeAllRanges(); s.addRange(range);"
+        "window.heldCell = cell; return s.toString();", selector)
+    assert selected
+    WebDriverWait(driver, 30, poll_frequency=0.2).until(
+        lambda d: d.execute_script("return document.body.dataset.held") == "selection")
+    assert driver.execute_script(
+        "return window.heldCell.isConnected && window.getSelection().toString()") == selected
+    driver.execute_script("window.getSelection().removeAllRanges()")
+    WebDriverWait(driver, 30, poll_frequency=0.2).until(lambda d: d.execute_script(
+        "return document.body.dataset.held === undefined && !window.heldCell.isConnected"))
+
+
 def test_every_page_shows_the_live_cluster(browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
@@ -140,8 +161,11 @@ def test_every_page_shows_the_live_cluster(browser: Any, tmp_path: Path) -> None
         links = {a.text: a.get_attribute("href") for a in row.find_elements(By.TAG_NAME, "a")}
         assert _get(links["stdout"]) == (200, "ui-stdout-marker\n")
         assert _get(links["stderr"]) == (200, "ui-stderr-marker\n")
+        _selection_survives_refreshes(
+            browser, f'table[data-table="completed-tasks"] tr[data-id$="/{task["id"]}"] td')
         _show(browser, base, "apps", ["/ui-web", "2 / 2", "/ui-waiting", "0 / 1", waiting,
-                                      "StartApplication /ui-waiting"])
+                                      "StartApplication /ui-waiting",
+                                      "/ui-waiting: 0 of 1 instances running"])
 
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert errors == [], errors

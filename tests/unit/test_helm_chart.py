@@ -24,7 +24,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from juggler.agent import resources as agent_resources
 from juggler.cli.main import parser as cli_parser
+from juggler.common.ranges import Ranges
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "juggler"
 RELEASE, NAMESPACE = "lab", "juggler"
@@ -32,7 +34,11 @@ RELEASE, NAMESPACE = "lab", "juggler"
 # whose schemas kubernetes-validate bundles.
 KUBE_VERSIONS = ("1.25.0", kubernetes_validate.utils.latest_version())
 # Kinds that are no part of Kubernetes itself (CRDs): checked by hand below.
-CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"),
+                ("monitoring.coreos.com/v1", "PrometheusRule")}
+ALERTS = CHART.parents[1] / "deploy" / "prometheus" / "alerts.yml"
+# Kubernetes's default NodePort range (kube-apiserver --service-node-port-range).
+NODE_PORTS = Ranges.of([(30000, 32767)])
 
 EXTERNAL_ETCD = ["https://etcd-a.db:2379", "https://etcd-b.db:2379"]
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -41,6 +47,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "etcd": {"bundled": {"enabled": False}, "prefix": "/prod/",
                  "external": {"endpoints": EXTERNAL_ETCD, "tls": {"secretName": "etcd-client"}}},
         "serviceMonitor": {"enabled": True, "interval": "30s", "labels": {"release": "prom"}},
+        "prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
     },
     "one-master-custom": {
         "image": {"repository": "registry.example/ops/juggler", "tag": "dev",
@@ -49,14 +56,20 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "masters": {"replicas": 1, "resources": {"requests": {"cpu": "250m", "memory": "256Mi"},
                                                  "limits": {"memory": "512Mi"}},
                     "extraArgs": ["--offer-timeout=30"]},
-        "agents": {"offerResources": "cpus:2;mem:1024;ports:[31000-32000]",
+        "agents": {"offerResources": "cpus:2;mem:1024;", "taskPorts": "[25000-25999, 26500]",
+                   "apiHost": "$(HOST_IP)",
                    "attributes": "rack:r1;zone:a", "workDir": "/data/juggler",
                    "resources": {"requests": {"cpu": "100m"}},
                    "tolerations": [{"operator": "Exists"}],
                    "nodeSelector": {"juggler.io/agent": "true"}},
         "apps": {"replicas": 2, "role": "web", "service": {"type": "NodePort"}},
-        "etcd": {"bundled": {"replicas": 3, "persistence": {"enabled": True, "size": "2Gi"},
+        "etcd": {"bundled": {"replicas": 3, "persistence": {"size": "2Gi",
+                                                            "storageClass": "fast-ssd"},
                              "image": {"repository": "quay.io/coreos/etcd", "tag": "v3.5.17"}}},
+    },
+    "throwaway-lab": {
+        "agents": {"taskPorts": "[]"},
+        "etcd": {"bundled": {"persistence": {"enabled": False}}},
     },
 }
 
@@ -163,7 +176,7 @@ def test_every_juggler_command_line_parses_and_finds_the_masters(variant: Any) -
     _, apps = _juggler_args(_one(docs, "Deployment", "apps"), {"POD_IP": "198.51.100.9"})
     assert agent.master == apps.master == master_list
     assert apps.advertise == "http://198.51.100.9:8080"
-    assert agent.resources == (merged["agents"]["offerResources"] or None)
+    assert agent.host == merged["agents"]["apiHost"].replace("$(HOST_IP)", "192.0.2.7")
     assert master.etcd == apps.etcd and master.etcd_prefix == apps.etcd_prefix
     if merged["etcd"]["bundled"]["enabled"]:
         etcd = _one(docs, "StatefulSet", "etcd")
@@ -271,6 +284,9 @@ def test_notes_say_how_to_reach_the_ui() -> None:
     ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
     ({"etcd": {"bundled": {"image": {"repository": "quay.io/coreos/etcd"}}}},
      "/etcd/bundled/image/tag"),
+    ({"agents": {"offerResources": "cpus:2;ports:[31000-32000]"}}, "/agents/offerResources"),
+    ({"agents": {"taskPorts": "20000-21000"}}, "/agents/taskPorts"),
+    ({"prometheusRule": {"enabled": "yes"}}, "/prometheusRule/enabled"),
 ])
 def test_values_against_the_schema_are_refused_naming_the_value(
         values: dict[str, Any], where: str) -> None:
@@ -280,3 +296,157 @@ def test_values_against_the_schema_are_refused_naming_the_value(
     schema = json.loads((CHART / "values.schema.json").read_text())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft7Validator(schema).validate(_merged(values))
+
+
+def _notes(values: dict[str, Any]) -> str:
+    with helm.Chart.load(CHART) as chart:
+        return chart.render(values, name=RELEASE, namespace=NAMESPACE)[
+            "juggler/templates/NOTES.txt"]
+
+
+def test_agents_offer_task_ports_outside_node_ports_and_keep_detected_amounts(
+        variant: Any, tmp_path: Path) -> None:
+    """The agent resolves the chart's --resources as on a node: the ports are
+    agents.taskPorts (by default outside Kubernetes's NodePort range, where
+    juggler's own 31000-32000 lies), cpus, mem and disk stay detected unless
+    agents.offerResources names them."""
+    _, values, docs = variant
+    merged = _merged(values)["agents"]
+    _, agent = _juggler_args(_one(docs, "DaemonSet", "agent"),
+                             {"NODE_NAME": "node-1", "HOST_IP": "192.0.2.7"})
+    offered = agent_resources.resolve(agent.resources, tmp_path)
+    amounts = agent_resources.detect(tmp_path).as_dict()
+    if merged["offerResources"]:
+        amounts.update(agent_resources.Resources.parse(merged["offerResources"]).as_dict())
+    assert offered.as_dict() == amounts
+    assert offered.ports == Ranges.parse(merged["taskPorts"])
+    assert not offered.ports & NODE_PORTS
+    assert agent_resources.DEFAULT_PORTS & NODE_PORTS, "juggler's own default would collide"
+
+
+def test_bundled_etcd_keeps_its_data_on_a_claim_unless_told_not_to(variant: Any) -> None:
+    _, values, docs = variant
+    bundled = _merged(values)["etcd"]["bundled"]
+    if not bundled["enabled"]:
+        return
+    etcd = _one(docs, "StatefulSet", "etcd")
+    pod = etcd["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    data_dir = dict(a.split("=", 1) for a in container["args"])["--data-dir"]
+    assert {m["name"]: m["mountPath"] for m in container["volumeMounts"]}["data"] == data_dir
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    persistence = bundled["persistence"]
+    if persistence["enabled"]:
+        assert "data" not in volumes
+        (claim,) = etcd["spec"]["volumeClaimTemplates"]
+        assert claim["metadata"]["name"] == "data"
+        assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+        assert claim["spec"]["resources"]["requests"]["storage"] == persistence["size"]
+        assert claim["spec"].get("storageClassName") == (persistence["storageClass"] or None)
+    else:
+        assert volumes["data"] == {"name": "data", "emptyDir": {}}
+        assert "volumeClaimTemplates" not in etcd["spec"]
+
+
+def test_defaults_keep_etcd_data_and_notes_warn_when_they_do_not() -> None:
+    persistence = _merged({})["etcd"]["bundled"]["persistence"]
+    assert persistence == {"enabled": True, "size": "1Gi", "storageClass": ""}
+    assert "WARNING: etcd" not in _notes({})
+    off = {"etcd": {"bundled": {"persistence": {"enabled": False}}}}
+    notes = _notes(off)
+    assert "etcd.bundled.persistence.enabled is false" in notes and "emptyDir" in notes
+    assert "the whole registry" in notes
+    three = _notes({"etcd": {"bundled": {"replicas": 3, "persistence": {"enabled": False}}}})
+    assert "emptyDir" in three and "the whole registry" not in three
+
+
+def test_notes_say_the_agent_api_is_unauthenticated_and_how_to_restrict_it() -> None:
+    notes = " ".join(_notes({}).split())
+    assert "has no authentication yet, and listens on 0.0.0.0:5051 of every node" in notes
+    assert 'agents.apiHost="$(HOST_IP)"' in notes and "firewall port 5051" in notes
+    bound = " ".join(_notes({"agents": {"apiHost": "$(HOST_IP)"}}).split())
+    assert "listens on the node's IP:5051" in bound
+    readme = " ".join((CHART / "README.md").read_text().split())
+    assert "**The agent API is not authenticated.**" in readme and "`agents.apiHost`" in readme
+
+
+# The PrometheusRule's shape, from the Prometheus Operator's CRD
+# (monitoring.coreos.com/v1 PrometheusRule: spec.groups[] of RuleGroup, each
+# rules[] of Rule, expr required, durations in its Duration pattern).
+_DURATION = {"type": "string", "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?"
+                                          r"(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
+_STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
+PROMETHEUS_RULE_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PrometheusRule"},
+        "metadata": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"},
+            "labels": _STRINGS}},
+        "spec": {"type": "object", "additionalProperties": False, "required": ["groups"],
+                 "properties": {"groups": {"type": "array", "minItems": 1, "items": {
+                     "type": "object", "additionalProperties": False,
+                     "required": ["name", "rules"],
+                     "properties": {
+                         "name": {"type": "string", "minLength": 1},
+                         "interval": _DURATION, "query_offset": _DURATION,
+                         "limit": {"type": "integer"}, "labels": _STRINGS,
+                         "partial_response_strategy": {"type": "string"},
+                         "rules": {"type": "array", "minItems": 1, "items": {
+                             "type": "object", "additionalProperties": False,
+                             # juggler ships alerts only (no recording rules).
+                             "required": ["alert", "expr"],
+                             "properties": {
+                                 "alert": {"type": "string", "minLength": 1},
+                                 "expr": {"type": ["string", "integer"], "minLength": 1},
+                                 "for": _DURATION, "keep_firing_for": _DURATION,
+                                 "labels": _STRINGS, "annotations": _STRINGS}}}}}}}},
+    },
+}
+
+
+def test_chart_alerts_are_deploy_prometheus_alerts() -> None:
+    """A chart reads no file outside its directory: files/alerts.yml is a copy,
+    and must stay the same rules as deploy/prometheus/alerts.yml."""
+    assert yaml.safe_load((CHART / "files" / "alerts.yml").read_text()) == \
+        yaml.safe_load(ALERTS.read_text()), (
+            "helm/juggler/files/alerts.yml differs from deploy/prometheus/alerts.yml: "
+            "cp deploy/prometheus/alerts.yml helm/juggler/files/alerts.yml")
+
+
+def test_prometheus_rule_carries_the_alerts_in_the_operators_shape(variant: Any) -> None:
+    _, values, docs = variant
+    found = [d for d in docs if d["kind"] == "PrometheusRule"]
+    if not _merged(values)["prometheusRule"]["enabled"]:
+        assert found == []
+        return
+    (rule,) = found
+    jsonschema.Draft7Validator(PROMETHEUS_RULE_SCHEMA).validate(rule)
+    assert rule["metadata"]["labels"]["release"] == "prom"
+    groups = rule["spec"]["groups"]
+    # The chart's copy, rule for rule (test_chart_alerts_are_deploy_prometheus_alerts
+    # keeps the copy equal to deploy/prometheus/alerts.yml).
+    assert groups == yaml.safe_load((CHART / "files" / "alerts.yml").read_text())["groups"]
+    assert len({g["name"] for g in groups}) == len(groups)
+    # Prometheus's templates reach Prometheus unexpanded by Helm.
+    summaries = [r["annotations"]["summary"] for g in groups for r in g["rules"]]
+    assert any("{{ $labels.instance }}" in s for s in summaries)
+    # Its jobs are the ones the ServiceMonitor gives.
+    jobs = {j for g in groups for r in g["rules"] for j in re.findall(r'job="([^"]+)"', r["expr"])}
+    assert jobs and jobs <= {"juggler-master", "juggler-agent", "juggler-apps"}
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None,
+                    reason="needs promtool (Debian: apt-get install prometheus)")
+def test_promtool_accepts_the_prometheus_rules_groups(tmp_path: Path) -> None:
+    """The operator hands spec.groups to Prometheus as a rule file: Prometheus's
+    own checker must accept the rendered groups."""
+    (rule,) = [d for d in _render({"prometheusRule": {"enabled": True}})
+               if d["kind"] == "PrometheusRule"]
+    rules = tmp_path / "rules.yml"
+    rules.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    checked = subprocess.run(["promtool", "check", "rules", str(rules)],
+                             capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -70,3 +70,17 @@ def test_up_prints_each_endpoint() -> None:
         "agent n2 metrics not reported (see its log)",
         "apps service (Marathon's REST API) at http://h:8; metrics http://h:8/metrics",
         "Docker Engine API at unix:///d; for the docker client: export DOCKER_HOST=unix:///d"]
+
+
+def test_each_masters_endpoints_say_whose_and_a_silent_apps_service_says_so() -> None:
+    seen = [MasterSeen("h:1", Leader(address="h:2", self="h:1")),
+            MasterSeen("h:2", Leader(address="h:2", self="h:2", is_leader=True))]
+    record = {"master": "h:1,h:2", "endpoints": ["http://h:5/", "http://h:6/"]}
+    s = status.summarize(seen, _state(), record, "",
+                         silent=frozenset({"http://127.0.0.1:8080"}))
+    assert s.endpoints == [("web UI (h:1)", "http://h:5/"),
+                           ("metrics (h:1)", "http://h:5/metrics"),
+                           ("web UI (h:2, leader)", "http://h:6/"),
+                           ("metrics (h:2, leader)", "http://h:6/metrics"),
+                           ("apps REST", "http://127.0.0.1:8080 (not answering)"),
+                           ("apps metrics", "http://127.0.0.1:8080/metrics (not answering)")]

@@ -83,7 +83,9 @@ def test_apps_and_deployments_from_the_marathon_answers() -> None:
                             "healthy": 0, "unhealthy": 0, "deployments": ["d1"],
                             "version": "v1"}]
     assert out["deployments"] == [{"id": "d1", "apps": ["/web"], "step": 1, "steps": 2,
-                                   "actions": ["ScaleApplication /web"]}]
+                                   "actions": ["ScaleApplication /web"],
+                                   "instances": [{"app": "/web", "running": 2,
+                                                  "wanted": 3}]}]
 
 
 def test_service_discovery_groups_every_master_agent_and_apps_service() -> None:
