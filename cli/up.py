@@ -121,22 +121,24 @@ def _with_ports(resources: str, i: int, n: int, shared_host: bool) -> str:
 
 
 def _wait_ready(masters: str, agents: int, procs: list[subprocess.Popen[bytes]],
-                timeout: float = 30.0) -> bool:
+                timeout: float = 30.0) -> list[tuple[str, str]] | None:
+    """Until `agents` agents are active: then (hostname, metrics address) of
+    each agent the master knows; None when a process exited or time ran out."""
     from juggler.cli import operator
     from juggler.v1 import operator_pb2
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if any(p.poll() is not None for p in procs):
-            return False
+            return None
         try:
             got = operator.call(masters, "GetAgents", operator_pb2.GetAgentsRequest(), timeout=1)
             if sum(1 for a in got.agents if a.state == operator_pb2.AGENT_ACTIVE) >= agents:
-                return True
+                return [(a.info.hostname, a.info.metrics_address) for a in got.agents]
         except Exception:
             pass
         time.sleep(0.1)
-    return False
+    return None
 
 
 def _wait_apps(urls: list[str], procs: list[subprocess.Popen[bytes]],
@@ -333,8 +335,8 @@ def _run(args: argparse.Namespace, lab: lab_hosts.Lab | None, work: Path) -> int
                                   "--work-dir", str(work / name), *ha, *sock]
                 procs.append(launch(name, commands[name]))
                 names.append(name)
-        if not _wait_ready(masters, args.agents, procs) or \
-                (args.apps and not _wait_apps(apps_urls, procs)):
+        ready = _wait_ready(masters, args.agents, procs)
+        if ready is None or (args.apps and not _wait_apps(apps_urls, procs)):
             print(f"juggler up: the cluster did not come up; see the logs in {work}",
                   file=sys.stderr)
             for p, name in zip(procs, names, strict=True):
@@ -355,7 +357,7 @@ def _run(args: argparse.Namespace, lab: lab_hosts.Lab | None, work: Path) -> int
               f"({resources} each); metrics at http://{master_host}:{args.metrics_port}/metrics",
               flush=True)
         lines = up_endpoints.lines(
-            masters=addresses, http=http, agents=up_endpoints.agent_metrics(masters),
+            masters=addresses, http=http, agents=ready,
             apps=apps_urls if args.apps else [],
             docker=f"unix://{docker_socket}" if args.apps else "")
         for line in lines:

@@ -30,17 +30,3 @@ def lines(*, masters: list[str], http: list[str], agents: list[tuple[str, str]],
                    f"export DOCKER_HOST={docker}")
     return out
 
-
-def agent_metrics(masters: str) -> list[tuple[str, str]]:
-    """(hostname, metrics address) of each agent the leading master knows
-    ([] when it cannot be asked: what up prints is then the rest)."""
-    import grpc
-
-    from juggler.cli import operator
-    from juggler.v1 import operator_pb2
-
-    try:
-        got = operator.call(masters, "GetAgents", operator_pb2.GetAgentsRequest(), timeout=5)
-    except (operator.NoMaster, grpc.RpcError):
-        return []
-    return [(a.info.hostname, a.info.metrics_address) for a in got.agents]

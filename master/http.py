@@ -127,14 +127,8 @@ class MasterHttp:
     async def _fresh_state(self) -> operator_pb2.GetStateResponse:
         m = self.m
         if m.leading:
-            st = m.state
-            tasks = views.tasks_view(st, True)
-            return operator_pb2.GetStateResponse(
-                agents=[views.agent_view(st, a) for a in st.agents.values()],
-                frameworks=views.frameworks_view(st), tasks=tasks.tasks,
-                completed_tasks=tasks.completed_tasks,
-                leader=operator_pb2.GetLeaderResponse(address=m.address, self=m.address,
-                                                      is_leader=True))
+            return views.state_view(m.state, operator_pb2.GetLeaderResponse(
+                address=m.address, self=m.address, is_leader=True))
         leader = m.leader_address()
         if not leader or leader == m.address:
             raise Unavailable("no leading master is known yet (an election may be under way)")

@@ -720,12 +720,7 @@ class OperatorServicer(operator_pb2_grpc.OperatorServicer):
 
     async def GetState(self, request: operator_pb2.GetStateRequest,
                        context: grpc.aio.ServicerContext) -> operator_pb2.GetStateResponse:
-        st = self.m.state
-        tasks = views.tasks_view(st, True)
-        return operator_pb2.GetStateResponse(
-            agents=[views.agent_view(st, a, request.stories) for a in st.agents.values()],
-            frameworks=views.frameworks_view(st, request.stories),
-            tasks=tasks.tasks, completed_tasks=tasks.completed_tasks, leader=self._leader())
+        return views.state_view(self.m.state, self._leader(), request.stories)
 
     async def GetAgents(self, request: operator_pb2.GetAgentsRequest,
                         context: grpc.aio.ServicerContext) -> operator_pb2.GetAgentsResponse:

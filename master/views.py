@@ -93,6 +93,17 @@ def frameworks_view(state: MasterState,
             + [framework_view(state, f, stories) for f in state.torn_down.values() if f.tasks])
 
 
+def state_view(state: MasterState, leader: operator_pb2.GetLeaderResponse,
+               stories: bool = False) -> operator_pb2.GetStateResponse:
+    """GetState's answer: every agent, the frameworks (frameworks_view), the
+    tasks and the completed ones (tasks_view), and `leader`."""
+    tasks = tasks_view(state, True)
+    return operator_pb2.GetStateResponse(
+        agents=[agent_view(state, a, stories) for a in state.agents.values()],
+        frameworks=frameworks_view(state, stories), tasks=tasks.tasks,
+        completed_tasks=tasks.completed_tasks, leader=leader)
+
+
 def roles_view(state: MasterState) -> operator_pb2.GetRolesResponse:
     names = set(state.roles.configs)
     members: dict[str, list[str]] = {}
