@@ -1,6 +1,10 @@
 """What an agent writes to disk so that a restarted agent finds its tasks.
 
-Per task sandbox (<work dir>/frameworks/<framework>/tasks/<task>/):
+Per task, in its meta directory (`meta_dir`), apart from its sandbox:
+
+    <work dir>/frameworks/<framework>/tasks/<task>/        the sandbox: the task's
+    <work dir>/meta/frameworks/<framework>/tasks/<task>/   the agent's, never in the
+                                                           task's view (0700, root)
 
     task.pb        the ExecutorSpec (framework, task, cgroup), written at launch
     executor.pid   "<pid> <start time in clock ticks>" of the executor (the start
@@ -9,6 +13,15 @@ Per task sandbox (<work dir>/frameworks/<framework>/tasks/<task>/):
                    agent takes an update from the executor (before acknowledging it),
                    {"ack": <uuid, base64>} when the framework acknowledged it
     done           the task is terminal and every update acknowledged: nothing to recover
+    executor.lock  held by the task's executor while it lives (executor/__main__.py)
+
+(common/sandbox_paths.py says where these directories are.)
+
+The task can write its sandbox (as root, or as its user: the agent gives it the
+sandbox): what the agent trusts lives elsewhere, as Mesos keeps its `meta/`
+checkpoint tree apart from the sandboxes (Mesos src/slave/paths.hpp). A work dir of
+the old layout (these files in the sandbox) is moved to the meta tree when the
+agent recovers it (`recover`).
 
 Writes are appended and flushed before the agent acts on them (at-least-once: a
 crash between writing and acting replays the action, and updates are
@@ -23,12 +36,35 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from juggler.common.sandbox_paths import META, SPEC, meta_dir
 from juggler.v1 import common_pb2, executor_pb2
 
-SPEC = "task.pb"
 PID = "executor.pid"
 UPDATES = "updates.log"
 DONE = "done"
+_FILES = (SPEC, PID, UPDATES, DONE)
+
+
+def make_meta(sandbox: Path) -> Path:
+    """Make the sandbox's meta directory (0700, as is <work>/meta: a task that
+    can read its work dir still cannot enter it); returns it. Raises OSError,
+    ValueError (see `meta_dir`)."""
+    meta = meta_dir(sandbox)
+    root = meta.parents[3]
+    root.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(root, 0o700)
+    meta.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(meta, 0o700)
+    return meta
+
+
+def rename(sandbox: Path, new_name: str) -> None:
+    """Move a sandbox and its meta directory aside (a reused task id keeps the
+    old run's files apart). Raises OSError."""
+    meta = meta_dir(sandbox)
+    sandbox.rename(sandbox.with_name(new_name))
+    if meta.exists():
+        meta.rename(meta.with_name(new_name))
 
 
 @dataclass
@@ -49,16 +85,23 @@ class Recovered:
 
 
 def write_spec(sandbox: Path, spec: executor_pb2.ExecutorSpec) -> None:
-    tmp = sandbox / (SPEC + ".tmp")
-    tmp.write_bytes(spec.SerializeToString())
-    os.replace(tmp, sandbox / SPEC)
+    """Into the sandbox's meta directory, made here; 0600: the task's secret
+    environment values are in it (common/secrets.py). Raises OSError, ValueError."""
+    meta = make_meta(sandbox)
+    tmp = meta / (SPEC + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(spec.SerializeToString())
+    os.chmod(tmp, 0o600)  # an older file of that name kept its mode
+    os.replace(tmp, meta / SPEC)
 
 
-def read_spec(sandbox: Path) -> executor_pb2.ExecutorSpec:
-    """The ExecutorSpec the task was launched with: for a task from an image, the
-    command resolved from the image's config and the layers. Raises OSError when
-    it cannot be read, DecodeError when it is not an ExecutorSpec."""
-    return executor_pb2.ExecutorSpec.FromString((sandbox / SPEC).read_bytes())
+def read_spec(meta: Path) -> executor_pb2.ExecutorSpec:
+    """The ExecutorSpec the task was launched with, from its meta directory: for
+    a task from an image, the command resolved from the image's config and the
+    layers. Raises OSError when it cannot be read, DecodeError when it is not an
+    ExecutorSpec."""
+    return executor_pb2.ExecutorSpec.FromString((meta / SPEC).read_bytes())
 
 
 def _start_time(pid: int) -> str | None:
@@ -74,13 +117,13 @@ def _start_time(pid: int) -> str | None:
 
 
 def write_pid(sandbox: Path, pid: int) -> None:
-    (sandbox / PID).write_text(f"{pid} {_start_time(pid) or 0}\n")
+    (meta_dir(sandbox) / PID).write_text(f"{pid} {_start_time(pid) or 0}\n")
 
 
 def live_executor(sandbox: Path) -> int | None:
     """The executor's pid if that very process still runs."""
     try:
-        pid_text, start = (sandbox / PID).read_text().split()
+        pid_text, start = (meta_dir(sandbox) / PID).read_text().split()
     except (OSError, ValueError):
         return None
     pid = int(pid_text)
@@ -96,26 +139,42 @@ def append_ack(sandbox: Path, uuid: bytes) -> None:
 
 
 def _append(sandbox: Path, record: dict[str, str]) -> None:
-    with open(sandbox / UPDATES, "a", encoding="utf-8") as f:
+    with open(meta_dir(sandbox) / UPDATES, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
         f.flush()
 
 
 def mark_done(sandbox: Path) -> None:
-    (sandbox / DONE).touch()
+    (meta_dir(sandbox) / DONE).touch()
+
+
+def _migrate(work_dir: Path) -> None:
+    """Move the checkpoint files of a work dir of the old layout (in the
+    sandboxes) to the meta tree, but for sandboxes already done. Raises OSError."""
+    for spec_file in (work_dir / "frameworks").glob(f"*/tasks/*/{SPEC}"):
+        sandbox = spec_file.parent
+        if (sandbox / DONE).exists() or (meta_dir(sandbox) / SPEC).exists():
+            continue
+        meta = make_meta(sandbox)
+        for name in _FILES:
+            if (sandbox / name).exists():
+                os.replace(sandbox / name, meta / name)
 
 
 def recover(work_dir: Path) -> list[Recovered]:
-    """Every task sandbox under `work_dir` that is not done, oldest first."""
+    """Every task under `work_dir` that is not done, oldest first (a work dir of
+    the old layout is moved to the meta tree first). Raises OSError, DecodeError."""
+    _migrate(work_dir)
     found = []
-    for spec_file in sorted((work_dir / "frameworks").glob(f"*/tasks/*/{SPEC}"),
+    for spec_file in sorted((work_dir / META / "frameworks").glob(f"*/tasks/*/{SPEC}"),
                             key=lambda p: p.stat().st_mtime):
-        sandbox = spec_file.parent
-        if (sandbox / DONE).exists():
+        meta = spec_file.parent
+        if (meta / DONE).exists():
             continue
-        rec = Recovered(sandbox=sandbox, spec=read_spec(sandbox))
+        sandbox = work_dir / meta.relative_to(work_dir / META)
+        rec = Recovered(sandbox=sandbox, spec=read_spec(meta))
         try:
-            lines = (sandbox / UPDATES).read_text(encoding="utf-8").splitlines()
+            lines = (meta / UPDATES).read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
             lines = []
         seen: set[bytes] = set()

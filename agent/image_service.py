@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from juggler.images.archive import ArchiveError
 from juggler.images.messages import image_proto
 from juggler.images.reference import ReferenceError, parse, parse_name
 from juggler.images.registry import Credentials, RegistryClient, RegistryError
@@ -95,6 +96,9 @@ class ImageServicer:
                 images = await store.import_archive(Path(path), name)
             except ImageError as e:
                 await context.abort(CODES.get(e.kind, grpc.StatusCode.INVALID_ARGUMENT), str(e))
+                raise
+            except ArchiveError as e:  # not a tar / OCI layout / docker save at all
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
                 raise
         finally:
             path.unlink(missing_ok=True)

@@ -2,12 +2,18 @@
 
 Starting `python -m juggler.executor` costs an interpreter start-up and the
 executor's imports (~200 ms, most of a task's launch). The zygote pays that
-once: the agent starts it (`python -m juggler.agent.launcher --socket PATH`),
-it imports everything an executor needs, then serves launch requests on a Unix
-socket, one line each way:
+once: the agent starts it (`python -m juggler.agent.launcher --fd N`), it
+imports everything an executor needs, then serves launch requests on one end
+of a socket pair the agent made and handed down as fd N, one line each way:
 
     agent ── "<sandbox path>\\n" ──▶ zygote            one request at a time
     agent ◀── "<pid>\\n" ─────────── zygote            or "error <message>\\n"
+
+Only the agent can ask (issue 18): the socket pair has no name anywhere, so no
+other process can connect to the zygote (a host-filesystem task once reached
+a listening `<work>/launcher.sock` and had it fork a root executor for a spec
+it had written itself). The zygote holds the pair's only other end; it ends
+when the agent's end closes (EOF), as it does when the agent dies.
 
     zygote ──fork──▶ executor      setsid, stdio, fresh signals, closes every
                                    inherited fd, then executor.__main__.run
@@ -52,6 +58,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -71,12 +78,15 @@ class LauncherUnavailable(Exception):
 class Launcher:
     """The agent's handle on its zygote: start, spawn executors, restart, stop."""
 
-    def __init__(self, socket_path: Path, log_path: Path, *, ready_timeout: float = 10.0,
-                 reply_timeout: float = 10.0) -> None:
+    def __init__(self, log_path: Path, *, env: dict[str, str] | None = None,
+                 ready_timeout: float = 10.0, reply_timeout: float = 10.0) -> None:
+        """`log_path`: the zygote's stderr (appended); `env`: variables added
+        to the agent's environment for the zygote and so for every executor
+        it forks (e.g. container/host_view.py's HIDE_ENV)."""
         from juggler.common import logs
 
-        self.socket_path = Path(socket_path)
         self.log_path = Path(log_path)
+        self.env = {**os.environ, **env} if env else None
         self.ready_timeout = ready_timeout
         self.reply_timeout = reply_timeout
         self.log = logs.get("juggler.agent.launcher")
@@ -112,13 +122,19 @@ class Launcher:
             self._starting = False
 
     async def _start_zygote_once(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
-        with open(self.log_path, "ab") as log:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "juggler.agent.launcher", "--socket",
-                str(self.socket_path), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=log)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with open(self.log_path, "ab") as log:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "juggler.agent.launcher", "--fd",
+                    str(theirs.fileno()), pass_fds=(theirs.fileno(),), env=self.env,
+                    stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                    stderr=log)
+        except OSError as e:
+            ours.close()
+            raise LauncherUnavailable(str(e)) from None
+        finally:
+            theirs.close()  # the zygote's now: its exit is our EOF
         self.process = proc
         assert proc.stdout is not None
         try:
@@ -126,16 +142,16 @@ class Launcher:
             if line != READY:
                 raise LauncherUnavailable(f"the launcher exited before it was ready "
                                           f"(see {self.log_path})")
-            self._reader, self._writer = await asyncio.open_unix_connection(
-                str(self.socket_path))
+            self._reader, self._writer = await asyncio.open_unix_connection(sock=ours)
         except (OSError, TimeoutError, LauncherUnavailable) as e:
+            ours.close()
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
             self.process = None
             raise LauncherUnavailable(str(e) or type(e).__name__) from None
         self._ready.set()
-        self.log.info("executor launcher ready", pid=proc.pid, socket=str(self.socket_path))
+        self.log.info("executor launcher ready", pid=proc.pid)
 
     async def _keep_alive(self) -> None:
         backoff = 0.1
@@ -165,7 +181,8 @@ class Launcher:
         self._reader = self._writer = None
 
     async def spawn(self, sandbox: Path) -> int:
-        """Start an executor for `sandbox` (holding task.pb); returns its pid."""
+        """Start an executor for `sandbox` (its spec, task.pb, in the meta directory beside the
+        sandboxes: common/sandbox_paths.py); returns its pid."""
         path = str(sandbox)
         if "\n" in path:
             raise LauncherUnavailable("a sandbox path with a newline")
@@ -335,64 +352,48 @@ def _spawn(sandbox: str) -> int:
     return pid
 
 
-def serve(socket_path: str) -> int:
-    import selectors
-    import socket
-
+def serve(fd: int) -> int:
+    """Serve launch requests on `fd` (the zygote's end of the agent's socket
+    pair) until the agent closes its end; returns the exit code."""
     _preload()
     if os.getppid() == 1:
         return 0  # the agent died while we imported
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(socket_path)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(socket_path)
-    os.chmod(socket_path, 0o600)
-    listener.listen(16)
+    conn = socket.socket(fileno=fd)
+    conn.set_inheritable(False)
     # Executors are our children: let the kernel reap them (they reset this
     # disposition before they start anything of their own).
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    sel = selectors.DefaultSelector()
-    sel.register(listener, selectors.EVENT_READ)
-    buffers: dict[socket.socket, bytes] = {}
     sys.stdout.flush()
     os.write(1, READY)
     null = os.open("/dev/null", os.O_WRONLY)
     os.dup2(null, 1)
     os.close(null)
+    pending = b""
     while True:
-        for key, _ in sel.select():
-            sock = key.fileobj
-            if sock is listener:
-                conn, _ = listener.accept()
-                sel.register(conn, selectors.EVENT_READ)
-                buffers[conn] = b""
-                continue
-            assert isinstance(sock, socket.socket)
+        try:
+            data = conn.recv(65536)
+        except InterruptedError:
+            continue
+        except OSError:
+            data = b""
+        if not data:
+            return 0  # the agent closed its end, or died
+        *lines, pending = (pending + data).split(b"\n")
+        for line in lines:
             try:
-                data = sock.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                sel.unregister(sock)
-                buffers.pop(sock, None)
-                sock.close()
-                continue
-            pending = buffers[sock] + data
-            *lines, buffers[sock] = pending.split(b"\n")
-            for line in lines:
-                try:
-                    reply = f"{_spawn(os.fsdecode(line))}\n"
-                except OSError as e:
-                    reply = f"error fork: {e}\n"
-                with contextlib.suppress(OSError):
-                    sock.sendall(reply.encode())
+                reply = f"{_spawn(os.fsdecode(line))}\n"
+            except OSError as e:
+                reply = f"error fork: {e}\n"
+            with contextlib.suppress(OSError):
+                conn.sendall(reply.encode())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m juggler.agent.launcher")
-    parser.add_argument("--socket", required=True, help="Unix socket to serve launches on")
+    parser.add_argument("--fd", type=int, required=True,
+                        help="the zygote's end of the agent's socket pair")
     args = parser.parse_args(argv)
-    return serve(args.socket)
+    return serve(args.fd)
 
 
 if __name__ == "__main__":

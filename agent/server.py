@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import socket
+import stat
 import sys
 import time
 import uuid
@@ -30,7 +31,7 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Gauge
 
-from juggler.agent import checkpoint, writable_layers
+from juggler.agent import checkpoint, executor_link, writable_layers
 from juggler.agent import commands as c
 from juggler.agent import events as ev
 from juggler.agent.networks import AgentNetworks, NetworkOptions
@@ -39,7 +40,8 @@ from juggler.agent.port_watch import PortWatch
 from juggler.agent.standby_stream import STANDBY_DELAY, StandbyStream, outgoing, standby_delay
 from juggler.agent.state import AgentState, AgentTask
 from juggler.agent.status_updates import FIRST_RETRY
-from juggler.common import batching, framing, logs, servers, task_states
+from juggler.common import batching, framing, ids, logs, servers, task_states
+from juggler.common.access import AccessControl
 from juggler.common.clock import SystemClock
 from juggler.common.leader import LeaderFollower, backoff, from_standby, leader_of
 from juggler.common.resources import Resources
@@ -57,6 +59,7 @@ Key = tuple[str, str]
 LAUNCHED = Counter("juggler_agent_tasks_launched_total", "Executors started")
 UPDATES = Counter("juggler_agent_status_updates_total", "Status updates sent to the master",
                   ["state"])
+LINK_PID_WAIT = 10.0  # seconds a hello waits for its executor's pid (see _executor_link_allowed)
 RUNNING = Gauge("juggler_agent_tasks_active", "Tasks not yet terminal on this agent")
 CONNECTED = Gauge("juggler_agent_master_connected", "1 while the master stream is up")
 
@@ -66,7 +69,7 @@ class AgentConfig:
     master: str
     work_dir: Path
     resources: Resources
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"   # loopback unless told (cli/daemons.py: TLS or --insecure)
     port: int = 5051
     advertise_ip: str = ""
     hostname: str = ""
@@ -92,6 +95,11 @@ class AgentConfig:
     # the agent's ports resource counts.
     ports_watch_interval: float = DEFAULT_PORTS_WATCH
     ports_agent_range_only: bool = True
+    # Access rules file of the agent API (--acls; common/access.py); empty: all allowed.
+    acls: str = ""
+    # Paths hidden from host-filesystem tasks besides the agent's work dir,
+    # TLS directories and /run/juggler (--hide-from-tasks; container/host_view.py).
+    hide_from_tasks: tuple[str, ...] = ()
 
 
 def _local_ip_towards(address: str) -> str:
@@ -109,7 +117,10 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.work_dir = config.work_dir
-        self.socket_path = self.work_dir / "agent.sock"
+        # In a directory of its own, 0700 (agent/executor_link.py).
+        self.socket_path = self.work_dir / executor_link.SOCKET_DIR / executor_link.SOCKET_NAME
+        # RulesError for a bad file; reloaded on SIGHUP (cli/daemons.py).
+        self.access = AccessControl.from_file(config.acls or None)
         self.core = AgentState(
             SystemClock(), hostname=config.hostname or socket.gethostname(),
             resources=config.resources.to_proto(), attributes=config.attributes,
@@ -134,6 +145,10 @@ class Agent:
         self._writers: dict[Key, asyncio.StreamWriter] = {}
         self._watchers: dict[Key, asyncio.Task[None]] = {}
         self._exited: dict[Key, asyncio.Event] = {}
+        # The pid of the executor this agent started (or recovered) for each
+        # task: the only process whose hello is taken (agent/executor_link.py).
+        self._executor_pids: dict[Key, int] = {}
+        self._executor_pid_known = asyncio.Condition()
         self.server: grpc.aio.Server | None = None
         self._unix: asyncio.AbstractServer | None = None
         self.metrics_port = 0
@@ -177,6 +192,12 @@ class Agent:
         task = self.find_task(task_id, framework_id)
         if task is not None and task.sandbox is not None:
             return task.sandbox
+        try:   # ids only: a caller's "../x" or "*" must not reach the glob
+            ids.check("task id", task_id)
+            if framework_id:
+                ids.check("framework id", framework_id)
+        except ids.InvalidId:
+            return None
         root = self.work_dir / "frameworks"
         pattern = f"{framework_id or '*'}/tasks/{task_id}"
         found = sorted(root.glob(pattern), key=lambda p: p.stat().st_mtime)
@@ -246,18 +267,17 @@ class Agent:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         id_file = self.work_dir / "agent_id"
         agent_id = id_file.read_text().strip() if id_file.exists() else ""
-        if self.socket_path.exists():
-            self.socket_path.unlink()
+        self._link_dir()
         self._recover(agent_id)
         self.images.recover()
         if self.config.launcher:
             from juggler.agent.launcher import Launcher
 
-            self.launcher = Launcher(self.work_dir / "launcher.sock",
-                                     self.work_dir / "launcher.log")
+            self.launcher = Launcher(self.work_dir / "launcher.log", env=self._executor_env())
             await self.launcher.start()
         self._unix = await asyncio.start_unix_server(self._executor_connection,
                                                      path=str(self.socket_path))
+        os.chmod(self.socket_path, 0o600)
         server = servers.new_server()
         from juggler.agent.api import AgentServicer
 
@@ -319,6 +339,7 @@ class Agent:
                 continue
             log.info("recovered a running executor", pid=rec.executor_pid,
                      framework_id=key[0], task_id=key[1])
+            self._executor_pids[key] = rec.executor_pid
             self._watchers[key] = asyncio.create_task(self._watch_pid(key, rec.executor_pid))
 
     async def _purge_layers(self, doomed: Path | None = None) -> None:
@@ -403,6 +424,11 @@ class Agent:
                 leader = leader_of(e) if isinstance(e, grpc.aio.AioRpcError) else None
                 answered = isinstance(e, grpc.aio.AioRpcError) and from_standby(e)
                 log.info("master connection lost", master=address, code=code, leader=leader)
+                if (isinstance(e, grpc.aio.AioRpcError)
+                        and e.code() == grpc.StatusCode.PERMISSION_DENIED):
+                    # The access rules (register_agents): say which, loudly.
+                    log.error("the master refused this agent", master=address,
+                              reason=e.details())
             finally:
                 registered = self._registered.is_set()
                 CONNECTED.set(0)
@@ -533,13 +559,13 @@ class Agent:
         sandbox = self.sandbox_of(*key)
         try:
             if sandbox.exists():  # a reused task id: keep the old run's files apart
-                sandbox.rename(sandbox.with_name(f"{key[1]}.{int(time.time() * 1000)}"))
+                checkpoint.rename(sandbox, f"{key[1]}.{int(time.time() * 1000)}")
             sandbox.mkdir(parents=True)
             if spec.task.container.writable_layer:
                 writable_layers.attach(self.work_dir, sandbox, key[0],
                                        spec.task.container.writable_layer)
             checkpoint.write_spec(sandbox, spec)
-        except OSError as e:
+        except (OSError, ValueError) as e:  # ValueError: not a sandbox path (sandbox_paths)
             tlog.error("cannot make the task's sandbox", error=str(e))
             self.handle(ev.ExecutorFailedToStart(key, f"cannot make its sandbox: {e}"))
             return
@@ -556,6 +582,21 @@ class Agent:
         self.handle(ev.SandboxMade(key, sandbox))
         self._watchers[key] = asyncio.create_task(self._spawn(key, sandbox, tlog))
 
+    def _executor_env(self) -> dict[str, str]:
+        """What every executor gets in its environment: the paths its
+        host-filesystem tasks must not see (container/host_view.py), and this
+        agent's work dir: an executor takes only a sandbox of it
+        (common/sandbox_paths.py)."""
+        from juggler.common import sandbox_paths, tls
+        from juggler.container import host_view
+
+        cfg = tls.current()
+        key = str(Path(cfg.key).resolve()) if cfg else ""
+        return {**host_view.hide_env(host_view.agent_hidden(
+            str(self.work_dir.resolve()), key,
+            [str(Path(p).resolve()) for p in self.config.hide_from_tasks])),
+            sandbox_paths.WORK_ENV: str(self.work_dir.resolve())}
+
     async def _spawn(self, key: Key, sandbox: Path, tlog: Any) -> None:
         if self.launcher is not None:
             from juggler.agent.launcher import LauncherUnavailable
@@ -570,6 +611,7 @@ class Agent:
                 # Not our child (double-forked): watched through a pidfd, as
                 # a recovered executor is.
                 checkpoint.write_pid(sandbox, pid)
+                await self._executor_started(key, pid)
                 LAUNCHED.inc()
                 tlog.info("executor started", pid=pid, sandbox=str(sandbox), launcher=True)
                 await self._watch_pid(key, pid)
@@ -579,7 +621,8 @@ class Agent:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "juggler.executor", "--sandbox", str(sandbox),
                 stdin=asyncio.subprocess.DEVNULL, stdout=logfile, stderr=logfile,
-                start_new_session=True, cwd=str(sandbox))
+                start_new_session=True, cwd=str(sandbox),
+                env={**os.environ, **self._executor_env()})
         except OSError as e:
             tlog.error("executor failed to start", error=str(e))
             self._clean_networks(key)
@@ -589,6 +632,7 @@ class Agent:
         finally:
             logfile.close()
         checkpoint.write_pid(sandbox, process.pid)
+        await self._executor_started(key, process.pid)
         LAUNCHED.inc()
         tlog.info("executor started", pid=process.pid, sandbox=str(sandbox))
         code = await process.wait()
@@ -613,6 +657,7 @@ class Agent:
         self._executor_gone(key, None)
 
     def _executor_gone(self, key: Key, code: int | None) -> None:
+        self._executor_pids.pop(key, None)
         self._clean_networks(key)
         task = self.tasks.get(key)
         tail = _tail(task.sandbox / "executor.log") if task and task.sandbox else ""
@@ -632,6 +677,49 @@ class Agent:
             self._purges.add(sweep)  # held until done, as the layer purges
             sweep.add_done_callback(self._purges.discard)
 
+    def _link_dir(self) -> None:
+        """The executor socket's directory, 0700; executors started by an
+        agent that had its socket at <work dir>/agent.sock find this one
+        through a link there."""
+        link_dir = self.socket_path.parent
+        link_dir.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(link_dir, 0o700)
+        legacy = self.work_dir / "agent.sock"
+        if legacy.is_socket() or legacy.is_symlink():
+            legacy.unlink()
+        if not legacy.exists():
+            legacy.symlink_to(self.socket_path.relative_to(self.work_dir))
+
+    async def _executor_started(self, key: Key, pid: int) -> None:
+        async with self._executor_pid_known:
+            self._executor_pids[key] = pid
+            self._executor_pid_known.notify_all()
+
+    async def _executor_link_allowed(self, writer: asyncio.StreamWriter, claimed: Key,
+                                     hello_pid: int) -> bool:
+        """Whether this connection is the executor this agent started for the
+        task `claimed` names (agent/executor_link.py); refusals are logged
+        and counted. A hello may come before the launcher's answer gave the
+        pid: it waits for that (at most LINK_PID_WAIT s) while a start of an
+        executor for that task is under way."""
+        peer = executor_link.peer_credentials(writer.get_extra_info("socket"))
+        if claimed not in self._executor_pids and claimed in self._watchers:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(LINK_PID_WAIT), self._executor_pid_known:
+                    await self._executor_pid_known.wait_for(
+                        lambda: claimed in self._executor_pids
+                        or self._watchers.get(claimed) is None
+                        or self._watchers[claimed].done())
+        why = executor_link.refusal(peer, os.geteuid(), hello_pid,
+                                    self._executor_pids.get(claimed))
+        if why is None:
+            return True
+        executor_link.REFUSED.inc()
+        log.warning("executor link refused", peer_pid=peer.pid if peer else None,
+                    peer_uid=peer.uid if peer else None, framework_id=claimed[0],
+                    task_id=claimed[1], claimed_pid=hello_pid, reason=why)
+        return False
+
     async def _executor_connection(self, reader: asyncio.StreamReader,
                                    writer: asyncio.StreamWriter) -> None:
         key: Key | None = None
@@ -642,7 +730,13 @@ class Agent:
                     return
                 kind = msg.WhichOneof("message")
                 if kind == "hello":
-                    key = (msg.hello.framework_id, msg.hello.task_id)
+                    claimed = (msg.hello.framework_id, msg.hello.task_id)
+                    if key is None and not await self._executor_link_allowed(
+                            writer, claimed, msg.hello.pid):
+                        return
+                    if key is not None and claimed != key:
+                        return  # one connection speaks for one task
+                    key = claimed
                     self._writers[key] = writer
                     self.handle(ev.ExecutorHello(key, msg.hello.container_pid))
                     if writer.is_closing():  # refused: the core hung up on it
@@ -668,11 +762,22 @@ def _tail(path: Path, limit: int = 400) -> str:
     """The executor log's last line when it says why the executor died (a
     traceback's last line, or a JSON log record of level error/critical: its
     message); "" otherwise (an executor killed by a signal logged nothing
-    about it: its last record is an ordinary one, no explanation)."""
+    about it: its last record is an ordinary one, no explanation). The file
+    is in the sandbox, which the task can write: only a regular file is read,
+    never through a link, and only its end."""
     try:
-        data = path.read_bytes()[-limit:]
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return ""
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return ""
+        data = os.pread(fd, limit, max(0, st.st_size - limit))
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
     lines = [ln for ln in data.decode(errors="replace").splitlines() if ln.strip()]
     if not lines:
         return ""

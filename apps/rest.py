@@ -55,6 +55,7 @@ refusals and failures in Marathon's shapes (middleware) and serves the API:
     rest_instance.py     /v2/info, /v2/leader, /ping, /metrics: about this instance
     rest_events.py       /v2/events (server-sent events)
     rest_proxy.py        standbys: every other request proxied to the leader
+    rest_access.py       principals and access rules (--acls, --tokens), before all else
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from aiohttp import web
 
 from juggler.apps.commands import AppsError
 from juggler.apps.definition import InvalidDefinition
+from juggler.apps.rest_access import ACCESS, HttpAccess, access_middleware
 from juggler.apps.rest_apps import (
     app_routes,
     create_app,
@@ -86,7 +88,7 @@ from juggler.apps.rest_events import HEARTBEAT, STREAMS, _end_streams, event_str
 from juggler.apps.rest_groups import create_group, delete_group, get_group, update_group
 from juggler.apps.rest_instance import get_info, get_leader, get_metrics, ping
 from juggler.apps.rest_proxy import _leader_only, _mark_leader, _proxy_session
-from juggler.common import logs
+from juggler.common import logs, tls
 
 # What the service and the tests use from here.
 __all__ = ["HEARTBEAT_SECONDS", "Backend", "label_selector", "make_app", "serve"]
@@ -124,11 +126,16 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def make_app(backend: Backend, *, heartbeat_seconds: float = HEARTBEAT_SECONDS,
-             client_max_size: int = 16 * 1024 * 1024, docker: bool = False) -> web.Application:
+             client_max_size: int = 16 * 1024 * 1024, docker: bool = False,
+             access: HttpAccess | None = None) -> web.Application:
     """The REST API as an aiohttp application over `backend`; with `docker`,
-    the Docker Engine API too (the backend is then an AppsService)."""
-    app = web.Application(middlewares=[_errors, _leader_only], client_max_size=client_max_size)
+    the Docker Engine API too (the backend is then an AppsService); with
+    `access`, principals and access rules on both (apps/rest_access.py)."""
+    app = web.Application(middlewares=[access_middleware, _errors, _leader_only],
+                          client_max_size=client_max_size)
     app[BACKEND] = backend
+    if access is not None:
+        app[ACCESS] = access
     app[STREAMS] = set()
     app[HEARTBEAT] = float(heartbeat_seconds)
     r = app.router
@@ -168,15 +175,20 @@ def make_app(backend: Backend, *, heartbeat_seconds: float = HEARTBEAT_SECONDS,
 
 async def serve(backend: Backend, host: str, port: int, *,
                 heartbeat_seconds: float = HEARTBEAT_SECONDS,
-                docker: bool = False) -> tuple[web.AppRunner, int]:
+                docker: bool = False,
+                access: HttpAccess | None = None) -> tuple[web.AppRunner, int]:
     """Serve the API on host:port (0: any free port). Returns the runner (stop
     it with `await runner.cleanup()`) and the port bound. Raises OSError when
     the port is taken."""
     runner = web.AppRunner(make_app(backend, heartbeat_seconds=heartbeat_seconds,
-                                    docker=docker),
+                                    docker=docker, access=access),
                            access_log=None, shutdown_timeout=5.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    # HTTPS when the service has TLS (client certificates verified when
+    # presented, else a bearer token: common/principals.py).
+    cfg = tls.current()
+    site = web.TCPSite(runner, host, port,
+                       ssl_context=tls.server_ssl_context(cfg) if cfg else None)
     try:
         await site.start()
     except OSError:

@@ -40,6 +40,7 @@ from juggler.apps.rest_backend import (
     _app_embeds,
     _app_info,
     _backend,
+    _deploy,
     _deployment_result,
     _flag,
     _group_apps,
@@ -143,12 +144,12 @@ async def create_app(request: web.Request) -> web.Response:
     """POST /v2/apps: 201, Location, the app with "deployments": [{"id"}].
     409 {"message": "An app with id [/x] already exists."}; 422 for a bad
     definition."""
-    backend, state = _backend(request), _state(request)
+    state = _state(request)
     body = _object(await _json_body(request), "an app definition")
     app = parse_app(body)
     if state.known(app.id):
         raise Reply(409, {"message": f"An app with id [{app.id}] already exists."})
-    d = await backend.deploy({app.id: app}, force=_flag(request, "force"))
+    d = await _deploy(request, {app.id: app}, force=_flag(request, "force"))
     _emit_api_post(request, app)
     a = state.apps.get(app.id)
     out = _app_info(state, a, False, False) if a is not None else render_app(app)
@@ -186,13 +187,13 @@ async def update_app(request: web.Request, app_id: str) -> web.Response:
     """PUT /v2/apps/{id} (?partialUpdate, default true) and PATCH (partial,
     existing apps only): 200 deploymentResult, 201 with Location when PUT
     created the app."""
-    backend, state = _backend(request), _state(request)
+    state = _state(request)
     is_patch = request.method == "PATCH"
     existed = state.known(app_id)
     target = await _updated(request, app_id, await _json_body(request),
                             partial=is_patch or _flag(request, "partialUpdate", True),
                             allow_create=not is_patch)
-    d = await backend.deploy({app_id: target}, force=_flag(request, "force"))
+    d = await _deploy(request, {app_id: target}, force=_flag(request, "force"))
     _emit_api_post(request, target)
     if existed:
         return _deployment_result(d)
@@ -203,7 +204,6 @@ async def update_apps(request: web.Request) -> web.Response:
     """PUT /v2/apps (a list of AppUpdates, each with its id; created when
     new) and PATCH /v2/apps (existing apps only): one deployment of them
     all. 422 for an update without an id."""
-    backend = _backend(request)
     body = await _json_body(request)
     if not isinstance(body, list):
         raise InvalidDefinition([{"path": "/", "errors": ["must be a JSON array of apps"]}])
@@ -217,7 +217,7 @@ async def update_apps(request: web.Request) -> web.Response:
         app_id = normalize_id(str(item["id"]))
         targets[app_id] = await _updated(request, app_id, item, partial=partial,
                                          allow_create=not is_patch)
-    d = await backend.deploy(targets, force=_flag(request, "force"))
+    d = await _deploy(request, targets, force=_flag(request, "force"))
     for t in targets.values():
         if t is not None:
             _emit_api_post(request, t)
@@ -227,7 +227,7 @@ async def update_apps(request: web.Request) -> web.Response:
 async def delete_app(request: web.Request, app_id: str) -> web.Response:
     """DELETE /v2/apps/{id}: deploymentResult. ?force defaults to true, as in
     Marathon (a running deployment of the app is cancelled)."""
-    d = await _backend(request).deploy({app_id: None}, force=_flag(request, "force", True))
+    d = await _deploy(request, {app_id: None}, force=_flag(request, "force", True))
     _emit_api_post(request, AppDefinition(id=app_id))
     return _deployment_result(d)
 
@@ -235,8 +235,8 @@ async def delete_app(request: web.Request, app_id: str) -> web.Response:
 async def restart_app(request: web.Request, app_id: str) -> web.Response:
     """POST /v2/apps/{id}/restart: a rolling restart to the same definition."""
     a = _state(request).app(app_id)
-    d = await _backend(request).deploy({app_id: a.current.app}, force=_flag(request, "force"),
-                                       restart=[app_id])
+    d = await _deploy(request, {app_id: a.current.app}, force=_flag(request, "force"),
+                      restart=[app_id])
     return _deployment_result(d)
 
 

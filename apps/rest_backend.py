@@ -122,6 +122,25 @@ def _backend(request: web.Request) -> Backend:
     return request.app[BACKEND]
 
 
+# Set on a request by apps/rest_access.py when rules are on: called with the
+# definitions a deployment would launch; raises Reply 403 when the caller may
+# not launch them (apps/launch_access.py).
+_GUARD_KEY: Any = getattr(web, "RequestKey", None)
+LAUNCH_GUARD: Any = (_GUARD_KEY("juggler_launch_guard", object) if _GUARD_KEY
+                     else "juggler.launch_guard")
+
+
+async def _deploy(request: web.Request, targets: dict[str, AppDefinition | None], *,
+                  force: bool, restart: Iterable[str] = ()) -> Deployment:
+    """Backend.deploy, after the caller's launch checks (LAUNCH_GUARD) of
+    every definition in `targets`: a refusal applies nothing. Raises what
+    Backend.deploy raises, and Reply 403."""
+    guard = request.get(LAUNCH_GUARD)
+    if guard is not None:
+        guard([t for t in targets.values() if t is not None])
+    return await _backend(request).deploy(targets, force=force, restart=restart)
+
+
 def _state(request: web.Request) -> AppsState:
     return request.app[BACKEND].state
 

@@ -25,7 +25,7 @@ from juggler.apps.rest_backend import (
     Reply,
     _app_embeds,
     _app_info,
-    _backend,
+    _deploy,
     _deployment_result,
     _flag,
     _group_apps,
@@ -119,7 +119,7 @@ async def create_group(request: web.Request) -> web.Response:
     """POST /v2/groups[/{id}]: create the group (its id from the body, taken
     under the URL's) and deploy its apps: 201, Location, deploymentResult.
     409 when the group or an app with its id exists."""
-    backend, state = _backend(request), _state(request)
+    state = _state(request)
     base = _path_id(request.match_info.get("id", ""))
     raw = _object(await _json_body(request), "a group")
     group = parse_group(raw, base=base)
@@ -129,7 +129,7 @@ async def create_group(request: web.Request) -> web.Response:
     if state.known(group.id):
         raise Reply(409, {"message": f"An app with the path {group.id} already exists."})
     targets: dict[str, AppDefinition | None] = {a.id: a for a in group.all_apps()}
-    d = await backend.deploy(targets, force=_flag(request, "force"))
+    d = await _deploy(request, targets, force=_flag(request, "force"))
     return _deployment_result(d, 201,
                               {"Location": f"{request.url.origin()}/v2/groups{group.id}"})
 
@@ -140,7 +140,7 @@ async def update_group(request: web.Request) -> web.Response:
     versions are not kept); otherwise the structural update of
     `_group_changes`. The group is created when it does not exist. 200
     deploymentResult."""
-    backend, state = _backend(request), _state(request)
+    state = _state(request)
     base = _path_id(request.match_info.get("id", ""))
     raw = _object(await _json_body(request), "a group update")
     group_id = normalize_id(str(raw["id"]), base) if raw.get("id") is not None else base
@@ -158,7 +158,7 @@ async def update_group(request: web.Request) -> web.Response:
                         "PUT /v2/apps/{id} {\"version\": ...})")
     else:
         _group_changes(state, raw, parse_group(raw, base=base), targets)
-    d = await backend.deploy(targets, force=_flag(request, "force"))
+    d = await _deploy(request, targets, force=_flag(request, "force"))
     return _deployment_result(d)
 
 
@@ -166,10 +166,10 @@ async def delete_group(request: web.Request) -> web.Response:
     """DELETE /v2/groups[/{id}]: remove every app under the group
     (deploymentResult). 404 for a group that holds no app (the root always
     exists: deleting it removes every app)."""
-    backend, state = _backend(request), _state(request)
+    state = _state(request)
     group_id = _path_id(request.match_info.get("id", ""))
     apps = _group_apps(state, group_id)
     if not apps and group_id != "/":
         raise _no_group(group_id)
-    d = await backend.deploy({a.id: None for a in apps}, force=_flag(request, "force"))
+    d = await _deploy(request, {a.id: None for a in apps}, force=_flag(request, "force"))
     return _deployment_result(d)

@@ -8,26 +8,35 @@ Marathon-Deployment-Id headers back; /v2/events streamed through), as
 Marathon's standbys do; 503 {"message": "no leader"} when there is none. A
 request that already went through a proxy (X-Marathon-Via) is not proxied
 again. The leader marks its answers with X-Marathon-Leader.
+
+Under access rules (apps/rest_access.py), a standby with TLS presents its
+own `apps` certificate and names the caller it has authenticated in
+X-Juggler-Principal (a caller's own such header is never passed on); a list
+the rules filter (GET /containers/json, /v2/apps, …) is read whole, so that
+the standby filters it too, while Docker's other calls and /v2/events stream.
 """
 
 from __future__ import annotations
 
 import contextlib
+import urllib.parse
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
 from juggler.apps.docker_api import is_docker_path
+from juggler.apps.rest_access import PRINCIPAL, PRINCIPAL_HEADER, VIA_HEADER, WHOLE
 from juggler.apps.rest_backend import BACKEND, DEPLOYMENT_HEADER, Handler, Reply, _backend
+from juggler.common import tls
 
 LEADER_HEADER = "X-Marathon-Leader"
-VIA_HEADER = "X-Marathon-Via"
 # Paths a standby answers itself.
 LOCAL_PATHS = frozenset({"/ping", "/v2/leader", "/v2/info", "/metrics"})
 PROXY_TIMEOUT = 60.0     # a proxied request (not /v2/events) waits this long for the leader
 # Headers of a proxied answer that are passed back.
-PASSED_BACK = ("Content-Type", "Location", DEPLOYMENT_HEADER, LEADER_HEADER, "Cache-Control")
+PASSED_BACK = ("Content-Type", "Location", DEPLOYMENT_HEADER, LEADER_HEADER, "Cache-Control",
+               "WWW-Authenticate")
 HOP_BY_HOP = frozenset(h.lower() for h in (
     "Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive",
     "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer", "Upgrade"))
@@ -39,12 +48,20 @@ async def _proxy(request: web.Request, leader: str) -> web.StreamResponse:
     /v2/events)."""
     backend = _backend(request)
     session = request.app[SESSION]
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+    whole = bool(request.get(WHOLE))
+    dropped = HOP_BY_HOP | {PRINCIPAL_HEADER.lower(),
+                            *(["accept-encoding"] if whole else [])}
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in dropped}
     headers[VIA_HEADER] = backend.url or "standby"
+    principal = request.get(PRINCIPAL)
+    if principal is not None and tls.current() is not None:
+        # The leader takes it from this service's certificate only (rest_access.caller).
+        headers[PRINCIPAL_HEADER] = urllib.parse.quote(principal, safe="")
     url = leader.rstrip("/") + request.raw_path
     # Streams go through as they come: the event stream, and Docker's calls (wait,
-    # logs -f and stats answer their headers long before their body ends).
-    streaming = request.path == "/v2/events" or is_docker_path(request.path)
+    # logs -f and stats answer their headers long before their body ends); not a
+    # list the rules filter, which is read whole.
+    streaming = (request.path == "/v2/events" or is_docker_path(request.path)) and not whole
     timeout = aiohttp.ClientTimeout(total=None if streaming else PROXY_TIMEOUT, sock_connect=10)
     body = await request.read()
     try:
@@ -86,6 +103,7 @@ async def _mark_leader(request: web.Request, response: web.StreamResponse) -> No
 
 async def _proxy_session(app: web.Application) -> AsyncIterator[None]:
     """The client session standbys proxy with, for the app's lifetime."""
-    app[SESSION] = aiohttp.ClientSession(auto_decompress=False)
+    app[SESSION] = aiohttp.ClientSession(
+        auto_decompress=False, connector=aiohttp.TCPConnector(ssl=tls.client_ssl()))
     yield
     await app[SESSION].close()

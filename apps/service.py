@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, generate_latest
 
 from juggler.apps import cluster, rest, views
 from juggler.apps.commands import (
@@ -58,17 +58,21 @@ from juggler.apps.definition import AppDefinition, parse_app
 from juggler.apps.events import EventBus
 from juggler.apps.instances import Instance
 from juggler.apps.plan import Action, D, Deployment, Versioned
+from juggler.apps.rest_access import HttpAccess
 from juggler.apps.state import AppsState
 from juggler.apps.views import iso
-from juggler.common import logs
+from juggler.common import logs, tls
+from juggler.common.access import AccessControl, install_sighup
 from juggler.common.clock import Clock, SystemClock
 from juggler.common.lifecycle import Step
+from juggler.common.tokens import Tokens
 from juggler.sdk.framework import Framework, FrameworkError
 from juggler.store.interface import Delete, Put, StoreError
 from juggler.v1 import agent_pb2, common_pb2, scheduler_pb2
 
 log = logs.get("apps")
 
+ACCESS_METRICS = ["juggler_access_denied_total", "juggler_access_rules_reloads_total"]
 FAILOVER_TIMEOUT = 7 * 86400.0   # Marathon's --failover_timeout default: one week
 GATHER_SECONDS = 0.01            # how long offers and updates gather before a decision
 
@@ -83,7 +87,7 @@ class AppsConfig:
     etcd_key: str | None = None
     lease_ttl: int = 5
     work_dir: str = "/var/lib/juggler/apps"
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"   # loopback unless told (cli/daemons.py: TLS or --insecure)
     http_port: int = 8080
     advertise: str = ""
     name: str = "juggler-apps"
@@ -94,6 +98,10 @@ class AppsConfig:
     # The Docker Engine API's unix socket (apps/docker_api.py); "" for none.
     docker_socket: str = ""
     docker_socket_group: str = ""
+    # Access rules and bearer tokens of the REST and Docker APIs (--acls,
+    # --tokens; apps/rest_access.py); "" for none (everything allowed).
+    acls: str = ""
+    tokens: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -165,6 +173,9 @@ class AppsService(ContainerRequests):
         self._reconcile_done = asyncio.Event()
         self._declined_seen: dict[str, int] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        # Raises RulesError / TokensError for a bad file (cli/daemons.py checks first).
+        self.access = HttpAccess(AccessControl.from_file(config.acls),
+                                 Tokens.from_file(config.tokens))
 
     # -- what rest.py reads ----------------------------------------------------------
     @property
@@ -225,7 +236,9 @@ class AppsService(ContainerRequests):
             if n > seen:
                 m.declined.labels(reason).inc(n - seen)
                 self._declined_seen[reason] = n
-        return generate_latest(m.registry)
+        # The access refusals and reloads (common/access.py's, in the default registry).
+        return generate_latest(m.registry) + generate_latest(
+            REGISTRY.restricted_registry(ACCESS_METRICS))
 
     # -- requests (rest.py) -------------------------------------------------------------
     async def deploy(self, targets: dict[str, AppDefinition | None], force: bool = False,
@@ -264,7 +277,13 @@ class AppsService(ContainerRequests):
         too when configured, then lead (alone) or campaign (etcd). Returns the
         REST API's URL. Raises OSError when the port or the socket is taken."""
         self._runner, self.port = await rest.serve(self, self.config.host, self.config.http_port,
-                                                   docker=True)
+                                                   docker=True, access=self.access)
+        if self.access.rules.enabled or self.access.tokens is not None:
+            try:   # SIGHUP: the rules and tokens files are read again
+                install_sighup(self.access.rules.reload,
+                               *([self.access.tokens.reload] if self.access.tokens else []))
+            except (RuntimeError, ValueError) as e:   # not the main thread (in-process tests)
+                log.warning("SIGHUP will not reload the rules", error=str(e))
         if self.config.docker_socket:
             from juggler.apps.docker_api import serve_unix
 
@@ -276,7 +295,7 @@ class AppsService(ContainerRequests):
                 raise
             log.info("Docker Engine API listening", socket=self.config.docker_socket)
         host = self.config.host if self.config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-        self.url = self.config.advertise or f"http://{host}:{self.port}"
+        self.url = self.config.advertise or f"{tls.url_scheme()}://{host}:{self.port}"
         if self.config.etcd:
             from juggler.store.election_thread import ElectionThread
             from juggler.store.etcd import EtcdClient, EtcdStore

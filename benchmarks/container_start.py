@@ -20,9 +20,12 @@ stamp program, in new pid, mount, uts, ipc and network namespaces under a new
 cgroup. juggler mounts an overlay with a writable layer over it; runc uses its
 default read-only root (less work for runc). Launches alternate between the
 two (and juggler without its launcher, `--no-launcher`, for reference), one at
-a time, after a few warm-up rounds.
+a time, after a few warm-up rounds. --secure adds a fourth side: an agent whose
+API serves mutual TLS under an access rules file, as `juggler up --tls` starts
+them (benchmarks/tls.py). Launches reach an agent over its master stream, so
+that side measures what TLS and rules cost on the agent's launch path itself.
 
-    python benchmarks/container_start.py [--launches 100] [--quick]
+    python benchmarks/container_start.py [--launches 100] [--quick] [--secure]
 
 Needs root, runc (`apt-get install runc`, in scripts/setup) and a C compiler
 with a static libc (gcc, libc6-dev).
@@ -61,6 +64,9 @@ int main(void) {
 """
 
 
+SECURE = "juggler TLS+rules"
+
+
 def build_stamp(dest: Path) -> None:
     src = dest.with_suffix(".c")
     src.write_text(STAMP_C)
@@ -81,7 +87,7 @@ class JugglerSide:
     """One agent in this process (no master: updates stay queued), launching
     tasks exactly as it does when the master sends RunTask."""
 
-    def __init__(self, work: Path, rootfs: Path, launcher: bool) -> None:
+    def __init__(self, work: Path, rootfs: Path, launcher: bool, acls: str = "") -> None:
         from juggler.agent.server import Agent, AgentConfig
         from juggler.common.resources import Resources
         from juggler.v1 import common_pb2
@@ -91,8 +97,9 @@ class JugglerSide:
         self.agent = Agent(AgentConfig(
             master="127.0.0.1:1", work_dir=work, host="127.0.0.1", port=0, metrics_port=-1,
             resources=Resources({"cpus": 64, "mem": 65536}), launcher=launcher,
-            cgroup_root=f"juggler-bench-{os.getpid()}"))
-        self.framework = common_pb2.FrameworkInfo(id="bench", name="bench", user="root")
+            cgroup_root=f"juggler-bench-{os.getpid()}", acls=acls))
+        self.framework = common_pb2.FrameworkInfo(id="bench", name="bench", user="root",
+                                                  principal="bench" if acls else "")
         self.resources = Resources({"cpus": 0.1, "mem": 32}).to_proto()
         self.count = 0
         self.fallbacks = 0
@@ -182,7 +189,27 @@ def remove_cgroup_root() -> None:
         print(f"container_start: could not remove the cgroup root: {e}", file=sys.stderr)
 
 
-async def run(launches: int, warmup: int) -> dict:
+async def secure_side(base: Path, rootfs: Path) -> JugglerSide:
+    """A started agent whose API serves mutual TLS (a CA and certificate made
+    here) under an access rules file, as `juggler up --tls` starts agents."""
+    from juggler.common import tls
+
+    d = base / "tls"
+    d.mkdir()
+    tls.make_ca(d)
+    rules = d / "acls.json"
+    rules.write_text(json.dumps({"access_sandboxes": [
+        {"principals": {"values": ["bench"]}, "framework_principals": {"values": ["bench"]}}]}))
+    tls.configure(tls.issue(d, "agent", ["127.0.0.1"], d))
+    try:   # the agent's server takes its credentials when it starts listening
+        side = JugglerSide(base / "agent-tls", rootfs, launcher=True, acls=str(rules))
+        await side.start()
+    finally:
+        tls.configure(None)
+    return side
+
+
+async def run(launches: int, warmup: int, secure: bool = False) -> dict:
     from juggler.common import logs
     from juggler.testing.rootfs import make_busybox_rootfs
 
@@ -198,6 +225,8 @@ async def run(launches: int, warmup: int) -> dict:
         runc = RuncSide(base, rootfs)
         for side in sides.values():
             await side.start()
+        if secure:
+            sides[SECURE] = await secure_side(base, rootfs)
         times: dict[str, list[float]] = {name: [] for name in (*sides, "runc run")}
         try:
             for i in range(warmup + launches):
@@ -226,13 +255,18 @@ async def run(launches: int, warmup: int) -> dict:
                            "p99": round(percentile(j, 0.99), 2)},
             "runc_ms": {"p50": round(statistics.median(r), 2),
                         "p99": round(percentile(r, 0.99), 2)},
-            "ratio_p50": round(ratio, 3)}
+            "ratio_p50": round(ratio, 3),
+            **({"juggler_secure_ms": {"p50": round(statistics.median(times[SECURE]), 2),
+                                      "p99": round(percentile(times[SECURE], 0.99), 2)}}
+               if secure else {})}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--launches", type=int, default=100)
     parser.add_argument("--quick", action="store_true", help="20 launches")
+    parser.add_argument("--secure", action="store_true",
+                        help=f"also launch on an agent serving TLS under access rules ({SECURE!r})")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("container_start: needs root", file=sys.stderr)
@@ -242,7 +276,7 @@ def main() -> int:
               file=sys.stderr)
         return 1
     launches = 20 if args.quick else max(50, args.launches)
-    result = asyncio.run(run(launches, warmup=3))
+    result = asyncio.run(run(launches, warmup=3, secure=args.secure))
     print(json.dumps(result))
     return 0
 

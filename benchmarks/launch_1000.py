@@ -99,7 +99,7 @@ def children(pid: int) -> list[int]:
 
 def executor_pids(agent_dir: Path) -> list[int]:
     pids = []
-    for f in agent_dir.glob("frameworks/*/tasks/*/executor.pid"):
+    for f in agent_dir.glob("meta/frameworks/*/tasks/*/executor.pid"):
         with contextlib.suppress(OSError, ValueError, IndexError):
             pids.append(int(f.read_text().split()[0]))
     return pids

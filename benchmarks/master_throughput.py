@@ -17,6 +17,10 @@ runs, as bytes per agent and per task. Default 1,000 agents and 20,000 tasks (th
 ≥ 1,000 launches/s sustained at that size); --quick: 100 agents, 2,000 tasks. The last line
 is one JSON object for machines.
 
+--secure turns mutual TLS and access rules on for every link (a CA and certificates made
+here: the master's, the simulated agents' and the framework's; a rules file that lets each
+do only what it does), as `juggler up --tls` does; benchmarks/tls.py compares both modes.
+
 --profile-master FILE runs the master under cProfile (written when it stops on SIGINT);
 the master's pid is printed at start for `py-spy record --pid PID`.
 """
@@ -302,12 +306,47 @@ async def wait_serving(address: str, alive: Any) -> None:
             await asyncio.sleep(0.05)
 
 
+# What each principal of the --secure run may do (the rules file's format: README,
+# "Securing a cluster"); nothing else is allowed.
+SECURE_RULES = {
+    "register_agents": [{"principals": {"values": ["agent"]}, "agents": {"type": "ANY"}}],
+    "register_frameworks": [{"principals": {"values": ["bench"]}, "roles": {"values": ["*"]}}],
+    "run_tasks": [{"principals": {"values": ["bench"]}, "users": {"values": ["bench"]}}],
+    "run_host_filesystem": [{"principals": {"values": ["bench"]}, "roles": {"values": ["*"]}}],
+    "view_cluster": [{"principals": {"values": ["bench"]}}],
+}
+
+
+def tls_flags(cfg: Any) -> list[str]:
+    return ["--tls-ca", str(cfg.ca), "--tls-cert", str(cfg.cert), "--tls-key", str(cfg.key)]
+
+
+def secure_setup(tmp: Path) -> dict[str, Any]:
+    """A CA, the three certificates and the rules file of a --secure run."""
+    from juggler.common import tls
+
+    d = tmp / "tls"
+    d.mkdir()
+    tls.make_ca(d)
+    rules = d / "acls.json"
+    rules.write_text(json.dumps(SECURE_RULES))
+    return {"master": tls.issue(d, "master", ["127.0.0.1", "localhost"], d),
+            "agent": tls.issue(d, "agent", ["127.0.0.1"], d),
+            "bench": tls.issue(d, "bench", ["127.0.0.1"], d), "rules": rules}
+
+
 async def bench(args: argparse.Namespace, tmp: Path, procs: dict[str, Any]) -> dict[str, Any]:
+    from juggler.common import tls
+
     port = free_port()
     address = f"127.0.0.1:{port}"
     master_args = ["-m", "juggler.cli.main", "master", "--host", "127.0.0.1", "--port", str(port),
                    "--metrics-port", "-1", "--work-dir", str(tmp / "master"),
                    "--allocation-interval", "0.1"]
+    secure = secure_setup(tmp) if args.secure else None
+    if secure is not None:
+        master_args += [*tls_flags(secure["master"]), "--acls", str(secure["rules"])]
+        tls.configure(secure["bench"])   # this process: the framework
     if args.profile_master:
         master_args = ["-m", "cProfile", "-o", args.profile_master, *master_args]
     master_log = open(tmp / "master.log", "wb")  # noqa: SIM115
@@ -329,7 +368,8 @@ async def bench(args: argparse.Namespace, tmp: Path, procs: dict[str, Any]) -> d
     sim_log = open(tmp / "sim.log", "wb")  # noqa: SIM115
     t0 = time.monotonic()
     sim = Sim(spawn([str(HERE / "sim_agents.py"), "--master", address, "--agents",
-                     str(args.agents), "--resources", AGENT_RESOURCES],
+                     str(args.agents), "--resources", AGENT_RESOURCES,
+                     *(tls_flags(secure["agent"]) if secure else [])],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=sim_log, text=True))
     procs["sim"] = sim.proc
     print(f"simulated agents pid {sim.proc.pid}", file=sys.stderr)
@@ -381,6 +421,7 @@ async def bench(args: argparse.Namespace, tmp: Path, procs: dict[str, Any]) -> d
         "max": lat[-1], "register_seconds": register_seconds,
         "rss_idle": rss_idle, "rss_agents": rss_agents, "rss_tasks": rss_tasks,
         "offers": launcher.offers, "accepts": launcher.accepts, "cpu": cpu, "wall": wall,
+        "secure": bool(args.secure),
     }
 
 
@@ -407,11 +448,13 @@ def report(r: dict[str, Any]) -> None:
                      f"{100 * seconds / r['wall']:.0f}% of one core over the launch phase"))
     width = max(len(n) for n, _, _ in rows)
     vwidth = max(len(v) for _, v, _ in rows)
-    print(f"master throughput ({os.cpu_count()} CPUs shared by master, agents and framework)")
+    mode = "TLS and access rules on" if r["secure"] else "plain text, no rules"
+    print(f"master throughput, {mode} ({os.cpu_count()} CPUs shared by master, agents and "
+          "framework)")
     for name, value, note in rows:
         print(f"  {name:<{width}}  {value:>{vwidth}}  {note}".rstrip())
     print(json.dumps({
-        "agents": r["agents"], "tasks": r["tasks"],
+        "agents": r["agents"], "tasks": r["tasks"], "secure": r["secure"],
         "launches_per_second": round(r["launches_per_second"], 1),
         "accept_to_running_ms": {"p50": round(r["p50"] * 1000, 2),
                                  "p99": round(r["p99"] * 1000, 2)},
@@ -430,6 +473,8 @@ def main() -> int:
     p.add_argument("--profile-master", metavar="FILE", default="",
                    help="run the master under cProfile, writing FILE when it stops")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    p.add_argument("--secure", action="store_true",
+                   help="mutual TLS and access rules on every link (as `juggler up --tls`)")
     args = p.parse_args()
     args.agents = args.agents or (100 if args.quick else 1000)
     args.tasks = args.tasks or (2000 if args.quick else 20000)

@@ -36,11 +36,12 @@ import signal
 import sys
 import time
 import uuid
+from typing import Any
 
 import grpc
 
 from juggler.agent.standby_stream import standby_delay
-from juggler.common import batching, gc_policy, servers
+from juggler.common import batching, gc_policy, servers, tls
 from juggler.common.leader import (
     STANDBY_FOR_KEY,
     LeaderFollower,
@@ -195,6 +196,15 @@ _FOLLOW_OPTIONS = [*servers.OPTIONS, ("grpc.use_local_subchannel_pool", 1),
                    ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
+def _channel(address: str, options: list[tuple[str, Any]]) -> grpc.aio.Channel:
+    """A channel to a master: mutual TLS with this process's certificate when
+    --tls-* were given (tls.current()), else plain text."""
+    cfg = tls.current()
+    if cfg is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    return grpc.aio.secure_channel(address, tls.channel_credentials(cfg), options=options)
+
+
 class Channels:
     """One channel per master for a group of agents, opened on first use."""
 
@@ -204,8 +214,7 @@ class Channels:
     def stub(self, address: str) -> agent_pb2_grpc.AgentChannelStub:
         ch = self.by_address.get(address)
         if ch is None:
-            ch = self.by_address[address] = grpc.aio.insecure_channel(
-                address, options=_FOLLOW_OPTIONS)
+            ch = self.by_address[address] = _channel(address, _FOLLOW_OPTIONS)
         return agent_pb2_grpc.AgentChannelStub(ch)
 
     async def close(self) -> None:
@@ -462,8 +471,7 @@ async def run(args: argparse.Namespace) -> None:
     per = max(1, args.streams_per_channel)
     for first in range(0, args.agents, per):
         # A local subchannel pool gives each channel its own TCP connection.
-        ch = grpc.aio.insecure_channel(
-            args.master, options=[*servers.OPTIONS, ("grpc.use_local_subchannel_pool", 1)])
+        ch = _channel(args.master, [*servers.OPTIONS, ("grpc.use_local_subchannel_pool", 1)])
         channels.append(ch)
         stub = agent_pb2_grpc.AgentChannelStub(ch)
         for i in range(first, min(first + per, args.agents)):
@@ -507,7 +515,11 @@ def main() -> None:
                    help="following agents' reconnect backoff cap (default 5 s, as the agent's)")
     p.add_argument("--first-index", type=int, default=0,
                    help="number hostnames from here (several simulators, one cluster)")
+    p.add_argument("--tls-ca", default=None, help="CA certificate (mutual TLS to the master)")
+    p.add_argument("--tls-cert", default=None, help="the agents' certificate")
+    p.add_argument("--tls-key", default=None, help="its key")
     args = p.parse_args()
+    tls.configure(tls.from_flags(args.tls_ca, args.tls_cert, args.tls_key))
     gc_policy.tune()  # as the real agent does
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run(args))

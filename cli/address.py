@@ -20,6 +20,7 @@ from pathlib import Path
 
 from juggler.cli import pointers
 from juggler.cli.home import apps_file, docker_file, master_file, state_dir, write_file
+from juggler.common import tls
 
 __all__ = ["apps_file", "docker_file", "master_file", "state_dir"]
 
@@ -75,13 +76,14 @@ DEFAULT_APPS = "http://127.0.0.1:8080"
 
 
 def _apps_url(text: str) -> str:
-    """"host:port" → "http://host:port"; no trailing "/". Several,
+    """"host:port" → "http://host:port" (https:// when the CLI speaks TLS); no
+    trailing "/". Several,
     comma-separated, each so."""
     urls = []
     for part in text.split(","):
         part = part.strip().rstrip("/")
         if part:
-            urls.append(part if "://" in part else f"http://{part}")
+            urls.append(part if "://" in part else f"{tls.url_scheme()}://{part}")
     return ",".join(urls)
 
 

@@ -49,6 +49,7 @@ from typing import Any
 import yaml
 
 from juggler.cli import address as addr
+from juggler.cli import credentials
 from juggler.cli import deploy_progress as progress
 from juggler.cli.ps import age
 
@@ -98,8 +99,9 @@ class AppsClient:
         self.url, self.timeout = self.urls[0], timeout
         host = urllib.parse.urlsplit(self.url).hostname or ""
         # A loopback service is never reached through $http_proxy.
-        handlers = [urllib.request.ProxyHandler({})] if _loopback(host) else []
-        self.opener = urllib.request.build_opener(*handlers)
+        handlers: list[urllib.request.BaseHandler] = \
+            [urllib.request.ProxyHandler({})] if _loopback(host) else []
+        self.opener = urllib.request.build_opener(*handlers, *credentials.https_handlers())
 
     def call(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
              body: Any = None) -> Any:
@@ -127,16 +129,17 @@ class AppsClient:
             url += "?" + urllib.parse.urlencode(query, doseq=True)
         data = None if body is None else json.dumps(body, default=str).encode()
         request = urllib.request.Request(url, data=data, method=method, headers={
-            "Accept": "application/json", "Content-Type": "application/json"})
+            "Accept": "application/json", "Content-Type": "application/json",
+            **credentials.auth_headers()})
         try:
             with self.opener.open(request, timeout=self.timeout) as answer:
                 raw = answer.read()
         except urllib.error.HTTPError as e:
             raise ApiError(e.code, _decode(e.read())) from None
         except urllib.error.URLError as e:
-            raise NoAppsService(base, _reason(e.reason)) from None
+            raise NoAppsService(base, _tls_reason(base) or _reason(e.reason)) from None
         except (OSError, http.client.HTTPException) as e:
-            raise NoAppsService(base, _reason(e)) from None
+            raise NoAppsService(base, _tls_reason(base) or _reason(e)) from None
         if not raw.strip():
             return None
         try:
@@ -159,6 +162,19 @@ def _decode(raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         return raw.decode(errors="replace").strip()
+
+
+def _tls_reason(base: str) -> str:
+    """What a probe of the service's address finds wrong with TLS ("" for
+    nothing, or nothing listening: common/tls.py)."""
+    from juggler.common import tls
+
+    parts = urllib.parse.urlsplit(base)
+    if not parts.hostname:
+        return ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    why = tls.explain(f"{parts.hostname}:{port}")
+    return "" if why.startswith("nothing answers") else why
 
 
 def _reason(e: object) -> str:

@@ -147,7 +147,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _pair(text: str) -> tuple[str, str | None]:
+def pair(text: str) -> tuple[str, str | None]:
     """NAME=VALUE, or NAME (its value taken from this environment, as docker's
     -e NAME; None when unset there)."""
     name, sep, value = text.partition("=")
@@ -162,7 +162,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default="",
                    help="the container's name (as a task without the containers service: "
                         "its task id)")
-    p.add_argument("-e", "--env", type=_pair, action="append", default=[], metavar="NAME=VALUE",
+    p.add_argument("-e", "--env", type=pair, action="append", default=[], metavar="NAME=VALUE",
                    help="environment variable (repeatable); NAME alone: this shell's value")
     p.add_argument("--env-file", action="append", default=[], metavar="FILE",
                    help="read environment variables from a file (NAME=VALUE lines)")
@@ -182,7 +182,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
                         "free host port")
     p.add_argument("--expose", action="append", default=[], metavar="PORT[-PORT][/PROTO]",
                    help="expose a port (published with -P)")
-    p.add_argument("-l", "--label", type=_pair, action="append", default=[],
+    p.add_argument("-l", "--label", type=pair, action="append", default=[],
                    metavar="NAME=VALUE", help="label (repeatable), e.g. juggler.log_max_bytes="
                                               "65536")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
@@ -262,13 +262,21 @@ def environment(args: argparse.Namespace) -> dict[str, str]:
     env: dict[str, str] = {}
     for path in args.env_file:
         env.update(parse_env_file(path))
-    for name, value in args.env:
+    env.update(pairs_values(args.env))
+    return env
+
+
+def pairs_values(pairs: list[tuple[str, str | None]]) -> dict[str, str]:
+    """-e style (NAME, VALUE) pairs as a dict; NAME alone (VALUE None) takes
+    this environment's value and is skipped when unset, as `docker run -e NAME`."""
+    out: dict[str, str] = {}
+    for name, value in pairs:
         if value is None:
             if name not in os.environ:
                 continue
             value = os.environ[name]
-        env[name] = value
-    return env
+        out[name] = value
+    return out
 
 
 def create_body(args: argparse.Namespace, image: str, command: list[str],
@@ -499,4 +507,5 @@ async def agent_failure(target: Target, e: grpc.aio.AioRpcError) -> str:
     if (info.get("Juggler") or {}).get("Unreachable"):
         return (f"the agent {where} of container {target.name} is unreachable: try again "
                 "once it is back (see `juggler agents`)")
-    return f"cannot reach the agent {where} of container {target.name}: {e.details()}"
+    return (f"cannot reach the agent {where} of container {target.name}: "
+            f"{tasks.why(target.agent_address, e)}")

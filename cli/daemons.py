@@ -26,10 +26,66 @@ def _start_daemon(name: str) -> None:
     prometheus_client.disable_created_metrics()
 
 
+def add_tls_flags(p: argparse.ArgumentParser) -> None:
+    """--tls-ca/--tls-cert/--tls-key and --insecure (every daemon)."""
+    p.add_argument("--tls-ca", default=None, metavar="FILE",
+                   help="CA certificate (PEM) every peer's certificate must be signed by: "
+                        "mutual TLS on every gRPC link and HTTPS (with --tls-cert, --tls-key)")
+    p.add_argument("--tls-cert", default=None, metavar="FILE",
+                   help="this daemon's certificate (PEM), signed by --tls-ca")
+    p.add_argument("--tls-key", default=None, metavar="FILE", help="its private key (PEM)")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow listening on a non-loopback --host in plain text (dangerous: "
+                        "anyone who reaches the port controls the cluster)")
+
+
+def _secure(name: str, args: argparse.Namespace) -> int | None:
+    """Apply the daemon's TLS flags (tls.configure) and the listen policy:
+    resolves args.host; returns an exit status (2) when it must not start.
+    Prints why --insecure is dangerous when it is used on an open address."""
+    from juggler.common import tls
+
+    log = logs.get(name)
+    try:
+        cfg = tls.from_flags(args.tls_ca, args.tls_cert, args.tls_key)
+    except tls.TLSError as e:
+        print(f"juggler {name}: {e}", file=sys.stderr)
+        return 2
+    tls.configure(cfg)
+    if args.host is None:
+        args.host = tls.default_host(cfg is not None)
+    refusal = tls.listen_refusal(name, args.host, cfg is not None, args.insecure)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
+    if cfg is None and not tls.is_loopback(args.host):
+        warning = tls.insecure_warning(name, args.host)
+        print(warning, file=sys.stderr, flush=True)
+        log.warning("listening in plain text on a non-loopback address (--insecure)",
+                    host=args.host)
+    return None
+
+
+def _bad_access_files(name: str, acls: str, tokens: str) -> int | None:
+    """Exit status 2 (and why, on stderr) when the rules or tokens file
+    cannot be used; None when both are good (or not given)."""
+    from juggler.common.access import AccessControl, RulesError
+    from juggler.common.tokens import Tokens, TokensError
+
+    try:
+        AccessControl.from_file(acls)
+        Tokens.from_file(tokens)
+    except (RulesError, TokensError) as e:
+        print(f"juggler {name}: {e}", file=sys.stderr)
+        return 2
+    return None
+
+
 def add_master_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("master", help="run a master",
                        description="Run a master: offers agents' resources to frameworks.")
-    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--host", default=None,
+                   help="address to listen on (default 0.0.0.0 with --tls-*, else 127.0.0.1)")
     p.add_argument("--port", type=int, default=5050, help="gRPC port (default 5050)")
     p.add_argument("--advertise", default="", help="host:port others reach this master at")
     p.add_argument("--metrics-port", type=int, default=5055,
@@ -60,6 +116,14 @@ def add_master_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--etcd-key", default=None, help="client key for etcd (TLS)")
     p.add_argument("--lease-ttl", type=int, default=5,
                    help="seconds of the leader's etcd lease (default 5)")
+    p.add_argument("--tokens", default="", metavar="FILE",
+                   help='bearer tokens of the HTTP /api/* (the web UI\'s JSON): {"tokens": '
+                        '[{"principal": NAME, "sha256": HEX}]} (JSON or YAML)')
+    p.add_argument("--acls", default="", metavar="FILE",
+                   help="access rules of the Scheduler, Operator and agent APIs (Mesos-style, "
+                        "deny by default; JSON or YAML; reloaded on SIGHUP); default: "
+                        "everything allowed")
+    add_tls_flags(p)
     p.set_defaults(func=master_main)
 
 
@@ -73,7 +137,9 @@ def add_agent_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resources", default=None,
                    help='override detected resources, e.g. "cpus:2;mem:1024;disk:4096" (MiB) '
                         'or "ports:[31000-32000,40000-40100]" (default ports [31000-32000])')
-    p.add_argument("--host", default="0.0.0.0", help="address the agent API listens on")
+    p.add_argument("--host", default=None,
+                   help="address the agent API listens on (default 0.0.0.0 with --tls-*, "
+                        "else 127.0.0.1)")
     p.add_argument("--port", type=int, default=5051, help="agent API port (default 5051; 0 = any)")
     p.add_argument("--advertise-ip", default="",
                    help="IP others reach the agent API at (default: the one routing to the master)")
@@ -87,6 +153,10 @@ def add_agent_parser(sub: argparse._SubParsersAction) -> None:
                    help="with several masters: open a stream to the master that would lead "
                         "next at most this many seconds after registering, to re-register "
                         "over it when the leader is lost (default 15; the delay is random)")
+    p.add_argument("--hide-from-tasks", action="append", default=[], metavar="PATH",
+                   help="hide PATH (an empty directory in its place) from tasks on the host's "
+                        "read-only filesystem, as the agent's work dir, its TLS key's directory "
+                        "and /run/juggler always are (repeatable; container/host_view.py)")
     p.add_argument("--no-launcher", dest="launcher", action="store_false",
                    help="start each executor as a fresh interpreter instead of forking it "
                         "from the pre-started launcher (slower; for debugging)")
@@ -131,6 +201,11 @@ def add_agent_parser(sub: argparse._SubParsersAction) -> None:
                    help="the port watch only counts ports in the agent's ports resource "
                         "(default; --no-check-agent-port-range-only counts every port, "
                         "Mesos's default)")
+    p.add_argument("--acls", default="", metavar="FILE",
+                   help="access rules of the agent API (access_sandboxes, "
+                        "launch_nested_container_sessions, manage_images, view_cluster; JSON or "
+                        "YAML; reloaded on SIGHUP); default: everything allowed")
+    add_tls_flags(p)
     p.set_defaults(func=agent_main)
 
 
@@ -154,6 +229,8 @@ def master_main(args: argparse.Namespace) -> int:
     from juggler.store.embedded import EmbeddedStore
 
     _start_daemon("master")
+    if (refused := _secure("master", args)) is not None:
+        return refused
     for flag in ("allocation_interval", "agent_ping_timeout", "agent_gone_timeout"):
         if not getattr(args, flag) > 0:
             print(f"juggler master: --{flag.replace('_', '-')} must be more than 0",
@@ -162,12 +239,14 @@ def master_main(args: argparse.Namespace) -> int:
     if args.max_agent_ping_timeouts < 1:
         print("juggler master: --max-agent-ping-timeouts must be at least 1", file=sys.stderr)
         return 2
+    if (bad := _bad_access_files("master", args.acls, args.tokens)) is not None:
+        return bad
     prefix = args.etcd_prefix if args.etcd_prefix.endswith("/") else args.etcd_prefix + "/"
     config = MasterConfig(host=args.host, port=args.port, advertise=args.advertise,
                           agent_reregister_timeout=args.agent_reregister_timeout,
                           etcd=args.etcd, etcd_prefix=prefix, etcd_ca=args.etcd_ca,
                           etcd_cert=args.etcd_cert, etcd_key=args.etcd_key,
-                          lease_ttl=args.lease_ttl,
+                          lease_ttl=args.lease_ttl, tokens=args.tokens, acls=args.acls,
                           metrics_port=args.metrics_port,
                           allocation_interval=args.allocation_interval,
                           offer_timeout=args.offer_timeout,
@@ -224,9 +303,14 @@ def agent_main(args: argparse.Namespace) -> int:
     from juggler.agent import resources
     from juggler.agent.networks import NetworkOptions
     from juggler.agent.server import Agent, AgentConfig
+    from juggler.common.access import install_sighup
     from juggler.container.cni_config import NetworkError, builtin_bridge
 
     _start_daemon("agent")
+    if (refused := _secure("agent", args)) is not None:
+        return refused
+    if (bad := _bad_access_files("agent", args.acls, "")) is not None:
+        return bad
     if os.geteuid() != 0:
         print("juggler agent: must run as root (it creates namespaces, cgroups and mounts)",
               file=sys.stderr)
@@ -246,6 +330,9 @@ def agent_main(args: argparse.Namespace) -> int:
     if not args.cgroup_root.strip("/") or ".." in args.cgroup_root.split("/"):
         print("juggler agent: --cgroup-root must name a cgroup below the root", file=sys.stderr)
         return 2
+    if any(Path(p).resolve() == Path("/") for p in args.hide_from_tasks):
+        print("juggler agent: --hide-from-tasks cannot hide /", file=sys.stderr)
+        return 2
     try:
         mirrors = parse_mirrors(args.registry_mirror)
     except MirrorError as e:
@@ -258,6 +345,7 @@ def agent_main(args: argparse.Namespace) -> int:
                          status_update_retry=args.status_update_retry,
                          standby_delay=args.standby_delay,
                          launcher=args.launcher,
+                         hide_from_tasks=tuple(args.hide_from_tasks),
                          insecure_registries=tuple(args.insecure_registry),
                          registry_config=args.registry_config,
                          registry_mirrors=tuple(m.url for m in mirrors),
@@ -268,7 +356,8 @@ def agent_main(args: argparse.Namespace) -> int:
                              bridge_subnet=args.bridge_subnet, bridge_name=args.bridge_name,
                              bridge_pool_size=args.bridge_pool_size),
                          ports_watch_interval=args.container_ports_watch_interval,
-                         ports_agent_range_only=args.check_agent_port_range_only)
+                         ports_agent_range_only=args.check_agent_port_range_only,
+                         acls=args.acls)
     try:
         builtin_bridge(args.bridge_subnet, args.bridge_name)
     except NetworkError as e:
@@ -277,6 +366,8 @@ def agent_main(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         agent = Agent(config)
+        if agent.access.enabled:  # SIGHUP: the rules file is read again
+            install_sighup(agent.access.reload)
         gc_policy.tune()
         # SIGTERM/SIGINT: leave the tasks running (an upgraded agent recovers
         # them). SIGUSR1: kill every task first (as Mesos's agent does).
@@ -296,7 +387,9 @@ def add_apps_parser(sub: argparse._SubParsersAction) -> None:
                                    "Marathon's REST API (juggler app … talks to it).")
     p.add_argument("--master", required=True,
                    help="master address host:port (several: comma-separated)")
-    p.add_argument("--host", default="0.0.0.0", help="address the REST API listens on")
+    p.add_argument("--host", default=None,
+                   help="address the REST API listens on (default 0.0.0.0 with --tls-*, "
+                        "else 127.0.0.1)")
     p.add_argument("--http-port", type=int, default=8080,
                    help="REST API port (default 8080, as Marathon's; 0 = any)")
     p.add_argument("--advertise", default="",
@@ -319,6 +412,14 @@ def add_apps_parser(sub: argparse._SubParsersAction) -> None:
                         "too (e.g. /run/juggler/docker.sock); it is always on the REST port")
     p.add_argument("--docker-socket-group", default="", metavar="GROUP",
                    help="group of the socket file (mode 0660; default: root's)")
+    p.add_argument("--acls", default="", metavar="FILE",
+                   help="access rules of the REST and Docker APIs (apps_read, apps_write, "
+                        "docker_api, containers_read, containers_write; JSON or YAML; "
+                        "reloaded on SIGHUP); default: everything allowed")
+    p.add_argument("--tokens", default="", metavar="FILE",
+                   help='bearer tokens of the REST and Docker APIs: {"tokens": [{"principal": '
+                        'NAME, "sha256": HEX}]} (JSON or YAML; reloaded on SIGHUP)')
+    add_tls_flags(p)
     p.set_defaults(func=apps_main)
 
 
@@ -326,6 +427,8 @@ def apps_main(args: argparse.Namespace) -> int:
     from juggler.apps.service import AppsConfig, AppsService
 
     _start_daemon("apps")
+    if (refused := _secure("apps", args)) is not None:
+        return refused
     prefix = args.etcd_prefix if args.etcd_prefix.endswith("/") else args.etcd_prefix + "/"
     config = AppsConfig(master=args.master, etcd=args.etcd, etcd_prefix=prefix,
                         etcd_ca=args.etcd_ca, etcd_cert=args.etcd_cert, etcd_key=args.etcd_key,
@@ -333,7 +436,11 @@ def apps_main(args: argparse.Namespace) -> int:
                         http_port=args.http_port, advertise=args.advertise,
                         name=args.framework_name, role=args.role,
                         docker_socket=args.docker_socket,
-                        docker_socket_group=args.docker_socket_group)
+                        docker_socket_group=args.docker_socket_group,
+                        acls=args.acls, tokens=args.tokens)
+    bad = _bad_access_files("apps", args.acls, args.tokens)
+    if bad is not None:
+        return bad
 
     return _lead_until_signal("apps", lambda: AppsService(config),
                               "no longer acting; starting over as a standby")

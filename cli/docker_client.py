@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from juggler.cli import credentials
+
 __all__ = ["DockerClient", "DockerError", "DockerUnreachable", "parse_host"]
 
 CALL_SECONDS = 30.0
@@ -65,10 +67,10 @@ def parse_host(url: str) -> Host:
         if not path:
             raise ValueError(f"{url!r}: no socket path (unix:///path/to/docker.sock)")
         return Host(f"unix://{path}", path=path)
-    if parsed.scheme in ("tcp", "http"):
+    if parsed.scheme in ("tcp", "http", "https"):
         if not parsed.hostname:
             raise ValueError(f"{url!r}: no host (tcp://host:port)")
-        port = parsed.port or 2375
+        port = parsed.port or (2376 if parsed.scheme == "https" else 2375)
         return Host(f"tcp://{parsed.hostname}:{port}", host=parsed.hostname, port=port)
     raise ValueError(f"{url!r}: unsupported protocol {parsed.scheme!r} (unix:// or tcp://)")
 
@@ -101,6 +103,12 @@ class DockerClient:
     def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
         if self.host.path:
             return _UnixConnection(self.host.path, timeout)
+        # Over TCP with the CLI's TLS: HTTPS, the CLI's certificate presented
+        # (as docker --tlsverify); the token is sent too.
+        ctx = credentials.ssl_context()
+        if ctx is not None:
+            return http.client.HTTPSConnection(self.host.host, self.host.port,
+                                               timeout=timeout, context=ctx)
         return http.client.HTTPConnection(self.host.host, self.host.port, timeout=timeout)
 
     def call(self, method: str, path: str, query: dict[str, Any] | None = None,
@@ -121,6 +129,9 @@ class DockerClient:
             path = f"{path}?{urllib.parse.urlencode(pairs)}"
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}
+        # The token on the socket too: a standby apps service passes it on to
+        # the leader (the socket's user it cannot pass on).
+        headers.update(credentials.auth_headers())
         conn = self._connection(wait)
         try:
             conn.request(method, path, body=data, headers=headers)
@@ -134,8 +145,12 @@ class DockerClient:
             return DockerUnreachable(f"cannot reach the containers service (a Docker Engine "
                                      f"API) at {self.url}: {e.strerror or e}")
         if isinstance(e, OSError | http.client.HTTPException):
+            why = ""
+            if not self.host.path:   # TCP: TLS on one side only, a certificate refused?
+                from juggler.common import tls
+                why = tls.explain(f"{self.host.host}:{self.host.port}")
             return DockerUnreachable(f"the containers service at {self.url} failed to answer "
-                                     f"{method} {path}: {e or type(e).__name__}")
+                                     f"{method} {path}: {why or e or type(e).__name__}")
         return e
 
     def _finish(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse,

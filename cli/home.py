@@ -1,5 +1,6 @@
 """Where the CLI keeps its state: $JUGGLER_HOME (default ~/.juggler) and the
-pointer files `juggler up` writes there (master, apps, docker). Paths and the
+pointer files `juggler up` writes there (master, apps, docker), and the TLS
+files of `juggler up --tls` (tls/). Paths and the
 rename-writer only: cli/address.py reads the pointers, cli/pointers.py decides
 whose they are."""
 
@@ -23,6 +24,12 @@ def apps_file() -> Path:
 
 def docker_file() -> Path:
     return state_dir() / "docker"
+
+
+def tls_dir() -> Path:
+    """The CLI's TLS files and token (cli/credentials.py): ca.crt, cli.crt,
+    cli.key, token, written by `juggler up --tls`."""
+    return state_dir() / "tls"
 
 
 def write_file(path: Path, text: str) -> Path:

@@ -28,6 +28,7 @@ import grpc
 
 from juggler.cli import address as addr
 from juggler.cli import operator
+from juggler.common import servers
 from juggler.images.listing import human_size, image_rows, merge
 from juggler.v1 import agent_pb2, agent_pb2_grpc, operator_pb2
 
@@ -255,7 +256,7 @@ def _tags(t: Target, repository: str, username: str, password: str) -> list[str]
         except RegistryError as e:
             raise ImageFailure(str(e)) from None
     else:
-        with grpc.insecure_channel(t.address) as ch:
+        with servers.sync_channel(t.address) as ch:
             tags = list(agent_pb2_grpc.AgentStub(ch).ListTags(agent_pb2.ListTagsRequest(
                 repository=repository, username=username, password=password),
                 timeout=60).tags)
@@ -291,7 +292,7 @@ async def _pull_local(work_dir: str, reference: str, args: argparse.Namespace, p
 
 def _pull_remote(address: str, reference: str, args: argparse.Namespace, password: str,
                  bars: Bars) -> agent_pb2.Image:
-    with grpc.insecure_channel(address) as ch:
+    with servers.sync_channel(address) as ch:
         stub = agent_pb2_grpc.AgentStub(ch)
         image = None
         for p in stub.PullImage(agent_pb2.PullImageRequest(
@@ -318,7 +319,7 @@ def _list(t: Target) -> list[agent_pb2.Image]:
     if t.work_dir:
         store = _local_store(t.work_dir)
         return _local_proto(store, store.images())
-    with grpc.insecure_channel(t.address) as ch:
+    with servers.sync_channel(t.address) as ch:
         return list(agent_pb2_grpc.AgentStub(ch).ListImages(agent_pb2.ListImagesRequest(),
                                                             timeout=30).images)
 
@@ -417,7 +418,7 @@ def rmi_main(args: argparse.Namespace) -> int:
                     except ImageError as e:
                         raise ImageFailure(str(e)) from None
                 else:
-                    with grpc.insecure_channel(t.address) as ch:
+                    with servers.sync_channel(t.address) as ch:
                         deleted = list(agent_pb2_grpc.AgentStub(ch).RemoveImage(
                             agent_pb2.RemoveImageRequest(reference=ref), timeout=60).deleted)
             except (grpc.RpcError, ImageFailure) as e:
@@ -469,7 +470,7 @@ def import_main(args: argparse.Namespace) -> int:
                 if path.is_dir():
                     raise ImageFailure(f"{path} is a directory: make it a tar to send it to "
                                        "an agent (tar -C DIR -cf FILE.tar .)")
-                with grpc.insecure_channel(t.address) as ch:
+                with servers.sync_channel(t.address) as ch:
                     imported = list(agent_pb2_grpc.AgentStub(ch).ImportImage(
                         _chunks(path, args.name), timeout=600).images)
         except (grpc.RpcError, ImageFailure) as e:

@@ -9,7 +9,8 @@ pointers, oldest first, each as
 
     {"pid": 1234, "start": <its /proc/PID/stat start time, in clock ticks>,
      "work_dir": "/…", "master": "127.0.0.1:5050", "apps": "http://…",
-     "docker": "unix:///…", "endpoints": ["http://127.0.0.1:5055/", …]}
+     "docker": "unix:///…", "endpoints": ["http://127.0.0.1:5055/", …],
+     "tls": true}
 
 ("apps" and "docker" absent with --no-apps). The rules, pure in `published`
 and `withdrawn`:
@@ -176,11 +177,14 @@ def alive(record: Record) -> bool:
 
 
 def record_for(*, master: str, apps: str, docker: str, work_dir: Path,
-               endpoints: list[str]) -> Record:
-    """This process's record (apps/docker "" when it serves none)."""
+               endpoints: list[str], tls: bool = False) -> Record:
+    """This process's record (apps/docker "" when it serves none; "tls": true
+    for an up --tls, whose files in $JUGGLER_HOME/tls/ the CLI then uses)."""
     pid = os.getpid()
     out: Record = {"pid": pid, "start": start_time(pid), "work_dir": str(work_dir),
                    "master": master, "endpoints": endpoints}
+    if tls:
+        out["tls"] = True
     if apps:
         out["apps"] = apps
     if docker:
@@ -227,6 +231,16 @@ def heal() -> None:
             _apply(kept, writes)
     except OSError:
         pass
+
+
+def owner_is_plain() -> bool:
+    """Whether the newest recorded up (the pointers' owner) runs without TLS:
+    the TLS files an older up --tls left in $JUGGLER_HOME/tls/ are not for it."""
+    try:
+        recs = records()
+    except (OSError, ValueError):
+        return False
+    return bool(recs) and not recs[-1].get("tls")
 
 
 def find(master: str) -> Record | None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import getpass
 import math
 import os
 import random
@@ -44,7 +43,7 @@ from juggler.cli import address as addr
 from juggler.cli import containers, operator, process_flags, task_ports, tasks
 from juggler.cli.containers import EXIT_JUGGLER
 from juggler.cli.terminal import tty_refused
-from juggler.common import published_ports, task_states
+from juggler.common import published_ports, task_states, tls
 from juggler.common.leader import backoff
 from juggler.common.resources import ResourceError, Resources, parse_size_mib
 from juggler.common.task_defaults import (
@@ -110,6 +109,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--role", default=None, help="role to take offers in (default *; a task "
                                                 "option)")
     p.add_argument("-q", "--quiet", action="store_true", help="do not print status changes")
+    p.add_argument("--secret-env", type=containers.pair, action="append", default=[],
+                   metavar="NAME=VALUE",
+                   help="a secret environment variable (repeatable; NAME alone: this "
+                        "shell's value, kept out of `ps` and the history): the task gets it, "
+                        "the cluster's state, UI and logs show <secret> (a task option)")
+    p.add_argument("--writable-host-fs", action="store_true",
+                   help="without --image/--rootfs: let the task write the agent host's "
+                        "filesystem (by default read-only apart from its sandbox, "
+                        "$MESOS_SANDBOX, and a private /tmp; a task option)")
     containers.add_config_flags(p)
     p.set_defaults(func=main)
 
@@ -158,7 +166,17 @@ def build_task(args: argparse.Namespace, task_id: str, image: str, argv: list[st
     if args.pids_limit is not None and args.pids_limit > 0:
         task.labels[PIDS_MAX_LABEL] = str(args.pids_limit)
     task.labels.update(process_flags.labels(args))  # checked in main
+    secret = secret_environment(args)
+    task.command.environment.update(secret)
+    task.command.secret_environment.extend(sorted(secret))
+    task.container.writable_host_filesystem = args.writable_host_fs
     return task
+
+
+def secret_environment(args: argparse.Namespace) -> dict[str, str]:
+    """--secret-env's variables; NAME alone takes this environment's value
+    (skipped when unset, as -e NAME)."""
+    return containers.pairs_values(args.secret_env)
 
 
 class Runner:
@@ -171,7 +189,11 @@ class Runner:
         self.needed = Resources.from_proto(self.task.resources)
         self.bindings = task_ports.bindings(args)
         self.fw = Framework(master, common_pb2.FrameworkInfo(
-            name="juggler-run", user=getpass.getuser(), hostname=socket.gethostname(),
+            # FrameworkInfo.user is the user of a task that names none (--user)
+            # and whose image names none: root, as `docker run` whoever runs
+            # the client, and as the containers service's runs (not the CLI's
+            # login name, which the agent's host or the image may not have).
+            name="juggler-run", user="root", hostname=socket.gethostname(),
             # Long enough to ride out a master failover; short enough that a task
             # whose `juggler run` was killed does not linger long.
             roles=[args.role or "*"], failover_timeout=30))
@@ -432,7 +454,24 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"juggler: {e}", file=sys.stderr)
         return EXIT_JUGGLER
-    task_options = [f for f, v in (("--disk", args.disk), ("--role", args.role)) if v]
+    if args.writable_host_fs and (image or args.rootfs):
+        print("juggler run: --writable-host-fs is for a task on the agent's filesystem "
+              "(no image, no --rootfs)", file=sys.stderr)
+        return 2
+    # Task options: the containers service (Docker's API) has no field for them.
+    task_options = [f for f, v in (("--disk", args.disk), ("--role", args.role),
+                                   ("--secret-env", args.secret_env),
+                                   ("--writable-host-fs", args.writable_host_fs)) if v]
+    wanted = [flag for attr, flag in CONTAINER_ONLY if getattr(args, attr) not in ("", "no",
+                                                                                  False)]
+    if task_options and wanted:   # a task is not a container: no -d, --restart, --rm
+        print(f"juggler run: {', '.join(task_options)} do{'es' if len(task_options) == 1 else ''}"
+              f" not go with {', '.join(wanted)}: {', '.join(wanted)} make"
+              f"{'s' if len(wanted) == 1 else ''} a container (the containers service), "
+              f"whose API has no field for {'it' if len(task_options) == 1 else 'them'}; "
+              "run the task in the foreground, or drop "
+              f"{'it' if len(task_options) == 1 else 'them'}", file=sys.stderr)
+        return EXIT_JUGGLER   # as Docker's conflicting options
     docker = None if task_options else containers.service(args.docker_host, args.master)
     if docker is not None and not docker.ping():
         if args.docker_host:
@@ -442,8 +481,6 @@ def main(args: argparse.Namespace) -> int:
         docker = None
     if docker is not None:
         return asyncio.run(_run_container(args, docker, image, argv))
-    wanted = [flag for attr, flag in CONTAINER_ONLY if getattr(args, attr) not in ("", "no",
-                                                                                  False)]
     if wanted:
         print(f"juggler run: {', '.join(wanted)} need{'s' if len(wanted) == 1 else ''} a "
               f"container, and so the containers service (the apps service's Docker API; "
@@ -498,12 +535,21 @@ def _run_task(args: argparse.Namespace, image: str, argv: list[str]) -> int:
     try:
         return asyncio.run(runner.run())
     except FrameworkError as e:
+        from juggler.cli.main import refusal
+
+        if (refused := refusal(e)) is not None:   # the rule that refused it, in one line
+            print(f"juggler run: {refused}", file=sys.stderr)
+            return 1
         hint = ""
-        if e.code == grpc.StatusCode.UNAVAILABLE and "juggler up" not in e.message:
+        if (e.code == grpc.StatusCode.UNAVAILABLE and "juggler up" not in e.message
+                and not tls.is_tls_problem(e.message)):
             hint = " (is a cluster running? start one with `juggler up`)"
         print(f"juggler run: {e.message or e.code.name}{hint}", file=sys.stderr)
         return 2 if e.code == grpc.StatusCode.INVALID_ARGUMENT else EXIT_JUGGLER
     except grpc.aio.AioRpcError as e:
+        if e.code().name in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
+            print(f"juggler run: {e.details() or e.code().name}", file=sys.stderr)
+            return 1
         print(f"juggler run: cannot reach the master at {master}: {e.details()} "
               "(is a cluster running? start one with `juggler up`)", file=sys.stderr)
         return EXIT_JUGGLER

@@ -26,6 +26,7 @@ import grpc
 
 from juggler.cli import address as addr
 from juggler.cli import operator, pointers
+from juggler.common import servers, tls
 from juggler.common.leader import parse_masters
 from juggler.common.resources import Resources
 from juggler.v1 import common_pb2, operator_pb2, operator_pb2_grpc
@@ -183,12 +184,15 @@ def render(s: Status, width: int = 120) -> str:
 
 def _ask(address: str) -> MasterSeen:
     try:
-        with grpc.insecure_channel(address) as channel:
+        with servers.sync_channel(address) as channel:
             got = operator_pb2_grpc.OperatorStub(channel).GetLeader(
                 operator_pb2.GetLeaderRequest(), timeout=3)
         return MasterSeen(address, got)
     except grpc.RpcError as e:
-        return MasterSeen(address, None, e.details() or e.code().name)  # type: ignore[attr-defined]
+        detail = e.details() or e.code().name  # type: ignore[attr-defined]
+        if e.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+            detail = tls.explain(address) or detail
+        return MasterSeen(address, None, detail)
 
 
 def _answers(url: str) -> bool:
@@ -197,8 +201,11 @@ def _answers(url: str) -> bool:
     import urllib.error
     import urllib.request
 
+    from juggler.cli import credentials
+
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/ping", timeout=2):
+        with urllib.request.urlopen(url.rstrip("/") + "/ping", timeout=2,
+                                    context=credentials.ssl_context()):
             return True
     except urllib.error.HTTPError:
         return True
@@ -214,6 +221,7 @@ def main(args: argparse.Namespace) -> int:
     record = pointers.find(masters)
     leader = leader_of(seen)
     if not leader:
+        errors = "; ".join(dict.fromkeys(m.error for m in seen if m.error))
         why = ("no master answers" if all(m.answer is None for m in seen)
                else "no master knows a leader (an election may be under way)")
         gone = ""
@@ -221,7 +229,8 @@ def main(args: argparse.Namespace) -> int:
             gone = (f"; the `juggler up` that wrote {addr.master_file()} (pid "
                     f"{record.get('pid')}) is gone")
         print(f"juggler status: {why} at {masters}{gone} (start a cluster with "
-              "`juggler up`, or name one with --master)", file=sys.stderr)
+              "`juggler up`, or name one with --master)"
+              + (f": {errors}" if errors and not gone else ""), file=sys.stderr)
         return 1
     try:
         state = operator.call(leader, "GetState", operator_pb2.GetStateRequest())

@@ -88,7 +88,18 @@ async def locate(master: str, task_id: str) -> operator_pb2.TaskView:
 
 
 def unreachable(what: str, address: str, e: grpc.aio.AioRpcError) -> str:
-    return f"cannot reach the {what} at {address}: {e.details()}"
+    return f"cannot reach the {what} at {address}: {why(address, e)}"
+
+
+def why(address: str, e: grpc.aio.AioRpcError) -> str:
+    """Why a call to `address` failed: for UNAVAILABLE, what a probe finds
+    (TLS against plain text, a certificate refused: common/tls.py), else
+    gRPC's own details."""
+    from juggler.common import tls
+
+    if e.code() == grpc.StatusCode.UNAVAILABLE:
+        return tls.explain(address) or e.details() or "UNAVAILABLE"
+    return e.details() or e.code().name
 
 
 async def agent_error(master: str, view: operator_pb2.TaskView,
@@ -107,14 +118,16 @@ async def agent_error(master: str, view: operator_pb2.TaskView,
         agents = (await asyncio.to_thread(operator.call, master, "GetAgents",
                                           operator_pb2.GetAgentsRequest())).agents
     except (operator.NoMaster, grpc.RpcError):
-        return f"cannot reach the agent {where} of task {view.info.task_id!r}: {e.details()}"
+        return (f"cannot reach the agent {where} of task {view.info.task_id!r}: "
+                f"{why(view.agent_address, e)}")
     agent = next((a for a in agents if a.info.id == view.agent_id), None)
     if agent is None:
         return (f"the agent {where} of task {view.info.task_id!r} is not known to the "
                 "master any more (gone?)")
     state = operator_pb2.AgentState.Name(agent.state).removeprefix("AGENT_")
     if state == "ACTIVE":
-        return f"cannot reach the agent {where} of task {view.info.task_id!r}: {e.details()}"
+        return (f"cannot reach the agent {where} of task {view.info.task_id!r}: "
+                f"{why(view.agent_address, e)}")
     return (f"the agent {where} of task {view.info.task_id!r} is {state}: try again once it "
             "is back (see `juggler agents`)")
 

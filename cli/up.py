@@ -5,7 +5,8 @@ The masters, every agent and the apps service are separate processes
 work dir. The apps service (Marathon's REST API, `juggler app …`) listens on
 --apps-port (8080, Marathon's); with several masters one apps service runs
 beside each, electing a leader through the same etcd. Ctrl-C or SIGTERM stops
-the agents (killing their tasks) and then the masters.
+the agents (killing their tasks) and then the masters. SIGHUP does not stop it:
+the daemons read their rules and tokens files again (cli/up_children.py).
 
 One master runs on the embedded store. `--masters 3` runs three that elect a
 leader through etcd: the one given with `--etcd`, or a local etcd started
@@ -14,6 +15,9 @@ here (from the `etcd` binary) with its data in the work dir.
 A master or agent that exits is started again (kill -9 the leader to watch a
 failover); one that exits three times within a minute, or etcd, stops the
 cluster.
+
+`--tls` turns on mutual TLS, HTTPS, access rules and tokens, with a CA and
+certificates it makes in the work dir (cli/up_tls.py).
 
 `--hosts N` makes a multi-host lab (cli/lab_hosts.py): each agent in its own
 network namespace with its own address on a lab bridge, the masters listening
@@ -40,7 +44,8 @@ import time
 from pathlib import Path
 
 from juggler.cli import address as addr
-from juggler.cli import lab_hosts, pointers, up_children, up_endpoints, up_guard
+from juggler.cli import lab_hosts, pointers, up_children, up_endpoints, up_guard, up_tls
+from juggler.common import tls
 from juggler.images.mirrors import MirrorError, parse_mirrors
 
 # A master or agent that exits is started again, unless it exited this often
@@ -86,6 +91,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--registry-mirror", action="append", default=[], metavar="URL",
                    help="every agent pulls Docker Hub images from this mirror first "
                         "(repeatable; Docker's registry-mirrors)")
+    p.add_argument("--tls", action="store_true",
+                   help="mutual TLS on every link, HTTPS, access rules and tokens: makes a CA "
+                        "and certificates in <work-dir>/tls/ and points the CLI at them "
+                        "(cli/up_tls.py)")
+    p.add_argument("--tls-ca-dir", default="", metavar="DIR",
+                   help="with --tls: sign with this CA (DIR/ca.crt, DIR/ca.key) instead of "
+                        "the work dir's own")
+    p.add_argument("--acls", default="", metavar="FILE",
+                   help="the access rules every daemon enforces (default with --tls: admin, "
+                        "master and apps may do everything, agents may register)")
     p.set_defaults(func=main)
 
 
@@ -147,13 +162,16 @@ def _wait_apps(urls: list[str], procs: list[subprocess.Popen[bytes]],
     import json
     import urllib.request
 
+    cfg = tls.current()
+    ssl = tls.client_ssl_context(cfg) if cfg else None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if any(p.poll() is not None for p in procs):
             return False
         for url in urls:
             try:
-                with urllib.request.urlopen(url + "/v2/leader", timeout=1.0) as r:
+                with urllib.request.urlopen(url + "/v2/leader", timeout=1.0,
+                                            context=ssl) as r:
                     if json.loads(r.read()).get("leader"):
                         return True
             except (OSError, ValueError):
@@ -208,6 +226,9 @@ def main(args: argparse.Namespace) -> int:
     # Bad flags are refused before the guard takes the work dir (it creates it).
     if (args.agents is not None and args.agents < 1) or args.masters < 1:
         print("juggler up: --agents and --masters must be at least 1", file=sys.stderr)
+        return 2
+    if args.tls_ca_dir and not args.tls:
+        print("juggler up: --tls-ca-dir goes with --tls", file=sys.stderr)
         return 2
     try:
         args.mirror_urls = [m.url for m in parse_mirrors(args.registry_mirror)]
@@ -264,13 +285,19 @@ def _run(args: argparse.Namespace, lab: lab_hosts.Lab | None, work: Path) -> int
     names: list[str] = []
     commands: dict[str, list[str]] = {}  # the masters' and agents', to start them again
     stopping = False
+    reload_asked = False   # SIGHUP: forwarded from the supervising loop, once ready
 
     def stop(*_: object) -> None:
         nonlocal stopping
         stopping = True
 
+    def reload(*_: object) -> None:
+        nonlocal reload_asked
+        reload_asked = True
+
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, reload)
     env = dict(os.environ, JUGGLER_LOG_LEVEL=os.environ.get("JUGGLER_LOG_LEVEL", "info"))
     # In a lab the masters listen on the bridge: hosts reach them over it.
     master_host = lab.gateway if lab is not None else "127.0.0.1"
@@ -279,7 +306,23 @@ def _run(args: argparse.Namespace, lab: lab_hosts.Lab | None, work: Path) -> int
     masters = ",".join(addresses)
     n_daemons = 0
     mine: pointers.Record | None = None   # set once published
+    secured: up_tls.UpTLS | None = None
+    scheme = "https" if args.tls else "http"
     try:
+        if args.tls:
+            hosts = [lab.gateway, *(h.address for h in lab.hosts)] if lab is not None else []
+            try:
+                secured = up_tls.prepare(work, hosts, args.tls_ca_dir, args.acls)
+            except (OSError, ValueError) as e:
+                print(f"juggler up: --tls: {e}", file=sys.stderr)
+                return 1
+            tls.configure(secured.cli)   # up's own calls (readiness) as the CLI's
+        else:   # not the TLS files another up left for the CLI
+            tls.configure(None)
+
+        def security(component: str) -> list[str]:
+            return up_tls.daemon_flags(secured, component, args.acls, lab is not None)
+
         etcd = args.etcd
         if args.masters > 1 and not etcd:
             etcd = _start_etcd(work, procs, names)
@@ -307,9 +350,14 @@ def _run(args: argparse.Namespace, lab: lab_hosts.Lab | None, work: Path) -> int
             name = "master" if args.masters == 1 else f"master-{i + 1}"
             commands[name] = ["master", "--host", master_host, "--port", str(args.port + i),
                               "--metrics-port", str(args.metrics_port + i),
-                              "--work-dir", str(work / name), *ha, *_ping_flags(args)]
+                              "--work-dir", str(work / name), *ha, *_ping_flags(args),
+                              *security("master")]
             procs.append(launch(name, commands[name]))
             names.append(name)
+        docker_socket = args.docker_socket or _docker_socket(work)
+        # Host-filesystem tasks see neither the cluster's secrets (tls/ with
+        # ca.key, registries, every agent's sandboxes) nor the Docker socket.
+        hide = ["--hide-from-tasks", str(work), "--hide-from-tasks", _hidden_of(docker_socket)]
         for i in range(args.agents):
             name = f"agent-{i + 1}"
             commands[name] = ["agent", "--master", masters, "--host", "127.0.0.1", "--port", "0",
@@ -317,13 +365,13 @@ def _run(args: argparse.Namespace, lab: lab_hosts.Lab | None, work: Path) -> int
                               "--hostname", f"{os.uname().nodename}-agent-{i + 1}",
                               "--resources", _with_ports(resources, i, args.agents,
                                                          shared_host=lab is None),
-                              *(f"--registry-mirror={m}" for m in mirrors)]
+                              *(f"--registry-mirror={m}" for m in mirrors),
+                              *hide, *security("agent")]
             if lab is not None:
                 commands[name] = _lab_agent(commands[name], lab.hosts[i])
             procs.append(launch(name, commands[name]))
             names.append(name)
-        apps_urls = [f"http://127.0.0.1:{args.apps_port + i}" for i in range(args.masters)]
-        docker_socket = args.docker_socket or _docker_socket(work)
+        apps_urls = [f"{scheme}://127.0.0.1:{args.apps_port + i}" for i in range(args.masters)]
         if args.apps:
             for i in range(args.masters):
                 ha = ["--etcd", etcd, "--etcd-prefix", "/juggler/up/"] if args.masters > 1 \
@@ -332,7 +380,8 @@ def _run(args: argparse.Namespace, lab: lab_hosts.Lab | None, work: Path) -> int
                 sock = ["--docker-socket", docker_socket] if i == 0 else []
                 commands[name] = ["apps", "--master", masters, "--host", "127.0.0.1",
                                   "--http-port", str(args.apps_port + i),
-                                  "--work-dir", str(work / name), *ha, *sock]
+                                  "--work-dir", str(work / name), *ha, *sock,
+                                  *security("apps")]
                 procs.append(launch(name, commands[name]))
                 names.append(name)
         ready = _wait_ready(masters, args.agents, procs)
@@ -345,17 +394,23 @@ def _run(args: argparse.Namespace, lab: lab_hosts.Lab | None, work: Path) -> int
                     print(f"--- {name} exited with {p.returncode}:\n{tail[-1500:]}",
                           file=sys.stderr)
             return 1
-        http = [f"http://{master_host}:{args.metrics_port + i}/" for i in range(args.masters)]
+        http = [f"{scheme}://{master_host}:{args.metrics_port + i}/"
+                for i in range(args.masters)]
         # Ready: point the CLI here before saying so (scripts act on the first line).
         mine = pointers.record_for(master=masters, apps=",".join(apps_urls) if args.apps else "",
                                    docker=f"unix://{docker_socket}" if args.apps else "",
                                    work_dir=work,
-                                   endpoints=[*http, *(apps_urls if args.apps else [])])
+                                   endpoints=[*http, *(apps_urls if args.apps else [])],
+                                   tls=secured is not None)
         pointers.publish(mine)
+        if secured is not None:
+            up_tls.publish(secured)
         which = "master" if args.masters == 1 else f"{args.masters} masters (etcd {etcd})"
         print(f"juggler: {which} at {masters} with {args.agents} agent(s) "
-              f"({resources} each); metrics at http://{master_host}:{args.metrics_port}/metrics",
-              flush=True)
+              f"({resources} each); metrics at {scheme}://{master_host}:{args.metrics_port}"
+              "/metrics", flush=True)
+        if secured is not None:
+            print(f"juggler: {up_tls.announcement(secured)}", flush=True)
         lines = up_endpoints.lines(
             masters=addresses, http=http, agents=ready,
             apps=apps_urls if args.apps else [],
@@ -375,6 +430,9 @@ def _run(args: argparse.Namespace, lab: lab_hosts.Lab | None, work: Path) -> int
         # etcd, stops the cluster.
         restarts: dict[str, list[float]] = {}
         while not stopping:
+            if reload_asked:
+                reload_asked = False
+                _forward_reload(procs, names, rules_on=bool(args.tls or args.acls))
             for i, p in enumerate(procs):
                 if p.poll() is None:
                     continue
@@ -413,12 +471,32 @@ def _run(args: argparse.Namespace, lab: lab_hosts.Lab | None, work: Path) -> int
             if p.poll() is None:
                 p.terminate()
         _reap(procs[:n_daemons], 10.0)
+        if secured is not None and mine is not None:
+            try:
+                up_tls.withdraw(secured)
+            except OSError as e:
+                print(f"juggler up: cannot remove the CLI's TLS files: {e}", file=sys.stderr)
         if mine is not None:
             try:
                 pointers.withdraw(mine)
             except OSError as e:
                 print(f"juggler up: cannot reset the CLI's pointers in {addr.state_dir()}: {e}",
                       file=sys.stderr)
+
+
+def _forward_reload(procs: list[subprocess.Popen[bytes]], names: list[str],
+                    rules_on: bool) -> None:
+    """SIGHUP to up: send it on to the daemons that reload their rules and
+    tokens files (cli/up_children.py), and say so on stderr."""
+    targets = [i for i in up_children.reload_targets(names, rules_on) if procs[i].poll() is None]
+    for i in targets:
+        procs[i].send_signal(signal.SIGHUP)
+    if targets:
+        print(f"juggler up: SIGHUP: {', '.join(names[i] for i in targets)} reload their rules "
+              "and tokens files; the cluster keeps running", file=sys.stderr, flush=True)
+    else:
+        print("juggler up: SIGHUP: no rules or tokens files to reload (neither --tls nor "
+              "--acls); the cluster keeps running", file=sys.stderr, flush=True)
 
 
 def _ping_flags(args: argparse.Namespace) -> list[str]:
@@ -461,6 +539,14 @@ def _docker_socket(work: Path) -> str:
             except OSError:
                 pass   # stale: the apps service replaces it
     return str(DOCKER_SOCKET)
+
+
+def _hidden_of(socket_path: str) -> str:
+    """What to hide of the Docker socket: its directory, unless that is /run
+    itself (tasks need the rest of it, e.g. systemd-resolved's resolv.conf):
+    then the socket alone."""
+    path = Path(socket_path).resolve()
+    return str(path if path.parent == Path("/run").resolve() else path.parent)
 
 
 def _reap(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:

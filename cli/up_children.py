@@ -16,6 +16,9 @@ daemon's graceful stop (cli/daemons.py):
 - a master and an apps service on SIGTERM stop (releasing an etcd election
   lease at once rather than at its TTL);
 - etcd on SIGTERM shuts down cleanly.
+
+SIGHUP to up is not an end: up forwards it to the daemons that reload their rules
+and tokens files on it (`reload_targets`) and keeps running.
 """
 
 from __future__ import annotations
@@ -53,3 +56,14 @@ def preexec(sig: signal.Signals, then: Callable[[], None] | None = None) -> Call
             then()
 
     return run
+
+
+def reload_targets(names: list[str], rules_on: bool) -> list[int]:
+    """The indexes in `names` of the daemons that SIGHUP `juggler up` forwards
+    to: every master, agent and apps service when they were given a rules file
+    (--tls or --acls), which they then read again, with their tokens file; none
+    otherwise, as a daemon without one keeps SIGHUP's default action (it would
+    end). etcd is never among them (SIGHUP is not its reload). Raises nothing."""
+    if not rules_on:
+        return []
+    return [i for i, name in enumerate(names) if name.split("-")[0] in ("master", "agent", "apps")]

@@ -24,6 +24,7 @@ import contextlib
 import errno
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -142,9 +143,8 @@ def kept(path: Path, live_start: int | None = None) -> list[KeptFile]:
     files: dict[int, KeptFile] = {}
     unknown = False
     for name in reversed(chain(path)):
-        try:
-            f = open(name, "rb")  # noqa: SIM115
-        except FileNotFoundError:
+        f = _open_regular(name)
+        if f is None:
             continue
         st = os.fstat(f.fileno())
         if st.st_ino in files:
@@ -164,6 +164,23 @@ def kept(path: Path, live_start: int | None = None) -> list[KeptFile]:
             kf.recorded = False
         return ordered
     return sorted(ordered, key=lambda kf: kf.start)
+
+
+def _open_regular(name: str | Path) -> BinaryIO | None:
+    """`name` open for reading if it is a regular file; None when it is
+    missing, a symlink, a FIFO or a device: the task can write its sandbox
+    (as root, or as its user), and a reader as root must neither follow its
+    links nor block on its FIFOs. Raises OSError for other failures."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ELOOP):
+            return None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
 
 
 def close_all(files: list[KeptFile]) -> None:

@@ -30,6 +30,7 @@ def configure(process: str, level: str | None = None, json: bool | None = None) 
         structlog.contextvars.bind_contextvars(process=process, pid=os.getpid())
         return
     _configured = (numeric, json, sys.stderr)
+    from juggler.common import secrets
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -39,6 +40,7 @@ def configure(process: str, level: str | None = None, json: bool | None = None) 
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            secrets.log_processor,  # secret environment values never logged
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

@@ -1,10 +1,14 @@
-"""What every juggler gRPC server carries: health service, reflection, metrics."""
+"""What every juggler gRPC server carries: health service, reflection, metrics;
+and how every juggler process listens and dials: over mutual TLS when the
+process has a TLS configuration (common/tls.py), else in plain text."""
 
 from __future__ import annotations
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from juggler.common import tls
 
 MAX_MESSAGE = 64 * 1024 * 1024
 OPTIONS = [
@@ -29,10 +33,18 @@ def new_server(interceptors: list[grpc.aio.ServerInterceptor] | None = None) -> 
 
 
 def listen(server: grpc.aio.Server, host: str, port: int) -> int:
-    """Bind `server` to host:port (0: any free port); returns the port. Raises
-    OSError saying so when the address cannot be had (in use, not this host's)."""
+    """Bind `server` to host:port (0: any free port), with TLS requiring client
+    certificates when tls.current() is set; returns the port. Raises OSError
+    saying so when the address cannot be had (in use, not this host's), or the
+    TLS files cannot be read."""
+    cfg = tls.current()
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        if cfg is None:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        else:
+            bound = server.add_secure_port(f"{host}:{port}", tls.server_credentials(cfg))
+    except tls.TLSError as e:
+        raise OSError(str(e)) from e
     except RuntimeError:  # grpcio ≥ 1.6x raises where older ones returned 0
         bound = 0
     if bound == 0:
@@ -54,4 +66,18 @@ async def add_health_and_reflection(
 
 
 def channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=OPTIONS)
+    """An asyncio channel to host:port `address`: TLS (the server's name checked
+    against the dialled host, this process's certificate presented) when
+    tls.current() is set, else plain text. Raises tls.TLSError."""
+    cfg = tls.current()
+    if cfg is None:
+        return grpc.aio.insecure_channel(address, options=OPTIONS)
+    return grpc.aio.secure_channel(address, tls.channel_credentials(cfg), options=OPTIONS)
+
+
+def sync_channel(address: str) -> grpc.Channel:
+    """channel() for blocking code (the CLI, test harnesses)."""
+    cfg = tls.current()
+    if cfg is None:
+        return grpc.insecure_channel(address, options=OPTIONS)
+    return grpc.secure_channel(address, tls.channel_credentials(cfg), options=OPTIONS)

@@ -67,7 +67,8 @@ def check(task: common_pb2.TaskInfo) -> None:
     is not one DNS label; an unknown network mode, a network_name or port
     mappings common/network_check.py refuses; a user that is neither a
     portable user name nor a numeric uid; an environment variable whose name is
-    empty or holds '=' or NUL, or whose value holds NUL; a `juggler.*` label
+    empty or holds '=' or NUL, or whose value holds NUL; a secret_environment
+    name that is not one of the environment's variables; a `juggler.*` label
     that is unknown or out of its range (task_labels); a health check that
     sets no kind, an empty command, a port out of 1-65535, an unknown scheme, a
     path not starting with '/', or a negative or non-finite duration (delay,
@@ -122,6 +123,11 @@ def check(task: common_pb2.TaskInfo) -> None:
     _check_user(where, command.user)
     for name, value in command.environment.items():
         _check_variable(where, name, value)
+    for name in command.secret_environment:
+        if name not in command.environment:
+            raise TaskError("command.secret_environment",
+                            f"{where}: command.secret_environment names {name!r}, which is not "
+                            "one of command.environment's variables")
 
     if container.writable_layer:
         _check_writable_layer(where, container)

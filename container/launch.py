@@ -12,6 +12,8 @@
     (v2: add the child to the cgroup)         (v2: join the cgroup, unshare
                                               CGROUP: cgroup_view.py)
                                               hostname, lo up, stdio, rootfs
+                                              (the host's: read-only but the
+                                              sandbox and /tmp, host_view.py)
                                               (+ /dev, /sys, /sys/fs/cgroup,
                                               the /etc files, masked paths,
                                               --init's tini: docker_init.py),
@@ -42,6 +44,7 @@ privileges back.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from collections.abc import Callable, Sequence
@@ -53,9 +56,11 @@ from juggler.container import (
     console,
     docker_init,
     etc_files,
+    host_view,
     process,
     rootfs,
     syscalls,
+    users,
 )
 from juggler.container.cgroups import detect as cgroup_version
 from juggler.container.process import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED
@@ -78,6 +83,25 @@ class Started:
     pid: int
     # Read end of the error pipe: EOF with no data means exec succeeded.
     error_fd: int
+
+
+def give_sandbox(sandbox: Path, user: str) -> None:
+    """Make `sandbox` (the directory itself: the files the executor made in it,
+    stdout and stderr, stay root's) owned by the task's user, resolved in the
+    host's /etc (a task on the host's filesystem; an image's task does not see
+    its sandbox), so that a task run as another user than root can write it:
+    Mesos chowns the sandbox to the task's user (Mesos slave.cpp, chown of the
+    executor's directory). Nothing for root; a user that does not resolve is
+    left to the child, which fails the task with its message
+    (identity.assume). Raises OSError."""
+    if user in ("", "root", "0", "0:0"):
+        return
+    try:
+        account = users.lookup(user)
+    except users.UnknownUser:
+        return
+    if account.uid != 0:
+        os.chown(sandbox, account.uid, account.gid)
 
 
 def enter_pid_namespace() -> None:
@@ -118,6 +142,15 @@ def start(spec: ContainerSpec, sandbox: Path, add_to_cgroup, stdio=None,
     view = cgroup_view.host_plan(cgroup_version(),
                                  [str(d) for d in cgroup_dirs] or [str(p.parent) for p in join])
     etc = None
+    host = None
+    if not spec.rootfs and not spec.layers:
+        host = host_view.plan(str(sandbox), spec.writable_host_filesystem,
+                              host_view.hidden_from_env(os.environ))
+        if host is not None:
+            host_view.prepare(host)
+        # Mesos's name for the sandbox's path, as every Mesos task gets it.
+        spec = dataclasses.replace(spec, env={**spec.env, "MESOS_SANDBOX": str(sandbox)})
+        give_sandbox(sandbox, spec.user)
     if spec.rootfs or spec.layers:
         rootfs.prepare(sandbox)
         etc = etc_files.write(sandbox / "etc", spec.hostname, spec.network_host)
@@ -134,7 +167,7 @@ def start(spec: ContainerSpec, sandbox: Path, add_to_cgroup, stdio=None,
             os.close(sync_w)
             os.close(err_r)
             code, message = _child(spec, sandbox, stdout_path, stderr_path, sync_r, err_w,
-                                   stdio, join_fds, view, etc, netns_fd)
+                                   stdio, join_fds, view, etc, netns_fd, host)
         except BaseException as e:
             message = f"container setup: {e}"
         finally:
@@ -203,7 +236,8 @@ def _network_sysctls() -> None:  # pragma: no cover - in the child
 def _child(spec: ContainerSpec, sandbox: Path, stdout_path: str, stderr_path: str,
            sync_r: int, err_w: int, stdio=None, join_fds=(),
            view: cgroup_view.CgroupView | None = None,
-           etc: dict[str, str] | None = None, netns_fd: int = -1) -> tuple[int, str]:
+           etc: dict[str, str] | None = None, netns_fd: int = -1,
+           host: host_view.HostView | None = None) -> tuple[int, str]:
     """Returns only on failure: (exit code, message)."""
     # The child enters the task's cgroup only just before the exec (after
     # "go", or by writing to join_fds): the setup is the runtime's work, so
@@ -251,7 +285,7 @@ def _child(spec: ContainerSpec, sandbox: Path, stdout_path: str, stderr_path: st
             init = docker_init.Init.find()
         step = "set up the root filesystem"
         rootfs.enter(spec.rootfs, sandbox, spec.layers, init.stage if init else None, view,
-                     etc)
+                     etc, host)
         if spec.rootfs or spec.layers:  # never on the host's filesystem (process.py)
             step = f"create the working directory {spec.working_dir!r}"
             process.make_working_dir(spec.working_dir)

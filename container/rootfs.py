@@ -11,9 +11,11 @@ dirs — or, where overlayfs is unavailable, a copy of them (`copy_layers`). Ins
 fresh /proc, a minimal /dev as runc's (a tmpfs with runc's six device nodes
 made by mknod, devpts, /dev/shm, /dev/mqueue), a read-only /sys, then
 pivot_root and the old root detached.
-Without one: the host's filesystem, with the same fresh /proc (the task sees
-only its own processes), minimal /dev (built in `<sandbox>/.dev`, then moved
-over /dev) and read-only /sys over the host's.
+Without one: the host's filesystem, read-only apart from the sandbox and a
+private /tmp unless the task may write it (container/host_view.py), with
+the same fresh /proc (the task sees only its own processes), minimal /dev
+(built in `<sandbox>/.dev`, then moved over /dev) and read-only /sys over
+the host's.
 
 Both then get Docker's masked and read-only paths (`MASKED`, `READONLY`,
 moby's `oci/defaults.go`): files are covered by /dev/null, directories by an
@@ -44,7 +46,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from juggler.container import cgroup_view, layer_copy
+from juggler.container import cgroup_view, host_view, layer_copy
 from juggler.container import syscalls as sc
 
 # runc's default devices (libcontainer/specconv AllowedDevices): name, major, minor.
@@ -294,16 +296,21 @@ def pivot(root: str) -> None:
 def enter(rootfs: str, sandbox: Path, layers: tuple[str, ...] = (),
           before_pivot: Callable[[str], None] | None = None,
           cgroup: cgroup_view.CgroupView | None = None,
-          etc: dict[str, str] | None = None) -> None:
+          etc: dict[str, str] | None = None,
+          host: host_view.HostView | None = None) -> None:
     """Build the container's filesystem in the current (new) mount namespace.
     `before_pivot(root)`: a last step with the new root (its /dev made) and the
     host's tree both in reach (docker_init.py stages --init's binary there);
     not called on the host's filesystem. `cgroup`: the task's cgroups to show
     at /sys/fs/cgroup (container/cgroup_view.py), in both modes. `etc`: the
     task's /etc/hosts, hostname and resolv.conf (container/etc_files.py),
-    bound over the image's; ignored on the host's filesystem."""
+    bound over the image's; ignored on the host's filesystem. `host`: on the
+    host's filesystem, the read-only view to make first (container/
+    host_view.py); None leaves it writable."""
     make_private()
     if not rootfs and not layers:
+        if host is not None:
+            host_view.enter(host)
         mount_proc("/proc")
         setup_host_dev(sandbox)
         if cgroup is not None:  # built aside: the fresh sysfs hides the host's cgroups

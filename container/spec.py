@@ -97,6 +97,9 @@ class ContainerSpec:
     # (container/cni_config.py port_mapping). None: no CNI network.
     cni_network: str | None = None
     port_mappings: tuple[dict[str, int | str], ...] = ()
+    # No image, no rootfs: the host's filesystem stays writable (else read-only
+    # apart from the sandbox and a private /tmp: container/host_view.py).
+    writable_host_filesystem: bool = False
 
     @property
     def memory_mib(self) -> float:
@@ -104,15 +107,17 @@ class ContainerSpec:
 
     @classmethod
     def from_executor_spec(cls, spec: executor_pb2.ExecutorSpec) -> ContainerSpec:
-        return cls.from_task(spec.task, tuple(spec.layers))
+        return cls.from_task(spec.task, tuple(spec.layers), spec.framework.user)
 
     @classmethod
-    def from_task(cls, task: common_pb2.TaskInfo,
-                  layers: tuple[str, ...] = ()) -> ContainerSpec:
+    def from_task(cls, task: common_pb2.TaskInfo, layers: tuple[str, ...] = (),
+                  framework_user: str = "") -> ContainerSpec:
         """The container for `task` (as the agent resolved it: an image task
-        comes with its layers, top first). Raises SpecError for everything
-        task_check.check refuses, and for an image not resolved to absolute
-        layer directories."""
+        comes with its layers, top first, and the image's User in
+        command.user when the task named none). Its user: command.user, else
+        `framework_user` (FrameworkInfo.user, Mesos's rule), else root.
+        Raises SpecError for everything task_check.check refuses, and for an
+        image not resolved to absolute layer directories."""
         try:
             task_check.check(task)
             labels = task_check.task_labels(task.labels, task.task_id)
@@ -151,7 +156,7 @@ class ContainerSpec:
             pids_max=labels.pids_max,
         )
 
-        user = command.user
+        user = command.user or framework_user
         env = {
             "PATH": DEFAULT_PATH,
             "HOSTNAME": hostname,
@@ -190,6 +195,7 @@ class ContainerSpec:
                 {"hostPort": m.host_port, "containerPort": m.container_port,
                  "protocol": m.protocol or "tcp"} for m in container.port_mappings)
             if container.network == common_pb2.NETWORK_BRIDGE else (),
+            writable_host_filesystem=container.writable_host_filesystem,
         )
 
 

@@ -73,6 +73,35 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
            f"mount({source!r}, {target!r}, {fstype!r}, {flags:#x}, {data!r})")
 
 
+# mount_setattr(2) (Linux 5.12): change a mount's attributes, with
+# AT_RECURSIVE every mount below it too, in one call.
+MOUNT_ATTR_RDONLY = 0x1
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+_SYS_MOUNT_SETATTR = 442  # the same number on x86_64 and aarch64 (generic table)
+
+
+_raw_syscall = _libc["syscall"]  # a fresh function object: no fixed argtypes
+_raw_syscall.restype = ctypes.c_long
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr(path: str, attr_set: int = 0, attr_clr: int = 0,
+                  recursive: bool = True) -> None:
+    """Set and clear MOUNT_ATTR_* bits of the mount at `path` (and, with
+    `recursive`, of every mount below it). Raises OSError (ENOSYS on a kernel
+    older than 5.12)."""
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    result = _raw_syscall(ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_int(AT_FDCWD),
+                           _b(path), ctypes.c_uint(AT_RECURSIVE if recursive else 0),
+                           ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    _check(result, f"mount_setattr({path!r}, set={attr_set:#x}, clr={attr_clr:#x})")
+
+
 def umount2(target: str, flags: int = 0) -> None:
     _check(_libc.umount2(_b(target), flags), f"umount2({target!r}, {flags:#x})")
 

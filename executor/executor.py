@@ -27,7 +27,13 @@ docker CLI prints the daemon's warnings.
 Every container is hardened by container/launch.py whatever the task asks:
 Docker's capabilities (its default set ± the task's --cap-add/--cap-drop),
 masked and read-only /proc and /sys paths, a minimal /dev and a pids limit
-(see container/); no_new_privs when the task asks, as Docker's flag. Its cpus are a
+(see container/); no_new_privs when the task asks, as Docker's flag. A task
+with neither image nor rootfs sees the host's filesystem read-only but for
+its sandbox ($MESOS_SANDBOX) and a private /tmp, unless its
+ContainerInfo.writable_host_filesystem (container/host_view.py). It runs as
+command.user, else the image's User, else FrameworkInfo.user, else root.
+Its secret environment values are masked in this executor's log lines
+(common/secrets.py). Its cpus are a
 CFS quota too, unless the task leaves that out (label juggler.cpu_quota=false:
 Docker's --cpu-shares without --cpus).
 
@@ -66,7 +72,7 @@ import select
 import signal
 from pathlib import Path
 
-from juggler.common import logs, task_states
+from juggler.common import logs, secrets, task_states
 from juggler.common.task_check import TaskError, parse_signal, signal_name
 from juggler.container import launch
 from juggler.container.cgroups import Cgroup, open_cgroup
@@ -90,6 +96,8 @@ class Executor:
         self.sandbox = sandbox
         self.spec = spec
         self.task_id = spec.task.task_id
+        # Its secret environment values never reach a log line (common/secrets.py).
+        secrets.register(secrets.values(spec.task.command))
         self.log = logs.get(__name__, task_id=self.task_id, framework_id=spec.framework.id)
         self.link = AgentLink(spec.agent_socket, self._hello, self._on_message, self.log)
         self.container_pid = 0

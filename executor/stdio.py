@@ -111,7 +111,8 @@ class RotatingLog:
     def __init__(self, path: Path, policy: RotationPolicy) -> None:
         self.path = path
         self.policy = policy
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+                          | os.O_CLOEXEC, 0o644)
         self.size = os.fstat(self.fd).st_size
         recorded = log_positions.start_of(self.fd)
         self.start = recorded or 0
@@ -136,8 +137,12 @@ class RotatingLog:
         # The new file gets its start before its name, so that no reader
         # ever sees it without one.
         fresh = self.path.with_name(f".{self.path.name}.new")
-        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC,
-                     0o644)
+        # The task can write its sandbox: whatever it put at that name goes,
+        # and the file is made afresh, never through a link of the task's.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(fresh)
+        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_APPEND
+                     | os.O_CLOEXEC, 0o644)
         log_positions.mark_start(fd, self.end)
         os.close(self.fd)
         names = [self.path, *self.policy.rotated(self.path)]

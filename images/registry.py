@@ -94,7 +94,7 @@ class Cancelled(RegistryError):
 @dataclass(frozen=True)
 class Credentials:
     username: str
-    password: str
+    password: str = field(repr=False)  # never in a log line or a traceback's locals
 
     def basic(self) -> str:
         return "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()

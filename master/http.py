@@ -24,9 +24,28 @@ master's own. Errors: 404 {"error"} for an unknown task, 502 {"error"} when
 its agent cannot give its output; /api/apps reports each service's failure
 in that service's "error" rather than failing the page.
 
+Access (when the master has rules, --acls): /api/* and /prometheus/targets
+need `view_cluster` (a task's logs also `access_sandboxes` on its
+framework's principal); the principal is a verified client certificate's
+common name, else a bearer token of --tokens (common/principals.py). A
+refused caller without a principal gets 401 (WWW-Authenticate: Bearer; the
+UI then asks for a token once and keeps it in localStorage), others 403
+{"error": "permission denied: … (rule …)"}. The UI's page and files and
+/metrics stay open (they hold no cluster state). The log links the UI shows
+are plain links: under rules a browser opens them without the token (401);
+`juggler logs` is the way then.
+
 The apps and deployments are fetched by the master, server-side, from the
 URL a framework registered (FrameworkInfo.webui_url, http(s) only), with a
-short timeout: the browser needs no access to the apps service.
+short timeout: the browser needs no access to the apps service. The master
+calls it as itself (its client certificate under TLS), never with the
+browser's token: a framework registers any URL it likes. So, under rules,
+/api/apps also needs `apps_read` on "/" (every app: the master answers with
+its own rights, it cannot filter by the caller's), and under TLS the master
+fetches only from frameworks whose principal (FrameworkInfo.principal, set
+by the master from the subscriber's certificate) is APPS_PRINCIPAL, the
+principal of the apps services' certificates (`juggler up --tls`): another
+framework's URL is never called with the master's certificate.
 """
 
 from __future__ import annotations
@@ -40,7 +59,9 @@ import grpc
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from juggler.common import logs, servers
+from juggler.common import logs, principals, servers, tls
+from juggler.common.access import AccessControl, Denied
+from juggler.common.tokens import INVALID, Tokens
 from juggler.master import http_sd, ui_views, views
 from juggler.v1 import agent_pb2, agent_pb2_grpc, operator_pb2, operator_pb2_grpc
 
@@ -56,6 +77,8 @@ LOGS_TIMEOUT = 10.0     # seconds to wait for an agent's Logs
 MAX_LOG_BYTES = 4 << 20  # at most this much of a task's output per request
 MAX_TAIL = 100_000
 STATE_TTL = 1.0          # seconds one state answers every request
+APPS_PRINCIPAL = "apps"  # the apps services' certificates' principal (cli/up_tls.py)
+PRINCIPAL = web.RequestKey("principal", str)   # set by _access when rules are on
 
 
 class Unavailable(Exception):
@@ -75,9 +98,13 @@ class MasterHttp:
         # (framework id, webui_url) of the registered frameworks seen serving
         # /metrics: listed while registered, answering or not (http_sd.py).
         self._serving_metrics: set[http_sd.Framework] = set()
+        # Bearer tokens of /api/* (--tokens); the rules are the master's own
+        # (master.access, --acls). Raises TokensError for a bad file.
+        config = getattr(master, "config", None)
+        self.tokens = Tokens.from_file(getattr(config, "tokens", "") or None)
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._access])
         r = app.router
         r.add_get("/metrics", self.metrics)
         r.add_get("/", self.index)
@@ -91,7 +118,11 @@ class MasterHttp:
     async def start(self, host: str, port: int) -> int:
         runner = web.AppRunner(self.app(), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        # HTTPS when the master has TLS (client certificates verified when
+        # presented; common/tls.py).
+        cfg = tls.current()
+        site = web.TCPSite(runner, host, port,
+                           ssl_context=tls.server_ssl_context(cfg) if cfg else None)
         try:
             await site.start()
         except BaseException:
@@ -104,6 +135,28 @@ class MasterHttp:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    # -- who may ask ----------------------------------------------------------------------------
+    @web.middleware
+    async def _access(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """view_cluster on /api/* and /prometheus/targets when the master has
+        rules; the UI's page and files and /metrics stay open. Principal:
+        client certificate, else bearer token (common/principals.py). 401
+        (WWW-Authenticate: Bearer) for a refused caller without a principal,
+        403 {"error": "permission denied: … (rule …)"} otherwise."""
+        rules: AccessControl | None = getattr(self.m, "access", None)
+        guarded = request.path.startswith("/api/") or request.path == "/prometheus/targets"
+        if rules is None or not rules.enabled or not guarded:
+            return await handler(request)
+        tokens = self.tokens
+        principal = principals.http_principal(
+            request, tokens.lookup if tokens is not None else lambda _token: None)
+        try:
+            rules.require("view_cluster", principal)
+        except Denied as e:
+            return _refused(request, principal, e)
+        request[PRINCIPAL] = principal
+        return await handler(request)
 
     # -- where the state comes from -------------------------------------------------------------
     def masters(self) -> list[str]:
@@ -164,15 +217,22 @@ class MasterHttp:
                                                      masters=self.masters()))
 
     async def api_apps(self, request: web.Request) -> web.Response:
+        rules: AccessControl | None = getattr(self.m, "access", None)
+        if rules is not None and rules.enabled:
+            try:
+                rules.require("apps_read", request.get(PRINCIPAL), "/")
+            except Denied as e:
+                return _refused(request, request.get(PRINCIPAL), e)
         try:
             state = await self.state()
         except Unavailable as e:
             return self._unavailable(e)
         services = [f for f in state.frameworks
-                    if ui_views.web_url(f.info.webui_url)
+                    if apps_service(f.info, tls.current() is not None)
                     and f.state != operator_pb2.FRAMEWORK_TORN_DOWN]
         async with aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=APPS_TIMEOUT)) as session:
+                timeout=aiohttp.ClientTimeout(total=APPS_TIMEOUT),
+                connector=aiohttp.TCPConnector(ssl=tls.client_ssl())) as session:
             found = await asyncio.gather(*(_apps_of(session, f.info.webui_url)
                                            for f in services))
         return web.json_response({"services": [
@@ -195,6 +255,14 @@ class MasterHttp:
         task = next((t for t in [*state.tasks, *reversed(state.completed_tasks)]
                      if t.info.task_id == task_id
                      and framework_id in ("", t.framework_id)), None)
+        rules: AccessControl | None = getattr(self.m, "access", None)
+        if task is not None and rules is not None and rules.enabled:
+            owner = next((f.info.principal for f in state.frameworks
+                          if f.info.id == task.framework_id), "")
+            try:
+                rules.require("access_sandboxes", request.get(PRINCIPAL), owner)
+            except Denied as e:
+                return _refused(request, request.get(PRINCIPAL), e)
         if task is None or not task.agent_address:
             return web.json_response({"error": f"no task {task_id!r} is known"
                                       + (f" in framework {framework_id}" if framework_id else "")
@@ -225,13 +293,36 @@ class MasterHttp:
                       if f.state != operator_pb2.FRAMEWORK_TORN_DOWN]
         probe = http_sd.to_probe(registered, self._serving_metrics)
         async with aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=APPS_TIMEOUT)) as session:
+                timeout=aiohttp.ClientTimeout(total=APPS_TIMEOUT),
+                connector=aiohttp.TCPConnector(ssl=tls.client_ssl())) as session:
             serve = await asyncio.gather(*(_serves_metrics(session, u) for _, u in probe))
         answered = {one for one, yes in zip(probe, serve, strict=True) if yes}
         self._serving_metrics = http_sd.apps_serving(registered, self._serving_metrics,
                                                      answered)
         apps = [url for _, url in sorted(self._serving_metrics)]
         return web.json_response(http_sd.targets(masters, agents, apps))
+
+
+def apps_service(info: Any, with_tls: bool) -> bool:
+    """Whether /api/apps fetches from the framework of `info` (a
+    FrameworkInfo): an http(s) webui_url and, when the master has TLS (it
+    would present its certificate), the principal APPS_PRINCIPAL."""
+    if not ui_views.web_url(info.webui_url):
+        return False
+    return not with_tls or info.principal == APPS_PRINCIPAL
+
+
+def _refused(request: web.Request, principal: str | None, e: Denied) -> web.Response:
+    if principal is None:
+        presented = principals.token_of(request.headers.get("Authorization", "")) is not None
+        return web.json_response(
+            {"error": "authentication required: "
+                      + (INVALID if presented else
+                         "send a client certificate or Authorization: Bearer TOKEN"
+                         f" ({e.message})")},
+            status=401, headers={"WWW-Authenticate": 'Bearer realm="juggler"'
+                                 + (', error="invalid_token"' if presented else "")})
+    return web.json_response({"error": e.message}, status=403)
 
 
 async def _get_json(session: aiohttp.ClientSession, url: str) -> Any:

@@ -19,8 +19,10 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
-from juggler.common import batching, logs, servers, task_states
+from juggler.common import batching, logs, principals, servers, task_states
+from juggler.common.access import AccessControl, Denied, install_sighup
 from juggler.common.clock import SystemClock
+from juggler.master import access as master_access
 from juggler.master import metrics as operator_metrics
 from juggler.master import views
 from juggler.master.allocator import Allocator
@@ -29,6 +31,7 @@ from juggler.master.commands import (
     CallError,
     CloseAgentStream,
     CloseStream,
+    Code,
     Command,
     Log,
     Persist,
@@ -73,7 +76,7 @@ MIN_TRIGGERED_GAP = 0.02  # seconds between event-triggered allocation cycles
 
 @dataclass
 class MasterConfig:
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"   # loopback unless told (cli/daemons.py: TLS or --insecure)
     port: int = 5050
     advertise: str = ""
     metrics_port: int = 5055
@@ -92,6 +95,10 @@ class MasterConfig:
     etcd_cert: str | None = None
     etcd_key: str | None = None
     lease_ttl: int = 5
+    # Access rules file (--acls; common/access.py); empty: every call allowed.
+    acls: str = ""
+    # Bearer tokens of the HTTP /api/* (--tokens; common/tokens.py); empty: none.
+    tokens: str = ""
 
 
 class _Close:
@@ -132,6 +139,8 @@ class Master:
         self._loop_thread = 0
         self._snapshot: operator_metrics.MasterSnapshot | None = None
         self.http: Any = None
+        # RulesError for a bad file; reloaded on SIGHUP (cli/daemons.py).
+        self.access = AccessControl.from_file(config.acls or None)
 
     @property
     def leading(self) -> bool:
@@ -174,6 +183,14 @@ class Master:
             from juggler.master.http import MasterHttp
             self.http = MasterHttp(self)
             self.metrics_port = await self.http.start(self.config.host, self.config.metrics_port)
+        reloads = [self.access.reload] if self.access.enabled else []
+        if getattr(self.http, "tokens", None) is not None:
+            reloads.append(self.http.tokens.reload)
+        if reloads:  # SIGHUP: the rules and tokens files are read again
+            try:
+                install_sighup(*reloads)
+            except (RuntimeError, ValueError) as e:  # not the main thread (in-process tests)
+                log.warning("SIGHUP will not reload the rules", error=str(e))
         log.info("master started", address=self.address, metrics_port=self.metrics_port,
                  etcd=self.config.etcd or None)
         if self.config.etcd:
@@ -498,11 +515,26 @@ async def _abort(context: grpc.aio.ServicerContext, method: str, e: CallError) -
     await context.abort(grpc.StatusCode[e.code.name], e.message)
 
 
+async def _guard(context: grpc.aio.ServicerContext, method: str, check: Any) -> bool:
+    """Run the access check `check()` (master/access.py); a refusal ends the
+    call PERMISSION_DENIED (counted in juggler_master_calls_total too) and
+    answers False. Checks come before the core: a refused call changes nothing."""
+    try:
+        check()
+    except Denied as e:
+        await _abort(context, method, CallError(Code.PERMISSION_DENIED, e.message))
+        return False
+    return True
+
+
 async def _call(m: Master, method: str, context: grpc.aio.ServicerContext, fn: Any,
-                *args: Any, response: Any) -> Any:
-    """Every call that acts: the core decides (or refuses: the right gRPC
-    status, nothing applied), the master carries the commands out, and the
-    outcome is counted in juggler_master_calls_total."""
+                *args: Any, response: Any, guard: Any = None) -> Any:
+    """Every call that acts: the access rules allow it (`guard`, see _guard),
+    the core decides (or refuses: the right gRPC status, nothing applied), the
+    master carries the commands out, and the outcome is counted in
+    juggler_master_calls_total."""
+    if guard is not None and not await _guard(context, method, guard):
+        return response
     try:
         commands = fn(*args)
     except CallError as e:
@@ -519,6 +551,10 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
 
     async def Subscribe(self, request: scheduler_pb2.SubscribeRequest,
                         context: grpc.aio.ServicerContext) -> AsyncIterator[scheduler_pb2.Event]:
+        if not await _guard(context, "Subscribe", lambda: master_access.subscribe(
+                self.m.access, self.m.state, principals.grpc_principal(context),
+                request.framework)):
+            return
         try:
             fid, sid, commands = self.m.state.subscribe(request.framework)
         except CallError as e:
@@ -542,8 +578,21 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
             flog.info("framework stream closed")
 
     async def _call(self, method: str, context: grpc.aio.ServicerContext, fn: Any,
-                    *args: Any, response: Any) -> Any:
-        return await _call(self.m, method, context, fn, *args, response=response)
+                    framework_id: str, *args: Any, response: Any, other_action: str | None = None,
+                    guard: Any = None) -> Any:
+        """A call on `framework_id` (the first argument of `fn`): by its
+        owner, else as `other_action` allows (master/access.py), else refused.
+        Without rules nothing is checked (not even the caller's certificate read)."""
+        if not self.m.access.enabled:
+            guard = None
+        elif guard is None:
+            def owner() -> None:
+                master_access.framework_call(self.m.access, self.m.state,
+                                             principals.grpc_principal(context), framework_id,
+                                             other_action)
+            guard = owner
+        return await _call(self.m, method, context, fn, framework_id, *args, response=response,
+                           guard=guard)
 
     async def Accept(self, request: scheduler_pb2.AcceptRequest,
                      context: grpc.aio.ServicerContext) -> scheduler_pb2.AcceptResponse:
@@ -551,7 +600,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         return await self._call(
             "Accept", context, self.m.state.accept, request.framework_id, request.stream_id,
             request.offer_ids, request.operations, filters,
-            response=scheduler_pb2.AcceptResponse())
+            response=scheduler_pb2.AcceptResponse(),
+            guard=lambda: master_access.accept(self.m.access, self.m.state,
+                                               principals.grpc_principal(context),
+                                               request.framework_id, request.offer_ids,
+                                               request.operations))
 
     async def Decline(self, request: scheduler_pb2.DeclineRequest,
                       context: grpc.aio.ServicerContext) -> scheduler_pb2.DeclineResponse:
@@ -583,7 +636,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         policy = request.kill_policy if request.HasField("kill_policy") else None
         return await self._call("Kill", context, self.m.state.kill, request.framework_id,
                                 request.stream_id, request.task_id, policy, request.agent_id,
-                                response=scheduler_pb2.KillResponse())
+                                response=scheduler_pb2.KillResponse(), other_action="kill_tasks")
 
     async def Acknowledge(self, request: scheduler_pb2.AcknowledgeRequest,
                           context: grpc.aio.ServicerContext) -> scheduler_pb2.AcknowledgeResponse:
@@ -604,7 +657,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
                        context: grpc.aio.ServicerContext) -> scheduler_pb2.TeardownResponse:
         return await self._call("Teardown", context, self.m.state.teardown,
                                 request.framework_id, request.stream_id,
-                                response=scheduler_pb2.TeardownResponse())
+                                response=scheduler_pb2.TeardownResponse(),
+                                other_action="teardown_frameworks")
 
 
 class AgentChannelServicer(agent_pb2_grpc.AgentChannelServicer):
@@ -620,6 +674,9 @@ class AgentChannelServicer(agent_pb2_grpc.AgentChannelServicer):
                                 "the first message on an agent stream must be register/reregister")
             return
         agent = getattr(first, kind).agent
+        if not await _guard(context, "Connect", lambda: master_access.agent_connect(
+                self.m.access, self.m.state, principals.grpc_principal(context), agent)):
+            return
         try:
             if kind == "register":
                 agent_id, commands = self.m.state.register_agent(agent)
@@ -714,16 +771,32 @@ class OperatorServicer(operator_pb2_grpc.OperatorServicer):
     def __init__(self, master: Master) -> None:
         self.m = master
 
+    async def _view(self, method: str, context: grpc.aio.ServicerContext) -> None:
+        """view_cluster, which every Get* needs (ends the call when refused)."""
+        await _guard(context, method, lambda: self.m.access.require(
+            "view_cluster", principals.grpc_principal(context)))
+
+    def _drain_guard(self, context: grpc.aio.ServicerContext, agent_id: str) -> Any:
+        principal = principals.grpc_principal(context)
+
+        def check() -> None:
+            hostname = master_access.agent_hostname(self.m.state, agent_id)
+            if hostname is not None:  # unknown: MasterState answers NOT_FOUND
+                self.m.access.require("drain_agents", principal, hostname)
+        return check
+
     def _leader(self) -> operator_pb2.GetLeaderResponse:
         return operator_pb2.GetLeaderResponse(address=self.m.leader_address() or "",
                                               self=self.m.address, is_leader=self.m.leading)
 
     async def GetState(self, request: operator_pb2.GetStateRequest,
                        context: grpc.aio.ServicerContext) -> operator_pb2.GetStateResponse:
+        await self._view("GetState", context)
         return views.state_view(self.m.state, self._leader(), request.stories)
 
     async def GetAgents(self, request: operator_pb2.GetAgentsRequest,
                         context: grpc.aio.ServicerContext) -> operator_pb2.GetAgentsResponse:
+        await self._view("GetAgents", context)
         st = self.m.state
         return operator_pb2.GetAgentsResponse(
             agents=[views.agent_view(st, a, request.stories) for a in st.agents.values()])
@@ -731,41 +804,53 @@ class OperatorServicer(operator_pb2_grpc.OperatorServicer):
     async def GetFrameworks(self, request: operator_pb2.GetFrameworksRequest,
                             context: grpc.aio.ServicerContext,
                             ) -> operator_pb2.GetFrameworksResponse:
+        await self._view("GetFrameworks", context)
         return operator_pb2.GetFrameworksResponse(
             frameworks=views.frameworks_view(self.m.state, request.stories))
 
     async def GetTasks(self, request: operator_pb2.GetTasksRequest,
                        context: grpc.aio.ServicerContext) -> operator_pb2.GetTasksResponse:
+        await self._view("GetTasks", context)
         return views.tasks_view(self.m.state, request.include_completed)
 
     async def GetLeader(self, request: operator_pb2.GetLeaderRequest,
                         context: grpc.aio.ServicerContext) -> operator_pb2.GetLeaderResponse:
+        await self._view("GetLeader", context)
         return self._leader()
 
     async def GetRoles(self, request: operator_pb2.GetRolesRequest,
                        context: grpc.aio.ServicerContext) -> operator_pb2.GetRolesResponse:
+        await self._view("GetRoles", context)
         return views.roles_view(self.m.state)
 
     async def DrainAgent(self, request: operator_pb2.DrainAgentRequest,
                          context: grpc.aio.ServicerContext) -> operator_pb2.DrainAgentResponse:
         log.info("drain asked for", agent_id=request.agent_id)
         return await _call(self.m, "DrainAgent", context, self.m.state.drain_agent,
-                           request.agent_id, response=operator_pb2.DrainAgentResponse())
+                           request.agent_id, response=operator_pb2.DrainAgentResponse(),
+                           guard=self._drain_guard(context, request.agent_id))
 
     async def UpAgent(self, request: operator_pb2.UpAgentRequest,
                       context: grpc.aio.ServicerContext) -> operator_pb2.UpAgentResponse:
         log.info("end of maintenance asked for", agent_id=request.agent_id)
         return await _call(self.m, "UpAgent", context, self.m.state.up_agent,
-                           request.agent_id, response=operator_pb2.UpAgentResponse())
+                           request.agent_id, response=operator_pb2.UpAgentResponse(),
+                           guard=self._drain_guard(context, request.agent_id))
 
     async def UpdateWeights(self, request: operator_pb2.UpdateWeightsRequest,
                             context: grpc.aio.ServicerContext,
                             ) -> operator_pb2.UpdateWeightsResponse:
+        principal = principals.grpc_principal(context)
         return await _call(self.m, "UpdateWeights", context, self.m.state.roles.update_weights,
-                           dict(request.weights), response=operator_pb2.UpdateWeightsResponse())
+                           dict(request.weights), response=operator_pb2.UpdateWeightsResponse(),
+                           guard=lambda: [self.m.access.require("update_weights", principal, r)
+                                          for r in sorted(request.weights)])
 
     async def UpdateQuota(self, request: operator_pb2.UpdateQuotaRequest,
                           context: grpc.aio.ServicerContext) -> operator_pb2.UpdateQuotaResponse:
         return await _call(self.m, "UpdateQuota", context, self.m.state.roles.update_quota,
                            request.role, request.limit, request.remove,
-                           response=operator_pb2.UpdateQuotaResponse())
+                           response=operator_pb2.UpdateQuotaResponse(),
+                           guard=lambda: self.m.access.require(
+                               "update_quotas", principals.grpc_principal(context),
+                               request.role))

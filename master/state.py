@@ -137,8 +137,10 @@ class MasterState:
         self.tasks: dict[tuple[str, str], TaskEntry] = {}
         self.completed_tasks: deque[TaskEntry] = deque(maxlen=COMPLETED_TASKS_KEPT)
         # Kills a new leader read from the registry for tasks no agent has
-        # brought back yet, and Kills asked for such tasks since.
-        # Keyed (framework, task, agent); agent "" when the Kill named none.
+        # brought back yet, and Kills asked for such tasks since (or for older
+        # copies of a tracked task's id that an agent not back yet may run).
+        # Keyed (framework, task, agent); agent "" when the Kill named none:
+        # it holds for every copy any such agent brings back, until all are back.
         self.pending_kills: dict[tuple[str, str, str], registry_pb2.KillRecord] = {}
         # Stale copies of tasks whose ids are tracked on another agent (a framework
         # reused the id while the copy's agent was away): (agent, framework,
@@ -623,6 +625,7 @@ class MasterState:
             self.tasks[(framework_id, info.task_id)] = entry
             fw.tasks.add(info.task_id)
             agent.tasks.add((framework_id, info.task_id))
+            commands += self._narrow_away_kill(framework_id, info.task_id)
             commands.append(ToAgent(agent_id, agent_pb2.MasterMessage(
                 run_task=agent_pb2.MasterMessage.RunTask(framework=fw.info, task=info))))
         unused = offered - needed
@@ -660,6 +663,9 @@ class MasterState:
         A task this master does not know (yet) is accepted as well while an
         agent that may bring it back is away — `agent_id`'s agent, or after a
         failover any agent not back yet — and killed when it comes back.
+        A Kill of a task it tracks also holds for the copies an agent not back
+        yet may bring back (its framework reused the id across a failover):
+        they are killed when they come back, even once the tracked copy ended.
         Raises CallError: as every framework call; NOT_FOUND for a task no
         agent can bring back; INVALID_ARGUMENT for a grace period that is not a
         number ≥ 0, or a signal that is none."""
@@ -680,9 +686,12 @@ class MasterState:
         task = self.tasks.get((framework_id, task_id))
         if task is None:
             return self._kill_unknown(framework_id, task_id, kill_policy, agent_id)
+        # Copies away: kept as a Kill naming no agent until every agent is back.
+        away = (self._kill_unknown(framework_id, task_id, kill_policy, "")
+                if self.agents.unsettled else [])
         if task_states.is_terminal(task.state):
-            return []
-        return [*self._record_kill(task, kill_policy or task.info.kill_policy),
+            return away
+        return [*away, *self._record_kill(task, kill_policy or task.info.kill_policy),
                 *self._drive_kill(task)]
 
     def _kill_unknown(self, framework_id: str, task_id: str,
@@ -703,6 +712,25 @@ class MasterState:
         self.pending_kills[(framework_id, task_id, agent_id)] = record
         return [Persist(_kill_key(framework_id, task_id, agent_id),
                         record.SerializeToString())]
+
+    def _narrow_away_kill(self, framework_id: str, task_id: str) -> list[Command]:
+        """The id is launched again while a Kill naming no agent waits for its
+        copies away: the new copy is a new task, not the one killed, so the
+        Kill now names each agent not back yet (the new copy's agent is back:
+        it made the offer), where only the old copies can be."""
+        record = self.pending_kills.pop((framework_id, task_id, ""), None)
+        if record is None:
+            return []
+        commands: list[Command] = []
+        for agent_id in sorted(self.agents.unsettled):
+            key = (framework_id, task_id, agent_id)
+            if key not in self.pending_kills:
+                narrowed = registry_pb2.KillRecord()
+                narrowed.CopyFrom(record)
+                narrowed.agent_id = agent_id
+                self.pending_kills[key] = narrowed
+                commands.append(Persist(_kill_key(*key), narrowed.SerializeToString()))
+        return [*commands, Persist(_kill_key(framework_id, task_id, ""), None)]
 
     def _drop_orphan_kills(self) -> list[Command]:
         """Pending kills that no agent can fulfil any more: their agent is gone,
@@ -1092,10 +1120,9 @@ class MasterState:
         first, then the kill); its updates are acknowledged here."""
         fid, tid = rt.framework.id, rt.task.task_id
         self.stale[(agent.info.id, fid, tid)] = (role, res, rt.task.kill_policy)
-        for pkey in [(fid, tid, agent.info.id), (fid, tid, "")]:
-            if self.pending_kills.pop(pkey, None) is not None:  # it is killed anyway
-                return [Persist(_kill_key(*pkey), None),
-                        *self._log_stale(agent, fid, tid)]
+        pkey = (fid, tid, agent.info.id)  # a Kill naming no agent waits for other copies
+        if self.pending_kills.pop(pkey, None) is not None:  # it is killed anyway
+            return [Persist(_kill_key(*pkey), None), *self._log_stale(agent, fid, tid)]
         return self._log_stale(agent, fid, tid)
 
     def _log_stale(self, agent: AgentEntry, fid: str, tid: str) -> list[Command]:
@@ -1131,10 +1158,15 @@ class MasterState:
         fw.tasks.add(rt.task.task_id)
         agent.tasks.add((fid, rt.task.task_id))
         commands: list[Command] = []
+        # A Kill naming no agent stays pending for other agents' copies (until
+        # every agent is back: _drop_orphan_kills); one naming this agent is
+        # taken up.
         for pkey in [(fid, rt.task.task_id, ""), (fid, rt.task.task_id, agent.info.id)]:
-            pending = self.pending_kills.pop(pkey, None)
+            pending = (self.pending_kills.get(pkey) if not pkey[2]
+                       else self.pending_kills.pop(pkey, None))
             if pending is not None:
-                commands.append(Persist(_kill_key(*pkey), None))
+                if pkey[2]:
+                    commands.append(Persist(_kill_key(*pkey), None))
                 commands += self._record_kill(task, pending.kill_policy
                                               if pending.HasField("kill_policy")
                                               else rt.task.kill_policy)

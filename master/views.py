@@ -2,14 +2,15 @@
 
 Read-only functions of MasterState: what each agent, framework, task and role
 holds, its lifecycle state and story, and the desired state (kill_requested,
-maintenance) beside the observed one.
+maintenance) beside the observed one. Secret environment values show as
+"<secret>" (common/secrets.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from juggler.common import task_states
+from juggler.common import secrets, task_states
 from juggler.common.lifecycle import Lifecycle, Step
 from juggler.common.resources import Resources
 from juggler.master.entries import AgentEntry, FrameworkEntry, TaskEntry
@@ -24,7 +25,7 @@ def task_view(state: MasterState, task: TaskEntry) -> operator_pb2.TaskView:
     killing = not task_states.is_terminal(task.state) and (
         task.kill is not None or state.kill_wanted(task) is not None)
     return operator_pb2.TaskView(
-        info=task.info, framework_id=task.framework_id, agent_id=task.agent_id,
+        info=secrets.task(task.info), framework_id=task.framework_id, agent_id=task.agent_id,
         state=task.state, status=task.status, history=task.history,
         launched_time=task.launched_time,
         agent_hostname=agent.info.hostname if agent else "",

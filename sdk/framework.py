@@ -9,6 +9,11 @@ finds the leader (standbys name it when they refuse a call) and, when the
 leader changes or the stream breaks, re-subscribes with its framework id; the
 new stream starts with a fresh `subscribed` event, which `events()` yields.
 
+TLS: the connection uses the process's TLS configuration (common/tls.py):
+call `juggler.common.tls.configure(TLSConfig(ca, cert, key))` before
+connecting to a cluster started with --tls-* (the certificate's common name
+is the framework's principal).
+
 Acknowledgements go out in batches, one Acknowledge call at a time: those
 made while a call is under way wait for it and then go together in the next
 (a framework acknowledging a burst of a thousand updates makes a few dozen

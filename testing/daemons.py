@@ -8,7 +8,9 @@ their tasks' cgroups under a cgroup root of their Daemons' own
 (`juggler/test-<random>`, `--cgroup-root`). Closing stops every daemon, then
 kills what the agents leave behind when a test stopped or killed one of them:
 executors (found by their working directory, their sandbox in this work dir)
-and whatever is left in that cgroup root, which it removes.
+and whatever is left in that cgroup root, which it removes. In the suite's TLS
+mode every daemon gets the session CA's certificates and rules before the test's
+own flags, which may replace them (testing/secure.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from pathlib import Path
 
 import grpc
 
+from juggler.common import servers
+from juggler.testing import secure
 from juggler.testing.waiting import wait_for
 from juggler.v1 import operator_pb2, operator_pb2_grpc
 
@@ -48,7 +52,8 @@ class Daemons:
         log = self.work / f"{name}.log"
         offset = log.stat().st_size if log.exists() else 0  # a restart appends
         self._spawn(name, "master", "--host", "127.0.0.1", "--port", str(port),
-                    "--metrics-port", "-1", "--work-dir", str(self.work / name), *flags)
+                    "--metrics-port", "-1", "--work-dir", str(self.work / name),
+                    *secure.daemon_flags("master"), *flags)
         proc = self.procs[name]
 
         def started() -> str | None:
@@ -67,7 +72,7 @@ class Daemons:
         self._spawn(name, "agent", "--master", master or self.master, "--host", "127.0.0.1",
                     "--port", "0", "--metrics-port", "-1", "--work-dir", str(self.work / name),
                     "--hostname", name, "--resources", resources,
-                    "--cgroup-root", self.cgroup_root, *flags)
+                    "--cgroup-root", self.cgroup_root, *secure.daemon_flags("agent"), *flags)
 
     def start_apps(self, *flags: str, name: str = "apps", master: str = "",
                    docker_socket: str = "") -> str:
@@ -80,7 +85,8 @@ class Daemons:
         if docker_socket:
             flags = (*flags, "--docker-socket", docker_socket)
         self._spawn(name, "apps", "--master", master or self.master, "--host", "127.0.0.1",
-                    "--http-port", "0", "--work-dir", str(self.work / name), *flags)
+                    "--http-port", "0", "--work-dir", str(self.work / name),
+                    *secure.daemon_flags("apps"), *flags)
         proc = self.procs[name]
 
         def started() -> str | None:
@@ -107,7 +113,7 @@ class Daemons:
 
     def _answers(self, address: str) -> bool:
         try:
-            with grpc.insecure_channel(address) as ch:
+            with servers.sync_channel(address) as ch:
                 operator_pb2_grpc.OperatorStub(ch).GetLeader(operator_pb2.GetLeaderRequest(),
                                                              timeout=1)
             return True
@@ -115,7 +121,7 @@ class Daemons:
             return False
 
     def agents(self, master: str = "") -> list[operator_pb2.AgentView]:
-        with grpc.insecure_channel(master or self.master) as ch:
+        with servers.sync_channel(master or self.master) as ch:
             return list(operator_pb2_grpc.OperatorStub(ch).GetAgents(
                 operator_pb2.GetAgentsRequest(), timeout=5).agents)
 
@@ -128,7 +134,7 @@ class Daemons:
                  what=f"{n} agents in state {operator_pb2.AgentState.Name(state)}")
 
     def operator(self) -> tuple[grpc.Channel, operator_pb2_grpc.OperatorStub]:
-        ch = grpc.insecure_channel(self.master)
+        ch = servers.sync_channel(self.master)
         return ch, operator_pb2_grpc.OperatorStub(ch)
 
     def send(self, name: str, sig: int) -> None:
@@ -225,7 +231,7 @@ def _started_at(log: Path, offset: int, pid: int, event: str = "master started",
 def master_leader(*masters: str) -> str:
     """The address of the leading master, as the masters say."""
     for m in masters:
-        with grpc.insecure_channel(m) as ch:
+        with servers.sync_channel(m) as ch:
             try:
                 answer = operator_pb2_grpc.OperatorStub(ch).GetLeader(
                     operator_pb2.GetLeaderRequest(), timeout=5)

@@ -6,16 +6,20 @@ two agents, separate processes) in a temporary work dir, once per session.
 test starts masters and agents in with its own flags. `etcd` is a real etcd per
 test module; `registry` and `test_images` a real image registry on loopback with
 test images in it, once per session (juggler/testing/). Each is skipped, with
-the reason, where the host lacks what it needs.
+the reason, where the host lacks what it needs. With JUGGLER_TEST_TLS=1 every
+cluster runs with mutual TLS, HTTPS and access rules on, all of one session CA
+(testing/secure.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from juggler.testing import secure
 from juggler.testing.etcd_server import EtcdNotInstalled, EtcdServer, etcd_binary, etcd_server
 from juggler.testing.registry import (
     Registry,
@@ -58,6 +63,19 @@ def pytest_configure(config: pytest.Config) -> None:
             f"juggler is imported from {where}, not from this checkout ({ROOT}): run "
             f"`scripts/setup --venv .venv` here and test with `.venv/bin/python -m pytest` "
             "(scripts/test does both)")
+    if secure.enabled():   # JUGGLER_TEST_TLS=1: the suite's TLS run (testing/secure.py)
+        secure.start(Path(tempfile.mkdtemp(prefix="juggler-test-tls-")))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    made = secure.session()
+    if made is not None:
+        shutil.rmtree(made.directory, ignore_errors=True)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    made = secure.session()
+    return None if made is None else f"juggler TLS mode: session CA in {made.directory}"
 
 
 @dataclass
@@ -98,6 +116,20 @@ def needs_root() -> None:
 
 
 @pytest.fixture
+def host_dir() -> Iterator[Path]:
+    """A directory of the host outside /tmp, removed afterwards: a task on the
+    host's filesystem reads it (read-only) where it cannot see the host's
+    /tmp, and so no pytest tmp_path (its /tmp is its own:
+    container/host_view.py). For flag files the test writes and tasks or
+    their health checks read."""
+    path = Path(tempfile.mkdtemp(prefix="juggler-test-", dir="/var/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
 def daemons(tmp_path: Path) -> Iterator[Daemons]:
     from juggler.testing.daemons import Daemons
 
@@ -113,8 +145,12 @@ def daemons(tmp_path: Path) -> Iterator[Daemons]:
 def juggler_up(*flags: str, home: Path,
                stop_timeout: float = 30.0) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """`juggler up FLAGS` (its state in `home`) once it says it is ready: the
-    process and that first line. Stopped at the end as Ctrl-C stops it."""
-    proc = subprocess.Popen([sys.executable, "-m", "juggler.cli.main", "up", *flags],
+    process and that first line. Stopped at the end as Ctrl-C stops it. In
+    the TLS mode (testing/secure.py) with --tls and the session's CA, unless
+    FLAGS hold --tls already."""
+    own_tls = "--tls" in flags   # a test's own CA stays its own
+    proc = subprocess.Popen([sys.executable, "-m", "juggler.cli.main", "up", *flags,
+                             *([] if own_tls else secure.up_flags())],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, JUGGLER_HOME=str(home)))
     assert proc.stdout is not None
@@ -196,7 +232,8 @@ def juggler_lab(base: Path, hosts: int = 2, *flags: str) -> Iterator[LabCluster]
         while "logs in" not in lines[-1] and lines[-1]:
             lines.append(proc.stdout.readline())  # type: ignore[union-attr]
         master = line.split("master at ", 1)[1].split()[0]
-        yield LabCluster(plan, master, f"http://127.0.0.1:{apps}", base / "home", lines, proc)
+        yield LabCluster(plan, master, secure.url(f"127.0.0.1:{apps}"), base / "home", lines,
+                         proc)
     left = [x for x in netns.listnetns() if x in {h.netns for h in plan.hosts}]
     with IPRoute() as ip:
         left += [x for x in [plan.bridge, *(h.veth for h in plan.hosts)]

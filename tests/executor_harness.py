@@ -110,6 +110,7 @@ class Run:
 
     def __init__(self, sandbox: Path, agent: FakeAgent, cgroup: str) -> None:
         self.sandbox, self.agent, self.cgroup = sandbox, agent, cgroup
+        self.meta = sandbox.with_name("meta")  # task.pb, as the agent's meta dir holds it
         self.process: asyncio.subprocess.Process | None = None
         self.started_at = 0.0
 
@@ -153,13 +154,15 @@ async def executor(tmp_path: Path, task: pb.TaskInfo, *, agent: FakeAgent | None
     cgroup = f"{prefix}/{task.task_id}"
     spec = epb.ExecutorSpec(framework=pb.FrameworkInfo(id="fw-1", name="test"), task=task,
                             agent_id="agent-1", agent_socket=agent.socket_path, cgroup=cgroup)
-    (sandbox / "task.pb").write_bytes(spec.SerializeToString())
     run = Run(sandbox, agent, cgroup)
+    run.meta.mkdir(mode=0o700)
+    (run.meta / "task.pb").write_bytes(spec.SerializeToString())
     with open(sandbox / "executor.log", "wb") as log:
         run.started_at = time.monotonic()
         run.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "juggler.executor", "--sandbox", str(sandbox),
-            stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            "--meta", str(run.meta), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+            start_new_session=True)
     try:
         yield run
         assert await run.wait_exit() == 0, run.log()

@@ -141,7 +141,7 @@ class Ranges(_message.Message):
     def __init__(self, range: _Optional[_Iterable[_Union[Range, _Mapping]]] = ...) -> None: ...
 
 class CommandInfo(_message.Message):
-    __slots__ = ("argv", "shell", "environment", "user", "working_directory")
+    __slots__ = ("argv", "shell", "environment", "user", "working_directory", "secret_environment")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -154,12 +154,14 @@ class CommandInfo(_message.Message):
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
     WORKING_DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    SECRET_ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     argv: _containers.RepeatedScalarFieldContainer[str]
     shell: bool
     environment: _containers.ScalarMap[str, str]
     user: str
     working_directory: str
-    def __init__(self, argv: _Optional[_Iterable[str]] = ..., shell: _Optional[bool] = ..., environment: _Optional[_Mapping[str, str]] = ..., user: _Optional[str] = ..., working_directory: _Optional[str] = ...) -> None: ...
+    secret_environment: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, argv: _Optional[_Iterable[str]] = ..., shell: _Optional[bool] = ..., environment: _Optional[_Mapping[str, str]] = ..., user: _Optional[str] = ..., working_directory: _Optional[str] = ..., secret_environment: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PortMapping(_message.Message):
     __slots__ = ("host_port", "container_port", "protocol", "name")
@@ -174,7 +176,7 @@ class PortMapping(_message.Message):
     def __init__(self, host_port: _Optional[int] = ..., container_port: _Optional[int] = ..., protocol: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ContainerInfo(_message.Message):
-    __slots__ = ("rootfs", "image", "network", "hostname", "tty", "writable_layer", "network_name", "port_mappings")
+    __slots__ = ("rootfs", "image", "network", "hostname", "tty", "writable_layer", "network_name", "port_mappings", "writable_host_filesystem")
     ROOTFS_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
@@ -183,6 +185,7 @@ class ContainerInfo(_message.Message):
     WRITABLE_LAYER_FIELD_NUMBER: _ClassVar[int]
     NETWORK_NAME_FIELD_NUMBER: _ClassVar[int]
     PORT_MAPPINGS_FIELD_NUMBER: _ClassVar[int]
+    WRITABLE_HOST_FILESYSTEM_FIELD_NUMBER: _ClassVar[int]
     rootfs: str
     image: str
     network: NetworkMode
@@ -191,7 +194,8 @@ class ContainerInfo(_message.Message):
     writable_layer: str
     network_name: str
     port_mappings: _containers.RepeatedCompositeFieldContainer[PortMapping]
-    def __init__(self, rootfs: _Optional[str] = ..., image: _Optional[str] = ..., network: _Optional[_Union[NetworkMode, str]] = ..., hostname: _Optional[str] = ..., tty: _Optional[bool] = ..., writable_layer: _Optional[str] = ..., network_name: _Optional[str] = ..., port_mappings: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ...) -> None: ...
+    writable_host_filesystem: bool
+    def __init__(self, rootfs: _Optional[str] = ..., image: _Optional[str] = ..., network: _Optional[_Union[NetworkMode, str]] = ..., hostname: _Optional[str] = ..., tty: _Optional[bool] = ..., writable_layer: _Optional[str] = ..., network_name: _Optional[str] = ..., port_mappings: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., writable_host_filesystem: _Optional[bool] = ...) -> None: ...
 
 class KillPolicy(_message.Message):
     __slots__ = ("grace_period_seconds", "signal")
@@ -306,7 +310,7 @@ class TaskStatus(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., reason: _Optional[_Union[Reason, str]] = ..., message: _Optional[str] = ..., source: _Optional[_Union[Source, str]] = ..., agent_id: _Optional[str] = ..., framework_id: _Optional[str] = ..., uuid: _Optional[bytes] = ..., timestamp: _Optional[float] = ..., healthy: _Optional[bool] = ..., exit_code: _Optional[int] = ..., pid: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., ip_addresses: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FrameworkInfo(_message.Message):
-    __slots__ = ("id", "name", "user", "roles", "failover_timeout", "hostname", "capabilities", "labels", "webui_url")
+    __slots__ = ("id", "name", "user", "roles", "failover_timeout", "hostname", "capabilities", "labels", "webui_url", "principal")
     class Capability(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         CAPABILITY_UNSPECIFIED: _ClassVar[FrameworkInfo.Capability]
@@ -331,6 +335,7 @@ class FrameworkInfo(_message.Message):
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     WEBUI_URL_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     user: str
@@ -340,10 +345,11 @@ class FrameworkInfo(_message.Message):
     capabilities: _containers.RepeatedScalarFieldContainer[FrameworkInfo.Capability]
     labels: _containers.ScalarMap[str, str]
     webui_url: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., user: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., failover_timeout: _Optional[float] = ..., hostname: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[FrameworkInfo.Capability, str]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., webui_url: _Optional[str] = ...) -> None: ...
+    principal: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., user: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., failover_timeout: _Optional[float] = ..., hostname: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[FrameworkInfo.Capability, str]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., webui_url: _Optional[str] = ..., principal: _Optional[str] = ...) -> None: ...
 
 class AgentInfo(_message.Message):
-    __slots__ = ("id", "hostname", "resources", "attributes", "address", "metrics_address")
+    __slots__ = ("id", "hostname", "resources", "attributes", "address", "metrics_address", "principal")
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -357,13 +363,15 @@ class AgentInfo(_message.Message):
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     METRICS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     id: str
     hostname: str
     resources: _containers.RepeatedCompositeFieldContainer[Resource]
     attributes: _containers.ScalarMap[str, str]
     address: str
     metrics_address: str
-    def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ..., attributes: _Optional[_Mapping[str, str]] = ..., address: _Optional[str] = ..., metrics_address: _Optional[str] = ...) -> None: ...
+    principal: str
+    def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ..., attributes: _Optional[_Mapping[str, str]] = ..., address: _Optional[str] = ..., metrics_address: _Optional[str] = ..., principal: _Optional[str] = ...) -> None: ...
 
 class Offer(_message.Message):
     __slots__ = ("id", "framework_id", "agent_id", "hostname", "resources", "role", "agent_address", "attributes")

@@ -231,8 +231,26 @@ function page() {
   return PAGES.includes(name) ? name : "overview";
 }
 
+// Under access rules (the master's --acls) /api/* answers 401 to a caller
+// without a principal: the page asks once for a bearer token (`juggler token
+// create NAME --tokens FILE`) and keeps it in this browser's localStorage.
+const TOKEN_KEY = "juggler.token";
+let tokenDeclined = false;
+
 async function getJSON(path) {
-  const response = await fetch(path, {headers: {Accept: "application/json"}});
+  const headers = {Accept: "application/json"};
+  const token = localStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(path, {headers});
+  if (response.status === 401 && !tokenDeclined) {
+    localStorage.removeItem(TOKEN_KEY);
+    const given = window.prompt("This cluster's API needs a token:");
+    if (given && given.trim()) {
+      localStorage.setItem(TOKEN_KEY, given.trim());
+      return getJSON(path);
+    }
+    tokenDeclined = true;   // asked again after a reload of the page
+  }
   const body = await response.json();
   return {ok: response.ok, body};
 }

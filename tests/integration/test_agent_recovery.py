@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from juggler.agent.checkpoint import meta_dir
 from juggler.container.cgroups import open_cgroup
 from juggler.testing.daemons import Daemons
 from juggler.testing.processes import marker, processes_with, the_process
@@ -33,12 +34,12 @@ def sandbox(daemons: Daemons, framework_id: str, task_id: str) -> Path:
 
 
 def test_agent_kill9_and_restart_keeps_tasks_and_delivers_updates(daemons: Daemons,
-                                                                  tmp_path: Path) -> None:
+                                                                  host_dir: Path) -> None:
     daemons.start_master()
     agent_flags = ("--status-update-retry", "0.2")
     daemons.start_agent("a1", *agent_flags, resources="cpus:2;mem:1024;disk:1024")
     daemons.wait_agents(1)
-    flag = tmp_path / "finish-now"
+    flag = host_dir / "finish-now"   # where the tasks see it: their /tmp is their own
     steady = {"steady-1": f"sleep {marker()}", "steady-2": f"sleep {marker()}"}
     orphaned = f"sleep {marker()}"
 
@@ -64,7 +65,7 @@ def test_agent_kill9_and_restart_keeps_tasks_and_delivers_updates(daemons: Daemo
             daemons.send("a1", signal.SIGKILL)
             daemons.procs["a1"].wait(DEADLINE)
             flag.touch()
-            orphan_pid = int((sandbox(daemons, fid, "orphan") / "executor.pid")
+            orphan_pid = int((meta_dir(sandbox(daemons, fid, "orphan")) / "executor.pid")
                              .read_text().split()[0])
             os.kill(orphan_pid, signal.SIGKILL)
             wait_for(lambda: not os.path.exists(f"/proc/{orphan_pid}/stat")

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from juggler.testing import secure
 from juggler.testing.app_ports import (
     answers,
     create_app,
@@ -64,10 +65,8 @@ def _leading(url: str) -> bool:
 
 def test_two_instances_serve_on_their_host_ports_as_the_api_shows(
         cluster: str, tmp_path: Path) -> None:
-    from marathon import MarathonClient
-
     url = cluster
-    client = MarathonClient(url)
+    client = secure.marathon_client(url)
     definition = http_app("/web", 2, constraints=[["hostname", "UNIQUE"]])
     create_app(url, definition)
     tasks = wait_for(lambda: (t := published(url, "/web")) and len(t) == 2 and t, DEADLINE,

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from juggler.testing import secure
 from juggler.testing.daemons import Daemons, master_leader
 from juggler.testing.processes import marker, processes_with
 from juggler.testing.waiting import free_port, wait_for
@@ -177,15 +178,15 @@ def test_a_rolling_restart_keeps_the_minimum_healthy_at_every_moment(
 
 
 def test_a_version_whose_health_check_fails_is_rolled_back_while_the_old_one_serves(
-        lab: tuple[Daemons, str], tmp_path: Path) -> None:
+        lab: tuple[Daemons, str], host_dir: Path) -> None:
     _, url = lab
     good, bad = marker(), marker()
-    sick = tmp_path / "sick"
+    sick = host_dir / "sick"   # where the checks see it: an instance's /tmp is its own
     sick.touch()
     strategy = {"minimumHealthCapacity": 1, "maximumOverCapacity": 1, "minHealthySeconds": 1,
                 "progressDeadlineSeconds": 8}
     status, _ = api(url, "PUT", "/v2/apps/revert", definition(
-        "/revert", good, 2, healthChecks=[check(tmp_path / "fine")], upgradeStrategy=strategy))
+        "/revert", good, 2, healthChecks=[check(host_dir / "fine")], upgradeStrategy=strategy))
     wait_for(lambda: deployed(url, "/revert") and app_of(url, "/revert")["tasksHealthy"] == 2,
              DEADLINE, what="2 healthy instances")
     serving = {t["id"] for t in running(url, "/revert")}
@@ -211,10 +212,10 @@ def test_a_version_whose_health_check_fails_is_rolled_back_while_the_old_one_ser
     remove(url, "/revert")
 
 
-def test_dependencies_start_in_order(lab: tuple[Daemons, str], tmp_path: Path) -> None:
+def test_dependencies_start_in_order(lab: tuple[Daemons, str], host_dir: Path) -> None:
     _, url = lab
     db, web = marker(), marker()
-    down = tmp_path / "db-down"
+    down = host_dir / "db-down"   # where db's check sees it: its /tmp is its own
     down.touch()
     status, body = api(url, "POST", "/v2/groups", {"id": "/shop", "apps": [
         definition("db", db, 1, healthChecks=[check(down, grace=300)]),
@@ -259,8 +260,6 @@ def test_the_marathon_client_lists_creates_scales_and_deletes_apps(
     import collections
     import collections.abc
 
-    from marathon import MarathonClient
-
     # marathon 0.13 (the last release) names collections.Iterable, gone since
     # Python 3.10, when it encodes nested models: give it back for its sake.
     monkeypatch.setattr(collections, "Iterable", collections.abc.Iterable, raising=False)
@@ -268,7 +267,7 @@ def test_the_marathon_client_lists_creates_scales_and_deletes_apps(
 
     _, url = lab
     seconds = marker()
-    client = MarathonClient(url)
+    client = secure.marathon_client(url)
     client.create_app("/client", MarathonApp(cmd=f"exec sleep {seconds}", instances=1,
                                              cpus=0.1, mem=16))
     wait_for(lambda: client.get_app("/client").tasks_running == 1
@@ -371,8 +370,8 @@ def test_apps_services_elect_a_leader_standbys_proxy_and_a_new_leader_takes_over
     a1 = daemons.start_apps(*ha, name="apps-1", master=masters)
     wait_for(lambda: leading(a1), DEADLINE, what="the first apps service to lead")
     a2 = daemons.start_apps(*ha, name="apps-2", master=masters)
-    wait_for(lambda: api(a2, "GET", "/v2/leader") == (200, {"leader": a1.removeprefix(
-        "http://")}), DEADLINE, what="the standby to name the leader")
+    wait_for(lambda: api(a2, "GET", "/v2/leader") == (200, {"leader": a1.split("://", 1)[1]}),
+             DEADLINE, what="the standby to name the leader")
     seconds = marker()
     slow = {"minimumHealthCapacity": 1, "maximumOverCapacity": 1, "minHealthySeconds": 8}
     status, body = api(a2, "POST", "/v2/apps", definition("/ha", seconds, 3,
@@ -385,8 +384,8 @@ def test_apps_services_elect_a_leader_standbys_proxy_and_a_new_leader_takes_over
     leader = master_leader(m1, m2)
     daemons.stop("m1" if leader == m1 else "m2", signal.SIGKILL)
     daemons.stop("apps-1", signal.SIGKILL)
-    wait_for(lambda: api(a2, "GET", "/v2/leader") == (200, {"leader": a2.removeprefix(
-        "http://")}), DEADLINE, what="the standby apps service to lead")
+    wait_for(lambda: api(a2, "GET", "/v2/leader") == (200, {"leader": a2.split("://", 1)[1]}),
+             DEADLINE, what="the standby apps service to lead")
     wait_for(lambda: not get(a2, "/v2/deployments"), DEADLINE * 2,
              what="the deployment to complete")
     wait_for(lambda: len(running(a2, "/ha")) == 3, DEADLINE, what="3 running")
@@ -415,7 +414,8 @@ def test_a_torn_down_framework_id_in_the_store_is_replaced_by_a_new_one(
         await fw.close()
         return fw.framework_id
 
-    old_id = asyncio.run(torn_down())
+    with secure.as_principal("apps"):   # as the service's own framework was
+        old_id = asyncio.run(torn_down())
     work = daemons.work / "apps-torn"
 
     async def remember() -> None:

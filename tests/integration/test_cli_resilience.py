@@ -57,11 +57,11 @@ def test_run_says_why_it_waits_when_every_agent_is_in_maintenance(daemons: Daemo
 
 
 def test_run_keeps_the_output_of_a_task_whose_agent_restarts(daemons: Daemons,
-                                                            tmp_path: Path) -> None:
+                                                            host_dir: Path) -> None:
     daemons.start_master()
     daemons.start_agent("a1")
     daemons.wait_agents(1)
-    go = tmp_path / f"go-{uuid.uuid4().hex}"
+    go = host_dir / f"go-{uuid.uuid4().hex}"   # where the task sees it: its /tmp is its own
     script = f"echo before; while [ ! -e {go} ]; do sleep 0.05; done; echo after"
     proc = subprocess.Popen(cli(daemons, "run", "-q", "--", "sh", "-c", script),
                             env=env(daemons), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

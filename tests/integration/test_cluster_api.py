@@ -10,6 +10,7 @@ import asyncio
 import grpc
 import pytest
 
+from juggler.common import servers
 from juggler.common.resources import Resources
 from juggler.sdk import FrameworkError
 from juggler.v1 import common_pb2, operator_pb2, operator_pb2_grpc
@@ -21,7 +22,7 @@ S = common_pb2.TaskState
 
 
 def master_tasks(cluster: Cluster) -> set[str]:
-    with grpc.insecure_channel(cluster.master) as ch:
+    with servers.sync_channel(cluster.master) as ch:
         got = operator_pb2_grpc.OperatorStub(ch).GetTasks(
             operator_pb2.GetTasksRequest(include_completed=True), timeout=10)
     return {v.info.task_id for v in [*got.tasks, *got.completed_tasks]}
@@ -39,7 +40,7 @@ def test_tasks_land_on_both_agents(cluster: Cluster) -> None:
             await c.fw.launch([second.id], [task("spread-b", 1, 32, "sleep", "30")])
             await c.until("spread-a", S.TASK_RUNNING)
             await c.until("spread-b", S.TASK_RUNNING)
-            with grpc.insecure_channel(cluster.master) as ch:
+            with servers.sync_channel(cluster.master) as ch:
                 got = operator_pb2_grpc.OperatorStub(ch).GetTasks(
                     operator_pb2.GetTasksRequest(), timeout=10)
             agents = {v.agent_id for v in got.tasks if v.info.task_id.startswith("spread-")}

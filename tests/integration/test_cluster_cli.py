@@ -14,10 +14,10 @@ import threading
 import urllib.request
 from pathlib import Path
 
-import grpc
 import pytest
 
-from juggler.common import task_states
+from juggler.common import servers, task_states
+from juggler.testing import secure
 from juggler.testing.rootfs import make_busybox_rootfs
 from juggler.v1 import operator_pb2, operator_pb2_grpc
 from tests.conftest import Cluster, wait_for
@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.root]
 
 
 def task_view(cluster: Cluster, task_id: str) -> operator_pb2.TaskView | None:
-    with grpc.insecure_channel(cluster.master) as ch:
+    with servers.sync_channel(cluster.master) as ch:
         got = operator_pb2_grpc.OperatorStub(ch).GetTasks(
             operator_pb2.GetTasksRequest(include_completed=True), timeout=10)
     for view in [*got.tasks, *got.completed_tasks]:
@@ -36,7 +36,7 @@ def task_view(cluster: Cluster, task_id: str) -> operator_pb2.TaskView | None:
 
 
 def all_task_ids(cluster: Cluster) -> set[str]:
-    with grpc.insecure_channel(cluster.master) as ch:
+    with servers.sync_channel(cluster.master) as ch:
         got = operator_pb2_grpc.OperatorStub(ch).GetTasks(
             operator_pb2.GetTasksRequest(include_completed=True), timeout=10)
     return {v.info.task_id for v in [*got.tasks, *got.completed_tasks]}
@@ -177,7 +177,7 @@ def test_tasks_lists_tasks(cluster: Cluster) -> None:
 
 def test_metrics_endpoint(cluster: Cluster) -> None:
     cluster.juggler("run", "--", "true", check=True)
-    with urllib.request.urlopen(f"http://127.0.0.1:{cluster.metrics_port}/metrics",
+    with urllib.request.urlopen(secure.url(f"127.0.0.1:{cluster.metrics_port}/metrics"),
                                 timeout=10) as r:
         text = r.read().decode()
     launched = re.search(r"^juggler_master_tasks_launched_total (\S+)$", text, re.M)

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pytest
 
+from juggler.agent.checkpoint import meta_dir
 from juggler.agent.network_pool import DEFAULT_SIZE, POOL_DIR
 from juggler.common.resources import Resources
 from juggler.container import cni_config, network
@@ -422,7 +423,7 @@ def test_kill9_executor_then_agent_restart_cleans_its_network(daemons: Daemons,
                 assert iptables_lines(cid) and leases(subnet) and bridge_ports(bridge)
                 sandbox = (daemons.work / "a1" / "frameworks" / c.fw.framework_id / "tasks" /
                            "victim")
-                executor = int((sandbox / "executor.pid").read_text().split()[0])
+                executor = int((meta_dir(sandbox) / "executor.pid").read_text().split()[0])
                 pool_entries(networks_dir, POOL)  # refilled: the restart must tear it down
                 daemons.send("a1", signal.SIGKILL)
                 daemons.procs["a1"].wait(DEADLINE)

@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 
 from juggler.testing import dashboard as board
+from juggler.testing import secure
 from juggler.testing.processes import marker, processes_with
 from juggler.testing.prometheus_server import (
     PrometheusNotInstalled,
@@ -81,14 +82,14 @@ def test_every_panel_shows_data_from_a_real_cluster(tmp_path: Path) -> None:
     except PrometheusNotInstalled as e:
         pytest.skip(str(e))
     port, metrics, apps_port = free_port(), free_port(), free_port()
-    apps = f"http://127.0.0.1:{apps_port}"
+    apps = secure.url(f"127.0.0.1:{apps_port}")
     with juggler_up("--agents", "1", "--port", str(port), "--metrics-port", str(metrics),
                     "--apps-port", str(apps_port), "--work-dir", str(tmp_path / "work"),
                     "--docker-socket", str(tmp_path / "docker.sock"),
                     home=tmp_path / "home") as (_up, line):
         master = line.split("master at ", 1)[1].split()[0]
         env_home = tmp_path / "home"
-        sd = f"http://127.0.0.1:{metrics}/prometheus/targets"
+        sd = secure.url(f"127.0.0.1:{metrics}/prometheus/targets")
 
         def discovered() -> set[str]:
             try:
@@ -108,7 +109,7 @@ def test_every_panel_shows_data_from_a_real_cluster(tmp_path: Path) -> None:
                        "evaluation_interval": "1s"},
             "rule_files": ["alerts.yml"],
             "scrape_configs": [{"job_name": "juggler", "http_sd_configs": [
-                {"url": sd, "refresh_interval": "1s"}]}],
+                {"url": sd, "refresh_interval": "1s", **_tls_config()}], **_https_scrapes()}],
         }
         with prometheus_server(tmp_path / "prometheus", config) as prom:
             wait_for(lambda: scraped_jobs(prom) == JOBS, DEADLINE,
@@ -162,6 +163,27 @@ def test_every_panel_shows_data_from_a_real_cluster(tmp_path: Path) -> None:
                                                             "/h2-picky")},
                      DEADLINE, what="the unplaceable app's alert to be pending")
             assert _alerts(prom, "firing") == set()
+
+
+def _tls_config() -> dict[str, Any]:
+    """Prometheus's tls_config for the cluster's HTTPS servers in the suite's
+    TLS mode (the session CA, admin's certificate), else nothing."""
+    made = secure.session()
+    if made is None:
+        return {}
+    return {"tls_config": {"ca_file": str(made.admin.ca), "cert_file": str(made.admin.cert),
+                           "key_file": str(made.admin.key)}}
+
+
+def _https_scrapes() -> dict[str, Any]:
+    """In the TLS mode: scrape the masters and apps services over HTTPS; the
+    agents' /metrics stays plain HTTP on their --host (prometheus_client's
+    server), so their job keeps http."""
+    if secure.session() is None:
+        return {}
+    return {"scheme": "https", **_tls_config(),
+            "relabel_configs": [{"source_labels": ["job"], "regex": "juggler-agent",
+                                 "target_label": "__scheme__", "replacement": "http"}]}
 
 
 def _shown(prom: Any, title: str, queries: list[tuple[str, str]]) -> dict[str, float]:

@@ -19,6 +19,7 @@ import sys
 
 import pytest
 
+from juggler.common import servers
 from juggler.common.resources import Resources
 from juggler.testing.daemons import Daemons
 from juggler.testing.processes import marker, processes_with, the_process
@@ -202,12 +203,11 @@ def test_plain_tasks_lists_only_tasks_that_run(daemons: Daemons) -> None:
 def test_a_framework_failing_over_ends_the_old_instance_s_stream(daemons: Daemons) -> None:
     """A new scheduler instance subscribing with the framework's id takes over:
     the old instance's stream ends with an error saying so (Mesos's failover)."""
-    import grpc
 
     from juggler.v1 import scheduler_pb2, scheduler_pb2_grpc
 
     daemons.start_master()
-    with grpc.insecure_channel(daemons.master) as channel:
+    with servers.sync_channel(daemons.master) as channel:
         stub = scheduler_pb2_grpc.SchedulerStub(channel)
         info = common_pb2.FrameworkInfo(name="twice", failover_timeout=60)
         first = stub.Subscribe(scheduler_pb2.SubscribeRequest(framework=info), timeout=DEADLINE)

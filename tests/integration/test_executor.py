@@ -279,7 +279,7 @@ def test_one_executor_per_task_a_second_one_for_the_same_sandbox_exits(tmp_path,
             await run.agent.wait_state(pb.TASK_RUNNING)
             second = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "juggler.executor", "--sandbox", str(run.sandbox),
-                stderr=asyncio.subprocess.PIPE)
+                "--meta", str(run.meta), stderr=asyncio.subprocess.PIPE)
             _, err = await asyncio.wait_for(second.communicate(), DEADLINE)
             assert second.returncode == 3
             assert b"another executor supervises" in err

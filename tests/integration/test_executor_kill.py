@@ -240,9 +240,9 @@ while True:
     asyncio.run(scenario())
 
 
-def test_a_kill_for_health_takes_the_same_path(tmp_path):
+def test_a_kill_for_health_takes_the_same_path(tmp_path, host_dir):
     async def scenario():
-        sick = tmp_path / "sick"
+        sick = host_dir / "sick"   # the task's /tmp is its own
         task = task_info(program(GRACEFUL))
         task.health_check.CopyFrom(pb.HealthCheck(
             command=pb.HealthCheck.Command(argv=["test", "!", "-e", str(sick)]),

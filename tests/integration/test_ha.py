@@ -22,7 +22,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from juggler.common import servers
 from juggler.common.resources import Resources
+from juggler.testing import secure
 from juggler.testing.daemons import Daemons
 from juggler.testing.etcd_server import EtcdNotInstalled, EtcdServer, etcd_server
 from juggler.testing.processes import argv_of, children_of, marker, processes_with
@@ -41,7 +43,7 @@ def says_it_leads(address: str, timeout: float = 1.0) -> bool | None:
     """A master's answer to GetLeader: True if it leads, False if it is a standby,
     None if it does not answer."""
     try:
-        with grpc.insecure_channel(address) as ch:
+        with servers.sync_channel(address) as ch:
             return operator_pb2_grpc.OperatorStub(ch).GetLeader(
                 operator_pb2.GetLeaderRequest(), timeout=timeout).is_leader
     except grpc.RpcError:
@@ -82,7 +84,7 @@ class HA(Daemons):
         self.procs[name].wait(10)
 
     def standby_answer(self, address: str) -> grpc.RpcError:
-        with grpc.insecure_channel(address) as ch:
+        with servers.sync_channel(address) as ch:
             try:
                 operator_pb2_grpc.OperatorStub(ch).GetTasks(operator_pb2.GetTasksRequest(),
                                                             timeout=2)
@@ -104,7 +106,7 @@ class HA(Daemons):
     def operator(self):  # type: ignore[no-untyped-def]
         leader = self.leader()
         assert leader is not None
-        ch = grpc.insecure_channel(leader[1])
+        ch = servers.sync_channel(leader[1])
         return ch, operator_pb2_grpc.OperatorStub(ch)
 
 
@@ -143,7 +145,7 @@ def test_one_leader_and_standbys_name_it(ha: HA) -> None:
         # A client that lost its connection to the leader, which this standby
         # still reaches: sent back to it, not held for an election (a held call
         # would run into the deadline: no election comes while the leader lives).
-        with grpc.insecure_channel(other_address) as ch, \
+        with servers.sync_channel(other_address) as ch, \
                 pytest.raises(grpc.RpcError) as back:
             operator_pb2_grpc.OperatorStub(ch).GetTasks(
                 operator_pb2.GetTasksRequest(), timeout=10,
@@ -161,7 +163,7 @@ def test_a_standby_holds_a_client_that_lost_the_leader_until_a_new_one_leads(ha:
     name, address = wait_for(ha.leader, DEADLINE, what="a leader")
     ha.lose_host(name)
     standby = next(a for n, a in ha.masters.items() if n != name)
-    with grpc.insecure_channel(standby) as ch:
+    with servers.sync_channel(standby) as ch:
         try:
             operator_pb2_grpc.OperatorStub(ch).GetTasks(
                 operator_pb2.GetTasksRequest(), timeout=DEADLINE,
@@ -354,7 +356,7 @@ def test_agents_are_told_which_master_would_lead_next(ha: HA) -> None:
             {"cpus": 1, "mem": 64}).to_proto())))
 
     def succession() -> list[str] | None:
-        with grpc.insecure_channel(address) as ch:
+        with servers.sync_channel(address) as ch:
             try:
                 for msg in agent_pb2_grpc.AgentChannelStub(ch).Connect(iter([hello]),
                                                                         timeout=10):
@@ -445,7 +447,7 @@ def test_a_stream_standing_by_for_a_live_leader_is_sent_back_to_it(ha: HA) -> No
     name, address = wait_for(ha.leader, DEADLINE, what="a leader")
     other = next(n for n in ha.masters if n != name)
     started = log_events(ha.work / f"{other}.log", "master started")
-    metrics = f"http://127.0.0.1:{started[-1]['metrics_port']}/metrics"
+    metrics = secure.url(f"127.0.0.1:{started[-1]['metrics_port']}/metrics")
 
     def standing_by() -> float:
         with urllib.request.urlopen(metrics, timeout=5) as r:
@@ -463,7 +465,7 @@ def test_a_stream_standing_by_for_a_live_leader_is_sent_back_to_it(ha: HA) -> No
         release.wait(2 * DEADLINE)
         yield hello
 
-    with grpc.insecure_channel(ha.masters[other]) as ch:
+    with servers.sync_channel(ha.masters[other]) as ch:
         call = agent_pb2_grpc.AgentChannelStub(ch).Connect(
             requests(), metadata=(("juggler-standby-for", address),), timeout=2 * DEADLINE)
         wait_for(lambda: standing_by() == 1, DEADLINE, what="the standby to hold the stream")

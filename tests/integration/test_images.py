@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from juggler.common import servers
 from juggler.images.config import host_platform
 from juggler.images.registry import Credentials, RegistryClient
 from juggler.images.store import Image, ImageError, ImageStore, PullEvent
@@ -392,12 +393,11 @@ def test_exec_into_a_task_from_an_image(cluster: Cluster, test_images: TestImage
     """`juggler exec` enters the container as it was launched: the image's layers,
     and its config's user, working directory and environment (it failed with
     "container.image ... was not resolved to layers by the agent")."""
-    import grpc
 
     from juggler.v1 import common_pb2, operator_pb2, operator_pb2_grpc
 
     def running() -> bool:
-        with grpc.insecure_channel(cluster.master) as ch:
+        with servers.sync_channel(cluster.master) as ch:
             got = operator_pb2_grpc.OperatorStub(ch).GetTasks(
                 operator_pb2.GetTasksRequest(), timeout=10)
         return any(v.info.task_id == "img-exec" and v.state == common_pb2.TASK_RUNNING

@@ -116,10 +116,8 @@ def test_init_reaps_the_orphans_pid_1_would_leave_as_zombies(tmp_path, busybox, 
     if init:
         needs_tini()
     rootfs = busybox if mode != "hostfs" else None
-    marker = tmp_path / "forked" if rootfs is None else None
-    command = ORPHANS if rootfs else ORPHANS.replace("/tmp/forked", str(marker))
     task = task_info("", shell=False, rootfs=rootfs)
-    task.command.argv[:] = ["sh", "-c", command]
+    task.command.argv[:] = ["sh", "-c", ORPHANS]
     task.kill_policy.grace_period_seconds = 600   # only SIGTERM can end it in time
     if init:
         labelled(task, init="true")
@@ -127,7 +125,9 @@ def test_init_reaps_the_orphans_pid_1_would_leave_as_zombies(tmp_path, busybox, 
     async def scenario():
         async with executor(tmp_path, task) as r:
             running = await r.agent.wait_state(pb.TASK_RUNNING)
-            forked = marker or r.sandbox / "rootfs" / "upper" / "tmp" / "forked"
+            # /tmp is the writable layer's, or on the host's filesystem the
+            # task's private one, <sandbox>/tmp (container/host_view.py).
+            forked = r.sandbox / ("rootfs/upper/tmp" if rootfs else "tmp") / "forked"
             await wait_until(forked.exists, "the orphans to be forked")
             pid1 = running.pid
             if not init:
@@ -143,7 +143,7 @@ def test_init_reaps_the_orphans_pid_1_would_leave_as_zombies(tmp_path, busybox, 
             argv = _cmdline(pid1)
             tini = "/sbin/docker-init" if rootfs else "/usr/bin/tini-static"
             assert argv[:2] in ([tini, "--"], [os.path.realpath(tini), "--"]), argv
-            assert argv[2:] == ["sh", "-c", command]
+            assert argv[2:] == ["sh", "-c", ORPHANS]
             # Reaped: the only child left is the command, asleep.
             await wait_until(lambda: [(s, c) for _, s, c in _children(pid1)] == [
                 ("S", "sleep")], "tini to reap the orphans")

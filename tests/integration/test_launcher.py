@@ -46,8 +46,8 @@ def zygote_of(agent_pid: int) -> int | None:
 
 
 def executor_pid(daemons: Daemons, framework_id: str, task_id: str) -> int:
-    sandbox = daemons.work / "a1" / "frameworks" / framework_id / "tasks" / task_id
-    return int((sandbox / "executor.pid").read_text().split()[0])
+    meta = daemons.work / "a1" / "meta" / "frameworks" / framework_id / "tasks" / task_id
+    return int((meta / "executor.pid").read_text().split()[0])
 
 
 def ignores_sigpipe(pid: int) -> bool:

@@ -14,6 +14,7 @@ import signal
 import grpc
 import pytest
 
+from juggler.common import servers
 from juggler.common.resources import Resources
 from juggler.sdk import FrameworkError
 from juggler.testing.daemons import Daemons
@@ -323,7 +324,7 @@ def test_messages_queued_together_travel_as_one_batch(daemons: Daemons) -> None:
     daemons.start_master()
 
     async def body() -> None:
-        async with grpc.aio.insecure_channel(daemons.master) as ch:
+        async with servers.channel(daemons.master) as ch:
             call = agent_pb2_grpc.AgentChannelStub(ch).Connect()
             await call.write(agent_pb2.AgentMessage(register=agent_pb2.AgentMessage.Register(
                 agent=common_pb2.AgentInfo(hostname="by-hand", resources=Resources(

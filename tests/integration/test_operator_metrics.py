@@ -12,11 +12,12 @@ from __future__ import annotations
 import signal
 import urllib.request
 
-import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from juggler.common import servers
 from juggler.common.resources import Resources
+from juggler.testing import secure
 from juggler.testing.waiting import wait_for
 from juggler.v1 import common_pb2, operator_pb2, operator_pb2_grpc
 from tests.conftest import Cluster
@@ -30,9 +31,12 @@ S = common_pb2.TaskState
 MiB = 2**20
 
 
-def scrape(address: str) -> dict[tuple, float]:
-    """GET http://ADDRESS/metrics, parsed: (name, (label, value)…) → value."""
-    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as r:
+def scrape(address: str, scheme: str = "") -> dict[tuple, float]:
+    """GET SCHEME://ADDRESS/metrics, parsed: (name, (label, value)…) → value.
+    The scheme defaults to the masters' (https in the suite's TLS mode); an
+    agent's /metrics is plain HTTP."""
+    with urllib.request.urlopen(f"{scheme or secure.scheme()}://{address}/metrics",
+                                timeout=10) as r:
         text = r.read().decode()
     out = {}
     for family in text_string_to_metric_families(text):
@@ -42,7 +46,7 @@ def scrape(address: str) -> dict[tuple, float]:
 
 
 def operator(cluster: Cluster) -> operator_pb2_grpc.OperatorStub:
-    return operator_pb2_grpc.OperatorStub(grpc.insecure_channel(cluster.master))
+    return operator_pb2_grpc.OperatorStub(servers.sync_channel(cluster.master))
 
 
 def test_master_and_agent_metrics_of_a_running_task(cluster: Cluster) -> None:
@@ -72,7 +76,7 @@ def test_master_and_agent_metrics_of_a_running_task(cluster: Cluster) -> None:
             assert got[used] >= 64 * MiB
 
             key = (("framework", c.fw.framework_id), ("task", "metrics-a"))
-            on_agent = scrape(view.info.metrics_address)
+            on_agent = scrape(view.info.metrics_address, "http")
             assert on_agent[("juggler_agent_task_memory_bytes", *key)] > 0
             assert on_agent[("juggler_agent_task_cpu_seconds_total", *key)] > 0
             assert ("juggler_agent_status_updates_pending",) in on_agent
@@ -81,7 +85,7 @@ def test_master_and_agent_metrics_of_a_running_task(cluster: Cluster) -> None:
             await c.until("metrics-a", S.TASK_KILLED)
             # Once ended, the task's series go from the agent's endpoint.
             wait_for(lambda: ("juggler_agent_task_memory_bytes", *key)
-                     not in scrape(view.info.metrics_address),
+                     not in scrape(view.info.metrics_address, "http"),
                      timeout=60, what="the ended task's series to go")
 
     run(body)
@@ -92,7 +96,7 @@ def test_the_apps_framework_names_its_rest_url(cluster: Cluster) -> None:
         operator_pb2.GetFrameworksRequest(), timeout=10).frameworks
         if f.info.name == "juggler-apps"], timeout=60, what="the apps framework")
     url = apps[0].info.webui_url
-    assert url.startswith("http://"), url
+    assert url.startswith(f"{secure.scheme()}://"), url
     with urllib.request.urlopen(f"{url}/v2/apps", timeout=10) as r:
         assert r.status == 200
 

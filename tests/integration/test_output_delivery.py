@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from juggler.agent.checkpoint import SPEC, read_spec
+from juggler.agent.checkpoint import SPEC, meta_dir, read_spec
 from juggler.common import log_positions
 from juggler.common.task_defaults import DEFAULT_HOLD_OUTPUT_SECONDS, HOLD_OUTPUT_LABEL
 from tests.conftest import Cluster, wait_for
@@ -140,8 +140,8 @@ def test_a_hold_without_a_client_ends_at_its_deadline(cluster: Cluster) -> None:
 
 
 def test_logs_follow_that_falls_behind_says_what_it_lost_and_fails(cluster: Cluster,
-                                                                   tmp_path: Path) -> None:
-    go = tmp_path / "go"
+                                                                   host_dir: Path) -> None:
+    go = host_dir / "go"   # where the run sees it: its /tmp is its own
     name = unique("behind")
     containers(cluster, "run", "-d", "--name", name, "--cpus", "1", *SMALL_LOGS, "--", "sh",
                "-c", f"echo ready; while [ ! -e {go} ]; do sleep 0.05; done; seq 1 {LINES}",
@@ -253,7 +253,8 @@ def test_only_a_run_that_a_client_waits_for_holds_its_output(cluster: Cluster) -
     def held(run: int) -> str | None:
         sandbox = wait_for(lambda: sandbox_of(cluster, f"{cid[:12]}.{run}"), DEADLINE,
                            what=f"run {run}")
-        spec = wait_for(lambda: (sandbox / SPEC).exists() and read_spec(sandbox), DEADLINE,
+        meta = meta_dir(sandbox)
+        spec = wait_for(lambda: (meta / SPEC).exists() and read_spec(meta), DEADLINE,
                         what=f"run {run}'s spec")
         return spec.task.labels.get(HOLD_OUTPUT_LABEL)
 

@@ -16,10 +16,9 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
 import pytest
 
-from juggler.common import task_states
+from juggler.common import servers, task_states
 from juggler.container.spec import hostname_for
 from juggler.v1 import operator_pb2, operator_pb2_grpc
 from tests.conftest import Cluster, wait_for
@@ -30,7 +29,7 @@ DEADLINE = 30.0
 
 
 def task_state(cluster: Cluster, task_id: str) -> int | None:
-    with grpc.insecure_channel(cluster.master) as ch:
+    with servers.sync_channel(cluster.master) as ch:
         got = operator_pb2_grpc.OperatorStub(ch).GetTasks(
             operator_pb2.GetTasksRequest(include_completed=True), timeout=10)
     for view in [*got.tasks, *got.completed_tasks]:
@@ -59,7 +58,7 @@ def stop_task(proc: subprocess.Popen[str]) -> None:
 
 
 def sandbox_of(cluster: Cluster, task_id: str) -> Path:
-    found = sorted(cluster.work_dir.glob(f"**/frameworks/*/tasks/{task_id}"))
+    found = sorted(cluster.work_dir.glob(f"*/frameworks/*/tasks/{task_id}"))
     assert len(found) == 1, found
     return found[0]
 
@@ -139,11 +138,11 @@ def test_logs_tail_and_streams(cluster: Cluster) -> None:
 
 
 def test_logs_follow_sees_new_lines_then_ends_with_the_task(cluster: Cluster,
-                                                           tmp_path: Path) -> None:
+                                                           host_dir: Path) -> None:
     # The task writes ten lines, then waits for the test (a file on the host's
-    # filesystem, which the task shares): the other twenty are written while
-    # `logs -f` follows, and the task ends after them.
-    go = tmp_path / "go"
+    # filesystem, which the task shares, read-only and but for /tmp): the other
+    # twenty are written while `logs -f` follows, and the task ends after them.
+    go = host_dir / "go"
     proc = start_task(cluster, "io-follow", "--", "sh", "-c",
                       "i=0; while [ $i -lt 30 ]; do echo tick $i; i=$((i+1)); "
                       f"if [ $i = 10 ]; then while [ ! -e {go} ]; do sleep 0.05; done; fi; "
@@ -286,9 +285,10 @@ def test_run_with_a_terminal(cluster: Cluster) -> None:
 # -- exec: Docker's exit codes (container/process.py) -------------------------------
 
 
-def test_exec_exit_codes_are_docker_execs(cluster: Cluster, tmp_path: Path) -> None:
-    # The task shares the host's filesystem (no --rootfs): what is made here is in it.
-    no_x = tmp_path / "no-x-bit"
+def test_exec_exit_codes_are_docker_execs(cluster: Cluster, host_dir: Path) -> None:
+    # The task shares the host's filesystem (no --rootfs): what is made here is
+    # in it (outside /tmp: the task's /tmp is its own).
+    no_x = host_dir / "no-x-bit"
     no_x.write_text("#!/bin/sh\necho hi\n")
     no_x.chmod(0o644)
     proc = start_task(cluster, "io-exec-codes", "--", "sh", "-c", "while :; do sleep 0.2; done")
@@ -296,7 +296,7 @@ def test_exec_exit_codes_are_docker_execs(cluster: Cluster, tmp_path: Path) -> N
         for args, code, words in [
             (["--", "nosuch"], 127, "exec 'nosuch': No such file or directory"),
             (["--", str(no_x)], 126, f"exec '{no_x}': Permission denied"),
-            (["--", str(tmp_path)], 126, f"exec '{tmp_path}': Permission denied"),
+            (["--", str(host_dir)], 126, f"exec '{host_dir}': Permission denied"),
             (["-w", "/no/such/dir", "--", "true"], 125,
              "chdir '/no/such/dir': No such file or directory"),
             (["-u", "ghost", "--", "true"], 125,

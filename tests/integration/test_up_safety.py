@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from juggler.cli import operator
+from juggler.testing import secure
 from juggler.testing.processes import argv_of, children_of
 from juggler.v1 import operator_pb2
 from tests.conftest import free_port, juggler_up, needs_root, wait_for
@@ -53,7 +54,8 @@ def test_second_up_refused_or_beside_never_hurts_the_first(tmp_path: Path) -> No
     with juggler_up(*_flags(tmp_path, "a", port, metrics, apps), home=home) as (up_a, line):
         master_a = line.split("master at ", 1)[1].split()[0]
         banner = _rest_of_banner(up_a)
-        assert any(f"web UI http://127.0.0.1:{metrics}/" in x for x in banner), banner
+        web_ui = secure.url(f"127.0.0.1:{metrics}/")
+        assert any(f"web UI {web_ui}" in x for x in banner), banner
         assert any(x.startswith("juggler: agent ") and " metrics " in x for x in banner), banner
         pointer = (home / "master").read_text()
         assert pointer == master_a + "\n"
@@ -88,8 +90,8 @@ def test_second_up_refused_or_beside_never_hurts_the_first(tmp_path: Path) -> No
             out = status.stdout
             assert f"leader: {master_b}\n" in out
             assert "ACTIVE" in out and "agents (1)" in out
-            assert f"http://127.0.0.1:{ports_b[1]}/metrics" in out       # the master's
-            assert f"http://127.0.0.1:{ports_b[2]}/metrics" in out       # the apps'
+            assert secure.url(f"127.0.0.1:{ports_b[1]}/metrics") in out  # the master's
+            assert secure.url(f"127.0.0.1:{ports_b[2]}/metrics") in out  # the apps'
             assert f"unix://{tmp_path / 'b.sock'}" in out
             first = _cli(home, "status", "--master", master_a)
             assert first.returncode == 0 and f"leader: {master_a}\n" in first.stdout
@@ -100,7 +102,7 @@ def test_second_up_refused_or_beside_never_hurts_the_first(tmp_path: Path) -> No
                 stopped = _cli(home, "status")
             finally:
                 os.kill(apps_b, signal.SIGCONT)
-            assert f"http://127.0.0.1:{ports_b[2]} (not answering)" in stopped.stdout, \
+            assert secure.url(f"127.0.0.1:{ports_b[2]} (not answering)") in stopped.stdout, \
                 stopped.stdout
             _no_apps_up_owns_every_pointer(tmp_path, home, master_b)
         # The second stopped: the pointers are the first's again, not gone.

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from juggler.testing import secure
 from juggler.testing.etcd_server import EtcdNotInstalled, etcd_binary
 from tests.conftest import free_port, juggler_up, needs_root, wait_for
 
@@ -54,7 +55,10 @@ def browser() -> Iterator[Any]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,900", "--no-first-run", "--disable-extensions"):
+                "--window-size=1400,900", "--no-first-run", "--disable-extensions",
+                # The suite's TLS mode: the master's certificate is of a test CA
+                # this browser has no store for; its API is reached by token.
+                *(["--ignore-certificate-errors"] if secure.enabled() else [])):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -63,6 +67,20 @@ def browser() -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+def _sign_in(driver: Any, base: str, home: Path) -> None:
+    """In the suite's TLS mode (rules on), give the UI the admin token `juggler
+    up --tls` wrote to `home` as a person answering its prompt would: in the
+    origin's localStorage (master/ui/ui.js), set by a script the DevTools
+    protocol runs in each page before the page's own (no prompt, nothing else
+    loaded). Nothing in plain text."""
+    if not secure.enabled():
+        return
+    token = (home / "tls" / "token").read_text().strip()
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {
+        "source": f"if (location.origin === {json.dumps(base)}) "
+                  f"localStorage.setItem('juggler.token', {json.dumps(token)});"})
 
 
 def _show(driver: Any, base: str, page: str, wants: list[str], shot: str = "") -> str:
@@ -115,13 +133,14 @@ def test_every_page_shows_the_live_cluster(browser: Any, tmp_path: Path) -> None
 
     needs_root()
     http, apps_port = free_port(), free_port()
-    apps = f"http://127.0.0.1:{apps_port}"
+    apps = secure.url(f"127.0.0.1:{apps_port}")
     with juggler_up("--agents", "1", "--port", str(free_port()), "--metrics-port", str(http),
                     "--apps-port", str(apps_port), "--work-dir", str(tmp_path / "work"),
                     "--docker-socket", str(tmp_path / "d.sock"),
                     home=tmp_path / "home") as (_, line):
         master = line.split("master at ", 1)[1].split()[0]
-        base = f"http://127.0.0.1:{http}"
+        base = secure.url(f"127.0.0.1:{http}")
+        _sign_in(browser, base, tmp_path / "home")
         _post_app(apps, {"id": "/ui-web", "cmd": "sleep 600", "cpus": 0.1, "mem": 32,
                          "instances": 2})
         # Never placed (no such host): its deployment stays in progress.
@@ -188,7 +207,7 @@ def test_a_standby_shows_the_leaders_cluster(browser: Any, tmp_path: Path) -> No
 
         def elected() -> dict[str, Any] | None:
             try:
-                _, body = _get(f"http://127.0.0.1:{http}/api/state")
+                _, body = _get(secure.url(f"127.0.0.1:{http}/api/state"))
             except OSError:   # 503 while the election runs
                 return None
             state = json.loads(body)
@@ -199,7 +218,8 @@ def test_a_standby_shows_the_leaders_cluster(browser: Any, tmp_path: Path) -> No
         # `juggler up` counts both ports up by one per master.
         standby = next(a for a in state["master"]["masters"] if a != leader)
         standby_http = http + int(standby.rsplit(":", 1)[1]) - port
-        base = f"http://127.0.0.1:{standby_http}"
+        base = secure.url(f"127.0.0.1:{standby_http}")
+        _sign_in(browser, base, tmp_path / "home")
         (agent,) = state["agents"]
         _show(browser, base, "agents", [agent["hostname"], agent["id"], "ACTIVE"],
               shot="web-ui-standby-agents")

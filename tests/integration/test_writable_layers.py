@@ -17,6 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from juggler.common import servers
 from juggler.common.resources import Resources
 from juggler.sdk import FrameworkError
 from juggler.testing.daemons import Daemons
@@ -82,7 +83,7 @@ async def agent_api(d: Daemons) -> AsyncIterator[agent_pb2_grpc.AgentStub]:
     """The Agent API of "a1", at the address it registered with last."""
     view = d.agent("a1")
     assert view is not None
-    async with grpc.aio.insecure_channel(view.info.address) as channel:
+    async with servers.channel(view.info.address) as channel:
         yield agent_pb2_grpc.AgentStub(channel)
 
 

@@ -284,7 +284,12 @@ def test_container_flags_without_the_service_say_what_is_needed(
     assert "-H or $JUGGLER_DOCKER" in err
     args = _run_args("-d", "--role", "x", "busybox", "true")
     assert args.func(args) == 125
-    assert "--role makes it a task" in capsys.readouterr().err
+    assert "--role does not go with -d" in capsys.readouterr().err
+    args = _run_args("-d", "--secret-env", "X=1", "--writable-host-fs", "--", "true")
+    assert args.func(args) == 125
+    err = capsys.readouterr().err
+    assert "--secret-env, --writable-host-fs do not go with -d" in err
+    assert "the containers service" in err and "-H" not in err
 
 
 # -- small parsers ---------------------------------------------------------------------

@@ -41,3 +41,21 @@ def test_version_names_the_installed_distribution(capsys: pytest.CaptureFixture[
         main.main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out == f"juggler {importlib.metadata.version('juggler')}\n"
+
+
+def test_access_refusals_are_one_line_other_errors_are_not_refusals() -> None:
+    import grpc
+
+    from juggler.cli import operator, up_children
+    from juggler.sdk import FrameworkError
+
+    rule = "permission denied: no view_cluster rule allows principal 'bob' (rule permissive: false)"
+    assert main.refusal(operator.Refused(grpc.StatusCode.PERMISSION_DENIED, rule)) == rule
+    assert str(operator.Refused(grpc.StatusCode.PERMISSION_DENIED, rule)) == rule
+    assert main.refusal(FrameworkError(grpc.StatusCode.UNAUTHENTICATED, "")) == "unauthenticated"
+    assert main.refusal(FrameworkError(grpc.StatusCode.UNAVAILABLE, "down")) is None
+    assert main.refusal(ValueError("x")) is None
+    # SIGHUP to up reaches the daemons that reload rules, never etcd, and none without rules.
+    names = ["etcd", "master-1", "master-2", "agent-1", "apps-1"]
+    assert up_children.reload_targets(names, rules_on=True) == [1, 2, 3, 4]
+    assert up_children.reload_targets(names, rules_on=False) == []

@@ -122,3 +122,17 @@ def test_a_dead_leader_is_named_in_the_error() -> None:
             await http.stop()
 
     asyncio.run(main())
+
+
+def test_api_apps_calls_only_the_apps_services_under_tls() -> None:
+    from juggler.master.http import APPS_PRINCIPAL, apps_service
+
+    url = "http://10.0.0.5:8080"
+    other = common_pb2.FrameworkInfo(name="mine", webui_url=url, principal="alice")
+    apps = common_pb2.FrameworkInfo(name="juggler-apps", webui_url=url, principal=APPS_PRINCIPAL)
+    plain = common_pb2.FrameworkInfo(name="old", webui_url=url)
+    # With TLS the master would present its certificate: the apps services only.
+    assert [apps_service(f, True) for f in (other, apps, plain)] == [False, True, False]
+    # Without, it has no identity to lend: every framework with a web URL.
+    assert [apps_service(f, False) for f in (other, apps, plain)] == [True, True, True]
+    assert not apps_service(common_pb2.FrameworkInfo(webui_url="file:///etc"), False)

@@ -22,6 +22,11 @@ from juggler.v1 import common_pb2 as pb
 HC = pb.HealthCheck
 
 
+def _secret(t: pb.TaskInfo, *names: str) -> pb.TaskInfo:
+    t.command.secret_environment.extend(names)
+    return t
+
+
 def task(**kw) -> pb.TaskInfo:
     """web.1: `echo hi` under sh with 0.5 cpus and 32 MiB; keywords set fields
     (dotted paths as `container__image`), labels and env through dicts."""
@@ -164,6 +169,8 @@ BAD = [
     ("a variable name with '='", task(env={"A=B": "x"}), 'command.environment["A=B"]'),
     ("a NUL in a variable name", task(env={"A\0": "x"}), 'command.environment["A\\u0000"]'),
     ("a NUL in a value", task(env={"A": "x\0y"}), 'command.environment["A"]'),
+    ("a secret that is not a variable", _secret(task(env={"A": "x"}), "TOKEN"),
+     "command.secret_environment"),
     ("pids_max 0", task(labels={"juggler.pids_max": "0"}), 'labels["juggler.pids_max"]'),
     ("pids_max -3", task(labels={"juggler.pids_max": "-3"}), 'labels["juggler.pids_max"]'),
     ("pids_max lots", task(labels={"juggler.pids_max": "lots"}), 'labels["juggler.pids_max"]'),

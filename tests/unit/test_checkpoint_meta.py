@@ -1,0 +1,136 @@
+"""The agent's checkpoint files in their meta directory, apart from the
+sandbox (agent/checkpoint.py, common/sandbox_paths.py), and the readers and
+writers of a task's sandbox files that must not follow what the task put
+there (common/log_positions.py, executor/stdio.py, agent/server.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from juggler.agent import checkpoint
+from juggler.agent.server import _tail
+from juggler.common import log_positions
+from juggler.common.sandbox_paths import WORK_ENV, meta_dir
+from juggler.executor.stdio import RotatingLog, RotationPolicy
+from juggler.v1 import common_pb2, executor_pb2
+
+S = common_pb2.TaskState
+
+
+def spec(task_id: str) -> executor_pb2.ExecutorSpec:
+    return executor_pb2.ExecutorSpec(
+        framework=common_pb2.FrameworkInfo(id="fw"),
+        task=common_pb2.TaskInfo(task_id=task_id, name=task_id))
+
+
+def sandbox_of(work: Path, task_id: str) -> Path:
+    sandbox = work / "frameworks" / "fw" / "tasks" / task_id
+    sandbox.mkdir(parents=True)
+    return sandbox
+
+
+def test_the_meta_directory_mirrors_the_sandbox_under_meta() -> None:
+    assert meta_dir(Path("/w/frameworks/F/tasks/T")) == Path("/w/meta/frameworks/F/tasks/T")
+    for wrong in ("/w/frameworks/F/T", "/w/sandbox", "/frameworks/F/tasks/T/evil"):
+        with pytest.raises(ValueError, match="not a task sandbox"):
+            meta_dir(Path(wrong))
+
+
+def test_the_checkpoint_is_written_outside_the_sandbox_for_root_only(tmp_path: Path) -> None:
+    sandbox = sandbox_of(tmp_path, "t1")
+    checkpoint.write_spec(sandbox, spec("t1"))
+    checkpoint.write_pid(sandbox, os.getpid())
+    status = common_pb2.TaskStatus(task_id="t1", state=S.TASK_RUNNING, uuid=b"u1")
+    checkpoint.append_update(sandbox, status)
+    checkpoint.append_ack(sandbox, b"u1")
+    assert os.listdir(sandbox) == []
+    meta = tmp_path / "meta" / "frameworks" / "fw" / "tasks" / "t1"
+    assert sorted(os.listdir(meta)) == ["executor.pid", "task.pb", "updates.log"]
+    for d in (tmp_path / "meta", meta):
+        assert os.stat(d).st_mode & 0o777 == 0o700
+    assert os.stat(meta / "task.pb").st_mode & 0o777 == 0o600
+    [rec] = checkpoint.recover(tmp_path)
+    assert (rec.sandbox, rec.spec, rec.updates, rec.acked) == (sandbox, spec("t1"), [status],
+                                                              {b"u1"})
+    assert rec.executor_pid == os.getpid()
+    checkpoint.mark_done(sandbox)
+    assert checkpoint.recover(tmp_path) == []
+
+
+def test_files_a_task_put_in_its_sandbox_are_not_read(tmp_path: Path) -> None:
+    sandbox = sandbox_of(tmp_path, "t1")
+    checkpoint.write_spec(sandbox, spec("t1"))
+    (sandbox / "task.pb").write_bytes(spec("evil").SerializeToString())
+    (sandbox / "executor.pid").write_text("1 1\n")
+    (sandbox / "done").touch()
+    [rec] = checkpoint.recover(tmp_path)
+    assert rec.spec == spec("t1") and rec.executor_pid is None and rec.updates == []
+
+
+def test_a_work_dir_of_the_old_layout_is_moved_to_the_meta_tree(tmp_path: Path) -> None:
+    running, finished = sandbox_of(tmp_path, "running"), sandbox_of(tmp_path, "finished")
+    status = common_pb2.TaskStatus(task_id="running", state=S.TASK_RUNNING, uuid=b"u1")
+    for sandbox in (running, finished):
+        (sandbox / "task.pb").write_bytes(spec(sandbox.name).SerializeToString())
+        (sandbox / "updates.log").write_text(
+            json.dumps({"update": base64.b64encode(status.SerializeToString()).decode()})
+            + "\n")
+        (sandbox / "stdout").write_text("output\n")
+    (running / "executor.pid").write_text(f"{os.getpid()} 0\n")
+    (finished / "done").touch()
+    [rec] = checkpoint.recover(tmp_path)
+    assert rec.spec == spec("running") and rec.updates == [status] and rec.sandbox == running
+    assert os.listdir(running) == ["stdout"]
+    assert sorted(os.listdir(meta_dir(running))) == ["executor.pid", "task.pb", "updates.log"]
+    assert not meta_dir(finished).exists()  # done: nothing to recover, left as it was
+    assert checkpoint.recover(tmp_path) == [rec]  # once moved, found in its new place
+
+
+def test_a_reused_task_id_moves_the_old_runs_meta_aside_too(tmp_path: Path) -> None:
+    sandbox = sandbox_of(tmp_path, "t1")
+    checkpoint.write_spec(sandbox, spec("t1"))
+    checkpoint.rename(sandbox, "t1.123")
+    assert (tmp_path / "frameworks/fw/tasks/t1.123").is_dir() and not sandbox.exists()
+    assert (tmp_path / "meta/frameworks/fw/tasks/t1.123/task.pb").exists()
+    assert not meta_dir(sandbox).exists()
+
+
+def test_log_readers_and_the_rotation_never_follow_a_tasks_links(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"key material\n")
+    sandbox = sandbox_of(tmp_path, "t1")
+    (sandbox / "stdout").symlink_to(secret)
+    os.mkfifo(sandbox / "stderr")
+    (sandbox / "executor.log").symlink_to(secret)
+    assert log_positions.kept(sandbox / "stdout") == []
+    assert log_positions.kept(sandbox / "stderr") == []  # a FIFO: skipped, not waited on
+    assert _tail(sandbox / "executor.log") == ""
+    # The executor's rotation makes its new file afresh, whatever the task put there.
+    (sandbox / "stdout").unlink()
+    out = RotatingLog(sandbox / "stdout", RotationPolicy(max_bytes=8, keep=1))
+    (sandbox / ".stdout.new").symlink_to(secret)
+    out.write(b"0123456789abcdef")
+    assert secret.read_bytes() == b"key material\n"
+    assert not (sandbox / "stdout").is_symlink() and not (sandbox / "stdout.1").is_symlink()
+
+
+def test_an_executor_takes_only_a_sandbox_of_its_agents_work_dir(tmp_path: Path) -> None:
+    """A path that looks like a sandbox but lies in a task's own sandbox (its
+    "meta directory" the task could write) is refused before anything is read."""
+    agent_work = tmp_path / "work"
+    inner = sandbox_of(agent_work / "frameworks" / "fw" / "tasks" / "t1" / "x", "evil")
+    checkpoint.write_spec(inner, spec("evil"))
+    with pytest.raises(ValueError, match="not a task sandbox of the agent's work dir"):
+        meta_dir(inner, agent_work)
+    env = {**os.environ, WORK_ENV: str(agent_work)}
+    done = subprocess.run([sys.executable, "-m", "juggler.executor", "--sandbox", str(inner)],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "not a task sandbox of the agent's work dir" in done.stderr
