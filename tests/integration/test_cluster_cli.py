@@ -19,6 +19,7 @@ import pytest
 from juggler.common import servers, task_states
 from juggler.testing import secure
 from juggler.testing.rootfs import make_busybox_rootfs
+from juggler.testing.task_python import PYTHON as TASK_PYTHON
 from juggler.v1 import operator_pb2, operator_pb2_grpc
 from tests.conftest import Cluster, wait_for
 
@@ -83,7 +84,7 @@ def test_exit_code_is_the_tasks(cluster: Cluster) -> None:
 def test_memory_limit_fails_the_task_with_the_reason(cluster: Cluster) -> None:
     # exec: the hog is PID 1, whose death by the OOM killer is the memory reason
     # (a shell outliving an OOM-killed child: test_oom_exit_code.py).
-    hog = f"exec {sys.executable} -c \"b = b'x' * (300 * 2**20); print('survived')\""
+    hog = f"exec {TASK_PYTHON} -c \"b = b'x' * (300 * 2**20); print('survived')\""
     r = cluster.juggler("run", "--name", "hog-1", "--mem", "64M", "--", "sh", "-c", hog)
     assert r.returncode == 137, r.stderr
     assert "survived" not in r.stdout

@@ -21,6 +21,7 @@ import pytest
 
 from juggler.container.cgroups import DEFAULT_ROOT
 from juggler.testing.rootfs import make_busybox_rootfs
+from juggler.testing.task_python import PYTHON as TASK_PYTHON
 from juggler.v1 import common_pb2 as pb
 from tests.executor_harness import DEADLINE, FakeAgent, executor, task_info
 
@@ -119,7 +120,7 @@ def test_memory_hog_is_oom_killed_and_reported(tmp_path):
     async def scenario():
         # exec: the hog is PID 1 (dash does not exec a last command by itself);
         # a shell that outlives its OOM-killed child is test_oom_exit_code.py's.
-        hog = f"exec {sys.executable} -c 'b = bytearray(200 * 2**20); print(len(b))'"
+        hog = f"exec {TASK_PYTHON} -c 'b = bytearray(200 * 2**20); print(len(b))'"
         async with executor(tmp_path, task_info(hog, mem=32)) as run:
             done = await run.agent.wait_terminal()
         assert done.state == pb.TASK_FAILED

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from juggler.testing.task_python import PYTHON as TASK_PYTHON
 from juggler.v1 import common_pb2 as pb
 from tests.executor_harness import executor, task_info, wait_until
 
@@ -29,7 +29,7 @@ pytestmark = [
 
 GRACE = 30.0
 QUICK = 5.0  # far below GRACE: the task ended on its SIGTERM, not on SIGKILL
-PY = shlex.quote(sys.executable)
+PY = shlex.quote(TASK_PYTHON)
 
 # Exits 0 from its SIGTERM handler, saying so with its name. (Handlers write
 # with os.write: a print may be what the signal interrupted, and print is not
@@ -116,7 +116,7 @@ def test_a_program_that_dies_of_sigterm_ends_the_shell_with_143(tmp_path):
 # waits for that child to end of its own SIGTERM before saying it got one.
 PARENT = f"""
 import os, signal, sys, time
-child = os.posix_spawn(sys.executable, [sys.executable, "-c", {program_source("grandchild")!r}],
+child = os.posix_spawn({TASK_PYTHON!r}, [{TASK_PYTHON!r}, "-c", {program_source("grandchild")!r}],
                        os.environ, setsid=True)
 def term(*_):
     os.waitpid(child, 0)
@@ -213,7 +213,7 @@ while True:
 """
     pid1 = f"""
 import os, signal, sys, time
-child = os.posix_spawn(sys.executable, [sys.executable, "-c", {child!r}], os.environ)
+child = os.posix_spawn({TASK_PYTHON!r}, [{TASK_PYTHON!r}, "-c", {child!r}], os.environ)
 def term(*_):
     os.write(1, b"pid1 got TERM\\n")
     os.kill(child, signal.SIGUSR1)
@@ -227,7 +227,7 @@ while True:
 
     async def scenario():
         task = task_info("python", shell=False)
-        task.command.argv[:] = [sys.executable, "-c", pid1]
+        task.command.argv[:] = [TASK_PYTHON, "-c", pid1]
         async with executor(tmp_path, task) as run:
             t0 = await kill_when_ready(run, "pid1", "child")
             done = await run.agent.wait_terminal()

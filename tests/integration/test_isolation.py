@@ -19,7 +19,6 @@ import os
 import platform
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from juggler.container import capabilities as caps
 from juggler.container.cgroups import DEFAULT_ROOT
 from juggler.container.spec import PIDS_MAX_LABEL
 from juggler.testing.rootfs import make_busybox_rootfs
+from juggler.testing.task_python import PYTHON as TASK_PYTHON
 from juggler.v1 import common_pb2 as pb
 from tests.executor_harness import executor, task_info, wait_until
 from tests.executor_harness import run_to_end as run
@@ -39,7 +39,7 @@ pytestmark = [
 ]
 
 SECRET = "/etc/secret"
-PY = sys.executable
+PY = TASK_PYTHON
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
+from juggler.testing.task_python import PYTHON as TASK_PYTHON
 from juggler.v1 import common_pb2 as pb
 from tests.conftest import Cluster
 from tests.executor_harness import executor, task_info
@@ -47,7 +47,7 @@ def test_pid_1_exits_3_after_a_childs_oom_kill(tmp_path: Path) -> None:
 
 def test_pid_1_itself_oom_killed_is_the_memory_limitation(tmp_path: Path) -> None:
     task = task_info("hog", shell=False, mem=32)
-    task.command.argv[:] = [sys.executable, "-c", "bytearray(200 * 2**20)"]
+    task.command.argv[:] = [TASK_PYTHON, "-c", "bytearray(200 * 2**20)"]
 
     async def scenario() -> pb.TaskStatus:
         async with executor(tmp_path, task) as run:

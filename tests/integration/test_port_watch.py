@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
 
 import pytest
 
 from juggler.common.ranges import Ranges
 from juggler.common.resources import Resources
 from juggler.testing.daemons import Daemons
+from juggler.testing.task_python import PYTHON as TASK_PYTHON
 from juggler.testing.waiting import wait_for
 from juggler.v1 import common_pb2
 from tests.framework_client import Client, run
@@ -51,7 +51,7 @@ def host_task(task_id: str, ports: Ranges, *argv: str) -> common_pb2.TaskInfo:
 
 
 def serve(port: int) -> list[str]:
-    return [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    return [TASK_PYTHON, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
 
 
 def answers(port: int) -> bool:
@@ -84,7 +84,7 @@ def test_a_host_task_listening_on_an_agent_port_it_was_not_given_is_killed(
             await c.fw.launch([offer.id], [
                 host_task("squatter", Ranges(), *serve(STOLEN)),
                 host_task("udp-squatter", Ranges(),
-                          sys.executable, "-c", UDP_SERVE, str(STOLEN_UDP))])
+                          TASK_PYTHON, "-c", UDP_SERVE, str(STOLEN_UDP))])
             updates = await c.until("squatter", S.TASK_FAILED)
             failed = updates[-1]
             assert failed.reason == common_pb2.REASON_CONTAINER_LIMITATION

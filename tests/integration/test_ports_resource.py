@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-import sys
 
 import grpc
 import pytest
@@ -21,6 +20,7 @@ from juggler.common.ranges import Ranges
 from juggler.common.resources import Resources
 from juggler.sdk import FrameworkError
 from juggler.testing.daemons import Daemons
+from juggler.testing.task_python import PYTHON as TASK_PYTHON
 from juggler.testing.waiting import wait_for
 from juggler.v1 import common_pb2
 from tests.framework_client import Client, run, story
@@ -50,7 +50,7 @@ def port_task(task_id: str, port: int) -> common_pb2.TaskInfo:
     t = common_pb2.TaskInfo(
         task_id=task_id, name=task_id,
         resources=Resources({"cpus": 0.1, "mem": 32}, ports=Ranges.single(port)).to_proto(),
-        command=common_pb2.CommandInfo(argv=[sys.executable, "-c", SERVE, str(port), task_id]),
+        command=common_pb2.CommandInfo(argv=[TASK_PYTHON, "-c", SERVE, str(port), task_id]),
         container=common_pb2.ContainerInfo(
             network=common_pb2.NETWORK_HOST,
             port_mappings=[common_pb2.PortMapping(host_port=port, container_port=port)]))

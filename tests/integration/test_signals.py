@@ -13,7 +13,6 @@ harness (tests/executor_harness.py).
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 from juggler.testing.daemons import Daemons
 from juggler.testing.registry import ImageBuilder, TestImages
 from juggler.testing.rootfs import make_busybox_rootfs
+from juggler.testing.task_python import PYTHON as TASK_PYTHON
 from juggler.v1 import agent_pb2, common_pb2
 from tests.conftest import needs_root
 from tests.executor_harness import executor, task_info, wait_until
@@ -106,7 +106,7 @@ def test_a_task_s_kill_signal_goes_first_then_sigkill_after_the_grace_period(
 
     async def scenario() -> None:
         task = task_info("python", shell=False)
-        task.command.argv[:] = [sys.executable, "-c", program]
+        task.command.argv[:] = [TASK_PYTHON, "-c", program]
         task.kill_policy.signal = "SIGINT"
         async with executor(tmp_path, task) as r:
             await r.agent.wait_state(common_pb2.TASK_RUNNING)

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
+from juggler.testing.task_python import PYTHON as TASK_PYTHON
 from juggler.v1 import common_pb2 as pb
 from tests.executor_harness import executor, task_info
 
@@ -47,7 +47,7 @@ def test_a_task_whose_process_the_oom_killer_took_says_so(tmp_path: Path) -> Non
     """A child is OOM-killed and the shell goes on to exit 0: Docker still
     says OOMKilled (it reads the cgroup's OOM kills, not the exit status)."""
     async def scenario() -> None:
-        hog = f"{sys.executable} -c 'b = bytearray(200 * 2**20)'; echo survived"
+        hog = f"{TASK_PYTHON} -c 'b = bytearray(200 * 2**20)'; echo survived"
         async with executor(tmp_path, task_info(hog, mem=32)) as run:
             done = await run.agent.wait_terminal()
         assert run.stdout() == "survived\n"
