@@ -22,6 +22,7 @@ from juggler.testing.app_ports import (
     endpoints_text,
     get_json,
     http_app,
+    http_get,
     published,
 )
 from juggler.testing.daemons import Daemons
@@ -114,8 +115,14 @@ def test_two_instances_asking_for_one_host_port_never_share_an_agent(cluster: st
     assert item["count"] == 1
     (task,) = published(url, "/fixed")
     assert (task["host"], task["ports"], task["servicePorts"]) == ("host-1", [port], [port])
-    wait_for(lambda: answers([task], lambda host: "127.0.0.1") == {task["id"]: task["id"]},
-             DEADLINE, what=f"the instance to answer on {port}")
+    try:
+        wait_for(lambda: answers([task], lambda host: "127.0.0.1") == {task["id"]: task["id"]},
+                 DEADLINE, what=f"the instance to answer on {port}")
+    except AssertionError as e:   # say what the cluster shows (a flake seen once in CI)
+        failure = get_json(url, "/v2/apps/fixed").get("app", {}).get("lastTaskFailure")
+        raise AssertionError(f"{e}; {port} answers {http_get('127.0.0.1', port)!r}; the "
+                             f"app's tasks now: {get_json(url, '/v2/apps/fixed/tasks')}; "
+                             f"its last failure: {failure}") from None
     get_json(url, "/v2/apps/fixed")  # still there: removed by the fixture's teardown
 
 
