@@ -317,10 +317,6 @@ SECURE_RULES = {
 }
 
 
-def tls_flags(cfg: Any) -> list[str]:
-    return ["--tls-ca", str(cfg.ca), "--tls-cert", str(cfg.cert), "--tls-key", str(cfg.key)]
-
-
 def secure_setup(tmp: Path) -> dict[str, Any]:
     """A CA, the three certificates and the rules file of a --secure run."""
     from juggler.common import tls
@@ -345,7 +341,7 @@ async def bench(args: argparse.Namespace, tmp: Path, procs: dict[str, Any]) -> d
                    "--allocation-interval", "0.1"]
     secure = secure_setup(tmp) if args.secure else None
     if secure is not None:
-        master_args += [*tls_flags(secure["master"]), "--acls", str(secure["rules"])]
+        master_args += [*secure["master"].flags(), "--acls", str(secure["rules"])]
         tls.configure(secure["bench"])   # this process: the framework
     if args.profile_master:
         master_args = ["-m", "cProfile", "-o", args.profile_master, *master_args]
@@ -369,7 +365,7 @@ async def bench(args: argparse.Namespace, tmp: Path, procs: dict[str, Any]) -> d
     t0 = time.monotonic()
     sim = Sim(spawn([str(HERE / "sim_agents.py"), "--master", address, "--agents",
                      str(args.agents), "--resources", AGENT_RESOURCES,
-                     *(tls_flags(secure["agent"]) if secure else [])],
+                     *(secure["agent"].flags() if secure else [])],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=sim_log, text=True))
     procs["sim"] = sim.proc
     print(f"simulated agents pid {sim.proc.pid}", file=sys.stderr)

@@ -85,9 +85,7 @@ class UpTLS:
 
     def flags(self, component: str) -> list[str]:
         """The daemon flags of `component` (master, agent, apps)."""
-        cfg = self.components[component]
-        out = ["--tls-ca", str(cfg.ca), "--tls-cert", str(cfg.cert), "--tls-key", str(cfg.key),
-               "--acls", str(self.rules_file)]
+        out = [*self.components[component].flags(), "--acls", str(self.rules_file)]
         if component in ("master", "apps"):
             out += ["--tokens", str(self.tokens_file)]
         return out

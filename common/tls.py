@@ -59,6 +59,11 @@ class TLSConfig:
     cert: Path
     key: Path
 
+    def flags(self) -> list[str]:
+        """The daemon flags that name these files: --tls-ca, --tls-cert, --tls-key."""
+        return ["--tls-ca", str(self.ca), "--tls-cert", str(self.cert), "--tls-key",
+                str(self.key)]
+
     def read(self) -> tuple[bytes, bytes, bytes]:
         """(ca, cert, key) bytes. Raises TLSError naming the file it cannot read."""
         out = []

@@ -289,8 +289,8 @@ def battery_cluster(work: Path) -> Iterator[Battery]:
     tls.configure(tls.TLSConfig(certs / "ca.crt", certs / "allowed.crt", certs / "allowed.key"))
 
     def flags(who: str) -> tuple[str, ...]:
-        return ("--tls-ca", str(certs / "ca.crt"), "--tls-cert", str(certs / f"{who}.crt"),
-                "--tls-key", str(certs / f"{who}.key"), "--acls", str(acls))
+        cfg = tls.TLSConfig(certs / "ca.crt", certs / f"{who}.crt", certs / f"{who}.key")
+        return (*cfg.flags(), "--acls", str(acls))
 
     try:
         d.start_master(*flags("master"), "--allocation-interval", "0.2")

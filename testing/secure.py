@@ -63,9 +63,7 @@ class SessionCA:
     def daemon_flags(self, component: str) -> list[str]:
         """The flags of a `juggler master|agent|apps` daemon (component: master,
         agent, apps)."""
-        cfg = self.components[component]
-        out = ["--tls-ca", str(cfg.ca), "--tls-cert", str(cfg.cert), "--tls-key", str(cfg.key),
-               "--acls", str(self.rules)]
+        out = [*self.components[component].flags(), "--acls", str(self.rules)]
         if component in ("master", "apps"):
             out += ["--tokens", str(self.tokens)]
         return out

@@ -115,8 +115,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     metrics = free_port()
     try:
         def flags(who: str) -> tuple[str, ...]:
-            return ("--tls-ca", str(certs / "ca.crt"), "--tls-cert", str(certs / f"{who}.crt"),
-                    "--tls-key", str(certs / f"{who}.key"), "--acls", str(acls))
+            cfg = tls.TLSConfig(certs / "ca.crt", certs / f"{who}.crt", certs / f"{who}.key")
+            return (*cfg.flags(), "--acls", str(acls))
 
         d.start_master(*flags("master"), "--metrics-port", str(metrics),
                        "--allocation-interval", "0.2")

@@ -391,8 +391,7 @@ def secured_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredTLS
         tls.issue(ca, who, ["127.0.0.1", "localhost"], work)
 
     def flags(who: str) -> list[str]:
-        return ["--tls-ca", str(ca / "ca.crt"), "--tls-cert", str(work / f"{who}.crt"),
-                "--tls-key", str(work / f"{who}.key")]
+        return tls.TLSConfig(ca / "ca.crt", work / f"{who}.crt", work / f"{who}.key").flags()
 
     tokens = _write(work / "tokens.json", {"tokens": [
         {"principal": p, "sha256": digest(t)} for p, t in TOKENS.items()]})
