@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -30,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from juggler.testing.processes import terminate
-from juggler.testing.waiting import listens
+from juggler.testing.waiting import free_ports, listens
 
 START_TIMEOUT = 60.0
 
@@ -45,17 +44,6 @@ def etcd_binary() -> str:
         raise EtcdNotInstalled("etcd is not installed (Debian/Ubuntu: apt-get install "
                                "etcd-server; or set JUGGLER_ETCD to the etcd binary)")
     return path
-
-
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 @dataclass(frozen=True)
@@ -130,7 +118,7 @@ class EtcdServer:
 
 
 def _start(binary: str, base: Path, tls: TLSFiles | None) -> EtcdServer:
-    client_port, peer_port = _free_ports(2)
+    client_port, peer_port = free_ports(1, 1)
     data_dir = base / f"etcd-{client_port}"
     log_path = base / f"etcd-{client_port}.log"
     scheme = "https" if tls else "http"

@@ -20,6 +20,42 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(*widths: int) -> list[int]:
+    """For each width w, the first of w consecutive TCP ports on 127.0.0.1
+    that nothing listens on right now; no two blocks overlap. `juggler up
+    --masters 3 --port P` takes P, P+1 and P+2, so separate free_port() calls
+    can hand a block's second port to another flag.
+
+    Raises AssertionError when no such blocks are found in 100 tries."""
+    held: list[socket.socket] = []
+    firsts: list[int] = []
+    try:
+        for width in widths:
+            for _ in range(100):
+                probe = socket.socket()
+                probe.bind(("127.0.0.1", 0))
+                first = int(probe.getsockname()[1])
+                block = [probe]
+                try:
+                    for port in range(first + 1, first + width):
+                        s = socket.socket()
+                        block.append(s)
+                        s.bind(("127.0.0.1", port))
+                except OSError:
+                    for s in block:
+                        s.close()
+                    continue
+                held.extend(block)
+                firsts.append(first)
+                break
+            else:
+                raise AssertionError(f"no {width} free ports in a row on 127.0.0.1")
+        return firsts
+    finally:
+        for s in held:
+            s.close()
+
+
 def wait_for(predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.05,
              what: str = "") -> T:
     """Poll `predicate` until it returns something truthy, and return that.

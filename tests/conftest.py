@@ -38,13 +38,13 @@ from juggler.testing.registry import (
     needs_tools,
     start_registry,
 )
-from juggler.testing.waiting import free_port, wait_for
+from juggler.testing.waiting import free_port, free_ports, wait_for
 
 if TYPE_CHECKING:
     from juggler.testing.daemons import Daemons
 
-__all__ = ["Cluster", "LabCluster", "free_port", "juggler_lab", "juggler_up", "needs_root",
-           "wait_for"]
+__all__ = ["Cluster", "LabCluster", "free_port", "free_ports", "juggler_lab", "juggler_up",
+           "needs_root", "wait_for"]
 
 ROOT = Path(__file__).resolve().parent.parent
 # `juggler up` starts a master and agents (three masters and etcd with
@@ -223,9 +223,9 @@ def juggler_lab(base: Path, hosts: int = 2, *flags: str) -> Iterator[LabCluster]
                  if not ip.link_lookup(ifname=f"jlab{n}")
                  and not (lab_hosts.STATE_DIR / f"jlab{n}.json").exists())
     plan = lab_hosts.plan(n, hosts)
-    apps = free_port()
-    with juggler_up("--hosts", str(hosts), "--lab", str(n), "--port", str(free_port()),
-                    "--metrics-port", str(free_port()), "--apps-port", str(apps),
+    port, metrics, apps = free_ports(1, 1, 1)
+    with juggler_up("--hosts", str(hosts), "--lab", str(n), "--port", str(port),
+                    "--metrics-port", str(metrics), "--apps-port", str(apps),
                     "--work-dir", str(base / "work"), "--docker-socket", str(base / "d.sock"),
                     *flags, home=base / "home") as (proc, line):
         lines = [line]
@@ -247,7 +247,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     base = tmp_path_factory.mktemp("cluster")
     home = base / "home"
     work = base / "work"
-    port, metrics, apps = free_port(), free_port(), free_port()
+    port, metrics, apps = free_ports(1, 1, 1)
     socket = base / "docker.sock"   # not /run/juggler's: another cluster may hold it
     with juggler_up("--agents", "2", "--port", str(port), "--metrics-port", str(metrics),
                     "--apps-port", str(apps), "--work-dir", str(work),

@@ -42,7 +42,7 @@ from juggler.testing.prometheus_server import (
     prometheus_binary,
     prometheus_server,
 )
-from juggler.testing.waiting import free_port, wait_for
+from juggler.testing.waiting import free_ports, wait_for
 from tests.conftest import juggler_up, needs_root
 
 pytestmark = [pytest.mark.root]
@@ -81,7 +81,7 @@ def test_every_panel_shows_data_from_a_real_cluster(tmp_path: Path) -> None:
         prometheus_binary()
     except PrometheusNotInstalled as e:
         pytest.skip(str(e))
-    port, metrics, apps_port = free_port(), free_port(), free_port()
+    port, metrics, apps_port = free_ports(1, 1, 1)
     apps = secure.url(f"127.0.0.1:{apps_port}")
     with juggler_up("--agents", "1", "--port", str(port), "--metrics-port", str(metrics),
                     "--apps-port", str(apps_port), "--work-dir", str(tmp_path / "work"),

@@ -29,7 +29,7 @@ from juggler.testing.daemons import Daemons
 from juggler.testing.etcd_server import EtcdNotInstalled, EtcdServer, etcd_server
 from juggler.testing.processes import argv_of, children_of, marker, processes_with
 from juggler.v1 import common_pb2, operator_pb2, operator_pb2_grpc
-from tests.conftest import juggler_up, needs_root, wait_for
+from tests.conftest import free_ports, juggler_up, needs_root, wait_for
 from tests.framework_client import Client, run, task
 from tests.integration.test_master_contract import wait_async
 
@@ -481,7 +481,6 @@ def test_a_stream_standing_by_for_a_live_leader_is_sent_back_to_it(ha: HA) -> No
 def test_juggler_up_with_three_masters_survives_the_leaders_death(tmp_path: Path) -> None:
     """`juggler up --masters 3` (its own etcd): kill -9 the leading master, and
     `juggler run` works again under a new leader; `up` starts the dead one again."""
-    import socket
     import subprocess
     import sys
 
@@ -493,21 +492,7 @@ def test_juggler_up_with_three_masters_survives_the_leaders_death(tmp_path: Path
     except EtcdNotInstalled as e:
         pytest.skip(str(e))
 
-    def three_free_ports() -> int:  # `up` takes PORT, PORT+1 and PORT+2
-        for _ in range(100):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                first = s.getsockname()[1]
-            try:
-                for p in range(first, first + 3):
-                    with socket.socket() as s:
-                        s.bind(("127.0.0.1", p))
-                return first
-            except OSError:
-                continue
-        raise AssertionError("no three free ports in a row")
-
-    port, metrics, apps = three_free_ports(), three_free_ports(), three_free_ports()
+    port, metrics, apps = free_ports(3, 3, 3)   # up --masters 3 takes P, P+1, P+2 of each
     ports = [port, port + 1, port + 2]
     env = dict(os.environ, JUGGLER_HOME=str(tmp_path / "home"))
     juggler = [sys.executable, "-m", "juggler.cli.main"]

@@ -30,7 +30,7 @@ import pytest
 
 from juggler.testing import dockerfile
 from juggler.testing.runc_containers import Runc, container_config, image_config
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_ports, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = f"h4smoke-{os.getpid()}"
@@ -159,8 +159,9 @@ def test_etcd_three_masters_and_an_agent_run_a_task(image: Image, tmp_path: Path
     from the image), the leader serves the web UI and lists the agent's
     /metrics for Prometheus, and a task runs inside the agent's container
     (its namespaces and cgroups made from there)."""
-    etcd_client, etcd_peer, agent_port, agent_metrics = (free_port() for _ in range(4))
-    masters = [(free_port(), free_port()) for _ in range(3)]   # (gRPC, HTTP) ports
+    ports = free_ports(*[1] * 10)
+    etcd_client, etcd_peer, agent_port, agent_metrics = ports[:4]
+    masters = list(zip(ports[4::2], ports[5::2], strict=True))   # three (gRPC, HTTP)
     master_list = ",".join(f"127.0.0.1:{grpc_port}" for grpc_port, _ in masters)
     hostname = f"{PREFIX}-agent"
     cgroup_root = f"{PREFIX}-tasks"

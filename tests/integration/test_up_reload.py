@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from juggler.cli import up_tls
-from tests.conftest import free_port, juggler_up, needs_root, wait_for
+from tests.conftest import free_ports, juggler_up, needs_root, wait_for
 
 
 def _children(pid: int) -> set[int]:
@@ -47,9 +47,9 @@ def test_sighup_to_up_reloads_the_rules_and_keeps_the_cluster(tmp_path: Path) ->
     acls = tmp_path / "acls.json"
     acls.write_text(json.dumps(rules))
     home = tmp_path / "home"
-    http, apps = free_port(), free_port()
+    port, http, apps = free_ports(1, 1, 1)
     flags = ["--tls", "--acls", str(acls), "--work-dir", str(tmp_path / "work"),
-             "--port", str(free_port()), "--metrics-port", str(http),
+             "--port", str(port), "--metrics-port", str(http),
              "--apps-port", str(apps), "--docker-socket", str(tmp_path / "docker.sock")]
     with juggler_up(*flags, home=home) as (up, _):
         daemons = _children(up.pid)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from juggler.cli import operator
 from juggler.testing import secure
 from juggler.testing.processes import argv_of, children_of
 from juggler.v1 import operator_pb2
-from tests.conftest import free_port, juggler_up, needs_root, wait_for
+from tests.conftest import free_ports, juggler_up, needs_root, wait_for
 
 JUGGLER = [sys.executable, "-m", "juggler.cli.main"]
 
@@ -50,7 +49,7 @@ def _master_child(up: subprocess.Popen[str]) -> int:
 def test_second_up_refused_or_beside_never_hurts_the_first(tmp_path: Path) -> None:
     needs_root()
     home = tmp_path / "home"
-    port, metrics, apps = free_port(), free_port(), free_port()
+    port, metrics, apps = free_ports(1, 1, 1)
     with juggler_up(*_flags(tmp_path, "a", port, metrics, apps), home=home) as (up_a, line):
         master_a = line.split("master at ", 1)[1].split()[0]
         banner = _rest_of_banner(up_a)
@@ -70,7 +69,7 @@ def test_second_up_refused_or_beside_never_hurts_the_first(tmp_path: Path) -> No
         assert (home / "master").read_text() == pointer
         assert not (tmp_path / "b").exists(), "a refused up made its work dir"
         # The same work dir, free ports: refused, naming the first up.
-        taken = _cli(home, "up", *_flags(tmp_path, "a", free_port(), free_port(), free_port()),
+        taken = _cli(home, "up", *_flags(tmp_path, "a", *free_ports(1, 1, 1)),
                      timeout=60)
         assert taken.returncode == 1
         assert f"work dir {tmp_path / 'a'} is in use by pid {up_a.pid} (juggler up" \
@@ -80,7 +79,7 @@ def test_second_up_refused_or_beside_never_hurts_the_first(tmp_path: Path) -> No
         assert agents.returncode == 0 and len(agents.stdout.splitlines()) == 2, agents.stdout
 
         # Its own ports and work dir: it runs beside the first, and the CLI follows it.
-        ports_b = free_port(), free_port(), free_port()
+        ports_b = free_ports(1, 1, 1)
         with juggler_up(*_flags(tmp_path, "b", *ports_b), home=home) as (up_b, line_b):
             master_b = line_b.split("master at ", 1)[1].split()[0]
             assert (home / "master").read_text() == master_b + "\n"
@@ -117,7 +116,8 @@ def _no_apps_up_owns_every_pointer(tmp_path: Path, home: Path, master_b: str) ->
     """A third up, --no-apps: the CLI talks to it alone (no apps, no
     containers, tasks on its master); SIGKILLed, the next command puts the
     pointers back at B's cluster."""
-    flags = ["--no-apps", "--port", str(free_port()), "--metrics-port", str(free_port()),
+    port, metrics = free_ports(1, 1)
+    flags = ["--no-apps", "--port", str(port), "--metrics-port", str(metrics),
              "--work-dir", str(tmp_path / "c")]
     with juggler_up(*flags, home=home) as (up_c, line_c):
         master_c = line_c.split("master at ", 1)[1].split()[0]
@@ -148,24 +148,10 @@ def _kind(argv: list[str]) -> str:
     return Path(argv[0]).name if argv else ""
 
 
-def _free_ports_in_a_row(n: int) -> int:
-    for _ in range(50):
-        first = free_port()
-        try:
-            for p in range(first, first + n):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-            return first
-        except OSError:
-            continue
-    raise AssertionError(f"no {n} free ports in a row")
-
-
 def test_sigkilled_up_takes_its_daemons_but_not_executors(tmp_path: Path) -> None:
     needs_root()
     home = tmp_path / "home"
-    flags = ["--masters", "2", *_flags(tmp_path, "w", _free_ports_in_a_row(2),
-                                       _free_ports_in_a_row(2), _free_ports_in_a_row(2))]
+    flags = ["--masters", "2", *_flags(tmp_path, "w", *free_ports(2, 2, 2))]
     with juggler_up(*flags, home=home) as (up, line):
         master = line.split(" at ", 1)[1].split()[0]
         daemons = {pid: _kind(argv_of(pid)) for pid in children_of(up.pid)}

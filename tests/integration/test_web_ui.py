@@ -21,7 +21,7 @@ import pytest
 
 from juggler.testing import secure
 from juggler.testing.etcd_server import EtcdNotInstalled, etcd_binary
-from tests.conftest import free_port, juggler_up, needs_root, wait_for
+from tests.conftest import free_ports, juggler_up, needs_root, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -132,9 +132,9 @@ def test_every_page_shows_the_live_cluster(browser: Any, tmp_path: Path) -> None
     from selenium.webdriver.common.by import By
 
     needs_root()
-    http, apps_port = free_port(), free_port()
+    port, http, apps_port = free_ports(1, 1, 1)
     apps = secure.url(f"127.0.0.1:{apps_port}")
-    with juggler_up("--agents", "1", "--port", str(free_port()), "--metrics-port", str(http),
+    with juggler_up("--agents", "1", "--port", str(port), "--metrics-port", str(http),
                     "--apps-port", str(apps_port), "--work-dir", str(tmp_path / "work"),
                     "--docker-socket", str(tmp_path / "d.sock"),
                     home=tmp_path / "home") as (_, line):
@@ -199,9 +199,9 @@ def test_a_standby_shows_the_leaders_cluster(browser: Any, tmp_path: Path) -> No
         etcd_binary()
     except EtcdNotInstalled as e:
         pytest.skip(str(e))
-    port, http = free_port(), free_port()
+    port, http, apps = free_ports(3, 3, 3)   # up --masters 3 takes P, P+1, P+2 of each
     with juggler_up("--masters", "3", "--agents", "1", "--port", str(port), "--metrics-port",
-                    str(http), "--apps-port", str(free_port()), "--no-apps",
+                    str(http), "--apps-port", str(apps), "--no-apps",
                     "--work-dir", str(tmp_path / "work"),
                     "--docker-socket", str(tmp_path / "d.sock"), home=tmp_path / "home"):
 
