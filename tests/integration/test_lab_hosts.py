@@ -180,6 +180,11 @@ def test_partition_replaces_the_hosts_task_and_heal_kills_the_old_one(
                              DEADLINE, what=f"a replacement to run on {b.name}")
         wait_for(lambda: answers(f"http://{b.address}:{WEB_PORT}/"), DEADLINE,
                  what="the replacement to answer")
+        # Heal only once the old instance is expunged (expungeAfterSeconds):
+        # back before that, it would count again and the scale-down would
+        # kill the youngest instance, the replacement (Marathon's killSelection).
+        wait_for(lambda: first["id"] not in [t["id"] for t in tasks(lab, app_id)], DEADLINE,
+                 what=f"the unreachable {first['id']} to be expunged")
     finally:
         sh(a.heal_command)
     # Back: the master re-drives the kill the apps service asked for when it
