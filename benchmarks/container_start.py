@@ -20,10 +20,12 @@ stamp program, in new pid, mount, uts, ipc and network namespaces under a new
 cgroup. juggler mounts an overlay with a writable layer over it; runc uses its
 default read-only root (less work for runc). Launches alternate between the
 two (and juggler without its launcher, `--no-launcher`, for reference), one at
-a time, after a few warm-up rounds. --secure adds a fourth side: an agent whose
-API serves mutual TLS under an access rules file, as `juggler up --tls` starts
-them (benchmarks/tls.py). Launches reach an agent over its master stream, so
-that side measures what TLS and rules cost on the agent's launch path itself.
+a time, each round in another (seeded) order, after a few warm-up rounds.
+--secure adds a fourth side: an agent whose API serves mutual TLS under an
+access rules file, as `juggler up --tls` starts them (benchmarks/tls.py).
+Launches reach an agent as its master stream's RunTask
+would, so that side measures what TLS and rules cost on the agent's launch
+path itself.
 
     python benchmarks/container_start.py [--launches 100] [--quick] [--secure]
 
@@ -37,6 +39,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -229,14 +232,20 @@ async def run(launches: int, warmup: int, secure: bool = False) -> dict:
             sides[SECURE] = await secure_side(base, rootfs)
         times: dict[str, list[float]] = {name: [] for name in (*sides, "runc run")}
         try:
+            names, order = list(times), random.Random(0)
             for i in range(warmup + launches):
-                for name, side in sides.items():
-                    ms = await side.launch()
+                # Each round in another order (seeded), so no side always
+                # follows the same one: what a launch leaves behind (a cgroup
+                # being removed, the slow --no-launcher start) must not weigh
+                # on one side only.
+                order.shuffle(names)
+                for name in names:
+                    if name == "runc run":
+                        ms = runc.launch()
+                    else:
+                        ms = await sides[name].launch()
                     if i >= warmup:
                         times[name].append(ms)
-                ms = runc.launch()
-                if i >= warmup:
-                    times["runc run"].append(ms)
         finally:
             for side in sides.values():
                 await side.stop()

@@ -1,7 +1,7 @@
 """What security costs: master throughput and container start with mutual TLS and access
 rules on, side by side with them off, in the same run.
 
-    python benchmarks/tls.py [--quick] [--rounds 2] [--agents 1000] [--tasks 20000]
+    python benchmarks/tls.py [--quick] [--rounds 5] [--agents 1000] [--tasks 20000]
                              [--launches 50]
 
 (--quick: 100 agents, 2,000 tasks, one round; the defaults are master_throughput's own.)
@@ -46,13 +46,13 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="100 agents, 2,000 tasks, one round")
     p.add_argument("--rounds", type=int, default=None, help="throughput runs of each mode "
-                   "(default 2; --quick: 1)")
+                   "(default 5; --quick: 1)")
     p.add_argument("--agents", type=int, default=None, help="default 1,000 (--quick: 100)")
     p.add_argument("--tasks", type=int, default=None, help="default 20,000 (--quick: 2,000)")
     p.add_argument("--launches", type=int, default=50,
                    help="container starts of each side (at least 50)")
     args = p.parse_args()
-    args.rounds = args.rounds or (1 if args.quick else 2)
+    args.rounds = args.rounds or (1 if args.quick else 5)
     args.agents = args.agents or (100 if args.quick else 1000)
     args.tasks = args.tasks or (2000 if args.quick else 20000)
 

@@ -74,9 +74,24 @@ def read_rules(path: Path) -> Rules:
 class AccessControl:
     """The rules in force in one process (None: no rules file, all allowed)."""
 
+    # Decisions remembered per (action, principal, object) for the rules in
+    # force: a master checks run_tasks for each of thousands of tasks of one
+    # user. Forgotten when the rules change, and all at once past this many.
+    MEMO_SIZE = 4096
+
     def __init__(self, rules: Rules | None = None, path: Path | None = None) -> None:
-        self.rules = rules
         self.path = path
+        self._memo: dict[tuple[str, str | None, str | None], Decision] = {}
+        self.rules = rules
+
+    @property
+    def rules(self) -> Rules | None:
+        return self._rules
+
+    @rules.setter
+    def rules(self, rules: Rules | None) -> None:
+        self._rules = rules
+        self._memo = {}
 
     @classmethod
     def from_file(cls, path: str | Path | None) -> AccessControl:
@@ -113,9 +128,15 @@ class AccessControl:
         """The rules' decision (allowed without a rules file); a refusal is
         logged and counted. Raises KeyError/ValueError as Rules.check does
         (an unknown action, a missing object: bugs of the caller)."""
-        if self.rules is None:
+        if self._rules is None:
             return _OPEN
-        decision = self.rules.check(action, principal, obj)
+        key = (action, principal, obj)
+        decision = self._memo.get(key)
+        if decision is None:
+            decision = self._rules.check(action, principal, obj)
+            if len(self._memo) >= self.MEMO_SIZE:
+                self._memo = {}
+            self._memo[key] = decision
         if not decision.allowed:
             DENIED.labels(action=action).inc()
             log.warning("access denied", action=action, principal=principal, object=obj,

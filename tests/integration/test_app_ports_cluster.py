@@ -32,8 +32,10 @@ from tests.integration.test_cni_network import host_address, needs_cni, own_brid
 pytestmark = [pytest.mark.root]
 DEADLINE = 60.0
 # A port range of their own per agent, away from the default [31000-32000]
-# other suites' agents offer, so that no foreign server answers.
-AGENT_PORTS = {"host-1": "[33100-33149]", "host-2": "[33150-33199]"}
+# other suites' agents offer, so that no foreign server answers, and below the
+# kernel's ephemeral ports (net.ipv4.ip_local_port_range, from 32768), where any
+# daemon's port picked by bind(0) could take the fixed port of the test below.
+AGENT_PORTS = {"host-1": "[30100-30149]", "host-2": "[30150-30199]"}
 # host-2's built-in bridge network: a bridge and subnet of this suite's own.
 BRIDGE, SUBNET = "h3jbr1", "10.199.31.0/24"
 
@@ -99,7 +101,7 @@ def test_two_instances_serve_on_their_host_ports_as_the_api_shows(
 
 def test_two_instances_asking_for_one_host_port_never_share_an_agent(cluster: str) -> None:
     url = cluster
-    port = 33120  # in host-1's range only
+    port = 30120  # in host-1's range only
     create_app(url, http_app("/fixed", 2, requirePorts=True,
                              portDefinitions=[{"port": port, "name": "http"}]))
 
@@ -111,7 +113,7 @@ def test_two_instances_asking_for_one_host_port_never_share_an_agent(cluster: st
         return item if "InsufficientPorts" in reasons else None
 
     wait_for(lambda: published(url, "/fixed"), DEADLINE, what="one instance running")
-    item = wait_for(waiting_for_ports, DEADLINE, what="the second to wait for port 33120")
+    item = wait_for(waiting_for_ports, DEADLINE, what="the second to wait for port 30120")
     assert item["count"] == 1
     (task,) = published(url, "/fixed")
     assert (task["host"], task["ports"], task["servicePorts"]) == ("host-1", [port], [port])

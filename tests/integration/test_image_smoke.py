@@ -197,7 +197,7 @@ def test_etcd_three_masters_and_an_agent_run_a_task(image: Image, tmp_path: Path
                         "--port", str(agent_port), "--metrics-port", str(agent_metrics),
                         "--hostname", hostname, "--work-dir", "/var/lib/juggler/agent",
                         "--cgroup-root", cgroup_root,
-                        "--resources", "cpus:1;mem:256;ports:[39100-39110]"],
+                        "--resources", "cpus:1;mem:256;ports:[30700-30710]"],
               "/var/lib/juggler/agent", privileged=True, host_pid=True)
 
         def registered() -> bool:

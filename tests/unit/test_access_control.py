@@ -63,8 +63,11 @@ def test_a_refusal_is_counted_and_raised_with_its_rule(tmp_path: Path) -> None:
     assert refused.value.message == ("permission denied: no view_cluster rule allows principal "
                                      "'bob' (rule permissive: false)")
     assert denied("view_cluster") == before + 1
+    with pytest.raises(Denied):   # a remembered refusal is counted again
+        control.require("view_cluster", "bob")
+    assert denied("view_cluster") == before + 2
     control.require("view_cluster", "alice")
-    assert denied("view_cluster") == before + 1
+    assert denied("view_cluster") == before + 2
 
 
 def test_reload_takes_a_good_file_and_keeps_the_rules_on_a_bad_one(tmp_path: Path) -> None:
@@ -72,6 +75,10 @@ def test_reload_takes_a_good_file_and_keeps_the_rules_on_a_bad_one(tmp_path: Pat
     path.write_text(json.dumps(VIEW_ALICE))
     control = AccessControl.from_file(path)
     ok, failed = reloads("ok"), reloads("failed")
+    # Decided (and remembered: AccessControl.MEMO_SIZE) under the first rules …
+    assert control.check("view_cluster", "alice").allowed
+    assert not control.check("view_cluster", "bob").allowed
+    # … and decided afresh under the new ones.
     path.write_text(json.dumps({"view_cluster": [{"principals": {"values": ["bob"]}}]}))
     assert control.reload() is True
     assert control.check("view_cluster", "bob").allowed
