@@ -131,8 +131,12 @@ def test_the_seed_workflow_through_docker_and_juggler(cluster: Cluster,
     # run -it, Ctrl-P Ctrl-Q, attach, exec -it, in a terminal
     if shutil.which("tmux") is None:
         return
+    # The shell finds `juggler` where this interpreter's scripts are (the
+    # checkout's .venv/bin: scripts/test does not put it on PATH).
+    scripts = Path(sys.executable).parent
     term = Tmux(cluster.home, dict(os.environ, DOCKER_HOST=cluster.docker_host,
-                                   JUGGLER_HOME=str(cluster.home)))
+                                   JUGGLER_HOME=str(cluster.home),
+                                   PATH=f"{scripts}:{os.environ.get('PATH', '')}"))
     try:
         term.send(f"docker run -it --name tty {image} sh", "Enter")
         term.shows(r"^/ #$")
