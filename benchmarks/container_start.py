@@ -23,9 +23,8 @@ two (and juggler without its launcher, `--no-launcher`, for reference), one at
 a time, each round in another (seeded) order, after a few warm-up rounds.
 --secure adds a fourth side: an agent whose API serves mutual TLS under an
 access rules file, as `juggler up --tls` starts them (benchmarks/tls.py).
-Launches reach an agent as its master stream's RunTask
-would, so that side measures what TLS and rules cost on the agent's launch
-path itself.
+Launches reach an agent as its master stream's RunTask would, so that side
+measures what TLS and rules cost on the agent's launch path itself.
 
     python benchmarks/container_start.py [--launches 100] [--quick] [--secure]
 
