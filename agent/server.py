@@ -452,6 +452,15 @@ class Agent:
         else:
             outbox = asyncio.Queue()
             channel = servers.channel(address)
+            # A frozen master (SIGSTOPped: its kernel accepts the connection,
+            # nothing answers) is passed over in a second, when there is
+            # another to dial; a connection that froze later is closed by the
+            # keepalive within about 4 s (common/servers.py).
+            others = self._follower is not None and len(self._follower.masters) > 1
+            if others and not await servers.connects(channel):
+                await channel.close()
+                raise ConnectionError(f"no answer from the master at {address} within "
+                                      f"{servers.CONNECT_SECONDS:g} s")
             call = agent_pb2_grpc.AgentChannelStub(channel).Connect(outgoing(outbox),
                                                                     metadata=metadata)
         outbox.put_nowait(self._register_message())

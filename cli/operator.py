@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import grpc
 
 from juggler.common import servers, tls
-from juggler.common.leader import leader_of, parse_masters
+from juggler.common.leader import Dialling, find_leader_sync, leader_of, parse_masters
 from juggler.v1 import operator_pb2_grpc
 
 
@@ -21,6 +22,9 @@ class NoMaster(Exception):
 
 # The access refusals (common/access.py): said in one line, naming the rule.
 REFUSALS = ("PERMISSION_DENIED", "UNAUTHENTICATED")
+# Seconds the CLI waits for the masters to say who leads (an election after
+# the leader died or froze takes about a lease TTL, 5 s by default).
+FIND_SECONDS = 8.0
 
 
 class Refused(grpc.RpcError):
@@ -43,23 +47,35 @@ class Refused(grpc.RpcError):
 
 
 def call(masters: str, method: str, request: Any, timeout: float = 10.0) -> Any:
-    """Operator.<method>(request) on the leader: standbys name it when they
-    refuse. Raises NoMaster when none answers, Refused for an access refusal,
-    grpc.RpcError for any other error."""
+    """Operator.<method>(request) on the leader. With several masters, each
+    is asked who leads first (common/leader.py find_leader, for up to
+    min(FIND_SECONDS, `timeout`) while an election is under way) and the
+    leader is called first; then the others in order, going straight to a
+    leader a standby names when it refuses. A master (other than the one
+    found) whose connection is not set up within a second (frozen, or slow)
+    is passed over, and called once more at the end with what is left of
+    `timeout` (common/leader.py Dialling). Raises NoMaster when none
+    answers, Refused for an access refusal, grpc.RpcError for any other
+    error."""
+    deadline = time.monotonic() + timeout
     candidates = parse_masters(masters)
+    found = None
+    if len(candidates) > 1:
+        found = find_leader_sync(candidates, min(FIND_SECONDS, timeout))
+    dialling = Dialling(candidates, found)
     detail = ""
-    tried: set[str] = set()
-    i = 0
-    while i < len(candidates):
-        address = candidates[i]
-        i += 1
-        if address in tried:
-            continue
-        tried.add(address)
+    while (step := dialling.next()) is not None:
+        address, check, again = step
         try:
             with servers.sync_channel(address) as channel:
+                if check and not servers.sync_connects(channel):
+                    detail = (f"no answer from {address} within {servers.CONNECT_SECONDS:g} s "
+                              "(stopped or overloaded?)")
+                    dialling.slow(address)
+                    continue
                 stub = operator_pb2_grpc.OperatorStub(channel)
-                return getattr(stub, method)(request, timeout=timeout)
+                left = max(servers.CONNECT_SECONDS, deadline - time.monotonic())
+                return getattr(stub, method)(request, timeout=left if again else timeout)
         except grpc.RpcError as e:
             if e.code().name in REFUSALS:  # type: ignore[attr-defined]
                 raise Refused(e.code(), e.details() or "") from None  # type: ignore[attr-defined]
@@ -70,6 +86,6 @@ def call(masters: str, method: str, request: Any, timeout: float = 10.0) -> Any:
             if e.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
                 detail = tls.explain(address) or detail
             leader = leader_of(e)
-            if leader and leader not in tried:
-                candidates.insert(i, leader)
-    raise NoMaster(candidates, detail)
+            if leader:
+                dialling.named(leader)
+    raise NoMaster(dialling.candidates, detail)

@@ -2,7 +2,7 @@
 resources, frameworks, tasks by state, endpoints.
 
 Each master named (--master, $JUGGLER_MASTER or $JUGGLER_HOME/master) is
-asked GetLeader on its own, so the table says which answer and which leads;
+asked GetLeader on its own (all at once), so the table says which answer and which leads;
 the rest comes from the leader's GetState. Endpoints: the masters' HTTP ports
 (web UI, /metrics) and the Docker API as `juggler up` recorded them
 (cli/pointers.py), each master's labelled with its address (the leader
@@ -20,6 +20,7 @@ import argparse
 import io
 import sys
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import grpc
@@ -27,7 +28,7 @@ import grpc
 from juggler.cli import address as addr
 from juggler.cli import operator, pointers
 from juggler.common import servers, tls
-from juggler.common.leader import parse_masters
+from juggler.common.leader import SILENT, Answer, Claim, choose_leader, parse_masters
 from juggler.common.resources import Resources
 from juggler.v1 import common_pb2, operator_pb2, operator_pb2_grpc
 
@@ -64,12 +65,13 @@ class Status:
 
 def leader_of(seen: list[MasterSeen]) -> str:
     """The leader the answering masters name ("" when none names one); a
-    master that says it leads wins over what others believe. Raises nothing."""
-    for m in seen:
-        if m.answer is not None and m.answer.is_leader:
-            return m.answer.self or m.address
-    return next((m.answer.address for m in seen if m.answer is not None and m.answer.address),
-                "")
+    master that says it leads wins over what others believe, and a master
+    that did not answer is not taken for the leader because others still
+    name it (common/leader.py choose_leader). Raises nothing."""
+    answers: dict[str, Answer] = {
+        m.address: SILENT if m.answer is None else Claim(m.answer.address, m.answer.is_leader)
+        for m in seen}
+    return choose_leader(answers) or ""
 
 
 def _name(enum: type, value: int, prefix: str) -> str:
@@ -217,7 +219,9 @@ def main(args: argparse.Namespace) -> int:
     import shutil
 
     masters = addr.resolve(args.master)
-    seen = [_ask(a) for a in parse_masters(masters)]
+    # All at once: a frozen master costs its 3 s once, not once per master.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        seen = list(pool.map(_ask, parse_masters(masters)))
     record = pointers.find(masters)
     leader = leader_of(seen)
     if not leader:

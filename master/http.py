@@ -187,6 +187,11 @@ class MasterHttp:
             raise Unavailable("no leading master is known yet (an election may be under way)")
         try:
             async with servers.channel(leader) as channel:
+                # The leader this standby names may be frozen (its lease has not
+                # run out yet): say so in a second rather than after LEADER_TIMEOUT.
+                if not await servers.connects(channel):
+                    raise Unavailable(f"the leading master {leader} does not answer "
+                                      "(an election may be under way)")
                 return await operator_pb2_grpc.OperatorStub(channel).GetState(
                     operator_pb2.GetStateRequest(), timeout=LEADER_TIMEOUT)
         except grpc.aio.AioRpcError as e:

@@ -49,24 +49,38 @@ from collections.abc import AsyncIterator, Iterable
 import grpc
 
 from juggler.common import servers
-from juggler.common.leader import LeaderFollower, from_standby, leader_of, parse_masters
+from juggler.common.leader import (
+    LeaderFollower,
+    backoff,
+    find_leader,
+    from_standby,
+    leader_of,
+    parse_masters,
+)
 from juggler.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
+
+# Seconds subscribe() waits, each round, for the masters to say who leads
+# (common/leader.py find_leader) before it dials as LeaderFollower says.
+FIND_SECONDS = 8.0
 
 
 class FrameworkError(Exception):
     """A call failed: `code` (grpc.StatusCode) and `message` (the master's,
     or the SDK's own when no master answered). `leader` is the address
     ("host:port") a standby master named as the leader, None if it named
-    none; `standby` is True when the refusal came from a standby master."""
+    none; `standby` is True when the refusal came from a standby master;
+    `slow` when the master's connection was not set up within
+    servers.CONNECT_SECONDS (frozen, or overloaded)."""
 
     def __init__(self, code: grpc.StatusCode, message: str, leader: str | None = None,
-                 standby: bool = False) -> None:
+                 standby: bool = False, *, slow: bool = False) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
         # A standby master's answer names the leader (if it knows one).
         self.leader = leader
         self.standby = standby
+        self.slow = slow
 
 
 def _error(e: grpc.aio.AioRpcError) -> FrameworkError:
@@ -81,9 +95,10 @@ class Framework:
 
     def __init__(self, master: str, info: common_pb2.FrameworkInfo, *,
                  reconnect_timeout: float = 60.0) -> None:
-        """`master`: "host:port", or several comma-separated (tried in that
-        order); `info`: the framework to subscribe as (an empty `id` for a new
-        framework; set it to fail over to an existing one); it is kept and
+        """`master`: "host:port", or several comma-separated (all asked who
+        leads, then tried in that order: subscribe()); `info`: the framework
+        to subscribe as (an empty `id` for a new framework; set it to fail
+        over to an existing one); it is kept and
         updated with the id the master assigns. `reconnect_timeout`: seconds
         events() keeps re-subscribing after the stream breaks before it gives
         up. Nothing is sent until subscribe(). ValueError when `master` names
@@ -112,8 +127,15 @@ class Framework:
     async def subscribe(self, timeout: float = 10.0) -> scheduler_pb2.Event.Subscribed:
         """Open the stream on the leading master and wait for SUBSCRIBED.
 
-        Tries the masters in turn (going straight to the leader a standby
-        names) until one confirms or `timeout` seconds pass. Returns the
+        With several masters, asks them all who leads (common/leader.py
+        find_leader: a master's claim about itself wins; one that does not
+        answer is not believed to lead because standbys still name it) and
+        subscribes there; otherwise, or when that fails, tries the masters in
+        turn (going straight to the leader a standby names), passing over a
+        master other than the one found whose connection is not set up
+        within a second (frozen; dialled once more without that check after
+        every master was tried: a live but slow leader), until one confirms
+        or `timeout` seconds pass. Returns the
         Subscribed event: framework_id, stream_id, heartbeat_interval_seconds,
         master_address and the masters in the order they would lead; sets
         `framework_id`, `stream_id` and `info.id`. A previous stream of this
@@ -132,27 +154,59 @@ class Framework:
         broken, self._broken = self._broken, None
         if broken:
             follower.session_broke(broken, loop.time())
+        attempt = 0
+        dialled: set[str] = set()
+        slow: set[str] = set()  # failed only the connection check
+        again: set[str] = set()  # dialled once more without it
         while True:
+            found = None
+            if len(follower.masters) > 1:
+                found = await find_leader(follower.masters,
+                                          max(0.1, min(FIND_SECONDS, deadline - loop.time())))
+                if found is not None:
+                    follower.go_to(found)
+            address = follower.address
+            # No check for the master found (it just answered), nor for a slow
+            # one's second try once every master was dialled (a live but slow
+            # leader still gets the subscription).
+            retry = (address in slow and address not in again
+                     and dialled.issuperset(follower.masters))
+            check = len(follower.masters) > 1 and address != found and not retry
+            if retry:
+                again.add(address)
+            dialled.add(address)
             try:
-                return await self._subscribe_to(follower.address,
+                return await self._subscribe_to(address,
                                                 max(0.1, deadline - loop.time()),
-                                                follower.metadata())
+                                                follower.metadata(),
+                                                connect_check=check)
             except FrameworkError as e:
                 if e.code not in (grpc.StatusCode.UNAVAILABLE,
                                   grpc.StatusCode.DEADLINE_EXCEEDED) or loop.time() >= deadline:
                     raise
+                if e.slow:
+                    slow.add(address)
                 delay = follower.ended(loop.time(), answered=e.standby, leader=e.leader,
                                        registered=False)
+                attempt += 1
+                if found is not None:  # the leader found refused: do not ask again at once
+                    delay = max(delay, backoff(attempt, base=0.1, cap=1.0))
                 if loop.time() + delay >= deadline:
                     raise
                 await asyncio.sleep(delay)
 
     async def _subscribe_to(self, address: str, timeout: float,
-                            metadata: tuple[tuple[str, str], ...] = ()
+                            metadata: tuple[tuple[str, str], ...] = (),
+                            connect_check: bool = False,
                             ) -> scheduler_pb2.Event.Subscribed:
         await self._close_stream()
         self.master = address
         self._channel = servers.channel(address)
+        if connect_check and not await servers.connects(self._channel):
+            raise FrameworkError(grpc.StatusCode.UNAVAILABLE,
+                                 f"no answer from the master at {address} within "
+                                 f"{servers.CONNECT_SECONDS:g} s (stopped or overloaded?)",
+                                 slow=True)
         self._stub = scheduler_pb2_grpc.SchedulerStub(self._channel)
         self._call = self._stub.Subscribe(scheduler_pb2.SubscribeRequest(framework=self.info),
                                           metadata=metadata)
