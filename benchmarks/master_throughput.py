@@ -1,21 +1,42 @@
-"""Master throughput: task launches per second through the real master, with simulated agents.
+"""Master throughput and latency: task launches through the real master, with simulated agents.
 
     python benchmarks/master_throughput.py [--quick] [--agents N] [--tasks N]
+        [--rate R[,R...]] [--duration S] [--task-seconds S] [--saturate] [--samples PREFIX]
 
 Starts the real master process (`juggler master`, 0.1 s allocation interval) and, in one
 other process, N simulated agents speaking the real AgentChannel.Connect protocol
 (benchmarks/sim_agents.py: register, answer pings, report TASK_RUNNING at once for every
-run_task). One framework (juggler.sdk.Framework) in this process fills every offer with as
-many small tasks (cpus 0.1, mem 32) as fit, acknowledges every update, and stops once
---tasks tasks are RUNNING. So the master is measured alone, but it shares this host's CPUs
-with the simulator and the framework (their CPU use is printed too).
+run_task). So the master is measured alone, but it shares this host's CPUs with the
+simulator, the framework (their CPU use is printed too) and whatever else runs here (the
+"others" figure: the machine's busy CPU time less ours, from /proc/stat).
 
-Figures: launches per second from the first Accept to the last RUNNING; Accept→RUNNING
-latency per task (the Accept call that launched it to its RUNNING update reaching the
-framework); the master's RSS before agents, after they registered and after every task
-runs, as bytes per agent and per task. Default 1,000 agents and 20,000 tasks (the target is
-≥ 1,000 launches/s sustained at that size); --quick: 100 agents, 2,000 tasks. The last line
-is one JSON object for machines.
+Saturating burst (the default run, or --saturate): one framework (juggler.sdk.Framework) in
+this process fills every offer with as many small tasks (cpus 0.1, mem 32) as fit,
+acknowledges every update, and stops once --tasks tasks are RUNNING. Figures: launches per
+second from the first Accept to the last RUNNING; Accept→RUNNING latency per task (the
+Accept call that launched it to its RUNNING update reaching the framework: in a burst this
+is mostly queueing); the master's RSS before agents, after they registered and after every
+task runs, as bytes per agent and per task. Default 1,000 agents and 20,000 tasks (the
+target is ≥ 1,000 launches/s sustained at that size); --quick: 100 agents, 2,000 tasks.
+Its framework then disconnects (no failover timeout: the master kills its tasks).
+
+Paced launches (--rate; by default 200, 500 and 1,000/s after the burst, --quick 200/s):
+for each rate a fresh framework launches R tasks/s for --duration s (default 30, --quick 5):
+it holds its offers, and every 10 ms launches the tasks due by then (R × elapsed) with one
+Accept per offer they need (refuse_seconds 0: the rest comes back at the next allocation).
+Each task is `sleep --task-seconds` (default 5), which the simulated agents finish then, so
+capacity stays free; updates are acknowledged through the SDK (batched per loop turn, as
+frameworks do). Figures per rate: achieved rate, launches, Accept→RUNNING p50/p99/max (the
+Accept call to the RUNNING update reaching the framework: time waiting for an offer is not
+counted; the master's Accept handling, the agent round trip and the update's forwarding
+are). The target is p99 ≤ 100 ms at 500/s with 1,000 agents. --samples PREFIX writes each
+task's (Accept time, latency) to PREFIX.RATE.csv. Given --rate, only the paced phases run
+unless --saturate. This process tunes its garbage collector as the master and the
+simulator do (common/gc_policy.py), lest its own collections count as the master's latency.
+
+A readable table, then the last line is one JSON object for machines: the burst's figures
+(when it ran) and "paced": {"RATE": {"p50_ms", "p99_ms", "max_ms", "rate" (achieved),
+"launches"}}.
 
 --secure turns mutual TLS and access rules on for every link (a CA and certificates made
 here: the master's, the simulated agents' and the framework's; a rules file that lets each
@@ -46,7 +67,7 @@ from typing import Any
 
 import grpc
 
-from juggler.common import servers
+from juggler.common import gc_policy, servers
 from juggler.common.resources import Resources
 from juggler.sdk import Framework, FrameworkError
 from juggler.v1 import common_pb2, operator_pb2, operator_pb2_grpc, scheduler_pb2
@@ -267,6 +288,155 @@ class Launcher:
 
 
 
+class Paced:
+    """Launches `rate` tasks/s for `duration` s, whatever the offers; records Accept→RUNNING.
+
+    Offers are held (never declined) in a pool, oldest first. Every `tick` seconds the tasks
+    due by then (rate × elapsed, minus those launched) are launched with one Accept per offer
+    they need, refuse_seconds 0 so the rest of the offer comes back at the next allocation.
+    Each task is `sleep task_seconds` (sim_agents.py finishes it then), so capacity stays free.
+    `behind` counts ticks that could not launch all that was due (no offer held)."""
+
+    def __init__(self, fw: Framework, rate: float, duration: float, task_seconds: float,
+                 tick: float = 0.01) -> None:
+        self.fw = fw
+        self.rate = rate
+        self.duration = duration
+        self.task_seconds = task_seconds
+        self.tick = tick
+        self.pool: dict[str, tuple[str, int]] = {}  # offer id -> (agent id, tasks it fits)
+        self.seq = 0
+        self.launched = 0
+        self.accepts = 0
+        self.behind = 0
+        self.start = 0.0
+        self.last_accept = 0.0
+        self.accepted_at: dict[str, float] = {}
+        self.latencies: list[float] = []
+        self.samples: list[tuple[float, float]] = []  # (Accept at, s after start; latency)
+        self.running = 0
+        self.finished = 0
+        self.failures: list[str] = []
+        self.failed = asyncio.Event()
+        self._pending: set[asyncio.Task[None]] = set()
+        self.acks_sent = 0
+        self.acks_done = 0
+
+    def _spawn(self, coro: Any) -> None:
+        t = asyncio.get_running_loop().create_task(coro)
+        self._pending.add(t)
+        t.add_done_callback(self._pending.discard)
+
+    async def stop(self) -> None:
+        """Cancel the calls still under way (acknowledgements of late updates)."""
+        pending = list(self._pending)
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    def _fail(self, message: str) -> None:
+        self.failures.append(message)
+        self.failed.set()
+
+    async def events(self) -> None:
+        try:
+            async for event in self.fw.events():
+                kind = event.WhichOneof("event")
+                if kind == "offers":
+                    for offer in event.offers.offers:
+                        have = Resources.from_proto(offer.resources).milli_vector()
+                        fit = min(h // n for h, n in zip(have, TASK.milli_vector(), strict=True)
+                                  if n)
+                        if fit > 0:
+                            self.pool[offer.id] = (offer.agent_id, fit)
+                        else:
+                            self._spawn(self._decline(offer.id))
+                elif kind == "rescind":
+                    self.pool.pop(event.rescind.offer_id, None)
+                elif kind == "update":
+                    self._on_update(event.update.status)
+                elif kind == "error":
+                    self._fail(f"the master dropped the framework: {event.error.message}")
+                    return
+        except FrameworkError as e:
+            self._fail(f"subscription stream broke: {e}")
+
+    async def pace(self) -> None:
+        """Launch at the rate until the duration is over (or a failure)."""
+        self.start = time.monotonic()
+        while not self.failed.is_set():
+            elapsed = time.monotonic() - self.start
+            if elapsed >= self.duration:
+                break
+            due = int(self.rate * elapsed) + 1 - self.launched
+            while due > 0 and self.pool:
+                offer_id = next(iter(self.pool))
+                agent_id, fit = self.pool.pop(offer_id)
+                n = min(due, fit)
+                self._spawn(self._accept(offer_id, agent_id, n))
+                due -= n
+            if due > 0:
+                self.behind += 1
+            await asyncio.sleep(self.tick)
+
+    async def _accept(self, offer_id: str, agent_id: str, n: int) -> None:
+        tasks = []
+        for _ in range(n):
+            self.seq += 1
+            tasks.append(common_pb2.TaskInfo(
+                name="paced", task_id=f"p{self.seq:07d}", agent_id=agent_id,
+                resources=TASK.to_proto(), command=common_pb2.CommandInfo(
+                    argv=["sleep", f"{self.task_seconds:g}"])))
+        now = self.last_accept = time.monotonic()
+        for t in tasks:
+            self.accepted_at[t.task_id] = now
+        self.launched += n
+        self.accepts += 1
+        try:
+            await self.fw.stub.Accept(scheduler_pb2.AcceptRequest(
+                framework_id=self.fw.framework_id, stream_id=self.fw.stream_id,
+                offer_ids=[offer_id], filters=common_pb2.Filters(refuse_seconds=0),
+                operations=[scheduler_pb2.Operation(launch=scheduler_pb2.Operation.Launch(
+                    tasks=tasks))]))
+        except grpc.aio.AioRpcError as e:
+            self._fail(f"Accept of {n} tasks failed: {e.code().name}: {e.details()}")
+
+    async def _decline(self, offer_id: str) -> None:
+        try:
+            await self.fw.stub.Decline(scheduler_pb2.DeclineRequest(
+                framework_id=self.fw.framework_id, stream_id=self.fw.stream_id,
+                offer_ids=[offer_id], filters=common_pb2.Filters(refuse_seconds=1.0)))
+        except grpc.aio.AioRpcError as e:
+            self._fail(f"Decline failed: {e.code().name}: {e.details()}")
+
+    def _on_update(self, status: common_pb2.TaskStatus) -> None:
+        now = time.monotonic()
+        if status.state == common_pb2.TASK_RUNNING:
+            started = self.accepted_at.pop(status.task_id, None)
+            if started is not None:
+                self.latencies.append(now - started)
+                self.samples.append((started - self.start, now - started))
+                self.running += 1
+        elif status.state == common_pb2.TASK_FINISHED:
+            self.finished += 1
+        else:
+            self._fail(f"task {status.task_id}: "
+                       f"{common_pb2.TaskState.Name(status.state)} {status.message}")
+        if status.uuid:
+            self.acks_sent += 1
+            self._spawn(self._ack(status))
+
+    async def _ack(self, status: common_pb2.TaskStatus) -> None:
+        # Through the SDK, as frameworks do: the acknowledgements of one loop turn go in
+        # one call. (One call each costs the master a reference cycle per call in grpcio's
+        # aio server, collected only by its cyclic GC: see the module's notes.)
+        try:
+            await self.fw.acknowledge(status)
+        except FrameworkError as e:
+            self._fail(f"Acknowledge of {status.task_id} failed: {e}")
+        self.acks_done += 1
+
+
 # -- the run -----------------------------------------------------------------------------------
 async def wait_progress(what: str, count: Any, target: int, alive: Any,
                         done: asyncio.Event | None = None) -> None:
@@ -380,13 +550,66 @@ async def bench(args: argparse.Namespace, tmp: Path, procs: dict[str, Any]) -> d
     await asyncio.sleep(0.5)
     rss_agents = rss_bytes(master.pid)
 
-    # -- the framework --
+    result: dict[str, Any] = {
+        "agents": args.agents, "register_seconds": register_seconds, "rss_idle": rss_idle,
+        "rss_agents": rss_agents, "secure": bool(args.secure), "saturating": None, "paced": {}}
+    pids = {"master": master.pid, "sim": sim.proc.pid}
+    if args.saturate:
+        result["saturating"] = await saturating(args, address, pids, alive)
+        await wait_sim_idle(sim, alive)
+    for rate in args.rates:
+        result["paced"][rate] = await paced(args, address, rate, pids, alive)
+        await wait_sim_idle(sim, alive)
+    return result
+
+
+class Usage:
+    """CPU seconds of our processes and of the whole machine over a phase."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.wall0 = time.monotonic()
+        self.ours0 = self._ours()
+        self.busy0, self.total0 = _machine()
+
+    def _ours(self) -> dict[str, float]:
+        out = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        out["framework"] = time.process_time()
+        return out
+
+    def done(self) -> dict[str, Any]:
+        """{"wall": s, "cpu": {name: s}, "others": s of CPU used by other processes}."""
+        ours = self._ours()
+        busy, _ = _machine()
+        cpu = {k: ours[k] - self.ours0[k] for k in ours}
+        return {"wall": time.monotonic() - self.wall0, "cpu": cpu,
+                "others": max(0.0, (busy - self.busy0) - sum(cpu.values()))}
+
+
+def _machine() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    total = sum(fields[:8])
+    return (total - idle) / TICKS, total / TICKS
+
+
+async def wait_sim_idle(sim: Sim, alive: Any) -> None:
+    """Until the simulated agents run no task (the last framework's were killed or ended)."""
+    def live() -> int:
+        r = sim.report
+        return int(r.get("running", 0)) - int(r.get("killed", 0)) - int(r.get("finished", 0))
+    await asyncio.sleep(1.0)  # the sim reports every 0.5 s
+    await wait_progress("the last framework's tasks end", lambda: -live(), 0, alive)
+    await asyncio.sleep(0.5)
+
+
+async def saturating(args: argparse.Namespace, address: str, pids: dict[str, int],
+                     alive: Any) -> dict[str, Any]:
     fw = Framework(address, common_pb2.FrameworkInfo(name="master-throughput", user="bench"))
     await fw.subscribe()
     launcher = Launcher(fw, args.tasks, args.per_offer)
-    cpu0 = {"master": cpu_seconds(master.pid), "sim": cpu_seconds(sim.proc.pid),
-            "framework": time.process_time()}
-    wall0 = time.monotonic()
+    usage = Usage(pids)
     reader = asyncio.create_task(launcher.run())
     try:
         await wait_progress("tasks reach RUNNING", lambda: launcher.running, args.tasks, alive,
@@ -395,77 +618,168 @@ async def bench(args: argparse.Namespace, tmp: Path, procs: dict[str, Any]) -> d
             raise Abort(f"{len(launcher.failures)} failures; first: {launcher.failures[0]}")
         await wait_progress("the last acknowledgements complete", lambda: launcher.acks_done,
                             launcher.acks_sent, alive)
-        wall = time.monotonic() - wall0
-        cpu = {"master": cpu_seconds(master.pid) - cpu0["master"],
-               "sim": cpu_seconds(sim.proc.pid) - cpu0["sim"],
-               "framework": time.process_time() - cpu0["framework"]}
+        used = usage.done()
         if launcher.failures:
             raise Abort(f"{len(launcher.failures)} failures; first: {launcher.failures[0]}")
         await asyncio.sleep(0.5)
-        rss_tasks = rss_bytes(master.pid)
+        rss_tasks = rss_bytes(pids["master"])
     finally:
         reader.cancel()
-        await fw.close()
+        await fw.close()  # no failover timeout: the master kills its tasks
 
     assert launcher.first_accept is not None
     span = launcher.last_running - launcher.first_accept
     lat = sorted(launcher.latencies)
     return {
-        "agents": args.agents, "tasks": args.tasks, "span": span,
+        "tasks": args.tasks, "span": span,
         "launches_per_second": args.tasks / span if span > 0 else float("inf"),
-        "p50": statistics.median(lat), "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
-        "max": lat[-1], "register_seconds": register_seconds,
-        "rss_idle": rss_idle, "rss_agents": rss_agents, "rss_tasks": rss_tasks,
-        "offers": launcher.offers, "accepts": launcher.accepts, "cpu": cpu, "wall": wall,
-        "secure": bool(args.secure),
+        **percentiles(lat), "rss_tasks": rss_tasks, "offers": launcher.offers,
+        "accepts": launcher.accepts, **used,
     }
 
 
+def percentiles(lat: list[float]) -> dict[str, float]:
+    lat = sorted(lat)
+    return {"p50": statistics.median(lat), "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+            "max": lat[-1]}
+
+
+async def paced(args: argparse.Namespace, address: str, rate: int, pids: dict[str, int],
+                alive: Any) -> dict[str, Any]:
+    """One paced phase: a fresh framework launching `rate` tasks/s for args.duration s."""
+    print(f"  paced: {rate} launches/s for {args.duration:g} s", file=sys.stderr)
+    fw = Framework(address, common_pb2.FrameworkInfo(name=f"paced-{rate}", user="bench"))
+    await fw.subscribe()
+    p = Paced(fw, rate, args.duration, args.task_seconds)
+    reader = asyncio.create_task(p.events())
+    try:
+        # Start once the first offers are in (most agents, or 2 s).
+        deadline = time.monotonic() + 2.0
+        while len(p.pool) < args.agents * 0.9 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        load0 = os.getloadavg()[0]
+        usage = Usage(pids)
+        await p.pace()
+        if p.failures:
+            raise Abort(f"paced {rate}/s: {len(p.failures)} failures; first: {p.failures[0]}")
+        await wait_progress(f"paced {rate}/s: the last launches reach RUNNING",
+                            lambda: p.running, p.launched, alive, p.failed)
+        used = usage.done()
+        await wait_progress(f"paced {rate}/s: the last acknowledgements complete",
+                            lambda: p.acks_done, p.acks_sent, alive, p.failed)
+        if p.failures:
+            raise Abort(f"paced {rate}/s: {len(p.failures)} failures; first: {p.failures[0]}")
+    finally:
+        reader.cancel()
+        await p.stop()
+        await fw.close()  # no failover timeout: the master kills what still runs
+    span = max(args.duration, p.last_accept - p.start)
+    if args.samples:
+        with open(f"{args.samples}.{rate}.csv", "w") as f:
+            f.write("accept_s,latency_ms,accept_monotonic\n")
+            f.writelines(f"{a:.4f},{lat * 1000:.2f},{p.start + a:.4f}\n" for a, lat in p.samples)
+    return {"rate": rate, "achieved": p.launched / span, "launched": p.launched,
+            "accepts": p.accepts, "behind_ticks": p.behind, "finished": p.finished,
+            **percentiles(p.latencies), "load1": load0, **used}
+
+
 def report(r: dict[str, Any]) -> None:
-    per_agent = (r["rss_agents"] - r["rss_idle"]) / r["agents"]
-    per_task = (r["rss_tasks"] - r["rss_agents"]) / r["tasks"]
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, width=max(shutil.get_terminal_size().columns, 130))
     mib = 1024 * 1024
-    rows = [
-        ("agents", f"{r['agents']:,}", f"registered in {r['register_seconds']:.2f} s"),
-        ("tasks RUNNING", f"{r['tasks']:,}",
-         f"{r['offers']:,} offers, {r['accepts']:,} Accept calls"),
-        ("launches / s", f"{r['launches_per_second']:,.0f}",
-         f"first Accept → last RUNNING: {r['span']:.2f} s (target ≥ 1,000 at 1,000 agents)"),
-        ("Accept→RUNNING p50", f"{r['p50'] * 1000:.1f} ms", ""),
-        ("Accept→RUNNING p99", f"{r['p99'] * 1000:.1f} ms", f"max {r['max'] * 1000:.1f} ms"),
-        ("master RSS idle", f"{r['rss_idle'] / mib:.1f} MiB", ""),
-        ("master RSS + agents", f"{r['rss_agents'] / mib:.1f} MiB",
-         f"{per_agent / 1024:.1f} KiB per agent"),
-        ("master RSS + tasks", f"{r['rss_tasks'] / mib:.1f} MiB",
-         f"{per_task / 1024:.2f} KiB per task"),
-    ]
-    for name, seconds in r["cpu"].items():
-        rows.append((f"CPU {name}", f"{seconds:.2f} s",
-                     f"{100 * seconds / r['wall']:.0f}% of one core over the launch phase"))
-    width = max(len(n) for n, _, _ in rows)
-    vwidth = max(len(v) for _, v, _ in rows)
     mode = "TLS and access rules on" if r["secure"] else "plain text, no rules"
-    print(f"master throughput, {mode} ({os.cpu_count()} CPUs shared by master, agents and "
-          "framework)")
-    for name, value, note in rows:
-        print(f"  {name:<{width}}  {value:>{vwidth}}  {note}".rstrip())
-    print(json.dumps({
-        "agents": r["agents"], "tasks": r["tasks"], "secure": r["secure"],
-        "launches_per_second": round(r["launches_per_second"], 1),
-        "accept_to_running_ms": {"p50": round(r["p50"] * 1000, 2),
-                                 "p99": round(r["p99"] * 1000, 2)},
-        "rss_bytes_per_agent": round(per_agent),
-        "rss_bytes_per_task": round(per_task),
-    }))
+    console.print(f"master throughput, {mode}: {r['agents']:,} simulated agents registered in "
+                  f"{r['register_seconds']:.2f} s ({os.cpu_count()} CPUs shared by master, "
+                  "agents, framework and whatever else runs here)")
+    out: dict[str, Any] = {"agents": r["agents"], "secure": r["secure"]}
+    sat = r["saturating"]
+    per_agent = (r["rss_agents"] - r["rss_idle"]) / r["agents"]
+    if sat is not None:
+        per_task = (sat["rss_tasks"] - r["rss_agents"]) / sat["tasks"]
+        t = Table(title="saturating burst (one framework fills every offer)", title_justify="left")
+        t.add_column("figure")
+        t.add_column("value", justify="right")
+        t.add_column("note")
+        t.add_row("tasks RUNNING", f"{sat['tasks']:,}",
+                  f"{sat['offers']:,} offers, {sat['accepts']:,} Accept calls")
+        t.add_row("launches / s", f"{sat['launches_per_second']:,.0f}",
+                  f"first Accept → last RUNNING: {sat['span']:.2f} s "
+                  "(target ≥ 1,000 at 1,000 agents)")
+        t.add_row("Accept→RUNNING p50", f"{sat['p50'] * 1000:.1f} ms", "queueing in the burst")
+        t.add_row("Accept→RUNNING p99", f"{sat['p99'] * 1000:.1f} ms",
+                  f"max {sat['max'] * 1000:.1f} ms")
+        t.add_row("master RSS idle", f"{r['rss_idle'] / mib:.1f} MiB", "")
+        t.add_row("master RSS + agents", f"{r['rss_agents'] / mib:.1f} MiB",
+                  f"{per_agent / 1024:.1f} KiB per agent")
+        t.add_row("master RSS + tasks", f"{sat['rss_tasks'] / mib:.1f} MiB",
+                  f"{per_task / 1024:.2f} KiB per task")
+        for name, seconds in sat["cpu"].items():
+            t.add_row(f"CPU {name}", f"{seconds:.2f} s",
+                      f"{100 * seconds / sat['wall']:.0f}% of one core over the launch phase")
+        t.add_row("CPU other processes", f"{sat['others']:.2f} s",
+                  f"{100 * sat['others'] / sat['wall']:.0f}% of one core (not this benchmark)")
+        console.print(t)
+        out.update({
+            "tasks": sat["tasks"], "launches_per_second": round(sat["launches_per_second"], 1),
+            "accept_to_running_ms": {"p50": round(sat["p50"] * 1000, 2),
+                                     "p99": round(sat["p99"] * 1000, 2)},
+            "rss_bytes_per_agent": round(per_agent), "rss_bytes_per_task": round(per_task)})
+    if r["paced"]:
+        t = Table(title="paced launches (Accept call → RUNNING update at the framework; "
+                  "target p99 ≤ 100 ms at 500/s)", title_justify="left")
+        for col in ("rate/s", "achieved/s", "launches", "p50 ms", "p99 ms", "max ms",
+                    "CPU master", "CPU sim", "CPU fw", "CPU others", "load1"):
+            t.add_column(col, justify="right")
+        for rate, ph in r["paced"].items():
+            w = ph["wall"]
+            t.add_row(str(rate), f"{ph['achieved']:,.0f}", f"{ph['launched']:,}",
+                      f"{ph['p50'] * 1000:.1f}", f"{ph['p99'] * 1000:.1f}",
+                      f"{ph['max'] * 1000:.1f}",
+                      *(f"{100 * ph['cpu'][k] / w:.0f}%" for k in ("master", "sim", "framework")),
+                      f"{100 * ph['others'] / w:.0f}%", f"{ph['load1']:.1f}")
+        console.print(t)
+        console.print("  CPU: % of one core over the phase; others: every other process on "
+                      "this machine; load1 at the phase's start")
+    out["paced"] = {str(rate): {"p50_ms": round(ph["p50"] * 1000, 2),
+                                "p99_ms": round(ph["p99"] * 1000, 2),
+                                "max_ms": round(ph["max"] * 1000, 2),
+                                "rate": round(ph["achieved"], 1), "launches": ph["launched"]}
+                    for rate, ph in r["paced"].items()}
+    print(json.dumps(out))
+
+
+def parse_rates(values: list[str]) -> list[int]:
+    rates = []
+    for v in values:
+        for part in v.split(","):
+            if part.strip():
+                rates.append(int(part))
+    return rates
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="100 agents, 2,000 tasks")
+    p.add_argument("--quick", action="store_true",
+                   help="100 agents, 2,000 tasks, paced 200/s for 5 s")
     p.add_argument("--agents", type=int, default=None, help="default 1,000 (--quick: 100)")
     p.add_argument("--tasks", type=int, default=None, help="default 20,000 (--quick: 2,000)")
     p.add_argument("--per-offer", type=int, default=0,
                    help="at most this many tasks per offer (default 0: as many as fit)")
+    p.add_argument("--rate", action="append", default=[], metavar="R[,R...]",
+                   help="paced launches per second (repeatable or a comma list); given, only "
+                        "the paced phases run unless --saturate (default: 200,500,1000 after "
+                        "the saturating burst)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds of each paced phase (default 30, --quick 5)")
+    p.add_argument("--task-seconds", type=float, default=5.0,
+                   help="paced tasks are `sleep N`: the simulated agents finish them after N s "
+                        "(default 5)")
+    p.add_argument("--samples", metavar="PREFIX", default="",
+                   help="write each paced phase's (Accept time, latency) to PREFIX.RATE.csv")
+    p.add_argument("--saturate", action="store_true",
+                   help="run the saturating burst too when --rate is given")
     p.add_argument("--profile-master", metavar="FILE", default="",
                    help="run the master under cProfile, writing FILE when it stops")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
@@ -474,11 +788,27 @@ def main() -> int:
     args = p.parse_args()
     args.agents = args.agents or (100 if args.quick else 1000)
     args.tasks = args.tasks or (2000 if args.quick else 20000)
+    args.duration = args.duration or (5.0 if args.quick else 30.0)
+    try:
+        args.rates = parse_rates(args.rate)
+    except ValueError:
+        p.error("--rate takes whole numbers of launches per second, e.g. --rate 200,500")
+    args.saturate = args.saturate or not args.rates
+    if not args.rates:
+        args.rates = [200] if args.quick else [200, 500, 1000]
     per_agent = Resources.parse(AGENT_RESOURCES)
     fit = min(a // t for a, t in zip(per_agent.milli_vector(), TASK.milli_vector(),
                                      strict=True) if t)
     if args.agents < 1 or args.tasks < 1 or args.tasks > args.agents * fit:
         p.error(f"--tasks must be 1..{args.agents * fit} ({fit} per agent of {AGENT_RESOURCES})")
+    if any(r < 1 for r in args.rates) or args.duration <= 0 or args.task_seconds < 0:
+        p.error("--rate, --duration must be > 0 and --task-seconds >= 0")
+    # Paced tasks live task_seconds (plus an Ack round trip): twice that must fit.
+    need = max(args.rates) * min(args.task_seconds + 1, args.duration) * 2
+    if need > args.agents * fit:
+        p.error(f"{max(args.rates)}/s of {args.task_seconds:g} s tasks needs about {need:,.0f} "
+                f"task slots; {args.agents} agents have {args.agents * fit:,}: lower "
+                "--task-seconds or add --agents")
     if args.profile_master:
         args.profile_master = str(Path(args.profile_master).resolve())
 
@@ -488,6 +818,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, interrupted)
     signal.signal(signal.SIGHUP, interrupted)
 
+    # This process is the framework: its collector tuned as the master's and the simulated
+    # agents' are, lest its own full collections (100s of ms) count as the master's latency.
+    gc_policy.tune()
     tmp = Path(tempfile.mkdtemp(prefix="juggler-throughput-"))
     procs: dict[str, Any] = {"master": None, "sim": None}
     rc = 0

@@ -3,8 +3,12 @@
 Each simulated agent keeps one Connect stream open to the master, as agent/server.py does:
 it sends `register` (no id, so the master assigns one), answers every `heartbeat` ping, and
 on `run_task` at once sends a TASK_RUNNING `status_update` (source AGENT, a fresh uuid). It
-launches nothing and retries nothing; an `acknowledgement` needs no answer (the task stays
-RUNNING). On `kill_task` it sends TASK_KILLED (source AGENT, a fresh uuid) and forgets the
+launches nothing and retries nothing; an `acknowledgement` needs no answer. A task stays
+RUNNING, unless its command is `sleep N` with N a number of seconds: then N seconds after
+RUNNING it sends TASK_FINISHED (source EXECUTOR, a fresh uuid) and forgets the task, as if the
+command had exited 0 (paced runs of master_throughput.py keep capacity free that way; a
+single --master only).
+On `kill_task` it sends TASK_KILLED (source AGENT, a fresh uuid) and forgets the
 task; a kill of a task whose TASK_KILLED is not acknowledged yet gets no answer (that update
 is on its way), a kill of a task it never ran gets TASK_LOST (REASON_TASK_UNKNOWN), as the
 real agent answers both (agent/state.py). Streams share a few HTTP/2 connections
@@ -21,7 +25,7 @@ the agent does, a while after registering it opens a stream to the master that w
 next and re-registers over it when its leader is lost (agent/standby_stream.py).
 
 Reports on stdout, one JSON object a line: {"registered": n, "running": n, "killed": n,
-"errors": n, ...} when
+"finished": n, "errors": n, ...} when
 registration completes and then every --report-interval seconds. Exits when stdin closes (its
 parent is gone), on SIGTERM or SIGINT; it is benchmarks/master_throughput.py's helper.
 """
@@ -62,6 +66,7 @@ class Counts:
         self.registered = 0
         self.running = 0  # RUNNING updates sent
         self.killed = 0  # KILLED updates sent (answers to kill_task)
+        self.finished = 0  # FINISHED updates sent (`sleep N` tasks that ended)
         self.acked = 0
         self.errors = 0
         self.last_error = ""
@@ -72,7 +77,8 @@ class Counts:
 
     def report(self) -> dict[str, object]:
         out: dict[str, object] = {"registered": self.registered, "running": self.running,
-                                  "killed": self.killed, "acked": self.acked, "errors": self.errors,
+                                  "killed": self.killed, "finished": self.finished,
+                                  "acked": self.acked, "errors": self.errors,
                                   "connected": self.connected, "lost": self.lost,
                                   "standby": self.standby}
         if self.last_error:
@@ -152,6 +158,35 @@ async def sim_agent(index: int, stub: agent_pb2_grpc.AgentChannelStub,
         call.cancel()
 
 
+def sleep_seconds(task: common_pb2.TaskInfo) -> float | None:
+    """N for a task whose command is `sleep N` (N a finite number ≥ 0), else None."""
+    argv = task.command.argv
+    if len(argv) != 2 or argv[0] != "sleep":
+        return None
+    try:
+        seconds = float(argv[1])
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < float("inf") else None
+
+
+def _finish(framework_id: str, task_id: str, agent_id: str,
+            outbox: asyncio.Queue[agent_pb2.AgentMessage], counts: Counts, kills: Kills) -> None:
+    """A `sleep N` task's command exited 0 (unless it was killed meanwhile)."""
+    key = (framework_id, task_id)
+    if key not in kills.running:
+        return
+    kills.running.discard(key)
+    counts.finished += 1
+    outbox.put_nowait(agent_pb2.AgentMessage(status_update=agent_pb2.AgentMessage.StatusUpdate(
+        status=common_pb2.TaskStatus(
+            task_id=task_id, state=common_pb2.TASK_FINISHED,
+            reason=common_pb2.REASON_COMMAND_EXITED, message="exited 0 (simulated)",
+            source=common_pb2.SOURCE_EXECUTOR,
+            agent_id=agent_id, framework_id=framework_id, uuid=uuid.uuid4().bytes,
+            timestamp=time.time()))))
+
+
 def _handle_plain(msg: agent_pb2.MasterMessage, index: int, agent_id: str,
                   outbox: asyncio.Queue[agent_pb2.AgentMessage], counts: Counts,
                   kills: Kills) -> bool:
@@ -161,6 +196,11 @@ def _handle_plain(msg: agent_pb2.MasterMessage, index: int, agent_id: str,
     if kind == "run_task":
         task = msg.run_task.task
         kills.running.add((msg.run_task.framework.id, task.task_id))
+        seconds = sleep_seconds(task)
+        if seconds is not None:
+            asyncio.get_running_loop().call_later(
+                seconds, _finish, msg.run_task.framework.id, task.task_id, agent_id, outbox,
+                counts, kills)
         outbox.put_nowait(agent_pb2.AgentMessage(
             status_update=agent_pb2.AgentMessage.StatusUpdate(
                 status=common_pb2.TaskStatus(
