@@ -241,7 +241,10 @@ def _preload() -> None:
 
     import juggler.container
     import juggler.executor
-    from juggler.common import gc_policy, logs
+
+    # sandbox_paths: executor.__main__.run's; each executor imported (and,
+    # where no .pyc is written, compiled) it itself: 1-2 ms of its CPU.
+    from juggler.common import gc_policy, logs, sandbox_paths  # noqa: F401
     from juggler.container import cgroups, syscalls
 
     # Every module of the executor and the container runtime, including the
@@ -251,6 +254,7 @@ def _preload() -> None:
             importlib.import_module(module.name)
 
     cgroups.detect()
+    cgroups.warm()  # the controllers' directories resolved (cgroups.real_path)
     _warm_up()
     logs.configure("launcher")
     syscalls._libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

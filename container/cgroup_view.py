@@ -37,6 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from juggler.container import syscalls as sc
+from juggler.container.cgroups import real_path
 
 _FLAGS = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
 
@@ -122,7 +123,7 @@ def plan(version: int, task_dirs: Iterable[str], mountinfo: str = "",
 
 def host_plan(version: int, task_dirs: Iterable[str]) -> CgroupView | None:
     """`plan` for this process (the runtime, host side, before the fork)."""
-    dirs = [os.path.realpath(d) for d in task_dirs]
+    dirs = [real_path(d) for d in task_dirs]  # as os.path.realpath, cached (cgroups.py)
     if version == 2 or not dirs:
         return plan(version, dirs)
     with open("/proc/self/mountinfo") as m, open("/proc/self/cgroup") as c:

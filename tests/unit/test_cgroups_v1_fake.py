@@ -62,3 +62,31 @@ def test_stats_pids_are_pids_current_zombies_included(tmp_path):
     assert cg.pids_current() == 4 and cg.stats().pids == 4
     (d["pids"] / "pids.current").unlink()
     assert cg.stats().pids == 1
+
+
+def test_real_path_resolves_the_controller_link_as_realpath_does(tmp_path):
+    import os
+
+    from juggler.container.cgroups import real_path, warm
+
+    root = tmp_path / "cgroup"
+    (root / "cpu,cpuacct" / "juggler" / "t").mkdir(parents=True)
+    (root / "cpu").symlink_to("cpu,cpuacct")
+    (root / "cpuacct").symlink_to("cpu,cpuacct")
+    warm(root)
+    for path in (root / "cpu" / "juggler" / "t", root / "cpuacct" / "juggler",
+                 root / "cpu", f"{root}/cpu/juggler/../juggler/t", f"{root}//cpu/juggler",
+                 f"{root}/cpu/juggler/t/", tmp_path / "elsewhere"):
+        assert real_path(path, root) == os.path.realpath(path), path
+
+
+def test_one_directory_per_shared_mount(tmp_path):
+    root = tmp_path / "cgroup"
+    for c in ("cpu,cpuacct", "memory", "pids", "devices"):
+        (root / c).mkdir(parents=True)
+    (root / "cpu").symlink_to("cpu,cpuacct")
+    (root / "cpuacct").symlink_to("cpu,cpuacct")
+    cg = CgroupV1("juggler/a/t", root)
+    cg.create()
+    assert sorted(p.relative_to(root).parts[0] for p in cg._unique_dirs()) == [
+        "cpu", "devices", "memory", "pids"]
