@@ -1,4 +1,4 @@
-"""A real, throw-away etcd for integration tests.
+"""A real, throw-away etcd for integration tests (one member, or a cluster).
 
     with etcd_server(tmp_path) as etcd:        # outside pytest: raises EtcdNotInstalled
         EtcdClient(etcd.endpoint)
@@ -10,6 +10,13 @@ Client and peer ports are free ports on 127.0.0.1; the server is up when its
 /health says so, within a deadline. `pause()`/`resume()` (SIGSTOP/SIGCONT)
 make it unreachable without losing its state. `etcd_server(tls=True)` serves
 https with client-certificate auth, from a throw-away CA made with `openssl`.
+
+    with etcd_cluster(tmp_path, members=3) as etcd:   # three members, one cluster
+        EtcdClient(etcd.endpoints)                    # "http://127.0.0.1:A,http://…:B,…"
+        etcd.members[0].process.kill(); etcd.members[0].restart()
+
+A cluster's members keep their command lines: one that was killed starts again
+as itself, on its data dir (a fault campaign's kill -9 and restart).
 """
 
 from __future__ import annotations
@@ -168,3 +175,132 @@ def etcd_server(base: Path | None = None, *, tls: bool = False) -> Iterator[Etcd
         finally:
             server.stop()
             shutil.rmtree(server.data_dir, ignore_errors=True)
+
+
+# -- a cluster of members ------------------------------------------------------------------------
+@dataclass
+class EtcdMember:
+    """One member of an `etcd_cluster`: `argv` is its command line, kept so
+    that a member killed (a fault campaign's kill -9) starts again as itself,
+    on its data dir."""
+
+    name: str
+    client_port: int
+    peer_port: int
+    data_dir: Path
+    log_path: Path
+    argv: list[str]
+    process: subprocess.Popen[bytes]
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.endpoint}/health", timeout=1) as r:
+                return json.load(r).get("health") == "true"
+        except (OSError, ValueError):
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def restart(self) -> None:
+        """Start the member again with its own command line (after it exited)."""
+        if self.alive():
+            return
+        self.process = _spawn(self.argv, self.log_path)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            terminate(self.process)
+
+
+@dataclass
+class EtcdCluster:
+    """`members` of one etcd cluster; `endpoints` is the comma-separated
+    client URLs, as juggler's --etcd takes them."""
+
+    members: list[EtcdMember]
+
+    @property
+    def endpoints(self) -> str:
+        return ",".join(m.endpoint for m in self.members)
+
+    def healthy(self) -> bool:
+        """Every member answers /health true (a quorum and a leader)."""
+        return all(m.healthy() for m in self.members)
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.stop()
+
+
+def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={k: v for k, v in os.environ.items() if not k.startswith("ETCD_")})
+
+
+def _start_cluster(binary: str, base: Path, n: int) -> EtcdCluster:
+    ports = free_ports(*([1] * (2 * n)))
+    names = [f"m{i + 1}" for i in range(n)]
+    peers = {name: f"http://127.0.0.1:{ports[2 * i + 1]}" for i, name in enumerate(names)}
+    initial = ",".join(f"{name}={url}" for name, url in peers.items())
+    token = f"juggler-{ports[0]}"
+    members = []
+    for i, name in enumerate(names):
+        client_url = f"http://127.0.0.1:{ports[2 * i]}"
+        data_dir, log_path = base / f"etcd-{name}", base / f"etcd-{name}.log"
+        argv = [binary, "--name", name, "--data-dir", str(data_dir),
+                "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
+                "--listen-peer-urls", peers[name], "--initial-advertise-peer-urls", peers[name],
+                "--initial-cluster", initial, "--initial-cluster-token", token,
+                "--initial-cluster-state", "new"]
+        members.append(EtcdMember(name, ports[2 * i], ports[2 * i + 1], data_dir, log_path,
+                                  argv, _spawn(argv, log_path)))
+    cluster = EtcdCluster(members)
+    deadline = time.monotonic() + START_TIMEOUT
+    while not (cluster.healthy()
+               and all(listens(m.process.pid, m.client_port) for m in members)):
+        dead = [m for m in members if not m.alive()]
+        if dead or time.monotonic() > deadline:
+            cluster.stop()
+            why = (f"etcd member {dead[0].name} exited with {dead[0].process.returncode}"
+                   if dead else f"etcd cluster not healthy after {START_TIMEOUT}s")
+            raise RuntimeError(f"{why}:\n" + "\n".join(m.log() for m in members))
+        time.sleep(0.05)
+    return cluster
+
+
+@contextlib.contextmanager
+def etcd_cluster(base: Path | None = None, members: int = 3) -> Iterator[EtcdCluster]:
+    """Start an etcd cluster of `members` members on free loopback ports (plain
+    http), yield it once every member is healthy, stop it and remove its data.
+    Raises EtcdNotInstalled, or RuntimeError when it does not come up."""
+    binary = etcd_binary()
+    with contextlib.ExitStack() as stack:
+        if base is None:
+            base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="juggler-etcd-")))
+        base.mkdir(parents=True, exist_ok=True)
+        for attempt in range(3):  # a free port can be taken before etcd binds it
+            try:
+                cluster = _start_cluster(binary, base, members)
+                break
+            except RuntimeError as e:
+                if attempt == 2 or "address already in use" not in str(e):
+                    raise
+                for m in range(members):
+                    shutil.rmtree(base / f"etcd-m{m + 1}", ignore_errors=True)
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+            for m in cluster.members:
+                shutil.rmtree(m.data_dir, ignore_errors=True)

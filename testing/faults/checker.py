@@ -1,0 +1,281 @@
+"""The checker: pure. A history (history.py records) and the cluster's final
+state in, anomalies out — each with the evidence that makes it one.
+
+`final` (what cluster.py gathers once every fault is healed, the apps and
+containers had a settle deadline, and every framework task was killed):
+
+    {"tasks":      {task_id: {"state": "TASK_KILLED", "agent_id": "..."}},  the masters' view
+     "apps":       {app_id: {"desired": n, "instances": n, "running": n}},
+     "containers": {name: {"desired": "running" | "exited", "state": "running" | ...}},
+     "executors":  {task_id: number of executor processes left for it},
+     "started":    [task ids an agent logged "executor started" for],
+     "leaks":      [{"kind": "cgroup" | "mount" | "veth" | "ipam" | "executor", "what": str}]}
+
+Anomaly kinds (one function each):
+
+    lost-update      a task ended on the cluster and the framework never heard how (neither
+                     by an update nor by reconciling), or heard another terminal state
+    ran-twice        one task id RUNNING on two agents, or two executors for it
+    kill-not-applied a kill (or drain) the cluster accepted, and the task is not terminal
+    two-leaders      a master answered "I lead" between two such answers of another master
+                     in one of its terms, with no re-election seen in etcd in between
+    not-converged    an app not at its instance count, a container not in its desired state
+    not-healed       a fault that was never healed
+    leak             an executor, cgroup, mount, veth or IPAM lease left after the end
+    unavailable      up stopped the cluster, it was not whole after the faults, or the
+                     masters dropped the framework
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from juggler.testing.faults.history import Record
+
+TERMINAL = frozenset({"TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST",
+                      "TASK_DROPPED", "TASK_GONE", "TASK_GONE_BY_OPERATOR"})
+RUNNING = "TASK_RUNNING"
+UNKNOWN = "TASK_UNKNOWN"
+STALE = 2.0   # seconds a master may answer "I lead" after etcd showed another leader key
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    kind: str
+    subject: str
+    explanation: str
+
+
+def check(records: Iterable[Record], final: dict[str, Any]) -> list[Anomaly]:
+    """Every anomaly in the history and final state (module docstring)."""
+    records = list(records)
+    return [*lost_updates(records, final), *ran_twice(records, final),
+            *kills_not_applied(records, final), *two_leaders(records),
+            *not_converged(final), *not_healed(records), *leaks(final),
+            *unavailable(records)]
+
+
+def _updates(records: list[Record]) -> dict[str, list[Record]]:
+    by_task: dict[str, list[Record]] = defaultdict(list)
+    for r in records:
+        if r["type"] == "update":
+            by_task[r["task_id"]].append(r)
+    return by_task
+
+
+def _story(updates: list[Record]) -> str:
+    return ", ".join(f"{u['state'].removeprefix('TASK_')}@{u['t']:.1f}s"
+                     + ("(reconcile)" if u.get("source") == "reconcile" else "")
+                     for u in updates) or "nothing"
+
+
+def lost_updates(records: list[Record], final: dict[str, Any]) -> list[Anomaly]:
+    """A task that ran (an agent started its executor, or the framework
+    heard of it) must end with the framework knowing a terminal state (by an
+    update or reconciliation); where the masters know its terminal state, the
+    framework's last terminal state is that one."""
+    updates = _updates(records)
+    known = final.get("tasks", {})
+    started = set(final.get("started", []))
+    out = []
+    launched = [r["task_id"] for r in records if r["type"] == "launch"]
+    for task_id in dict.fromkeys([*launched, *known]):
+        heard = updates.get(task_id, [])
+        terminal = [u["state"] for u in heard if u["state"] in TERMINAL]
+        master = known.get(task_id, {}).get("state")
+        if master in TERMINAL and terminal and terminal[-1] != master:
+            out.append(Anomaly("lost-update", task_id,
+                               f"the masters say {master}; the framework last heard "
+                               f"{terminal[-1]} ({_story(heard)})"))
+        elif master in TERMINAL and not terminal:
+            out.append(Anomaly("lost-update", task_id,
+                               f"the masters say {master}; the framework heard {_story(heard)}"))
+        elif master is None and not terminal and (task_id in started or [
+                u for u in heard if u["state"] != UNKNOWN]):
+            # Never started and unknown everywhere: a launch its master took
+            # and died with before telling the agent (reconciliation answers
+            # UNKNOWN: what Mesos promises). Started, or heard of: it ran,
+            # and how it ended was lost.
+            out.append(Anomaly("lost-update", task_id,
+                               "unknown to the masters at the end"
+                               + (", an executor started for it" if task_id in started else "")
+                               + f"; the framework heard only {_story(heard)}"))
+    return out
+
+
+def ran_twice(records: list[Record], final: dict[str, Any]) -> list[Anomaly]:
+    """RUNNING on two agents, or two executors left for one task id."""
+    out = []
+    for task_id, heard in _updates(records).items():
+        agents = sorted({u["agent_id"] for u in heard if u["state"] == RUNNING and u["agent_id"]})
+        if len(agents) > 1:
+            out.append(Anomaly("ran-twice", task_id,
+                               f"RUNNING on agents {', '.join(agents)}"))
+    seen: dict[str, tuple[int, float]] = {}
+    for r in records:
+        if r["type"] == "executors":
+            for task_id, n in r["counts"].items():
+                if n > 1 and task_id not in seen:
+                    seen[task_id] = (n, r["t"])
+    for task_id, n in final.get("executors", {}).items():
+        if n > 1 and task_id not in seen:
+            seen[task_id] = (n, -1.0)
+    for task_id, (n, t) in sorted(seen.items()):
+        when = f" at {t:.1f}s" if t >= 0 else " at the end"
+        out.append(Anomaly("ran-twice", task_id, f"{n} executor processes for it{when}"))
+    return out
+
+
+def kills_not_applied(records: list[Record], final: dict[str, Any]) -> list[Anomaly]:
+    """Every kill the cluster accepted ends in a terminal state (the masters'
+    or, if they forgot the task, the framework's last); a drained agent runs
+    nothing by the drain's deadline ("drained" records: the tasks left)."""
+    updates = _updates(records)
+    known = final.get("tasks", {})
+
+    def end(task_id: str) -> str:
+        # The masters forget completed tasks across a failover (they rebuild
+        # from the agents, as Mesos does) and then answer TASK_UNKNOWN: that
+        # says nothing about the task, so the framework's last other word counts.
+        master = known.get(task_id, {}).get("state")
+        heard = [u["state"] for u in updates.get(task_id, []) if u["state"] != UNKNOWN]
+        return master or (heard[-1] if heard else "nothing")
+
+    out = []
+    for r in records:
+        if r["type"] != "op" or not r["ok"]:
+            continue
+        if r["kind"] == "kill" and end(r["target"]) not in TERMINAL:
+            out.append(Anomaly("kill-not-applied", r["target"],
+                               f"killed at {r['t']:.1f}s, ended {end(r['target'])} "
+                               f"({_story(updates.get(r['target'], []))})"))
+    for r in records:
+        if r["type"] == "drained":
+            for task_id in r["left"]:
+                out.append(Anomaly("kill-not-applied", task_id,
+                                   f"agent {r['agent_id']} drained; at {r['t']:.1f}s, past the "
+                                   "drain deadline, the leader still had the task running"))
+    return out
+
+
+def leader_terms(records: list[Record]) -> dict[str, list[list[Record]]]:
+    """Per master, its terms as seen by polling: maximal runs of is_leader
+    answers with no other answer (not leading, or no answer) between."""
+    terms: dict[str, list[list[Record]]] = defaultdict(list)
+    current: dict[str, list[Record] | None] = {}
+    for r in sorted((r for r in records if r["type"] == "leader"), key=lambda r: r["t0"]):
+        m = r["master"]
+        if r["is_leader"]:
+            run = current.get(m)
+            if run is None:
+                run = current[m] = []
+                terms[m].append(run)
+            run.append(r)
+        else:
+            current[m] = None
+    return terms
+
+
+def two_leaders(records: list[Record]) -> list[Anomaly]:
+    """Master B answered "I lead" strictly between two "I lead" answers of A
+    in one term of A (A's first answered before B's was asked, B's answered
+    before A's second was asked), and etcd's election showed no other leader
+    key for A in that window (which a re-election of A would have made)."""
+    etcd = [r for r in records if r["type"] == "etcd_leader"]
+    out = stale_leaders(records, etcd)
+    terms = leader_terms(records)
+    for a, runs in terms.items():
+        for run in runs:
+            for a1, a2 in itertools.pairwise(run):
+                for b, b_runs in terms.items():
+                    if b == a:
+                        continue
+                    for obs in (o for br in b_runs for o in br):
+                        if not (a1["t1"] < obs["t0"] and obs["t1"] < a2["t0"]):
+                            continue
+                        revs = {e["revision"] for e in etcd if e["address"] == a
+                                and a1["t0"] <= e["t0"] and e["t1"] <= a2["t1"]}
+                        if len(revs) > 1:
+                            continue   # A was elected again in between: two terms
+                        out.append(Anomaly(
+                            "two-leaders", f"{a} and {b}",
+                            f"{a} led at {a1['t1']:.2f}s and {a2['t0']:.2f}s (one term) and "
+                            f"{b} said it led at {obs['t0']:.2f}-{obs['t1']:.2f}s"))
+                        break
+    return out
+
+
+def stale_leaders(records: list[Record], etcd: list[Record]) -> list[Anomaly]:
+    """Master A answered "I lead" (asked at t0) more than STALE seconds after
+    etcd showed the election led by another master's key of revision r, and
+    etcd never showed A leading with a key newer than r (a re-election) up to
+    STALE seconds after that answer: A acted on a term etcd had ended."""
+    out = []
+    for o in (r for r in records if r["type"] == "leader" and r["is_leader"]):
+        a = o["master"]
+        for e in etcd:
+            if e["address"] == a or o["t0"] - e["t1"] <= STALE:
+                continue
+            again = any(x["address"] == a and x["revision"] > e["revision"]
+                        and e["t0"] <= x["t0"] <= o["t1"] + STALE for x in etcd)
+            if not again:
+                out.append(Anomaly("two-leaders", a,
+                                   f"{a} said it led at {o['t0']:.2f}s; etcd showed "
+                                   f"{e['address']} leading (revision {e['revision']}) at "
+                                   f"{e['t1']:.2f}s and no newer term of {a}"))
+                break
+    return out
+
+
+def not_converged(final: dict[str, Any]) -> list[Anomaly]:
+    out = []
+    for app_id, a in sorted(final.get("apps", {}).items()):
+        if a["running"] != a["desired"] or a["instances"] != a["desired"]:
+            out.append(Anomaly("not-converged", app_id,
+                               f"desired {a['desired']} instances; the app says "
+                               f"{a['instances']}, {a['running']} running"))
+    for name, c in sorted(final.get("containers", {}).items()):
+        # "dead" (its agent lost it: it cannot start again) is not running,
+        # which is all a desired "exited" asks.
+        if c["state"] != c["desired"] and (c["desired"], c["state"]) != ("exited", "dead"):
+            out.append(Anomaly("not-converged", name,
+                               f"desired {c['desired']}; the container is {c['state']}"))
+    return out
+
+
+def not_healed(records: list[Record]) -> list[Anomaly]:
+    return [Anomaly("not-healed", f"{r['kind']} {r['target']}",
+                    f"started at {r['start']:.1f}s, never healed")
+            for r in records if r["type"] == "fault" and r["heal"] is None]
+
+
+# What the campaign itself records when the cluster fails it as a whole.
+CLUSTER_FAILURES = ("up-exited", "whole", "framework")
+
+
+def unavailable(records: list[Record]) -> list[Anomaly]:
+    """`juggler up` stopped the cluster, the cluster was not whole again (a
+    leader, every agent ACTIVE) by the deadline after the last heal, or the
+    masters dropped the framework."""
+    return [Anomaly("unavailable", r["target"], r["detail"]) for r in records
+            if r["type"] == "op" and r["kind"] in CLUSTER_FAILURES and not r["ok"]]
+
+
+def leaks(final: dict[str, Any]) -> list[Anomaly]:
+    return [Anomaly("leak", f"{x['kind']} {x['what']}",
+                    "left after every task was killed and the cluster stopped tracking it")
+            for x in final.get("leaks", [])]
+
+
+def summary(records: list[Record]) -> tuple[int, dict[str, int]]:
+    """(operations: ops, launches and kills the workload made; faults by kind)."""
+    ops = sum(1 for r in records if r["type"] in ("op", "launch"))
+    faults: dict[str, int] = defaultdict(int)
+    for r in records:
+        if r["type"] == "fault":
+            faults[r["kind"]] += 1
+    return ops, dict(sorted(faults.items()))

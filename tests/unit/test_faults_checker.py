@@ -1,0 +1,241 @@
+"""The fault campaign's pure parts (testing/faults/): the checker finds each
+kind of anomaly in a history that has it and none in one that does not; the
+nemesis' schedule is a function of the seed."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from juggler.testing.faults import checker, history, nemesis
+from juggler.testing.faults.nemesis import Fault
+
+A1, A2 = "agent-a", "agent-b"
+M1, M2 = "10.0.0.1:5050", "10.0.0.1:5051"
+
+
+def launch(task_id: str, t: float = 0.0, agent: str = A1) -> dict[str, Any]:
+    return {"type": "launch", "task_id": task_id, "agent_id": agent, "t": t}
+
+
+def update(task_id: str, state: str, t: float, agent: str = A1,
+           source: str = "event") -> dict[str, Any]:
+    return {"type": "update", "task_id": task_id, "state": f"TASK_{state}", "agent_id": agent,
+            "t": t, "source": source}
+
+
+def op(kind: str, target: str, t: float, ok: bool = True) -> dict[str, Any]:
+    return {"type": "op", "kind": kind, "target": target, "t": t, "ok": ok, "detail": ""}
+
+
+def leader(master: str, t: float, is_leader: bool) -> dict[str, Any]:
+    return {"type": "leader", "master": master, "t0": t, "t1": t + 0.01,
+            "is_leader": is_leader, "answered": True}
+
+
+def etcd(address: str, revision: int, t: float) -> dict[str, Any]:
+    return {"type": "etcd_leader", "address": address, "revision": revision, "t0": t,
+            "t1": t + 0.01}
+
+
+def kinds(records: list[dict[str, Any]], final: dict[str, Any] | None = None) -> list[str]:
+    return [a.kind for a in checker.check(records, final or {})]
+
+
+# -- a clean history -----------------------------------------------------------------------------
+def clean() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    records = [
+        launch("t1"), update("t1", "RUNNING", 1), op("kill", "t1", 2),
+        update("t1", "KILLING", 2.1), update("t1", "KILLED", 2.5),
+        launch("t2", agent=A2), update("t2", "RUNNING", 1, A2), update("t2", "FINISHED", 3, A2),
+        leader(M1, 0, True), leader(M2, 0, False), etcd(M1, 5, 0),
+        leader(M1, 1, False), etcd(M2, 9, 1.5), leader(M2, 2, True), leader(M2, 3, True),
+        {"type": "fault", "kind": "kill-leader-master", "target": "master-1", "start": 0.9,
+         "heal": 1.2},
+    ]
+    final = {"tasks": {"t1": {"state": "TASK_KILLED", "agent_id": A1},
+                       "t2": {"state": "TASK_FINISHED", "agent_id": A2}},
+             "apps": {"/a": {"desired": 2, "instances": 2, "running": 2}},
+             "containers": {"c1": {"desired": "exited", "state": "exited"}},
+             "executors": {}, "leaks": []}
+    return records, final
+
+
+def test_a_clean_history_has_no_anomaly() -> None:
+    records, final = clean()
+    assert checker.check(records, final) == []
+
+
+def test_a_task_the_masters_forgot_counts_by_what_the_framework_heard() -> None:
+    # After a failover the new leader answers TASK_UNKNOWN for a completed task.
+    records, final = clean()
+    del final["tasks"]["t1"]
+    records.append(update("t1", "UNKNOWN", 9, source="reconcile"))
+    assert checker.check(records, final) == []
+
+
+# -- each anomaly --------------------------------------------------------------------------------
+def test_a_terminal_update_that_never_reached_the_framework_is_lost() -> None:
+    records, final = clean()
+    records = [r for r in records if not (r.get("task_id") == "t2"
+                                          and r.get("state") == "TASK_FINISHED")]
+    assert kinds(records, final) == ["lost-update"]
+
+
+def test_the_framework_heard_another_terminal_state_than_the_masters_have() -> None:
+    records, final = clean()
+    final["tasks"]["t2"]["state"] = "TASK_FAILED"
+    assert kinds(records, final) == ["lost-update"]
+
+
+def test_a_reconciled_terminal_state_is_heard() -> None:
+    records, final = clean()
+    records = [r for r in records if not (r.get("task_id") == "t2"
+                                          and r.get("state") == "TASK_FINISHED")]
+    records.append(update("t2", "FINISHED", 9, A2, source="reconcile"))
+    assert kinds(records, final) == []
+
+
+def test_a_launch_lost_with_its_master_before_any_agent_started_it_is_no_anomaly() -> None:
+    records, final = clean()
+    records += [launch("t3", 5), update("t3", "UNKNOWN", 9, source="reconcile")]
+    assert kinds(records, final) == []
+    final["started"] = ["t3"]   # …but if an executor started for it, its end was lost
+    assert kinds(records, final) == ["lost-update"]
+
+
+def test_running_on_two_agents_is_a_task_run_twice() -> None:
+    records, final = clean()
+    records.append(update("t2", "RUNNING", 2, A1))
+    assert kinds(records, final) == ["ran-twice"]
+
+
+def test_two_executors_left_for_one_task_is_a_task_run_twice() -> None:
+    records, final = clean()
+    final["executors"] = {"t2": 2}
+    assert kinds(records, final) == ["ran-twice"]
+
+
+def test_an_accepted_kill_of_a_task_still_running_was_not_applied() -> None:
+    records, final = clean()
+    records.append(launch("t3"))
+    records.append(update("t3", "RUNNING", 4))
+    records.append(op("kill", "t3", 5))
+    final["tasks"]["t3"] = {"state": "TASK_RUNNING", "agent_id": A1}
+    assert kinds(records, final) == ["kill-not-applied"]
+
+
+def test_a_refused_kill_is_not_the_clusters_promise() -> None:
+    records, final = clean()
+    records += [launch("t3"), update("t3", "RUNNING", 4), op("kill", "t3", 5, ok=False)]
+    final["tasks"]["t3"] = {"state": "TASK_RUNNING", "agent_id": A1}
+    assert kinds(records, final) == []
+
+
+def test_a_drained_agent_that_keeps_a_task_did_not_apply_the_drain() -> None:
+    records, final = clean()
+    records += [launch("t3", 1, A2), update("t3", "RUNNING", 2, A2), op("drain", A2, 3),
+                update("t3", "KILLED", 4, A2),
+                {"type": "drained", "agent_id": A2, "t": 48.0, "left": []}]
+    final["tasks"]["t3"] = {"state": "TASK_KILLED", "agent_id": A2}
+    assert kinds(records, final) == []
+    records.append({"type": "drained", "agent_id": A2, "t": 90.0, "left": ["t3"]})
+    assert kinds(records, final) == ["kill-not-applied"]
+
+
+def test_a_leader_inside_another_masters_term_is_two_leaders() -> None:
+    records, final = clean()
+    records += [leader(M1, 10, True), leader(M2, 10.5, True), leader(M1, 11, True)]
+    assert "two-leaders" in kinds(records, final)
+
+
+def test_a_reelection_seen_in_etcd_splits_the_term() -> None:
+    records, final = clean()
+    records += [leader(M1, 10, True), etcd(M1, 20, 10.05), etcd(M2, 22, 10.4),
+                leader(M2, 10.5, True), etcd(M1, 25, 10.9), leader(M1, 11, True)]
+    assert kinds([r for r in records if r["type"] != "leader" or r["t0"] >= 10], final) == []
+
+
+def test_a_master_leading_long_after_etcd_elected_another_is_stale() -> None:
+    records, final = clean()
+    records += [leader(M1, 8, True)]   # etcd showed M2 (revision 9) at 1.5 s
+    assert kinds(records, final) == ["two-leaders"]
+
+
+def test_an_app_or_container_off_its_desired_state_has_not_converged() -> None:
+    records, final = clean()
+    final["apps"]["/a"]["running"] = 1
+    final["containers"]["c1"]["state"] = "running"
+    assert kinds(records, final) == ["not-converged", "not-converged"]
+
+
+def test_a_dead_container_is_as_stopped_as_an_exited_one() -> None:
+    records, final = clean()
+    final["containers"]["c1"]["state"] = "dead"
+    assert kinds(records, final) == []
+    final["containers"]["c1"]["desired"] = "running"
+    assert kinds(records, final) == ["not-converged"]
+
+
+def test_a_fault_never_healed() -> None:
+    records, final = clean()
+    records.append({"type": "fault", "kind": "partition-host", "target": "host1",
+                    "start": 5.0, "heal": None})
+    assert kinds(records, final) == ["not-healed"]
+
+
+def test_what_outlived_the_tasks_is_a_leak() -> None:
+    records, final = clean()
+    final["leaks"] = [{"kind": "cgroup", "what": "/sys/fs/cgroup/juggler/x"}]
+    assert kinds(records, final) == ["leak"]
+
+
+def test_a_cluster_not_whole_again_after_the_faults_is_unavailable() -> None:
+    records, final = clean()
+    records.append(op("whole", "cluster", 99, ok=False))
+    assert kinds(records, final) == ["unavailable"]
+
+
+# -- the nemesis ---------------------------------------------------------------------------------
+def test_the_same_seed_gives_the_same_schedule() -> None:
+    assert nemesis.schedule(7, 600) == nemesis.schedule(7, 600)
+    assert nemesis.schedule(7, 600) != nemesis.schedule(8, 600)
+
+
+def test_the_schedule_is_one_fault_at_a_time_within_the_campaign() -> None:
+    plan = nemesis.schedule(3, 300)
+    assert plan and plan[0].at >= nemesis.START
+    for p, q in itertools.pairwise(plan):
+        assert q.at >= p.at + p.hold + nemesis.GAP[0] - 0.01
+    assert plan[-1].at + plan[-1].hold <= 300
+
+
+def test_the_schedule_keeps_to_the_kinds_given() -> None:
+    plan = nemesis.schedule(1, 600, (Fault.PARTITION_HOST,))
+    assert {p.kind for p in plan} == {Fault.PARTITION_HOST}
+    with pytest.raises(ValueError):
+        nemesis.schedule(1, 60, ())
+
+
+def test_a_third_kill_of_a_daemon_within_up_s_restart_window_becomes_a_stop() -> None:
+    kills = [(0.0, "agent-1"), (20.0, "agent-1")]
+    assert nemesis.admissible(Fault.KILL_AGENT, "agent-1", kills, 30.0) is Fault.STOP_AGENT
+    assert nemesis.admissible(Fault.KILL_AGENT, "agent-2", kills, 30.0) is Fault.KILL_AGENT
+    assert nemesis.admissible(Fault.KILL_AGENT, "agent-1", kills, 61.0) is Fault.KILL_AGENT
+    assert nemesis.admissible(Fault.KILL_ETCD, "m1", [(0, "m1")] * 5, 1.0) is Fault.KILL_ETCD
+
+
+# -- the history file ----------------------------------------------------------------------------
+def test_a_history_written_to_a_file_loads_back_with_its_heals(tmp_path: Path) -> None:
+    clock = iter([0.0, 1.0, 2.0, 3.0, 4.0]).__next__
+    h = history.History(tmp_path / "h.jsonl", clock=clock)
+    fault = h.fault_started("partition-host", "host1")
+    h.op("kill", "t1", True)
+    h.fault_healed(fault)
+    h.close()
+    loaded = history.load(tmp_path / "h.jsonl")
+    assert loaded == h.records
+    assert [r["heal"] for r in loaded if r["type"] == "fault"] == [3.0]
