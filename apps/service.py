@@ -674,13 +674,17 @@ class AppsService(ContainerRequests):
                 return
             if isinstance(cmd, Revive | Suppress):
                 self.state.suppressed = None      # not known: the next decision says again
-            if isinstance(cmd, Kill):
-                self.containers.kill_failed(cmd.task_id)   # tick() sends it again
+            if isinstance(cmd, Kill):   # tick() sends it again
+                if self.containers.owns(cmd.task_id):
+                    self.containers.kill_failed(cmd.task_id)
+                else:
+                    self.state.kill_failed(cmd.task_id)
             log.warning("call failed", call=type(cmd).__name__, error=e.message)
 
     async def _resend_kills(self) -> None:
         async with self._lock:
             await self._execute(self.containers.resend_kills())
+            await self._execute(self.state.resend_kills())
 
     async def _remove_layer(self, cmd: RemoveLayer) -> None:
         """Delete a removed container's writable layer on its agent; on

@@ -166,6 +166,9 @@ class AppsState:
         # Whether another core of the same framework (the containers') wants
         # offers: then offers are not suppressed when no app waits.
         self.others_want: Callable[[], bool] = lambda: False
+        # Instances whose Kill the master did not take (it was away or failing
+        # over): the next tick sends it again.
+        self._kills_failed: set[str] = set()
         self._out: list[Command] = []
 
     # -- helpers --------------------------------------------------------------
@@ -417,6 +420,10 @@ class AppsState:
                 self._drop(inst, "the master does not know it (never launched, or gone)")
             else:
                 self._observe(inst, status)
+        # A kill recovered from the store may never have reached the master
+        # (the previous leader died or lost it before, or its call failed):
+        # it is sent again (a Kill is idempotent at the master).
+        self._send_kills_again(list(self.instances))
         for inst in list(self.instances.values()):
             if inst.app_id not in self.apps and inst.live:
                 # Its app was removed while the service was away mid-removal.
@@ -508,9 +515,33 @@ class AppsState:
         self._offers_wanted(launched.values())
         return self._take()
 
+    def kill_failed(self, task_id: str) -> None:
+        """The master did not take the Kill of instance `task_id` (a failover,
+        a lost connection): the next tick sends it again."""
+        self._kills_failed.add(task_id)
+
+    def resend_kills(self) -> list[Command]:
+        """The Kill of every live instance whose kill was asked for, again (a
+        new master leader may not know of it)."""
+        self._send_kills_again(list(self.instances))
+        return self._take()
+
+    def _send_kills_again(self, task_ids: Iterable[str]) -> None:
+        for iid in task_ids:
+            self._kills_failed.discard(iid)
+            inst = self.instances.get(iid)
+            if inst is None or not inst.live or not inst.kill_requested:
+                continue
+            a = self.apps.get(inst.app_id)
+            grace = None if a is None else a.current.app.task_kill_grace_period_seconds
+            self._out.append(Kill(inst.id, inst.agent_id, grace))
+
     def tick(self) -> list[Command]:
         """Time passed: backoff delays end, unreachable instances turn
-        inactive, minHealthySeconds pass, deadlines expire."""
+        inactive, minHealthySeconds pass, deadlines expire; Kills the master
+        did not take are sent again."""
+        if self._kills_failed:
+            self._send_kills_again(sorted(self._kills_failed))
         self._advance()
         self._offers_wanted()
         return self._take()
