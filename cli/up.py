@@ -180,21 +180,42 @@ def _wait_apps(urls: list[str], procs: list[subprocess.Popen[bytes]],
     return False
 
 
-def _start_etcd(work: Path, procs: list[subprocess.Popen[bytes]],
-                names: list[str]) -> str | None:
-    """A local single-member etcd on free loopback ports; its endpoint, or None."""
-    import shutil
+def _loopback_ports(n: int, avoid: set[int]) -> list[int]:
+    """`n` distinct loopback ports free right now and not in `avoid`: the
+    kernel's pick (bind to port 0), passed over when it is a port the cluster's
+    own daemons are about to take (`--metrics-port` 54893 was handed to etcd
+    while master-1 had not bound it yet: "address already in use")."""
     import socket
+
+    ports: list[int] = []
+    held: list[socket.socket] = []
+    try:
+        while len(ports) < n:
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+            if port in avoid:
+                s.close()
+            else:
+                held.append(s)   # kept bound until all are picked: no port twice
+                ports.append(port)
+    finally:
+        for s in held:
+            s.close()
+    return ports
+
+
+def _start_etcd(work: Path, procs: list[subprocess.Popen[bytes]],
+                names: list[str], avoid: set[int]) -> str | None:
+    """A local single-member etcd on free loopback ports other than `avoid`
+    (the cluster's own); its endpoint, or None when etcd is not installed."""
+    import shutil
     import urllib.request
 
     binary = shutil.which("etcd")
     if binary is None:
         return None
-    ports = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
+    ports = _loopback_ports(2, avoid)
     client, peer = (f"http://127.0.0.1:{p}" for p in ports)
     with open(work / "etcd.log", "ab") as log:
         procs.append(subprocess.Popen(
@@ -325,7 +346,9 @@ def _run(args: argparse.Namespace, lab: lab_hosts.Lab | None, work: Path) -> int
 
         etcd = args.etcd
         if args.masters > 1 and not etcd:
-            etcd = _start_etcd(work, procs, names)
+            own = {base + i for base in (args.port, args.metrics_port, args.apps_port)
+                   for i in range(args.masters)}
+            etcd = _start_etcd(work, procs, names, own)
             if etcd is None:
                 print("juggler up: --masters > 1 needs etcd: give --etcd URL, or install it "
                       "(Debian/Ubuntu: apt-get install etcd-server)", file=sys.stderr)
