@@ -52,6 +52,7 @@ from juggler.container import cni, network
 from juggler.container.cni_config import (
     BUILTIN,
     DEFAULT_BRIDGE,
+    DEFAULT_IPAM_ROOT,
     DEFAULT_PLUGIN_DIRS,
     DEFAULT_SUBNET,
     CniError,
@@ -64,7 +65,6 @@ from juggler.v1 import common_pb2
 
 log = logs.get("juggler.agent.networks")
 
-DEFAULT_IPAM_ROOT = "/run/juggler/cni"
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 
 
@@ -76,7 +76,7 @@ class NetworkOptions:
     plugin_dirs: tuple[str, ...] = DEFAULT_PLUGIN_DIRS  # --network-cni-plugins-dir
     bridge_subnet: str = DEFAULT_SUBNET  # --bridge-subnet
     bridge_name: str = DEFAULT_BRIDGE  # --bridge-name
-    ipam_root: str = DEFAULT_IPAM_ROOT
+    ipam_root: str = DEFAULT_IPAM_ROOT  # --ipam-dir
     bridge_pool_size: int = DEFAULT_SIZE  # --bridge-pool-size (0: no pool)
 
 

@@ -52,8 +52,9 @@ from juggler.apps import docker_views as views
 from juggler.apps.containers import CS, Container, ContainerConfig, ContainerError
 from juggler.apps.containers_state import ContainersState
 from juggler.apps.docker_errors import DockerError
-from juggler.apps.rest_backend import Reply
+from juggler.apps.rest_backend import Reply, not_recorded
 from juggler.common import logs
+from juggler.store.interface import StoreError
 from juggler.v1 import operator_pb2
 
 __all__ = ["API_VERSION", "MIN_API_VERSION", "DockerBackend", "add_docker_routes",
@@ -206,6 +207,8 @@ async def _docker(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     except (asyncio.CancelledError, ConnectionError):
         raise
+    except StoreError as e:
+        return _error(503, not_recorded(e))
     except grpc.aio.AioRpcError as e:
         log.warning("agent call failed", path=request.path, code=e.code().name,
                     details=e.details())

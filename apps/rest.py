@@ -76,7 +76,7 @@ from juggler.apps.rest_apps import (
     list_tasks,
     update_apps,
 )
-from juggler.apps.rest_backend import BACKEND, Backend, Handler, Reply
+from juggler.apps.rest_backend import BACKEND, Backend, Handler, Reply, not_recorded
 from juggler.apps.rest_deployments import (
     cancel_deployment,
     get_deployment,
@@ -89,6 +89,7 @@ from juggler.apps.rest_groups import create_group, delete_group, get_group, upda
 from juggler.apps.rest_instance import get_info, get_leader, get_metrics, ping
 from juggler.apps.rest_proxy import _leader_only, _mark_leader, _proxy_session
 from juggler.common import logs, tls
+from juggler.store.interface import StoreError
 
 # What the service and the tests use from here.
 __all__ = ["HEARTBEAT_SECONDS", "Backend", "label_selector", "make_app", "serve"]
@@ -109,6 +110,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return web.json_response(e.body(), status=e.status)
     except InvalidDefinition as e:
         return web.json_response(e.body(), status=422)
+    except StoreError as e:
+        return web.json_response({"message": not_recorded(e)}, status=503)
     except web.HTTPException as e:
         if e.status == 404:
             return web.json_response({"message": "URI not found"}, status=404)

@@ -118,6 +118,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # -- helpers ------------------------------------------------------------------------------
 
 
+def not_recorded(error: Exception) -> str:
+    """What a request is told when the apps service could not write its
+    decision to the store (HTTP 503: it stops acting and starts over)."""
+    return (f"the apps service could not record this in its store ({error}); it starts "
+            "over from the store as a standby: try again in a moment")
+
+
 def _backend(request: web.Request) -> Backend:
     return request.app[BACKEND]
 

@@ -445,7 +445,7 @@ class AppsService(ContainerRequests):
         events = asyncio.create_task(self._events(fw))
         self._tasks.append(events)
         await self._reconcile(fw)
-        self._tasks.append(asyncio.create_task(self._ticker()))
+        self._tasks.append(asyncio.create_task(self._guard(self._ticker())))
         await events
 
     async def _reconcile(self, fw: Framework) -> None:
@@ -574,6 +574,19 @@ class AppsService(ContainerRequests):
                 await self._execute(self.containers.tick())
                 await self._execute(self.state.tick())
 
+    def _abdicate(self, error: StoreError) -> None:
+        """A write of the store failed (etcd unreachable, or this term ended:
+        NotLeader): what the core decided is not recorded, and the core no
+        longer matches the store. Stop acting on it; the daemon starts over
+        as a standby (cli/daemons.py), and whoever leads next (this process
+        again, or another) reads the store afresh. Nothing is sent for the
+        decision: the commands after the writes are not carried out."""
+        if self.acting:
+            log.error("a write to the store failed: this instance stops acting and starts "
+                      "over from the store", error=str(error))
+        self.acting = False
+        self.lost.set()
+
     def _fence(self) -> Any:
         return self.election.fence() if self.election is not None else None
 
@@ -612,7 +625,12 @@ class AppsService(ContainerRequests):
         if writes:
             ops = [Delete(k) if v is None else Put(k, json.dumps(v).encode())
                    for k, v in writes.items()]
-            await self.store.batch(ops, fence=self._fence())
+            try:
+                await self.store.batch(ops, fence=self._fence())
+            except StoreError as e:
+                self._abdicate(e)
+                raise
+            _log_containers(writes)
         fw = self.framework
         if fw is None or not (calls or launches):
             return
@@ -713,6 +731,19 @@ class AppsService(ContainerRequests):
             plan = event.get("plan") or {}
             log.info(cmd.event_type, deployment=event.get("id") or plan.get("id"),
                      apps=plan.get("affectedApps"), reason=event.get("reason"))
+
+
+def _log_containers(writes: dict[str, Any]) -> None:
+    """Every container's change as recorded: the trail of its states."""
+    for key, v in writes.items():
+        if not key.startswith("containers/"):
+            continue
+        if v is None:
+            log.info("container removed", id=key.removeprefix("containers/")[:12])
+        else:
+            log.info("container", name=v["name"], status=v["status"], desired=v["desired"],
+                     task=v["taskId"], launched=v["launched"], agent=v["agentId"] or None,
+                     exit_code=v["exitCode"], error=v["error"] or None)
 
 
 __all__ = ["AppsConfig", "AppsService", "StoreError"]

@@ -186,6 +186,12 @@ def add_agent_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bridge-subnet", default="10.88.0.0/24", metavar="CIDR",
                    help="IPv4 range of the built-in \"bridge\" network on this agent "
                         "(default 10.88.0.0/24; give each host of a lab its own)")
+    # The default is cni_config.DEFAULT_IPAM_ROOT's (the master's process loads no container code).
+    p.add_argument("--ipam-dir", default="/run/juggler/cni", metavar="DIR",
+                   help="where the built-in network's address leases live (CNI host-local's "
+                        "dataDir, one directory per subnet; default "
+                        "/run/juggler/cni): agents in one network namespace share it, "
+                        "agents in separate ones (a lab's hosts) each have their own")
     p.add_argument("--bridge-name", default="juggler0", metavar="NAME",
                    help="Linux bridge of the built-in network (default juggler0)")
     p.add_argument("--bridge-pool-size", type=int, default=2, metavar="N",
@@ -354,6 +360,7 @@ def agent_main(args: argparse.Namespace) -> int:
                              plugin_dirs=tuple(d for d in args.network_cni_plugins_dir.split(":")
                                                if d),
                              bridge_subnet=args.bridge_subnet, bridge_name=args.bridge_name,
+                             ipam_root=args.ipam_dir,
                              bridge_pool_size=args.bridge_pool_size),
                          ports_watch_interval=args.container_ports_watch_interval,
                          ports_agent_range_only=args.check_agent_port_range_only,

@@ -10,7 +10,8 @@ host off as a pulled cable would. Lab L (`--lab`, default 0), host i (1-based):
     bridge jlab<L>  10.77.<L>.1/24  ◀─veth─▶  eth0  10.77.<L>.<10+i>/24, default via .1
       └ jlab<L>h<i> (the root end)            lo up, net.ipv4.ip_forward = 1
                                               agent host<i>: API <address>:5051,
-                                              --bridge-subnet 10.88.<i>.0/24
+                                              --bridge-subnet 10.88.<i>.0/24,
+                                              --ipam-dir /run/juggler/cni/<netns>
 
 Ownership: a lab is held by an flock on /run/juggler/labs/jlab<L>.lock for
 as long as its `juggler up` lives; beside it jlab<L>.json records what was
@@ -37,12 +38,15 @@ import ctypes.util
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from juggler.container.cni_config import DEFAULT_IPAM_ROOT
 
 STATE_DIR = Path("/run/juggler/labs")
 NETNS_DIR = Path("/run/netns")
@@ -63,7 +67,10 @@ class LabError(Exception):
 class LabHost:
     """One host: `name` is the agent's hostname, `address` its IPv4 on the lab
     bridge, `netns` the namespace's name under /run/netns, `veth` the root
-    end of its cable, `bridge_subnet` its agent's container network (CIDR)."""
+    end of its cable, `bridge_subnet` its agent's container network (CIDR),
+    `ipam_dir` where that network's address leases live: the host's own (host
+    i of every lab has the same subnet), emptied when its namespace is made
+    and removed with it."""
 
     index: int
     name: str
@@ -83,6 +90,10 @@ class LabHost:
         # back with the link, the default route must be put back.
         return (f"ip -n {self.netns} link set eth0 up && "
                 f"ip -n {self.netns} route replace default via {self.gateway}")
+
+    @property
+    def ipam_dir(self) -> Path:
+        return Path(DEFAULT_IPAM_ROOT) / self.netns
 
     @property
     def agent_address(self) -> str:
@@ -282,6 +293,7 @@ def _create(lab: Lab) -> None:
         ip.addr("add", index=br, address=lab.gateway, prefixlen=PREFIXLEN)
         ip.link("set", index=br, state="up")
         for h in lab.hosts:
+            shutil.rmtree(h.ipam_dir, ignore_errors=True)   # a crashed run's: no address is used
             netns.create(h.netns)
             ip.link("add", ifname=h.veth, kind="veth",
                     peer={"ifname": "eth0", "net_ns_fd": h.netns})
@@ -305,6 +317,7 @@ def destroy(lab: Lab) -> None:
     for h in lab.hosts:
         if h.netns in existing:
             netns.remove(h.netns)
+        shutil.rmtree(h.ipam_dir, ignore_errors=True)
     with IPRoute() as ip:
         for name in [*(h.veth for h in lab.hosts), lab.bridge]:
             # A namespace's teardown (which takes its veths) runs in the

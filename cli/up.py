@@ -533,7 +533,7 @@ def _ping_flags(args: argparse.Namespace) -> list[str]:
 
 def _lab_agent(argv: list[str], host: lab_hosts.LabHost) -> list[str]:
     """An agent's command line as a lab host's: its API on the host's address
-    (advertised as such), its own container subnet, and the address as its
+    (advertised as such), its own container subnet and address leases, and the address as its
     hostname: the lab has no DNS, and the hostname is what frameworks are told
     to reach the agent's tasks at (an offer's hostname, Marathon's task `host`,
     $HOST), as a Mesos agent with --hostname_lookup=false reports its IP."""
@@ -542,7 +542,10 @@ def _lab_agent(argv: list[str], host: lab_hosts.LabHost) -> list[str]:
                         ("--metrics-port", str(lab_hosts.AGENT_METRICS_PORT)),
                         ("--hostname", host.address)):
         out[out.index(flag) + 1] = value
-    return [*out, "--bridge-subnet", host.bridge_subnet]
+    # Its own leases: host i of every lab has subnet 10.88.i.0/24, and two
+    # labs at once must not share (and free) each other's addresses.
+    return [*out, "--bridge-subnet", host.bridge_subnet,
+            "--ipam-dir", str(host.ipam_dir)]
 
 
 DOCKER_SOCKET = Path("/run/juggler/docker.sock")

@@ -53,6 +53,8 @@ DEFAULT_SUBNET = "10.88.0.0/24"
 DEFAULT_BRIDGE = "juggler0"
 DEFAULT_PLUGIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
 DEFAULT_IFNAME = "eth0"
+# Where the built-in network's leases live (host-local's dataDir root; agent --ipam-dir).
+DEFAULT_IPAM_ROOT = "/run/juggler/cni"
 CONFIG_SUFFIXES = (".conflist", ".conf", ".json")  # libcni's, as Mesos reads them
 PORT_MAPPINGS = "portMappings"
 

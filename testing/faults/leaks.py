@@ -8,8 +8,8 @@ network attachments are theirs to keep).
 
 Everything is scoped to this lab: sandboxes, mounts and network attachments
 under its work dir, cgroups named after its frameworks' ids, IPAM leases whose
-container id one of its agents logged (the lease dirs /run/juggler/cni/<subnet>
-are shared by every lab's host of that number).
+container id one of its agents logged (each lab host has its own lease dir,
+/run/juggler/cni/<host's netns>/<subnet>: `juggler up`'s --ipam-dir).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from pathlib import Path
 from juggler.testing.faults.cluster import Lab
 
 CGROUPS = Path("/sys/fs/cgroup")
-IPAM_ROOT = Path("/run/juggler/cni")
 
 
 @dataclass
@@ -127,7 +126,7 @@ def scan(lab: Lab) -> Inventory:
                                capture_output=True, text=True, timeout=10).stdout
         inv.veths[h.name] = sum(1 for x in links.splitlines() if "master juggler0" in x)
         leases = []
-        for p in (IPAM_ROOT / h.bridge_subnet.replace("/", "_")).glob("*/*"):
+        for p in (h.ipam_dir / h.bridge_subnet.replace("/", "_")).glob("*/*"):
             if re.fullmatch(r"[0-9.]+", p.name):
                 try:
                     leases.append((p.name, p.read_text().split()[0]))

@@ -53,3 +53,20 @@ def test_what_is_not_recorded_as_ours_is_left_alone_and_refused() -> None:
         remove, bridge, why = stale_to_remove(None, set(), alias, lab)
         assert (remove, bridge) == ([], False)
         assert why is not None and "jlab3 exists and is not a juggler lab's" in why
+
+
+def test_each_labs_hosts_keep_their_address_leases_apart() -> None:
+    # Host i of every lab has subnet 10.88.i.0/24: two labs at once (a fault
+    # campaign beside CI's lab tests) shared, and freed, each other's leases.
+    from juggler.cli.up import _lab_agent
+
+    argv = ["juggler", "agent", "--host", "x", "--port", "0", "--metrics-port", "0",
+            "--hostname", "x"]
+    dirs = set()
+    for index in (0, 7):
+        for h in plan(index, 2).hosts:
+            out = _lab_agent(argv, h)
+            assert out[out.index("--bridge-subnet") + 1] == h.bridge_subnet
+            dirs.add(out[out.index("--ipam-dir") + 1])
+    assert dirs == {"/run/juggler/cni/juggler-host1", "/run/juggler/cni/juggler-host2",
+                    "/run/juggler/cni/jlab7-host1", "/run/juggler/cni/jlab7-host2"}
