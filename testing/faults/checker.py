@@ -242,8 +242,9 @@ def not_converged(final: dict[str, Any]) -> list[Anomaly]:
         # "dead" (its agent lost it: it cannot start again) is not running,
         # which is all a desired "exited" asks.
         if c["state"] != c["desired"] and (c["desired"], c["state"]) != ("exited", "dead"):
+            why = f" ({c['why']})" if c.get("why") else ""
             out.append(Anomaly("not-converged", name,
-                               f"desired {c['desired']}; the container is {c['state']}"))
+                               f"desired {c['desired']}; the container is {c['state']}{why}"))
     return out
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import threading
 import time
@@ -368,10 +369,26 @@ class ContainersWorkload:
                 out[parts[0].lstrip("/")] = parts[1]
         return out
 
-    def observed(self) -> dict[str, dict[str, str]]:
+    def observed(self) -> dict[str, dict[str, Any]]:
+        """{name: {"desired", "state"}}, and for one not in its desired state
+        "why": its inspect's State (exit code, error, times), to tell apart
+        an exit of its own, a kill and a start that never took."""
         states = self.states()
-        return {name: {"desired": want, "state": states.get(name, "missing")}
-                for name, want in self.desired.items()}
+        out: dict[str, dict[str, Any]] = {}
+        for name, want in self.desired.items():
+            out[name] = {"desired": want, "state": states.get(name, "missing")}
+            if out[name]["state"] != want:
+                out[name]["why"] = self._inspect_state(name)
+        return out
+
+    def _inspect_state(self, name: str) -> dict[str, Any]:
+        try:
+            done = self.lab.juggler("inspect", name, timeout=30)
+            state = json.loads(done.stdout)[0]["State"]
+        except Exception as e:   # TimeoutExpired, not JSON: what was seen
+            return {"unknown": f"{type(e).__name__}: {e}"[:200]}
+        return {k: state.get(k) for k in ("Status", "ExitCode", "Error", "OOMKilled",
+                                          "StartedAt", "FinishedAt")}
 
     def remove(self) -> None:
         for name in self.desired:
