@@ -414,6 +414,24 @@ def ask_masters_sync(masters: Sequence[str],
     return answers
 
 
+def _after(candidates: Sequence[str], answers: Mapping[str, Answer], left: float,
+           pause: float) -> tuple[bool, str | None, float]:
+    """What find_leader does after a round of `answers`, `left` seconds before
+    its deadline: (done, the leader to return, else the seconds to wait
+    before asking again: `pause`, or 0.2 for a pick still electing). A
+    refusal from every master is remembered (_refused)."""
+    leader = choose_leader(answers)
+    if leader is not None and not still_electing(answers, leader):
+        return True, leader, 0.0
+    if nobody_will_say(answers):
+        _refused(candidates, answers)
+        return True, None, 0.0
+    wait = 0.2 if leader is not None else pause
+    if wait >= left:
+        return True, leader, 0.0
+    return False, leader, wait
+
+
 async def find_leader(masters: str | Sequence[str], timeout: float,
                       per_try: float = ASK_SECONDS) -> str | None:
     """The leading master of `masters` ("host:port[,…]" or a list), as
@@ -434,14 +452,8 @@ async def find_leader(masters: str | Sequence[str], timeout: float,
     pause = 0.2
     while True:
         answers = await ask_masters(candidates, min(per_try, max(0.1, deadline - loop.time())))
-        leader = choose_leader(answers)
-        if leader is not None and not still_electing(answers, leader):
-            return leader
-        if nobody_will_say(answers):
-            _refused(candidates, answers)
-            return None
-        wait = 0.2 if leader is not None else pause
-        if loop.time() + wait >= deadline:
+        done, leader, wait = _after(candidates, answers, deadline - loop.time(), pause)
+        if done:
             return leader
         await asyncio.sleep(wait)
         pause = min(2.0, pause * 1.5)
@@ -458,14 +470,8 @@ def find_leader_sync(masters: str | Sequence[str], timeout: float,
     while True:
         answers = ask_masters_sync(candidates,
                                    min(per_try, max(0.1, deadline - time.monotonic())))
-        leader = choose_leader(answers)
-        if leader is not None and not still_electing(answers, leader):
-            return leader
-        if nobody_will_say(answers):
-            _refused(candidates, answers)
-            return None
-        wait = 0.2 if leader is not None else pause
-        if time.monotonic() + wait >= deadline:
+        done, leader, wait = _after(candidates, answers, deadline - time.monotonic(), pause)
+        if done:
             return leader
         time.sleep(wait)
         pause = min(2.0, pause * 1.5)

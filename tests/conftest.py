@@ -171,6 +171,51 @@ def juggler_up(*flags: str, home: Path,
         _stop(proc, stop_timeout)
 
 
+@dataclass
+class ThreeMasters:
+    """`juggler up --masters 3 --agents 1` (its own etcd): the masters'
+    addresses, the env and argv that run the CLI against it, and up itself."""
+
+    addresses: list[str]
+    apps_port: int   # the first apps service's (the others: +1, +2)
+    env: dict[str, str]
+    juggler: list[str]
+    up: subprocess.Popen[str]
+
+    def master_pid(self, address: str) -> int:
+        """The pid of the master (a child of up) that listens at `address`."""
+        from juggler.testing.processes import argv_of, children_of
+
+        port = address.rsplit(":", 1)[1]
+        pids = [pid for pid in children_of(self.up.pid)
+                if "master" in (argv := argv_of(pid)) and "--port" in argv
+                and argv[argv.index("--port") + 1] == port]
+        assert len(pids) == 1, (address, pids)
+        return pids[0]
+
+
+@contextlib.contextmanager
+def three_masters_up(tmp_path: Path) -> Iterator[ThreeMasters]:
+    """As juggler_up, with three masters on free ports (P, P+1, P+2 of each
+    of --port, --metrics-port and --apps-port) and a Docker socket of its own.
+    Skips the test when etcd is not installed."""
+    needs_root()
+    try:
+        etcd_binary()
+    except EtcdNotInstalled as e:
+        pytest.skip(str(e))
+    port, metrics, apps = free_ports(3, 3, 3)
+    env = dict(os.environ, JUGGLER_HOME=str(tmp_path / "home"))
+    with juggler_up("--masters", "3", "--agents", "1", "--port", str(port),
+                    "--metrics-port", str(metrics), "--apps-port", str(apps),
+                    "--work-dir", str(tmp_path / "work"),
+                    "--docker-socket", str(tmp_path / "docker.sock"),
+                    home=tmp_path / "home", stop_timeout=60) as (up, ready):
+        assert "3 masters" in ready
+        yield ThreeMasters([f"127.0.0.1:{p}" for p in (port, port + 1, port + 2)], apps, env,
+                           [sys.executable, "-m", "juggler.cli.main"], up)
+
+
 def _stop(up: subprocess.Popen[str], timeout: float) -> None:
     """Stop `juggler up` as Ctrl-C does (it stops what it started)."""
     if up.poll() is not None:

@@ -12,7 +12,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -22,10 +21,8 @@ import pytest
 from juggler.common import servers
 from juggler.sdk import Framework
 from juggler.testing import secure
-from juggler.testing.etcd_server import EtcdNotInstalled, etcd_binary
-from juggler.testing.processes import argv_of, children_of
 from juggler.v1 import common_pb2, operator_pb2, operator_pb2_grpc
-from tests.conftest import free_ports, juggler_up, needs_root, wait_for
+from tests.conftest import three_masters_up, wait_for
 from tests.integration.test_apps import api, app_of
 from tests.integration.test_ha import says_it_leads
 
@@ -53,22 +50,9 @@ def active_agents(address: str) -> list[operator_pb2.AgentView]:
 
 
 def test_every_client_gets_past_a_frozen_leader(tmp_path: Path) -> None:
-    needs_root()
-    try:
-        etcd_binary()
-    except EtcdNotInstalled as e:
-        pytest.skip(str(e))
-    port, metrics, apps = free_ports(3, 3, 3)   # up --masters 3 takes P, P+1, P+2 of each
-    addresses = [f"127.0.0.1:{p}" for p in (port, port + 1, port + 2)]
-    masters = ",".join(addresses)
-    env = dict(os.environ, JUGGLER_HOME=str(tmp_path / "home"))
-    juggler = [sys.executable, "-m", "juggler.cli.main"]
-    with juggler_up("--masters", "3", "--agents", "1", "--port", str(port),
-                    "--metrics-port", str(metrics), "--apps-port", str(apps),
-                    "--work-dir", str(tmp_path / "work"),
-                    "--docker-socket", str(tmp_path / "docker.sock"),
-                    home=tmp_path / "home", stop_timeout=60) as (up, ready):
-        assert "3 masters" in ready
+    with three_masters_up(tmp_path) as cluster:
+        env, juggler, addresses = cluster.env, cluster.juggler, cluster.addresses
+        masters = ",".join(addresses)
 
         def leader(but: str = "") -> str | None:
             return next((a for a in addresses if a != but and says_it_leads(a)), None)
@@ -78,12 +62,8 @@ def test_every_client_gets_past_a_frozen_leader(tmp_path: Path) -> None:
         warm = subprocess.run([*juggler, "run", "-q", "--", "echo", "warm"], env=env,
                               capture_output=True, text=True, timeout=SETUP)
         assert warm.returncode == 0 and warm.stdout == "warm\n", warm.stderr
-        frozen_port = old.rsplit(":", 1)[1]
-        pids = [pid for pid in children_of(up.pid)
-                if "master" in (argv := argv_of(pid)) and "--port" in argv
-                and argv[argv.index("--port") + 1] == frozen_port]
-        assert len(pids) == 1, (old, pids)
-        os.kill(pids[0], signal.SIGSTOP)
+        frozen = cluster.master_pid(old)
+        os.kill(frozen, signal.SIGSTOP)
         try:
             frozen_at = time.monotonic()
             new = wait_for(lambda: leader(but=old), DEADLINE, what="another master to lead")
@@ -119,7 +99,7 @@ def test_every_client_gets_past_a_frozen_leader(tmp_path: Path) -> None:
 
             # The apps service (a framework too) takes an app and runs it.
             if not secure.enabled():   # its REST API wants a token in the TLS mode
-                url = f"http://127.0.0.1:{apps}"
+                url = f"http://127.0.0.1:{cluster.apps_port}"
                 app_id = f"/frozen-{uuid.uuid4().hex[:8]}"
                 status, body = api(url, "POST", "/v2/apps", {
                     "id": app_id, "cmd": "exec sleep 600", "instances": 2, "cpus": 0.1,
@@ -129,4 +109,4 @@ def test_every_client_gets_past_a_frozen_leader(tmp_path: Path) -> None:
                          interval=0.5, what="the app's 2 instances to run")
                 api(url, "DELETE", f"/v2/apps{app_id}?force=true")
         finally:
-            os.kill(pids[0], signal.SIGCONT)
+            os.kill(frozen, signal.SIGCONT)

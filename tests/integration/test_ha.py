@@ -29,7 +29,7 @@ from juggler.testing.daemons import Daemons
 from juggler.testing.etcd_server import EtcdNotInstalled, EtcdServer, etcd_server
 from juggler.testing.processes import argv_of, children_of, marker, processes_with
 from juggler.v1 import common_pb2, operator_pb2, operator_pb2_grpc
-from tests.conftest import free_ports, juggler_up, needs_root, wait_for
+from tests.conftest import needs_root, three_masters_up, wait_for
 from tests.framework_client import Client, run, task
 from tests.integration.test_master_contract import wait_async
 
@@ -482,26 +482,9 @@ def test_juggler_up_with_three_masters_survives_the_leaders_death(tmp_path: Path
     """`juggler up --masters 3` (its own etcd): kill -9 the leading master, and
     `juggler run` works again under a new leader; `up` starts the dead one again."""
     import subprocess
-    import sys
 
-    from juggler.testing.etcd_server import etcd_binary
-
-    needs_root()
-    try:
-        etcd_binary()
-    except EtcdNotInstalled as e:
-        pytest.skip(str(e))
-
-    port, metrics, apps = free_ports(3, 3, 3)   # up --masters 3 takes P, P+1, P+2 of each
-    ports = [port, port + 1, port + 2]
-    env = dict(os.environ, JUGGLER_HOME=str(tmp_path / "home"))
-    juggler = [sys.executable, "-m", "juggler.cli.main"]
-    with juggler_up("--masters", "3", "--agents", "1", "--port", str(port),
-                    "--metrics-port", str(metrics), "--apps-port", str(apps),
-                    "--work-dir", str(tmp_path / "work"),
-                    "--docker-socket", str(tmp_path / "docker.sock"),
-                    home=tmp_path / "home", stop_timeout=60) as (up, ready):
-        assert "3 masters" in ready
+    with three_masters_up(tmp_path) as cluster:
+        env, juggler, addresses = cluster.env, cluster.juggler, cluster.addresses
 
         def run_echo(word: str) -> bool:
             r = subprocess.run([*juggler, "run", "--", "echo", word], env=env,
@@ -510,23 +493,16 @@ def test_juggler_up_with_three_masters_survives_the_leaders_death(tmp_path: Path
             return r.returncode == 0 and word in r.stdout
 
         assert run_echo("before")
-        addresses = [f"127.0.0.1:{p}" for p in ports]
 
         def leader() -> str | None:
             return next((a for a in addresses if says_it_leads(a)), None)
 
         old = wait_for(leader, DEADLINE, what="a leader")
-        # That master is the child of this test's `up` that listens on its port.
-        port = old.rsplit(":", 1)[1]
-        pids = [pid for pid in children_of(up.pid)
-                if "master" in (argv := argv_of(pid)) and "--port" in argv
-                and argv[argv.index("--port") + 1] == port]
-        assert len(pids) == 1, (old, pids)
-        os.kill(pids[0], signal.SIGKILL)
+        os.kill(cluster.master_pid(old), signal.SIGKILL)
         wait_for(lambda: (lead := leader()) is not None and lead != old, DEADLINE,
                  what="a new leader")
         assert run_echo("after")
-        assert up.poll() is None, "juggler up stopped when one master died"
+        assert cluster.up.poll() is None, "juggler up stopped when one master died"
 
         # The dead master is back, as a standby.
         wait_for(lambda: says_it_leads(old) is False, DEADLINE,
