@@ -14,6 +14,7 @@ each recorded in the agent's story with its stimulus.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -34,6 +35,10 @@ from juggler.v1 import common_pb2, operator_pb2
 # 8,000 agents back would take a third of the master while the last 2,000
 # re-register. A cluster that lost agents with its master waits 5 s for offers.)
 RECOVERY_FACTOR = 1.0
+# The master pings its agents in slices, one every PING_SLICE seconds, each
+# agent once per ping timeout (master/server.py _ping_loop; the simulated
+# cluster, testing/cluster.py, does the same).
+PING_SLICE = 0.1
 RECOVERY_HOLD_SECONDS = 5.0
 
 # Registries written before maintenance had its own field kept DRAINING (4) and
@@ -266,3 +271,14 @@ def agent_total(info: common_pb2.AgentInfo) -> Resources:
         return Resources.from_proto(info.resources)
     except ResourceError as e:
         raise CallError(Code.INVALID_ARGUMENT, f"agent resources: {e}") from None
+
+
+def ping_slices(ping_timeout: float) -> int:
+    """How many slices the agents' pings of one ping timeout are spread over."""
+    return max(1, round(ping_timeout / PING_SLICE))
+
+
+def ping_slice(agent_id: str, slices: int) -> int:
+    """The slice (0 … slices-1) in which `agent_id` is pinged: a stable hash
+    of its id, the same in every process and run."""
+    return zlib.crc32(agent_id.encode()) % slices

@@ -25,6 +25,7 @@ from juggler.common.clock import SystemClock
 from juggler.master import access as master_access
 from juggler.master import metrics as operator_metrics
 from juggler.master import views
+from juggler.master.agent_book import ping_slice, ping_slices
 from juggler.master.allocator import Allocator
 from juggler.master.commands import (
     Allocate,
@@ -72,7 +73,6 @@ ALLOCATION = Histogram("juggler_master_allocation_seconds", "Duration of an allo
 
 
 MIN_TRIGGERED_GAP = 0.02  # seconds between event-triggered allocation cycles
-PING_SLICE = 0.1  # seconds between two slices of the agents' pings (_ping_loop)
 
 
 @dataclass
@@ -440,18 +440,18 @@ class Master:
         """Ping every agent once per ping timeout; each answers with a heartbeat.
 
         The pings are spread over the timeout, a slice of the agents every
-        PING_SLICE seconds (an agent's slice: its id's hash), as Mesos pings
+        PING_SLICE seconds (an agent's slice: agent_book.ping_slice), as Mesos pings
         each agent on its own timer: pinging every agent at once made a burst of
         a write and an answer per agent that held up every call and update
         behind it (150 ms at 1,000 agents: the p99 of Accept→RUNNING in
         benchmarks/master_throughput.py --rate 500)."""
         ping = agent_pb2.MasterMessage(heartbeat=agent_pb2.MasterMessage.Heartbeat())
-        slices = max(1, round(self.config.agent_ping_timeout / PING_SLICE))
+        slices = ping_slices(self.config.agent_ping_timeout)
         while True:
             for i in range(slices):
                 await asyncio.sleep(self.config.agent_ping_timeout / slices)
                 for agent_id, queue in self._agents.items():
-                    if hash(agent_id) % slices == i:
+                    if ping_slice(agent_id, slices) == i:
                         queue.put_nowait(ping)
 
     def _update_gauges(self) -> None:

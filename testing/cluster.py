@@ -8,9 +8,10 @@ with fake executors, a fake registry and a fake clock.
 Everything the real processes decide is decided here by the same pure code
 (master/state.py, agent/state.py); only the shells are replaced: messages are
 delivered by `settle()` until nothing is left to deliver, time passes only in
-`advance()`, a registry is a dict, a checkpoint is a dict per agent, and an
-executor is a FakeExecutor that says hello, reports RUNNING and obeys kills (a
-kill ends its task KILLED after the grace period; a shutdown ends it at once).
+`advance()` (where the master pings its agents, as its ping loop does), a
+registry is a dict, a checkpoint is a dict per agent, and an executor is a
+FakeExecutor that says hello, reports RUNNING and obeys kills (a kill ends its
+task KILLED after the grace period; a shutdown ends it at once).
 Executors outlive their agent, as real ones do.
 
 Faults a test can inject, none of which needs root or a wall clock:
@@ -38,6 +39,7 @@ from juggler.common import task_states
 from juggler.common.clock import FakeClock
 from juggler.common.resources import Resources
 from juggler.master import commands as mc
+from juggler.master.agent_book import ping_slice, ping_slices
 from juggler.master.allocator import Allocator
 from juggler.master.state import MasterState, RegistrySnapshot
 from juggler.v1 import (
@@ -317,6 +319,14 @@ class SimFramework:
             common_pb2.Filters(refuse_seconds=0))
         return offer.hostname
 
+    def decline_all(self, refuse_seconds: float) -> None:
+        """Decline every offer held, not to be offered those agents again for
+        `refuse_seconds`, as a framework with nothing to run does: the offers go
+        round to the other frameworks."""
+        held, self.offers = list(self.offers), {}
+        if held:
+            self.call("decline", held, common_pb2.Filters(refuse_seconds=refuse_seconds))
+
     def kill(self, task_id: str, grace: float | None = None, agent_id: str = "") -> None:
         policy = None
         if grace is not None:
@@ -379,6 +389,8 @@ class Cluster:
                        "torn_down_kept": torn_down_kept}
         self.reregister_timeout = agent_reregister_timeout
         self.master = self._new_master()
+        self._ping_origin = self.clock.now()  # when the master's ping loop started
+        self._ping_slices_done = 0  # the slices of its pings sent so far
         self.frameworks: list[SimFramework] = []
         self.logs: list[mc.Log] = []
         self._later: list = []
@@ -436,6 +448,7 @@ class Cluster:
             fw.connected = False
             fw.offers.clear()
         self.master = self._new_master()
+        self._ping_origin, self._ping_slices_done = self.clock.now(), 0
         self.master.recover_registry(self._snapshot(), self.reregister_timeout)
         for agent in self.agents.values():
             if agent.running and not agent.severed:
@@ -443,8 +456,8 @@ class Cluster:
         self.settle()
 
     def advance(self, seconds: float, step: float = 1.0) -> None:
-        """Time passes, in steps: the master's timeouts, agents' retries and
-        executors' grace periods each get their turn."""
+        """Time passes, in steps: the master's timeouts and pings, agents'
+        retries and executors' grace periods each get their turn."""
         end = self.clock.now() + seconds
         while self.clock.now() < end:
             self.clock.advance(min(step, end - self.clock.now()))
@@ -459,6 +472,7 @@ class Cluster:
                     # A live agent whose stream broke dials again.
                     if not agent.linked and not agent.severed:
                         self._register(agent)
+            self._ping_agents()
             self.settle()
 
     def heal(self) -> None:
@@ -616,6 +630,27 @@ class Cluster:
                 self._allocate = True
             elif isinstance(command, mc.Log):
                 self.logs.append(command)
+
+    def _ping_agents(self) -> None:
+        """The master's ping loop (master/server.py `_ping_loop`): every agent
+        with a stream is pinged once per ping timeout, in its slice of it (a
+        slice every PING_SLICE seconds; the agent's: agent_book.ping_slice).
+        The agent's core answers with a heartbeat, which proves it alive. An
+        agent cut off, stopped or between two streams is not pinged, falls
+        silent and becomes UNREACHABLE in time, as a real one does."""
+        timeout = float(self.config["agent_ping_timeout"])
+        slices = ping_slices(timeout)
+        due = int((self.clock.now() - self._ping_origin) * slices / timeout + 1e-9)
+        passed = range(self._ping_slices_done, due)  # slice k pings the agents of k % slices
+        if not passed:
+            return
+        self._ping_slices_done = due
+        hit = {k % slices for k in passed} if len(passed) < slices else set(range(slices))
+        for agent in self.agents.values():
+            if (agent.linked and agent.core is not None
+                    and ping_slice(agent.agent_id, slices) in hit):
+                agent.inbox.append(agent_pb2.MasterMessage(
+                    heartbeat=agent_pb2.MasterMessage.Heartbeat()))
 
     def _expire_kills(self) -> None:
         """Executors whose kill grace period is over end their task KILLED."""

@@ -58,6 +58,26 @@ class ClusterMachine(RuleBasedStateMachine):
     def _framework(self, i: int) -> SimFramework:
         return self.frameworks[i % len(self.frameworks)]
 
+    def _launch(self, fw: SimFramework, info: common_pb2.TaskInfo, agent: str | None) -> bool:
+        """`fw` launches the task on an offer (of `agent` if given). Without one,
+        the frameworks holding the offers, having nothing to run, decline them
+        for a while, as real ones do, and `fw` tries again: healthy agents stay
+        offered to whoever holds them, so offers go round only this way.
+        False: no offer still. Raises CallError when the launch is refused."""
+        try:
+            fw.launch(info, agent)
+            return True
+        except AssertionError:
+            pass
+        for other in self.frameworks:
+            if other is not fw and other.connected:
+                other.decline_all(refuse_seconds=5)
+        try:
+            fw.launch(info, agent)
+        except AssertionError:
+            return False
+        event(f"launch: {fw.info.name} once offers went round")
+        return True
 
     def _task_ids(self) -> list[str]:
         return sorted(self.launched)
@@ -72,16 +92,17 @@ class ClusterMachine(RuleBasedStateMachine):
         mine = [t for t, f in self.launched.items() if f is fw]
         task_id = mine[reuse] if reuse is not None and mine else next(self.ids)
         try:
-            fw.launch(task(task_id, grace), agent)
-        except AssertionError:  # no offer from that agent now
-            event("launch: no offer")
-            return
+            launched = self._launch(fw, task(task_id, grace), agent)
         except CallError as e:  # its id is in use
             event(f"launch: refused {e.code.name}")
+            return
+        if not launched:  # no offer from that agent now
+            event(f"launch: no offer for {fw.info.name}")
             return
         self.launched[task_id] = fw
         self.killed.discard(task_id)  # a new task under that id
         event("launch: reused an id" if task_id in mine else "launch: launched")
+        event(f"launch: by {fw.info.name}")
 
     @precondition(lambda self: self.launched)
     @rule(data=st.data(), with_agent=st.booleans())
@@ -163,14 +184,12 @@ class ClusterMachine(RuleBasedStateMachine):
         launched = False
         for other in [a for a in AGENTS if a != agent]:
             try:
-                fw.launch(task(task_id, 0.0), other)
-            except AssertionError:  # no offer from it now
-                continue
+                launched = self._launch(fw, task(task_id, 0.0), other)
             except CallError as e:  # its id is still tracked (no failover)
                 event(f"reuse away: refused {e.code.name}")
                 return
-            launched = True
-            break
+            if launched:
+                break
         if not launched:
             event("reuse away: no offer")
             return

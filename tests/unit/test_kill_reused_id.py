@@ -28,12 +28,17 @@ def task(task_id: str, grace: float = 0.0) -> common_pb2.TaskInfo:
 
 def cluster_and_framework() -> tuple[Cluster, SimFramework]:
     """The property test's cluster and its second framework (partition-aware),
-    after its first step (heal_and_check: time passes, offers go round)."""
+    after its first step (heal_and_check: time passes). The first framework,
+    offered every agent first, has nothing to run: it declines them for a
+    while, and they go to the second."""
     cluster = Cluster(AGENTS, agent_ping_timeout=2, max_agent_ping_timeouts=3,
                       agent_reregister_timeout=20, torn_down_kept=1)
-    cluster.framework("f1", failover_timeout=30)
+    f1 = cluster.framework("f1", failover_timeout=30)
     fw = cluster.framework("f2", failover_timeout=30, partition_aware=True)
     heal(cluster)
+    assert fw.offers == {} and len(f1.offers) == len(AGENTS)
+    f1.decline_all(refuse_seconds=3600)
+    assert {o.hostname for o in fw.offers.values()} == set(AGENTS)
     return cluster, fw
 
 
