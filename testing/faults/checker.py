@@ -20,6 +20,8 @@ Anomaly kinds (one function each):
     two-leaders      a master answered "I lead" between two such answers of another master
                      in one of its terms, with no re-election seen in etcd in between
     not-converged    an app not at its instance count, a container not in its desired state
+                     (stopped is as good as running once its agent was drained after its
+                     last start: drained_since_started)
     not-healed       a fault that was never healed
     leak             an executor, cgroup, mount, veth or IPAM lease left after the end
     unavailable      up stopped the cluster, it was not whole after the faults, or the
@@ -55,7 +57,7 @@ def check(records: Iterable[Record], final: dict[str, Any]) -> list[Anomaly]:
     records = list(records)
     return [*lost_updates(records, final), *ran_twice(records, final),
             *kills_not_applied(records, final), *two_leaders(records),
-            *not_converged(final), *not_healed(records), *leaks(final),
+            *not_converged(final, records), *not_healed(records), *leaks(final),
             *unavailable(records)]
 
 
@@ -231,7 +233,22 @@ def stale_leaders(records: list[Record], etcd: list[Record]) -> list[Anomaly]:
     return out
 
 
-def not_converged(final: dict[str, Any]) -> list[Anomaly]:
+def drained_since_started(records: list[Record], name: str) -> bool:
+    """Whether container `name`'s agent was drained after its last start
+    ("container-placed": where that run went). A drain kills what runs on
+    the agent; a container bound to it (its writable layer is there) ends its
+    run, as a Docker container does when its host goes down for maintenance,
+    and with restart policy "no" stays stopped."""
+    placed = [r for r in records if r["type"] == "container-placed" and r["name"] == name]
+    if not placed:
+        return False
+    last = placed[-1]
+    return any(r["type"] == "op" and r["kind"] == "drain" and r["ok"]
+               and r["target"] == last["agent_id"] and r["t"] > last["t"] for r in records)
+
+
+def not_converged(final: dict[str, Any], records: list[Record] | None = None) -> list[Anomaly]:
+    records = records or []
     out = []
     for app_id, a in sorted(final.get("apps", {}).items()):
         if a["running"] != a["desired"] or a["instances"] != a["desired"]:
@@ -241,6 +258,9 @@ def not_converged(final: dict[str, Any]) -> list[Anomaly]:
     for name, c in sorted(final.get("containers", {}).items()):
         # "dead" (its agent lost it: it cannot start again) is not running,
         # which is all a desired "exited" asks.
+        stopped = c["state"] in ("exited", "dead")
+        if c["desired"] == "running" and stopped and drained_since_started(records, name):
+            continue
         if c["state"] != c["desired"] and (c["desired"], c["state"]) != ("exited", "dead"):
             why = f" ({c['why']})" if c.get("why") else ""
             out.append(Anomaly("not-converged", name,

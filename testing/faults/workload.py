@@ -339,6 +339,7 @@ class ContainersWorkload:
                 if self._cli("container-run", name, "run", "-d", "--name", name, "--mem", "32M",
                              "--", "sleep", "3600"):
                     self.desired[name] = "running"
+                    self._placed(name)
                     break
                 if self.states().get(name):   # made after all (an ambiguous failure)
                     self.desired[name] = "running"
@@ -352,6 +353,8 @@ class ContainersWorkload:
             for _ in range(5):
                 if self._cli(f"container-{verb}", name, verb, name):
                     self.desired[name] = "running" if verb == "start" else "exited"
+                    if verb == "start":
+                        self._placed(name)
                     break
                 if self.stop.wait(1.0):
                     break
@@ -381,14 +384,27 @@ class ContainersWorkload:
                 out[name]["why"] = self._inspect_state(name)
         return out
 
+    def _inspect(self, name: str) -> dict[str, Any]:
+        """`juggler inspect NAME`'s object (raises what the CLI or JSON raises)."""
+        return json.loads(self.lab.juggler("inspect", name, timeout=30).stdout)[0]
+
     def _inspect_state(self, name: str) -> dict[str, Any]:
         try:
-            done = self.lab.juggler("inspect", name, timeout=30)
-            state = json.loads(done.stdout)[0]["State"]
+            state = self._inspect(name)["State"]
         except Exception as e:   # TimeoutExpired, not JSON: what was seen
             return {"unknown": f"{type(e).__name__}: {e}"[:200]}
         return {k: state.get(k) for k in ("Status", "ExitCode", "Error", "OOMKilled",
                                           "StartedAt", "FinishedAt")}
+
+    def _placed(self, name: str) -> None:
+        """Record the agent a run just started went to ("container-placed"):
+        the checker lets a drain of that agent stop it (drained_since_started)."""
+        t = self.h.now()   # a drain answered after the start but before this counts
+        try:
+            agent_id = self._inspect(name)["Node"]["ID"]
+        except Exception:   # unknown: no record, and a drain then excuses nothing
+            return
+        self.h.add("container-placed", name=name, agent_id=agent_id, t=t)
 
     def remove(self) -> None:
         for name in self.desired:

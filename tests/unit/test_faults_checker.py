@@ -239,3 +239,16 @@ def test_a_history_written_to_a_file_loads_back_with_its_heals(tmp_path: Path) -
     loaded = history.load(tmp_path / "h.jsonl")
     assert loaded == h.records
     assert [r["heal"] for r in loaded if r["type"] == "fault"] == [3.0]
+
+
+def test_a_container_whose_agent_was_drained_after_its_start_may_be_stopped() -> None:
+    # The run a drain killed ends as a Docker container's does when its host
+    # goes down for maintenance: restart policy "no" leaves it stopped.
+    records, final = clean()
+    final["containers"]["c1"] = {"desired": "running", "state": "exited"}
+    placed = {"type": "container-placed", "name": "c1", "agent_id": A1, "t": 5.0}
+    assert kinds([*records, placed, op("drain", A1, 9.0)], final) == []
+    assert kinds([*records, placed, op("drain", A2, 9.0)], final) == ["not-converged"]
+    assert kinds([*records, op("drain", A1, 4.0), placed], final) == ["not-converged"]
+    assert kinds([*records, placed, op("drain", A1, 9.0, ok=False)], final) == \
+        ["not-converged"]
