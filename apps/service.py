@@ -652,12 +652,13 @@ class AppsService(ContainerRequests):
             await fw.launch([cmd.offer_id], cmd.tasks, refuse_seconds=0)
             self.metrics_.launched.inc(len(cmd.tasks))
             return []
-        except FrameworkError as e:
+        except Exception as e:   # FrameworkError, or anything else: not launched
+            message = e.message if isinstance(e, FrameworkError) else f"{type(e).__name__}: {e}"
             log.warning("launch refused", offer=cmd.offer_id, tasks=len(cmd.tasks),
-                        error=e.message)
+                        error=message)
             return [common_pb2.TaskStatus(task_id=t.task_id, agent_id=t.agent_id,
                                           state=common_pb2.TASK_DROPPED,
-                                          message=f"launch refused: {e.message}",
+                                          message=f"launch refused: {message}",
                                           source=common_pb2.SOURCE_MASTER)
                     for t in cmd.tasks]
 
@@ -690,14 +691,19 @@ class AppsService(ContainerRequests):
                 else:
                     await self._execute(self.state.on_update(status))
                 return
-            if isinstance(cmd, Revive | Suppress):
-                self.state.suppressed = None      # not known: the next decision says again
-            if isinstance(cmd, Kill):   # tick() sends it again
-                if self.containers.owns(cmd.task_id):
-                    self.containers.kill_failed(cmd.task_id)
-                else:
-                    self.state.kill_failed(cmd.task_id)
-            log.warning("call failed", call=type(cmd).__name__, error=e.message)
+            self._call_failed(cmd, e.message)
+        except Exception as e:   # not the SDK's own: no call may be lost silently
+            self._call_failed(cmd, f"{type(e).__name__}: {e}")
+
+    def _call_failed(self, cmd: Command, error: str) -> None:
+        if isinstance(cmd, Revive | Suppress):
+            self.state.suppressed = None      # not known: the next decision says again
+        if isinstance(cmd, Kill):   # tick() sends it again
+            if self.containers.owns(cmd.task_id):
+                self.containers.kill_failed(cmd.task_id)
+            else:
+                self.state.kill_failed(cmd.task_id)
+        log.warning("call failed", call=type(cmd).__name__, error=error)
 
     async def _resend_kills(self) -> None:
         async with self._lock:
