@@ -80,6 +80,7 @@ class ContainerRequests:
         commands; `decide` returns (result, commands) or commands."""
         self._leading_or_refuse()
         async with self._lock:
+            self._leading_or_refuse()   # again: it may have stopped acting meanwhile
             out = decide()
             result, cmds = out if isinstance(out, tuple) else (None, out)
             await self._execute(cmds)

@@ -52,7 +52,7 @@ from juggler.apps import docker_views as views
 from juggler.apps.containers import CS, Container, ContainerConfig, ContainerError
 from juggler.apps.containers_state import ContainersState
 from juggler.apps.docker_errors import DockerError
-from juggler.apps.rest_backend import Reply, not_recorded
+from juggler.apps.rest_backend import Reply, store_failed
 from juggler.common import logs
 from juggler.store.interface import StoreError
 from juggler.v1 import operator_pb2
@@ -208,7 +208,7 @@ async def _docker(request: web.Request, handler: Handler) -> web.StreamResponse:
     except (asyncio.CancelledError, ConnectionError):
         raise
     except StoreError as e:
-        return _error(503, not_recorded(e))
+        return _error(503, store_failed(e))
     except grpc.aio.AioRpcError as e:
         log.warning("agent call failed", path=request.path, code=e.code().name,
                     details=e.details())

@@ -76,7 +76,7 @@ from juggler.apps.rest_apps import (
     list_tasks,
     update_apps,
 )
-from juggler.apps.rest_backend import BACKEND, Backend, Handler, Reply, not_recorded
+from juggler.apps.rest_backend import BACKEND, Backend, Handler, Reply, store_failed
 from juggler.apps.rest_deployments import (
     cancel_deployment,
     get_deployment,
@@ -111,7 +111,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except InvalidDefinition as e:
         return web.json_response(e.body(), status=422)
     except StoreError as e:
-        return web.json_response({"message": not_recorded(e)}, status=503)
+        return web.json_response({"message": store_failed(e)}, status=503)
     except web.HTTPException as e:
         if e.status == 404:
             return web.json_response({"message": "URI not found"}, status=404)

@@ -21,6 +21,7 @@ from juggler.apps.instances import Instance
 from juggler.apps.plan import Deployment
 from juggler.apps.state import App, AppsState
 from juggler.apps.views import app_json
+from juggler.store.interface import NotRecorded
 
 DEPLOYMENT_HEADER = "Marathon-Deployment-Id"
 
@@ -118,11 +119,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # -- helpers ------------------------------------------------------------------------------
 
 
-def not_recorded(error: Exception) -> str:
-    """What a request is told when the apps service could not write its
-    decision to the store (HTTP 503: it stops acting and starts over)."""
-    return (f"the apps service could not record this in its store ({error}); it starts "
-            "over from the store as a standby: try again in a moment")
+def store_failed(error: Exception) -> str:
+    """What a request is told (HTTP 503) when the apps service's store failed
+    it: a decision not recorded for certain (NotRecorded: the service stops
+    acting and starts over from the store), or a read that failed."""
+    if isinstance(error, NotRecorded):
+        return (f"the apps service could not record this in its store for certain ({error}); "
+                "it starts over from what the store holds: check, then try again in a moment")
+    return f"the apps service cannot read its store now ({error}); try again in a moment"
 
 
 def _backend(request: web.Request) -> Backend:

@@ -67,7 +67,7 @@ from juggler.common.clock import Clock, SystemClock
 from juggler.common.lifecycle import Step
 from juggler.common.tokens import Tokens
 from juggler.sdk.framework import Framework, FrameworkError
-from juggler.store.interface import Delete, Put, StoreError
+from juggler.store.interface import Delete, NotRecorded, Put, StoreError
 from juggler.v1 import agent_pb2, common_pb2, scheduler_pb2
 
 log = logs.get("apps")
@@ -574,7 +574,7 @@ class AppsService(ContainerRequests):
                 await self._execute(self.containers.tick())
                 await self._execute(self.state.tick())
 
-    def _abdicate(self, error: StoreError) -> None:
+    def _abdicate(self, error: Exception) -> None:
         """A write of the store failed (etcd unreachable, or this term ended:
         NotLeader): what the core decided is not recorded, and the core no
         longer matches the store. Stop acting on it; the daemon starts over
@@ -583,7 +583,7 @@ class AppsService(ContainerRequests):
         decision: the commands after the writes are not carried out."""
         if self.acting:
             log.error("a write to the store failed: this instance stops acting and starts "
-                      "over from the store", error=str(error))
+                      "over from the store", error=f"{type(error).__name__}: {error}")
         self.acting = False
         self.lost.set()
 
@@ -622,14 +622,23 @@ class AppsService(ContainerRequests):
                 calls.append(cmd)
             else:
                 calls.append(cmd)
+        if self.lost.is_set():
+            # Abdicated (or its term ended): whatever it decides now must not
+            # be written or sent; the process starts over from the store.
+            raise NotRecorded("this apps service instance no longer acts (it starts over)")
         if writes:
             ops = [Delete(k) if v is None else Put(k, json.dumps(v).encode())
                    for k, v in writes.items()]
+            # etcd takes at most --max-txn-ops keys a transaction: a decision
+            # over more (a launch of hundreds of instances) goes in several,
+            # each fenced.
+            size = getattr(self.store, "max_txn_ops", 0) or len(ops)
             try:
-                await self.store.batch(ops, fence=self._fence())
-            except StoreError as e:
+                for i in range(0, len(ops), size):
+                    await self.store.batch(ops[i:i + size], fence=self._fence())
+            except Exception as e:   # StoreError, NotLeader, an embedded store's OSError
                 self._abdicate(e)
-                raise
+                raise NotRecorded(str(e) or type(e).__name__) from e
             _log_containers(writes)
         fw = self.framework
         if fw is None or not (calls or launches):
@@ -637,6 +646,9 @@ class AppsService(ContainerRequests):
         results = await asyncio.gather(*(self._launch(fw, c) for c in launches),
                                        *(self._call(fw, c) for c in calls),
                                        return_exceptions=True)
+        for r in results:   # a write of a decision made inside a call (_call's NOT_FOUND)
+            if isinstance(r, NotRecorded):
+                raise r
         dropped: list[common_pb2.TaskStatus] = []
         for r in results[:len(launches)]:
             if isinstance(r, list):
@@ -752,4 +764,4 @@ def _log_containers(writes: dict[str, Any]) -> None:
                      exit_code=v["exitCode"], error=v["error"] or None)
 
 
-__all__ = ["AppsConfig", "AppsService", "StoreError"]
+__all__ = ["AppsConfig", "AppsService", "NotRecorded", "StoreError"]

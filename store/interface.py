@@ -11,6 +11,12 @@ class StoreError(Exception):
     """The store refused or could not complete an operation."""
 
 
+class NotRecorded(StoreError):
+    """A service's decision was not (or may not have been) written to its
+    store, so the service stopped acting on it (the apps service: it starts
+    over from the store)."""
+
+
 @dataclass(frozen=True)
 class Put:
     key: str

@@ -243,6 +243,8 @@ def drained_since_started(records: list[Record], name: str) -> bool:
     if not placed:
         return False
     last = placed[-1]
+    if last["agent_id"] is None:   # where it went is not known: nothing excuses it
+        return False
     return any(r["type"] == "op" and r["kind"] == "drain" and r["ok"]
                and r["target"] == last["agent_id"] and r["t"] > last["t"] for r in records)
 

@@ -401,9 +401,9 @@ class ContainersWorkload:
         the checker lets a drain of that agent stop it (drained_since_started)."""
         t = self.h.now()   # a drain answered after the start but before this counts
         try:
-            agent_id = self._inspect(name)["Node"]["ID"]
-        except Exception:   # unknown: no record, and a drain then excuses nothing
-            return
+            agent_id = self._inspect(name)["Node"]["ID"] or None
+        except Exception:   # unknown: a record all the same (no drain matches it)
+            agent_id = None
         self.h.add("container-placed", name=name, agent_id=agent_id, t=t)
 
     def remove(self) -> None:

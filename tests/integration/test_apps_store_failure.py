@@ -53,7 +53,7 @@ def test_a_start_the_store_did_not_take_is_refused_and_not_applied(
     etcd1.process.wait()
     status, body = api(url, "POST", "/containers/kept/start")
     assert status == 503, body
-    assert "could not record this in its store" in body["message"], body
+    assert "could not record this in its store for certain" in body["message"], body
     assert not processes_with(f"sleep {seconds}"), "started though not recorded"
 
     etcd1.restart()

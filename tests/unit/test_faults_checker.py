@@ -252,3 +252,5 @@ def test_a_container_whose_agent_was_drained_after_its_start_may_be_stopped() ->
     assert kinds([*records, op("drain", A1, 4.0), placed], final) == ["not-converged"]
     assert kinds([*records, placed, op("drain", A1, 9.0, ok=False)], final) == \
         ["not-converged"]
+    unknown = {"type": "container-placed", "name": "c1", "agent_id": None, "t": 10.0}
+    assert kinds([*records, placed, op("drain", A1, 9.0), unknown], final) == ["not-converged"]

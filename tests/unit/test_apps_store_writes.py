@@ -1,0 +1,64 @@
+"""How the apps service's shell writes its decisions (apps/service.py
+_carry_out): a decision over more keys than an etcd transaction takes goes in
+several fenced transactions; a failed write ends the instance's acting (it
+starts over from the store) and nothing more is written or sent. The store is
+an in-memory stand-in with etcd's limit on keys per transaction (etcd itself:
+tests/integration/test_apps_store_failure.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from juggler.apps.commands import Persist
+from juggler.apps.service import AppsConfig, AppsService
+from juggler.store.interface import NotRecorded, StoreError
+
+
+class LimitedStore:
+    """Batches of at most `max_txn_ops` keys, as EtcdStore's; `fail` raises."""
+
+    def __init__(self, max_txn_ops: int) -> None:
+        self.max_txn_ops = max_txn_ops
+        self.batches: list[list[str]] = []
+        self.fail: Exception | None = None
+
+    async def batch(self, ops: Any, fence: object = None) -> None:
+        ops = list(ops)
+        if self.fail is not None:
+            raise self.fail
+        if len(ops) > self.max_txn_ops:
+            raise StoreError(f"a batch of {len(ops)} keys exceeds --max-txn-ops")
+        self.batches.append([op.key for op in ops])
+
+
+def service(store: LimitedStore) -> AppsService:
+    s = AppsService(AppsConfig(master="127.0.0.1:1"), store)
+    s.acting = True
+    return s
+
+
+def test_a_decision_over_more_keys_than_a_transaction_takes_is_split() -> None:
+    store = LimitedStore(max_txn_ops=3)
+    s = service(store)
+    writes = {f"instances/i{n}": {"n": n} for n in range(7)}
+    asyncio.run(s._carry_out([Persist(writes)]))
+    assert [len(b) for b in store.batches] == [3, 3, 1]
+    assert sorted(k for b in store.batches for k in b) == sorted(writes)
+    assert s.acting and not s.lost.is_set()
+
+
+@pytest.mark.parametrize("error", [StoreError("etcd unavailable"), OSError(28, "No space")])
+def test_a_failed_write_ends_acting_and_nothing_more_is_written(error: Exception) -> None:
+    store = LimitedStore(max_txn_ops=128)
+    s = service(store)
+    store.fail = error
+    with pytest.raises(NotRecorded):
+        asyncio.run(s._carry_out([Persist({"containers/x": None})]))
+    assert not s.acting and s.lost.is_set()
+    store.fail = None
+    with pytest.raises(NotRecorded):   # a decision made after it: not written either
+        asyncio.run(s._carry_out([Persist({"containers/y": None})]))
+    assert store.batches == []
