@@ -210,7 +210,8 @@ def main() -> int:
         records = load_history(args.check / "history.jsonl")
         final = json.loads((args.check / "final.json").read_text())
         anomalies = checker.check(records, final)
-        print(json.dumps(report(args.minutes, args.seed or 0, records, anomalies)))
+        print(json.dumps(report(final.get("minutes", args.minutes),
+                                final.get("seed", args.seed or 0), records, anomalies)))
         return 1 if anomalies else 0
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     print(f"faults: seed {seed}", flush=True)
@@ -219,8 +220,11 @@ def main() -> int:
         return 1
     base = Path(tempfile.mkdtemp(prefix="juggler-faults-"))
     records, final = campaign(args.minutes, seed, args.hosts, base)
-    anomalies = checker.check(records, final)
+    # Kept before checking: a checker that fails leaves what --check needs.
+    final["seed"], final["minutes"] = seed, args.minutes
     (base / "final.json").write_text(json.dumps(final, indent=1))
+    note("checking the history …")
+    anomalies = checker.check(records, final)
     summary = report(args.minutes, seed, records, anomalies)
     replay = f"python benchmarks/faults.py --minutes {args.minutes:g} --seed {seed}" + (
         f" --hosts {args.hosts}" if args.hosts != 2 else "")

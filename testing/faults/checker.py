@@ -30,6 +30,7 @@ Anomaly kinds (one function each):
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections import defaultdict
 from collections.abc import Iterable
@@ -182,6 +183,39 @@ def leader_terms(records: list[Record]) -> dict[str, list[list[Record]]]:
     return terms
 
 
+class _Observations:
+    """One master's etcd_leader observations, sorted by the time asked (t0),
+    for range questions in O(log n): which revisions etcd showed it leading
+    with between two times."""
+
+    def __init__(self, seen: list[Record]) -> None:
+        seen = sorted(seen, key=lambda r: r["t0"])
+        self.t0 = [r["t0"] for r in seen]
+        self.seen = seen
+        # Sparse table of the maximum revision over [i, i + 2**k).
+        self._max = [[r["revision"] for r in seen]]
+        k = 1
+        while (1 << k) <= len(seen):
+            prev, half = self._max[-1], 1 << (k - 1)
+            self._max.append([max(prev[i], prev[i + half])
+                              for i in range(len(seen) - (1 << k) + 1)])
+            k += 1
+
+    def max_revision(self, lo: float, hi: float) -> int:
+        """The highest revision observed with lo <= t0 <= hi (-1: none)."""
+        i, j = bisect.bisect_left(self.t0, lo), bisect.bisect_right(self.t0, hi)
+        if i >= j:
+            return -1
+        k = (j - i).bit_length() - 1
+        return max(self._max[k][i], self._max[k][j - (1 << k)])
+
+    def revisions(self, lo: float, hi: float) -> set[int]:
+        """The revisions observed with t0 >= lo and t1 <= hi."""
+        i = bisect.bisect_left(self.t0, lo)
+        j = bisect.bisect_right(self.t0, hi)   # t0 <= t1 <= hi
+        return {r["revision"] for r in self.seen[i:j] if r["t1"] <= hi}
+
+
 def two_leaders(records: list[Record]) -> list[Anomaly]:
     """Master B answered "I lead" strictly between two "I lead" answers of A
     in one term of A (A's first answered before B's was asked, B's answered
@@ -189,19 +223,24 @@ def two_leaders(records: list[Record]) -> list[Anomaly]:
     key for A in that window (which a re-election of A would have made)."""
     etcd = [r for r in records if r["type"] == "etcd_leader"]
     out = stale_leaders(records, etcd)
+    by_master = _by_address(etcd)
     terms = leader_terms(records)
+    # Every master's "I lead" answers, sorted by the time asked.
+    answers = {m: sorted((o for run in runs for o in run), key=lambda o: o["t0"])
+               for m, runs in terms.items()}
+    asked = {m: [o["t0"] for o in seen] for m, seen in answers.items()}
     for a, runs in terms.items():
+        mine = by_master.get(a, _Observations([]))
         for run in runs:
             for a1, a2 in itertools.pairwise(run):
-                for b, b_runs in terms.items():
+                for b in terms:
                     if b == a:
                         continue
-                    for obs in (o for br in b_runs for o in br):
-                        if not (a1["t1"] < obs["t0"] and obs["t1"] < a2["t0"]):
+                    i = bisect.bisect_right(asked[b], a1["t1"])
+                    for obs in answers[b][i:bisect.bisect_left(asked[b], a2["t0"])]:
+                        if not obs["t1"] < a2["t0"]:
                             continue
-                        revs = {e["revision"] for e in etcd if e["address"] == a
-                                and a1["t0"] <= e["t0"] and e["t1"] <= a2["t1"]}
-                        if len(revs) > 1:
+                        if len(mine.revisions(a1["t0"], a2["t1"])) > 1:
                             continue   # A was elected again in between: two terms
                         out.append(Anomaly(
                             "two-leaders", f"{a} and {b}",
@@ -211,20 +250,40 @@ def two_leaders(records: list[Record]) -> list[Anomaly]:
     return out
 
 
+def _by_address(etcd: list[Record]) -> dict[str, _Observations]:
+    grouped: dict[str, list[Record]] = defaultdict(list)
+    for e in etcd:
+        grouped[e["address"]].append(e)
+    return {a: _Observations(seen) for a, seen in grouped.items()}
+
+
 def stale_leaders(records: list[Record], etcd: list[Record]) -> list[Anomaly]:
     """Master A answered "I lead" (asked at t0) more than STALE seconds after
     etcd showed the election led by another master's key of revision r, and
-    etcd never showed A leading with a key newer than r (a re-election) up to
-    STALE seconds after that answer: A acted on a term etcd had ended."""
+    etcd never showed A leading with a key newer than r up to STALE seconds
+    after that answer: A acted on a term etcd had ended.
+
+    Per answer and per other master's term (address, revision), only that
+    term's last observation before the answer's t0 - STALE is asked about:
+    the latest observation leaves A the shortest window, so if A shows a
+    newer key after it, A does after every earlier one too."""
+    by_master = _by_address(etcd)
+    terms: dict[tuple[str, int], list[Record]] = defaultdict(list)
+    for e in sorted(etcd, key=lambda e: e["t1"]):
+        terms[(e["address"], e["revision"])].append(e)
+    ends = {k: [e["t1"] for e in seen] for k, seen in terms.items()}
     out = []
     for o in (r for r in records if r["type"] == "leader" and r["is_leader"]):
         a = o["master"]
-        for e in etcd:
-            if e["address"] == a or o["t0"] - e["t1"] <= STALE:
+        mine = by_master.get(a, _Observations([]))
+        for (address, revision), seen in terms.items():
+            if address == a:
                 continue
-            again = any(x["address"] == a and x["revision"] > e["revision"]
-                        and e["t0"] <= x["t0"] <= o["t1"] + STALE for x in etcd)
-            if not again:
+            i = bisect.bisect_left(ends[(address, revision)], o["t0"] - STALE) - 1
+            if i < 0:
+                continue   # no observation of that term STALE seconds before the answer
+            e = seen[i]
+            if mine.max_revision(e["t0"], o["t1"] + STALE) <= revision:
                 out.append(Anomaly("two-leaders", a,
                                    f"{a} said it led at {o['t0']:.2f}s; etcd showed "
                                    f"{e['address']} leading (revision {e['revision']}) at "
