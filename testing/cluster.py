@@ -56,6 +56,16 @@ Key = tuple[str, str]
 DEFAULT_GRACE = 3.0
 
 
+
+def sleep_task(task_id: str, grace: float = 0.0) -> common_pb2.TaskInfo:
+    """A task for the simulated agents (0.5 CPU, 64 MB) whose kill policy
+    gives it `grace` seconds between SIGTERM and SIGKILL."""
+    info = common_pb2.TaskInfo(task_id=task_id, command=common_pb2.CommandInfo(argv=["sleep"]),
+                               resources=Resources({"cpus": 0.5, "mem": 64}).to_proto())
+    info.kill_policy.grace_period_seconds = grace
+    return info
+
+
 @dataclass
 class SandboxRecord:
     """What a real agent keeps in a task's sandbox (agent/checkpoint.py)."""

@@ -14,20 +14,12 @@ from __future__ import annotations
 
 import pytest
 
-from juggler.common.resources import Resources
-from juggler.testing.cluster import Cluster
+from juggler.testing.cluster import Cluster, sleep_task
 from juggler.v1 import common_pb2, operator_pb2
 
 S = common_pb2.TaskState
 A = operator_pb2.AgentState
 AGENTS = ["a1", "a2", "a3"]
-
-
-def task(task_id: str, grace: float = 0.0) -> common_pb2.TaskInfo:
-    info = common_pb2.TaskInfo(task_id=task_id, command=common_pb2.CommandInfo(argv=["sleep"]),
-                               resources=Resources({"cpus": 0.5, "mem": 64}).to_proto())
-    info.kill_policy.grace_period_seconds = grace
-    return info
 
 
 def property_test_cluster() -> Cluster:
@@ -47,8 +39,8 @@ def test_a_quiet_task_of_a_framework_that_is_not_partition_aware_outlives_a_heal
     f1 = cluster.framework("f1", failover_timeout=30)
     cluster.framework("f2", failover_timeout=30, partition_aware=True)
     cluster.operator("drain_agent", cluster.agent_id("a1"))
-    assert f1.launch(task("t0", grace), "a2") == "a2"
-    assert f1.launch(task("t1", grace), "a2") == "a2"
+    assert f1.launch(sleep_task("t0", grace), "a2") == "a2"
+    assert f1.launch(sleep_task("t1", grace), "a2") == "a2"
     f1.kill("t0")
     cluster.heal()
     cluster.advance(12)
@@ -67,7 +59,7 @@ def test_a_quiet_task_of_a_framework_that_is_not_partition_aware_outlives_a_heal
 def test_a_healthy_agent_stays_active_for_an_hour_of_silence() -> None:
     cluster = property_test_cluster()
     fw = cluster.framework("f1")
-    fw.launch(task("t0"), "a3")
+    fw.launch(sleep_task("t0"), "a3")
     cluster.advance(3600, step=1.5)
     assert [cluster.agent_view(a)[0] for a in AGENTS] == [A.AGENT_ACTIVE] * 3
     assert cluster.task("t0", fw) == S.TASK_RUNNING

@@ -22,21 +22,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from juggler.common import task_states
-from juggler.common.resources import Resources
 from juggler.master.commands import CallError
-from juggler.testing.cluster import Cluster, SimFramework
+from juggler.testing.cluster import Cluster, SimFramework, sleep_task
 from juggler.v1 import common_pb2, operator_pb2
 
 S = common_pb2.TaskState
 M = operator_pb2.MaintenanceState
 AGENTS = ["a1", "a2", "a3"]
-
-
-def task(task_id: str, grace: float) -> common_pb2.TaskInfo:
-    info = common_pb2.TaskInfo(task_id=task_id, command=common_pb2.CommandInfo(argv=["sleep"]),
-                               resources=Resources({"cpus": 0.5, "mem": 64}).to_proto())
-    info.kill_policy.grace_period_seconds = grace
-    return info
 
 
 class ClusterMachine(RuleBasedStateMachine):
@@ -92,7 +84,7 @@ class ClusterMachine(RuleBasedStateMachine):
         mine = [t for t, f in self.launched.items() if f is fw]
         task_id = mine[reuse] if reuse is not None and mine else next(self.ids)
         try:
-            launched = self._launch(fw, task(task_id, grace), agent)
+            launched = self._launch(fw, sleep_task(task_id, grace), agent)
         except CallError as e:  # its id is in use
             event(f"launch: refused {e.code.name}")
             return
@@ -184,7 +176,7 @@ class ClusterMachine(RuleBasedStateMachine):
         launched = False
         for other in [a for a in AGENTS if a != agent]:
             try:
-                launched = self._launch(fw, task(task_id, 0.0), other)
+                launched = self._launch(fw, sleep_task(task_id, 0.0), other)
             except CallError as e:  # its id is still tracked (no failover)
                 event(f"reuse away: refused {e.code.name}")
                 return

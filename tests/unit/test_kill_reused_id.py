@@ -11,19 +11,11 @@ test_cluster_properties.py), step by step, on the in-process cluster.
 from __future__ import annotations
 
 from juggler.common import task_states
-from juggler.common.resources import Resources
-from juggler.testing.cluster import Cluster, SimFramework
+from juggler.testing.cluster import Cluster, SimFramework, sleep_task
 from juggler.v1 import common_pb2
 
 S = common_pb2.TaskState
 AGENTS = ["a1", "a2", "a3"]
-
-
-def task(task_id: str, grace: float = 0.0) -> common_pb2.TaskInfo:
-    info = common_pb2.TaskInfo(task_id=task_id, command=common_pb2.CommandInfo(argv=["sleep"]),
-                               resources=Resources({"cpus": 0.5, "mem": 64}).to_proto())
-    info.kill_policy.grace_period_seconds = grace
-    return info
 
 
 def cluster_and_framework() -> tuple[Cluster, SimFramework]:
@@ -54,13 +46,13 @@ def reuse_while_away(cluster: Cluster, fw: SimFramework, task_id: str) -> tuple[
     """t0 runs; its agent is cut off, the master fails over, and the framework
     runs a new t0 elsewhere (the new leader does not know the old one).
     Returns (the old copy's agent, the new copy's agent)."""
-    old = fw.launch(task(task_id))
+    old = fw.launch(sleep_task(task_id))
     cluster.agent(old).cut()
     cluster.settle()
     cluster.failover()
     fw.subscribe()
     cluster.advance(6)  # the new leader's hold on offers
-    new = fw.launch(task(task_id), next(a for a in AGENTS if a != old))
+    new = fw.launch(sleep_task(task_id), next(a for a in AGENTS if a != old))
     assert cluster.executor_alive(task_id) and cluster.task(task_id, fw) == S.TASK_RUNNING
     return old, new
 
@@ -113,7 +105,7 @@ def test_the_id_launched_after_the_kill_is_a_new_task_and_is_not_killed() -> Non
     old, new = reuse_while_away(cluster, fw, "t0")
     fw.kill("t0")
     assert fw.latest("t0") == S.TASK_KILLED
-    third = fw.launch(task("t0"), next(a for a in AGENTS if a not in (old, new)))
+    third = fw.launch(sleep_task("t0"), next(a for a in AGENTS if a not in (old, new)))
     cluster.failover()
     fw.subscribe()
     heal(cluster)
