@@ -365,7 +365,13 @@ class ContainersState:
             self._save(c)
             self._out.append(Revive())
             return
-        if state in _GONE:
+        if state in _GONE and not (state == pb.TASK_GONE
+                                   and status.reason == pb.REASON_AGENT_RESTARTED):
+            # The agent is gone for good (or the task with it): so is the
+            # writable layer. A task its agent re-registered without
+            # (REASON_AGENT_RESTARTED) only ended: the agent and its layer are
+            # back, and the container may start there again, as a Docker
+            # container whose process died while its daemon was down.
             c.error = (f"its agent {c.hostname or c.agent_id} is gone, and its writable layer "
                        f"with it ({status.message or task_states.name(state)})")
             self.tasks.pop(c.task_id, None)

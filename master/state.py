@@ -1054,7 +1054,10 @@ class MasterState:
                     commands += self._task_move(task, st.state, None)
                 task.resources_recovered = True
                 continue
-            if task.state == S.TASK_STAGING:
+            # Never started: STAGING, or only the master ever spoke of it (its
+            # launch was lost on the way, then the agent went UNREACHABLE).
+            if task.state == S.TASK_STAGING or all(
+                    h.source == common_pb2.SOURCE_MASTER for h in task.history):
                 commands += self._master_update(
                     task, S.TASK_DROPPED, common_pb2.REASON_AGENT_RESTARTED,
                     "the agent re-registered without the task: it never started")

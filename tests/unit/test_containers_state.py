@@ -268,6 +268,20 @@ def test_oom_and_gone_agents() -> None:
     assert e.value.status == 409
 
 
+def test_a_run_its_agent_came_back_without_ended_and_may_start_again() -> None:
+    # TASK_GONE because the agent re-registered without the task: the agent and
+    # the writable layer are back (fault campaign, seed 20261202: every later
+    # start of such a container was refused as "dead").
+    sim = Sim()
+    c = sim.started("kept")
+    sim.update(c.task_id, pb.TASK_GONE, reason=pb.REASON_AGENT_RESTARTED,
+               message="the agent re-registered without the task")
+    assert c.status == CS.EXITED and c.desired == "stopped"
+    assert "re-registered without the task" in c.error
+    started, _ = sim.core.start("kept")
+    assert started and c.status == CS.STARTING
+
+
 def test_auto_remove() -> None:
     sim = Sim()
     c = sim.started("once", auto_remove=True)
