@@ -447,12 +447,17 @@ class Master:
         benchmarks/master_throughput.py --rate 500)."""
         ping = agent_pb2.MasterMessage(heartbeat=agent_pb2.MasterMessage.Heartbeat())
         slices = ping_slices(self.config.agent_ping_timeout)
+        slice_of: dict[str, int] = {}   # each agent's slice, hashed once (not per slice)
         while True:
             for i in range(slices):
                 await asyncio.sleep(self.config.agent_ping_timeout / slices)
                 for agent_id, queue in self._agents.items():
-                    if ping_slice(agent_id, slices) == i:
+                    s = slice_of.get(agent_id)
+                    if s is None:
+                        s = slice_of[agent_id] = ping_slice(agent_id, slices)
+                    if s == i:
                         queue.put_nowait(ping)
+            slice_of = {a: s for a, s in slice_of.items() if a in self._agents}
 
     def _update_gauges(self) -> None:
         counts: dict[int, int] = {}
