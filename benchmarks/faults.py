@@ -20,11 +20,14 @@ together (testing/faults/):
   watch     every master's GetLeader and etcd's election, twice a second
 
 then heals, lets the cluster settle (agents back, apps at their counts,
-containers in their desired states: a deadline each), kills every task,
-reconciles, and checks (testing/faults/checker.py): lost updates, tasks run
-twice, kills not applied, two leaders at once, apps/containers not converged,
-faults not healed, leaks. Exit status 1 on any anomaly, with the seed and the
-command that replays it. Needs root (namespaces, cgroups).
+containers in their desired states: a deadline each), asks once more on the
+healed cluster (every container started or restarted, every app redeployed:
+what it still refuses is refused for good), kills every task, reconciles,
+and checks (testing/faults/checker.py): lost updates, tasks run twice, kills
+not applied, two leaders at once, apps/containers not converged, operations
+refused after healing, faults not healed, leaks. Exit status 1 on any
+anomaly, with the seed and the command that replays it. Needs root
+(namespaces, cgroups).
 
 A table, then the last line one JSON object:
 {"minutes": x, "seed": s, "operations": n, "faults": {"kind": n, ...}, "anomalies": n}
@@ -109,12 +112,19 @@ def campaign(minutes: float, seed: int, hosts: int, base: Path) -> tuple[list[di
             def settled() -> bool:
                 a = apps.observed()
                 c = containers.observed()
-                return all(x["running"] == x["desired"] == x["instances"]
-                           for x in a.values()) and all(x["state"] == x["desired"]
-                                                        for x in c.values())
+                apps_done = all(x["running"] == x["desired"] == x["instances"]
+                                and not x["deploying"] for x in a.values())
+                return apps_done and all(x["state"] == x["desired"] for x in c.values())
             wait_until("settled", settled, SETTLE_DEADLINE, step=2.0)
             final["apps"] = _or_empty(apps.observed)
             final["containers"] = _or_empty(containers.observed)
+            note("after healing: every container started or restarted, every app "
+                 "redeployed …")
+            containers.after_healing()
+            apps.after_healing()
+            wait_until("settled after healing", settled, SETTLE_DEADLINE, step=2.0)
+            final["after_healing"] = {"apps": _or_empty(apps.observed),
+                                      "containers": _or_empty(containers.observed)}
             note("killing every task, reconciling …")
             fw.finish()
             if fw.fatal:

@@ -1,12 +1,14 @@
 """The checker: pure. A history (history.py records) and the cluster's final
 state in, anomalies out — each with the evidence that makes it one.
 
-`final` (what cluster.py gathers once every fault is healed, the apps and
-containers had a settle deadline, and every framework task was killed):
+`final` (what benchmarks/faults.py gathers once every fault is healed, the apps
+and containers had a settle deadline, and every framework task was killed):
 
     {"tasks":      {task_id: {"state": "TASK_KILLED", "agent_id": "..."}},  the masters' view
-     "apps":       {app_id: {"desired": n, "instances": n, "running": n}},
+     "apps":       {app_id: {"desired": n, "instances": n, "running": n, "deploying": n}},
      "containers": {name: {"desired": "running" | "exited", "state": "running" | ...}},
+     "after_healing": {"apps": {...}, "containers": {...}}   the same, once the healed-
+                                                             phase operations were made
      "executors":  {task_id: number of executor processes left for it},
      "started":    [task ids an agent logged "executor started" for],
      "leaks":      [{"kind": "cgroup" | "mount" | "veth" | "ipam" | "executor", "what": str}]}
@@ -22,6 +24,14 @@ Anomaly kinds (one function each):
     not-converged    an app not at its instance count, a container not in its desired state
                      (stopped is as good as running once its agent was drained after its
                      last start: drained_since_started)
+    refused-after-healing
+                     an operation the workload made once every fault was healed and the
+                     cluster whole (the "healed-" kinds: a start, restart or redeploy of
+                     each container and app) that the cluster still refused at its last
+                     try, or that did not bring its subject to the state asked for
+                     (final["after_healing"]): a refusal for good, which the final state
+                     alone cannot show, since the workload's desired state follows only
+                     what was accepted
     not-healed       a fault that was never healed
     leak             an executor, cgroup, mount, veth or IPAM lease left after the end
     unavailable      up stopped the cluster, it was not whole after the faults, or the
@@ -58,8 +68,8 @@ def check(records: Iterable[Record], final: dict[str, Any]) -> list[Anomaly]:
     records = list(records)
     return [*lost_updates(records, final), *ran_twice(records, final),
             *kills_not_applied(records, final), *two_leaders(records),
-            *not_converged(final, records), *not_healed(records), *leaks(final),
-            *unavailable(records)]
+            *not_converged(final, records), *refused_after_healing(records, final),
+            *not_healed(records), *leaks(final), *unavailable(records)]
 
 
 def _updates(records: list[Record]) -> dict[str, list[Record]]:
@@ -312,10 +322,12 @@ def not_converged(final: dict[str, Any], records: list[Record] | None = None) ->
     records = records or []
     out = []
     for app_id, a in sorted(final.get("apps", {}).items()):
-        if a["running"] != a["desired"] or a["instances"] != a["desired"]:
+        deploying = a.get("deploying", 0)
+        if a["running"] != a["desired"] or a["instances"] != a["desired"] or deploying:
+            still = f", {deploying} deployment(s) still in progress" if deploying else ""
             out.append(Anomaly("not-converged", app_id,
                                f"desired {a['desired']} instances; the app says "
-                               f"{a['instances']}, {a['running']} running"))
+                               f"{a['instances']}, {a['running']} running{still}"))
     for name, c in sorted(final.get("containers", {}).items()):
         # "dead" (its agent lost it: it cannot start again) is not running,
         # which is all a desired "exited" asks.
@@ -326,6 +338,27 @@ def not_converged(final: dict[str, Any], records: list[Record] | None = None) ->
             why = f" ({c['why']})" if c.get("why") else ""
             out.append(Anomaly("not-converged", name,
                                f"desired {c['desired']}; the container is {c['state']}{why}"))
+    return out
+
+
+HEALED = "healed-"   # the kind prefix of the operations made after every heal
+
+
+def refused_after_healing(records: list[Record], final: dict[str, Any]) -> list[Anomaly]:
+    """Each healed-phase operation (kind, target) whose last try failed, and
+    each app or container not at the state those operations asked for."""
+    last: dict[tuple[str, str], Record] = {}
+    for r in records:
+        if r["type"] == "op" and r["kind"].startswith(HEALED):
+            last[(r["kind"], r["target"])] = r
+    out = [Anomaly("refused-after-healing", f"{kind} {target}",
+                   f"refused at its last try, at {r['t']:.1f}s, with every fault healed: "
+                   f"{r['detail']}")
+           for (kind, target), r in sorted(last.items()) if not r["ok"]]
+    after = final.get("after_healing")
+    if after is not None:
+        out += [Anomaly("refused-after-healing", a.subject, a.explanation)
+                for a in not_converged(after)]
     return out
 
 

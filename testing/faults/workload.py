@@ -12,7 +12,10 @@ recording into the history (history.py) what it asked and what it heard:
 Each part keeps its desired state (a kill asked for, an app's instance
 count, a container's running/stopped) and repeats a request that failed
 until the cluster accepts it: what the cluster accepted must come to pass
-(checker.py); what it never accepted is not its promise.
+(checker.py); what it never accepted is not its promise. But once every
+fault is healed, the cluster must accept again: `after_healing` makes each
+kind of app and container operation once more, as "healed-" operations
+(checker.refused_after_healing).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ TASK = Resources({"cpus": 0.05, "mem": 16})
 MAX_ACTIVE = 6          # framework tasks not yet terminal
 LAUNCH_EVERY = 1.0      # seconds between launches
 KILL_EVERY = 4.0        # seconds between kills of a long task
+HEALED_TRIES = 3        # tries of each healed-phase operation (a refusal for good fails all)
+HEALED_RETRY = 2.0      # seconds between them
 
 
 class FrameworkWorkload:
@@ -285,14 +290,32 @@ class AppsWorkload:
                 self.version[app_id] = self.version.get(app_id, 0) + 1
                 self._put(app_id, self.desired[app_id], "app-redeploy")
 
+    def after_healing(self, tries: int = HEALED_TRIES) -> None:
+        """Redeploy every app once more (a new version, same count), up to
+        `tries` times each, a "healed-app-redeploy" operation per try."""
+        for app_id in sorted(self.desired):
+            self.version[app_id] = self.version.get(app_id, 0) + 1
+            for i in range(tries):
+                try:
+                    self.request("PUT", f"/v2/apps{app_id}?force=true",
+                                 self.definition(app_id, self.desired[app_id]))
+                    self.h.op("healed-app-redeploy", app_id, True)
+                    break
+                except (OSError, ValueError) as e:
+                    self.h.op("healed-app-redeploy", app_id, False, str(e)[:200])
+                    if i + 1 < tries:
+                        time.sleep(HEALED_RETRY)
+
     def observed(self) -> dict[str, dict[str, int]]:
-        """{app id: {"desired", "instances", "running"}} as the apps API says now."""
+        """{app id: {"desired", "instances", "running", "deploying"}} as the
+        apps API says now ("deploying": its deployments in progress, Marathon's
+        app "deployments"; mid-way through one, old and new instances both run)."""
         out = {}
         for app_id, want in self.desired.items():
             app = self.request("GET", f"/v2/apps{app_id}?embed=apps.tasks")["app"]
             running = sum(1 for t in app.get("tasks", []) if t.get("state") == "TASK_RUNNING")
             out[app_id] = {"desired": want, "instances": int(app["instances"]),
-                           "running": running}
+                           "running": running, "deploying": len(app.get("deployments", []))}
         return out
 
     def remove(self) -> None:
@@ -358,6 +381,21 @@ class ContainersWorkload:
                     break
                 if self.stop.wait(1.0):
                     break
+
+    def after_healing(self, tries: int = HEALED_TRIES) -> None:
+        """Start every stopped container and restart every running one (each
+        try a "healed-container-start" or "-restart" operation, up to `tries`
+        each): every container is then desired running, wherever its agent
+        was taken or drained during the campaign."""
+        states = self.states()
+        for name in sorted(self.desired):
+            verb = "restart" if states.get(name) == "running" else "start"
+            for i in range(tries):
+                if self._cli(f"healed-container-{verb}", name, verb, name):
+                    self.desired[name] = "running"
+                    break
+                if i + 1 < tries:
+                    time.sleep(HEALED_RETRY)
 
     def states(self) -> dict[str, str]:
         """{name: docker state} for our containers (raises nothing: {} when unknown)."""

@@ -254,3 +254,36 @@ def test_a_container_whose_agent_was_drained_after_its_start_may_be_stopped() ->
         ["not-converged"]
     unknown = {"type": "container-placed", "name": "c1", "agent_id": None, "t": 10.0}
     assert kinds([*records, placed, op("drain", A1, 9.0), unknown], final) == ["not-converged"]
+
+
+def test_an_operation_still_refused_once_every_fault_is_healed_is_refused_for_good() -> None:
+    # Campaign seed 20261202: a container marked "dead" refused its 160 later
+    # starts; its desired state stayed "exited" (nothing was accepted), so the
+    # final state alone showed nothing.
+    records = [op("container-start", "fz-c1", 10.0, ok=False),
+               op("healed-container-start", "fz-c1", 100.0, ok=False),
+               op("healed-container-start", "fz-c1", 102.0, ok=False),
+               op("healed-container-restart", "fz-c2", 100.0, ok=False),
+               op("healed-container-restart", "fz-c2", 102.0),
+               op("healed-app-redeploy", "/faults/a", 104.0)]
+    found = checker.refused_after_healing(records, {})
+    assert [(a.kind, a.subject) for a in found] == [
+        ("refused-after-healing", "healed-container-start fz-c1")]
+    assert [a.kind for a in checker.check(records, {})] == ["refused-after-healing"]
+
+
+def test_a_healed_phase_operation_accepted_but_not_carried_out_is_refused() -> None:
+    final = {"after_healing": {
+        "apps": {"/faults/a": {"desired": 2, "instances": 2, "running": 2}},
+        "containers": {"fz-c1": {"desired": "running", "state": "dead"},
+                       "fz-c2": {"desired": "running", "state": "running"}}}}
+    found = checker.refused_after_healing([], final)
+    assert [(a.kind, a.subject) for a in found] == [("refused-after-healing", "fz-c1")]
+    assert "dead" in found[0].explanation
+
+
+def test_an_app_mid_deployment_has_not_converged() -> None:
+    final = {"apps": {"/faults/a": {"desired": 3, "instances": 3, "running": 3,
+                                    "deploying": 1}}}
+    [found] = checker.not_converged(final)
+    assert found.subject == "/faults/a" and "1 deployment(s) still in progress" in found.explanation
