@@ -156,6 +156,11 @@ class Daemons:
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGCONT)
             self.stop(name)  # before the agents: it would replace the tasks they kill
+        # The tasks' own processes first: a container's PID 1 that ignores
+        # SIGTERM (`sleep`) would hold each agent's shutdown for its whole grace
+        # period (Docker's 10 s). Their executors see them end and report, and
+        # the agents then end their runs and networks at once.
+        self._kill_task_processes()
         for name in [n for n in self.procs if n != "master"]:
             proc = self.procs[name]
             if proc.poll() is None:
@@ -180,14 +185,28 @@ class Daemons:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
 
-    def _remove_cgroups(self, timeout: float = 10.0) -> None:
-        """Remove the agents' cgroup root in every hierarchy, killing what is left
-        in it (executors finish removing their own cgroups as they exit)."""
+    def _cgroup_tops(self) -> list[Path]:
+        """The agents' cgroup root in every hierarchy (v2's, then v1's)."""
         tops = [CGROUPS / self.cgroup_root]
         with contextlib.suppress(OSError):
             tops += [d / self.cgroup_root for d in CGROUPS.iterdir() if not d.is_symlink()]
+        return tops
+
+    def _kill_task_processes(self) -> None:
+        """SIGKILL every process in the agents' cgroups (the tasks' processes:
+        executors are not in them)."""
+        for top in self._cgroup_tops():
+            for parent, _, _ in os.walk(top):
+                with contextlib.suppress(OSError):
+                    for pid in (Path(parent) / "cgroup.procs").read_text().split():
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(int(pid), signal.SIGKILL)
+
+    def _remove_cgroups(self, timeout: float = 10.0) -> None:
+        """Remove the agents' cgroup root in every hierarchy, killing what is left
+        in it (executors finish removing their own cgroups as they exit)."""
         deadline = time.monotonic() + timeout
-        for top in tops:
+        for top in self._cgroup_tops():
             while top.is_dir():
                 for parent, _, _ in os.walk(top, topdown=False):
                     with contextlib.suppress(OSError):

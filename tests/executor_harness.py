@@ -175,9 +175,10 @@ async def executor(tmp_path: Path, task: pb.TaskInfo, *, agent: FakeAgent | None
         await agent.close()
         with contextlib.suppress(OSError):
             open_cgroup(cgroup).destroy()
-        for controller in ("cpu", "cpuacct", "memory", "pids"):
-            with contextlib.suppress(OSError):
-                os.rmdir(DEFAULT_ROOT / controller / prefix)
+        with contextlib.suppress(OSError):   # the prefix, in every hierarchy (v1)
+            for hierarchy in DEFAULT_ROOT.iterdir():
+                with contextlib.suppress(OSError):
+                    os.rmdir(hierarchy / prefix)
         shutil.rmtree(sockdir, ignore_errors=True)
 
 
