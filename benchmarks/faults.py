@@ -120,6 +120,15 @@ def campaign(minutes: float, seed: int, hosts: int, base: Path) -> tuple[list[di
             final["containers"] = _or_empty(containers.observed)
             note("after healing: every container started or restarted, every app "
                  "redeployed …")
+            # Nothing else may change what they ask for meanwhile: the workload's
+            # threads have ended, and no agent is left in maintenance.
+            for part in (apps, containers, drains):
+                if part.alive():
+                    history.op("workload", type(part).__name__, False,
+                               "still running when the healed phase began")
+            if not observe.wait_whole(lab, WHOLE_DEADLINE, in_service=True):
+                history.op("whole", "cluster", False, "an agent still in maintenance "
+                           f"{WHOLE_DEADLINE:.0f} s after the workload stopped")
             containers.after_healing()
             apps.after_healing()
             wait_until("settled after healing", settled, SETTLE_DEADLINE, step=2.0)

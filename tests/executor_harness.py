@@ -175,8 +175,8 @@ async def executor(tmp_path: Path, task: pb.TaskInfo, *, agent: FakeAgent | None
         await agent.close()
         with contextlib.suppress(OSError):
             open_cgroup(cgroup).destroy()
-        with contextlib.suppress(OSError):   # the prefix, in every hierarchy (v1)
-            for hierarchy in DEFAULT_ROOT.iterdir():
+        with contextlib.suppress(OSError):   # the prefix: v2's, then every v1 hierarchy's
+            for hierarchy in [DEFAULT_ROOT, *DEFAULT_ROOT.iterdir()]:
                 with contextlib.suppress(OSError):
                     os.rmdir(hierarchy / prefix)
         shutil.rmtree(sockdir, ignore_errors=True)

@@ -34,8 +34,10 @@ Anomaly kinds (one function each):
                      what was accepted
     not-healed       a fault that was never healed
     leak             an executor, cgroup, mount, veth or IPAM lease left after the end
-    unavailable      up stopped the cluster, it was not whole after the faults, or the
-                     masters dropped the framework
+    unavailable      up stopped the cluster, it was not whole after the faults (or an
+                     agent stayed in maintenance), the masters dropped the framework, or a
+                     workload thread outlived the campaign (it could change what the healed
+                     phase asks for)
 """
 
 from __future__ import annotations
@@ -357,8 +359,8 @@ def refused_after_healing(records: list[Record], final: dict[str, Any]) -> list[
            for (kind, target), r in sorted(last.items()) if not r["ok"]]
     after = final.get("after_healing")
     if after is not None:
-        out += [Anomaly("refused-after-healing", a.subject, a.explanation)
-                for a in not_converged(after)]
+        out += [Anomaly("refused-after-healing", a.subject, f"after the healed phase: "
+                        f"{a.explanation}") for a in not_converged(after)]
     return out
 
 
@@ -369,13 +371,14 @@ def not_healed(records: list[Record]) -> list[Anomaly]:
 
 
 # What the campaign itself records when the cluster fails it as a whole.
-CLUSTER_FAILURES = ("up-exited", "whole", "framework")
+CLUSTER_FAILURES = ("up-exited", "whole", "framework", "workload")
 
 
 def unavailable(records: list[Record]) -> list[Anomaly]:
     """`juggler up` stopped the cluster, the cluster was not whole again (a
-    leader, every agent ACTIVE) by the deadline after the last heal, or the
-    masters dropped the framework."""
+    leader, every agent ACTIVE; before the healed phase, none in maintenance)
+    by its deadline, the masters dropped the framework, or a workload thread
+    outlived the campaign."""
     return [Anomaly("unavailable", r["target"], r["detail"]) for r in records
             if r["type"] == "op" and r["kind"] in CLUSTER_FAILURES and not r["ok"]]
 

@@ -116,21 +116,24 @@ def final_tasks(lab: Lab, framework_id: str) -> dict[str, dict[str, str]]:
             for t in [*got.completed_tasks, *got.tasks] if t.framework_id == framework_id}
 
 
-def agents_active(lab: Lab) -> bool:
+def agents_active(lab: Lab, in_service: bool = False) -> bool:
+    """Whether the leader has every host's agent ACTIVE (and, `in_service`,
+    none in maintenance: drained or draining)."""
     try:
         got = on_leader(lab, "GetAgents", operator_pb2.GetAgentsRequest())
     except OSError:
         return False
-    return (len(got.agents) >= len(lab.lab.hosts)
-            and sum(a.state == operator_pb2.AGENT_ACTIVE for a in got.agents)
-            == len(lab.lab.hosts))
+    ready = [a for a in got.agents if a.state == operator_pb2.AGENT_ACTIVE and (
+        not in_service or a.maintenance == operator_pb2.MAINTENANCE_NONE)]
+    return len(got.agents) >= len(lab.lab.hosts) and len(ready) == len(lab.lab.hosts)
 
 
-def wait_whole(lab: Lab, deadline: float) -> bool:
-    """Until a master leads and every agent is ACTIVE, or `deadline` seconds."""
+def wait_whole(lab: Lab, deadline: float, in_service: bool = False) -> bool:
+    """Until a master leads and every agent is ACTIVE (and, `in_service`, out
+    of maintenance), or `deadline` seconds."""
     end = time.monotonic() + deadline
     while time.monotonic() < end:
-        if agents_active(lab):
+        if agents_active(lab, in_service):
             return True
         time.sleep(0.5)
     return False

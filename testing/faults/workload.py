@@ -47,6 +47,7 @@ LAUNCH_EVERY = 1.0      # seconds between launches
 KILL_EVERY = 4.0        # seconds between kills of a long task
 HEALED_TRIES = 3        # tries of each healed-phase operation (a refusal for good fails all)
 HEALED_RETRY = 2.0      # seconds between them
+HEALED_TIMEOUT = 120.0  # seconds a healed-phase CLI call may take (a start waits for RUNNING)
 
 
 class FrameworkWorkload:
@@ -233,6 +234,10 @@ class AppsWorkload:
     def join(self) -> None:
         self._thread.join(60)
 
+    def alive(self) -> bool:
+        """Whether its thread still runs (after join: it outlived the wait)."""
+        return self._thread.is_alive()
+
     def definition(self, app_id: str, instances: int) -> dict[str, Any]:
         """/faults/b is on the agents' bridge network (a veth and an IPAM lease each)."""
         app = {"id": app_id, "cmd": "sleep 3600", "cpus": 0.05, "mem": 16,
@@ -345,9 +350,13 @@ class ContainersWorkload:
     def join(self) -> None:
         self._thread.join(90)
 
-    def _cli(self, kind: str, name: str, *args: str) -> bool:
+    def alive(self) -> bool:
+        """Whether its thread still runs (after join: it outlived the wait)."""
+        return self._thread.is_alive()
+
+    def _cli(self, kind: str, name: str, *args: str, timeout: float = 30.0) -> bool:
         try:
-            done = self.lab.juggler(*args, timeout=30)
+            done = self.lab.juggler(*args, timeout=timeout)
             ok, why = done.returncode == 0, (done.stderr or done.stdout).strip()[-200:]
         except OSError as e:
             ok, why = False, str(e)
@@ -386,12 +395,16 @@ class ContainersWorkload:
         """Start every stopped container and restart every running one (each
         try a "healed-container-start" or "-restart" operation, up to `tries`
         each): every container is then desired running, wherever its agent
-        was taken or drained during the campaign."""
+        was taken or drained during the campaign. A restart stops with a 1 s
+        grace period (`sleep` as PID 1 ignores SIGTERM: Docker's 10 s would
+        come first), and each call may take HEALED_TIMEOUT seconds: on a
+        healed cluster, a call that takes longer is an anomaly too."""
         states = self.states()
         for name in sorted(self.desired):
             verb = "restart" if states.get(name) == "running" else "start"
+            args = (verb, "-t", "1", name) if verb == "restart" else (verb, name)
             for i in range(tries):
-                if self._cli(f"healed-container-{verb}", name, verb, name):
+                if self._cli(f"healed-container-{verb}", name, *args, timeout=HEALED_TIMEOUT):
                     self.desired[name] = "running"
                     break
                 if i + 1 < tries:
@@ -470,6 +483,10 @@ class DrainWorkload:
 
     def join(self) -> None:
         self._thread.join(DRAIN_DEADLINE + 60)
+
+    def alive(self) -> bool:
+        """Whether its thread still runs (after join: it outlived the wait)."""
+        return self._thread.is_alive()
 
     def _call(self, kind: str, target: str, method: str, request: Any) -> bool:
         for _ in range(20):

@@ -287,3 +287,9 @@ def test_an_app_mid_deployment_has_not_converged() -> None:
                                     "deploying": 1}}}
     [found] = checker.not_converged(final)
     assert found.subject == "/faults/a" and "1 deployment(s) still in progress" in found.explanation
+
+
+def test_a_workload_thread_that_outlived_the_campaign_makes_it_unavailable() -> None:
+    records = [op("workload", "ContainersWorkload", 130.0, ok=False)]
+    assert [(a.kind, a.subject) for a in checker.check(records, {})] == [
+        ("unavailable", "ContainersWorkload")]
