@@ -7,6 +7,7 @@ inside it (nsenter.py for exec) and command health checks (executor/health.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -38,16 +39,27 @@ def assume(user: str, env: dict[str, str], *, home_from_task: bool,
     capabilities.drop_to(caps, switch)
 
 
-# Dispositions Python (or the executor) changed that a program expects at default.
-_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM,
-                    signal.SIGCHLD)
+# Every signal a disposition can be set for. Not only those Python or the
+# executor changed: an ignored signal stays ignored across fork and execve, so
+# an agent started with SIGQUIT ignored (any background job of a
+# non-interactive shell: `cmd &` ignores SIGINT and SIGQUIT) passed it down to
+# every task, and a shell task's `trap ... QUIT` was silently refused (POSIX:
+# a non-interactive shell cannot trap a signal ignored on entry), so a kill
+# whose first signal was an image's StopSignal SIGQUIT waited out the whole
+# grace period. runc's containers start with every signal at its default (its
+# Go init catches them all, and execve resets caught ones), and so do
+# juggler's.
+_DEFAULT_SIGNALS = tuple(sorted(set(signal.valid_signals())
+                                - {signal.SIGKILL, signal.SIGSTOP}))
 
 
 def clean_for_exec(keep_fd: int = -1) -> None:
-    """Just before execve in the child: default signal handling, an empty signal
-    mask, and every fd above 2 closed but `keep_fd` (a CLOEXEC error pipe)."""
+    """Just before execve in the child: every signal at its default
+    disposition, an empty signal mask, and every fd above 2 closed but
+    `keep_fd` (a CLOEXEC error pipe)."""
     for sig in _DEFAULT_SIGNALS:
-        signal.signal(sig, signal.SIG_DFL)
+        with contextlib.suppress(OSError, ValueError):  # glibc's own (32, 33)
+            signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     if keep_fd >= 3:
         os.closerange(3, keep_fd)

@@ -13,6 +13,7 @@ harness (tests/executor_harness.py).
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -132,6 +133,33 @@ def test_a_task_s_kill_signal_goes_first_then_sigkill_after_the_grace_period(
         assert r.stdout() == "ready\ngot INT\n"
         assert (done.state, done.exit_code) == (common_pb2.TASK_KILLED, 0)
         assert killing.message == "Killing the task with SIGINT (grace period 30 s)"
+
+    asyncio.run(scenario())
+
+
+def test_a_task_starts_with_every_signal_at_its_default_whatever_its_executor_had(
+        tmp_path: Path) -> None:
+    """An agent started as a background job of a script (`juggler agent &`)
+    has SIGINT and SIGQUIT ignored, and ignored signals survive fork and
+    execve: its tasks must not inherit that (a shell could then not trap
+    them: the image StopSignal SIGQUIT of a shell task did nothing, and its
+    kill waited out the grace period). Under the executor harness, started
+    here with those and SIGUSR1 ignored; the task reads its own dispositions
+    and mask (/proc/self/status: SigIgn, SigBlk)."""
+    async def scenario() -> None:
+        task = task_info("cat", shell=False)
+        task.command.argv[:] = ["cat", "/proc/self/status"]
+        ignored = (signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1)
+        before = {sig: signal.signal(sig, signal.SIG_IGN) for sig in ignored}
+        try:
+            async with executor(tmp_path, task) as r:
+                done = await r.agent.wait_terminal()
+        finally:
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
+        assert done.state == common_pb2.TASK_FINISHED, done.message
+        status = dict(line.split(":\t", 1) for line in r.stdout().splitlines() if ":\t" in line)
+        assert (status["SigIgn"], status["SigBlk"]) == ("0000000000000000", "0000000000000000")
 
     asyncio.run(scenario())
 
