@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 
 import pytest
@@ -259,6 +260,39 @@ def test_quota_limit_caps_a_role():
     assert a.allocate() == []
     a.set_quota_limit("capped", None)
     assert len(a.allocate()) == 3
+
+
+def test_room_under_a_quota_limit_reopens_every_agent_not_only_the_one_recovered():
+    # Cycles visit only agents changed since the last one, unless a change may
+    # let any agent be taken: resources recovered in a capped role are one.
+    a, _ = make(2)
+    a.set_quota_limit("capped", R(cpus=4, mem=4096))
+    a.add_framework("c", ["capped"])
+    assert [x.agent_id for x in a.allocate()] == ["a000"]   # at its limit: a001 skipped
+    assert a.allocate() == []
+    a.decline("c", "a000", AGENT, "capped", refuse_seconds=60)
+    assert [(x.agent_id, x.resources) for x in a.allocate()] == [("a001", AGENT)]
+
+
+def test_an_agent_activated_again_is_offered_at_the_next_cycle():
+    a, _ = make(2)
+    a.deactivate_agent("a001")
+    a.add_framework("f", ["r"])
+    assert [x.agent_id for x in a.allocate()] == ["a000"]
+    a.activate_agent("a001")
+    assert [x.agent_id for x in a.allocate()] == ["a001"]
+
+
+def test_an_idle_agent_is_offered_once_a_filter_on_it_expires_with_nothing_else_changed():
+    a, clock = make(2)
+    a.add_framework("f", ["r"])
+    a.allocate()
+    a.decline("f", "a001", AGENT, "r", refuse_seconds=5)
+    assert a.allocate() == []
+    a.recover("f", "a000", R(cpus=1, mem=1024), "r")
+    assert [x.agent_id for x in a.allocate()] == ["a000"]
+    clock.advance(5)
+    assert [x.agent_id for x in a.allocate()] == ["a001"]
 
 
 def test_quota_limit_leaves_unnamed_resources_unlimited():
@@ -526,7 +560,13 @@ class AllocatorMachine(RuleBasedStateMachine):
     @rule()
     def allocate(self):
         before = {r: self._role_holds(r) for r in self.limits}
-        for x in self.a.allocate():
+        # A cycle that visits only the agents changed since the last one gives
+        # exactly what visiting every agent would (allocator's docstring).
+        every = copy.deepcopy(self.a)
+        every._visit_all = True
+        allocations = self.a.allocate()
+        assert allocations == every.allocate()
+        for x in allocations:
             assert x.framework_id in self.frameworks
             assert x.agent_id in self.totals
             assert not x.resources.is_empty()
