@@ -58,7 +58,7 @@ def clean_for_exec(keep_fd: int = -1) -> None:
     disposition, an empty signal mask, and every fd above 2 closed but
     `keep_fd` (a CLOEXEC error pipe)."""
     for sig in _DEFAULT_SIGNALS:
-        with contextlib.suppress(OSError, ValueError):  # glibc's own (32, 33)
+        with contextlib.suppress(OSError, ValueError):  # none is refused today (not 32, 33)
             signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     if keep_fd >= 3:
