@@ -43,8 +43,8 @@ eligible taker for them, and it still has none until something changes for it or
 everyone. So a cycle visits every agent only after a change that may make any agent's free
 resources takeable (a framework added, activated, revived or re-subscribed, or removed; a
 weight or quota limit set; an agent removed; resources recovered in a role with a quota limit,
-whose room grows on every agent; a refusal filter's expiry reached); otherwise only the agents
-whose free resources grew or that were added or activated since the last cycle. The result
+whose room grows on every agent); otherwise only the agents whose free resources grew, that
+were added or activated, or on which a refusal filter ended, since the last cycle. The result
 is the same as visiting all (agents are still visited in id order, and an agent left out
 would have been given nothing); what it saves is the walk over a thousand idle agents on each
 of the cycles that every Accept and Decline triggers (the master's allocation loop, up to 50
@@ -188,7 +188,7 @@ class Allocator:
         # The next cycle's agents (module docstring): all of them, or those changed.
         self._visit_all = True
         self._changed: set[str] = set()
-        self._next_expiry = math.inf  # the earliest refusal filter expiry since the last full cycle
+        self._expiries: list[tuple[float, str]] = []  # heap: (a refusal filter's expiry, agent)
 
     # -- agents -----------------------------------------------------------
     def add_agent(
@@ -428,7 +428,7 @@ class Allocator:
             return
         expiry = self._clock.now() + refuse_seconds
         fw.filters.setdefault((role, agent_id), []).append((v, p, expiry))
-        self._next_expiry = min(self._next_expiry, expiry)
+        heapq.heappush(self._expiries, (expiry, agent_id))
 
     def decline(
         self,
@@ -495,17 +495,16 @@ class Allocator:
         agent, or only those changed since the last cycle when that gives the same
         (the module's docstring says when)."""
         now = self._clock.now()
-        visit_all = self._visit_all or now >= self._next_expiry
+        expiries = self._expiries
+        while expiries and expiries[0][0] <= now:  # a filter over: its agent may be taken again
+            self._changed.add(heapq.heappop(expiries)[1])
+        visit_all = self._visit_all
         if visit_all:
             agents = self._sorted_agents()
         else:
             agents = [self._agents[a] for a in sorted(self._changed) if a in self._agents]
         self._visit_all = False
         self._changed.clear()
-        if visit_all:
-            self._next_expiry = min((f[2] for fw in self._frameworks.values()
-                                     for filters in fw.filters.values() for f in filters
-                                     if f[2] > now), default=math.inf)
         inv = tuple(1.0 / t if t > 0 else 0.0 for t in self._total)
         allocatable = self._allocatable
 
