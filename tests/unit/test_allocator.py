@@ -516,6 +516,13 @@ class AllocatorMachine(RuleBasedStateMachine):
         self.a.add_framework(fw, roles, suppressed)
         self.frameworks.add(fw)
 
+    @rule(fw=st.sampled_from(IDS_F), roles=st.lists(st.sampled_from(ROLES), max_size=3),
+          suppressed=st.lists(st.sampled_from(ROLES), max_size=1))
+    def update_framework(self, fw, roles, suppressed):
+        """Re-subscribed with other roles (or none): what it holds stays held."""
+        if fw in self.frameworks:
+            self.a.update_framework(fw, roles, suppressed)
+
     @rule(fw=st.sampled_from(IDS_F))
     def remove_framework(self, fw):
         if fw not in self.frameworks:
