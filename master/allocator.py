@@ -498,8 +498,7 @@ class Allocator:
         expiries = self._expiries
         while expiries and expiries[0][0] <= now:  # a filter over: its agent may be taken again
             self._changed.add(heapq.heappop(expiries)[1])
-        visit_all = self._visit_all
-        if visit_all:
+        if self._visit_all:
             agents = self._sorted_agents()
         else:
             agents = [self._agents[a] for a in sorted(self._changed) if a in self._agents]

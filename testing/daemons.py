@@ -197,10 +197,7 @@ class Daemons:
         executors are not in them)."""
         for top in self._cgroup_tops():
             for parent, _, _ in os.walk(top):
-                with contextlib.suppress(OSError):
-                    for pid in (Path(parent) / "cgroup.procs").read_text().split():
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(int(pid), signal.SIGKILL)
+                _kill_members(Path(parent))
 
     def _remove_cgroups(self, timeout: float = 10.0) -> None:
         """Remove the agents' cgroup root in every hierarchy, killing what is left
@@ -209,10 +206,7 @@ class Daemons:
         for top in self._cgroup_tops():
             while top.is_dir():
                 for parent, _, _ in os.walk(top, topdown=False):
-                    with contextlib.suppress(OSError):
-                        for pid in (Path(parent) / "cgroup.procs").read_text().split():
-                            with contextlib.suppress(ProcessLookupError):
-                                os.kill(int(pid), signal.SIGKILL)
+                    _kill_members(Path(parent))
                     with contextlib.suppress(OSError):  # busy while processes exit
                         os.rmdir(parent)
                 if top.is_dir():
@@ -223,6 +217,15 @@ class Daemons:
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
                          for p in sorted(self.work.glob("*.log")))
+
+
+def _kill_members(cgroup: Path) -> None:
+    """SIGKILL the processes in `cgroup` (a directory of a hierarchy); one
+    gone already, or a cgroup gone, is no error."""
+    with contextlib.suppress(OSError):
+        for pid in (cgroup / "cgroup.procs").read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
 
 
 def _started_at(log: Path, offset: int, pid: int, event: str = "master started",

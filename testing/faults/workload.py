@@ -27,6 +27,7 @@ import random
 import threading
 import time
 import urllib.error
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -217,26 +218,53 @@ class FrameworkWorkload:
 APPS = {"/faults/a": 2, "/faults/b": 1}
 
 
-class AppsWorkload:
-    """A thread: creates APPS, then every few seconds scales, restarts or
-    redeploys one; `desired` is each app's instance count as last accepted."""
+class _Part:
+    """A workload part that runs `_run` in a daemon thread of its own, given
+    `join_seconds` to end once its stop event is set."""
+
+    name = ""
+    join_seconds = 60.0
 
     def __init__(self, lab: Lab, history: History, rng: random.Random,
                  stop: threading.Event) -> None:
         self.lab, self.h, self.rng, self.stop = lab, history, rng, stop
-        self.desired: dict[str, int] = {}
-        self.version: dict[str, int] = {}
-        self._thread = threading.Thread(target=self._run, name="apps", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
 
     def start(self) -> None:
         self._thread.start()
 
     def join(self) -> None:
-        self._thread.join(60)
+        self._thread.join(self.join_seconds)
 
     def alive(self) -> bool:
         """Whether its thread still runs (after join: it outlived the wait)."""
         return self._thread.is_alive()
+
+
+def _tries(n: int, attempt: Callable[[], bool]) -> None:
+    """Call `attempt` until it returns True, at most `n` times, HEALED_RETRY
+    seconds apart (each attempt records its own operation)."""
+    for i in range(n):
+        if attempt():
+            return
+        if i + 1 < n:
+            time.sleep(HEALED_RETRY)
+
+
+class AppsWorkload(_Part):
+    """A thread: creates APPS, then every few seconds scales, restarts or
+    redeploys one; `desired` is each app's instance count as last accepted."""
+
+    name, join_seconds = "apps", 60.0
+
+    def __init__(self, lab: Lab, history: History, rng: random.Random,
+                 stop: threading.Event) -> None:
+        super().__init__(lab, history, rng, stop)
+        self.desired: dict[str, int] = {}
+        self.version: dict[str, int] = {}
 
     def definition(self, app_id: str, instances: int) -> dict[str, Any]:
         """/faults/b is on the agents' bridge network (a veth and an IPAM lease each)."""
@@ -298,18 +326,19 @@ class AppsWorkload:
     def after_healing(self, tries: int = HEALED_TRIES) -> None:
         """Redeploy every app once more (a new version, same count), up to
         `tries` times each, a "healed-app-redeploy" operation per try."""
+        def redeploy(app_id: str) -> bool:
+            try:
+                self.request("PUT", f"/v2/apps{app_id}?force=true",
+                             self.definition(app_id, self.desired[app_id]))
+            except (OSError, ValueError) as e:
+                self.h.op("healed-app-redeploy", app_id, False, str(e)[:200])
+                return False
+            self.h.op("healed-app-redeploy", app_id, True)
+            return True
+
         for app_id in sorted(self.desired):
             self.version[app_id] = self.version.get(app_id, 0) + 1
-            for i in range(tries):
-                try:
-                    self.request("PUT", f"/v2/apps{app_id}?force=true",
-                                 self.definition(app_id, self.desired[app_id]))
-                    self.h.op("healed-app-redeploy", app_id, True)
-                    break
-                except (OSError, ValueError) as e:
-                    self.h.op("healed-app-redeploy", app_id, False, str(e)[:200])
-                    if i + 1 < tries:
-                        time.sleep(HEALED_RETRY)
+            _tries(tries, lambda app_id=app_id: redeploy(app_id))
 
     def observed(self) -> dict[str, dict[str, int]]:
         """{app id: {"desired", "instances", "running", "deploying"}} as the
@@ -333,26 +362,17 @@ class AppsWorkload:
 CONTAINERS = ("fz-c1", "fz-c2")
 
 
-class ContainersWorkload:
+class ContainersWorkload(_Part):
     """A thread: runs CONTAINERS (`juggler run -d`, the agent's filesystem),
     then every few seconds stops or starts one; `desired` is "running" or
     "exited" as last accepted."""
 
+    name, join_seconds = "containers", 90.0
+
     def __init__(self, lab: Lab, history: History, rng: random.Random,
                  stop: threading.Event) -> None:
-        self.lab, self.h, self.rng, self.stop = lab, history, rng, stop
+        super().__init__(lab, history, rng, stop)
         self.desired: dict[str, str] = {}
-        self._thread = threading.Thread(target=self._run, name="containers", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def join(self) -> None:
-        self._thread.join(90)
-
-    def alive(self) -> bool:
-        """Whether its thread still runs (after join: it outlived the wait)."""
-        return self._thread.is_alive()
 
     def _cli(self, kind: str, name: str, *args: str, timeout: float = 30.0) -> bool:
         try:
@@ -403,12 +423,14 @@ class ContainersWorkload:
         for name in sorted(self.desired):
             verb = "restart" if states.get(name) == "running" else "start"
             args = (verb, "-t", "1", name) if verb == "restart" else (verb, name)
-            for i in range(tries):
-                if self._cli(f"healed-container-{verb}", name, *args, timeout=HEALED_TIMEOUT):
-                    self.desired[name] = "running"
-                    break
-                if i + 1 < tries:
-                    time.sleep(HEALED_RETRY)
+
+            def start(name: str = name, verb: str = verb, args: tuple[str, ...] = args) -> bool:
+                if not self._cli(f"healed-container-{verb}", name, *args,
+                                 timeout=HEALED_TIMEOUT):
+                    return False
+                self.desired[name] = "running"
+                return True
+            _tries(tries, start)
 
     def states(self) -> dict[str, str]:
         """{name: docker state} for our containers (raises nothing: {} when unknown)."""
@@ -468,25 +490,12 @@ DRAIN_EVERY = (25.0, 40.0)   # seconds between drains
 DRAIN_DEADLINE = 45.0        # a drained agent is DOWN (runs nothing) within this
 
 
-class DrainWorkload:
+class DrainWorkload(_Part):
     """A thread: every DRAIN_EVERY seconds, DrainAgent on a random agent; once
     the leader says it is DOWN, or after DRAIN_DEADLINE, records "drained"
     with the tasks the leader still has running there ("left"), then UpAgent."""
 
-    def __init__(self, lab: Lab, history: History, rng: random.Random,
-                 stop: threading.Event) -> None:
-        self.lab, self.h, self.rng, self.stop = lab, history, rng, stop
-        self._thread = threading.Thread(target=self._run, name="drain", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def join(self) -> None:
-        self._thread.join(DRAIN_DEADLINE + 60)
-
-    def alive(self) -> bool:
-        """Whether its thread still runs (after join: it outlived the wait)."""
-        return self._thread.is_alive()
+    name, join_seconds = "drain", DRAIN_DEADLINE + 60
 
     def _call(self, kind: str, target: str, method: str, request: Any) -> bool:
         for _ in range(20):
