@@ -129,7 +129,8 @@ def end_error(status: pb.TaskStatus) -> str:
     for a process's exit, an OOM kill included (State.OOMKilled says that)."""
     if task_states.never_ran(status):
         return status.message
-    if status.state != pb.TASK_FINISHED and status.reason in _PLATFORM_ENDS:
+    if status.state != pb.TASK_FINISHED and (status.reason in _PLATFORM_ENDS
+                                             or status.state in _LOST_BY_PLATFORM):
         return status.message or pb.Reason.Name(status.reason)
     return ""
 
@@ -141,6 +142,8 @@ _PLATFORM_ENDS = frozenset({
     pb.REASON_EXECUTOR_TERMINATED, pb.REASON_EXECUTOR_UNREACHABLE, pb.REASON_AGENT_REMOVED,
     pb.REASON_AGENT_DISCONNECTED, pb.REASON_AGENT_RESTARTED, pb.REASON_AGENT_UNREACHABLE,
     pb.REASON_AGENT_DRAINING, pb.REASON_TASK_UNHEALTHY})
+# States only the platform gives (a reconciliation's answers among them).
+_LOST_BY_PLATFORM = frozenset({pb.TASK_GONE, pb.TASK_GONE_BY_OPERATOR, pb.TASK_LOST})
 NETWORKING_FAILED = "failed to set up container networking"
 _NETWORKS = {"none": pb.NETWORK_NONE, "host": pb.NETWORK_HOST}
 

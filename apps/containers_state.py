@@ -65,6 +65,7 @@ EXIT_START_FAILED = 128     # dockerd's exit code for a start that failed with n
 AgentPorts = tuple[str, Ranges, Ranges]   # an agent's (name, total ports, allocated ports)
 
 _GONE = frozenset({pb.TASK_GONE, pb.TASK_GONE_BY_OPERATOR, pb.TASK_LOST})
+_AGENT_BACK = frozenset({pb.REASON_AGENT_RESTARTED, pb.REASON_RECONCILIATION})
 
 # Generated names, as Docker's "adjective_surname" (the words are our own list).
 _ADJECTIVES = ("agile", "bold", "brave", "calm", "clever", "eager", "fancy", "gentle", "happy",
@@ -365,13 +366,14 @@ class ContainersState:
             self._save(c)
             self._out.append(Revive())
             return
-        if state in _GONE and not (state == pb.TASK_GONE
-                                   and status.reason == pb.REASON_AGENT_RESTARTED):
+        if state in _GONE and not (state == pb.TASK_GONE and status.reason in _AGENT_BACK):
             # The agent is gone for good (or the task with it): so is the
-            # writable layer. A task its agent re-registered without
-            # (REASON_AGENT_RESTARTED) only ended: the agent and its layer are
-            # back, and the container may start there again, as a Docker
-            # container whose process died while its daemon was down.
+            # writable layer. A TASK_GONE because its agent is back without the
+            # task (it re-registered without it, or a reconciliation's answer
+            # says it did: master/reconciliation.py) only ended the run: the
+            # agent and its layer are there, and the container may start there
+            # again, as a Docker container whose process died while its daemon
+            # was down.
             c.error = (f"its agent {c.hostname or c.agent_id} is gone, and its writable layer "
                        f"with it ({status.message or task_states.name(state)})")
             self.tasks.pop(c.task_id, None)

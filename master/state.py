@@ -70,6 +70,7 @@ from juggler.master.entries import (
     TaskEntry,
 )
 from juggler.master.lifecycles import FRAMEWORK
+from juggler.master.reconciliation import AgentKnown, unknown_task_answer
 from juggler.master.roles import RoleBook
 from juggler.v1 import agent_pb2, common_pb2, operator_pb2, registry_pb2, scheduler_pb2
 
@@ -801,9 +802,12 @@ class MasterState:
                   tasks: Iterable[scheduler_pb2.ReconcileRequest.Task]) -> list[Command]:
         """The latest state of the given tasks (every task of the framework when
         none is given), as one update event each, without uuid (not to be
-        acknowledged); TASK_UNKNOWN for a task nobody knows, nothing yet for
-        one an awaited agent may bring back (as Mesos). Raises CallError as
-        every framework call does."""
+        acknowledged). A task the master completed is answered from its record;
+        one it does not hold by what it knows of the named agent, as Mesos
+        (master/reconciliation.py: TASK_GONE when that agent is registered
+        without it, TASK_UNREACHABLE, nothing yet while it is awaited after a
+        failover, TASK_UNKNOWN when unknown). Raises CallError as every
+        framework call does."""
         fw = self._framework(framework_id, stream_id)
         wanted = list(tasks)
         statuses: list[common_pb2.TaskStatus] = []
@@ -811,23 +815,46 @@ class MasterState:
         if not wanted:
             for task_id in sorted(fw.tasks):
                 statuses.append(self._reconcile_status(self.tasks[(framework_id, task_id)], now))
-        recovering = {a.info.id for a in self.agents.values()
-                      if a.reregister_deadline is not None}
+        completed: dict[str, TaskEntry] | None = None
+        aware = common_pb2.FrameworkInfo.PARTITION_AWARE in fw.info.capabilities
         for t in wanted:
             task = self.tasks.get((framework_id, t.task_id))
+            if task is None:
+                if completed is None:   # built once, for the first task not held
+                    completed = {c.info.task_id: c for c in self.completed_tasks
+                                 if c.framework_id == framework_id}
+                task = completed.get(t.task_id)
             if task is not None:
                 statuses.append(self._reconcile_status(task, now))
-            elif recovering and (not t.agent_id or t.agent_id in recovering):
-                # Its agent may still bring it back (after a failover): say nothing
-                # yet, as Mesos does; the framework asks again later.
                 continue
-            else:
-                statuses.append(common_pb2.TaskStatus(
-                    task_id=t.task_id, agent_id=t.agent_id, framework_id=framework_id,
-                    state=S.TASK_UNKNOWN, reason=common_pb2.REASON_RECONCILIATION,
-                    source=common_pb2.SOURCE_MASTER, timestamp=now,
-                    message="the master knows of no such task"))
+            answer = unknown_task_answer(self._agent_known(t.agent_id), aware)
+            if answer is None:
+                continue   # its agent may still bring it back: the framework asks again
+            statuses.append(common_pb2.TaskStatus(
+                task_id=t.task_id, agent_id=t.agent_id, framework_id=framework_id,
+                state=answer[0], reason=common_pb2.REASON_RECONCILIATION,
+                source=common_pb2.SOURCE_MASTER, timestamp=now, message=answer[1]))
         return [ToFramework(framework_id, _update_event(s)) for s in statuses]
+
+    def _agent_known(self, agent_id: str) -> AgentKnown:
+        """What the master knows of `agent_id`, for reconciling a task it does
+        not hold (master/reconciliation.py). No agent named: awaited while any
+        agent is (it may be any of them), else unknown."""
+        if not agent_id:
+            awaited = any(a.reregister_deadline is not None for a in self.agents.values())
+            return AgentKnown.AWAITED if awaited else AgentKnown.UNKNOWN
+        if agent_id in self.agents.gone:
+            return AgentKnown.GONE
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            return AgentKnown.UNKNOWN
+        if agent.reregister_deadline is not None:
+            return AgentKnown.AWAITED
+        if agent.state == A.AGENT_UNREACHABLE:
+            return AgentKnown.UNREACHABLE
+        if agent.state == A.AGENT_GONE:
+            return AgentKnown.GONE
+        return AgentKnown.REGISTERED
 
     @staticmethod
     def _reconcile_status(task: TaskEntry, now: float) -> common_pb2.TaskStatus:

@@ -451,9 +451,14 @@ class Framework:
         """Ask for the latest state of `tasks`, (task_id, agent_id) pairs
         (agent_id may be ""), or of every task of the framework when empty.
         The answers arrive through events() as updates without a uuid (not to
-        be acknowledged), reason REASON_RECONCILIATION: TASK_UNKNOWN for a
-        task nobody knows; none yet for a task whose agent a new leader still
-        waits for (ask again later). Raises only the module's list."""
+        be acknowledged), reason REASON_RECONCILIATION. A task the master does
+        not hold is answered by what it knows of the agent given (Mesos's rule,
+        master/reconciliation.py): TASK_GONE when that agent is registered
+        without it, TASK_UNREACHABLE, TASK_GONE_BY_OPERATOR when it is gone for
+        good (TASK_LOST for all three to a framework not partition-aware),
+        TASK_UNKNOWN when no agent or an unknown one is given; none yet for a
+        task whose agent a new leader still waits for (ask again later).
+        Raises only the module's list."""
         await self._unary("Reconcile", scheduler_pb2.ReconcileRequest(
             framework_id=self.framework_id, stream_id=self.stream_id,
             tasks=[scheduler_pb2.ReconcileRequest.Task(task_id=t, agent_id=a) for t, a in tasks]))

@@ -282,6 +282,27 @@ def test_a_run_its_agent_came_back_without_ended_and_may_start_again() -> None:
     assert started and c.status == CS.STARTING
 
 
+def test_a_reconciliation_s_answer_tells_a_run_ended_from_a_container_gone_for_good() -> None:
+    # What the master answers for a run it does not hold (master/reconciliation.py):
+    # TASK_GONE, its agent is registered without it (the layer is there);
+    # TASK_GONE_BY_OPERATOR, its agent is gone for good (and the layer with it).
+    sim = Sim()
+    back, gone = sim.started("back"), sim.started("gone")
+    sim.run(sim.core.reconciled({
+        back.task_id: pb.TaskStatus(task_id=back.task_id, state=pb.TASK_GONE,
+                                    reason=pb.REASON_RECONCILIATION,
+                                    message="its agent is registered and does not run it"),
+        gone.task_id: pb.TaskStatus(task_id=gone.task_id, state=pb.TASK_GONE_BY_OPERATOR,
+                                    reason=pb.REASON_RECONCILIATION,
+                                    message="its agent is gone for good")}))
+    assert back.status == CS.EXITED and "does not run it" in back.error
+    assert sim.core.start("back")[0] and back.status == CS.STARTING
+    assert gone.status == CS.DEAD
+    with pytest.raises(ContainerError) as e:
+        sim.core.start("gone")
+    assert e.value.status == 409
+
+
 def test_auto_remove() -> None:
     sim = Sim()
     c = sim.started("once", auto_remove=True)

@@ -96,6 +96,60 @@ def test_reconciliation_waits_for_agents_that_may_still_come_back() -> None:
     assert [(s.task_id, s.state) for s in answers] == [("t1", S.TASK_UNKNOWN)]
 
 
+def test_a_launch_lost_in_a_partition_and_a_failover_ends_gone_once_its_agent_is_back() -> None:
+    """Found by the fault campaign (seed 1, CI): a launch the agent never
+    got (its host was cut off as it was sent), the agent UNREACHABLE, the
+    leader killed. The new leader never knew the task; the agent re-registers
+    without it. Reconciling it with its agent then answers TASK_GONE (Mesos's
+    rule), where it answered TASK_UNKNOWN for ever and the framework never
+    learned the task had ended."""
+    from juggler.v1 import scheduler_pb2
+
+    clock = FakeClock()
+    old = MasterState(clock, Allocator(clock))
+    written: dict[str, bytes] = {}
+    agent_id, cmds = old.register_agent(common_pb2.AgentInfo(hostname="h1",
+                                                             resources=TOTAL.to_proto()))
+    written |= registry_of(old, cmds)
+    info = common_pb2.FrameworkInfo(name="fw", failover_timeout=60,
+                                    capabilities=[common_pb2.FrameworkInfo.PARTITION_AWARE])
+    fid, sid, cmds = old.subscribe(info)
+    written |= registry_of(old, cmds)
+    offer = next(c for c in old.allocate() if isinstance(c, ToFramework)).event.offers.offers[0]
+    launch = scheduler_pb2.Operation(launch=scheduler_pb2.Operation.Launch(tasks=[
+        common_pb2.TaskInfo(task_id="t1", name="t1", agent_id=agent_id,
+                            resources=Resources({"cpus": 1, "mem": 64}).to_proto("*"),
+                            command=common_pb2.CommandInfo(argv=["sleep", "9"]))]))
+    old.accept(fid, sid, [offer.id], [launch], None)   # the launch never reaches h1
+    clock.advance(15 * 5 + 1)
+    for c in old.tick():
+        if isinstance(c, Persist):
+            written[c.key] = c.value
+    assert old.agents[agent_id].state == A.AGENT_UNREACHABLE
+    ask = [scheduler_pb2.ReconcileRequest.Task(task_id="t1", agent_id=agent_id)]
+    assert [c.event.update.status.state for c in old.reconcile(fid, sid, ask)] == [
+        S.TASK_UNREACHABLE]
+
+    new = MasterState(clock, Allocator(clock))   # the old leader is killed
+    new.recover_registry(RegistrySnapshot(
+        agents=[operator_pb2.AgentView.FromString(v) for k, v in written.items()
+                if k.startswith("agents/") and v],
+        frameworks=[common_pb2.FrameworkInfo.FromString(v) for k, v in written.items()
+                    if k.startswith("frameworks/") and v]),
+        reregister_timeout=10)
+    info.id = fid
+    _, sid, _ = new.subscribe(info)
+
+    def answer() -> list[int]:
+        return [c.event.update.status.state for c in new.reconcile(fid, sid, ask)]
+
+    assert answer() == [S.TASK_UNREACHABLE]   # still cut off, as far as the new leader knows
+    new.reregister_agent(common_pb2.AgentInfo(id=agent_id, hostname="h1",
+                                              resources=TOTAL.to_proto()), [], [])
+    assert answer() == [S.TASK_GONE]
+    new.validate_state()
+
+
 def _recovered_cluster(n: int, clock: FakeClock) -> tuple[MasterState, str]:
     """A new leader whose registry holds `n` active agents and one framework
     that has re-subscribed; no agent is back yet."""

@@ -30,6 +30,7 @@ from juggler.v1 import common_pb2, operator_pb2, scheduler_pb2
 
 S = common_pb2.TaskState
 F = operator_pb2.FrameworkState
+A = operator_pb2.AgentState
 AGENT = Resources({"cpus": 4, "mem": 4096})
 
 
@@ -616,13 +617,56 @@ def test_implicit_reconciliation_returns_every_task_s_latest_state_without_uuid(
 
 
 def test_explicit_reconciliation_answers_unknown_tasks_with_task_unknown(running):
-    w, fid, sid, aid = running
+    w, fid, sid, _ = running
     asked = [scheduler_pb2.ReconcileRequest.Task(task_id="t"),
-             scheduler_pb2.ReconcileRequest.Task(task_id="ghost", agent_id=aid)]
+             scheduler_pb2.ReconcileRequest.Task(task_id="ghost", agent_id="nowhere"),
+             scheduler_pb2.ReconcileRequest.Task(task_id="ghost2")]
     answers = updates(w.state.reconcile(fid, sid, asked), fid)
     assert [(s.task_id, s.state) for s in answers] == [("t", S.TASK_STAGING),
-                                                       ("ghost", S.TASK_UNKNOWN)]
-    assert answers[1].agent_id == aid and answers[1].uuid == b""
+                                                       ("ghost", S.TASK_UNKNOWN),
+                                                       ("ghost2", S.TASK_UNKNOWN)]
+    assert answers[1].agent_id == "nowhere" and answers[1].uuid == b""
+
+
+@pytest.mark.parametrize("aware", [True, False])
+@pytest.mark.parametrize("agent, expected", [
+    ("registered", S.TASK_GONE),       # it re-registered without it: it does not run
+    ("unreachable", S.TASK_UNREACHABLE),
+    ("gone", S.TASK_GONE_BY_OPERATOR),   # gone for good, as Mesos's marked-gone agents
+])
+def test_a_task_the_master_does_not_hold_is_answered_by_what_it_knows_of_its_agent(
+        w, agent, expected, aware):
+    """Mesos's table (Master::_reconcileTasks): a framework naming the agent
+    of a task the master does not hold hears a terminal state once the master
+    knows that agent runs no such task (TASK_LOST when not partition-aware)."""
+    capabilities = [common_pb2.FrameworkInfo.PARTITION_AWARE] if aware else []
+    fid, sid, _ = w.state.subscribe(common_pb2.FrameworkInfo(name="fw",
+                                                             capabilities=capabilities))
+    aid = w.agent()
+    if agent in ("unreachable", "gone"):
+        w.clock.advance(15 * 5 + 1)
+        w.state.tick()
+        assert w.state.agents[aid].state == A.AGENT_UNREACHABLE
+    if agent == "gone":
+        w.clock.advance(7 * 86400 + 1)
+        w.state.tick()
+        assert aid in w.state.agents.gone
+    asked = [scheduler_pb2.ReconcileRequest.Task(task_id="ghost", agent_id=aid)]
+    answers = updates(w.state.reconcile(fid, sid, asked), fid)
+    assert [(s.task_id, s.state) for s in answers] == [
+        ("ghost", expected if aware else S.TASK_LOST)]
+    assert answers[0].reason == common_pb2.REASON_RECONCILIATION and answers[0].uuid == b""
+
+
+def test_a_completed_task_is_answered_with_how_it_ended(running):
+    """Not TASK_GONE from the table above: the master still has its record."""
+    w, fid, sid, aid = running
+    w.update(aid, fid, "t", S.TASK_FINISHED, b"u1")
+    w.state.acknowledge(fid, sid, aid, "t", b"u1")
+    assert (fid, "t") not in w.state.tasks  # completed
+    asked = [scheduler_pb2.ReconcileRequest.Task(task_id="t", agent_id=aid)]
+    assert [(s.task_id, s.state) for s in updates(w.state.reconcile(fid, sid, asked), fid)] == [
+        ("t", S.TASK_FINISHED)]
 
 
 # -- frameworks going away -----------------------------------------------------------
