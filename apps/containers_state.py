@@ -637,6 +637,12 @@ class ContainersState:
         return {c.task_id: c.agent_id for c in self.containers.values()
                 if c.task_id in self.tasks and c.launched}
 
+    def unreachable_tasks(self) -> dict[str, str]:
+        """Task id → agent id of the runs last seen UNREACHABLE (asked about
+        again now and then: AppsState.unreachable_tasks says why)."""
+        return {c.task_id: c.agent_id for c in self.containers.values()
+                if c.unreachable and c.task_id in self.tasks}
+
     def reconciled(self, answers: dict[str, pb.TaskStatus]) -> list[Command]:
         """The master's answers about `known_tasks()`; ends reconciliation."""
         for task_id, status in answers.items():

@@ -95,6 +95,8 @@ class AppsConfig:
     failover_timeout: float = FAILOVER_TIMEOUT
     reconcile_timeout: float = 10.0
     tick_seconds: float = 1.0
+    # How often the runs last seen UNREACHABLE are asked about (_reconcile_unreachable).
+    unreachable_reconcile_seconds: float = 30.0
     # The Docker Engine API's unix socket (apps/docker_api.py); "" for none.
     docker_socket: str = ""
     docker_socket_group: str = ""
@@ -446,12 +448,15 @@ class AppsService(ContainerRequests):
         self._tasks.append(events)
         await self._reconcile(fw)
         self._tasks.append(asyncio.create_task(self._guard(self._ticker())))
+        self._tasks.append(asyncio.create_task(self._guard(self._reconcile_unreachable(fw))))
         await events
 
     async def _reconcile(self, fw: Framework) -> None:
         """Ask the master about every instance the store knows and about every
-        task of the framework; the core drops what the master does not know
-        and kills what it does not know itself (orphans)."""
+        task of the framework, naming each one's agent; the cores drop (or
+        end the run of) what the master says does not run (TASK_UNKNOWN,
+        TASK_GONE, TASK_GONE_BY_OPERATOR: master/reconciliation.py) and kill
+        what they do not know themselves (orphans)."""
         known = {i.id: i.agent_id for i in self.state.instances.values()}
         known.update(self.containers.known_tasks())
         answers: dict[str, common_pb2.TaskStatus] = {}
@@ -557,6 +562,23 @@ class AppsService(ContainerRequests):
             await coro
         except FrameworkError as e:
             log.warning("call failed", error=e.message)
+
+    async def _reconcile_unreachable(self, fw: Framework) -> None:
+        """Every `unreachable_reconcile_seconds`, ask the master about the runs
+        last seen UNREACHABLE, naming their agents. A master that holds such a
+        task tells its every change anyway; one that does not (a new leader
+        since) tells nothing when the agent comes back without it, and answers
+        only when asked (master/reconciliation.py: TASK_GONE, or
+        TASK_GONE_BY_OPERATOR once that agent is gone for good). Marathon
+        reconciles every 600 s for the same reason (--reconciliation_interval);
+        asking only about these runs costs nothing when all is well."""
+        while True:
+            await asyncio.sleep(self.config.unreachable_reconcile_seconds)
+            async with self._lock:
+                asked = {**self.state.unreachable_tasks(), **self.containers.unreachable_tasks()}
+            if asked:
+                with contextlib.suppress(FrameworkError):
+                    await fw.reconcile(asked.items())
 
     async def _ticker(self) -> None:
         while True:

@@ -139,6 +139,18 @@ class Counts:
     dying: int      # asked to die, not yet ended: they still hold their agent's resources
 
 
+_NOT_THERE = frozenset({S.TASK_UNKNOWN, S.TASK_GONE, S.TASK_GONE_BY_OPERATOR})
+
+
+def not_running_answer(status: common_pb2.TaskStatus) -> bool:
+    """A reconciliation's answer that the task does not run and how it ended
+    is not known (master/reconciliation.py): TASK_UNKNOWN, or TASK_GONE (its
+    agent is back without it) or TASK_GONE_BY_OPERATOR (its agent is gone for
+    good) with REASON_RECONCILIATION."""
+    return status.state == S.TASK_UNKNOWN or (
+        status.reason == common_pb2.REASON_RECONCILIATION and status.state in _NOT_THERE)
+
+
 class AppsState:
     """The core. Every public method returns the commands to carry out (also
     left in nothing: the caller owns them) or raises AppsError, changing
@@ -407,17 +419,18 @@ class AppsState:
 
     def reconciled(self, states: Mapping[str, common_pb2.TaskStatus]) -> list[Command]:
         """The master's answers about the instances the store knows
-        (explicit reconciliation): an instance the master does not know
-        (TASK_UNKNOWN) was never launched or is long gone: it is dropped and
-        replaced. One it did not answer for is kept as it was: a new master
-        leader answers only once the instance's agent is back (and then
-        sends its state). Ends the reconciling phase."""
+        (explicit reconciliation): an instance the master says does not run
+        (`not_running_answer`: never launched, or its agent is back without it,
+        or gone for good) is dropped and replaced, and counts as no failure.
+        One it did not answer for is kept as it was: a new master leader
+        answers only once the instance's agent is back (and then sends its
+        state). Ends the reconciling phase."""
         for inst in list(self.instances.values()):
             status = states.get(inst.id)
             if status is None:
                 continue
-            if status.state == common_pb2.TASK_UNKNOWN:
-                self._drop(inst, "the master does not know it (never launched, or gone)")
+            if not_running_answer(status):
+                self._drop(inst, f"the master says it does not run ({status.message})")
             else:
                 self._observe(inst, status)
         # A kill recovered from the store may never have reached the master
@@ -453,7 +466,10 @@ class AppsState:
                     self._emit("unknown_instance_terminated_event", instanceId=status.task_id,
                                runSpecId="", condition="Killed")
                 continue
-            self._observe(inst, status)
+            if not_running_answer(status):   # a periodic reconciliation's (service.py)
+                self._drop(inst, f"the master says it does not run ({status.message})")
+            else:
+                self._observe(inst, status)
             a = self.apps.get(inst.app_id)
             if a is not None:
                 touched[a.id] = a
@@ -592,6 +608,14 @@ class AppsState:
         if a is not None:
             a.instances.pop(inst.id, None)
         self._persist({f"instances/{inst.id}": None})
+
+    def unreachable_tasks(self) -> dict[str, str]:
+        """Task id → agent id of the instances last seen UNREACHABLE: what
+        the service asks the master about again now and then (service.py), as
+        a master that does not hold such a task (after a failover) tells
+        nothing when its agent comes back without it."""
+        return {i.id: i.agent_id for i in self.instances.values()
+                if i.state == S.TASK_UNREACHABLE}
 
     def _drop(self, inst: Instance, why: str) -> None:
         inst.story.append(Step(self.clock.time(), "task", inst.state, S.TASK_LOST, why))

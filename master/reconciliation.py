@@ -36,6 +36,10 @@ from juggler.v1 import common_pb2
 
 S = common_pb2.TaskState
 
+# What a framework that is not partition-aware hears as TASK_LOST, in updates
+# and in reconciliation's answers alike (Mesos: PARTITION_AWARE capability).
+PARTITION_STATES = frozenset({S.TASK_UNREACHABLE, S.TASK_GONE, S.TASK_GONE_BY_OPERATOR})
+
 
 class AgentKnown(Enum):
     """What the master knows of the agent a reconciled task names."""
@@ -62,7 +66,6 @@ def unknown_task_answer(agent: AgentKnown, partition_aware: bool) -> tuple[int, 
     if agent is AgentKnown.AWAITED:
         return None
     state, message = _ANSWER[agent]
-    if not partition_aware and state in (S.TASK_GONE, S.TASK_UNREACHABLE,
-                                         S.TASK_GONE_BY_OPERATOR):
+    if not partition_aware and state in PARTITION_STATES:
         state = S.TASK_LOST
     return state, message

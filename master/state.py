@@ -70,7 +70,7 @@ from juggler.master.entries import (
     TaskEntry,
 )
 from juggler.master.lifecycles import FRAMEWORK
-from juggler.master.reconciliation import AgentKnown, unknown_task_answer
+from juggler.master.reconciliation import PARTITION_STATES, AgentKnown, unknown_task_answer
 from juggler.master.roles import RoleBook
 from juggler.v1 import agent_pb2, common_pb2, operator_pb2, registry_pb2, scheduler_pb2
 
@@ -414,7 +414,7 @@ class MasterState:
         sent = common_pb2.TaskStatus()
         sent.CopyFrom(status)
         aware = common_pb2.FrameworkInfo.PARTITION_AWARE in fw.info.capabilities
-        if not aware and state in (S.TASK_UNREACHABLE, S.TASK_GONE, S.TASK_GONE_BY_OPERATOR):
+        if not aware and state in PARTITION_STATES:
             sent.state = S.TASK_LOST
         if task_states.is_terminal(sent.state):
             task.told_end = True  # whatever follows, the framework hears no more of it
@@ -802,21 +802,24 @@ class MasterState:
                   tasks: Iterable[scheduler_pb2.ReconcileRequest.Task]) -> list[Command]:
         """The latest state of the given tasks (every task of the framework when
         none is given), as one update event each, without uuid (not to be
-        acknowledged). A task the master completed is answered from its record;
-        one it does not hold by what it knows of the named agent, as Mesos
-        (master/reconciliation.py: TASK_GONE when that agent is registered
-        without it, TASK_UNREACHABLE, nothing yet while it is awaited after a
-        failover, TASK_UNKNOWN when unknown). Raises CallError as every
-        framework call does."""
+        acknowledged). A task the master holds or completed is answered from
+        its record (_reconcile_status); one it does not hold by what it knows
+        of the named agent, as Mesos (master/reconciliation.py: TASK_GONE when
+        that agent is registered without it, TASK_UNREACHABLE,
+        TASK_GONE_BY_OPERATOR when it is gone for good, TASK_LOST for those
+        three to a framework that is not partition-aware; nothing yet while
+        it is awaited after a failover; TASK_UNKNOWN when none or an unknown
+        one is named). Raises CallError as every framework call does."""
         fw = self._framework(framework_id, stream_id)
         wanted = list(tasks)
         statuses: list[common_pb2.TaskStatus] = []
         now = self.clock.time()
+        aware = common_pb2.FrameworkInfo.PARTITION_AWARE in fw.info.capabilities
         if not wanted:
             for task_id in sorted(fw.tasks):
-                statuses.append(self._reconcile_status(self.tasks[(framework_id, task_id)], now))
+                statuses.append(self._reconcile_status(self.tasks[(framework_id, task_id)], now,
+                                                        aware))
         completed: dict[str, TaskEntry] | None = None
-        aware = common_pb2.FrameworkInfo.PARTITION_AWARE in fw.info.capabilities
         for t in wanted:
             task = self.tasks.get((framework_id, t.task_id))
             if task is None:
@@ -825,7 +828,7 @@ class MasterState:
                                  if c.framework_id == framework_id}
                 task = completed.get(t.task_id)
             if task is not None:
-                statuses.append(self._reconcile_status(task, now))
+                statuses.append(self._reconcile_status(task, now, aware))
                 continue
             answer = unknown_task_answer(self._agent_known(t.agent_id), aware)
             if answer is None:
@@ -852,18 +855,25 @@ class MasterState:
             return AgentKnown.AWAITED
         if agent.state == A.AGENT_UNREACHABLE:
             return AgentKnown.UNREACHABLE
-        if agent.state == A.AGENT_GONE:
-            return AgentKnown.GONE
-        return AgentKnown.REGISTERED
+        return AgentKnown.REGISTERED   # a GONE agent is forgotten, but for its id (above)
 
     @staticmethod
-    def _reconcile_status(task: TaskEntry, now: float) -> common_pb2.TaskStatus:
+    def _reconcile_status(task: TaskEntry, now: float, aware: bool) -> common_pb2.TaskStatus:
+        """The answer for a task the master holds or completed: its latest
+        state, in the words its framework hears (TASK_LOST for the partition
+        states when it is not partition-aware, as _master_update tells it), a
+        task of an agent gone for good as TASK_GONE_BY_OPERATOR
+        (master/reconciliation.py: TASK_GONE would say its agent is back)."""
         status = common_pb2.TaskStatus()
         if task.status is not None:
             status.CopyFrom(task.status)
         status.state = task.state  # the latest, which an update on its way may not say yet
         if task.told_end and not task_states.is_terminal(task.state):
             status.state = S.TASK_LOST  # as its framework was told
+        if status.state == S.TASK_GONE and status.reason == common_pb2.REASON_AGENT_REMOVED:
+            status.state = S.TASK_GONE_BY_OPERATOR
+        if not aware and status.state in PARTITION_STATES:
+            status.state = S.TASK_LOST
         status.uuid = b""  # reconciliation answers are never acknowledged
         status.reason = common_pb2.REASON_RECONCILIATION
         status.source = common_pb2.SOURCE_MASTER

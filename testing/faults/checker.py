@@ -112,9 +112,10 @@ def lost_updates(records: list[Record], final: dict[str, Any]) -> list[Anomaly]:
         elif master is None and not terminal and (task_id in started or [
                 u for u in heard if u["state"] != UNKNOWN]):
             # Never started and unknown everywhere: a launch its master took
-            # and died with before telling the agent (reconciliation answers
-            # UNKNOWN: what Mesos promises). Started, or heard of: it ran,
-            # and how it ended was lost.
+            # and died with before telling the agent, of an agent the masters
+            # no longer know (reconciliation answers UNKNOWN; naming an agent
+            # they know, TASK_GONE: master/reconciliation.py). Started, or
+            # heard of: it ran, and how it ended was lost.
             out.append(Anomaly("lost-update", task_id,
                                "unknown to the masters at the end"
                                + (", an executor started for it" if task_id in started else "")
@@ -154,8 +155,9 @@ def kills_not_applied(records: list[Record], final: dict[str, Any]) -> list[Anom
 
     def end(task_id: str) -> str:
         # The masters forget completed tasks across a failover (they rebuild
-        # from the agents, as Mesos does) and then answer TASK_UNKNOWN: that
-        # says nothing about the task, so the framework's last other word counts.
+        # from the agents, as Mesos does) and may then answer TASK_UNKNOWN
+        # (no agent named, or one they do not know): that says nothing about
+        # the task, so the framework's last other word counts.
         master = known.get(task_id, {}).get("state")
         heard = [u["state"] for u in updates.get(task_id, []) if u["state"] != UNKNOWN]
         return master or (heard[-1] if heard else "nothing")

@@ -15,7 +15,12 @@ from hypothesis import strategies as st
 
 from juggler.apps.commands import AppsError, Decline, Kill, Launch, Persist, Revive, Suppress
 from juggler.apps.constraints import Constraint
-from juggler.apps.definition import AppDefinition, HealthCheckDef, UpgradeStrategy
+from juggler.apps.definition import (
+    AppDefinition,
+    HealthCheckDef,
+    UnreachableStrategy,
+    UpgradeStrategy,
+)
 from juggler.apps.plan import D, bounds, plan, roll
 from juggler.apps.state import AppsState
 from juggler.common.clock import FakeClock
@@ -408,6 +413,32 @@ def test_an_orphan_task_is_killed_and_an_unknown_instance_replaced_after_recover
     cmds = fresh.on_offers([pb.Offer(id="y", agent_id="a0", hostname="h",
                                      resources=Resources({"cpus": 4, "mem": 4096}).to_proto())])
     assert [c for c in cmds if isinstance(c, Launch)], "the instance is replaced"
+
+
+@pytest.mark.parametrize("answer", [pb.TASK_GONE, pb.TASK_GONE_BY_OPERATOR, pb.TASK_UNKNOWN])
+def test_an_unreachable_instance_the_master_says_does_not_run_is_replaced_without_a_failure(
+        answer: int) -> None:
+    """A master that does not hold the task (a new leader since it went
+    UNREACHABLE) tells nothing when its agent comes back without it; the
+    service asks about UNREACHABLE instances now and then (service.py), and
+    such an answer (master/reconciliation.py) drops and replaces the instance
+    at once, with no backoff: it did not fail, it is not there."""
+    sim = Sim()
+    sim.deploy(app(instances=1, unreachable_strategy=UnreachableStrategy(enabled=False)))
+    sim.offer()
+    sim.tick()
+    first = sim.live()[0]
+    sim.update(first.id, pb.TASK_UNREACHABLE)
+    assert sim.core.unreachable_tasks() == {first.id: first.agent_id}
+    sim.tasks.pop(first.id)
+    sim.run(sim.core.on_updates([pb.TaskStatus(
+        task_id=first.id, agent_id=first.agent_id, state=answer,
+        reason=pb.REASON_RECONCILIATION, message="its agent is registered and does not run it")]))
+    assert first.id not in sim.core.instances and sim.core.unreachable_tasks() == {}
+    a = sim.core.apps["/web"]
+    assert a.failures == 0 and a.delay_until <= sim.clock.now()
+    sim.offer()
+    assert [i.id for i in sim.live()] and sim.live()[0].id != first.id, "replaced at once"
 
 
 def test_plan_orders_stops_first_then_dependency_layers() -> None:

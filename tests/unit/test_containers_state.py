@@ -303,6 +303,22 @@ def test_a_reconciliation_s_answer_tells_a_run_ended_from_a_container_gone_for_g
     assert e.value.status == 409
 
 
+def test_an_unreachable_run_is_asked_about_until_the_master_says_how_it_ended() -> None:
+    # The service asks about the runs last seen UNREACHABLE now and then
+    # (service.py _reconcile_unreachable); an answer UNREACHABLE changes
+    # nothing, TASK_GONE (its agent back without it) ends the run.
+    sim = Sim()
+    c = sim.started("far")
+    sim.update(c.task_id, pb.TASK_UNREACHABLE)
+    assert sim.core.unreachable_tasks() == {c.task_id: c.agent_id}
+    answer = dict(task_id=c.task_id, agent_id=c.agent_id, reason=pb.REASON_RECONCILIATION)
+    sim.run(sim.core.on_updates([pb.TaskStatus(state=pb.TASK_UNREACHABLE, **answer)]))
+    assert c.status == CS.RUNNING and c.unreachable
+    sim.run(sim.core.on_updates([pb.TaskStatus(
+        state=pb.TASK_GONE, message="its agent is registered and does not run it", **answer)]))
+    assert c.status == CS.EXITED and sim.core.unreachable_tasks() == {}
+
+
 def test_auto_remove() -> None:
     sim = Sim()
     c = sim.started("once", auto_remove=True)

@@ -70,7 +70,8 @@ def test_a_clean_history_has_no_anomaly() -> None:
 
 
 def test_a_task_the_masters_forgot_counts_by_what_the_framework_heard() -> None:
-    # After a failover the new leader answers TASK_UNKNOWN for a completed task.
+    # After a failover the new leader answers TASK_UNKNOWN for a completed task
+    # whose agent it does not know (master/reconciliation.py).
     records, final = clean()
     del final["tasks"]["t1"]
     records.append(update("t1", "UNKNOWN", 9, source="reconcile"))

@@ -90,10 +90,15 @@ def test_reconciliation_waits_for_agents_that_may_still_come_back() -> None:
 
     ask = [scheduler_pb2.ReconcileRequest.Task(task_id="t1")]
     assert state.reconcile(fid, sid, ask) == []  # a1 may still bring t1 back
+    named = [scheduler_pb2.ReconcileRequest.Task(task_id="t1", agent_id="a1")]
+    assert state.reconcile(fid, sid, named) == []  # the same, naming a1
     clock.advance(11)
     state.tick()  # a1 did not come back in time
     answers = [c.event.update.status for c in state.reconcile(fid, sid, ask)]
     assert [(s.task_id, s.state) for s in answers] == [("t1", S.TASK_UNKNOWN)]
+    # Naming a1, now UNREACHABLE: TASK_LOST, this framework not being partition-aware.
+    answers = [c.event.update.status for c in state.reconcile(fid, sid, named)]
+    assert [(s.task_id, s.state) for s in answers] == [("t1", S.TASK_LOST)]
 
 
 def test_a_launch_lost_in_a_partition_and_a_failover_ends_gone_once_its_agent_is_back() -> None:

@@ -658,6 +658,27 @@ def test_a_task_the_master_does_not_hold_is_answered_by_what_it_knows_of_its_age
     assert answers[0].reason == common_pb2.REASON_RECONCILIATION and answers[0].uuid == b""
 
 
+@pytest.mark.parametrize("aware", [True, False])
+def test_a_task_of_an_agent_gone_for_good_is_answered_gone_by_operator(w, aware):
+    """Its record says TASK_GONE (REASON_AGENT_REMOVED); the answer must not
+    read as "its agent is back without it" (TASK_GONE), and a framework that
+    is not partition-aware hears TASK_LOST, as it was told."""
+    capabilities = [common_pb2.FrameworkInfo.PARTITION_AWARE] if aware else []
+    fid, sid, _ = w.state.subscribe(common_pb2.FrameworkInfo(name="fw",
+                                                             capabilities=capabilities))
+    aid = w.agent()
+    w.launch(fid, sid, w.one_offer(fid), task("t"))
+    w.update(aid, fid, "t", S.TASK_RUNNING, b"u1")
+    w.clock.advance(15 * 5 + 1)
+    w.state.tick()
+    w.clock.advance(7 * 86400 + 1)
+    w.state.tick()
+    assert aid in w.state.agents.gone and (fid, "t") not in w.state.tasks
+    asked = [scheduler_pb2.ReconcileRequest.Task(task_id="t", agent_id=aid)]
+    assert [s.state for s in updates(w.state.reconcile(fid, sid, asked), fid)] == [
+        S.TASK_GONE_BY_OPERATOR if aware else S.TASK_LOST]
+
+
 def test_a_completed_task_is_answered_with_how_it_ended(running):
     """Not TASK_GONE from the table above: the master still has its record."""
     w, fid, sid, aid = running
