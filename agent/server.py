@@ -40,7 +40,7 @@ from juggler.agent.port_watch import PortWatch
 from juggler.agent.standby_stream import STANDBY_DELAY, StandbyStream, outgoing, standby_delay
 from juggler.agent.state import AgentState, AgentTask
 from juggler.agent.status_updates import FIRST_RETRY
-from juggler.common import batching, framing, ids, logs, servers, task_states
+from juggler.common import batching, fdio, framing, ids, logs, servers, task_states
 from juggler.common.access import AccessControl
 from juggler.common.clock import SystemClock
 from juggler.common.leader import LeaderFollower, backoff, from_standby, leader_of
@@ -275,8 +275,11 @@ class Agent:
 
             self.launcher = Launcher(self.work_dir / "launcher.log", env=self._executor_env())
             await self.launcher.start()
-        self._unix = await asyncio.start_unix_server(self._executor_connection,
-                                                     path=str(self.socket_path))
+        # Bound through its directory's fd: a work dir may be longer than
+        # sun_path's 108 bytes allow (common/fdio.py).
+        self._unix = await asyncio.start_unix_server(
+            self._executor_connection,
+            sock=fdio.bind_unix(self.socket_path.parent, self.socket_path.name))
         os.chmod(self.socket_path, 0o600)
         server = servers.new_server()
         from juggler.agent.api import AgentServicer
@@ -693,6 +696,8 @@ class Agent:
         link_dir = self.socket_path.parent
         link_dir.mkdir(mode=0o700, exist_ok=True)
         os.chmod(link_dir, 0o700)
+        if self.socket_path.is_socket():   # a previous life's: bound again at start
+            self.socket_path.unlink()
         legacy = self.work_dir / "agent.sock"
         if legacy.is_socket() or legacy.is_symlink():
             legacy.unlink()

@@ -54,6 +54,7 @@ from juggler.apps.containers_state import ContainersState
 from juggler.apps.docker_errors import DockerError
 from juggler.apps.rest_backend import Reply, store_failed
 from juggler.common import logs
+from juggler.common.fdio import SUN_PATH_MAX
 from juggler.store.interface import StoreError
 from juggler.v1 import operator_pb2
 
@@ -564,6 +565,12 @@ async def serve_unix(runner: web.AppRunner, path: str, group: str | None) -> Uni
     live server listens at `path`, when `path` is another kind of file, or
     for an unknown group."""
     gid = _gid(group) if group else -1
+    if len(os.fsencode(os.path.abspath(path))) > SUN_PATH_MAX:
+        # Bound through a directory fd it would work, but no client could
+        # connect to it by its path (the `docker` CLI and SDK included).
+        raise OSError(errno.ENAMETOOLONG,
+                      f"{path}: a Unix socket's path holds at most {SUN_PATH_MAX} bytes "
+                      "(sun_path); choose a shorter --docker-socket")
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, mode=0o755, exist_ok=True)
     _clear_stale(path)

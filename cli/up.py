@@ -554,16 +554,26 @@ DOCKER_SOCKET = Path("/run/juggler/docker.sock")
 def _docker_socket(work: Path) -> str:
     """Where the first apps service serves the Docker Engine API: the
     well-known /run/juggler/docker.sock, unless a live server (another
-    cluster's) answers there; then the work dir's docker.sock."""
+    cluster's) answers there; then the work dir's docker.sock, or, when that
+    path is too long for a Unix socket (sun_path: 107 bytes and a NUL; the
+    `docker` client has the same limit), /run/juggler/docker-<12 hex digits
+    of the work dir's sha256>.sock."""
+    import hashlib
     import socket as socket_
+
+    from juggler.common.fdio import SUN_PATH_MAX
 
     if DOCKER_SOCKET.exists():
         with socket_.socket(socket_.AF_UNIX) as s:
             try:
                 s.connect(str(DOCKER_SOCKET))
-                return str(work / "docker.sock")   # taken
             except OSError:
-                pass   # stale: the apps service replaces it
+                return str(DOCKER_SOCKET)   # stale: the apps service replaces it
+        own = work.resolve() / "docker.sock"
+        if len(os.fsencode(str(own))) <= SUN_PATH_MAX:
+            return str(own)
+        digest = hashlib.sha256(os.fsencode(str(work.resolve()))).hexdigest()[:12]
+        return str(DOCKER_SOCKET.with_name(f"docker-{digest}.sock"))
     return str(DOCKER_SOCKET)
 
 

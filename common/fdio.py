@@ -116,6 +116,9 @@ class FdWriter:
                 os.close(self.fd)
 
 
+SUN_PATH_MAX = 107   # bytes of a Unix socket's path (unix(7): sun_path[108], NUL-ended)
+
+
 def _via_dirfd(directory: os.PathLike[str] | str, name: str,
                act: Callable[[socket.socket, str], None]) -> socket.socket:
     """A Unix socket bound or connected to `directory`/`name` whatever the

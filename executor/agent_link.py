@@ -15,7 +15,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable
 
-from juggler.common import framing
+from juggler.common import fdio, framing
 from juggler.v1 import common_pb2, executor_pb2
 
 BACKOFF_MIN = 0.05
@@ -79,7 +79,10 @@ class AgentLink:
         backoff = BACKOFF_MIN
         while True:
             try:
-                reader, writer = await asyncio.open_unix_connection(self.socket_path)
+                # Through its directory's fd: the agent's work dir may be longer
+                # than sun_path allows (common/fdio.py).
+                reader, writer = await asyncio.open_unix_connection(sock=fdio.connect_unix(
+                    os.path.dirname(self.socket_path), os.path.basename(self.socket_path)))
             except OSError as e:
                 self.first_attempt.set()
                 if not os.path.isdir(os.path.dirname(self.socket_path)):
