@@ -262,9 +262,15 @@ def test_oom_and_gone_agents() -> None:
     sim.update(d.task_id, pb.TASK_UNREACHABLE)
     assert d.unreachable and d.status == CS.RUNNING
     sim.update(d.task_id, pb.TASK_GONE)
-    assert d.status == CS.DEAD and "gone" in d.error
+    assert "gone" in d.error
+    assert_dead_for_good(sim, d)
+
+
+def assert_dead_for_good(sim: Sim, c: Container) -> None:
+    """Dead with its agent and layer: a start is refused (409)."""
+    assert c.status == CS.DEAD
     with pytest.raises(ContainerError) as e:
-        sim.core.start("lost")
+        sim.core.start(c.name)
     assert e.value.status == 409
 
 
@@ -297,10 +303,7 @@ def test_a_reconciliation_s_answer_tells_a_run_ended_from_a_container_gone_for_g
                                     message="its agent is gone for good")}))
     assert back.status == CS.EXITED and "does not run it" in back.error
     assert sim.core.start("back")[0] and back.status == CS.STARTING
-    assert gone.status == CS.DEAD
-    with pytest.raises(ContainerError) as e:
-        sim.core.start("gone")
-    assert e.value.status == 409
+    assert_dead_for_good(sim, gone)
 
 
 def test_an_unreachable_run_is_asked_about_until_the_master_says_how_it_ended() -> None:

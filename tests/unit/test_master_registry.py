@@ -20,25 +20,35 @@ def registry_of(state: MasterState, commands: list) -> dict[str, bytes]:
     return {c.key: c.value for c in commands if isinstance(c, Persist) and c.value}
 
 
-def test_a_new_leader_takes_agents_and_frameworks_back_from_the_registry() -> None:
-    clock = FakeClock()
+def _leader_with_an_agent(clock: FakeClock) -> tuple[MasterState, dict[str, bytes], str]:
+    """A leader with agent h1 registered: it, what it wrote to the registry, h1's id."""
     old = MasterState(clock, Allocator(clock))
-    written: dict[str, bytes] = {}
     agent_id, cmds = old.register_agent(common_pb2.AgentInfo(hostname="h1",
                                                              resources=TOTAL.to_proto()))
-    written |= registry_of(old, cmds)
+    return old, registry_of(old, cmds), agent_id
+
+
+def _next_leader(clock: FakeClock, written: dict[str, bytes]) -> MasterState:
+    """A new leader recovered from `written` (the registry's keys and values)."""
+    new = MasterState(clock, Allocator(clock))
+    new.recover_registry(RegistrySnapshot(
+        agents=[operator_pb2.AgentView.FromString(v) for k, v in written.items()
+                if k.startswith("agents/") and v],
+        frameworks=[common_pb2.FrameworkInfo.FromString(v) for k, v in written.items()
+                    if k.startswith("frameworks/") and v]),
+        reregister_timeout=10)
+    return new
+
+
+def test_a_new_leader_takes_agents_and_frameworks_back_from_the_registry() -> None:
+    clock = FakeClock()
+    old, written, agent_id = _leader_with_an_agent(clock)
     fid, _, cmds = old.subscribe(common_pb2.FrameworkInfo(name="fw", failover_timeout=60))
     written |= registry_of(old, cmds)
     task = common_pb2.TaskInfo(task_id="t1", resources=Resources({"cpus": 1, "mem": 64})
                                .to_proto("*"), command=common_pb2.CommandInfo(argv=["sleep"]))
 
-    new = MasterState(clock, Allocator(clock))
-    new.recover_registry(RegistrySnapshot(
-        agents=[operator_pb2.AgentView.FromString(v) for k, v in written.items()
-                if k.startswith("agents/")],
-        frameworks=[common_pb2.FrameworkInfo.FromString(v) for k, v in written.items()
-                    if k.startswith("frameworks/")]),
-        reregister_timeout=10)
+    new = _next_leader(clock, written)
     assert new.agents[agent_id].state == A.AGENT_DISCONNECTED
     assert not new.frameworks[fid].connected
     assert new.allocate() == []  # nothing is offered before the agent is back
@@ -111,11 +121,7 @@ def test_a_launch_lost_in_a_partition_and_a_failover_ends_gone_once_its_agent_is
     from juggler.v1 import scheduler_pb2
 
     clock = FakeClock()
-    old = MasterState(clock, Allocator(clock))
-    written: dict[str, bytes] = {}
-    agent_id, cmds = old.register_agent(common_pb2.AgentInfo(hostname="h1",
-                                                             resources=TOTAL.to_proto()))
-    written |= registry_of(old, cmds)
+    old, written, agent_id = _leader_with_an_agent(clock)
     info = common_pb2.FrameworkInfo(name="fw", failover_timeout=60,
                                     capabilities=[common_pb2.FrameworkInfo.PARTITION_AWARE])
     fid, sid, cmds = old.subscribe(info)
@@ -135,13 +141,7 @@ def test_a_launch_lost_in_a_partition_and_a_failover_ends_gone_once_its_agent_is
     assert [c.event.update.status.state for c in old.reconcile(fid, sid, ask)] == [
         S.TASK_UNREACHABLE]
 
-    new = MasterState(clock, Allocator(clock))   # the old leader is killed
-    new.recover_registry(RegistrySnapshot(
-        agents=[operator_pb2.AgentView.FromString(v) for k, v in written.items()
-                if k.startswith("agents/") and v],
-        frameworks=[common_pb2.FrameworkInfo.FromString(v) for k, v in written.items()
-                    if k.startswith("frameworks/") and v]),
-        reregister_timeout=10)
+    new = _next_leader(clock, written)   # the old leader is killed
     info.id = fid
     _, sid, _ = new.subscribe(info)
 
