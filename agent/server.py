@@ -277,10 +277,8 @@ class Agent:
             await self.launcher.start()
         # Bound through its directory's fd: a work dir may be longer than
         # sun_path's 108 bytes allow (common/fdio.py).
-        self._unix = await asyncio.start_unix_server(
-            self._executor_connection,
-            sock=fdio.bind_unix(self.socket_path.parent, self.socket_path.name))
-        os.chmod(self.socket_path, 0o600)
+        self._unix = await fdio.serve_unix(self._executor_connection, self.socket_path.parent,
+                                           self.socket_path.name, 0o600)
         server = servers.new_server()
         from juggler.agent.api import AgentServicer
 

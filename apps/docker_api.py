@@ -54,7 +54,7 @@ from juggler.apps.containers_state import ContainersState
 from juggler.apps.docker_errors import DockerError
 from juggler.apps.rest_backend import Reply, store_failed
 from juggler.common import logs
-from juggler.common.fdio import SUN_PATH_MAX
+from juggler.common.fdio import SUN_PATH_MAX, bind_unix
 from juggler.store.interface import StoreError
 from juggler.v1 import operator_pb2
 
@@ -577,9 +577,9 @@ async def serve_unix(runner: web.AppRunner, path: str, group: str | None) -> Uni
     temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(temporary)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # Bound through the directory's fd: only `path` must fit in sun_path.
+    sock = bind_unix(directory, os.path.basename(temporary))
     try:
-        sock.bind(temporary)
         os.chmod(temporary, 0o660)
         if gid >= 0:
             os.chown(temporary, -1, gid)

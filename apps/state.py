@@ -569,6 +569,9 @@ class AppsState:
         healthy = status.healthy if status.HasField("healthy") else None
         exit_code = status.exit_code if status.HasField("exit_code") else None
         started = inst.started_at
+        if status.reason == common_pb2.REASON_RECONCILIATION and status.state == inst.state \
+                and healthy in (None, was_healthy):
+            return   # a reconciliation's answer that changes nothing: no event
         if not inst.observe(status.state, healthy, status.message, at, exit_code):
             return
         if started is None and inst.started_at is not None and inst.id in self.instances:

@@ -14,6 +14,7 @@ import asyncio
 import errno
 import os
 import socket
+import sys
 from collections.abc import Callable
 
 CHUNK = 64 * 1024
@@ -142,3 +143,38 @@ def bind_unix(directory: os.PathLike[str] | str, name: str) -> socket.socket:
 
 def connect_unix(directory: os.PathLike[str] | str, name: str) -> socket.socket:
     return _via_dirfd(directory, name, lambda s, path: s.connect(path))
+
+
+async def connect_unix_async(directory: os.PathLike[str] | str, name: str) -> socket.socket:
+    """connect_unix without blocking the loop (a listener whose queue is full
+    makes a blocking connect wait): the connected, non-blocking socket.
+    Raises OSError as connect(2) does."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        dirfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, f"/proc/self/fd/{dirfd}/{name}")
+        finally:
+            os.close(dirfd)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def serve_unix(callback: Callable[..., object], directory: os.PathLike[str] | str,
+                     name: str, mode: int = 0o600) -> asyncio.AbstractServer:
+    """asyncio.start_unix_server on `directory`/`name` bound through the
+    directory's fd (bind_unix), given `mode` before it listens. The socket
+    file is the caller's to remove: Python 3.13's cleanup would stat the
+    /proc/self/fd path it was bound by, an fd closed since (cleanup_socket=False
+    there). Raises OSError."""
+    sock = bind_unix(directory, name)
+    try:
+        os.chmod(os.path.join(directory, name), mode)
+    except BaseException:
+        sock.close()
+        raise
+    extra = {"cleanup_socket": False} if sys.version_info >= (3, 13) else {}
+    return await asyncio.start_unix_server(callback, sock=sock, **extra)  # type: ignore[arg-type]

@@ -81,8 +81,9 @@ class AgentLink:
             try:
                 # Through its directory's fd: the agent's work dir may be longer
                 # than sun_path allows (common/fdio.py).
-                reader, writer = await asyncio.open_unix_connection(sock=fdio.connect_unix(
-                    os.path.dirname(self.socket_path), os.path.basename(self.socket_path)))
+                reader, writer = await asyncio.open_unix_connection(
+                    sock=await fdio.connect_unix_async(os.path.dirname(self.socket_path),
+                                                       os.path.basename(self.socket_path)))
             except OSError as e:
                 self.first_attempt.set()
                 if not os.path.isdir(os.path.dirname(self.socket_path)):

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from pathlib import Path
 
 from juggler.common import fdio, framing, log_positions
@@ -84,9 +83,7 @@ class AttachServer:
     async def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.sandbox / SOCKET_NAME).unlink()
-        sock = fdio.bind_unix(self.sandbox, SOCKET_NAME)
-        os.chmod(self.sandbox / SOCKET_NAME, 0o600)
-        self._server = await asyncio.start_unix_server(self._client, sock=sock)
+        self._server = await fdio.serve_unix(self._client, self.sandbox, SOCKET_NAME, 0o600)
 
     def _send(self, writer: asyncio.StreamWriter, message: epb.ProcessOutput) -> None:
         if writer.is_closing():

@@ -43,6 +43,7 @@ from juggler.apps.container_requests import ContainerRequests
 from juggler.apps.containers import CS, Container
 from juggler.apps.containers_state import ContainersState
 from juggler.common.clock import SystemClock
+from juggler.common.fdio import SUN_PATH_MAX
 from juggler.common.resources import Resources
 from juggler.common.task_defaults import HOLD_OUTPUT_LABEL, INTERACTIVE_LABEL
 from juggler.v1 import (
@@ -968,6 +969,23 @@ def test_the_unix_socket_mode_group_stale_and_live(tmp_path: Path) -> None:
             await docker_api.serve_unix(runner, str(tmp_path / "file"), None)
         with pytest.raises(OSError, match="no group"):
             await docker_api.serve_unix(runner, path, "no-such-group-here")
+        # A path that just fits sun_path is served, though its temporary name
+        # (.NAME.PID.tmp) would not fit; one longer is refused, saying why.
+        deep = tmp_path / ("d" * (SUN_PATH_MAX - len(str(tmp_path)) - len("//x/docker.sock")))
+        fits = deep / "x" / "docker.sock"
+        assert len(os.fsencode(str(fits))) == SUN_PATH_MAX
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await docker_api.serve_unix(runner, str(fits), None)
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(fits))
+            writer.write(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert (await reader.read()).endswith(b"OK")
+            writer.close()
+        finally:
+            await runner.cleanup()
+        with pytest.raises(OSError, match="at most 107 bytes"):
+            await docker_api.serve_unix(runner, str(deep / "x" / "docker.sock1"), None)
 
     asyncio.run(go())
 
