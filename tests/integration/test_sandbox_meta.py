@@ -80,8 +80,11 @@ def test_a_task_cannot_rewrite_its_checkpoint_and_old_layouts_recover(daemons: D
             assert os.stat(meta).st_mode & 0o777 == 0o700
             assert os.stat(daemons.work / "a1" / "meta").st_mode & 0o777 == 0o700
             spec_before = (meta / "task.pb").read_bytes()
+            # RUNNING comes before the exec of `sh -c 'exec sleep …'` is done:
+            # wait for both sleeps before taking their pids (seen in CI under load).
+            await wait_async(lambda: all(the_process(m) for m in (forger_sleep, legacy_sleep)),
+                             DEADLINE, "one process for each task")
             before = {m: the_process(m) for m in (forger_sleep, legacy_sleep)}
-            assert all(before.values())
 
             daemons.send("a1", signal.SIGKILL)
             daemons.procs["a1"].wait(DEADLINE)
