@@ -429,10 +429,7 @@ class AppsState:
             status = states.get(inst.id)
             if status is None:
                 continue
-            if not_running_answer(status):
-                self._drop(inst, f"the master says it does not run ({status.message})")
-            else:
-                self._observe(inst, status)
+            self._answer(inst, status)
         # A kill recovered from the store may never have reached the master
         # (the previous leader died or lost it before, or its call failed):
         # it is sent again (a Kill is idempotent at the master).
@@ -466,10 +463,7 @@ class AppsState:
                     self._emit("unknown_instance_terminated_event", instanceId=status.task_id,
                                runSpecId="", condition="Killed")
                 continue
-            if not_running_answer(status):   # a periodic reconciliation's (service.py)
-                self._drop(inst, f"the master says it does not run ({status.message})")
-            else:
-                self._observe(inst, status)
+            self._answer(inst, status)  # maybe a periodic reconciliation's (service.py)
             a = self.apps.get(inst.app_id)
             if a is not None:
                 touched[a.id] = a
@@ -563,6 +557,15 @@ class AppsState:
         return self._take()
 
     # -- status updates ---------------------------------------------------------------
+    def _answer(self, inst: Instance, status: common_pb2.TaskStatus) -> None:
+        """A status of `inst` from an update or a reconciliation: an answer
+        that it does not run (`not_running_answer`) drops it, with no failure
+        counted; anything else is observed."""
+        if not_running_answer(status):
+            self._drop(inst, f"the master says it does not run ({status.message})")
+        else:
+            self._observe(inst, status)
+
     def _observe(self, inst: Instance, status: common_pb2.TaskStatus) -> None:
         at = self.clock.time()
         was_healthy = inst.healthy

@@ -11,11 +11,12 @@ in write(2) (the executor's back-pressure, executor/attach.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 CHUNK = 64 * 1024
 
@@ -120,20 +121,29 @@ class FdWriter:
 SUN_PATH_MAX = 107   # bytes of a Unix socket's path (unix(7): sun_path[108], NUL-ended)
 
 
-def _via_dirfd(directory: os.PathLike[str] | str, name: str,
-               act: Callable[[socket.socket, str], None]) -> socket.socket:
-    """A Unix socket bound or connected to `directory`/`name` whatever the
-    length of the path (sun_path holds 108 bytes; a sandbox path may be
-    longer): through /proc/self/fd/<directory fd>/<name>."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+@contextlib.contextmanager
+def _through_dirfd(directory: os.PathLike[str] | str, name: str) -> Iterator[str]:
+    """`directory`/`name` as /proc/self/fd/<directory fd>/<name>, a path a
+    Unix socket can be bound or connected by whatever the length of the real
+    one (sun_path holds 108 bytes; a sandbox path may be longer). The fd is
+    closed on leaving."""
     dirfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        act(sock, f"/proc/self/fd/{dirfd}/{name}")
+        yield f"/proc/self/fd/{dirfd}/{name}"
+    finally:
+        os.close(dirfd)
+
+
+def _via_dirfd(directory: os.PathLike[str] | str, name: str,
+               act: Callable[[socket.socket, str], None]) -> socket.socket:
+    """A Unix socket bound or connected (`act`) to `directory`/`name`."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with _through_dirfd(directory, name) as path:
+            act(sock, path)
     except BaseException:
         sock.close()
         raise
-    finally:
-        os.close(dirfd)
     return sock
 
 
@@ -152,11 +162,8 @@ async def connect_unix_async(directory: os.PathLike[str] | str, name: str) -> so
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.setblocking(False)
     try:
-        dirfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            await asyncio.get_running_loop().sock_connect(sock, f"/proc/self/fd/{dirfd}/{name}")
-        finally:
-            os.close(dirfd)
+        with _through_dirfd(directory, name) as path:
+            await asyncio.get_running_loop().sock_connect(sock, path)
     except BaseException:
         sock.close()
         raise
