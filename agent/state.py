@@ -142,7 +142,8 @@ class AgentState:
 
     def registration(self) -> agent_pb2.AgentMessage:
         """The first message of a stream to the master: register (no id yet) or
-        re-register with every task not yet done with (its latest state)."""
+        re-register with every task not yet done with (its latest state; for
+        one that ended, its terminal update as queued)."""
         info = common_pb2.AgentInfo(id=self.agent_id, hostname=self.hostname,
                                     resources=self.resources, address=self.address,
                                     attributes=self.attributes,
@@ -163,6 +164,13 @@ class AgentState:
                                            timestamp=self.clock.time())
             if task.container_pid and not task_states.is_terminal(task.state):
                 status.pid = task.container_pid  # a new leader learns it too
+            newest = self.updates.newest(*task.key)
+            if (newest is not None and newest.state == task.state
+                    and task_states.is_terminal(task.state)):
+                # How it ended (reason, message, exit code), with the uuid of the
+                # update on its way: a new leader answers a reconciliation with it
+                # before that update arrives (master/state.py, reregister_agent).
+                status.CopyFrom(newest)
             rr.tasks.append(status)
         return agent_pb2.AgentMessage(reregister=rr)
 

@@ -886,6 +886,11 @@ class MasterState:
             if self.allocator.has_agent(task.agent_id):
                 self.allocator.recover(task.framework_id, task.agent_id, task.resources, task.role)
 
+    def _completed(self, framework_id: str, task_id: str) -> bool:
+        """Whether the task is among the completed ones kept."""
+        return any(t.framework_id == framework_id and t.info.task_id == task_id
+                   for t in self.completed_tasks)
+
     def _complete_task(self, task: TaskEntry) -> None:
         key = (task.framework_id, task.info.task_id)
         if self.tasks.pop(key, None) is None:
@@ -928,9 +933,7 @@ class MasterState:
             # Nobody can acknowledge it: the framework or the task is gone.
             if fid not in self.frameworks:
                 return [ack]
-            done = next((t for t in self.completed_tasks if t.framework_id == fid
-                         and t.info.task_id == status.task_id), None)
-            if done is not None:
+            if self._completed(fid, status.task_id):
                 return [ack]
             return [ToFramework(fid, _update_event(status))]
         nobody_else = fid not in self.frameworks or task.told_end
@@ -1029,18 +1032,21 @@ class MasterState:
         known = {(rt.framework.id, rt.task.task_id) for rt in running}
         reported: dict[tuple[str, str], tuple[agent_pb2.AgentMessage.RunningTask, str,
                                               Resources]] = {}
+        ended: dict[tuple[str, str], tuple[agent_pb2.AgentMessage.RunningTask, str,
+                                           Resources]] = {}
         used: dict[tuple[str, str], Resources] = {}
         for rt in running:
             key = (rt.framework.id, rt.task.task_id)
             st = latest.get(key)
-            if task_states.is_terminal(st.state if st is not None else S.TASK_STAGING):
-                continue
             role = (rt.task.resources[0].role if rt.task.resources else "") or DEFAULT_ROLE
             try:
                 res = Resources.from_proto(rt.task.resources)
             except ResourceError as e:
                 raise CallError(Code.INVALID_ARGUMENT, f"task {rt.task.task_id} of agent "
                                 f"{info.hostname}: {e}") from None
+            if task_states.is_terminal(st.state if st is not None else S.TASK_STAGING):
+                ended[key] = (rt, role, res)
+                continue
             reported[key] = (rt, role, res)
             used[(key[0], role)] = used.get((key[0], role), Resources()) + res
         in_use = Resources()
@@ -1130,6 +1136,18 @@ class MasterState:
             if back_from_unreachable and task.told_end:
                 commands += self._record_kill(task, task.kill or task.info.kill_policy)
             task.resources_recovered = False
+        # Tasks that ended on the agent, their terminal updates on the way,
+        # unknown to this master (a new leader since): held in their last
+        # state, holding no resources, until those updates are acknowledged,
+        # so that a reconciliation meanwhile answers how they ended, not
+        # TASK_GONE (Mesos's master adds an agent's terminal, unacknowledged
+        # tasks from its re-registration too). A copy of an id tracked on
+        # another agent is left to its update (_stale_update).
+        # One this master completed already (its acknowledgement did not reach
+        # the agent) is not told again.
+        for key, (rt, role, res) in sorted(ended.items()):
+            if key not in self.tasks and not self._completed(*key):
+                self._adopt(agent, rt, latest[key], role, res, ended=True)
         self.allocator.add_agent(info.id, total, used)
         if agent.maintenance != M.MAINTENANCE_NONE:
             self.allocator.deactivate_agent(info.id)
@@ -1171,11 +1189,13 @@ class MasterState:
                      ("tracked_on", self.tasks[(fid, tid)].agent_id)))]
 
     def _adopt(self, agent: AgentEntry, rt: agent_pb2.AgentMessage.RunningTask,
-               st: common_pb2.TaskStatus | None, role: str,
-               res: Resources) -> tuple[TaskEntry, list[Command]]:
+               st: common_pb2.TaskStatus | None, role: str, res: Resources, *,
+               ended: bool = False) -> tuple[TaskEntry, list[Command]]:
         """A task an agent reports that this master did not know (it took over
         since): tracked again, with any kill asked for it meanwhile (its record
-        now under the task's agent)."""
+        now under the task's agent). `ended`: the task ended on the agent (`st`
+        says how): its resources are free and a kill asked for it is done
+        (_drop_unreported_kills removes its record)."""
         fid = rt.framework.id
         fw = self.frameworks.get(fid) or self.torn_down.get(fid)
         if fw is None:
@@ -1198,6 +1218,10 @@ class MasterState:
         fw.tasks.add(rt.task.task_id)
         agent.tasks.add((fid, rt.task.task_id))
         commands: list[Command] = []
+        if ended:
+            task.resources_recovered = True
+            task.latest_uuid = st.uuid  # its update, on its way, is not news then
+            return task, commands
         # A Kill naming no agent stays pending for other agents' copies (until
         # every agent is back: _drop_orphan_kills); one naming this agent is
         # taken up.

@@ -155,6 +155,67 @@ def test_a_launch_lost_in_a_partition_and_a_failover_ends_gone_once_its_agent_is
     new.validate_state()
 
 
+def test_a_task_that_ended_while_the_leader_failed_over_is_answered_as_it_ended() -> None:
+    """A task failed as the leader was killed, its update not yet acknowledged.
+    Its agent re-registers with the new leader reporting how it ended; until
+    the update itself arrives, a reconciliation answered TASK_GONE ("its agent
+    is back without it"), and an app's container run ended with exit 125
+    instead of its own. Now the new leader holds the ended task (as Mesos's
+    master adds an agent's terminal, unacknowledged tasks) and answers
+    TASK_FAILED with its exit code; the task holds no resources, its update is
+    relayed once and its acknowledgement completes it."""
+    from juggler.v1 import scheduler_pb2
+
+    clock = FakeClock()
+    old, written, agent_id = _leader_with_an_agent(clock)
+    info = common_pb2.FrameworkInfo(name="fw", failover_timeout=60)
+    fid, sid, cmds = old.subscribe(info)
+    written |= registry_of(old, cmds)
+    offer = next(c for c in old.allocate() if isinstance(c, ToFramework)).event.offers.offers[0]
+    t1 = common_pb2.TaskInfo(task_id="t1", name="t1", agent_id=agent_id,
+                             resources=Resources({"cpus": 1, "mem": 64}).to_proto("*"),
+                             command=common_pb2.CommandInfo(argv=["sleep", "9"]))
+    old.accept(fid, sid, [offer.id],
+               [scheduler_pb2.Operation(launch=scheduler_pb2.Operation.Launch(tasks=[t1]))], None)
+    failed = common_pb2.TaskStatus(task_id="t1", framework_id=fid, agent_id=agent_id,
+                                   state=S.TASK_FAILED, uuid=b"u-failed", exit_code=3,
+                                   message="Command exited with status 3",
+                                   source=common_pb2.SOURCE_EXECUTOR)
+
+    new = _next_leader(clock, written)   # the old leader is killed
+    info.id = fid
+    _, sid, _ = new.subscribe(info)
+    new.reregister_agent(
+        common_pb2.AgentInfo(id=agent_id, hostname="h1", resources=TOTAL.to_proto()),
+        [failed], [agent_pb2.AgentMessage.RunningTask(task=t1, framework=info)])
+    new.validate_state()
+    ask = [scheduler_pb2.ReconcileRequest.Task(task_id="t1", agent_id=agent_id)]
+    [answer] = [c.event.update.status for c in new.reconcile(fid, sid, ask)]
+    assert (answer.state, answer.exit_code, answer.uuid) == (S.TASK_FAILED, 3, b"")
+    clock.advance(RECOVERY_HOLD_SECONDS + 1)
+    offered = [o for c in new.allocate() if isinstance(c, ToFramework)
+               for o in c.event.offers.offers]
+    assert Resources.from_proto(offered[0].resources) == TOTAL   # it holds nothing
+
+    relayed = [c.event.update.status for c in new.status_update(agent_id, failed)
+               if isinstance(c, ToFramework) and c.event.HasField("update")]
+    assert [(s.state, s.uuid) for s in relayed] == [(S.TASK_FAILED, b"u-failed")]
+    new.acknowledge(fid, sid, agent_id, "t1", b"u-failed")
+    assert (fid, "t1") not in new.tasks
+    assert [t.info.task_id for t in new.completed_tasks] == ["t1"]
+    assert [h.state for h in new.completed_tasks[0].history] == [S.TASK_FAILED]
+    new.validate_state()
+    # The acknowledgement did not reach the agent: it reports the task again,
+    # and its update comes again. Neither is news to the framework.
+    new.agent_disconnected(agent_id)
+    new.reregister_agent(
+        common_pb2.AgentInfo(id=agent_id, hostname="h1", resources=TOTAL.to_proto()),
+        [failed], [agent_pb2.AgentMessage.RunningTask(task=t1, framework=info)])
+    assert (fid, "t1") not in new.tasks
+    assert not [c for c in new.status_update(agent_id, failed) if isinstance(c, ToFramework)]
+    new.validate_state()
+
+
 def _recovered_cluster(n: int, clock: FakeClock) -> tuple[MasterState, str]:
     """A new leader whose registry holds `n` active agents and one framework
     that has re-subscribed; no agent is back yet."""
