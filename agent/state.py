@@ -143,7 +143,7 @@ class AgentState:
     def registration(self) -> agent_pb2.AgentMessage:
         """The first message of a stream to the master: register (no id yet) or
         re-register with every task not yet done with (its latest state; for
-        one that ended, its terminal update as queued)."""
+        one whose terminal update is the next to send, that update)."""
         info = common_pb2.AgentInfo(id=self.agent_id, hostname=self.hostname,
                                     resources=self.resources, address=self.address,
                                     attributes=self.attributes,
@@ -164,13 +164,14 @@ class AgentState:
                                            timestamp=self.clock.time())
             if task.container_pid and not task_states.is_terminal(task.state):
                 status.pid = task.container_pid  # a new leader learns it too
-            newest = self.updates.newest(*task.key)
-            if (newest is not None and newest.state == task.state
+            head = self.updates.head(*task.key)
+            if (head is not None and head.state == task.state
                     and task_states.is_terminal(task.state)):
-                # How it ended (reason, message, exit code), with the uuid of the
-                # update on its way: a new leader answers a reconciliation with it
-                # before that update arrives (master/state.py, reregister_agent).
-                status.CopyFrom(newest)
+                # Its terminal update is the next one the master gets: how it
+                # ended (reason, message, exit code) and that update's uuid, so
+                # that a new leader holds it and answers a reconciliation with it
+                # before the update arrives (master/state.py, reregister_agent).
+                status.CopyFrom(head)
             rr.tasks.append(status)
         return agent_pb2.AgentMessage(reregister=rr)
 

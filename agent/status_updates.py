@@ -123,11 +123,6 @@ class StatusUpdateManager:
         stream = self._streams.get((framework_id, task_id))
         return stream.pending[0] if stream and stream.pending else None
 
-    def newest(self, framework_id: str, task_id: str) -> common_pb2.TaskStatus | None:
-        """The task's newest unacknowledged update (the last one queued)."""
-        stream = self._streams.get((framework_id, task_id))
-        return stream.pending[-1] if stream and stream.pending else None
-
     def pending(self, framework_id: str, task_id: str) -> int:
         stream = self._streams.get((framework_id, task_id))
         return len(stream.pending) if stream else 0

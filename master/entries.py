@@ -117,6 +117,10 @@ class TaskEntry:
     # agent was unreachable): it hears nothing more of it; the master
     # acknowledges its updates until it has really ended.
     told_end: bool = False
+    # Known to this master only from its agent's re-registration, as ended
+    # (its terminal update, the next one its agent sends, on the way): a
+    # running copy of its id that another agent reports wins over it.
+    reported_ended: bool = False
 
 
 class AgentGone(CallError):

@@ -892,9 +892,14 @@ class MasterState:
                    for t in self.completed_tasks)
 
     def _complete_task(self, task: TaskEntry) -> None:
+        if self._untrack(task):
+            self.completed_tasks.append(task)
+
+    def _untrack(self, task: TaskEntry) -> bool:
+        """Stop holding `task` (False: it was not held)."""
         key = (task.framework_id, task.info.task_id)
         if self.tasks.pop(key, None) is None:
-            return
+            return False
         fw = self.frameworks.get(task.framework_id) or self.torn_down.get(task.framework_id)
         if fw is not None:
             fw.tasks.discard(task.info.task_id)
@@ -902,7 +907,7 @@ class MasterState:
         agent = self.agents.get(task.agent_id)
         if agent is not None:
             agent.tasks.discard(key)
-        self.completed_tasks.append(task)
+        return True
 
     def status_update(self, agent_id: str, status: common_pb2.TaskStatus,
                       latest_state: int = S.TASK_STATE_UNSPECIFIED) -> list[Command]:
@@ -1116,6 +1121,9 @@ class MasterState:
             fid = rt.framework.id
             st = latest.get(key)
             task = self.tasks.get(key)
+            if task is not None and task.agent_id != info.id and task.reported_ended:
+                self._untrack(task)   # its update, when it comes, is a stale copy's
+                task = None
             if task is not None and task.agent_id != info.id:
                 commands += self._stale_copy(agent, rt, role, res)
                 continue
@@ -1136,18 +1144,21 @@ class MasterState:
             if back_from_unreachable and task.told_end:
                 commands += self._record_kill(task, task.kill or task.info.kill_policy)
             task.resources_recovered = False
-        # Tasks that ended on the agent, their terminal updates on the way,
-        # unknown to this master (a new leader since): held in their last
-        # state, holding no resources, until those updates are acknowledged,
-        # so that a reconciliation meanwhile answers how they ended, not
-        # TASK_GONE (Mesos's master adds an agent's terminal, unacknowledged
-        # tasks from its re-registration too). A copy of an id tracked on
-        # another agent is left to its update (_stale_update).
-        # One this master completed already (its acknowledgement did not reach
-        # the agent) is not told again.
+        # Tasks that ended on the agent and whose terminal update is the next
+        # it sends (the status carries its uuid), unknown to this master (a
+        # new leader since): held in that state, holding no resources, until
+        # the update is acknowledged, so that a reconciliation meanwhile
+        # answers how they ended, not TASK_GONE (Mesos's master adds an
+        # agent's terminal, unacknowledged tasks from its re-registration
+        # too). Not held: a copy of an id tracked elsewhere (left to its
+        # update: _stale_update), one this master completed already (its
+        # acknowledgement did not reach the agent), one of a framework this
+        # master does not hold (its update is acknowledged on arrival).
         for key, (rt, role, res) in sorted(ended.items()):
-            if key not in self.tasks and not self._completed(*key):
-                self._adopt(agent, rt, latest[key], role, res, ended=True)
+            st = latest[key]
+            if (st.uuid and key not in self.tasks and key[0] in self.frameworks
+                    and not self._completed(*key)):
+                self._adopt(agent, rt, st, role, res, ended=True)
         self.allocator.add_agent(info.id, total, used)
         if agent.maintenance != M.MAINTENANCE_NONE:
             self.allocator.deactivate_agent(info.id)
@@ -1209,10 +1220,15 @@ class MasterState:
             st = common_pb2.TaskStatus(task_id=rt.task.task_id, framework_id=fid,
                                        agent_id=agent.info.id, state=S.TASK_STAGING,
                                        source=common_pb2.SOURCE_AGENT)
-        # Its story starts when its agent got it (what `juggler ps` ages it by).
-        st.timestamp = launched
+        if not ended:
+            # Its story starts when its agent got it (what `juggler ps` ages it by).
+            copy = common_pb2.TaskStatus()   # the caller's is not changed
+            copy.CopyFrom(st)
+            st = copy
+            st.timestamp = launched
         task = TaskEntry(info=rt.task, framework_id=fid, agent_id=agent.info.id, role=role,
-                         resources=res, launched_time=launched, state=st.state, status=st)
+                         resources=res, launched_time=launched, state=st.state, status=st,
+                         reported_ended=ended)
         task.history.append(st)
         self.tasks[(fid, rt.task.task_id)] = task
         fw.tasks.add(rt.task.task_id)

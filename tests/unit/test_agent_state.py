@@ -255,17 +255,25 @@ def test_registration_reports_attributes_and_every_task_not_done(h: Harness) -> 
     assert (st.task_id, st.state) == ("t1", S.TASK_RUNNING)
 
 
-def test_a_task_that_ended_is_reported_as_its_terminal_update_says(h: Harness) -> None:
+def test_a_task_whose_terminal_update_is_next_is_reported_as_that_update_says(
+        h: Harness) -> None:
     """A re-registration names how an ended task ended (reason, message, exit
-    code, the uuid of its update on the way), so that a new leader can answer a
-    reconciliation with it before that update arrives (not TASK_GONE)."""
+    code, and the uuid of its update on the way) when that update is the next
+    the master gets, so that a new leader can answer a reconciliation with it
+    before the update arrives (not TASK_GONE). Behind an older update, only
+    the state (the master gets the older one first)."""
     h.running()
     failed = update(S.TASK_FAILED, b"f1")
     failed.status.message, failed.status.exit_code = "Command exited with status 3", 3
+    failed.status.reason = common_pb2.REASON_EXECUTOR_TERMINATED
     h(failed)   # RUNNING's acknowledgement is still awaited: FAILED waits behind it
     [st] = h.core.registration().reregister.tasks
-    assert (st.state, st.exit_code, st.message, st.uuid) == (
-        S.TASK_FAILED, 3, "Command exited with status 3", b"f1")
+    assert (st.state, st.exit_code, st.uuid) == (S.TASK_FAILED, 0, b"")
+    h(ack(b"r1"))
+    [st] = h.core.registration().reregister.tasks
+    assert (st.state, st.exit_code, st.message, st.reason, st.uuid) == (
+        S.TASK_FAILED, 3, "Command exited with status 3",
+        common_pb2.REASON_EXECUTOR_TERMINATED, b"f1")
 
 
 def test_a_relaunch_of_a_running_task_is_ignored(h: Harness) -> None:

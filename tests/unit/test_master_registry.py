@@ -216,6 +216,48 @@ def test_a_task_that_ended_while_the_leader_failed_over_is_answered_as_it_ended(
     new.validate_state()
 
 
+def test_only_an_ended_task_whose_end_is_on_the_way_is_held_and_a_running_copy_wins() -> None:
+    """What the reviewer of the change above found. A new leader holds an
+    ended task only when its terminal update is the next its agent sends (the
+    status carries that update's uuid: its acknowledgement then completes it)
+    and its framework is held: a task with no update coming stayed held, its
+    id refused, until its framework's teardown. A running copy of the same
+    id that another agent reports (the id reused across failovers) wins over
+    the ended one, whichever agent is back first, as before such copies were
+    held: it was killed as a stale copy."""
+    clock = FakeClock()
+    new, fid = _recovered_cluster(2, clock)
+    info = common_pb2.FrameworkInfo(id=fid, name="fw")
+
+    def reported(task_id: str, framework: common_pb2.FrameworkInfo = info
+                 ) -> agent_pb2.AgentMessage.RunningTask:
+        return agent_pb2.AgentMessage.RunningTask(framework=framework, task=common_pb2.TaskInfo(
+            task_id=task_id, resources=Resources({"cpus": 1, "mem": 64}).to_proto("*")))
+
+    def ended(task_id: str, uuid: bytes, framework_id: str = fid) -> common_pb2.TaskStatus:
+        return common_pb2.TaskStatus(task_id=task_id, framework_id=framework_id, agent_id="a0",
+                                     state=S.TASK_FAILED, uuid=uuid)
+
+    stranger = common_pb2.FrameworkInfo(id="fw-gone", name="gone")
+    new.reregister_agent(common_pb2.AgentInfo(id="a0", hostname="h0", resources=TOTAL.to_proto()),
+                         [ended("t1", b"u1"), ended("t2", b""), ended("t3", b"u3", "fw-gone")],
+                         [reported("t1"), reported("t2"), reported("t3", stranger)])
+    assert sorted(new.tasks) == [(fid, "t1")]   # t2: no update coming; t3: no framework
+    assert "fw-gone" not in new.frameworks
+    running = common_pb2.TaskStatus(task_id="t1", framework_id=fid, agent_id="a1",
+                                    state=S.TASK_RUNNING)
+    _, commands = new.reregister_agent(
+        common_pb2.AgentInfo(id="a1", hostname="h1", resources=TOTAL.to_proto()),
+        [running], [reported("t1")])
+    assert not [c for c in commands if isinstance(c, ToAgent) and c.message.HasField("kill_task")]
+    t1 = new.tasks[(fid, "t1")]
+    assert (t1.agent_id, t1.state) == ("a1", S.TASK_RUNNING)
+    # a0's terminal update of its copy is acknowledged, never told.
+    assert not [c for c in new.status_update("a0", ended("t1", b"u1"))
+                if isinstance(c, ToFramework)]
+    new.validate_state()
+
+
 def _recovered_cluster(n: int, clock: FakeClock) -> tuple[MasterState, str]:
     """A new leader whose registry holds `n` active agents and one framework
     that has re-subscribed; no agent is back yet."""
