@@ -1,7 +1,7 @@
 """A Jepsen-style fault campaign: faults at random (from a seed) against a
 multi-host lab while a workload runs; then a checker reads the history.
 
-    python benchmarks/faults.py --minutes N [--seed S] [--hosts 2|3] [--keep]
+    python benchmarks/faults.py --minutes N [--seed S] [--hosts 2|3] [--overlap P] [--keep]
     python benchmarks/faults.py --minutes N --seed S --check DIR   # re-check a kept run
 
 Starts a 3-member etcd and `juggler up --masters 3 --hosts N --etcd …` (agent
@@ -13,10 +13,13 @@ together (testing/faults/):
             every re-subscription; two apps (/v2/apps) scaled, restarted and
             redeployed; two containers (`juggler run -d`) stopped and started;
             now and then an agent drained (maintenance) and brought back
-  nemesis   one fault at a time, each healed after a few seconds: kill -9 or
-            SIGSTOP of the leading master, a standby, an agent, the leading apps
-            service, an etcd member; a host's link down; a host's outgoing
-            packets dropped. The schedule is a pure function of the seed.
+  nemesis   faults healed after a few seconds each: kill -9 or SIGSTOP of the
+            leading master, a standby, an agent, the leading apps service, an
+            etcd member; a host's link down; a host's outgoing or incoming
+            packets dropped. One at a time, or with --overlap P, each joined
+            with probability P by a second one on another target while it
+            lasts (faults arriving together). The schedule is a pure function
+            of the seed (and P).
   watch     every master's GetLeader and etcd's election, twice a second
 
 then heals, lets the cluster settle (agents back, apps at their counts,
@@ -69,12 +72,12 @@ def note(message: str) -> None:
     print(f"faults: {message}", file=sys.stderr, flush=True)
 
 
-def campaign(minutes: float, seed: int, hosts: int, base: Path) -> tuple[list[dict[str, Any]],
-                                                                         dict[str, Any]]:
+def campaign(minutes: float, seed: int, hosts: int, base: Path,
+             overlap: float = 0.0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run one campaign in `base`: (the history's records, the final state)."""
-    plan = nemesis.schedule(seed, minutes * 60)
-    note(f"{len(plan)} faults planned: " + ", ".join(f"{p.at:.0f}s {p.kind.value}"
-                                                     for p in plan))
+    plan = nemesis.schedule(seed, minutes * 60, overlap=overlap)
+    note(f"{len(plan)} faults planned: " + ", ".join(
+        f"{p.at:.0f}s {'+' if p.joins else ''}{p.kind.value}" for p in plan))
     note("starting etcd (3 members) and juggler up …")
     with start_lab(base, hosts) as lab:
         note(f"lab {lab.lab.index} up: masters {lab.master_spec}; logs in {lab.work}")
@@ -202,6 +205,8 @@ def report(minutes: float, seed: int, records: list[dict[str, Any]],
         targets = sorted({r["target"] for r in records if r["type"] == "fault"
                           and r["kind"] == kind})
         f.add_row(kind, str(n), ", ".join(targets))
+    together = checker.overlapping_faults(records)
+    f.add_row("(at once with another)", str(together), "")
     console.print(f)
     a = Table(title=f"anomalies: {len(anomalies)}")
     a.add_column("kind")
@@ -211,13 +216,16 @@ def report(minutes: float, seed: int, records: list[dict[str, Any]],
         a.add_row(x.kind, x.subject, x.explanation)
     console.print(a)
     return {"minutes": minutes, "seed": seed, "operations": operations, "faults": faults,
-            "anomalies": len(anomalies)}
+            "faults_together": together, "anomalies": len(anomalies)}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, required=True)
     parser.add_argument("--seed", type=int, default=None, help="default: random")
+    parser.add_argument("--overlap", type=float, default=0.0, metavar="P",
+                        help="probability (0-1) that a fault is joined by a second one "
+                             "while it lasts (default 0: one at a time)")
     parser.add_argument("--hosts", type=int, default=2, choices=(2, 3))
     parser.add_argument("--keep", action="store_true",
                         help="keep the work dir (logs, history.jsonl) even when all is well")
@@ -232,21 +240,24 @@ def main() -> int:
         print(json.dumps(report(final.get("minutes", args.minutes),
                                 final.get("seed", args.seed or 0), records, anomalies)))
         return 1 if anomalies else 0
+    if not 0.0 <= args.overlap <= 1.0:
+        parser.error(f"--overlap {args.overlap}: a probability, from 0 to 1")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     print(f"faults: seed {seed}", flush=True)
     if os.geteuid() != 0:
         note("needs root (network namespaces, cgroups)")
         return 1
     base = Path(tempfile.mkdtemp(prefix="juggler-faults-"))
-    records, final = campaign(args.minutes, seed, args.hosts, base)
+    records, final = campaign(args.minutes, seed, args.hosts, base, args.overlap)
     # Kept before checking: a checker that fails leaves what --check needs.
-    final["seed"], final["minutes"] = seed, args.minutes
+    final["seed"], final["minutes"], final["overlap"] = seed, args.minutes, args.overlap
     (base / "final.json").write_text(json.dumps(final, indent=1))
     note("checking the history …")
     anomalies = checker.check(records, final)
     summary = report(args.minutes, seed, records, anomalies)
     replay = f"python benchmarks/faults.py --minutes {args.minutes:g} --seed {seed}" + (
-        f" --hosts {args.hosts}" if args.hosts != 2 else "")
+        f" --hosts {args.hosts}" if args.hosts != 2 else "") + (
+        f" --overlap {args.overlap!r}" if args.overlap else "")
     if anomalies:
         print(f"faults: {len(anomalies)} anomalies with seed {seed}; replay: {replay}; "
               f"history and logs in {base}", flush=True)

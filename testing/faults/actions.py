@@ -74,6 +74,8 @@ class Nemesis:
         self.kills: list[tuple[float, str]] = []
         self.skipped: list[str] = []
         self._thread = threading.Thread(target=self._run, name="nemesis", daemon=True)
+        self._lock = threading.Lock()
+        self._busy: set[str] = set()  # targets under a fault now
 
     def start(self) -> None:
         self._thread.start()
@@ -82,14 +84,29 @@ class Nemesis:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        """Each fault in a thread of its own: one that joins the fault before
+        it starts while that one lasts; any other once all before it healed."""
+        active: list[threading.Thread] = []
         for p in self.plan:
+            if not p.joins:
+                for thread in active:
+                    thread.join()
+                active = []
             if self.stop.wait(max(0.0, p.at - self.h.now())):
-                return
-            try:
-                self._one(p)
-            except (OSError, subprocess.SubprocessError) as e:
-                # Recorded; a fault left unhealed shows as one (checker).
-                self.h.op("nemesis-error", p.kind.value, False, f"{type(e).__name__}: {e}")
+                break
+            thread = threading.Thread(target=self._guarded, args=(p,), daemon=True,
+                                      name=f"nemesis-{p.kind.value}")
+            thread.start()
+            active.append(thread)
+        for thread in active:
+            thread.join()
+
+    def _guarded(self, p: Planned) -> None:
+        try:
+            self._one(p)
+        except (OSError, subprocess.SubprocessError) as e:
+            # Recorded; a fault left unhealed shows as one (checker).
+            self.h.op("nemesis-error", p.kind.value, False, f"{type(e).__name__}: {e}")
 
     def candidates(self, kind: Fault) -> list[str]:
         if kind in (Fault.KILL_LEADER_MASTER, Fault.STOP_LEADER_MASTER):
@@ -109,22 +126,30 @@ class Nemesis:
         return [h.name for h in self.lab.lab.hosts]
 
     def _one(self, p: Planned) -> None:
-        targets = self.candidates(p.kind)
-        if not targets:
-            self.skipped.append(f"{p.kind.value} at {self.h.now():.1f}s: no target")
-            self.h.op("nemesis-skip", p.kind.value, False, "no target found")
-            return
-        target = targets[p.pick % len(targets)]
-        kind = admissible(p.kind, target, self.kills, self.h.now())
-        heal = self._act(kind, target)
-        if heal is None:
-            return
-        record, undo = heal
+        found = self.candidates(p.kind)
+        with self._lock:   # a target under another fault is not picked
+            targets = [t for t in found if t not in self._busy]
+            if not targets:
+                why = "every target is under another fault" if found else "no target found"
+                self.skipped.append(f"{p.kind.value} at {self.h.now():.1f}s: {why}")
+                self.h.op("nemesis-skip", p.kind.value, False, why)
+                return
+            target = targets[p.pick % len(targets)]
+            kind = admissible(p.kind, target, list(self.kills), self.h.now())
+            self._busy.add(target)
         try:
-            self.stop.wait(p.hold)
+            heal = self._act(kind, target)
+            if heal is None:
+                return
+            record, undo = heal
+            try:
+                self.stop.wait(p.hold)
+            finally:
+                undo()
+                self.h.fault_healed(record)
         finally:
-            undo()
-            self.h.fault_healed(record)
+            with self._lock:
+                self._busy.discard(target)
 
     def _act(self, kind: Fault, target: str) -> tuple[dict, Callable[[], None]] | None:
         etcd = {m.name: m for m in self.lab.etcd.members}
@@ -154,7 +179,8 @@ class Nemesis:
             return None
         if kind.is_kill:
             os.kill(pid, signal.SIGKILL)
-            self.kills.append((self.h.now(), target))
+            with self._lock:
+                self.kills.append((self.h.now(), target))
             record = self.h.fault_started(kind.value, target)
             # up starts it again: the fault is healed when it has.
             end = time.monotonic() + RESTART_DEADLINE

@@ -391,6 +391,15 @@ def leaks(final: dict[str, Any]) -> list[Anomaly]:
             for x in final.get("leaks", [])]
 
 
+def overlapping_faults(records: list[Record]) -> int:
+    """How many faults lasted, at least for a while, at once with another
+    (from its start to its heal; one never healed lasts to the end)."""
+    spans = [(r["start"], r["heal"] if r["heal"] is not None else float("inf"))
+             for r in records if r["type"] == "fault"]
+    return sum(1 for i, (a, b) in enumerate(spans)
+               if any(j != i and a < d and c < b for j, (c, d) in enumerate(spans)))
+
+
 def summary(records: list[Record]) -> tuple[int, dict[str, int]]:
     """(operations: ops, launches and kills the workload made; faults by kind)."""
     ops = sum(1 for r in records if r["type"] in ("op", "launch"))

@@ -59,11 +59,11 @@ class History:
         return self.add("fault", kind=kind, target=target, start=self.now(), heal=None)
 
     def fault_healed(self, record: Record) -> None:
-        with self._lock:
+        with self._lock:   # faults heal from several threads (nemesis --overlap)
             record["heal"] = self.now()
-        if self._file is not None:
-            self._file.write(json.dumps({"type": "heal", "fault": record}) + "\n")
-            self._file.flush()
+            if self._file is not None:
+                self._file.write(json.dumps({"type": "heal", "fault": record}) + "\n")
+                self._file.flush()
 
     def of(self, type_: str) -> list[Record]:
         with self._lock:

@@ -1,7 +1,13 @@
 """The nemesis' schedule: which fault, when, for how long — a pure function
 of the seed, so that a failing campaign replays with the same faults.
 
-    schedule(seed, seconds) ─▶ [Planned(at, kind, hold, pick), ...]   one at a time
+    schedule(seed, seconds[, overlap]) ─▶ [Planned(at, kind, hold, pick, joins), ...]
+
+One fault at a time by default. With `overlap` p, each fault is joined, with
+probability p, by a second one that starts while it lasts (at 20-80 % of its
+hold) on another target: faults arriving together, as Jepsen's composed
+nemeses make them (a partition during a leader's kill, an etcd member stopped
+while another is down). The next fault starts once both are healed.
 
 `pick` chooses among the targets of that kind found at run time (the leader
 is only known then): target = candidates[pick % len(candidates)]. Every fault
@@ -55,6 +61,7 @@ class Planned:
     kind: Fault
     hold: float    # seconds from the fault to its heal
     pick: int      # which target among the candidates found at run time
+    joins: bool = False  # it starts while the fault before it lasts (`overlap`)
 
 
 GAP = (2.0, 6.0)   # seconds of calm between a heal and the next fault
@@ -64,12 +71,18 @@ KILL_WINDOW = 60.0  # `juggler up`'s RESTART_WINDOW
 KILLS_PER_WINDOW = 2  # its RESTART_LIMIT (3) minus one
 
 
-def schedule(seed: int, seconds: float, kinds: tuple[Fault, ...] = ALL) -> list[Planned]:
+def schedule(seed: int, seconds: float, kinds: tuple[Fault, ...] = ALL,
+             overlap: float = 0.0) -> list[Planned]:
     """The faults of a campaign of `seconds` seconds with this `seed`, in
-    order, none overlapping (planned times; the campaign starts each at
-    max(at, the previous heal)). Raises ValueError for no kinds."""
+    order (planned times; the campaign starts each that does not join the one
+    before at max(at, the heal of those before)). `overlap` (0 to 1): the
+    probability that a fault is joined by a second one while it lasts; 0
+    plans exactly what earlier versions did for the same seed. Raises
+    ValueError for no kinds or an overlap outside [0, 1]."""
     if not kinds:
         raise ValueError("no fault kinds to choose from")
+    if not 0.0 <= overlap <= 1.0:
+        raise ValueError(f"overlap {overlap} is not a probability")
     rng = random.Random(seed)
     out: list[Planned] = []
     t = START
@@ -79,7 +92,15 @@ def schedule(seed: int, seconds: float, kinds: tuple[Fault, ...] = ALL) -> list[
         if t + hold > seconds:
             return out
         out.append(Planned(round(t, 2), kind, hold, rng.randrange(1000)))
-        t += hold + rng.uniform(*GAP)
+        end = t + hold
+        if overlap and rng.random() < overlap:
+            at = t + rng.uniform(0.2, 0.8) * hold
+            kind = rng.choice(kinds)
+            second = round(rng.uniform(*HOLD), 2)
+            if at + second <= seconds:
+                out.append(Planned(round(at, 2), kind, second, rng.randrange(1000), joins=True))
+                end = max(end, at + second)
+        t = end + rng.uniform(*GAP)
 
 
 def admissible(kind: Fault, target: str, kills: list[tuple[float, str]], now: float) -> Fault:

@@ -214,6 +214,42 @@ def test_the_schedule_is_one_fault_at_a_time_within_the_campaign() -> None:
     assert plan[-1].at + plan[-1].hold <= 300
 
 
+def test_with_overlap_faults_come_in_pairs_and_each_pair_heals_before_the_next() -> None:
+    plan = nemesis.schedule(3, 600, overlap=0.5)
+    joined = [q for q in plan if q.joins]
+    assert joined and len(joined) < len(plan) - len(joined)   # about half are joined
+    for p, q in itertools.pairwise(plan):
+        if q.joins:   # it starts while p lasts
+            assert p.at < q.at < p.at + p.hold and not p.joins
+    # A fault that joins none starts after the pair before it has healed.
+    starts = [i for i, q in enumerate(plan) if not q.joins]
+    for i, k in itertools.pairwise(starts):
+        end = max(q.at + q.hold for q in plan[i:k])
+        assert plan[k].at >= end + nemesis.GAP[0] - 0.01
+    assert all(q.at + q.hold <= 600 for q in plan)
+    # Without overlap, the same seed plans what it always did: CI's seed 1,
+    # as planned before overlaps existed.
+    assert [(q.at, q.kind.value, q.hold, q.pick) for q in nemesis.schedule(1, 120)] == [
+        (5.0, "kill-standby-master", 4.85, 821), (14.91, "kill-agent", 2.59, 779),
+        (21.29, "partition-host", 3.9, 214), (27.57, "kill-leader-master", 6.47, 399),
+        (37.77, "one-way-in-host", 5.84, 712), (47.39, "one-way-host", 6.01, 605),
+        (59.18, "stop-agent", 2.15, 26), (65.93, "kill-leader-master", 6.7, 390),
+        (77.38, "kill-apps-leader", 5.63, 540), (85.89, "stop-apps-leader", 6.7, 566),
+        (95.53, "stop-standby-master", 5.38, 779), (104.74, "kill-agent", 6.63, 426)]
+    assert not any(q.joins for q in nemesis.schedule(3, 600))
+    with pytest.raises(ValueError):
+        nemesis.schedule(3, 600, overlap=1.5)
+
+
+def test_faults_at_once_are_counted() -> None:
+    def fault(start: float, heal: float | None) -> dict:
+        return {"type": "fault", "kind": "kill-agent", "target": "agent-1", "start": start,
+                "heal": heal}
+    assert checker.overlapping_faults([fault(0, 5), fault(6, 8)]) == 0
+    assert checker.overlapping_faults([fault(0, 5), fault(3, 8), fault(9, 10)]) == 2
+    assert checker.overlapping_faults([fault(0, None), fault(30, 31)]) == 2
+
+
 def test_the_schedule_keeps_to_the_kinds_given() -> None:
     plan = nemesis.schedule(1, 600, (Fault.PARTITION_HOST,))
     assert {p.kind for p in plan} == {Fault.PARTITION_HOST}
