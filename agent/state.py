@@ -143,7 +143,7 @@ class AgentState:
     def registration(self) -> agent_pb2.AgentMessage:
         """The first message of a stream to the master: register (no id yet) or
         re-register with every task not yet done with (its latest state; for
-        one whose terminal update is the next to send, that update)."""
+        one that ended, the update the master gets next)."""
         info = common_pb2.AgentInfo(id=self.agent_id, hostname=self.hostname,
                                     resources=self.resources, address=self.address,
                                     attributes=self.attributes,
@@ -155,8 +155,14 @@ class AgentState:
         for task in self.tasks.values():
             if task.terminal_acked:
                 continue
-            rr.running.append(agent_pb2.AgentMessage.RunningTask(
-                task=task.info, framework=task.framework, launched_time=task.launched_time))
+            running = agent_pb2.AgentMessage.RunningTask(
+                task=task.info, framework=task.framework, launched_time=task.launched_time)
+            head = self.updates.head(*task.key)
+            if head is not None and task_states.is_terminal(task.state):
+                # The update the master gets next: a new leader holds the ended
+                # task with it (master/state.py, reregister_agent).
+                running.next_update.CopyFrom(head)
+            rr.running.append(running)
             status = common_pb2.TaskStatus(task_id=task.info.task_id, state=task.state,
                                            framework_id=task.framework.id,
                                            agent_id=self.agent_id,
@@ -164,14 +170,6 @@ class AgentState:
                                            timestamp=self.clock.time())
             if task.container_pid and not task_states.is_terminal(task.state):
                 status.pid = task.container_pid  # a new leader learns it too
-            head = self.updates.head(*task.key)
-            if (head is not None and head.state == task.state
-                    and task_states.is_terminal(task.state)):
-                # Its terminal update is the next one the master gets: how it
-                # ended (reason, message, exit code) and that update's uuid, so
-                # that a new leader holds it and answers a reconciliation with it
-                # before the update arrives (master/state.py, reregister_agent).
-                status.CopyFrom(head)
             rr.tasks.append(status)
         return agent_pb2.AgentMessage(reregister=rr)
 

@@ -1144,21 +1144,21 @@ class MasterState:
             if back_from_unreachable and task.told_end:
                 commands += self._record_kill(task, task.kill or task.info.kill_policy)
             task.resources_recovered = False
-        # Tasks that ended on the agent and whose terminal update is the next
-        # it sends (the status carries its uuid), unknown to this master (a
-        # new leader since): held in that state, holding no resources, until
-        # the update is acknowledged, so that a reconciliation meanwhile
-        # answers how they ended, not TASK_GONE (Mesos's master adds an
-        # agent's terminal, unacknowledged tasks from its re-registration
-        # too). Not held: a copy of an id tracked elsewhere (left to its
-        # update: _stale_update), one this master completed already (its
+        # Tasks that ended on the agent with updates still to send (the agent
+        # names the next, `next_update`), unknown to this master (a new leader
+        # since): held in their terminal state, holding no resources, told
+        # from that next update on, until the terminal update is acknowledged,
+        # so that a reconciliation meanwhile answers that they ended, not
+        # TASK_GONE (Mesos's master adds an agent's terminal, unacknowledged
+        # tasks from its re-registration too, with their status_update_uuid).
+        # Not held: a copy of an id tracked elsewhere (left to its update:
+        # _stale_update), one this master completed already (its
         # acknowledgement did not reach the agent), one of a framework this
-        # master does not hold (its update is acknowledged on arrival).
+        # master does not hold (its updates are acknowledged on arrival).
         for key, (rt, role, res) in sorted(ended.items()):
-            st = latest[key]
-            if (st.uuid and key not in self.tasks and key[0] in self.frameworks
+            if (rt.next_update.uuid and key not in self.tasks and key[0] in self.frameworks
                     and not self._completed(*key)):
-                self._adopt(agent, rt, st, role, res, ended=True)
+                self._adopt(agent, rt, latest[key], role, res, ended=True)
         self.allocator.add_agent(info.id, total, used)
         if agent.maintenance != M.MAINTENANCE_NONE:
             self.allocator.deactivate_agent(info.id)
@@ -1205,7 +1205,8 @@ class MasterState:
         """A task an agent reports that this master did not know (it took over
         since): tracked again, with any kill asked for it meanwhile (its record
         now under the task's agent). `ended`: the task ended on the agent (`st`
-        says how): its resources are free and a kill asked for it is done
+        says in which state) and is told from `rt.next_update` on: its
+        resources are free and a kill asked for it is done
         (_drop_unreported_kills removes its record)."""
         fid = rt.framework.id
         fw = self.frameworks.get(fid) or self.torn_down.get(fid)
@@ -1216,18 +1217,20 @@ class MasterState:
             self.allocator.add_framework(fid, fw.info.roles or [DEFAULT_ROLE])
             self.allocator.deactivate_framework(fid)
         launched = rt.launched_time or self.clock.time()
-        if st is None:
-            st = common_pb2.TaskStatus(task_id=rt.task.task_id, framework_id=fid,
-                                       agent_id=agent.info.id, state=S.TASK_STAGING,
-                                       source=common_pb2.SOURCE_AGENT)
-        if not ended:
+        state = st.state if st is not None else S.TASK_STAGING
+        if ended:   # told from the update its agent sends next
+            st = rt.next_update
+        else:
+            told = common_pb2.TaskStatus(task_id=rt.task.task_id, framework_id=fid,
+                                         agent_id=agent.info.id, state=S.TASK_STAGING,
+                                         source=common_pb2.SOURCE_AGENT)
+            if st is not None:
+                told.CopyFrom(st)   # the caller's is not changed
             # Its story starts when its agent got it (what `juggler ps` ages it by).
-            copy = common_pb2.TaskStatus()   # the caller's is not changed
-            copy.CopyFrom(st)
-            st = copy
-            st.timestamp = launched
+            told.timestamp = launched
+            st = told
         task = TaskEntry(info=rt.task, framework_id=fid, agent_id=agent.info.id, role=role,
-                         resources=res, launched_time=launched, state=st.state, status=st,
+                         resources=res, launched_time=launched, state=state, status=st,
                          reported_ended=ended)
         task.history.append(st)
         self.tasks[(fid, rt.task.task_id)] = task
@@ -1236,7 +1239,7 @@ class MasterState:
         commands: list[Command] = []
         if ended:
             task.resources_recovered = True
-            task.latest_uuid = st.uuid  # its update, on its way, is not news then
+            task.latest_uuid = st.uuid  # that update, when it comes, is not news
             return task, commands
         # A Kill naming no agent stays pending for other agents' copies (until
         # every agent is back: _drop_orphan_kills); one naming this agent is

@@ -45,14 +45,16 @@ class AgentMessage(_message.Message):
         version: str
         def __init__(self, agent: _Optional[_Union[_common_pb2.AgentInfo, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[_common_pb2.TaskStatus, _Mapping]]] = ..., running: _Optional[_Iterable[_Union[AgentMessage.RunningTask, _Mapping]]] = ..., version: _Optional[str] = ...) -> None: ...
     class RunningTask(_message.Message):
-        __slots__ = ("task", "framework", "launched_time")
+        __slots__ = ("task", "framework", "launched_time", "next_update")
         TASK_FIELD_NUMBER: _ClassVar[int]
         FRAMEWORK_FIELD_NUMBER: _ClassVar[int]
         LAUNCHED_TIME_FIELD_NUMBER: _ClassVar[int]
+        NEXT_UPDATE_FIELD_NUMBER: _ClassVar[int]
         task: _common_pb2.TaskInfo
         framework: _common_pb2.FrameworkInfo
         launched_time: float
-        def __init__(self, task: _Optional[_Union[_common_pb2.TaskInfo, _Mapping]] = ..., framework: _Optional[_Union[_common_pb2.FrameworkInfo, _Mapping]] = ..., launched_time: _Optional[float] = ...) -> None: ...
+        next_update: _common_pb2.TaskStatus
+        def __init__(self, task: _Optional[_Union[_common_pb2.TaskInfo, _Mapping]] = ..., framework: _Optional[_Union[_common_pb2.FrameworkInfo, _Mapping]] = ..., launched_time: _Optional[float] = ..., next_update: _Optional[_Union[_common_pb2.TaskStatus, _Mapping]] = ...) -> None: ...
     class Heartbeat(_message.Message):
         __slots__ = ()
         def __init__(self) -> None: ...

@@ -255,23 +255,27 @@ def test_registration_reports_attributes_and_every_task_not_done(h: Harness) -> 
     assert (st.task_id, st.state) == ("t1", S.TASK_RUNNING)
 
 
-def test_a_task_whose_terminal_update_is_next_is_reported_as_that_update_says(
+def test_a_task_that_ended_is_reported_with_the_update_the_master_gets_next(
         h: Harness) -> None:
-    """A re-registration names how an ended task ended (reason, message, exit
-    code, and the uuid of its update on the way) when that update is the next
-    the master gets, so that a new leader can answer a reconciliation with it
-    before the update arrives (not TASK_GONE). Behind an older update, only
-    the state (the master gets the older one first)."""
+    """A re-registration names, for a task that ended, its oldest
+    unacknowledged update (RUNNING while that waits, then the terminal one with
+    its reason, message and exit code), so that a new leader holds the task
+    and tells those updates in order; a reconciliation meanwhile answers that
+    it ended, not TASK_GONE. A running task names none."""
     h.running()
+    [rt] = h.core.registration().reregister.running
+    assert not rt.HasField("next_update")
     failed = update(S.TASK_FAILED, b"f1")
     failed.status.message, failed.status.exit_code = "Command exited with status 3", 3
     failed.status.reason = common_pb2.REASON_EXECUTOR_TERMINATED
     h(failed)   # RUNNING's acknowledgement is still awaited: FAILED waits behind it
-    [st] = h.core.registration().reregister.tasks
-    assert (st.state, st.exit_code, st.uuid) == (S.TASK_FAILED, 0, b"")
+    rr = h.core.registration().reregister
+    assert [s.state for s in rr.tasks] == [S.TASK_FAILED]
+    assert (rr.running[0].next_update.state, rr.running[0].next_update.uuid) == (
+        S.TASK_RUNNING, b"r1")
     h(ack(b"r1"))
-    [st] = h.core.registration().reregister.tasks
-    assert (st.state, st.exit_code, st.message, st.reason, st.uuid) == (
+    nxt = h.core.registration().reregister.running[0].next_update
+    assert (nxt.state, nxt.exit_code, nxt.message, nxt.reason, nxt.uuid) == (
         S.TASK_FAILED, 3, "Command exited with status 3",
         common_pb2.REASON_EXECUTOR_TERMINATED, b"f1")
 

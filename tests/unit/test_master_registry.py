@@ -185,9 +185,12 @@ def test_a_task_that_ended_while_the_leader_failed_over_is_answered_as_it_ended(
     new = _next_leader(clock, written)   # the old leader is killed
     info.id = fid
     _, sid, _ = new.subscribe(info)
+    latest = common_pb2.TaskStatus(task_id="t1", framework_id=fid, agent_id=agent_id,
+                                   state=S.TASK_FAILED, source=common_pb2.SOURCE_AGENT)
+    reported = agent_pb2.AgentMessage.RunningTask(task=t1, framework=info, next_update=failed)
     new.reregister_agent(
         common_pb2.AgentInfo(id=agent_id, hostname="h1", resources=TOTAL.to_proto()),
-        [failed], [agent_pb2.AgentMessage.RunningTask(task=t1, framework=info)])
+        [latest], [reported])
     new.validate_state()
     ask = [scheduler_pb2.ReconcileRequest.Task(task_id="t1", agent_id=agent_id)]
     [answer] = [c.event.update.status for c in new.reconcile(fid, sid, ask)]
@@ -210,18 +213,17 @@ def test_a_task_that_ended_while_the_leader_failed_over_is_answered_as_it_ended(
     new.agent_disconnected(agent_id)
     new.reregister_agent(
         common_pb2.AgentInfo(id=agent_id, hostname="h1", resources=TOTAL.to_proto()),
-        [failed], [agent_pb2.AgentMessage.RunningTask(task=t1, framework=info)])
+        [latest], [reported])
     assert (fid, "t1") not in new.tasks
     assert not [c for c in new.status_update(agent_id, failed) if isinstance(c, ToFramework)]
     new.validate_state()
 
 
-def test_only_an_ended_task_whose_end_is_on_the_way_is_held_and_a_running_copy_wins() -> None:
+def test_only_an_ended_task_with_updates_on_the_way_is_held_and_a_running_copy_wins() -> None:
     """What the reviewer of the change above found. A new leader holds an
-    ended task only when its terminal update is the next its agent sends (the
-    status carries that update's uuid: its acknowledgement then completes it)
-    and its framework is held: a task with no update coming stayed held, its
-    id refused, until its framework's teardown. A running copy of the same
+    ended task only when its agent has updates of it to send (and names the
+    next one) and its framework is held: a task with no update coming stayed
+    held, its id refused, until its framework's teardown. A running copy of the same
     id that another agent reports (the id reused across failovers) wins over
     the ended one, whichever agent is back first, as before such copies were
     held: it was killed as a stale copy."""
@@ -229,19 +231,22 @@ def test_only_an_ended_task_whose_end_is_on_the_way_is_held_and_a_running_copy_w
     new, fid = _recovered_cluster(2, clock)
     info = common_pb2.FrameworkInfo(id=fid, name="fw")
 
-    def reported(task_id: str, framework: common_pb2.FrameworkInfo = info
-                 ) -> agent_pb2.AgentMessage.RunningTask:
-        return agent_pb2.AgentMessage.RunningTask(framework=framework, task=common_pb2.TaskInfo(
-            task_id=task_id, resources=Resources({"cpus": 1, "mem": 64}).to_proto("*")))
-
     def ended(task_id: str, uuid: bytes, framework_id: str = fid) -> common_pb2.TaskStatus:
         return common_pb2.TaskStatus(task_id=task_id, framework_id=framework_id, agent_id="a0",
                                      state=S.TASK_FAILED, uuid=uuid)
 
+    def reported(task_id: str, framework: common_pb2.FrameworkInfo = info,
+                 next_update: common_pb2.TaskStatus | None = None
+                 ) -> agent_pb2.AgentMessage.RunningTask:
+        return agent_pb2.AgentMessage.RunningTask(
+            framework=framework, next_update=next_update, task=common_pb2.TaskInfo(
+                task_id=task_id, resources=Resources({"cpus": 1, "mem": 64}).to_proto("*")))
+
     stranger = common_pb2.FrameworkInfo(id="fw-gone", name="gone")
     new.reregister_agent(common_pb2.AgentInfo(id="a0", hostname="h0", resources=TOTAL.to_proto()),
-                         [ended("t1", b"u1"), ended("t2", b""), ended("t3", b"u3", "fw-gone")],
-                         [reported("t1"), reported("t2"), reported("t3", stranger)])
+                         [ended("t1", b""), ended("t2", b""), ended("t3", b"", "fw-gone")],
+                         [reported("t1", next_update=ended("t1", b"u1")), reported("t2"),
+                          reported("t3", stranger, ended("t3", b"u3", "fw-gone"))])
     assert sorted(new.tasks) == [(fid, "t1")]   # t2: no update coming; t3: no framework
     assert "fw-gone" not in new.frameworks
     running = common_pb2.TaskStatus(task_id="t1", framework_id=fid, agent_id="a1",
@@ -255,6 +260,46 @@ def test_only_an_ended_task_whose_end_is_on_the_way_is_held_and_a_running_copy_w
     # a0's terminal update of its copy is acknowledged, never told.
     assert not [c for c in new.status_update("a0", ended("t1", b"u1"))
                 if isinstance(c, ToFramework)]
+    new.validate_state()
+
+
+def test_an_ended_task_whose_running_update_is_still_unacknowledged_is_told_in_order() -> None:
+    """The task started and failed while the leader failed over: its agent
+    holds RUNNING (unacknowledged) and FAILED behind it. The new leader holds
+    it as FAILED (a reconciliation says so) and tells RUNNING, then FAILED:
+    a re-subscribed framework hears RUNNING first, and only FAILED's
+    acknowledgement completes the task."""
+    from juggler.v1 import scheduler_pb2
+
+    clock = FakeClock()
+    new, fid = _recovered_cluster(1, clock)
+
+    def update(state: int, uuid: bytes) -> common_pb2.TaskStatus:
+        return common_pb2.TaskStatus(task_id="t1", framework_id=fid, agent_id="a0",
+                                     state=state, uuid=uuid, source=common_pb2.SOURCE_EXECUTOR)
+
+    t1 = common_pb2.TaskInfo(task_id="t1", resources=Resources({"cpus": 1}).to_proto("*"))
+    info = common_pb2.FrameworkInfo(id=fid, name="fw", failover_timeout=60)
+    new.reregister_agent(
+        common_pb2.AgentInfo(id="a0", hostname="h0", resources=TOTAL.to_proto()),
+        [update(S.TASK_FAILED, b"")],
+        [agent_pb2.AgentMessage.RunningTask(task=t1, framework=info,
+                                            next_update=update(S.TASK_RUNNING, b"r"))])
+    _, sid, commands = new.subscribe(info)   # the framework re-subscribes
+    told = [c.event.update.status for c in commands
+            if isinstance(c, ToFramework) and c.event.HasField("update")]
+    assert [(s.state, s.uuid) for s in told] == [(S.TASK_RUNNING, b"r")]
+    ask = [scheduler_pb2.ReconcileRequest.Task(task_id="t1", agent_id="a0")]
+    assert [c.event.update.status.state for c in new.reconcile(fid, sid, ask)] == [S.TASK_FAILED]
+    for state, uuid in ((S.TASK_RUNNING, b"r"), (S.TASK_FAILED, b"f")):
+        relayed = [c.event.update.status for c in new.status_update("a0", update(state, uuid),
+                                                                    S.TASK_FAILED)
+                   if isinstance(c, ToFramework)]
+        assert [(s.state, s.uuid) for s in relayed] == [(state, uuid)]
+        assert (fid, "t1") in new.tasks
+        new.acknowledge(fid, sid, "a0", "t1", uuid)
+    assert (fid, "t1") not in new.tasks
+    assert [h.state for h in new.completed_tasks[-1].history] == [S.TASK_RUNNING, S.TASK_FAILED]
     new.validate_state()
 
 
