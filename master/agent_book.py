@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from juggler.common import attributes
 from juggler.common.clock import Clock
 from juggler.common.resources import ResourceError, Resources
 from juggler.master.commands import CallError, Code, Persist
@@ -271,6 +272,15 @@ def agent_total(info: common_pb2.AgentInfo) -> Resources:
         return Resources.from_proto(info.resources)
     except ResourceError as e:
         raise CallError(Code.INVALID_ARGUMENT, f"agent resources: {e}") from None
+
+
+def check_attributes(info: common_pb2.AgentInfo) -> None:
+    """CallError INVALID_ARGUMENT if the agent's attributes are not valid
+    (common/attributes.py)."""
+    try:
+        attributes.check(info.attributes)
+    except attributes.InvalidAttribute as e:
+        raise CallError(Code.INVALID_ARGUMENT, f"agent {info.hostname}: {e}") from None
 
 
 def ping_slices(ping_timeout: float) -> int:

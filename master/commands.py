@@ -98,6 +98,20 @@ def kill_command(task: TaskEntry, policy: common_pb2.KillPolicy | None = None) -
             kill_policy=policy if policy is not None else task.info.kill_policy)))
 
 
+def kill_on(agent_id: str, framework_id: str, task_id: str,
+            policy: common_pb2.KillPolicy) -> ToAgent:
+    """Kill a task by its ids on `agent_id` (a copy the master does not track)."""
+    return ToAgent(agent_id, agent_pb2.MasterMessage(kill_task=agent_pb2.MasterMessage.KillTask(
+        framework_id=framework_id, task_id=task_id, kill_policy=policy)))
+
+
+def kill_key(framework_id: str, task_id: str, agent_id: str) -> str:
+    """The registry key of a Kill's record: kills/<framework>/<task>/<agent>
+    ("-" for a Kill that named no agent): a task id reused on another agent
+    has a record of its own."""
+    return f"kills/{framework_id}/{task_id}/{agent_id or '-'}"
+
+
 def ack_command(agent_id: str, framework_id: str, task_id: str, uuid: bytes) -> ToAgent:
     """Pass a framework's acknowledgement (of `uuid`) on to the agent."""
     return ToAgent(agent_id, agent_pb2.MasterMessage(
