@@ -118,8 +118,8 @@ class TaskEntry:
     # acknowledges its updates until it has really ended.
     told_end: bool = False
     # Known to this master only from its agent's re-registration, as ended
-    # (its terminal update, the next one its agent sends, on the way): a
-    # running copy of its id that another agent reports wins over it.
+    # (its updates on the way), and nothing of it told to its framework yet:
+    # a running copy of its id that another agent reports wins over it.
     reported_ended: bool = False
 
 

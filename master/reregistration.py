@@ -284,7 +284,8 @@ class Reregistration:
         launched = rt.launched_time or self.clock.time()
         state = st.state if st is not None else S.TASK_STAGING
         if ended:   # told from the update its agent sends next
-            st = rt.next_update
+            st = common_pb2.TaskStatus()
+            st.CopyFrom(rt.next_update)   # not a part of the caller's message
         else:
             told = common_pb2.TaskStatus(task_id=rt.task.task_id, framework_id=fid,
                                          agent_id=agent.info.id, state=S.TASK_STAGING,

@@ -270,6 +270,7 @@ class MasterState(Reregistration):
         for task_id in sorted(fw.tasks):
             task = self.tasks[(info.id, task_id)]
             if task.status is not None and task.latest_uuid:
+                task.reported_ended = False   # told: it is this framework's task now
                 commands.append(ToFramework(info.id, _update_event(task.status)))
         commands.append(Allocate())
         return info.id, stream_id, commands
@@ -961,6 +962,7 @@ class MasterState(Reregistration):
             commands.append(Allocate())
         if nobody_else:
             return [*commands, *self._ack_in_place_of_framework(task)]
+        task.reported_ended = False   # told: it is the framework's task now
         return [*commands, ToFramework(fid, _update_event(status))]
 
     def _stale_update(self, agent_id: str, fid: str, tid: str, latest: int) -> list[Command]:
@@ -1139,6 +1141,8 @@ class MasterState(Reregistration):
             agent = self.agents.get(task.agent_id)
             assert agent is None or (fid, tid) in agent.tasks
             assert task.history, f"task {tid} has no history"
+            assert not task.reported_ended or (task_states.is_terminal(task.state)
+                                               and task.resources_recovered), tid
         for fid, fw in self.frameworks.items():
             assert fw.state in (F.FRAMEWORK_SUBSCRIBED, F.FRAMEWORK_DISCONNECTED), fid
             assert self.allocator.has_framework(fid)

@@ -263,6 +263,35 @@ def test_only_an_ended_task_with_updates_on_the_way_is_held_and_a_running_copy_w
     new.validate_state()
 
 
+def test_a_held_ended_task_whose_end_was_told_keeps_its_id_against_a_running_copy() -> None:
+    """Once the framework heard the held task's update, the task is the
+    framework's: a running copy of its id that another agent brings back
+    later is the stale one (killed), and the framework's acknowledgement,
+    naming the first agent, completes the task. (When the running copy won
+    here, that acknowledgement was refused: the task ran on the other agent.)"""
+    clock = FakeClock()
+    new, fid = _recovered_cluster(2, clock)
+    info = common_pb2.FrameworkInfo(id=fid, name="fw")
+    _, sid, _ = new.subscribe(common_pb2.FrameworkInfo(id=fid, name="fw", failover_timeout=60))
+    t1 = common_pb2.TaskInfo(task_id="t1", resources=Resources({"cpus": 1}).to_proto("*"))
+    failed = common_pb2.TaskStatus(task_id="t1", framework_id=fid, agent_id="a0",
+                                   state=S.TASK_FAILED, uuid=b"f")
+    new.reregister_agent(
+        common_pb2.AgentInfo(id="a0", hostname="h0", resources=TOTAL.to_proto()), [failed],
+        [agent_pb2.AgentMessage.RunningTask(task=t1, framework=info, next_update=failed)])
+    assert [c for c in new.status_update("a0", failed) if isinstance(c, ToFramework)]
+    running = common_pb2.TaskStatus(task_id="t1", framework_id=fid, agent_id="a1",
+                                    state=S.TASK_RUNNING)
+    _, commands = new.reregister_agent(
+        common_pb2.AgentInfo(id="a1", hostname="h1", resources=TOTAL.to_proto()),
+        [running], [agent_pb2.AgentMessage.RunningTask(task=t1, framework=info)])
+    assert [c.agent_id for c in commands
+            if isinstance(c, ToAgent) and c.message.HasField("kill_task")] == ["a1"]
+    new.acknowledge(fid, sid, "a0", "t1", b"f")
+    assert (fid, "t1") not in new.tasks
+    new.validate_state()
+
+
 def test_an_ended_task_whose_running_update_is_still_unacknowledged_is_told_in_order() -> None:
     """The task started and failed while the leader failed over: its agent
     holds RUNNING (unacknowledged) and FAILED behind it. The new leader holds
