@@ -132,6 +132,25 @@ def test_cannot_write_proc_sys(tmp_path, fs):
     assert out["write"] != "0" and out["ns_last_pid"] != "0", out
 
 
+def test_the_oom_score_and_the_network_sysctls_are_dockers(tmp_path, fs):
+    """oom_score_adj 0 whatever the executor's (Docker's HostConfig.OomScoreAdj
+    default), and in the container's own network namespace ping for every
+    group and no privileged ports (moby's withCommonOptions)."""
+    with open("/proc/self/oom_score_adj") as f:
+        ours = f.read().strip()
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write("300")   # the executor inherits it; the task must not
+    try:
+        command = ("echo oom=$(cat /proc/self/oom_score_adj); "
+                   "echo ping=$(cat /proc/sys/net/ipv4/ping_group_range); "
+                   "echo port=$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start)")
+        out = key_values(finished(tmp_path, task_info(command, rootfs=fs)))
+    finally:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(ours)
+    assert out == {"oom": "0", "ping": "0 2147483647", "port": "0"}, out
+
+
 @pytest.mark.parametrize("network", [pb.NETWORK_NONE, pb.NETWORK_HOST])
 def test_sys_is_a_fresh_read_only_sysfs(tmp_path, fs, network):
     # Fresh: the host's submounts are not there; /sys/fs/cgroup shows the
