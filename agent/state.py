@@ -160,7 +160,7 @@ class AgentState:
             head = self.updates.head(*task.key)
             if head is not None and task_states.is_terminal(task.state):
                 # The update the master gets next: a new leader holds the ended
-                # task with it (master/state.py, reregister_agent).
+                # task with it (master/reregistration.py).
                 running.next_update.CopyFrom(head)
             rr.running.append(running)
             status = common_pb2.TaskStatus(task_id=task.info.task_id, state=task.state,

@@ -78,7 +78,9 @@ class Reregistration:
         Its report is the truth about its tasks: tasks the master knows but the
         agent does not are DROPPED (never started) or GONE; tasks the agent
         runs that the master does not know (after a master restart) are
-        adopted. A task whose id the master tracks on another agent (its
+        adopted, and those that ended with updates still to send are held
+        until their terminal update is acknowledged (the module docstring's
+        table). A task whose id the master tracks on another agent (its
         framework reused the id while this agent was away) is a stale copy: it
         is killed and its updates are acknowledged by the master, never passed
         on. Then everything desired is driven again: each task that must end
