@@ -1,6 +1,6 @@
 """Published ports with the real `docker` client (28) against a juggler cluster
 (a master, an agent on the built-in CNI bridge, the apps service's Docker
-API): what a user checks after `docker run -d -p 31410:80 … httpd` — `docker
+API): what a user checks after `docker run -d -p 30410:80 … httpd` — `docker
 ps` shows the mapping, `docker port` prints it, an HTTP request to the host
 port answers — and `-p 80` (a port of the agent's range), `-P` (the image's
 EXPOSE), a taken port (Docker's "port is already allocated", exit 125, racing runs
@@ -10,7 +10,7 @@ it does not hold is killed by the agent's port watch, with the reason in
 State.Error). `juggler ps` shows the same PORTS.
 
 The agent's bridge and subnet are this module's own (h4pub0, 10.88.204.0/24),
-its ports [31400-31450]; every container is removed at the end, and the
+its ports [30400-30450]; every container is removed at the end, and the
 agent, which tears down each container's network (CNI DEL), with them.
 """
 
@@ -34,7 +34,11 @@ from tests.conftest import needs_root
 
 pytestmark = [pytest.mark.root]
 DEADLINE = 60.0
-BRIDGE, SUBNET, PORTS = "h4pub0", "10.88.204.0/24", "[31400-31450]"
+# Fixed host ports away from the default [31000-32000] that every other test's
+# agent offers: in CI's two-worker run, a task of a test beside this file held
+# 31440 (this file's range was [31400-31450] then), and all three racing runs
+# below found it allocated.
+BRIDGE, SUBNET, PORTS = "h4pub0", "10.88.204.0/24", "[30400-30450]"
 HTTPD = "mkdir -p /www && echo hello-$NAME > /www/index.html && exec httpd -f -p 80 -h /www"
 JUGGLER = [sys.executable, "-m", "juggler.cli.main"]
 
@@ -123,33 +127,33 @@ def lab(tmp_path_factory: pytest.TempPathFactory, test_images: TestImages) -> It
 
 
 def test_a_published_port_shows_in_ps_and_port_and_answers(lab: Lab) -> None:
-    cid = lab.ok("run", "-d", "--name", "web", "-e", "NAME=web", "-p", "31410:80", lab.image,
+    cid = lab.ok("run", "-d", "--name", "web", "-e", "NAME=web", "-p", "30410:80", lab.image,
                  "sh", "-c", HTTPD).strip()
     assert re.fullmatch(r"[0-9a-f]{64}", cid)
     ps = lab.ok("ps", "--format", "{{.Names}} {{.Ports}}")
-    assert "web 0.0.0.0:31410->80/tcp" in ps.splitlines(), ps
-    assert lab.ok("port", "web").splitlines() == ["80/tcp -> 0.0.0.0:31410"]
-    assert lab.ok("port", "web", "80").strip() == "0.0.0.0:31410"
+    assert "web 0.0.0.0:30410->80/tcp" in ps.splitlines(), ps
+    assert lab.ok("port", "web").splitlines() == ["80/tcp -> 0.0.0.0:30410"]
+    assert lab.ok("port", "web", "80").strip() == "0.0.0.0:30410"
     info = lab.ok("inspect", "-f", "{{.HostConfig.NetworkMode}} {{json .HostConfig.PortBindings}}",
                   "web")
-    assert info.strip() == 'bridge {"80/tcp":[{"HostIp":"","HostPort":"31410"}]}'
-    assert _answer(31410, "an answer on the published port") == "hello-web\n"
+    assert info.strip() == 'bridge {"80/tcp":[{"HostIp":"","HostPort":"30410"}]}'
+    assert _answer(30410, "an answer on the published port") == "hello-web\n"
     juggler_ps = subprocess.run([*JUGGLER, "ps"], capture_output=True, text=True, timeout=60,
                                 env=lab.env())
-    assert "0.0.0.0:31410->80/tcp" in juggler_ps.stdout, juggler_ps.stderr
+    assert "0.0.0.0:30410->80/tcp" in juggler_ps.stdout, juggler_ps.stderr
 
     # The same host port again: refused at once, as Docker does.
-    taken = lab.httpd("web2", "-p", "31410:80")
+    taken = lab.httpd("web2", "-p", "30410:80")
     assert taken.returncode == 125, taken.stderr
-    assert "Bind for 0.0.0.0:31410 failed: port is already allocated" in taken.stderr
+    assert "Bind for 0.0.0.0:30410 failed: port is already allocated" in taken.stderr
     lab.docker("rm", "-f", "web2")
 
     # Stopped: no ports (Docker's); started again: the same fixed port.
     lab.ok("stop", "-t", "1", "web")
     assert lab.ok("port", "web") == ""
     lab.ok("start", "web")
-    assert lab.ok("port", "web", "80").strip() == "0.0.0.0:31410"
-    assert _answer(31410, "an answer after a restart") == "hello-web\n"
+    assert lab.ok("port", "web", "80").strip() == "0.0.0.0:30410"
+    assert _answer(30410, "an answer after a restart") == "hello-web\n"
     lab.ok("rm", "-f", "web")
 
 
@@ -157,14 +161,14 @@ def test_any_port_and_publish_all_come_from_the_agent_s_range(lab: Lab) -> None:
     lab.ok("run", "-d", "--name", "any", "-e", "NAME=any", "-p", "80", lab.image,
            "sh", "-c", HTTPD)
     host_port = int(lab.ok("port", "any", "80").strip().rpartition(":")[2])
-    assert 31400 <= host_port <= 31450
+    assert 30400 <= host_port <= 30450
     assert _answer(host_port, "an answer on the random port") == "hello-any\n"
     env = lab.ok("exec", "any", "sh", "-c", "echo $PORT0 $HOST")
     assert env.split() == [str(host_port), "agent1"]
 
     lab.ok("run", "-d", "--name", "all", "-e", "NAME=all", "-P", lab.image, "sh", "-c", HTTPD)
     published = lab.ok("port", "all").splitlines()
-    assert len(published) == 1 and published[0].startswith("80/tcp -> 0.0.0.0:314"), published
+    assert len(published) == 1 and published[0].startswith("80/tcp -> 0.0.0.0:304"), published
     port = published[0].rpartition(":")[2]
     assert _answer(port, "an answer on the -P port") == "hello-all\n"
     lab.ok("rm", "-f", "any", "all")
@@ -176,7 +180,7 @@ def _inspect(lab: Lab, name: str, template: str) -> str:
 
 def test_racing_runs_for_one_fixed_port_one_starts_the_others_fail_and_stay_stopped(
         lab: Lab) -> None:
-    runs = [subprocess.Popen(["docker", "run", "-d", "--name", f"race{i}", "-p", "31440:80",
+    runs = [subprocess.Popen(["docker", "run", "-d", "--name", f"race{i}", "-p", "30440:80",
                               lab.image, "sleep", "300"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=lab.env())
             for i in (1, 2, 3)]
@@ -187,16 +191,16 @@ def test_racing_runs_for_one_fixed_port_one_starts_the_others_fail_and_stay_stop
     for name, (code, err) in ((f"race{i}", d) for i, d in enumerate(done, 1)):
         if name in failed:
             assert code == 125, err
-            assert "Bind for 0.0.0.0:31440 failed: port is already allocated" in err, err
+            assert "Bind for 0.0.0.0:30440 failed: port is already allocated" in err, err
             state = _inspect(lab, name, "{{.State.Status}} {{.State.Running}} "
                                         "{{.Juggler.Desired}}")
             assert state == "created false stopped"   # as Docker's failed start
             assert _inspect(lab, name, "{{.State.Error}}").endswith(
-                "Bind for 0.0.0.0:31440 failed: port is already allocated")
+                "Bind for 0.0.0.0:30440 failed: port is already allocated")
     # The port free again, a new run takes it: the failed ones never start by themselves.
     # (rm -f returns before the run's end frees the port: the start fails until it has.)
     lab.ok("rm", "-f", f"race{started[0]}")
-    lab.ok("create", "--name", "race4", "-p", "31440:80", lab.image, "sleep", "300")
+    lab.ok("create", "--name", "race4", "-p", "30440:80", lab.image, "sleep", "300")
     wait_for(lambda: lab.docker("start", "race4").returncode == 0, DEADLINE,
              what="a new run to get the freed port")
     assert [_inspect(lab, n, "{{.State.Running}}") for n in failed] == ["false", "false"]
@@ -207,23 +211,23 @@ def test_host_network_reserves_the_host_port_and_warns_only_when_it_cannot_remap
         lab: Lab) -> None:
     warning = "Published ports are discarded when using host network mode"
     kept = lab.docker("run", "-d", "--name", "hosted", "--network", "host", "-p",
-                      "31445:31445", lab.image, "httpd", "-f", "-p", "31445", "-h", "/")
+                      "30445:30445", lab.image, "httpd", "-f", "-p", "30445", "-h", "/")
     assert kept.returncode == 0 and warning not in kept.stderr, kept.stderr
     env = lab.ok("exec", "hosted", "sh", "-c", "echo $PORT0")
-    assert env.strip() == "31445"
+    assert env.strip() == "30445"
     # Reserved: a second run asking for it fails as Docker's would.
-    again = lab.docker("run", "-d", "--name", "hosted2", "--network", "host", "-p", "31445:80",
+    again = lab.docker("run", "-d", "--name", "hosted2", "--network", "host", "-p", "30445:80",
                        lab.image, "true")
     assert again.returncode == 125 and warning in again.stderr, again.stderr
-    assert "Bind for 0.0.0.0:31445 failed: port is already allocated" in again.stderr
+    assert "Bind for 0.0.0.0:30445 failed: port is already allocated" in again.stderr
     # A host-network run listening on an agent port it does not hold is killed by
     # the agent's port watch; `docker inspect` says why, `docker ps` shows the kill.
     lab.ok("run", "-d", "--name", "rogue", "--network", "host", lab.image,
-           "httpd", "-f", "-p", "31446", "-h", "/")
+           "httpd", "-f", "-p", "30446", "-h", "/")
     wait_for(lambda: _inspect(lab, "rogue", "{{.State.Status}}") == "exited", DEADLINE,
              what="the port watch to kill the rogue run")
     error = _inspect(lab, "rogue", "{{.State.Error}}")
-    assert "31446" in error, error
+    assert "30446" in error, error
     assert _inspect(lab, "rogue", "{{.State.ExitCode}}") == "137"
     assert "Exited (137)" in lab.ok("ps", "-a", "-f", "name=rogue", "--format", "{{.Status}}")
     # The reserved one was left alone by the same watch.
@@ -236,22 +240,22 @@ def test_juggler_run_publishes_as_docker_run(lab: Lab) -> None:
         return subprocess.run([*JUGGLER, *args], capture_output=True, text=True, timeout=90,
                               env=lab.env())
 
-    run = juggler("run", "-d", "--name", "jweb", "-e", "NAME=jweb", "-p", "31420:80/tcp",
+    run = juggler("run", "-d", "--name", "jweb", "-e", "NAME=jweb", "-p", "30420:80/tcp",
                   lab.image, "sh", "-c", HTTPD)
     assert run.returncode == 0, run.stderr
-    assert "0.0.0.0:31420->80/tcp" in juggler("ps", "-f", "name=jweb").stdout
+    assert "0.0.0.0:30420->80/tcp" in juggler("ps", "-f", "name=jweb").stdout
     ports = juggler("inspect", "-f", "{{json .NetworkSettings.Ports}}", "jweb").stdout
-    assert ports.strip() == '{"80/tcp":[{"HostIp":"0.0.0.0","HostPort":"31420"}]}'
-    assert _answer(31420, "an answer from juggler run's port") == "hello-jweb\n"
-    bad = juggler("run", "-d", "-p", "31420:80/sctp", lab.image, "true")
+    assert ports.strip() == '{"80/tcp":[{"HostIp":"0.0.0.0","HostPort":"30420"}]}'
+    assert _answer(30420, "an answer from juggler run's port") == "hello-jweb\n"
+    bad = juggler("run", "-d", "-p", "30420:80/sctp", lab.image, "true")
     assert bad.returncode == 125
     assert bad.stderr.strip() == ("juggler: juggler cannot publish sctp ports (80/sctp): tcp "
                                   "and udp only")
     assert juggler("rm", "-f", "jweb").returncode == 0
 
-    created = juggler("create", "--name", "jcreated", "-p", "31421:80", lab.image, "sleep", "60")
+    created = juggler("create", "--name", "jcreated", "-p", "30421:80", lab.image, "sleep", "60")
     assert created.returncode == 0, created.stderr
     assert lab.ok("port", "jcreated") == ""          # created, not started: nothing yet
     assert juggler("start", "jcreated").returncode == 0
-    assert lab.ok("port", "jcreated").splitlines() == ["80/tcp -> 0.0.0.0:31421"]
+    assert lab.ok("port", "jcreated").splitlines() == ["80/tcp -> 0.0.0.0:30421"]
     assert juggler("rm", "-f", "jcreated").returncode == 0
