@@ -47,7 +47,7 @@ def test_bridge_containers_start_on_pool_entries_and_the_pool_refills(
         daemons.start_master()
         daemons.start_agent("a1", "--bridge-subnet", subnet, "--bridge-name", bridge,
                             "--bridge-pool-size", str(size),
-                            resources="cpus:2;mem:1024;disk:1024;ports:[31770-31779]")
+                            resources="cpus:2;mem:1024;disk:1024;ports:[30370-30379]")
         daemons.wait_agents(1)
         web = host_address()
 
@@ -65,9 +65,9 @@ def test_bridge_containers_start_on_pool_entries_and_the_pool_refills(
                 # Two at once: one plain, one publishing a port (portmap chained
                 # on the entry's result). Each takes its own entry.
                 plain = bridge_task("plain", rootfs, "exec sleep 1000")
-                published = bridge_task("published", rootfs, HTTPD, (31777, 80))
+                published = bridge_task("published", rootfs, HTTPD, (30377, 80))
                 await c.fw.launch([(await c.offer(Resources.parse(
-                    "cpus:0.1;mem:64;ports:[31777]"))).id], [plain, published])
+                    "cpus:0.1;mem:64;ports:[30377]"))).id], [plain, published])
                 taken = {}
                 for task in ("plain", "published"):
                     running = (await c.until(task, S.TASK_RUNNING))[-1]
@@ -77,9 +77,9 @@ def test_bridge_containers_start_on_pool_entries_and_the_pool_refills(
                     # The container's attachment keeps the entry's CNI container id.
                     assert (networks_dir / pool_ips[ip] / network.PIN).exists()
                 assert sorted(taken.values()) == sorted(ready)
-                await wait_async(lambda: _answers(f"http://{web}:31777/"), DEADLINE,
+                await wait_async(lambda: _answers(f"http://{web}:30377/"), DEADLINE,
                                  "the published port to answer")
-                assert "hello from a bridge container" in get(f"http://{web}:31777/")
+                assert "hello from a bridge container" in get(f"http://{web}:30377/")
                 for task in ("first", "plain", "published"):
                     await c.fw.kill(task)
                 for task in ("first", "plain", "published"):

@@ -170,7 +170,7 @@ def test_many_attach_detach_cycles_leave_nothing_behind(tmp_path: Path) -> None:
 
         def cycle(i: int) -> str:
             # Every 10th publishes a port, so portmap's rules are counted too.
-            ports = [cni_config.port_mapping(31900 + i % 50, 80)] if i % 10 == 0 else []
+            ports = [cni_config.port_mapping(30300 + i % 50, 80)] if i % 10 == 0 else []
             att = network.Attachment.begin(plan, ids[i], ports)
             try:
                 ip = att.finish()[0]
@@ -262,15 +262,15 @@ def test_bridge_containers_reach_each_other_and_published_ports_answer(
     with own_bridge(bridge, subnet, networks_dir):
         daemons.start_master()
         daemons.start_agent("a1", "--bridge-subnet", subnet, "--bridge-name", bridge,
-                            resources="cpus:2;mem:1024;disk:1024;ports:[31700-31799]")
+                            resources="cpus:2;mem:1024;disk:1024;ports:[30200-30299]")
         daemons.wait_agents(1)
         web = host_address()
 
         async def body() -> None:
             async with Client(daemons.master, "cni") as c:
-                server = bridge_task("server", rootfs, HTTPD, (31780, 80))
+                server = bridge_task("server", rootfs, HTTPD, (30280, 80))
                 await c.fw.launch([(await c.offer(Resources.parse(
-                    "cpus:0.05;mem:32;ports:[31780]"))).id], [server])
+                    "cpus:0.05;mem:32;ports:[30280]"))).id], [server])
                 running = (await c.until("server", S.TASK_RUNNING))[-1]
                 [ip] = addresses_of(running, networks_dir)
                 assert ip.startswith("10.199.8.")
@@ -288,9 +288,9 @@ def test_bridge_containers_reach_each_other_and_published_ports_answer(
                 assert re.search(r"^10\.199\.8\.\d+\tclient$", out, re.M), out  # as Docker's
                 assert "hosts-other-ok" not in out  # the other container is not in it
                 # The published port, from the agent's host.
-                await wait_async(lambda: _answers(f"http://{web}:31780/"), DEADLINE,
+                await wait_async(lambda: _answers(f"http://{web}:30280/"), DEADLINE,
                                  "the published port to answer")
-                assert "hello from a bridge container" in get(f"http://{web}:31780/")
+                assert "hello from a bridge container" in get(f"http://{web}:30280/")
                 await c.fw.kill("server")
                 await c.until("server", S.TASK_KILLED)
                 # The terminal update came after the teardown.
@@ -384,7 +384,7 @@ def test_kill9_executor_then_agent_restart_cleans_its_network(daemons: Daemons,
     networks_dir = daemons.work / "a1" / "networks"
     flags = ("--bridge-subnet", subnet, "--bridge-name", bridge, "--status-update-retry",
              "0.2")
-    res = "cpus:2;mem:1024;disk:1024;ports:[31800-31899]"
+    res = "cpus:2;mem:1024;disk:1024;ports:[30800-30899]"
     with own_bridge(bridge, subnet):
         daemons.start_master()
         daemons.start_agent("a1", *flags, resources=res)
@@ -394,7 +394,7 @@ def test_kill9_executor_then_agent_restart_cleans_its_network(daemons: Daemons,
             async with Client(daemons.master, "cni") as c:
                 # ~20 containers started and killed through the agent: nothing left.
                 tasks = [bridge_task(f"t{i}", rootfs, "exec sleep 1000",
-                                     *([(31810 + i, 80)] if i % 4 == 0 else []))
+                                     *([(30810 + i, 80)] if i % 4 == 0 else []))
                          for i in range(20)]
                 offer = await c.offer(Resources.parse("cpus:1;mem:640"))
                 await c.fw.launch([offer.id], tasks)
@@ -410,14 +410,14 @@ def test_kill9_executor_then_agent_restart_cleans_its_network(daemons: Daemons,
                     "veths": [], "leases": [], "pins": [], "rules": []}
 
                 # kill -9 of an executor while the agent is down; another lives on.
-                survivor = bridge_task("survivor", rootfs, "exec sleep 1000", (31898, 80))
+                survivor = bridge_task("survivor", rootfs, "exec sleep 1000", (30898, 80))
                 await c.fw.launch([(await c.offer(Resources.parse(
-                    "cpus:0.05;mem:32;ports:[31898]"))).id], [survivor])
+                    "cpus:0.05;mem:32;ports:[30898]"))).id], [survivor])
                 await c.until("survivor", S.TASK_RUNNING)
                 [kept] = os.listdir(networks_dir)
-                victim = bridge_task("victim", rootfs, "exec sleep 1000", (31899, 80))
+                victim = bridge_task("victim", rootfs, "exec sleep 1000", (30899, 80))
                 await c.fw.launch([(await c.offer(Resources.parse(
-                    "cpus:0.05;mem:32;ports:[31899]"))).id], [victim])
+                    "cpus:0.05;mem:32;ports:[30899]"))).id], [victim])
                 await c.until("victim", S.TASK_RUNNING)
                 [cid] = set(os.listdir(networks_dir)) - {kept}
                 assert iptables_lines(cid) and leases(subnet) and bridge_ports(bridge)

@@ -26,7 +26,7 @@ from tests.framework_client import Client, run
 
 pytestmark = [pytest.mark.root]
 S = common_pb2.TaskState
-# Away from other tests' ports (theirs are 31000-31999, 30100-30199 and 30700-30710) and below the
+# Away from other tests' ports (theirs are 30100-30599, 30700-30710 and 30800-30899) and below the
 # kernel's ephemeral range.
 RANGE = "[30600-30605]"
 HELD, STOLEN, STOLEN_UDP, OUTSIDE = 30601, 30602, 30603, 30660

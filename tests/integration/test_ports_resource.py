@@ -27,8 +27,8 @@ from tests.framework_client import Client, run, story
 
 pytestmark = [pytest.mark.root]
 S = common_pb2.TaskState
-PORTS = "[31000-31002]"
-PORT = 31001
+PORTS = "[30500-30502]"
+PORT = 30501
 
 # Serves its task id to every connection on 127.0.0.1:PORT (fails at once if a listener
 # holds it; SO_REUSEADDR as every server sets it, for the previous task's TIME_WAITs).
@@ -96,7 +96,7 @@ def test_an_agent_offers_its_ports_and_one_port_runs_one_task(daemons: Daemons) 
 
             # The rest of the agent comes back without the port serve-a holds.
             second = await c.offer(Resources({"cpus": 0.1}))
-            assert Resources.from_proto(second.resources).ports == Ranges.parse("[31000,31002]")
+            assert Resources.from_proto(second.resources).ports == Ranges.parse("[30500,30502]")
             with pytest.raises(FrameworkError) as refused:
                 await c.fw.launch([second.id], [port_task("serve-b", PORT)])
             assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
@@ -113,7 +113,7 @@ def test_an_agent_offers_its_ports_and_one_port_runs_one_task(daemons: Daemons) 
             again = await c.offer(Resources({"cpus": 0.1}))
             while again.id == second.id:
                 again = await c.offer(Resources({"cpus": 0.1}))
-            assert Resources.from_proto(again.resources).ports == Ranges.parse("[31000,31002]")
+            assert Resources.from_proto(again.resources).ports == Ranges.parse("[30500,30502]")
             assert who_serves(PORT) == "serve-a"
 
             # serve-a ends: its port is offered again and serve-b gets it.
