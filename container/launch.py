@@ -30,6 +30,11 @@
                                               executable, 125 setup failed
                                               (container/process.py)
 
+For a task on the host's filesystem without a terminal or --init (cgroup v1),
+the child is juggler-init instead (container/native_init.py): the same steps,
+planned here and carried out in C by a program posix_spawn starts, with the
+same pipes and messages; no copy of this process's Python.
+
 The executor stays the container's direct parent, so it can waitpid and read
 its exit status. The child never returns into Python's normal flow: every path
 ends in execve or os._exit, so no cleanup of the parent's state runs twice.
@@ -57,6 +62,7 @@ from juggler.container import (
     docker_init,
     etc_files,
     host_view,
+    native_init,
     process,
     rootfs,
     syscalls,
@@ -83,6 +89,9 @@ class Started:
     pid: int
     # Read end of the error pipe: EOF with no data means exec succeeded.
     error_fd: int
+    # What set the container up: "juggler-init" (container/native_init.py)
+    # or "python" (this module's child).
+    init: str = "python"
 
 
 def give_sandbox(sandbox: Path, user: str) -> None:
@@ -158,9 +167,21 @@ def start(spec: ContainerSpec, sandbox: Path, add_to_cgroup, stdio=None,
     stdout_path = str(sandbox / "stdout")
     stderr_path = str(sandbox / "stderr")
     join_fds = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in join]
+    steps = None
+    if native_init.enabled():
+        steps = native_init.plan(spec, sandbox, stdout_path, stderr_path, stdio, len(join_fds),
+                                 view, netns_fd >= 0, host)
     sync_r, sync_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
+    if steps is not None:
+        try:
+            pid = native_init.spawn(steps, sync_r, err_w, stdio, join_fds, netns_fd)
+        except BaseException:
+            for fd in (sync_r, sync_w, err_r, err_w, *join_fds):
+                os.close(fd)
+            raise
+    else:
+        pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         code, message = EXIT_SETUP_FAILED, "container setup failed"
         try:
@@ -192,7 +213,7 @@ def start(spec: ContainerSpec, sandbox: Path, add_to_cgroup, stdio=None,
         raise
     os.write(sync_w, b"go")
     os.close(sync_w)
-    return Started(pid=pid, error_fd=err_r)
+    return Started(pid=pid, error_fd=err_r, init="python" if steps is None else "juggler-init")
 
 
 def read_error(fd: int) -> LaunchError | None:

@@ -352,6 +352,7 @@ class Executor:
             self.log.error("launch failed", error=str(error))
             return self._send(pb.TASK_FAILED, pb.REASON_CONTAINER_LAUNCH_FAILED,
                               f"Failed to launch the container: {error}", error.exit_code)
+        self.log.info("container started", container_pid=started.pid, init=started.init)
         self.stdio.started()  # reads the task's output from here on
         self._send(pb.TASK_RUNNING, message="Command started")
         self.link.send_hello()  # the agent learns container_pid
