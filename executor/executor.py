@@ -349,7 +349,7 @@ class Executor:
             await exited
             self._exited = True
             _, wait_status = os.waitpid(started.pid, 0)
-            self.log.error("launch failed", error=str(error))
+            self.log.error("launch failed", error=str(error), init=started.init)
             return self._send(pb.TASK_FAILED, pb.REASON_CONTAINER_LAUNCH_FAILED,
                               f"Failed to launch the container: {error}", error.exit_code)
         self.log.info("container started", container_pid=started.pid, init=started.init)
