@@ -166,21 +166,20 @@ def start(spec: ContainerSpec, sandbox: Path, add_to_cgroup, stdio=None,
         # A CNI network's address is added to hosts in before_go (etc_files.add_address).
     stdout_path = str(sandbox / "stdout")
     stderr_path = str(sandbox / "stderr")
-    join_fds = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in join]
     steps = None
     if native_init.enabled():
-        steps = native_init.plan(spec, sandbox, stdout_path, stderr_path, stdio, len(join_fds),
+        steps = native_init.plan(spec, sandbox, stdout_path, stderr_path, stdio, len(join),
                                  view, netns_fd >= 0, host)
+    join_fds = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in join]
     sync_r, sync_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    pid = -1
     if steps is not None:
         try:
             pid = native_init.spawn(steps, sync_r, err_w, stdio, join_fds, netns_fd)
-        except BaseException:
-            for fd in (sync_r, sync_w, err_r, err_w, *join_fds):
-                os.close(fd)
-            raise
-    else:
+        except OSError:  # not startable here (an LSM, few fds): the Python child
+            steps = None
+    if pid < 0:
         pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         code, message = EXIT_SETUP_FAILED, "container setup failed"

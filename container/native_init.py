@@ -18,12 +18,17 @@ program with the plan in a memfd and the launch's fds at fixed numbers.
 
 Which launches: a task on the host's filesystem (neither image nor
 rootfs: the Mesos command task, benchmarks/launch_1000.py's), without a
-terminal or --init, on cgroup v1 (or none), whose user resolves and whose
-capabilities the agent has. Every other launch, and every launch when the
-program was not built (scripts/setup builds it; `gcc`) or when
-JUGGLER_CONTAINER_INIT=python, takes launch.py's Python child; both give
-the container the same view (tests/integration/test_native_init.py runs
-the same checks through both).
+terminal or --init, on cgroup v1 (or none), whose user resolves (looked up
+in the executor, in the host's /etc, where the Python child looked in the
+task's read-only view of it), by an agent running as root whose
+capabilities an execve keeps (juggler-init gets its capabilities from its
+execve, where a forked child inherited them: `_exec_keeps_capabilities`).
+Every other launch, every launch whose spawn fails (an LSM refusing the
+program), and every launch when the program was not built (scripts/setup
+builds it; `gcc`) or when JUGGLER_CONTAINER_INIT=python, takes launch.py's
+Python child; both give the container the same view and the same failure
+messages (tests/integration/test_native_init.py runs the same checks
+through both).
 """
 
 from __future__ import annotations
@@ -81,6 +86,26 @@ def built() -> bool:
 _BUILT = built()  # once per process: at import, in the agent's launcher before it forks
 
 
+def _exec_keeps_capabilities() -> bool:
+    """Whether a program this process execs holds the capabilities it holds:
+    for root, execve makes the permitted set the bounding set plus the
+    inheritable one (capabilities(7)), where a fork inherited the set as it
+    was. True for root whose permitted set is exactly that, as an agent
+    runs; then juggler-init holds what the Python child held."""
+    if os.geteuid() != 0:
+        return False
+    _, permitted, inheritable = sc.capget()
+    bounding = 0
+    for cap in range(capabilities._last_cap() + 1):
+        if sc.prctl(sc.PR_CAPBSET_READ, cap):
+            bounding |= 1 << cap
+    return permitted == bounding | inheritable
+
+
+_EXEC_KEEPS_CAPABILITIES = _exec_keeps_capabilities()
+MAX_FIELDS = 262144  # init.c's: fields of one step (argv, env, groups)
+
+
 def enabled() -> bool:
     """Whether launches may take juggler-init: built, and not turned off."""
     return _BUILT and os.environ.get(ENGINE_ENV, "") != "python"
@@ -117,7 +142,9 @@ def plan(spec: ContainerSpec, sandbox: Path, stdout_path: str, stderr_path: str,
     on); `netns`: a network namespace to join is handed over (at NETNS_FD)."""
     if spec.rootfs or spec.layers or spec.init or (view is not None and view.version != 1):
         return None
-    if stdio is not None and stdio.console >= 0:
+    if (stdio is not None and stdio.console >= 0) or not _EXEC_KEEPS_CAPABILITIES:
+        return None
+    if len(spec.argv) >= MAX_FIELDS or len(spec.env) >= MAX_FIELDS - 1:
         return None
     if any("\0" in a for a in spec.argv) or any("\0" in k or "\0" in v
                                                  for k, v in spec.env.items()):
@@ -127,13 +154,11 @@ def plan(spec: ContainerSpec, sandbox: Path, stdout_path: str, stderr_path: str,
         account = users.lookup(spec.user)
     except (users.UnknownUser, OSError, ValueError):
         return None  # the Python child reports it, naming the user
-    _, permitted, _ = sc.capget()
-    if pspec.capabilities & ~permitted and capabilities.missing(
-            pspec.capabilities, permitted, capabilities._last_cap()):
-        return None  # the Python child refuses it, naming them
     env = dict(pspec.env)
     if not (pspec.home_from_task and env.get("HOME")):
         env["HOME"] = account.home
+    if len(account.groups) >= MAX_FIELDS - 4:
+        return None
 
     p = _Plan()
     p("step", "reset the umask and the OOM score")

@@ -49,13 +49,17 @@
 #define EXIT_SETUP_FAILED 125
 #define EXIT_NOT_EXECUTABLE 126
 #define EXIT_NOT_FOUND 127
-#define MAX_FIELDS 4096
+/* Fields per step: argv and env are bounded by ARG_MAX (2 MiB here) anyway. */
+#define MAX_FIELDS 262144
 
 #ifndef MOUNT_ATTR_RDONLY
 #define MOUNT_ATTR_RDONLY 0x1
 #endif
 #ifndef AT_RECURSIVE
 #define AT_RECURSIVE 0x8000
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
 #endif
 #ifndef SYS_mount_setattr
 #define SYS_mount_setattr 442
@@ -101,6 +105,58 @@ static void fail_errno(int e)
 
 #define CHECK(call) do { if ((call) < 0) fail_errno(errno); } while (0)
 
+/* Python's repr() of a str, into `out` (as syscalls.py names its arguments):
+ * single quotes unless the text holds one and no double quote; \\, \n,
+ * \r, \t and other control bytes escaped; other bytes as they are. NULL
+ * is None. Returns `out`. */
+static const char *pyrepr(const char *s, char *out, size_t size)
+{
+    if (!s) {
+        snprintf(out, size, "None");
+        return out;
+    }
+    char quote = strchr(s, '\'') && !strchr(s, '"') ? '"' : '\'';
+    size_t n = 0;
+    out[n++] = quote;
+    for (; *s && n + 6 < size; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '\\' || c == (unsigned char)quote)
+            n += (size_t)snprintf(out + n, size - n, "\\%c", c);
+        else if (c == '\n')
+            n += (size_t)snprintf(out + n, size - n, "\\n");
+        else if (c == '\r')
+            n += (size_t)snprintf(out + n, size - n, "\\r");
+        else if (c == '\t')
+            n += (size_t)snprintf(out + n, size - n, "\\t");
+        else if (c < 0x20 || c == 0x7f)
+            n += (size_t)snprintf(out + n, size - n, "\\x%02x", c);
+        else
+            out[n++] = (char)c;
+    }
+    out[n++] = quote;
+    out[n] = '\0';
+    return out;
+}
+
+/* A system call syscalls.py wraps failed with errno `e`: "step: call:
+ * strerror", its OSError's text. */
+static void fail_call(int e, const char *fmt, ...)
+{
+    char call[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(call, sizeof call, fmt, ap);
+    va_end(ap);
+    fail_with(EXIT_SETUP_FAILED, "%s: %s: %s", step, call, strerror(e));
+}
+
+/* syscalls.prctl */
+static void do_prctl(int option, unsigned long arg2)
+{
+    if (prctl(option, arg2, 0, 0, 0) < 0)
+        fail_call(errno, "prctl(%d, %lu)", option, arg2);
+}
+
 /* -- the plan ------------------------------------------------------------ */
 
 static char *plan;
@@ -130,8 +186,9 @@ static size_t read_length(void)
     return v;
 }
 
-/* The next step's fields, NUL-terminated in place (the ':' of the next
- * length or the byte after a field is overwritten only after it was read). */
+/* The next step's fields, NUL-terminated in place: each field moves one
+ * byte left, over the ':' before it, and its NUL takes its old last byte,
+ * so nothing still to be read is overwritten. */
 static int next_step(char **fields)
 {
     if (plan_pos >= plan_len)
@@ -145,7 +202,6 @@ static int next_step(char **fields)
             fail_with(EXIT_SETUP_FAILED, "container setup: the plan is malformed");
         fields[i] = plan + plan_pos;
         plan_pos += len;
-        /* Shift the field one byte left over its ':' to make room for its NUL. */
         memmove(fields[i] - 1, fields[i], len);
         fields[i] -= 1;
         fields[i][len] = '\0';
@@ -186,15 +242,16 @@ static const char *or_null(const char *s)
     return *s ? s : NULL;
 }
 
-/* syscalls.mount */
+/* syscalls.mount ("" for None) */
 static void do_mount(const char *source, const char *target, const char *fstype,
                      unsigned long flags, const char *data)
 {
     if (mount(or_null(source), target, or_null(fstype), flags, or_null(data)) < 0) {
         int e = errno;
-        fail_with(EXIT_SETUP_FAILED, "%s: mount(%s, %s, %s, %#lx, %s): %s", step,
-                  *source ? source : "None", target, *fstype ? fstype : "None", flags,
-                  *data ? data : "None", strerror(e));
+        char a[PATH_MAX * 2], b[PATH_MAX * 2], c[256], d[PATH_MAX * 2];
+        fail_call(e, "mount(%s, %s, %s, 0x%lx, %s)", pyrepr(or_null(source), a, sizeof a),
+                  pyrepr(target, b, sizeof b), pyrepr(or_null(fstype), c, sizeof c), flags,
+                  pyrepr(or_null(data), d, sizeof d));
     }
 }
 
@@ -202,6 +259,14 @@ static int mount_setattr_at(const char *path, uint64_t set, uint64_t clr)
 {
     struct mount_attr_arg attr = {set, clr, 0, 0};
     return (int)syscall(SYS_mount_setattr, AT_FDCWD, path, AT_RECURSIVE, &attr, sizeof attr);
+}
+
+static void fail_setattr(const char *path, uint64_t set, uint64_t clr)
+{
+    int e = errno;
+    char a[PATH_MAX * 2];
+    fail_call(e, "mount_setattr(%s, set=0x%llx, clr=0x%llx)", pyrepr(path, a, sizeof a),
+              (unsigned long long)set, (unsigned long long)clr);
 }
 
 static unsigned long kept_flags(const char *path)
@@ -247,11 +312,12 @@ static void remount_readonly_tree(const char *path)
     FILE *f = fopen("/proc/self/mountinfo", "re");
     if (!f)
         fail_errno(errno);
-    char *points[4096];
-    int n = 0;
-    char line[8192];
+    size_t cap = 256, n = 0;
+    char **points = malloc(cap * sizeof *points);
+    char *line = NULL;
+    size_t line_size = 0;
     size_t tlen = strlen(target);
-    while (fgets(line, sizeof line, f) && n < 4096) {
+    while (points && getline(&line, &line_size, f) > 0) {
         char *save, *field = strtok_r(line, " ", &save);
         for (int i = 0; field && i < 4; i++)
             field = strtok_r(NULL, " ", &save);
@@ -263,14 +329,20 @@ static void remount_readonly_tree(const char *path)
         if (!below)
             continue;
         int seen = 0;
-        for (int i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++)
             seen |= strcmp(points[i], field) == 0;
-        if (!seen)
-            points[n++] = strdup(field);
+        if (!seen) {
+            if (n == cap)
+                points = realloc(points, (cap *= 2) * sizeof *points);
+            if (points)
+                points[n++] = strdup(field);
+        }
     }
     fclose(f);
-    qsort(points, (size_t)n, sizeof *points, by_length);
-    for (int i = 0; i < n; i++)
+    if (!points)
+        fail_errno(ENOMEM);
+    qsort(points, n, sizeof *points, by_length);
+    for (size_t i = 0; i < n; i++)
         remount_readonly(points[i]);
 }
 
@@ -280,7 +352,7 @@ static void read_only(const char *path)
     if (mount_setattr_at(path, MOUNT_ATTR_RDONLY, 0) == 0)
         return;
     if (errno != ENOSYS && errno != EINVAL)
-        fail_errno(errno);
+        fail_setattr(path, MOUNT_ATTR_RDONLY, 0);
     remount_readonly_tree(path);
 }
 
@@ -291,7 +363,7 @@ static void bind_writable(const char *source, const char *target)
     if (mount_setattr_at(target, 0, MOUNT_ATTR_RDONLY) == 0)
         return;
     if (errno != ENOSYS && errno != EINVAL)
-        fail_errno(errno);
+        fail_setattr(target, 0, MOUNT_ATTR_RDONLY);
     do_mount("", target, "", MS_BIND | MS_REMOUNT | kept_flags(target), "");
 }
 
@@ -426,7 +498,8 @@ static int last_cap(void)
 static void capget2(struct __user_cap_data_struct data[2])
 {
     struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
-    CHECK(syscall(SYS_capget, &header, data));
+    if (syscall(SYS_capget, &header, data) < 0)
+        fail_call(errno, "capget");
 }
 
 static void drop_to(uint64_t keep, int switch_user, uid_t uid, gid_t gid,
@@ -448,17 +521,17 @@ static void drop_to(uint64_t keep, int switch_user, uid_t uid, gid_t gid,
             continue;
         if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
             if (errno != EINVAL)
-                fail_errno(errno);
+                fail_call(errno, "prctl(%d, %d)", PR_CAPBSET_DROP, cap);
             break;
         }
     }
-    CHECK(prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0));
+    do_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL);
     if (switch_user) {
-        CHECK(prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0));
+        do_prctl(PR_SET_KEEPCAPS, 1);
         CHECK(setgroups(ngroups, groups));
         CHECK(setresgid(gid, gid, gid));
         CHECK(setresuid(uid, uid, uid));
-        CHECK(prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0));
+        do_prctl(PR_SET_KEEPCAPS, 0);
     }
     capget2(data);
     permitted = data[0].permitted | (uint64_t)data[1].permitted << 32;
@@ -467,7 +540,9 @@ static void drop_to(uint64_t keep, int switch_user, uid_t uid, gid_t gid,
     data[0].effective = data[0].permitted = (uint32_t)keep;
     data[1].effective = data[1].permitted = (uint32_t)(keep >> 32);
     data[0].inheritable = data[1].inheritable = 0;
-    CHECK(syscall(SYS_capset, &header, data));
+    if (syscall(SYS_capset, &header, data) < 0)
+        fail_call(errno, "capset(eff=0x%llx, prm=0x%llx, inh=0x0)", (unsigned long long)keep,
+                  (unsigned long long)keep);
 }
 
 /* process._missing_interpreter */
@@ -494,11 +569,12 @@ static const char *missing_interpreter(const char *name, const char *path)
             if (n >= 0) {
                 head[n] = '\0';
                 if (n >= 2 && head[0] == '#' && head[1] == '!') {
+                    /* Python's line.strip().split()[0]: any whitespace */
                     char *line = head + 2;
                     line[strcspn(line, "\n")] = '\0';
-                    while (*line == ' ' || *line == '\t')
+                    while (*line && isspace((unsigned char)*line))
                         line++;
-                    line[strcspn(line, " \t")] = '\0';
+                    line[strcspn(line, " \t\r\v\f")] = '\0';
                     snprintf(words, sizeof words, " (its interpreter '%s', named on its "
                              "'#!' line, is missing)", line);
                     return words;
@@ -584,8 +660,8 @@ int main(int argc, char **argv)
     read_plan((int)strtol(argv[1], NULL, 10));
 
     static char *fields[MAX_FIELDS + 1];
-    char *task_argv[MAX_FIELDS + 1] = {NULL};
-    char *task_env[MAX_FIELDS + 1] = {NULL};
+    static char *task_argv[MAX_FIELDS + 1];
+    static char *task_env[MAX_FIELDS + 1];
     int stdio[3] = {-1, -1, -1};
     int sandbox_fd = -1;
     int count;
@@ -606,15 +682,22 @@ int main(int argc, char **argv)
             CHECK(setsid());
         } else if (strcmp(op, "setns") == 0) {
             ARGS(2);
-            int fd = (int)number(fields[1]);
-            CHECK(setns(fd, (int)number(fields[2])));
+            int fd = (int)number(fields[1]), type = (int)number(fields[2]);
+            if (setns(fd, type) < 0)
+                fail_call(errno, "setns(%d, 0x%x)", fd, type);
             close(fd);
         } else if (strcmp(op, "unshare") == 0) {
             ARGS(1);
-            CHECK(unshare((int)number(fields[1])));
+            int flags = (int)number(fields[1]);
+            if (unshare(flags) < 0)
+                fail_call(errno, "unshare(0x%x)", flags);
         } else if (strcmp(op, "hostname") == 0) {
             ARGS(1);
-            CHECK(sethostname(fields[1], strlen(fields[1])));
+            if (sethostname(fields[1], strlen(fields[1])) < 0) {
+                int e = errno;
+                char a[1024];
+                fail_call(e, "sethostname(%s)", pyrepr(fields[1], a, sizeof a));
+            }
         } else if (strcmp(op, "lo_up") == 0) {
             lo_up();
         } else if (strcmp(op, "open_stdio") == 0) {  /* /dev/null, stdout, stderr */
@@ -693,20 +776,24 @@ int main(int argc, char **argv)
             struct rlimit rl = {soft < 0 ? RLIM_INFINITY : (rlim_t)soft,
                                 hard < 0 ? RLIM_INFINITY : (rlim_t)hard};
             if (setrlimit((int)number(fields[1]), &rl) < 0) {
+                /* CPython's resource.setrlimit words (ValueError) for these two */
                 int e = errno;
-                fail_with(EXIT_SETUP_FAILED, "%s: %s%s", step, strerror(e), fields[4]);
+                const char *why = e == EPERM ? "not allowed to raise maximum limit"
+                                  : e == EINVAL ? "current limit exceeds maximum limit"
+                                  : strerror(e);
+                fail_with(EXIT_SETUP_FAILED, "%s: %s%s", step, why, fields[4]);
             }
         } else if (strcmp(op, "caps") == 0) {  /* keep, switch?, uid, gid, groups... */
             if (count < 5)
                 fail_with(EXIT_SETUP_FAILED, "container setup: caps takes 4 arguments");
-            gid_t groups[MAX_FIELDS];
+            static gid_t groups[MAX_FIELDS];
             size_t n = 0;
             for (int i = 5; i < count; i++)
                 groups[n++] = (gid_t)number(fields[i]);
             drop_to(strtoull(fields[1], NULL, 10), (int)number(fields[2]),
                     (uid_t)number(fields[3]), (gid_t)number(fields[4]), groups, n);
         } else if (strcmp(op, "no_new_privs") == 0) {
-            CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+            do_prctl(PR_SET_NO_NEW_PRIVS, 1);
         } else if (strcmp(op, "wait_go") == 0) {  /* the executor's "go" */
             ARGS(1);
             int fd = (int)number(fields[1]);

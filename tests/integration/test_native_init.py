@@ -175,14 +175,19 @@ def outside_tmp() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.mark.parametrize("argv, working_dir, code, words", [
-    (["no-such-command-here"], "", 127, "exec 'no-such-command-here': No such file or directory"),
-    (["DIR/plain"], "", 126, "exec 'DIR/plain': Permission denied"),
-    (["DIR/binary"], "", 126, "exec 'DIR/binary': Exec format error"),
-    (["true"], "/no/such/dir", 125, "working directory '/no/such/dir': no such directory"),
+@pytest.mark.parametrize("argv, working_dir, labels, code, words", [
+    (["no-such-command-here"], "", {}, 127,
+     "exec 'no-such-command-here': No such file or directory"),
+    (["DIR/plain"], "", {}, 126, "exec 'DIR/plain': Permission denied"),
+    (["DIR/binary"], "", {}, 126, "exec 'DIR/binary': Exec format error"),
+    (["true"], "/no/such/dir", {}, 125, "working directory '/no/such/dir': no such directory"),
+    # Above fs.nr_open (1048576): refused even to root; CPython's words, and the agent's.
+    (["true"], "", {ULIMITS_LABEL: "nofile=2000000:2000000"}, 125,
+     "set the ulimits: set ulimit nofile=2000000:2000000: not allowed to raise maximum limit "
+     "(the agent's own hard limit is"),
 ])
 def test_a_launch_that_fails_fails_the_same_way(tmp_path, monkeypatch, outside_tmp, argv,
-                                                  working_dir, code, words) -> None:
+                                                  working_dir, labels, code, words) -> None:
     (outside_tmp / "plain").write_text("not executable\n")  # 0644
     (outside_tmp / "binary").write_bytes(b"\x00\x01not a program")
     (outside_tmp / "binary").chmod(0o755)
@@ -194,6 +199,7 @@ def test_a_launch_that_fails_fails_the_same_way(tmp_path, monkeypatch, outside_t
         task.command.argv[:] = argv
         if working_dir:
             task.command.working_directory = working_dir
+        task.labels.update(labels)
         return task
 
     python, native = both(tmp_path, monkeypatch, make)

@@ -101,3 +101,10 @@ def test_a_network_to_join_and_given_stdio_use_the_fds_spawn_hands_over() -> Non
 def test_launches_juggler_init_does_not_make_are_left_to_the_python_child(why, kw,
                                                                           extra) -> None:
     assert plan_of(spec(**kw), **extra) is None, why
+
+
+def test_an_executor_whose_capabilities_an_exec_would_change_keeps_the_python_child(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert plan_of(spec()) is not None
+    monkeypatch.setattr(native_init, "_EXEC_KEEPS_CAPABILITIES", False)
+    assert plan_of(spec()) is None
