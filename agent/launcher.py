@@ -245,7 +245,7 @@ def _preload() -> None:
     # sandbox_paths: executor.__main__.run's; each executor imported (and,
     # where no .pyc is written, compiled) it itself: 1-2 ms of its CPU.
     from juggler.common import gc_policy, logs, sandbox_paths  # noqa: F401
-    from juggler.container import cgroups, syscalls
+    from juggler.container import cgroups, native_init, syscalls
 
     # Every module of the executor and the container runtime, including the
     # ones they import lazily (cgroups_v1 costs 3 ms per executor otherwise).
@@ -255,6 +255,7 @@ def _preload() -> None:
 
     cgroups.detect()
     cgroups.warm()  # the controllers' directories resolved (cgroups.real_path)
+    native_init.enabled()  # juggler-init checked once, here, for every executor
     _warm_up()
     logs.configure("launcher")
     syscalls._libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

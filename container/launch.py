@@ -147,6 +147,7 @@ def start(spec: ContainerSpec, sandbox: Path, add_to_cgroup, stdio=None,
     while the child builds its root filesystem, and before the child may
     exec: the CNI ADD finishes there. If it raises, the child is killed and
     the exception propagates."""
+    native = native_init.enabled()  # before the pid namespace: it may start a probe
     enter_pid_namespace()
     view = cgroup_view.host_plan(cgroup_version(),
                                  [str(d) for d in cgroup_dirs] or [str(p.parent) for p in join])
@@ -167,20 +168,28 @@ def start(spec: ContainerSpec, sandbox: Path, add_to_cgroup, stdio=None,
     stdout_path = str(sandbox / "stdout")
     stderr_path = str(sandbox / "stderr")
     steps = None
-    if native_init.enabled():
+    if native:
         steps = native_init.plan(spec, sandbox, stdout_path, stderr_path, stdio, len(join),
                                  view, netns_fd >= 0, host)
     join_fds = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in join]
     sync_r, sync_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    pid = -1
-    if steps is not None:
-        try:
-            pid = native_init.spawn(steps, sync_r, err_w, stdio, join_fds, netns_fd)
-        except OSError:  # not startable here (an LSM, few fds): the Python child
-            steps = None
-    if pid < 0:
-        pid = os.fork()
+    try:
+        if steps is not None:
+            try:
+                pid = native_init.spawn(steps, sync_r, err_w, stdio, join_fds, netns_fd)
+            except OSError as e:
+                # No retry with a fork: a spawn that failed after its clone
+                # took the pid namespace's init with it (native_init._starts).
+                raise OSError(e.errno, f"start {native_init.BINARY}: {e.strerror or e} "
+                              f"({native_init.ENGINE_ENV}=python in the agent's "
+                              "environment makes executors fork instead)") from None
+        else:
+            pid = os.fork()
+    except BaseException:
+        for fd in (sync_r, sync_w, err_r, err_w, *join_fds):
+            os.close(fd)
+        raise
     if pid == 0:  # pragma: no cover - runs in the child
         code, message = EXIT_SETUP_FAILED, "container setup failed"
         try:

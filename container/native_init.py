@@ -23,9 +23,9 @@ in the executor, in the host's /etc, where the Python child looked in the
 task's read-only view of it), by an agent running as root whose
 capabilities an execve keeps (juggler-init gets its capabilities from its
 execve, where a forked child inherited them: `_exec_keeps_capabilities`).
-Every other launch, every launch whose spawn fails (an LSM refusing the
-program), and every launch when the program was not built (scripts/setup
-builds it; `gcc`) or when JUGGLER_CONTAINER_INIT=python, takes launch.py's
+Every other launch, and every launch when the program was not built
+(scripts/setup builds it; `gcc`), cannot start here (an LSM refusing it:
+`_starts`) or when JUGGLER_CONTAINER_INIT=python, takes launch.py's
 Python child; both give the container the same view and the same failure
 messages (tests/integration/test_native_init.py runs the same checks
 through both).
@@ -67,9 +67,13 @@ def build(compiler: str = "gcc") -> Path:
     without a compiler."""
     import subprocess
 
-    command = [compiler, "-O2", "-Wall", "-o", str(BINARY), str(SOURCE)]
+    # Built aside and renamed over: an executor starting it meanwhile gets
+    # the old program or the new one, never a half-written file.
+    aside = BINARY.with_name(BINARY.name + ".new")
+    command = [compiler, "-O2", "-Wall", "-o", str(aside), str(SOURCE)]
     if subprocess.run([*command, "-static"], stderr=subprocess.DEVNULL).returncode != 0:
         subprocess.run(command, check=True)
+    os.replace(aside, BINARY)
     return BINARY
 
 
@@ -83,7 +87,22 @@ def built() -> bool:
         return False
 
 
-_BUILT = built()  # once per process: at import, in the agent's launcher before it forks
+def _starts() -> bool:
+    """Whether juggler-init can be started here at all (an LSM may refuse
+    it, a binary may be for another machine): started once without a plan,
+    it prints its usage and exits 2. Checked before any launch, because a
+    spawn that fails in the executor cannot be retried: the dead child was
+    the pid namespace's init, and the namespace takes no other process."""
+    try:
+        pid = os.posix_spawn(str(BINARY), [str(BINARY)], {}, file_actions=[
+            (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)])
+        _, status = os.waitpid(pid, 0)
+    except OSError:
+        return False
+    return os.waitstatus_to_exitcode(status) == 2
+
+
+_usable: bool | None = None  # checked once per process (the launcher: before it forks)
 
 
 def _exec_keeps_capabilities() -> bool:
@@ -107,8 +126,15 @@ MAX_FIELDS = 262144  # init.c's: fields of one step (argv, env, groups)
 
 
 def enabled() -> bool:
-    """Whether launches may take juggler-init: built, and not turned off."""
-    return _BUILT and os.environ.get(ENGINE_ENV, "") != "python"
+    """Whether launches may take juggler-init: not turned off, built from
+    the current source, and startable here (`_starts`). Call it outside
+    the pid namespace launch.start makes for its children."""
+    global _usable
+    if os.environ.get(ENGINE_ENV, "") == "python":
+        return False
+    if _usable is None:
+        _usable = built() and _starts()
+    return _usable
 
 
 class _Plan:
@@ -159,6 +185,10 @@ def plan(spec: ContainerSpec, sandbox: Path, stdout_path: str, stderr_path: str,
         env["HOME"] = account.home
     if len(account.groups) >= MAX_FIELDS - 4:
         return None
+    _, permitted, _ = sc.capget()
+    if pspec.capabilities & ~permitted and capabilities.missing(
+            pspec.capabilities, permitted, capabilities._last_cap()):
+        return None  # the Python child refuses it, naming them
 
     p = _Plan()
     p("step", "reset the umask and the OOM score")

@@ -575,8 +575,9 @@ static const char *missing_interpreter(const char *name, const char *path)
                     while (*line && isspace((unsigned char)*line))
                         line++;
                     line[strcspn(line, " \t\r\v\f")] = '\0';
-                    snprintf(words, sizeof words, " (its interpreter '%s', named on its "
-                             "'#!' line, is missing)", line);
+                    char quoted[300];
+                    snprintf(words, sizeof words, " (its interpreter %s, named on its "
+                             "'#!' line, is missing)", pyrepr(line, quoted, sizeof quoted));
                     return words;
                 }
                 if (n >= 4 && memcmp(head, "\177ELF", 4) == 0)
@@ -619,7 +620,8 @@ static void exec_task(char **argv, char **envp)
     }
     int e = saved ? saved : last;
     int code = (e == ENOENT || e == ENOTDIR) ? EXIT_NOT_FOUND : EXIT_NOT_EXECUTABLE;
-    fail_with(code, "exec '%s': %s%s", name, strerror(e),
+    char quoted[PATH_MAX * 2];
+    fail_with(code, "exec %s: %s%s", pyrepr(name, quoted, sizeof quoted), strerror(e),
               e == ENOENT ? missing_interpreter(name, path) : "");
 }
 
@@ -804,9 +806,8 @@ int main(int argc, char **argv)
             while (r < 0 && errno == EINTR);
             if (r < 0)
                 fail_errno(errno);
-            if (r == 0)
-                fail_with(EXIT_SETUP_FAILED, "%s: the executor went away before the launch",
-                          step);
+            if (r == 0)  /* process.SetupError's words, without the step's name */
+                fail_with(EXIT_SETUP_FAILED, "the executor went away before the launch");
             close(fd);
         } else if (strcmp(op, "join") == 0) {  /* a cgroup's join file: write "0" */
             ARGS(1);

@@ -29,7 +29,7 @@ from juggler.common.task_defaults import (
     NO_NEW_PRIVILEGES_LABEL,
     ULIMITS_LABEL,
 )
-from juggler.container import native_init
+from juggler.container import cgroups, host_view, native_init
 from juggler.testing.task_python import PYTHON as TASK_PYTHON
 from juggler.v1 import common_pb2 as pb
 from tests.executor_harness import run_to_end, task_info
@@ -39,6 +39,9 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, cgroups, mounts)"),
     pytest.mark.skipif(not native_init.built(),
                        reason="juggler-init is not built (scripts/setup builds it)"),
+    pytest.mark.skipif(cgroups.detect() != 1 or not native_init._EXEC_KEEPS_CAPABILITIES,
+                       reason="juggler-init makes containers on cgroup v1, for an executor "
+                              "whose capabilities an execve keeps"),
 ]
 
 PROBE = r"""
@@ -87,33 +90,40 @@ print(json.dumps({
     "writable": {p: writable(p) for p in ("/", "/etc", "/tmp", "/dev/shm", os.getcwd(),
                                           os.environ["MESOS_SANDBOX"])},
     "stdin": os.readlink("/proc/self/fd/0"),
+    "beside_sandbox": sorted(os.listdir(os.path.dirname(os.environ["MESOS_SANDBOX"]))),
+    "secret": read(sys.argv[1]) if len(sys.argv) > 1 else None,
 }, sort_keys=True))
 """
 
 
 def run_with(init: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-             task: pb.TaskInfo) -> tuple[pb.TaskStatus, str, str, str]:
-    """Run `task` with `init` ("python" or "juggler-init"): (terminal update,
-    stdout with the sandbox's path as SANDBOX, stderr, executor log)."""
+             task: pb.TaskInfo, hidden: tuple[str, ...] = ()) -> tuple[pb.TaskStatus, str, str,
+                                                                    str]:
+    """Run `task` with `init` ("python" or "juggler-init") in `tmp_path/init`
+    (its sandbox below), hiding `hidden` (WHERE: that directory) as an agent
+    hides its work dir: (terminal update, stdout and stderr with that
+    directory's path as WHERE, executor log)."""
     monkeypatch.setenv(native_init.ENGINE_ENV, "python" if init == "python" else "native")
     where = tmp_path / init
     where.mkdir()
+    monkeypatch.setenv(host_view.HIDE_ENV, json.dumps(
+        [h.replace("WHERE", str(where)) for h in hidden]))
     done, out, err = run_to_end(where, task)
     log = (where / "sandbox" / "executor.log").read_text()
     # The launch took the init asked for ("container started" or "launch failed").
     assert f'"init": "{init}"' in log, log
-    sandbox = str(where / "sandbox")
-    return done, out.replace(sandbox, "SANDBOX"), err.replace(sandbox, "SANDBOX"), log
+    return done, out.replace(str(where), "WHERE"), err.replace(str(where), "WHERE"), log
 
 
-def both(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make) -> tuple[tuple, tuple]:
+def both(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make,
+         hidden: tuple[str, ...] = ()) -> tuple[tuple, tuple]:
     """`make()` (a fresh TaskInfo each time, both with the first's id: the
     hostname and environment name it) through each init."""
     first = make()
     second = make()
     second.task_id = first.task_id
-    return (run_with("python", tmp_path, monkeypatch, first),
-            run_with("juggler-init", tmp_path, monkeypatch, second))
+    return (run_with("python", tmp_path, monkeypatch, first, hidden),
+            run_with("juggler-init", tmp_path, monkeypatch, second, hidden))
 
 
 def probe_task(**kw) -> pb.TaskInfo:
@@ -135,6 +145,30 @@ def test_a_host_filesystem_task_sees_the_same_container(tmp_path, monkeypatch) -
     assert a["writable"]["/etc"] == 30 and a["writable"]["/tmp"] is True  # EROFS; /tmp is own
     assert a["status"]["CapBnd"] == "00000000a80425fb" and a["oom"].strip() == "0"
     assert any(m[0] == "/sys/fs/cgroup" for m in a["mounts"])
+    for key in a:
+        assert a[key] == b[key], key
+
+
+def test_the_same_with_an_agent_s_hidden_paths_around_a_sandbox_outside_tmp(
+        monkeypatch, outside_tmp) -> None:
+    """As an agent runs tasks: the sandbox below its hidden work dir (a cover
+    with the way to the sandbox in it), /run/juggler, and a file covered."""
+    secret = outside_tmp / "secret"
+    secret.write_text("s3cret\n")
+    hidden = ("WHERE", "/run/juggler", str(secret))
+
+    def make() -> pb.TaskInfo:
+        task = probe_task()
+        task.command.argv.append(str(secret))
+        return task
+
+    python, native = both(outside_tmp, monkeypatch, make, hidden)
+    a, b = seen(python), seen(native)
+    points = [m[0] for m in a["mounts"]]
+    assert "WHERE" in points and "WHERE/sandbox" in points and str(secret) in points
+    # The work dir shows only the way to the sandbox; the secret cannot be opened.
+    assert a["beside_sandbox"] == ["sandbox"] and a["secret"] == "error 13"  # EACCES
+    assert a["writable"]["/tmp"] is True and a["writable"]["WHERE/sandbox"] is True
     for key in a:
         assert a[key] == b[key], key
 

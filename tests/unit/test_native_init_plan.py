@@ -17,6 +17,14 @@ from juggler.executor.stdio import ChildStdio
 SANDBOX = Path("/var/lib/juggler/a1/sandbox/t")
 
 
+@pytest.fixture(autouse=True)
+def agent_like(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plan as for an agent's executor (root, capabilities an execve keeps),
+    whoever runs the tests."""
+    monkeypatch.setattr(native_init, "_EXEC_KEEPS_CAPABILITIES", True)
+    monkeypatch.setattr(native_init.sc, "capget", lambda: (0, (1 << 41) - 1, 0))
+
+
 def parse(data: bytes) -> list[list[str]]:
     """init.c's next_step, in Python: per step a count, then its fields."""
     steps, pos = [], 0
@@ -108,3 +116,25 @@ def test_an_executor_whose_capabilities_an_exec_would_change_keeps_the_python_ch
     assert plan_of(spec()) is not None
     monkeypatch.setattr(native_init, "_EXEC_KEEPS_CAPABILITIES", False)
     assert plan_of(spec()) is None
+
+
+def test_a_program_that_cannot_start_here_is_not_used(monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    """Checked before any launch: a spawn that fails in the executor would
+    leave its pid namespace without an init, and no fork could follow."""
+    not_a_program = tmp_path / "juggler-init"
+    not_a_program.write_bytes(b"\x00\x01")
+    not_a_program.chmod(0o755)
+    monkeypatch.setattr(native_init, "BINARY", not_a_program)
+    assert not native_init._starts()
+    monkeypatch.delenv(native_init.ENGINE_ENV, raising=False)
+    monkeypatch.setattr(native_init, "_usable", None)
+    monkeypatch.setattr(native_init, "built", lambda: True)
+    assert not native_init.enabled()
+
+
+@pytest.mark.skipif(not native_init.built(), reason="juggler-init is not built")
+def test_the_built_program_starts_and_python_turns_it_off(monkeypatch) -> None:
+    assert native_init._starts()
+    monkeypatch.setenv(native_init.ENGINE_ENV, "python")
+    assert not native_init.enabled()
