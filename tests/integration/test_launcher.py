@@ -12,12 +12,14 @@ the same tests on this host at the same time.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
 
 import pytest
 
+from juggler.container import cgroups, native_init
 from juggler.testing.daemons import Daemons
 from juggler.testing.processes import argv_of, children_of, marker, the_process
 from juggler.v1 import common_pb2
@@ -67,6 +69,19 @@ def assert_launched_by_zygote(pid: int, agent_pid: int, zygote_pid: int) -> None
     assert ignores_sigpipe(pid)
 
 
+# Where an executor starts juggler-init (container/native_init.py): it must, through
+# the launcher (which checks the program once, before it forks) and without it.
+NATIVE = (native_init.built() and cgroups.detect() == 1
+          and native_init._EXEC_KEEPS_CAPABILITIES)
+
+
+def container_init(daemons: Daemons, framework_id: str, task_id: str) -> str:
+    """What set the task's container up, from its executor's log."""
+    log = daemons.work / "a1" / "frameworks" / framework_id / "tasks" / task_id / "executor.log"
+    return json.loads(next(line for line in log.read_text().splitlines()
+                           if '"container started"' in line))["init"]
+
+
 def alive(pid: int) -> bool:
     try:
         return _stat(pid)[0] not in ("Z", "X")
@@ -95,6 +110,9 @@ def test_executors_outlive_the_launcher_and_the_agent(daemons: Daemons) -> None:
             executors = [executor_pid(daemons, fid, t.task_id) for t in tasks]
             for pid in executors:
                 assert_launched_by_zygote(pid, agent, zygote)
+            if NATIVE:
+                assert [container_init(daemons, fid, t.task_id) for t in tasks] == [
+                    "juggler-init", "juggler-init"]
             await wait_async(lambda: all(the_process(m) for m in sleeps), DEADLINE,
                              "one process for each task")
             before = {m: the_process(m) for m in sleeps}
@@ -179,6 +197,8 @@ def test_no_launcher_starts_executors_as_children(daemons: Daemons) -> None:
             await c.until("plain", S.TASK_RUNNING)
             pid = executor_pid(daemons, c.fw.framework_id, "plain")
             assert parent_of(pid) == agent
+            if NATIVE:
+                assert container_init(daemons, c.fw.framework_id, "plain") == "juggler-init"
             await c.fw.kill("plain")
             await c.until("plain", S.TASK_KILLED)
     run(body)
