@@ -39,8 +39,8 @@ import resource
 from collections.abc import Sequence
 from pathlib import Path
 
-from juggler.common.ulimits import NUMBERS, UNLIMITED
-from juggler.container import capabilities, cgroup_view, host_view, rootfs, users
+from juggler.common.ulimits import NUMBERS
+from juggler.container import capabilities, cgroup_view, host_view, rlimits, rootfs, users
 from juggler.container import syscalls as sc
 from juggler.container.process import ProcessSpec
 from juggler.container.spec import ContainerSpec
@@ -172,6 +172,8 @@ def plan(spec: ContainerSpec, sandbox: Path, stdout_path: str, stderr_path: str,
         return None
     if len(spec.argv) >= MAX_FIELDS or len(spec.env) >= MAX_FIELDS - 1:
         return None
+    if not os.path.isabs(spec.working_dir):
+        return None
     if any("\0" in a for a in spec.argv) or any("\0" in k or "\0" in v
                                                  for k, v in spec.env.items()):
         return None  # the Python child reports it
@@ -221,8 +223,6 @@ def plan(spec: ContainerSpec, sandbox: Path, stdout_path: str, stderr_path: str,
         p("stdio_fds", STDIO_FD, STDIO_FD + 1, STDIO_FD + 2)
     p("step", "set up the root filesystem")
     _host_filesystem(p, sandbox, view, host)
-    if not os.path.isabs(spec.working_dir):
-        return None
     p("require_dir", spec.working_dir,
       f"working directory {spec.working_dir!r}: no such directory on the agent's host (a "
       "task with neither image nor rootfs runs in the host's filesystem, where juggler "
@@ -300,7 +300,7 @@ def _execute(p: _Plan, spec: ProcessSpec, account: users.User, env: dict[str, st
         own = resource.getrlimit(NUMBERS[name])[1]
         p("step", f"set the ulimits: set ulimit {name}={soft}:{hard}")
         p("rlimit", NUMBERS[name], soft, hard,
-          f" (the agent's own hard limit is {'unlimited' if own == UNLIMITED else own})")
+          f" (the agent's own hard limit is {rlimits._shown(own)})")
     p("step", f"run as user {spec.user!r}" if spec.user else "set capabilities")
     p("caps", spec.capabilities, 1, account.uid, account.gid, *account.groups)
     if spec.no_new_privileges:
