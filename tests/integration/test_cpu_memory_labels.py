@@ -16,7 +16,7 @@ import pytest
 
 from juggler.container.cgroups import DEFAULT_ROOT, NO_SWAP_LIMIT, detect
 from juggler.v1 import common_pb2 as pb
-from tests.executor_harness import executor, task_info
+from tests.executor_harness import executor, task_info, wait_until
 
 pytestmark = [
     pytest.mark.root,
@@ -57,6 +57,9 @@ def test_memory_swap_is_memsw_or_a_warning_where_swap_is_not_accounted(
             if accounted:
                 assert cgroup_file(run.cgroup, "memory",
                                    "memory.memsw.limit_in_bytes") == str(96 * MiB)
+            # RUNNING is the exec; the shell prints a little later, and a
+            # kill before that would leave nothing to read
+            await wait_until(lambda: run.stdout() == "out\n", "the task to print out")
             await run.agent.kill(grace=0)
             done = await run.agent.wait_terminal()
         assert done.state == pb.TASK_KILLED  # it ran either way
