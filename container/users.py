@@ -156,7 +156,22 @@ def _read(path: str) -> str:
         return ""
 
 
+# lookup's answers by (spec, passwd's text, group's text): reading both files
+# costs 0.03 ms, parsing them 0.2 (a 27-line passwd, a 50-line group). The
+# agent's launcher answers the default user before it forks executors
+# (agent/launcher.py), so that they find it here.
+_answers: dict[tuple[str, str, str], User] = {}
+_ANSWERS_KEPT = 16
+
+
 def lookup(spec: str, etc: str = "/etc") -> User:
     """Resolve `spec` against `<etc>/passwd` and `<etc>/group` (a missing file
-    reads as empty). Raises UnknownUser; OSError when a file cannot be read."""
-    return resolve(spec, _read(f"{etc}/passwd"), _read(f"{etc}/group"))
+    reads as empty), both read on every call; the answer for the same texts
+    is kept. Raises UnknownUser; OSError when a file cannot be read."""
+    key = (spec, _read(f"{etc}/passwd"), _read(f"{etc}/group"))
+    if (user := _answers.get(key)) is None:
+        user = resolve(*key)
+        if len(_answers) >= _ANSWERS_KEPT:
+            _answers.clear()
+        _answers[key] = user
+    return user

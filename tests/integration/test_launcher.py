@@ -211,3 +211,33 @@ def _total(tasks: list[common_pb2.TaskInfo]):  # type: ignore[no-untyped-def]
     for t in tasks:
         total = total + Resources.from_proto(t.resources)
     return total
+
+
+PRELOADED = """
+import json, subprocess, sys
+from juggler.agent import launcher
+launcher._preload()
+print(json.dumps(sorted(m for m in ("rich", "pygments") if sys.modules.get(m) is not None)))
+from juggler.common import logs
+logs.configure("executor", json=True)
+try:
+    1 / 0
+except ZeroDivisionError:
+    logs.get("t").exception("it failed")
+"""
+
+
+def test_the_launcher_preloads_no_terminal_formatting() -> None:
+    """structlog takes rich (and pygments) when they are installed, for
+    tracebacks on a terminal; the zygote leaves them out (every executor's
+    fork and exit is 4.7 MB lighter), and an executor's log of an exception
+    is still a JSON line with its traceback."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", PRELOADED], capture_output=True,
+                          text=True, timeout=60, check=True)
+    assert json.loads(done.stdout.splitlines()[0]) == []
+    line = json.loads(done.stderr.splitlines()[-1])
+    assert line["event"] == "it failed"
+    assert "ZeroDivisionError: division by zero" in line["exception"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from juggler.container.cgroups import Limits
@@ -36,6 +37,21 @@ def test_limits_written_per_controller(tmp_path):
     assert (d["memory"] / "memory.limit_in_bytes").read_text() == f"{2**25}\n"
     assert (d["memory"] / "memory.memsw.limit_in_bytes").read_text() == f"{2**25}\n"
     assert (d["pids"] / "pids.max").read_text() == "10\n"
+
+
+def test_the_cfs_period_is_written_only_when_it_changes(tmp_path):
+    """A write of cpu.cfs_period_us walks every task group of the host (the
+    kernel's tg_set_cfs_bandwidth): a period already in place is left alone."""
+    cg = make(tmp_path)
+    period = cg.paths()["cpu"] / "cpu.cfs_period_us"
+    period.write_text("100000\n")  # a new cgroup's
+    os.utime(period, ns=(0, 0))
+    cg.set(Limits(cpu_quota_us=50_000))
+    assert period.stat().st_mtime_ns == 0
+    assert (cg.paths()["cpu"] / "cpu.cfs_quota_us").read_text() == "50000\n"
+    cg.set(Limits(cpu_quota_us=5_000, cpu_period_us=10_000))
+    assert period.read_text() == "10000\n"
+    assert (cg.paths()["cpu"] / "cpu.cfs_quota_us").read_text() == "5000\n"
 
 
 def test_oom_kill_count_not_failcnt(tmp_path):

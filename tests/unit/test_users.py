@@ -83,3 +83,19 @@ def test_lookup_reads_the_containers_files(tmp_path) -> None:
     assert users.lookup("alice", str(tmp_path)).groups == (1000,)  # no group file
     (tmp_path / "group").write_text(GROUP)
     assert users.lookup("alice", str(tmp_path)).groups == (1000, 10, 50)
+
+
+def test_a_kept_answer_is_never_one_for_other_files(tmp_path) -> None:
+    """Answers are kept by the files' texts: an edit in place, even one that
+    keeps the size and lands within the same clock tick, is read."""
+    (tmp_path / "passwd").write_text(PASSWD)
+    (tmp_path / "group").write_text(GROUP)
+    first = users.lookup("alice", str(tmp_path))
+    assert users.lookup("alice", str(tmp_path)) is first  # kept
+    with open(tmp_path / "passwd", "r+") as f:  # same size, same inode
+        text = f.read()
+        f.seek(0)
+        f.write(text.replace(":1000:1000:", ":1001:1000:", 1))
+    assert users.lookup("alice", str(tmp_path)).uid == 1001
+    (tmp_path / "group").unlink()
+    assert users.lookup("alice", str(tmp_path)).groups == (1000,)
