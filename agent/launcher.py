@@ -261,9 +261,15 @@ def _preload() -> None:
     cgroups.detect()
     cgroups.warm()  # the controllers' directories resolved (cgroups.real_path)
     native_init.enabled()  # juggler-init checked once, here, for every executor
-    with contextlib.suppress(OSError, users.UnknownUser):
-        users.lookup("")  # a task's default user, answered once for every executor
-    _warm_up()
+    for user in ("", "root"):  # root unnamed, or named (as FrameworkInfo.user often does)
+        with contextlib.suppress(OSError, users.UnknownUser):
+            users.lookup(user)  # answered once here for every executor
+    # CPython 3.11 rewrites a function's bytecode in place (quickens it) on
+    # its 8th call (QUICKENING_WARMUP_DELAY) and counts calls in the code
+    # object until then: warmed up ten times here, those writes are not made
+    # in every executor, each to a page it would copy (42 pages of ~1,500).
+    for _ in range(10):
+        _warm_up()
     logs.configure("launcher")
     syscalls._libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     gc_policy.tune()  # executors inherit it: young collections every 50,000 allocations
