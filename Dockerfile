@@ -21,7 +21,10 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 # juggler and its Python dependencies, in a virtual environment of their own
-# (Debian's python3 refuses `pip install` into the system's, PEP 668).
+# (Debian's python3 refuses `pip install` into the system's, PEP 668). With
+# them juggler-init, the container set-up in C, when scripts/setup built it
+# in the context (container/native/juggler-init, linked statically): there is
+# no compiler here.
 COPY . /src/juggler
 RUN python3 -m venv /opt/juggler \
  && /opt/juggler/bin/pip install --no-cache-dir --disable-pip-version-check /src/juggler \

@@ -34,6 +34,7 @@ through both).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import resource
 from collections.abc import Sequence
@@ -45,7 +46,7 @@ from juggler.container import syscalls as sc
 from juggler.container.process import ProcessSpec
 from juggler.container.spec import ContainerSpec
 
-__all__ = ["BINARY", "ENGINE_ENV", "build", "built", "enabled", "plan", "spawn"]
+__all__ = ["BINARY", "ENGINE_ENV", "build", "built", "enabled", "plan", "source_marker", "spawn"]
 
 SOURCE = Path(__file__).resolve().parent / "native" / "init.c"
 BINARY = SOURCE.with_name("juggler-init")
@@ -56,6 +57,13 @@ PLAN_FD, ERR_FD, SYNC_FD, STDIO_FD, NETNS_FD, JOIN_FD = 3, 4, 5, 6, 9, 10
 # Sources are first duplicated at or above this, so that no dup2 of the
 # spawn overwrites a source still to be moved.
 _HIGH_FD = 100
+
+
+def source_marker() -> bytes:
+    """The string a juggler-init built from the current init.c carries (its
+    source's SHA-256; init.c's `source_digest`). Raises OSError."""
+    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()
+    return f"juggler-init source sha256 {digest}".encode()
 
 
 def build(compiler: str = "gcc") -> Path:
@@ -70,7 +78,9 @@ def build(compiler: str = "gcc") -> Path:
     # Built aside and renamed over: an executor starting it meanwhile gets
     # the old program or the new one, never a half-written file.
     aside = BINARY.with_name(BINARY.name + ".new")
-    command = [compiler, "-O2", "-Wall", "-o", str(aside), str(SOURCE)]
+    digest = source_marker().rsplit(b" ", 1)[1].decode()
+    command = [compiler, "-O2", "-Wall", f'-DJUGGLER_INIT_SOURCE_SHA256="{digest}"',
+               "-o", str(aside), str(SOURCE)]
     if subprocess.run([*command, "-static"], stderr=subprocess.DEVNULL).returncode != 0:
         subprocess.run(command, check=True)
     os.replace(aside, BINARY)
@@ -78,11 +88,13 @@ def build(compiler: str = "gcc") -> Path:
 
 
 def built() -> bool:
-    """juggler-init is there and not older than its source (a checkout
-    updated without scripts/setup keeps launching the Python way)."""
+    """juggler-init is there, executable, and built from the init.c beside
+    it (it carries `source_marker()`): a checkout updated without
+    scripts/setup keeps launching the Python way, and a package installed
+    by pip (the Docker image's, with a binary scripts/setup built) is
+    checked the same way, whatever the files' times."""
     try:
-        return (os.access(BINARY, os.X_OK)
-                and BINARY.stat().st_mtime >= SOURCE.stat().st_mtime)
+        return os.access(BINARY, os.X_OK) and source_marker() in BINARY.read_bytes()
     except OSError:
         return False
 

@@ -52,6 +52,14 @@
 /* Fields per step: argv and env are bounded by ARG_MAX (2 MiB here) anyway. */
 #define MAX_FIELDS 262144
 
+/* Which source this binary was built from: native_init.build() passes its
+ * SHA-256, and native_init.built() looks for this string in the binary. */
+#ifndef JUGGLER_INIT_SOURCE_SHA256
+#define JUGGLER_INIT_SOURCE_SHA256 "unknown"
+#endif
+__attribute__((used)) static const char source_digest[] =
+    "juggler-init source sha256 " JUGGLER_INIT_SOURCE_SHA256;
+
 #ifndef MOUNT_ATTR_RDONLY
 #define MOUNT_ATTR_RDONLY 0x1
 #endif

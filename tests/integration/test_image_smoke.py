@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from juggler.container import native_init
 from juggler.testing import dockerfile
 from juggler.testing.runc_containers import Runc, container_config, image_config
 from tests.conftest import free_ports, wait_for
@@ -233,6 +234,11 @@ def test_etcd_three_masters_and_an_agent_run_a_task(image: Image, tmp_path: Path
                     "sh", "-c", "echo hello from $(hostname)")
         assert task.returncode == 0, (task.stdout, task.stderr, explain())
         assert "hello from" in task.stdout
+        if native_init.built():  # scripts/setup built it here, so the image has it
+            log = next((tmp_path / "agent").glob("frameworks/*/tasks/*/executor.log"))
+            started = next(json.loads(line) for line in log.read_text().splitlines()
+                           if '"container started"' in line)
+            assert started["init"] == "juggler-init", log.read_text()
     finally:
         image.runc.close()
         _remove_cgroups(cgroup_root)

@@ -138,3 +138,24 @@ def test_the_built_program_starts_and_python_turns_it_off(monkeypatch) -> None:
     assert native_init._starts()
     monkeypatch.setenv(native_init.ENGINE_ENV, "python")
     assert not native_init.enabled()
+
+
+def test_only_a_program_built_from_the_source_beside_it_counts_as_built(
+        tmp_path: Path, monkeypatch) -> None:
+    """Whatever the files' times (a checkout touches init.c, pip installs the
+    Docker image's package in any order): the binary must carry its source's
+    SHA-256."""
+    source, binary = tmp_path / "init.c", tmp_path / "juggler-init"
+    source.write_text("int main(void) { return 0; }\n")
+    monkeypatch.setattr(native_init, "SOURCE", source)
+    monkeypatch.setattr(native_init, "BINARY", binary)
+    assert not native_init.built()  # none
+    binary.write_bytes(b"\x7fELF..." + native_init.source_marker() + b"\x00...")
+    binary.chmod(0o755)
+    assert native_init.built()
+    source.write_text("int main(void) { return 1; }\n")  # the source changed
+    assert not native_init.built()
+    binary.write_bytes(b"\x7fELF..." + native_init.source_marker() + b"\x00...")
+    binary.chmod(0o644)
+    assert not native_init.built()  # not executable
+
