@@ -22,9 +22,10 @@ RUN apt-get update \
 
 # juggler and its Python dependencies, in a virtual environment of their own
 # (Debian's python3 refuses `pip install` into the system's, PEP 668). With
-# them juggler-init, the container set-up in C, when scripts/setup built it
-# in the context (container/native/juggler-init, linked statically): there is
-# no compiler here.
+# them juggler-init, the container set-up in C, where scripts/setup built it
+# in the context (container/native/juggler-init): there is no compiler here.
+# It is used only if built from the init.c installed with it; build-image
+# says whether it went in linked statically, as it must be to run here.
 COPY . /src/juggler
 RUN python3 -m venv /opt/juggler \
  && /opt/juggler/bin/pip install --no-cache-dir --disable-pip-version-check /src/juggler \

@@ -97,19 +97,38 @@ class CgroupV1(Cgroup):
         warnings: list[str] = []
         if limits.cpu_shares is not None:
             self._write("cpu", "cpu.shares", limits.cpu_shares)
-        if limits.cpu_quota_us is not None:
-            # Each write of either file walks every task group of the host
-            # (the kernel's tg_set_cfs_bandwidth checks the whole hierarchy's
-            # bandwidth): 4 % of an executor's CPU with 1,000 containers
-            # running. A new cgroup already has the default period.
-            if (self._read("cpu", "cpu.cfs_period_us") or "").strip() != str(limits.cpu_period_us):
-                self._write("cpu", "cpu.cfs_period_us", limits.cpu_period_us)
-            self._write("cpu", "cpu.cfs_quota_us", limits.cpu_quota_us)
+        self._set_bandwidth(limits.cpu_period_us, limits.cpu_quota_us)
         if limits.memory_bytes:
             warnings += self._set_memory(limits.memory_bytes, limits.memory_swap_bytes)
         if limits.pids_max is not None and self._has("pids", "pids.max"):
             self._write("pids", "pids.max", limits.pids_max)
         return warnings
+
+    def _set_bandwidth(self, period: int, quota: int | None) -> None:
+        """CFS bandwidth: `quota` µs of CPU per `period` µs, None for no
+        quota. Each write of either file walks every task group of the host
+        (the kernel's tg_set_cfs_bandwidth checks the whole hierarchy's
+        bandwidth: 4 % of an executor's CPU with 1,000 containers running),
+        so a value already in place is not written again: a new cgroup has
+        the default period and no quota. A reused cgroup's old quota is
+        removed when there is none now, and a period that changes is written
+        in the order whose ratio on the way is never above the old or the
+        new one (the kernel refuses a child whose ratio exceeds its
+        parent's)."""
+        quota_now = (self._read("cpu", "cpu.cfs_quota_us") or "").strip()
+        if quota is None:
+            if quota_now not in ("", "-1"):
+                self._write("cpu", "cpu.cfs_quota_us", -1)
+            return
+        period_now = (self._read("cpu", "cpu.cfs_period_us") or "").strip()
+        if period_now == str(period):
+            self._write("cpu", "cpu.cfs_quota_us", quota)
+        elif period_now.isdigit() and period < int(period_now):
+            self._write("cpu", "cpu.cfs_quota_us", quota)  # new quota, old (longer) period
+            self._write("cpu", "cpu.cfs_period_us", period)
+        else:
+            self._write("cpu", "cpu.cfs_period_us", period)  # old quota, new (longer) period
+            self._write("cpu", "cpu.cfs_quota_us", quota)
 
     def _set_memory(self, value: int, swap: int | None) -> list[str]:
         if not self._has("memory", "memory.memsw.limit_in_bytes"):

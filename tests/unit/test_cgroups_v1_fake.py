@@ -54,6 +54,35 @@ def test_the_cfs_period_is_written_only_when_it_changes(tmp_path):
     assert (cg.paths()["cpu"] / "cpu.cfs_quota_us").read_text() == "5000\n"
 
 
+def test_a_changing_period_is_written_so_that_no_step_exceeds_both_ratios(
+        tmp_path, monkeypatch):
+    """quota/period on the way stays within the old or the new ratio: the
+    kernel refuses a step whose ratio is above the parent's, even when the
+    end result is not."""
+    cg = make(tmp_path)
+    d = cg.paths()["cpu"]
+    (d / "cpu.cfs_period_us").write_text("100000\n")
+    (d / "cpu.cfs_quota_us").write_text("50000\n")
+    writes: list[str] = []
+    real = cg._write
+    monkeypatch.setattr(cg, "_write", lambda c, f, v: (writes.append(f), real(c, f, v)))
+    cg.set(Limits(cpu_quota_us=5_000, cpu_period_us=10_000))  # shorter: quota first
+    assert writes == ["cpu.cfs_quota_us", "cpu.cfs_period_us"]
+    writes.clear()
+    cg.set(Limits(cpu_quota_us=50_000, cpu_period_us=100_000))  # longer: period first
+    assert writes == ["cpu.cfs_period_us", "cpu.cfs_quota_us"]
+
+
+def test_a_reused_cgroup_loses_a_quota_it_no_longer_has(tmp_path):
+    cg = make(tmp_path)
+    quota = cg.paths()["cpu"] / "cpu.cfs_quota_us"
+    quota.write_text("50000\n")  # an earlier run's
+    cg.set(Limits(cpu_shares=256))
+    assert quota.read_text() == "-1\n"
+    os.utime(quota, ns=(0, 0))
+    cg.set(Limits(cpu_shares=256))
+    assert quota.stat().st_mtime_ns == 0  # no limit already: not written again
+
 def test_oom_kill_count_not_failcnt(tmp_path):
     cg = make(tmp_path)
     assert not cg.oom_killed()

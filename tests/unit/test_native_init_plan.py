@@ -158,4 +158,3 @@ def test_only_a_program_built_from_the_source_beside_it_counts_as_built(
     binary.write_bytes(b"\x7fELF..." + native_init.source_marker() + b"\x00...")
     binary.chmod(0o644)
     assert not native_init.built()  # not executable
-
