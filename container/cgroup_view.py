@@ -39,7 +39,10 @@ from dataclasses import dataclass
 from juggler.container import syscalls as sc
 from juggler.container.cgroups import real_path
 
-_FLAGS = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+# The view's tmpfs and its read-only binds (container/native_init.py's plans
+# use the same).
+FLAGS = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+TMPFS_OPTIONS = "mode=755"
 
 
 @dataclass(frozen=True)
@@ -147,14 +150,14 @@ def mount(view: CgroupView | None, target: str) -> None:  # pragma: no cover - i
     if view is None:
         return
     if view.version == 2:
-        sc.mount("cgroup2", target, "cgroup2", sc.MS_RDONLY | _FLAGS)
+        sc.mount("cgroup2", target, "cgroup2", sc.MS_RDONLY | FLAGS)
         return
-    sc.mount("tmpfs", target, "tmpfs", _FLAGS, "mode=755")
+    sc.mount("tmpfs", target, "tmpfs", FLAGS, TMPFS_OPTIONS)
     for bind in view.binds:
         point = os.path.join(target, bind.name)
         os.mkdir(point)
         sc.mount(bind.source, point, None, sc.MS_BIND | sc.MS_REC)
-        sc.mount(None, point, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | _FLAGS)
+        sc.mount(None, point, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | FLAGS)
     for name, link in view.links:
         if not os.path.lexists(os.path.join(target, name)):
             os.symlink(link, os.path.join(target, name))

@@ -262,22 +262,19 @@ def _host_filesystem(p: _Plan, sandbox: Path, view: cgroup_view.CgroupView | Non
             p("bind_writable", "", os.path.join(host_view.TMP, host.sandbox_in_tmp))
         p("close_sandbox")
     p("makedirs", "/proc", 0o777)  # rootfs.mount_proc
-    p("mount", "proc", "/proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "")
+    p("mount", "proc", "/proc", "proc", rootfs.PROC_FLAGS, "")
     dev = str(sandbox / ".dev")  # rootfs.setup_host_dev, populate_dev
     p("makedirs", dev, 0o777)
-    p("mount", "tmpfs", dev, "tmpfs", sc.MS_NOSUID, "mode=755,size=65536k")
+    p("mount", "tmpfs", dev, "tmpfs", rootfs.DEV_FLAGS, rootfs.DEV_OPTIONS)
     for name, major, minor in rootfs.DEVICES:
         p("mknod", f"{dev}/{name}", major, minor)
     p("mkdir", f"{dev}/pts", 0o777)
-    p("mount", "devpts", f"{dev}/pts", "devpts", sc.MS_NOSUID | sc.MS_NOEXEC,
-      "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    p("mount", "devpts", f"{dev}/pts", "devpts", rootfs.PTS_FLAGS, rootfs.PTS_OPTIONS)
     p("symlink", "pts/ptmx", f"{dev}/ptmx")
     p("mkdir", f"{dev}/shm", 0o777)
-    p("mount", "shm", f"{dev}/shm", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
-      "mode=1777,size=65536k")
+    p("mount", "shm", f"{dev}/shm", "tmpfs", rootfs.SHM_FLAGS, rootfs.SHM_OPTIONS)
     p("mkdir", f"{dev}/mqueue", 0o777)
-    p("mount", "mqueue", f"{dev}/mqueue", "mqueue", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
-      "")
+    p("mount", "mqueue", f"{dev}/mqueue", "mqueue", rootfs.MQUEUE_FLAGS, "")
     for i, name in enumerate(("stdin", "stdout", "stderr")):
         p("symlink", f"/proc/self/fd/{i}", f"{dev}/{name}")
     p("symlink", "/proc/self/fd", f"{dev}/fd")
@@ -285,8 +282,8 @@ def _host_filesystem(p: _Plan, sandbox: Path, view: cgroup_view.CgroupView | Non
     staging = str(sandbox / ".cgroup")
     if view is not None:  # cgroup_view.mount (v1), built aside
         p("makedirs", staging, 0o777)
-        flags = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
-        p("mount", "tmpfs", staging, "tmpfs", flags, "mode=755")
+        flags = cgroup_view.FLAGS
+        p("mount", "tmpfs", staging, "tmpfs", flags, cgroup_view.TMPFS_OPTIONS)
         for bind in view.binds:
             point = os.path.join(staging, bind.name)
             p("mkdir", point, 0o777)

@@ -68,6 +68,16 @@ _THERMAL = "thermal_throttle"
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
+# The mounts of a container's /proc and /dev, as runc makes them for Docker:
+# flags and options (container/native_init.py's plans use the same).
+NO_SUID_DEV_EXEC = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+PROC_FLAGS = NO_SUID_DEV_EXEC
+DEV_FLAGS, DEV_OPTIONS = sc.MS_NOSUID, "mode=755,size=65536k"
+# Docker's: a new instance of ptys, of group tty (5).
+PTS_FLAGS, PTS_OPTIONS = sc.MS_NOSUID | sc.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"
+SHM_FLAGS, SHM_OPTIONS = NO_SUID_DEV_EXEC, "mode=1777,size=65536k"
+MQUEUE_FLAGS = NO_SUID_DEV_EXEC
+
 # statvfs f_flag bits that equal their MS_* mount flags; a read-only remount
 # of a bind must repeat them or the kernel may refuse (or clear them).
 _KEPT_FLAGS = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
@@ -93,7 +103,7 @@ def make_private() -> None:
 
 def mount_proc(target: str) -> None:
     os.makedirs(target, exist_ok=True)
-    sc.mount("proc", target, "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    sc.mount("proc", target, "proc", PROC_FLAGS)
 
 
 def mount_overlay(lower: str, sandbox: Path, layers: tuple[str, ...] = ()) -> str:
@@ -143,7 +153,7 @@ def setup_host_dev(sandbox: Path) -> None:
 
 def populate_dev(dev: str) -> None:
     os.makedirs(dev, exist_ok=True)
-    sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID, "mode=755,size=65536k")
+    sc.mount("tmpfs", dev, "tmpfs", DEV_FLAGS, DEV_OPTIONS)
     for name, major, minor in DEVICES:  # as runc makes them: mknod, 0666, root's
         target = os.path.join(dev, name)
         os.mknod(target, stat.S_IFCHR | 0o666, os.makedev(major, minor))
@@ -151,16 +161,14 @@ def populate_dev(dev: str) -> None:
         os.chown(target, 0, 0)
     pts = os.path.join(dev, "pts")
     os.mkdir(pts)
-    sc.mount("devpts", pts, "devpts", sc.MS_NOSUID | sc.MS_NOEXEC,
-             "newinstance,ptmxmode=0666,mode=0620,gid=5")  # Docker's: new ptys group tty
+    sc.mount("devpts", pts, "devpts", PTS_FLAGS, PTS_OPTIONS)
     os.symlink("pts/ptmx", os.path.join(dev, "ptmx"))
     shm = os.path.join(dev, "shm")
     os.mkdir(shm)
-    sc.mount("shm", shm, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
-             "mode=1777,size=65536k")
+    sc.mount("shm", shm, "tmpfs", SHM_FLAGS, SHM_OPTIONS)
     mqueue = os.path.join(dev, "mqueue")  # POSIX message queues of the ipc namespace
     os.mkdir(mqueue)
-    sc.mount("mqueue", mqueue, "mqueue", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    sc.mount("mqueue", mqueue, "mqueue", MQUEUE_FLAGS)
     for i, name in enumerate(("stdin", "stdout", "stderr")):
         os.symlink(f"/proc/self/fd/{i}", os.path.join(dev, name))
     os.symlink("/proc/self/fd", os.path.join(dev, "fd"))
