@@ -36,7 +36,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from juggler.common.sandbox_paths import META, SPEC, meta_dir
+from juggler.common.sandbox_paths import LOCK, META, SPEC, meta_dir
 from juggler.v1 import common_pb2, executor_pb2
 
 PID = "executor.pid"
@@ -121,13 +121,45 @@ def write_pid(sandbox: Path, pid: int) -> None:
 
 
 def live_executor(sandbox: Path) -> int | None:
-    """The executor's pid if that very process still runs."""
+    """The executor's pid if that very process still runs: the one
+    executor.pid names, else the one holding the task's executor.lock. An
+    agent killed between its launcher's fork and writing executor.pid left an
+    executor it never recorded, which runs the task all the same (the fault
+    campaign's seed 1 found it reported FAILED, its container killed, and the
+    executor left behind); it is recorded now. Raises OSError when
+    executor.pid cannot be written."""
     try:
         pid_text, start = (meta_dir(sandbox) / PID).read_text().split()
+        pid = int(pid_text)
     except (OSError, ValueError):
+        pid = 0
+    if pid and _start_time(pid) == start:
+        return pid
+    holder = lock_holder(sandbox)
+    if holder is None or holder == os.getpid() or _start_time(holder) is None:
         return None
-    pid = int(pid_text)
-    return pid if _start_time(pid) == start else None
+    write_pid(sandbox, holder)
+    return holder
+
+
+def lock_holder(sandbox: Path, locks: str = "/proc/locks") -> int | None:
+    """The pid of the process holding the task's executor.lock (an flock(2)
+    taken for the executor's life, executor/__main__.py), from the kernel's
+    table of locks (proc(5): `N: FLOCK ADVISORY WRITE <pid>
+    <major>:<minor>:<inode> 0 EOF`, major and minor in hex; a waiter's line
+    has `->` after N); None when no process holds it or there is no lock
+    file."""
+    try:
+        st = os.stat(meta_dir(sandbox) / LOCK)
+        table = Path(locks).read_text()
+    except OSError:
+        return None
+    file_id = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == file_id:
+            return int(fields[4])
+    return None
 
 
 def append_update(sandbox: Path, status: common_pb2.TaskStatus) -> None:

@@ -727,9 +727,19 @@ class Agent:
         if why is None:
             return True
         executor_link.REFUSED.inc()
+        # An executor of a task given up (one that outlived an agent that
+        # never recorded it) is told to stop, or it would call again forever;
+        # it is the only process such a message reaches.
+        unwanted = self.core.executor_unwanted(claimed)
         log.warning("executor link refused", peer_pid=peer.pid if peer else None,
                     peer_uid=peer.uid if peer else None, framework_id=claimed[0],
-                    task_id=claimed[1], claimed_pid=hello_pid, reason=why)
+                    task_id=claimed[1], claimed_pid=hello_pid, reason=why,
+                    told_to_shut_down=unwanted)
+        if unwanted:
+            writer.write(framing.encode(executor_pb2.AgentToExecutor(
+                shutdown=executor_pb2.AgentToExecutor.Shutdown())))
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
         return False
 
     async def _executor_connection(self, reader: asyncio.StreamReader,

@@ -135,6 +135,14 @@ class AgentState:
         return out
 
     # -- queries ----------------------------------------------------------------
+    def executor_unwanted(self, key: Key) -> bool:
+        """Whether an executor speaking for `key` is to shut down rather than
+        be refused and left to retry: this agent knows no such task, or saw
+        its executor end (Mesos's agent shuts down executors it does not
+        know). A task whose executor is still to start is not one."""
+        task = self.tasks.get(key)
+        return task is None or task.exited
+
     def cgroup_of(self, key: Key) -> str:
         """The cgroup a task launched now gets (a task already started keeps
         the one in its spec, whatever --cgroup-root is now: AgentTask.cgroup)."""

@@ -40,7 +40,9 @@ def test_agent_kill9_and_restart_keeps_tasks_and_delivers_updates(daemons: Daemo
     daemons.start_agent("a1", *agent_flags, resources="cpus:2;mem:1024;disk:1024")
     daemons.wait_agents(1)
     flag = host_dir / "finish-now"   # where the tasks see it: their /tmp is their own
-    steady = {"steady-1": f"sleep {marker()}", "steady-2": f"sleep {marker()}"}
+    steady = {"steady-1": f"sleep {marker()}", "steady-2": f"sleep {marker()}",
+              # its executor.pid is lost: the agent died before it wrote it
+              "unrecorded": f"sleep {marker()}"}
     orphaned = f"sleep {marker()}"
 
     async def body() -> None:
@@ -51,6 +53,7 @@ def test_agent_kill9_and_restart_keeps_tasks_and_delivers_updates(daemons: Daemo
                 task("finisher", 0.2, 32, "sh", "-c",
                      f"while [ ! -e {flag} ]; do sleep 0.05; done; echo done"),
                 task("orphan", 0.2, 32, "sh", "-c", f"exec {orphaned}"),
+                task("unrecorded", 0.2, 32, "sh", "-c", f"exec {steady['unrecorded']}"),
             ]
             offer = await c.offer(sum_resources(tasks))
             await c.fw.launch([offer.id], tasks)
@@ -68,6 +71,10 @@ def test_agent_kill9_and_restart_keeps_tasks_and_delivers_updates(daemons: Daemo
             orphan_pid = int((meta_dir(sandbox(daemons, fid, "orphan")) / "executor.pid")
                              .read_text().split()[0])
             os.kill(orphan_pid, signal.SIGKILL)
+            # An agent killed between its launcher's fork and writing executor.pid
+            # (the fault campaign's seed 1): the executor runs the task all the
+            # same, and the restarted agent finds it by its executor.lock.
+            (meta_dir(sandbox(daemons, fid, "unrecorded")) / "executor.pid").unlink()
             wait_for(lambda: not os.path.exists(f"/proc/{orphan_pid}/stat")
                      or " Z " in Path(f"/proc/{orphan_pid}/stat").read_text(), DEADLINE,
                      what="the executor to die")
@@ -84,13 +91,19 @@ def test_agent_kill9_and_restart_keeps_tasks_and_delivers_updates(daemons: Daemo
             assert {m: the_process(m) for m in before} == before
             daemons.wait_agents(1)
             await c.fw.reconcile()
-            for tid in ("steady-1", "steady-2"):
+            assert [s.state for s in c.history["unrecorded"]] == [S.TASK_RUNNING] * len(
+                c.history["unrecorded"])  # never reported FAILED
+            for tid in ("steady-1", "steady-2", "unrecorded"):
                 await wait_async(lambda tid=tid: any(
                     s.state == S.TASK_RUNNING and s.reason == common_pb2.REASON_RECONCILIATION
                     for s in c.history[tid]), DEADLINE, f"{tid} reconciled RUNNING")
                 await c.fw.kill(tid)
                 await c.until(tid, S.TASK_KILLED)
-            for tid in ("steady-1", "steady-2", "finisher", "orphan"):
+            executor_of_unrecorded = int((meta_dir(sandbox(daemons, fid, "unrecorded"))
+                                          / "executor.pid").read_text().split()[0])
+            await wait_async(lambda: not os.path.exists(f"/proc/{executor_of_unrecorded}"),
+                             DEADLINE, "the unrecorded task's executor to exit")
+            for tid in ("steady-1", "steady-2", "finisher", "orphan", "unrecorded"):
                 cgroup = open_cgroup(daemons.task_cgroup(fid, tid))
                 await wait_async(lambda cg=cgroup: not cg.exists(), DEADLINE,
                                  f"{tid}'s cgroup removed")

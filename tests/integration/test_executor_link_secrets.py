@@ -84,6 +84,13 @@ def test_forged_executor_link_is_refused_and_secrets_stay_secret(daemons: Daemon
                 assert answer == b""
             log = (daemons.work / "a1.log").read_text()
             assert log.count("executor link refused") == 2, log[-3000:]
+            # An executor of a task this agent does not know (one that outlived
+            # an agent that never recorded it) is told to shut down, not left to
+            # call again forever; one of a task it runs (above) is not.
+            answer = await asyncio.to_thread(_forge, sock_path, fid, "no-such-task",
+                                             os.getpid())
+            assert answer == framing.encode(executor_pb2.AgentToExecutor(
+                shutdown=executor_pb2.AgentToExecutor.Shutdown()))
             # The forged FINISHED was never applied: the task still runs.
             assert all(u.message != "forged" for u in c.history["keeper"])
             ch, op = daemons.operator()

@@ -134,3 +134,57 @@ def test_an_executor_takes_only_a_sandbox_of_its_agents_work_dir(tmp_path: Path)
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "not a task sandbox of the agent's work dir" in done.stderr
+
+
+HOLD_LOCK = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_an_executor_the_agent_never_recorded_is_found_by_its_lock(tmp_path: Path) -> None:
+    """An agent killed between its launcher's fork and writing executor.pid:
+    the executor runs the task and holds the task's executor.lock, and a
+    restarted agent finds it by that lock (and records it), instead of
+    reporting the task FAILED, killing its container and leaving the
+    executor behind (the fault campaign's seed 1)."""
+    sandbox = sandbox_of(tmp_path, "t1")
+    checkpoint.write_spec(sandbox, spec("t1"))
+    assert checkpoint.recover(tmp_path)[0].executor_pid is None  # no executor.pid, no lock
+    lock = meta_dir(sandbox) / "executor.lock"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lock)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        assert checkpoint.lock_holder(sandbox) == holder.pid
+        [rec] = checkpoint.recover(tmp_path)
+        assert rec.executor_pid == holder.pid
+        assert (meta_dir(sandbox) / "executor.pid").read_text().split()[0] == str(holder.pid)
+        # A stale executor.pid (a recycled or dead pid) is no obstacle either.
+        (meta_dir(sandbox) / "executor.pid").write_text("1 1\n")
+        assert checkpoint.recover(tmp_path)[0].executor_pid == holder.pid
+    finally:
+        holder.communicate("")
+    assert checkpoint.lock_holder(sandbox) is None
+    (meta_dir(sandbox) / "executor.pid").unlink()
+    assert checkpoint.recover(tmp_path)[0].executor_pid is None
+
+
+def test_the_lock_holder_is_read_as_proc_locks_writes_it(tmp_path: Path) -> None:
+    sandbox = sandbox_of(tmp_path, "t1")
+    checkpoint.write_spec(sandbox, spec("t1"))
+    lock = meta_dir(sandbox) / "executor.lock"
+    lock.touch()
+    st = lock.stat()
+    ident = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    table = tmp_path / "locks"
+    table.write_text(f"1: POSIX  ADVISORY  WRITE 11 {ident} 0 EOF\n"
+                     f"2: FLOCK  ADVISORY  WRITE 22 00:00:{st.st_ino} 0 EOF\n"
+                     f"2: -> FLOCK  ADVISORY  WRITE 33 {ident} 0 EOF\n"
+                     f"3: FLOCK  ADVISORY  WRITE 44 {ident} 0 EOF\n")
+    assert checkpoint.lock_holder(sandbox, str(table)) == 44
+    table.write_text("")
+    assert checkpoint.lock_holder(sandbox, str(table)) is None
