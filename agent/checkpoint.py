@@ -31,8 +31,11 @@ idempotent by uuid).
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,8 +129,8 @@ def live_executor(sandbox: Path) -> int | None:
     agent killed between its launcher's fork and writing executor.pid left an
     executor it never recorded, which runs the task all the same (the fault
     campaign's seed 1 found it reported FAILED, its container killed, and the
-    executor left behind); it is recorded now. Raises OSError when
-    executor.pid cannot be written."""
+    executor left behind); it is recorded now, where the file can be
+    written."""
     try:
         pid_text, start = (meta_dir(sandbox) / PID).read_text().split()
         pid = int(pid_text)
@@ -136,30 +139,47 @@ def live_executor(sandbox: Path) -> int | None:
     if pid and _start_time(pid) == start:
         return pid
     holder = lock_holder(sandbox)
-    if holder is None or holder == os.getpid() or _start_time(holder) is None:
+    if holder is None:
         return None
-    write_pid(sandbox, holder)
+    with contextlib.suppress(OSError):
+        write_pid(sandbox, holder)
     return holder
 
 
-def lock_holder(sandbox: Path, locks: str = "/proc/locks") -> int | None:
-    """The pid of the process holding the task's executor.lock (an flock(2)
-    taken for the executor's life, executor/__main__.py), from the kernel's
-    table of locks (proc(5): `N: FLOCK ADVISORY WRITE <pid>
-    <major>:<minor>:<inode> 0 EOF`, major and minor in hex; a waiter's line
-    has `->` after N); None when no process holds it or there is no lock
-    file."""
+# How long `lock_holder` waits for a holder to write its pid (it does so
+# right after it takes the lock): seconds, and between looks.
+HOLDER_PID_WAIT = 1.0
+_HOLDER_PID_POLL = 0.01
+
+
+def lock_holder(sandbox: Path) -> int | None:
+    """The live process holding the task's executor.lock (an flock(2) its
+    executor takes for its life, and writes its pid into:
+    executor/__main__.py), None when no process holds it. Probed by trying
+    the lock, which works on every filesystem and in every pid namespace
+    (/proc/locks names a btrfs subvolume's or an overlay's files by another
+    device than stat does)."""
     try:
-        st = os.stat(meta_dir(sandbox) / LOCK)
-        table = Path(locks).read_text()
+        fd = os.open(meta_dir(sandbox) / LOCK, os.O_RDWR | os.O_CLOEXEC)
     except OSError:
         return None
-    file_id = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    for line in table.splitlines():
-        fields = line.split()
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == file_id:
-            return int(fields[4])
-    return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass
+        else:
+            return None  # free (closing the fd lets it go again)
+        deadline = time.monotonic() + HOLDER_PID_WAIT
+        while True:
+            text = os.pread(fd, 32, 0).split()
+            if text and text[0].isdigit() and _start_time(int(text[0])) is not None:
+                return int(text[0])
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(_HOLDER_PID_POLL)
+    finally:
+        os.close(fd)
 
 
 def append_update(sandbox: Path, status: common_pb2.TaskStatus) -> None:

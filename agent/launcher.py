@@ -46,9 +46,11 @@ Invariants the fork relies on:
 
 `Launcher` (the agent's side) starts the zygote, restarts it when it dies, and
 raises `LauncherUnavailable` when it cannot serve, so the agent falls back to
-starting the executor as a plain subprocess. (Known gap: a zygote that dies
-between forking an executor and replying leaves the agent unaware of that
-executor, and the fallback starts a second one for the same task.)
+starting the executor as a plain subprocess. A zygote that dies between
+forking an executor and replying leaves that executor running the task: the
+fallback's executor finds the task's lock held and exits
+(EXIT_ANOTHER_EXECUTOR), and the agent watches the lock's holder instead
+(agent/server.py `_spawn`, agent/checkpoint.py `lock_holder`).
 """
 
 from __future__ import annotations

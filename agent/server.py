@@ -40,7 +40,7 @@ from juggler.agent.port_watch import PortWatch
 from juggler.agent.standby_stream import STANDBY_DELAY, StandbyStream, outgoing, standby_delay
 from juggler.agent.state import AgentState, AgentTask
 from juggler.agent.status_updates import FIRST_RETRY
-from juggler.common import batching, fdio, framing, ids, logs, servers, task_states
+from juggler.common import batching, fdio, framing, ids, logs, sandbox_paths, servers, task_states
 from juggler.common.access import AccessControl
 from juggler.common.clock import SystemClock
 from juggler.common.leader import LeaderFollower, backoff, from_standby, leader_of
@@ -597,7 +597,7 @@ class Agent:
         host-filesystem tasks must not see (container/host_view.py), and this
         agent's work dir: an executor takes only a sandbox of it
         (common/sandbox_paths.py)."""
-        from juggler.common import sandbox_paths, tls
+        from juggler.common import tls
         from juggler.container import host_view
 
         cfg = tls.current()
@@ -646,6 +646,17 @@ class Agent:
         LAUNCHED.inc()
         tlog.info("executor started", pid=process.pid, sandbox=str(sandbox))
         code = await process.wait()
+        if code == sandbox_paths.EXIT_ANOTHER_EXECUTOR:
+            # The launcher forked an executor before it failed to answer: that
+            # one runs the task and holds its lock. Watched as a recovered one.
+            holder = await asyncio.to_thread(checkpoint.lock_holder, sandbox)
+            if holder is not None:
+                with contextlib.suppress(OSError):
+                    checkpoint.write_pid(sandbox, holder)
+                await self._executor_started(key, holder)
+                tlog.info("the launcher's executor runs the task after all", pid=holder)
+                await self._watch_pid(key, holder)
+                return
         self._executor_gone(key, code)
 
     async def _watch_pid(self, key: Key, pid: int) -> None:

@@ -20,6 +20,8 @@ from pathlib import Path
 META = "meta"
 SPEC = "task.pb"
 LOCK = "executor.lock"
+# An executor's exit code when another one holds the task's LOCK.
+EXIT_ANOTHER_EXECUTOR = 3
 # The agent's work dir (resolved), in the environment of its launcher and
 # executors (agent/server.py): an executor takes only a sandbox of that dir.
 WORK_ENV = "JUGGLER_AGENT_WORK_DIR"

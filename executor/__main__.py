@@ -53,7 +53,7 @@ def run(sandbox: Path, meta: Path | None = None) -> int:
         return 2
     if not _sole_executor(meta):
         print(f"executor: another executor supervises {sandbox} already", file=sys.stderr)
-        return 3
+        return sandbox_paths.EXIT_ANOTHER_EXECUTOR
     return asyncio.run(Executor(sandbox, spec).run())
 
 
@@ -67,7 +67,8 @@ def _sole_executor(meta: Path) -> bool:
     it from the container). One
     executor per task: a launcher that forks late (it was stopped while the
     agent gave up on it and started a fresh executor) must not run the task a
-    second time."""
+    second time. Its pid goes into the file, for an agent that never
+    recorded this executor (agent/checkpoint.py `lock_holder`)."""
     import fcntl
 
     from juggler.common.sandbox_paths import LOCK
@@ -79,6 +80,8 @@ def _sole_executor(meta: Path) -> bool:
     except OSError:
         os.close(fd)
         return False
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _LOCK_FD = fd
     return True
 

@@ -134,6 +134,7 @@ class Executor:
             self._signal_pid1(message.signal.signal)
         elif kind == "shutdown":
             self.log.info("shutdown requested by the agent")
+            self.kill_requested = True  # one not launched yet never is
             if self.container_pid and not self._exited:
                 self._kill_now()
             self._done.set()

@@ -136,13 +136,32 @@ def test_an_executor_takes_only_a_sandbox_of_its_agents_work_dir(tmp_path: Path)
     assert "not a task sandbox of the agent's work dir" in done.stderr
 
 
+
+# Takes the lock as an executor does (executor/__main__.py): flock, then its
+# pid into the file (unless told not to).
 HOLD_LOCK = """
 import fcntl, os, sys
 fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
 fcntl.flock(fd, fcntl.LOCK_EX)
+if sys.argv[2] == "write":
+    os.pwrite(fd, f"{os.getpid()}\\n".encode(), 0)
 print("locked", flush=True)
 sys.stdin.read()
 """
+
+
+def hold_lock(lock: Path, write_pid: bool = True) -> subprocess.Popen[str]:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lock),
+                               "write" if write_pid else "no"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+    return holder
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
 
 
 def test_an_executor_the_agent_never_recorded_is_found_by_its_lock(tmp_path: Path) -> None:
@@ -155,36 +174,34 @@ def test_an_executor_the_agent_never_recorded_is_found_by_its_lock(tmp_path: Pat
     checkpoint.write_spec(sandbox, spec("t1"))
     assert checkpoint.recover(tmp_path)[0].executor_pid is None  # no executor.pid, no lock
     lock = meta_dir(sandbox) / "executor.lock"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lock)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = hold_lock(lock)
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
         assert checkpoint.lock_holder(sandbox) == holder.pid
         [rec] = checkpoint.recover(tmp_path)
         assert rec.executor_pid == holder.pid
         assert (meta_dir(sandbox) / "executor.pid").read_text().split()[0] == str(holder.pid)
-        # A stale executor.pid (a recycled or dead pid) is no obstacle either.
-        (meta_dir(sandbox) / "executor.pid").write_text("1 1\n")
+        # A stale executor.pid (a process that is gone) is no obstacle either.
+        (meta_dir(sandbox) / "executor.pid").write_text(f"{dead_pid()} 0\n")
         assert checkpoint.recover(tmp_path)[0].executor_pid == holder.pid
     finally:
         holder.communicate("")
-    assert checkpoint.lock_holder(sandbox) is None
+    # Free again (the holder's pid is still in the file): no executor.
     (meta_dir(sandbox) / "executor.pid").unlink()
+    assert checkpoint.lock_holder(sandbox) is None
     assert checkpoint.recover(tmp_path)[0].executor_pid is None
 
 
-def test_the_lock_holder_is_read_as_proc_locks_writes_it(tmp_path: Path) -> None:
+def test_a_holder_that_names_no_live_process_is_no_executor(tmp_path: Path,
+                                                            monkeypatch) -> None:
+    """A lock held by a process that wrote no pid (yet) is waited for
+    HOLDER_PID_WAIT, then not taken for an executor."""
+    monkeypatch.setattr(checkpoint, "HOLDER_PID_WAIT", 0.05)
     sandbox = sandbox_of(tmp_path, "t1")
     checkpoint.write_spec(sandbox, spec("t1"))
     lock = meta_dir(sandbox) / "executor.lock"
-    lock.touch()
-    st = lock.stat()
-    ident = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    table = tmp_path / "locks"
-    table.write_text(f"1: POSIX  ADVISORY  WRITE 11 {ident} 0 EOF\n"
-                     f"2: FLOCK  ADVISORY  WRITE 22 00:00:{st.st_ino} 0 EOF\n"
-                     f"2: -> FLOCK  ADVISORY  WRITE 33 {ident} 0 EOF\n"
-                     f"3: FLOCK  ADVISORY  WRITE 44 {ident} 0 EOF\n")
-    assert checkpoint.lock_holder(sandbox, str(table)) == 44
-    table.write_text("")
-    assert checkpoint.lock_holder(sandbox, str(table)) is None
+    lock.write_text(f"{dead_pid()}\n")  # an earlier executor's
+    holder = hold_lock(lock, write_pid=False)
+    try:
+        assert checkpoint.lock_holder(sandbox) is None
+    finally:
+        holder.communicate("")
