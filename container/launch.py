@@ -219,8 +219,14 @@ def start(spec: ContainerSpec, sandbox: Path, add_to_cgroup, stdio=None,
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         raise
-    os.write(sync_w, b"go")
-    os.close(sync_w)
+    try:
+        os.write(sync_w, b"go")
+    except BrokenPipeError:
+        # The child failed a step before it waited for "go" (an ulimit above
+        # the kernel's, say) and exited: its error pipe says which.
+        pass
+    finally:
+        os.close(sync_w)
     return Started(pid=pid, error_fd=err_r, init="python" if steps is None else "juggler-init")
 
 
