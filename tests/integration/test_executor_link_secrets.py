@@ -6,6 +6,7 @@ reach the task but no state view and no log line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import stat
@@ -42,13 +43,15 @@ def _forge(sock_path: Path, framework_id: str, task_id: str, claimed_pid: int) -
             hello=executor_pb2.ExecutorMessage.Hello(framework_id=framework_id,
                                                      task_id=task_id, pid=claimed_pid))))
         received = b""
-        try:
+        # Closed already, as the hello was read: refused as well.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             s.sendall(framing.encode(executor_pb2.ExecutorMessage(
                 update=executor_pb2.ExecutorMessage.Update(status=status))))
+        # What the agent wrote before it closed is read either way (a unix
+        # socket gives queued data before the end or the peer's reset).
+        with contextlib.suppress(ConnectionResetError):
             while chunk := s.recv(65536):  # the agent closes a refused link: EOF
                 received += chunk
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # closed already, as the hello was read: refused as well
         return received
 
 
