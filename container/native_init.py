@@ -46,7 +46,8 @@ from juggler.container import syscalls as sc
 from juggler.container.process import ProcessSpec
 from juggler.container.spec import ContainerSpec
 
-__all__ = ["BINARY", "ENGINE_ENV", "build", "built", "enabled", "plan", "source_marker", "spawn"]
+__all__ = ["BINARY", "ENGINE_ENV", "build", "built", "built_from", "enabled", "plan",
+           "source_marker", "spawn"]
 
 SOURCE = Path(__file__).resolve().parent / "native" / "init.c"
 BINARY = SOURCE.with_name("juggler-init")
@@ -59,11 +60,20 @@ PLAN_FD, ERR_FD, SYNC_FD, STDIO_FD, NETNS_FD, JOIN_FD = 3, 4, 5, 6, 9, 10
 _HIGH_FD = 100
 
 
-def source_marker() -> bytes:
-    """The string a juggler-init built from the current init.c carries (its
-    source's SHA-256; init.c's `source_digest`). Raises OSError."""
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()
-    return f"juggler-init source sha256 {digest}".encode()
+def _source_digest(source: Path | None = None) -> str:
+    """`source`'s (init.c's by default) SHA-256, hex. Raises OSError."""
+    return hashlib.sha256((source or SOURCE).read_bytes()).hexdigest()
+
+
+def source_marker(source: Path | None = None) -> bytes:
+    """The string a juggler-init built from `source` (init.c by default)
+    carries (its SHA-256; init.c's `source_digest`). Raises OSError."""
+    return f"juggler-init source sha256 {_source_digest(source)}".encode()
+
+
+def built_from(binary: Path, source: Path) -> bool:
+    """`binary` is executable and carries `source`'s marker. Raises OSError."""
+    return os.access(binary, os.X_OK) and source_marker(source) in binary.read_bytes()
 
 
 def build(compiler: str = "gcc") -> Path:
@@ -78,8 +88,7 @@ def build(compiler: str = "gcc") -> Path:
     # Built aside and renamed over: an executor starting it meanwhile gets
     # the old program or the new one, never a half-written file.
     aside = BINARY.with_name(BINARY.name + ".new")
-    digest = source_marker().rsplit(b" ", 1)[1].decode()
-    command = [compiler, "-O2", "-Wall", f'-DJUGGLER_INIT_SOURCE_SHA256="{digest}"',
+    command = [compiler, "-O2", "-Wall", f'-DJUGGLER_INIT_SOURCE_SHA256="{_source_digest()}"',
                "-o", str(aside), str(SOURCE)]
     if subprocess.run([*command, "-static"], stderr=subprocess.DEVNULL).returncode != 0:
         subprocess.run(command, check=True)
@@ -94,7 +103,7 @@ def built() -> bool:
     by pip (the Docker image's, with a binary scripts/setup built) is
     checked the same way, whatever the files' times."""
     try:
-        return os.access(BINARY, os.X_OK) and source_marker() in BINARY.read_bytes()
+        return built_from(BINARY, SOURCE)
     except OSError:
         return False
 

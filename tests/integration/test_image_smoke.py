@@ -13,7 +13,6 @@ Without it every test here is skipped, saying so.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -29,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from juggler.container import cgroups
+from juggler.container import cgroups, native_init
 from juggler.testing import dockerfile
 from juggler.testing.runc_containers import Runc, container_config, image_config
 from tests.conftest import free_ports, wait_for
@@ -160,9 +159,8 @@ def _image_has_juggler_init(image: Image) -> bool:
     for native in image.rootfs.glob(
             "opt/juggler/lib/python3*/site-packages/juggler/container/native"):
         program, source = native / "juggler-init", native / "init.c"
-        if program.is_file() and os.access(program, os.X_OK) and source.is_file():
-            digest = hashlib.sha256(source.read_bytes()).hexdigest()
-            return f"juggler-init source sha256 {digest}".encode() in program.read_bytes()
+        if program.is_file() and source.is_file():
+            return native_init.built_from(program, source)
     return False
 
 
