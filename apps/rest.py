@@ -87,7 +87,13 @@ from juggler.apps.rest_deployments import (
 from juggler.apps.rest_events import HEARTBEAT, STREAMS, _end_streams, event_stream
 from juggler.apps.rest_groups import create_group, delete_group, get_group, update_group
 from juggler.apps.rest_instance import get_info, get_leader, get_metrics, ping
-from juggler.apps.rest_proxy import _leader_only, _mark_leader, _proxy_session
+from juggler.apps.rest_proxy import (
+    HOLD,
+    LEADER_HOLD,
+    _leader_only,
+    _mark_leader,
+    _proxy_session,
+)
 from juggler.common import logs, tls
 from juggler.store.interface import StoreError
 
@@ -130,10 +136,13 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 def make_app(backend: Backend, *, heartbeat_seconds: float = HEARTBEAT_SECONDS,
              client_max_size: int = 16 * 1024 * 1024, docker: bool = False,
-             access: HttpAccess | None = None) -> web.Application:
+             access: HttpAccess | None = None,
+             leader_hold: float = LEADER_HOLD) -> web.Application:
     """The REST API as an aiohttp application over `backend`; with `docker`,
     the Docker Engine API too (the backend is then an AppsService); with
-    `access`, principals and access rules on both (apps/rest_access.py)."""
+    `access`, principals and access rules on both (apps/rest_access.py).
+    `leader_hold`: seconds a request waits for a leader while none is known
+    (rest_proxy.py)."""
     app = web.Application(middlewares=[access_middleware, _errors, _leader_only],
                           client_max_size=client_max_size)
     app[BACKEND] = backend
@@ -141,6 +150,7 @@ def make_app(backend: Backend, *, heartbeat_seconds: float = HEARTBEAT_SECONDS,
         app[ACCESS] = access
     app[STREAMS] = set()
     app[HEARTBEAT] = float(heartbeat_seconds)
+    app[HOLD] = float(leader_hold)
     r = app.router
     r.add_get("/ping", ping)
     r.add_get("/metrics", get_metrics)
@@ -179,12 +189,13 @@ def make_app(backend: Backend, *, heartbeat_seconds: float = HEARTBEAT_SECONDS,
 async def serve(backend: Backend, host: str, port: int, *,
                 heartbeat_seconds: float = HEARTBEAT_SECONDS,
                 docker: bool = False,
-                access: HttpAccess | None = None) -> tuple[web.AppRunner, int]:
+                access: HttpAccess | None = None,
+                leader_hold: float = LEADER_HOLD) -> tuple[web.AppRunner, int]:
     """Serve the API on host:port (0: any free port). Returns the runner (stop
     it with `await runner.cleanup()`) and the port bound. Raises OSError when
     the port is taken."""
     runner = web.AppRunner(make_app(backend, heartbeat_seconds=heartbeat_seconds,
-                                    docker=docker, access=access),
+                                    docker=docker, access=access, leader_hold=leader_hold),
                            access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     # HTTPS when the service has TLS (client certificates verified when

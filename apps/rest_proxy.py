@@ -5,9 +5,19 @@ Standbys (`backend.leading` False) answer /ping, /v2/leader, /v2/info and
 /metrics themselves and proxy every other request to the leader (same
 method, path, query and body; the leader's status, body and Location /
 Marathon-Deployment-Id headers back; /v2/events streamed through), as
-Marathon's standbys do; 503 {"message": "no leader"} when there is none. A
-request that already went through a proxy (X-Marathon-Via) is not proxied
-again. The leader marks its answers with X-Marathon-Leader.
+Marathon's standbys do. A request that already went through a proxy
+(X-Marathon-Via) is not proxied again. The leader marks its answers with
+X-Marathon-Leader.
+
+While no instance leads (an election under way, a leader still taking over,
+a leader that lost its lease and answered a proxied request unmarked), a
+request is held for up to `LEADER_HOLD` seconds, re-checking, and then
+answered 503 {"message": "no leader"}: an election of a second or two is a
+pause, not a failure, to clients that do not retry (the docker SDK,
+Marathon's clients), as Nomad and Consul hold RPCs while they elect
+(`rpc_hold_timeout`, 5 s in Nomad and 7 s in Consul). Only what the leader
+cannot have acted on is sent again: a request whose connection was never
+made, or answered 503 by an instance that did not mark itself leader.
 
 Under access rules (apps/rest_access.py), a standby with TLS presents its
 own `apps` certificate and names the caller it has authenticated in
@@ -18,6 +28,7 @@ the standby filters it too, while Docker's other calls and /v2/events stream.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -34,6 +45,8 @@ LEADER_HEADER = "X-Marathon-Leader"
 # Paths a standby answers itself.
 LOCAL_PATHS = frozenset({"/ping", "/v2/leader", "/v2/info", "/metrics"})
 PROXY_TIMEOUT = 60.0     # a proxied request (not /v2/events) waits this long for the leader
+LEADER_HOLD = 5.0        # seconds a request waits for a leader (Nomad's rpc_hold_timeout)
+HOLD_POLL = (0.02, 0.25)  # first and longest pause between looks for a leader (seconds)
 # Headers of a proxied answer that are passed back.
 PASSED_BACK = ("Content-Type", "Location", DEPLOYMENT_HEADER, LEADER_HEADER, "Cache-Control",
                "WWW-Authenticate")
@@ -41,11 +54,22 @@ HOP_BY_HOP = frozenset(h.lower() for h in (
     "Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive",
     "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer", "Upgrade"))
 SESSION = web.AppKey("proxy_session", aiohttp.ClientSession)
+HOLD = web.AppKey("leader_hold", float)
+
+
+class _NotLed(Exception):
+    """The request reached no leader and was not acted on: send it again."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 async def _proxy(request: web.Request, leader: str) -> web.StreamResponse:
     """The request, sent to the leader; its answer, sent back (streamed for
-    /v2/events)."""
+    /v2/events). Raises _NotLed when the leader cannot have acted on it (no
+    connection made; a 503 from an instance not leading), Reply 503 when the
+    leader was reached and then failed to answer."""
     backend = _backend(request)
     session = request.app[SESSION]
     whole = bool(request.get(WHOLE))
@@ -67,6 +91,8 @@ async def _proxy(request: web.Request, leader: str) -> web.StreamResponse:
     try:
         async with session.request(request.method, url, headers=headers, data=body or None,
                                    timeout=timeout, allow_redirects=False) as up:
+            if up.status == 503 and LEADER_HEADER not in up.headers:
+                raise _NotLed(f"the instance at {leader} does not lead now")
             back = {k: up.headers[k] for k in PASSED_BACK if k in up.headers}
             if up.headers.get("Content-Encoding"):
                 back["Content-Encoding"] = up.headers["Content-Encoding"]
@@ -78,6 +104,9 @@ async def _proxy(request: web.Request, leader: str) -> web.StreamResponse:
                 async for chunk in up.content.iter_any():
                     await resp.write(chunk)
             return resp
+    except aiohttp.ClientConnectorError as e:   # never sent
+        raise _NotLed(f"the leader at {leader} cannot be reached "
+                      f"({type(e).__name__}: {e})") from None
     except (aiohttp.ClientError, TimeoutError) as e:
         raise Reply(503, {"message": f"no leader: the leader at {leader} cannot be reached "
                           f"({type(e).__name__}: {e})"}) from None
@@ -88,11 +117,27 @@ async def _leader_only(request: web.Request, handler: Handler) -> web.StreamResp
     backend = _backend(request)
     if backend.leading or request.path in LOCAL_PATHS:
         return await handler(request)
-    leader = backend.leader_url()
-    if not leader or leader.rstrip("/") == (backend.url or "").rstrip("/") or \
-            VIA_HEADER in request.headers:
+    if VIA_HEADER in request.headers:   # its sender holds it and looks again
         raise Reply(503, {"message": "no leader"})
-    return await _proxy(request, leader)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + request.app.get(HOLD, LEADER_HOLD)
+    pause, reason = HOLD_POLL[0], ""
+    while True:
+        if backend.leading:
+            return await handler(request)
+        leader = backend.leader_url()
+        if leader and leader.rstrip("/") != (backend.url or "").rstrip("/"):  # never to itself
+            try:
+                return await _proxy(request, leader)
+            except _NotLed as e:
+                reason = e.reason
+        if loop.time() + pause > deadline:
+            body = {"message": "no leader"}
+            if reason:
+                body["message"] = f"no leader: {reason}"
+            raise Reply(503, body)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, HOLD_POLL[1])
 
 
 async def _mark_leader(request: web.Request, response: web.StreamResponse) -> None:

@@ -877,7 +877,7 @@ async def test_a_standby_proxies_to_the_leader_and_answers_about_itself() -> Non
     async with served(leader) as leader_url:
         standby = CoreBackend(leading=False, leader=leader_url)
         standby.url = "http://127.0.0.1:8081"
-        async with rest_client(standby) as (_, client):
+        async with rest_client(standby, leader_hold=0.1) as (_, client):
             r = await client.post("/v2/apps", json=WEB)
             assert r.status == 201
             assert r.headers["Location"].startswith(leader_url)
@@ -908,6 +908,41 @@ async def test_a_standby_proxies_to_the_leader_and_answers_about_itself() -> Non
             standby.leader = standby.url        # never to itself
             r = await client.get("/v2/apps")
             assert r.status == 503
+
+
+@run
+async def test_a_standby_holds_a_request_while_no_leader_is_known() -> None:
+    """An election under way is a pause: the request waits (up to the hold)
+    for a leader and is answered by it; a request the old leader refused
+    unmarked (it lost its lease) is sent again to the new one; nothing the
+    leader may have acted on is sent twice."""
+    old, new = CoreBackend(leading=False), CoreBackend()
+    async with served(old) as old_url, served(new) as new_url:
+        standby = CoreBackend(leading=False, leader=None)
+        standby.url = "http://127.0.0.1:8081"
+        async with rest_client(standby, leader_hold=30) as (_, client):
+            async def elect(after: float, url: str) -> None:
+                await asyncio.sleep(after)
+                standby.leader = url
+
+            elected = asyncio.create_task(elect(0.3, new_url))
+            r = await client.post("/v2/apps", json=WEB)     # no leader known yet
+            assert r.status == 201 and r.headers["X-Marathon-Leader"] == new_url
+            assert elected.done() and new.state.known("/prod/web")
+
+            standby.leader = old_url                         # lost its lease: answers unmarked
+            moved = asyncio.create_task(elect(0.3, new_url))
+            r = await client.put("/v2/apps/prod/web?force=true", json={"instances": 3})
+            assert r.status == 200 and moved.done()
+            assert new.state.apps["/prod/web"].current.app.instances == 3
+            assert not old.state.known("/prod/web")
+
+        async with rest_client(standby, leader_hold=0.3) as (_, client):
+            standby.leader = old_url                         # and no other comes
+            r = await client.get("/v2/apps")
+            assert r.status == 503
+            assert (await r.json())["message"] == \
+                f"no leader: the instance at {old_url} does not lead now"
 
 
 async def _data_line(resp: Any) -> str:
