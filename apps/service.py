@@ -640,7 +640,7 @@ class AppsService(ContainerRequests):
             elif isinstance(cmd, Launch):
                 launches.append(cmd)
             elif isinstance(cmd, Revive):
-                self.state.suppressed = False   # the apps' core decides suppression again
+                self.state.revived()   # the apps' core decides suppression again
                 calls.append(cmd)
             else:
                 calls.append(cmd)

@@ -78,6 +78,12 @@ REFUSE_IDLE = 120.0
 # Ended deployments remembered for GET /v2/deployments/{id}.
 ENDED_KEPT = 100
 REFUSE_UNFIT = 5.0
+# While something waits for offers, Revive again this often (seconds). One
+# Revive is one message: a master failover, a refusal filter that reached the
+# master just after it, or a call cut off can each leave offers filtered for
+# REFUSE_IDLE while a run waits. Marathon repeats its revives for the same
+# reason (--revive_offers_repetitions, --min_revive_offers_interval 5000 ms).
+REVIVE_AGAIN = 5.0
 
 TASK_STATE_NAMES = {s: common_pb2.TaskState.Name(s) for s in common_pb2.TaskState.values()}
 
@@ -168,6 +174,7 @@ class AppsState:
         # Whether the master was told to suppress offers: None when it was told
         # nothing yet (a new subscription: the next decision says either way).
         self.suppressed: bool | None = None
+        self.revived_at = float("-inf")   # clock.now() of the last Revive sent
         self.reconciling = False   # until the master answered: decline every offer
         self._last_version = 0.0
         # Offers an app with instances to launch could not use, by reason, ever.
@@ -724,14 +731,22 @@ class AppsState:
             or self.others_want()
         if self.reconciling:
             return
-        if wants and self.suppressed is not False:
+        if wants and (self.suppressed is not False or now >= self.revived_at + REVIVE_AGAIN):
             # Revive also clears the filters of offers declined meanwhile
-            # (while reconciling, or when nothing was waiting).
-            self.suppressed = False
+            # (while reconciling, or when nothing was waiting); sent again
+            # every REVIVE_AGAIN while anything waits.
+            self.revived()
             self._out.append(Revive())
         elif not wants and self.suppressed is not True:
             self.suppressed = True
             self._out.append(Suppress())
+
+    def revived(self) -> None:
+        """A Revive goes to the master now (this core's, or another's of the
+        same framework): offers are not suppressed, and the next one is due
+        REVIVE_AGAIN from now while anything waits."""
+        self.suppressed = False
+        self.revived_at = self.clock.now()
 
     def next_wakeup(self) -> float | None:
         """The monotonic time at which a backoff delay ends (the shell calls

@@ -704,3 +704,41 @@ def test_an_instance_of_an_app_that_no_longer_exists_is_killed_after_recovery() 
     fresh.recover({}, [Instance.from_record(inst.record())], [])
     cmds = fresh.reconciled({inst.id: pb.TaskStatus(task_id=inst.id, state=pb.TASK_RUNNING)})
     assert [c for c in cmds if isinstance(c, Kill) and c.task_id == inst.id]
+
+
+def test_a_revive_is_sent_again_while_something_waits() -> None:
+    """One Revive is one message; a refusal filter that reached the master
+    after it (or a failover) would keep offers away for REFUSE_IDLE while an
+    instance waits. So it is sent again every REVIVE_AGAIN seconds while
+    anything waits, and not once nothing does."""
+    from juggler.apps.state import REFUSE_IDLE, REVIVE_AGAIN
+
+    sim = Sim(agents=1)
+    sim.deploy(app(instances=1))
+    assert isinstance(sim.log[-1], Revive)
+    sim.log.clear()
+    sim.tick(REVIVE_AGAIN - 1)
+    assert not [c for c in sim.log if isinstance(c, Revive)]
+    sim.tick(1)
+    assert [c for c in sim.log if isinstance(c, Revive)], "still waiting: revived again"
+    assert REVIVE_AGAIN < REFUSE_IDLE
+
+    sim.log.clear()
+    sim.offer()                         # it launches: nothing waits any more
+    assert len(sim.live()) == 1
+    sim.tick(10 * REVIVE_AGAIN)
+    revives = [c for c in sim.log if isinstance(c, Revive | Suppress)]
+    assert revives and all(isinstance(c, Suppress) for c in revives)
+
+    waiting = [True]                    # another core of the framework (containers) waits
+    sim.core.others_want = lambda: waiting[0]
+    sim.log.clear()
+    sim.tick(1)
+    sim.core.revived()                  # that core's own Revive, sent by the shell
+    sim.tick(REVIVE_AGAIN - 1)
+    assert [type(c) for c in sim.log if isinstance(c, Revive | Suppress)] == [Revive]
+    sim.tick(1)
+    assert [type(c) for c in sim.log if isinstance(c, Revive | Suppress)] == [Revive, Revive]
+    waiting[0] = False
+    sim.tick(REVIVE_AGAIN)
+    assert isinstance([c for c in sim.log if isinstance(c, Revive | Suppress)][-1], Suppress)
