@@ -80,6 +80,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
+GRPC_CORE_INTERNAL = "Internal error from Core"
+
+
+def dropped_by_grpc(error: grpc.aio.AioRpcError) -> bool:
+    """Whether a stream's error is grpc aio's own INTERNAL, not the agent's:
+    a write of the client that crossed the end of the call replaces the
+    agent's status with it (grpc/grpc#36066). The stream is as good as
+    dropped: what it did not deliver is in the run's logs."""
+    return (error.code() == grpc.StatusCode.INTERNAL
+            and (error.details() or "") == GRPC_CORE_INTERNAL)
+
+
 async def attach(address: str, task_id: str, framework_id: str, *, tty: bool,
                  stdin: bool = True, logs: bool = False, detach_keys: bool = True,
                  keys: bytes = terminal.DETACH_KEYS,

@@ -275,7 +275,7 @@ class _Session:
         return work.result()
 
     async def _relay(self, target: Target, interactive: bool, tty: bool) -> int | None:
-        from juggler.cli.attach import OutputLost, ReaderGone, Written, attach
+        from juggler.cli.attach import OutputLost, ReaderGone, Written, attach, dropped_by_grpc
         from juggler.cli.terminal import StreamEnded
 
         written = Written()
@@ -287,7 +287,8 @@ class _Session:
                                     logs=True, detach_keys=True, written=written)
             except grpc.aio.AioRpcError as e:
                 if e.code() not in (grpc.StatusCode.FAILED_PRECONDITION,  # it ended already
-                                    grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
+                                    grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE) \
+                        and not dropped_by_grpc(e):
                     self._say(f"cannot attach to the container on {target.agent_address}: "
                               f"{e.details()}")
             except StreamEnded:

@@ -337,7 +337,7 @@ class Runner:
         (-t/-i: follow its logs from there); once the task no longer runs,
         what its logs keep from there. Bytes rotated away before they were
         written here fail the run (`output_lost`)."""
-        from juggler.cli.attach import OutputLost, ReaderGone, Written, attach
+        from juggler.cli.attach import OutputLost, ReaderGone, Written, attach, dropped_by_grpc
         from juggler.cli.logs import copy_output
         from juggler.cli.terminal import StreamEnded
 
@@ -374,9 +374,10 @@ class Runner:
                         # Input is read once: -t/-i follow the logs from here on.
                         attaching = not (self.args.tty or self.args.interactive)
                         continue
-                    if attaching and code in (grpc.StatusCode.FAILED_PRECONDITION,
-                                              grpc.StatusCode.NOT_FOUND,
-                                              grpc.StatusCode.UNAVAILABLE):
+                    if attaching and (code in (grpc.StatusCode.FAILED_PRECONDITION,
+                                               grpc.StatusCode.NOT_FOUND,
+                                               grpc.StatusCode.UNAVAILABLE)
+                                      or dropped_by_grpc(e)):
                         attaching = False  # it no longer runs: what its logs keep
                         continue
                     if code == grpc.StatusCode.NOT_FOUND and self.final is not None:

@@ -22,6 +22,8 @@ import threading
 import tty
 from collections.abc import Callable, Iterator
 
+import grpc
+
 from juggler.common.detach_keys import DETACH_KEYS
 from juggler.common.detach_keys import DetachScanner as DetachKeys
 from juggler.container import console
@@ -133,6 +135,13 @@ async def relay(open_call, first, wrap: Wrap, *, tty: bool, interactive: bool,  
                 sys.stderr.flush()
             elif kind == "exit_code":
                 code = message.exit_code
+    except grpc.aio.AioRpcError:
+        # The exit code is the stream's last message: the answer is whole.
+        # A status after it is grpc aio's own (a write of ours that crossed
+        # the agent's end is reported INTERNAL over the agent's OK,
+        # grpc/grpc#36066), and changes nothing.
+        if code is None:
+            raise
     finally:
         with contextlib.suppress(ValueError, RuntimeError):
             loop.remove_signal_handler(signal.SIGWINCH)
