@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from juggler.common.sandbox_paths import LOCK, META, SPEC, meta_dir
+from juggler.common.sandbox_paths import GIVEN_UP, LOCK, META, SPEC, meta_dir
 from juggler.v1 import common_pb2, executor_pb2
 
 PID = "executor.pid"
@@ -138,7 +138,7 @@ def live_executor(sandbox: Path) -> int | None:
         pid = 0
     if pid and _start_time(pid) == start:
         return pid
-    holder = lock_holder(sandbox)
+    holder = holder_or_give_up(sandbox)
     if holder is None:
         return None
     with contextlib.suppress(OSError):
@@ -152,16 +152,26 @@ HOLDER_PID_WAIT = 1.0
 _HOLDER_PID_POLL = 0.01
 
 
-def lock_holder(sandbox: Path) -> int | None:
+def lock_holder(sandbox: Path, give_up: bool = False) -> int | None:
     """The live process holding the task's executor.lock (an flock(2) its
     executor takes for its life, and writes its pid into:
     executor/__main__.py), None when no process holds it. Probed by trying
     the lock, which works on every filesystem and in every pid namespace
     (/proc/locks names a btrfs subvolume's or an overlay's files by another
-    device than stat does)."""
+    device than stat does).
+
+    With `give_up` (the agent will report the task ended when no process
+    holds the lock), a free lock is marked `GIVEN_UP` while this holds it,
+    the file made if need be: an executor that reaches the lock later (its
+    launcher forked it before the agent died, and it was stopped until
+    now) finds the mark and exits without running the task. Raises OSError
+    when the mark cannot be written."""
+    flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if give_up else 0)
     try:
-        fd = os.open(meta_dir(sandbox) / LOCK, os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(meta_dir(sandbox) / LOCK, flags, 0o600)
     except OSError:
+        if give_up:
+            raise
         return None
     try:
         try:
@@ -169,6 +179,9 @@ def lock_holder(sandbox: Path) -> int | None:
         except BlockingIOError:
             pass
         else:
+            if give_up:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, GIVEN_UP, 0)
             return None  # free (closing the fd lets it go again)
         deadline = time.monotonic() + HOLDER_PID_WAIT
         while True:
@@ -180,6 +193,16 @@ def lock_holder(sandbox: Path) -> int | None:
             time.sleep(_HOLDER_PID_POLL)
     finally:
         os.close(fd)
+
+
+def holder_or_give_up(sandbox: Path) -> int | None:
+    """`lock_holder` for an agent about to report the task ended when no
+    process holds the lock: a free lock is marked given up (where the mark
+    cannot be written, the task is given up all the same)."""
+    try:
+        return lock_holder(sandbox, give_up=True)
+    except OSError:
+        return lock_holder(sandbox)
 
 
 def append_update(sandbox: Path, status: common_pb2.TaskStatus) -> None:

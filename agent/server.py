@@ -649,7 +649,7 @@ class Agent:
         if code == sandbox_paths.EXIT_ANOTHER_EXECUTOR:
             # The launcher forked an executor before it failed to answer: that
             # one runs the task and holds its lock. Watched as a recovered one.
-            holder = await asyncio.to_thread(checkpoint.lock_holder, sandbox)
+            holder = await asyncio.to_thread(checkpoint.holder_or_give_up, sandbox)
             if holder is not None:
                 with contextlib.suppress(OSError):
                     checkpoint.write_pid(sandbox, holder)

@@ -22,6 +22,12 @@ SPEC = "task.pb"
 LOCK = "executor.lock"
 # An executor's exit code when another one holds the task's LOCK.
 EXIT_ANOTHER_EXECUTOR = 3
+# What an agent writes into a free LOCK when it gives the task up (it found
+# no executor for it: agent/checkpoint.py `lock_holder`), and the exit code
+# of an executor that takes the lock after that: it must not run the task
+# the agent has reported ended.
+GIVEN_UP = b"given up\n"
+EXIT_GIVEN_UP = 4
 # The agent's work dir (resolved), in the environment of its launcher and
 # executors (agent/server.py): an executor takes only a sandbox of that dir.
 WORK_ENV = "JUGGLER_AGENT_WORK_DIR"

@@ -88,7 +88,9 @@ def test_a_work_dir_of_the_old_layout_is_moved_to_the_meta_tree(tmp_path: Path) 
     [rec] = checkpoint.recover(tmp_path)
     assert rec.spec == spec("running") and rec.updates == [status] and rec.sandbox == running
     assert os.listdir(running) == ["stdout"]
-    assert sorted(os.listdir(meta_dir(running))) == ["executor.pid", "task.pb", "updates.log"]
+    # (executor.lock: marked given up, its executor being gone)
+    assert sorted(os.listdir(meta_dir(running))) == ["executor.lock", "executor.pid", "task.pb",
+                                                     "updates.log"]
     assert not meta_dir(finished).exists()  # done: nothing to recover, left as it was
     assert checkpoint.recover(tmp_path) == [rec]  # once moved, found in its new place
 
@@ -203,5 +205,41 @@ def test_a_holder_that_names_no_live_process_is_no_executor(tmp_path: Path,
     holder = hold_lock(lock, write_pid=False)
     try:
         assert checkpoint.lock_holder(sandbox) is None
+    finally:
+        holder.communicate("")
+
+
+def test_a_task_given_up_is_never_run_by_an_executor_that_comes_later(tmp_path: Path) -> None:
+    """A restarted agent that finds no executor for a task reports it ended;
+    it marks the task's free lock given up (making the file if the executor
+    never got that far), so that an executor its dead launcher forked, and
+    that was stopped until now, exits (4) instead of running the task. A
+    held lock is never marked."""
+    from juggler.common.sandbox_paths import EXIT_GIVEN_UP, GIVEN_UP
+
+    sandbox = sandbox_of(tmp_path / "work", "t1")
+    task = spec("t1")
+    task.task.command.argv[:] = ["touch", str(tmp_path / "ran")]
+    checkpoint.write_spec(sandbox, task)
+    lock = meta_dir(sandbox) / "executor.lock"
+    assert not lock.exists()
+    [rec] = checkpoint.recover(tmp_path / "work")
+    assert rec.executor_pid is None
+    assert lock.read_bytes() == GIVEN_UP
+
+    env = {**os.environ, WORK_ENV: str(tmp_path / "work")}
+    late = subprocess.run([sys.executable, "-m", "juggler.executor", "--sandbox", str(sandbox)],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert late.returncode == EXIT_GIVEN_UP, late.stderr
+    assert "gave" in late.stderr and "not running it" in late.stderr
+    assert not (tmp_path / "ran").exists() and not (sandbox / "stdout").exists()
+    assert lock.read_bytes() == GIVEN_UP       # and for any later one too
+
+    other = sandbox_of(tmp_path / "work", "t2")
+    checkpoint.write_spec(other, spec("t2"))
+    holder = hold_lock(meta_dir(other) / "executor.lock")
+    try:
+        assert checkpoint.holder_or_give_up(other) == holder.pid
+        assert (meta_dir(other) / "executor.lock").read_text() == f"{holder.pid}\n"
     finally:
         holder.communicate("")
