@@ -65,8 +65,9 @@ def rename(sandbox: Path, new_name: str) -> None:
     """Move a sandbox and its meta directory aside (a reused task id keeps the
     old run's files apart). Raises OSError."""
     meta = meta_dir(sandbox)
-    sandbox.rename(sandbox.with_name(new_name))
-    if meta.exists():
+    if sandbox.exists():
+        sandbox.rename(sandbox.with_name(new_name))
+    if meta.exists():   # also without its sandbox (a rename cut short, a sandbox deleted)
         meta.rename(meta.with_name(new_name))
 
 
@@ -191,6 +192,25 @@ def lock_holder(sandbox: Path, give_up: bool = False) -> int | None:
             if time.monotonic() > deadline:
                 return None
             time.sleep(_HOLDER_PID_POLL)
+    finally:
+        os.close(fd)
+
+
+def give_up(sandbox: Path) -> bool:
+    """Mark the task's executor.lock given up if no process holds it (see
+    `lock_holder`), without waiting: the agent saw the task's executor end.
+    False when a process holds the lock, or the mark cannot be written."""
+    try:
+        fd = os.open(meta_dir(sandbox) / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, GIVEN_UP, 0)
+        return True
+    except OSError:   # BlockingIOError: held
+        return False
     finally:
         os.close(fd)
 

@@ -568,7 +568,8 @@ class Agent:
         tlog = log.bind(framework_id=key[0], task_id=key[1])
         sandbox = self.sandbox_of(*key)
         try:
-            if sandbox.exists():  # a reused task id: keep the old run's files apart
+            if sandbox.exists() or checkpoint.meta_dir(sandbox).exists():
+                # A reused task id: keep the old run's files (and its lock) apart.
                 checkpoint.rename(sandbox, f"{key[1]}.{int(time.time() * 1000)}")
             sandbox.mkdir(parents=True)
             if spec.task.container.writable_layer:
@@ -681,6 +682,10 @@ class Agent:
         self._executor_pids.pop(key, None)
         self._clean_networks(key)
         task = self.tasks.get(key)
+        if task is not None and task.sandbox is not None:
+            # An executor its launcher forked too late (the agent fell back to
+            # its own) must not run the task after this one ended.
+            checkpoint.give_up(task.sandbox)
         tail = _tail(task.sandbox / "executor.log") if task and task.sandbox else ""
         self.handle(ev.ExecutorExited(key, code, tail))
         event = self._exited.get(key)

@@ -199,7 +199,9 @@ async def _docker(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(e.status, e.message)
     except Reply as e:   # the REST API's own answers (a standby with no leader: 503)
         message = e.body.get("message") if isinstance(e.body, dict) else None
-        return _error(e.status, str(message or e.body))
+        response = _error(e.status, str(message or e.body))
+        response.headers.update(e.headers)   # X-Juggler-Not-Led (rest_proxy.py)
+        return response
     except web.HTTPException as e:
         if e.status == 404:
             return _error(404, "page not found")

@@ -15,9 +15,12 @@ request is held for up to `LEADER_HOLD` seconds, re-checking, and then
 answered 503 {"message": "no leader"}: an election of a second or two is a
 pause, not a failure, to clients that do not retry (the docker SDK,
 Marathon's clients), as Nomad and Consul hold RPCs while they elect
-(`rpc_hold_timeout`, 5 s in Nomad and 7 s in Consul). Only what the leader
-cannot have acted on is sent again: a request whose connection was never
-made, or answered 503 by an instance that did not mark itself leader.
+(`rpc_hold_timeout`, 5 s in Nomad and 7 s in Consul). Only what no leader
+can have acted on is sent again: a request whose connection was never made,
+or refused by an instance that does not lead (503 with X-Juggler-Not-Led).
+A held request goes to the leader through its front door even when this
+instance is the one elected meanwhile: the access rules a standby leaves to
+the leader are applied there.
 
 Under access rules (apps/rest_access.py), a standby with TLS presents its
 own `apps` certificate and names the caller it has authenticated in
@@ -42,6 +45,9 @@ from juggler.apps.rest_backend import BACKEND, DEPLOYMENT_HEADER, Handler, Reply
 from juggler.common import tls
 
 LEADER_HEADER = "X-Marathon-Leader"
+# On a 503 of an instance that refused a proxied request because it does not
+# lead: it did nothing with it, so the sender may send it on to another.
+NOT_LED_HEADER = "X-Juggler-Not-Led"
 # Paths a standby answers itself.
 LOCAL_PATHS = frozenset({"/ping", "/v2/leader", "/v2/info", "/metrics"})
 PROXY_TIMEOUT = 60.0     # a proxied request (not /v2/events) waits this long for the leader
@@ -91,7 +97,7 @@ async def _proxy(request: web.Request, leader: str) -> web.StreamResponse:
     try:
         async with session.request(request.method, url, headers=headers, data=body or None,
                                    timeout=timeout, allow_redirects=False) as up:
-            if up.status == 503 and LEADER_HEADER not in up.headers:
+            if up.status == 503 and up.headers.get(NOT_LED_HEADER):
                 raise _NotLed(f"the instance at {leader} does not lead now")
             back = {k: up.headers[k] for k in PASSED_BACK if k in up.headers}
             if up.headers.get("Content-Encoding"):
@@ -118,15 +124,18 @@ async def _leader_only(request: web.Request, handler: Handler) -> web.StreamResp
     if backend.leading or request.path in LOCAL_PATHS:
         return await handler(request)
     if VIA_HEADER in request.headers:   # its sender holds it and looks again
-        raise Reply(503, {"message": "no leader"})
+        raise Reply(503, {"message": "no leader"}, headers={NOT_LED_HEADER: "1"})
     loop = asyncio.get_running_loop()
     deadline = loop.time() + request.app.get(HOLD, LEADER_HOLD)
     pause, reason = HOLD_POLL[0], ""
     while True:
-        if backend.leading:
-            return await handler(request)
+        # Never handled here, even once this instance leads: the access rules
+        # left to the leader (rest_access.py) were not applied on the way in.
+        # A leader it became meanwhile gets it as any leader does, through
+        # its own front door; an instance never proxies to itself otherwise.
         leader = backend.leader_url()
-        if leader and leader.rstrip("/") != (backend.url or "").rstrip("/"):  # never to itself
+        if leader and (backend.leading or
+                       leader.rstrip("/") != (backend.url or "").rstrip("/")):
             try:
                 return await _proxy(request, leader)
             except _NotLed as e:

@@ -151,3 +151,39 @@ def test_a_task_run_as_a_user_writes_its_sandbox(daemons: Daemons) -> None:
                 assert os.stat(sandbox / "stdout").st_uid == 0
                 assert not (sandbox / "task.pb").exists()
     run(body)
+
+
+def test_an_executor_that_comes_after_its_task_ended_does_not_run_it(daemons: Daemons) -> None:
+    """Once the agent has seen a task's executor end, the task's lock is
+    marked given up: an executor its launcher forked too late (the agent had
+    fallen back to starting its own) exits 4 and does not run the task
+    again."""
+    import subprocess
+    import sys
+
+    from juggler.common.sandbox_paths import EXIT_GIVEN_UP, GIVEN_UP, WORK_ENV
+
+    daemons.start_master()
+    daemons.start_agent("a1", resources=RESOURCES)
+    daemons.wait_agents(1)
+
+    async def body() -> None:
+        async with Client(daemons.master, "late") as c:
+            fid = c.fw.framework_id
+            sandbox = _sandbox(daemons, fid, "once")
+            count = sandbox / "count"
+            t = task("once", 0.2, 32, "sh", "-c", f"echo ran >> {count}")
+            offer = await c.offer(_total([t]))
+            await c.fw.launch([offer.id], [t])
+            await c.until("once", S.TASK_FINISHED)
+            lock = meta_dir(sandbox) / "executor.lock"
+            await wait_async(lambda: lock.read_bytes() == GIVEN_UP, DEADLINE,
+                             "the ended task's lock to be marked given up")
+            late = subprocess.run(
+                [sys.executable, "-m", "juggler.executor", "--sandbox", str(sandbox)],
+                env={**os.environ, WORK_ENV: str(daemons.work / "a1")},
+                capture_output=True, text=True, timeout=DEADLINE)
+            assert late.returncode == EXIT_GIVEN_UP, late.stderr
+            assert count.read_text() == "ran\n"   # once, by its own executor
+
+    run(body)

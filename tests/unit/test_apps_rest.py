@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from juggler.apps import rest
@@ -943,6 +944,35 @@ async def test_a_standby_holds_a_request_while_no_leader_is_known() -> None:
             assert r.status == 503
             assert (await r.json())["message"] == \
                 f"no leader: the instance at {old_url} does not lead now"
+
+
+@run
+async def test_a_leader_s_own_503_is_never_sent_again() -> None:
+    """A 503 from the leader that it did not mark as "not led" (a write to
+    the store failed, maybe after it was made) may have acted: the standby
+    passes it back and sends nothing twice."""
+    seen: list[str] = []
+
+    async def failing(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        return web.json_response({"message": "the store failed"}, status=503)
+
+    app = web.Application()
+    app.router.add_post("/v2/apps", failing)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        standby = CoreBackend(leading=False, leader=f"http://127.0.0.1:{port}")
+        standby.url = "http://127.0.0.1:8081"
+        async with rest_client(standby, leader_hold=30) as (_, client):
+            r = await client.post("/v2/apps", json=WEB)
+            assert r.status == 503 and await r.json() == {"message": "the store failed"}
+        assert seen == ["/v2/apps"]
+    finally:
+        await runner.cleanup()
 
 
 async def _data_line(resp: Any) -> str:

@@ -243,3 +243,33 @@ def test_a_task_given_up_is_never_run_by_an_executor_that_comes_later(tmp_path: 
         assert (meta_dir(other) / "executor.lock").read_text() == f"{holder.pid}\n"
     finally:
         holder.communicate("")
+
+
+def test_giving_up_never_waits_for_nor_marks_a_held_lock(tmp_path: Path) -> None:
+    from juggler.common.sandbox_paths import GIVEN_UP
+
+    sandbox = sandbox_of(tmp_path, "t1")
+    checkpoint.write_spec(sandbox, spec("t1"))
+    lock = meta_dir(sandbox) / "executor.lock"
+    holder = hold_lock(lock, write_pid=False)   # no pid: lock_holder would wait for one
+    try:
+        assert checkpoint.give_up(sandbox) is False
+        assert lock.read_bytes() == b""
+    finally:
+        holder.communicate("")
+    assert checkpoint.give_up(sandbox) is True
+    assert lock.read_bytes() == GIVEN_UP
+
+
+def test_a_reused_task_id_moves_an_old_meta_directory_without_its_sandbox(
+        tmp_path: Path) -> None:
+    """A rename cut short (or a sandbox deleted by hand) left the old run's
+    meta directory, and its lock marked given up: a new run of the id must
+    not start from them."""
+    sandbox = sandbox_of(tmp_path, "t1")
+    checkpoint.write_spec(sandbox, spec("t1"))
+    assert checkpoint.give_up(sandbox)
+    sandbox.rmdir()
+    checkpoint.rename(sandbox, "t1.1")
+    assert not meta_dir(sandbox).exists()
+    assert (meta_dir(sandbox).with_name("t1.1") / "executor.lock").exists()

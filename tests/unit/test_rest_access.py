@@ -19,6 +19,7 @@ from juggler.apps.access_targets import (
     filter_list,
     rest_target,
 )
+from juggler.apps.definition import AppDefinition
 from juggler.apps.rest_access import HttpAccess
 from juggler.common.access import AccessControl
 from juggler.common.tokens import Tokens, digest
@@ -289,3 +290,41 @@ def test_what_a_container_launches() -> None:
         Check("run_host_filesystem", "web")]
     assert container_checks(ContainerConfig(rootfs="/srv/fs", user="1000"), "*") == [
         Check("run_tasks", "1000")]
+
+
+def test_a_request_held_while_its_standby_takes_over_meets_the_leaders_checks(
+        tmp_path: Path) -> None:
+    """A standby leaves the checks that need the leader's state (which apps
+    a deployment touches) to the leader. A request it holds while no leader
+    is known, and that finds this very instance elected, still goes through
+    the leader's front door: alice (rights on /team-a only) cannot cancel a
+    deployment of /team-b by sending it just before the election."""
+    import aiohttp
+
+    async def main() -> None:
+        backend = CoreBackend()
+        d = await backend.deploy({"/team-b/db": AppDefinition(
+            id="/team-b/db", cmd="sleep 1000", cpus=0.1, mem=32.0, instances=1)})
+        assert d.id in backend.state.deployments
+        backend.leading = False
+        runner, port = await rest.serve(backend, "127.0.0.1", 0, access=_access(tmp_path),
+                                        leader_hold=30)
+        backend.url = f"http://127.0.0.1:{port}"
+        try:
+            async def elected() -> None:
+                await asyncio.sleep(0.3)
+                backend.leading = True
+
+            takeover = asyncio.create_task(elected())
+            async with aiohttp.ClientSession() as session:
+                async with session.delete(f"{backend.url}/v2/deployments/{d.id}",
+                                          headers=_as("alice")) as r:
+                    assert r.status == 403, await r.text()
+                    assert "/team-b/db" in (await r.json())["message"]
+                assert takeover.done() and d.id in backend.state.deployments
+                async with session.delete(f"{backend.url}/v2/deployments/{d.id}",
+                                          headers=_as("root")) as r:
+                    assert r.status in (200, 202), await r.text()
+        finally:
+            await runner.cleanup()
+    asyncio.run(main())
