@@ -665,9 +665,16 @@ class AppsService(ContainerRequests):
         fw = self.framework
         if fw is None or not (calls or launches):
             return
+        # Revive and Suppress go once the rest is done, in their order: a
+        # Revive that reached the master before a Decline of the same
+        # decision would leave that Decline's filter (REFUSE_IDLE) in place.
+        offer_state = [c for c in calls if isinstance(c, Revive | Suppress)]
+        calls = [c for c in calls if not isinstance(c, Revive | Suppress)]
         results = await asyncio.gather(*(self._launch(fw, c) for c in launches),
                                        *(self._call(fw, c) for c in calls),
                                        return_exceptions=True)
+        for cmd in offer_state:
+            results.append(await self._call(fw, cmd))
         for r in results:   # a write of a decision made inside a call (_call's NOT_FOUND)
             if isinstance(r, NotRecorded):
                 raise r

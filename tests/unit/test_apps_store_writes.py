@@ -62,3 +62,36 @@ def test_a_failed_write_ends_acting_and_nothing_more_is_written(error: Exception
     with pytest.raises(NotRecorded):   # a decision made after it: not written either
         asyncio.run(s._carry_out([Persist({"containers/y": None})]))
     assert store.batches == []
+
+
+class OrderedFramework:
+    """A stand-in for the SDK's Framework that records when each call
+    reached "the master"; a Decline takes a while to get there."""
+
+    def __init__(self) -> None:
+        self.reached: list[str] = []
+
+    async def decline(self, offer_ids: list[str], refuse_seconds: float) -> None:
+        await asyncio.sleep(0.05)
+        self.reached.append(f"decline {refuse_seconds:g}")
+
+    async def revive(self) -> None:
+        self.reached.append("revive")
+
+    async def suppress(self) -> None:
+        self.reached.append("suppress")
+
+
+def test_a_revive_reaches_the_master_after_the_declines_of_its_decision() -> None:
+    """A Decline (refusing an agent for REFUSE_IDLE) and a Revive in one
+    decision: the Revive, which clears refusal filters, must not overtake the
+    Decline, or the filter it should have cleared stays for 120 s."""
+    from juggler.apps.commands import Decline, Revive, Suppress
+    from juggler.apps.state import REFUSE_IDLE
+
+    s = service(LimitedStore(max_txn_ops=128))
+    fw = OrderedFramework()
+    s.framework = fw  # type: ignore[assignment]
+    asyncio.run(s._carry_out([Suppress(), Decline(["o1"], REFUSE_IDLE), Revive()]))
+    assert fw.reached == ["decline 120", "suppress", "revive"]
+    assert s.state.suppressed is False
