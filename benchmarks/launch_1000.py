@@ -17,7 +17,9 @@ host's memory per container is reported: the executors' RSS and PSS (from
 launcher among their users) and MemAvailable's drop divided by N (executor,
 task and kernel objects together).
 
-    python benchmarks/launch_1000.py [--quick]      (--quick: 100 containers)
+    python benchmarks/launch_1000.py [--quick] [--runs N]
+        (--quick: 100 containers; --runs: the median of N runs, each on fresh
+        daemons: this machine's speed varies up to threefold between hours)
 
 The agent's work dir (sandboxes, checkpoints, logs; about ten files per
 container) is a tmpfs mounted for the run, so that the figure measures juggler
@@ -45,6 +47,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -208,21 +211,8 @@ def tmpfs_dir() -> Iterator[str]:
             subprocess.run(["umount", "-l", tmp], check=False)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--containers", type=int, default=1000)
-    parser.add_argument("--quick", action="store_true", help="100 containers")
-    parser.add_argument("--keep", default="", help="work in this directory (on its disk) "
-                        "and keep it")
-    parser.add_argument("--disk", action="store_true",
-                        help="work in a new directory under /var/lib/juggler, not on a tmpfs")
-    parser.add_argument("--no-launcher", action="store_true",
-                        help="the agent starts each executor as a fresh interpreter")
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("launch_1000: needs root", file=sys.stderr)
-        return 1
-    n = 100 if args.quick else args.containers
+def run_once(args: argparse.Namespace, n: int) -> dict[str, Any]:
+    """One exercise on fresh daemons: its figures (see `report`)."""
     from juggler.testing.daemons import Daemons
 
     if args.keep:
@@ -256,28 +246,74 @@ def main() -> int:
         finally:
             d.close()
     usage = r["usage"]
-    rss = sum(u[0] for u in usage) / max(1, len(usage)) / 1024
-    pss = sum(u[1] for u in usage) / max(1, len(usage)) / 1024
-    per_container = r["mem_used_kib"] / n / 1024
+    return {
+        "launch_seconds": r["launch_seconds"], "destroy_seconds": r["destroy_seconds"],
+        "launch_busy": r["launch_busy"], "cpu": r["cpu"], "executors": len(usage),
+        "rss_mib": sum(u[0] for u in usage) / max(1, len(usage)) / 1024,
+        "pss_mib": sum(u[1] for u in usage) / max(1, len(usage)) / 1024,
+        "host_mib": r["mem_used_kib"] / n / 1024}
+
+
+def report(n: int, f: dict[str, Any]) -> None:
+    """The readable table of one run's figures."""
     print(f"{'containers':28}{n:>10}")
-    print(f"{'launch (s, to all RUNNING)':28}{r['launch_seconds']:10.2f}   Mesos 1.7: ~30")
-    print(f"{'destroy (s, to all KILLED)':28}{r['destroy_seconds']:10.2f}   Mesos 1.7: ~22")
-    print(f"{'launches per second':28}{n / r['launch_seconds']:10.1f}")
+    print(f"{'launch (s, to all RUNNING)':28}{f['launch_seconds']:10.2f}   Mesos 1.7: ~30")
+    print(f"{'destroy (s, to all KILLED)':28}{f['destroy_seconds']:10.2f}   Mesos 1.7: ~22")
+    print(f"{'launches per second':28}{n / f['launch_seconds']:10.1f}")
     cores = os.cpu_count() or 1
-    print(f"{'host CPU busy in launch (s)':28}{r['launch_busy']:10.2f}   "
-          f"{1000 * r['launch_busy'] / n:.1f} ms per container; "
-          f"{100 * r['launch_busy'] / (cores * r['launch_seconds']):.0f}% of {cores} cores")
-    print(f"{'executor RSS (MiB, mean)':28}{rss:10.1f}   over {len(usage)} executors")
-    print(f"{'executor PSS (MiB, mean)':28}{pss:10.1f}")
-    print(f"{'host memory per container':28}{per_container:10.1f}   MiB (MemAvailable drop / n)")
+    print(f"{'host CPU busy in launch (s)':28}{f['launch_busy']:10.2f}   "
+          f"{1000 * f['launch_busy'] / n:.1f} ms per container; "
+          f"{100 * f['launch_busy'] / (cores * f['launch_seconds']):.0f}% of {cores} cores")
+    print(f"{'executor RSS (MiB, mean)':28}{f['rss_mib']:10.1f}   over {f['executors']} executors")
+    print(f"{'executor PSS (MiB, mean)':28}{f['pss_mib']:10.1f}")
+    print(f"{'host memory per container':28}{f['host_mib']:10.1f}   MiB (MemAvailable drop / n)")
     print("CPU seconds until all ran and were killed (ms per container):")
-    for who, secs in r["cpu"].items():
+    for who, secs in f["cpu"].items():
         print(f"  {who:26}{secs:10.2f}   ({1000 * secs / n:.1f})")
-    print(json.dumps({"executor_rss_mib": round(rss, 1), "executor_pss_mib": round(pss, 1),
-                      "host_mib_per_container": round(per_container, 1)}))
-    print(json.dumps({"host_cpu_ms_per_container": round(1000 * r["launch_busy"] / n, 1)}))
-    print(json.dumps({"containers": n, "launch_seconds": round(r["launch_seconds"], 2),
-                      "destroy_seconds": round(r["destroy_seconds"], 2)}))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--containers", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true", help="100 containers")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="runs on fresh daemons; the figures are the median run's "
+                             "(by launch time), every run's launch time is listed")
+    parser.add_argument("--keep", default="", help="work in this directory (on its disk) "
+                        "and keep it")
+    parser.add_argument("--disk", action="store_true",
+                        help="work in a new directory under /var/lib/juggler, not on a tmpfs")
+    parser.add_argument("--no-launcher", action="store_true",
+                        help="the agent starts each executor as a fresh interpreter")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("launch_1000: needs root", file=sys.stderr)
+        return 1
+    if args.runs < 1:
+        print("launch_1000: --runs takes a number >= 1", file=sys.stderr)
+        return 2
+    n = 100 if args.quick else args.containers
+    runs = []
+    for i in range(args.runs):
+        runs.append(run_once(args, n))
+        if args.runs > 1:
+            print(f"run {i + 1} of {args.runs}: launch {runs[-1]['launch_seconds']:.2f} s, "
+                  f"{1000 * runs[-1]['launch_busy'] / n:.1f} ms of host CPU per container",
+                  flush=True)
+    # The median run; of an even number, the slower of the middle two.
+    median = sorted(runs, key=lambda f: f["launch_seconds"])[len(runs) // 2]
+    if args.runs > 1:
+        print(f"the median run (by launch time) of {args.runs}:")
+    report(n, median)
+    print(json.dumps({
+        "containers": n, "runs": args.runs,
+        "launch_seconds": round(median["launch_seconds"], 2),
+        "destroy_seconds": round(median["destroy_seconds"], 2),
+        "host_cpu_ms_per_container": round(1000 * median["launch_busy"] / n, 1),
+        "executor_rss_mib": round(median["rss_mib"], 1),
+        "executor_pss_mib": round(median["pss_mib"], 1),
+        "host_mib_per_container": round(median["host_mib"], 1),
+        "launch_seconds_each": [round(f["launch_seconds"], 2) for f in runs]}))
     return 0
 
 
