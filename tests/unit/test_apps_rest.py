@@ -959,20 +959,13 @@ async def test_a_leader_s_own_503_is_never_sent_again() -> None:
 
     app = web.Application()
     app.router.add_post("/v2/apps", failing)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        standby = CoreBackend(leading=False, leader=f"http://127.0.0.1:{port}")
+    async with TestServer(app) as leader:
+        standby = CoreBackend(leading=False, leader=str(leader.make_url("")).rstrip("/"))
         standby.url = "http://127.0.0.1:8081"
         async with rest_client(standby, leader_hold=30) as (_, client):
             r = await client.post("/v2/apps", json=WEB)
             assert r.status == 503 and await r.json() == {"message": "the store failed"}
-        assert seen == ["/v2/apps"]
-    finally:
-        await runner.cleanup()
+    assert seen == ["/v2/apps"]
 
 
 async def _data_line(resp: Any) -> str:
